@@ -1,0 +1,1 @@
+"""Training worker: recipes, checkpoints, resume (built by a later issue)."""

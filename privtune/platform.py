@@ -1,0 +1,112 @@
+"""Run privtune services in one process: outbox relay, projection consumers, gRPC API.
+
+``privtune up`` runs every service on the embedded defaults; ``privtune serve NAME``
+runs one of them on whichever backends the URIs name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from sqlalchemy import Engine
+
+from services.common.bus import EventBus, open_bus
+from services.common.config import PlatformConfig
+from services.common.consumer import EventConsumer
+from services.common.grpc_server import RunningServer, start_grpc_server
+from services.common.outbox import OutboxRelay
+from services.common.projection import Projection
+from services.common.service import ServiceParts
+from services.common.store import open_store
+from services.common.topics import ALL_TOPICS
+
+log = logging.getLogger(__name__)
+
+# service name -> module with build(engine, config, stop) -> ServiceParts
+SERVICES: dict[str, str] = {"ingest": "services.ingest.service"}
+
+
+def build_service(name: str, engine: Engine, config: PlatformConfig, stop: threading.Event) -> ServiceParts:
+    try:
+        module = importlib.import_module(SERVICES[name])
+    except KeyError:
+        raise ValueError(f"unknown service {name!r}; available: {', '.join(sorted(SERVICES))}") from None
+    build: Callable[[Engine, PlatformConfig, threading.Event], ServiceParts] = module.build
+    return build(engine, config, stop)
+
+
+def all_projections(engine: Engine, config: PlatformConfig) -> list[Projection]:
+    stop = threading.Event()
+    return [p for name in SERVICES for p in build_service(name, engine, config, stop).projections]
+
+
+@dataclass
+class Platform:
+    """Services sharing one store and one bus. ``start()``, then ``stop()``."""
+
+    config: PlatformConfig
+    services: Sequence[str] = tuple(SERVICES)
+    relay: bool = True
+    engine: Engine | None = None
+    bus: EventBus | None = None
+    server: RunningServer | None = None
+    consumers: list[EventConsumer] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self) -> "Platform":
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config.storage_root.mkdir(parents=True, exist_ok=True)
+        self.engine = open_store(self.config.store_uri)
+        self.bus = open_bus(self.config.bus_uri)
+        self.bus.ensure_topics(ALL_TOPICS)
+        parts = [build_service(name, self.engine, self.config, self._stop) for name in self.services]
+        if self.relay:
+            relay = OutboxRelay(self.engine, self.bus)
+            self._spawn("outbox-relay", lambda: relay.run(self._stop))
+        for projection in (p for part in parts for p in part.projections):
+            consumer = EventConsumer(self.engine, self.bus, projection.name, projection.topics, projection.apply)
+            self.consumers.append(consumer)
+            self._spawn(f"consumer-{projection.name}", lambda c=consumer: c.run(self._stop))
+        bindings = [b for part in parts for b in part.bindings]
+        if bindings:
+            self.server = start_grpc_server(self.config.grpc_address, bindings)
+            log.info("gRPC API on port %d: %s", self.server.port, ", ".join(b.full_name for b in bindings))
+        return self
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    @property
+    def grpc_target(self) -> str:
+        host = self.config.grpc_address.rsplit(":", 1)[0]
+        assert self.server is not None, "platform has no gRPC server (start it first)"
+        return f"{host}:{self.server.port}"
+
+    def wait(self) -> None:
+        self._stop.wait()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.server is not None:
+            self.server.stop()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        for consumer in self.consumers:
+            consumer.close()
+        if self.bus is not None:
+            self.bus.close()
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def __enter__(self) -> "Platform":
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

@@ -1,0 +1,546 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DataClassification(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DATA_CLASSIFICATION_UNSPECIFIED: _ClassVar[DataClassification]
+    DATA_CLASSIFICATION_PUBLIC: _ClassVar[DataClassification]
+    DATA_CLASSIFICATION_INTERNAL: _ClassVar[DataClassification]
+    DATA_CLASSIFICATION_CONFIDENTIAL: _ClassVar[DataClassification]
+    DATA_CLASSIFICATION_RESTRICTED: _ClassVar[DataClassification]
+
+class DatasetFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DATASET_FORMAT_UNSPECIFIED: _ClassVar[DatasetFormat]
+    DATASET_FORMAT_JSONL: _ClassVar[DatasetFormat]
+    DATASET_FORMAT_CSV: _ClassVar[DatasetFormat]
+    DATASET_FORMAT_MARKDOWN: _ClassVar[DatasetFormat]
+    DATASET_FORMAT_HTML: _ClassVar[DatasetFormat]
+    DATASET_FORMAT_PDF: _ClassVar[DatasetFormat]
+    DATASET_FORMAT_TICKETS_JSON: _ClassVar[DatasetFormat]
+    DATASET_FORMAT_SOURCE_CODE: _ClassVar[DatasetFormat]
+    DATASET_FORMAT_MIXED: _ClassVar[DatasetFormat]
+
+class TrainingMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRAINING_METHOD_UNSPECIFIED: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_FULL: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_LORA: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_QLORA: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_PROMPT_TUNING: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_DPO: _ClassVar[TrainingMethod]
+    TRAINING_METHOD_CONTINUED_PRETRAINING: _ClassVar[TrainingMethod]
+
+class RolloutStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLLOUT_STRATEGY_UNSPECIFIED: _ClassVar[RolloutStrategy]
+    ROLLOUT_STRATEGY_BLUE_GREEN: _ClassVar[RolloutStrategy]
+    ROLLOUT_STRATEGY_CANARY: _ClassVar[RolloutStrategy]
+    ROLLOUT_STRATEGY_SHADOW: _ClassVar[RolloutStrategy]
+DATA_CLASSIFICATION_UNSPECIFIED: DataClassification
+DATA_CLASSIFICATION_PUBLIC: DataClassification
+DATA_CLASSIFICATION_INTERNAL: DataClassification
+DATA_CLASSIFICATION_CONFIDENTIAL: DataClassification
+DATA_CLASSIFICATION_RESTRICTED: DataClassification
+DATASET_FORMAT_UNSPECIFIED: DatasetFormat
+DATASET_FORMAT_JSONL: DatasetFormat
+DATASET_FORMAT_CSV: DatasetFormat
+DATASET_FORMAT_MARKDOWN: DatasetFormat
+DATASET_FORMAT_HTML: DatasetFormat
+DATASET_FORMAT_PDF: DatasetFormat
+DATASET_FORMAT_TICKETS_JSON: DatasetFormat
+DATASET_FORMAT_SOURCE_CODE: DatasetFormat
+DATASET_FORMAT_MIXED: DatasetFormat
+TRAINING_METHOD_UNSPECIFIED: TrainingMethod
+TRAINING_METHOD_FULL: TrainingMethod
+TRAINING_METHOD_LORA: TrainingMethod
+TRAINING_METHOD_QLORA: TrainingMethod
+TRAINING_METHOD_PROMPT_TUNING: TrainingMethod
+TRAINING_METHOD_DPO: TrainingMethod
+TRAINING_METHOD_CONTINUED_PRETRAINING: TrainingMethod
+ROLLOUT_STRATEGY_UNSPECIFIED: RolloutStrategy
+ROLLOUT_STRATEGY_BLUE_GREEN: RolloutStrategy
+ROLLOUT_STRATEGY_CANARY: RolloutStrategy
+ROLLOUT_STRATEGY_SHADOW: RolloutStrategy
+
+class EventEnvelope(_message.Message):
+    __slots__ = ("id", "source", "type", "specversion", "subject", "time", "tenant_id", "actor", "correlation_id", "causation_id", "schema_version", "aggregate_version", "dataset_registered", "curation_requested", "dataset_version_created", "curation_failed", "training_requested", "training_rejected", "training_queued", "training_started", "training_progress", "checkpoint_saved", "training_completed", "training_failed", "eval_requested", "eval_completed", "deployment_requested", "deployment_approved", "pool_deployed", "traffic_flipped", "rolled_back", "access_denied")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    SPECVERSION_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CAUSATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DATASET_REGISTERED_FIELD_NUMBER: _ClassVar[int]
+    CURATION_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    DATASET_VERSION_CREATED_FIELD_NUMBER: _ClassVar[int]
+    CURATION_FAILED_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_REJECTED_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_QUEUED_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_STARTED_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_SAVED_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_FAILED_FIELD_NUMBER: _ClassVar[int]
+    EVAL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    EVAL_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_APPROVED_FIELD_NUMBER: _ClassVar[int]
+    POOL_DEPLOYED_FIELD_NUMBER: _ClassVar[int]
+    TRAFFIC_FLIPPED_FIELD_NUMBER: _ClassVar[int]
+    ROLLED_BACK_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_DENIED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    source: str
+    type: str
+    specversion: str
+    subject: str
+    time: _timestamp_pb2.Timestamp
+    tenant_id: str
+    actor: str
+    correlation_id: str
+    causation_id: str
+    schema_version: int
+    aggregate_version: int
+    dataset_registered: DatasetRegistered
+    curation_requested: CurationRequested
+    dataset_version_created: DatasetVersionCreated
+    curation_failed: CurationFailed
+    training_requested: TrainingRequested
+    training_rejected: TrainingRejected
+    training_queued: TrainingQueued
+    training_started: TrainingStarted
+    training_progress: TrainingProgress
+    checkpoint_saved: CheckpointSaved
+    training_completed: TrainingCompleted
+    training_failed: TrainingFailed
+    eval_requested: EvalRequested
+    eval_completed: EvalCompleted
+    deployment_requested: DeploymentRequested
+    deployment_approved: DeploymentApproved
+    pool_deployed: PoolDeployed
+    traffic_flipped: TrafficFlipped
+    rolled_back: RolledBack
+    access_denied: AccessDenied
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., specversion: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., correlation_id: _Optional[str] = ..., causation_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., aggregate_version: _Optional[int] = ..., dataset_registered: _Optional[_Union[DatasetRegistered, _Mapping]] = ..., curation_requested: _Optional[_Union[CurationRequested, _Mapping]] = ..., dataset_version_created: _Optional[_Union[DatasetVersionCreated, _Mapping]] = ..., curation_failed: _Optional[_Union[CurationFailed, _Mapping]] = ..., training_requested: _Optional[_Union[TrainingRequested, _Mapping]] = ..., training_rejected: _Optional[_Union[TrainingRejected, _Mapping]] = ..., training_queued: _Optional[_Union[TrainingQueued, _Mapping]] = ..., training_started: _Optional[_Union[TrainingStarted, _Mapping]] = ..., training_progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_saved: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., training_completed: _Optional[_Union[TrainingCompleted, _Mapping]] = ..., training_failed: _Optional[_Union[TrainingFailed, _Mapping]] = ..., eval_requested: _Optional[_Union[EvalRequested, _Mapping]] = ..., eval_completed: _Optional[_Union[EvalCompleted, _Mapping]] = ..., deployment_requested: _Optional[_Union[DeploymentRequested, _Mapping]] = ..., deployment_approved: _Optional[_Union[DeploymentApproved, _Mapping]] = ..., pool_deployed: _Optional[_Union[PoolDeployed, _Mapping]] = ..., traffic_flipped: _Optional[_Union[TrafficFlipped, _Mapping]] = ..., rolled_back: _Optional[_Union[RolledBack, _Mapping]] = ..., access_denied: _Optional[_Union[AccessDenied, _Mapping]] = ...) -> None: ...
+
+class DatasetRegistered(_message.Message):
+    __slots__ = ("dataset_id", "name", "storage_uri", "format_hint", "classification", "checksum_sha256", "file_count", "total_bytes", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_URI_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_HINT_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_SHA256_FIELD_NUMBER: _ClassVar[int]
+    FILE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    dataset_id: str
+    name: str
+    storage_uri: str
+    format_hint: DatasetFormat
+    classification: DataClassification
+    checksum_sha256: str
+    file_count: int
+    total_bytes: int
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, dataset_id: _Optional[str] = ..., name: _Optional[str] = ..., storage_uri: _Optional[str] = ..., format_hint: _Optional[_Union[DatasetFormat, str]] = ..., classification: _Optional[_Union[DataClassification, str]] = ..., checksum_sha256: _Optional[str] = ..., file_count: _Optional[int] = ..., total_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class CurationRequested(_message.Message):
+    __slots__ = ("job_id", "dataset_id", "recipe", "config_sha256")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_SHA256_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    dataset_id: str
+    recipe: str
+    config_sha256: str
+    def __init__(self, job_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., recipe: _Optional[str] = ..., config_sha256: _Optional[str] = ...) -> None: ...
+
+class DatasetVersionCreated(_message.Message):
+    __slots__ = ("dataset_version_id", "dataset_id", "job_id", "manifest_uri", "manifest_sha256", "record_count", "train_count", "holdout_count", "quarantined_count", "shard_count")
+    DATASET_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_URI_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_SHA256_FIELD_NUMBER: _ClassVar[int]
+    RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    QUARANTINED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SHARD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    dataset_version_id: str
+    dataset_id: str
+    job_id: str
+    manifest_uri: str
+    manifest_sha256: str
+    record_count: int
+    train_count: int
+    holdout_count: int
+    quarantined_count: int
+    shard_count: int
+    def __init__(self, dataset_version_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., job_id: _Optional[str] = ..., manifest_uri: _Optional[str] = ..., manifest_sha256: _Optional[str] = ..., record_count: _Optional[int] = ..., train_count: _Optional[int] = ..., holdout_count: _Optional[int] = ..., quarantined_count: _Optional[int] = ..., shard_count: _Optional[int] = ...) -> None: ...
+
+class CurationFailed(_message.Message):
+    __slots__ = ("job_id", "dataset_id", "error_code", "reason")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    dataset_id: str
+    error_code: str
+    reason: str
+    def __init__(self, job_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class LoraConfig(_message.Message):
+    __slots__ = ("r", "alpha", "dropout", "target_modules")
+    R_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    DROPOUT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_MODULES_FIELD_NUMBER: _ClassVar[int]
+    r: int
+    alpha: float
+    dropout: float
+    target_modules: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, r: _Optional[int] = ..., alpha: _Optional[float] = ..., dropout: _Optional[float] = ..., target_modules: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Hyperparameters(_message.Message):
+    __slots__ = ("learning_rate", "epochs", "micro_batch_size", "gradient_accumulation_steps", "max_seq_length", "warmup_steps", "max_grad_norm", "seed", "max_steps", "packing")
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    MICRO_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_ACCUMULATION_STEPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SEQ_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    WARMUP_STEPS_FIELD_NUMBER: _ClassVar[int]
+    MAX_GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    PACKING_FIELD_NUMBER: _ClassVar[int]
+    learning_rate: float
+    epochs: int
+    micro_batch_size: int
+    gradient_accumulation_steps: int
+    max_seq_length: int
+    warmup_steps: int
+    max_grad_norm: float
+    seed: int
+    max_steps: int
+    packing: bool
+    def __init__(self, learning_rate: _Optional[float] = ..., epochs: _Optional[int] = ..., micro_batch_size: _Optional[int] = ..., gradient_accumulation_steps: _Optional[int] = ..., max_seq_length: _Optional[int] = ..., warmup_steps: _Optional[int] = ..., max_grad_norm: _Optional[float] = ..., seed: _Optional[int] = ..., max_steps: _Optional[int] = ..., packing: _Optional[bool] = ...) -> None: ...
+
+class DifferentialPrivacy(_message.Message):
+    __slots__ = ("enabled", "target_epsilon", "target_delta", "max_grad_norm")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    TARGET_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    TARGET_DELTA_FIELD_NUMBER: _ClassVar[int]
+    MAX_GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    target_epsilon: float
+    target_delta: float
+    max_grad_norm: float
+    def __init__(self, enabled: _Optional[bool] = ..., target_epsilon: _Optional[float] = ..., target_delta: _Optional[float] = ..., max_grad_norm: _Optional[float] = ...) -> None: ...
+
+class TrainingRequested(_message.Message):
+    __slots__ = ("job_id", "name", "base_model_id", "train_dataset_version", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "priority", "config_sha256")
+    class ExperimentTagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    LORA_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    QLORA_FIELD_NUMBER: _ClassVar[int]
+    GPU_POOL_FIELD_NUMBER: _ClassVar[int]
+    HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    DP_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_SUITE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_TAGS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_SHA256_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    name: str
+    base_model_id: str
+    train_dataset_version: str
+    method: TrainingMethod
+    lora_config: LoraConfig
+    qlora: bool
+    gpu_pool: str
+    hyperparameters: Hyperparameters
+    dp: DifferentialPrivacy
+    evaluation_suite_id: str
+    experiment_tags: _containers.ScalarMap[str, str]
+    priority: int
+    config_sha256: str
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., base_model_id: _Optional[str] = ..., train_dataset_version: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., lora_config: _Optional[_Union[LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., config_sha256: _Optional[str] = ...) -> None: ...
+
+class TrainingRejected(_message.Message):
+    __slots__ = ("job_id", "rule", "reason", "remedy")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REMEDY_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    rule: str
+    reason: str
+    remedy: str
+    def __init__(self, job_id: _Optional[str] = ..., rule: _Optional[str] = ..., reason: _Optional[str] = ..., remedy: _Optional[str] = ...) -> None: ...
+
+class TrainingQueued(_message.Message):
+    __slots__ = ("job_id", "gpu_pool", "attempt")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    GPU_POOL_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    gpu_pool: str
+    attempt: int
+    def __init__(self, job_id: _Optional[str] = ..., gpu_pool: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class TrainingStarted(_message.Message):
+    __slots__ = ("job_id", "worker_id", "attempt", "resumed_from_checkpoint_id", "dataset_manifest_sha256", "base_model_sha256", "code_version", "seed", "hardware", "library_versions")
+    class LibraryVersionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FROM_CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_MANIFEST_SHA256_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CODE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_FIELD_NUMBER: _ClassVar[int]
+    LIBRARY_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    worker_id: str
+    attempt: int
+    resumed_from_checkpoint_id: str
+    dataset_manifest_sha256: str
+    base_model_sha256: str
+    code_version: str
+    seed: int
+    hardware: str
+    library_versions: _containers.ScalarMap[str, str]
+    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ..., resumed_from_checkpoint_id: _Optional[str] = ..., dataset_manifest_sha256: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., code_version: _Optional[str] = ..., seed: _Optional[int] = ..., hardware: _Optional[str] = ..., library_versions: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class TrainingProgress(_message.Message):
+    __slots__ = ("job_id", "step", "total_steps", "loss", "learning_rate", "grad_norm", "tokens_per_second", "epsilon_spent", "epoch")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    step: int
+    total_steps: int
+    loss: float
+    learning_rate: float
+    grad_norm: float
+    tokens_per_second: float
+    epsilon_spent: float
+    epoch: float
+    def __init__(self, job_id: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., learning_rate: _Optional[float] = ..., grad_norm: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., epsilon_spent: _Optional[float] = ..., epoch: _Optional[float] = ...) -> None: ...
+
+class CheckpointSaved(_message.Message):
+    __slots__ = ("job_id", "checkpoint_id", "step", "uri", "sha256", "metrics")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    checkpoint_id: str
+    step: int
+    uri: str
+    sha256: str
+    metrics: _containers.ScalarMap[str, float]
+    def __init__(self, job_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., step: _Optional[int] = ..., uri: _Optional[str] = ..., sha256: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class TrainingCompleted(_message.Message):
+    __slots__ = ("job_id", "artifact_uri", "artifact_sha256", "steps", "final_loss", "epsilon_spent", "duration_seconds")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_URI_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    FINAL_LOSS_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    artifact_uri: str
+    artifact_sha256: str
+    steps: int
+    final_loss: float
+    epsilon_spent: float
+    duration_seconds: float
+    def __init__(self, job_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., steps: _Optional[int] = ..., final_loss: _Optional[float] = ..., epsilon_spent: _Optional[float] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
+
+class TrainingFailed(_message.Message):
+    __slots__ = ("job_id", "error_code", "reason", "retryable", "step")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    error_code: str
+    reason: str
+    retryable: bool
+    step: int
+    def __init__(self, job_id: _Optional[str] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., retryable: _Optional[bool] = ..., step: _Optional[int] = ...) -> None: ...
+
+class EvalRequested(_message.Message):
+    __slots__ = ("eval_id", "job_id", "model_version_id", "suite_id")
+    EVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SUITE_ID_FIELD_NUMBER: _ClassVar[int]
+    eval_id: str
+    job_id: str
+    model_version_id: str
+    suite_id: str
+    def __init__(self, eval_id: _Optional[str] = ..., job_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., suite_id: _Optional[str] = ...) -> None: ...
+
+class EvalCompleted(_message.Message):
+    __slots__ = ("eval_id", "model_version_id", "suite_id", "metrics", "passed", "report_uri")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    EVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SUITE_ID_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    REPORT_URI_FIELD_NUMBER: _ClassVar[int]
+    eval_id: str
+    model_version_id: str
+    suite_id: str
+    metrics: _containers.ScalarMap[str, float]
+    passed: bool
+    report_uri: str
+    def __init__(self, eval_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., suite_id: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., passed: _Optional[bool] = ..., report_uri: _Optional[str] = ...) -> None: ...
+
+class DeploymentRequested(_message.Message):
+    __slots__ = ("deployment_id", "model_version_id", "environment", "strategy", "canary_steps_percent")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    CANARY_STEPS_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    model_version_id: str
+    environment: str
+    strategy: RolloutStrategy
+    canary_steps_percent: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, deployment_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., environment: _Optional[str] = ..., strategy: _Optional[_Union[RolloutStrategy, str]] = ..., canary_steps_percent: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class DeploymentApproved(_message.Message):
+    __slots__ = ("deployment_id", "approver", "gates_passed")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_FIELD_NUMBER: _ClassVar[int]
+    GATES_PASSED_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    approver: str
+    gates_passed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, deployment_id: _Optional[str] = ..., approver: _Optional[str] = ..., gates_passed: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PoolDeployed(_message.Message):
+    __slots__ = ("deployment_id", "pool", "model_version_id", "endpoint", "replicas")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    pool: str
+    model_version_id: str
+    endpoint: str
+    replicas: int
+    def __init__(self, deployment_id: _Optional[str] = ..., pool: _Optional[str] = ..., model_version_id: _Optional[str] = ..., endpoint: _Optional[str] = ..., replicas: _Optional[int] = ...) -> None: ...
+
+class TrafficFlipped(_message.Message):
+    __slots__ = ("deployment_id", "from_pool", "to_pool", "weight_percent")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_POOL_FIELD_NUMBER: _ClassVar[int]
+    TO_POOL_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    from_pool: str
+    to_pool: str
+    weight_percent: int
+    def __init__(self, deployment_id: _Optional[str] = ..., from_pool: _Optional[str] = ..., to_pool: _Optional[str] = ..., weight_percent: _Optional[int] = ...) -> None: ...
+
+class RolledBack(_message.Message):
+    __slots__ = ("deployment_id", "to_pool", "trigger", "reason")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TO_POOL_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    to_pool: str
+    trigger: str
+    reason: str
+    def __init__(self, deployment_id: _Optional[str] = ..., to_pool: _Optional[str] = ..., trigger: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class AccessDenied(_message.Message):
+    __slots__ = ("principal", "method", "resource", "reason", "rule")
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    principal: str
+    method: str
+    resource: str
+    reason: str
+    rule: str
+    def __init__(self, principal: _Optional[str] = ..., method: _Optional[str] = ..., resource: _Optional[str] = ..., reason: _Optional[str] = ..., rule: _Optional[str] = ...) -> None: ...

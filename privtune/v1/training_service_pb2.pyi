@@ -1,0 +1,161 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from privtune.v1 import events_pb2 as _events_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TrainingJobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TRAINING_JOB_STATE_UNSPECIFIED: _ClassVar[TrainingJobState]
+    TRAINING_JOB_STATE_REQUESTED: _ClassVar[TrainingJobState]
+    TRAINING_JOB_STATE_REJECTED: _ClassVar[TrainingJobState]
+    TRAINING_JOB_STATE_QUEUED: _ClassVar[TrainingJobState]
+    TRAINING_JOB_STATE_SCHEDULED: _ClassVar[TrainingJobState]
+    TRAINING_JOB_STATE_RUNNING: _ClassVar[TrainingJobState]
+    TRAINING_JOB_STATE_SUCCEEDED: _ClassVar[TrainingJobState]
+    TRAINING_JOB_STATE_FAILED: _ClassVar[TrainingJobState]
+    TRAINING_JOB_STATE_CANCELLED: _ClassVar[TrainingJobState]
+    TRAINING_JOB_STATE_PREEMPTED: _ClassVar[TrainingJobState]
+TRAINING_JOB_STATE_UNSPECIFIED: TrainingJobState
+TRAINING_JOB_STATE_REQUESTED: TrainingJobState
+TRAINING_JOB_STATE_REJECTED: TrainingJobState
+TRAINING_JOB_STATE_QUEUED: TrainingJobState
+TRAINING_JOB_STATE_SCHEDULED: TrainingJobState
+TRAINING_JOB_STATE_RUNNING: TrainingJobState
+TRAINING_JOB_STATE_SUCCEEDED: TrainingJobState
+TRAINING_JOB_STATE_FAILED: TrainingJobState
+TRAINING_JOB_STATE_CANCELLED: TrainingJobState
+TRAINING_JOB_STATE_PREEMPTED: TrainingJobState
+
+class TrainingJob(_message.Message):
+    __slots__ = ("job_id", "name", "state", "base_model_id", "train_dataset_version", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "step", "loss", "last_checkpoint_id", "artifact_uri", "artifact_sha256", "reason", "created_at", "updated_at")
+    class ExperimentTagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    LORA_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    QLORA_FIELD_NUMBER: _ClassVar[int]
+    GPU_POOL_FIELD_NUMBER: _ClassVar[int]
+    HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    DP_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_SUITE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_TAGS_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    LAST_CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_URI_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    name: str
+    state: TrainingJobState
+    base_model_id: str
+    train_dataset_version: str
+    method: _events_pb2.TrainingMethod
+    lora_config: _events_pb2.LoraConfig
+    qlora: bool
+    gpu_pool: str
+    hyperparameters: _events_pb2.Hyperparameters
+    dp: _events_pb2.DifferentialPrivacy
+    evaluation_suite_id: str
+    experiment_tags: _containers.ScalarMap[str, str]
+    step: int
+    loss: float
+    last_checkpoint_id: str
+    artifact_uri: str
+    artifact_sha256: str
+    reason: str
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ..., base_model_id: _Optional[str] = ..., train_dataset_version: _Optional[str] = ..., method: _Optional[_Union[_events_pb2.TrainingMethod, str]] = ..., lora_config: _Optional[_Union[_events_pb2.LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[_events_pb2.Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[_events_pb2.DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., step: _Optional[int] = ..., loss: _Optional[float] = ..., last_checkpoint_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateTrainingJobRequest(_message.Message):
+    __slots__ = ("name", "base_model_id", "train_dataset_version", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "priority", "request_id")
+    class ExperimentTagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    LORA_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    QLORA_FIELD_NUMBER: _ClassVar[int]
+    GPU_POOL_FIELD_NUMBER: _ClassVar[int]
+    HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    DP_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_SUITE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_TAGS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    base_model_id: str
+    train_dataset_version: str
+    method: _events_pb2.TrainingMethod
+    lora_config: _events_pb2.LoraConfig
+    qlora: bool
+    gpu_pool: str
+    hyperparameters: _events_pb2.Hyperparameters
+    dp: _events_pb2.DifferentialPrivacy
+    evaluation_suite_id: str
+    experiment_tags: _containers.ScalarMap[str, str]
+    priority: int
+    request_id: str
+    def __init__(self, name: _Optional[str] = ..., base_model_id: _Optional[str] = ..., train_dataset_version: _Optional[str] = ..., method: _Optional[_Union[_events_pb2.TrainingMethod, str]] = ..., lora_config: _Optional[_Union[_events_pb2.LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[_events_pb2.Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[_events_pb2.DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetTrainingJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class ListTrainingJobsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListTrainingJobsResponse(_message.Message):
+    __slots__ = ("jobs", "next_page_token")
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[TrainingJob]
+    next_page_token: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[TrainingJob, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class CancelTrainingJobRequest(_message.Message):
+    __slots__ = ("job_id", "reason")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    reason: str
+    def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class WatchTrainingJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""privtune audit service (built by later issues; see ../../shared/DESIGN.md)."""

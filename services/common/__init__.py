@@ -1,0 +1,1 @@
+"""Shared kernel: bus, envelope codec, outbox, stores, identity, gRPC server."""

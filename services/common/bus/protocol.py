@@ -1,0 +1,75 @@
+"""What every bus backend provides (the contract suite in tests/contract/ checks it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class Message:
+    """Something to publish. ``key`` picks the partition, so one key stays in order."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Record:
+    """A message as read back from the log, with its position."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+    headers: dict[str, bytes]
+    timestamp_ms: int
+
+
+class Subscription(Protocol):
+    """One member of a consumer group."""
+
+    def poll(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        """Return the next records of the partitions this member owns (maybe none)."""
+        ...
+
+    def commit(self, records: Sequence[Record]) -> None:
+        """Mark these records (and all before them per partition) processed for the group."""
+        ...
+
+    def close(self) -> None:
+        """Leave the group; uncommitted records go to the next owner."""
+        ...
+
+
+class EventBus(Protocol):
+    """Durable, partitioned, append-only log with consumer groups."""
+
+    uri: str
+
+    def ensure_topics(self, topics: Sequence[str]) -> None:
+        """Create missing topics with the bus's configured partitions and replication."""
+        ...
+
+    def publish(self, messages: Sequence[Message], timeout: float = 30.0) -> None:
+        """Append messages; returns only once all are durably acknowledged.
+
+        Raises:
+            BusUnavailable: not all messages were acknowledged within ``timeout``.
+                Some may have been written: callers retry and consumers dedupe.
+        """
+        ...
+
+    def subscribe(self, group: str, topics: Sequence[str], *, from_beginning: bool = True) -> Subscription:
+        """Join ``group``; a new group starts at the earliest (or latest) offset."""
+        ...
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """Next offset to be written, per partition (the high watermark)."""
+        ...
+
+    def close(self) -> None:
+        ...

@@ -1,0 +1,118 @@
+"""Idempotent consumers: apply each event exactly once, dead-letter what cannot be applied.
+
+For every record: decode the envelope (malformed -> dead-letter topic with the
+reason), then in ONE store transaction check ``processed_events``, apply the
+handler's effect and record the event id. Offsets are committed to the bus only
+after the whole batch is applied, so a crash redelivers and the dedupe table makes
+the redelivery harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from sqlalchemy import Connection, Engine, insert, select
+
+from privtune.v1 import events_pb2
+from services.common import envelope as codec
+from services.common.bus import EventBus, Message, Record
+from services.common.clock import now_ms
+from services.common.errors import BusUnavailable, MalformedEvent
+from services.common.store.schema import processed_events
+from services.common.topics import DEAD_LETTER
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Connection, events_pb2.EventEnvelope], None]
+
+
+@dataclass
+class ConsumeStats:
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def dead_letter_message(record: Record, group: str, error: MalformedEvent) -> Message:
+    """The dead-letter copy of ``record``: original bytes, reason and origin in headers."""
+    return Message(
+        topic=DEAD_LETTER,
+        key=record.key,
+        value=record.value,
+        headers={
+            "x-dlq-reason": error.kind.encode(),
+            "x-dlq-detail": error.detail[:1000].encode(),
+            "x-dlq-topic": record.topic.encode(),
+            "x-dlq-partition": str(record.partition).encode(),
+            "x-dlq-offset": str(record.offset).encode(),
+            "x-dlq-group": group.encode(),
+        },
+    )
+
+
+class EventConsumer:
+    """Runs ``handler`` for each event of ``topics`` as consumer group ``group``."""
+
+    def __init__(self, engine: Engine, bus: EventBus, group: str, topics: Sequence[str], handler: Handler,
+                 *, from_beginning: bool = True, dedupe_key: str | None = None) -> None:
+        self.engine = engine
+        self.bus = bus
+        self.group = group
+        self.dedupe_key = dedupe_key or group  # the name applied event ids are recorded under
+        self.handler = handler
+        self.subscription = bus.subscribe(group, topics, from_beginning=from_beginning)
+        self.stats = ConsumeStats()
+
+    def poll_and_apply(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        """Apply one batch and commit its offsets. Returns the records handled."""
+        records = self.subscription.poll(max_records=max_records, timeout=timeout)
+        if not records:
+            return records
+        dead: list[Message] = []
+        for record in records:
+            try:
+                env = codec.decode(record.value)
+                self._apply_once(env)
+            except MalformedEvent as exc:
+                log.warning("dead-lettering %s[%d]@%d for group %s: %s",
+                            record.topic, record.partition, record.offset, self.group, exc.kind)
+                dead.append(dead_letter_message(record, self.group, exc))
+                self.stats.dead_lettered += 1
+                self.stats.reasons[exc.kind] = self.stats.reasons.get(exc.kind, 0) + 1
+        if dead:
+            self.bus.publish(dead)  # before the commit: a crash here redelivers, never loses
+        self.subscription.commit(records)
+        return records
+
+    def _apply_once(self, env: events_pb2.EventEnvelope) -> None:
+        with self.engine.begin() as conn:
+            seen = conn.execute(
+                select(processed_events.c.event_id)
+                .where(processed_events.c.consumer == self.dedupe_key, processed_events.c.event_id == env.id)
+            ).first()
+            if seen:
+                self.stats.duplicates += 1
+                return
+            self.handler(conn, env)
+            conn.execute(insert(processed_events).values(consumer=self.dedupe_key, event_id=env.id,
+                                                         processed_at_ms=now_ms()))
+        self.stats.applied += 1
+
+    def run(self, stop: threading.Event, max_records: int = 500) -> None:
+        """Consume until ``stop`` is set; a bus outage is retried, not fatal."""
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                self.poll_and_apply(max_records=max_records, timeout=0.5)
+                backoff = 0.5
+            except BusUnavailable as exc:
+                log.warning("consumer %s: bus unavailable, retrying in %.1fs: %s", self.group, backoff, exc)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def close(self) -> None:
+        self.subscription.close()

@@ -1,0 +1,81 @@
+"""Map privtune errors to gRPC status codes, in one interceptor for every servicer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import grpc
+
+from services.common import errors
+
+log = logging.getLogger(__name__)
+
+STATUS_FOR: dict[type[errors.PrivtuneError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.ConcurrencyConflict: grpc.StatusCode.ABORTED,
+    errors.BusUnavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def status_for(exc: errors.PrivtuneError) -> grpc.StatusCode:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_FOR:
+            return STATUS_FOR[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
+    if isinstance(exc, errors.PrivtuneError):
+        context.abort(status_for(exc), str(exc))
+    log.exception("unexpected error in %s", method)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; the server log has the details")
+
+
+class ErrorMappingInterceptor(grpc.ServerInterceptor):
+    """Turns a raised PrivtuneError into the matching status with its actionable message."""
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None:
+            return None
+        method = details.method
+        if handler.unary_unary:
+            inner_uu = handler.unary_unary
+
+            def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
+                try:
+                    return inner_uu(request, context)
+                except Exception as exc:  # noqa: BLE001 - mapped to a status below
+                    if _is_abort(exc):
+                        raise
+                    _abort(context, exc, method)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+
+            def unary_stream(request: Any, context: grpc.ServicerContext) -> Any:
+                try:
+                    yield from inner_us(request, context)
+                except Exception as exc:  # noqa: BLE001
+                    if _is_abort(exc):
+                        raise
+                    _abort(context, exc, method)
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        return handler
+
+
+def _is_abort(exc: Exception) -> bool:
+    # context.abort() raises a bare Exception subclass private to grpc; let it through.
+    return type(exc).__module__.startswith("grpc")

@@ -1,0 +1,15 @@
+"""What a service contributes to a process: gRPC bindings and read-model projections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from services.common.grpc_server import ServiceBinding
+from services.common.projection import Projection
+
+
+@dataclass(frozen=True)
+class ServiceParts:
+    name: str
+    bindings: list[ServiceBinding] = field(default_factory=list)
+    projections: list[Projection] = field(default_factory=list)

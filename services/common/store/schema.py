@@ -1,0 +1,83 @@
+"""Tables of the metadata store. Changes ship as Alembic migrations (migrations/versions)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger, Column, Integer, LargeBinary, MetaData, String, Table, Text, UniqueConstraint, Index,
+)
+
+metadata = MetaData()
+
+# Write side: every aggregate's history; (stream_id, stream_version) makes writers optimistic.
+stored_events = Table(
+    "stored_events", metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("tenant_id", String(128), nullable=False),
+    Column("stream_type", String(64), nullable=False),
+    Column("stream_id", String(128), nullable=False),
+    Column("stream_version", Integer, nullable=False),
+    Column("event_type", String(128), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("recorded_at_ms", BigInteger, nullable=False),
+    UniqueConstraint("stream_id", "stream_version", name="uq_stored_events_stream_version"),
+    Index("ix_stored_events_tenant_stream", "tenant_id", "stream_id"),
+)
+
+# Transactional outbox: written in the same transaction as stored_events; the relay publishes it.
+outbox = Table(
+    "outbox", metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("topic", String(255), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("published_at_ms", BigInteger, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Index("ix_outbox_unpublished", "published_at_ms", "seq"),
+)
+
+# Idempotent consumers: an event id applied by a consumer, recorded with its effect.
+processed_events = Table(
+    "processed_events", metadata,
+    Column("consumer", String(128), primary_key=True),
+    Column("event_id", String(64), primary_key=True),
+    Column("processed_at_ms", BigInteger, nullable=False),
+)
+
+# One outbox relay at a time publishes, so per-key order on the bus follows commit order.
+relay_leases = Table(
+    "relay_leases", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("lease_until_ms", BigInteger, nullable=False),
+)
+
+# Write-side uniqueness and idempotency keys, checked in the command's transaction.
+unique_names = Table(
+    "unique_names", metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("kind", String(64), primary_key=True),
+    Column("name", String(255), primary_key=True),
+    Column("aggregate_id", String(128), nullable=False),
+)
+
+# Read model: datasets as the API lists them (rebuilt by `privtune replay`).
+dataset_view = Table(
+    "dataset_view", metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("dataset_id", String(128), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("storage_uri", Text, nullable=False),
+    Column("format_hint", Integer, nullable=False),
+    Column("classification", Integer, nullable=False),
+    Column("checksum_sha256", String(64), nullable=False),
+    Column("file_count", BigInteger, nullable=False),
+    Column("total_bytes", BigInteger, nullable=False),
+    Column("labels_json", Text, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("version", Integer, nullable=False),
+)

@@ -1,0 +1,62 @@
+"""Topic names and which topic each event type is published on."""
+
+from __future__ import annotations
+
+DATASET_EVENTS = "privtune.dataset.events"
+CURATION_EVENTS = "privtune.curation.events"
+TRAINING_EVENTS = "privtune.training.events"
+TRAINING_COMMANDS = "privtune.training.commands"
+EVAL_EVENTS = "privtune.eval.events"
+DEPLOYMENT_EVENTS = "privtune.deployment.events"
+ACCESS_EVENTS = "privtune.access.events"
+AUDIT = "privtune.audit"
+DEAD_LETTER = "privtune.deadletter"
+
+ALL_TOPICS: tuple[str, ...] = (
+    DATASET_EVENTS,
+    CURATION_EVENTS,
+    TRAINING_EVENTS,
+    TRAINING_COMMANDS,
+    EVAL_EVENTS,
+    DEPLOYMENT_EVENTS,
+    ACCESS_EVENTS,
+    AUDIT,
+    DEAD_LETTER,
+)
+
+# oneof payload field name -> topic. Commands for workers go on their own topic.
+_TOPIC_BY_PAYLOAD: dict[str, str] = {
+    "dataset_registered": DATASET_EVENTS,
+    "curation_requested": CURATION_EVENTS,
+    "dataset_version_created": CURATION_EVENTS,
+    "curation_failed": CURATION_EVENTS,
+    "training_requested": TRAINING_COMMANDS,
+    "training_rejected": TRAINING_EVENTS,
+    "training_queued": TRAINING_EVENTS,
+    "training_started": TRAINING_EVENTS,
+    "training_progress": TRAINING_EVENTS,
+    "checkpoint_saved": TRAINING_EVENTS,
+    "training_completed": TRAINING_EVENTS,
+    "training_failed": TRAINING_EVENTS,
+    "eval_requested": EVAL_EVENTS,
+    "eval_completed": EVAL_EVENTS,
+    "deployment_requested": DEPLOYMENT_EVENTS,
+    "deployment_approved": DEPLOYMENT_EVENTS,
+    "pool_deployed": DEPLOYMENT_EVENTS,
+    "traffic_flipped": DEPLOYMENT_EVENTS,
+    "rolled_back": DEPLOYMENT_EVENTS,
+    "access_denied": ACCESS_EVENTS,
+}
+
+
+def topic_for_payload(payload_field: str) -> str:
+    """Return the topic an event with this oneof payload field is published on."""
+    try:
+        return _TOPIC_BY_PAYLOAD[payload_field]
+    except KeyError:
+        raise KeyError(f"no topic is routed for event payload {payload_field!r}; add it to services/common/topics.py") from None
+
+
+def payload_fields() -> tuple[str, ...]:
+    """Every routed payload field (the event catalogue)."""
+    return tuple(_TOPIC_BY_PAYLOAD)

@@ -1,0 +1,1 @@
+"""privtune curation service (built by later issues; see ../../shared/DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""privtune deploy service (built by later issues; see ../../shared/DESIGN.md)."""

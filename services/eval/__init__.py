@@ -1,0 +1,1 @@
+"""privtune eval service (built by later issues; see ../../shared/DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Dataset registration: the ingest service."""

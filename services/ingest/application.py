@@ -1,0 +1,141 @@
+"""Dataset application service: load -> decide -> save (+ outbox). Nothing else."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Mapping
+
+from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from privtune.v1 import events_pb2
+from services.common import eventstore
+from services.common.envelope import Causation, new_envelope
+from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.common.identity import Caller
+from services.common.store.schema import dataset_view, unique_names
+from services.ingest import domain, storage_scan
+
+SOURCE = "privtune/ingest"
+STREAM_TYPE = "dataset"
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class RegisterRequest:
+    name: str
+    storage_uri: str
+    classification: int
+    format_hint: int = 0
+    checksum_sha256: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    request_id: str = ""
+
+
+def _fold(events: list[events_pb2.EventEnvelope]) -> domain.DatasetState:
+    state = domain.DatasetState()
+    for env in events:
+        state = domain.evolve(state, env)
+    return state
+
+
+class DatasetApplication:
+    """Registers datasets and answers queries about them, always scoped to the caller's tenant."""
+
+    def __init__(self, engine: Engine, storage_root: Path) -> None:
+        self.engine = engine
+        self.storage_root = storage_root
+
+    def register(self, caller: Caller, req: RegisterRequest, correlation_id: str = "") -> domain.DatasetState:
+        if req.request_id:
+            existing = self._by_request_id(caller, req.request_id)
+            if existing is not None:
+                return existing
+        dataset_id = f"ds-{uuid.uuid4().hex[:24]}"
+        draft = domain.RegisterDataset(
+            tenant_id=caller.tenant_id, dataset_id=dataset_id, name=req.name, storage_uri=req.storage_uri,
+            format_hint=req.format_hint, classification=req.classification, checksum_sha256="",
+            file_count=0, total_bytes=0, labels=dict(req.labels),
+        )
+        domain.validate_registration(draft)  # cheap checks before touching storage
+        if req.checksum_sha256 and len(req.checksum_sha256) != 64:
+            raise InvalidArgument("checksum_sha256 must be 64 hex characters (sha256 of the file manifest)")
+        path = storage_scan.resolve_in_boundary(req.storage_uri, self.storage_root, caller.tenant_id)
+        scanned = storage_scan.scan(path)
+        if req.checksum_sha256 and req.checksum_sha256.lower() != scanned.checksum_sha256:
+            raise FailedPrecondition(
+                f"checksum mismatch for {req.storage_uri!r}: you sent {req.checksum_sha256}, the files there hash to "
+                f"{scanned.checksum_sha256}; re-upload or send the right checksum"
+            )
+        cmd = domain.RegisterDataset(**{**draft.__dict__, "checksum_sha256": scanned.checksum_sha256,
+                                        "file_count": scanned.file_count, "total_bytes": scanned.total_bytes})
+        causation = Causation(actor=caller.actor, correlation_id=correlation_id or uuid.uuid4().hex)
+        with self.engine.begin() as conn:
+            self._claim_name(conn, caller, "dataset", req.name, dataset_id,
+                             f"a dataset named {req.name!r} already exists in tenant {caller.tenant_id!r}; "
+                             "pick another name")
+            if req.request_id:
+                self._claim_name(conn, caller, "dataset-request", req.request_id, dataset_id,
+                                 f"request_id {req.request_id!r} is being used by a concurrent call; retry")
+            events = domain.decide_register(domain.DatasetState(), cmd)
+            envelopes = [new_envelope(e, subject=dataset_id, tenant_id=caller.tenant_id, source=SOURCE,
+                                      causation=causation) for e in events]
+            eventstore.append(conn, STREAM_TYPE, envelopes, expected_version=0)
+        return _fold(envelopes)
+
+    @staticmethod
+    def _claim_name(conn: Connection, caller: Caller, kind: str, name: str, aggregate_id: str, message: str) -> None:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(unique_names).values(tenant_id=caller.tenant_id, kind=kind, name=name,
+                                                         aggregate_id=aggregate_id))
+        except IntegrityError:
+            raise AlreadyExists(message) from None
+
+    def _by_request_id(self, caller: Caller, request_id: str) -> domain.DatasetState | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(unique_names.c.aggregate_id).where(
+                unique_names.c.tenant_id == caller.tenant_id, unique_names.c.kind == "dataset-request",
+                unique_names.c.name == request_id)).first()
+        return self.get(caller, row.aggregate_id) if row else None
+
+    def get(self, caller: Caller, dataset_id: str) -> domain.DatasetState:
+        """Strongly consistent: folds the dataset's own events."""
+        if not dataset_id:
+            raise InvalidArgument("dataset_id is required")
+        with self.engine.connect() as conn:
+            events = eventstore.load_stream(conn, caller.tenant_id, dataset_id)
+        if not events:
+            raise NotFound(f"dataset {dataset_id!r} not found in tenant {caller.tenant_id!r}")
+        return _fold(events)
+
+    def list(self, caller: Caller, page_size: int = 50, page_token: str = "") -> tuple[list[dict], str]:
+        """A page of the dataset read model, ordered by id; returns (rows, next_page_token)."""
+        if page_size > MAX_PAGE:
+            raise InvalidArgument(f"page_size {page_size} is above the maximum {MAX_PAGE}")
+        size = page_size or 50
+        q = (select(dataset_view).where(dataset_view.c.tenant_id == caller.tenant_id)
+             .order_by(dataset_view.c.dataset_id).limit(size + 1))
+        if page_token:
+            q = q.where(dataset_view.c.dataset_id > page_token)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(q)]
+        next_token = rows[size - 1]["dataset_id"] if len(rows) > size else ""
+        return rows[:size], next_token
+
+    def watch(self, caller: Caller, dataset_id: str, is_active: Callable[[], bool],
+              stop: threading.Event, poll_interval: float = 0.2) -> Iterator[events_pb2.EventEnvelope]:
+        """The dataset's events from the first, then new ones as they are stored."""
+        self.get(caller, dataset_id)  # NotFound before the stream starts
+        seen = 0
+        while is_active() and not stop.is_set():
+            with self.engine.connect() as conn:
+                events = eventstore.load_stream(conn, caller.tenant_id, dataset_id, after_version=seen)
+            for env in events:
+                seen = env.aggregate_version
+                yield env
+            if not events:
+                stop.wait(poll_interval)

@@ -1,0 +1,1 @@
+"""privtune orchestrator service (built by later issues; see ../../shared/DESIGN.md)."""
