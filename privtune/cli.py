@@ -1,0 +1,198 @@
+"""The `privtune` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Sequence
+
+from services.common.config import PlatformConfig
+
+
+def _config(args: argparse.Namespace) -> PlatformConfig:
+    return PlatformConfig.from_env(args.data_dir, bus_uri=args.bus, store_uri=args.store,
+                                   storage_root=Path(args.storage) if args.storage else None,
+                                   grpc_address=getattr(args, "grpc", None))
+
+
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="folder for the embedded defaults (default: $PRIVTUNE_DATA_DIR or ./var)")
+    p.add_argument("--bus", help="event bus URI: sqlite:///path/events.db or kafka://host:9092 (default: embedded)")
+    p.add_argument("--store", help="metadata store URI: sqlite:///path.db or postgresql+psycopg://...")
+    p.add_argument("--storage", help="tenant storage root folder")
+
+
+def _run_until_signal(services: Sequence[str], config: PlatformConfig) -> int:
+    from privtune.platform import Platform
+
+    platform = Platform(config, services=services).start()
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    print(f"privtune: {', '.join(services)} running; gRPC on {platform.grpc_target}; "
+          f"bus {config.bus_uri}; store {config.store_uri}. Ctrl-C stops.", flush=True)
+    done.wait()
+    platform.stop()
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from privtune.platform import SERVICES
+
+    return _run_until_signal(list(SERVICES), _config(args))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return _run_until_signal([args.service], _config(args))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from services.common.store import open_store
+
+    config = _config(args)
+    open_store(config.store_uri).dispose()
+    print(f"store {config.store_uri} is at the latest schema")
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from privtune.tail import iter_events, print_events
+    from services.common.bus import open_bus
+    from services.common.topics import ALL_TOPICS
+
+    config = _config(args)
+    bus = open_bus(config.bus_uri)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    topics = args.topic or [t for t in ALL_TOPICS]
+    events = iter_events(bus, topics, from_beginning=not args.new_only, follow=args.follow, stop=stop)
+    print_events(events, sys.stdout, args.tenant, args.type or [], args.limit)
+    bus.close()
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from privtune.platform import all_projections
+    from services.common.bus import open_bus
+    from services.common.replay import replay, snapshot
+    from services.common.store import open_store
+
+    config = _config(args)
+    bus = open_bus(config.bus_uri)
+    live = open_store(config.store_uri)
+    if args.verify:
+        scratch_dir = config.data_dir / "replay-verify"
+        scratch_dir.mkdir(parents=True, exist_ok=True)
+        scratch_db = scratch_dir / "scratch.db"
+        scratch_db.unlink(missing_ok=True)
+        target = open_store(f"sqlite:///{scratch_db}")
+    else:
+        target = live
+    projections = all_projections(target, config)
+    results = replay(target, bus, projections, progress=sys.stderr.isatty())
+    for r in results:
+        print(f"replayed {r.projection}: {r.applied} events applied, {r.dead_lettered} dead-lettered")
+    if args.verify:
+        same = snapshot(live, projections) == snapshot(target, projections)
+        print("replayed read models equal the live ones" if same else
+              "MISMATCH: replayed read models differ from the live ones")
+        return 0 if same else 1
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from privtune.v1 import dataset_service_pb2 as pb
+    from privtune.v1 import dataset_service_pb2_grpc as pb_grpc
+    from privtune.v1 import events_pb2
+
+    md = [("x-privtune-tenant", args.tenant), ("x-privtune-actor", args.actor)]
+    stub = pb_grpc.DatasetServiceStub(grpc.insecure_channel(args.target))
+    try:
+        if args.action == "create":
+            resp = stub.CreateDataset(pb.CreateDatasetRequest(
+                name=args.name, storage_uri=args.uri,
+                classification=events_pb2.DataClassification.Value(f"DATA_CLASSIFICATION_{args.classification.upper()}"),
+                checksum_sha256=args.checksum or ""), metadata=md, timeout=60)
+        elif args.action == "get":
+            resp = stub.GetDataset(pb.GetDatasetRequest(dataset_id=args.id), metadata=md, timeout=30)
+        else:
+            resp = stub.ListDatasets(pb.ListDatasetsRequest(page_size=args.page_size), metadata=md, timeout=30)
+    except grpc.RpcError as exc:
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    print(json.dumps(MessageToDict(resp, preserving_proto_field_name=True), indent=2, sort_keys=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from privtune.platform import SERVICES
+
+    parser = argparse.ArgumentParser(prog="privtune", description="Private fine-tuning platform.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("up", help="run every service in one process on the embedded defaults")
+    _add_backend_args(p)
+    p.add_argument("--grpc", help="gRPC listen address (default 127.0.0.1:50051)")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("serve", help="run one service on any backends")
+    p.add_argument("service", choices=sorted(SERVICES))
+    _add_backend_args(p)
+    p.add_argument("--grpc", help="gRPC listen address (default 127.0.0.1:50051)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", help="bring the metadata store to the latest schema")
+    _add_backend_args(p)
+    p.set_defaults(func=cmd_migrate)
+
+    events = sub.add_parser("events", help="inspect the event bus").add_subparsers(dest="events_cmd", required=True)
+    p = events.add_parser("tail", help="print decoded events as JSON lines")
+    _add_backend_args(p)
+    p.add_argument("--tenant", help="only this tenant's events")
+    p.add_argument("--type", action="append", help="only this event type (repeatable), e.g. DatasetRegistered")
+    p.add_argument("--topic", action="append", help="only this topic (repeatable; default: all)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep waiting for new events")
+    p.add_argument("--new-only", action="store_true", help="start at the end of the log instead of the beginning")
+    p.add_argument("-n", "--limit", type=int, default=0, help="stop after this many events")
+    p.set_defaults(func=cmd_tail)
+
+    p = sub.add_parser("replay", help="rebuild every read model from offset 0 (stop the platform first)")
+    _add_backend_args(p)
+    p.add_argument("--verify", action="store_true",
+                   help="rebuild into a scratch store and compare with the live read models instead")
+    p.set_defaults(func=cmd_replay)
+
+    ds = sub.add_parser("datasets", help="dataset API client (gRPC)")
+    ds.add_argument("--target", default="127.0.0.1:50051", help="gRPC address of the platform")
+    ds.add_argument("--tenant", required=True)
+    ds.add_argument("--actor", default="cli")
+    dsub = ds.add_subparsers(dest="action", required=True)
+    p = dsub.add_parser("create")
+    p.add_argument("--name", required=True)
+    p.add_argument("--uri", required=True, help="file:// URI inside the tenant's storage")
+    p.add_argument("--classification", default="internal",
+                   choices=["public", "internal", "confidential", "restricted"])
+    p.add_argument("--checksum", help="expected sha256 of the file manifest")
+    p = dsub.add_parser("get")
+    p.add_argument("id")
+    p = dsub.add_parser("list")
+    p.add_argument("--page-size", type=int, default=50)
+    ds.set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return int(args.func(args) or 0)

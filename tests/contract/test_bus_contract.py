@@ -1,0 +1,170 @@
+"""The bus contract: every backend (embedded SQLite log, Apache Kafka) passes the same tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from services.common.bus import EventBus, Message, Record, Subscription, open_bus
+
+pytestmark = pytest.mark.contract
+
+
+@pytest.fixture(params=["sqlite", "kafka"])
+def bus(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventBus]:
+    if request.param == "sqlite":
+        b = open_bus(f"sqlite:///{tmp_path}/events.db?partitions=3&session_timeout_ms=3000")
+    else:
+        bootstrap = request.getfixturevalue("kafka_bootstrap")
+        b = open_bus(f"kafka://{bootstrap}?partitions=3")
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def topic() -> str:
+    return f"contract.{uuid.uuid4().hex[:10]}"
+
+
+def drain(sub: Subscription, expected: int, timeout: float = 60.0) -> list[Record]:
+    """Poll until ``expected`` records arrived (or the deadline passed)."""
+    got: list[Record] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < expected and time.monotonic() < deadline:
+        got.extend(sub.poll(max_records=500, timeout=0.5))
+    return got
+
+
+def settle(sub: Subscription, seconds: float = 2.0) -> list[Record]:
+    """Whatever else arrives within ``seconds`` (expected: nothing)."""
+    got: list[Record] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got.extend(sub.poll(timeout=0.25))
+    return got
+
+
+def publish_keyed(bus: EventBus, topic: str, n: int, keys: int = 7, start: int = 0) -> list[Message]:
+    msgs = [Message(topic, f"key-{i % keys}".encode(), f"{i}".encode()) for i in range(start, start + n)]
+    bus.publish(msgs)
+    return msgs
+
+
+def test_every_published_record_comes_back_in_order_per_key(bus: EventBus, topic: str) -> None:
+    publish_keyed(bus, topic, 300)
+    sub = bus.subscribe("g1", [topic])
+    got = drain(sub, 300)
+    sub.close()
+    assert sorted(int(r.value) for r in got) == list(range(300))
+    per_key: dict[bytes, list[int]] = {}
+    for r in got:
+        per_key.setdefault(r.key, []).append(int(r.value))
+    assert all(values == sorted(values) for values in per_key.values())
+    # one key lives on one partition
+    assert all(len({r.partition for r in got if r.key == k}) == 1 for k in per_key)
+
+
+def test_committed_group_resumes_after_its_offsets(bus: EventBus, topic: str) -> None:
+    publish_keyed(bus, topic, 50)
+    sub = bus.subscribe("g1", [topic])
+    first = drain(sub, 50)
+    sub.commit(first)
+    sub.close()
+    publish_keyed(bus, topic, 20, start=50)
+    sub = bus.subscribe("g1", [topic])
+    second = drain(sub, 20)
+    second += settle(sub)
+    sub.close()
+    assert sorted(int(r.value) for r in second) == list(range(50, 70))
+
+
+def test_uncommitted_records_are_redelivered_to_the_next_member(bus: EventBus, topic: str) -> None:
+    publish_keyed(bus, topic, 40)
+    sub = bus.subscribe("g1", [topic])
+    assert len(drain(sub, 40)) == 40
+    sub.close()  # no commit: a crash looks the same to the group
+    sub = bus.subscribe("g1", [topic])
+    again = drain(sub, 40)
+    sub.close()
+    assert sorted(int(r.value) for r in again) == list(range(40))
+
+
+def test_partial_commit_redelivers_only_the_rest_of_each_partition(bus: EventBus, topic: str) -> None:
+    publish_keyed(bus, topic, 60, keys=1)  # one key: one partition, total order
+    sub = bus.subscribe("g1", [topic])
+    got = drain(sub, 60)
+    sub.commit(got[:25])
+    sub.close()
+    sub = bus.subscribe("g1", [topic])
+    rest = drain(sub, 35)
+    rest += settle(sub, 1.0)
+    sub.close()
+    assert [int(r.value) for r in rest] == list(range(25, 60))
+
+
+def test_groups_consume_independently(bus: EventBus, topic: str) -> None:
+    publish_keyed(bus, topic, 30)
+    a, b = bus.subscribe("ga", [topic]), bus.subscribe("gb", [topic])
+    got_a, got_b = drain(a, 30), drain(b, 30)
+    a.commit(got_a)
+    a.close()
+    b.close()
+    assert sorted(int(r.value) for r in got_a) == sorted(int(r.value) for r in got_b) == list(range(30))
+
+
+def test_headers_and_binary_values_round_trip(bus: EventBus, topic: str) -> None:
+    value = bytes(range(256)) * 4
+    bus.publish([Message(topic, b"\x00k\xff", value, {"x-reason": b"\x00\x01bin", "x-empty": b""})])
+    sub = bus.subscribe("g1", [topic])
+    (record,) = drain(sub, 1)
+    sub.close()
+    assert record.key == b"\x00k\xff" and record.value == value
+    assert record.headers == {"x-reason": b"\x00\x01bin", "x-empty": b""}
+    assert record.topic == topic and record.offset >= 0 and record.timestamp_ms > 0
+
+
+def test_end_offsets_count_what_was_written(bus: EventBus, topic: str) -> None:
+    bus.ensure_topics([topic])
+    assert sum(bus.end_offsets(topic).values()) == 0
+    publish_keyed(bus, topic, 25)
+    ends = bus.end_offsets(topic)
+    assert len(ends) == 3 and sum(ends.values()) == 25
+
+
+def test_members_of_one_group_share_the_work_and_lose_nothing(bus: EventBus, topic: str) -> None:
+    publish_keyed(bus, topic, 200, keys=20)
+    seen: list[list[Record]] = [[], []]
+    stop = threading.Event()
+
+    def member(i: int) -> None:
+        sub = bus.subscribe("shared", [topic])
+        while not stop.is_set():
+            records = sub.poll(timeout=0.3)
+            seen[i].extend(records)
+            try:
+                sub.commit(records)
+            except Exception:  # noqa: BLE001 - a rebalance may revoke a partition mid-batch
+                pass
+        sub.close()
+
+    threads = [threading.Thread(target=member, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while len({int(r.value) for r in seen[0] + seen[1]}) < 200 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert {int(r.value) for r in seen[0] + seen[1]} == set(range(200))
+
+
+def test_ensure_topics_is_idempotent(bus: EventBus, topic: str) -> None:
+    bus.ensure_topics([topic])
+    bus.ensure_topics([topic, topic])
+    assert len(bus.end_offsets(topic)) == 3

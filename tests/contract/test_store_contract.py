@@ -1,0 +1,99 @@
+"""The metadata-store contract, run on SQLite and PostgreSQL: migrations, event store, outbox, dedupe."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, func, select
+
+from privtune.v1 import events_pb2
+from services.common import eventstore
+from services.common.envelope import Causation, new_envelope
+from services.common.errors import ConcurrencyConflict
+from services.common.store import metadata, open_store
+from services.common.store.schema import outbox, stored_events
+from tests.stores import fresh_store_url
+
+pytestmark = pytest.mark.contract
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    e = open_store(fresh_store_url(request, request.param, tmp_path))
+    yield e
+    e.dispose()
+
+
+def _event(stream: str, tenant: str = "acme") -> events_pb2.EventEnvelope:
+    return new_envelope(events_pb2.DatasetRegistered(dataset_id=stream, name=stream), subject=stream,
+                        tenant_id=tenant, source="test", causation=Causation("alice", "c"))
+
+
+def test_migrations_match_the_declared_schema(engine: Engine) -> None:
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_migrating_twice_is_a_no_op(engine: Engine) -> None:
+    open_store(engine.url.render_as_string(hide_password=False)).dispose()
+
+
+def test_append_writes_events_and_outbox_in_one_transaction(engine: Engine) -> None:
+    with engine.begin() as conn:
+        eventstore.append(conn, "dataset", [_event("ds-1"), _event("ds-1")], expected_version=0)
+    with engine.connect() as conn:
+        assert eventstore.stream_version(conn, "ds-1") == 2
+        loaded = eventstore.load_stream(conn, "acme", "ds-1")
+        assert [e.aggregate_version for e in loaded] == [1, 2]
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 2
+        assert eventstore.load_stream(conn, "globex", "ds-1") == []  # tenant scoped
+
+
+def test_a_failed_command_leaves_no_event_and_no_outbox_row(engine: Engine) -> None:
+    with pytest.raises(RuntimeError):
+        with engine.begin() as conn:
+            eventstore.append(conn, "dataset", [_event("ds-2")], expected_version=0)
+            raise RuntimeError("the command's other write failed")
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(stored_events)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 0
+
+
+def test_concurrent_writers_conflict_instead_of_interleaving(engine: Engine) -> None:
+    with engine.begin() as conn:
+        eventstore.append(conn, "dataset", [_event("ds-3")], expected_version=0)
+    with pytest.raises(ConcurrencyConflict, match="retry"):
+        with engine.begin() as conn:
+            eventstore.append(conn, "dataset", [_event("ds-3")], expected_version=0)
+    with engine.connect() as conn:
+        assert eventstore.stream_version(conn, "ds-3") == 1
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 1
+
+
+def test_parallel_appends_to_different_streams_all_land(engine: Engine) -> None:
+    errors: list[BaseException] = []
+
+    def writer(i: int) -> None:
+        try:
+            for j in range(10):
+                with engine.begin() as conn:
+                    eventstore.append(conn, "dataset", [_event(f"w{i}-{j}")], expected_version=0)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 40
+        seqs = [r.seq for r in conn.execute(select(outbox.c.seq).order_by(outbox.c.seq))]
+        assert len(set(seqs)) == 40

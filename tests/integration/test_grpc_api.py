@@ -1,0 +1,155 @@
+"""The gRPC API on a real server: health, reflection, identity, status codes, tenant isolation, watch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from privtune.platform import Platform
+from privtune.v1 import dataset_service_pb2 as pb
+from tests.platform_fixtures import dataset_stub, metadata, put_files, register, start_platform, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    p = start_platform(tmp_path)
+    yield p
+    p.stop()
+
+
+def test_health_reports_serving_for_the_server_and_each_service(platform: Platform) -> None:
+    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(platform.grpc_target))
+    for service in ("", "privtune.v1.DatasetService"):
+        resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+        assert resp.status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Check(health_pb2.HealthCheckRequest(service="nope.Service"), timeout=10)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_reflection_lists_and_describes_the_api(platform: Platform) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(grpc.insecure_channel(platform.grpc_target))
+    reqs = [reflection_pb2.ServerReflectionRequest(list_services=""),
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol="privtune.v1.DatasetService")]
+    responses = list(stub.ServerReflectionInfo(iter(reqs), timeout=10))
+    names = {s.name for s in responses[0].list_services_response.service}
+    assert {"privtune.v1.DatasetService", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+    assert responses[1].file_descriptor_response.file_descriptor_proto
+
+
+def test_create_get_list_and_watch_a_dataset(platform: Platform) -> None:
+    stub = dataset_stub(platform)
+    created = register(stub, platform, "acme", "tickets")
+    assert created.dataset_id.startswith("ds-") and created.version == 1 and created.created_by == "alice"
+    assert len(created.checksum_sha256) == 64 and created.file_count == 1
+    got = stub.GetDataset(pb.GetDatasetRequest(dataset_id=created.dataset_id), metadata=metadata(), timeout=10)
+    assert got == created
+    wait_until(lambda: len(stub.ListDatasets(pb.ListDatasetsRequest(), metadata=metadata()).datasets) == 1,
+               what="the dataset read model")
+    listed = stub.ListDatasets(pb.ListDatasetsRequest(), metadata=metadata()).datasets[0]
+    assert listed == created
+    stream = stub.WatchDataset(pb.WatchDatasetRequest(dataset_id=created.dataset_id), metadata=metadata(),
+                               timeout=30)
+    first = next(stream)
+    stream.cancel()
+    assert first.type == "privtune.v1.DatasetRegistered" and first.subject == created.dataset_id
+    assert first.tenant_id == "acme" and first.actor == "alice"
+
+
+def test_list_pages_through_every_dataset(platform: Platform) -> None:
+    stub = dataset_stub(platform)
+    ids = {register(stub, platform, "acme", f"set-{i}").dataset_id for i in range(7)}
+    wait_until(lambda: len(stub.ListDatasets(pb.ListDatasetsRequest(page_size=100),
+                                             metadata=metadata()).datasets) == 7, what="7 datasets listed")
+    seen, token = [], ""
+    while True:
+        page = stub.ListDatasets(pb.ListDatasetsRequest(page_size=3, page_token=token), metadata=metadata())
+        seen += [d.dataset_id for d in page.datasets]
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == 7
+
+
+def test_request_id_makes_create_idempotent(platform: Platform) -> None:
+    stub = dataset_stub(platform)
+    uri = put_files(platform, "acme", "once", {"a.txt": b"x"})
+    req = pb.CreateDatasetRequest(name="once", storage_uri=uri, classification=1, request_id="req-42")
+    first = stub.CreateDataset(req, metadata=metadata(), timeout=10)
+    again = stub.CreateDataset(req, metadata=metadata(), timeout=10)
+    assert again.dataset_id == first.dataset_id
+
+
+def _code(call) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-def]
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code(), info.value.details()
+
+
+def test_errors_map_to_status_codes_with_actionable_messages(platform: Platform) -> None:
+    stub = dataset_stub(platform)
+    md = metadata()
+    uri = put_files(platform, "acme", "docs", {"a.txt": b"hello"})
+    cases = [
+        (lambda: stub.GetDataset(pb.GetDatasetRequest(dataset_id="ds-x")),
+         grpc.StatusCode.UNAUTHENTICATED, "x-privtune-tenant"),
+        (lambda: stub.GetDataset(pb.GetDatasetRequest(dataset_id="ds-x"), metadata=md),
+         grpc.StatusCode.NOT_FOUND, "not found"),
+        (lambda: stub.GetDataset(pb.GetDatasetRequest(), metadata=md),
+         grpc.StatusCode.INVALID_ARGUMENT, "dataset_id is required"),
+        (lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="bad name", storage_uri=uri, classification=1),
+                                    metadata=md), grpc.StatusCode.INVALID_ARGUMENT, "dataset name"),
+        (lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="docs", storage_uri=uri), metadata=md),
+         grpc.StatusCode.INVALID_ARGUMENT, "classification is required"),
+        (lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="etc", storage_uri="file:///etc",
+                                                            classification=1), metadata=md),
+         grpc.StatusCode.PERMISSION_DENIED, "outside the storage boundary"),
+        (lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="gone", storage_uri=uri + "/missing",
+                                                            classification=1), metadata=md),
+         grpc.StatusCode.FAILED_PRECONDITION, "upload the files first"),
+        (lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="docs", storage_uri=uri, classification=1,
+                                                            checksum_sha256="0" * 64), metadata=md),
+         grpc.StatusCode.FAILED_PRECONDITION, "checksum mismatch"),
+        (lambda: stub.ListDatasets(pb.ListDatasetsRequest(page_size=100000), metadata=md),
+         grpc.StatusCode.INVALID_ARGUMENT, "page_size"),
+    ]
+    for call, code, needle in cases:
+        got_code, details = _code(lambda: call())
+        assert got_code == code, details
+        assert needle in details
+    stub.CreateDataset(pb.CreateDatasetRequest(name="docs", storage_uri=uri, classification=1), metadata=md)
+    code, details = _code(lambda: stub.CreateDataset(
+        pb.CreateDatasetRequest(name="docs", storage_uri=uri, classification=1), metadata=md))
+    assert code == grpc.StatusCode.ALREADY_EXISTS and "pick another name" in details
+    code, _ = _code(lambda: next(stub.WatchDataset(pb.WatchDatasetRequest(dataset_id="ds-none"), metadata=md)))
+    assert code == grpc.StatusCode.NOT_FOUND
+
+
+def test_one_tenant_never_sees_another_tenants_datasets(platform: Platform) -> None:
+    stub = dataset_stub(platform)
+    secret = register(stub, platform, "globex", "payroll")
+    register(stub, platform, "acme", "tickets")
+    wait_until(lambda: len(stub.ListDatasets(pb.ListDatasetsRequest(), metadata=metadata("globex")).datasets) == 1,
+               what="globex's dataset listed")
+    wait_until(lambda: len(stub.ListDatasets(pb.ListDatasetsRequest(), metadata=metadata("acme")).datasets) == 1,
+               what="acme's dataset listed")
+    acme = metadata("acme")
+    assert [d.name for d in stub.ListDatasets(pb.ListDatasetsRequest(), metadata=acme).datasets] == ["tickets"]
+    code, _ = _code(lambda: stub.GetDataset(pb.GetDatasetRequest(dataset_id=secret.dataset_id), metadata=acme))
+    assert code == grpc.StatusCode.NOT_FOUND
+    code, _ = _code(lambda: next(stub.WatchDataset(pb.WatchDatasetRequest(dataset_id=secret.dataset_id),
+                                                   metadata=acme)))
+    assert code == grpc.StatusCode.NOT_FOUND
+    globex_uri = f"file://{platform.config.storage_root}/globex/payroll"
+    code, _ = _code(lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="steal", storage_uri=globex_uri,
+                                                                       classification=1), metadata=acme))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    # the same name may exist in two tenants
+    register(stub, platform, "acme", "payroll")
