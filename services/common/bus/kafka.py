@@ -53,7 +53,7 @@ class KafkaBus:
             return
         admin = self._admin()
         try:
-            existing = set(admin.list_topics(timeout=10).topics)
+            existing = set(admin.list_topics(timeout=min(10.0, 1 + self.delivery_timeout_ms / 1000)).topics)
         except KafkaException as exc:
             raise BusUnavailable(f"Kafka at {self.bootstrap} did not answer a metadata request: {exc}") from exc
         new = [

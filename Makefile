@@ -1,0 +1,52 @@
+# privtune: `make demo` runs the pipeline on the embedded default, `make test` runs every test tier.
+# Both install what they need (cached virtualenv, Kafka jars, buf, PostgreSQL) on first use.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-unit test-contract test-integration venv proto proto-check proto-release kafka postgres tools bench-bus clean
+
+venv:
+	@scripts/ensure_venv.sh
+
+demo: venv
+	$(PY) -m privtune.demo var/demo
+
+kafka:
+	@scripts/fetch_kafka.sh >/dev/null
+
+postgres:
+	@scripts/infra.sh postgres-install
+
+tools:
+	@scripts/ensure_buf.sh >/dev/null
+
+proto: venv
+	scripts/gen_proto.sh
+
+proto-check: venv tools
+	scripts/gen_proto.sh --check
+	scripts/proto_breaking.sh
+
+# Freeze the current protos as the release that `buf breaking` checks against.
+proto-release: tools
+	@test -n "$(VERSION)" || (echo "usage: make proto-release VERSION=x.y.z" >&2; exit 2)
+	cd proto && $$(../scripts/ensure_buf.sh) build -o release/v$(VERSION).json
+
+test: venv kafka postgres proto-check
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+test-contract: venv kafka postgres
+	$(PY) -m pytest -m contract $(PYTEST_ARGS)
+
+test-integration: venv kafka postgres
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+bench-bus: venv kafka
+	$(PY) benchmarks/bus.py
+
+clean:
+	rm -rf var .pytest_cache
