@@ -1,6 +1,6 @@
 """Bus throughput and publish-to-consume latency: embedded vs Kafka vs raw confluent-kafka.
 
-    .venv/bin/python benchmarks/bus.py [--events 20000] [--batch 100]
+    .venv/bin/python benchmarks/bus.py [--events 20000] [--batch 100] [--rounds 3]
 
 Each backend gets the same payloads (encoded DatasetRegistered envelopes), the same
 batching, in the same run. A consumer thread reads while the producer publishes;
@@ -47,7 +47,8 @@ def measure(name: str, publish: Callable[[list[tuple[int, bytes]]], None],
     def reader() -> None:
         while len(received) < len(values) and not done.is_set():
             for key in consume():
-                received.setdefault(int(key), time.perf_counter())
+                if key != b"warmup":
+                    received.setdefault(int(key), time.perf_counter())
 
     thread = threading.Thread(target=reader)
     thread.start()
@@ -71,7 +72,9 @@ def bench_bus(uri: str, values: list[bytes], batch: int) -> dict[str, float]:
     topic = f"bench.{uuid.uuid4().hex[:8]}"
     bus.ensure_topics([topic])
     sub = bus.subscribe(f"bench-{uuid.uuid4().hex[:6]}", [topic])
-    sub.poll(timeout=3)  # join the group before the clock starts
+    bus.publish([Message(topic, b"warmup", b"")])  # producer id, group join and metadata before the clock
+    while not sub.poll(timeout=1):
+        pass
 
     def publish(chunk: list[tuple[int, bytes]]) -> None:
         bus.publish([Message(topic, str(i).encode(), v) for i, v in chunk])
@@ -95,7 +98,10 @@ def bench_raw_kafka(bootstrap: str, values: list[bytes], batch: int) -> dict[str
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"raw-{uuid.uuid4().hex[:6]}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     consumer.subscribe([topic])
-    consumer.consume(timeout=3)
+    producer.produce(topic, key=b"warmup", value=b"")
+    producer.flush()
+    while not [m for m in consumer.consume(timeout=1) if not m.error()]:
+        pass
 
     def publish(chunk: list[tuple[int, bytes]]) -> None:
         for i, v in chunk:
@@ -118,15 +124,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     values = payloads(args.events)
     print(f"{args.events} events of ~{statistics.mean(map(len, values)):.0f} bytes, batches of {args.batch}")
     with tempfile.TemporaryDirectory() as tmp, KafkaCluster(n_brokers=1, base_dir=Path(tmp) / "kafka") as cluster:
-        results = {
-            "embedded (sqlite)": bench_bus(f"sqlite:///{tmp}/events.db?partitions=4", values, args.batch),
-            "kafka backend": bench_bus(f"kafka://{cluster.bootstrap_servers}?partitions=4", values, args.batch),
-            "raw confluent-kafka": bench_raw_kafka(cluster.bootstrap_servers, values, args.batch),
+        runs: dict[str, Callable[[], dict[str, float]]] = {
+            "embedded (sqlite)": lambda: bench_bus(f"sqlite:///{tmp}/events-{uuid.uuid4().hex[:6]}.db?partitions=4",
+                                                   values, args.batch),
+            "kafka backend": lambda: bench_bus(f"kafka://{cluster.bootstrap_servers}?partitions=4", values, args.batch),
+            "raw confluent-kafka": lambda: bench_raw_kafka(cluster.bootstrap_servers, values, args.batch),
         }
+        bench_raw_kafka(cluster.bootstrap_servers, values[: len(values) // 4], args.batch)  # warm the broker's JIT
+        samples: dict[str, list[dict[str, float]]] = {name: [] for name in runs}
+        names = list(runs)
+        for r in range(args.rounds):  # rotate the order so no backend always runs on a colder broker
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                samples[name].append(runs[name]())
+        results = {name: {k: statistics.median(s[k] for s in samples[name]) for k in samples[name][0]}
+                   for name in names}
+    print(f"median of {args.rounds} rounds")
     ceiling = results["raw confluent-kafka"]["events_per_s"]
     print(f"\n{'backend':<22}{'events/s':>12}{'vs raw':>9}{'p50 ms':>10}{'p99 ms':>10}")
     for name, r in results.items():
