@@ -109,8 +109,15 @@ def _runtime_key(java: str, libs: Path) -> str:
 
 
 def _new_uuid() -> str:
-    """A random Kafka UUID string (22 chars of url-safe base64)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random Kafka UUID string (22 chars of url-safe base64).
+
+    Like Kafka's ``Uuid.randomUuid()`` it never starts with ``-``, which command
+    line parsers (the storage tool's) would take for an option.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def _java() -> str:
@@ -385,17 +392,30 @@ class KafkaCluster:
         config: Mapping[str, str] | None = None,
         timeout: float = 30.0,
     ) -> None:
-        """Create a topic (defaults: cluster ``partitions`` and replication factor)."""
+        """Create a topic and wait until the metadata shows a leader for every partition.
+
+        Defaults: the cluster's ``partitions`` and replication factor.
+        """
         from confluent_kafka.admin import AdminClient, NewTopic
 
         admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        count = partitions or self.partitions
         topic = NewTopic(
             name,
-            num_partitions=partitions or self.partitions,
+            num_partitions=count,
             replication_factor=replication_factor or self.replication_factor,
             config=dict(config or {}),
         )
         admin.create_topics([topic], operation_timeout=timeout, request_timeout=timeout)[name].result(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            meta = admin.list_topics(name, timeout=timeout).topics.get(name)
+            parts = meta.partitions if meta is not None and meta.error is None else {}
+            if len(parts) == count and all(p.leader >= 0 for p in parts.values()):
+                return
+            if time.monotonic() > deadline:
+                raise DevInfraError(f"topic {name} has no leaders after {timeout:.0f}s")
+            time.sleep(0.05)
 
     def __enter__(self) -> KafkaCluster:
         if not self._nodes:
@@ -510,10 +530,8 @@ class KafkaCluster:
             argv = self._jvm(node, "256m") + [
                 "kafka.tools.StorageTool",
                 "format",
-                "--cluster-id",
-                self.cluster_id,
-                "--config",
-                str(node.config_path),
+                f"--cluster-id={self.cluster_id}",
+                f"--config={node.config_path}",
                 "--ignore-formatted",
             ]
             procs.append((node, spawn(argv, node.dir / "format.log")))

@@ -20,7 +20,7 @@ from privtune.v1 import events_pb2
 from services.common import envelope as codec
 from services.common.bus import EventBus, Message, Record
 from services.common.clock import now_ms
-from services.common.errors import BusUnavailable, MalformedEvent
+from services.common.errors import BusUnavailable, CommitFailed, MalformedEvent
 from services.common.store.schema import processed_events
 from services.common.topics import DEAD_LETTER
 
@@ -64,7 +64,9 @@ class EventConsumer:
         self.group = group
         self.dedupe_key = dedupe_key or group  # the name applied event ids are recorded under
         self.handler = handler
-        self.subscription = bus.subscribe(group, topics, from_beginning=from_beginning)
+        self.topics = list(topics)
+        self.from_beginning = from_beginning
+        self.subscription = bus.subscribe(group, self.topics, from_beginning=from_beginning)
         self.stats = ConsumeStats()
 
     def poll_and_apply(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
@@ -103,16 +105,37 @@ class EventConsumer:
         self.stats.applied += 1
 
     def run(self, stop: threading.Event, max_records: int = 500) -> None:
-        """Consume until ``stop`` is set; a bus outage is retried, not fatal."""
+        """Consume until ``stop`` is set. Outages of the bus or the store are retried, not fatal.
+
+        After a failed batch the member rejoins its group, which rewinds it to the
+        group's committed offsets: the failed batch is redelivered, never skipped, and
+        the dedupe table makes the part that was already applied harmless.
+        """
         backoff = 0.5
         while not stop.is_set():
             try:
                 self.poll_and_apply(max_records=max_records, timeout=0.5)
                 backoff = 0.5
+                continue
+            except CommitFailed as exc:
+                log.info("consumer %s: %s", self.group, exc)
             except BusUnavailable as exc:
                 log.warning("consumer %s: bus unavailable, retrying in %.1fs: %s", self.group, backoff, exc)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+            except Exception:  # noqa: BLE001 - e.g. the store is down
+                log.exception("consumer %s: applying a batch failed, retrying in %.1fs", self.group, backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, 10.0)
+            self._rejoin()
+
+    def _rejoin(self) -> None:
+        try:
+            self.subscription.close()
+        except Exception:  # noqa: BLE001 - the old member may already be gone
+            log.debug("closing the failed member of %s", self.group, exc_info=True)
+        try:
+            self.subscription = self.bus.subscribe(self.group, self.topics, from_beginning=self.from_beginning)
+        except BusUnavailable as exc:
+            log.warning("consumer %s: cannot rejoin yet: %s", self.group, exc)
 
     def close(self) -> None:
         self.subscription.close()

@@ -39,6 +39,14 @@ class BusUnavailable(PrivtuneError):
     """The event bus could not be reached or did not acknowledge in time."""
 
 
+class CommitFailed(PrivtuneError):
+    """The group took the partition away (rebalance, broker restart) before the commit.
+
+    Nothing is lost: the uncommitted records are redelivered to the partition's next
+    owner, and idempotent consumers skip what they already applied.
+    """
+
+
 class MalformedEvent(PrivtuneError):
     """A message on the bus cannot be applied: it goes to the dead-letter topic.
 

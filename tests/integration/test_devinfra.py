@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, PartitionMetadata
 
 from privtune.devinfra import DevInfraError
 from privtune.devinfra.kafka import KafkaCluster
@@ -24,12 +24,31 @@ def _topic(prefix: str) -> str:
 
 
 def _create_topic(bootstrap: str, name: str, partitions: int, rf: int) -> None:
+    """Create with a plain AdminClient, then wait for leaders in the metadata."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=rf)])
     futures[name].result(30)
+    _partitions(bootstrap, name, partitions)
 
 
-def _read_all(bootstrap: str, topic: str, timeout: float = 60.0) -> list[str]:
+def _partitions(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[PartitionMetadata]:
+    """Partition metadata of ``topic`` once every partition has a leader.
+
+    Brokers learn about a new topic asynchronously, so an early answer may not
+    know it yet.
+    """
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = admin.list_topics(topic, timeout=10).topics.get(topic)
+        parts = list(meta.partitions.values()) if meta is not None and meta.error is None else []
+        if len(parts) == count and all(p.leader >= 0 for p in parts):
+            return sorted(parts, key=lambda p: p.id)
+        assert time.monotonic() < deadline, f"no leaders for {topic}: {meta}"
+        time.sleep(0.05)
+
+
+def _read_all(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> list[str]:
     """Every message of ``topic`` up to the current high watermarks (no consumer group)."""
     consumer = Consumer(
         {
@@ -40,7 +59,7 @@ def _read_all(bootstrap: str, topic: str, timeout: float = 60.0) -> list[str]:
         }
     )
     try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        parts = [p.id for p in _partitions(bootstrap, topic, count)]
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         values: list[str] = []
@@ -145,11 +164,10 @@ def cluster3(kafka_cluster_factory: Callable[..., KafkaCluster]) -> KafkaCluster
     return kafka_cluster_factory(3)
 
 
-def _wait_full_isr(cluster: KafkaCluster, topic: str, timeout: float = 60.0) -> None:
-    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+def _wait_full_isr(cluster: KafkaCluster, topic: str, count: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        parts = admin.list_topics(topic, timeout=10).topics[topic].partitions.values()
+        parts = _partitions(cluster.bootstrap_servers, topic, count)
         if all(len(p.isrs) == 3 for p in parts):
             return
         assert time.monotonic() < deadline, [(p.id, p.isrs) for p in parts]
@@ -162,9 +180,8 @@ def test_three_nodes_survive_sigkill_of_a_leader(cluster3: KafkaCluster) -> None
     bootstrap = cluster3.bootstrap_servers
     topic = _topic("ha")
     _create_topic(bootstrap, topic, partitions=3, rf=3)
-    _wait_full_isr(cluster3, topic)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    victim = admin.list_topics(topic, timeout=10).topics[topic].partitions[0].leader
+    _wait_full_isr(cluster3, topic, 3)
+    victim = _partitions(bootstrap, topic, 3)[0].leader
 
     acks = _Acks()
     producer = Producer(
@@ -182,13 +199,13 @@ def test_three_nodes_survive_sigkill_of_a_leader(cluster3: KafkaCluster) -> None
     assert acks.errors == []
     assert len(acks.acked) == 400
 
-    got = _read_all(bootstrap, topic)
+    got = _read_all(bootstrap, topic, 3)
     assert sorted(got) == sorted(acks.acked)  # every acknowledged message, exactly once
 
     cluster3.start_node(victim)
     assert cluster3.is_running(victim)
-    _wait_full_isr(cluster3, topic)
-    assert sorted(_read_all(cluster3.node_bootstrap(victim), topic)) == sorted(acks.acked)
+    _wait_full_isr(cluster3, topic, 3)
+    assert sorted(_read_all(cluster3.node_bootstrap(victim), topic, 3)) == sorted(acks.acked)
 
 
 @pytest.mark.slow
@@ -202,8 +219,8 @@ def test_three_nodes_clean_stop_and_restart(cluster3: KafkaCluster) -> None:
         producer.produce(topic, value=f"r{i}")
     assert producer.flush(60) == 0
     cluster3.start_node(2)
-    _wait_full_isr(cluster3, topic)
-    assert sorted(_read_all(cluster3.node_bootstrap(2), topic)) == sorted(f"r{i}" for i in range(50))
+    _wait_full_isr(cluster3, topic, 2)
+    assert sorted(_read_all(cluster3.node_bootstrap(2), topic, 2)) == sorted(f"r{i}" for i in range(50))
 
 
 # --------------------------------------------------------------------------- postgres

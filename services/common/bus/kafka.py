@@ -22,7 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from services.common.bus.protocol import EventBus, Message, Record
 from services.common.bus.registry import register_backend
-from services.common.errors import BusUnavailable, FailedPrecondition
+from services.common.errors import BusUnavailable, CommitFailed
 
 
 class KafkaBus:
@@ -190,7 +190,7 @@ class KafkaSubscription:
         try:
             self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in upto.items()], asynchronous=False)
         except KafkaException as exc:
-            raise FailedPrecondition(
+            raise CommitFailed(
                 f"could not commit offsets for group {self.group!r} ({exc}); the records will be redelivered"
             ) from exc
 

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from services.common.bus.protocol import EventBus, Message, Record
 from services.common.bus.registry import register_backend
-from services.common.errors import BusUnavailable, FailedPrecondition
+from services.common.errors import BusUnavailable, CommitFailed, FailedPrecondition
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS topics (name TEXT PRIMARY KEY, partitions INTEGER NOT NULL);
@@ -202,15 +202,17 @@ class SQLiteSubscription:
                     del self._positions[tp]
             for tp in sorted(wanted):
                 owner = owners.get(tp)
-                if owner and owner[0] != self.member and owner[1] >= now and owner[0] in live:
-                    continue  # still held by a live member: wait until it lets go
+                mine = owner is not None and owner[0] == self.member
+                if not mine and owner and owner[1] >= now and owner[0] in live:
+                    self._positions.pop(tp, None)  # still held by a live member: wait until it lets go
+                    continue
                 conn.execute(
                     "INSERT INTO owners (grp, topic, part, member, lease_until_ms) VALUES (?, ?, ?, ?, ?) "
                     "ON CONFLICT (grp, topic, part) DO UPDATE SET member = excluded.member, "
                     "lease_until_ms = excluded.lease_until_ms",
                     (self.group, *tp, self.member, now + timeout),
                 )
-                if tp not in self._positions:
+                if not mine or tp not in self._positions:  # (re)acquired: resume from the group's commit
                     self._positions[tp] = self._start_offset(tp)
         self._last_rebalance = time.monotonic()
 
@@ -270,7 +272,7 @@ class SQLiteSubscription:
                     "SELECT member FROM owners WHERE grp = ? AND topic = ? AND part = ?", (self.group, topic, part)
                 ).fetchone()
                 if not owner or owner[0] != self.member:
-                    raise FailedPrecondition(
+                    raise CommitFailed(
                         f"cannot commit {topic}[{part}] for group {self.group!r}: the partition was reassigned "
                         "(this member was silent longer than session_timeout_ms); its records will be redelivered"
                     )
