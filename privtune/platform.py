@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 
 from sqlalchemy import Engine
 
+from services.common.access_log import AccessDenialRecorder
 from services.common.bus import EventBus, open_bus
 from services.common.config import PlatformConfig
 from services.common.consumer import EventConsumer
@@ -74,7 +75,8 @@ class Platform:
             self._spawn(f"consumer-{projection.name}", lambda c=consumer: c.run(self._stop))
         bindings = [b for part in parts for b in part.bindings]
         if bindings:
-            self.server = start_grpc_server(self.config.grpc_address, bindings)
+            self.server = start_grpc_server(self.config.grpc_address, bindings,
+                                            on_denied=AccessDenialRecorder(self.engine))
             log.info("gRPC API on port %d: %s", self.server.port, ", ".join(b.full_name for b in bindings))
         return self
 

@@ -30,15 +30,30 @@ def status_for(exc: errors.PrivtuneError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
+DenialRecorder = Callable[[dict[str, str], str, str, str], None]  # (metadata, method, reason, rule)
+_DENIED = {grpc.StatusCode.UNAUTHENTICATED: "authentication", grpc.StatusCode.PERMISSION_DENIED: "authorization"}
+
+
+def _abort(context: grpc.ServicerContext, exc: Exception, method: str, on_denied: DenialRecorder | None) -> None:
     if isinstance(exc, errors.PrivtuneError):
-        context.abort(status_for(exc), str(exc))
+        code = status_for(exc)
+        if code in _DENIED and on_denied is not None:
+            metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+            on_denied(metadata, method, str(exc), _DENIED[code])
+        context.abort(code, str(exc))
     log.exception("unexpected error in %s", method)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; the server log has the details")
 
 
 class ErrorMappingInterceptor(grpc.ServerInterceptor):
-    """Turns a raised PrivtuneError into the matching status with its actionable message."""
+    """Turns a raised PrivtuneError into the matching status with its actionable message.
+
+    Unauthenticated and permission-denied calls are also handed to ``on_denied``
+    (which records an AccessDenied event) before the status goes back.
+    """
+
+    def __init__(self, on_denied: DenialRecorder | None = None) -> None:
+        self.on_denied = on_denied
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
@@ -54,7 +69,7 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
                 except Exception as exc:  # noqa: BLE001 - mapped to a status below
                     if _is_abort(exc):
                         raise
-                    _abort(context, exc, method)
+                    _abort(context, exc, method, self.on_denied)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, request_deserializer=handler.request_deserializer,
@@ -68,7 +83,7 @@ class ErrorMappingInterceptor(grpc.ServerInterceptor):
                 except Exception as exc:  # noqa: BLE001
                     if _is_abort(exc):
                         raise
-                    _abort(context, exc, method)
+                    _abort(context, exc, method, self.on_denied)
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, request_deserializer=handler.request_deserializer,

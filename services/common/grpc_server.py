@@ -10,7 +10,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common.grpc_errors import ErrorMappingInterceptor
+from services.common.grpc_errors import DenialRecorder, ErrorMappingInterceptor
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,14 @@ class RunningServer:
         self.server.stop(grace).wait()
 
 
-def start_grpc_server(address: str, bindings: Sequence[ServiceBinding], max_workers: int = 32) -> RunningServer:
-    """Start serving ``bindings`` on ``address`` (``host:port``; port 0 picks a free one)."""
+def start_grpc_server(address: str, bindings: Sequence[ServiceBinding], max_workers: int = 32,
+                      on_denied: DenialRecorder | None = None) -> RunningServer:
+    """Start serving ``bindings`` on ``address`` (``host:port``; port 0 picks a free one).
+
+    ``on_denied`` is called for every unauthenticated or forbidden call (see access_log).
+    """
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                         interceptors=[ErrorMappingInterceptor()])
+                         interceptors=[ErrorMappingInterceptor(on_denied)])
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for b in bindings:

@@ -153,3 +153,25 @@ def test_one_tenant_never_sees_another_tenants_datasets(platform: Platform) -> N
     assert code == grpc.StatusCode.PERMISSION_DENIED
     # the same name may exist in two tenants
     register(stub, platform, "acme", "payroll")
+
+
+def test_denied_calls_are_published_as_access_denied_events(platform: Platform) -> None:
+    from services.common import envelope as codec
+    from services.common.bus import open_bus
+    from services.common.topics import ACCESS_EVENTS
+
+    stub = dataset_stub(platform)
+    _code(lambda: stub.ListDatasets(pb.ListDatasetsRequest()))  # no identity
+    _code(lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="etc", storage_uri="file:///etc",
+                                                             classification=1), metadata=metadata("acme", "mallory")))
+    bus = open_bus(platform.config.bus_uri)
+    sub = bus.subscribe("test-access", [ACCESS_EVENTS])
+    got = []
+    wait_until(lambda: got.extend(sub.poll(timeout=0.2)) or len(got) >= 2, what="2 AccessDenied events")
+    sub.close()
+    events = sorted((codec.decode(r.value) for r in got), key=lambda e: e.access_denied.rule)
+    assert [e.access_denied.rule for e in events] == ["authentication", "authorization"]
+    assert events[0].tenant_id == "_unauthenticated"
+    assert events[0].access_denied.method == "/privtune.v1.DatasetService/ListDatasets"
+    assert events[1].tenant_id == "acme" and events[1].access_denied.principal == "mallory"
+    assert "outside the storage boundary" in events[1].access_denied.reason

@@ -1,0 +1,39 @@
+"""Denied calls become AccessDenied events (invariant 4: every access is audited)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+from sqlalchemy import Engine
+
+from privtune.v1 import events_pb2
+from services.common import eventstore
+from services.common.envelope import Causation, new_envelope
+
+log = logging.getLogger(__name__)
+SOURCE = "privtune/gateway"
+UNAUTHENTICATED_TENANT = "_unauthenticated"  # denials that carry no valid tenant are recorded under this
+_TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class AccessDenialRecorder:
+    """Stores each denial with the outbox, so it reaches the bus like any other event."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __call__(self, metadata: dict[str, str], method: str, reason: str, rule: str) -> None:
+        tenant = metadata.get("x-privtune-tenant", "")
+        tenant = tenant if _TENANT_RE.match(tenant) else UNAUTHENTICATED_TENANT
+        principal = metadata.get("x-privtune-actor", "")[:128] or "anonymous"
+        subject = f"denial-{uuid.uuid4().hex}"
+        env = new_envelope(events_pb2.AccessDenied(principal=principal, method=method, reason=reason[:500], rule=rule),
+                           subject=subject, tenant_id=tenant, source=SOURCE,
+                           causation=Causation(actor=principal, correlation_id=metadata.get("x-correlation-id", "")))
+        try:
+            with self.engine.begin() as conn:
+                eventstore.append(conn, "access", [env], expected_version=0)
+        except Exception:  # noqa: BLE001 - never turn a denial into a crash; the log keeps it
+            log.exception("could not record the denial of %s for %s", method, principal)
