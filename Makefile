@@ -19,7 +19,8 @@ postgres:
 	@scripts/infra.sh postgres-install
 
 tools:
-	@scripts/ensure_buf.sh >/dev/null
+	@scripts/go_tool.sh buf >/dev/null
+	@scripts/go_tool.sh grpcurl >/dev/null
 
 proto: venv
 	scripts/gen_proto.sh
@@ -31,9 +32,9 @@ proto-check: venv tools
 # Freeze the current protos as the release that `buf breaking` checks against.
 proto-release: tools
 	@test -n "$(VERSION)" || (echo "usage: make proto-release VERSION=x.y.z" >&2; exit 2)
-	cd proto && $$(../scripts/ensure_buf.sh) build -o release/v$(VERSION).json
+	cd proto && $$(../scripts/go_tool.sh buf) build -o release/v$(VERSION).json
 
-test: venv kafka postgres proto-check
+test: venv kafka postgres tools proto-check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
@@ -42,7 +43,7 @@ test-unit: venv
 test-contract: venv kafka postgres
 	$(PY) -m pytest -m contract $(PYTEST_ARGS)
 
-test-integration: venv kafka postgres
+test-integration: venv kafka postgres tools
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
 bench-bus: venv kafka

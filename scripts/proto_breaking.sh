@@ -3,7 +3,7 @@
 # (the newest proto/release/v*.json, written by `make proto-release VERSION=x.y.z`).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-buf=$("$root/scripts/ensure_buf.sh")
+buf=$("$root/scripts/go_tool.sh" buf)
 last=$(ls "$root"/proto/release/v*.json 2>/dev/null | sort -V | tail -n 1)
 if [ -z "$last" ]; then
   echo "no released proto image in proto/release/: run 'make proto-release VERSION=0.1.0' once" >&2

@@ -175,3 +175,26 @@ def test_denied_calls_are_published_as_access_denied_events(platform: Platform) 
     assert events[0].access_denied.method == "/privtune.v1.DatasetService/ListDatasets"
     assert events[1].tenant_id == "acme" and events[1].access_denied.principal == "mallory"
     assert "outside the storage boundary" in events[1].access_denied.reason
+
+
+def test_grpcurl_lists_and_calls_the_api(platform: Platform) -> None:
+    import json
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    grpcurl = subprocess.run([str(root / "scripts" / "go_tool.sh"), "grpcurl"], check=True, capture_output=True,
+                             text=True).stdout.strip()
+    listed = subprocess.run([grpcurl, "-plaintext", platform.grpc_target, "list"], capture_output=True, text=True,
+                            check=True, timeout=60).stdout.split()
+    assert "privtune.v1.DatasetService" in listed and "grpc.health.v1.Health" in listed
+    created = register(dataset_stub(platform), platform, "acme", "via-grpcurl")
+    call = [grpcurl, "-plaintext", "-H", "x-privtune-tenant: acme", "-H", "x-privtune-actor: ops",
+            "-d", json.dumps({"dataset_id": created.dataset_id}), platform.grpc_target,
+            "privtune.v1.DatasetService/GetDataset"]
+    got = json.loads(subprocess.run(call, capture_output=True, text=True, check=True, timeout=60).stdout)
+    assert got.get("datasetId", got.get("dataset_id")) == created.dataset_id and got["name"] == "via-grpcurl"
+    denied = subprocess.run(call[:1] + ["-plaintext", "-d", "{}", platform.grpc_target,
+                                        "privtune.v1.DatasetService/ListDatasets"],
+                            capture_output=True, text=True, timeout=60)
+    assert denied.returncode != 0 and "Unauthenticated" in denied.stderr and "x-privtune-tenant" in denied.stderr

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _buf() -> str:
-    return subprocess.run([str(ROOT / "scripts" / "ensure_buf.sh")], check=True, capture_output=True,
+    return subprocess.run([str(ROOT / "scripts" / "go_tool.sh"), "buf"], check=True, capture_output=True,
                           text=True).stdout.strip()
 
 
