@@ -35,7 +35,11 @@ from typing import Any
 import pytest
 
 from privtune.devinfra.kafka import KafkaCluster
-from privtune.devinfra.postgres import POSTGRES_URL_ENV, ExternalPostgres, PostgresServer
+from privtune.devinfra.postgres import (
+    POSTGRES_URL_ENV,
+    ExternalPostgres,
+    PostgresServer,
+)
 
 KAFKA_BOOTSTRAP_ENV = "PRIVTUNE_TEST_KAFKA_BOOTSTRAP"
 

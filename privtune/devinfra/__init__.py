@@ -16,9 +16,9 @@ from __future__ import annotations
 import atexit
 import ctypes
 import os
+import shutil
 import signal
 import socket
-import shutil
 import subprocess
 import tempfile
 import threading

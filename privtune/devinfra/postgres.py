@@ -223,9 +223,7 @@ class PostgresServer:
             self._spawn(bindir, ids)
             self._wait_ready()
             with _connect(self.server_url) as conn:
-                exists = conn.execute(
-                    "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
-                ).fetchone()
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)).fetchone()
                 if not exists:
                     conn.execute(f'CREATE DATABASE "{self.database}"')
         except BaseException:

@@ -12,8 +12,8 @@ import logging
 import threading
 import uuid
 
-from sqlalchemy import Engine, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from services.common.bus import EventBus, Message
 from services.common.clock import now_ms
@@ -43,16 +43,21 @@ class OutboxRelay:
     def _take_lease(self) -> bool:
         now = now_ms()
         with self.engine.begin() as conn:
-            ins = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-            conn.execute(ins(relay_leases).values(name=self.name, owner=self.owner, lease_until_ms=0)
-                         .on_conflict_do_nothing(index_elements=["name"]))
             taken = conn.execute(
                 update(relay_leases)
                 .where(relay_leases.c.name == self.name,
                        or_(relay_leases.c.owner == self.owner, relay_leases.c.lease_until_ms < now))
                 .values(owner=self.owner, lease_until_ms=now + self.lease_ms)
             ).rowcount
-        return taken == 1
+            if taken:
+                return True
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(relay_leases).values(name=self.name, owner=self.owner,
+                                                             lease_until_ms=now + self.lease_ms))
+                return True
+            except IntegrityError:
+                return False  # another relay holds a live lease
 
     def publish_pending(self) -> int:
         """Publish one batch of pending events. Returns how many went out.

@@ -97,3 +97,22 @@ def test_parallel_appends_to_different_streams_all_land(engine: Engine) -> None:
         assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 40
         seqs = [r.seq for r in conn.execute(select(outbox.c.seq).order_by(outbox.c.seq))]
         assert len(set(seqs)) == 40
+
+
+def test_processes_migrating_at_once_do_not_collide(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for backend in ("sqlite", "postgresql"):
+        url = fresh_store_url(request, backend, tmp_path)
+        code = "import sys; from services.common.store import open_store; open_store(sys.argv[1]).dispose()"
+        root = Path(__file__).resolve().parents[2]
+        procs = [subprocess.Popen([sys.executable, "-c", code, url], cwd=root, stderr=subprocess.PIPE, text=True)
+                 for _ in range(4)]
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err[-2000:]
+        engine = open_store(url)
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        engine.dispose()

@@ -9,7 +9,14 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic, PartitionMetadata
 
 from privtune.devinfra import DevInfraError
@@ -70,16 +77,24 @@ def _read_all(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> 
             msg = consumer.poll(0.5)
             if msg is None:
                 continue
-            if msg.error():
-                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
-                done.add(msg.partition())
+            part, err = msg.partition(), msg.error()
+            assert part is not None
+            if err is not None:
+                assert err.code() == KafkaError._PARTITION_EOF, err
+                done.add(part)
                 continue
-            values.append(msg.value().decode())
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                done.add(msg.partition())
+            values.append(_text(msg))
+            if (msg.offset() or 0) + 1 >= ends[part]:
+                done.add(part)
         return values
     finally:
         consumer.close()
+
+
+def _text(msg: Message) -> str:
+    value = msg.value()
+    assert isinstance(value, bytes)
+    return value.decode()
 
 
 class _Acks:
@@ -93,7 +108,7 @@ class _Acks:
         if err is not None:
             self.errors.append(err)
         else:
-            self.acked.append(msg.value().decode())
+            self.acked.append(_text(msg))
 
 
 # --------------------------------------------------------------------- single broker
@@ -123,14 +138,19 @@ def test_single_broker_produce_consume(kafka_cluster: KafkaCluster, kafka_bootst
         while len(got) < 100 and time.monotonic() < deadline:
             msg = consumer.poll(0.5)
             if msg is not None and not msg.error():
-                got.append(msg.value().decode())
+                got.append(_text(msg))
     finally:
         consumer.close()
     assert sorted(got) == sorted(f"m{i}" for i in range(100))
 
 
 def test_auto_topic_creation_is_disabled(kafka_cluster: KafkaCluster) -> None:
-    producer = Producer({"bootstrap.servers": kafka_cluster.bootstrap_servers, "message.timeout.ms": 1500})
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka_cluster.bootstrap_servers,
+            "message.timeout.ms": 1500,
+        }
+    )
     acks = _Acks()
     producer.produce(_topic("missing"), value="x", on_delivery=acks)
     producer.flush(10)
@@ -185,7 +205,12 @@ def test_three_nodes_survive_sigkill_of_a_leader(cluster3: KafkaCluster) -> None
 
     acks = _Acks()
     producer = Producer(
-        {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5}
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+        }
     )
     for i in range(200):
         producer.produce(topic, value=f"v{i}", key=str(i), on_delivery=acks)
@@ -239,9 +264,7 @@ def test_postgres_roundtrip(postgres_url: str) -> None:
         engine.dispose()
 
 
-def test_postgres_create_database(
-    postgres_server: PostgresServer | ExternalPostgres, postgres_module_url: str
-) -> None:
+def test_postgres_create_database(postgres_server: PostgresServer | ExternalPostgres, postgres_module_url: str) -> None:
     url = postgres_server.create_database(f"extra_{uuid.uuid4().hex[:8]}")
     for db_url in (url, postgres_module_url):
         engine = sa.create_engine(db_url)
