@@ -169,3 +169,22 @@ def test_ensure_topics_is_idempotent(bus: EventBus, topic: str) -> None:
     bus.ensure_topics([topic])
     bus.ensure_topics([topic, topic])
     assert len(bus.end_offsets(topic)) == 3
+
+
+def test_namespaces_keep_environments_apart(bus: EventBus, topic: str) -> None:
+    sep = "&" if "?" in bus.uri else "?"
+    staging, prod = open_bus(f"{bus.uri}{sep}namespace=staging"), open_bus(f"{bus.uri}{sep}namespace=prod")
+    staging.publish([Message(topic, b"k", b"from-staging")])
+    prod.publish([Message(topic, b"k", b"from-prod")])
+    sub = staging.subscribe("g1", [topic])
+    got = drain(sub, 1)
+    got += settle(sub, 1.0)
+    sub.commit(got)
+    sub.close()
+    assert [(r.topic, r.value) for r in got] == [(topic, b"from-staging")]
+    assert sum(staging.end_offsets(topic).values()) == 1
+    assert sum(bus.end_offsets(topic).values()) == 0  # the bare bus is a third, empty namespace
+    with pytest.raises(ValueError, match="namespace"):
+        open_bus(f"{bus.uri}{sep}namespace=bad/name")
+    staging.close()
+    prod.close()

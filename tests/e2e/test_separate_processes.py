@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import grpc
@@ -47,7 +48,7 @@ def _serving(port: int, proc: subprocess.Popen[bytes], log: Path) -> bool:
 
 def test_two_ingest_processes_share_kafka_and_postgres_and_survive_a_kill9(
         kafka_bootstrap: str, postgres_url: str, tmp_path: Path) -> None:
-    bus = f"kafka://{kafka_bootstrap}?partitions=4"
+    bus = f"kafka://{kafka_bootstrap}?partitions=4&namespace=e2e-{uuid.uuid4().hex[:8]}"
     store = fresh_postgres_database(postgres_url)
     storage = tmp_path / "tenants"
     ports = [_free_port(), _free_port()]

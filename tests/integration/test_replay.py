@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def _backends(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> dict[str, str]:
     if kind == "embedded":
         return {}
-    return {"bus_uri": f"kafka://{request.getfixturevalue('kafka_bootstrap')}?partitions=3",
+    # the session's broker is shared by every test: a namespace of our own keeps replay to our events
+    return {"bus_uri": f"kafka://{request.getfixturevalue('kafka_bootstrap')}?partitions=3"
+                       f"&namespace=replay-{uuid.uuid4().hex[:8]}",
             "store_uri": fresh_store_url(request, "postgresql", tmp_path)}
 
 
