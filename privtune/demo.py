@@ -34,6 +34,17 @@ TICKETS = [
 ]
 
 
+def _summary(env: events_pb2.EventEnvelope) -> str:
+    kind = env.WhichOneof("payload")
+    if kind == "dataset_registered":
+        e = env.dataset_registered
+        return f"dataset={e.dataset_id} files={e.file_count} sha256={e.checksum_sha256[:16]}..."
+    if kind == "access_denied":
+        e = env.access_denied
+        return f"{e.rule} refused {e.method} for {e.principal}"
+    return f"subject={env.subject}"
+
+
 def step(n: int, text: str) -> None:
     print(f"\n== {n}. {text}", flush=True)
 
@@ -90,7 +101,7 @@ def run(data_dir: Path) -> int:
                                           stop=threading.Event()):
             if env is not None:
                 print(f"{record.topic}[{record.partition}]@{record.offset}: {env.type} tenant={env.tenant_id} "
-                      f"checksum={env.dataset_registered.checksum_sha256[:16]}...")
+                      f"{_summary(env)}")
         bus.close()
     finally:
         platform.stop()

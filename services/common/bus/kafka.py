@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from services.common.bus.protocol import EventBus, Message, Record
+from services.common.bus.protocol import EventBus, Message, Record, next_offsets
 from services.common.bus.registry import register_backend
 from services.common.errors import BusUnavailable, CommitFailed
 
@@ -184,9 +184,7 @@ class KafkaSubscription:
     def commit(self, records: Sequence[Record]) -> None:
         if not records:
             return
-        upto: dict[tuple[str, int], int] = {}
-        for r in records:
-            upto[(r.topic, r.partition)] = max(upto.get((r.topic, r.partition), -1), r.offset + 1)
+        upto = next_offsets(records)
         try:
             self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in upto.items()], asynchronous=False)
         except KafkaException as exc:

@@ -29,6 +29,14 @@ class Record:
     timestamp_ms: int
 
 
+def next_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:
+    """What committing ``records`` means per (topic, partition): the offset after the last one."""
+    upto: dict[tuple[str, int], int] = {}
+    for r in records:
+        upto[(r.topic, r.partition)] = max(upto.get((r.topic, r.partition), -1), r.offset + 1)
+    return upto
+
+
 class Subscription(Protocol):
     """One member of a consumer group."""
 

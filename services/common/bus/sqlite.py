@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Sequence
 from urllib.parse import parse_qs, urlsplit
 
-from services.common.bus.protocol import EventBus, Message, Record
+from services.common.bus.protocol import EventBus, Message, Record, next_offsets
 from services.common.bus.registry import register_backend
 from services.common.errors import BusUnavailable, CommitFailed, FailedPrecondition
 
@@ -262,9 +262,7 @@ class SQLiteSubscription:
     def commit(self, records: Sequence[Record]) -> None:
         if not records:
             return
-        upto: dict[tuple[str, int], int] = {}
-        for r in records:
-            upto[(r.topic, r.partition)] = max(upto.get((r.topic, r.partition), -1), r.offset + 1)
+        upto = next_offsets(records)
         conn = self._conn
         with _Tx(conn):
             for (topic, part), next_off in upto.items():
