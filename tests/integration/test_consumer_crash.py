@@ -77,3 +77,21 @@ def test_kill9_mid_batch_then_restart_applies_each_event_once(
     assert stats["duplicates"] >= 1, "the restart should have been redelivered the uncommitted tail"
     assert stats["applied"] == N - killed_at
     bus.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "kafka"])
+def test_two_consumer_processes_share_a_group_and_apply_each_event_once(
+        request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> None:
+    bus_uri = _bus_uri(request, backend, tmp_path)
+    store_uri = f"sqlite:///{tmp_path}/store.db"
+    topic = f"shared.{uuid.uuid4().hex[:8]}"
+    bus = open_bus(bus_uri)
+    bus.publish([Message(topic, f"agg-{i % 8}".encode(), codec.encode(new_envelope(
+        events_pb2.DatasetRegistered(dataset_id=f"ds-{i}"), subject=f"agg-{i % 8}", tenant_id="acme",
+        source="test", causation=Causation("t", "c")))) for i in range(N)])
+    workers = [_worker(bus_uri, store_uri, topic) for _ in range(2)]
+    stats = [json.loads(w.communicate(timeout=240)[0].strip().splitlines()[-1]) for w in workers]
+    applied = _applied(store_uri)
+    assert len(applied) == N and set(applied) == {1}
+    assert sum(s["applied"] for s in stats) == N
+    bus.close()

@@ -279,6 +279,12 @@ class SQLiteSubscription:
                     "ON CONFLICT (grp, topic, part) DO UPDATE SET next_off = max(next_off, excluded.next_off)",
                     (self.group, topic, part, next_off),
                 )
+            # a commit is a sign of life too: extend this member's leases like a heartbeat
+            now = _now_ms()
+            conn.execute("UPDATE owners SET lease_until_ms = ? WHERE grp = ? AND member = ?",
+                         (now + self.bus.session_timeout_ms, self.group, self.member))
+            conn.execute("UPDATE members SET heartbeat_ms = ? WHERE grp = ? AND member = ?",
+                         (now, self.group, self.member))
 
     def close(self) -> None:
         if self._closed:
