@@ -16,7 +16,7 @@ from services.common.config import PlatformConfig
 
 def _config(args: argparse.Namespace) -> PlatformConfig:
     return PlatformConfig.from_env(args.data_dir, bus_uri=args.bus, store_uri=args.store,
-                                   storage_root=Path(args.storage) if args.storage else None,
+                                   storage_root=args.storage,
                                    grpc_address=getattr(args, "grpc", None))
 
 

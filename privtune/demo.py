@@ -1,8 +1,9 @@
 """`make demo`: the platform end to end on the embedded default, in one process.
 
-Today's pipeline stage: register a tenant's raw dataset through the gRPC API, watch
-its events, read them off the bus, and rebuild the read models by replay. Later
-stages (curation, training, eval, deploy) extend this script as they land.
+Stages so far: register a tenant's raw dataset through the gRPC API, curate it into a
+content-addressed dataset version (PII redaction, dedupe, quality filters, recipes),
+read the events off the bus, and rebuild the read models by replay. Later stages
+(training, eval, deploy) extend this script as they land.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from google.protobuf.json_format import MessageToDict
 
 from privtune.platform import Platform, all_projections
 from privtune.tail import iter_events
+from privtune.v1 import curation_service_pb2 as cpb
+from privtune.v1 import curation_service_pb2_grpc as cpb_grpc
 from privtune.v1 import dataset_service_pb2 as pb
 from privtune.v1 import dataset_service_pb2_grpc as pb_grpc
 from privtune.v1 import events_pb2
@@ -28,9 +31,14 @@ from services.common.store import open_store
 from services.common.topics import ALL_TOPICS
 
 TICKETS = [
-    {"customer": "How do I reset my online banking password?", "agent": "Use 'Forgot password' on the login page."},
-    {"customer": "My card was declined abroad.", "agent": "Enable travel mode in the app, then retry."},
-    {"customer": "Can I raise my daily transfer limit?", "agent": "Yes, under Settings > Limits, up to 10,000."},
+    ("Password reset", "How do I reset my online banking password? I'm Maria Lopez, maria.lopez@example.com.",
+     "Use 'Forgot password' on the login page; a reset link goes to your registered email within minutes."),
+    ("Card declined abroad", "My card was declined abroad twice today. Call me on +1 415 555 0134.",
+     "Enable travel mode in the app under Cards > Travel, then retry the payment; it takes effect at once."),
+    ("Transfer limit", "Can I raise my daily transfer limit for a house deposit next week?",
+     "Yes: under Settings > Limits you can raise it up to 10,000 EUR per day; larger amounts need a branch visit."),
+    ("Statement copy", "I need a copy of my March statement for my accountant, please.",
+     "Open Accounts > Statements, pick March and choose Download PDF; you can also email it from there."),
 ]
 
 
@@ -39,6 +47,11 @@ def _summary(env: events_pb2.EventEnvelope) -> str:
     if kind == "dataset_registered":
         e = env.dataset_registered
         return f"dataset={e.dataset_id} files={e.file_count} sha256={e.checksum_sha256[:16]}..."
+    if kind == "dataset_version_created":
+        e = env.dataset_version_created
+        return f"version={e.dataset_version_id} train={e.train_count} holdout={e.holdout_count}"
+    if kind == "curation_requested":
+        return f"job={env.curation_requested.job_id} recipe={env.curation_requested.recipe}"
     if kind == "access_denied":
         e = env.access_denied
         return f"{e.rule} refused {e.method} for {e.principal}"
@@ -55,25 +68,27 @@ def run(data_dir: Path) -> int:
     config = PlatformConfig.from_env(data_dir, grpc_address="127.0.0.1:0",
                                      bus_uri=f"sqlite:///{data_dir}/events.db",
                                      store_uri=f"sqlite:///{data_dir}/privtune.db",
-                                     storage_root=data_dir / "tenants")
+                                     storage_root=str(data_dir / "tenants"))
     step(1, f"start the platform on the embedded default ({data_dir})")
     platform = Platform(config).start()
     print(f"gRPC API on {platform.grpc_target}; bus {config.bus_uri}; store {config.store_uri}")
     try:
         step(2, "a tenant puts raw support tickets into its own storage")
-        folder = config.storage_root / "acme-bank" / "support-tickets"
+        folder = config.storage_path / "acme-bank" / "support-tickets"
         folder.mkdir(parents=True)
-        with open(folder / "tickets.jsonl", "w") as fh:
-            for t in TICKETS:
-                fh.write(json.dumps(t) + "\n")
-        print(f"wrote {len(TICKETS)} tickets to {folder}")
+        tickets = [{"id": f"T-{i}", "subject": subject, "messages": [
+            {"author_role": "customer", "body": question}, {"author_role": "agent", "body": answer}]}
+            for i, (subject, question, answer) in enumerate(TICKETS)]
+        (folder / "tickets.json").write_text(json.dumps({"tickets": tickets + tickets[:1]}))  # one duplicate
+        (folder / "broken.jsonl").write_text('{"instruction": "truncated')
+        print(f"wrote {len(TICKETS) + 1} support tickets and one broken file to {folder}")
 
         step(3, "register the dataset through the gRPC API (DatasetService.CreateDataset)")
         stub = pb_grpc.DatasetServiceStub(grpc.insecure_channel(platform.grpc_target))
         md = [("x-privtune-tenant", "acme-bank"), ("x-privtune-actor", "ml-platform@acme-bank")]
         dataset = stub.CreateDataset(pb.CreateDatasetRequest(
             name="support-tickets", storage_uri=f"file://{folder}",
-            classification=events_pb2.DATA_CLASSIFICATION_CONFIDENTIAL, format_hint=events_pb2.DATASET_FORMAT_JSONL,
+            classification=events_pb2.DATA_CLASSIFICATION_CONFIDENTIAL, format_hint=events_pb2.DATASET_FORMAT_MIXED,
             labels={"source": "zendesk-export"}), metadata=md, timeout=60)
         print(json.dumps(MessageToDict(dataset, preserving_proto_field_name=True), indent=2))
 
@@ -90,12 +105,35 @@ def run(data_dir: Path) -> int:
         stream.cancel()
         print(f"{first.type} v{first.aggregate_version} subject={first.subject} actor={first.actor}")
 
-        for _ in range(200):  # the outbox relay publishes, the read model follows
+        step(6, "curate it into a dataset version (CurationService): PII redacted, duplicates and junk dropped")
+        curation = cpb_grpc.CurationServiceStub(grpc.insecure_channel(platform.grpc_target))
+        job = curation.CreateCurationJob(cpb.CreateCurationJobRequest(
+            dataset_id=dataset.dataset_id, recipe="tickets_to_sft", config={"output_format": "chat"}),
+            metadata=md, timeout=60)
+        for env in curation.WatchCurationJob(cpb.WatchCurationJobRequest(job_id=job.job_id), metadata=md,
+                                             timeout=900):
+            print(f"{env.type} v{env.aggregate_version}")
+        job = curation.GetCurationJob(cpb.GetCurationJobRequest(job_id=job.job_id), metadata=md, timeout=30)
+        if job.state != cpb.CURATION_JOB_STATE_SUCCEEDED:
+            print(f"curation failed: {job.error_code}: {job.reason}")
+            return 1
+        version_dir = (config.storage_path / "acme-bank" / "datasets" / dataset.dataset_id / "versions"
+                       / job.dataset_version_id)
+        report = json.loads((version_dir / "report.json").read_text())
+        print(f"dataset version {job.dataset_version_id}")
+        print(f"  examples: train {report['examples']['train']}, holdout {report['examples']['holdout']}")
+        print(f"  PII redacted: {report['pii']['found_by_type']}")
+        print(f"  dropped as duplicates: {report['dedupe']['dropped']}; quarantined: {report['quarantine']['by_code']}")
+        print(f"  report: {version_dir / 'report.html'}")
+        first = (version_dir / "train-00000.jsonl").read_text().splitlines()[0]
+        print(f"  first training example: {first[:300]}")
+
+        for _ in range(200):  # the outbox relay publishes, the read models follow
             if stub.ListDatasets(pb.ListDatasetsRequest(), metadata=md, timeout=10).datasets:
                 break
             threading.Event().wait(0.05)
 
-        step(6, "the same event on the bus (privtune events tail): ids, hashes and counts, never file text")
+        step(7, "the same events on the bus (privtune events tail): ids, hashes and counts, never file text")
         bus = open_bus(config.bus_uri)
         for record, env, _ in iter_events(bus, list(ALL_TOPICS), from_beginning=True, follow=False,
                                           stop=threading.Event()):
@@ -106,7 +144,7 @@ def run(data_dir: Path) -> int:
     finally:
         platform.stop()
 
-    step(7, "rebuild every read model from offset 0 (privtune replay --verify) and compare")
+    step(8, "rebuild every read model from offset 0 (privtune replay --verify) and compare")
     live = open_store(config.store_uri)
     scratch = open_store(f"sqlite:///{data_dir}/replay-scratch.db")
     bus = open_bus(config.bus_uri)

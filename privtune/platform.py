@@ -27,22 +27,24 @@ from services.common.topics import ALL_TOPICS
 
 log = logging.getLogger(__name__)
 
-# service name -> module with build(engine, config, stop) -> ServiceParts
-SERVICES: dict[str, str] = {"ingest": "services.ingest.service"}
+# service name -> module with build(engine, bus, config, stop) -> ServiceParts
+SERVICES: dict[str, str] = {"ingest": "services.ingest.service", "curation": "services.curation.service"}
 
 
-def build_service(name: str, engine: Engine, config: PlatformConfig, stop: threading.Event) -> ServiceParts:
+def build_service(name: str, engine: Engine, bus: EventBus, config: PlatformConfig,
+                  stop: threading.Event) -> ServiceParts:
     try:
         module = importlib.import_module(SERVICES[name])
     except KeyError:
         raise ValueError(f"unknown service {name!r}; available: {', '.join(sorted(SERVICES))}") from None
-    build: Callable[[Engine, PlatformConfig, threading.Event], ServiceParts] = module.build
-    return build(engine, config, stop)
+    build: Callable[[Engine, EventBus | None, PlatformConfig, threading.Event], ServiceParts] = module.build
+    return build(engine, bus, config, stop)
 
 
 def all_projections(engine: Engine, config: PlatformConfig) -> list[Projection]:
+    """Every service's read models (their workers are not started)."""
     stop = threading.Event()
-    return [p for name in SERVICES for p in build_service(name, engine, config, stop).projections]
+    return [p for name in SERVICES for p in build_service(name, engine, None, config, stop).projections]
 
 
 @dataclass
@@ -61,11 +63,12 @@ class Platform:
 
     def start(self) -> "Platform":
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.config.storage_root.mkdir(parents=True, exist_ok=True)
+        if self.config.storage_uri.startswith("file://"):
+            self.config.storage_path.mkdir(parents=True, exist_ok=True)
         self.engine = open_store(self.config.store_uri)
         self.bus = open_bus(self.config.bus_uri)
         self.bus.ensure_topics(ALL_TOPICS)
-        parts = [build_service(name, self.engine, self.config, self._stop) for name in self.services]
+        parts = [build_service(name, self.engine, self.bus, self.config, self._stop) for name in self.services]
         if self.relay:
             relay = OutboxRelay(self.engine, self.bus)
             self._spawn("outbox-relay", lambda: relay.run(self._stop))
@@ -73,6 +76,8 @@ class Platform:
             consumer = EventConsumer(self.engine, self.bus, projection.name, projection.topics, projection.apply)
             self.consumers.append(consumer)
             self._spawn(f"consumer-{projection.name}", lambda c=consumer: c.run(self._stop))
+        for i, worker in enumerate(w for part in parts for w in part.workers):
+            self._spawn(f"worker-{i}", lambda w=worker: w(self._stop))
         bindings = [b for part in parts for b in part.bindings]
         if bindings:
             self.server = start_grpc_server(self.config.grpc_address, bindings,

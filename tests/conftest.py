@@ -21,6 +21,10 @@ PostgreSQL (``privtune.devinfra.postgres.PostgresServer``):
     postgres_module_url   module: a fresh database for the requesting module.
 
 Every URL is SQLAlchemy style, ``postgresql+psycopg://...``.
+
+S3 (moto's server mode, a real S3 API on 127.0.0.1; see tests/s3_fixtures.py):
+    s3_server             session: the server (``endpoint_url``, ``client()``, ``root_uri(bucket)``).
+    s3_bucket             function: a fresh bucket.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from privtune.devinfra.postgres import (
     ExternalPostgres,
     PostgresServer,
 )
+from tests.s3_fixtures import s3_bucket, s3_server  # noqa: F401 - fixtures for every test module
 
 KAFKA_BOOTSTRAP_ENV = "PRIVTUNE_TEST_KAFKA_BOOTSTRAP"
 

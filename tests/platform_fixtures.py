@@ -29,7 +29,7 @@ def dataset_stub(platform: Platform) -> ds_grpc.DatasetServiceStub:
 
 def put_files(platform: Platform, tenant: str, folder: str, files: dict[str, bytes]) -> str:
     """Write files into the tenant's storage and return the folder's file:// URI."""
-    root = platform.config.storage_root / tenant / folder
+    root = platform.config.storage_path / tenant / folder
     for name, data in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)

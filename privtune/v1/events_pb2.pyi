@@ -170,19 +170,23 @@ class DatasetRegistered(_message.Message):
     def __init__(self, dataset_id: _Optional[str] = ..., name: _Optional[str] = ..., storage_uri: _Optional[str] = ..., format_hint: _Optional[_Union[DatasetFormat, str]] = ..., classification: _Optional[_Union[DataClassification, str]] = ..., checksum_sha256: _Optional[str] = ..., file_count: _Optional[int] = ..., total_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CurationRequested(_message.Message):
-    __slots__ = ("job_id", "dataset_id", "recipe", "config_sha256")
+    __slots__ = ("job_id", "dataset_id", "recipe", "config_sha256", "config_json", "dataset_storage_uri")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     RECIPE_FIELD_NUMBER: _ClassVar[int]
     CONFIG_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    DATASET_STORAGE_URI_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     dataset_id: str
     recipe: str
     config_sha256: str
-    def __init__(self, job_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., recipe: _Optional[str] = ..., config_sha256: _Optional[str] = ...) -> None: ...
+    config_json: str
+    dataset_storage_uri: str
+    def __init__(self, job_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., recipe: _Optional[str] = ..., config_sha256: _Optional[str] = ..., config_json: _Optional[str] = ..., dataset_storage_uri: _Optional[str] = ...) -> None: ...
 
 class DatasetVersionCreated(_message.Message):
-    __slots__ = ("dataset_version_id", "dataset_id", "job_id", "manifest_uri", "manifest_sha256", "record_count", "train_count", "holdout_count", "quarantined_count", "shard_count")
+    __slots__ = ("dataset_version_id", "dataset_id", "job_id", "manifest_uri", "manifest_sha256", "record_count", "train_count", "holdout_count", "quarantined_count", "shard_count", "report_uri", "recipe")
     DATASET_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +197,8 @@ class DatasetVersionCreated(_message.Message):
     HOLDOUT_COUNT_FIELD_NUMBER: _ClassVar[int]
     QUARANTINED_COUNT_FIELD_NUMBER: _ClassVar[int]
     SHARD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REPORT_URI_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_FIELD_NUMBER: _ClassVar[int]
     dataset_version_id: str
     dataset_id: str
     job_id: str
@@ -203,7 +209,9 @@ class DatasetVersionCreated(_message.Message):
     holdout_count: int
     quarantined_count: int
     shard_count: int
-    def __init__(self, dataset_version_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., job_id: _Optional[str] = ..., manifest_uri: _Optional[str] = ..., manifest_sha256: _Optional[str] = ..., record_count: _Optional[int] = ..., train_count: _Optional[int] = ..., holdout_count: _Optional[int] = ..., quarantined_count: _Optional[int] = ..., shard_count: _Optional[int] = ...) -> None: ...
+    report_uri: str
+    recipe: str
+    def __init__(self, dataset_version_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., job_id: _Optional[str] = ..., manifest_uri: _Optional[str] = ..., manifest_sha256: _Optional[str] = ..., record_count: _Optional[int] = ..., train_count: _Optional[int] = ..., holdout_count: _Optional[int] = ..., quarantined_count: _Optional[int] = ..., shard_count: _Optional[int] = ..., report_uri: _Optional[str] = ..., recipe: _Optional[str] = ...) -> None: ...
 
 class CurationFailed(_message.Message):
     __slots__ = ("job_id", "dataset_id", "error_code", "reason")

@@ -14,7 +14,9 @@ class PlatformConfig(BaseModel):
     data_dir: Path = Field(description="folder for the embedded defaults [PRIVTUNE_DATA_DIR]")
     bus_uri: str = Field(description="event bus: sqlite:///... or kafka://host:9092 [PRIVTUNE_BUS]")
     store_uri: str = Field(description="metadata store: sqlite:///... or postgresql+psycopg://... [PRIVTUNE_STORE]")
-    storage_root: Path = Field(description="tenant storage root; tenant T lives in <root>/T/ [PRIVTUNE_STORAGE]")
+    storage_root: str = Field(
+        description="tenant storage root, a folder or file:// or s3://bucket/prefix URI; tenant T lives in <root>/T/ "
+                    "[PRIVTUNE_STORAGE]")
     grpc_address: str = Field(description="gRPC listen address [PRIVTUNE_GRPC]")
 
     @classmethod
@@ -25,8 +27,21 @@ class PlatformConfig(BaseModel):
             "data_dir": base,
             "bus_uri": os.environ.get("PRIVTUNE_BUS", f"sqlite:///{base}/events.db"),
             "store_uri": os.environ.get("PRIVTUNE_STORE", f"sqlite:///{base}/privtune.db"),
-            "storage_root": Path(os.environ.get("PRIVTUNE_STORAGE", base / "tenants")),
+            "storage_root": os.environ.get("PRIVTUNE_STORAGE", str(base / "tenants")),
             "grpc_address": os.environ.get("PRIVTUNE_GRPC", "127.0.0.1:50051"),
         }
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        values.update({k: (str(v) if k == "storage_root" else v) for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def storage_uri(self) -> str:
+        """The storage root as a URI (a plain folder becomes ``file:///abs/path``)."""
+        return self.storage_root if "://" in self.storage_root else f"file://{Path(self.storage_root).absolute()}"
+
+    @property
+    def storage_path(self) -> Path:
+        """The storage root folder, for the embedded default (``file://`` roots only)."""
+        uri = self.storage_uri
+        if not uri.startswith("file://"):
+            raise ValueError(f"storage root {uri} is not a local folder")
+        return Path(uri[len("file://"):])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from typing import Callable
 
 from services.common.grpc_server import ServiceBinding
 from services.common.projection import Projection
@@ -13,3 +15,5 @@ class ServiceParts:
     name: str
     bindings: list[ServiceBinding] = field(default_factory=list)
     projections: list[Projection] = field(default_factory=list)
+    # long-running loops, each run in its own thread until the event is set
+    workers: list[Callable[[threading.Event], None]] = field(default_factory=list)

@@ -16,6 +16,7 @@ from services.common import eventstore
 from services.common.envelope import Causation, new_envelope
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.common.identity import Caller
+from services.common.storage import as_storage_uri, resolve_dataset
 from services.common.store.schema import dataset_view, unique_names
 from services.ingest import domain, storage_scan
 
@@ -45,9 +46,11 @@ def _fold(events: list[events_pb2.EventEnvelope]) -> domain.DatasetState:
 class DatasetApplication:
     """Registers datasets and answers queries about them, always scoped to the caller's tenant."""
 
-    def __init__(self, engine: Engine, storage_root: Path) -> None:
+    def __init__(self, engine: Engine, storage_root: str | Path) -> None:
+        """``storage_root``: a folder, or a ``file://`` / ``s3://`` URI; tenant T lives in ``<root>/T/``."""
         self.engine = engine
         self.storage_root = storage_root
+        self.storage_root_uri = as_storage_uri(storage_root)
 
     def register(self, caller: Caller, req: RegisterRequest, correlation_id: str = "") -> domain.DatasetState:
         if req.request_id:
@@ -63,8 +66,8 @@ class DatasetApplication:
         domain.validate_registration(draft)  # cheap checks before touching storage
         if req.checksum_sha256 and len(req.checksum_sha256) != 64:
             raise InvalidArgument("checksum_sha256 must be 64 hex characters (sha256 of the file manifest)")
-        path = storage_scan.resolve_in_boundary(req.storage_uri, self.storage_root, caller.tenant_id)
-        scanned = storage_scan.scan(path)
+        storage, prefix = resolve_dataset(req.storage_uri, self.storage_root_uri, caller.tenant_id)
+        scanned = storage_scan.scan_dataset(storage, prefix)
         if req.checksum_sha256 and req.checksum_sha256.lower() != scanned.checksum_sha256:
             raise FailedPrecondition(
                 f"checksum mismatch for {req.storage_uri!r}: you sent {req.checksum_sha256}, the files there hash to "

@@ -1,73 +1,56 @@
-"""Check a dataset URI against the tenant's storage boundary and hash what is there.
+"""Hash what a dataset URI holds in tenant storage: the sha256 manifest of its objects.
 
-Only sha256 digests, sizes and counts leave this module: never file contents.
+Only sha256 digests, sizes and counts leave this module: never file contents. Where
+the dataset may live (and what is refused) is decided by
+``services.common.storage.resolve_dataset``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
-from services.common.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from services.common.storage import FileStorage, TenantStorage
 
 _CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
 class ScanResult:
-    checksum_sha256: str  # sha256 over "relpath\\tsize\\tsha256\\n" lines in path order
+    checksum_sha256: str  # sha256 over "relpath\\tsize\\tsha256\\n" lines in key order
     file_count: int
     total_bytes: int
 
 
-def tenant_root(storage_root: Path, tenant_id: str) -> Path:
-    """The folder that holds everything of one tenant."""
-    return (storage_root / tenant_id).resolve()
+def scan_dataset(storage: TenantStorage, prefix: str) -> ScanResult:
+    """Hash every object of the dataset at ``prefix`` (a folder prefix ending in '/', or one object key).
 
-
-def resolve_in_boundary(uri: str, storage_root: Path, tenant_id: str) -> Path:
-    """Map ``file://`` URI to a path, refusing anything outside the tenant's folder.
-
-    Raises:
-        InvalidArgument: not a ``file://`` URI.
-        PermissionDenied: the path (after resolving ``..`` and symlinks) leaves the boundary.
-        FailedPrecondition: nothing exists at the path.
+    ``relpath`` is the key below the folder, or the object's name for a single object,
+    so the same files give the same checksum wherever (and on whichever backend) they live.
     """
-    parts = urlsplit(uri)
-    if parts.scheme != "file":
-        raise InvalidArgument(
-            f"storage_uri {uri!r}: only file:// tenant storage is supported by this deployment "
-            "(s3:// arrives with the data-plane release)"
-        )
-    root = tenant_root(storage_root, tenant_id)
-    path = Path(unquote(parts.path)).resolve()
-    if path != root and root not in path.parents:
-        raise PermissionDenied(
-            f"storage_uri {uri!r} is outside the storage boundary of tenant {tenant_id!r}; "
-            f"register data under file://{root}/"
-        )
-    if not path.exists():
-        raise FailedPrecondition(f"nothing exists at {uri!r}; upload the files first, then register them")
-    return path
-
-
-def scan(path: Path) -> ScanResult:
-    """Hash every regular file under ``path`` (or ``path`` itself), streaming."""
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and not p.is_symlink())
     manifest = hashlib.sha256()
-    total = 0
-    base = path.parent if path.is_file() else path
-    for file in files:
+    count = total = 0
+    single = bool(prefix) and not prefix.endswith("/")
+    base = prefix[:prefix.rfind("/") + 1] if single else prefix  # relpaths are relative to the folder
+    for obj in storage.list(prefix):
+        if single and obj.key != prefix:
+            continue  # a single-object dataset: "a.txt" must not pick up "a.txt.bak"
         digest = hashlib.sha256()
         size = 0
-        with open(file, "rb") as fh:
+        with storage.open(obj.key) as fh:
             while chunk := fh.read(_CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
+        count += 1
         total += size
-        rel = os.path.relpath(file, base)
-        manifest.update(f"{rel}\t{size}\t{digest.hexdigest()}\n".encode())
-    return ScanResult(manifest.hexdigest(), len(files), total)
+        manifest.update(f"{obj.key[len(base):]}\t{size}\t{digest.hexdigest()}\n".encode())
+    return ScanResult(manifest.hexdigest(), count, total)
+
+
+def scan(path: Path) -> ScanResult:
+    """Hash every regular file under the local folder ``path`` (or the file ``path`` itself)."""
+    path = Path(path)
+    if path.is_file():
+        return scan_dataset(FileStorage(path.parent), path.name)
+    return scan_dataset(FileStorage(path), "")

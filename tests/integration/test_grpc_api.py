@@ -147,7 +147,7 @@ def test_one_tenant_never_sees_another_tenants_datasets(platform: Platform) -> N
     code, _ = _code(lambda: next(stub.WatchDataset(pb.WatchDatasetRequest(dataset_id=secret.dataset_id),
                                                    metadata=acme)))
     assert code == grpc.StatusCode.NOT_FOUND
-    globex_uri = f"file://{platform.config.storage_root}/globex/payroll"
+    globex_uri = f"file://{platform.config.storage_path}/globex/payroll"
     code, _ = _code(lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="steal", storage_uri=globex_uri,
                                                                        classification=1), metadata=acme))
     assert code == grpc.StatusCode.PERMISSION_DENIED

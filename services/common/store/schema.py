@@ -81,3 +81,19 @@ dataset_view = Table(
     Column("created_by", String(255), nullable=False),
     Column("version", Integer, nullable=False),
 )
+
+# Read model: curation jobs as ListCurationJobs serves them.
+curation_job_view = Table(
+    "curation_job_view", metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("job_id", String(128), primary_key=True),
+    Column("dataset_id", String(128), nullable=False),
+    Column("recipe", String(64), nullable=False),
+    Column("state", Integer, nullable=False),
+    Column("dataset_version_id", String(128), nullable=False),
+    Column("error_code", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Index("ix_curation_job_view_dataset", "tenant_id", "dataset_id"),
+)

@@ -1,0 +1,127 @@
+"""Dedupe throughput, memory and accuracy: privtune's Deduper vs a plain datasketch loop.
+
+    .venv/bin/python benchmarks/dedupe.py [--docs 100000] [--seed 0]
+
+One seeded planted corpus (services.curation.dedupe_eval) is written to a temporary
+JSONL file; each variant then runs in its own subprocess so that its peak resident
+memory (``ru_maxrss``) is its own.  A worker loads the corpus into memory first,
+records ``ru_maxrss``, times only the dedupe loop, and reports the growth of the
+peak as the memory the variant needed.
+
+Variants, on the same normalised text, the same word 5-gram shingles, 128
+permutations, seed 1 and threshold 0.8:
+
+* ``privtune`` — ``Deduper(DedupeConfig())``: exact digest, vectorised MinHash,
+  recall-biased LSH banding, signature verification, representatives only indexed.
+* ``datasketch`` — the textbook loop: for each document ``MinHash(num_perm=128,
+  seed=1)``, ``update`` once per shingle, ``lsh.query``, then ``lsh.insert``, with
+  ``MinHashLSH(threshold=0.8, num_perm=128)``.  A document with any candidate is a
+  duplicate of the earliest candidate's cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.curation.dedupe import DedupeConfig, Deduper, normalise_text  # noqa: E402
+from services.curation.dedupe_eval import generate_corpus, pairwise_scores  # noqa: E402
+
+VARIANTS = ("privtune", "datasketch")
+
+
+def write_corpus(path: Path, docs: int, seed: int) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for doc in generate_corpus(docs, seed=seed):
+            out.write(json.dumps({"id": doc.doc_id, "text": doc.text, "cluster": doc.cluster}) + "\n")
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # Linux reports KiB
+
+
+def run_privtune(corpus: list[dict[str, str]]) -> dict[str, str]:
+    deduper = Deduper(DedupeConfig())
+    return {doc["id"]: deduper.check(doc["id"], doc["text"]).of or doc["id"] for doc in corpus}
+
+
+def run_datasketch(corpus: list[dict[str, str]]) -> dict[str, str]:
+    from datasketch import MinHash, MinHashLSH
+
+    config = DedupeConfig()
+    lsh = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm)
+    predicted: dict[str, str] = {}
+    arrival: dict[str, int] = {}
+    for index, doc in enumerate(corpus):
+        words = normalise_text(doc["text"]).split()
+        width = min(config.shingle_size, len(words))
+        minhash = MinHash(num_perm=config.num_perm, seed=config.seed)
+        for start in range(len(words) - width + 1):
+            minhash.update(" ".join(words[start:start + width]).encode("utf-8"))
+        candidates = lsh.query(minhash)
+        earliest = min(candidates, key=arrival.__getitem__) if candidates else None
+        predicted[doc["id"]] = predicted[earliest] if earliest else doc["id"]
+        arrival[doc["id"]] = index
+        lsh.insert(doc["id"], minhash, check_duplication=False)
+    return predicted
+
+
+def worker(variant: str, corpus_path: Path) -> dict[str, float]:
+    """Run one variant over the corpus; return rate, memory and accuracy."""
+    corpus = [json.loads(line) for line in corpus_path.open(encoding="utf-8")]
+    run = run_privtune if variant == "privtune" else run_datasketch
+    before = _peak_rss_bytes()
+    start = time.perf_counter()
+    predicted = run(corpus)
+    seconds = time.perf_counter() - start
+    grown = max(0, _peak_rss_bytes() - before)
+    scores = pairwise_scores({doc["id"]: doc["cluster"] for doc in corpus}, predicted)
+    return {"docs": len(corpus), "seconds": seconds, "docs_per_s": len(corpus) / seconds,
+            "peak_growth_mib": grown / 2**20, "bytes_per_doc": grown / len(corpus),
+            "precision": scores.precision, "recall": scores.recall, "true_pairs": scores.true_pairs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.corpus)))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.jsonl"
+        start = time.perf_counter()
+        write_corpus(corpus, args.docs, args.seed)
+        print(f"generated {args.docs:,} planted documents (seed {args.seed}) in {time.perf_counter() - start:.1f}s; "
+              f"{sys.version.split()[0]} on {platform.machine()}, {platform.processor() or 'cpu'}")
+        results = {}
+        for variant in VARIANTS:
+            out = subprocess.run([sys.executable, __file__, "--worker", variant, "--corpus", str(corpus)],
+                                 check=True, capture_output=True, text=True)
+            results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
+
+    peer = results["datasketch"]
+    print("\n| variant | docs/s | vs datasketch | peak memory growth | bytes/doc | precision | recall |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for variant, r in results.items():
+        print(f"| {variant} | {r['docs_per_s']:,.0f} | {r['docs_per_s'] / peer['docs_per_s']:.2f}x | "
+              f"{r['peak_growth_mib']:,.0f} MiB | {r['bytes_per_doc']:,.0f} | {r['precision']:.3f} | "
+              f"{r['recall']:.3f} |")
+    print(f"\n{results['privtune']['true_pairs']:,} true duplicate pairs in the planted corpus")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Tenant storage in a local (or mounted) folder: ``file:///data/tenants/<tenant>/``.
+
+Writes go to a temporary file beside the target, are fsynced, then renamed over it,
+so a reader sees the old object or the new one. Symlinks are never listed, and a key
+or URI whose real path leaves the tenant's folder is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+from urllib.parse import quote, unquote, urlsplit
+
+from services.common.errors import NotFound, PermissionDenied
+from services.common.storage.keys import has_dot_segment, validate_key, validate_prefix
+from services.common.storage.protocol import ObjectInfo
+
+PARTIAL_SUFFIX = ".privtune-partial"  # temporary files of writes in progress; never listed
+
+
+def _chunks_of(data: bytes | Iterable[bytes]) -> Iterable[bytes | bytearray | memoryview]:
+    return (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data
+
+
+class FileStorage:
+    """One tenant's folder. ``root`` need not exist yet; writes create it."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(os.path.realpath(root))
+        self.uri = self.root.as_uri().rstrip("/") + "/"
+
+    # -- boundary -------------------------------------------------------------------
+
+    def _inside(self, path: str) -> bool:
+        real = os.path.realpath(path)
+        root = str(self.root)
+        return real == root or real.startswith(root.rstrip("/") + "/")
+
+    def _path(self, key: str) -> str:
+        path = os.path.join(self.root, *validate_key(key).split("/"))
+        if not self._inside(path):
+            raise PermissionDenied(f"object key {key!r} leads outside the storage boundary of {self.uri} "
+                                   "(through a symlink); store the data inside the tenant's folder")
+        return path
+
+    def key_for(self, uri: str) -> str:
+        parts = urlsplit(uri)
+        path = unquote(parts.path)
+        outside = PermissionDenied(f"storage_uri {uri!r} is outside the storage boundary of this tenant; "
+                                   f"register data under {self.uri}")
+        if parts.scheme != "file" or parts.netloc not in ("", "localhost") or has_dot_segment(path):
+            raise outside
+        real = os.path.realpath(path)
+        if not self._inside(real):
+            raise outside
+        key = os.path.relpath(real, self.root).replace(os.sep, "/")
+        if key == ".":
+            return ""
+        return f"{key}/" if path.endswith("/") or os.path.isdir(real) else key
+
+    def uri_for(self, key: str) -> str:
+        return self.uri + quote(validate_key(key))
+
+    # -- reading ----------------------------------------------------------------------
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
+        yield from self._walk(str(self.root), "", prefix)
+
+    def _walk(self, folder: str, folder_key: str, prefix: str) -> Iterator[ObjectInfo]:
+        try:
+            with os.scandir(folder) as it:
+                entries = [e for e in it if not e.is_symlink() and not e.name.endswith(PARTIAL_SUFFIX)]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        # Sorting a folder's entries by "name/" for sub-folders yields keys in global string order.
+        for entry, is_dir in sorted(((e, e.is_dir()) for e in entries),
+                                    key=lambda pair: pair[0].name + ("/" if pair[1] else "")):
+            key = folder_key + entry.name
+            if is_dir:
+                sub = key + "/"
+                if sub.startswith(prefix) or prefix.startswith(sub):
+                    yield from self._walk(entry.path, sub, prefix)
+            elif entry.is_file() and key.startswith(prefix):
+                yield ObjectInfo(key, entry.stat().st_size)
+
+    def open(self, key: str) -> BinaryIO:
+        path = self._path(key)
+        try:
+            if os.path.islink(path) or not os.path.isfile(path):
+                raise FileNotFoundError(path)
+            return open(path, "rb")
+        except FileNotFoundError:
+            raise NotFound(f"no object {key!r} in {self.uri}; list the storage to see what is there") from None
+
+    def exists(self, key: str) -> bool:
+        path = self._path(key)
+        return os.path.isfile(path) and not os.path.islink(path)
+
+    # -- writing ----------------------------------------------------------------------
+
+    def write(self, key: str, data: bytes | Iterable[bytes]) -> str:
+        path = self._path(key)
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}{PARTIAL_SUFFIX}")
+        digest = hashlib.sha256()
+        try:
+            with open(tmp, "xb") as fh:
+                for chunk in _chunks_of(data):
+                    digest.update(chunk)
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+        _fsync_folder(folder)
+        return digest.hexdigest()
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make the rename durable (a crash after write() returns keeps the new object)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_file_storage(root_uri: str) -> FileStorage:
+    """Registry factory: ``file:///abs/path/<tenant>/`` -> ``FileStorage``."""
+    return FileStorage(unquote(urlsplit(root_uri).path))

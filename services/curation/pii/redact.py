@@ -1,0 +1,138 @@
+"""Find PII with Presidio and redact, tag or drop; never logs or raises with record text."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from presidio_analyzer import AnalyzerEngine, RecognizerResult
+from presidio_anonymizer import AnonymizerEngine, OperatorConfig
+from presidio_anonymizer.entities import RecognizerResult as AnonymizerSpan
+
+from services.curation.pii.config import PiiConfig
+from services.curation.pii.engine import LANGUAGE, analyzer_engine
+from services.curation.pii.pseudonyms import pseudonym
+
+BATCH_SIZE = 64   # records per spaCy ``nlp.pipe`` batch in the *_many methods
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One PII span found in a text: where and what, never the value itself."""
+
+    entity: str
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True)
+class PiiResult:
+    """The outcome for one record."""
+
+    text: str | None                  # rewritten text; None when the record is dropped
+    found: dict[str, int] = field(default_factory=dict)   # entity type -> spans found
+    dropped: bool = False
+
+
+def resolve_overlaps(detections: Iterable[Detection]) -> list[Detection]:
+    """Merge overlapping detections into one span each, labelled by the strongest of them.
+
+    Different recognizers can claim overlapping text (a name inside an e-mail address, a
+    phone number inside a card number). Replacing both would garble the output, and
+    keeping only the best-scoring one could leave the rest of a longer span readable.
+    So each group of overlapping detections becomes their union, with the entity type
+    and score of the member with the highest score (ties: the longest, then the first).
+    """
+    groups: list[list[Detection]] = []
+    group_end = -1
+    for d in sorted(detections, key=lambda d: (d.start, -d.end)):
+        if groups and d.start < group_end:
+            groups[-1].append(d)
+        else:
+            groups.append([d])
+        group_end = max(group_end, d.end)
+    return [_merge(group) for group in groups]
+
+
+def _merge(group: list[Detection]) -> Detection:
+    best = min(group, key=lambda d: (-d.score, -(d.end - d.start), d.start))
+    return Detection(best.entity, min(d.start for d in group), max(d.end for d in group), best.score)
+
+
+def _tag(entity: str, value: str) -> str:
+    return f"<{entity}>{value}</{entity}>"
+
+
+class PiiRedactor:
+    """Applies one :class:`PiiConfig` to records; cheap to create (the analyzer is shared)."""
+
+    def __init__(self, config: PiiConfig) -> None:
+        """Check ``config`` and attach to the process-wide analyzer (built on first use, ~1 s).
+
+        Raises:
+            ValueError: ``pseudonymize`` is on but ``salt`` is empty.
+        """
+        if config.pseudonymize and not config.salt:
+            raise ValueError("PiiConfig.pseudonymize=True needs a per-dataset salt: set PiiConfig.salt to a secret "
+                             "random string, the same for every record of the dataset")
+        self.config = config
+        self._analyzer: AnalyzerEngine = analyzer_engine()
+        self._anonymizer = AnonymizerEngine()
+        self._operators = self._operators_for(config)
+
+    @staticmethod
+    def _operators_for(config: PiiConfig) -> dict[str, OperatorConfig]:
+        operators: dict[str, OperatorConfig] = {}
+        for entity in config.entities:
+            if config.mode == "tag":
+                operators[entity] = OperatorConfig("custom", {"lambda": functools.partial(_tag, entity)})
+            elif config.pseudonymize:
+                operators[entity] = OperatorConfig(
+                    "custom", {"lambda": functools.partial(pseudonym, entity, salt=config.salt)})
+            else:
+                operators[entity] = OperatorConfig("replace", {"new_value": f"<{entity}>"})
+        return operators
+
+    def detect(self, text: str) -> list[Detection]:
+        """Non-overlapping PII spans in ``text``, in order."""
+        return self._detections(self._analyzer.analyze(
+            text=text, language=LANGUAGE, entities=self.config.entities,
+            score_threshold=self.config.score_threshold))
+
+    def detect_many(self, texts: Iterable[str]) -> Iterator[list[Detection]]:
+        """:meth:`detect` for a stream of texts, running spaCy in batches (``nlp.pipe``)."""
+        nlp_engine = self._analyzer.nlp_engine
+        iterator = iter(texts)
+        while batch := list(itertools.islice(iterator, BATCH_SIZE)):
+            for text, artifacts in nlp_engine.process_batch(batch, language=LANGUAGE, batch_size=BATCH_SIZE):
+                yield self._detections(self._analyzer.analyze(
+                    text=text, language=LANGUAGE, entities=self.config.entities,
+                    score_threshold=self.config.score_threshold, nlp_artifacts=artifacts))
+
+    def redact(self, text: str) -> PiiResult:
+        """Apply the configured mode to one record."""
+        return self._apply(text, self.detect(text))
+
+    def redact_many(self, texts: Iterable[str]) -> Iterator[PiiResult]:
+        """Apply the configured mode to a stream of records, in order; faster than :meth:`redact`."""
+        source, copy = itertools.tee(texts)
+        for text, detections in zip(copy, self.detect_many(source)):
+            yield self._apply(text, detections)
+
+    @staticmethod
+    def _detections(results: list[RecognizerResult]) -> list[Detection]:
+        return resolve_overlaps(Detection(r.entity_type, r.start, r.end, r.score) for r in results)
+
+    def _apply(self, text: str, detections: list[Detection]) -> PiiResult:
+        found = dict(Counter(d.entity for d in detections))
+        if not detections:
+            return PiiResult(text=text, found=found, dropped=False)
+        if self.config.mode == "drop_record":
+            return PiiResult(text=None, found=found, dropped=True)
+        spans = [AnonymizerSpan(d.entity, d.start, d.end, d.score) for d in detections]
+        rewritten = self._anonymizer.anonymize(text=text, analyzer_results=spans, operators=self._operators).text
+        return PiiResult(text=rewritten, found=found, dropped=False)

@@ -1,0 +1,161 @@
+"""The curation pipeline: raw objects -> documents -> filters -> examples -> dataset version.
+
+Stages run cheapest first (quality, then dedupe, then PII, the slowest), each drop
+counted with its reason in the report. Memory stays bounded: documents stream
+through, shards stream to disk, dedupe keeps signatures only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from typing import Callable, Iterable, Iterator, Mapping
+
+from services.common.storage import TenantStorage
+from services.curation import general_mix
+from services.curation.config import CurationConfig
+from services.curation.dedupe import Deduper
+from services.curation.documents import Document, Quarantined
+from services.curation.parsers import parse_object
+from services.curation.pii import PiiRedactor
+from services.curation.quality import QualityFilter
+from services.curation.recipes import build_examples
+from services.curation.report import CurationReport, render_html
+from services.curation.snapshot import ShardWriter, WrittenVersion, build_manifest, write_version
+from services.curation.split import is_holdout
+
+log = logging.getLogger(__name__)
+_NOT_REDACTED = frozenset({"role", "author_role", "ticket_id", "language", "symbol", "created_at", "id"})
+_PII_BATCH = 64
+
+
+@dataclass(frozen=True)
+class CurationOutcome:
+    version: WrittenVersion
+    report: dict[str, object]
+
+
+def _strings(value: object, key: str = "") -> Iterator[str]:
+    """Every redactable string inside a document's fields, in a stable order."""
+    if isinstance(value, str):
+        if key not in _NOT_REDACTED:
+            yield value
+    elif isinstance(value, Mapping):
+        for k in sorted(value):
+            yield from _strings(value[k], str(k))
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item, key)
+
+
+def _replace_strings(value: object, replacements: Iterator[str], key: str = "") -> object:
+    if isinstance(value, str):
+        return next(replacements) if key not in _NOT_REDACTED else value
+    if isinstance(value, Mapping):
+        return {k: _replace_strings(value[k], replacements, str(k)) for k in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [_replace_strings(item, replacements, key) for item in value]
+    return value
+
+
+class Curator:
+    """One curation job's stages, configured once."""
+
+    def __init__(self, config: CurationConfig, salt: str) -> None:
+        self.config = config
+        pii_config = config.pii.model_copy(update={"salt": config.pii.salt or salt})
+        self.redactor = PiiRedactor(pii_config)
+        self.quality = QualityFilter(config.quality)
+        self.deduper = Deduper(config.dedupe)
+        self.report = CurationReport()
+
+    def _filter(self, docs: Iterable[Document | Quarantined]) -> Iterator[Document]:
+        for item in docs:
+            if isinstance(item, Quarantined):
+                self.report.quarantine(item)
+                continue
+            self.report.documents += 1
+            verdict = self.quality.check(item.text)
+            if not verdict.keep:
+                self.report.quality_dropped[verdict.reason] += 1
+                continue
+            dup = self.deduper.check(item.doc_id, item.text)
+            if dup.duplicate:
+                self.report.dedupe_dropped[dup.kind] += 1
+                continue
+            yield item
+
+    def _redact(self, docs: Iterable[Document]) -> Iterator[Document]:
+        batch: list[Document] = []
+        for doc in docs:
+            batch.append(doc)
+            if len(batch) >= _PII_BATCH:
+                yield from self._redact_batch(batch)
+                batch = []
+        yield from self._redact_batch(batch)
+
+    def _redact_batch(self, docs: list[Document]) -> Iterator[Document]:
+        texts: list[str] = []
+        spans: list[tuple[int, int]] = []
+        for doc in docs:
+            start = len(texts)
+            texts.append(doc.text)
+            texts.extend(_strings(doc.fields))
+            spans.append((start, len(texts)))
+        results = list(self.redactor.redact_many(texts))
+        for doc, (lo, hi) in zip(docs, spans):
+            mine = results[lo:hi]
+            for r in mine:
+                for entity, n in r.found.items():
+                    self.report.pii_found[entity] += n
+            if any(r.dropped for r in mine):
+                self.report.pii_dropped_records += 1
+                continue
+            fields = _replace_strings(doc.fields, iter(r.text or "" for r in mine[1:]))
+            yield replace(doc, text=mine[0].text or "", fields=fields)  # type: ignore[arg-type]
+
+    def run(self, storage: TenantStorage, prefix: str, dataset_id: str, source_checksum: str,
+            progress: Callable[[int], None] | None = None) -> CurationOutcome:
+        cfg = self.config
+        writer = ShardWriter(cfg.shard_size)
+        try:
+            def documents() -> Iterator[Document | Quarantined]:
+                for obj in storage.list(prefix):
+                    self.report.objects += 1
+                    self.report.bytes += obj.size
+                    yield from parse_object(storage, obj.key, config=cfg.parser, root=prefix)
+                    if progress:
+                        progress(obj.size)
+
+            for doc in self._redact(self._filter(documents())):
+                made = 0
+                for example in build_examples(doc, cfg.recipe, cfg.output_format):
+                    made += 1
+                    split = "holdout" if is_holdout(example, cfg.holdout_fraction, cfg.seed) else "train"
+                    writer.add(split, example)
+                    setattr(self.report, split, getattr(self.report, split) + 1)
+                    self.report.count_length(len(json.dumps(example, ensure_ascii=False).split()))
+                    self.report.examples_by_kind[doc.kind] += 1
+                if not made:
+                    self.report.no_example += 1
+            extra = general_mix.mix_count(self.report.train, cfg.general_mix_ratio)
+            for example in general_mix.general_examples(extra, cfg.output_format, cfg.seed):
+                writer.add("train", example)
+            self.report.general_mix = extra
+            clusters = self.deduper.clusters
+            self.report.dedupe_clusters = len(clusters)
+            self.report.largest_clusters = sorted((len(v) + 1 for v in clusters.values()), reverse=True)[:10]
+            shards = writer.finish()
+            counts = {"train": self.report.train + extra, "holdout": self.report.holdout, "general_mix": extra,
+                      "documents": self.report.documents,
+                      "quarantined": sum(self.report.quarantined_by_code.values())}
+            manifest = build_manifest(dataset_id, source_checksum, cfg.canonical_json(), cfg.sha256(), cfg.recipe,
+                                      cfg.output_format, shards, counts)
+            report = self.report.to_dict()
+            report_json = json.dumps(report, indent=2, sort_keys=True).encode()
+            report_html = render_html(report, f"Curation report: dataset {dataset_id}").encode()
+            version = write_version(storage, dataset_id, manifest, shards, report_json, report_html)
+            return CurationOutcome(version=version, report=report)
+        finally:
+            writer.cleanup()

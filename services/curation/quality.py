@@ -1,0 +1,430 @@
+"""Document quality filters: length, symbols, repetition, language and toxicity.
+
+Every rule has a configurable threshold and a machine-readable reason code, so a
+curation report can say how many documents each rule dropped (never which text).
+Rules run cheapest first and stop at the first failure; ``QualityVerdict.scores``
+holds every score computed up to and including the failing rule.
+
+The length, symbol, alphabetic-word and repetition rules follow the MassiveText
+quality filters of the Gopher paper: J. W. Rae et al., "Scaling Language Models:
+Methods, Analysis & Insights from Training Gopher", arXiv:2112.11446 (2021),
+appendix A.1.1 ("quality filtering") and A.1.2 with Table A1 ("repetition
+removal").  Defaults are the paper's values.  The paper's other rules (mean word
+length, stop words, bullet and ellipsis lines) are tuned for English web pages and
+misfire on enterprise text such as tables, logs and tickets, so they are left out.
+
+Tokens are *words*: maximal runs of non-space characters, except that each CJK
+ideograph or kana counts as one token because those scripts do not put spaces
+between words.  They are not model tokens (a base model's tokenizer gives roughly
+1.3 tokens per English word); words are the unit the paper's thresholds are in.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pydantic
+
+REASONS = ("too_short", "too_long", "symbol_ratio", "alpha_fraction", "repetition_lines",
+           "repetition_ngrams", "language", "toxicity")
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_TOKEN = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
+_HASH_RUN = re.compile(r"#+")
+_ELLIPSIS = re.compile(r"\.{3,}|\u2026")
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+_LANGUAGE_SAMPLE_CHARS = 5000   # langid's cost is linear in length; the first 5K chars decide the language
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+_WORD_PUNCTUATION = string.punctuation + "\u2026\u201c\u201d\u2018\u2019\u00ab\u00bb\u00bf\u00a1"
+
+# Table A1 of Rae et al. (2021): n <= 4 bounds the most frequent n-gram, n >= 5 all duplicate n-grams.
+GOPHER_NGRAM_LIMITS: dict[int, float] = {2: 0.20, 3: 0.18, 4: 0.16, 5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12,
+                                         9: 0.11, 10: 0.10}
+
+
+class QualityConfig(pydantic.BaseModel):
+    """Thresholds for :class:`QualityFilter`; defaults are Gopher's unless noted."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    min_tokens: int = pydantic.Field(50, ge=0)             # Gopher: 50 words; lower it for chat turns
+    max_tokens: int = pydantic.Field(100_000, ge=1)        # Gopher: 100,000 words
+    max_symbol_to_word_ratio: float = 0.1                  # '#' runs or ellipses per word (each counted alone)
+    min_alpha_word_fraction: float = 0.8                   # words with at least one alphabetic character
+    max_duplicate_line_fraction: float = 0.30              # lines that occur more than once
+    max_duplicate_line_char_fraction: float = 0.20         # characters in such lines
+    max_duplicate_paragraph_fraction: float = 0.30         # paragraphs that occur more than once
+    max_duplicate_paragraph_char_fraction: float = 0.20    # characters in such paragraphs
+    # n -> bound: for n in 2..4 the character fraction of the most frequent n-gram, for
+    # n in 5..10 the character fraction covered by n-grams that occur more than once.
+    max_duplicate_ngram_fraction: dict[int, float] = pydantic.Field(
+        default_factory=lambda: dict(GOPHER_NGRAM_LIMITS))
+    languages: list[str] = pydantic.Field(default_factory=lambda: ["en"])  # ISO 639-1 codes kept; [] keeps any
+    min_language_confidence: float = pydantic.Field(0.65, ge=0.0, le=1.0)  # langid probability of the top language
+    max_toxicity_score: float = pydantic.Field(0.5, ge=0.0, le=1.0)        # see services.curation.toxicity
+
+    @pydantic.field_validator("max_duplicate_ngram_fraction")
+    @classmethod
+    def _ngram_sizes(cls, limits: dict[int, float]) -> dict[int, float]:
+        if any(n < 2 for n in limits):
+            raise ValueError(f"n-gram sizes must be >= 2, got {sorted(limits)}")
+        return limits
+
+
+@dataclass(frozen=True)
+class QualityVerdict:
+    """Keep or drop, why (one of :data:`REASONS`, ``""`` when kept), and the scores seen.
+
+    ``language`` is the detected ISO 639-1 code when the language rule ran.
+    """
+
+    keep: bool
+    reason: str = ""
+    scores: dict[str, float] = field(default_factory=dict)
+    language: str = ""
+
+
+class QualityFilter:
+    """Apply the configured rules to one text at a time (stateless, thread-safe)."""
+
+    def __init__(self, config: QualityConfig) -> None:
+        self.config = config
+
+    def check(self, text: str) -> QualityVerdict:
+        config = self.config
+        scores: dict[str, float] = {}
+        words = tokens(text)
+        scores["tokens"] = float(len(words))
+        if len(words) < config.min_tokens:
+            return QualityVerdict(False, "too_short", scores)
+        if len(words) > config.max_tokens:
+            return QualityVerdict(False, "too_long", scores)
+
+        scores["symbol_to_word_ratio"] = symbol_to_word_ratio(text, len(words))
+        if scores["symbol_to_word_ratio"] > config.max_symbol_to_word_ratio:
+            return QualityVerdict(False, "symbol_ratio", scores)
+
+        scores["alpha_word_fraction"] = alpha_word_fraction(words)
+        if scores["alpha_word_fraction"] < config.min_alpha_word_fraction:
+            return QualityVerdict(False, "alpha_fraction", scores)
+
+        line_scores = duplicate_line_scores(text)
+        scores.update(line_scores)
+        if (line_scores["duplicate_line_fraction"] > config.max_duplicate_line_fraction
+                or line_scores["duplicate_line_char_fraction"] > config.max_duplicate_line_char_fraction
+                or line_scores["duplicate_paragraph_fraction"] > config.max_duplicate_paragraph_fraction
+                or line_scores["duplicate_paragraph_char_fraction"]
+                > config.max_duplicate_paragraph_char_fraction):
+            return QualityVerdict(False, "repetition_lines", scores)
+
+        ngram_scores = duplicate_ngram_scores(ngram_words(words), sorted(config.max_duplicate_ngram_fraction))
+        scores.update(ngram_scores)
+        if any(ngram_scores[_ngram_key(n)] > limit for n, limit in config.max_duplicate_ngram_fraction.items()):
+            return QualityVerdict(False, "repetition_ngrams", scores)
+
+        language = ""
+        if config.languages:
+            language, confidence = detect_language(text)
+            scores["language_confidence"] = confidence
+            if language not in config.languages or confidence < config.min_language_confidence:
+                return QualityVerdict(False, "language", scores, language)
+
+        scores["toxicity"] = toxicity_score(text)
+        if scores["toxicity"] > config.max_toxicity_score:
+            return QualityVerdict(False, "toxicity", scores, language)
+        return QualityVerdict(True, "", scores, language)
+
+
+def tokens(text: str) -> list[str]:
+    """Whitespace-separated words, with every CJK ideograph or kana a token of its own."""
+    return _TOKEN.findall(text)
+
+
+def symbol_to_word_ratio(text: str, word_count: int) -> float:
+    """Gopher's symbol-to-word ratio: the larger of hash symbols and ellipses per word.
+
+    A run of ``#`` counts once, so a Markdown heading (``### Title``) is one symbol, not
+    three: enterprise documents are Markdown-heavy, web pages were not.  ``...`` (or
+    longer) and ``…`` each count as one ellipsis.
+    """
+    if word_count == 0:
+        return 0.0
+    hashes = len(_HASH_RUN.findall(text))
+    ellipses = len(_ELLIPSIS.findall(text))
+    return max(hashes, ellipses) / word_count
+
+
+def alpha_word_fraction(words: list[str]) -> float:
+    """Fraction of words containing at least one alphabetic character (Gopher: >= 80%)."""
+    if not words:
+        return 0.0
+    return sum(1 for word in words if any(ch.isalpha() for ch in word)) / len(words)
+
+
+def duplicate_line_scores(text: str) -> dict[str, float]:
+    """Gopher's line and paragraph repetition: fraction of items, and of their characters,
+    that occur more than once in the document.
+
+    Every occurrence of a repeated item counts (the paper's "fraction of lines that are
+    duplicates"; datatrove counts only the second and later copies, which is laxer).
+    Blank lines are ignored; lines and paragraphs are compared after stripping.
+    """
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    paragraphs = [p.strip() for p in _PARAGRAPH_BREAK.split(text) if p.strip()]
+    line_fraction, line_chars = _duplicate_fractions(lines)
+    paragraph_fraction, paragraph_chars = _duplicate_fractions(paragraphs)
+    return {"duplicate_line_fraction": line_fraction, "duplicate_line_char_fraction": line_chars,
+            "duplicate_paragraph_fraction": paragraph_fraction,
+            "duplicate_paragraph_char_fraction": paragraph_chars}
+
+
+def _duplicate_fractions(items: list[str]) -> tuple[float, float]:
+    if not items:
+        return 0.0, 0.0
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    repeated = [item for item in items if counts[item] > 1]
+    total_chars = sum(map(len, items))
+    return len(repeated) / len(items), sum(map(len, repeated)) / total_chars if total_chars else 0.0
+
+
+def ngram_words(words: list[str]) -> list[str]:
+    """Words as the n-gram rules compare them: casefolded, surrounding punctuation stripped.
+
+    Without this, ``password,`` and ``password`` differ and "Buy now! BUY NOW!"
+    is not a repetition; tokens that are only punctuation are dropped.
+    """
+    stripped = (word.strip(_WORD_PUNCTUATION).casefold() for word in words)
+    return [word for word in stripped if word]
+
+
+def duplicate_ngram_scores(words: list[str], sizes: list[int]) -> dict[str, float]:
+    """Gopher's n-gram repetition scores, as character fractions of all word characters.
+
+    ``words`` should come from :func:`ngram_words`.  For n <= 4: characters in the
+    most frequent n-gram times its count (0 unless it occurs at least twice; among
+    equally frequent n-grams the longest), e.g. ``top_2gram_char_fraction``.  For n >= 5: characters
+    of words covered by any n-gram that occurs more than once, each word counted once
+    however many such n-grams overlap it, e.g. ``duplicate_5gram_char_fraction``.
+    Whitespace is not counted.  N-grams are compared by a 64-bit hash of word ids,
+    vectorised in numpy, so a 100K-word document costs milliseconds.
+    """
+    vocabulary: dict[str, int] = {}
+    ids = np.fromiter((vocabulary.setdefault(word, len(vocabulary)) for word in words),
+                      dtype=np.uint64, count=len(words))
+    lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    total = int(lengths.sum())
+    prefix = np.concatenate(([0], np.cumsum(lengths)))
+    mixed = (ids + np.uint64(1)) * _MIX
+    scores: dict[str, float] = {}
+    for n in sizes:
+        starts = len(words) - n + 1
+        if starts < 2 or total == 0:
+            scores[_ngram_key(n)] = 0.0
+            continue
+        hashes = np.zeros(starts, dtype=np.uint64)
+        for offset in range(n):
+            hashes = (hashes ^ mixed[offset:offset + starts]) * _MIX
+        _, first, inverse, counts = np.unique(hashes, return_index=True, return_inverse=True, return_counts=True)
+        span_chars = prefix[n:n + starts] - prefix[:starts]
+        if n <= 4:
+            top = counts.max()
+            chars = span_chars[first[counts == top]].max() * top if top > 1 else 0
+            scores[_ngram_key(n)] = min(1.0, float(chars) / total)
+        else:
+            repeated_starts = counts[inverse] > 1
+            coverage = np.zeros(len(words) + 1, dtype=np.int64)
+            np.add.at(coverage, np.flatnonzero(repeated_starts), 1)
+            np.add.at(coverage, np.flatnonzero(repeated_starts) + n, -1)
+            covered = np.cumsum(coverage[:-1]) > 0
+            scores[_ngram_key(n)] = float(lengths[covered].sum()) / total
+    return scores
+
+
+def _ngram_key(n: int) -> str:
+    return f"top_{n}gram_char_fraction" if n <= 4 else f"duplicate_{n}gram_char_fraction"
+
+
+@lru_cache(maxsize=1)
+def _language_identifier() -> Any:   # langid ships no type hints
+    """langid.py's bundled model (97 languages), with normalised probabilities; ~3 s to load, once."""
+    from langid.langid import LanguageIdentifier, model
+
+    return LanguageIdentifier.from_modelstring(model, norm_probs=True)
+
+
+def detect_language(text: str) -> tuple[str, float]:
+    """ISO 639-1 code of the most likely language and its probability in [0, 1].
+
+    Uses langid.py (Lui & Baldwin 2012), unrestricted, so a document in a language
+    that is not allowed is recognised as such rather than forced onto the nearest
+    allowed one.  Only the first 5,000 characters are read.  On very short or
+    letter-free text the probability is low and unreliable (``"1234"`` -> en, 0.17),
+    which the confidence threshold turns into a ``language`` drop.
+    """
+    language, probability = _language_identifier().classify(text[:_LANGUAGE_SAMPLE_CHARS])
+    return str(language), float(probability)
+
+
+# --- toxicity: a transparent lexicon heuristic, not a classifier ---------------------------
+
+# better-profanity entries that are ordinary words in clinical, technical, legal or
+# historical text ("kill -9", "master/slave", "testes", "pot", "nazi" in a history
+# report).  Counting them would drop hospital and IT corpora wholesale.
+AMBIGUOUS_TERMS = frozenset((
+    "anal", "anus", "areole", "arian", "aryan", "bdsm", "breasts", "crotch", "drunk", "dummy", "erect", "facial",
+    "fat", "flange", "foobar", "fubar", "gay", "gays", "god", "hell", "hemp", "heroin", "herpes", "hitler", "hiv",
+    "hooch", "hookah", "hymen", "incest", "junkie", "junky", "kill", "labia", "leper", "loin", "loins", "lmao",
+    "lmfao", "lust", "maxi", "massa", "menses", "meth", "murder", "naked", "napalm", "nazi", "nazism", "niggle",
+    "nipple", "nipples", "nude", "omg", "opiate", "opium", "oral", "orally", "organ", "ovary", "ovum", "ovums",
+    "paddy", "pawn", "pcp", "pee", "penile", "penis", "peyote", "pms", "pot", "queer", "queers", "racy", "rectal",
+    "rectum", "rectus", "reich", "revue", "rum", "sandbar", "schizo", "screw", "screwed", "scrotum", "seaman",
+    "seamen", "semen", "sex", "sexual", "slave", "sniper", "snuff", "sperm", "steamy", "strip", "stroke", "stupid",
+    "suck", "sucked", "sucking", "tampon", "teste", "testes", "testis", "thrust", "tinkle", "ugly", "undies",
+    "urinal", "urine", "uterus", "uzi", "vagina", "valium", "virgin", "vodka", "vomit", "vulva", "weed", "womb",
+    "wtf", "xx",
+))
+
+# Prefixes marking better-profanity entries that are slurs against a group.  They
+# select *lexicon entries*, never arbitrary words ("spice" is not an entry).
+SLUR_PREFIXES = ("nigg", "nigl", "fag", "kike", "kyke", "spic", "spik", "chink", "gook", "wetback", "retard",
+                 "reetard", "ritard", "rtard", "dyke", "tranny", "paki", "coon", "injun", "wop", "wigger")
+
+# Words that insult a person (profanity weight) and phrase patterns that insult or threaten one.
+INSULT_TERMS = frozenset(("idiot", "idiots", "imbecile", "cretin", "halfwit", "nitwit", "scumbag", "dimwit"))
+INSULT_PATTERNS = (
+    r"\byou (?:re |are )?(?:a |an |such an? |so |the )?(?:\w+ )?(?:idiot|moron|imbecile|loser|stupid|dumb|"
+    r"useless|pathetic|worthless|incompetent|clown|joke|disgrace)s?\b",
+    r"\bshut (?:the \w+ )?up\b",
+    r"\bpiece of (?:shit|crap|garbage|trash)\b",
+    r"\bgo to hell\b",
+    r"\b(?:fuck|f\*ck|fck|fuk|screw|piss) (?:off|you|u)\b",
+)
+THREAT_PATTERNS = (
+    r"\b(?:i|we) (?:ll |will |m going to |am going to |are going to |re going to |gonna |want to |wanna )"
+    r"(?:kill|hurt|shoot|stab|murder|strangle|rape|beat up) (?:you|u|ya|your \w+)\b",
+    r"\b(?:kill|hang|shoot) (?:yourself|urself)\b",
+    r"\bkys\b",
+    r"\bi know where you live\b",
+)
+
+PROFANITY_WEIGHT = 0.6     # one swear word alone stays under the default 0.5 threshold
+INSULT_WEIGHT = 1.5
+SEVERE_WEIGHT = 4.0       # slurs and threats
+SEVERE_FLOOR = 0.75       # any slur or threat scores at least this, however long the document
+TOKENS_PER_UNIT = 20      # hits are counted per ~sentence-sized unit of text
+
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s",
+                       "!": "i", "|": "i", "+": "t"})
+_TOXICITY_TOKEN = re.compile(r"[\w@$!*|+]+")
+_REPEATS = re.compile(r"(\w)\1{2,}")
+
+
+@dataclass(frozen=True)
+class _Lexicon:
+    words: dict[str, float]                               # single-word entry -> weight
+    phrases: dict[str, list[tuple[tuple[str, ...], float]]]  # first word -> (multi-word entry, weight)
+    insults: re.Pattern[str]
+    threats: re.Pattern[str]
+
+
+@lru_cache(maxsize=1)
+def _lexicon() -> _Lexicon:
+    wordlist = resources.files("better_profanity").joinpath("profanity_wordlist.txt").read_text("utf-8")
+    words: dict[str, float] = {}
+    phrases: dict[str, list[tuple[tuple[str, ...], float]]] = {}
+    for line in wordlist.splitlines():
+        entry = line.strip().casefold()
+        if not entry or entry in AMBIGUOUS_TERMS:
+            continue
+        weight = SEVERE_WEIGHT if entry.startswith(SLUR_PREFIXES) else PROFANITY_WEIGHT
+        parts = tuple(entry.split())
+        if len(parts) == 1:
+            words[entry] = weight
+        else:
+            phrases.setdefault(parts[0], []).append((parts, weight))
+    for insult in INSULT_TERMS:
+        words.setdefault(insult, PROFANITY_WEIGHT)
+    return _Lexicon(words, phrases, re.compile("|".join(INSULT_PATTERNS)), re.compile("|".join(THREAT_PATTERNS)))
+
+
+def _spellings(token: str) -> list[str]:
+    """The token as written plus its de-leeted and de-stretched spellings (``f4ck``, ``fuuuck``)."""
+    word = token.strip("!*|+.")
+    if not word:
+        return []
+    variants = {word}
+    if any(ch.isalpha() for ch in word):
+        variants.add(word.translate(_LEET))
+        variants.add(word.replace("1", "l").translate(_LEET))
+    for variant in list(variants):
+        variants.add(_REPEATS.sub(r"\1", variant))
+        variants.add(_REPEATS.sub(r"\1\1", variant))
+    return sorted(variants)
+
+
+@lru_cache(maxsize=1 << 16)
+def _token_weight(token: str) -> float:
+    """Weight of the heaviest lexicon entry the token spells; ``*`` matches any one letter.
+
+    Cached per distinct token: real text repeats its vocabulary, so most lookups are
+    one dictionary hit.
+    """
+    words = _lexicon().words
+    best = 0.0
+    for spelling in _spellings(token):
+        if "*" in spelling and spelling.count("*") <= 2 and spelling.strip("*"):
+            pattern = re.compile(spelling.replace("*", "[a-z]"))
+            best = max([best, *(w for entry, w in words.items() if pattern.fullmatch(entry))])
+        else:
+            best = max(best, words.get(spelling, 0.0))
+    return best
+
+
+def toxicity_score(text: str) -> float:
+    """Lexicon-based toxicity in [0, 1]: transparent and auditable, but only a heuristic.
+
+    Hits: better-profanity's wordlist (weight 0.6, slurs 4) minus :data:`AMBIGUOUS_TERMS`,
+    matched per word after NFKC, casefolding, leetspeak folding (``sh1t``, ``@ss``),
+    stretched-letter folding (``fuuuck``) and ``*`` as a one-letter wildcard; its
+    multi-word entries; :data:`INSULT_PATTERNS` aimed at a person (1.5); and
+    :data:`THREAT_PATTERNS` (4).  With ``W`` the summed weights over a text of ``T``
+    tokens, the score is ``1 - exp(-W / max(1, T / 20))`` — density per sentence-sized
+    unit, so one swear word in a long ticket stays low and a short abusive message
+    scores high — raised to at least 0.75 when any slur or threat occurs.
+
+    Limits, honestly: no context (quoting, reclaiming, negation, "kill the process"
+    needs the ambiguous-term list), English only, misses novel spellings and implicit
+    toxicity (sarcasm, dog whistles), and the wordlist carries its authors' biases.
+    Treat it as a filter for blatant abuse, not a safety classifier.
+    """
+    lexicon = _lexicon()
+    raw = _TOXICITY_TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
+    if not raw:
+        return 0.0
+    hits = [_token_weight(token) for token in raw]
+    weight = sum(hits)
+    severe = max(hits) >= SEVERE_WEIGHT
+    plain = [_REPEATS.sub(r"\1", token.strip("!*|+.").translate(_LEET)) if any(c.isalpha() for c in token)
+             else token for token in raw]
+    for i, token in enumerate(plain):
+        for phrase, phrase_weight in lexicon.phrases.get(token, ()):
+            if tuple(plain[i:i + len(phrase)]) == phrase:
+                weight += phrase_weight
+                severe = severe or phrase_weight >= SEVERE_WEIGHT
+    joined = " ".join(plain)
+    weight += INSULT_WEIGHT * len(lexicon.insults.findall(joined))
+    threats = len(lexicon.threats.findall(joined))
+    weight += SEVERE_WEIGHT * threats
+    severe = severe or threats > 0
+    score = 1.0 - math.exp(-weight / max(1.0, len(raw) / TOKENS_PER_UNIT))
+    return max(score, SEVERE_FLOOR) if severe else score

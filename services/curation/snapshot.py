@@ -1,0 +1,138 @@
+"""Write an immutable, content-addressed dataset version: shards + manifest in tenant storage.
+
+Shards are streamed to local temporary files (inside the worker, inside the trust
+boundary) while examples are produced, hashed, then uploaded under
+``datasets/<dataset_id>/versions/<version_id>/``. The version id is the sha256 of the
+canonical manifest, which holds no time or job id: the same inputs, config and
+library versions always give the same id, and an existing version is never rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from services.common.storage import TenantStorage
+
+MANIFEST_SCHEMA = "privtune.dataset_version/1"
+_LIBRARIES = ("privtune", "presidio-analyzer", "presidio-anonymizer", "spacy", "datasketch", "langid", "pypdf",
+              "beautifulsoup4", "lxml")
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for name in _LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+@dataclass
+class _Shard:
+    name: str
+    split: str
+    path: Path
+    handle: BinaryIO
+    records: int = 0
+    digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    size: int = 0
+
+
+class ShardWriter:
+    """Streams examples into JSONL shards per split, rolling every ``shard_size`` records."""
+
+    def __init__(self, shard_size: int) -> None:
+        self.shard_size = shard_size
+        self._tmp = tempfile.TemporaryDirectory(prefix="privtune-shards-")
+        self._open: dict[str, _Shard] = {}
+        self.closed: list[_Shard] = []
+
+    def add(self, split: str, example: dict[str, object]) -> None:
+        shard = self._open.get(split)
+        if shard is None or shard.records >= self.shard_size:
+            if shard is not None:
+                self._close(shard)
+            index = sum(1 for s in self.closed if s.split == split)
+            name = f"{split}-{index:05d}.jsonl"
+            path = Path(self._tmp.name) / name
+            shard = self._open[split] = _Shard(name, split, path, open(path, "wb"))
+        line = (json.dumps(example, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        shard.handle.write(line)
+        shard.digest.update(line)
+        shard.size += len(line)
+        shard.records += 1
+
+    def _close(self, shard: _Shard) -> None:
+        shard.handle.close()
+        self.closed.append(shard)
+        del self._open[shard.split]
+
+    def finish(self) -> list[_Shard]:
+        for shard in list(self._open.values()):
+            self._close(shard)
+        return sorted(self.closed, key=lambda s: s.name)
+
+    def cleanup(self) -> None:
+        self._tmp.cleanup()
+
+
+def _chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(size):
+            yield chunk
+
+
+@dataclass(frozen=True)
+class WrittenVersion:
+    version_id: str
+    manifest_key: str
+    manifest_sha256: str
+    report_key: str
+    manifest: dict[str, object]
+
+
+def build_manifest(dataset_id: str, source_checksum: str, config_json: str, config_sha256: str, recipe: str,
+                   output_format: str, shards: list[_Shard], counts: dict[str, int]) -> dict[str, object]:
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "dataset_id": dataset_id,
+        "source_checksum_sha256": source_checksum,
+        "recipe": recipe,
+        "output_format": output_format,
+        "config_sha256": config_sha256,
+        "config": json.loads(config_json),
+        "library_versions": library_versions(),
+        "shards": [{"name": s.name, "split": s.split, "records": s.records, "bytes": s.size,
+                    "sha256": s.digest.hexdigest()} for s in shards],
+        "counts": counts,
+    }
+
+
+def canonical(manifest: dict[str, object]) -> bytes:
+    return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+
+
+def write_version(storage: TenantStorage, dataset_id: str, manifest: dict[str, object], shards: list[_Shard],
+                  report_json: bytes, report_html: bytes) -> WrittenVersion:
+    """Upload shards, report and manifest (last, so a present manifest means a complete version)."""
+    body = canonical(manifest)
+    manifest_sha = hashlib.sha256(body).hexdigest()
+    version_id = f"dv-{manifest_sha[:32]}"
+    base = f"datasets/{dataset_id}/versions/{version_id}"
+    manifest_key = f"{base}/manifest.json"
+    if not storage.exists(manifest_key):
+        for shard in shards:
+            written = storage.write(f"{base}/{shard.name}", _chunks(shard.path))
+            if written != shard.digest.hexdigest():
+                raise OSError(f"shard {shard.name} changed on upload (sha256 {written} != {shard.digest.hexdigest()})")
+        storage.write(f"{base}/report.json", report_json)
+        storage.write(f"{base}/report.html", report_html)
+        storage.write(manifest_key, body)
+    return WrittenVersion(version_id, manifest_key, manifest_sha, f"{base}/report.json", manifest)

@@ -1,0 +1,97 @@
+"""From raw files in tenant storage to a dataset version, through the gRPC API."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import grpc
+import pytest
+
+from privtune.platform import Platform
+from privtune.v1 import curation_service_pb2 as cpb
+from privtune.v1 import curation_service_pb2_grpc as cgrpc
+from tests.curation_corpus import CANARY, raw_corpus
+from tests.platform_fixtures import dataset_stub, metadata, register, start_platform
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[Platform]:
+    p = start_platform(tmp_path)
+    yield p
+    p.stop()
+
+
+def _run_job(platform: Platform, dataset_id: str, **config: str) -> cpb.CurationJob:
+    stub = cgrpc.CurationServiceStub(grpc.insecure_channel(platform.grpc_target))
+    job = stub.CreateCurationJob(cpb.CreateCurationJobRequest(dataset_id=dataset_id, recipe="auto", config=config),
+                                 metadata=metadata(), timeout=30)
+    events = list(stub.WatchCurationJob(cpb.WatchCurationJobRequest(job_id=job.job_id), metadata=metadata(),
+                                        timeout=600))
+    assert events[-1].WhichOneof("payload") in ("dataset_version_created", "curation_failed")
+    return stub.GetCurationJob(cpb.GetCurationJobRequest(job_id=job.job_id), metadata=metadata(), timeout=30)
+
+
+def test_raw_files_become_a_content_addressed_dataset_version(
+        platform: Platform, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    dataset = register(dataset_stub(platform), platform, "acme", "support", raw_corpus())
+    job = _run_job(platform, dataset.dataset_id)
+    assert job.state == cpb.CURATION_JOB_STATE_SUCCEEDED, job.reason
+    assert job.dataset_version_id.startswith("dv-")
+
+    root = platform.config.storage_path / "acme" / "datasets" / dataset.dataset_id / "versions" / job.dataset_version_id
+    manifest = json.loads((root / "manifest.json").read_text())
+    report = json.loads((root / "report.json").read_text())
+    assert (root / "report.html").read_text().startswith("<!doctype html>")
+    import hashlib
+    for shard in manifest["shards"]:
+        data = (root / shard["name"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == shard["sha256"]
+        assert data.count(b"\n") == shard["records"]
+    assert manifest["counts"]["train"] > 0 and manifest["counts"]["holdout"] >= 0
+    codes = report["quarantine"]["by_code"]
+    assert codes.get("truncated_json") == 1 and codes.get("binary_file") == 1 and codes.get("empty_file") == 1
+    assert sum(report["dedupe"]["dropped"].values()) >= 2  # exact + near duplicate, and the gz copy of the csv
+    assert report["pii"]["found_by_type"].get("EMAIL_ADDRESS", 0) >= 20
+    assert report["pii"]["found_by_type"].get("PHONE_NUMBER", 0) >= 12
+    shards_text = b"".join((root / s["name"]).read_bytes() for s in manifest["shards"])
+    assert b"@example.com" not in shards_text and b"415 555" not in shards_text  # redacted
+
+    # the same job again gives the same version
+    again = _run_job(platform, dataset.dataset_id)
+    assert again.dataset_version_id == job.dataset_version_id and again.job_id != job.job_id
+
+    # the canary stays in tenant storage: never on the bus, in the store or in the logs
+    for db in ("events.db", "privtune.db"):
+        for path in platform.config.data_dir.glob(db + "*"):
+            assert CANARY.encode() not in path.read_bytes(), path.name
+    assert CANARY not in caplog.text
+    assert CANARY.encode() in shards_text  # it is not PII, so it reaches the training data itself
+
+
+def test_bad_requests_are_refused_with_the_reason(platform: Platform) -> None:
+    stub = cgrpc.CurationServiceStub(grpc.insecure_channel(platform.grpc_target))
+    dataset = register(dataset_stub(platform), platform, "acme", "small")
+    cases = [
+        (cpb.CreateCurationJobRequest(dataset_id="ds-missing"), grpc.StatusCode.NOT_FOUND, "register it first"),
+        (cpb.CreateCurationJobRequest(), grpc.StatusCode.INVALID_ARGUMENT, "dataset_id is required"),
+        (cpb.CreateCurationJobRequest(dataset_id=dataset.dataset_id, config={"holdout_fractionn": "0.2"}),
+         grpc.StatusCode.INVALID_ARGUMENT, "holdout_fractionn"),
+        (cpb.CreateCurationJobRequest(dataset_id=dataset.dataset_id, config={"general_mix_ratio": "0.5"}),
+         grpc.StatusCode.INVALID_ARGUMENT, "general_mix_ratio"),
+        (cpb.CreateCurationJobRequest(dataset_id=dataset.dataset_id, recipe="magic"),
+         grpc.StatusCode.INVALID_ARGUMENT, "recipe"),
+    ]
+    for request, code, needle in cases:
+        with pytest.raises(grpc.RpcError) as info:
+            stub.CreateCurationJob(request, metadata=metadata(), timeout=30)
+        assert info.value.code() == code and needle in info.value.details()
+    with pytest.raises(grpc.RpcError) as info:
+        stub.CreateCurationJob(cpb.CreateCurationJobRequest(dataset_id=dataset.dataset_id),
+                               metadata=metadata("globex"), timeout=30)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
