@@ -13,6 +13,7 @@ import pytest
 from privtune.platform import Platform
 from privtune.v1 import curation_service_pb2 as cpb
 from privtune.v1 import curation_service_pb2_grpc as cgrpc
+from privtune.v1 import dataset_service_pb2 as dpb
 from tests.curation_corpus import CANARY, raw_corpus
 from tests.platform_fixtures import dataset_stub, metadata, register, start_platform
 
@@ -95,3 +96,31 @@ def test_bad_requests_are_refused_with_the_reason(platform: Platform) -> None:
         stub.CreateCurationJob(cpb.CreateCurationJobRequest(dataset_id=dataset.dataset_id),
                                metadata=metadata("globex"), timeout=30)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_curation_on_s3_tenant_storage(tmp_path: Path, s3_server, s3_bucket: str) -> None:  # type: ignore[no-untyped-def]
+    """The same flow with the tenant's data in S3 (a real S3 API server on loopback)."""
+    root = s3_server.root_uri(s3_bucket)  # s3://bucket/tenants?endpoint_url=...
+    client = s3_server.client()
+    for key, data in raw_corpus().items():
+        client.put_object(Bucket=s3_bucket, Key=f"tenants/acme/support/{key}", Body=data)
+    platform = start_platform(tmp_path, storage_root=root)
+    try:
+        stub = dataset_stub(platform)
+        dataset = stub.CreateDataset(dpb.CreateDatasetRequest(
+            name="support", storage_uri=f"s3://{s3_bucket}/tenants/acme/support/", classification=3),
+            metadata=metadata(), timeout=60)
+        assert dataset.file_count == len(raw_corpus())
+        with pytest.raises(grpc.RpcError) as info:  # another tenant's prefix in the same bucket
+            stub.CreateDataset(dpb.CreateDatasetRequest(name="x", storage_uri=f"s3://{s3_bucket}/tenants/globex/",
+                                                        classification=3), metadata=metadata(), timeout=60)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        job = _run_job(platform, dataset.dataset_id)
+        assert job.state == cpb.CURATION_JOB_STATE_SUCCEEDED, job.reason
+        prefix = f"tenants/acme/datasets/{dataset.dataset_id}/versions/{job.dataset_version_id}/"
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket, Prefix=prefix)["Contents"]]
+        assert f"{prefix}manifest.json" in keys and f"{prefix}report.html" in keys
+        manifest = json.loads(client.get_object(Bucket=s3_bucket, Key=f"{prefix}manifest.json")["Body"].read())
+        assert manifest["counts"]["train"] > 0
+    finally:
+        platform.stop()
