@@ -85,7 +85,8 @@ def worker(variant: str, corpus_path: Path) -> dict[str, float]:
     seconds = time.perf_counter() - start
     grown = max(0, _peak_rss_bytes() - before)
     scores = pairwise_scores({doc["id"]: doc["cluster"] for doc in corpus}, predicted)
-    return {"docs": len(corpus), "seconds": seconds, "docs_per_s": len(corpus) / seconds,
+    kept = sum(1 for doc_id, of in predicted.items() if doc_id == of)
+    return {"docs": len(corpus), "kept": kept, "seconds": seconds, "docs_per_s": len(corpus) / seconds,
             "peak_growth_mib": grown / 2**20, "bytes_per_doc": grown / len(corpus),
             "precision": scores.precision, "recall": scores.recall, "true_pairs": scores.true_pairs}
 
@@ -120,7 +121,8 @@ def main() -> None:
         print(f"| {variant} | {r['docs_per_s']:,.0f} | {r['docs_per_s'] / peer['docs_per_s']:.2f}x | "
               f"{r['peak_growth_mib']:,.0f} MiB | {r['bytes_per_doc']:,.0f} | {r['precision']:.3f} | "
               f"{r['recall']:.3f} |")
-    print(f"\n{results['privtune']['true_pairs']:,} true duplicate pairs in the planted corpus")
+    print(f"\n{results['privtune']['true_pairs']:,} true duplicate pairs in the planted corpus; documents kept: "
+          + ", ".join(f"{variant} {r['kept']:,.0f}" for variant, r in results.items()))
 
 
 if __name__ == "__main__":

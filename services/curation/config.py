@@ -25,6 +25,7 @@ class CurationConfig(BaseModel):
     general_mix_ratio: float = Field(0.0, description="0, or 0.05-0.30: share of general instructions in train")
     shard_size: int = Field(10_000, ge=100, le=1_000_000, description="examples per shard file")
     seed: int = 0
+    redact_pii: bool = Field(True, description="off only for data classified PUBLIC: skips the PII stage")
     parser: ParserConfig = Field(default_factory=ParserConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)

@@ -22,9 +22,9 @@ Two stages, both on a normalised text (:func:`normalise_text`):
 Memory (measured in ``benchmarks/dedupe.py``, see ``docs/curation-filters.md``):
 texts are never stored.  Per kept document the deduper holds one exact digest
 (~0.1 KB), one 128 x uint32 signature (0.5 KB) and its LSH entries
-(~0.3 KB per band; 14 bands at the defaults), about 5 KB in all.  Duplicates
+(~0.34 KB per band; 14 bands at the defaults), 5.4-5.8 KB in all.  Duplicates
 add only their digest and their id in :attr:`Deduper.clusters`.  The LSH index is
-therefore the limit: ~5 GB per million unique documents in one process.
+therefore the limit: ~5.5 GB per million unique documents in one process.
 """
 
 from __future__ import annotations

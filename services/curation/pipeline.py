@@ -28,6 +28,7 @@ from services.curation.split import is_holdout
 log = logging.getLogger(__name__)
 _NOT_REDACTED = frozenset({"role", "author_role", "ticket_id", "language", "symbol", "created_at", "id"})
 _PII_BATCH = 64
+_TEXT_KINDS = frozenset({"text", "code"})  # kinds whose recipes read Document.text
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ class Curator:
         spans: list[tuple[int, int]] = []
         for doc in docs:
             start = len(texts)
-            texts.append(doc.text)
+            if doc.kind in _TEXT_KINDS:
+                texts.append(doc.text)
             texts.extend(_strings(doc.fields))
             spans.append((start, len(texts)))
         results = list(self.redactor.redact_many(texts))
@@ -112,8 +114,12 @@ class Curator:
             if any(r.dropped for r in mine):
                 self.report.pii_dropped_records += 1
                 continue
-            fields = _replace_strings(doc.fields, iter(r.text or "" for r in mine[1:]))
-            yield replace(doc, text=mine[0].text or "", fields=fields)  # type: ignore[arg-type]
+            redacted = iter(r.text or "" for r in mine)
+            # Structured records are rebuilt from their fields by the recipes, so only the fields
+            # are scanned (once); their plain-text rendering is not kept past this point.
+            text = next(redacted) if doc.kind in _TEXT_KINDS else ""
+            fields = _replace_strings(doc.fields, redacted)
+            yield replace(doc, text=text, fields=fields)  # type: ignore[arg-type]
 
     def run(self, storage: TenantStorage, prefix: str, dataset_id: str, source_checksum: str,
             progress: Callable[[int], None] | None = None) -> CurationOutcome:
@@ -128,7 +134,8 @@ class Curator:
                     if progress:
                         progress(obj.size)
 
-            for doc in self._redact(self._filter(documents())):
+            kept = self._filter(documents())
+            for doc in (self._redact(kept) if cfg.redact_pii else kept):
                 made = 0
                 for example in build_examples(doc, cfg.recipe, cfg.output_format):
                     made += 1

@@ -57,6 +57,9 @@ class QualityConfig(pydantic.BaseModel):
 
     min_tokens: int = pydantic.Field(50, ge=0)             # Gopher: 50 words; lower it for chat turns
     max_tokens: int = pydantic.Field(100_000, ge=1)        # Gopher: 100,000 words
+    # Gopher's repetition rules were calibrated on web pages; on a 20-word answer one repeated
+    # phrase is already "20% duplicate". They apply from this many words on.
+    min_tokens_for_repetition: int = pydantic.Field(50, ge=0)
     max_symbol_to_word_ratio: float = 0.1                  # '#' runs or ellipses per word (each counted alone)
     min_alpha_word_fraction: float = 0.8                   # words with at least one alphabetic character
     max_duplicate_line_fraction: float = 0.30              # lines that occur more than once
@@ -116,9 +119,10 @@ class QualityFilter:
         if scores["alpha_word_fraction"] < config.min_alpha_word_fraction:
             return QualityVerdict(False, "alpha_fraction", scores)
 
+        long_enough = len(words) >= config.min_tokens_for_repetition
         line_scores = duplicate_line_scores(text)
         scores.update(line_scores)
-        if (line_scores["duplicate_line_fraction"] > config.max_duplicate_line_fraction
+        if long_enough and (line_scores["duplicate_line_fraction"] > config.max_duplicate_line_fraction
                 or line_scores["duplicate_line_char_fraction"] > config.max_duplicate_line_char_fraction
                 or line_scores["duplicate_paragraph_fraction"] > config.max_duplicate_paragraph_fraction
                 or line_scores["duplicate_paragraph_char_fraction"]
@@ -127,7 +131,8 @@ class QualityFilter:
 
         ngram_scores = duplicate_ngram_scores(ngram_words(words), sorted(config.max_duplicate_ngram_fraction))
         scores.update(ngram_scores)
-        if any(ngram_scores[_ngram_key(n)] > limit for n, limit in config.max_duplicate_ngram_fraction.items()):
+        if long_enough and any(ngram_scores[_ngram_key(n)] > limit
+                               for n, limit in config.max_duplicate_ngram_fraction.items()):
             return QualityVerdict(False, "repetition_ngrams", scores)
 
         language = ""
