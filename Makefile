@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-contract test-integration venv proto proto-check proto-release kafka postgres tools bench-bus clean
+.PHONY: demo test test-unit test-contract test-integration venv proto proto-check proto-release kafka postgres tools bench-bus bench-curation bench-pii clean
 
 venv:
 	@scripts/ensure_venv.sh
@@ -48,6 +48,12 @@ test-integration: venv kafka postgres tools
 
 bench-bus: venv kafka
 	$(PY) benchmarks/bus.py
+
+bench-curation: venv
+	$(PY) benchmarks/curation.py
+
+bench-pii: venv
+	$(PY) benchmarks/pii_eval.py
 
 clean:
 	rm -rf var .pytest_cache
