@@ -132,6 +132,43 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curation(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from privtune.v1 import curation_service_pb2 as pb
+    from privtune.v1 import curation_service_pb2_grpc as pb_grpc
+
+    md = [("x-privtune-tenant", args.tenant), ("x-privtune-actor", args.actor)]
+    stub = pb_grpc.CurationServiceStub(grpc.insecure_channel(args.target))
+    try:
+        if args.action == "create":
+            config = {}
+            for item in args.set or []:
+                key, sep, value = item.partition("=")
+                if not sep:
+                    print(f"error: --set {item!r} must look like key=value", file=sys.stderr)
+                    return 2
+                config[key] = value
+            resp = stub.CreateCurationJob(pb.CreateCurationJobRequest(
+                dataset_id=args.dataset, recipe=args.recipe, config=config), metadata=md, timeout=60)
+            if args.wait:
+                for env in stub.WatchCurationJob(pb.WatchCurationJobRequest(job_id=resp.job_id), metadata=md):
+                    print(f"{env.type} v{env.aggregate_version}", file=sys.stderr)
+                resp = stub.GetCurationJob(pb.GetCurationJobRequest(job_id=resp.job_id), metadata=md, timeout=30)
+        elif args.action == "get":
+            resp = stub.GetCurationJob(pb.GetCurationJobRequest(job_id=args.id), metadata=md, timeout=30)
+        else:
+            resp = stub.ListCurationJobs(pb.ListCurationJobsRequest(page_size=args.page_size,
+                                                                    dataset_id=args.dataset or ""),
+                                         metadata=md, timeout=30)
+    except grpc.RpcError as exc:
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    print(json.dumps(MessageToDict(resp, preserving_proto_field_name=True), indent=2, sort_keys=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from privtune.platform import SERVICES
 
@@ -187,6 +224,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = dsub.add_parser("list")
     p.add_argument("--page-size", type=int, default=50)
     ds.set_defaults(func=cmd_datasets)
+
+    cu = sub.add_parser("curation", help="curation-job API client (gRPC)")
+    cu.add_argument("--target", default="127.0.0.1:50051", help="gRPC address of the platform")
+    cu.add_argument("--tenant", required=True)
+    cu.add_argument("--actor", default="cli")
+    csub = cu.add_subparsers(dest="action", required=True)
+    p = csub.add_parser("create", help="curate a registered dataset into a dataset version")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--recipe", default="auto", help="auto, passthrough, tickets_to_sft or documents_to_qa")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="config entry, e.g. output_format=chat or pii.mode=tag (repeatable; see docs/curation.md)")
+    p.add_argument("--wait", action="store_true", help="stream the job's events until it finishes")
+    p = csub.add_parser("get")
+    p.add_argument("id")
+    p = csub.add_parser("list")
+    p.add_argument("--dataset", help="only jobs of this dataset")
+    p.add_argument("--page-size", type=int, default=50)
+    cu.set_defaults(func=cmd_curation)
     return parser
 
 

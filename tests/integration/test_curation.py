@@ -124,3 +124,22 @@ def test_curation_on_s3_tenant_storage(tmp_path: Path, s3_server, s3_bucket: str
         assert manifest["counts"]["train"] > 0
     finally:
         platform.stop()
+
+
+def test_cli_creates_and_waits_for_a_curation_job(platform: Platform) -> None:
+    import subprocess
+    import sys
+
+    dataset = register(dataset_stub(platform), platform, "acme", "cli-set", raw_corpus())
+    root = Path(__file__).resolve().parents[2]
+    cli = [sys.executable, "-m", "privtune", "curation", "--target", platform.grpc_target, "--tenant", "acme"]
+    done = subprocess.run(cli + ["create", "--dataset", dataset.dataset_id, "--set", "output_format=chat",
+                                 "--set", "holdout_fraction=0.2", "--wait"],
+                          cwd=root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    job = json.loads(done.stdout)
+    assert job["state"] == "CURATION_JOB_STATE_SUCCEEDED" and job["dataset_version_id"].startswith("dv-")
+    assert "DatasetVersionCreated" in done.stderr
+    bad = subprocess.run(cli + ["create", "--dataset", dataset.dataset_id, "--set", "pii.mode=shout"],
+                         cwd=root, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "pii.mode" in bad.stderr
