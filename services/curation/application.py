@@ -12,7 +12,7 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from privtune.v1 import events_pb2
-from services.common import eventstore
+from services.common import eventstore, queries
 from services.common.envelope import Causation, new_envelope
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound
 from services.common.identity import Caller
@@ -23,7 +23,6 @@ from services.ingest import domain as dataset_domain
 
 SOURCE = "privtune/curation"
 STREAM_TYPE = "curation_job"
-MAX_PAGE = 500
 
 
 def parse_config(recipe: str, entries: Mapping[str, str]) -> CurationConfig:
@@ -107,31 +106,14 @@ class CurationApplication:
 
     def list(self, caller: Caller, page_size: int = 50, page_token: str = "",
              dataset_id: str = "") -> tuple[list[dict], str]:
-        if page_size > MAX_PAGE:
-            raise InvalidArgument(f"page_size {page_size} is above the maximum {MAX_PAGE}")
-        size = page_size or 50
-        q = (select(curation_job_view).where(curation_job_view.c.tenant_id == caller.tenant_id)
-             .order_by(curation_job_view.c.job_id).limit(size + 1))
-        if page_token:
-            q = q.where(curation_job_view.c.job_id > page_token)
-        if dataset_id:
-            q = q.where(curation_job_view.c.dataset_id == dataset_id)
-        with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(q)]
-        return rows[:size], (rows[size - 1]["job_id"] if len(rows) > size else "")
+        filters = [curation_job_view.c.dataset_id == dataset_id] if dataset_id else []
+        return queries.page(self.engine, curation_job_view, "job_id", caller.tenant_id, page_size, page_token,
+                            *filters)
 
     def watch(self, caller: Caller, job_id: str, is_active: Callable[[], bool], stop: threading.Event,
               poll_interval: float = 0.2) -> Iterator[events_pb2.EventEnvelope]:
         """The job's events from the first; ends after the job finished."""
         self.get(caller, job_id)
-        seen = 0
-        while is_active() and not stop.is_set():
-            with self.engine.connect() as conn:
-                events = eventstore.load_stream(conn, caller.tenant_id, job_id, after_version=seen)
-            for env in events:
-                seen = env.aggregate_version
-                yield env
-                if env.WhichOneof("payload") in ("dataset_version_created", "curation_failed"):
-                    return
-            if not events:
-                stop.wait(poll_interval)
+        return queries.watch_stream(
+            self.engine, caller.tenant_id, job_id, is_active, stop, poll_interval,
+            final=lambda env: env.WhichOneof("payload") in ("dataset_version_created", "curation_failed"))

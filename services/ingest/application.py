@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from privtune.v1 import events_pb2
-from services.common import eventstore
+from services.common import eventstore, queries
 from services.common.envelope import Causation, new_envelope
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.common.identity import Caller
@@ -22,7 +22,6 @@ from services.ingest import domain, storage_scan
 
 SOURCE = "privtune/ingest"
 STREAM_TYPE = "dataset"
-MAX_PAGE = 500
 
 
 @dataclass(frozen=True)
@@ -117,28 +116,10 @@ class DatasetApplication:
 
     def list(self, caller: Caller, page_size: int = 50, page_token: str = "") -> tuple[list[dict], str]:
         """A page of the dataset read model, ordered by id; returns (rows, next_page_token)."""
-        if page_size > MAX_PAGE:
-            raise InvalidArgument(f"page_size {page_size} is above the maximum {MAX_PAGE}")
-        size = page_size or 50
-        q = (select(dataset_view).where(dataset_view.c.tenant_id == caller.tenant_id)
-             .order_by(dataset_view.c.dataset_id).limit(size + 1))
-        if page_token:
-            q = q.where(dataset_view.c.dataset_id > page_token)
-        with self.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(q)]
-        next_token = rows[size - 1]["dataset_id"] if len(rows) > size else ""
-        return rows[:size], next_token
+        return queries.page(self.engine, dataset_view, "dataset_id", caller.tenant_id, page_size, page_token)
 
     def watch(self, caller: Caller, dataset_id: str, is_active: Callable[[], bool],
               stop: threading.Event, poll_interval: float = 0.2) -> Iterator[events_pb2.EventEnvelope]:
         """The dataset's events from the first, then new ones as they are stored."""
         self.get(caller, dataset_id)  # NotFound before the stream starts
-        seen = 0
-        while is_active() and not stop.is_set():
-            with self.engine.connect() as conn:
-                events = eventstore.load_stream(conn, caller.tenant_id, dataset_id, after_version=seen)
-            for env in events:
-                seen = env.aggregate_version
-                yield env
-            if not events:
-                stop.wait(poll_interval)
+        return queries.watch_stream(self.engine, caller.tenant_id, dataset_id, is_active, stop, poll_interval)
