@@ -160,6 +160,9 @@ class KafkaSubscription:
             "isolation.level": "read_committed",
             "session.timeout.ms": 10000,
             "heartbeat.interval.ms": 1000,
+            # a member may spend this long on one batch (a curation job runs inside one) before the
+            # group gives its partitions away; liveness is still checked by the heartbeats above
+            "max.poll.interval.ms": 3_600_000,
         })
         self._consumer.subscribe(topics)
 
