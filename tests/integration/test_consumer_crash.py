@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, func, select
 
 from privtune.v1 import events_pb2
 from services.common import envelope as codec
-from services.common.bus import Message, open_bus
+from services.common.bus import EventBus, Message, open_bus
 from services.common.envelope import Causation, new_envelope
 from tests.integration.consume_worker import effects
 
@@ -29,6 +29,13 @@ def _bus_uri(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> st
     if backend == "sqlite":
         return f"sqlite:///{tmp_path}/events.db?partitions=2&session_timeout_ms=2000"
     return f"kafka://{request.getfixturevalue('kafka_bootstrap')}?partitions=2"
+
+
+def _publish_events(bus: EventBus, topic: str, aggregates: int) -> None:
+    """N DatasetRegistered events spread over ``aggregates`` keys."""
+    bus.publish([Message(topic, f"agg-{i % aggregates}".encode(), codec.encode(new_envelope(
+        events_pb2.DatasetRegistered(dataset_id=f"ds-{i}"), subject=f"agg-{i % aggregates}", tenant_id="acme",
+        source="test", causation=Causation("t", "c")))) for i in range(N)])
 
 
 def _worker(bus_uri: str, store_uri: str, topic: str) -> subprocess.Popen[str]:
@@ -55,9 +62,7 @@ def test_kill9_mid_batch_then_restart_applies_each_event_once(
     store_uri = f"sqlite:///{tmp_path}/store.db"
     topic = f"crash.{uuid.uuid4().hex[:8]}"
     bus = open_bus(bus_uri)
-    bus.publish([Message(topic, f"agg-{i % 5}".encode(), codec.encode(new_envelope(
-        events_pb2.DatasetRegistered(dataset_id=f"ds-{i}"), subject=f"agg-{i % 5}", tenant_id="acme",
-        source="test", causation=Causation("t", "c")))) for i in range(N)])
+    _publish_events(bus, topic, aggregates=5)
 
     first = _worker(bus_uri, store_uri, topic)
     deadline = time.monotonic() + 120
@@ -86,9 +91,7 @@ def test_two_consumer_processes_share_a_group_and_apply_each_event_once(
     store_uri = f"sqlite:///{tmp_path}/store.db"
     topic = f"shared.{uuid.uuid4().hex[:8]}"
     bus = open_bus(bus_uri)
-    bus.publish([Message(topic, f"agg-{i % 8}".encode(), codec.encode(new_envelope(
-        events_pb2.DatasetRegistered(dataset_id=f"ds-{i}"), subject=f"agg-{i % 8}", tenant_id="acme",
-        source="test", causation=Causation("t", "c")))) for i in range(N)])
+    _publish_events(bus, topic, aggregates=8)
     workers = [_worker(bus_uri, store_uri, topic) for _ in range(2)]
     stats = [json.loads(w.communicate(timeout=240)[0].strip().splitlines()[-1]) for w in workers]
     applied = _applied(store_uri)
