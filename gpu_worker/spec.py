@@ -1,0 +1,96 @@
+"""Everything a training job can be told, with defaults that train something sensible.
+
+A :class:`TrainingSpec` is the worker-side form of ``TrainingRequested``: the job's
+identity, where its dataset version and base model live, the method and its knobs.
+Its canonical JSON (and sha256) is recorded with every run, so an auditor can see
+exactly what produced an artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Method = Literal["full", "lora", "qlora", "prompt_tuning", "dpo", "continued_pretraining"]
+METHODS: tuple[str, ...] = ("full", "lora", "qlora", "prompt_tuning", "dpo", "continued_pretraining")
+ADAPTER_METHODS = ("lora", "qlora", "dpo", "continued_pretraining")
+
+
+class LoraSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(8, ge=1, le=1024, description="rank of the update matrices")
+    alpha: float = Field(16.0, gt=0, description="scaling numerator: the update is scaled by alpha / r")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout on the adapter input")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="module names (suffixes) that get an adapter")
+
+
+class DPSettings(BaseModel):
+    """DP-SGD: per-example clipping plus Gaussian noise sized for a target (epsilon, delta)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    target_epsilon: float = Field(8.0, gt=0)
+    target_delta: float = Field(1e-5, gt=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0, description="per-example gradient clipping bound")
+
+
+class TrainingSpec(BaseModel):
+    """Full configuration of one training job; its sha256 is part of the run's record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    tenant_id: str
+    method: Method = "lora"
+    base_model: str = Field(description="model id in the model store (e.g. smollm2-135m-instruct)")
+    dataset_uri: str = Field(description="URI of the dataset version folder (holds manifest.json)")
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    dp: DPSettings = Field(default_factory=DPSettings)
+    learning_rate: float = Field(2e-4, gt=0)
+    epochs: int = Field(1, ge=1, le=1000)
+    max_steps: int = Field(0, ge=0, description="stop after this many optimizer steps (0: run all epochs)")
+    micro_batch_size: int = Field(4, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_seq_length: int = Field(512, ge=8)
+    warmup_steps: int = Field(0, ge=0)
+    max_grad_norm: float = Field(1.0, ge=0, description="global gradient clipping (0: off)")
+    weight_decay: float = Field(0.0, ge=0)
+    seed: int = Field(0, ge=0)
+    packing: bool = Field(False, description="pack examples into full rows (attention never crosses examples)")
+    num_virtual_tokens: int = Field(8, ge=1, le=512, description="prompt tuning: length of the soft prompt")
+    dpo_beta: float = Field(0.1, gt=0, description="DPO: strength of the implicit KL penalty")
+    checkpoint_every: int = Field(50, ge=1, description="optimizer steps between checkpoints")
+    keep_last_checkpoints: int = Field(2, ge=1, description="checkpoints kept besides the best one")
+    eval_every: int = Field(0, ge=0, description="steps between held-out evaluations (0: only at the end)")
+    divergence_factor: float = Field(3.0, gt=1, description="fail when loss exceeds this x the running median")
+    merge_weights: bool = Field(False, description="also export merged full weights (adapter methods)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainingSpec":
+        if self.dp.enabled and self.method not in ("full", "lora", "continued_pretraining"):
+            raise ValueError(f"DP-SGD supports methods full, lora and continued_pretraining, not {self.method}")
+        if self.dp.enabled and self.packing:
+            raise ValueError("DP-SGD needs one example per row (per-example clipping): set packing=false")
+        if self.method == "dpo" and self.packing:
+            raise ValueError("DPO compares whole chosen/rejected sequences: set packing=false")
+        return self
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.micro_batch_size * self.gradient_accumulation_steps
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def sha256(self) -> str:
+        """Hash of what determines the artifact (the job id is excluded: reruns match)."""
+        body = self.model_dump(mode="json")
+        body.pop("job_id")
+        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -1,0 +1,520 @@
+"""The training recipe: setup, train, save_checkpoint, export, read top to bottom.
+
+One :class:`Trainer` runs one job in the current process. Steps are planned from the
+seed alone: step ``s`` of epoch ``e`` takes rows ``perm(seed, e)[k*B:(k+1)*B]`` (or, with
+DP-SGD, a Poisson sample drawn from ``(seed, s)``), so resuming at step ``s`` computes
+its place instead of replaying earlier batches. Together with restored weights,
+optimizer, scheduler and RNG states, a resumed run on CPU reproduces the uninterrupted
+run bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import random
+import signal
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from gpu_worker import checkpoint as ckpt
+from gpu_worker import data
+from gpu_worker.base_models import BaseModel, resolve
+from gpu_worker.methods import build_model, load_trainable_state, trainable_state
+from gpu_worker.spec import TrainingSpec
+from services.common.storage import TenantStorage
+
+log = logging.getLogger(__name__)
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+class TrainingError(Exception):
+    """A job failure with a code and whether retrying could help."""
+
+    def __init__(self, code: str, reason: str, retryable: bool = False, step: int = 0) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.retryable, self.step = code, reason, retryable, step
+
+
+class Preempted(Exception):
+    """SIGTERM arrived; a checkpoint was written and the job should be requeued."""
+
+
+def _seeded(seed: int, *salt: int) -> Any:
+    import torch
+
+    gen = torch.Generator()
+    gen.manual_seed((seed * 1_000_003 + sum(s * 7919 ** i for i, s in enumerate(salt, 1))) % (2 ** 63))
+    return gen
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "peft", "opacus", "bitsandbytes", "numpy", "safetensors", "privtune"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def hardware() -> str:
+    import torch
+
+    parts = [f"{platform.machine()} {os.cpu_count()} cpus", f"torch threads {torch.get_num_threads()}"]
+    if torch.cuda.is_available():
+        parts.append(", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())))
+    return "; ".join(parts)
+
+
+def code_version() -> str:
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import version
+
+        return f"privtune-{version('privtune')}"
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
+                                              or "cannot allocate memory" in text)
+
+
+@dataclass
+class RunState:
+    """What a checkpoint must carry besides tensors (plain JSON)."""
+
+    step: int = 0
+    tokens_seen: int = 0
+    losses: list[float] = field(default_factory=list)
+    best_checkpoint: str | None = None
+    best_metric: float | None = None
+    dp_steps: int = 0
+    eval_losses: dict[str, float] = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(self, spec: TrainingSpec, models_root: Path, storage: TenantStorage, dataset_prefix: str,
+                 work_dir: Path, emit: Emit | None = None) -> None:
+        self.spec = spec
+        self.models_root = Path(models_root)
+        self.storage = storage
+        self.dataset_prefix = dataset_prefix
+        self.work_dir = Path(work_dir)
+        self.checkpoints = self.work_dir / "checkpoints"
+        self.emit: Emit = emit or (lambda kind, payload: None)
+        self.state = RunState()
+        self.preempt_requested = False
+        self.resumed_from = ""
+
+    # ------------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        import numpy as np
+        import torch
+        from transformers import AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        spec = self.spec
+        torch.use_deterministic_algorithms(True)
+        random.seed(spec.seed)
+        np.random.seed(spec.seed % (2 ** 32))
+        torch.manual_seed(spec.seed)
+
+        self.base: BaseModel = resolve(self.models_root, spec.base_model)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.base.path)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.manifest, self.dataset_sha256 = data.read_manifest(self.storage, self.dataset_prefix)
+        self._load_data()
+
+        self.model = build_model(spec, self.base)
+        self.model.train()
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.trainable_count = sum(p.numel() for p in self.trainable)
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=spec.learning_rate, weight_decay=spec.weight_decay,
+                                           foreach=False)
+        self.steps_per_epoch = max(1, math.ceil(self._units() / spec.effective_batch_size))
+        self.total_steps = spec.max_steps or spec.epochs * self.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.dp = None
+        if spec.dp.enabled:
+            from gpu_worker.dp import DPSGD
+
+            self.dp = DPSGD(self.model, self.optimizer, spec, n_examples=len(self.train_rows),
+                            total_steps=self.total_steps)
+            self.train_model = self.dp.module
+        else:
+            self.train_model = self.model
+
+    def _load_data(self) -> None:
+        spec, tok = self.spec, self.tokenizer
+        train = data.load_split(self.storage, self.dataset_prefix, self.manifest, "train")
+        holdout = data.load_split(self.storage, self.dataset_prefix, self.manifest, "holdout")
+        self.skipped = 0
+        if spec.method == "dpo":
+            self.train_pairs, self.skipped = data.tokenize_preferences(tok, train, spec.max_seq_length)
+            self.holdout_pairs, _ = data.tokenize_preferences(tok, holdout, spec.max_seq_length)
+            self.train_rows = []  # unused
+            if not self.train_pairs:
+                raise data.DatasetError("DPO needs prompt/chosen/rejected pairs; this dataset version has none "
+                                        "(curate preference data with recipe=passthrough)")
+            return
+        if spec.method == "continued_pretraining":
+            train_ex = data.tokenize_pretraining(tok, train, spec.max_seq_length)
+            holdout_ex = data.tokenize_pretraining(tok, holdout, spec.max_seq_length)
+        else:
+            train_ex, self.skipped = data.tokenize_sft(tok, train, spec.max_seq_length)
+            holdout_ex, _ = data.tokenize_sft(tok, holdout, spec.max_seq_length)
+        if not train_ex:
+            raise data.DatasetError(f"no trainable examples in {len(train)} records: none is chat-shaped with a "
+                                    f"response within max_seq_length={spec.max_seq_length}")
+        if spec.packing:
+            self.train_rows = data.pack_rows(train_ex, spec.max_seq_length)
+        else:
+            self.train_rows = [data.single_row(e) for e in train_ex]
+        self.holdout_rows = [data.single_row(e) for e in holdout_ex]
+
+    def _units(self) -> int:
+        return len(self.train_pairs) if self.spec.method == "dpo" else len(self.train_rows)
+
+    def _lr_factor(self, step: int) -> float:
+        warmup = self.spec.warmup_steps
+        if warmup and step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, self.total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    # ------------------------------------------------------------------ plan
+
+    def step_units(self, step: int) -> list[int]:
+        """Indices of the rows (or pairs) optimizer step ``step`` trains on, from the seed alone."""
+        import torch
+
+        n = self._units()
+        if self.dp is not None:
+            return self.dp.poisson_sample(step)
+        epoch, k = divmod(step, self.steps_per_epoch)
+        order = torch.randperm(n, generator=_seeded(self.spec.seed, 1, epoch)).tolist()
+        b = self.spec.effective_batch_size
+        return order[k * b:(k + 1) * b]
+
+    # ------------------------------------------------------------------ resume
+
+    def restore_latest(self) -> ckpt.Checkpoint | None:
+        """Load the newest checkpoint that verifies (corrupt ones are skipped)."""
+        checkpoint = ckpt.latest_valid(self.checkpoints)
+        if checkpoint is None:
+            return None
+        import numpy as np
+        import torch
+        from safetensors.torch import load_file
+
+        load_trainable_state(self.model, load_file(checkpoint.path / "trainable.safetensors"))
+        self.optimizer.load_state_dict(torch.load(checkpoint.path / "optimizer.pt", weights_only=True))
+        self.scheduler.load_state_dict(torch.load(checkpoint.path / "scheduler.pt", weights_only=True))
+        rng = torch.load(checkpoint.path / "rng.pt", weights_only=True)
+        torch.set_rng_state(rng["torch"])
+        extra = json.loads((checkpoint.path / "rng.json").read_text())
+        random.setstate((extra["python"][0], tuple(extra["python"][1]), extra["python"][2]))
+        np_state = extra["numpy"]
+        np.random.set_state((np_state[0], np.array(np_state[1], dtype=np.uint32), *np_state[2:]))
+        self.state = RunState(**ckpt.read_state(checkpoint)["run"])
+        if self.dp is not None:
+            self.dp.restore(self.state.dp_steps)
+        self.resumed_from = checkpoint.checkpoint_id
+        log.info("resumed job %s from %s (step %d)", self.spec.job_id, checkpoint.checkpoint_id, checkpoint.step)
+        return checkpoint
+
+    def save_checkpoint(self, metrics: dict[str, float]) -> ckpt.Checkpoint:
+        import numpy as np
+        import torch
+        from safetensors.torch import save_file
+
+        def write(folder: Path) -> None:
+            save_file(trainable_state(self.model), str(folder / "trainable.safetensors"))
+            torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
+            torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
+            torch.save({"torch": torch.get_rng_state()}, folder / "rng.pt")
+            py = random.getstate()
+            np_state = np.random.get_state()
+            (folder / "rng.json").write_text(json.dumps({
+                "python": [py[0], list(py[1]), py[2]],
+                "numpy": [np_state[0], np_state[1].tolist(), *[x for x in np_state[2:]]]}))
+            (folder / "state.json").write_text(json.dumps({
+                "run": self.state.__dict__, "spec_sha256": self.spec.sha256(),
+                "data_position": {"step": self.state.step, "epoch": self.state.step // self.steps_per_epoch,
+                                  "within_epoch": self.state.step % self.steps_per_epoch}}, sort_keys=True))
+
+        checkpoint = ckpt.write_checkpoint(self.checkpoints, self.state.step, write, metrics)
+        metric = metrics.get("eval_loss", metrics.get("loss"))
+        if metric is not None and (self.state.best_metric is None or metric < self.state.best_metric):
+            self.state.best_metric, self.state.best_checkpoint = metric, checkpoint.checkpoint_id
+            # the best pointer lives in state.json: rewrite it there too (cheap, atomic via retention below)
+        ckpt.apply_retention(self.checkpoints, self.spec.keep_last_checkpoints, self.state.best_checkpoint)
+        self.emit("checkpoint", {"checkpoint_id": checkpoint.checkpoint_id, "step": checkpoint.step,
+                                 "sha256": checkpoint.sha256, "path": str(checkpoint.path), "metrics": metrics})
+        return checkpoint
+
+    # ------------------------------------------------------------------ losses
+
+    def _sft_micro_loss(self, rows: Sequence[data.Row], tokens_in_step: int) -> tuple[Any, float]:
+        import torch.nn.functional as F
+
+        batch = data.collate(rows, self.tokenizer.pad_token_id, self.spec.packing)
+        out = self.train_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                               **({"position_ids": batch["position_ids"]} if "position_ids" in batch else {}))
+        width = batch["input_ids"].shape[1]
+        logits = out.logits[:, -width:, :][:, :-1].float()
+        labels = batch["labels"][:, 1:]
+        token_loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=data.IGNORE, reduction="none")
+        if self.dp is not None:  # per-example mean, averaged over the micro-batch (Opacus "mean" reduction)
+            counts = (labels != data.IGNORE).sum(dim=1).clamp(min=1)
+            per_example = token_loss.sum(dim=1) / counts
+            return per_example.mean(), float(token_loss.sum().item())
+        total = token_loss.sum()
+        return total / tokens_in_step, float(total.item())
+
+    def _sequence_logps(self, model: Any, rows: Sequence[data.Row]) -> Any:
+        import torch
+
+        batch = data.collate(rows, self.tokenizer.pad_token_id, False)
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        width = batch["input_ids"].shape[1]
+        logits = out.logits[:, -width:, :][:, :-1].float()
+        labels = batch["labels"][:, 1:]
+        mask = labels != data.IGNORE
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return (logp * mask).sum(dim=1)
+
+    def _dpo_loss(self, pairs: Sequence[data.PreferenceExample]) -> tuple[Any, Any]:
+        """Mean DPO loss over ``pairs`` and the reward margins (reference = base, adapter off)."""
+        import torch
+        import torch.nn.functional as F
+
+        rows = [data.single_row(p.chosen) for p in pairs] + [data.single_row(p.rejected) for p in pairs]
+        policy = self._sequence_logps(self.model, rows)
+        with torch.no_grad(), self.model.disable_adapter():
+            reference = self._sequence_logps(self.model, rows)
+        n = len(pairs)
+        margin = (policy[:n] - reference[:n]) - (policy[n:] - reference[n:])
+        return -F.logsigmoid(self.spec.dpo_beta * margin).mean(), margin.detach()
+
+    # ------------------------------------------------------------------ steps
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One optimizer step (all its micro-batches); returns the step's metrics."""
+        import torch
+
+        spec = self.spec
+        units = self.step_units(step)
+        micro = list(data.iter_chunks(units, spec.micro_batch_size))
+        metrics: dict[str, float] = {}
+        tokens = 0
+        if spec.method == "dpo":
+            loss_sum, correct = 0.0, 0.0
+            for chunk in micro:
+                pairs = [self.train_pairs[i] for i in chunk]
+                loss, margin = self._dpo_loss(pairs)
+                (loss * len(pairs) / len(units)).backward()
+                loss_sum += float(loss.item()) * len(pairs)
+                correct += float((margin > 0).float().sum().item())
+                tokens += sum(len(p.chosen.input_ids) + len(p.rejected.input_ids) for p in pairs)
+            metrics["loss"] = loss_sum / len(units)
+            metrics["reward_accuracy"] = correct / len(units)
+        elif self.dp is not None:
+            loss_sum, token_count = 0.0, 0
+            if not micro:
+                self.dp.empty_step()
+            for i, chunk in enumerate(micro):
+                rows = [self.train_rows[j] for j in chunk]
+                loss, summed = self._sft_micro_loss(rows, 1)
+                loss.backward()
+                self.dp.accumulate(last=i == len(micro) - 1)
+                loss_sum += summed
+                token_count += sum(sum(1 for x in r.labels[1:] if x != data.IGNORE) for r in rows)
+                tokens += sum(len(r.input_ids) for r in rows)
+            metrics["loss"] = loss_sum / max(1, token_count)
+        else:
+            rows_by_micro = [[self.train_rows[j] for j in chunk] for chunk in micro]
+            in_step = sum(sum(1 for x in r.labels[1:] if x != data.IGNORE) for rows in rows_by_micro for r in rows)
+            loss_sum = 0.0
+            for rows in rows_by_micro:
+                loss, summed = self._sft_micro_loss(rows, max(1, in_step))
+                loss.backward()
+                loss_sum += summed
+                tokens += sum(len(r.input_ids) for r in rows)
+            metrics["loss"] = loss_sum / max(1, in_step)
+        metrics["learning_rate"] = float(self.scheduler.get_last_lr()[0])
+        if self.dp is not None:
+            self.dp.step()  # clip per example, add noise; the norm reported is of the noised gradient
+            grad_norm = torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(p.grad) for p in self.trainable if p.grad is not None]))
+            self.dp.optimizer.zero_grad(set_to_none=True)
+        else:
+            if spec.max_grad_norm > 0:
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, spec.max_grad_norm)
+            else:
+                grad_norm = torch.linalg.vector_norm(torch.stack(
+                    [torch.linalg.vector_norm(p.grad) for p in self.trainable if p.grad is not None]))
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        metrics["grad_norm"] = float(grad_norm)
+        metrics["tokens"] = float(tokens)
+        return metrics
+
+    def evaluate(self) -> float | None:
+        """Mean held-out loss (token-level for SFT/pretraining, pair-level for DPO)."""
+        import torch
+
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                if self.spec.method == "dpo":
+                    if not self.holdout_pairs:
+                        return None
+                    losses = [float(self._dpo_loss(chunk)[0].item()) * len(chunk)
+                              for chunk in data.iter_chunks(self.holdout_pairs, self.spec.micro_batch_size)]
+                    return sum(losses) / len(self.holdout_pairs)
+                if not self.holdout_rows:
+                    return None
+                total, count = 0.0, 0
+                for chunk in data.iter_chunks(self.holdout_rows, self.spec.micro_batch_size):
+                    _, summed = self._sft_eval_loss(chunk)
+                    total += summed
+                    count += sum(sum(1 for x in r.labels[1:] if x != data.IGNORE) for r in chunk)
+                return total / max(1, count)
+        finally:
+            self.model.train()
+
+    def _sft_eval_loss(self, rows: Sequence[data.Row]) -> tuple[Any, float]:
+        import torch.nn.functional as F
+
+        batch = data.collate(rows, self.tokenizer.pad_token_id, False)
+        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        width = batch["input_ids"].shape[1]
+        logits = out.logits[:, -width:, :][:, :-1].float()
+        loss = F.cross_entropy(logits.transpose(1, 2), batch["labels"][:, 1:], ignore_index=data.IGNORE,
+                               reduction="sum")
+        return loss, float(loss.item())
+
+    def _check_divergence(self, step: int, loss: float) -> None:
+        if not math.isfinite(loss):
+            raise TrainingError("loss_diverged", f"loss became {loss} at step {step}; lower learning_rate "
+                                f"(now {self.spec.learning_rate}) or raise warmup_steps", step=step)
+        history = self.state.losses[-50:]
+        if len(history) >= 5:
+            median = statistics.median(history)
+            if loss > self.spec.divergence_factor * median:
+                raise TrainingError(
+                    "loss_diverged", f"loss {loss:.4g} at step {step} is more than {self.spec.divergence_factor}x "
+                    f"the running median {median:.4g}; lower learning_rate (now {self.spec.learning_rate}) "
+                    "or raise warmup_steps", step=step)
+
+    # ------------------------------------------------------------------ run
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        log.warning("job %s: SIGTERM received; checkpointing after the current step", self.spec.job_id)
+        self.preempt_requested = True
+
+    def train(self) -> dict[str, Any]:
+        """Run (or resume) to the last step; returns the final metrics."""
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            return self._train()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def _train(self) -> dict[str, Any]:
+        spec = self.spec
+        self.restore_latest()
+        self.emit("started", {
+            "resumed_from_checkpoint_id": self.resumed_from, "dataset_manifest_sha256": self.dataset_sha256,
+            "base_model_sha256": self.base.sha256, "code_version": code_version(), "seed": spec.seed,
+            "hardware": hardware(), "library_versions": library_versions(), "total_steps": self.total_steps,
+            "effective_batch_size": spec.effective_batch_size, "trainable_parameters": self.trainable_count,
+            "train_units": self._units(), "skipped_examples": self.skipped, "config_sha256": spec.sha256(),
+            "bitwise_reproducible": self._bitwise_reproducible()})
+        if self.state.step == 0:
+            initial = self.evaluate()
+            if initial is not None:
+                self.state.eval_losses["0"] = initial
+        last_saved = self.state.step
+        while self.state.step < self.total_steps:
+            if self.preempt_requested:
+                if last_saved != self.state.step:
+                    self.save_checkpoint(self._checkpoint_metrics())
+                raise Preempted(f"preempted at step {self.state.step}")
+            step = self.state.step
+            started = time.perf_counter()
+            try:
+                metrics = self.train_step(step)
+            except Exception as exc:
+                if is_out_of_memory(exc):
+                    raise TrainingError(
+                        "out_of_memory", f"out of memory at step {step} (micro_batch_size={spec.micro_batch_size}, "
+                        f"max_seq_length={spec.max_seq_length}); lower max_seq_length or micro_batch_size and "
+                        "raise gradient_accumulation_steps to keep the effective batch", step=step) from exc
+                raise
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            self._check_divergence(step + 1, metrics["loss"])
+            self.state.step = step + 1
+            self.state.losses.append(metrics["loss"])
+            self.state.tokens_seen += int(metrics["tokens"])
+            if self.dp is not None:
+                self.state.dp_steps = self.dp.steps
+                metrics["epsilon"] = self.dp.epsilon()
+            metrics["tokens_per_second"] = metrics["tokens"] / elapsed
+            metrics["epoch"] = self.state.step / self.steps_per_epoch
+            if spec.eval_every and self.state.step % spec.eval_every == 0:
+                eval_loss = self.evaluate()
+                if eval_loss is not None:
+                    metrics["eval_loss"] = eval_loss
+                    self.state.eval_losses[str(self.state.step)] = eval_loss
+            self.emit("progress", {"step": self.state.step, "total_steps": self.total_steps, **metrics})
+            if self.state.step % spec.checkpoint_every == 0 or self.state.step == self.total_steps:
+                self.save_checkpoint(self._checkpoint_metrics(metrics))
+                last_saved = self.state.step
+        final_eval = self.evaluate()
+        return {"steps": self.state.step, "final_loss": self.state.losses[-1] if self.state.losses else 0.0,
+                "eval_loss": final_eval, "initial_eval_loss": self.state.eval_losses.get("0"), "epsilon": self.dp.epsilon() if self.dp is not None else 0.0,
+                "tokens_seen": self.state.tokens_seen}
+
+    def _checkpoint_metrics(self, metrics: dict[str, float] | None = None) -> dict[str, float]:
+        out = {"loss": self.state.losses[-1]} if self.state.losses else {}
+        if metrics and "eval_loss" in metrics:
+            out["eval_loss"] = metrics["eval_loss"]
+        if self.dp is not None:
+            out["epsilon"] = self.dp.epsilon()
+        return out
+
+    def _bitwise_reproducible(self) -> str:
+        import torch
+
+        if torch.cuda.is_available():
+            return "no: GPU kernels (atomics in reductions, cuBLAS workspaces) are not bitwise deterministic"
+        return "yes: CPU, deterministic algorithms, fixed thread count"
