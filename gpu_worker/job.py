@@ -133,8 +133,9 @@ def run_job(spec: TrainingSpec, models_root: Path, storage_root: str, work_dir: 
         safe_emit("failed", {"error_code": "invalid_input", "reason": str(exc), "retryable": False, "step": step})
         return EXIT_FAILED
     except PrivtuneError as exc:
-        safe_emit("failed", {"error_code": type(exc).__name__, "reason": str(exc),
-                             "retryable": isinstance(exc, BusUnavailable), "step": step})
+        retryable = isinstance(exc, BusUnavailable)
+        safe_emit("failed", {"error_code": "unavailable" if retryable else "invalid_input", "reason": str(exc),
+                             "retryable": retryable, "step": step})
         return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - reported by type only: messages may quote data
         if is_out_of_memory(exc):

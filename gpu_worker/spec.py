@@ -78,6 +78,8 @@ class TrainingSpec(BaseModel):
             raise ValueError(f"DP-SGD supports methods full, lora and continued_pretraining, not {self.method}")
         if self.dp.enabled and self.packing:
             raise ValueError("DP-SGD needs one example per row (per-example clipping): set packing=false")
+        if self.method == "prompt_tuning" and self.packing:
+            raise ValueError("prompt tuning prepends a soft prompt to each row: set packing=false")
         if self.method == "dpo" and self.packing:
             raise ValueError("DPO compares whole chosen/rejected sequences: set packing=false")
         return self

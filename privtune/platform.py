@@ -28,7 +28,8 @@ from services.common.topics import ALL_TOPICS
 log = logging.getLogger(__name__)
 
 # service name -> module with build(engine, bus, config, stop) -> ServiceParts
-SERVICES: dict[str, str] = {"ingest": "services.ingest.service", "curation": "services.curation.service"}
+SERVICES: dict[str, str] = {"ingest": "services.ingest.service", "curation": "services.curation.service",
+                            "training": "gpu_worker.service"}
 
 
 def build_service(name: str, engine: Engine, bus: EventBus, config: PlatformConfig,

@@ -73,7 +73,7 @@ ROLLOUT_STRATEGY_CANARY: RolloutStrategy
 ROLLOUT_STRATEGY_SHADOW: RolloutStrategy
 
 class EventEnvelope(_message.Message):
-    __slots__ = ("id", "source", "type", "specversion", "subject", "time", "tenant_id", "actor", "correlation_id", "causation_id", "schema_version", "aggregate_version", "dataset_registered", "curation_requested", "dataset_version_created", "curation_failed", "training_requested", "training_rejected", "training_queued", "training_started", "training_progress", "checkpoint_saved", "training_completed", "training_failed", "eval_requested", "eval_completed", "deployment_requested", "deployment_approved", "pool_deployed", "traffic_flipped", "rolled_back", "access_denied")
+    __slots__ = ("id", "source", "type", "specversion", "subject", "time", "tenant_id", "actor", "correlation_id", "causation_id", "schema_version", "aggregate_version", "dataset_registered", "curation_requested", "dataset_version_created", "curation_failed", "training_requested", "training_rejected", "training_queued", "training_started", "training_progress", "checkpoint_saved", "training_completed", "training_failed", "training_heartbeat", "training_preempted", "eval_requested", "eval_completed", "deployment_requested", "deployment_approved", "pool_deployed", "traffic_flipped", "rolled_back", "access_denied")
     ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,8 @@ class EventEnvelope(_message.Message):
     CHECKPOINT_SAVED_FIELD_NUMBER: _ClassVar[int]
     TRAINING_COMPLETED_FIELD_NUMBER: _ClassVar[int]
     TRAINING_FAILED_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_PREEMPTED_FIELD_NUMBER: _ClassVar[int]
     EVAL_REQUESTED_FIELD_NUMBER: _ClassVar[int]
     EVAL_COMPLETED_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_REQUESTED_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +132,8 @@ class EventEnvelope(_message.Message):
     checkpoint_saved: CheckpointSaved
     training_completed: TrainingCompleted
     training_failed: TrainingFailed
+    training_heartbeat: TrainingHeartbeat
+    training_preempted: TrainingPreempted
     eval_requested: EvalRequested
     eval_completed: EvalCompleted
     deployment_requested: DeploymentRequested
@@ -138,7 +142,7 @@ class EventEnvelope(_message.Message):
     traffic_flipped: TrafficFlipped
     rolled_back: RolledBack
     access_denied: AccessDenied
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., specversion: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., correlation_id: _Optional[str] = ..., causation_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., aggregate_version: _Optional[int] = ..., dataset_registered: _Optional[_Union[DatasetRegistered, _Mapping]] = ..., curation_requested: _Optional[_Union[CurationRequested, _Mapping]] = ..., dataset_version_created: _Optional[_Union[DatasetVersionCreated, _Mapping]] = ..., curation_failed: _Optional[_Union[CurationFailed, _Mapping]] = ..., training_requested: _Optional[_Union[TrainingRequested, _Mapping]] = ..., training_rejected: _Optional[_Union[TrainingRejected, _Mapping]] = ..., training_queued: _Optional[_Union[TrainingQueued, _Mapping]] = ..., training_started: _Optional[_Union[TrainingStarted, _Mapping]] = ..., training_progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_saved: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., training_completed: _Optional[_Union[TrainingCompleted, _Mapping]] = ..., training_failed: _Optional[_Union[TrainingFailed, _Mapping]] = ..., eval_requested: _Optional[_Union[EvalRequested, _Mapping]] = ..., eval_completed: _Optional[_Union[EvalCompleted, _Mapping]] = ..., deployment_requested: _Optional[_Union[DeploymentRequested, _Mapping]] = ..., deployment_approved: _Optional[_Union[DeploymentApproved, _Mapping]] = ..., pool_deployed: _Optional[_Union[PoolDeployed, _Mapping]] = ..., traffic_flipped: _Optional[_Union[TrafficFlipped, _Mapping]] = ..., rolled_back: _Optional[_Union[RolledBack, _Mapping]] = ..., access_denied: _Optional[_Union[AccessDenied, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., specversion: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., correlation_id: _Optional[str] = ..., causation_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., aggregate_version: _Optional[int] = ..., dataset_registered: _Optional[_Union[DatasetRegistered, _Mapping]] = ..., curation_requested: _Optional[_Union[CurationRequested, _Mapping]] = ..., dataset_version_created: _Optional[_Union[DatasetVersionCreated, _Mapping]] = ..., curation_failed: _Optional[_Union[CurationFailed, _Mapping]] = ..., training_requested: _Optional[_Union[TrainingRequested, _Mapping]] = ..., training_rejected: _Optional[_Union[TrainingRejected, _Mapping]] = ..., training_queued: _Optional[_Union[TrainingQueued, _Mapping]] = ..., training_started: _Optional[_Union[TrainingStarted, _Mapping]] = ..., training_progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_saved: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., training_completed: _Optional[_Union[TrainingCompleted, _Mapping]] = ..., training_failed: _Optional[_Union[TrainingFailed, _Mapping]] = ..., training_heartbeat: _Optional[_Union[TrainingHeartbeat, _Mapping]] = ..., training_preempted: _Optional[_Union[TrainingPreempted, _Mapping]] = ..., eval_requested: _Optional[_Union[EvalRequested, _Mapping]] = ..., eval_completed: _Optional[_Union[EvalCompleted, _Mapping]] = ..., deployment_requested: _Optional[_Union[DeploymentRequested, _Mapping]] = ..., deployment_approved: _Optional[_Union[DeploymentApproved, _Mapping]] = ..., pool_deployed: _Optional[_Union[PoolDeployed, _Mapping]] = ..., traffic_flipped: _Optional[_Union[TrafficFlipped, _Mapping]] = ..., rolled_back: _Optional[_Union[RolledBack, _Mapping]] = ..., access_denied: _Optional[_Union[AccessDenied, _Mapping]] = ...) -> None: ...
 
 class DatasetRegistered(_message.Message):
     __slots__ = ("dataset_id", "name", "storage_uri", "format_hint", "classification", "checksum_sha256", "file_count", "total_bytes", "labels")
@@ -274,7 +278,7 @@ class DifferentialPrivacy(_message.Message):
     def __init__(self, enabled: _Optional[bool] = ..., target_epsilon: _Optional[float] = ..., target_delta: _Optional[float] = ..., max_grad_norm: _Optional[float] = ...) -> None: ...
 
 class TrainingRequested(_message.Message):
-    __slots__ = ("job_id", "name", "base_model_id", "train_dataset_version", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "priority", "config_sha256")
+    __slots__ = ("job_id", "name", "base_model_id", "train_dataset_version", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "priority", "config_sha256", "dataset_uri", "config_json")
     class ExperimentTagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -296,6 +300,8 @@ class TrainingRequested(_message.Message):
     EXPERIMENT_TAGS_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     CONFIG_SHA256_FIELD_NUMBER: _ClassVar[int]
+    DATASET_URI_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     name: str
     base_model_id: str
@@ -310,7 +316,9 @@ class TrainingRequested(_message.Message):
     experiment_tags: _containers.ScalarMap[str, str]
     priority: int
     config_sha256: str
-    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., base_model_id: _Optional[str] = ..., train_dataset_version: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., lora_config: _Optional[_Union[LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., config_sha256: _Optional[str] = ...) -> None: ...
+    dataset_uri: str
+    config_json: str
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., base_model_id: _Optional[str] = ..., train_dataset_version: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., lora_config: _Optional[_Union[LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., config_sha256: _Optional[str] = ..., dataset_uri: _Optional[str] = ..., config_json: _Optional[str] = ...) -> None: ...
 
 class TrainingRejected(_message.Message):
     __slots__ = ("job_id", "rule", "reason", "remedy")
@@ -335,7 +343,7 @@ class TrainingQueued(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., gpu_pool: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class TrainingStarted(_message.Message):
-    __slots__ = ("job_id", "worker_id", "attempt", "resumed_from_checkpoint_id", "dataset_manifest_sha256", "base_model_sha256", "code_version", "seed", "hardware", "library_versions")
+    __slots__ = ("job_id", "worker_id", "attempt", "resumed_from_checkpoint_id", "dataset_manifest_sha256", "base_model_sha256", "code_version", "seed", "hardware", "library_versions", "total_steps", "effective_batch_size", "config_sha256", "bitwise_reproducible", "trainable_parameters")
     class LibraryVersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -353,6 +361,11 @@ class TrainingStarted(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     HARDWARE_FIELD_NUMBER: _ClassVar[int]
     LIBRARY_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_SHA256_FIELD_NUMBER: _ClassVar[int]
+    BITWISE_REPRODUCIBLE_FIELD_NUMBER: _ClassVar[int]
+    TRAINABLE_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     worker_id: str
     attempt: int
@@ -363,10 +376,15 @@ class TrainingStarted(_message.Message):
     seed: int
     hardware: str
     library_versions: _containers.ScalarMap[str, str]
-    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ..., resumed_from_checkpoint_id: _Optional[str] = ..., dataset_manifest_sha256: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., code_version: _Optional[str] = ..., seed: _Optional[int] = ..., hardware: _Optional[str] = ..., library_versions: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    total_steps: int
+    effective_batch_size: int
+    config_sha256: str
+    bitwise_reproducible: str
+    trainable_parameters: int
+    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ..., resumed_from_checkpoint_id: _Optional[str] = ..., dataset_manifest_sha256: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., code_version: _Optional[str] = ..., seed: _Optional[int] = ..., hardware: _Optional[str] = ..., library_versions: _Optional[_Mapping[str, str]] = ..., total_steps: _Optional[int] = ..., effective_batch_size: _Optional[int] = ..., config_sha256: _Optional[str] = ..., bitwise_reproducible: _Optional[str] = ..., trainable_parameters: _Optional[int] = ...) -> None: ...
 
 class TrainingProgress(_message.Message):
-    __slots__ = ("job_id", "step", "total_steps", "loss", "learning_rate", "grad_norm", "tokens_per_second", "epsilon_spent", "epoch")
+    __slots__ = ("job_id", "step", "total_steps", "loss", "learning_rate", "grad_norm", "tokens_per_second", "epsilon_spent", "epoch", "eval_loss")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -376,6 +394,7 @@ class TrainingProgress(_message.Message):
     TOKENS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
     EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    EVAL_LOSS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     step: int
     total_steps: int
@@ -385,7 +404,8 @@ class TrainingProgress(_message.Message):
     tokens_per_second: float
     epsilon_spent: float
     epoch: float
-    def __init__(self, job_id: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., learning_rate: _Optional[float] = ..., grad_norm: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., epsilon_spent: _Optional[float] = ..., epoch: _Optional[float] = ...) -> None: ...
+    eval_loss: float
+    def __init__(self, job_id: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., learning_rate: _Optional[float] = ..., grad_norm: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., epsilon_spent: _Optional[float] = ..., epoch: _Optional[float] = ..., eval_loss: _Optional[float] = ...) -> None: ...
 
 class CheckpointSaved(_message.Message):
     __slots__ = ("job_id", "checkpoint_id", "step", "uri", "sha256", "metrics")
@@ -411,7 +431,7 @@ class CheckpointSaved(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., step: _Optional[int] = ..., uri: _Optional[str] = ..., sha256: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class TrainingCompleted(_message.Message):
-    __slots__ = ("job_id", "artifact_uri", "artifact_sha256", "steps", "final_loss", "epsilon_spent", "duration_seconds")
+    __slots__ = ("job_id", "artifact_uri", "artifact_sha256", "steps", "final_loss", "epsilon_spent", "duration_seconds", "eval_loss", "initial_eval_loss")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_URI_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -419,6 +439,8 @@ class TrainingCompleted(_message.Message):
     FINAL_LOSS_FIELD_NUMBER: _ClassVar[int]
     EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_LOSS_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_EVAL_LOSS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     artifact_uri: str
     artifact_sha256: str
@@ -426,7 +448,33 @@ class TrainingCompleted(_message.Message):
     final_loss: float
     epsilon_spent: float
     duration_seconds: float
-    def __init__(self, job_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., steps: _Optional[int] = ..., final_loss: _Optional[float] = ..., epsilon_spent: _Optional[float] = ..., duration_seconds: _Optional[float] = ...) -> None: ...
+    eval_loss: float
+    initial_eval_loss: float
+    def __init__(self, job_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., steps: _Optional[int] = ..., final_loss: _Optional[float] = ..., epsilon_spent: _Optional[float] = ..., duration_seconds: _Optional[float] = ..., eval_loss: _Optional[float] = ..., initial_eval_loss: _Optional[float] = ...) -> None: ...
+
+class TrainingHeartbeat(_message.Message):
+    __slots__ = ("job_id", "worker_id", "step", "attempt")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    worker_id: str
+    step: int
+    attempt: int
+    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., step: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class TrainingPreempted(_message.Message):
+    __slots__ = ("job_id", "checkpoint_id", "step", "worker_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    checkpoint_id: str
+    step: int
+    worker_id: str
+    def __init__(self, job_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., step: _Optional[int] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class TrainingFailed(_message.Message):
     __slots__ = ("job_id", "error_code", "reason", "retryable", "step")

@@ -34,6 +34,16 @@ class PlatformConfig(BaseModel):
         return cls(**values)  # type: ignore[arg-type]
 
     @property
+    def models_dir(self) -> Path:
+        """The base-model store (open weights, shared by tenants) [PRIVTUNE_MODELS]."""
+        return Path(os.environ.get("PRIVTUNE_MODELS", self.data_dir / "models"))
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space of training jobs (local checkpoints), per tenant and job."""
+        return self.data_dir / "work"
+
+    @property
     def storage_uri(self) -> str:
         """The storage root as a URI (a plain folder becomes ``file:///abs/path``)."""
         return self.storage_root if "://" in self.storage_root else f"file://{Path(self.storage_root).absolute()}"

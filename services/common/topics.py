@@ -38,6 +38,8 @@ _TOPIC_BY_PAYLOAD: dict[str, str] = {
     "checkpoint_saved": TRAINING_EVENTS,
     "training_completed": TRAINING_EVENTS,
     "training_failed": TRAINING_EVENTS,
+    "training_heartbeat": TRAINING_EVENTS,
+    "training_preempted": TRAINING_EVENTS,
     "eval_requested": EVAL_EVENTS,
     "eval_completed": EVAL_EVENTS,
     "deployment_requested": DEPLOYMENT_EVENTS,

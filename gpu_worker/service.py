@@ -1,0 +1,30 @@
+"""What the training service runs in a platform process: the gpu_worker pool member."""
+
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import Engine
+
+from services.common.bus import EventBus
+from services.common.config import PlatformConfig
+from services.common.service import ServiceParts
+
+
+def build(engine: Engine, bus: EventBus | None, config: PlatformConfig, stop: threading.Event) -> ServiceParts:
+    parts = ServiceParts(name="training")
+    if bus is not None:
+        from gpu_worker.worker import TrainingWorker, WorkerSettings
+
+        settings = WorkerSettings(models_dir=config.models_dir, storage_uri=config.storage_uri,
+                                  work_dir=config.work_dir)
+
+        def run_worker(stop_event: threading.Event) -> None:
+            worker = TrainingWorker(engine, bus, settings)
+            try:
+                worker.run(stop_event)
+            finally:
+                worker.close()
+
+        parts.workers.append(run_worker)
+    return parts

@@ -1,0 +1,278 @@
+"""The training worker: the consumer group on ``privtune.training.commands`` is the pool.
+
+Each ``TrainingRequested`` runs in a child process (``python -m gpu_worker.job``), which
+reports JSON lines on a pipe; the worker turns them into events on the job's stream
+(TrainingStarted, TrainingProgress at most once per ``progress_seconds``,
+CheckpointSaved, TrainingCompleted / TrainingFailed / TrainingPreempted) and appends a
+TrainingHeartbeat every ``heartbeat_seconds`` while the child lives.
+
+The command's offset is committed only once the job reached an outcome. If the worker
+dies, its uncommitted command is redelivered to another member of the group, which
+resumes from the newest good checkpoint. A child that crashes (e.g. killed by the
+kernel) is restarted from its checkpoint up to ``max_attempts`` times. On shutdown the
+child gets SIGTERM, checkpoints, and the command stays uncommitted for the next worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from gpu_worker import job as job_module
+from gpu_worker.requests import from_request
+from privtune.devinfra import child_preexec
+from privtune.v1 import events_pb2
+from services.common import envelope as codec
+from services.common import eventstore
+from services.common.bus import EventBus, Record
+from services.common.consumer import dead_letter_message
+from services.common.envelope import Causation, new_envelope
+from services.common.errors import BusUnavailable, CommitFailed, ConcurrencyConflict, MalformedEvent
+from services.common.topics import TRAINING_COMMANDS
+
+log = logging.getLogger(__name__)
+GROUP = "training.workers"
+SOURCE = "privtune/gpu-worker"
+STREAM_TYPE = "training_job"
+TERMINAL = ("training_completed", "training_failed", "training_rejected")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    models_dir: Path
+    storage_uri: str
+    work_dir: Path
+    worker_id: str = f"{socket.gethostname()}-{os.getpid()}"
+    heartbeat_seconds: float = 10.0
+    progress_seconds: float = 1.0
+    max_attempts: int = 3
+    sigterm_grace_seconds: float = 300.0
+    child_threads: int | None = None
+
+
+@dataclass
+class _Run:
+    """What the worker knows about the child it is watching."""
+
+    step: int = 0
+    last_checkpoint: str = ""
+    outcome: str = ""
+    last_progress_at: float = 0.0
+
+
+class TrainingWorker:
+    def __init__(self, engine: Engine, bus: EventBus, settings: WorkerSettings) -> None:
+        self.engine = engine
+        self.bus = bus
+        self.settings = settings
+        self.subscription = bus.subscribe(GROUP, [TRAINING_COMMANDS])
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                for record in self.subscription.poll(max_records=1, timeout=0.5):
+                    if self.handle(record, stop):
+                        self.subscription.commit([record])
+                backoff = 0.5
+            except (BusUnavailable, CommitFailed) as exc:
+                log.warning("training worker: %s; retrying in %.1fs", exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                self.subscription.close()
+                self.subscription = self.bus.subscribe(GROUP, [TRAINING_COMMANDS])
+
+    def handle(self, record: Record, stop: threading.Event) -> bool:
+        """Process one command; ``False`` means leave it uncommitted (redelivered later)."""
+        try:
+            env = codec.decode(record.value)
+        except MalformedEvent as exc:
+            self.bus.publish([dead_letter_message(record, GROUP, exc)])
+            return True
+        if env.WhichOneof("payload") != "training_requested":
+            return True
+        return self.run_job(env, stop) != "preempted"
+
+    # ------------------------------------------------------------------ one job
+
+    def run_job(self, command: events_pb2.EventEnvelope, stop: threading.Event) -> str:
+        request = command.training_requested
+        tenant, job_id = command.tenant_id, request.job_id
+        causation = Causation(actor=self.settings.worker_id, correlation_id=command.correlation_id,
+                              causation_id=command.id)
+        history = self._history(tenant, job_id)
+        if any(env.WhichOneof("payload") in TERMINAL for env in history):
+            log.info("training job %s already finished; skipping the redelivered command", job_id)
+            return "skipped"
+        attempt = sum(1 for env in history if env.WhichOneof("payload") == "training_started")
+        try:
+            spec = from_request(request, tenant)
+        except ValueError as exc:
+            self._append(tenant, job_id, causation, events_pb2.TrainingFailed(
+                job_id=job_id, error_code="invalid_input", retryable=False,
+                reason=f"the training request is invalid: {_first_line(exc)}"))
+            return "failed"
+        work = self.settings.work_dir / tenant / job_id
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "spec.json").write_text(spec.canonical_json())
+        crashes = 0
+        while True:
+            attempt += 1
+            run = self._run_child(work, tenant, job_id, attempt, causation, stop)
+            if run.outcome in ("completed", "failed", "preempted"):
+                return run.outcome
+            crashes += 1
+            if crashes >= self.settings.max_attempts or stop.is_set():
+                killed = run.outcome == "killed"
+                self._append(tenant, job_id, causation, events_pb2.TrainingFailed(
+                    job_id=job_id, step=run.step, retryable=not killed,
+                    error_code="out_of_memory" if killed else "worker_crash",
+                    reason=("the training process was killed (SIGKILL), most likely by the kernel for lack of "
+                            "memory; lower max_seq_length or micro_batch_size" if killed else
+                            f"the training process crashed {crashes} times; see the worker log")))
+                return "failed"
+            log.warning("training job %s: child %s; restarting from its last checkpoint", job_id, run.outcome)
+
+    def _run_child(self, work: Path, tenant: str, job_id: str, attempt: int, causation: Causation,
+                   stop: threading.Event) -> _Run:
+        read_fd, write_fd = os.pipe()
+        argv = [sys.executable, "-m", "gpu_worker.job", str(work / "spec.json"),
+                "--models-root", str(self.settings.models_dir), "--storage-root", self.settings.storage_uri,
+                "--work-dir", str(work), "--events-fd", str(write_fd)]
+        env = dict(os.environ)
+        if self.settings.child_threads:
+            env["OMP_NUM_THREADS"] = str(self.settings.child_threads)
+        with open(work / "job.log", "ab") as log_file:
+            child = subprocess.Popen(argv, stdout=log_file, stderr=log_file, pass_fds=(write_fd,), env=env,
+                                     cwd=str(Path(__file__).resolve().parents[1]), preexec_fn=child_preexec())
+        os.close(write_fd)
+        run = _Run()
+        done = threading.Event()
+        beat = threading.Thread(target=self._heartbeats, args=(tenant, job_id, attempt, causation, run, done),
+                                daemon=True, name=f"heartbeat-{job_id}")
+        beat.start()
+        watcher = threading.Thread(target=self._forward_sigterm, args=(child, stop, done), daemon=True)
+        watcher.start()
+        try:
+            with os.fdopen(read_fd, "r") as lines:
+                for line in lines:
+                    self._on_child_event(json.loads(line), tenant, job_id, attempt, causation, run)
+            code = child.wait()
+        finally:
+            done.set()
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        if not run.outcome:
+            run.outcome = "killed" if code == -signal.SIGKILL else f"crashed (exit status {code})"
+        return run
+
+    def _forward_sigterm(self, child: subprocess.Popen[bytes], stop: threading.Event, done: threading.Event) -> None:
+        while not done.is_set():
+            if stop.wait(0.5):
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+                    deadline = time.monotonic() + self.settings.sigterm_grace_seconds
+                    while child.poll() is None and time.monotonic() < deadline:
+                        time.sleep(0.2)
+                    if child.poll() is None:
+                        child.kill()
+                return
+
+    def _heartbeats(self, tenant: str, job_id: str, attempt: int, causation: Causation, run: _Run,
+                    done: threading.Event) -> None:
+        while not done.wait(self.settings.heartbeat_seconds):
+            try:
+                self._append(tenant, job_id, causation, events_pb2.TrainingHeartbeat(
+                    job_id=job_id, worker_id=self.settings.worker_id, step=run.step, attempt=attempt))
+            except Exception:  # noqa: BLE001 - a missed heartbeat must not kill the job
+                log.exception("heartbeat for %s failed", job_id)
+
+    def _on_child_event(self, event: dict[str, Any], tenant: str, job_id: str, attempt: int,
+                        causation: Causation, run: _Run) -> None:
+        kind = event.pop("kind")
+        payload: Any = None
+        if kind == "started":
+            payload = events_pb2.TrainingStarted(
+                job_id=job_id, worker_id=self.settings.worker_id, attempt=attempt,
+                resumed_from_checkpoint_id=event["resumed_from_checkpoint_id"],
+                dataset_manifest_sha256=event["dataset_manifest_sha256"],
+                base_model_sha256=event["base_model_sha256"], code_version=event["code_version"],
+                seed=event["seed"], hardware=event["hardware"], library_versions=event["library_versions"],
+                total_steps=event["total_steps"], effective_batch_size=event["effective_batch_size"],
+                config_sha256=event["config_sha256"], bitwise_reproducible=event["bitwise_reproducible"],
+                trainable_parameters=event["trainable_parameters"])
+        elif kind == "progress":
+            run.step = event["step"]
+            now = time.monotonic()
+            due = (now - run.last_progress_at >= self.settings.progress_seconds
+                   or event["step"] == event["total_steps"] or "eval_loss" in event)
+            if due:
+                run.last_progress_at = now
+                payload = events_pb2.TrainingProgress(
+                    job_id=job_id, step=event["step"], total_steps=event["total_steps"], loss=event["loss"],
+                    learning_rate=event["learning_rate"], grad_norm=event["grad_norm"],
+                    tokens_per_second=event["tokens_per_second"], epsilon_spent=event.get("epsilon", 0.0),
+                    epoch=event["epoch"], eval_loss=event.get("eval_loss", 0.0))
+        elif kind == "checkpoint":
+            run.last_checkpoint = event["checkpoint_id"]
+            payload = events_pb2.CheckpointSaved(
+                job_id=job_id, checkpoint_id=event["checkpoint_id"], step=event["step"], uri=event["uri"],
+                sha256=event["sha256"], metrics=event["metrics"])
+        elif kind == "completed":
+            run.outcome = "completed"
+            payload = events_pb2.TrainingCompleted(
+                job_id=job_id, artifact_uri=event["artifact_uri"], artifact_sha256=event["artifact_sha256"],
+                steps=event["steps"], final_loss=event["final_loss"], epsilon_spent=event["epsilon_spent"],
+                duration_seconds=event["duration_seconds"], eval_loss=event["eval_loss"] or 0.0,
+                initial_eval_loss=event["initial_eval_loss"] or 0.0)
+        elif kind == "failed":
+            run.outcome = "failed"
+            payload = events_pb2.TrainingFailed(job_id=job_id, error_code=event["error_code"],
+                                                reason=event["reason"], retryable=event["retryable"],
+                                                step=event["step"])
+        elif kind == "preempted":
+            run.outcome = "preempted"
+            payload = events_pb2.TrainingPreempted(job_id=job_id, checkpoint_id=run.last_checkpoint,
+                                                   step=run.step, worker_id=self.settings.worker_id)
+        if payload is not None:
+            self._append(tenant, job_id, causation, payload)
+
+    # ------------------------------------------------------------------ store
+
+    def _history(self, tenant: str, job_id: str) -> list[events_pb2.EventEnvelope]:
+        with self.engine.connect() as conn:
+            return eventstore.load_stream(conn, tenant, job_id)
+
+    def _append(self, tenant: str, job_id: str, causation: Causation, payload: Any) -> None:
+        """Append one worker fact to the job's stream (retried past concurrent writers)."""
+        for _ in range(20):
+            with self.engine.connect() as conn:
+                version = eventstore.stream_version(conn, job_id)
+            env = new_envelope(payload, subject=job_id, tenant_id=tenant, source=SOURCE, causation=causation)
+            try:
+                with self.engine.begin() as conn:
+                    eventstore.append(conn, STREAM_TYPE, [env], expected_version=version)
+                return
+            except ConcurrencyConflict:
+                time.sleep(0.05)
+        raise ConcurrencyConflict(f"could not append to training job {job_id}: the stream keeps changing")
+
+    def close(self) -> None:
+        self.subscription.close()
+
+
+def _first_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:500]
