@@ -29,6 +29,9 @@ def _clean_adapter_folder(folder: Path, base_model_id: str) -> None:
     config_path = folder / "adapter_config.json"
     config = json.loads(config_path.read_text())
     config["base_model_name_or_path"] = base_model_id
+    for key, value in config.items():  # PEFT keeps target_modules as a set: order varies per process
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            config[key] = sorted(value)
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 

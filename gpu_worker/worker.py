@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -26,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from sqlalchemy import Engine
 
@@ -166,9 +167,8 @@ class TrainingWorker:
         watcher = threading.Thread(target=self._forward_sigterm, args=(child, stop, done), daemon=True)
         watcher.start()
         try:
-            with os.fdopen(read_fd, "r") as lines:
-                for line in lines:
-                    self._on_child_event(json.loads(line), tenant, job_id, attempt, causation, run)
+            for line in self._lines(read_fd):
+                self._on_child_event(json.loads(line), tenant, job_id, attempt, causation, run)
             code = child.wait()
         finally:
             done.set()
@@ -178,6 +178,29 @@ class TrainingWorker:
         if not run.outcome:
             run.outcome = "killed" if code == -signal.SIGKILL else f"crashed (exit status {code})"
         return run
+
+    def _lines(self, fd: int) -> Iterator[str]:
+        """The child's event lines; between them, keep this member's place in the group alive."""
+        buffer = b""
+        last_keepalive = time.monotonic()
+        try:
+            while True:
+                ready, _, _ = select.select([fd], [], [], 1.0)
+                if time.monotonic() - last_keepalive >= 1.0:
+                    self.subscription.keepalive()
+                    last_keepalive = time.monotonic()
+                if not ready:
+                    continue
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                for line in complete:
+                    if line.strip():
+                        yield line.decode()
+        finally:
+            os.close(fd)
 
     def _forward_sigterm(self, child: subprocess.Popen[bytes], stop: threading.Event, done: threading.Event) -> None:
         while not done.is_set():

@@ -34,7 +34,8 @@ def _run_until_signal(services: Sequence[str], config: PlatformConfig) -> int:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    print(f"privtune: {', '.join(services)} running; gRPC on {platform.grpc_target}; "
+    api = f"gRPC on {platform.grpc_target}" if platform.server is not None else "no gRPC API"
+    print(f"privtune: {', '.join(services)} running; {api}; "
           f"bus {config.bus_uri}; store {config.store_uri}. Ctrl-C stops.", flush=True)
     done.wait()
     platform.stop()

@@ -195,6 +195,10 @@ class KafkaSubscription:
                 f"could not commit offsets for group {self.group!r} ({exc}); the records will be redelivered"
             ) from exc
 
+    def keepalive(self) -> None:
+        """Nothing to do: librdkafka heartbeats from a background thread. A member may
+        still spend at most ``max.poll.interval.ms`` (1 h) between polls."""
+
     def close(self) -> None:
         self._consumer.close()
 

@@ -43,6 +43,9 @@ class NamespacedBus:
     def end_offsets(self, topic: str) -> dict[int, int]:
         return self.inner.end_offsets(self._wire(topic))
 
+    def keepalive(self) -> None:
+        self.inner.keepalive()
+
     def close(self) -> None:
         self.inner.close()
 
@@ -58,6 +61,9 @@ class _NamespacedSubscription:
 
     def commit(self, records: Sequence[Record]) -> None:
         self.inner.commit([dataclasses.replace(r, topic=self.prefix + r.topic) for r in records])
+
+    def keepalive(self) -> None:
+        self.inner.keepalive()
 
     def close(self) -> None:
         self.inner.close()

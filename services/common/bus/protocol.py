@@ -48,6 +48,10 @@ class Subscription(Protocol):
         """Mark these records (and all before them per partition) processed for the group."""
         ...
 
+    def keepalive(self) -> None:
+        """Tell the group this member is alive while it works on a long record (no poll)."""
+        ...
+
     def close(self) -> None:
         """Leave the group; uncommitted records go to the next owner."""
         ...

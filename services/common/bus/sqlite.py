@@ -286,6 +286,15 @@ class SQLiteSubscription:
             conn.execute("UPDATE members SET heartbeat_ms = ? WHERE grp = ? AND member = ?",
                          (now, self.group, self.member))
 
+    def keepalive(self) -> None:
+        """Extend this member's heartbeat and partition leases, as a poll or commit would."""
+        now = _now_ms()
+        with _Tx(self._conn) as conn:
+            conn.execute("UPDATE owners SET lease_until_ms = ? WHERE grp = ? AND member = ?",
+                         (now + self.bus.session_timeout_ms, self.group, self.member))
+            conn.execute("UPDATE members SET heartbeat_ms = ? WHERE grp = ? AND member = ?",
+                         (now, self.group, self.member))
+
     def close(self) -> None:
         if self._closed:
             return

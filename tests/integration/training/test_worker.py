@@ -1,0 +1,127 @@
+"""The worker pool on the bus: events of a real job, heartbeats, and a killed worker's job resumed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from gpu_worker.hashing import folder_files, manifest_sha256
+from gpu_worker.submit import submit_training
+from gpu_worker.worker import TrainingWorker, WorkerSettings
+from privtune.platform import Platform
+from services.common import eventstore
+from services.common.config import PlatformConfig
+from services.common.topics import TRAINING_EVENTS
+from tests.platform_fixtures import wait_until
+from tests.training_fixtures import REPO, TENANT, make_dataset, make_models, tiny_spec
+
+pytestmark = pytest.mark.integration
+
+
+def _config(tmp_path: Path) -> PlatformConfig:
+    return PlatformConfig.from_env(tmp_path, grpc_address="127.0.0.1:0",
+                                   bus_uri=f"sqlite:///{tmp_path}/events.db?session_timeout_ms=3000")
+
+
+@pytest.fixture
+def relay(tmp_path: Path) -> Iterator[Platform]:
+    """The outbox relay only: workers under test run separately."""
+    platform = Platform(_config(tmp_path), services=()).start()
+    make_models(platform.config.models_dir)
+    yield platform
+    platform.stop()
+
+
+def _kinds(platform: Platform, job_id: str) -> list[str]:
+    with platform.engine.connect() as conn:  # type: ignore[union-attr]
+        return [e.WhichOneof("payload") for e in eventstore.load_stream(conn, TENANT, job_id)]
+
+
+def _stream(platform: Platform, job_id: str):  # type: ignore[no-untyped-def]
+    with platform.engine.connect() as conn:  # type: ignore[union-attr]
+        return eventstore.load_stream(conn, TENANT, job_id)
+
+
+def test_a_requested_job_runs_and_reports_every_stage(relay: Platform, tmp_path: Path) -> None:
+    config = relay.config
+    settings = WorkerSettings(models_dir=config.models_dir, storage_uri=config.storage_uri, work_dir=config.work_dir,
+                              worker_id="worker-a", heartbeat_seconds=0.5, progress_seconds=0.0)
+    worker = TrainingWorker(relay.engine, relay.bus, settings)  # type: ignore[arg-type]
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        spec = tiny_spec(make_dataset(config.storage_uri), max_steps=12, checkpoint_every=6)
+        submit_training(relay.engine, spec, actor="alice")  # type: ignore[arg-type]
+        wait_until(lambda: "training_completed" in _kinds(relay, spec.job_id), 180, "the job to complete")
+        bad = tiny_spec(make_dataset(config.storage_uri), job_id="job-bad", base_model="gpt-9")
+        submit_training(relay.engine, bad, actor="alice")  # type: ignore[arg-type]
+        wait_until(lambda: "training_failed" in _kinds(relay, "job-bad"), 120, "the bad job to fail")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        worker.close()
+    events = _stream(relay, spec.job_id)
+    kinds = [e.WhichOneof("payload") for e in events]
+    assert "training_heartbeat" in kinds
+    facts = [e for e in events if e.WhichOneof("payload") != "training_heartbeat"]
+    kinds = [e.WhichOneof("payload") for e in facts]
+    assert kinds[:2] == ["training_requested", "training_started"] and kinds[-1] == "training_completed"
+    assert kinds.count("training_progress") == 12
+    started = facts[1].training_started
+    assert started.worker_id == "worker-a" and started.attempt == 1 and started.total_steps == 12
+    assert started.bitwise_reproducible.startswith("yes") and started.library_versions["torch"]
+    saved = [e.checkpoint_saved for e in events if e.WhichOneof("payload") == "checkpoint_saved"]
+    assert [c.step for c in saved] == [6, 12] and all(c.uri.startswith("file://") and c.sha256 for c in saved)
+    done = facts[-1].training_completed
+    artifact = config.work_dir / TENANT / spec.job_id / "artifact"
+    assert done.artifact_sha256 == manifest_sha256(folder_files(artifact)) and done.steps == 12
+    assert done.eval_loss < done.initial_eval_loss
+    assert all(e.causation_id for e in events[1:]) and all(e.correlation_id == spec.job_id for e in events)
+    failed = _stream(relay, "job-bad")[-1].training_failed
+    assert failed.error_code == "invalid_input" and "gpt-9" in failed.reason and not failed.retryable
+    sub = relay.bus.subscribe("test-reader", [TRAINING_EVENTS])  # type: ignore[union-attr]
+    seen: set[str] = set()
+    wait_until(lambda: seen.update(r.key.decode() for r in sub.poll(timeout=0.5)) or spec.job_id in seen, 30,
+               "the job's events on the bus")
+    sub.close()
+
+
+def _serve_training(config: PlatformConfig, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PRIVTUNE_DATA_DIR": str(config.data_dir),
+           "PRIVTUNE_BUS": config.bus_uri, "PRIVTUNE_STORE": config.store_uri}
+    return subprocess.Popen([sys.executable, "-m", "privtune", "serve", "training"], cwd=REPO, env=env,
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+
+
+def test_a_killed_workers_job_is_redelivered_and_resumed_from_its_checkpoint(relay: Platform,
+                                                                             tmp_path: Path) -> None:
+    config = relay.config
+    spec = tiny_spec(make_dataset(config.storage_uri), job_id="job-k", max_steps=40, checkpoint_every=5)
+    submit_training(relay.engine, spec, actor="alice")  # type: ignore[arg-type]
+    first = _serve_training(config, tmp_path / "worker-1.log")
+    try:
+        wait_until(lambda: "checkpoint_saved" in _kinds(relay, "job-k"), 180, "a first checkpoint")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        first.kill()
+    second = _serve_training(config, tmp_path / "worker-2.log")
+    try:
+        wait_until(lambda: "training_completed" in _kinds(relay, "job-k"), 240, "the resumed job to complete")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=60)
+    events = _stream(relay, "job-k")
+    starts = [e.training_started for e in events if e.WhichOneof("payload") == "training_started"]
+    assert len(starts) == 2 and starts[0].resumed_from_checkpoint_id == ""
+    assert starts[1].resumed_from_checkpoint_id.startswith("step-") and starts[1].attempt == 2
+    assert starts[0].worker_id != starts[1].worker_id
+    assert [e.WhichOneof("payload") for e in events].count("training_completed") == 1
