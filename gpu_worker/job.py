@@ -104,6 +104,8 @@ def run_job(spec: TrainingSpec, models_root: Path, storage_root: str, work_dir: 
             trainer.setup()
             result = trainer.train()
             step = result["steps"]
+            if trainer.rank != 0:
+                return EXIT_DONE  # rank 0 exports and reports for the group
             provenance = {
                 "config_sha256": spec.sha256(), "config": json.loads(spec.canonical_json()) | {"job_id": None},
                 "dataset_manifest_sha256": trainer.dataset_sha256, "base_model": spec.base_model,
@@ -156,9 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage-root", required=True)
     parser.add_argument("--work-dir", type=Path, required=True)
     parser.add_argument("--events-fd", type=int, default=None, help="write JSON events here (default stdout)")
+    parser.add_argument("--events-file", type=Path, default=None,
+                        help="append JSON events to this file instead (torchrun does not pass file descriptors)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
-    out = os.fdopen(args.events_fd, "w", buffering=1) if args.events_fd is not None else sys.stdout
+    if args.events_file is not None:
+        out = open(args.events_file, "a", buffering=1)
+    elif args.events_fd is not None:
+        out = os.fdopen(args.events_fd, "w", buffering=1)
+    else:
+        out = sys.stdout
 
     def emit(kind: str, payload: dict[str, Any]) -> None:
         out.write(json.dumps({"kind": kind, **payload}, sort_keys=True) + "\n")

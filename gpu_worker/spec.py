@@ -70,6 +70,9 @@ class TrainingSpec(BaseModel):
     keep_last_checkpoints: int = Field(2, ge=1, description="checkpoints kept besides the best one")
     eval_every: int = Field(0, ge=0, description="steps between held-out evaluations (0: only at the end)")
     divergence_factor: float = Field(3.0, gt=1, description="fail when loss exceeds this x the running median")
+    num_processes: int = Field(1, ge=1, le=64, description="data-parallel processes (torchrun + DDP; gloo on CPU)")
+    memory_limit_mb: int = Field(0, ge=0, description="cap on memory the training loop may add after setup "
+                                 "(0: none); exceeding it fails the job as out_of_memory instead of swapping")
     merge_weights: bool = Field(False, description="also export merged full weights (adapter methods)")
 
     @model_validator(mode="after")
@@ -78,6 +81,9 @@ class TrainingSpec(BaseModel):
             raise ValueError(f"DP-SGD supports methods full, lora and continued_pretraining, not {self.method}")
         if self.dp.enabled and self.packing:
             raise ValueError("DP-SGD needs one example per row (per-example clipping): set packing=false")
+        if self.num_processes > 1 and (self.dp.enabled or self.method == "dpo"):
+            raise ValueError("data-parallel training (num_processes > 1) supports SFT and pretraining methods "
+                             "without DP-SGD; use num_processes=1 for DPO and DP-SGD")
         if self.method == "prompt_tuning" and self.packing:
             raise ValueError("prompt tuning prepends a soft prompt to each row: set packing=false")
         if self.method == "dpo" and self.packing:
@@ -86,7 +92,8 @@ class TrainingSpec(BaseModel):
 
     @property
     def effective_batch_size(self) -> int:
-        return self.micro_batch_size * self.gradient_accumulation_steps
+        """Examples (or packed rows) per optimizer step, across all data-parallel processes."""
+        return self.micro_batch_size * self.gradient_accumulation_steps * self.num_processes
 
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

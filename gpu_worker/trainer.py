@@ -10,6 +10,7 @@ run bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -101,6 +102,16 @@ def is_out_of_memory(exc: BaseException) -> bool:
                                               or "cannot allocate memory" in text)
 
 
+def limit_memory_growth(megabytes: int) -> None:
+    """Let this process's data segment grow by at most ``megabytes`` from now on (RLIMIT_DATA)."""
+    import resource
+
+    with open("/proc/self/status") as fh:
+        used_kb = next(int(line.split()[1]) for line in fh if line.startswith("VmData:"))
+    limit = used_kb * 1024 + megabytes * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
+
+
 @dataclass
 class RunState:
     """What a checkpoint must carry besides tensors (plain JSON)."""
@@ -127,6 +138,7 @@ class Trainer:
         self.state = RunState()
         self.preempt_requested = False
         self.resumed_from = ""
+        self.rank, self.world = 0, 1
 
     # ------------------------------------------------------------------ setup
 
@@ -139,6 +151,7 @@ class Trainer:
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
         spec = self.spec
+        self._init_distributed()
         torch.use_deterministic_algorithms(True)
         random.seed(spec.seed)
         np.random.seed(spec.seed % (2 ** 32))
@@ -157,7 +170,9 @@ class Trainer:
         self.trainable_count = sum(p.numel() for p in self.trainable)
         self.optimizer = torch.optim.AdamW(self.trainable, lr=spec.learning_rate, weight_decay=spec.weight_decay,
                                            foreach=False)
-        self.steps_per_epoch = max(1, math.ceil(self._units() / spec.effective_batch_size))
+        # Data-parallel ranks must all take part in every step: drop a last partial batch there.
+        per_epoch = self._units() / spec.effective_batch_size
+        self.steps_per_epoch = max(1, math.floor(per_epoch) if spec.num_processes > 1 else math.ceil(per_epoch))
         self.total_steps = spec.max_steps or spec.epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.dp = None
@@ -167,8 +182,41 @@ class Trainer:
             self.dp = DPSGD(self.model, self.optimizer, spec, n_examples=len(self.train_rows),
                             total_steps=self.total_steps)
             self.train_model = self.dp.module
+        elif self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.train_model = DistributedDataParallel(self.model)
         else:
             self.train_model = self.model
+        if spec.memory_limit_mb:
+            limit_memory_growth(spec.memory_limit_mb)
+
+    def _init_distributed(self) -> None:
+        """Join the torchrun process group (gloo on CPU) when launched with WORLD_SIZE > 1."""
+        import torch.distributed as dist
+
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world != self.spec.num_processes:
+            raise ValueError(f"the job asks for num_processes={self.spec.num_processes} but runs in "
+                             f"{self.world} process(es): launch it with torchrun --nproc_per_node "
+                             f"{self.spec.num_processes}")
+        if self.world > 1 and not dist.is_initialized():
+            import torch
+
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        if self.rank != 0:
+            self.emit = lambda kind, payload: None  # rank 0 reports and writes for the group
+
+    def _all_sum(self, *values: float) -> list[float]:
+        if self.world == 1:
+            return list(values)
+        import torch
+        import torch.distributed as dist
+
+        tensor = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
 
     def _load_data(self) -> None:
         spec, tok = self.spec, self.tokenizer
@@ -249,7 +297,16 @@ class Trainer:
         log.info("resumed job %s from %s (step %d)", self.spec.job_id, checkpoint.checkpoint_id, checkpoint.step)
         return checkpoint
 
-    def save_checkpoint(self, metrics: dict[str, float]) -> ckpt.Checkpoint:
+    def save_checkpoint(self, metrics: dict[str, float]) -> ckpt.Checkpoint | None:
+        """Rank 0 writes; the others wait so nobody runs ahead of a checkpoint being written."""
+        checkpoint = self._write_checkpoint(metrics) if self.rank == 0 else None
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        return checkpoint
+
+    def _write_checkpoint(self, metrics: dict[str, float]) -> ckpt.Checkpoint:
         import numpy as np
         import torch
         from safetensors.torch import save_file
@@ -359,14 +416,20 @@ class Trainer:
                 tokens += sum(len(r.input_ids) for r in rows)
             metrics["loss"] = loss_sum / max(1, token_count)
         else:
-            rows_by_micro = [[self.train_rows[j] for j in chunk] for chunk in micro]
-            in_step = sum(sum(1 for x in r.labels[1:] if x != data.IGNORE) for rows in rows_by_micro for r in rows)
+            # Every rank knows the whole step, so the token count that normalises the loss is global.
+            in_step = sum(sum(1 for x in self.train_rows[j].labels[1:] if x != data.IGNORE) for j in units)
+            mine = units[self.rank::self.world]
+            rows_by_micro = [[self.train_rows[j] for j in chunk]
+                             for chunk in data.iter_chunks(mine, spec.micro_batch_size)]
             loss_sum = 0.0
-            for rows in rows_by_micro:
-                loss, summed = self._sft_micro_loss(rows, max(1, in_step))
-                loss.backward()
+            for i, rows in enumerate(rows_by_micro):
+                sync = i == len(rows_by_micro) - 1 or self.world == 1
+                with contextlib.nullcontext() if sync else self.train_model.no_sync():
+                    loss, summed = self._sft_micro_loss(rows, max(1, in_step))
+                    (loss * self.world).backward()  # DDP averages gradients over ranks; we want their sum
                 loss_sum += summed
                 tokens += sum(len(r.input_ids) for r in rows)
+            loss_sum, tokens = self._all_sum(loss_sum, tokens)
             metrics["loss"] = loss_sum / max(1, in_step)
         metrics["learning_rate"] = float(self.scheduler.get_last_lr()[0])
         if self.dp is not None:
@@ -465,6 +528,8 @@ class Trainer:
                 self.state.eval_losses["0"] = initial
         last_saved = self.state.step
         while self.state.step < self.total_steps:
+            if self.world > 1:  # every rank must stop at the same step
+                self.preempt_requested = self._all_sum(float(self.preempt_requested))[0] > 0
             if self.preempt_requested:
                 if last_saved != self.state.step:
                     self.save_checkpoint(self._checkpoint_metrics())

@@ -131,7 +131,7 @@ class TrainingWorker:
         crashes = 0
         while True:
             attempt += 1
-            run = self._run_child(work, tenant, job_id, attempt, causation, stop)
+            run = self._run_child(work, tenant, job_id, attempt, causation, stop, spec.num_processes)
             if run.outcome in ("completed", "failed", "preempted"):
                 return run.outcome
             crashes += 1
@@ -147,18 +147,32 @@ class TrainingWorker:
             log.warning("training job %s: child %s; restarting from its last checkpoint", job_id, run.outcome)
 
     def _run_child(self, work: Path, tenant: str, job_id: str, attempt: int, causation: Causation,
-                   stop: threading.Event) -> _Run:
-        read_fd, write_fd = os.pipe()
-        argv = [sys.executable, "-m", "gpu_worker.job", str(work / "spec.json"),
-                "--models-root", str(self.settings.models_dir), "--storage-root", self.settings.storage_uri,
-                "--work-dir", str(work), "--events-fd", str(write_fd)]
+                   stop: threading.Event, processes: int = 1) -> _Run:
+        """One attempt: a child process (or a torchrun group of ``processes``) reporting JSON events."""
+        job_args = [str(work / "spec.json"), "--models-root", str(self.settings.models_dir),
+                    "--storage-root", self.settings.storage_uri, "--work-dir", str(work)]
         env = dict(os.environ)
+        pass_fds: tuple[int, ...] = ()
+        if processes > 1:  # torchrun does not pass file descriptors on: rank 0 appends to a file
+            events_file = work / f"events-{attempt}.jsonl"
+            events_file.unlink(missing_ok=True)
+            events_file.touch()
+            argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+                    "-m", "gpu_worker.job", *job_args, "--events-file", str(events_file)]
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+        else:
+            read_fd, write_fd = os.pipe()
+            pass_fds = (write_fd,)
+            argv = [sys.executable, "-m", "gpu_worker.job", *job_args, "--events-fd", str(write_fd)]
         if self.settings.child_threads:
             env["OMP_NUM_THREADS"] = str(self.settings.child_threads)
         with open(work / "job.log", "ab") as log_file:
-            child = subprocess.Popen(argv, stdout=log_file, stderr=log_file, pass_fds=(write_fd,), env=env,
+            child = subprocess.Popen(argv, stdout=log_file, stderr=log_file, pass_fds=pass_fds, env=env,
                                      cwd=str(Path(__file__).resolve().parents[1]), preexec_fn=child_preexec())
-        os.close(write_fd)
+        if processes > 1:
+            read_fd = os.open(events_file, os.O_RDONLY)
+        else:
+            os.close(write_fd)
         run = _Run()
         done = threading.Event()
         beat = threading.Thread(target=self._heartbeats, args=(tenant, job_id, attempt, causation, run, done),
@@ -167,7 +181,7 @@ class TrainingWorker:
         watcher = threading.Thread(target=self._forward_sigterm, args=(child, stop, done), daemon=True)
         watcher.start()
         try:
-            for line in self._lines(read_fd):
+            for line in self._lines(read_fd, child if processes > 1 else None):
                 self._on_child_event(json.loads(line), tenant, job_id, attempt, causation, run)
             code = child.wait()
         finally:
@@ -179,13 +193,21 @@ class TrainingWorker:
             run.outcome = "killed" if code == -signal.SIGKILL else f"crashed (exit status {code})"
         return run
 
-    def _lines(self, fd: int) -> Iterator[str]:
-        """The child's event lines; between them, keep this member's place in the group alive."""
+    def _lines(self, fd: int, tailed: subprocess.Popen[bytes] | None = None) -> Iterator[str]:
+        """The child's event lines; between them, keep this member's place in the group alive.
+
+        ``fd`` is a pipe (ends when the child closes it) or, with ``tailed``, a file the
+        child appends to (ends once that process has exited and the file is read).
+        """
         buffer = b""
         last_keepalive = time.monotonic()
         try:
             while True:
-                ready, _, _ = select.select([fd], [], [], 1.0)
+                if tailed is None:
+                    ready, _, _ = select.select([fd], [], [], 1.0)
+                else:
+                    exited = tailed.poll() is not None
+                    ready = [fd]
                 if time.monotonic() - last_keepalive >= 1.0:
                     self.subscription.keepalive()
                     last_keepalive = time.monotonic()
@@ -193,6 +215,9 @@ class TrainingWorker:
                     continue
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
+                    if tailed is not None and not exited:
+                        time.sleep(0.2)
+                        continue
                     break
                 buffer += chunk
                 *complete, buffer = buffer.split(b"\n")

@@ -161,3 +161,23 @@ def test_missing_inputs_fail_with_an_actionable_reason(models: Path, storage_roo
     assert rc == 2 and events[-1]["error_code"] == "invalid_input", events[-1]
     rc, events = _run(tiny_spec(make_dataset(storage_root), "dpo"), models, storage_root, tmp_path / "c")
     assert rc == 2 and "prompt/chosen/rejected" in events[-1]["reason"]
+
+
+def test_running_out_of_memory_fails_with_the_settings_to_lower(models: Path, storage_root: str,
+                                                                tmp_path: Path) -> None:
+    spec = tiny_spec(make_dataset(storage_root), "full", micro_batch_size=128, max_seq_length=512, packing=True,
+                     memory_limit_mb=8)
+    process_spec = spec.canonical_json()
+    import subprocess
+    import sys
+
+    from tests.training_fixtures import REPO
+
+    (tmp_path / "spec.json").write_text(process_spec)
+    result = subprocess.run([sys.executable, "-m", "gpu_worker.job", str(tmp_path / "spec.json"), "--models-root",
+                             str(models), "--storage-root", storage_root, "--work-dir", str(tmp_path / "work")],
+                            capture_output=True, text=True, cwd=REPO, timeout=300)
+    failed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.returncode == 2 and failed["kind"] == "failed", result.stderr[-2000:]
+    assert failed["error_code"] == "out_of_memory" and not failed["retryable"]
+    assert "lower max_seq_length or micro_batch_size" in failed["reason"]

@@ -125,3 +125,37 @@ def test_a_killed_workers_job_is_redelivered_and_resumed_from_its_checkpoint(rel
     assert starts[1].resumed_from_checkpoint_id.startswith("step-") and starts[1].attempt == 2
     assert starts[0].worker_id != starts[1].worker_id
     assert [e.WhichOneof("payload") for e in events].count("training_completed") == 1
+
+
+def test_data_parallel_job_matches_single_process_loss_curve(relay: Platform, tmp_path: Path) -> None:
+    """torchrun with 2 processes (DDP over gloo) at the same effective batch as 1 process x 2 accumulations."""
+    from tests.training_fixtures import run_to_end
+
+    config = relay.config
+    uri = make_dataset(config.storage_uri)
+    single = tiny_spec(uri, job_id="single", max_steps=6, micro_batch_size=8, gradient_accumulation_steps=2)
+    rc, events = run_to_end(single, config.models_dir, config.storage_uri, tmp_path / "single")
+    assert rc == 0
+    reference = [e["loss"] for e in events if e["kind"] == "progress"]
+    settings = WorkerSettings(models_dir=config.models_dir, storage_uri=config.storage_uri, work_dir=config.work_dir,
+                              worker_id="worker-ddp", progress_seconds=0.0)
+    worker = TrainingWorker(relay.engine, relay.bus, settings)  # type: ignore[arg-type]
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        ddp = tiny_spec(uri, job_id="ddp", max_steps=6, micro_batch_size=8, num_processes=2)
+        assert ddp.effective_batch_size == single.effective_batch_size == 16
+        submit_training(relay.engine, ddp, actor="alice")  # type: ignore[arg-type]
+        wait_until(lambda: {"training_completed", "training_failed"} & set(_kinds(relay, "ddp")), 240,
+                   "the data-parallel job to finish")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        worker.close()
+    events_ddp = _stream(relay, "ddp")
+    assert events_ddp[-1].WhichOneof("payload") == "training_completed", events_ddp[-1]
+    losses = [e.training_progress.loss for e in events_ddp if e.WhichOneof("payload") == "training_progress"]
+    assert losses == pytest.approx(reference, rel=1e-4)
+    started = next(e.training_started for e in events_ddp if e.WhichOneof("payload") == "training_started")
+    assert started.effective_batch_size == 16
