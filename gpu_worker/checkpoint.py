@@ -43,10 +43,14 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def checkpoint_name(step: int) -> str:
+    return f"{PREFIX}{step:08d}"
+
+
 def write_checkpoint(root: Path, step: int, write_files: Callable[[Path], None], metrics: dict[str, float]) -> Checkpoint:
     """Write a checkpoint atomically. ``write_files(folder)`` puts the payload files in."""
     root.mkdir(parents=True, exist_ok=True)
-    name = f"{PREFIX}{step:08d}"
+    name = checkpoint_name(step)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
         write_files(tmp)

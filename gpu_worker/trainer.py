@@ -20,6 +20,7 @@ import random
 import signal
 import statistics
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -150,6 +151,8 @@ class Trainer:
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")  # PEFT calling a renamed API
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")  # Opacus on frozen inputs
         spec = self.spec
         self._init_distributed()
         torch.use_deterministic_algorithms(True)
@@ -326,11 +329,11 @@ class Trainer:
                 "data_position": {"step": self.state.step, "epoch": self.state.step // self.steps_per_epoch,
                                   "within_epoch": self.state.step % self.steps_per_epoch}}, sort_keys=True))
 
-        checkpoint = ckpt.write_checkpoint(self.checkpoints, self.state.step, write, metrics)
         metric = metrics.get("eval_loss", metrics.get("loss"))
         if metric is not None and (self.state.best_metric is None or metric < self.state.best_metric):
-            self.state.best_metric, self.state.best_checkpoint = metric, checkpoint.checkpoint_id
-            # the best pointer lives in state.json: rewrite it there too (cheap, atomic via retention below)
+            # recorded before writing, so the checkpoint's own state.json knows it is the best
+            self.state.best_metric, self.state.best_checkpoint = metric, ckpt.checkpoint_name(self.state.step)
+        checkpoint = ckpt.write_checkpoint(self.checkpoints, self.state.step, write, metrics)
         ckpt.apply_retention(self.checkpoints, self.spec.keep_last_checkpoints, self.state.best_checkpoint)
         self.emit("checkpoint", {"checkpoint_id": checkpoint.checkpoint_id, "step": checkpoint.step,
                                  "sha256": checkpoint.sha256, "path": str(checkpoint.path), "metrics": metrics})

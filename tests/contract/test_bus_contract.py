@@ -188,3 +188,40 @@ def test_namespaces_keep_environments_apart(bus: EventBus, topic: str) -> None:
         open_bus(f"{bus.uri}{sep}namespace=bad/name")
     staging.close()
     prod.close()
+
+
+def test_a_member_busy_with_a_long_record_keeps_its_place_with_keepalive(bus: EventBus, topic: str) -> None:
+    """Past the session timeout without polling, keepalive() keeps the partitions and the commit valid."""
+    publish_keyed(bus, topic, 10)
+    busy = bus.subscribe("long-jobs", [topic])
+    records = drain(busy, 10)
+    assert len(records) == 10
+    session_s = getattr(bus, "session_timeout_ms", 10_000) / 1000
+    deadline = time.monotonic() + 1.5 * session_s
+    while time.monotonic() < deadline:  # "training": no poll, only keepalives
+        busy.keepalive()
+        time.sleep(0.5)
+    busy.commit(records)
+    busy.close()
+    fresh = bus.subscribe("long-jobs", [topic])
+    assert settle(fresh) == []  # nothing redelivered: the work was not lost or done twice
+    fresh.close()
+
+
+def test_keepalive_stops_a_second_member_taking_a_busy_members_partitions(tmp_path: Path, topic: str) -> None:
+    """Embedded bus: leases would expire after session_timeout_ms without keepalive."""
+    bus = open_bus(f"sqlite:///{tmp_path}/events.db?partitions=1&session_timeout_ms=1000")
+    publish_keyed(bus, topic, 3)
+    busy = bus.subscribe("g", [topic])
+    assert len(drain(busy, 3)) == 3
+    other = bus.subscribe("g", [topic])
+    deadline = time.monotonic() + 3.0
+    stolen: list[Record] = []
+    while time.monotonic() < deadline:
+        busy.keepalive()
+        stolen.extend(other.poll(timeout=0.2))
+    assert stolen == []
+    busy.close()  # the busy member goes away without committing: now the other one gets the work
+    assert len(drain(other, 3, timeout=10)) == 3
+    other.close()
+    bus.close()

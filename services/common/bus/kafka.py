@@ -136,10 +136,23 @@ class KafkaBus:
                              "enable.auto.commit": False})
         try:
             meta = consumer.list_topics(topic, timeout=10).topics[topic]
-            return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                    for p in sorted(meta.partitions)}
+            return {p: self._high_watermark(consumer, TopicPartition(topic, p)) for p in sorted(meta.partitions)}
         finally:
             consumer.close()
+
+    @staticmethod
+    def _high_watermark(consumer: Consumer, tp: TopicPartition, attempts: int = 20) -> int:
+        """A just-created topic may not have a leader yet: retry those transient errors."""
+        transient = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                     KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TRANSPORT, KafkaError._TIMED_OUT}
+        for attempt in range(attempts):
+            try:
+                return int(consumer.get_watermark_offsets(tp, timeout=10)[1])
+            except KafkaException as exc:
+                if exc.args[0].code() not in transient or attempt == attempts - 1:
+                    raise
+                time.sleep(min(0.1 * 2 ** attempt, 2.0))
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         if self._producer is not None:

@@ -181,3 +181,17 @@ def test_running_out_of_memory_fails_with_the_settings_to_lower(models: Path, st
     assert result.returncode == 2 and failed["kind"] == "failed", result.stderr[-2000:]
     assert failed["error_code"] == "out_of_memory" and not failed["retryable"]
     assert "lower max_seq_length or micro_batch_size" in failed["reason"]
+
+
+def test_retention_keeps_the_last_checkpoints_and_the_best(models: Path, storage_root: str, tmp_path: Path) -> None:
+    from gpu_worker.checkpoint import read_state
+
+    spec = tiny_spec(make_dataset(storage_root), "lora", max_steps=30, checkpoint_every=5, eval_every=5,
+                     keep_last_checkpoints=1, learning_rate=0.05)
+    rc, events = _run(spec, models, storage_root, tmp_path / "work")
+    assert rc == 0
+    saved = {e["checkpoint_id"]: e["metrics"]["eval_loss"] for e in events if e["kind"] == "checkpoint"}
+    best = min(saved, key=saved.__getitem__)
+    kept = [p.name for p in ckpt.list_checkpoints(tmp_path / "work" / "checkpoints")]
+    assert kept == sorted({best, "step-00000030"})
+    assert read_state(ckpt.verify(tmp_path / "work" / "checkpoints" / best))["run"]["best_checkpoint"] == best  # type: ignore[arg-type]
