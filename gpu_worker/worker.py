@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -71,6 +71,7 @@ class _Run:
     last_checkpoint: str = ""
     outcome: str = ""
     last_progress_at: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)  # no heartbeat after the outcome
 
 
 class TrainingWorker:
@@ -186,6 +187,7 @@ class TrainingWorker:
             code = child.wait()
         finally:
             done.set()
+            beat.join(timeout=30)
             if child.poll() is None:
                 child.kill()
                 child.wait()
@@ -243,8 +245,11 @@ class TrainingWorker:
                     done: threading.Event) -> None:
         while not done.wait(self.settings.heartbeat_seconds):
             try:
-                self._append(tenant, job_id, causation, events_pb2.TrainingHeartbeat(
-                    job_id=job_id, worker_id=self.settings.worker_id, step=run.step, attempt=attempt))
+                with run.lock:
+                    if run.outcome:
+                        return
+                    self._append(tenant, job_id, causation, events_pb2.TrainingHeartbeat(
+                        job_id=job_id, worker_id=self.settings.worker_id, step=run.step, attempt=attempt))
             except Exception:  # noqa: BLE001 - a missed heartbeat must not kill the job
                 log.exception("heartbeat for %s failed", job_id)
 
@@ -296,7 +301,8 @@ class TrainingWorker:
             payload = events_pb2.TrainingPreempted(job_id=job_id, checkpoint_id=run.last_checkpoint,
                                                    step=run.step, worker_id=self.settings.worker_id)
         if payload is not None:
-            self._append(tenant, job_id, causation, payload)
+            with run.lock:
+                self._append(tenant, job_id, causation, payload)
 
     # ------------------------------------------------------------------ store
 

@@ -85,6 +85,8 @@ def test_a_requested_job_runs_and_reports_every_stage(relay: Platform, tmp_path:
     assert done.artifact_sha256 == manifest_sha256(folder_files(artifact)) and done.steps == 12
     assert done.eval_loss < done.initial_eval_loss
     assert all(e.causation_id for e in events[1:]) and all(e.correlation_id == spec.job_id for e in events)
+    bad_kinds = _kinds(relay, "job-bad")
+    assert bad_kinds[-1] == "training_failed"  # no heartbeat after the outcome
     failed = _stream(relay, "job-bad")[-1].training_failed
     assert failed.error_code == "invalid_input" and "gpt-9" in failed.reason and not failed.retryable
     sub = relay.bus.subscribe("test-reader", [TRAINING_EVENTS])  # type: ignore[union-attr]
