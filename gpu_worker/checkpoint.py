@@ -17,9 +17,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from gpu_worker.hashing import file_sha256, manifest_sha256
+
+if TYPE_CHECKING:
+    from services.common.storage import TenantStorage
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -114,3 +117,30 @@ def apply_retention(root: Path, keep_last: int, best: str | None) -> list[str]:
 
 def read_state(checkpoint: Checkpoint) -> dict[str, Any]:
     return json.loads((checkpoint.path / "state.json").read_text())
+
+
+def fetch_remote(storage: "TenantStorage", prefix: str, root: Path) -> Checkpoint | None:
+    """Download the newest uploaded checkpoint under ``prefix`` that verifies into ``root``.
+
+    Used when this machine has no local checkpoint of the job (its worker died elsewhere).
+    """
+    names = sorted({info.key[len(prefix) + 1:].split("/", 1)[0] for info in storage.list(prefix + "/")
+                    if info.key[len(prefix) + 1:].startswith(PREFIX)}, reverse=True)
+    for name in names:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=_ensure(root)))
+        for info in storage.list(f"{prefix}/{name}/"):
+            with storage.open(info.key) as src, open(tmp / info.key.rsplit("/", 1)[-1], "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        if verify(tmp) is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            continue
+        final = root / name
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
+        return verify(final)
+    return None
+
+
+def _ensure(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    return root

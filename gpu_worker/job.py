@@ -55,7 +55,8 @@ class CheckpointUploader:
         folder = Path(payload.pop("path"))
         key = f"{self.prefix}/checkpoints/{payload['checkpoint_id']}"
         try:
-            for item in sorted(folder.iterdir()):
+            # the manifest goes last: a partial upload has none and is never taken for a checkpoint
+            for item in sorted(folder.iterdir(), key=lambda p: (p.name == "manifest.json", p.name)):
                 with open(item, "rb") as fh:
                     self.storage.write(f"{key}/{item.name}", iter(lambda: fh.read(1 << 20), b""))
         except FileNotFoundError:

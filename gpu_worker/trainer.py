@@ -276,8 +276,14 @@ class Trainer:
     # ------------------------------------------------------------------ resume
 
     def restore_latest(self) -> ckpt.Checkpoint | None:
-        """Load the newest checkpoint that verifies (corrupt ones are skipped)."""
+        """Load the newest checkpoint that verifies (corrupt ones are skipped).
+
+        Local checkpoints first; without one (the job ran on another machine), the newest
+        good copy uploaded to tenant storage.
+        """
         checkpoint = ckpt.latest_valid(self.checkpoints)
+        if checkpoint is None:
+            checkpoint = ckpt.fetch_remote(self.storage, f"training/{self.spec.job_id}/checkpoints", self.checkpoints)
         if checkpoint is None:
             return None
         import numpy as np

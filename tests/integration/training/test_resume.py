@@ -66,3 +66,22 @@ def test_sigterm_checkpoints_before_exiting_and_the_job_resumes(setup: tuple[Pat
     rc, events = run_to_end(spec, models, storage_root, tmp_path)
     assert rc == 0 and next(e for e in events if e["kind"] == "started")["resumed_from_checkpoint_id"]
     assert completed(events)["artifact_sha256"] == reference_sha
+
+
+def test_a_job_resumes_on_another_machine_from_the_uploaded_checkpoint(setup: tuple[Path, str, str, str],
+                                                                      tmp_path: Path) -> None:
+    import shutil
+
+    models, storage_root, uri, reference_sha = setup
+    spec = tiny_spec(uri, job_id="moved", **STEPS)
+    process = start_job_process(spec, models, storage_root, tmp_path / "machine-a")
+    for event in events_of(process):
+        if event["kind"] == "checkpoint" and event["step"] == 8:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    shutil.rmtree(tmp_path / "machine-a")  # the first machine and its disk are gone
+    rc, events = run_to_end(spec, models, storage_root, tmp_path / "machine-b")
+    started = next(e for e in events if e["kind"] == "started")
+    assert started["resumed_from_checkpoint_id"] == "step-00000008"
+    assert rc == 0 and completed(events)["artifact_sha256"] == reference_sha
