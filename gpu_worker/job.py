@@ -53,6 +53,7 @@ class CheckpointUploader:
 
     def _upload(self, payload: dict[str, Any]) -> None:
         folder = Path(payload.pop("path"))
+        retired = payload.pop("retired", [])
         key = f"{self.prefix}/checkpoints/{payload['checkpoint_id']}"
         try:
             # the manifest goes last: a partial upload has none and is never taken for a checkpoint
@@ -62,6 +63,11 @@ class CheckpointUploader:
         except FileNotFoundError:
             return  # retention removed it before the copy started; a newer checkpoint follows
         self.emit("checkpoint", {**payload, "uri": self.storage.uri_for(key)})
+        for checkpoint_id in retired:  # the same retention in tenant storage, manifest first
+            objects = sorted((o.key for o in self.storage.list(f"{self.prefix}/checkpoints/{checkpoint_id}/")),
+                             key=lambda k: not k.endswith("/manifest.json"))
+            for object_key in objects:
+                self.storage.delete(object_key)
 
     def drain(self) -> None:
         for future in self.pending:

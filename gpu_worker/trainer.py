@@ -340,9 +340,10 @@ class Trainer:
             # recorded before writing, so the checkpoint's own state.json knows it is the best
             self.state.best_metric, self.state.best_checkpoint = metric, ckpt.checkpoint_name(self.state.step)
         checkpoint = ckpt.write_checkpoint(self.checkpoints, self.state.step, write, metrics)
-        ckpt.apply_retention(self.checkpoints, self.spec.keep_last_checkpoints, self.state.best_checkpoint)
+        retired = ckpt.apply_retention(self.checkpoints, self.spec.keep_last_checkpoints, self.state.best_checkpoint)
         self.emit("checkpoint", {"checkpoint_id": checkpoint.checkpoint_id, "step": checkpoint.step,
-                                 "sha256": checkpoint.sha256, "path": str(checkpoint.path), "metrics": metrics})
+                                 "sha256": checkpoint.sha256, "path": str(checkpoint.path), "metrics": metrics,
+                                 "retired": retired})
         return checkpoint
 
     # ------------------------------------------------------------------ losses

@@ -257,3 +257,15 @@ def test_the_dataset_manifest_hash_does_not_depend_on_the_backend(backend: Backe
     lines = "".join(f"{rel}\t{len(data)}\t{hashlib.sha256(data).hexdigest()}\n"
                     for rel, data in [("a.txt", b"alpha"), ("sub/b.txt", b"beta!")])
     assert scan_dataset(storage, prefix) == ScanResult(hashlib.sha256(lines.encode()).hexdigest(), 2, 10)
+
+
+def test_deleted_objects_are_gone_and_deleting_twice_is_fine(backend: Backend) -> None:
+    s = backend.storage
+    s.write("ckpt/step-1/a.bin", b"a")
+    s.write("ckpt/step-2/a.bin", b"b")
+    s.delete("ckpt/step-1/a.bin")
+    s.delete("ckpt/step-1/a.bin")
+    assert not s.exists("ckpt/step-1/a.bin")
+    assert [o.key for o in s.list("ckpt/")] == ["ckpt/step-2/a.bin"]
+    with pytest.raises(InvalidArgument):
+        s.delete("../other-tenant/secret")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 from urllib.parse import quote, unquote, urlsplit
 
-from services.common.errors import NotFound, PermissionDenied
+from services.common.errors import InvalidArgument, NotFound, PermissionDenied
 from services.common.storage.keys import has_dot_segment, validate_key, validate_prefix
 from services.common.storage.protocol import ObjectInfo
 
@@ -101,6 +101,16 @@ class FileStorage:
         return os.path.isfile(path) and not os.path.islink(path)
 
     # -- writing ----------------------------------------------------------------------
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        if os.path.islink(path) or os.path.isdir(path):
+            raise InvalidArgument(f"{key!r} is not an object; delete objects one by one")
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        _fsync_folder(os.path.dirname(path))
 
     def write(self, key: str, data: bytes | Iterable[bytes]) -> str:
         path = self._path(key)

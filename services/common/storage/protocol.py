@@ -47,6 +47,10 @@ class TenantStorage(Protocol):
         """Whether an object (not a folder) is stored under exactly ``key``."""
         ...
 
+    def delete(self, key: str) -> None:
+        """Remove the object ``key``; deleting a missing object is not an error."""
+        ...
+
     def uri_for(self, key: str) -> str:
         """The absolute URI of ``key``, for events and reports (``key_for`` is its inverse)."""
         ...

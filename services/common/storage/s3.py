@@ -150,6 +150,12 @@ class S3Storage:
 
     # -- writing --------------------------------------------------------------------------
 
+    def delete(self, key: str) -> None:
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=self.base + validate_key(key))
+        except Exception as exc:  # noqa: BLE001 - translated
+            raise self._translate(exc, key) from None
+
     def write(self, key: str, data: bytes | Iterable[bytes]) -> str:
         full = self.base + validate_key(key)
         if isinstance(data, (bytes, bytearray, memoryview)):

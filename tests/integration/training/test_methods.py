@@ -194,4 +194,8 @@ def test_retention_keeps_the_last_checkpoints_and_the_best(models: Path, storage
     best = min(saved, key=saved.__getitem__)
     kept = [p.name for p in ckpt.list_checkpoints(tmp_path / "work" / "checkpoints")]
     assert kept == sorted({best, "step-00000030"})
+    from services.common.storage import open_tenant_storage
+
+    remote = {o.key.split("/")[3] for o in open_tenant_storage(storage_root, "acme").list("training/job-1/checkpoints/")}
+    assert remote == set(kept)  # the same retention applies to the uploaded copies
     assert read_state(ckpt.verify(tmp_path / "work" / "checkpoints" / best))["run"]["best_checkpoint"] == best  # type: ignore[arg-type]
