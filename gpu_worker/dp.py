@@ -43,9 +43,9 @@ class DPSGD:
         """Each example joins step ``step``'s batch independently with probability ``q``."""
         import torch
 
-        from gpu_worker.trainer import _seeded
+        from gpu_worker.run_environment import seeded_generator
 
-        draw = torch.rand(self.n, generator=_seeded(self.spec.seed, 2, step))
+        draw = torch.rand(self.n, generator=seeded_generator(self.spec.seed, 2, step))
         return torch.nonzero(draw < self.sample_rate).flatten().tolist()
 
     def accumulate(self, last: bool) -> None:

@@ -24,7 +24,8 @@ from gpu_worker.base_models import ModelStoreError
 from gpu_worker.data import DatasetError
 from gpu_worker.export import export_artifact
 from gpu_worker.spec import TrainingSpec
-from gpu_worker.trainer import Preempted, Trainer, TrainingError, is_out_of_memory
+from gpu_worker.run_environment import is_out_of_memory
+from gpu_worker.trainer import Preempted, Trainer, TrainingError
 from services.common.errors import BusUnavailable, PrivtuneError
 from services.common.storage import TenantStorage, resolve_dataset
 

@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import os
-import platform
 import random
 import signal
 import statistics
@@ -29,6 +28,8 @@ from gpu_worker import checkpoint as ckpt
 from gpu_worker import data
 from gpu_worker.base_models import BaseModel, resolve
 from gpu_worker.methods import build_model, load_trainable_state, trainable_state
+from gpu_worker.run_environment import (code_version, hardware, is_out_of_memory, library_versions,
+                                        limit_memory_growth, seeded_generator)
 from gpu_worker.spec import TrainingSpec
 from services.common.storage import TenantStorage
 
@@ -46,71 +47,6 @@ class TrainingError(Exception):
 
 class Preempted(Exception):
     """SIGTERM arrived; a checkpoint was written and the job should be requeued."""
-
-
-def _seeded(seed: int, *salt: int) -> Any:
-    import torch
-
-    gen = torch.Generator()
-    gen.manual_seed((seed * 1_000_003 + sum(s * 7919 ** i for i, s in enumerate(salt, 1))) % (2 ** 63))
-    return gen
-
-
-def library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "peft", "opacus", "bitsandbytes", "numpy", "safetensors", "privtune"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-def hardware() -> str:
-    import torch
-
-    parts = [f"{platform.machine()} {os.cpu_count()} cpus", f"torch threads {torch.get_num_threads()}"]
-    if torch.cuda.is_available():
-        parts.append(", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())))
-    return "; ".join(parts)
-
-
-def code_version() -> str:
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        from importlib.metadata import version
-
-        return f"privtune-{version('privtune')}"
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    import torch
-
-    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
-                                              or "cannot allocate memory" in text)
-
-
-def limit_memory_growth(megabytes: int) -> None:
-    """Let this process's data segment grow by at most ``megabytes`` from now on (RLIMIT_DATA)."""
-    import resource
-
-    with open("/proc/self/status") as fh:
-        used_kb = next(int(line.split()[1]) for line in fh if line.startswith("VmData:"))
-    limit = used_kb * 1024 + megabytes * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
 
 
 @dataclass
@@ -269,7 +205,7 @@ class Trainer:
         if self.dp is not None:
             return self.dp.poisson_sample(step)
         epoch, k = divmod(step, self.steps_per_epoch)
-        order = torch.randperm(n, generator=_seeded(self.spec.seed, 1, epoch)).tolist()
+        order = torch.randperm(n, generator=seeded_generator(self.spec.seed, 1, epoch)).tolist()
         b = self.spec.effective_batch_size
         return order[k * b:(k + 1) * b]
 

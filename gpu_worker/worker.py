@@ -31,7 +31,6 @@ from typing import Any, Iterator
 
 from sqlalchemy import Engine
 
-from gpu_worker import job as job_module
 from gpu_worker.requests import from_request
 from privtune.devinfra import child_preexec
 from privtune.v1 import events_pb2
