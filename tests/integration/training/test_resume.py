@@ -12,7 +12,8 @@ from tests.training_fixtures import completed, events_of, make_dataset, make_mod
 
 pytestmark = pytest.mark.integration
 
-STEPS = dict(max_steps=16, checkpoint_every=4, keep_last_checkpoints=2)
+# Long enough that the job is still running when the test reads the event it kills at.
+STEPS = dict(max_steps=120, checkpoint_every=4, keep_last_checkpoints=2, micro_batch_size=16)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str, str
     return models, storage_root, uri, completed(events)["artifact_sha256"]
 
 
-@pytest.mark.parametrize("kill_after", [("progress", 6), ("checkpoint", 12)])
+@pytest.mark.parametrize("kill_after", [("progress", 6), ("checkpoint", 8)])
 def test_sigkill_then_resume_gives_the_uninterrupted_artifact(setup: tuple[Path, str, str, str],
                                                               kill_after: tuple[str, int], tmp_path: Path) -> None:
     models, storage_root, uri, reference_sha = setup
