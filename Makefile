@@ -53,7 +53,7 @@ bench-curation: venv
 	$(PY) benchmarks/curation.py
 
 bench-train: venv
-	.venv/bin/python benchmarks/train.py
+	$(PY) benchmarks/train.py
 
 bench-pii: venv
 	$(PY) benchmarks/pii_eval.py
