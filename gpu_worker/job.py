@@ -115,7 +115,7 @@ def run_job(spec: TrainingSpec, models_root: Path, storage_root: str, work_dir: 
             if trainer.rank != 0:
                 return EXIT_DONE  # rank 0 exports and reports for the group
             provenance = {
-                "config_sha256": spec.sha256(), "config": json.loads(spec.canonical_json()) | {"job_id": None},
+                "config_sha256": spec.sha256(), "config": spec.artifact_config(),
                 "dataset_manifest_sha256": trainer.dataset_sha256, "base_model": spec.base_model,
                 "base_model_sha256": trainer.base.sha256, "steps": result["steps"],
                 "epsilon_spent": result["epsilon"], "effective_batch_size": spec.effective_batch_size,

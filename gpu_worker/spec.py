@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Method = Literal["full", "lora", "qlora", "prompt_tuning", "dpo", "continued_pretraining"]
 METHODS: tuple[str, ...] = ("full", "lora", "qlora", "prompt_tuning", "dpo", "continued_pretraining")
 ADAPTER_METHODS = ("lora", "qlora", "dpo", "continued_pretraining")
+ARTIFACT_NEUTRAL = ("job_id", "checkpoint_every", "keep_last_checkpoints", "eval_every", "memory_limit_mb")
 
 
 class LoraSettings(BaseModel):
@@ -98,8 +99,15 @@ class TrainingSpec(BaseModel):
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
-    def sha256(self) -> str:
-        """Hash of what determines the artifact (the job id is excluded: reruns match)."""
+    def artifact_config(self) -> dict[str, object]:
+        """The fields that determine the trained weights (job id, checkpoint cadence and retention,
+        evaluation cadence and the memory cap do not)."""
         body = self.model_dump(mode="json")
-        body.pop("job_id")
-        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        for name in ARTIFACT_NEUTRAL:
+            body.pop(name)
+        return body
+
+    def sha256(self) -> str:
+        """Hash of what determines the artifact: reruns and resumed runs match."""
+        return hashlib.sha256(json.dumps(self.artifact_config(), sort_keys=True,
+                                         separators=(",", ":")).encode()).hexdigest()
