@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 from sqlalchemy import Engine
@@ -17,7 +18,8 @@ def build(engine: Engine, bus: EventBus | None, config: PlatformConfig, stop: th
         from gpu_worker.worker import TrainingWorker, WorkerSettings
 
         settings = WorkerSettings(models_dir=config.models_dir, storage_uri=config.storage_uri,
-                                  work_dir=config.work_dir)
+                                  work_dir=config.work_dir,
+                                  heartbeat_seconds=float(os.environ.get("PRIVTUNE_HEARTBEAT_S", "10")))
 
         def run_worker(stop_event: threading.Event) -> None:
             worker = TrainingWorker(engine, bus, settings)

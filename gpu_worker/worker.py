@@ -1,16 +1,19 @@
 """The training worker: the consumer group on ``privtune.training.commands`` is the pool.
 
-Each ``TrainingRequested`` runs in a child process (``python -m gpu_worker.job``), which
-reports JSON lines on a pipe; the worker turns them into events on the job's stream
-(TrainingStarted, TrainingProgress at most once per ``progress_seconds``,
-CheckpointSaved, TrainingCompleted / TrainingFailed / TrainingPreempted) and appends a
-TrainingHeartbeat every ``heartbeat_seconds`` while the child lives.
+The orchestrator places a job and appends ``TrainingScheduled`` (the command). A worker
+that receives it runs the attempt only if that command is still the job's current one
+(a fencing token: a stale or duplicate command is skipped). Each attempt runs in a child
+process (``python -m gpu_worker.job``), which reports JSON lines on a pipe; the worker
+turns them into events on the job's stream (TrainingStarted, TrainingProgress at most
+once per ``progress_seconds``, CheckpointSaved, TrainingCompleted / TrainingFailed /
+TrainingPreempted) and appends a TrainingHeartbeat every ``heartbeat_seconds``.
 
-The command's offset is committed only once the job reached an outcome. If the worker
-dies, its uncommitted command is redelivered to another member of the group, which
-resumes from the newest good checkpoint. A child that crashes (e.g. killed by the
-kernel) is restarted from its checkpoint up to ``max_attempts`` times. On shutdown the
-child gets SIGTERM, checkpoints, and the command stays uncommitted for the next worker.
+The command's offset is committed when the attempt starts: from then on the
+orchestrator owns the job. If the worker dies, its heartbeats stop and the orchestrator
+requeues the job, which resumes from the newest good checkpoint on whichever worker
+gets it. A child that crashes (e.g. killed by the kernel) is restarted from its
+checkpoint up to ``max_attempts`` times. A cancel or preemption (``TrainingStopRequested``)
+or worker shutdown sends the child SIGTERM: it checkpoints and stops.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any, Iterator
 from sqlalchemy import Engine
 
 from gpu_worker.requests import from_request
-from privtune.devinfra import child_preexec
+from services.orchestrator import job_domain
 from privtune.v1 import events_pb2
 from services.common import envelope as codec
 from services.common import eventstore
@@ -46,7 +49,6 @@ log = logging.getLogger(__name__)
 GROUP = "training.workers"
 SOURCE = "privtune/gpu-worker"
 STREAM_TYPE = "training_job"
-TERMINAL = ("training_completed", "training_failed", "training_rejected")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class WorkerSettings:
     max_attempts: int = 3
     sigterm_grace_seconds: float = 300.0
     child_threads: int | None = None
+    stop_check_seconds: float = 1.0
 
 
 @dataclass
@@ -70,6 +73,7 @@ class _Run:
     last_checkpoint: str = ""
     outcome: str = ""
     last_progress_at: float = 0.0
+    stop_sent: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)  # no heartbeat after the outcome
 
 
@@ -85,8 +89,10 @@ class TrainingWorker:
         while not stop.is_set():
             try:
                 for record in self.subscription.poll(max_records=1, timeout=0.5):
-                    if self.handle(record, stop):
-                        self.subscription.commit([record])
+                    command = self.accept(record)
+                    self.subscription.commit([record])  # the orchestrator owns the job from here on
+                    if command is not None:
+                        self.run_job(command, stop)
                 backoff = 0.5
             except (BusUnavailable, CommitFailed) as exc:
                 log.warning("training worker: %s; retrying in %.1fs", exc, backoff)
@@ -95,29 +101,27 @@ class TrainingWorker:
                 self.subscription.close()
                 self.subscription = self.bus.subscribe(GROUP, [TRAINING_COMMANDS])
 
-    def handle(self, record: Record, stop: threading.Event) -> bool:
-        """Process one command; ``False`` means leave it uncommitted (redelivered later)."""
+    def accept(self, record: Record) -> events_pb2.EventEnvelope | None:
+        """The command to run, or None (malformed: dead-lettered; not a schedule: ignored)."""
         try:
             env = codec.decode(record.value)
         except MalformedEvent as exc:
             self.bus.publish([dead_letter_message(record, GROUP, exc)])
-            return True
-        if env.WhichOneof("payload") != "training_requested":
-            return True
-        return self.run_job(env, stop) != "preempted"
+            return None
+        return env if env.WhichOneof("payload") == "training_scheduled" else None
 
     # ------------------------------------------------------------------ one job
 
     def run_job(self, command: events_pb2.EventEnvelope, stop: threading.Event) -> str:
-        request = command.training_requested
-        tenant, job_id = command.tenant_id, request.job_id
+        tenant, job_id = command.tenant_id, command.subject
         causation = Causation(actor=self.settings.worker_id, correlation_id=command.correlation_id,
                               causation_id=command.id)
-        history = self._history(tenant, job_id)
-        if any(env.WhichOneof("payload") in TERMINAL for env in history):
-            log.info("training job %s already finished; skipping the redelivered command", job_id)
+        state = job_domain.fold(self._history(tenant, job_id))
+        if state.scheduled_event_id != command.id or state.state != job_domain.SCHEDULED or state.stop_reason:
+            log.info("training job %s: command %s is no longer current (%s); skipping it", job_id, command.id,
+                     state.state_name)
             return "skipped"
-        attempt = sum(1 for env in history if env.WhichOneof("payload") == "training_started")
+        request, attempt = state.request, state.attempt
         try:
             spec = from_request(request, tenant)
         except ValueError as exc:
@@ -130,12 +134,11 @@ class TrainingWorker:
         (work / "spec.json").write_text(spec.canonical_json())
         crashes = 0
         while True:
-            attempt += 1
-            run = self._run_child(work, tenant, job_id, attempt, causation, stop, spec.num_processes)
+            run = self._run_child(work, tenant, job_id, attempt, causation, stop, spec.num_processes, command.id)
             if run.outcome in ("completed", "failed", "preempted"):
                 return run.outcome
             crashes += 1
-            if crashes >= self.settings.max_attempts or stop.is_set():
+            if crashes >= self.settings.max_attempts or stop.is_set() or run.stop_sent:
                 killed = run.outcome == "killed"
                 self._append(tenant, job_id, causation, events_pb2.TrainingFailed(
                     job_id=job_id, step=run.step, retryable=not killed,
@@ -147,7 +150,7 @@ class TrainingWorker:
             log.warning("training job %s: child %s; restarting from its last checkpoint", job_id, run.outcome)
 
     def _run_child(self, work: Path, tenant: str, job_id: str, attempt: int, causation: Causation,
-                   stop: threading.Event, processes: int = 1) -> _Run:
+                   stop: threading.Event, processes: int = 1, command_id: str = "") -> _Run:
         """One attempt: a child process (or a torchrun group of ``processes``) reporting JSON events."""
         job_args = [str(work / "spec.json"), "--models-root", str(self.settings.models_dir),
                     "--storage-root", self.settings.storage_uri, "--work-dir", str(work)]
@@ -166,9 +169,11 @@ class TrainingWorker:
             argv = [sys.executable, "-m", "gpu_worker.job", *job_args, "--events-fd", str(write_fd)]
         if self.settings.child_threads:
             env["OMP_NUM_THREADS"] = str(self.settings.child_threads)
+        env["PRIVTUNE_PARENT_PID"] = str(os.getpid())
+        argv = [sys.executable, "-m", "gpu_worker.orphan_guard", *argv]
         with open(work / "job.log", "ab") as log_file:
             child = subprocess.Popen(argv, stdout=log_file, stderr=log_file, pass_fds=pass_fds, env=env,
-                                     cwd=str(Path(__file__).resolve().parents[1]), preexec_fn=child_preexec())
+                                     cwd=str(Path(__file__).resolve().parents[1]))
         if processes > 1:
             read_fd = os.open(events_file, os.O_RDONLY)
         else:
@@ -178,8 +183,12 @@ class TrainingWorker:
         beat = threading.Thread(target=self._heartbeats, args=(tenant, job_id, attempt, causation, run, done),
                                 daemon=True, name=f"heartbeat-{job_id}")
         beat.start()
-        watcher = threading.Thread(target=self._forward_sigterm, args=(child, stop, done), daemon=True)
+        stop_child = threading.Event()
+        watcher = threading.Thread(target=self._forward_sigterm, args=(child, stop, done, stop_child), daemon=True)
         watcher.start()
+        fence = threading.Thread(target=self._watch_for_stop, args=(tenant, job_id, command_id, run, done,
+                                                                    stop_child), daemon=True)
+        fence.start()
         try:
             for line in self._lines(read_fd, child if processes > 1 else None):
                 self._on_child_event(json.loads(line), tenant, job_id, attempt, causation, run)
@@ -228,9 +237,30 @@ class TrainingWorker:
         finally:
             os.close(fd)
 
-    def _forward_sigterm(self, child: subprocess.Popen[bytes], stop: threading.Event, done: threading.Event) -> None:
+    def _watch_for_stop(self, tenant: str, job_id: str, command_id: str, run: _Run, done: threading.Event,
+                        stop_child: threading.Event) -> None:
+        """Stop the child when the job is cancelled, preempted, finished or given to another worker."""
+        state = job_domain.fold(self._history(tenant, job_id))
+        while not done.wait(self.settings.stop_check_seconds):
+            try:
+                with self.engine.connect() as conn:
+                    state = job_domain.fold(eventstore.load_stream(conn, tenant, job_id, after_version=state.version),
+                                            state)
+            except Exception:  # noqa: BLE001 - the store is briefly unreachable; check again
+                log.warning("training job %s: could not read its stream", job_id, exc_info=True)
+                continue
+            moved_on = bool(command_id) and state.scheduled_event_id != command_id
+            if state.stop_reason or moved_on or state.state in (job_domain.CANCELLED, job_domain.SUCCEEDED):
+                log.info("training job %s: stopping its attempt (%s)", job_id,
+                         state.stop_reason or ("superseded" if moved_on else state.state_name))
+                run.stop_sent = True
+                stop_child.set()
+                return
+
+    def _forward_sigterm(self, child: subprocess.Popen[bytes], stop: threading.Event, done: threading.Event,
+                         stop_child: threading.Event | None = None) -> None:
         while not done.is_set():
-            if stop.wait(0.5):
+            if stop.wait(0.25) or (stop_child is not None and stop_child.is_set()):
                 if child.poll() is None:
                     child.send_signal(signal.SIGTERM)
                     deadline = time.monotonic() + self.settings.sigterm_grace_seconds

@@ -197,9 +197,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Submit a job to the worker pool over the bus, or run it here (--local)."""
+    """Run a training spec here, outside the platform (for experiments; jobs go through `privtune jobs`)."""
     import json as json_module
 
+    from gpu_worker.job import run_job
     from gpu_worker.spec import TrainingSpec
 
     body = json_module.loads(Path(args.spec).read_text())
@@ -207,23 +208,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     body.setdefault("tenant_id", args.tenant)
     spec = TrainingSpec.model_validate(body)
     config = _config(args)
-    if args.local:
-        from gpu_worker.job import run_job
 
-        def emit(kind: str, payload: dict) -> None:  # type: ignore[type-arg]
-            print(json_module.dumps({"kind": kind, **payload}, sort_keys=True), flush=True)
+    def emit(kind: str, payload: dict) -> None:  # type: ignore[type-arg]
+        print(json_module.dumps({"kind": kind, **payload}, sort_keys=True), flush=True)
 
-        return run_job(spec, config.models_dir, config.storage_uri, config.work_dir / spec.tenant_id / spec.job_id,
-                       emit)
-    from gpu_worker.submit import submit_training
-    from services.common.store import open_store
-
-    engine = open_store(config.store_uri)
-    submit_training(engine, spec, actor=args.actor)
-    engine.dispose()
-    print(f"submitted training job {spec.job_id}; follow it with: privtune events tail --tenant {spec.tenant_id} "
-          f"--topic privtune.training.events -f")
-    return 0
+    return run_job(spec, config.models_dir, config.storage_uri, config.work_dir / spec.tenant_id / spec.job_id, emit)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -311,13 +300,18 @@ def build_parser() -> argparse.ArgumentParser:
     msub.add_parser("list")
     mo.set_defaults(func=cmd_models)
 
-    tr = sub.add_parser("train", help="run a training job (see docs/training.md for the spec fields)")
+    tr = sub.add_parser("train", help="run a training spec in this process, without the platform "
+                                      "(submit jobs with `privtune jobs create`; see docs/training.md)")
     _add_backend_args(tr)
     tr.add_argument("spec", help="JSON file with TrainingSpec fields (method, base_model, dataset_uri, ...)")
     tr.add_argument("--tenant", required=True)
-    tr.add_argument("--actor", default="cli")
-    tr.add_argument("--local", action="store_true", help="train in this process instead of the worker pool")
     tr.set_defaults(func=cmd_train)
+
+    from privtune.cli_jobs import add_commands as add_job_commands
+    from privtune.cli_registry import add_commands as add_registry_commands
+
+    add_job_commands(sub)
+    add_registry_commands(sub)
     return parser
 
 

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 # service name -> module with build(engine, bus, config, stop) -> ServiceParts
 SERVICES: dict[str, str] = {"ingest": "services.ingest.service", "curation": "services.curation.service",
-                            "training": "gpu_worker.service"}
+                            "orchestrator": "services.orchestrator.service", "training": "gpu_worker.service"}
 
 
 def build_service(name: str, engine: Engine, bus: EventBus, config: PlatformConfig,
@@ -43,9 +43,13 @@ def build_service(name: str, engine: Engine, bus: EventBus, config: PlatformConf
 
 
 def all_projections(engine: Engine, config: PlatformConfig) -> list[Projection]:
-    """Every service's read models (their workers are not started)."""
+    """Every service's read models (their workers are not started).
+
+    Consumers that own no tables (follow-ups such as ledger settlement or model
+    registration, which append events) are not read models: replay leaves them alone.
+    """
     stop = threading.Event()
-    return [p for name in SERVICES for p in build_service(name, engine, None, config, stop).projections]
+    return [p for name in SERVICES for p in build_service(name, engine, None, config, stop).projections if p.tables]
 
 
 @dataclass

@@ -73,7 +73,7 @@ ROLLOUT_STRATEGY_CANARY: RolloutStrategy
 ROLLOUT_STRATEGY_SHADOW: RolloutStrategy
 
 class EventEnvelope(_message.Message):
-    __slots__ = ("id", "source", "type", "specversion", "subject", "time", "tenant_id", "actor", "correlation_id", "causation_id", "schema_version", "aggregate_version", "dataset_registered", "curation_requested", "dataset_version_created", "curation_failed", "training_requested", "training_rejected", "training_queued", "training_started", "training_progress", "checkpoint_saved", "training_completed", "training_failed", "training_heartbeat", "training_preempted", "eval_requested", "eval_completed", "deployment_requested", "deployment_approved", "pool_deployed", "traffic_flipped", "rolled_back", "access_denied")
+    __slots__ = ("id", "source", "type", "specversion", "subject", "time", "tenant_id", "actor", "correlation_id", "causation_id", "schema_version", "aggregate_version", "dataset_registered", "curation_requested", "dataset_version_created", "curation_failed", "training_requested", "training_rejected", "training_queued", "training_started", "training_progress", "checkpoint_saved", "training_completed", "training_failed", "training_heartbeat", "training_preempted", "eval_requested", "eval_completed", "deployment_requested", "deployment_approved", "pool_deployed", "traffic_flipped", "rolled_back", "access_denied", "training_scheduled", "training_stop_requested", "training_cancelled", "model_version_registered", "model_alias_moved", "privacy_budget_reserved", "privacy_budget_settled")
     ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,13 @@ class EventEnvelope(_message.Message):
     TRAFFIC_FLIPPED_FIELD_NUMBER: _ClassVar[int]
     ROLLED_BACK_FIELD_NUMBER: _ClassVar[int]
     ACCESS_DENIED_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_SCHEDULED_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_STOP_REQUESTED_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_REGISTERED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ALIAS_MOVED_FIELD_NUMBER: _ClassVar[int]
+    PRIVACY_BUDGET_RESERVED_FIELD_NUMBER: _ClassVar[int]
+    PRIVACY_BUDGET_SETTLED_FIELD_NUMBER: _ClassVar[int]
     id: str
     source: str
     type: str
@@ -142,7 +149,14 @@ class EventEnvelope(_message.Message):
     traffic_flipped: TrafficFlipped
     rolled_back: RolledBack
     access_denied: AccessDenied
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., specversion: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., correlation_id: _Optional[str] = ..., causation_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., aggregate_version: _Optional[int] = ..., dataset_registered: _Optional[_Union[DatasetRegistered, _Mapping]] = ..., curation_requested: _Optional[_Union[CurationRequested, _Mapping]] = ..., dataset_version_created: _Optional[_Union[DatasetVersionCreated, _Mapping]] = ..., curation_failed: _Optional[_Union[CurationFailed, _Mapping]] = ..., training_requested: _Optional[_Union[TrainingRequested, _Mapping]] = ..., training_rejected: _Optional[_Union[TrainingRejected, _Mapping]] = ..., training_queued: _Optional[_Union[TrainingQueued, _Mapping]] = ..., training_started: _Optional[_Union[TrainingStarted, _Mapping]] = ..., training_progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_saved: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., training_completed: _Optional[_Union[TrainingCompleted, _Mapping]] = ..., training_failed: _Optional[_Union[TrainingFailed, _Mapping]] = ..., training_heartbeat: _Optional[_Union[TrainingHeartbeat, _Mapping]] = ..., training_preempted: _Optional[_Union[TrainingPreempted, _Mapping]] = ..., eval_requested: _Optional[_Union[EvalRequested, _Mapping]] = ..., eval_completed: _Optional[_Union[EvalCompleted, _Mapping]] = ..., deployment_requested: _Optional[_Union[DeploymentRequested, _Mapping]] = ..., deployment_approved: _Optional[_Union[DeploymentApproved, _Mapping]] = ..., pool_deployed: _Optional[_Union[PoolDeployed, _Mapping]] = ..., traffic_flipped: _Optional[_Union[TrafficFlipped, _Mapping]] = ..., rolled_back: _Optional[_Union[RolledBack, _Mapping]] = ..., access_denied: _Optional[_Union[AccessDenied, _Mapping]] = ...) -> None: ...
+    training_scheduled: TrainingScheduled
+    training_stop_requested: TrainingStopRequested
+    training_cancelled: TrainingCancelled
+    model_version_registered: ModelVersionRegistered
+    model_alias_moved: ModelAliasMoved
+    privacy_budget_reserved: PrivacyBudgetReserved
+    privacy_budget_settled: PrivacyBudgetSettled
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., specversion: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., correlation_id: _Optional[str] = ..., causation_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., aggregate_version: _Optional[int] = ..., dataset_registered: _Optional[_Union[DatasetRegistered, _Mapping]] = ..., curation_requested: _Optional[_Union[CurationRequested, _Mapping]] = ..., dataset_version_created: _Optional[_Union[DatasetVersionCreated, _Mapping]] = ..., curation_failed: _Optional[_Union[CurationFailed, _Mapping]] = ..., training_requested: _Optional[_Union[TrainingRequested, _Mapping]] = ..., training_rejected: _Optional[_Union[TrainingRejected, _Mapping]] = ..., training_queued: _Optional[_Union[TrainingQueued, _Mapping]] = ..., training_started: _Optional[_Union[TrainingStarted, _Mapping]] = ..., training_progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_saved: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., training_completed: _Optional[_Union[TrainingCompleted, _Mapping]] = ..., training_failed: _Optional[_Union[TrainingFailed, _Mapping]] = ..., training_heartbeat: _Optional[_Union[TrainingHeartbeat, _Mapping]] = ..., training_preempted: _Optional[_Union[TrainingPreempted, _Mapping]] = ..., eval_requested: _Optional[_Union[EvalRequested, _Mapping]] = ..., eval_completed: _Optional[_Union[EvalCompleted, _Mapping]] = ..., deployment_requested: _Optional[_Union[DeploymentRequested, _Mapping]] = ..., deployment_approved: _Optional[_Union[DeploymentApproved, _Mapping]] = ..., pool_deployed: _Optional[_Union[PoolDeployed, _Mapping]] = ..., traffic_flipped: _Optional[_Union[TrafficFlipped, _Mapping]] = ..., rolled_back: _Optional[_Union[RolledBack, _Mapping]] = ..., access_denied: _Optional[_Union[AccessDenied, _Mapping]] = ..., training_scheduled: _Optional[_Union[TrainingScheduled, _Mapping]] = ..., training_stop_requested: _Optional[_Union[TrainingStopRequested, _Mapping]] = ..., training_cancelled: _Optional[_Union[TrainingCancelled, _Mapping]] = ..., model_version_registered: _Optional[_Union[ModelVersionRegistered, _Mapping]] = ..., model_alias_moved: _Optional[_Union[ModelAliasMoved, _Mapping]] = ..., privacy_budget_reserved: _Optional[_Union[PrivacyBudgetReserved, _Mapping]] = ..., privacy_budget_settled: _Optional[_Union[PrivacyBudgetSettled, _Mapping]] = ...) -> None: ...
 
 class DatasetRegistered(_message.Message):
     __slots__ = ("dataset_id", "name", "storage_uri", "format_hint", "classification", "checksum_sha256", "file_count", "total_bytes", "labels")
@@ -278,7 +292,7 @@ class DifferentialPrivacy(_message.Message):
     def __init__(self, enabled: _Optional[bool] = ..., target_epsilon: _Optional[float] = ..., target_delta: _Optional[float] = ..., max_grad_norm: _Optional[float] = ...) -> None: ...
 
 class TrainingRequested(_message.Message):
-    __slots__ = ("job_id", "name", "base_model_id", "train_dataset_version", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "priority", "config_sha256", "dataset_uri", "config_json")
+    __slots__ = ("job_id", "name", "base_model_id", "train_dataset_version", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "priority", "config_sha256", "dataset_uri", "config_json", "gpus", "dataset_id", "classification")
     class ExperimentTagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -302,6 +316,9 @@ class TrainingRequested(_message.Message):
     CONFIG_SHA256_FIELD_NUMBER: _ClassVar[int]
     DATASET_URI_FIELD_NUMBER: _ClassVar[int]
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     name: str
     base_model_id: str
@@ -318,29 +335,138 @@ class TrainingRequested(_message.Message):
     config_sha256: str
     dataset_uri: str
     config_json: str
-    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., base_model_id: _Optional[str] = ..., train_dataset_version: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., lora_config: _Optional[_Union[LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., config_sha256: _Optional[str] = ..., dataset_uri: _Optional[str] = ..., config_json: _Optional[str] = ...) -> None: ...
+    gpus: int
+    dataset_id: str
+    classification: DataClassification
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., base_model_id: _Optional[str] = ..., train_dataset_version: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., lora_config: _Optional[_Union[LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., config_sha256: _Optional[str] = ..., dataset_uri: _Optional[str] = ..., config_json: _Optional[str] = ..., gpus: _Optional[int] = ..., dataset_id: _Optional[str] = ..., classification: _Optional[_Union[DataClassification, str]] = ...) -> None: ...
+
+class PolicyViolation(_message.Message):
+    __slots__ = ("rule", "reason", "remedy")
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REMEDY_FIELD_NUMBER: _ClassVar[int]
+    rule: str
+    reason: str
+    remedy: str
+    def __init__(self, rule: _Optional[str] = ..., reason: _Optional[str] = ..., remedy: _Optional[str] = ...) -> None: ...
 
 class TrainingRejected(_message.Message):
-    __slots__ = ("job_id", "rule", "reason", "remedy")
+    __slots__ = ("job_id", "rule", "reason", "remedy", "violations", "policy_version", "policy_sha256")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RULE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     REMEDY_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_SHA256_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     rule: str
     reason: str
     remedy: str
-    def __init__(self, job_id: _Optional[str] = ..., rule: _Optional[str] = ..., reason: _Optional[str] = ..., remedy: _Optional[str] = ...) -> None: ...
+    violations: _containers.RepeatedCompositeFieldContainer[PolicyViolation]
+    policy_version: str
+    policy_sha256: str
+    def __init__(self, job_id: _Optional[str] = ..., rule: _Optional[str] = ..., reason: _Optional[str] = ..., remedy: _Optional[str] = ..., violations: _Optional[_Iterable[_Union[PolicyViolation, _Mapping]]] = ..., policy_version: _Optional[str] = ..., policy_sha256: _Optional[str] = ...) -> None: ...
+
+class ResourceEstimate(_message.Message):
+    __slots__ = ("peak_memory_bytes", "weights_bytes", "trainable_bytes", "gradient_bytes", "optimizer_bytes", "activation_bytes", "tokens", "gpu_hours", "cost_usd", "gpu_type", "gpu_memory_bytes", "fits", "total_steps", "planned_epsilon", "noise_multiplier")
+    PEAK_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TRAINABLE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GRADIENT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OPTIMIZER_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    GPU_TYPE_FIELD_NUMBER: _ClassVar[int]
+    GPU_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FITS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    NOISE_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    peak_memory_bytes: int
+    weights_bytes: int
+    trainable_bytes: int
+    gradient_bytes: int
+    optimizer_bytes: int
+    activation_bytes: int
+    tokens: int
+    gpu_hours: float
+    cost_usd: float
+    gpu_type: str
+    gpu_memory_bytes: int
+    fits: bool
+    total_steps: int
+    planned_epsilon: float
+    noise_multiplier: float
+    def __init__(self, peak_memory_bytes: _Optional[int] = ..., weights_bytes: _Optional[int] = ..., trainable_bytes: _Optional[int] = ..., gradient_bytes: _Optional[int] = ..., optimizer_bytes: _Optional[int] = ..., activation_bytes: _Optional[int] = ..., tokens: _Optional[int] = ..., gpu_hours: _Optional[float] = ..., cost_usd: _Optional[float] = ..., gpu_type: _Optional[str] = ..., gpu_memory_bytes: _Optional[int] = ..., fits: _Optional[bool] = ..., total_steps: _Optional[int] = ..., planned_epsilon: _Optional[float] = ..., noise_multiplier: _Optional[float] = ...) -> None: ...
 
 class TrainingQueued(_message.Message):
-    __slots__ = ("job_id", "gpu_pool", "attempt")
+    __slots__ = ("job_id", "gpu_pool", "attempt", "not_before_ms", "reason", "priority", "gpus", "estimate", "policy_version", "policy_sha256")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     GPU_POOL_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_SHA256_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     gpu_pool: str
     attempt: int
-    def __init__(self, job_id: _Optional[str] = ..., gpu_pool: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+    not_before_ms: int
+    reason: str
+    priority: int
+    gpus: int
+    estimate: ResourceEstimate
+    policy_version: str
+    policy_sha256: str
+    def __init__(self, job_id: _Optional[str] = ..., gpu_pool: _Optional[str] = ..., attempt: _Optional[int] = ..., not_before_ms: _Optional[int] = ..., reason: _Optional[str] = ..., priority: _Optional[int] = ..., gpus: _Optional[int] = ..., estimate: _Optional[_Union[ResourceEstimate, _Mapping]] = ..., policy_version: _Optional[str] = ..., policy_sha256: _Optional[str] = ...) -> None: ...
+
+class TrainingScheduled(_message.Message):
+    __slots__ = ("job_id", "gpu_pool", "gpus", "attempt", "executor", "gpu_type", "resume_from_checkpoint_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    GPU_POOL_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    EXECUTOR_FIELD_NUMBER: _ClassVar[int]
+    GPU_TYPE_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FROM_CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    gpu_pool: str
+    gpus: int
+    attempt: int
+    executor: str
+    gpu_type: str
+    resume_from_checkpoint_id: str
+    def __init__(self, job_id: _Optional[str] = ..., gpu_pool: _Optional[str] = ..., gpus: _Optional[int] = ..., attempt: _Optional[int] = ..., executor: _Optional[str] = ..., gpu_type: _Optional[str] = ..., resume_from_checkpoint_id: _Optional[str] = ...) -> None: ...
+
+class TrainingStopRequested(_message.Message):
+    __slots__ = ("job_id", "reason", "detail", "preempting_job_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    PREEMPTING_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    reason: str
+    detail: str
+    preempting_job_id: str
+    def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., preempting_job_id: _Optional[str] = ...) -> None: ...
+
+class TrainingCancelled(_message.Message):
+    __slots__ = ("job_id", "reason", "step", "checkpoint_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    reason: str
+    step: int
+    checkpoint_id: str
+    def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ..., step: _Optional[int] = ..., checkpoint_id: _Optional[str] = ...) -> None: ...
 
 class TrainingStarted(_message.Message):
     __slots__ = ("job_id", "worker_id", "attempt", "resumed_from_checkpoint_id", "dataset_manifest_sha256", "base_model_sha256", "code_version", "seed", "hardware", "library_versions", "total_steps", "effective_batch_size", "config_sha256", "bitwise_reproducible", "trainable_parameters")
@@ -489,6 +615,87 @@ class TrainingFailed(_message.Message):
     retryable: bool
     step: int
     def __init__(self, job_id: _Optional[str] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., retryable: _Optional[bool] = ..., step: _Optional[int] = ...) -> None: ...
+
+class ModelVersionRegistered(_message.Message):
+    __slots__ = ("model_version_id", "model_name", "version", "kind", "artifact_uri", "artifact_sha256", "job_id", "base_model_id", "base_model_sha256", "dataset_version_id", "dataset_manifest_sha256", "config_sha256", "code_version", "metrics", "dataset_id")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_URI_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
+    DATASET_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_MANIFEST_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CODE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    model_version_id: str
+    model_name: str
+    version: int
+    kind: str
+    artifact_uri: str
+    artifact_sha256: str
+    job_id: str
+    base_model_id: str
+    base_model_sha256: str
+    dataset_version_id: str
+    dataset_manifest_sha256: str
+    config_sha256: str
+    code_version: str
+    metrics: _containers.ScalarMap[str, float]
+    dataset_id: str
+    def __init__(self, model_version_id: _Optional[str] = ..., model_name: _Optional[str] = ..., version: _Optional[int] = ..., kind: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., job_id: _Optional[str] = ..., base_model_id: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., dataset_version_id: _Optional[str] = ..., dataset_manifest_sha256: _Optional[str] = ..., config_sha256: _Optional[str] = ..., code_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., dataset_id: _Optional[str] = ...) -> None: ...
+
+class ModelAliasMoved(_message.Message):
+    __slots__ = ("model_name", "alias", "model_version_id", "previous_model_version_id", "reason")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    alias: str
+    model_version_id: str
+    previous_model_version_id: str
+    reason: str
+    def __init__(self, model_name: _Optional[str] = ..., alias: _Optional[str] = ..., model_version_id: _Optional[str] = ..., previous_model_version_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PrivacyBudgetReserved(_message.Message):
+    __slots__ = ("job_id", "month", "epsilon", "delta", "monthly_cap")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    MONTHLY_CAP_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    month: str
+    epsilon: float
+    delta: float
+    monthly_cap: float
+    def __init__(self, job_id: _Optional[str] = ..., month: _Optional[str] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., monthly_cap: _Optional[float] = ...) -> None: ...
+
+class PrivacyBudgetSettled(_message.Message):
+    __slots__ = ("job_id", "month", "epsilon_spent", "outcome")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    month: str
+    epsilon_spent: float
+    outcome: str
+    def __init__(self, job_id: _Optional[str] = ..., month: _Optional[str] = ..., epsilon_spent: _Optional[float] = ..., outcome: _Optional[str] = ...) -> None: ...
 
 class EvalRequested(_message.Message):
     __slots__ = ("eval_id", "job_id", "model_version_id", "suite_id")

@@ -35,7 +35,7 @@ TRAINING_JOB_STATE_CANCELLED: TrainingJobState
 TRAINING_JOB_STATE_PREEMPTED: TrainingJobState
 
 class TrainingJob(_message.Message):
-    __slots__ = ("job_id", "name", "state", "base_model_id", "train_dataset_version", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "step", "loss", "last_checkpoint_id", "artifact_uri", "artifact_sha256", "reason", "created_at", "updated_at")
+    __slots__ = ("job_id", "name", "state", "base_model_id", "train_dataset_version", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "step", "loss", "last_checkpoint_id", "artifact_uri", "artifact_sha256", "reason", "created_at", "updated_at", "priority", "attempt", "gpus", "estimate", "violations", "epsilon_spent", "policy_version", "model_version_id", "total_steps", "eval_loss")
     class ExperimentTagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,16 @@ class TrainingJob(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_LOSS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     name: str
     state: TrainingJobState
@@ -85,10 +95,20 @@ class TrainingJob(_message.Message):
     reason: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ..., base_model_id: _Optional[str] = ..., train_dataset_version: _Optional[str] = ..., method: _Optional[_Union[_events_pb2.TrainingMethod, str]] = ..., lora_config: _Optional[_Union[_events_pb2.LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[_events_pb2.Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[_events_pb2.DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., step: _Optional[int] = ..., loss: _Optional[float] = ..., last_checkpoint_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    priority: int
+    attempt: int
+    gpus: int
+    estimate: _events_pb2.ResourceEstimate
+    violations: _containers.RepeatedCompositeFieldContainer[_events_pb2.PolicyViolation]
+    epsilon_spent: float
+    policy_version: str
+    model_version_id: str
+    total_steps: int
+    eval_loss: float
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ..., base_model_id: _Optional[str] = ..., train_dataset_version: _Optional[str] = ..., method: _Optional[_Union[_events_pb2.TrainingMethod, str]] = ..., lora_config: _Optional[_Union[_events_pb2.LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[_events_pb2.Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[_events_pb2.DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., step: _Optional[int] = ..., loss: _Optional[float] = ..., last_checkpoint_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., priority: _Optional[int] = ..., attempt: _Optional[int] = ..., gpus: _Optional[int] = ..., estimate: _Optional[_Union[_events_pb2.ResourceEstimate, _Mapping]] = ..., violations: _Optional[_Iterable[_Union[_events_pb2.PolicyViolation, _Mapping]]] = ..., epsilon_spent: _Optional[float] = ..., policy_version: _Optional[str] = ..., model_version_id: _Optional[str] = ..., total_steps: _Optional[int] = ..., eval_loss: _Optional[float] = ...) -> None: ...
 
 class CreateTrainingJobRequest(_message.Message):
-    __slots__ = ("name", "base_model_id", "train_dataset_version", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "priority", "request_id")
+    __slots__ = ("name", "base_model_id", "train_dataset_version", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "priority", "request_id", "gpus", "extra_config_json")
     class ExperimentTagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +129,8 @@ class CreateTrainingJobRequest(_message.Message):
     EXPERIMENT_TAGS_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     name: str
     base_model_id: str
     train_dataset_version: str
@@ -122,7 +144,9 @@ class CreateTrainingJobRequest(_message.Message):
     experiment_tags: _containers.ScalarMap[str, str]
     priority: int
     request_id: str
-    def __init__(self, name: _Optional[str] = ..., base_model_id: _Optional[str] = ..., train_dataset_version: _Optional[str] = ..., method: _Optional[_Union[_events_pb2.TrainingMethod, str]] = ..., lora_config: _Optional[_Union[_events_pb2.LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[_events_pb2.Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[_events_pb2.DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    gpus: int
+    extra_config_json: str
+    def __init__(self, name: _Optional[str] = ..., base_model_id: _Optional[str] = ..., train_dataset_version: _Optional[str] = ..., method: _Optional[_Union[_events_pb2.TrainingMethod, str]] = ..., lora_config: _Optional[_Union[_events_pb2.LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[_events_pb2.Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[_events_pb2.DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., request_id: _Optional[str] = ..., gpus: _Optional[int] = ..., extra_config_json: _Optional[str] = ...) -> None: ...
 
 class GetTrainingJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -131,12 +155,14 @@ class GetTrainingJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class ListTrainingJobsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token")
+    __slots__ = ("page_size", "page_token", "state")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    state: TrainingJobState
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ...) -> None: ...
 
 class ListTrainingJobsResponse(_message.Message):
     __slots__ = ("jobs", "next_page_token")
@@ -159,3 +185,49 @@ class WatchTrainingJobRequest(_message.Message):
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class TrainingJobEstimate(_message.Message):
+    __slots__ = ("estimate", "violations", "method", "policy_version", "fitting_methods")
+    ESTIMATE_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FITTING_METHODS_FIELD_NUMBER: _ClassVar[int]
+    estimate: _events_pb2.ResourceEstimate
+    violations: _containers.RepeatedCompositeFieldContainer[_events_pb2.PolicyViolation]
+    method: str
+    policy_version: str
+    fitting_methods: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, estimate: _Optional[_Union[_events_pb2.ResourceEstimate, _Mapping]] = ..., violations: _Optional[_Iterable[_Union[_events_pb2.PolicyViolation, _Mapping]]] = ..., method: _Optional[str] = ..., policy_version: _Optional[str] = ..., fitting_methods: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetPrivacyLedgerRequest(_message.Message):
+    __slots__ = ("month",)
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    month: str
+    def __init__(self, month: _Optional[str] = ...) -> None: ...
+
+class PrivacyLedgerEntry(_message.Message):
+    __slots__ = ("job_id", "epsilon_reserved", "epsilon_spent", "state")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_RESERVED_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    epsilon_reserved: float
+    epsilon_spent: float
+    state: str
+    def __init__(self, job_id: _Optional[str] = ..., epsilon_reserved: _Optional[float] = ..., epsilon_spent: _Optional[float] = ..., state: _Optional[str] = ...) -> None: ...
+
+class PrivacyLedger(_message.Message):
+    __slots__ = ("month", "monthly_cap", "epsilon_committed", "epsilon_remaining", "entries")
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    MONTHLY_CAP_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    month: str
+    monthly_cap: float
+    epsilon_committed: float
+    epsilon_remaining: float
+    entries: _containers.RepeatedCompositeFieldContainer[PrivacyLedgerEntry]
+    def __init__(self, month: _Optional[str] = ..., monthly_cap: _Optional[float] = ..., epsilon_committed: _Optional[float] = ..., epsilon_remaining: _Optional[float] = ..., entries: _Optional[_Iterable[_Union[PrivacyLedgerEntry, _Mapping]]] = ...) -> None: ...

@@ -60,6 +60,16 @@ class TrainingServiceStub:
                 request_serializer=privtune_dot_v1_dot_training__service__pb2.WatchTrainingJobRequest.SerializeToString,
                 response_deserializer=privtune_dot_v1_dot_events__pb2.EventEnvelope.FromString,
                 _registered_method=True)
+        self.EstimateTrainingJob = channel.unary_unary(
+                '/privtune.v1.TrainingService/EstimateTrainingJob',
+                request_serializer=privtune_dot_v1_dot_training__service__pb2.CreateTrainingJobRequest.SerializeToString,
+                response_deserializer=privtune_dot_v1_dot_training__service__pb2.TrainingJobEstimate.FromString,
+                _registered_method=True)
+        self.GetPrivacyLedger = channel.unary_unary(
+                '/privtune.v1.TrainingService/GetPrivacyLedger',
+                request_serializer=privtune_dot_v1_dot_training__service__pb2.GetPrivacyLedgerRequest.SerializeToString,
+                response_deserializer=privtune_dot_v1_dot_training__service__pb2.PrivacyLedger.FromString,
+                _registered_method=True)
 
 
 class TrainingServiceServicer:
@@ -95,6 +105,19 @@ class TrainingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EstimateTrainingJob(self, request, context):
+        """What a request would need (memory, GPU-hours, cost, epsilon) and whether policy allows it; runs nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPrivacyLedger(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +145,16 @@ def add_TrainingServiceServicer_to_server(servicer, server):
                     servicer.WatchTrainingJob,
                     request_deserializer=privtune_dot_v1_dot_training__service__pb2.WatchTrainingJobRequest.FromString,
                     response_serializer=privtune_dot_v1_dot_events__pb2.EventEnvelope.SerializeToString,
+            ),
+            'EstimateTrainingJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.EstimateTrainingJob,
+                    request_deserializer=privtune_dot_v1_dot_training__service__pb2.CreateTrainingJobRequest.FromString,
+                    response_serializer=privtune_dot_v1_dot_training__service__pb2.TrainingJobEstimate.SerializeToString,
+            ),
+            'GetPrivacyLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPrivacyLedger,
+                    request_deserializer=privtune_dot_v1_dot_training__service__pb2.GetPrivacyLedgerRequest.FromString,
+                    response_serializer=privtune_dot_v1_dot_training__service__pb2.PrivacyLedger.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -259,6 +292,60 @@ class TrainingService:
             '/privtune.v1.TrainingService/WatchTrainingJob',
             privtune_dot_v1_dot_training__service__pb2.WatchTrainingJobRequest.SerializeToString,
             privtune_dot_v1_dot_events__pb2.EventEnvelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EstimateTrainingJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/privtune.v1.TrainingService/EstimateTrainingJob',
+            privtune_dot_v1_dot_training__service__pb2.CreateTrainingJobRequest.SerializeToString,
+            privtune_dot_v1_dot_training__service__pb2.TrainingJobEstimate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPrivacyLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/privtune.v1.TrainingService/GetPrivacyLedger',
+            privtune_dot_v1_dot_training__service__pb2.GetPrivacyLedgerRequest.SerializeToString,
+            privtune_dot_v1_dot_training__service__pb2.PrivacyLedger.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,6 +8,8 @@ TRAINING_EVENTS = "privtune.training.events"
 TRAINING_COMMANDS = "privtune.training.commands"
 EVAL_EVENTS = "privtune.eval.events"
 DEPLOYMENT_EVENTS = "privtune.deployment.events"
+MODEL_EVENTS = "privtune.model.events"
+PRIVACY_EVENTS = "privtune.privacy.events"
 ACCESS_EVENTS = "privtune.access.events"
 AUDIT = "privtune.audit"
 DEAD_LETTER = "privtune.deadletter"
@@ -19,6 +21,8 @@ ALL_TOPICS: tuple[str, ...] = (
     TRAINING_COMMANDS,
     EVAL_EVENTS,
     DEPLOYMENT_EVENTS,
+    MODEL_EVENTS,
+    PRIVACY_EVENTS,
     ACCESS_EVENTS,
     AUDIT,
     DEAD_LETTER,
@@ -30,7 +34,14 @@ _TOPIC_BY_PAYLOAD: dict[str, str] = {
     "curation_requested": CURATION_EVENTS,
     "dataset_version_created": CURATION_EVENTS,
     "curation_failed": CURATION_EVENTS,
-    "training_requested": TRAINING_COMMANDS,
+    "training_requested": TRAINING_EVENTS,
+    "training_scheduled": TRAINING_COMMANDS,
+    "training_stop_requested": TRAINING_EVENTS,
+    "training_cancelled": TRAINING_EVENTS,
+    "model_version_registered": MODEL_EVENTS,
+    "model_alias_moved": MODEL_EVENTS,
+    "privacy_budget_reserved": PRIVACY_EVENTS,
+    "privacy_budget_settled": PRIVACY_EVENTS,
     "training_rejected": TRAINING_EVENTS,
     "training_queued": TRAINING_EVENTS,
     "training_started": TRAINING_EVENTS,

@@ -57,7 +57,9 @@ def test_replay_from_zero_reproduces_the_live_read_models(
 
     scratch = open_store(f"sqlite:///{tmp_path}/scratch.db")
     results = replay(scratch, bus, projections)
-    assert {r.projection: r.applied for r in results} == {"ingest.dataset_view": 12, "curation.job_view": 0}
+    assert {r.projection: r.applied for r in results} == {
+        "ingest.dataset_view": 12, "curation.job_view": 0, "orchestrator.job_view": 0,
+        "registry.model_version_view": 0, "tracker.run_view": 0}
     assert snapshot(scratch, projections) == live_state
 
     # in place: truncate and rebuild the live store itself

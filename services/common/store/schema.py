@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger, Column, Integer, LargeBinary, MetaData, String, Table, Text, UniqueConstraint, Index,
+    BigInteger, Column, Float, Integer, LargeBinary, MetaData, String, Table, Text, UniqueConstraint, Index,
 )
 
 metadata = MetaData()
@@ -96,4 +96,33 @@ curation_job_view = Table(
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
     Index("ix_curation_job_view_dataset", "tenant_id", "dataset_id"),
+)
+
+# Read model: training jobs as ListTrainingJobs serves them; the orchestrator's controller
+# also finds the jobs it still has to act on here (it then folds their streams for the truth).
+training_job_view = Table(
+    "training_job_view", metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("job_id", String(128), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("state", Integer, nullable=False),
+    Column("gpu_pool", String(64), nullable=False),
+    Column("gpus", Integer, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("method", Integer, nullable=False),
+    Column("base_model_id", String(255), nullable=False),
+    Column("dataset_version_id", String(128), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("total_steps", BigInteger, nullable=False),
+    Column("loss", Float, nullable=False),
+    Column("epsilon_spent", Float, nullable=False),
+    Column("gpu_hours", Float, nullable=False),           # estimate while active, measured once ended
+    Column("retry_pending", Integer, nullable=False),     # failed, but the orchestrator will retry it
+    Column("month", String(7), nullable=False),           # creation month (UTC), for monthly quotas
+    Column("reason", Text, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Index("ix_training_job_view_state", "state"),
+    Index("ix_training_job_view_tenant_month", "tenant_id", "month"),
 )

@@ -1,4 +1,5 @@
-"""The worker pool on the bus: events of a real job, heartbeats, and a killed worker's job resumed."""
+"""The worker pool on the bus, behind the orchestrator: events of a real job, heartbeats, a killed
+worker's job requeued and resumed from its checkpoint without anyone acting, data parallel."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ from typing import Iterator
 import pytest
 
 from gpu_worker.hashing import folder_files, manifest_sha256
-from gpu_worker.submit import submit_training
 from gpu_worker.worker import TrainingWorker, WorkerSettings
 from privtune.platform import Platform
 from services.common import eventstore
 from services.common.config import PlatformConfig
 from services.common.topics import TRAINING_EVENTS
+from services.orchestrator.catalog import dataset_info
+from tests.orchestrator_fixtures import create_job, job_request, register_version
 from tests.platform_fixtures import wait_until
-from tests.training_fixtures import REPO, TENANT, make_dataset, make_models, tiny_spec
+from tests.training_fixtures import REPO, TENANT, make_models, tiny_spec
 
 pytestmark = pytest.mark.integration
 
@@ -31,9 +33,16 @@ def _config(tmp_path: Path) -> PlatformConfig:
 
 
 @pytest.fixture
-def relay(tmp_path: Path) -> Iterator[Platform]:
-    """The outbox relay only: workers under test run separately."""
-    platform = Platform(_config(tmp_path), services=()).start()
+def relay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
+    """The orchestrator (API, controller, read models) and the outbox relay; workers under test run separately.
+
+    Two local device slots; a running job without a sign of life for 4 s has lost its worker.
+    """
+    monkeypatch.setenv("PRIVTUNE_WORKER_LOST_AFTER_S", "4")
+    monkeypatch.setenv("PRIVTUNE_START_TIMEOUT_S", "120")
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "pools.yaml").write_text("pools:\n  - {name: local, gpu_type: cpu, gpus: 2, shared: false}\n")
+    platform = Platform(_config(tmp_path), services=("orchestrator",)).start()
     make_models(platform.config.models_dir)
     yield platform
     platform.stop()
@@ -58,75 +67,73 @@ def test_a_requested_job_runs_and_reports_every_stage(relay: Platform, tmp_path:
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        spec = tiny_spec(make_dataset(config.storage_uri), max_steps=12, checkpoint_every=6)
-        submit_training(relay.engine, spec, actor="alice")  # type: ignore[arg-type]
-        wait_until(lambda: "training_completed" in _kinds(relay, spec.job_id), 180, "the job to complete")
-        bad = tiny_spec(make_dataset(config.storage_uri), job_id="job-bad", base_model="gpt-9")
-        submit_training(relay.engine, bad, actor="alice")  # type: ignore[arg-type]
-        wait_until(lambda: "training_failed" in _kinds(relay, "job-bad"), 120, "the bad job to fail")
+        version = register_version(relay.engine, config.storage_uri)  # type: ignore[arg-type]
+        job = create_job(relay, job_request(version, max_steps=12, checkpoint_every=6))
+        wait_until(lambda: "training_completed" in _kinds(relay, job.job_id), 180, "the job to complete")
     finally:
         stop.set()
         thread.join(timeout=30)
         worker.close()
-    events = _stream(relay, spec.job_id)
+    events = _stream(relay, job.job_id)
     kinds = [e.WhichOneof("payload") for e in events]
     assert "training_heartbeat" in kinds
     facts = [e for e in events if e.WhichOneof("payload") != "training_heartbeat"]
     kinds = [e.WhichOneof("payload") for e in facts]
-    assert kinds[:2] == ["training_requested", "training_started"] and kinds[-1] == "training_completed"
-    assert kinds.count("training_progress") == 12
-    started = facts[1].training_started
+    assert kinds[:4] == ["training_requested", "training_queued", "training_scheduled", "training_started"]
+    assert kinds[-1] == "training_completed" and kinds.count("training_progress") == 12
+    started = facts[3].training_started
     assert started.worker_id == "worker-a" and started.attempt == 1 and started.total_steps == 12
     assert started.bitwise_reproducible.startswith("yes") and started.library_versions["torch"]
     saved = [e.checkpoint_saved for e in events if e.WhichOneof("payload") == "checkpoint_saved"]
     assert [c.step for c in saved] == [6, 12] and all(c.uri.startswith("file://") and c.sha256 for c in saved)
     done = facts[-1].training_completed
-    artifact = config.work_dir / TENANT / spec.job_id / "artifact"
+    artifact = config.work_dir / TENANT / job.job_id / "artifact"
     assert done.artifact_sha256 == manifest_sha256(folder_files(artifact)) and done.steps == 12
     assert done.eval_loss < done.initial_eval_loss
-    assert all(e.causation_id for e in events[1:]) and all(e.correlation_id == spec.job_id for e in events)
-    bad_kinds = _kinds(relay, "job-bad")
-    assert bad_kinds[-1] == "training_failed"  # no heartbeat after the outcome
-    failed = _stream(relay, "job-bad")[-1].training_failed
-    assert failed.error_code == "invalid_input" and "gpt-9" in failed.reason and not failed.retryable
+    assert all(e.causation_id for e in events[2:])
+    assert len({e.correlation_id for e in events}) == 1  # the create call's correlation id, carried throughout
     sub = relay.bus.subscribe("test-reader", [TRAINING_EVENTS])  # type: ignore[union-attr]
     seen: set[str] = set()
-    wait_until(lambda: seen.update(r.key.decode() for r in sub.poll(timeout=0.5)) or spec.job_id in seen, 30,
+    wait_until(lambda: seen.update(r.key.decode() for r in sub.poll(timeout=0.5)) or job.job_id in seen, 30,
                "the job's events on the bus")
     sub.close()
 
 
 def _serve_training(config: PlatformConfig, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PRIVTUNE_DATA_DIR": str(config.data_dir),
-           "PRIVTUNE_BUS": config.bus_uri, "PRIVTUNE_STORE": config.store_uri}
+           "PRIVTUNE_BUS": config.bus_uri, "PRIVTUNE_STORE": config.store_uri, "PRIVTUNE_HEARTBEAT_S": "0.5"}
     return subprocess.Popen([sys.executable, "-m", "privtune", "serve", "training"], cwd=REPO, env=env,
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT)
 
 
-def test_a_killed_workers_job_is_redelivered_and_resumed_from_its_checkpoint(relay: Platform,
-                                                                             tmp_path: Path) -> None:
+def test_a_killed_workers_job_is_requeued_and_resumed_from_its_checkpoint(relay: Platform,
+                                                                          tmp_path: Path) -> None:
     config = relay.config
-    spec = tiny_spec(make_dataset(config.storage_uri), job_id="job-k", max_steps=40, checkpoint_every=5)
-    submit_training(relay.engine, spec, actor="alice")  # type: ignore[arg-type]
+    version = register_version(relay.engine, config.storage_uri)  # type: ignore[arg-type]
+    job_id = create_job(relay, job_request(version, max_steps=40, checkpoint_every=5)).job_id
     first = _serve_training(config, tmp_path / "worker-1.log")
     try:
-        wait_until(lambda: "checkpoint_saved" in _kinds(relay, "job-k"), 180, "a first checkpoint")
+        wait_until(lambda: "checkpoint_saved" in _kinds(relay, job_id), 180, "a first checkpoint")
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
     finally:
         first.kill()
     second = _serve_training(config, tmp_path / "worker-2.log")
     try:
-        wait_until(lambda: "training_completed" in _kinds(relay, "job-k"), 240, "the resumed job to complete")
+        wait_until(lambda: "training_completed" in _kinds(relay, job_id), 240, "the resumed job to complete")
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(timeout=60)
-    events = _stream(relay, "job-k")
+    events = _stream(relay, job_id)
+    kinds = [e.WhichOneof("payload") for e in events]
+    requeued = [e.training_queued for e in events if e.WhichOneof("payload") == "training_queued"]
+    assert [q.reason for q in requeued] == ["admitted", "worker_lost"] and requeued[1].attempt == 2
+    assert events[kinds.index("training_queued", 2)].actor == "privtune/orchestrator-controller"
     starts = [e.training_started for e in events if e.WhichOneof("payload") == "training_started"]
     assert len(starts) == 2 and starts[0].resumed_from_checkpoint_id == ""
     assert starts[1].resumed_from_checkpoint_id.startswith("step-") and starts[1].attempt == 2
     assert starts[0].worker_id != starts[1].worker_id
-    assert [e.WhichOneof("payload") for e in events].count("training_completed") == 1
+    assert kinds.count("training_completed") == 1 and kinds.count("training_scheduled") == 2
 
 
 def test_data_parallel_job_matches_single_process_loss_curve(relay: Platform, tmp_path: Path) -> None:
@@ -134,7 +141,8 @@ def test_data_parallel_job_matches_single_process_loss_curve(relay: Platform, tm
     from tests.training_fixtures import run_to_end
 
     config = relay.config
-    uri = make_dataset(config.storage_uri)
+    version = register_version(relay.engine, config.storage_uri)  # type: ignore[arg-type]
+    uri = dataset_info(relay.engine, TENANT, version).uri  # type: ignore[arg-type]
     single = tiny_spec(uri, job_id="single", max_steps=6, micro_batch_size=8, gradient_accumulation_steps=2)
     rc, events = run_to_end(single, config.models_dir, config.storage_uri, tmp_path / "single")
     assert rc == 0
@@ -146,16 +154,14 @@ def test_data_parallel_job_matches_single_process_loss_curve(relay: Platform, tm
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        ddp = tiny_spec(uri, job_id="ddp", max_steps=6, micro_batch_size=8, num_processes=2)
-        assert ddp.effective_batch_size == single.effective_batch_size == 16
-        submit_training(relay.engine, ddp, actor="alice")  # type: ignore[arg-type]
-        wait_until(lambda: {"training_completed", "training_failed"} & set(_kinds(relay, "ddp")), 240,
+        ddp = create_job(relay, job_request(version, name="ddp", max_steps=6, micro_batch_size=8, gpus=2)).job_id
+        wait_until(lambda: {"training_completed", "training_failed"} & set(_kinds(relay, ddp)), 240,
                    "the data-parallel job to finish")
     finally:
         stop.set()
         thread.join(timeout=30)
         worker.close()
-    events_ddp = _stream(relay, "ddp")
+    events_ddp = _stream(relay, ddp)
     assert events_ddp[-1].WhichOneof("payload") == "training_completed", events_ddp[-1]
     losses = [e.training_progress.loss for e in events_ddp if e.WhichOneof("payload") == "training_progress"]
     assert losses == pytest.approx(reference, rel=1e-4)

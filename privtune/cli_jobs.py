@@ -1,0 +1,227 @@
+"""CLI clients of the training-job API (gRPC); output is JSON (watch: one event per line).
+
+    privtune jobs create --name N --base-model M --dataset-version DV [--method lora] [--pool P] [--gpus 2]
+                         [--priority 10] [--dp-epsilon 4] [--set learning_rate=1e-4 ...] [--tag k=v ...] [--wait]
+    privtune jobs create --request job.yaml            (CreateTrainingJobRequest fields as YAML/JSON)
+    privtune jobs get ID | list [--state queued] | cancel ID [--reason WHY] | watch ID
+    privtune jobs ledger [--month 2026-11]
+    privtune estimate  (same flags as create)          memory, GPU-hours, cost, epsilon and policy verdict
+    privtune jobs render-k8s (same flags) --k8s-settings k8s.yaml [--pool P]
+                                                       the Kubernetes objects a job would run as (validated)
+
+Each takes ``--tenant`` (required), ``--actor`` and ``--target`` (default 127.0.0.1:50051).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+STATES = ("requested", "rejected", "queued", "scheduled", "running", "succeeded", "failed", "cancelled", "preempted")
+
+
+def _client(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", default=DEFAULT_TARGET, help="gRPC address of the platform")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--actor", default="cli")
+
+
+def _request_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--request", help="YAML or JSON file with CreateTrainingJobRequest fields")
+    p.add_argument("--name")
+    p.add_argument("--base-model", help="model id in the base-model store (privtune models list)")
+    p.add_argument("--dataset-version", help="dataset_version_id from curation")
+    p.add_argument("--method", choices=["full", "lora", "qlora", "prompt_tuning", "dpo", "continued_pretraining"],
+                   help="default: the tenant policy's default for the model's size")
+    p.add_argument("--pool", help="GPU pool (default: the platform's default pool)")
+    p.add_argument("--gpus", type=int, default=0, help="accelerators at once (data-parallel processes)")
+    p.add_argument("--priority", type=int, default=0)
+    p.add_argument("--dp-epsilon", type=float, help="train with DP-SGD to this target epsilon")
+    p.add_argument("--dp-delta", type=float, default=1e-5)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="TrainingSpec field, e.g. max_steps=100 or lora.r=16 (repeatable; see docs/training.md)")
+    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="experiment tag (repeatable)")
+
+
+def build_request(args: argparse.Namespace) -> Any:
+    """A CreateTrainingJobRequest from ``--request`` plus flags (flags win)."""
+    import yaml
+    from google.protobuf.json_format import ParseDict
+
+    from privtune.v1 import events_pb2
+    from privtune.v1 import training_service_pb2 as pb
+
+    body: dict[str, Any] = {}
+    if args.request:
+        body = yaml.safe_load(Path(args.request).read_text()) or {}
+    extra = body.pop("extra_config", {})
+    req = ParseDict(body, pb.CreateTrainingJobRequest())
+    for flag, field in (("name", "name"), ("base_model", "base_model_id"), ("dataset_version", "train_dataset_version"),
+                        ("pool", "gpu_pool")):
+        if getattr(args, flag):
+            setattr(req, field, getattr(args, flag))
+    if args.method:
+        req.method = getattr(events_pb2, f"TRAINING_METHOD_{args.method.upper()}")
+    req.gpus = args.gpus or req.gpus
+    req.priority = args.priority or req.priority
+    if args.dp_epsilon:
+        req.dp.CopyFrom(events_pb2.DifferentialPrivacy(enabled=True, target_epsilon=args.dp_epsilon,
+                                                       target_delta=args.dp_delta))
+    for item in args.set:
+        key, _, raw = item.partition("=")
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = extra
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    if extra:
+        req.extra_config_json = json.dumps(extra)
+    for item in args.tag:
+        key, _, value = item.partition("=")
+        req.experiment_tags[key] = value
+    return req
+
+
+def _print(message: Any) -> None:
+    from google.protobuf.json_format import MessageToDict
+
+    print(json.dumps(MessageToDict(message, preserving_proto_field_name=True), indent=2, sort_keys=True))
+
+
+def _call(args: argparse.Namespace, action: Callable[[Any, list[tuple[str, str]]], int]) -> int:
+    import grpc
+
+    from privtune.v1 import training_service_pb2_grpc as pb_grpc
+
+    stub = pb_grpc.TrainingServiceStub(grpc.insecure_channel(args.target))
+    try:
+        return action(stub, [("x-privtune-tenant", args.tenant), ("x-privtune-actor", args.actor)])
+    except grpc.RpcError as exc:
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+
+
+def _watch(stub: Any, md: list[tuple[str, str]], job_id: str) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    from privtune.v1 import training_service_pb2 as pb
+
+    last = ""
+    for env in stub.WatchTrainingJob(pb.WatchTrainingJobRequest(job_id=job_id), metadata=md):
+        last = env.WhichOneof("payload") or ""
+        print(json.dumps(MessageToDict(env, preserving_proto_field_name=True), sort_keys=True), flush=True)
+    return 0 if last == "training_completed" else 1
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from privtune.v1 import training_service_pb2 as pb
+
+    def act(stub: Any, md: list[tuple[str, str]]) -> int:
+        if args.action == "create":
+            job = stub.CreateTrainingJob(build_request(args), metadata=md, timeout=120)
+            _print(job)
+            if job.state == pb.TRAINING_JOB_STATE_REJECTED:
+                return 3
+            return _watch(stub, md, job.job_id) if args.wait else 0
+        if args.action == "get":
+            _print(stub.GetTrainingJob(pb.GetTrainingJobRequest(job_id=args.id), metadata=md, timeout=30))
+        elif args.action == "list":
+            state = getattr(pb, f"TRAINING_JOB_STATE_{args.state.upper()}") if args.state else 0
+            _print(stub.ListTrainingJobs(pb.ListTrainingJobsRequest(page_size=args.page_size, state=state),
+                                         metadata=md, timeout=30))
+        elif args.action == "cancel":
+            _print(stub.CancelTrainingJob(pb.CancelTrainingJobRequest(job_id=args.id, reason=args.reason),
+                                          metadata=md, timeout=30))
+        elif args.action == "watch":
+            return _watch(stub, md, args.id)
+        elif args.action == "ledger":
+            _print(stub.GetPrivacyLedger(pb.GetPrivacyLedgerRequest(month=args.month or ""), metadata=md,
+                                         timeout=30))
+        return 0
+
+    return _call(args, act)
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    def act(stub: Any, md: list[tuple[str, str]]) -> int:
+        result = stub.EstimateTrainingJob(build_request(args), metadata=md, timeout=120)
+        _print(result)
+        e = result.estimate
+        gib = 1024 ** 3
+        print(f"\n{result.method} on {e.gpu_type}: peak {e.peak_memory_bytes / gib:.2f} GiB of "
+              f"{e.gpu_memory_bytes / gib:.0f} GiB per device ({'fits' if e.fits else 'does NOT fit'}); "
+              f"{e.tokens:,} tokens, {e.gpu_hours:.3f} GPU-hours, ${e.cost_usd:.2f}"
+              + (f"; epsilon {e.planned_epsilon:.3f}" if e.planned_epsilon else ""), file=sys.stderr)
+        for v in result.violations:
+            print(f"REFUSED by {v.rule}: {v.reason}\n  to comply: {v.remedy}", file=sys.stderr)
+        return 3 if result.violations else 0
+
+    return _call(args, act)
+
+
+def cmd_render_k8s(args: argparse.Namespace) -> int:
+    """Render (and validate) the Kubernetes objects of a job spec, offline."""
+    import yaml
+
+    from gpu_worker.spec import TrainingSpec
+    from services.orchestrator.executors.kubernetes import (KubernetesSettings, dump_manifests, render_job,
+                                                            validate_manifests)
+    from services.orchestrator.settings import load_pools
+
+    spec = TrainingSpec.model_validate_json(Path(args.spec).read_text())
+    pools = load_pools(Path(args.pools))
+    if args.pool not in pools:
+        print(f"error: pool {args.pool!r} is not in {args.pools} ({', '.join(sorted(pools))})", file=sys.stderr)
+        return 2
+    settings = KubernetesSettings.model_validate(yaml.safe_load(Path(args.k8s_settings).read_text()))
+    pool = pools[args.pool]
+    manifests = render_job(spec.job_id, spec.tenant_id, spec, pool, pool.gpu_type, settings, spec.dataset_uri, 1)
+    validate_manifests(manifests)
+    print(dump_manifests(manifests))
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    jobs = sub.add_parser("jobs", help="training-job API client (gRPC): create, get, list, cancel, watch, ledger")
+    jsub = jobs.add_subparsers(dest="action", required=True)
+    p = jsub.add_parser("create", help="submit a training job (policy, budget and quota checked first)")
+    _client(p)
+    _request_args(p)
+    p.add_argument("--wait", action="store_true", help="stream the job's events until it finishes")
+    p = jsub.add_parser("get")
+    _client(p)
+    p.add_argument("id")
+    p = jsub.add_parser("list")
+    _client(p)
+    p.add_argument("--state", choices=STATES)
+    p.add_argument("--page-size", type=int, default=50)
+    p = jsub.add_parser("cancel", help="cancel a job (a running one checkpoints first)")
+    _client(p)
+    p.add_argument("id")
+    p.add_argument("--reason", default="")
+    p = jsub.add_parser("watch", help="stream a job's events until it finishes")
+    _client(p)
+    p.add_argument("id")
+    p = jsub.add_parser("ledger", help="the tenant's privacy ledger (monthly epsilon)")
+    _client(p)
+    p.add_argument("--month", help="YYYY-MM (default: this month)")
+    jobs.set_defaults(func=cmd_jobs)
+    p = jsub.add_parser("render-k8s", help="print the validated Kubernetes objects a job spec would run as")
+    p.add_argument("spec", help="TrainingSpec JSON (job_id, tenant_id, dataset_uri, ...)")
+    p.add_argument("--pools", required=True, help="pool file (see deploy/pools.example.yaml)")
+    p.add_argument("--pool", required=True)
+    p.add_argument("--k8s-settings", required=True, help="KubernetesSettings YAML (see docs/kubernetes.md)")
+    p.set_defaults(func=cmd_render_k8s)
+
+    p = sub.add_parser("estimate", help="peak memory, GPU-hours, cost and epsilon of a job, and the policy verdict")
+    _client(p)
+    _request_args(p)
+    p.set_defaults(func=cmd_estimate)

@@ -1,0 +1,170 @@
+"""Admission: turn a job request into a worker spec, size it, and check it against policy and budgets.
+
+Used by ``CreateTrainingJob`` (which then records the outcome) and by
+``EstimateTrainingJob`` / ``privtune estimate`` (which only reports it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any, Mapping
+
+from pydantic import ValidationError
+from sqlalchemy import Engine, func, select
+
+from gpu_worker.requests import from_request
+from gpu_worker.spec import TrainingSpec
+from privtune.v1 import events_pb2
+from privtune.v1 import training_service_pb2 as api
+from services.common import eventstore
+from services.common.errors import InvalidArgument
+from services.common.store.schema import training_job_view
+from services.orchestrator import catalog, job_domain, ledger
+from services.orchestrator.estimate import Estimate, estimate, fitting_methods
+from services.orchestrator.gpu_types import gpu_type
+from services.orchestrator.policy import AdmissionRequest, Violation, evaluate, resolve_method
+from services.orchestrator.policy_files import LoadedPolicy, load_policy
+from services.orchestrator.settings import OrchestratorSettings
+
+METHOD_NAMES = {v: k.removeprefix("TRAINING_METHOD_").lower()
+                for k, v in events_pb2.TrainingMethod.items() if v}
+METHOD_ENUM = {name: value for value, name in METHOD_NAMES.items()}
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Everything decided about a request before anything is written."""
+
+    request: events_pb2.TrainingRequested
+    spec: TrainingSpec
+    estimate: Estimate
+    violations: tuple[Violation, ...]
+    policy: LoadedPolicy
+    method_note: str
+    fitting: tuple[str, ...]
+    privacy: ledger.PlannedPrivacy | None
+    month: str
+
+    @property
+    def admitted(self) -> bool:
+        return not self.violations
+
+    def queued_event(self) -> events_pb2.TrainingQueued:
+        r = self.request
+        return events_pb2.TrainingQueued(job_id=r.job_id, gpu_pool=r.gpu_pool, attempt=1, reason="admitted",
+                                         priority=r.priority, gpus=r.gpus, estimate=self.estimate_proto(),
+                                         policy_version=self.policy.version, policy_sha256=self.policy.sha256)
+
+    def estimate_proto(self) -> events_pb2.ResourceEstimate:
+        proto = self.estimate.to_proto()
+        if self.privacy is not None:
+            proto.planned_epsilon = self.privacy.epsilon
+            proto.noise_multiplier = self.privacy.noise_multiplier
+        return proto
+
+
+def _spec_request(job_id: str, tenant_id: str, req: api.CreateTrainingJobRequest, method: str,
+                  dataset_uri: str) -> TrainingSpec:
+    """The worker spec for the request (typed fields, then ``extra_config_json`` on top)."""
+    typed = events_pb2.TrainingRequested(
+        job_id=job_id, base_model_id=req.base_model_id, method=METHOD_ENUM[method], lora_config=req.lora_config,
+        qlora=method == "qlora", hyperparameters=req.hyperparameters, dp=req.dp, dataset_uri=dataset_uri)
+    try:
+        spec = from_request(typed, tenant_id)
+        body: dict[str, Any] = spec.model_dump(mode="json")
+        if req.extra_config_json:
+            extra = json.loads(req.extra_config_json)
+            if not isinstance(extra, dict):
+                raise InvalidArgument("extra_config_json must be a JSON object of TrainingSpec fields")
+            for key in ("job_id", "tenant_id", "dataset_uri", "base_model"):
+                if key in extra:
+                    raise InvalidArgument(f"extra_config_json may not set {key!r}; use the request's own field")
+            body.update(extra)
+        body["num_processes"] = req.gpus or body.get("num_processes", 1)
+        return TrainingSpec.model_validate(body)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"extra_config_json is not JSON: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors())
+        raise InvalidArgument(f"invalid training configuration: {problems}") from None
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid training configuration: {exc}") from None
+
+
+def gpu_hours_used(engine: Engine, tenant_id: str, month: str, exclude_job: str = "") -> float:
+    with engine.connect() as conn:
+        value = conn.execute(select(func.sum(training_job_view.c.gpu_hours)).where(
+            training_job_view.c.tenant_id == tenant_id, training_job_view.c.month == month,
+            training_job_view.c.job_id != exclude_job,
+            training_job_view.c.state != job_domain.REJECTED)).scalar()
+    return float(value or 0.0)
+
+
+def load_ledger(engine: Engine, tenant_id: str, month: str) -> ledger.LedgerState:
+    with engine.connect() as conn:
+        events = eventstore.load_stream(conn, tenant_id, ledger.ledger_stream_id(tenant_id, month))
+    state = ledger.LedgerState(month=month)
+    for env in events:
+        state = ledger.evolve(state, env)
+    return state
+
+
+def admit(engine: Engine, settings: OrchestratorSettings, tenant_id: str, job_id: str,
+          req: api.CreateTrainingJobRequest, now_ms: int,
+          ledger_state: ledger.LedgerState | None = None) -> Admission:
+    """Decide whether ``req`` may run, and with what. Writes nothing.
+
+    Raises:
+        InvalidArgument / NotFound / FailedPrecondition: the request cannot even be judged (missing
+        dataset version or base model, malformed configuration); the message says what to fix.
+    """
+    if not req.name:
+        raise InvalidArgument("name is required: a short name for the job (also the registered model's name "
+                              "unless experiment_tags.model_name is set)")
+    policy = load_policy(settings.policies_dir, tenant_id)
+    model = catalog.model_info(settings.models_dir, req.base_model_id)
+    dataset = catalog.dataset_info(engine, tenant_id, req.train_dataset_version)
+    tags: Mapping[str, str] = dict(req.experiment_tags)
+    requested = "qlora" if req.qlora else METHOD_NAMES.get(req.method, "")
+    method, note = resolve_method(policy.policy, requested, model, tags)
+    spec = _spec_request(job_id, tenant_id, req, method, dataset.uri)
+    pool_name = req.gpu_pool or settings.default_pool
+    pool = settings.pools.get(pool_name)
+    gpu = gpu_type(pool.gpu_type) if pool is not None else gpu_type("cpu")
+    sized = estimate(model, spec, dataset, gpu)
+    fitting = fitting_methods(model, spec, dataset, gpu)
+    month = ledger.month_of(now_ms)
+    violations = list(evaluate(policy.policy, AdmissionRequest(
+        tenant_id=tenant_id, spec=spec, model=model, dataset=dataset, pool_name=pool_name, pool=pool,
+        now_ms=now_ms, available_pools=tuple(settings.pools.values()), gpus=spec.num_processes,
+        priority=req.priority, tags=tags, peak_memory_bytes=sized.peak_memory_bytes,
+        gpu_memory_bytes=sized.gpu_memory_bytes, fitting_methods=fitting, estimated_gpu_hours=sized.gpu_hours,
+        gpu_hours_used_this_month=gpu_hours_used(engine, tenant_id, month, exclude_job=job_id))))
+    privacy = None
+    if spec.dp.enabled and dataset.train_records >= 2:
+        privacy = ledger.planned_epsilon(spec, dataset.train_records)
+        state = ledger_state if ledger_state is not None else load_ledger(engine, tenant_id, month)
+        over = ledger.check_budget(state, privacy.epsilon, policy.policy.privacy.monthly_epsilon_cap, job_id)
+        if over is not None:
+            violations.append(over)
+    request = events_pb2.TrainingRequested(
+        job_id=job_id, name=req.name, base_model_id=req.base_model_id,
+        train_dataset_version=req.train_dataset_version, method=METHOD_ENUM[spec.method],
+        lora_config=events_pb2.LoraConfig(r=spec.lora.r, alpha=spec.lora.alpha, dropout=spec.lora.dropout,
+                                          target_modules=spec.lora.target_modules),
+        qlora=spec.method == "qlora", gpu_pool=pool_name, hyperparameters=req.hyperparameters,
+        dp=events_pb2.DifferentialPrivacy(enabled=spec.dp.enabled, target_epsilon=spec.dp.target_epsilon,
+                                          target_delta=spec.dp.target_delta, max_grad_norm=spec.dp.max_grad_norm),
+        evaluation_suite_id=req.evaluation_suite_id, experiment_tags=tags, priority=req.priority,
+        config_sha256=spec.sha256(), dataset_uri=spec.dataset_uri, config_json=spec.canonical_json(),
+        gpus=spec.num_processes, dataset_id=dataset.dataset_id, classification=dataset.classification)
+    return Admission(request=request, spec=spec, estimate=sized, violations=tuple(violations), policy=policy,
+                     method_note=note, fitting=fitting, privacy=privacy, month=month)
+
+
+def with_job_id(admission: Admission, job_id: str) -> Admission:
+    request = events_pb2.TrainingRequested()
+    request.CopyFrom(admission.request)
+    request.job_id = job_id
+    return replace(admission, request=request)

@@ -1,0 +1,158 @@
+"""Training-job application service: admit -> decide -> append (+ outbox). Nothing else.
+
+Create records ``TrainingRequested`` followed by ``TrainingRejected`` (every broken rule
+named) or ``TrainingQueued``; a DP job's epsilon is reserved on the tenant's ledger in the
+same transaction, so two concurrent jobs can never together pass the monthly cap.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Callable, Iterator
+
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from privtune.v1 import events_pb2
+from privtune.v1 import training_service_pb2 as api
+from services.common import eventstore, queries
+from services.common.clock import now_ms
+from services.common.envelope import Causation, new_envelope
+from services.common.errors import AlreadyExists, ConcurrencyConflict, InvalidArgument, NotFound
+from services.common.identity import Caller
+from services.common.store.schema import training_job_view, unique_names
+from services.orchestrator import admission, job_domain, ledger
+from services.orchestrator.settings import OrchestratorSettings
+
+SOURCE = "privtune/orchestrator"
+STREAM_TYPE = "training_job"
+LEDGER_STREAM_TYPE = "privacy_ledger"
+
+
+def append_events(conn, tenant_id: str, stream_id: str, stream_type: str, payloads: list,
+                  causation: Causation, expected_version: int) -> list[events_pb2.EventEnvelope]:
+    envelopes = [new_envelope(p, subject=stream_id, tenant_id=tenant_id, source=SOURCE, causation=causation)
+                 for p in payloads]
+    eventstore.append(conn, stream_type, envelopes, expected_version=expected_version)
+    return envelopes
+
+
+class TrainingJobApplication:
+    """Training jobs of the caller's tenant: create, estimate, get, list, cancel, watch; the privacy ledger."""
+
+    def __init__(self, engine: Engine, settings: OrchestratorSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    # ------------------------------------------------------------------ commands
+
+    def create(self, caller: Caller, req: api.CreateTrainingJobRequest,
+               correlation_id: str = "") -> job_domain.TrainingJobState:
+        if req.request_id:
+            existing = self._by_request_id(caller, req.request_id)
+            if existing is not None:
+                return existing
+        job_id = f"tj-{uuid.uuid4().hex[:24]}"
+        causation = Causation(actor=caller.actor, correlation_id=correlation_id or uuid.uuid4().hex)
+        for _ in range(10):
+            now = now_ms()
+            month = ledger.month_of(now)
+            ledger_state = admission.load_ledger(self.engine, caller.tenant_id, month)
+            decided = admission.admit(self.engine, self.settings, caller.tenant_id, job_id, req, now, ledger_state)
+            events = job_domain.decide_create(decided.request, [v.to_proto() for v in decided.violations],
+                                              decided.queued_event(), decided.policy.version,
+                                              decided.policy.sha256)
+            try:
+                with self.engine.begin() as conn:
+                    if req.request_id:
+                        self._claim_request(conn, caller, req.request_id, job_id)
+                    envelopes = append_events(conn, caller.tenant_id, job_id, STREAM_TYPE, events, causation, 0)
+                    if decided.admitted and decided.privacy is not None:
+                        cap = decided.policy.policy.privacy.monthly_epsilon_cap
+                        reserve = ledger.decide_reserve(ledger_state, job_id, decided.privacy.epsilon,
+                                                        decided.privacy.delta, cap, month)
+                        append_events(conn, caller.tenant_id, ledger.ledger_stream_id(caller.tenant_id, month),
+                                      LEDGER_STREAM_TYPE, reserve, causation, ledger_state.version)
+                return job_domain.fold(envelopes)
+            except ConcurrencyConflict:
+                continue  # another job reserved budget first: judge this one again against the new total
+        raise ConcurrencyConflict("the privacy ledger kept changing while this job was admitted; retry")
+
+    def _claim_request(self, conn, caller: Caller, request_id: str, job_id: str) -> None:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(unique_names).values(tenant_id=caller.tenant_id, kind="training-request",
+                                                         name=request_id, aggregate_id=job_id))
+        except IntegrityError:
+            raise AlreadyExists(f"request_id {request_id!r} is being used by a concurrent call; retry") from None
+
+    def _by_request_id(self, caller: Caller, request_id: str) -> job_domain.TrainingJobState | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(unique_names.c.aggregate_id).where(
+                unique_names.c.tenant_id == caller.tenant_id, unique_names.c.kind == "training-request",
+                unique_names.c.name == request_id)).first()
+        return self.get(caller, row.aggregate_id) if row else None
+
+    def cancel(self, caller: Caller, job_id: str, reason: str, correlation_id: str = "") -> job_domain.TrainingJobState:
+        causation = Causation(actor=caller.actor, correlation_id=correlation_id or uuid.uuid4().hex)
+        for _ in range(20):
+            state = self.get(caller, job_id)
+            events = job_domain.decide_cancel(state, reason)
+            try:
+                with self.engine.begin() as conn:
+                    append_events(conn, caller.tenant_id, job_id, STREAM_TYPE, events, causation, state.version)
+                return self.get(caller, job_id)
+            except ConcurrencyConflict:
+                continue  # the worker reported progress meanwhile
+        raise ConcurrencyConflict(f"training job {job_id} kept changing; retry the cancel")
+
+    def estimate(self, caller: Caller, req: api.CreateTrainingJobRequest) -> api.TrainingJobEstimate:
+        decided = admission.admit(self.engine, self.settings, caller.tenant_id, "estimate", req, now_ms())
+        return api.TrainingJobEstimate(estimate=decided.estimate_proto(),
+                                       violations=[v.to_proto() for v in decided.violations],
+                                       method=decided.spec.method, policy_version=decided.policy.version,
+                                       fitting_methods=list(decided.fitting))
+
+    # ------------------------------------------------------------------ queries
+
+    def get(self, caller: Caller, job_id: str) -> job_domain.TrainingJobState:
+        if not job_id:
+            raise InvalidArgument("job_id is required")
+        with self.engine.connect() as conn:
+            events = eventstore.load_stream(conn, caller.tenant_id, job_id)
+        if not events:
+            raise NotFound(f"training job {job_id!r} not found in tenant {caller.tenant_id!r}")
+        return job_domain.fold(events)
+
+    def list(self, caller: Caller, page_size: int = 50, page_token: str = "", state: int = 0) -> tuple[list[dict], str]:
+        filters = [training_job_view.c.state == state] if state else []
+        return queries.page(self.engine, training_job_view, "job_id", caller.tenant_id, page_size, page_token,
+                            *filters)
+
+    def watch(self, caller: Caller, job_id: str, is_active: Callable[[], bool], stop: threading.Event,
+              poll_interval: float = 0.2) -> Iterator[events_pb2.EventEnvelope]:
+        """The job's events from the first; ends once nothing more will happen to it."""
+        self.get(caller, job_id)
+        retry = self.settings.retry
+        state = [job_domain.TrainingJobState()]
+
+        def final(env: events_pb2.EventEnvelope) -> bool:
+            state[0] = job_domain.evolve(state[0], env)
+            return state[0].is_final(retry)
+
+        return queries.watch_stream(self.engine, caller.tenant_id, job_id, is_active, stop, poll_interval,
+                                    final=final)
+
+    def privacy_ledger(self, caller: Caller, month: str = "") -> api.PrivacyLedger:
+        month = month or ledger.month_of(now_ms())
+        if len(month) != 7 or month[4] != "-" or not (month[:4] + month[5:]).isdigit():
+            raise InvalidArgument(f"month {month!r} must look like 2026-11")
+        from services.orchestrator.policy_files import load_policy
+
+        cap = load_policy(self.settings.policies_dir, caller.tenant_id).policy.privacy.monthly_epsilon_cap
+        state = admission.load_ledger(self.engine, caller.tenant_id, month)
+        entries = [api.PrivacyLedgerEntry(job_id=job, epsilon_reserved=e.reserved, epsilon_spent=e.spent,
+                                          state=e.state) for job, e in sorted(state.entries.items())]
+        return api.PrivacyLedger(month=month, monthly_cap=cap, epsilon_committed=state.committed,
+                                 epsilon_remaining=max(0.0, cap - state.committed), entries=entries)

@@ -1,0 +1,198 @@
+"""The orchestrator's control loop: schedule queued jobs, preempt, requeue, retry, notice dead workers.
+
+Level-triggered, like a Kubernetes controller: each tick folds the current state of
+every job that is still in play (from the event store, so it is never behind) and acts
+on it. Every action is an event appended with optimistic concurrency, so a tick that
+races a worker or an API call simply tries again next tick; two controllers never act
+at once (a lease in the store).
+
+Placement is decided by the pure :func:`scheduling.plan_schedule` over pools, quotas and
+priorities; a placed job gets ``TrainingScheduled``, which the outbox publishes on the
+workers' command topic (local executor) or which the Kubernetes executor submits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from sqlalchemy import Engine, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from services.common import eventstore
+from services.common.clock import now_ms
+from services.common.envelope import Causation
+from services.common.errors import ConcurrencyConflict, PrivtuneError
+from services.common.store.schema import relay_leases, training_job_view
+from services.orchestrator import job_domain, scheduling
+from services.orchestrator.application import STREAM_TYPE, append_events
+from services.orchestrator.policy_files import load_policy
+from services.orchestrator.settings import OrchestratorSettings
+
+log = logging.getLogger(__name__)
+ACTOR = "privtune/orchestrator-controller"
+IN_PLAY = (job_domain.REQUESTED, job_domain.QUEUED, job_domain.SCHEDULED, job_domain.RUNNING,
+           job_domain.PREEMPTED)
+
+
+class Launcher(Protocol):
+    """Starts a scheduled attempt outside the bus (the local executor needs nothing: workers consume the command)."""
+
+    def launch(self, state: job_domain.TrainingJobState, placed: scheduling.Place) -> None: ...
+
+    def stop(self, state: job_domain.TrainingJobState) -> None: ...
+
+
+@dataclass
+class TickReport:
+    placed: list[str] = field(default_factory=list)
+    preempted: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+
+
+class Controller:
+    def __init__(self, engine: Engine, settings: OrchestratorSettings,
+                 launchers: dict[str, Launcher] | None = None, clock: Callable[[], int] = now_ms) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.launchers = launchers or {}
+        self.clock = clock
+        self.owner = uuid.uuid4().hex
+        self._states: dict[tuple[str, str], job_domain.TrainingJobState] = {}
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # noqa: BLE001 - e.g. the store is briefly down; the next tick retries
+                log.exception("orchestrator tick failed")
+            stop.wait(self.settings.tick_seconds)
+
+    def tick(self) -> TickReport:
+        report = TickReport()
+        if not self._take_lease():
+            return report
+        now = self.clock()
+        states = self._refresh()
+        for state in states:
+            self._follow_up(state, now, report)
+        states = self._refresh()
+        self._schedule(states, now, report)
+        return report
+
+    # ------------------------------------------------------------------ state
+
+    def _take_lease(self, lease_ms: int = 10_000) -> bool:
+        now = now_ms()
+        with self.engine.begin() as conn:
+            taken = conn.execute(update(relay_leases).where(
+                relay_leases.c.name == "orchestrator.controller",
+                or_(relay_leases.c.owner == self.owner, relay_leases.c.lease_until_ms < now),
+            ).values(owner=self.owner, lease_until_ms=now + lease_ms)).rowcount
+            if taken:
+                return True
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(relay_leases).values(name="orchestrator.controller", owner=self.owner,
+                                                             lease_until_ms=now + lease_ms))
+                return True
+            except IntegrityError:
+                return False
+
+    def _refresh(self) -> list[job_domain.TrainingJobState]:
+        """Current state of every job still in play (the read model finds them, the store has the truth)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(training_job_view.c.tenant_id, training_job_view.c.job_id).where(
+                or_(training_job_view.c.state.in_(IN_PLAY), training_job_view.c.retry_pending == 1))).all()
+            keys = {(r.tenant_id, r.job_id) for r in rows} | {
+                k for k, s in self._states.items() if not s.is_final(self.settings.retry)}
+            states = []
+            for key in keys:
+                cached = self._states.get(key) or job_domain.TrainingJobState()
+                events = eventstore.load_stream(conn, key[0], key[1], after_version=cached.version)
+                state = job_domain.fold(events, cached)
+                if not state.exists:
+                    continue
+                if state.is_final(self.settings.retry):
+                    self._states.pop(key, None)
+                    continue
+                self._states[key] = state
+                states.append(state)
+        return states
+
+    def _append(self, state: job_domain.TrainingJobState, payloads: list, reason: str) -> bool:
+        if not payloads:
+            return False
+        causation = Causation(actor=ACTOR, correlation_id=state.correlation_id or state.job_id,
+                              causation_id=reason)
+        try:
+            with self.engine.begin() as conn:
+                append_events(conn, state.tenant_id, state.job_id, STREAM_TYPE, payloads, causation, state.version)
+            return True
+        except ConcurrencyConflict:
+            return False  # a worker or the API wrote first; the next tick sees it
+
+    # ------------------------------------------------------------------ actions
+
+    def _follow_up(self, state: job_domain.TrainingJobState, now: int, report: TickReport) -> None:
+        events = job_domain.decide_follow_up(state, now, self.settings.retry, self.settings.lost_after_ms,
+                                             self.settings.start_timeout_ms)
+        if self._append(state, events, "follow-up"):
+            kind = type(events[0]).__name__
+            (report.cancelled if kind == "TrainingCancelled" else report.requeued).append(state.job_id)
+            if kind == "TrainingQueued":
+                log.info("training job %s requeued (%s)", state.job_id, events[0].reason)
+                launcher = self.launchers.get(state.executor)
+                if launcher is not None and events[0].reason == "worker_lost":
+                    launcher.stop(state)
+
+    def _schedule(self, states: list[job_domain.TrainingJobState], now: int, report: TickReport) -> None:
+        by_id = {s.job_id: s for s in states}
+        queued = [scheduling.QueuedJob(job_id=s.job_id, tenant_id=s.tenant_id, pool=s.gpu_pool, gpus=s.gpus,
+                                       priority=s.priority, enqueued_at_ms=s.created_at_ms,
+                                       not_before_ms=s.not_before_ms)
+                  for s in states if s.state == job_domain.QUEUED]
+        if not queued:
+            return
+        running = [scheduling.RunningJob(job_id=s.job_id, tenant_id=s.tenant_id, pool=s.gpu_pool, gpus=s.gpus,
+                                         priority=s.priority, started_at_ms=s.started_at_ms or s.last_seen_ms,
+                                         stopping=bool(s.stop_reason))
+                   for s in states if s.state in job_domain.HOLDS_GPUS]
+        tenants = {s.tenant_id for s in states}
+        quotas = {}
+        for tenant in tenants:
+            try:
+                q = load_policy(self.settings.policies_dir, tenant).policy.quotas
+                quotas[tenant] = scheduling.TenantQuota(max_concurrent_jobs=q.max_concurrent_jobs, weight=q.weight)
+            except PrivtuneError as exc:
+                log.error("tenant %s: its policy cannot be read (%s); its jobs wait", tenant, exc)
+                quotas[tenant] = scheduling.TenantQuota(max_concurrent_jobs=0)
+        snapshot = scheduling.Snapshot(now_ms=now, pools=self.settings.pools, queued=queued, running=running,
+                                       quotas=quotas, default_quota=scheduling.TenantQuota(max_concurrent_jobs=1))
+        for decision in scheduling.plan_schedule(snapshot):
+            state = by_id[decision.job_id]
+            if isinstance(decision, scheduling.Preempt):
+                if self._append(state, job_domain.decide_preempt(state, decision.for_job_id), "preempt"):
+                    report.preempted.append(state.job_id)
+                    log.info("preempting %s for %s", state.job_id, decision.for_job_id)
+                continue
+            pool = self.settings.pools[decision.pool]
+            try:
+                events = job_domain.decide_schedule(state, decision.pool, decision.gpus, pool.executor,
+                                                    pool.gpu_type, now)
+            except PrivtuneError:
+                continue
+            if self._append(state, events, "schedule"):
+                report.placed.append(state.job_id)
+                launcher = self.launchers.get(pool.executor)
+                if launcher is not None:
+                    try:
+                        launcher.launch(state, decision)
+                    except Exception:  # noqa: BLE001 - the start timeout requeues an attempt that never started
+                        log.exception("launching %s on %s failed", state.job_id, pool.name)

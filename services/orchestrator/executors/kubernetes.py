@@ -1,0 +1,24 @@
+"""The Kubernetes executor: what the rest of privtune imports (see ``docs/kubernetes.md``).
+
+One concern per module behind it:
+
+* ``kubernetes_settings`` — :class:`KubernetesSettings`, the deployment's configuration;
+* ``kubernetes_manifests`` — :func:`render_job` (pure) and :func:`dump_manifests`;
+* ``kubernetes_pod`` / ``kubernetes_network`` — the pod template and the NetworkPolicy;
+* ``kubernetes_validation`` — :func:`validate_manifests` (offline, strict);
+* ``kubernetes_submit`` — :class:`KubernetesExecutor`, the only module that talks to a cluster.
+"""
+
+from __future__ import annotations
+
+from services.orchestrator.executors.kubernetes_manifests import GangLayout, dump_manifests, plan_gang, render_job
+from services.orchestrator.executors.kubernetes_network import render_baseline_policy
+from services.orchestrator.executors.kubernetes_settings import ControlPlanePeer, KubernetesSettings
+from services.orchestrator.executors.kubernetes_submit import KubernetesExecutor, LaunchReceipt, SubmitError
+from services.orchestrator.executors.kubernetes_validation import ManifestError, validate_manifests
+
+__all__ = [
+    "ControlPlanePeer", "GangLayout", "KubernetesExecutor", "KubernetesSettings", "LaunchReceipt",
+    "ManifestError", "SubmitError", "dump_manifests", "plan_gang", "render_baseline_policy", "render_job",
+    "validate_manifests",
+]

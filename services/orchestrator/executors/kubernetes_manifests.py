@@ -1,0 +1,177 @@
+"""Render one attempt of a training job as Kubernetes objects (pure: no cluster, no I/O).
+
+``render_job`` returns them in the order they must be created:
+
+1. a NetworkPolicy (before any pod exists, so no pod ever runs unrestricted),
+2. an immutable ConfigMap holding the spec JSON (configuration only, never data),
+3. the workload: a ``batch/v1`` Job when the gang fits one node, else a Kubeflow
+   ``kubeflow.org/v1`` PyTorchJob with one Master and N-1 Workers (elastic off), so the
+   whole gang is declared at once.
+
+Kubernetes never retries (``backoffLimit: 0``): the orchestrator owns retries, resuming the
+next attempt (a new workload, ``-a<attempt>``) from the last checkpoint in tenant storage.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import yaml
+
+from gpu_worker.spec import TrainingSpec
+from services.common.errors import InvalidArgument
+from services.orchestrator.executors.kubernetes_names import (config_map_name, label_value, network_policy_name,
+                                                              workload_name)
+from services.orchestrator.executors.kubernetes_network import (COMPONENT_LABEL, JOB_LABEL, TENANT_LABEL,
+                                                                render_network_policy)
+from services.orchestrator.executors.kubernetes_pod import SCRATCH_DIR, SPEC_FILE, JobPaths, job_paths, pod_template
+from services.orchestrator.executors.kubernetes_settings import KubernetesSettings
+from services.orchestrator.resources import GpuType, Pool
+
+POOL_LABEL = "privtune.io/pool"
+ATTEMPT_LABEL = "privtune.io/attempt"
+PYTORCHJOB_GROUP, PYTORCHJOB_VERSION, PYTORCHJOB_PLURAL = "kubeflow.org", "v1", "pytorchjobs"
+
+
+@dataclass(frozen=True)
+class GangLayout:
+    """How a job's processes spread over nodes: the same number on each (torchrun requires it)."""
+
+    nodes: int
+    processes_per_node: int
+
+
+def plan_gang(processes: int, max_per_node: int) -> GangLayout:
+    """The fewest nodes that split ``processes`` evenly with at most ``max_per_node`` on each.
+
+    Raises:
+        InvalidArgument: ``max_per_node`` is not positive.
+    """
+    if max_per_node < 1:
+        raise InvalidArgument(f"max_gpus_per_node must be at least 1, not {max_per_node}")
+    nodes = -(-processes // max_per_node)
+    while processes % nodes:
+        nodes += 1
+    return GangLayout(nodes=nodes, processes_per_node=processes // nodes)
+
+
+def job_labels(job_id: str, tenant_id: str, pool: Pool, attempt: int) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "privtune-training",
+        "app.kubernetes.io/managed-by": "privtune",
+        COMPONENT_LABEL: "training",
+        TENANT_LABEL: tenant_id,
+        JOB_LABEL: label_value(job_id),
+        POOL_LABEL: label_value(pool.name),
+        ATTEMPT_LABEL: str(attempt),
+    }
+
+
+def _job_args(settings: KubernetesSettings, paths: JobPaths) -> list[str]:
+    return ["-m", "gpu_worker.job", SPEC_FILE, "--models-root", settings.models_mount_path,
+            "--storage-root", settings.storage_root_uri, "--work-dir", SCRATCH_DIR,
+            "--events-file", paths.events_file]
+
+
+def _check_consistent(job_id: str, tenant_id: str, spec: TrainingSpec, pool: Pool, gpu_name: str,
+                      dataset_uri: str, attempt: int) -> None:
+    mismatches = [f"{what}: spec has {have!r}, the executor was given {want!r}"
+                  for what, have, want in (("job_id", spec.job_id, job_id), ("tenant_id", spec.tenant_id, tenant_id),
+                                           ("dataset_uri", spec.dataset_uri, dataset_uri))
+                  if have != want]
+    if gpu_name != pool.gpu_type:
+        mismatches.append(f"gpu type: pool {pool.name!r} has {pool.gpu_type!r}, the executor was given {gpu_name!r}")
+    if mismatches:
+        raise InvalidArgument("cannot render the Kubernetes job: " + "; ".join(mismatches))
+    if attempt < 1:
+        raise InvalidArgument(f"attempt must be 1 or more, not {attempt}")
+
+
+def render_job(job_id: str, tenant_id: str, spec: TrainingSpec, pool: Pool, gpu: GpuType | str,
+               settings: KubernetesSettings, dataset_uri: str, attempt: int, *,
+               priority: int = 0) -> list[dict[str, Any]]:
+    """The NetworkPolicy, spec ConfigMap and workload of one attempt, in creation order.
+
+    Args:
+        gpu: the pool's accelerator type; ``"cpu"`` requests no accelerators and no GPU tolerations.
+        dataset_uri: the dataset version (``file://`` in the tenant's storage); mounted read-only.
+        attempt: 1 for the first run; each retry or resume gets a new workload name.
+        priority: the job's priority, mapped to a PriorityClass by ``settings.priority_classes``.
+
+    Raises:
+        InvalidArgument: the inputs disagree with each other or cannot be mounted safely.
+    """
+    gpu_name = gpu.name if isinstance(gpu, GpuType) else gpu
+    _check_consistent(job_id, tenant_id, spec, pool, gpu_name, dataset_uri, attempt)
+    paths = job_paths(settings, tenant_id, job_id, spec.base_model, dataset_uri, attempt)
+    layout = plan_gang(spec.num_processes, pool.max_gpus_per_node)
+    gang = layout.nodes > 1
+    labels = job_labels(job_id, tenant_id, pool, attempt)
+    annotations = {"privtune.io/job-id": job_id, "privtune.io/spec-sha256": spec.sha256(),
+                   "privtune.io/gpu-type": gpu_name}
+    config_map = config_map_name(job_id, tenant_id)
+    name = workload_name(job_id, tenant_id, attempt)
+    metadata = {"name": name, "namespace": settings.namespace, "labels": labels, "annotations": annotations}
+    priority_class = settings.priority_class_for(priority)
+    if gang:
+        # $(VAR) is expanded by the kubelet from the env the training operator injects.
+        command = ["torchrun", f"--nnodes={layout.nodes}", f"--nproc_per_node={layout.processes_per_node}",
+                   "--node_rank=$(RANK)", "--master_addr=$(MASTER_ADDR)", "--master_port=$(MASTER_PORT)"]
+    else:
+        command = ["torchrun", "--standalone", f"--nproc_per_node={layout.processes_per_node}"]
+    template = pod_template(settings, labels=labels, annotations=annotations,
+                            command=command + _job_args(settings, paths), paths=paths, config_map=config_map,
+                            processes=layout.processes_per_node, gpus=gpu_name != "cpu",
+                            node_selector=pool.node_selector, priority_class=priority_class, rendezvous=gang)
+    workload = (_pytorchjob(metadata, template, layout, settings, priority_class) if gang
+                else _batch_job(metadata, template, settings))
+    object_labels = {k: v for k, v in labels.items() if k != ATTEMPT_LABEL}  # they outlive one attempt
+    return [
+        render_network_policy(network_policy_name(job_id, tenant_id), job_id, tenant_id, settings,
+                              object_labels, gang),
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": config_map, "namespace": settings.namespace, "labels": object_labels,
+                      "annotations": {"privtune.io/job-id": job_id}},
+         "immutable": True, "data": {"spec.json": spec.canonical_json()}},
+        workload,
+    ]
+
+
+def _batch_job(metadata: dict[str, Any], template: dict[str, Any], settings: KubernetesSettings) -> dict[str, Any]:
+    spec: dict[str, Any] = {"backoffLimit": 0, "completions": 1, "parallelism": 1,
+                            "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished, "template": template}
+    if settings.active_deadline_seconds:
+        spec["activeDeadlineSeconds"] = settings.active_deadline_seconds
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec}
+
+
+def _pytorchjob(metadata: dict[str, Any], template: dict[str, Any], layout: GangLayout,
+                settings: KubernetesSettings, priority_class: str | None) -> dict[str, Any]:
+    scheduling: dict[str, Any] = {"minAvailable": layout.nodes}  # gang schedulers place all pods or none
+    if priority_class:
+        scheduling["priorityClass"] = priority_class
+    run_policy: dict[str, Any] = {"backoffLimit": 0, "cleanPodPolicy": "Running",
+                                  "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
+                                  "schedulingPolicy": scheduling}
+    if settings.active_deadline_seconds:
+        run_policy["activeDeadlineSeconds"] = settings.active_deadline_seconds
+    replicas = {"Master": {"replicas": 1, "restartPolicy": "Never", "template": template},
+                "Worker": {"replicas": layout.nodes - 1, "restartPolicy": "Never",
+                           "template": copy.deepcopy(template)}}
+    return {"apiVersion": f"{PYTORCHJOB_GROUP}/{PYTORCHJOB_VERSION}", "kind": "PyTorchJob", "metadata": metadata,
+            "spec": {"nprocPerNode": str(layout.processes_per_node), "pytorchReplicaSpecs": replicas,
+                     "runPolicy": run_policy}}
+
+
+def dump_manifests(manifests: Iterable[dict[str, Any]]) -> str:
+    """The objects as one multi-document YAML stream (``kubectl apply -f -`` accepts it)."""
+    return yaml.dump_all(list(manifests), Dumper=_PlainDumper, sort_keys=False, default_flow_style=False)
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes shared sub-objects out in full: no ``&id001`` anchors for a reviewer to chase."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True

@@ -1,0 +1,270 @@
+"""Training-job aggregate: the job's lifecycle as pure decisions on frozen state, no I/O.
+
+Requested -> Rejected, or Queued -> Scheduled -> Running -> CheckpointSaved* ->
+Succeeded | Failed | Cancelled.  Preempted -> Queued -> (resumed from its checkpoint).
+A retryable failure is followed by Queued (with a backoff) until retries run out.
+
+The orchestrator writes Requested/Rejected/Queued/Scheduled/StopRequested/Cancelled;
+the worker running an attempt writes Started/Progress/CheckpointSaved/Heartbeat and
+the outcome. Worker facts that arrive for an attempt the orchestrator has already given
+up on (a worker presumed dead) do not change the state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Mapping
+
+from privtune.v1 import events_pb2
+from privtune.v1 import training_service_pb2 as api
+from services.common.errors import FailedPrecondition
+
+REQUESTED = api.TRAINING_JOB_STATE_REQUESTED
+REJECTED = api.TRAINING_JOB_STATE_REJECTED
+QUEUED = api.TRAINING_JOB_STATE_QUEUED
+SCHEDULED = api.TRAINING_JOB_STATE_SCHEDULED
+RUNNING = api.TRAINING_JOB_STATE_RUNNING
+SUCCEEDED = api.TRAINING_JOB_STATE_SUCCEEDED
+FAILED = api.TRAINING_JOB_STATE_FAILED
+CANCELLED = api.TRAINING_JOB_STATE_CANCELLED
+PREEMPTED = api.TRAINING_JOB_STATE_PREEMPTED
+
+STATE_NAMES = {v: k.removeprefix("TRAINING_JOB_STATE_").lower() for k, v in api.TrainingJobState.items()}
+HOLDS_GPUS = (SCHEDULED, RUNNING)
+WORKER_FACTS = ("training_started", "training_progress", "checkpoint_saved", "training_heartbeat",
+                "training_completed", "training_failed", "training_preempted")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how soon a retryable failure runs again."""
+
+    max_retries: int = 3
+    backoff_base_ms: int = 5_000
+    backoff_max_ms: int = 300_000
+
+    def backoff_ms(self, failures: int) -> int:
+        return min(self.backoff_base_ms * 2 ** max(0, failures - 1), self.backoff_max_ms)
+
+
+@dataclass(frozen=True)
+class TrainingJobState:
+    job_id: str = ""
+    tenant_id: str = ""
+    name: str = ""
+    state: int = 0
+    request: events_pb2.TrainingRequested = field(default_factory=events_pb2.TrainingRequested)
+    requested_by: str = ""
+    correlation_id: str = ""
+    created_at_ms: int = 0
+    updated_at_ms: int = 0
+    priority: int = 0
+    gpus: int = 1
+    gpu_pool: str = ""
+    estimate: events_pb2.ResourceEstimate = field(default_factory=events_pb2.ResourceEstimate)
+    policy_version: str = ""
+    violations: tuple[events_pb2.PolicyViolation, ...] = ()
+    attempt: int = 0                      # attempts scheduled so far
+    scheduled_event_id: str = ""          # fences the current attempt: a worker runs only this command
+    executor: str = ""
+    queued_at_ms: int = 0
+    not_before_ms: int = 0
+    queued_reason: str = ""
+    last_seen_ms: int = 0                 # last sign of life of the current attempt
+    worker_id: str = ""
+    stop_reason: str = ""                 # "cancel" or "preempt" once a stop was requested
+    step: int = 0
+    total_steps: int = 0
+    loss: float = 0.0
+    eval_loss: float = 0.0
+    initial_eval_loss: float = 0.0
+    epsilon_spent: float = 0.0
+    last_checkpoint_id: str = ""
+    started: events_pb2.TrainingStarted = field(default_factory=events_pb2.TrainingStarted)
+    started_at_ms: int = 0
+    ended_at_ms: int = 0
+    artifact_uri: str = ""
+    artifact_sha256: str = ""
+    error_code: str = ""
+    reason: str = ""
+    retryable: bool = False
+    failures: int = 0
+    version: int = 0
+
+    @property
+    def exists(self) -> bool:
+        return self.version > 0
+
+    @property
+    def state_name(self) -> str:
+        return STATE_NAMES.get(self.state, "unspecified")
+
+    def is_final(self, retry: RetryPolicy = RetryPolicy()) -> bool:
+        """Nothing more will happen to the job (a failure that will be retried is not final)."""
+        if self.state in (SUCCEEDED, REJECTED, CANCELLED):
+            return True
+        return self.state == FAILED and not self.retry_due(retry)
+
+    def retry_due(self, retry: RetryPolicy = RetryPolicy()) -> bool:
+        return self.state == FAILED and self.retryable and self.failures <= retry.max_retries \
+            and self.stop_reason != "cancel"
+
+
+# ------------------------------------------------------------------ decisions
+
+
+def decide_create(request: events_pb2.TrainingRequested, violations: Iterable[events_pb2.PolicyViolation],
+                  queued: events_pb2.TrainingQueued, policy_version: str, policy_sha256: str) -> list:
+    """A new job is Requested, then Rejected (naming every broken rule) or Queued."""
+    broken = list(violations)
+    if broken:
+        first = broken[0]
+        return [request, events_pb2.TrainingRejected(
+            job_id=request.job_id, rule=first.rule, reason=first.reason, remedy=first.remedy, violations=broken,
+            policy_version=policy_version, policy_sha256=policy_sha256)]
+    return [request, queued]
+
+
+def decide_schedule(state: TrainingJobState, pool: str, gpus: int, executor: str, gpu_type: str,
+                    now_ms: int) -> list:
+    if state.state != QUEUED:
+        raise FailedPrecondition(f"training job {state.job_id} is {state.state_name}, not queued")
+    if state.not_before_ms > now_ms:
+        raise FailedPrecondition(f"training job {state.job_id} waits for its retry backoff")
+    return [events_pb2.TrainingScheduled(job_id=state.job_id, gpu_pool=pool, gpus=gpus, attempt=state.attempt + 1,
+                                         executor=executor, gpu_type=gpu_type,
+                                         resume_from_checkpoint_id=state.last_checkpoint_id)]
+
+
+def decide_cancel(state: TrainingJobState, reason: str) -> list:
+    """Queued jobs are cancelled at once; a running one is asked to checkpoint and stop first."""
+    if state.is_final() or state.state == REJECTED:
+        raise FailedPrecondition(f"training job {state.job_id} already finished ({state.state_name}); "
+                                 "nothing to cancel")
+    reason = reason or "cancelled by request"
+    if state.state in (REQUESTED, QUEUED, PREEMPTED, FAILED) or (state.state == SCHEDULED and not state.worker_id):
+        return [events_pb2.TrainingCancelled(job_id=state.job_id, reason=reason, step=state.step,
+                                             checkpoint_id=state.last_checkpoint_id)]
+    if state.stop_reason == "cancel":
+        return []
+    return [events_pb2.TrainingStopRequested(job_id=state.job_id, reason="cancel", detail=reason)]
+
+
+def decide_preempt(state: TrainingJobState, for_job_id: str) -> list:
+    if state.state not in HOLDS_GPUS or state.stop_reason:
+        return []
+    return [events_pb2.TrainingStopRequested(job_id=state.job_id, reason="preempt", preempting_job_id=for_job_id,
+                                             detail=f"preempted for higher-priority job {for_job_id}")]
+
+
+def decide_follow_up(state: TrainingJobState, now_ms: int, retry: RetryPolicy, lost_after_ms: int,
+                     start_timeout_ms: int) -> list:
+    """What the controller does next on its own: requeue stopped, failed or abandoned attempts."""
+    requeue = dict(job_id=state.job_id, gpu_pool=state.gpu_pool, attempt=state.attempt + 1,
+                   priority=state.priority, gpus=state.gpus)
+    if state.state == PREEMPTED:
+        if state.stop_reason == "cancel":
+            return [events_pb2.TrainingCancelled(job_id=state.job_id, reason="cancelled by request",
+                                                 step=state.step, checkpoint_id=state.last_checkpoint_id)]
+        return [events_pb2.TrainingQueued(reason="preempted", **requeue)]
+    if state.state == FAILED and state.stop_reason == "cancel":
+        return [events_pb2.TrainingCancelled(job_id=state.job_id, reason="cancelled by request", step=state.step,
+                                             checkpoint_id=state.last_checkpoint_id)]
+    if state.retry_due(retry):
+        return [events_pb2.TrainingQueued(reason=f"retry after {state.error_code}",
+                                          not_before_ms=state.updated_at_ms + retry.backoff_ms(state.failures),
+                                          **requeue)]
+    if state.state in HOLDS_GPUS:
+        limit = lost_after_ms if state.state == RUNNING else start_timeout_ms
+        if now_ms - state.last_seen_ms > limit:
+            if state.stop_reason == "cancel":
+                return [events_pb2.TrainingCancelled(job_id=state.job_id, reason="cancelled; its worker was lost",
+                                                     step=state.step, checkpoint_id=state.last_checkpoint_id)]
+            return [events_pb2.TrainingQueued(reason="worker_lost", **requeue)]
+    return []
+
+
+# ------------------------------------------------------------------ evolution
+
+
+def evolve(state: TrainingJobState, env: events_pb2.EventEnvelope) -> TrainingJobState:
+    """Fold one stored event into the job's state."""
+    kind = env.WhichOneof("payload")
+    at = env.time.ToMilliseconds()
+    s = replace(state, version=env.aggregate_version, updated_at_ms=max(state.updated_at_ms, at))
+    if kind == "training_requested":
+        r = env.training_requested
+        return replace(s, job_id=r.job_id, tenant_id=env.tenant_id, name=r.name, state=REQUESTED, request=r,
+                       requested_by=env.actor, correlation_id=env.correlation_id, created_at_ms=at,
+                       priority=r.priority, gpus=r.gpus or 1, gpu_pool=r.gpu_pool)
+    if kind == "training_rejected":
+        e = env.training_rejected
+        return replace(s, state=REJECTED, violations=tuple(e.violations), reason=e.reason, error_code=e.rule,
+                       policy_version=e.policy_version, ended_at_ms=at)
+    if kind == "training_queued":
+        e = env.training_queued
+        return replace(s, state=QUEUED, queued_at_ms=at, not_before_ms=e.not_before_ms, queued_reason=e.reason,
+                       estimate=e.estimate if e.HasField("estimate") else s.estimate,
+                       policy_version=e.policy_version or s.policy_version, stop_reason="", worker_id="",
+                       gpu_pool=e.gpu_pool or s.gpu_pool)
+    if kind == "training_scheduled":
+        e = env.training_scheduled
+        return replace(s, state=SCHEDULED, attempt=e.attempt, scheduled_event_id=env.id, executor=e.executor,
+                       gpu_pool=e.gpu_pool, last_seen_ms=at, worker_id="")
+    if kind == "training_stop_requested":
+        return replace(s, stop_reason=s.stop_reason or env.training_stop_requested.reason)
+    if kind == "training_cancelled":
+        e = env.training_cancelled
+        return replace(s, state=CANCELLED, reason=e.reason, ended_at_ms=at)
+    if kind in WORKER_FACTS:
+        return _worker_fact(s, kind, env, at)
+    return s
+
+
+def _worker_fact(s: TrainingJobState, kind: str, env: events_pb2.EventEnvelope, at: int) -> TrainingJobState:
+    """Facts of the current attempt; late ones from an abandoned attempt only bump the version."""
+    if s.state not in (SCHEDULED, RUNNING):
+        return s
+    if kind == "training_started":
+        e = env.training_started
+        if e.attempt and e.attempt != s.attempt:
+            return s
+        return replace(s, state=RUNNING, started=e, worker_id=e.worker_id, last_seen_ms=at,
+                       started_at_ms=s.started_at_ms or at, total_steps=e.total_steps or s.total_steps)
+    if kind == "training_heartbeat":
+        e = env.training_heartbeat
+        if e.attempt and e.attempt != s.attempt:
+            return s
+        return replace(s, last_seen_ms=at, step=max(s.step, e.step))
+    if kind == "training_progress":
+        e = env.training_progress
+        return replace(s, last_seen_ms=at, step=e.step, total_steps=e.total_steps or s.total_steps, loss=e.loss,
+                       eval_loss=e.eval_loss or s.eval_loss, epsilon_spent=max(s.epsilon_spent, e.epsilon_spent))
+    if kind == "checkpoint_saved":
+        e = env.checkpoint_saved
+        return replace(s, last_seen_ms=at, last_checkpoint_id=e.checkpoint_id, step=max(s.step, e.step))
+    if kind == "training_completed":
+        e = env.training_completed
+        return replace(s, state=SUCCEEDED, artifact_uri=e.artifact_uri, artifact_sha256=e.artifact_sha256,
+                       step=e.steps, loss=e.final_loss, eval_loss=e.eval_loss, initial_eval_loss=e.initial_eval_loss,
+                       epsilon_spent=max(s.epsilon_spent, e.epsilon_spent), ended_at_ms=at, last_seen_ms=at)
+    if kind == "training_failed":
+        e = env.training_failed
+        return replace(s, state=FAILED, error_code=e.error_code, reason=e.reason, retryable=e.retryable,
+                       failures=s.failures + 1, step=max(s.step, e.step), ended_at_ms=at, last_seen_ms=at)
+    if kind == "training_preempted":
+        e = env.training_preempted
+        return replace(s, state=PREEMPTED, last_checkpoint_id=e.checkpoint_id or s.last_checkpoint_id,
+                       step=max(s.step, e.step), last_seen_ms=at)
+    return s
+
+
+def fold(events: Iterable[events_pb2.EventEnvelope], state: TrainingJobState | None = None) -> TrainingJobState:
+    state = state or TrainingJobState()
+    for env in events:
+        state = evolve(state, env)
+    return state
+
+
+def experiment_tags(state: TrainingJobState) -> Mapping[str, str]:
+    return dict(state.request.experiment_tags)

@@ -1,0 +1,146 @@
+"""Lineage: "what model answered this request?" in one call.
+
+deployment -> model version -> training job -> dataset version -> curation job ->
+dataset -> raw dataset checksum, with the run's code version, libraries, seed,
+hardware and full configuration. Every link is read from the event streams
+(``stored_events``), so the answer is strongly consistent; a missing link is a
+NotFound that names it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from sqlalchemy import Connection, Engine, Index, select
+
+from privtune.v1 import events_pb2
+from services.common import envelope as codec
+from services.common import eventstore
+from services.common.errors import InvalidArgument, NotFound
+from services.common.store.schema import stored_events
+from services.orchestrator import job_domain
+from services.orchestrator import registry_domain as registry
+from services.orchestrator.registry_application import load_model
+
+DATASET_VERSION_CREATED = events_pb2.DatasetVersionCreated.DESCRIPTOR.full_name
+# finds a tenant's DatasetVersionCreated events without reading its training progress (migration 0004)
+STORED_EVENTS_BY_TYPE = Index("ix_stored_events_tenant_type", stored_events.c.tenant_id, stored_events.c.event_type)
+
+
+@dataclass(frozen=True)
+class Lineage:
+    deployment_id: str = ""
+    model_version_id: str = ""
+    artifact_sha256: str = ""
+    job_id: str = ""
+    config_sha256: str = ""
+    config_json: str = ""
+    code_version: str = ""
+    library_versions: Mapping[str, str] = field(default_factory=dict)
+    seed: int = 0
+    hardware: str = ""
+    base_model_id: str = ""
+    base_model_sha256: str = ""
+    dataset_version_id: str = ""
+    dataset_manifest_sha256: str = ""
+    curation_job_id: str = ""
+    curation_config_sha256: str = ""
+    dataset_id: str = ""
+    raw_dataset_checksum_sha256: str = ""
+    raw_dataset_storage_uri: str = ""
+    requested_by: str = ""
+    epsilon_spent: float = 0.0
+
+
+def lineage(engine: Engine, tenant_id: str, *, deployment_id: str = "", model_version_id: str = "",
+            job_id: str = "") -> Lineage:
+    """The whole chain from exactly one of ``deployment_id``, ``model_version_id`` or ``job_id``.
+
+    Raises:
+        InvalidArgument: not exactly one starting point was given.
+        NotFound: naming the first link of the chain that does not exist.
+    """
+    if sum(bool(x) for x in (deployment_id, model_version_id, job_id)) != 1:
+        raise InvalidArgument("give exactly one of deployment_id, model_version_id or job_id")
+    with engine.connect() as conn:
+        if deployment_id:
+            model_version_id = _deployed_version(conn, tenant_id, deployment_id)
+        version = _model_version(conn, tenant_id, model_version_id) if model_version_id else None
+        job = _job(conn, tenant_id, version.registered.job_id if version else job_id, model_version_id)
+        if version is None:
+            version = _version_of_job(conn, tenant_id, job)
+        created = _dataset_version(conn, tenant_id, job)
+        curation = _first(conn, tenant_id, created.job_id, "curation_requested",
+                          f"curation job {created.job_id!r} (which created dataset version "
+                          f"{created.dataset_version_id!r})").curation_requested
+        dataset_id = created.dataset_id or curation.dataset_id
+        dataset = _first(conn, tenant_id, dataset_id, "dataset_registered",
+                         f"dataset {dataset_id!r} (curated into {created.dataset_version_id!r})").dataset_registered
+    started = job.started
+    return Lineage(
+        deployment_id=deployment_id, model_version_id=version.model_version_id if version else "",
+        artifact_sha256=version.registered.artifact_sha256 if version else job.artifact_sha256, job_id=job.job_id,
+        config_sha256=started.config_sha256 or job.request.config_sha256, config_json=job.request.config_json,
+        code_version=started.code_version, library_versions=dict(started.library_versions), seed=started.seed,
+        hardware=started.hardware, base_model_id=job.request.base_model_id,
+        base_model_sha256=started.base_model_sha256, dataset_version_id=created.dataset_version_id,
+        dataset_manifest_sha256=started.dataset_manifest_sha256 or created.manifest_sha256,
+        curation_job_id=created.job_id, curation_config_sha256=curation.config_sha256, dataset_id=dataset_id,
+        raw_dataset_checksum_sha256=dataset.checksum_sha256, raw_dataset_storage_uri=dataset.storage_uri,
+        requested_by=job.requested_by, epsilon_spent=job.epsilon_spent)
+
+
+def _first(conn: Connection, tenant_id: str, stream_id: str, payload: str, what: str) -> events_pb2.EventEnvelope:
+    for env in eventstore.load_stream(conn, tenant_id, stream_id) if stream_id else []:
+        if env.WhichOneof("payload") == payload:
+            return env
+    raise NotFound(f"{what} not found in tenant {tenant_id!r}")
+
+
+def _deployed_version(conn: Connection, tenant_id: str, deployment_id: str) -> str:
+    env = _first(conn, tenant_id, deployment_id, "deployment_requested", f"deployment {deployment_id!r}")
+    if not env.deployment_requested.model_version_id:
+        raise NotFound(f"deployment {deployment_id!r} names no model version")
+    return env.deployment_requested.model_version_id
+
+
+def _model_version(conn: Connection, tenant_id: str, model_version_id: str) -> registry.ModelVersion:
+    name, ref = registry.split_version_ref(model_version_id)
+    state = load_model(conn, tenant_id, name)
+    if not state.exists:
+        raise NotFound(f"model version {model_version_id!r} not found in tenant {tenant_id!r}: "
+                       f"there is no model {name!r}")
+    return state.resolve(ref)
+
+
+def _job(conn: Connection, tenant_id: str, job_id: str, via: str) -> job_domain.TrainingJobState:
+    job = job_domain.fold(eventstore.load_stream(conn, tenant_id, job_id))
+    if not job.request.job_id:
+        source = f" (which produced model version {via!r})" if via else ""
+        raise NotFound(f"training job {job_id!r}{source} not found in tenant {tenant_id!r}")
+    return job
+
+
+def _version_of_job(conn: Connection, tenant_id: str, job: job_domain.TrainingJobState) -> registry.ModelVersion | None:
+    state = load_model(conn, tenant_id, registry.model_name_for(job))
+    version_id = state.version_by_job.get(job.job_id)
+    return state.versions[version_id] if version_id else None
+
+
+def _dataset_version(conn: Connection, tenant_id: str,
+                     job: job_domain.TrainingJobState) -> events_pb2.DatasetVersionCreated:
+    """The DatasetVersionCreated of the job's dataset version (the first, if curation made it twice)."""
+    wanted = job.request.train_dataset_version
+    if not wanted:
+        raise NotFound(f"training job {job.job_id!r} names no dataset version (train_dataset_version is empty)")
+    rows = conn.execute(select(stored_events.c.payload).where(
+        stored_events.c.tenant_id == tenant_id, stored_events.c.event_type == DATASET_VERSION_CREATED)
+        .order_by(stored_events.c.seq))
+    for row in rows:
+        created = codec.decode(row.payload).dataset_version_created
+        if created.dataset_version_id == wanted and (not job.request.dataset_id
+                                                     or created.dataset_id == job.request.dataset_id):
+            return created
+    raise NotFound(f"dataset version {wanted!r} (trained on by job {job.job_id!r}) not found in tenant "
+                   f"{tenant_id!r}: no curation job created it")

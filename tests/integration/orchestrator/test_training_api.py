@@ -1,0 +1,183 @@
+"""The TrainingService over real gRPC with the orchestrator's controller and a real worker pool.
+
+One platform per module (orchestrator + training worker, embedded SQLite bus and store,
+two local device slots); tiny models train for real.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import grpc
+import pytest
+
+from privtune.platform import Platform
+from privtune.v1 import events_pb2
+from privtune.v1 import registry_service_pb2 as rpb
+from privtune.v1 import registry_service_pb2_grpc as rpb_grpc
+from privtune.v1 import training_service_pb2 as pb
+from services.common import eventstore
+from services.common.config import PlatformConfig
+from tests.orchestrator_fixtures import create_job, job_request, register_version, training_stub
+from tests.platform_fixtures import metadata, wait_until
+from tests.training_fixtures import TENANT, make_models
+
+pytestmark = pytest.mark.integration
+
+POLICY = """
+version: "acme-2026-11"
+privacy: {monthly_epsilon_cap: 6.0, max_epsilon_per_job: 8.0}
+limits: {max_seq_length: 1024, max_epochs: 5, max_gpus: 2}
+quotas: {max_concurrent_jobs: 2, monthly_gpu_hours: 100.0}
+"""
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    data = tmp_path_factory.mktemp("orchestrator")
+    (data / "pools.yaml").write_text(
+        "pools:\n"
+        "  - {name: local, gpu_type: cpu, gpus: 2, shared: false}\n"
+        "  - {name: shared-a100, gpu_type: a100-80gb, gpus: 8, shared: true, executor: kubernetes}\n")
+    (data / "policies").mkdir()
+    (data / "policies" / f"{TENANT}.yaml").write_text(POLICY)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PRIVTUNE_HEARTBEAT_S", "0.5")
+    config = PlatformConfig.from_env(data, grpc_address="127.0.0.1:0",
+                                     bus_uri=f"sqlite:///{data}/events.db?session_timeout_ms=3000")
+    make_models(config.models_dir)
+    running = Platform(config, services=("orchestrator", "training")).start()
+    yield running
+    running.stop()
+    mp.undo()
+
+
+def _kinds(platform: Platform, job_id: str, tenant: str = TENANT) -> list[str]:
+    with platform.engine.connect() as conn:  # type: ignore[union-attr]
+        return [e.WhichOneof("payload") for e in eventstore.load_stream(conn, tenant, job_id)]
+
+
+def _wait_state(platform: Platform, job_id: str, state: int, timeout: float = 240) -> pb.TrainingJob:
+    stub = training_stub(platform)
+    job: list[pb.TrainingJob] = []
+
+    def reached() -> bool:
+        job[:] = [stub.GetTrainingJob(pb.GetTrainingJobRequest(job_id=job_id), metadata=metadata(), timeout=10)]
+        return job[0].state == state
+
+    wait_until(reached, timeout, f"job {job_id} to be {pb.TrainingJobState.Name(state)}")
+    return job[0]
+
+
+def test_a_job_runs_through_the_api_and_its_model_is_registered_with_lineage(platform: Platform) -> None:
+    version = register_version(platform.engine, platform.config.storage_uri)  # type: ignore[arg-type]
+    created = create_job(platform, job_request(version, name="support-bot", max_steps=8, checkpoint_every=4,
+                                               experiment_tags={"team": "retail"}))
+    assert created.state == pb.TRAINING_JOB_STATE_QUEUED and created.estimate.peak_memory_bytes > 0
+    assert created.policy_version == "acme-2026-11" and created.gpu_pool == "local"
+    stub = training_stub(platform)
+    watched = [env.WhichOneof("payload") for env in stub.WatchTrainingJob(
+        pb.WatchTrainingJobRequest(job_id=created.job_id), metadata=metadata(), timeout=240)]
+    assert watched[:3] == ["training_requested", "training_queued", "training_scheduled"]
+    assert watched[-1] == "training_completed"  # the stream ends once the job is final
+    job = _wait_state(platform, created.job_id, pb.TRAINING_JOB_STATE_SUCCEEDED)
+    assert job.artifact_sha256 and job.step == 8 and job.attempt == 1
+    listed = stub.ListTrainingJobs(pb.ListTrainingJobsRequest(state=pb.TRAINING_JOB_STATE_SUCCEEDED),
+                                   metadata=metadata(), timeout=10)
+    wait_until(lambda: created.job_id in {j.job_id for j in stub.ListTrainingJobs(
+        pb.ListTrainingJobsRequest(state=pb.TRAINING_JOB_STATE_SUCCEEDED), metadata=metadata(), timeout=10).jobs},
+        30, "the read model to list the job")
+    assert listed is not None
+    registry = rpb_grpc.ModelRegistryServiceStub(grpc.insecure_channel(platform.grpc_target))
+
+    def registered() -> bool:
+        return bool(registry.ListModelVersions(rpb.ListModelVersionsRequest(model_name="support-bot"),
+                                               metadata=metadata(), timeout=10).versions)
+
+    wait_until(registered, 30, "the model version to be registered")
+    lineage = registry.GetLineage(rpb.GetLineageRequest(job_id=created.job_id), metadata=metadata(), timeout=10)
+    assert lineage.model_version_id == "support-bot/v1" and lineage.artifact_sha256 == job.artifact_sha256
+    assert lineage.dataset_version_id == version and len(lineage.raw_dataset_checksum_sha256) == 64
+    assert lineage.dataset_manifest_sha256 and lineage.base_model_sha256 and lineage.code_version
+    assert lineage.config_sha256 and '"max_steps":8' in lineage.config_json and lineage.requested_by == "alice"
+    # Tenant isolation: another tenant sees nothing of it.
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetTrainingJob(pb.GetTrainingJobRequest(job_id=created.job_id), metadata=metadata("globex"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_restricted_data_is_rejected_with_each_broken_rule_before_anything_runs(platform: Platform) -> None:
+    version = register_version(platform.engine, platform.config.storage_uri,  # type: ignore[arg-type]
+                               classification=events_pb2.DATA_CLASSIFICATION_RESTRICTED)
+    job = create_job(platform, job_request(version, name="restricted", gpu_pool="shared-a100", max_seq_length=4096))
+    assert job.state == pb.TRAINING_JOB_STATE_REJECTED
+    rules = [v.rule for v in job.violations]
+    assert {"data.restricted_not_on_shared_pool", "data.restricted_requires_dp", "limits.max_seq_length"} <= set(rules)
+    assert all(v.remedy for v in job.violations) and job.reason
+    assert _kinds(platform, job.job_id) == ["training_requested", "training_rejected"]
+
+
+def test_the_ledger_refuses_an_over_budget_dp_job_before_any_compute(platform: Platform) -> None:
+    version = register_version(platform.engine, platform.config.storage_uri, n=256)  # type: ignore[arg-type]
+    stub = training_stub(platform)
+    dp = {"enabled": True, "target_epsilon": 4.0, "target_delta": 1e-5}
+    first = create_job(platform, job_request(version, name="dp-1", max_steps=6, micro_batch_size=16, dp=dp))
+    assert first.state == pb.TRAINING_JOB_STATE_QUEUED and 0 < first.estimate.planned_epsilon <= 4.0
+    ledger = stub.GetPrivacyLedger(pb.GetPrivacyLedgerRequest(), metadata=metadata(), timeout=10)
+    assert ledger.monthly_cap == 6.0 and [e.job_id for e in ledger.entries] == [first.job_id]
+    second = create_job(platform, job_request(version, name="dp-2", max_steps=6, micro_batch_size=16, dp=dp))
+    assert second.state == pb.TRAINING_JOB_STATE_REJECTED
+    assert second.violations[0].rule == "privacy.monthly_epsilon_cap" and "epsilon" in second.violations[0].remedy
+    assert _kinds(platform, second.job_id) == ["training_requested", "training_rejected"]  # never scheduled
+    done = _wait_state(platform, first.job_id, pb.TRAINING_JOB_STATE_SUCCEEDED)
+    assert 0 < done.epsilon_spent <= 4.0
+
+    def settled() -> bool:
+        entries = stub.GetPrivacyLedger(pb.GetPrivacyLedgerRequest(), metadata=metadata(), timeout=10).entries
+        return entries[0].state != "reserved"
+
+    wait_until(settled, 30, "the reservation to be settled with the spent epsilon")
+    ledger = stub.GetPrivacyLedger(pb.GetPrivacyLedgerRequest(), metadata=metadata(), timeout=10)
+    assert ledger.entries[0].epsilon_spent == pytest.approx(done.epsilon_spent)
+    assert ledger.epsilon_remaining == pytest.approx(6.0 - done.epsilon_spent)
+
+
+def test_cancel_a_queued_and_a_running_job(platform: Platform) -> None:
+    version = register_version(platform.engine, platform.config.storage_uri)  # type: ignore[arg-type]
+    stub = training_stub(platform)
+    running = create_job(platform, job_request(version, name="long", max_steps=400, checkpoint_every=5))
+    wait_until(lambda: "checkpoint_saved" in _kinds(platform, running.job_id), 180, "a checkpoint")
+    cancelled = stub.CancelTrainingJob(pb.CancelTrainingJobRequest(job_id=running.job_id, reason="wrong data"),
+                                       metadata=metadata(), timeout=10)
+    assert cancelled.state == pb.TRAINING_JOB_STATE_RUNNING  # asked to checkpoint and stop first
+    job = _wait_state(platform, running.job_id, pb.TRAINING_JOB_STATE_CANCELLED, 120)
+    kinds = _kinds(platform, running.job_id)
+    assert kinds.index("training_stop_requested") < kinds.index("training_preempted") < kinds.index(
+        "training_cancelled")
+    assert job.last_checkpoint_id and "training_completed" not in kinds
+    with pytest.raises(grpc.RpcError) as err:
+        stub.CancelTrainingJob(pb.CancelTrainingJobRequest(job_id=running.job_id), metadata=metadata(), timeout=10)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_invalid_requests_get_actionable_errors_and_estimates_write_nothing(platform: Platform) -> None:
+    stub = training_stub(platform)
+    version = register_version(platform.engine, platform.config.storage_uri)  # type: ignore[arg-type]
+    cases = [
+        (job_request("dv-missing"), grpc.StatusCode.NOT_FOUND, "curate"),
+        (job_request(version, base_model="gpt-9"), grpc.StatusCode.FAILED_PRECONDITION, "privtune models import"),
+        (job_request(version, micro_batch_size=0), grpc.StatusCode.INVALID_ARGUMENT, "micro_batch_size"),
+        (job_request(version, name=""), grpc.StatusCode.INVALID_ARGUMENT, "name is required"),
+    ]
+    for request, code, hint in cases:
+        with pytest.raises(grpc.RpcError) as err:
+            stub.CreateTrainingJob(request, metadata=metadata(), timeout=30)
+        assert err.value.code() == code and hint in err.value.details(), err.value.details()
+    estimate = stub.EstimateTrainingJob(job_request(version, gpu_pool="shared-a100", method="full"),
+                                        metadata=metadata(), timeout=30)
+    assert estimate.estimate.gpu_type == "a100-80gb" and estimate.estimate.fits and estimate.method == "full"
+    assert estimate.estimate.cost_usd > 0 and estimate.estimate.gpu_hours > 0 and not estimate.violations
+    before = stub.ListTrainingJobs(pb.ListTrainingJobsRequest(), metadata=metadata(), timeout=10).jobs
+    stub.EstimateTrainingJob(job_request(version), metadata=metadata(), timeout=30)
+    assert len(stub.ListTrainingJobs(pb.ListTrainingJobsRequest(), metadata=metadata(), timeout=10).jobs) == len(before)
