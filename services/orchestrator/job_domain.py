@@ -212,7 +212,8 @@ def evolve(state: TrainingJobState, env: events_pb2.EventEnvelope) -> TrainingJo
         return replace(s, state=SCHEDULED, attempt=e.attempt, scheduled_event_id=env.id, executor=e.executor,
                        gpu_pool=e.gpu_pool, last_seen_ms=at, worker_id="")
     if kind == "training_stop_requested":
-        return replace(s, stop_reason=s.stop_reason or env.training_stop_requested.reason)
+        reason = env.training_stop_requested.reason
+        return replace(s, stop_reason="cancel" if "cancel" in (s.stop_reason, reason) else s.stop_reason or reason)
     if kind == "training_cancelled":
         e = env.training_cancelled
         return replace(s, state=CANCELLED, reason=e.reason, ended_at_ms=at)

@@ -81,7 +81,7 @@ def child(spec_path: Path, models: Path, storage_root: str, work: Path) -> dict[
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+def mid_llama(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     from gpu_worker.base_models import build_tiny_model
     from gpu_worker.synthetic import write_dataset_version
     from services.common.storage import open_tenant_storage
@@ -107,12 +107,12 @@ def _measure(spec: TrainingSpec, models: Path, storage_root: str, work: Path) ->
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_estimated_peak_memory_matches_a_cpu_run(name: str, setup: tuple[Path, str, str], tmp_path: Path) -> None:
+def test_estimated_peak_memory_matches_a_cpu_run(name: str, mid_llama: tuple[Path, str, str], tmp_path: Path) -> None:
     from services.orchestrator.estimate import estimate, model_info_from_config
     from services.orchestrator.gpu_types import gpu_type
     from services.orchestrator.resources import DatasetInfo
 
-    models, storage_root, dataset_uri = setup
+    models, storage_root, dataset_uri = mid_llama
     overrides = dict(CONFIGS[name])
     spec = TrainingSpec.model_validate({
         "job_id": f"estimate-{name}", "tenant_id": TENANT, "base_model": MODEL_ID, "dataset_uri": dataset_uri,
