@@ -135,7 +135,7 @@ class TrainingWorker:
             spec = from_request(request, tenant)
         except ValueError as exc:
             self._append(tenant, job_id, causation, events_pb2.TrainingFailed(
-                job_id=job_id, error_code="invalid_input", retryable=False,
+                job_id=job_id, error_code="invalid_input", retryable=False, attempt=attempt,
                 reason=f"the training request is invalid: {_first_line(exc)}"))
             return "failed"
         work = self.settings.work_dir / tenant / job_id
@@ -146,11 +146,18 @@ class TrainingWorker:
             run = self._run_child(work, tenant, job_id, attempt, causation, stop, spec.num_processes, command.id)
             if run.outcome in ("completed", "failed", "preempted"):
                 return run.outcome
+            if run.stop_sent or stop.is_set():
+                # Stopped before the trainer could checkpoint (e.g. SIGTERM while importing): it
+                # stopped as asked, with whatever checkpoint it had, rather than crashed.
+                self._append(tenant, job_id, causation, events_pb2.TrainingPreempted(
+                    job_id=job_id, checkpoint_id=run.last_checkpoint or state.last_checkpoint_id, step=run.step,
+                    worker_id=self.settings.worker_id, attempt=attempt))
+                return "preempted"
             crashes += 1
-            if crashes >= self.settings.max_attempts or stop.is_set() or run.stop_sent:
+            if crashes >= self.settings.max_attempts:
                 killed = run.outcome == "killed"
                 self._append(tenant, job_id, causation, events_pb2.TrainingFailed(
-                    job_id=job_id, step=run.step, retryable=not killed,
+                    job_id=job_id, step=run.step, retryable=not killed, attempt=attempt,
                     error_code="out_of_memory" if killed else "worker_crash",
                     reason=("the training process was killed (SIGKILL), most likely by the kernel for lack of "
                             "memory; lower max_seq_length or micro_batch_size" if killed else
@@ -255,7 +262,7 @@ class TrainingWorker:
                 log.warning("training job %s: could not read its stream", job_id, exc_info=True)
                 continue
             moved_on = bool(command_id) and state.scheduled_event_id != command_id
-            if state.stop_reason or moved_on or state.state in (job_domain.CANCELLED, job_domain.SUCCEEDED):
+            if state.stop_reason or moved_on or state.state not in job_domain.HOLDS_GPUS:
                 log.info("training job %s: stopping its attempt (%s)", job_id,
                          state.stop_reason or ("superseded" if moved_on else state.state_name))
                 run.stop_sent = True
@@ -312,28 +319,29 @@ class TrainingWorker:
                     job_id=job_id, step=event["step"], total_steps=event["total_steps"], loss=event["loss"],
                     learning_rate=event["learning_rate"], grad_norm=event["grad_norm"],
                     tokens_per_second=event["tokens_per_second"], epsilon_spent=event.get("epsilon", 0.0),
-                    epoch=event["epoch"], eval_loss=event.get("eval_loss", 0.0))
+                    epoch=event["epoch"], eval_loss=event.get("eval_loss", 0.0), attempt=attempt)
         elif kind == "checkpoint":
             run.last_checkpoint = event["checkpoint_id"]
             payload = events_pb2.CheckpointSaved(
                 job_id=job_id, checkpoint_id=event["checkpoint_id"], step=event["step"], uri=event["uri"],
-                sha256=event["sha256"], metrics=event["metrics"])
+                sha256=event["sha256"], metrics=event["metrics"], attempt=attempt)
         elif kind == "completed":
             run.outcome = "completed"
             payload = events_pb2.TrainingCompleted(
                 job_id=job_id, artifact_uri=event["artifact_uri"], artifact_sha256=event["artifact_sha256"],
                 steps=event["steps"], final_loss=event["final_loss"], epsilon_spent=event["epsilon_spent"],
                 duration_seconds=event["duration_seconds"], eval_loss=event["eval_loss"] or 0.0,
-                initial_eval_loss=event["initial_eval_loss"] or 0.0)
+                initial_eval_loss=event["initial_eval_loss"] or 0.0, attempt=attempt)
         elif kind == "failed":
             run.outcome = "failed"
             payload = events_pb2.TrainingFailed(job_id=job_id, error_code=event["error_code"],
                                                 reason=event["reason"], retryable=event["retryable"],
-                                                step=event["step"])
+                                                step=event["step"], attempt=attempt)
         elif kind == "preempted":
             run.outcome = "preempted"
             payload = events_pb2.TrainingPreempted(job_id=job_id, checkpoint_id=run.last_checkpoint,
-                                                   step=run.step, worker_id=self.settings.worker_id)
+                                                   step=run.step, worker_id=self.settings.worker_id,
+                                                   attempt=attempt)
         if payload is not None:
             with run.lock:
                 self._append(tenant, job_id, causation, payload)

@@ -510,7 +510,7 @@ class TrainingStarted(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ..., resumed_from_checkpoint_id: _Optional[str] = ..., dataset_manifest_sha256: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., code_version: _Optional[str] = ..., seed: _Optional[int] = ..., hardware: _Optional[str] = ..., library_versions: _Optional[_Mapping[str, str]] = ..., total_steps: _Optional[int] = ..., effective_batch_size: _Optional[int] = ..., config_sha256: _Optional[str] = ..., bitwise_reproducible: _Optional[str] = ..., trainable_parameters: _Optional[int] = ...) -> None: ...
 
 class TrainingProgress(_message.Message):
-    __slots__ = ("job_id", "step", "total_steps", "loss", "learning_rate", "grad_norm", "tokens_per_second", "epsilon_spent", "epoch", "eval_loss")
+    __slots__ = ("job_id", "step", "total_steps", "loss", "learning_rate", "grad_norm", "tokens_per_second", "epsilon_spent", "epoch", "eval_loss", "attempt")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
@@ -521,6 +521,7 @@ class TrainingProgress(_message.Message):
     EPSILON_SPENT_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     EVAL_LOSS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     step: int
     total_steps: int
@@ -531,10 +532,11 @@ class TrainingProgress(_message.Message):
     epsilon_spent: float
     epoch: float
     eval_loss: float
-    def __init__(self, job_id: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., learning_rate: _Optional[float] = ..., grad_norm: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., epsilon_spent: _Optional[float] = ..., epoch: _Optional[float] = ..., eval_loss: _Optional[float] = ...) -> None: ...
+    attempt: int
+    def __init__(self, job_id: _Optional[str] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., learning_rate: _Optional[float] = ..., grad_norm: _Optional[float] = ..., tokens_per_second: _Optional[float] = ..., epsilon_spent: _Optional[float] = ..., epoch: _Optional[float] = ..., eval_loss: _Optional[float] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class CheckpointSaved(_message.Message):
-    __slots__ = ("job_id", "checkpoint_id", "step", "uri", "sha256", "metrics")
+    __slots__ = ("job_id", "checkpoint_id", "step", "uri", "sha256", "metrics", "attempt")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -548,16 +550,18 @@ class CheckpointSaved(_message.Message):
     URI_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     checkpoint_id: str
     step: int
     uri: str
     sha256: str
     metrics: _containers.ScalarMap[str, float]
-    def __init__(self, job_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., step: _Optional[int] = ..., uri: _Optional[str] = ..., sha256: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    attempt: int
+    def __init__(self, job_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., step: _Optional[int] = ..., uri: _Optional[str] = ..., sha256: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class TrainingCompleted(_message.Message):
-    __slots__ = ("job_id", "artifact_uri", "artifact_sha256", "steps", "final_loss", "epsilon_spent", "duration_seconds", "eval_loss", "initial_eval_loss")
+    __slots__ = ("job_id", "artifact_uri", "artifact_sha256", "steps", "final_loss", "epsilon_spent", "duration_seconds", "eval_loss", "initial_eval_loss", "attempt")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_URI_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
@@ -567,6 +571,7 @@ class TrainingCompleted(_message.Message):
     DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     EVAL_LOSS_FIELD_NUMBER: _ClassVar[int]
     INITIAL_EVAL_LOSS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     artifact_uri: str
     artifact_sha256: str
@@ -576,7 +581,8 @@ class TrainingCompleted(_message.Message):
     duration_seconds: float
     eval_loss: float
     initial_eval_loss: float
-    def __init__(self, job_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., steps: _Optional[int] = ..., final_loss: _Optional[float] = ..., epsilon_spent: _Optional[float] = ..., duration_seconds: _Optional[float] = ..., eval_loss: _Optional[float] = ..., initial_eval_loss: _Optional[float] = ...) -> None: ...
+    attempt: int
+    def __init__(self, job_id: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., steps: _Optional[int] = ..., final_loss: _Optional[float] = ..., epsilon_spent: _Optional[float] = ..., duration_seconds: _Optional[float] = ..., eval_loss: _Optional[float] = ..., initial_eval_loss: _Optional[float] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class TrainingHeartbeat(_message.Message):
     __slots__ = ("job_id", "worker_id", "step", "attempt")
@@ -591,30 +597,34 @@ class TrainingHeartbeat(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., step: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class TrainingPreempted(_message.Message):
-    __slots__ = ("job_id", "checkpoint_id", "step", "worker_id")
+    __slots__ = ("job_id", "checkpoint_id", "step", "worker_id", "attempt")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     checkpoint_id: str
     step: int
     worker_id: str
-    def __init__(self, job_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., step: _Optional[int] = ..., worker_id: _Optional[str] = ...) -> None: ...
+    attempt: int
+    def __init__(self, job_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., step: _Optional[int] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class TrainingFailed(_message.Message):
-    __slots__ = ("job_id", "error_code", "reason", "retryable", "step")
+    __slots__ = ("job_id", "error_code", "reason", "retryable", "step", "attempt")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     RETRYABLE_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     error_code: str
     reason: str
     retryable: bool
     step: int
-    def __init__(self, job_id: _Optional[str] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., retryable: _Optional[bool] = ..., step: _Optional[int] = ...) -> None: ...
+    attempt: int
+    def __init__(self, job_id: _Optional[str] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., retryable: _Optional[bool] = ..., step: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class ModelVersionRegistered(_message.Message):
     __slots__ = ("model_version_id", "model_name", "version", "kind", "artifact_uri", "artifact_sha256", "job_id", "base_model_id", "base_model_sha256", "dataset_version_id", "dataset_manifest_sha256", "config_sha256", "code_version", "metrics", "dataset_id")

@@ -138,7 +138,7 @@ def decide_schedule(state: TrainingJobState, pool: str, gpus: int, executor: str
 
 def decide_cancel(state: TrainingJobState, reason: str) -> list:
     """Queued jobs are cancelled at once; a running one is asked to checkpoint and stop first."""
-    if state.is_final() or state.state == REJECTED:
+    if state.is_final():
         raise FailedPrecondition(f"training job {state.job_id} already finished ({state.state_name}); "
                                  "nothing to cancel")
     reason = reason or "cancelled by request"
@@ -151,8 +151,12 @@ def decide_cancel(state: TrainingJobState, reason: str) -> list:
 
 
 def decide_preempt(state: TrainingJobState, for_job_id: str) -> list:
+    """Ask a running attempt to checkpoint and stop; an attempt no worker has started yet is requeued at once."""
     if state.state not in HOLDS_GPUS or state.stop_reason:
         return []
+    if state.state == SCHEDULED and not state.worker_id:
+        return [events_pb2.TrainingQueued(job_id=state.job_id, gpu_pool=state.gpu_pool, attempt=state.attempt + 1,
+                                          priority=state.priority, gpus=state.gpus, reason="preempted")]
     return [events_pb2.TrainingStopRequested(job_id=state.job_id, reason="preempt", preempting_job_id=for_job_id,
                                              detail=f"preempted for higher-priority job {for_job_id}")]
 
@@ -167,12 +171,9 @@ def decide_follow_up(state: TrainingJobState, now_ms: int, retry: RetryPolicy, l
             return [events_pb2.TrainingCancelled(job_id=state.job_id, reason="cancelled by request",
                                                  step=state.step, checkpoint_id=state.last_checkpoint_id)]
         return [events_pb2.TrainingQueued(reason="preempted", **requeue)]
-    if state.state == FAILED and state.stop_reason == "cancel":
-        return [events_pb2.TrainingCancelled(job_id=state.job_id, reason="cancelled by request", step=state.step,
-                                             checkpoint_id=state.last_checkpoint_id)]
     if state.retry_due(retry):
         return [events_pb2.TrainingQueued(reason=f"retry after {state.error_code}",
-                                          not_before_ms=state.updated_at_ms + retry.backoff_ms(state.failures),
+                                          not_before_ms=state.ended_at_ms + retry.backoff_ms(state.failures),
                                           **requeue)]
     if state.state in HOLDS_GPUS:
         limit = lost_after_ms if state.state == RUNNING else start_timeout_ms
@@ -226,16 +227,15 @@ def _worker_fact(s: TrainingJobState, kind: str, env: events_pb2.EventEnvelope, 
     """Facts of the current attempt; late ones from an abandoned attempt only bump the version."""
     if s.state not in (SCHEDULED, RUNNING):
         return s
+    attempt = getattr(env, kind).attempt
+    if attempt and attempt != s.attempt:
+        return s
     if kind == "training_started":
         e = env.training_started
-        if e.attempt and e.attempt != s.attempt:
-            return s
         return replace(s, state=RUNNING, started=e, worker_id=e.worker_id, last_seen_ms=at,
                        started_at_ms=s.started_at_ms or at, total_steps=e.total_steps or s.total_steps)
     if kind == "training_heartbeat":
         e = env.training_heartbeat
-        if e.attempt and e.attempt != s.attempt:
-            return s
         return replace(s, last_seen_ms=at, step=max(s.step, e.step))
     if kind == "training_progress":
         e = env.training_progress

@@ -404,3 +404,23 @@ def test_is_final_only_when_nothing_more_will_happen() -> None:
     assert retryable.is_final(jd.RetryPolicy(max_retries=0))  # no retries allowed
     assert apply(running_job(), failed(retryable=False)).is_final(RETRY)
     assert not jd.TrainingJobState().exists
+
+
+def test_preempting_an_attempt_no_worker_started_requeues_it_at_once() -> None:
+    state = queued_job()
+    state = apply(state, scheduled(state))
+    (event,) = jd.decide_preempt(state, "job-high")
+    assert isinstance(event, ev.TrainingQueued) and event.reason == "preempted" and event.attempt == 2
+    assert apply(state, event).state == jd.QUEUED
+
+
+def test_outcomes_reported_by_an_abandoned_attempt_are_fenced_off() -> None:
+    state = running_job()  # attempt 1 runs
+    state = apply(state, ev.TrainingQueued(job_id=JOB, gpu_pool="local", attempt=2, reason="worker_lost"))
+    state = apply(state, scheduled(state), started(attempt=2, worker="w2"))
+    late = apply(state, ev.TrainingCompleted(job_id=JOB, artifact_sha256="zombie", attempt=1),
+                 ev.TrainingPreempted(job_id=JOB, checkpoint_id="step-9", attempt=1),
+                 ev.TrainingProgress(job_id=JOB, step=99, loss=9.0, attempt=1))
+    assert late.state == jd.RUNNING and late.worker_id == "w2" and late.step != 99 and not late.artifact_sha256
+    done = apply(late, ev.TrainingCompleted(job_id=JOB, artifact_sha256="real", attempt=2))
+    assert done.state == jd.SUCCEEDED and done.artifact_sha256 == "real"
