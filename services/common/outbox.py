@@ -12,13 +12,13 @@ import logging
 import threading
 import uuid
 
-from sqlalchemy import Engine, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, func, select, update
 
 from services.common.bus import EventBus, Message
 from services.common.clock import now_ms
 from services.common.errors import BusUnavailable
-from services.common.store.schema import outbox, relay_leases
+from services.common.leases import take_lease
+from services.common.store.schema import outbox
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +41,7 @@ class OutboxRelay:
             return int(conn.execute(select(func.count()).where(outbox.c.published_at_ms.is_(None))).scalar() or 0)
 
     def _take_lease(self) -> bool:
-        now = now_ms()
-        with self.engine.begin() as conn:
-            taken = conn.execute(
-                update(relay_leases)
-                .where(relay_leases.c.name == self.name,
-                       or_(relay_leases.c.owner == self.owner, relay_leases.c.lease_until_ms < now))
-                .values(owner=self.owner, lease_until_ms=now + self.lease_ms)
-            ).rowcount
-            if taken:
-                return True
-            try:
-                with conn.begin_nested():
-                    conn.execute(insert(relay_leases).values(name=self.name, owner=self.owner,
-                                                             lease_until_ms=now + self.lease_ms))
-                return True
-            except IntegrityError:
-                return False  # another relay holds a live lease
+        return take_lease(self.engine, self.name, self.owner, self.lease_ms)
 
     def publish_pending(self) -> int:
         """Publish one batch of pending events. Returns how many went out.

@@ -7,7 +7,7 @@ Used by ``CreateTrainingJob`` (which then records the outcome) and by
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from pydantic import ValidationError
@@ -161,10 +161,3 @@ def admit(engine: Engine, settings: OrchestratorSettings, tenant_id: str, job_id
         gpus=spec.num_processes, dataset_id=dataset.dataset_id, classification=dataset.classification)
     return Admission(request=request, spec=spec, estimate=sized, violations=tuple(violations), policy=policy,
                      method_note=note, fitting=fitting, privacy=privacy, month=month)
-
-
-def with_job_id(admission: Admission, job_id: str) -> Admission:
-    request = events_pb2.TrainingRequested()
-    request.CopyFrom(admission.request)
-    request.job_id = job_id
-    return replace(admission, request=request)

@@ -11,7 +11,7 @@ import threading
 import uuid
 from typing import Callable, Iterator
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from privtune.v1 import events_pb2
@@ -30,8 +30,9 @@ STREAM_TYPE = "training_job"
 LEDGER_STREAM_TYPE = "privacy_ledger"
 
 
-def append_events(conn, tenant_id: str, stream_id: str, stream_type: str, payloads: list,
+def append_events(conn: Connection, tenant_id: str, stream_id: str, stream_type: str, payloads: list,
                   causation: Causation, expected_version: int) -> list[events_pb2.EventEnvelope]:
+    """Wrap ``payloads`` as the stream's next events and append them (+ outbox) in ``conn``'s transaction."""
     envelopes = [new_envelope(p, subject=stream_id, tenant_id=tenant_id, source=SOURCE, causation=causation)
                  for p in payloads]
     eventstore.append(conn, stream_type, envelopes, expected_version=expected_version)
@@ -79,7 +80,7 @@ class TrainingJobApplication:
                 continue  # another job reserved budget first: judge this one again against the new total
         raise ConcurrencyConflict("the privacy ledger kept changing while this job was admitted; retry")
 
-    def _claim_request(self, conn, caller: Caller, request_id: str, job_id: str) -> None:
+    def _claim_request(self, conn: Connection, caller: Caller, request_id: str, job_id: str) -> None:
         try:
             with conn.begin_nested():
                 conn.execute(insert(unique_names).values(tenant_id=caller.tenant_id, kind="training-request",

@@ -19,14 +19,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from sqlalchemy import Engine, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, or_, select
 
 from services.common import eventstore
 from services.common.clock import now_ms
 from services.common.envelope import Causation
 from services.common.errors import ConcurrencyConflict, PrivtuneError
-from services.common.store.schema import relay_leases, training_job_view
+from services.common.leases import take_lease
+from services.common.store.schema import training_job_view
 from services.orchestrator import job_domain, scheduling
 from services.orchestrator.application import STREAM_TYPE, append_events
 from services.orchestrator.policy_files import load_policy
@@ -89,21 +89,7 @@ class Controller:
     # ------------------------------------------------------------------ state
 
     def _take_lease(self, lease_ms: int = 10_000) -> bool:
-        now = now_ms()
-        with self.engine.begin() as conn:
-            taken = conn.execute(update(relay_leases).where(
-                relay_leases.c.name == "orchestrator.controller",
-                or_(relay_leases.c.owner == self.owner, relay_leases.c.lease_until_ms < now),
-            ).values(owner=self.owner, lease_until_ms=now + lease_ms)).rowcount
-            if taken:
-                return True
-            try:
-                with conn.begin_nested():
-                    conn.execute(insert(relay_leases).values(name="orchestrator.controller", owner=self.owner,
-                                                             lease_until_ms=now + lease_ms))
-                return True
-            except IntegrityError:
-                return False
+        return take_lease(self.engine, "orchestrator.controller", self.owner, lease_ms)
 
     def _refresh(self) -> list[job_domain.TrainingJobState]:
         """Current state of every job still in play (the read model finds them, the store has the truth)."""

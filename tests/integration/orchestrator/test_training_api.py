@@ -181,3 +181,33 @@ def test_invalid_requests_get_actionable_errors_and_estimates_write_nothing(plat
     before = stub.ListTrainingJobs(pb.ListTrainingJobsRequest(), metadata=metadata(), timeout=10).jobs
     stub.EstimateTrainingJob(job_request(version), metadata=metadata(), timeout=30)
     assert len(stub.ListTrainingJobs(pb.ListTrainingJobsRequest(), metadata=metadata(), timeout=10).jobs) == len(before)
+
+
+def test_the_cli_estimates_submits_lists_and_reads_the_ledger(platform: Platform,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from privtune.cli import main
+
+    version = register_version(platform.engine, platform.config.storage_uri)  # type: ignore[arg-type]
+    common = ["--target", platform.grpc_target, "--tenant", TENANT, "--actor", "bob"]
+    request = ["--name", "cli-job", "--base-model", "tiny-llama", "--dataset-version", version,
+               "--set", "max_steps=4", "--set", "micro_batch_size=8", "--set", "lora.r=4", "--tag", "team=cli"]
+    assert main(["estimate", *common, *request]) == 0
+    estimate = json.loads(capsys.readouterr().out)
+    assert estimate["method"] == "lora" and estimate["estimate"]["fits"] and "violations" not in estimate
+    assert main(["estimate", *common, *request, "--set", "max_seq_length=100000"]) == 3  # refused: exit 3
+    assert "limits.max_seq_length" in capsys.readouterr().err
+    assert main(["jobs", "create", *common, *request, "--wait"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(lines[-1])["training_completed"]["steps"] == "4"
+
+    def listed() -> bool:
+        assert main(["jobs", "list", *common, "--state", "succeeded"]) == 0
+        return "cli-job" in capsys.readouterr().out
+
+    wait_until(listed, 30, "the CLI to list the finished job")
+    assert main(["jobs", "ledger", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["monthly_cap"] == 6.0
+    assert main(["jobs", "get", *common, "tj-missing"]) == 1
+    assert "NOT_FOUND" in capsys.readouterr().err

@@ -74,10 +74,11 @@ def test_lora_trainable_parameters_equal_what_peft_reports(targets: list[str], r
     tiny = build_tiny_model(tmp_path, hidden_size=64, layers=2, heads=4)
     gqa = {"hidden_size": 96, "num_hidden_layers": 3, "num_attention_heads": 6, "num_key_value_heads": 2,
            "intermediate_size": 160, "vocab_size": 300, "tie_word_embeddings": False}
-    for model, config in ((AutoModelForCausalLM.from_pretrained(tiny.path), None), (LlamaForCausalLM(LlamaConfig(**gqa)), gqa)):
+    models = ((AutoModelForCausalLM.from_pretrained(tiny.path), None), (LlamaForCausalLM(LlamaConfig(**gqa)), gqa))
+    for model, config in models:
         info = model_info_from_config("m", config or model.config.to_dict())
-        peft_model = get_peft_model(model, LoraConfig(r=r, target_modules=targets[0] if targets == ["all-linear"]
-                                                      else targets))
+        peft_targets = "all-linear" if targets == ["all-linear"] else targets
+        peft_model = get_peft_model(model, LoraConfig(r=r, target_modules=peft_targets))
         trainable, _ = peft_model.get_nb_trainable_parameters()
         assert trainable_parameters(info, spec("lora", lora={"r": r, "target_modules": targets})) == trainable
 
