@@ -80,13 +80,15 @@ class _Run:
 
 
 class TrainingWorker:
-    def __init__(self, engine: Engine, bus: EventBus, settings: WorkerSettings) -> None:
+    def __init__(self, engine: Engine, bus: EventBus | None, settings: WorkerSettings) -> None:
+        """``bus`` None: no pool membership, for running one attempt (``gpu_worker.run_attempt``)."""
         self.engine = engine
         self.bus = bus
         self.settings = settings
-        self.subscription: Subscription | None = bus.subscribe(GROUP, [TRAINING_COMMANDS])
+        self.subscription: Subscription | None = bus.subscribe(GROUP, [TRAINING_COMMANDS]) if bus else None
 
     def run(self, stop: threading.Event) -> None:
+        assert self.bus is not None, "a worker without a bus runs single attempts (run_job), not the pool loop"
         backoff = 0.5
         while not stop.is_set():
             try:
@@ -115,6 +117,7 @@ class TrainingWorker:
         try:
             env = codec.decode(record.value)
         except MalformedEvent as exc:
+            assert self.bus is not None
             self.bus.publish([dead_letter_message(record, GROUP, exc)])
             return None
         return env if env.WhichOneof("payload") == "training_scheduled" else None

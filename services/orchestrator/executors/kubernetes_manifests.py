@@ -118,11 +118,16 @@ def render_job(job_id: str, tenant_id: str, spec: TrainingSpec, pool: Pool, gpu:
     if gang:
         # $(VAR) is expanded by the kubelet from the env the training operator injects.
         command = ["torchrun", f"--nnodes={layout.nodes}", f"--nproc_per_node={layout.processes_per_node}",
-                   "--node_rank=$(RANK)", "--master_addr=$(MASTER_ADDR)", "--master_port=$(MASTER_PORT)"]
+                   "--node_rank=$(RANK)", "--master_addr=$(MASTER_ADDR)", "--master_port=$(MASTER_PORT)",
+                   *_job_args(settings, paths)]
     else:
-        command = ["torchrun", "--standalone", f"--nproc_per_node={layout.processes_per_node}"]
+        # One node: the pod runs the attempt like a pool worker would (events, heartbeats and stop
+        # requests through the store; torchrun --standalone inside for several devices).
+        command = ["python", "-m", "gpu_worker.run_attempt", "--tenant", tenant_id, "--job-id", job_id,
+                   "--attempt", str(attempt), "--models-root", settings.models_mount_path,
+                   "--storage-root", settings.storage_root_uri, "--work-dir", SCRATCH_DIR]
     template = pod_template(settings, labels=labels, annotations=annotations,
-                            command=command + _job_args(settings, paths), paths=paths, config_map=config_map,
+                            command=command, paths=paths, config_map=config_map,
                             processes=layout.processes_per_node, gpus=gpu_name != "cpu",
                             node_selector=pool.node_selector, priority_class=priority_class, rendezvous=gang)
     workload = (_pytorchjob(metadata, template, layout, settings, priority_class) if gang

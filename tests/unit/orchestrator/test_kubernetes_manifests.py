@@ -60,7 +60,7 @@ def pod_specs(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("processes", [1, 4])
-def test_single_node_gang_is_a_batch_job_running_torchrun_standalone(processes: int) -> None:
+def test_single_node_gang_is_a_batch_job_running_the_attempt_like_a_pool_worker(processes: int) -> None:
     manifests = render(processes)
     validate_manifests(manifests)
     assert [m["kind"] for m in manifests] == ["NetworkPolicy", "ConfigMap", "Job"]  # policy before any pod
@@ -68,9 +68,9 @@ def test_single_node_gang_is_a_batch_job_running_torchrun_standalone(processes: 
     assert job["spec"]["backoffLimit"] == 0
     assert job["spec"]["ttlSecondsAfterFinished"] == SETTINGS.ttl_seconds_after_finished
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"][:5] == ["torchrun", "--standalone", f"--nproc_per_node={processes}",
-                                        "-m", "gpu_worker.job"]
-    assert "--events-file" in container["command"]
+    command = container["command"]
+    assert command[:3] == ["python", "-m", "gpu_worker.run_attempt"]  # torchrun --standalone inside for N > 1
+    assert command[command.index("--attempt") + 1] == "1" and "--job-id" in command
     assert container["resources"]["requests"]["nvidia.com/gpu"] == str(processes)
     assert container["resources"]["limits"]["nvidia.com/gpu"] == str(processes)
     assert container["resources"]["requests"]["cpu"] == str(8 * processes)
