@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from privtune.cli_client import call_metadata, print_message
+
 DEFAULT_TARGET = "127.0.0.1:50051"
 STATES = ("requested", "rejected", "queued", "scheduled", "running", "succeeded", "failed", "cancelled", "preempted")
 
@@ -90,11 +92,6 @@ def build_request(args: argparse.Namespace) -> Any:
     return req
 
 
-def _print(message: Any) -> None:
-    from google.protobuf.json_format import MessageToDict
-
-    print(json.dumps(MessageToDict(message, preserving_proto_field_name=True), indent=2, sort_keys=True))
-
 
 def _call(args: argparse.Namespace, action: Callable[[Any, list[tuple[str, str]]], int]) -> int:
     import grpc
@@ -103,7 +100,7 @@ def _call(args: argparse.Namespace, action: Callable[[Any, list[tuple[str, str]]
 
     stub = pb_grpc.TrainingServiceStub(grpc.insecure_channel(args.target))
     try:
-        return action(stub, [("x-privtune-tenant", args.tenant), ("x-privtune-actor", args.actor)])
+        return action(stub, call_metadata(args))
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
@@ -127,23 +124,23 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     def act(stub: Any, md: list[tuple[str, str]]) -> int:
         if args.action == "create":
             job = stub.CreateTrainingJob(build_request(args), metadata=md, timeout=120)
-            _print(job)
+            print_message(job)
             if job.state == pb.TRAINING_JOB_STATE_REJECTED:
                 return 3
             return _watch(stub, md, job.job_id) if args.wait else 0
         if args.action == "get":
-            _print(stub.GetTrainingJob(pb.GetTrainingJobRequest(job_id=args.id), metadata=md, timeout=30))
+            print_message(stub.GetTrainingJob(pb.GetTrainingJobRequest(job_id=args.id), metadata=md, timeout=30))
         elif args.action == "list":
             state = getattr(pb, f"TRAINING_JOB_STATE_{args.state.upper()}") if args.state else 0
-            _print(stub.ListTrainingJobs(pb.ListTrainingJobsRequest(page_size=args.page_size, state=state),
+            print_message(stub.ListTrainingJobs(pb.ListTrainingJobsRequest(page_size=args.page_size, state=state),
                                          metadata=md, timeout=30))
         elif args.action == "cancel":
-            _print(stub.CancelTrainingJob(pb.CancelTrainingJobRequest(job_id=args.id, reason=args.reason),
+            print_message(stub.CancelTrainingJob(pb.CancelTrainingJobRequest(job_id=args.id, reason=args.reason),
                                           metadata=md, timeout=30))
         elif args.action == "watch":
             return _watch(stub, md, args.id)
         elif args.action == "ledger":
-            _print(stub.GetPrivacyLedger(pb.GetPrivacyLedgerRequest(month=args.month or ""), metadata=md,
+            print_message(stub.GetPrivacyLedger(pb.GetPrivacyLedgerRequest(month=args.month or ""), metadata=md,
                                          timeout=30))
         return 0
 
@@ -153,7 +150,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     def act(stub: Any, md: list[tuple[str, str]]) -> int:
         result = stub.EstimateTrainingJob(build_request(args), metadata=md, timeout=120)
-        _print(result)
+        print_message(result)
         e = result.estimate
         gib = 1024 ** 3
         print(f"\n{result.method} on {e.gpu_type}: peak {e.peak_memory_bytes / gib:.2f} GiB of "

@@ -18,6 +18,8 @@ import json
 import sys
 from typing import Any
 
+from privtune.cli_client import call_metadata, print_message
+
 DEFAULT_TARGET = "127.0.0.1:50051"
 
 
@@ -32,14 +34,6 @@ def _client_args(p: argparse.ArgumentParser, leaf: bool = False) -> None:
     p.add_argument("--actor", default="cli")
 
 
-def _metadata(args: argparse.Namespace) -> list[tuple[str, str]]:
-    return [("x-privtune-tenant", args.tenant), ("x-privtune-actor", args.actor)]
-
-
-def _print(message: Any) -> None:
-    from google.protobuf.json_format import MessageToDict
-
-    print(json.dumps(MessageToDict(message, preserving_proto_field_name=True), indent=2, sort_keys=True))
 
 
 def _call(args: argparse.Namespace, action: Any) -> int:
@@ -54,14 +48,14 @@ def _call(args: argparse.Namespace, action: Any) -> int:
     channel = grpc.insecure_channel(args.target)
     try:
         result = action(pb_grpc.ModelRegistryServiceStub(channel), pb_grpc.ExperimentServiceStub(channel),
-                        _metadata(args))
+                        call_metadata(args))
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     finally:
         channel.close()
     if result is not None:
-        _print(result)
+        print_message(result)
     return 0
 
 

@@ -87,8 +87,10 @@ def job_request(version_id: str, name: str = "tiny-job", base_model: str = "tiny
         extra_config_json=json.dumps(body))
 
 
-def training_stub(platform: Platform) -> pb_grpc.TrainingServiceStub:
-    return pb_grpc.TrainingServiceStub(grpc.insecure_channel(platform.grpc_target))
+def training_stub(platform: Platform | str) -> pb_grpc.TrainingServiceStub:
+    """A TrainingService client for an in-process platform or a ``host:port``."""
+    target = platform if isinstance(platform, str) else platform.grpc_target
+    return pb_grpc.TrainingServiceStub(grpc.insecure_channel(target))
 
 
 def create_job(platform: Platform, request: pb.CreateTrainingJobRequest, tenant: str = "acme") -> pb.TrainingJob:

@@ -10,6 +10,7 @@ from services.common.errors import Unauthenticated
 
 TENANT_HEADER = "x-privtune-tenant"
 ACTOR_HEADER = "x-privtune-actor"
+CORRELATION_HEADER = "x-correlation-id"
 _TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _ACTOR_RE = re.compile(r"^[\w.@:+-]{1,128}$")
 
@@ -18,6 +19,12 @@ _ACTOR_RE = re.compile(r"^[\w.@:+-]{1,128}$")
 class Caller:
     tenant_id: str
     actor: str
+
+
+def correlation_id_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """The caller's ``x-correlation-id`` (empty: the service makes one)."""
+    value = dict(metadata or ()).get(CORRELATION_HEADER, "")
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def caller_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:

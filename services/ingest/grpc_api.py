@@ -12,13 +12,10 @@ from privtune.v1 import dataset_service_pb2 as pb
 from privtune.v1 import dataset_service_pb2_grpc as pb_grpc
 from privtune.v1 import events_pb2
 from services.common.grpc_server import ServiceBinding
-from services.common.identity import caller_from_metadata
+from services.common.identity import caller_from_metadata, correlation_id_from_metadata
 from services.ingest.application import DatasetApplication, RegisterRequest
 from services.ingest.domain import DatasetState
 
-
-def _correlation_id(context: grpc.ServicerContext) -> str:
-    return dict(context.invocation_metadata() or ()).get("x-correlation-id", "")
 
 
 def dataset_from_state(s: DatasetState) -> pb.Dataset:
@@ -48,7 +45,7 @@ class DatasetServicer(pb_grpc.DatasetServiceServicer):
         state = self.app.register(caller, RegisterRequest(
             name=request.name, storage_uri=request.storage_uri, classification=request.classification,
             format_hint=request.format_hint, checksum_sha256=request.checksum_sha256, labels=dict(request.labels),
-            request_id=request.request_id), correlation_id=_correlation_id(context))
+            request_id=request.request_id), correlation_id=correlation_id_from_metadata(context.invocation_metadata()))
         return dataset_from_state(state)
 
     def GetDataset(self, request: pb.GetDatasetRequest, context: grpc.ServicerContext) -> pb.Dataset:

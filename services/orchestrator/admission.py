@@ -103,11 +103,7 @@ def gpu_hours_used(engine: Engine, tenant_id: str, month: str, exclude_job: str 
 
 def load_ledger(engine: Engine, tenant_id: str, month: str) -> ledger.LedgerState:
     with engine.connect() as conn:
-        events = eventstore.load_stream(conn, tenant_id, ledger.ledger_stream_id(tenant_id, month))
-    state = ledger.LedgerState(month=month)
-    for env in events:
-        state = ledger.evolve(state, env)
-    return state
+        return ledger.fold(month, eventstore.load_stream(conn, tenant_id, ledger.ledger_stream_id(tenant_id, month)))
 
 
 def admit(engine: Engine, settings: OrchestratorSettings, tenant_id: str, job_id: str,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from gpu_worker import base_models
 from privtune.v1 import events_pb2
@@ -25,6 +25,20 @@ VERSION_CREATED = events_pb2.DatasetVersionCreated.DESCRIPTOR.full_name
 BYTES_PER_TOKEN = 4.0  # rough English/JSON average, used only to size a run before it starts
 
 
+def find_dataset_version(conn: Connection, tenant_id: str, version_id: str,
+                         dataset_id: str = "") -> events_pb2.EventEnvelope | None:
+    """The first ``DatasetVersionCreated`` of ``version_id`` in this tenant (of ``dataset_id`` if given)."""
+    rows = conn.execute(select(stored_events.c.payload).where(
+        stored_events.c.tenant_id == tenant_id, stored_events.c.event_type == VERSION_CREATED)
+        .order_by(stored_events.c.seq))
+    for row in rows:
+        env = codec.decode(row.payload)
+        created = env.dataset_version_created
+        if created.dataset_version_id == version_id and (not dataset_id or created.dataset_id == dataset_id):
+            return env
+    return None
+
+
 def dataset_version_event(engine: Engine, tenant_id: str, version_id: str) -> events_pb2.EventEnvelope:
     """The ``DatasetVersionCreated`` event of ``version_id`` in this tenant.
 
@@ -34,14 +48,11 @@ def dataset_version_event(engine: Engine, tenant_id: str, version_id: str) -> ev
     if not version_id:
         raise InvalidArgument("train_dataset_version is required: the dataset version id curation produced")
     with engine.connect() as conn:
-        rows = conn.execute(select(stored_events.c.payload).where(
-            stored_events.c.tenant_id == tenant_id, stored_events.c.event_type == VERSION_CREATED)).all()
-    for row in rows:
-        env = codec.decode(row.payload)
-        if env.dataset_version_created.dataset_version_id == version_id:
-            return env
-    raise NotFound(f"dataset version {version_id!r} not found in tenant {tenant_id!r}; curate a registered "
-                   "dataset first (privtune curation create) and use the dataset_version_id it reports")
+        env = find_dataset_version(conn, tenant_id, version_id)
+    if env is None:
+        raise NotFound(f"dataset version {version_id!r} not found in tenant {tenant_id!r}; curate a registered "
+                       "dataset first (privtune curation create) and use the dataset_version_id it reports")
+    return env
 
 
 def dataset_info(engine: Engine, tenant_id: str, version_id: str, manifest: dict | None = None) -> DatasetInfo:

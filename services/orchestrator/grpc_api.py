@@ -11,13 +11,10 @@ from privtune.v1 import events_pb2
 from privtune.v1 import training_service_pb2 as pb
 from privtune.v1 import training_service_pb2_grpc as pb_grpc
 from services.common.grpc_server import ServiceBinding
-from services.common.identity import caller_from_metadata
+from services.common.identity import caller_from_metadata, correlation_id_from_metadata
 from services.orchestrator.application import TrainingJobApplication
 from services.orchestrator.job_domain import TrainingJobState
 
-
-def _correlation_id(context: grpc.ServicerContext) -> str:
-    return dict(context.invocation_metadata() or ()).get("x-correlation-id", "")
 
 
 def job_from_state(s: TrainingJobState) -> pb.TrainingJob:
@@ -54,7 +51,7 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
 
     def CreateTrainingJob(self, request: pb.CreateTrainingJobRequest, context: grpc.ServicerContext) -> pb.TrainingJob:
         caller = caller_from_metadata(context.invocation_metadata())
-        return job_from_state(self.app.create(caller, request, correlation_id=_correlation_id(context)))
+        return job_from_state(self.app.create(caller, request, correlation_id=correlation_id_from_metadata(context.invocation_metadata())))
 
     def GetTrainingJob(self, request: pb.GetTrainingJobRequest, context: grpc.ServicerContext) -> pb.TrainingJob:
         caller = caller_from_metadata(context.invocation_metadata())
@@ -68,7 +65,7 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
 
     def CancelTrainingJob(self, request: pb.CancelTrainingJobRequest, context: grpc.ServicerContext) -> pb.TrainingJob:
         caller = caller_from_metadata(context.invocation_metadata())
-        return job_from_state(self.app.cancel(caller, request.job_id, request.reason, _correlation_id(context)))
+        return job_from_state(self.app.cancel(caller, request.job_id, request.reason, correlation_id_from_metadata(context.invocation_metadata())))
 
     def WatchTrainingJob(self, request: pb.WatchTrainingJobRequest,
                          context: grpc.ServicerContext) -> Iterator[events_pb2.EventEnvelope]:

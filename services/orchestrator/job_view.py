@@ -11,8 +11,6 @@ only uses the view to find jobs in play; it folds their streams for the truth.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from sqlalchemy import Connection, insert, select, update
 
 from privtune.v1 import events_pb2
@@ -20,15 +18,12 @@ from services.common.projection import Projection
 from services.common.store.schema import training_job_view as view
 from services.common.topics import TRAINING_COMMANDS, TRAINING_EVENTS
 from services.orchestrator import job_domain as jd
+from services.orchestrator.ledger import month_of
 
 STATE_OF = {"training_requested": jd.REQUESTED, "training_rejected": jd.REJECTED, "training_queued": jd.QUEUED,
             "training_scheduled": jd.SCHEDULED, "training_started": jd.RUNNING, "training_completed": jd.SUCCEEDED,
             "training_failed": jd.FAILED, "training_cancelled": jd.CANCELLED, "training_preempted": jd.PREEMPTED}
 FINAL = (jd.SUCCEEDED, jd.REJECTED, jd.CANCELLED)
-
-
-def month_of(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m")
 
 
 def _blank(env: events_pb2.EventEnvelope, at: int) -> dict[str, object]:

@@ -14,7 +14,7 @@ import math
 import warnings
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Mapping, NamedTuple
+from typing import Iterable, Mapping, NamedTuple
 
 from gpu_worker.spec import TrainingSpec
 from privtune.v1 import events_pb2
@@ -85,6 +85,14 @@ def evolve(state: LedgerState, env: events_pb2.EventEnvelope) -> LedgerState:
         entries = {**state.entries, s.job_id: LedgerEntry(held, s.epsilon_spent, SETTLED)}
         return replace(state, entries=entries, version=env.aggregate_version)
     return replace(state, version=env.aggregate_version)
+
+
+def fold(month: str, events: Iterable[events_pb2.EventEnvelope]) -> LedgerState:
+    """The month's ledger from its stream."""
+    state = LedgerState(month=month)
+    for env in events:
+        state = evolve(state, env)
+    return state
 
 
 def check_budget(state: LedgerState, epsilon: float, cap: float, job_id: str | None = None) -> Violation | None:

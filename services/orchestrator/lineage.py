@@ -12,20 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from sqlalchemy import Connection, Engine, Index, select
+from sqlalchemy import Connection, Engine
 
 from privtune.v1 import events_pb2
-from services.common import envelope as codec
 from services.common import eventstore
 from services.common.errors import InvalidArgument, NotFound
-from services.common.store.schema import stored_events
 from services.orchestrator import job_domain
 from services.orchestrator import registry_domain as registry
+from services.orchestrator.catalog import find_dataset_version
 from services.orchestrator.registry_application import load_model
-
-DATASET_VERSION_CREATED = events_pb2.DatasetVersionCreated.DESCRIPTOR.full_name
-# finds a tenant's DatasetVersionCreated events without reading its training progress (migration 0004)
-STORED_EVENTS_BY_TYPE = Index("ix_stored_events_tenant_type", stored_events.c.tenant_id, stored_events.c.event_type)
 
 
 @dataclass(frozen=True)
@@ -134,13 +129,8 @@ def _dataset_version(conn: Connection, tenant_id: str,
     wanted = job.request.train_dataset_version
     if not wanted:
         raise NotFound(f"training job {job.job_id!r} names no dataset version (train_dataset_version is empty)")
-    rows = conn.execute(select(stored_events.c.payload).where(
-        stored_events.c.tenant_id == tenant_id, stored_events.c.event_type == DATASET_VERSION_CREATED)
-        .order_by(stored_events.c.seq))
-    for row in rows:
-        created = codec.decode(row.payload).dataset_version_created
-        if created.dataset_version_id == wanted and (not job.request.dataset_id
-                                                     or created.dataset_id == job.request.dataset_id):
-            return created
+    env = find_dataset_version(conn, tenant_id, wanted, job.request.dataset_id)
+    if env is not None:
+        return env.dataset_version_created
     raise NotFound(f"dataset version {wanted!r} (trained on by job {job.job_id!r}) not found in tenant "
                    f"{tenant_id!r}: no curation job created it")

@@ -30,9 +30,7 @@ def settle(conn: Connection, env: events_pb2.EventEnvelope) -> None:
         return
     month = ledger.month_of(job.created_at_ms)
     stream = ledger.ledger_stream_id(env.tenant_id, month)
-    state = ledger.LedgerState(month=month)
-    for e in eventstore.load_stream(conn, env.tenant_id, stream):
-        state = ledger.evolve(state, e)
+    state = ledger.fold(month, eventstore.load_stream(conn, env.tenant_id, stream))
     events = ledger.decide_settle(state, job.job_id, job.epsilon_spent, outcome)
     causation = Causation(actor="privtune/privacy-ledger", correlation_id=env.correlation_id, causation_id=env.id)
     append_events(conn, env.tenant_id, stream, LEDGER_STREAM_TYPE, events, causation, state.version)

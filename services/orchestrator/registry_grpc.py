@@ -12,15 +12,12 @@ from sqlalchemy import Engine
 from privtune.v1 import registry_service_pb2 as pb
 from privtune.v1 import registry_service_pb2_grpc as pb_grpc
 from services.common.grpc_server import ServiceBinding
-from services.common.identity import caller_from_metadata
+from services.common.identity import caller_from_metadata, correlation_id_from_metadata
 from services.orchestrator.lineage import Lineage, lineage
 from services.orchestrator.registry_application import ModelVersionDetails, RegistryApplication
 from services.orchestrator.registry_domain import AliasChange, model_name_from
 from services.orchestrator.tracker import ExperimentTracker, Run, RunComparison
 
-
-def _correlation_id(context: grpc.ServicerContext) -> str:
-    return dict(context.invocation_metadata() or ()).get("x-correlation-id", "")
 
 
 # fields ModelVersion shares with ModelVersionRegistered and with model_version_view
@@ -118,7 +115,7 @@ class ModelRegistryServicer(pb_grpc.ModelRegistryServiceServicer):
     def SetModelAlias(self, request: pb.SetModelAliasRequest, context: grpc.ServicerContext) -> pb.ModelVersion:
         caller = caller_from_metadata(context.invocation_metadata())
         details = self.app.set_alias(caller, request.model_name, request.alias, request.model_version_id,
-                                     request.reason, correlation_id=_correlation_id(context))
+                                     request.reason, correlation_id=correlation_id_from_metadata(context.invocation_metadata()))
         return version_from_details(details) if details else pb.ModelVersion(model_name=request.model_name)
 
     def ListAliasHistory(self, request: pb.ListAliasHistoryRequest,

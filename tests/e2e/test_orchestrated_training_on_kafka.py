@@ -22,7 +22,7 @@ from privtune.v1 import training_service_pb2 as pb
 from services.common import eventstore
 from services.common.store import open_store
 from tests.e2e.test_separate_processes import _free_port, _serving
-from tests.orchestrator_fixtures import job_request, register_version
+from tests.orchestrator_fixtures import job_request, register_version, training_stub
 from tests.platform_fixtures import metadata, wait_until
 from tests.stores import fresh_postgres_database
 from tests.training_fixtures import TENANT, make_models
@@ -55,7 +55,7 @@ def test_a_killed_worker_on_kafka_is_replaced_without_anyone_acting(kafka_bootst
     workers = [_serve("training", bus, store, data, tmp_path / f"worker-{i}.log") for i in range(2)]
     try:
         wait_until(lambda: _serving(port, orchestrator, tmp_path / "orchestrator.log"), 120, "the orchestrator")
-        stub = training_stub_at(f"127.0.0.1:{port}")
+        stub = training_stub(f"127.0.0.1:{port}")
         job = stub.CreateTrainingJob(job_request(version, max_steps=60, checkpoint_every=5), metadata=metadata(),
                                      timeout=60)
         assert job.state == pb.TRAINING_JOB_STATE_QUEUED
@@ -92,9 +92,3 @@ def test_a_killed_worker_on_kafka_is_replaced_without_anyone_acting(kafka_bootst
             except subprocess.TimeoutExpired:
                 proc.kill()
         engine.dispose()
-
-
-def training_stub_at(target: str):  # type: ignore[no-untyped-def]
-    from privtune.v1 import training_service_pb2_grpc as pb_grpc
-
-    return pb_grpc.TrainingServiceStub(grpc.insecure_channel(target))

@@ -22,6 +22,8 @@ stored_events = Table(
     Column("recorded_at_ms", BigInteger, nullable=False),
     UniqueConstraint("stream_id", "stream_version", name="uq_stored_events_stream_version"),
     Index("ix_stored_events_tenant_stream", "tenant_id", "stream_id"),
+    # a tenant's events of one type (e.g. its DatasetVersionCreated) without reading its training progress
+    Index("ix_stored_events_tenant_type", "tenant_id", "event_type"),
 )
 
 # Transactional outbox: written in the same transaction as stored_events; the relay publishes it.
