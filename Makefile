@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-contract test-integration venv proto proto-check proto-release kafka postgres tools bench-bus bench-curation bench-pii bench-scheduler bench-train clean
+.PHONY: demo test test-unit test-contract test-integration venv proto proto-check proto-release kafka postgres tools bench-bus bench-curation bench-pii bench-scheduler bench-train bench-recorder clean
 
 venv:
 	@scripts/ensure_venv.sh
@@ -60,6 +60,9 @@ bench-train: venv
 
 bench-pii: venv
 	$(PY) benchmarks/pii_eval.py
+
+bench-recorder: venv
+	$(PY) benchmarks/report_recorder.py
 
 clean:
 	rm -rf var .pytest_cache

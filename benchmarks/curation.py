@@ -86,7 +86,8 @@ def worker(folder: Path, pii: bool) -> dict[str, float]:
         curator.redactor.redact("warm up the NLP engine, John Smith, john@example.com")
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    outcome = curator.run(FileStorage(folder.parent), "raw/", "ds-bench", "0" * 64)
+    outcome = curator.run(FileStorage(folder.parent), "raw/", "ds-bench", "0" * 64,
+                          work_dir=Path(tempfile.mkdtemp(prefix="work-", dir=folder.parent.parent)))
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     docs = outcome.report["input"]["documents"]  # type: ignore[index]

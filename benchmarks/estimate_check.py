@@ -51,7 +51,7 @@ def _status(field: str) -> int:
 
 def _spec(args: argparse.Namespace, method: str, seq: int) -> Any:
     from gpu_worker.base_models import SMOLLM2_ID
-    from gpu_worker.spec import TrainingSpec
+    from services.common.training_spec import TrainingSpec
     from services.common.storage import open_tenant_storage
 
     storage = open_tenant_storage(f"file://{args.work / 'storage'}", TENANT)

@@ -213,7 +213,7 @@ def worker_privtune(args: argparse.Namespace, packing: bool) -> dict[str, Any]:
     import torch
 
     from gpu_worker.base_models import SMOLLM2_ID
-    from gpu_worker.spec import LoraSettings, TrainingSpec
+    from services.common.training_spec import LoraSettings, TrainingSpec
     from gpu_worker.trainer import Trainer
     from services.common.storage import open_tenant_storage
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from gpu_worker.hashing import folder_files, manifest_sha256
+from services.common.model_store import MANIFEST
 
-MANIFEST = "privtune-model.json"
 SMOLLM2_ID = "smollm2-135m-instruct"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -165,7 +165,7 @@ def resolve(models_root: Path, model_id: str) -> BaseModel:
     folder = models_root / model_id
     if not (folder / MANIFEST).exists():
         known = sorted(p.name for p in models_root.glob("*") if (p / MANIFEST).exists()) if models_root.exists() else []
-        raise ModelStoreError(f"base model {model_id!r} is not in the model store {models_root} "
+        raise ModelStoreError(f"base model {model_id[:128]!r} is not in the model store "
                               f"(known: {', '.join(known) or 'none'}); import it with `privtune models import`")
     record = _record(folder)
     meta: dict[str, Any] = json.loads((folder / MANIFEST).read_text())

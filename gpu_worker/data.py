@@ -22,7 +22,16 @@ IGNORE = -100
 
 
 class DatasetError(Exception):
-    """The dataset version is missing, corrupt or has no usable examples for this method."""
+    """The dataset version cannot be trained on.
+
+    ``safe_reason`` is what may leave the tenant's boundary (the TrainingFailed event): privtune's
+    own words, never a value read from the tenant's files. The message itself (logged to the job
+    log in the tenant's storage) may name what it found, such as a shard's name.
+    """
+
+    def __init__(self, message: str, safe_reason: str | None = None) -> None:
+        super().__init__(message)
+        self.safe_reason = safe_reason if safe_reason is not None else message
 
 
 @dataclass(frozen=True)
@@ -59,8 +68,9 @@ def load_split(storage: TenantStorage, prefix: str, manifest: dict[str, Any], sp
         with storage.open(key) as fh:
             body = fh.read()
         if hashlib.sha256(body).hexdigest() != shard["sha256"]:
-            raise DatasetError(f"shard {shard['name']} does not match the manifest's sha256: the dataset version "
-                               "was modified after curation; curate it again")
+            advice = "the dataset version was modified after curation; curate it again"
+            raise DatasetError(f"shard {shard['name']} does not match the manifest's sha256: {advice}",
+                               safe_reason=f"a {split} shard does not match the manifest's sha256: {advice}")
         examples.extend(json.loads(line) for line in body.decode("utf-8").splitlines() if line.strip())
     return examples
 

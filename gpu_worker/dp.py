@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpu_worker.spec import TrainingSpec
+from services.common.training_spec import TrainingSpec
 
 
 class DPSGD:

@@ -19,7 +19,7 @@ from typing import Any
 
 from gpu_worker.base_models import BaseModel
 from gpu_worker.hashing import folder_files, manifest_sha256
-from gpu_worker.spec import TrainingSpec
+from services.common.training_spec import TrainingSpec
 
 PROVENANCE = "privtune-artifact.json"
 

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from gpu_worker.base_models import ModelStoreError
 from gpu_worker.data import DatasetError
 from gpu_worker.export import export_artifact
-from gpu_worker.spec import TrainingSpec
+from services.common.training_spec import TrainingSpec
 from gpu_worker.run_environment import is_out_of_memory
 from gpu_worker.trainer import Preempted, Trainer, TrainingError
 from services.common.errors import BusUnavailable, PrivtuneError
@@ -31,6 +31,22 @@ from services.common.storage import TenantStorage, resolve_dataset
 
 log = logging.getLogger(__name__)
 EXIT_DONE, EXIT_FAILED, EXIT_PREEMPTED = 0, 2, 3
+
+# What a TrainingFailed says for a failure privtune did not word itself. An exception's text can
+# quote anything it touched (a record, a path, a token), so it goes to the job log in the tenant's
+# work folder (and tenant storage), never onto the bus: the event carries the code and this text.
+SAFE_REASONS = {
+    "invalid_input": "the dataset version, base model or configuration could not be used ({kind}); the job log "
+                     "in the tenant's storage has the details",
+    "unavailable": "tenant storage or another dependency was unavailable ({kind}); the job is retried",
+    "internal": "{kind} in the training process; the job log in the tenant's storage has the details",
+}
+
+
+def safe_failure(code: str, exc: BaseException) -> str:
+    """The event's reason for ``exc``: the error code's fixed text and the exception's type, never its message."""
+    log.error("training failed (%s): %s: %s", code, type(exc).__name__, exc)  # the job log keeps the details
+    return SAFE_REASONS[code].format(kind=type(exc).__name__)
 
 
 def job_prefix(spec: TrainingSpec) -> str:
@@ -139,13 +155,20 @@ def run_job(spec: TrainingSpec, models_root: Path, storage_root: str, work_dir: 
         safe_emit("failed", {"error_code": exc.code, "reason": exc.reason, "retryable": exc.retryable,
                              "step": exc.step})
         return EXIT_FAILED
-    except (DatasetError, ModelStoreError, ValueError) as exc:
-        safe_emit("failed", {"error_code": "invalid_input", "reason": str(exc), "retryable": False, "step": step})
+    except (DatasetError, ModelStoreError) as exc:  # privtune's own words (see DatasetError.safe_reason)
+        log.error("training failed (invalid_input): %s: %s", type(exc).__name__, exc)
+        reason = exc.safe_reason if isinstance(exc, DatasetError) else str(exc)
+        safe_emit("failed", {"error_code": "invalid_input", "reason": reason, "retryable": False, "step": step})
+        return EXIT_FAILED
+    except ValueError as exc:
+        safe_emit("failed", {"error_code": "invalid_input", "reason": safe_failure("invalid_input", exc),
+                             "retryable": False, "step": step})
         return EXIT_FAILED
     except PrivtuneError as exc:
         retryable = isinstance(exc, BusUnavailable)
-        safe_emit("failed", {"error_code": "unavailable" if retryable else "invalid_input", "reason": str(exc),
-                             "retryable": retryable, "step": step})
+        code = "unavailable" if retryable else "invalid_input"
+        safe_emit("failed", {"error_code": code, "reason": safe_failure(code, exc), "retryable": retryable,
+                             "step": step})
         return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 - reported by type only: messages may quote data
         if is_out_of_memory(exc):
@@ -155,7 +178,7 @@ def run_job(spec: TrainingSpec, models_root: Path, storage_root: str, work_dir: 
             return EXIT_FAILED
         log.exception("job %s failed", spec.job_id)
         safe_emit("failed", {"error_code": "internal", "retryable": True, "step": step,
-                             "reason": f"{type(exc).__name__} in the training process; see the worker log"})
+                             "reason": SAFE_REASONS["internal"].format(kind=type(exc).__name__)})
         return EXIT_FAILED
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpu_worker.base_models import BaseModel
-from gpu_worker.spec import ADAPTER_METHODS, TrainingSpec
+from services.common.training_spec import ADAPTER_METHODS, TrainingSpec
 
 
 def load_base(base: BaseModel, quantized: bool = False) -> Any:

@@ -30,7 +30,7 @@ from gpu_worker.base_models import BaseModel, resolve
 from gpu_worker.methods import build_model, load_trainable_state, trainable_state
 from gpu_worker.run_environment import (code_version, hardware, is_out_of_memory, library_versions,
                                         limit_memory_growth, seeded_generator)
-from gpu_worker.spec import TrainingSpec
+from services.common.training_spec import TrainingSpec
 from services.common.storage import TenantStorage
 
 log = logging.getLogger(__name__)

@@ -1,21 +1,27 @@
 """The training worker: the consumer group on ``privtune.training.commands`` is the pool.
 
-The orchestrator places a job and appends ``TrainingScheduled`` (the command). A worker
-that receives it runs the attempt only if that command is still the job's current one
-(a fencing token: a stale or duplicate command is skipped). Each attempt runs in a child
-process (``python -m gpu_worker.job``), which reports JSON lines on a pipe; the worker
-turns them into events on the job's stream (TrainingStarted, TrainingProgress at most
-once per ``progress_seconds``, CheckpointSaved, TrainingCompleted / TrainingFailed /
-TrainingPreempted) and appends a TrainingHeartbeat every ``heartbeat_seconds``.
+The orchestrator places a job and records ``TrainingScheduled`` (the command). A worker
+that receives it first **claims** the attempt from the orchestrator (``ClaimAttempt``, a
+compare-and-set on the job's stream) before any setup: exactly one worker wins a given
+attempt; a worker that loses (a command delivered twice, a stale command) logs it and does
+nothing. The winner runs the attempt in a child process (``python -m gpu_worker.job``),
+which reports JSON lines on a pipe; the worker turns them into reports on
+``privtune.training.reports`` (TrainingStarted, TrainingProgress at most once per
+``progress_seconds``, CheckpointSaved, TrainingCompleted / TrainingFailed /
+TrainingPreempted) plus a TrainingHeartbeat every ``heartbeat_seconds`` from the claim on.
+The orchestrator records the reports its aggregate accepts; the worker never touches the
+orchestrator's store.
 
-The command's offset is committed when the attempt starts: from then on the
+The command's offset is committed once the claim is answered: from then on the
 orchestrator owns the job, and the worker leaves the consumer group until the attempt
-ends, so commands keyed to its partitions go to idle workers (and no poll deadline,
-such as Kafka's ``max.poll.interval.ms``, runs out during a long job). If the worker dies, its heartbeats stop and the orchestrator
-requeues the job, which resumes from the newest good checkpoint on whichever worker
-gets it. A child that crashes (e.g. killed by the kernel) is restarted from its
-checkpoint up to ``max_attempts`` times. A cancel or preemption (``TrainingStopRequested``)
-or worker shutdown sends the child SIGTERM: it checkpoints and stops.
+ends, so commands keyed to its partitions go to idle workers (and no poll deadline, such
+as Kafka's ``max.poll.interval.ms``, runs out during a long job). If the worker dies, its
+heartbeats stop and the orchestrator requeues the job, which resumes from the newest good
+checkpoint on whichever worker gets it. A child that crashes (e.g. killed by the kernel)
+is restarted from its checkpoint up to ``max_attempts`` times. A stop for the attempt on
+``privtune.training.control`` (cancel, preemption, or the orchestrator no longer
+recognising the attempt) or worker shutdown sends the child SIGTERM: it checkpoints and
+stops. Two attempts of one job never share a work folder at once (a file lock).
 """
 
 from __future__ import annotations
@@ -30,27 +36,30 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from sqlalchemy import Engine
+from pydantic import ValidationError
 
-from gpu_worker.requests import from_request
-from services.orchestrator import job_domain
+from gpu_worker.claims import AttemptClaims, Claim
+from gpu_worker.control import ControlListener
+from gpu_worker.reporter import Reporter
+from gpu_worker.work_folder import WorkFolderLock
 from privtune.v1 import events_pb2
 from services.common import envelope as codec
-from services.common import eventstore
 from services.common.bus import EventBus, Record, Subscription
 from services.common.consumer import dead_letter_message
-from services.common.envelope import Causation, new_envelope
-from services.common.errors import BusUnavailable, CommitFailed, ConcurrencyConflict, MalformedEvent
+from services.common.envelope import Causation
+from services.common.errors import CommitFailed, MalformedEvent
+from services.common.storage import open_tenant_storage
+from services.common.supervision import run_loop
 from services.common.topics import TRAINING_COMMANDS
+from services.common.training_spec import from_request
 
 log = logging.getLogger(__name__)
 GROUP = "training.workers"
-SOURCE = "privtune/gpu-worker"
-STREAM_TYPE = "training_job"
 
 
 @dataclass(frozen=True)
@@ -58,13 +67,14 @@ class WorkerSettings:
     models_dir: Path
     storage_uri: str
     work_dir: Path
-    worker_id: str = f"{socket.gethostname()}-{os.getpid()}"
+    # unique per process even where host names and pids repeat (containers): it names the claimant
+    worker_id: str = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     heartbeat_seconds: float = 10.0
     progress_seconds: float = 1.0
     max_attempts: int = 3
     sigterm_grace_seconds: float = 300.0
     child_threads: int | None = None
-    stop_check_seconds: float = 1.0
+    report_flush_seconds: float = 600.0       # how long an ended attempt waits for the bus to take its reports
 
 
 @dataclass
@@ -79,98 +89,191 @@ class _Run:
     lock: threading.Lock = field(default_factory=threading.Lock)  # no heartbeat after the outcome
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """One claimed attempt: who runs it, what it trains, where its reports go."""
+
+    tenant_id: str
+    job_id: str
+    number: int
+    claim: Claim
+    reporter: Reporter
+
+
 class TrainingWorker:
-    def __init__(self, engine: Engine, bus: EventBus | None, settings: WorkerSettings) -> None:
-        """``bus`` None: no pool membership, for running one attempt (``gpu_worker.run_attempt``)."""
-        self.engine = engine
+    def __init__(self, bus: EventBus, claims: AttemptClaims, settings: WorkerSettings) -> None:
         self.bus = bus
+        self.claims = claims
         self.settings = settings
-        self.subscription: Subscription | None = bus.subscribe(GROUP, [TRAINING_COMMANDS]) if bus else None
+        self.subscription: Subscription | None = None
+        self.control: ControlListener | None = None
+        # attempts this worker claimed (the newest 10,000): another copy of their command is never run
+        self._claimed: dict[tuple[str, str, int], None] = {}
+
+    # ------------------------------------------------------------------ the pool member
 
     def run(self, stop: threading.Event) -> None:
-        assert self.bus is not None, "a worker without a bus runs single attempts (run_job), not the pool loop"
-        backoff = 0.5
-        while not stop.is_set():
+        """Take commands until ``stop`` is set; any failure is retried (see supervision.run_loop)."""
+        self._ensure_control()
+        run_loop(f"training worker {self.settings.worker_id}", lambda: self._take_command(stop), stop,
+                 idle_seconds=0.0, on_error=self._leave_group)
+
+    def _take_command(self, stop: threading.Event) -> bool:
+        if self.subscription is None:
+            self.subscription = self.bus.subscribe(GROUP, [TRAINING_COMMANDS])
+        records = self.subscription.poll(max_records=1, timeout=0.5)
+        for record in records:
+            command = self.accept(record)
+            if command is None:
+                self.subscription.commit([record])
+                continue
+            claim = self._claim(command)  # ClaimUnavailable: not committed, redelivered after rejoining
             try:
-                if self.subscription is None:
-                    self.subscription = self.bus.subscribe(GROUP, [TRAINING_COMMANDS])
-                for record in self.subscription.poll(max_records=1, timeout=0.5):
-                    command = self.accept(record)
-                    self.subscription.commit([record])  # the orchestrator owns the job from here on
-                    if command is not None:
-                        # A busy member would hold its partitions and strand the commands keyed to them:
-                        # leave the group while training and rejoin when the attempt is over.
-                        self.subscription.close()
-                        self.subscription = None
-                        self.run_job(command, stop)
-                backoff = 0.5
-            except (BusUnavailable, CommitFailed) as exc:
-                log.warning("training worker: %s; retrying in %.1fs", exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
-                if self.subscription is not None:
-                    self.subscription.close()
-                self.subscription = None
+                self.subscription.commit([record])  # the orchestrator owns the job from here on
+            except CommitFailed as exc:
+                if not claim.granted:
+                    raise
+                # the attempt is ours whatever happens to this copy: a redelivery is refused its own claim
+                log.warning("training job %s: %s; running the claimed attempt anyway", command.subject, exc)
+            if claim.granted:
+                # A busy member would hold its partitions and strand the commands keyed to them:
+                # leave the group while training and rejoin when the attempt is over.
+                self._leave_group()
+                self.run_claimed(command.tenant_id, command.subject, command.training_scheduled.attempt, claim,
+                                 stop, command)
+        return bool(records)
 
     def accept(self, record: Record) -> events_pb2.EventEnvelope | None:
-        """The command to run, or None (malformed: dead-lettered; not a schedule: ignored)."""
+        """The command to run, or None (malformed: dead-lettered; not a local schedule, or one this
+        worker already claimed: ignored)."""
         try:
             env = codec.decode(record.value)
         except MalformedEvent as exc:
-            assert self.bus is not None
             self.bus.publish([dead_letter_message(record, GROUP, exc)])
             return None
-        return env if env.WhichOneof("payload") == "training_scheduled" else None
+        if env.WhichOneof("payload") != "training_scheduled":
+            return None
+        if env.training_scheduled.executor not in ("", "local"):
+            return None  # a Kubernetes attempt: its pod claims it, not the local pool
+        if (env.tenant_id, env.subject, env.training_scheduled.attempt) in self._claimed:
+            log.warning("training job %s: attempt %d was already claimed here; ignoring another copy of its command",
+                     env.subject, env.training_scheduled.attempt)
+            return None
+        return env
 
-    # ------------------------------------------------------------------ one job
+    def _claim(self, command: events_pb2.EventEnvelope) -> Claim:
+        attempt = command.training_scheduled.attempt
+        claim = self.claims.claim(command.tenant_id, command.subject, attempt, self.settings.worker_id, "local")
+        self._claimed[(command.tenant_id, command.subject, attempt)] = None
+        while len(self._claimed) > 10_000:
+            del self._claimed[next(iter(self._claimed))]
+        if not claim.granted:
+            log.warning("training job %s: lost the claim on attempt %d (%s); not running it", command.subject,
+                     attempt, claim.reason)
+        return claim
 
-    def run_job(self, command: events_pb2.EventEnvelope, stop: threading.Event) -> str:
-        tenant, job_id = command.tenant_id, command.subject
-        causation = Causation(actor=self.settings.worker_id, correlation_id=command.correlation_id,
-                              causation_id=command.id)
-        state = job_domain.fold(self._history(tenant, job_id))
-        if state.scheduled_event_id != command.id or state.state != job_domain.SCHEDULED or state.stop_reason:
-            log.info("training job %s: command %s is no longer current (%s); skipping it", job_id, command.id,
-                     state.state_name)
+    def _leave_group(self) -> None:
+        if self.subscription is not None:
+            try:
+                self.subscription.close()
+            except Exception:  # noqa: BLE001 - the member may already be gone
+                log.debug("closing the training worker's membership", exc_info=True)
+            self.subscription = None
+
+    def _ensure_control(self) -> ControlListener:
+        if self.control is None:
+            self.control = ControlListener(self.bus, self.settings.worker_id).start()
+        return self.control
+
+    # ------------------------------------------------------------------ one attempt
+
+    def run_attempt(self, tenant_id: str, job_id: str, attempt: int, stop: threading.Event) -> str:
+        """Claim and run one attempt (a Kubernetes pod's entry point). Returns the outcome."""
+        claim = self.claims.claim(tenant_id, job_id, attempt, self.settings.worker_id, "kubernetes")
+        if not claim.granted:
+            log.warning("training job %s: lost the claim on attempt %d (%s); not running it", job_id, attempt,
+                     claim.reason)
             return "skipped"
-        request, attempt = state.request, state.attempt
+        return self.run_claimed(tenant_id, job_id, attempt, claim, stop)
+
+    def run_claimed(self, tenant_id: str, job_id: str, attempt: int, claim: Claim, stop: threading.Event,
+                    command: events_pb2.EventEnvelope | None = None) -> str:
+        """Run an attempt this worker holds the claim on, reporting on the bus. Returns the outcome."""
+        # every report names the claim it was made under: the orchestrator records only the granted one's
+        causation = Causation(actor=self.settings.worker_id,
+                              correlation_id=claim.correlation_id or (command.correlation_id if command else ""),
+                              causation_id=claim.claim_id)
+        run = _Attempt(tenant_id, job_id, attempt, claim, Reporter(self.bus, tenant_id, job_id, causation))
+        stop_attempt = threading.Event()
+        stop_reasons = self._ensure_control().watch(job_id, attempt, stop_attempt)
+        beat_done = threading.Event()
+        state = _Run()
+        beat = threading.Thread(target=self._heartbeats, args=(run, state, beat_done), daemon=True,
+                                name=f"heartbeat-{job_id}")
+        beat.start()  # alive from the claim on: setup can take minutes
         try:
-            spec = from_request(request, tenant)
-        except ValueError as exc:
-            self._append(tenant, job_id, causation, events_pb2.TrainingFailed(
+            outcome = self._run_attempt(run, state, stop, stop_attempt, stop_reasons)
+        finally:
+            with state.lock:
+                state.outcome = state.outcome or "ended"
+            beat_done.set()
+            beat.join(timeout=30)
+            self._ensure_control().unwatch(job_id, attempt)
+            if not run.reporter.close(self.settings.report_flush_seconds):
+                log.error("training job %s: some reports of attempt %d never reached the bus; the orchestrator "
+                          "will treat the attempt as lost and resume it", job_id, attempt)
+        return outcome
+
+    def _run_attempt(self, run: _Attempt, state: _Run, stop: threading.Event, stop_attempt: threading.Event,
+                     stop_reasons: list[str]) -> str:
+        tenant, job_id, attempt = run.tenant_id, run.job_id, run.number
+        try:
+            spec = from_request(run.claim.request, tenant)
+        except (ValidationError, ValueError) as exc:
+            self._report(run, state, events_pb2.TrainingFailed(
                 job_id=job_id, error_code="invalid_input", retryable=False, attempt=attempt,
-                reason=f"the training request is invalid: {_first_line(exc)}"))
+                reason=f"the training request is invalid: {_invalid_fields(exc)}"))
             return "failed"
         work = self.settings.work_dir / tenant / job_id
         work.mkdir(parents=True, exist_ok=True)
-        (work / "spec.json").write_text(spec.canonical_json())
-        crashes = 0
-        while True:
-            run = self._run_child(work, tenant, job_id, attempt, causation, stop, spec.num_processes, command.id)
-            if run.outcome in ("completed", "failed", "preempted"):
-                return run.outcome
-            if run.stop_sent or stop.is_set():
-                # Stopped before the trainer could checkpoint (e.g. SIGTERM while importing): it
-                # stopped as asked, with whatever checkpoint it had, rather than crashed.
-                self._append(tenant, job_id, causation, events_pb2.TrainingPreempted(
-                    job_id=job_id, checkpoint_id=run.last_checkpoint or state.last_checkpoint_id, step=run.step,
+        with WorkFolderLock(work) as lock:
+            if not lock.acquire(lambda: stop.is_set() or stop_attempt.is_set()):
+                self._report(run, state, events_pb2.TrainingPreempted(
+                    job_id=job_id, checkpoint_id=run.claim.resume_from_checkpoint_id, step=0,
                     worker_id=self.settings.worker_id, attempt=attempt))
                 return "preempted"
-            crashes += 1
-            if crashes >= self.settings.max_attempts:
-                killed = run.outcome == "killed"
-                self._append(tenant, job_id, causation, events_pb2.TrainingFailed(
-                    job_id=job_id, step=run.step, retryable=not killed, attempt=attempt,
-                    error_code="out_of_memory" if killed else "worker_crash",
-                    reason=("the training process was killed (SIGKILL), most likely by the kernel for lack of "
-                            "memory; lower max_seq_length or micro_batch_size" if killed else
-                            f"the training process crashed {crashes} times; see the worker log")))
-                return "failed"
-            log.warning("training job %s: child %s; restarting from its last checkpoint", job_id, run.outcome)
+            (work / "spec.json").write_text(spec.canonical_json())
+            crashes = 0
+            while True:
+                child = self._run_child(work, run, state, stop, stop_attempt, spec.num_processes)
+                if child.outcome in ("completed", "failed", "preempted"):
+                    return child.outcome
+                if child.stop_sent or stop.is_set():
+                    # Stopped before the trainer could checkpoint (e.g. SIGTERM while importing): it
+                    # stopped as asked, with whatever checkpoint it had, rather than crashed.
+                    self._report(run, state, events_pb2.TrainingPreempted(
+                        job_id=job_id, checkpoint_id=child.last_checkpoint or run.claim.resume_from_checkpoint_id,
+                        step=child.step, worker_id=self.settings.worker_id, attempt=attempt))
+                    return "preempted"
+                crashes += 1
+                if crashes >= self.settings.max_attempts:
+                    killed = child.outcome == "killed"
+                    self._report(run, state, events_pb2.TrainingFailed(
+                        job_id=job_id, step=child.step, retryable=not killed, attempt=attempt,
+                        error_code="out_of_memory" if killed else "worker_crash",
+                        log_uri=self._upload_log(run, work),
+                        reason=("the training process was killed (SIGKILL), most likely by the kernel for lack of "
+                                "memory; lower max_seq_length or micro_batch_size" if killed else
+                                f"the training process crashed {crashes} times; see the job log")))
+                    return "failed"
+                log.warning("training job %s: child %s; restarting from its last checkpoint", job_id, child.outcome)
+                with state.lock:
+                    state.outcome = ""
 
-    def _run_child(self, work: Path, tenant: str, job_id: str, attempt: int, causation: Causation,
-                   stop: threading.Event, processes: int = 1, command_id: str = "") -> _Run:
-        """One attempt: a child process (or a torchrun group of ``processes``) reporting JSON events."""
+    def _run_child(self, work: Path, run: _Attempt, state: _Run, stop: threading.Event,
+                   stop_attempt: threading.Event, processes: int = 1) -> _Run:
+        """One child (or a torchrun group of ``processes``) reporting JSON events."""
+        attempt = run.number
         job_args = [str(work / "spec.json"), "--models-root", str(self.settings.models_dir),
                     "--storage-root", self.settings.storage_uri, "--work-dir", str(work)]
         env = dict(os.environ)
@@ -197,30 +300,22 @@ class TrainingWorker:
             read_fd = os.open(events_file, os.O_RDONLY)
         else:
             os.close(write_fd)
-        run = _Run()
         done = threading.Event()
-        beat = threading.Thread(target=self._heartbeats, args=(tenant, job_id, attempt, causation, run, done),
-                                daemon=True, name=f"heartbeat-{job_id}")
-        beat.start()
-        stop_child = threading.Event()
-        watcher = threading.Thread(target=self._forward_sigterm, args=(child, stop, done, stop_child), daemon=True)
+        watcher = threading.Thread(target=self._forward_sigterm, args=(child, stop, done, stop_attempt, state),
+                                   daemon=True)
         watcher.start()
-        fence = threading.Thread(target=self._watch_for_stop, args=(tenant, job_id, command_id, run, done,
-                                                                    stop_child), daemon=True)
-        fence.start()
         try:
             for line in self._lines(read_fd, child if processes > 1 else None):
-                self._on_child_event(json.loads(line), tenant, job_id, attempt, causation, run)
+                self._on_child_event(json.loads(line), run, state)
             code = child.wait()
         finally:
             done.set()
-            beat.join(timeout=30)
             if child.poll() is None:
                 child.kill()
                 child.wait()
-        if not run.outcome:
-            run.outcome = "killed" if code == -signal.SIGKILL else f"crashed (exit status {code})"
-        return run
+        if not state.outcome:
+            state.outcome = "killed" if code == -signal.SIGKILL else f"crashed (exit status {code})"
+        return state
 
     def _lines(self, fd: int, tailed: subprocess.Popen[bytes] | None = None) -> Iterator[str]:
         """The child's event lines.
@@ -252,30 +347,12 @@ class TrainingWorker:
         finally:
             os.close(fd)
 
-    def _watch_for_stop(self, tenant: str, job_id: str, command_id: str, run: _Run, done: threading.Event,
-                        stop_child: threading.Event) -> None:
-        """Stop the child when the job is cancelled, preempted, finished or given to another worker."""
-        state = job_domain.fold(self._history(tenant, job_id))
-        while not done.wait(self.settings.stop_check_seconds):
-            try:
-                with self.engine.connect() as conn:
-                    state = job_domain.fold(eventstore.load_stream(conn, tenant, job_id, after_version=state.version),
-                                            state)
-            except Exception:  # noqa: BLE001 - the store is briefly unreachable; check again
-                log.warning("training job %s: could not read its stream", job_id, exc_info=True)
-                continue
-            moved_on = bool(command_id) and state.scheduled_event_id != command_id
-            if state.stop_reason or moved_on or state.state not in job_domain.HOLDS_GPUS:
-                log.info("training job %s: stopping its attempt (%s)", job_id,
-                         state.stop_reason or ("superseded" if moved_on else state.state_name))
-                run.stop_sent = True
-                stop_child.set()
-                return
 
     def _forward_sigterm(self, child: subprocess.Popen[bytes], stop: threading.Event, done: threading.Event,
-                         stop_child: threading.Event | None = None) -> None:
+                         stop_attempt: threading.Event, state: _Run) -> None:
         while not done.is_set():
-            if stop.wait(0.25) or (stop_child is not None and stop_child.is_set()):
+            if stop.wait(0.25) or stop_attempt.is_set():
+                state.stop_sent = True
                 if child.poll() is None:
                     child.send_signal(signal.SIGTERM)
                     deadline = time.monotonic() + self.settings.sigterm_grace_seconds
@@ -285,21 +362,17 @@ class TrainingWorker:
                         child.kill()
                 return
 
-    def _heartbeats(self, tenant: str, job_id: str, attempt: int, causation: Causation, run: _Run,
-                    done: threading.Event) -> None:
+    def _heartbeats(self, run: _Attempt, state: _Run, done: threading.Event) -> None:
         while not done.wait(self.settings.heartbeat_seconds):
-            try:
-                with run.lock:
-                    if run.outcome:
-                        return
-                    self._append(tenant, job_id, causation, events_pb2.TrainingHeartbeat(
-                        job_id=job_id, worker_id=self.settings.worker_id, step=run.step, attempt=attempt))
-            except Exception:  # noqa: BLE001 - a missed heartbeat must not kill the job
-                log.exception("heartbeat for %s failed", job_id)
+            with state.lock:
+                if state.outcome:
+                    return
+                run.reporter.report(events_pb2.TrainingHeartbeat(
+                    job_id=run.job_id, worker_id=self.settings.worker_id, step=state.step, attempt=run.number))
 
-    def _on_child_event(self, event: dict[str, Any], tenant: str, job_id: str, attempt: int,
-                        causation: Causation, run: _Run) -> None:
+    def _on_child_event(self, event: dict[str, Any], run: _Attempt, state: _Run) -> None:
         kind = event.pop("kind")
+        job_id, attempt = run.job_id, run.number
         payload: Any = None
         if kind == "started":
             payload = events_pb2.TrainingStarted(
@@ -312,68 +385,74 @@ class TrainingWorker:
                 config_sha256=event["config_sha256"], bitwise_reproducible=event["bitwise_reproducible"],
                 trainable_parameters=event["trainable_parameters"])
         elif kind == "progress":
-            run.step = event["step"]
+            state.step = event["step"]
             now = time.monotonic()
-            due = (now - run.last_progress_at >= self.settings.progress_seconds
+            due = (now - state.last_progress_at >= self.settings.progress_seconds
                    or event["step"] == event["total_steps"] or "eval_loss" in event)
             if due:
-                run.last_progress_at = now
+                state.last_progress_at = now
                 payload = events_pb2.TrainingProgress(
                     job_id=job_id, step=event["step"], total_steps=event["total_steps"], loss=event["loss"],
                     learning_rate=event["learning_rate"], grad_norm=event["grad_norm"],
                     tokens_per_second=event["tokens_per_second"], epsilon_spent=event.get("epsilon", 0.0),
                     epoch=event["epoch"], eval_loss=event.get("eval_loss", 0.0), attempt=attempt)
         elif kind == "checkpoint":
-            run.last_checkpoint = event["checkpoint_id"]
+            state.last_checkpoint = event["checkpoint_id"]
             payload = events_pb2.CheckpointSaved(
                 job_id=job_id, checkpoint_id=event["checkpoint_id"], step=event["step"], uri=event["uri"],
                 sha256=event["sha256"], metrics=event["metrics"], attempt=attempt)
         elif kind == "completed":
-            run.outcome = "completed"
             payload = events_pb2.TrainingCompleted(
                 job_id=job_id, artifact_uri=event["artifact_uri"], artifact_sha256=event["artifact_sha256"],
                 steps=event["steps"], final_loss=event["final_loss"], epsilon_spent=event["epsilon_spent"],
                 duration_seconds=event["duration_seconds"], eval_loss=event["eval_loss"] or 0.0,
                 initial_eval_loss=event["initial_eval_loss"] or 0.0, attempt=attempt)
         elif kind == "failed":
-            run.outcome = "failed"
             payload = events_pb2.TrainingFailed(job_id=job_id, error_code=event["error_code"],
                                                 reason=event["reason"], retryable=event["retryable"],
-                                                step=event["step"], attempt=attempt)
+                                                step=event["step"], attempt=attempt,
+                                                log_uri=self._upload_log(run, None))
         elif kind == "preempted":
-            run.outcome = "preempted"
-            payload = events_pb2.TrainingPreempted(job_id=job_id, checkpoint_id=run.last_checkpoint,
-                                                   step=run.step, worker_id=self.settings.worker_id,
+            payload = events_pb2.TrainingPreempted(job_id=job_id, checkpoint_id=state.last_checkpoint,
+                                                   step=state.step, worker_id=self.settings.worker_id,
                                                    attempt=attempt)
         if payload is not None:
-            with run.lock:
-                self._append(tenant, job_id, causation, payload)
+            with state.lock:  # an outcome is the attempt's last report: no heartbeat after it
+                if kind in ("completed", "failed", "preempted"):
+                    state.outcome = kind
+                run.reporter.report(payload)
 
-    # ------------------------------------------------------------------ store
+    def _report(self, run: _Attempt, state: _Run, payload: Any) -> None:
+        with state.lock:
+            state.outcome = state.outcome or type(payload).__name__
+            run.reporter.report(payload)
 
-    def _history(self, tenant: str, job_id: str) -> list[events_pb2.EventEnvelope]:
-        with self.engine.connect() as conn:
-            return eventstore.load_stream(conn, tenant, job_id)
-
-    def _append(self, tenant: str, job_id: str, causation: Causation, payload: Any) -> None:
-        """Append one worker fact to the job's stream (retried past concurrent writers)."""
-        for _ in range(20):
-            with self.engine.connect() as conn:
-                version = eventstore.stream_version(conn, job_id)
-            env = new_envelope(payload, subject=job_id, tenant_id=tenant, source=SOURCE, causation=causation)
-            try:
-                with self.engine.begin() as conn:
-                    eventstore.append(conn, STREAM_TYPE, [env], expected_version=version)
-                return
-            except ConcurrencyConflict:
-                time.sleep(0.05)
-        raise ConcurrencyConflict(f"could not append to training job {job_id}: the stream keeps changing")
+    def _upload_log(self, run: _Attempt, work: Path | None) -> str:
+        """Copy the attempt's job log into the tenant's storage: a failure's details stay there, never on the bus."""
+        work = work or self.settings.work_dir / run.tenant_id / run.job_id
+        log_file = work / "job.log"
+        if not log_file.exists():
+            return ""
+        try:
+            storage = open_tenant_storage(self.settings.storage_uri, run.tenant_id)
+            key = f"training/{run.job_id}/logs/attempt-{run.number}.log"
+            with open(log_file, "rb") as fh:
+                storage.write(key, iter(lambda: fh.read(1 << 20), b""))
+            return storage.uri_for(key)
+        except Exception:  # noqa: BLE001 - the log stays in the local work folder
+            log.warning("training job %s: could not copy its job log to tenant storage", run.job_id, exc_info=True)
+            return ""
 
     def close(self) -> None:
-        if self.subscription is not None:
-            self.subscription.close()
-            self.subscription = None
+        self._leave_group()
+        if self.control is not None:
+            self.control.close()
+            self.control = None
 
 
-def _first_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:500]
+def _invalid_fields(exc: Exception) -> str:
+    """Which fields of a request are wrong, never their values (they may quote anything)."""
+    if isinstance(exc, ValidationError):
+        fields = sorted({".".join(str(p) for p in e["loc"]) or "spec" for e in exc.errors()})
+        return "check " + ", ".join(fields[:10])
+    return f"{type(exc).__name__}; the job log has the details"

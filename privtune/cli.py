@@ -18,7 +18,8 @@ from services.common.config import PlatformConfig
 def _config(args: argparse.Namespace) -> PlatformConfig:
     return PlatformConfig.from_env(args.data_dir, bus_uri=args.bus, store_uri=args.store,
                                    storage_root=args.storage,
-                                   grpc_address=getattr(args, "grpc", None))
+                                   grpc_address=getattr(args, "grpc", None),
+                                   orchestrator_address=getattr(args, "orchestrator", None))
 
 
 def _add_backend_args(p: argparse.ArgumentParser) -> None:
@@ -36,8 +37,9 @@ def _run_until_signal(services: Sequence[str], config: PlatformConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     api = f"gRPC on {platform.grpc_target}" if platform.server is not None else "no gRPC API"
-    print(f"privtune: {', '.join(services)} running; {api}; "
-          f"bus {config.bus_uri}; store {config.store_uri}. Ctrl-C stops.", flush=True)
+    store = f"store {config.store_uri}" if platform.engine is not None else "no store"
+    print(f"privtune: {', '.join(services)} running; {api}; bus {config.bus_uri}; {store}. Ctrl-C stops.",
+          flush=True)
     done.wait()
     platform.stop()
     return 0
@@ -80,12 +82,10 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from privtune.platform import all_projections
-    from services.common.bus import open_bus
     from services.common.replay import replay, snapshot
     from services.common.store import open_store
 
     config = _config(args)
-    bus = open_bus(config.bus_uri)
     live = open_store(config.store_uri)
     if args.verify:
         scratch_dir = config.data_dir / "replay-verify"
@@ -96,9 +96,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     else:
         target = live
     projections = all_projections(target, config)
-    results = replay(target, bus, projections, progress=sys.stderr.isatty())
+    results = replay(target, projections, source=live, progress=sys.stderr.isatty())
     for r in results:
-        print(f"replayed {r.projection}: {r.applied} events applied, {r.dead_lettered} dead-lettered")
+        print(f"replayed {r.projection} from the event store: {r.applied} applied"
+              + (f", {r.skipped} undecodable events skipped" if r.skipped else ""))
     if args.verify:
         same = snapshot(live, projections) == snapshot(target, projections)
         print("replayed read models equal the live ones" if same else
@@ -201,7 +202,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import json as json_module
 
     from gpu_worker.job import run_job
-    from gpu_worker.spec import TrainingSpec
+    from services.common.training_spec import TrainingSpec
 
     body = json_module.loads(Path(args.spec).read_text())
     body.setdefault("job_id", f"tj-{uuid.uuid4().hex[:24]}")
@@ -231,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("service", choices=sorted(SERVICES))
     _add_backend_args(p)
     p.add_argument("--grpc", help="gRPC listen address (default 127.0.0.1:50051)")
+    p.add_argument("--orchestrator", help="training: the orchestrator's gRPC address, where attempts are claimed "
+                                          "(default $PRIVTUNE_ORCHESTRATOR, else --grpc)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("migrate", help="bring the metadata store to the latest schema")
@@ -248,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--limit", type=int, default=0, help="stop after this many events")
     p.set_defaults(func=cmd_tail)
 
-    p = sub.add_parser("replay", help="rebuild every read model from offset 0 (stop the platform first)")
+    p = sub.add_parser("replay", help="rebuild every read model from the event store (stop the platform first)")
     _add_backend_args(p)
     p.add_argument("--verify", action="store_true",
                    help="rebuild into a scratch store and compare with the live read models instead")

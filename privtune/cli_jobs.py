@@ -168,7 +168,7 @@ def cmd_render_k8s(args: argparse.Namespace) -> int:
     """Render (and validate) the Kubernetes objects of a job spec, offline."""
     import yaml
 
-    from gpu_worker.spec import TrainingSpec
+    from services.common.training_spec import TrainingSpec
     from services.orchestrator.executors.kubernetes import (KubernetesSettings, dump_manifests, render_job,
                                                             validate_manifests)
     from services.orchestrator.settings import load_pools

@@ -5,7 +5,7 @@ content-addressed dataset version (PII redaction, dedupe, quality filters, recip
 estimate and submit a LoRA job on SmolLM2-135M-Instruct through the orchestrator's
 TrainingService (policy, privacy ledger, scheduler, the gpu_worker pool over the bus),
 register the adapter as a model version, move an alias and query its lineage, read
-the events off the bus, and rebuild the read models by replay. Later stages (eval,
+the events off the bus, and rebuild the read models from the event store by replay. Later stages (eval,
 deploy) extend this script as they land.
 """
 
@@ -80,6 +80,9 @@ def _summary(env: events_pb2.EventEnvelope) -> str:
     if kind == "training_scheduled":
         e = env.training_scheduled
         return f"job={e.job_id} pool={e.gpu_pool} gpus={e.gpus} executor={e.executor} attempt={e.attempt}"
+    if kind == "training_attempt_claimed":
+        e = env.training_attempt_claimed
+        return f"job={e.job_id} attempt={e.attempt} worker={e.worker_id}"
     if kind == "model_version_registered":
         e = env.model_version_registered
         return f"version={e.model_version_id} job={e.job_id} sha256={e.artifact_sha256[:16]}..."
@@ -147,6 +150,9 @@ def _train(platform: Platform, config: PlatformConfig, md: list[tuple[str, str]]
         if kind == "training_scheduled":
             print(f"  scheduled on {env.training_scheduled.gpu_pool} ({env.training_scheduled.executor} executor), "
                   f"attempt {env.training_scheduled.attempt}")
+        elif kind == "training_attempt_claimed":
+            print(f"  attempt {env.training_attempt_claimed.attempt} claimed by worker "
+                  f"{env.training_attempt_claimed.worker_id} (ClaimAttempt: it alone may run it; it reports on the bus)")
         elif kind == "training_started":
             e2 = env.training_started
             print(f"  started on {e2.worker_id} ({e2.hardware}); {e2.total_steps} steps, "
@@ -309,15 +315,15 @@ def run(data_dir: Path) -> int:
     finally:
         platform.stop()
 
-    step(9, "rebuild every read model from offset 0 (privtune replay --verify) and compare")
+    step(9, "rebuild every read model from the event store (privtune replay --verify) and compare")
     live = open_store(config.store_uri)
+    (data_dir / "replay-scratch.db").unlink(missing_ok=True)
     scratch = open_store(f"sqlite:///{data_dir}/replay-scratch.db")
-    bus = open_bus(config.bus_uri)
     projections = all_projections(scratch, config)
-    for r in replay(scratch, bus, projections):
-        print(f"replayed {r.projection}: {r.applied} events")
+    for r in replay(scratch, projections, source=live):
+        print(f"replayed {r.projection}: {r.applied} events" if r.projection != "orchestrator.job_view"
+              else f"replayed {r.projection}: {r.applied} jobs folded from their streams")
     same = snapshot(live, projections) == snapshot(scratch, projections)
-    bus.close()
     print("replayed read models equal the live state" if same else "MISMATCH between replay and live state")
     print("\ndemo finished: state is in", data_dir)
     return 0 if same else 1

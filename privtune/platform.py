@@ -19,10 +19,12 @@ from services.common.bus import EventBus, open_bus
 from services.common.config import PlatformConfig
 from services.common.consumer import EventConsumer
 from services.common.grpc_server import RunningServer, start_grpc_server
+from services.common.limits import StreamLimits
 from services.common.outbox import OutboxRelay
 from services.common.projection import Projection
 from services.common.service import ServiceParts
 from services.common.store import open_store
+from services.common.supervision import LoopStatus, Supervisor
 from services.common.topics import ALL_TOPICS
 
 log = logging.getLogger(__name__)
@@ -32,13 +34,22 @@ SERVICES: dict[str, str] = {"ingest": "services.ingest.service", "curation": "se
                             "orchestrator": "services.orchestrator.service", "training": "gpu_worker.service"}
 
 
-def build_service(name: str, engine: Engine, bus: EventBus, config: PlatformConfig,
-                  stop: threading.Event) -> ServiceParts:
+def _service_module(name: str):  # type: ignore[no-untyped-def]
     try:
-        module = importlib.import_module(SERVICES[name])
+        return importlib.import_module(SERVICES[name])
     except KeyError:
         raise ValueError(f"unknown service {name!r}; available: {', '.join(sorted(SERVICES))}") from None
-    build: Callable[[Engine, EventBus | None, PlatformConfig, threading.Event], ServiceParts] = module.build
+
+
+def needs_store(name: str) -> bool:
+    """Whether the service keeps state in the metadata store (a training worker does not)."""
+    return bool(getattr(_service_module(name), "NEEDS_STORE", True))
+
+
+def build_service(name: str, engine: Engine | None, bus: EventBus | None, config: PlatformConfig,
+                  stop: threading.Event) -> ServiceParts:
+    build: Callable[[Engine | None, EventBus | None, PlatformConfig, threading.Event], ServiceParts] = \
+        _service_module(name).build
     return build(engine, bus, config, stop)
 
 
@@ -63,37 +74,52 @@ class Platform:
     bus: EventBus | None = None
     server: RunningServer | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
+    supervisor: Supervisor | None = None
+    unhealthy_after_s: float = 5.0
+    stream_limits: StreamLimits = field(default_factory=StreamLimits)  # open Watch* streams per process / tenant
     _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> "Platform":
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         if self.config.storage_uri.startswith("file://"):
             self.config.storage_path.mkdir(parents=True, exist_ok=True)
-        self.engine = open_store(self.config.store_uri)
+        if any(needs_store(name) for name in self.services):
+            self.engine = open_store(self.config.store_uri)
         self.bus = open_bus(self.config.bus_uri)
         self.bus.ensure_topics(ALL_TOPICS)
         parts = [build_service(name, self.engine, self.bus, self.config, self._stop) for name in self.services]
-        if self.relay:
+        bindings = [b for part in parts for b in part.bindings]
+        if bindings:  # before the loops: a training worker in this process claims attempts through it
+            assert self.engine is not None, "services with an API keep their state in the store"
+            self.server = start_grpc_server(self.config.grpc_address, bindings,
+                                            on_denied=AccessDenialRecorder(self.engine),
+                                            stream_limits=self.stream_limits)
+            self.config.bind_serving_port(self.server.port)
+            log.info("gRPC API on port %d: %s", self.server.port, ", ".join(b.full_name for b in bindings))
+        self.supervisor = Supervisor(self._stop, unhealthy_after_s=self.unhealthy_after_s,
+                                     on_health=self._set_health)
+        if self.relay and self.engine is not None:
             relay = OutboxRelay(self.engine, self.bus)
-            self._spawn("outbox-relay", lambda: relay.run(self._stop))
-        for projection in (p for part in parts for p in part.projections):
+            self.supervisor.spawn("outbox-relay", relay.run)
+        for projection in (p for part in parts for p in part.projections if p.consumed):
+            assert projection.apply is not None and self.engine is not None
             consumer = EventConsumer(self.engine, self.bus, projection.name, projection.topics, projection.apply)
             self.consumers.append(consumer)
-            self._spawn(f"consumer-{projection.name}", lambda c=consumer: c.run(self._stop))
-        for i, worker in enumerate(w for part in parts for w in part.workers):
-            self._spawn(f"worker-{i}", lambda w=worker: w(self._stop))
-        bindings = [b for part in parts for b in part.bindings]
-        if bindings:
-            self.server = start_grpc_server(self.config.grpc_address, bindings,
-                                            on_denied=AccessDenialRecorder(self.engine))
-            log.info("gRPC API on port %d: %s", self.server.port, ", ".join(b.full_name for b in bindings))
+            self.supervisor.spawn(f"consumer-{projection.name}", consumer.run)
+        for part in parts:
+            for i, worker in enumerate(part.workers):
+                self.supervisor.spawn(f"{part.name}-worker-{i}", worker)
+        self.supervisor.start_watching()
         return self
 
-    def _spawn(self, name: str, target: Callable[[], None]) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
+    def _set_health(self, healthy: bool, failing: list[LoopStatus]) -> None:
+        """Every served name says NOT_SERVING while a loop cannot recover, SERVING once all run again."""
+        if self.server is not None:
+            self.server.set_serving(healthy)
+
+    @property
+    def healthy(self) -> bool:
+        return self.supervisor is None or self.supervisor.check_health()
 
     @property
     def grpc_target(self) -> str:
@@ -108,8 +134,8 @@ class Platform:
         self._stop.set()
         if self.server is not None:
             self.server.stop()
-        for thread in self._threads:
-            thread.join(timeout=10)
+        if self.supervisor is not None:
+            self.supervisor.join(timeout=10)
         for consumer in self.consumers:
             consumer.close()
         if self.bus is not None:

@@ -26,6 +26,7 @@ from services.common import eventstore
 from services.common.envelope import Causation, new_envelope
 from services.common.storage import open_tenant_storage
 from services.curation import domain as curation_domain
+from services.orchestrator import catalog
 from services.ingest import domain as dataset_domain
 from tests.platform_fixtures import metadata
 
@@ -52,20 +53,25 @@ def register_version(engine: Engine, storage_root: str, tenant: str = "acme", n:
         total_bytes=len(raw), labels=labels or {}))
     job_id = f"cj-{uuid.uuid4().hex[:24]}"
     config = json.dumps({"recipe": "synthetic"})
-    requested = curation_domain.decide_request(curation_domain.CurationJobState(), job_id, dataset_id,
-                                               storage.uri_for(f"raw/{dataset_id}/rows.json"), "synthetic", config,
-                                               hashlib.sha256(config.encode()).hexdigest())
-    created = events_pb2.DatasetVersionCreated(
-        dataset_version_id=version_id, dataset_id=dataset_id, job_id=job_id,
-        manifest_uri=storage.uri_for(f"{final}/manifest.json"), manifest_sha256=manifest_sha, record_count=n + holdout,
-        train_count=n, holdout_count=holdout, shard_count=2, recipe="synthetic")
+    facts = curation_domain.DatasetFacts(storage_uri=storage.uri_for(f"raw/{dataset_id}/rows.json"),
+                                         checksum_sha256=hashlib.sha256(raw).hexdigest(),
+                                         classification=classification, labels=labels or {})
+    requested = curation_domain.decide_request(curation_domain.CurationJobState(), job_id, dataset_id, facts,
+                                               "synthetic", config, hashlib.sha256(config.encode()).hexdigest())
+    job = curation_domain.fold([new_envelope(requested[0], subject=job_id, tenant_id=tenant,
+                                             source="privtune/curation", causation=causation)])
+    created = curation_domain.version_created(
+        job, dataset_version_id=version_id, manifest_uri=storage.uri_for(f"{final}/manifest.json"),
+        manifest_sha256=manifest_sha, record_count=n + holdout, train_count=n, holdout_count=holdout, shard_count=2)
     with engine.begin() as conn:
         eventstore.append(conn, "dataset", [new_envelope(e, subject=dataset_id, tenant_id=tenant,
                                                          source="privtune/ingest", causation=causation)
                                             for e in registered], expected_version=0)
-        eventstore.append(conn, "curation_job", [new_envelope(e, subject=job_id, tenant_id=tenant,
-                                                              source="privtune/curation", causation=causation)
-                                                 for e in [*requested, created]], expected_version=0)
+        curation_events = [new_envelope(e, subject=job_id, tenant_id=tenant, source="privtune/curation",
+                                        causation=causation) for e in [*requested, created]]
+        eventstore.append(conn, "curation_job", curation_events, expected_version=0)
+        # the orchestrator's catalog sees the version at once (its consumer would, a moment later)
+        catalog.apply(conn, curation_events[-1])
     return version_id
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from gpu_worker.base_models import build_tiny_model
-from gpu_worker.spec import TrainingSpec
+from services.common.training_spec import TrainingSpec
 from gpu_worker.synthetic import reverse_task, write_dataset_version
 from services.common.storage import open_tenant_storage
 

@@ -219,7 +219,7 @@ class PostgresServer:
         try:
             if not (self.data_dir / "PG_VERSION").exists():
                 self._initdb(bindir, ids)
-            self.port = free_port()
+            self.port = self.port or free_port()  # a restart after stop_server() keeps its port
             self._spawn(bindir, ids)
             self._wait_ready()
             with _connect(self.server_url) as conn:
@@ -230,6 +230,12 @@ class PostgresServer:
             self.stop()
             raise
         return self
+
+    def stop_server(self, grace: float = 10.0) -> None:
+        """Stop the server process but keep its data and port: an outage; ``start()`` ends it."""
+        if self._proc is not None:
+            terminate(self._proc, grace, signal.SIGINT)
+            self._proc = None
 
     def stop(self, grace: float = 10.0) -> None:
         """Fast shutdown (SIGINT), SIGKILL after ``grace`` s; remove a temp base_dir."""

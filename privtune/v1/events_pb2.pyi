@@ -73,7 +73,7 @@ ROLLOUT_STRATEGY_CANARY: RolloutStrategy
 ROLLOUT_STRATEGY_SHADOW: RolloutStrategy
 
 class EventEnvelope(_message.Message):
-    __slots__ = ("id", "source", "type", "specversion", "subject", "time", "tenant_id", "actor", "correlation_id", "causation_id", "schema_version", "aggregate_version", "dataset_registered", "curation_requested", "dataset_version_created", "curation_failed", "training_requested", "training_rejected", "training_queued", "training_started", "training_progress", "checkpoint_saved", "training_completed", "training_failed", "training_heartbeat", "training_preempted", "eval_requested", "eval_completed", "deployment_requested", "deployment_approved", "pool_deployed", "traffic_flipped", "rolled_back", "access_denied", "training_scheduled", "training_stop_requested", "training_cancelled", "model_version_registered", "model_alias_moved", "privacy_budget_reserved", "privacy_budget_settled")
+    __slots__ = ("id", "source", "type", "specversion", "subject", "time", "tenant_id", "actor", "correlation_id", "causation_id", "schema_version", "aggregate_version", "dataset_registered", "curation_requested", "dataset_version_created", "curation_failed", "training_requested", "training_rejected", "training_queued", "training_started", "training_progress", "checkpoint_saved", "training_completed", "training_failed", "training_heartbeat", "training_preempted", "eval_requested", "eval_completed", "deployment_requested", "deployment_approved", "pool_deployed", "traffic_flipped", "rolled_back", "access_denied", "training_scheduled", "training_stop_requested", "training_cancelled", "model_version_registered", "model_alias_moved", "privacy_budget_reserved", "privacy_budget_settled", "training_attempt_claimed", "training_attempt_stop")
     ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +115,8 @@ class EventEnvelope(_message.Message):
     MODEL_ALIAS_MOVED_FIELD_NUMBER: _ClassVar[int]
     PRIVACY_BUDGET_RESERVED_FIELD_NUMBER: _ClassVar[int]
     PRIVACY_BUDGET_SETTLED_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_ATTEMPT_CLAIMED_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_ATTEMPT_STOP_FIELD_NUMBER: _ClassVar[int]
     id: str
     source: str
     type: str
@@ -156,7 +158,9 @@ class EventEnvelope(_message.Message):
     model_alias_moved: ModelAliasMoved
     privacy_budget_reserved: PrivacyBudgetReserved
     privacy_budget_settled: PrivacyBudgetSettled
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., specversion: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., correlation_id: _Optional[str] = ..., causation_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., aggregate_version: _Optional[int] = ..., dataset_registered: _Optional[_Union[DatasetRegistered, _Mapping]] = ..., curation_requested: _Optional[_Union[CurationRequested, _Mapping]] = ..., dataset_version_created: _Optional[_Union[DatasetVersionCreated, _Mapping]] = ..., curation_failed: _Optional[_Union[CurationFailed, _Mapping]] = ..., training_requested: _Optional[_Union[TrainingRequested, _Mapping]] = ..., training_rejected: _Optional[_Union[TrainingRejected, _Mapping]] = ..., training_queued: _Optional[_Union[TrainingQueued, _Mapping]] = ..., training_started: _Optional[_Union[TrainingStarted, _Mapping]] = ..., training_progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_saved: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., training_completed: _Optional[_Union[TrainingCompleted, _Mapping]] = ..., training_failed: _Optional[_Union[TrainingFailed, _Mapping]] = ..., training_heartbeat: _Optional[_Union[TrainingHeartbeat, _Mapping]] = ..., training_preempted: _Optional[_Union[TrainingPreempted, _Mapping]] = ..., eval_requested: _Optional[_Union[EvalRequested, _Mapping]] = ..., eval_completed: _Optional[_Union[EvalCompleted, _Mapping]] = ..., deployment_requested: _Optional[_Union[DeploymentRequested, _Mapping]] = ..., deployment_approved: _Optional[_Union[DeploymentApproved, _Mapping]] = ..., pool_deployed: _Optional[_Union[PoolDeployed, _Mapping]] = ..., traffic_flipped: _Optional[_Union[TrafficFlipped, _Mapping]] = ..., rolled_back: _Optional[_Union[RolledBack, _Mapping]] = ..., access_denied: _Optional[_Union[AccessDenied, _Mapping]] = ..., training_scheduled: _Optional[_Union[TrainingScheduled, _Mapping]] = ..., training_stop_requested: _Optional[_Union[TrainingStopRequested, _Mapping]] = ..., training_cancelled: _Optional[_Union[TrainingCancelled, _Mapping]] = ..., model_version_registered: _Optional[_Union[ModelVersionRegistered, _Mapping]] = ..., model_alias_moved: _Optional[_Union[ModelAliasMoved, _Mapping]] = ..., privacy_budget_reserved: _Optional[_Union[PrivacyBudgetReserved, _Mapping]] = ..., privacy_budget_settled: _Optional[_Union[PrivacyBudgetSettled, _Mapping]] = ...) -> None: ...
+    training_attempt_claimed: TrainingAttemptClaimed
+    training_attempt_stop: TrainingAttemptStop
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., specversion: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., correlation_id: _Optional[str] = ..., causation_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., aggregate_version: _Optional[int] = ..., dataset_registered: _Optional[_Union[DatasetRegistered, _Mapping]] = ..., curation_requested: _Optional[_Union[CurationRequested, _Mapping]] = ..., dataset_version_created: _Optional[_Union[DatasetVersionCreated, _Mapping]] = ..., curation_failed: _Optional[_Union[CurationFailed, _Mapping]] = ..., training_requested: _Optional[_Union[TrainingRequested, _Mapping]] = ..., training_rejected: _Optional[_Union[TrainingRejected, _Mapping]] = ..., training_queued: _Optional[_Union[TrainingQueued, _Mapping]] = ..., training_started: _Optional[_Union[TrainingStarted, _Mapping]] = ..., training_progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_saved: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., training_completed: _Optional[_Union[TrainingCompleted, _Mapping]] = ..., training_failed: _Optional[_Union[TrainingFailed, _Mapping]] = ..., training_heartbeat: _Optional[_Union[TrainingHeartbeat, _Mapping]] = ..., training_preempted: _Optional[_Union[TrainingPreempted, _Mapping]] = ..., eval_requested: _Optional[_Union[EvalRequested, _Mapping]] = ..., eval_completed: _Optional[_Union[EvalCompleted, _Mapping]] = ..., deployment_requested: _Optional[_Union[DeploymentRequested, _Mapping]] = ..., deployment_approved: _Optional[_Union[DeploymentApproved, _Mapping]] = ..., pool_deployed: _Optional[_Union[PoolDeployed, _Mapping]] = ..., traffic_flipped: _Optional[_Union[TrafficFlipped, _Mapping]] = ..., rolled_back: _Optional[_Union[RolledBack, _Mapping]] = ..., access_denied: _Optional[_Union[AccessDenied, _Mapping]] = ..., training_scheduled: _Optional[_Union[TrainingScheduled, _Mapping]] = ..., training_stop_requested: _Optional[_Union[TrainingStopRequested, _Mapping]] = ..., training_cancelled: _Optional[_Union[TrainingCancelled, _Mapping]] = ..., model_version_registered: _Optional[_Union[ModelVersionRegistered, _Mapping]] = ..., model_alias_moved: _Optional[_Union[ModelAliasMoved, _Mapping]] = ..., privacy_budget_reserved: _Optional[_Union[PrivacyBudgetReserved, _Mapping]] = ..., privacy_budget_settled: _Optional[_Union[PrivacyBudgetSettled, _Mapping]] = ..., training_attempt_claimed: _Optional[_Union[TrainingAttemptClaimed, _Mapping]] = ..., training_attempt_stop: _Optional[_Union[TrainingAttemptStop, _Mapping]] = ...) -> None: ...
 
 class DatasetRegistered(_message.Message):
     __slots__ = ("dataset_id", "name", "storage_uri", "format_hint", "classification", "checksum_sha256", "file_count", "total_bytes", "labels")
@@ -188,23 +192,43 @@ class DatasetRegistered(_message.Message):
     def __init__(self, dataset_id: _Optional[str] = ..., name: _Optional[str] = ..., storage_uri: _Optional[str] = ..., format_hint: _Optional[_Union[DatasetFormat, str]] = ..., classification: _Optional[_Union[DataClassification, str]] = ..., checksum_sha256: _Optional[str] = ..., file_count: _Optional[int] = ..., total_bytes: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CurationRequested(_message.Message):
-    __slots__ = ("job_id", "dataset_id", "recipe", "config_sha256", "config_json", "dataset_storage_uri")
+    __slots__ = ("job_id", "dataset_id", "recipe", "config_sha256", "config_json", "dataset_storage_uri", "dataset_checksum_sha256", "dataset_classification", "dataset_labels")
+    class DatasetLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     RECIPE_FIELD_NUMBER: _ClassVar[int]
     CONFIG_SHA256_FIELD_NUMBER: _ClassVar[int]
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     DATASET_STORAGE_URI_FIELD_NUMBER: _ClassVar[int]
+    DATASET_CHECKSUM_SHA256_FIELD_NUMBER: _ClassVar[int]
+    DATASET_CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    DATASET_LABELS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     dataset_id: str
     recipe: str
     config_sha256: str
     config_json: str
     dataset_storage_uri: str
-    def __init__(self, job_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., recipe: _Optional[str] = ..., config_sha256: _Optional[str] = ..., config_json: _Optional[str] = ..., dataset_storage_uri: _Optional[str] = ...) -> None: ...
+    dataset_checksum_sha256: str
+    dataset_classification: DataClassification
+    dataset_labels: _containers.ScalarMap[str, str]
+    def __init__(self, job_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., recipe: _Optional[str] = ..., config_sha256: _Optional[str] = ..., config_json: _Optional[str] = ..., dataset_storage_uri: _Optional[str] = ..., dataset_checksum_sha256: _Optional[str] = ..., dataset_classification: _Optional[_Union[DataClassification, str]] = ..., dataset_labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class DatasetVersionCreated(_message.Message):
-    __slots__ = ("dataset_version_id", "dataset_id", "job_id", "manifest_uri", "manifest_sha256", "record_count", "train_count", "holdout_count", "quarantined_count", "shard_count", "report_uri", "recipe")
+    __slots__ = ("dataset_version_id", "dataset_id", "job_id", "manifest_uri", "manifest_sha256", "record_count", "train_count", "holdout_count", "quarantined_count", "shard_count", "report_uri", "recipe", "dataset_classification", "dataset_labels", "dataset_checksum_sha256", "dataset_storage_uri", "curation_config_sha256")
+    class DatasetLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     DATASET_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -217,6 +241,11 @@ class DatasetVersionCreated(_message.Message):
     SHARD_COUNT_FIELD_NUMBER: _ClassVar[int]
     REPORT_URI_FIELD_NUMBER: _ClassVar[int]
     RECIPE_FIELD_NUMBER: _ClassVar[int]
+    DATASET_CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    DATASET_LABELS_FIELD_NUMBER: _ClassVar[int]
+    DATASET_CHECKSUM_SHA256_FIELD_NUMBER: _ClassVar[int]
+    DATASET_STORAGE_URI_FIELD_NUMBER: _ClassVar[int]
+    CURATION_CONFIG_SHA256_FIELD_NUMBER: _ClassVar[int]
     dataset_version_id: str
     dataset_id: str
     job_id: str
@@ -229,7 +258,12 @@ class DatasetVersionCreated(_message.Message):
     shard_count: int
     report_uri: str
     recipe: str
-    def __init__(self, dataset_version_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., job_id: _Optional[str] = ..., manifest_uri: _Optional[str] = ..., manifest_sha256: _Optional[str] = ..., record_count: _Optional[int] = ..., train_count: _Optional[int] = ..., holdout_count: _Optional[int] = ..., quarantined_count: _Optional[int] = ..., shard_count: _Optional[int] = ..., report_uri: _Optional[str] = ..., recipe: _Optional[str] = ...) -> None: ...
+    dataset_classification: DataClassification
+    dataset_labels: _containers.ScalarMap[str, str]
+    dataset_checksum_sha256: str
+    dataset_storage_uri: str
+    curation_config_sha256: str
+    def __init__(self, dataset_version_id: _Optional[str] = ..., dataset_id: _Optional[str] = ..., job_id: _Optional[str] = ..., manifest_uri: _Optional[str] = ..., manifest_sha256: _Optional[str] = ..., record_count: _Optional[int] = ..., train_count: _Optional[int] = ..., holdout_count: _Optional[int] = ..., quarantined_count: _Optional[int] = ..., shard_count: _Optional[int] = ..., report_uri: _Optional[str] = ..., recipe: _Optional[str] = ..., dataset_classification: _Optional[_Union[DataClassification, str]] = ..., dataset_labels: _Optional[_Mapping[str, str]] = ..., dataset_checksum_sha256: _Optional[str] = ..., dataset_storage_uri: _Optional[str] = ..., curation_config_sha256: _Optional[str] = ...) -> None: ...
 
 class CurationFailed(_message.Message):
     __slots__ = ("job_id", "dataset_id", "error_code", "reason")
@@ -611,20 +645,46 @@ class TrainingPreempted(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., step: _Optional[int] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class TrainingFailed(_message.Message):
-    __slots__ = ("job_id", "error_code", "reason", "retryable", "step", "attempt")
+    __slots__ = ("job_id", "error_code", "reason", "retryable", "step", "attempt", "log_uri")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     RETRYABLE_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    LOG_URI_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     error_code: str
     reason: str
     retryable: bool
     step: int
     attempt: int
-    def __init__(self, job_id: _Optional[str] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., retryable: _Optional[bool] = ..., step: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
+    log_uri: str
+    def __init__(self, job_id: _Optional[str] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., retryable: _Optional[bool] = ..., step: _Optional[int] = ..., attempt: _Optional[int] = ..., log_uri: _Optional[str] = ...) -> None: ...
+
+class TrainingAttemptClaimed(_message.Message):
+    __slots__ = ("job_id", "attempt", "worker_id", "claim_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    worker_id: str
+    claim_id: str
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ..., claim_id: _Optional[str] = ...) -> None: ...
+
+class TrainingAttemptStop(_message.Message):
+    __slots__ = ("job_id", "attempt", "reason", "worker_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    reason: str
+    worker_id: str
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., reason: _Optional[str] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class ModelVersionRegistered(_message.Message):
     __slots__ = ("model_version_id", "model_name", "version", "kind", "artifact_uri", "artifact_sha256", "job_id", "base_model_id", "base_model_sha256", "dataset_version_id", "dataset_manifest_sha256", "config_sha256", "code_version", "metrics", "dataset_id")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import uuid
 
 from sqlalchemy import Engine
@@ -11,11 +10,11 @@ from sqlalchemy import Engine
 from privtune.v1 import events_pb2
 from services.common import eventstore
 from services.common.envelope import Causation, new_envelope
+from services.common.identity import is_tenant_id
 
 log = logging.getLogger(__name__)
 SOURCE = "privtune/gateway"
 UNAUTHENTICATED_TENANT = "_unauthenticated"  # denials that carry no valid tenant are recorded under this
-_TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class AccessDenialRecorder:
@@ -26,7 +25,7 @@ class AccessDenialRecorder:
 
     def __call__(self, metadata: dict[str, str], method: str, reason: str, rule: str) -> None:
         tenant = metadata.get("x-privtune-tenant", "")
-        tenant = tenant if _TENANT_RE.match(tenant) else UNAUTHENTICATED_TENANT
+        tenant = tenant if is_tenant_id(tenant) else UNAUTHENTICATED_TENANT
         principal = metadata.get("x-privtune-actor", "")[:128] or "anonymous"
         subject = f"denial-{uuid.uuid4().hex}"
         env = new_envelope(events_pb2.AccessDenied(principal=principal, method=method, reason=reason[:500], rule=rule),

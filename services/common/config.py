@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 
 class PlatformConfig(BaseModel):
@@ -18,6 +18,10 @@ class PlatformConfig(BaseModel):
         description="tenant storage root, a folder or file:// or s3://bucket/prefix URI; tenant T lives in <root>/T/ "
                     "[PRIVTUNE_STORAGE]")
     grpc_address: str = Field(description="gRPC listen address [PRIVTUNE_GRPC]")
+    orchestrator_address: str = Field(
+        "", description="gRPC address (host:port) of the orchestrator, where training workers claim attempts "
+                        "[PRIVTUNE_ORCHESTRATOR]; empty: this process's own gRPC server")
+    _serving_port: int = PrivateAttr(default=0)
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None, **overrides: object) -> "PlatformConfig":
@@ -29,9 +33,23 @@ class PlatformConfig(BaseModel):
             "store_uri": os.environ.get("PRIVTUNE_STORE", f"sqlite:///{base}/privtune.db"),
             "storage_root": os.environ.get("PRIVTUNE_STORAGE", str(base / "tenants")),
             "grpc_address": os.environ.get("PRIVTUNE_GRPC", "127.0.0.1:50051"),
+            "orchestrator_address": os.environ.get("PRIVTUNE_ORCHESTRATOR", ""),
         }
         values.update({k: (str(v) if k == "storage_root" else v) for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+    def bind_serving_port(self, port: int) -> None:
+        """Record the port this process's gRPC server got (``grpc_address`` may ask for port 0)."""
+        self._serving_port = port
+
+    @property
+    def orchestrator_target(self) -> str:
+        """Where training workers claim attempts: ``orchestrator_address``, else this process's server."""
+        if self.orchestrator_address:
+            return self.orchestrator_address
+        host, _, port = self.grpc_address.rpartition(":")
+        host = "127.0.0.1" if host in ("", "0.0.0.0", "[::]") else host
+        return f"{host}:{self._serving_port or port}"
 
     @property
     def models_dir(self) -> Path:

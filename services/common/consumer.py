@@ -20,13 +20,16 @@ from privtune.v1 import events_pb2
 from services.common import envelope as codec
 from services.common.bus import EventBus, Message, Record
 from services.common.clock import now_ms
-from services.common.errors import BusUnavailable, CommitFailed, MalformedEvent
+from services.common.errors import BusUnavailable, MalformedEvent
+from services.common.supervision import is_transient
 from services.common.store.schema import processed_events
+from services.common.supervision import run_loop
 from services.common.topics import DEAD_LETTER
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Connection, events_pb2.EventEnvelope], None]
+MAX_HANDLER_FAILURES = 5
 
 
 @dataclass
@@ -68,6 +71,9 @@ class EventConsumer:
         self.from_beginning = from_beginning
         self.subscription = bus.subscribe(group, self.topics, from_beginning=from_beginning)
         self.stats = ConsumeStats()
+        self.max_handler_failures = MAX_HANDLER_FAILURES
+        self._failures: dict[str, int] = {}   # event id -> consecutive failures of the handler on it
+        self._unapplied = False               # a batch failed and has not been applied since
 
     def poll_and_apply(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         """Apply one batch and commit its offsets. Returns the records handled."""
@@ -78,7 +84,7 @@ class EventConsumer:
         for record in records:
             try:
                 env = codec.decode(record.value)
-                self._apply_once(env)
+                self._apply_or_give_up(env)
             except MalformedEvent as exc:
                 log.warning("dead-lettering %s[%d]@%d for group %s: %s",
                             record.topic, record.partition, record.offset, self.group, exc.kind)
@@ -88,7 +94,37 @@ class EventConsumer:
         if dead:
             self.bus.publish(dead)  # before the commit: a crash here redelivers, never loses
         self.subscription.commit(records)
+        self._unapplied = False
         return records
+
+    def _apply_or_give_up(self, env: events_pb2.EventEnvelope) -> None:
+        """Apply ``env``; an event the handler keeps refusing is set aside instead of blocking its partition.
+
+        A failure that says the store or the bus is away is never held against an event (every event
+        fails during an outage). Any other failure on the same event ``max_handler_failures`` times in
+        a row (a value the store refuses, a bug the event triggers) dead-letters it with the
+        exception's type (never its text, which may quote the event) and records it as processed.
+        """
+        try:
+            self._apply_once(env)
+        except Exception as exc:
+            self._unapplied = True
+            if is_transient(exc):
+                raise
+            failures = self._failures[env.id] = self._failures.get(env.id, 0) + 1
+            if failures < self.max_handler_failures:
+                raise
+            log.error("consumer %s: event %s failed %d times in a row (%s); dead-lettering it", self.group,
+                      env.id[:64], failures, type(exc).__name__)
+            self._set_aside(env)
+            raise MalformedEvent("rejected_by_handler", f"{type(exc).__name__} on {failures} attempts") from None
+        self._failures.pop(env.id, None)
+
+    def _set_aside(self, env: events_pb2.EventEnvelope) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(processed_events).values(consumer=self.dedupe_key, event_id=env.id[:64],
+                                                         processed_at_ms=now_ms()))
+        self._failures.pop(env.id, None)
 
     def _apply_once(self, env: events_pb2.EventEnvelope) -> None:
         with self.engine.begin() as conn:
@@ -104,28 +140,27 @@ class EventConsumer:
                                                          processed_at_ms=now_ms()))
         self.stats.applied += 1
 
-    def run(self, stop: threading.Event, max_records: int = 500) -> None:
-        """Consume until ``stop`` is set. Outages of the bus or the store are retried, not fatal.
+    def run(self, stop: threading.Event, max_records: int = 500,
+            after_batch: Callable[[], None] | None = None) -> None:
+        """Consume until ``stop`` is set. Any failure (the bus or the store down, a rebalance) is
+        retried with backoff, never fatal.
 
-        After a failed batch the member rejoins its group, which rewinds it to the
-        group's committed offsets: the failed batch is redelivered, never skipped, and
-        the dedupe table makes the part that was already applied harmless.
+        After a failed batch the member rejoins its group, which rewinds it to the group's
+        committed offsets: the failed batch is redelivered, never skipped, and the dedupe
+        table makes the part that was already applied harmless. ``after_batch`` runs after
+        each committed batch (e.g. to send commands decided while applying it).
         """
-        backoff = 0.5
-        while not stop.is_set():
-            try:
-                self.poll_and_apply(max_records=max_records, timeout=0.5)
-                backoff = 0.5
-                continue
-            except CommitFailed as exc:
-                log.info("consumer %s: %s", self.group, exc)
-            except BusUnavailable as exc:
-                log.warning("consumer %s: bus unavailable, retrying in %.1fs: %s", self.group, backoff, exc)
-            except Exception:  # noqa: BLE001 - e.g. the store is down
-                log.exception("consumer %s: applying a batch failed, retrying in %.1fs", self.group, backoff)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, 10.0)
-            self._rejoin()
+        def step() -> bool | None:
+            records = self.poll_and_apply(max_records=max_records, timeout=0.5)
+            if after_batch is not None:
+                after_batch()
+            if records:
+                return True
+            # nothing came: proof of health only if no failed batch is still waiting to be applied
+            # (right after a rejoin a Kafka member polls nothing while its group forms)
+            return None if self._unapplied else False
+
+        run_loop(f"consumer {self.group}", step, stop, idle_seconds=0.0, on_error=self._rejoin)
 
     def _rejoin(self) -> None:
         try:

@@ -15,6 +15,8 @@ from services.common.topics import topic_for_payload
 SPEC_VERSION = "1.0"
 SCHEMA_VERSION = 1  # bump on a change consumers must opt in to; older consumers dead-letter newer ones
 _REQUIRED = ("id", "type", "subject", "tenant_id", "source")
+# the longest value the event store keeps (stored_events columns): longer ones are dead-lettered, not stored
+_MAX_LENGTH = {"id": 64, "type": 128, "subject": 128, "tenant_id": 128}
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,11 @@ def decode(data: bytes) -> events_pb2.EventEnvelope:
         )
     missing = [name for name in _REQUIRED if not getattr(env, name)]
     if missing:
-        raise MalformedEvent("missing_attribute", f"event {env.id or '?'} lacks {', '.join(missing)}")
+        raise MalformedEvent("missing_attribute", f"event {env.id[:64] or '?'} lacks {', '.join(missing)}")
+    too_long = [name for name, limit in _MAX_LENGTH.items() if len(getattr(env, name)) > limit]
+    if too_long:
+        raise MalformedEvent("attribute_too_long", f"event {env.id[:64]} has {', '.join(too_long)} longer than "
+                                                   f"{', '.join(str(_MAX_LENGTH[n]) for n in too_long)} characters")
     field = payload_name(env)
     if not field:
         raise MalformedEvent(

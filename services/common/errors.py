@@ -39,6 +39,11 @@ class BusUnavailable(PrivtuneError):
     """The event bus could not be reached or did not acknowledge in time."""
 
 
+class Busy(PrivtuneError):
+    """Another worker holds the claim on this unit of work right now: leave it for later (it is
+    redelivered), never mark it done."""
+
+
 class CommitFailed(PrivtuneError):
     """The group took the partition away (rebalance, broker restart) before the commit.
 

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import grpc
 
 from services.common import errors
+from services.common.limits import cut
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,7 @@ STATUS_FOR: dict[type[errors.PrivtuneError], grpc.StatusCode] = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.ConcurrencyConflict: grpc.StatusCode.ABORTED,
     errors.BusUnavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.Busy: grpc.StatusCode.UNAVAILABLE,
 }
 
 
@@ -37,16 +39,18 @@ _DENIED = {grpc.StatusCode.UNAUTHENTICATED: "authentication", grpc.StatusCode.PE
 def _abort(context: grpc.ServicerContext, exc: Exception, method: str, on_denied: DenialRecorder | None) -> None:
     if isinstance(exc, errors.PrivtuneError):
         code = status_for(exc)
+        message = cut(str(exc))
         if code in _DENIED and on_denied is not None:
             metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-            on_denied(metadata, method, str(exc), _DENIED[code])
-        context.abort(code, str(exc))
+            on_denied(metadata, method, message, _DENIED[code])
+        context.abort(code, message)
     log.exception("unexpected error in %s", method)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; the server log has the details")
 
 
 class ErrorMappingInterceptor(grpc.ServerInterceptor):
-    """Turns a raised PrivtuneError into the matching status with its actionable message.
+    """Turns a raised PrivtuneError into the matching status with its actionable message (cut to
+    ``limits.MAX_MESSAGE_CHARS``).
 
     Unauthenticated and permission-denied calls are also handed to ``on_denied``
     (which records an AccessDenied event) before the status goes back.

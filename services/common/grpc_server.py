@@ -1,4 +1,11 @@
-"""A gRPC server with health checking, reflection and error mapping (grpcurl can list and call it)."""
+"""A gRPC server with health checking, reflection, input limits and error mapping (grpcurl can list and call it).
+
+The servicers are synchronous, so each call runs on a server thread. A server stream
+(the Watch* calls) holds its thread for as long as it is open; the pool therefore has
+``StreamLimits.per_process`` threads for streams on top of ``max_workers`` for unary
+calls, and ``grpc_limits`` refuses streams beyond the caps. However many streams are
+open, unary calls and health checks keep their own threads.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +18,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common.grpc_errors import DenialRecorder, ErrorMappingInterceptor
+from services.common.grpc_limits import RequestLimitsInterceptor, StreamSlots
+from services.common.limits import MAX_WIRE_BYTES, StreamLimits
+
+# unary calls that may wait for a thread, per unary worker, before the server answers
+# RESOURCE_EXHAUSTED at once (a bounded answer instead of an ever longer queue)
+QUEUED_PER_WORKER = 4
 
 
 @dataclass(frozen=True)
@@ -27,6 +40,14 @@ class RunningServer:
     server: grpc.Server
     port: int
     health: health.HealthServicer
+    streams: StreamSlots
+    service_names: tuple[str, ...] = ()
+
+    def set_serving(self, serving: bool) -> None:
+        """Health of the whole process ("") and of every served service: SERVING or NOT_SERVING."""
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *self.service_names):
+            self.health.set(name, status)
 
     def stop(self, grace: float = 2.0) -> None:
         self.health.enter_graceful_shutdown()
@@ -34,13 +55,19 @@ class RunningServer:
 
 
 def start_grpc_server(address: str, bindings: Sequence[ServiceBinding], max_workers: int = 32,
-                      on_denied: DenialRecorder | None = None) -> RunningServer:
+                      on_denied: DenialRecorder | None = None,
+                      stream_limits: StreamLimits = StreamLimits()) -> RunningServer:
     """Start serving ``bindings`` on ``address`` (``host:port``; port 0 picks a free one).
 
-    ``on_denied`` is called for every unauthenticated or forbidden call (see access_log).
+    ``max_workers`` threads serve unary calls; ``stream_limits.per_process`` more serve
+    streams. ``on_denied`` is called for every unauthenticated or forbidden call (see access_log).
     """
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                         interceptors=[ErrorMappingInterceptor(on_denied)])
+    slots = StreamSlots(stream_limits)
+    threads = max_workers + stream_limits.per_process
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
+                         interceptors=[RequestLimitsInterceptor(slots), ErrorMappingInterceptor(on_denied)],
+                         maximum_concurrent_rpcs=threads + QUEUED_PER_WORKER * max_workers,
+                         options=[("grpc.max_receive_message_length", MAX_WIRE_BYTES)])
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for b in bindings:
@@ -54,4 +81,5 @@ def start_grpc_server(address: str, bindings: Sequence[ServiceBinding], max_work
     if port == 0:
         raise OSError(f"could not bind the gRPC server to {address}")
     server.start()
-    return RunningServer(server=server, port=port, health=health_servicer)
+    return RunningServer(server=server, port=port, health=health_servicer, streams=slots,
+                         service_names=tuple(b.full_name for b in bindings))

@@ -7,12 +7,22 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from services.common.errors import Unauthenticated
+from services.common.limits import MAX_ID, quote
 
 TENANT_HEADER = "x-privtune-tenant"
 ACTOR_HEADER = "x-privtune-actor"
 CORRELATION_HEADER = "x-correlation-id"
-_TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+TENANT_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # the whole id: use fullmatch (see is_tenant_id)
 _ACTOR_RE = re.compile(r"^[\w.@:+-]{1,128}$")
+
+
+def is_tenant_id(value: str) -> bool:
+    """Whether ``value`` is a tenant id: lowercase letters, digits and '-', 1-63 characters, not starting with '-'.
+
+    Tenant ids name storage folders, policy files and topic keys, so nothing else (no '/', '..',
+    upper case or trailing newline) is one.
+    """
+    return TENANT_ID_RE.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -22,9 +32,9 @@ class Caller:
 
 
 def correlation_id_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
-    """The caller's ``x-correlation-id`` (empty: the service makes one)."""
+    """The caller's ``x-correlation-id``, at most 128 characters (empty: the service makes one)."""
     value = dict(metadata or ()).get(CORRELATION_HEADER, "")
-    return value.decode() if isinstance(value, bytes) else value
+    return (value.decode(errors="replace") if isinstance(value, bytes) else value)[:MAX_ID]
 
 
 def caller_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
@@ -33,17 +43,18 @@ def caller_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> 
     Raises:
         Unauthenticated: a header is missing or malformed (the message names it).
     """
-    values = {k.lower(): (v.decode() if isinstance(v, bytes) else v) for k, v in (metadata or ())}
+    values = {k.lower(): (v.decode(errors="replace") if isinstance(v, bytes) else v) for k, v in (metadata or ())}
     tenant = values.get(TENANT_HEADER, "")
     actor = values.get(ACTOR_HEADER, "")
     if not tenant:
         raise Unauthenticated(f"missing call metadata {TENANT_HEADER!r}: send the tenant id with every call")
-    if not _TENANT_RE.match(tenant):
+    if not is_tenant_id(tenant):
         raise Unauthenticated(
-            f"{TENANT_HEADER} {tenant!r} is not a tenant id (lowercase letters, digits and '-', at most 63)"
+            f"{TENANT_HEADER} {quote(tenant)} is not a tenant id (lowercase letters, digits and '-', at most 63)"
         )
     if not actor:
         raise Unauthenticated(f"missing call metadata {ACTOR_HEADER!r}: send the calling user or service")
-    if not _ACTOR_RE.match(actor):
-        raise Unauthenticated(f"{ACTOR_HEADER} {actor!r} has characters other than letters, digits and ._@:+-")
+    if not _ACTOR_RE.fullmatch(actor):
+        raise Unauthenticated(f"{ACTOR_HEADER} {quote(actor)} has characters other than letters, digits and "
+                              "._@:+- or is longer than 128")
     return Caller(tenant_id=tenant, actor=actor)

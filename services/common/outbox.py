@@ -2,8 +2,10 @@
 
 When the bus is down the events simply wait in the ``outbox`` table; the relay
 retries with backoff and marks rows published only after the bus acknowledged
-them. A crash between acknowledgement and marking republishes a few events, which
-idempotent consumers ignore.
+them. Each event goes out with its id (``Message.id``), so a retry after a failed
+publish never makes the bus write a second copy of an event it still holds from the
+failed attempt. A crash between acknowledgement and marking (or with events still in
+the producer's queue) republishes a few events, which idempotent consumers ignore.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from services.common.bus import EventBus, Message
 from services.common.clock import now_ms
 from services.common.errors import BusUnavailable
 from services.common.leases import take_lease
+from services.common.supervision import run_loop
 from services.common.store.schema import outbox
 
 log = logging.getLogger(__name__)
@@ -27,12 +30,16 @@ class OutboxRelay:
     """Moves rows from the ``outbox`` table to the bus. One holds the lease at a time."""
 
     def __init__(self, engine: Engine, bus: EventBus, *, batch_size: int = 500, lease_ms: int = 10_000,
-                 name: str = "outbox") -> None:
+                 name: str = "outbox", publish_timeout: float | None = None) -> None:
         self.engine = engine
         self.bus = bus
         self.batch_size = batch_size
         self.lease_ms = lease_ms
         self.name = name
+        # How long one publish waits for acknowledgements: well inside the lease, so another relay
+        # never takes over (and re-sends) a batch this one is still waiting for. A bus that still
+        # holds the batch when this runs out keeps it, and the retry waits for it (Message.id).
+        self.publish_timeout = publish_timeout if publish_timeout is not None else lease_ms / 2000
         self.owner = uuid.uuid4().hex
 
     def pending(self) -> int:
@@ -53,15 +60,15 @@ class OutboxRelay:
             return 0
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(outbox.c.seq, outbox.c.topic, outbox.c.key, outbox.c.payload)
+                select(outbox.c.seq, outbox.c.event_id, outbox.c.topic, outbox.c.key, outbox.c.payload)
                 .where(outbox.c.published_at_ms.is_(None)).order_by(outbox.c.seq).limit(self.batch_size)
             ).all()
         if not rows:
             return 0
-        messages = [Message(r.topic, r.key.encode(), r.payload) for r in rows]
+        messages = [Message(r.topic, r.key.encode(), r.payload, id=r.event_id) for r in rows]
         seqs = [r.seq for r in rows]
         try:
-            self.bus.publish(messages)
+            self.bus.publish(messages, timeout=self.publish_timeout)
         except BusUnavailable as exc:
             with self.engine.begin() as conn:
                 conn.execute(update(outbox).where(outbox.c.seq.in_(seqs))
@@ -82,17 +89,19 @@ class OutboxRelay:
                 return total
 
     def run(self, stop: threading.Event, idle_sleep: float = 0.05, max_backoff: float = 10.0) -> None:
-        """Relay until ``stop`` is set, backing off while the bus is unavailable."""
-        backoff = 0.5
-        while not stop.is_set():
+        """Relay until ``stop`` is set. Any failure (the bus down, the store restarting, a lock
+        timeout) is logged and retried with backoff: the relay never stops on its own."""
+        def step() -> bool:
             try:
-                n = self.publish_pending()
-                backoff = 0.5
-            except BusUnavailable as exc:
-                log.warning("bus unavailable, %d events wait in the outbox; retrying in %.1fs: %s",
-                            self.pending(), backoff, exc)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, max_backoff)
-                continue
-            if n == 0:
-                stop.wait(idle_sleep)
+                return self.publish_pending() > 0
+            except BusUnavailable:
+                self._log_waiting()
+                raise
+
+        run_loop(f"outbox relay {self.name}", step, stop, idle_seconds=idle_sleep, max_backoff=max_backoff)
+
+    def _log_waiting(self) -> None:
+        try:
+            log.warning("bus unavailable: %d events wait in the outbox", self.pending())
+        except Exception:  # noqa: BLE001 - the store may be down too; the loop logs that
+            log.warning("bus unavailable; events wait in the outbox")

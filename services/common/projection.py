@@ -1,4 +1,15 @@
-"""A read model: the tables it owns and how one event changes them."""
+"""A read model: the tables it owns and how it is kept and rebuilt.
+
+Two kinds:
+
+- a **consumer projection** (``topics`` + ``apply``): a consumer group applies each event
+  of its topics to the tables, recording the event id in the same transaction;
+- an **inline projection** (``rebuild``, no topics): the owning aggregate writes the rows in
+  the same transaction as its events, so the view cannot lag or disagree with it; replay
+  calls ``rebuild(source, target)`` to recompute the rows from the event store.
+
+``privtune replay`` rebuilds both from the event store (``stored_events``), never the bus.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +20,9 @@ from sqlalchemy import Connection, Table
 
 from privtune.v1 import events_pb2
 
+Apply = Callable[[Connection, events_pb2.EventEnvelope], None]
+Rebuild = Callable[[Connection, Connection], int]
+
 
 @dataclass(frozen=True)
 class Projection:
@@ -17,4 +31,10 @@ class Projection:
     name: str
     topics: Sequence[str]
     tables: Sequence[Table]
-    apply: Callable[[Connection, events_pb2.EventEnvelope], None]
+    apply: Apply | None
+    rebuild: Rebuild | None = None
+
+    @property
+    def consumed(self) -> bool:
+        """Kept by a consumer of the bus (else written inline by its aggregate)."""
+        return bool(self.topics) and self.apply is not None

@@ -13,6 +13,7 @@ from services.common.errors import InvalidArgument
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
+MAX_WATCH_POLL_S = 1.0  # longest pause between two reads of a quiet watched stream
 
 
 def page(engine: Engine, table: Table, key: str, tenant_id: str, page_size: int, page_token: str,
@@ -35,8 +36,14 @@ def watch_stream(engine: Engine, tenant_id: str, stream_id: str, is_active: Call
                  final: Callable[[events_pb2.EventEnvelope], bool] = lambda _: False,
                  ) -> Iterator[events_pb2.EventEnvelope]:
     """An aggregate's events from the first, then new ones as stored, until ``final`` says so,
-    the caller goes away or the server stops."""
+    the caller goes away or the server stops.
+
+    A quiet stream is polled less and less often, from ``poll_interval`` up to
+    ``MAX_WATCH_POLL_S``, so a hundred idle watchers cost the store little; the caller
+    going away is noticed within that time too.
+    """
     seen = 0
+    wait = poll_interval
     while is_active() and not stop.is_set():
         with engine.connect() as conn:
             events = eventstore.load_stream(conn, tenant_id, stream_id, after_version=seen)
@@ -45,5 +52,8 @@ def watch_stream(engine: Engine, tenant_id: str, stream_id: str, is_active: Call
             yield env
             if final(env):
                 return
-        if not events:
-            stop.wait(poll_interval)
+        if events:
+            wait = poll_interval
+        else:
+            stop.wait(wait)
+            wait = min(max(wait, poll_interval) * 2, max(MAX_WATCH_POLL_S, poll_interval))

@@ -6,6 +6,8 @@ DATASET_EVENTS = "privtune.dataset.events"
 CURATION_EVENTS = "privtune.curation.events"
 TRAINING_EVENTS = "privtune.training.events"
 TRAINING_COMMANDS = "privtune.training.commands"
+TRAINING_REPORTS = "privtune.training.reports"
+TRAINING_CONTROL = "privtune.training.control"
 EVAL_EVENTS = "privtune.eval.events"
 DEPLOYMENT_EVENTS = "privtune.deployment.events"
 MODEL_EVENTS = "privtune.model.events"
@@ -19,6 +21,8 @@ ALL_TOPICS: tuple[str, ...] = (
     CURATION_EVENTS,
     TRAINING_EVENTS,
     TRAINING_COMMANDS,
+    TRAINING_REPORTS,
+    TRAINING_CONTROL,
     EVAL_EVENTS,
     DEPLOYMENT_EVENTS,
     MODEL_EVENTS,
@@ -28,7 +32,12 @@ ALL_TOPICS: tuple[str, ...] = (
     DEAD_LETTER,
 )
 
-# oneof payload field name -> topic. Commands for workers go on their own topic.
+# oneof payload field name -> topic of the *recorded* event (what the outbox publishes). Commands for
+# workers go on their own topics: TrainingScheduled on privtune.training.commands (the worker pool's
+# consumer group), TrainingAttemptStop on privtune.training.control (every running worker listens).
+# Workers publish their reports (TrainingStarted ... TrainingFailed, not yet recorded) straight to
+# privtune.training.reports; the orchestrator records the ones its aggregate accepts, and only those
+# reach privtune.training.events.
 _TOPIC_BY_PAYLOAD: dict[str, str] = {
     "dataset_registered": DATASET_EVENTS,
     "curation_requested": CURATION_EVENTS,
@@ -51,6 +60,8 @@ _TOPIC_BY_PAYLOAD: dict[str, str] = {
     "training_failed": TRAINING_EVENTS,
     "training_heartbeat": TRAINING_EVENTS,
     "training_preempted": TRAINING_EVENTS,
+    "training_attempt_claimed": TRAINING_EVENTS,
+    "training_attempt_stop": TRAINING_CONTROL,
     "eval_requested": EVAL_EVENTS,
     "eval_completed": EVAL_EVENTS,
     "deployment_requested": DEPLOYMENT_EVENTS,

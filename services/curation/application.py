@@ -8,21 +8,23 @@ import uuid
 from typing import Callable, Iterator, Mapping
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
 
 from privtune.v1 import events_pb2
 from services.common import eventstore, queries
 from services.common.envelope import Causation, new_envelope
-from services.common.errors import AlreadyExists, InvalidArgument, NotFound
+from services.common.errors import ConcurrencyConflict, InvalidArgument, NotFound
+from services.common.idempotency import RequestIdTaken, claim_request_id, created_by_request
 from services.common.identity import Caller
-from services.common.store.schema import curation_job_view, unique_names
+from services.common.limits import quote
+from services.common.store.schema import curation_job_view
 from services.curation import domain
-from services.curation.config import CurationConfig
-from services.ingest import domain as dataset_domain
+from services.curation.config import CurationConfig, check_pii_redaction
+from services.curation.dataset_catalog import find_dataset
 
 SOURCE = "privtune/curation"
 STREAM_TYPE = "curation_job"
+REQUEST_KIND = "curation-request"  # unique_names kind of CreateCurationJob's request ids
 
 
 def parse_config(recipe: str, entries: Mapping[str, str]) -> CurationConfig:
@@ -65,35 +67,36 @@ class CurationApplication:
         if not dataset_id:
             raise InvalidArgument("dataset_id is required")
         parsed = parse_config(recipe, config)
-        with self.engine.connect() as conn:
-            if request_id:
-                row = conn.execute(select(unique_names.c.aggregate_id).where(
-                    unique_names.c.tenant_id == caller.tenant_id, unique_names.c.kind == "curation-request",
-                    unique_names.c.name == request_id)).first()
-                if row:
-                    return self.get(caller, row.aggregate_id)
-            dataset_events = eventstore.load_stream(conn, caller.tenant_id, dataset_id)
-        dataset = dataset_domain.DatasetState()
-        for env in dataset_events:
-            dataset = dataset_domain.evolve(dataset, env)
-        if not dataset.exists:
+        if request_id:  # a retry: the original answer (looked up in a read of its own, then closed)
+            existing = self._by_request_id(caller, request_id)
+            if existing is not None:
+                return existing
+        dataset = find_dataset(self.engine, caller.tenant_id, dataset_id)
+        if dataset is None:
             raise NotFound(f"dataset {dataset_id!r} not found in tenant {caller.tenant_id!r}; register it first")
+        check_pii_redaction(parsed, dataset.classification)
         job_id = f"cj-{uuid.uuid4().hex[:24]}"
-        events = domain.decide_request(domain.CurationJobState(), job_id, dataset_id, dataset.storage_uri,
+        events = domain.decide_request(domain.CurationJobState(), job_id, dataset_id, dataset,
                                        parsed.recipe, parsed.canonical_json(), parsed.sha256())
         causation = Causation(actor=caller.actor, correlation_id=correlation_id or uuid.uuid4().hex)
         envelopes = [new_envelope(e, subject=job_id, tenant_id=caller.tenant_id, source=SOURCE, causation=causation)
                      for e in events]
-        with self.engine.begin() as conn:
-            if request_id:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(insert(unique_names).values(tenant_id=caller.tenant_id, kind="curation-request",
-                                                                 name=request_id, aggregate_id=job_id))
-                except IntegrityError:
-                    raise AlreadyExists(f"request_id {request_id!r} is being used by a concurrent call; retry") from None
-            eventstore.append(conn, STREAM_TYPE, envelopes, expected_version=0)
+        try:
+            with self.engine.begin() as conn:
+                if request_id:
+                    claim_request_id(conn, caller.tenant_id, REQUEST_KIND, request_id, job_id)
+                eventstore.append(conn, STREAM_TYPE, envelopes, expected_version=0)
+        except RequestIdTaken:
+            existing = self._by_request_id(caller, request_id)  # a concurrent call with this id won
+            if existing is None:
+                raise ConcurrencyConflict(f"request_id {quote(request_id)} was claimed and released by a "
+                                          "concurrent call; retry") from None
+            return existing
         return domain.fold(envelopes)
+
+    def _by_request_id(self, caller: Caller, request_id: str) -> domain.CurationJobState | None:
+        job_id = created_by_request(self.engine, caller.tenant_id, REQUEST_KIND, request_id)
+        return self.get(caller, job_id) if job_id else None
 
     def get(self, caller: Caller, job_id: str) -> domain.CurationJobState:
         if not job_id:

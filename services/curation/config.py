@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from privtune.v1 import events_pb2
+from services.common.errors import InvalidArgument
 from services.curation.dedupe import DedupeConfig
 from services.curation.parsers import ParserConfig
 from services.curation.pii import PiiConfig
@@ -46,3 +48,23 @@ class CurationConfig(BaseModel):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
+def check_pii_redaction(config: CurationConfig, classification: int) -> None:
+    """Refuse to skip PII redaction for a dataset not classified public.
+
+    ``redact_pii: false`` copies raw text into training data unchanged, so it is only for
+    data anyone may read (``DATA_CLASSIFICATION_PUBLIC``); an unspecified classification
+    counts as private.
+
+    Raises:
+        InvalidArgument: naming the dataset's classification and what to do instead.
+    """
+    if config.redact_pii or classification == events_pb2.DATA_CLASSIFICATION_PUBLIC:
+        return
+    try:
+        name = events_pb2.DataClassification.Name(classification)  # type: ignore[arg-type]
+    except ValueError:
+        name = f"classification {classification}"
+    raise InvalidArgument(
+        f"redact_pii=false is only allowed for datasets classified DATA_CLASSIFICATION_PUBLIC, and this dataset is "
+        f"classified {name}: keep PII redaction on (remove redact_pii; pii.mode=tag marks PII instead of replacing "
+        "it), or, if the data really is public, register it with classification DATA_CLASSIFICATION_PUBLIC")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Mapping
 
 from privtune.v1 import curation_service_pb2 as api
 from privtune.v1 import events_pb2
@@ -10,6 +11,16 @@ from services.common.errors import FailedPrecondition
 
 REQUESTED, SUCCEEDED, FAILED = (api.CURATION_JOB_STATE_REQUESTED, api.CURATION_JOB_STATE_SUCCEEDED,
                                 api.CURATION_JOB_STATE_FAILED)
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    """What a curation job needs to know of its raw dataset (from curation's own dataset catalog)."""
+
+    storage_uri: str
+    checksum_sha256: str = ""
+    classification: int = 0                   # events_pb2.DataClassification
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -21,6 +32,9 @@ class CurationJobState:
     config_json: str = ""
     config_sha256: str = ""
     dataset_storage_uri: str = ""
+    dataset_checksum_sha256: str = ""
+    dataset_classification: int = 0
+    dataset_labels: Mapping[str, str] = field(default_factory=dict)
     state: int = 0
     dataset_version_id: str = ""
     manifest_uri: str = ""
@@ -40,13 +54,27 @@ class CurationJobState:
         return self.state in (SUCCEEDED, FAILED)
 
 
-def decide_request(state: CurationJobState, job_id: str, dataset_id: str, dataset_storage_uri: str, recipe: str,
+def decide_request(state: CurationJobState, job_id: str, dataset_id: str, dataset: DatasetFacts, recipe: str,
                    config_json: str, config_sha256: str) -> list[events_pb2.CurationRequested]:
     if state.exists:
         raise FailedPrecondition(f"curation job {job_id} already exists")
     return [events_pb2.CurationRequested(job_id=job_id, dataset_id=dataset_id, recipe=recipe,
                                          config_sha256=config_sha256, config_json=config_json,
-                                         dataset_storage_uri=dataset_storage_uri)]
+                                         dataset_storage_uri=dataset.storage_uri,
+                                         dataset_checksum_sha256=dataset.checksum_sha256,
+                                         dataset_classification=dataset.classification,  # type: ignore[arg-type]
+                                         dataset_labels=dict(dataset.labels))]
+
+
+def version_created(state: CurationJobState, **fields: object) -> events_pb2.DatasetVersionCreated:
+    """The job's DatasetVersionCreated: the version's facts plus the raw dataset's and the run's,
+    so consumers of the event need no other service's state."""
+    return events_pb2.DatasetVersionCreated(
+        dataset_id=state.dataset_id, job_id=state.job_id, recipe=state.recipe,
+        dataset_classification=state.dataset_classification,  # type: ignore[arg-type]
+        dataset_labels=dict(state.dataset_labels), dataset_checksum_sha256=state.dataset_checksum_sha256,
+        dataset_storage_uri=state.dataset_storage_uri, curation_config_sha256=state.config_sha256,
+        **fields)  # type: ignore[arg-type]
 
 
 def decide_complete(state: CurationJobState, created: events_pb2.DatasetVersionCreated
@@ -71,7 +99,10 @@ def evolve(state: CurationJobState, env: events_pb2.EventEnvelope) -> CurationJo
         e = env.curation_requested
         return CurationJobState(job_id=e.job_id, tenant_id=env.tenant_id, dataset_id=e.dataset_id, recipe=e.recipe,
                                 config_json=e.config_json, config_sha256=e.config_sha256,
-                                dataset_storage_uri=e.dataset_storage_uri, state=REQUESTED, created_at_ms=at,
+                                dataset_storage_uri=e.dataset_storage_uri,
+                                dataset_checksum_sha256=e.dataset_checksum_sha256,
+                                dataset_classification=e.dataset_classification,
+                                dataset_labels=dict(e.dataset_labels), state=REQUESTED, created_at_ms=at,
                                 updated_at_ms=at, version=env.aggregate_version)
     if kind == "dataset_version_created":
         e = env.dataset_version_created

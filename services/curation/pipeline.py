@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
 
 from services.common.storage import TenantStorage
@@ -122,9 +123,14 @@ class Curator:
             yield replace(doc, text=text, fields=fields)  # type: ignore[arg-type]
 
     def run(self, storage: TenantStorage, prefix: str, dataset_id: str, source_checksum: str,
-            progress: Callable[[int], None] | None = None) -> CurationOutcome:
+            progress: Callable[[int], None] | None = None, *, work_dir: Path) -> CurationOutcome:
+        """Curate ``storage.list(prefix)`` into a dataset version; local files go under ``work_dir``.
+
+        ``work_dir`` is the job's private scratch folder (see work_area.py); the shards are
+        streamed to ``work_dir/shards/`` and removed before this returns or raises.
+        """
         cfg = self.config
-        writer = ShardWriter(cfg.shard_size)
+        writer = ShardWriter(cfg.shard_size, work_dir / "shards")
         try:
             def documents() -> Iterator[Document | Quarantined]:
                 for obj in storage.list(prefix):

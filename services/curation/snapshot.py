@@ -1,7 +1,8 @@
 """Write an immutable, content-addressed dataset version: shards + manifest in tenant storage.
 
-Shards are streamed to local temporary files (inside the worker, inside the trust
-boundary) while examples are produced, hashed, then uploaded under
+Shards are streamed to local files in the job's work folder (see work_area.py: inside
+the platform's data folder, never the system temp folder) while examples are produced,
+hashed, then uploaded under
 ``datasets/<dataset_id>/versions/<version_id>/``. The version id is the sha256 of the
 canonical manifest, which holds no time or job id: the same inputs, config and
 library versions always give the same id, and an existing version is never rewritten.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
+import shutil
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -46,11 +47,15 @@ class _Shard:
 
 
 class ShardWriter:
-    """Streams examples into JSONL shards per split, rolling every ``shard_size`` records."""
+    """Streams examples into JSONL shards per split in ``folder``, rolling every ``shard_size`` records.
 
-    def __init__(self, shard_size: int) -> None:
+    ``folder`` (created, mode 0700) must be the job's own: ``cleanup()`` removes it.
+    """
+
+    def __init__(self, shard_size: int, folder: Path) -> None:
         self.shard_size = shard_size
-        self._tmp = tempfile.TemporaryDirectory(prefix="privtune-shards-")
+        self.folder = folder
+        folder.mkdir(mode=0o700)
         self._open: dict[str, _Shard] = {}
         self.closed: list[_Shard] = []
 
@@ -61,7 +66,7 @@ class ShardWriter:
                 self._close(shard)
             index = sum(1 for s in self.closed if s.split == split)
             name = f"{split}-{index:05d}.jsonl"
-            path = Path(self._tmp.name) / name
+            path = self.folder / name
             shard = self._open[split] = _Shard(name, split, path, open(path, "wb"))
         line = (json.dumps(example, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         shard.handle.write(line)
@@ -80,7 +85,9 @@ class ShardWriter:
         return sorted(self.closed, key=lambda s: s.name)
 
     def cleanup(self) -> None:
-        self._tmp.cleanup()
+        for shard in list(self._open.values()):
+            self._close(shard)
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:

@@ -8,20 +8,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, insert
 from sqlalchemy.exc import IntegrityError
 
 from privtune.v1 import events_pb2
 from services.common import eventstore, queries
 from services.common.envelope import Causation, new_envelope
-from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import AlreadyExists, ConcurrencyConflict, FailedPrecondition, InvalidArgument, NotFound
+from services.common.idempotency import RequestIdTaken, claim_request_id, created_by_request
 from services.common.identity import Caller
+from services.common.limits import quote
 from services.common.storage import as_storage_uri, resolve_dataset
 from services.common.store.schema import dataset_view, unique_names
 from services.ingest import domain, storage_scan
 
 SOURCE = "privtune/ingest"
 STREAM_TYPE = "dataset"
+REQUEST_KIND = "dataset-request"  # unique_names kind of CreateDataset's request ids
 
 
 @dataclass(frozen=True)
@@ -52,10 +55,21 @@ class DatasetApplication:
         self.storage_root_uri = as_storage_uri(storage_root)
 
     def register(self, caller: Caller, req: RegisterRequest, correlation_id: str = "") -> domain.DatasetState:
+        """Register the files at ``req.storage_uri``; a retry with the same ``request_id`` answers the original."""
         if req.request_id:
             existing = self._by_request_id(caller, req.request_id)
             if existing is not None:
                 return existing
+        try:
+            return self._register(caller, req, correlation_id)
+        except RequestIdTaken:
+            existing = self._by_request_id(caller, req.request_id)  # the concurrent call that won
+            if existing is None:
+                raise ConcurrencyConflict(f"request_id {quote(req.request_id)} was claimed and released by a "
+                                          "concurrent call; retry") from None
+            return existing
+
+    def _register(self, caller: Caller, req: RegisterRequest, correlation_id: str) -> domain.DatasetState:
         dataset_id = f"ds-{uuid.uuid4().hex[:24]}"
         draft = domain.RegisterDataset(
             tenant_id=caller.tenant_id, dataset_id=dataset_id, name=req.name, storage_uri=req.storage_uri,
@@ -69,19 +83,18 @@ class DatasetApplication:
         scanned = storage_scan.scan_dataset(storage, prefix)
         if req.checksum_sha256 and req.checksum_sha256.lower() != scanned.checksum_sha256:
             raise FailedPrecondition(
-                f"checksum mismatch for {req.storage_uri!r}: you sent {req.checksum_sha256}, the files there hash to "
-                f"{scanned.checksum_sha256}; re-upload or send the right checksum"
+                f"checksum mismatch for {quote(req.storage_uri)}: you sent {quote(req.checksum_sha256)}, the files "
+                f"there hash to {scanned.checksum_sha256}; re-upload or send the right checksum"
             )
         cmd = domain.RegisterDataset(**{**draft.__dict__, "checksum_sha256": scanned.checksum_sha256,
                                         "file_count": scanned.file_count, "total_bytes": scanned.total_bytes})
         causation = Causation(actor=caller.actor, correlation_id=correlation_id or uuid.uuid4().hex)
         with self.engine.begin() as conn:
+            if req.request_id:  # first: a racing retry answers the original instead of "name taken"
+                claim_request_id(conn, caller.tenant_id, REQUEST_KIND, req.request_id, dataset_id)
             self._claim_name(conn, caller, "dataset", req.name, dataset_id,
-                             f"a dataset named {req.name!r} already exists in tenant {caller.tenant_id!r}; "
+                             f"a dataset named {quote(req.name)} already exists in tenant {caller.tenant_id!r}; "
                              "pick another name")
-            if req.request_id:
-                self._claim_name(conn, caller, "dataset-request", req.request_id, dataset_id,
-                                 f"request_id {req.request_id!r} is being used by a concurrent call; retry")
             events = domain.decide_register(domain.DatasetState(), cmd)
             envelopes = [new_envelope(e, subject=dataset_id, tenant_id=caller.tenant_id, source=SOURCE,
                                       causation=causation) for e in events]
@@ -98,11 +111,8 @@ class DatasetApplication:
             raise AlreadyExists(message) from None
 
     def _by_request_id(self, caller: Caller, request_id: str) -> domain.DatasetState | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(unique_names.c.aggregate_id).where(
-                unique_names.c.tenant_id == caller.tenant_id, unique_names.c.kind == "dataset-request",
-                unique_names.c.name == request_id)).first()
-        return self.get(caller, row.aggregate_id) if row else None
+        dataset_id = created_by_request(self.engine, caller.tenant_id, REQUEST_KIND, request_id)
+        return self.get(caller, dataset_id) if dataset_id else None
 
     def get(self, caller: Caller, dataset_id: str) -> domain.DatasetState:
         """Strongly consistent: folds the dataset's own events."""

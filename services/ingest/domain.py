@@ -12,6 +12,7 @@ from typing import Mapping
 
 from privtune.v1 import events_pb2
 from services.common.errors import AlreadyExists, InvalidArgument
+from services.common.limits import quote
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_LABELS = 32
@@ -58,7 +59,7 @@ def validate_registration(cmd: RegisterDataset) -> None:
     """Raise InvalidArgument naming the first field that is wrong and how to fix it."""
     if not NAME_RE.match(cmd.name):
         raise InvalidArgument(
-            f"dataset name {cmd.name!r} is invalid: use 1-128 letters, digits, '.', '_' or '-', starting with a "
+            f"dataset name {quote(cmd.name)} is invalid: use 1-128 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit"
         )
     if cmd.classification not in events_pb2.DataClassification.values() or cmd.classification == 0:
@@ -72,7 +73,7 @@ def validate_registration(cmd: RegisterDataset) -> None:
         raise InvalidArgument(f"{len(cmd.labels)} labels given, at most {MAX_LABELS} are allowed")
     for key, value in cmd.labels.items():
         if not NAME_RE.match(key) or len(value) > 256:
-            raise InvalidArgument(f"label {key!r}: keys like dataset names, values at most 256 characters")
+            raise InvalidArgument(f"label {quote(key)}: keys like dataset names, values at most 256 characters")
 
 
 def decide_register(state: DatasetState, cmd: RegisterDataset) -> list[events_pb2.DatasetRegistered]:

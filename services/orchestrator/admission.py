@@ -13,13 +13,12 @@ from typing import Any, Mapping
 from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 
-from gpu_worker.requests import from_request
-from gpu_worker.spec import TrainingSpec
 from privtune.v1 import events_pb2
 from privtune.v1 import training_service_pb2 as api
 from services.common import eventstore
 from services.common.errors import InvalidArgument
 from services.common.store.schema import training_job_view
+from services.common.training_spec import TrainingSpec, from_request
 from services.orchestrator import catalog, job_domain, ledger
 from services.orchestrator.estimate import Estimate, estimate, fitting_methods
 from services.orchestrator.gpu_types import gpu_type

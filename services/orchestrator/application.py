@@ -11,23 +11,23 @@ import threading
 import uuid
 from typing import Callable, Iterator
 
-from sqlalchemy import Connection, Engine, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine
 
 from privtune.v1 import events_pb2
 from privtune.v1 import training_service_pb2 as api
 from services.common import eventstore, queries
 from services.common.clock import now_ms
 from services.common.envelope import Causation, new_envelope
-from services.common.errors import AlreadyExists, ConcurrencyConflict, InvalidArgument, NotFound
+from services.common.errors import ConcurrencyConflict, InvalidArgument, NotFound
+from services.common.idempotency import RequestIdTaken, claim_request_id, created_by_request
 from services.common.identity import Caller
-from services.common.store.schema import training_job_view, unique_names
-from services.orchestrator import admission, job_domain, ledger
+from services.common.store.schema import training_job_view
+from services.orchestrator import admission, job_domain, job_store, ledger
+from services.orchestrator.job_store import SOURCE, STREAM_TYPE
 from services.orchestrator.settings import OrchestratorSettings
 
-SOURCE = "privtune/orchestrator"
-STREAM_TYPE = "training_job"
 LEDGER_STREAM_TYPE = "privacy_ledger"
+REQUEST_KIND = "training-request"  # unique_names kind of CreateTrainingJob's request ids
 
 
 def append_events(conn: Connection, tenant_id: str, stream_id: str, stream_type: str, payloads: list,
@@ -68,32 +68,30 @@ class TrainingJobApplication:
                 with self.engine.begin() as conn:
                     if req.request_id:
                         self._claim_request(conn, caller, req.request_id, job_id)
-                    envelopes = append_events(conn, caller.tenant_id, job_id, STREAM_TYPE, events, causation, 0)
+                    created = job_store.append_job(conn, caller.tenant_id, job_id, job_domain.TrainingJobState(),
+                                                   events, causation)
                     if decided.admitted and decided.privacy is not None:
                         cap = decided.policy.policy.privacy.monthly_epsilon_cap
                         reserve = ledger.decide_reserve(ledger_state, job_id, decided.privacy.epsilon,
                                                         decided.privacy.delta, cap, month)
                         append_events(conn, caller.tenant_id, ledger.ledger_stream_id(caller.tenant_id, month),
                                       LEDGER_STREAM_TYPE, reserve, causation, ledger_state.version)
-                return job_domain.fold(envelopes)
+                return created
             except ConcurrencyConflict:
                 continue  # another job reserved budget first: judge this one again against the new total
+            except RequestIdTaken:
+                existing = self._by_request_id(caller, req.request_id)  # a concurrent call with this id won
+                if existing is not None:
+                    return existing
+                continue
         raise ConcurrencyConflict("the privacy ledger kept changing while this job was admitted; retry")
 
     def _claim_request(self, conn: Connection, caller: Caller, request_id: str, job_id: str) -> None:
-        try:
-            with conn.begin_nested():
-                conn.execute(insert(unique_names).values(tenant_id=caller.tenant_id, kind="training-request",
-                                                         name=request_id, aggregate_id=job_id))
-        except IntegrityError:
-            raise AlreadyExists(f"request_id {request_id!r} is being used by a concurrent call; retry") from None
+        claim_request_id(conn, caller.tenant_id, REQUEST_KIND, request_id, job_id)
 
     def _by_request_id(self, caller: Caller, request_id: str) -> job_domain.TrainingJobState | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(unique_names.c.aggregate_id).where(
-                unique_names.c.tenant_id == caller.tenant_id, unique_names.c.kind == "training-request",
-                unique_names.c.name == request_id)).first()
-        return self.get(caller, row.aggregate_id) if row else None
+        job_id = created_by_request(self.engine, caller.tenant_id, REQUEST_KIND, request_id)
+        return self.get(caller, job_id) if job_id else None
 
     def cancel(self, caller: Caller, job_id: str, reason: str, correlation_id: str = "") -> job_domain.TrainingJobState:
         causation = Causation(actor=caller.actor, correlation_id=correlation_id or uuid.uuid4().hex)
@@ -102,11 +100,33 @@ class TrainingJobApplication:
             events = job_domain.decide_cancel(state, reason)
             try:
                 with self.engine.begin() as conn:
-                    append_events(conn, caller.tenant_id, job_id, STREAM_TYPE, events, causation, state.version)
-                return self.get(caller, job_id)
+                    return job_store.append_job(conn, caller.tenant_id, job_id, state, events, causation)
             except ConcurrencyConflict:
                 continue  # the worker reported progress meanwhile
         raise ConcurrencyConflict(f"training job {job_id} kept changing; retry the cancel")
+
+    def claim_attempt(self, caller: Caller, job_id: str, attempt: int, worker_id: str, claim_id: str,
+                      executor: str = "") -> tuple[job_domain.ClaimDecision, job_domain.TrainingJobState]:
+        """The compare-and-set a worker must win before it runs ``attempt`` (see job_domain.decide_claim)."""
+        if not job_id or attempt <= 0 or not worker_id or not claim_id:
+            raise InvalidArgument("job_id, attempt (>= 1), worker_id and claim_id are required to claim an attempt")
+        if len(worker_id) > 128 or len(claim_id) > 64:
+            raise InvalidArgument("worker_id is longer than 128 characters or claim_id longer than 64")
+        for _ in range(20):
+            state = self.get(caller, job_id)
+            decision = job_domain.decide_claim(state, attempt, worker_id, claim_id, executor)
+            if not decision.events:
+                return decision, state
+            # caused by the command it claims; part of the job's chain of requests
+            causation = Causation(actor=worker_id, correlation_id=state.correlation_id or uuid.uuid4().hex,
+                                  causation_id=state.scheduled_event_id)
+            try:
+                with self.engine.begin() as conn:
+                    state = job_store.append_job(conn, caller.tenant_id, job_id, state, decision.events, causation)
+                return decision, state
+            except ConcurrencyConflict:
+                continue  # another worker's claim or a report landed first: decide again on the new state
+        raise ConcurrencyConflict(f"training job {job_id} kept changing while attempt {attempt} was claimed; retry")
 
     def estimate(self, caller: Caller, req: api.CreateTrainingJobRequest) -> api.TrainingJobEstimate:
         decided = admission.admit(self.engine, self.settings, caller.tenant_id, "estimate", req, now_ms())

@@ -1,78 +1,103 @@
-"""What the orchestrator knows about a job's inputs, looked up (strongly consistent) from the stores.
+"""What the orchestrator knows about a job's inputs: its own projection of dataset versions, and
+the base-model store.
 
-Dataset versions: the tenant's ``DatasetVersionCreated`` events and the dataset's own
-stream (classification, labels). Base models: the model store's manifests and configs.
+Dataset versions come from ``DatasetVersionCreated`` events, which carry the raw dataset's
+facts the orchestrator needs (classification, labels, raw checksum) so it never reads the
+ingest or curation services' state: the projection ``orchestrator.dataset_versions`` keeps
+them in ``dataset_version_catalog``. Base models: the model store's manifests and configs.
 Only ids, hashes, counts and the classification are read; never data.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, insert, select
 
-from gpu_worker import base_models
 from privtune.v1 import events_pb2
-from services.common import envelope as codec
-from services.common import eventstore
+from services.common import model_store
+from services.common.consistency import await_projection
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.common.store.schema import stored_events
-from services.ingest import domain as dataset_domain
+from services.common.projection import Projection
+from services.common.store.schema import dataset_version_catalog as catalog
+from services.common.topics import CURATION_EVENTS
 from services.orchestrator.resources import DatasetInfo, ModelInfo
 
-VERSION_CREATED = events_pb2.DatasetVersionCreated.DESCRIPTOR.full_name
 BYTES_PER_TOKEN = 4.0  # rough English/JSON average, used only to size a run before it starts
+VERSION_ID_RE = re.compile(r"^dv-[0-9a-f]{8,64}$")  # curation names versions dv-<manifest sha256 prefix>
 
 
-def find_dataset_version(conn: Connection, tenant_id: str, version_id: str,
-                         dataset_id: str = "") -> events_pb2.EventEnvelope | None:
-    """The first ``DatasetVersionCreated`` of ``version_id`` in this tenant (of ``dataset_id`` if given)."""
-    rows = conn.execute(select(stored_events.c.payload).where(
-        stored_events.c.tenant_id == tenant_id, stored_events.c.event_type == VERSION_CREATED)
-        .order_by(stored_events.c.seq))
-    for row in rows:
-        env = codec.decode(row.payload)
-        created = env.dataset_version_created
-        if created.dataset_version_id == version_id and (not dataset_id or created.dataset_id == dataset_id):
-            return env
-    return None
+def apply(conn: Connection, env: events_pb2.EventEnvelope) -> None:
+    """Record a DatasetVersionCreated; the first event of a version wins (a re-curation repeats it)."""
+    if env.WhichOneof("payload") != "dataset_version_created":
+        return
+    created = env.dataset_version_created
+    key = (catalog.c.tenant_id == env.tenant_id, catalog.c.dataset_version_id == created.dataset_version_id)
+    if conn.execute(select(catalog.c.dataset_version_id).where(*key)).first() is not None:
+        return
+    conn.execute(insert(catalog).values(
+        tenant_id=env.tenant_id, dataset_version_id=created.dataset_version_id, dataset_id=created.dataset_id,
+        curation_job_id=created.job_id, manifest_uri=created.manifest_uri, manifest_sha256=created.manifest_sha256,
+        record_count=created.record_count, train_count=created.train_count, holdout_count=created.holdout_count,
+        recipe=created.recipe, classification=created.dataset_classification,
+        labels_json=json.dumps(dict(created.dataset_labels), sort_keys=True),
+        dataset_checksum_sha256=created.dataset_checksum_sha256, dataset_storage_uri=created.dataset_storage_uri,
+        curation_config_sha256=created.curation_config_sha256, created_at_ms=env.time.ToMilliseconds()))
 
 
-def dataset_version_event(engine: Engine, tenant_id: str, version_id: str) -> events_pb2.EventEnvelope:
-    """The ``DatasetVersionCreated`` event of ``version_id`` in this tenant.
+PROJECTION = Projection(name="orchestrator.dataset_versions", topics=(CURATION_EVENTS,), tables=(catalog,),
+                        apply=apply)
+
+
+def find_dataset_version(conn: Connection, tenant_id: str, version_id: str, dataset_id: str = "") -> dict | None:
+    """The catalog row of ``version_id`` in this tenant (of ``dataset_id`` if given), or None."""
+    q = select(catalog).where(catalog.c.tenant_id == tenant_id, catalog.c.dataset_version_id == version_id)
+    if dataset_id:
+        q = q.where(catalog.c.dataset_id == dataset_id)
+    row = conn.execute(q).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def dataset_version(engine: Engine, tenant_id: str, version_id: str, wait_seconds: float | None = None) -> dict:
+    """The catalog row of ``version_id``, waiting briefly for a version curated a moment ago.
 
     Raises:
         NotFound: no such version in the tenant (the message says how to make one).
     """
     if not version_id:
         raise InvalidArgument("train_dataset_version is required: the dataset version id curation produced")
-    with engine.connect() as conn:
-        env = find_dataset_version(conn, tenant_id, version_id)
-    if env is None:
-        raise NotFound(f"dataset version {version_id!r} not found in tenant {tenant_id!r}; curate a registered "
-                       "dataset first (privtune curation create) and use the dataset_version_id it reports")
-    return env
+
+    def lookup() -> dict | None:
+        with engine.connect() as conn:
+            return find_dataset_version(conn, tenant_id, version_id)
+
+    # only a well-formed id can be waiting in the projection; anything else is unknown at once
+    well_formed = VERSION_ID_RE.match(version_id) is not None
+    wait = 0.0 if not well_formed else wait_seconds
+    row = await_projection(lookup) if wait is None else await_projection(lookup, wait)
+    if row is None:
+        raise NotFound(f"dataset version {version_id[:128]!r} not found in tenant {tenant_id!r}; curate a "
+                       "registered dataset first (privtune curation create) and use the dataset_version_id it "
+                       "reports")
+    return row
 
 
 def dataset_info(engine: Engine, tenant_id: str, version_id: str, manifest: dict | None = None) -> DatasetInfo:
-    created = dataset_version_event(engine, tenant_id, version_id).dataset_version_created
-    with engine.connect() as conn:
-        dataset = dataset_domain.DatasetState()
-        for env in eventstore.load_stream(conn, tenant_id, created.dataset_id):
-            dataset = dataset_domain.evolve(dataset, env)
+    row = dataset_version(engine, tenant_id, version_id)
     mean_tokens = 256.0
     if manifest:
         train = [s for s in manifest.get("shards", []) if s.get("split") == "train"]
         records = sum(int(s.get("records", 0)) for s in train)
         if records:
             mean_tokens = max(1.0, sum(int(s.get("bytes", 0)) for s in train) / records / BYTES_PER_TOKEN)
-    uri = created.manifest_uri.rsplit("/", 1)[0] if created.manifest_uri.endswith("manifest.json") \
-        else created.manifest_uri
-    return DatasetInfo(dataset_version_id=version_id, dataset_id=created.dataset_id,
-                       classification=dataset.classification, labels=dict(dataset.labels),
-                       train_records=created.train_count, mean_tokens_per_record=mean_tokens, uri=uri,
-                       manifest_sha256=created.manifest_sha256)
+    manifest_uri = row["manifest_uri"]
+    uri = manifest_uri.rsplit("/", 1)[0] if manifest_uri.endswith("manifest.json") else manifest_uri
+    return DatasetInfo(dataset_version_id=version_id, dataset_id=row["dataset_id"],
+                       classification=row["classification"], labels=json.loads(row["labels_json"]),
+                       train_records=row["train_count"], mean_tokens_per_record=mean_tokens, uri=uri,
+                       manifest_sha256=row["manifest_sha256"])
 
 
 def model_info(models_dir: Path, model_id: str) -> ModelInfo:
@@ -85,14 +110,11 @@ def model_info(models_dir: Path, model_id: str) -> ModelInfo:
 
     if not model_id:
         raise InvalidArgument("base_model_id is required (see `privtune models list`)")
-    folder = models_dir / model_id
-    manifest = folder / base_models.MANIFEST
-    if "/" in model_id or model_id.startswith(".") or not manifest.exists():
-        known = sorted(p.parent.name for p in models_dir.glob(f"*/{base_models.MANIFEST}")) \
-            if models_dir.exists() else []
-        raise FailedPrecondition(f"base model {model_id!r} is not in the model store {models_dir} (known: "
+    if not model_store.is_stored(models_dir, model_id):
+        known = model_store.stored_model_ids(models_dir)
+        raise FailedPrecondition(f"base model {model_id!r} is not in the model store (known: "
                                  f"{', '.join(known) or 'none'}); import it with `privtune models import`")
     # The worker verifies every file's hash before it trains; here the recorded hash is enough.
-    meta = json.loads(manifest.read_text())
-    config = json.loads((folder / "config.json").read_text())
+    meta = model_store.read_manifest(models_dir, model_id)
+    config = model_store.read_config(models_dir, model_id)
     return model_info_from_config(model_id, config, sha256=meta["sha256"])

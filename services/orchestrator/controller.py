@@ -9,6 +9,11 @@ at once (a lease in the store).
 Placement is decided by the pure :func:`scheduling.plan_schedule` over pools, quotas and
 priorities; a placed job gets ``TrainingScheduled``, which the outbox publishes on the
 workers' command topic (local executor) or which the Kubernetes executor submits.
+
+A requested stop (cancel, preemption) reaches the worker holding the attempt as a
+``TrainingAttemptStop`` on ``privtune.training.control``, re-sent every
+``stop_resend_seconds`` while the attempt still holds its devices: a worker that missed
+a copy (it was reconnecting) gets the next one.
 """
 
 from __future__ import annotations
@@ -21,14 +26,16 @@ from typing import Callable, Protocol
 
 from sqlalchemy import Engine, or_, select
 
-from services.common import eventstore
+from services.common import envelope as codec
+from services.common.bus import EventBus, Message
 from services.common.clock import now_ms
-from services.common.envelope import Causation
-from services.common.errors import ConcurrencyConflict, PrivtuneError
+from services.common.envelope import Causation, new_envelope
+from services.common.errors import BusUnavailable, ConcurrencyConflict, PrivtuneError
 from services.common.leases import take_lease
 from services.common.store.schema import training_job_view
-from services.orchestrator import job_domain, scheduling
-from services.orchestrator.application import STREAM_TYPE, append_events
+from services.common.supervision import run_loop
+from services.common.topics import TRAINING_CONTROL
+from services.orchestrator import job_domain, job_store, scheduling
 from services.orchestrator.policy_files import load_policy
 from services.orchestrator.settings import OrchestratorSettings
 
@@ -56,23 +63,27 @@ class TickReport:
 
 class Controller:
     def __init__(self, engine: Engine, settings: OrchestratorSettings,
-                 launchers: dict[str, Launcher] | None = None, clock: Callable[[], int] = now_ms) -> None:
+                 launchers: dict[str, Launcher] | None = None, clock: Callable[[], int] = now_ms,
+                 bus: EventBus | None = None, stop_resend_seconds: float = 5.0) -> None:
         self.engine = engine
         self.settings = settings
         self.launchers = launchers or {}
         self.clock = clock
+        self.bus = bus
+        self.stop_resend_ms = int(stop_resend_seconds * 1000)
         self.owner = uuid.uuid4().hex
         self._states: dict[tuple[str, str], job_domain.TrainingJobState] = {}
+        self._stops_sent: dict[tuple[str, str, int], int] = {}  # (tenant, job, attempt) -> when last sent
 
     # ------------------------------------------------------------------ loop
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                self.tick()
-            except Exception:  # noqa: BLE001 - e.g. the store is briefly down; the next tick retries
-                log.exception("orchestrator tick failed")
-            stop.wait(self.settings.tick_seconds)
+        """Tick every ``tick_seconds`` until stopped; a failed tick (the store briefly down) is retried."""
+        def step() -> bool:
+            self.tick()
+            return False
+
+        run_loop("orchestrator controller", step, stop, idle_seconds=self.settings.tick_seconds)
 
     def tick(self) -> TickReport:
         report = TickReport()
@@ -84,6 +95,7 @@ class Controller:
             self._follow_up(state, now, report)
         states = self._refresh()
         self._schedule(states, now, report)
+        self._send_stops(self._refresh(), now)
         return report
 
     # ------------------------------------------------------------------ state
@@ -100,9 +112,7 @@ class Controller:
                 k for k, s in self._states.items() if not s.is_final(self.settings.retry)}
             states = []
             for key in keys:
-                cached = self._states.get(key) or job_domain.TrainingJobState()
-                events = eventstore.load_stream(conn, key[0], key[1], after_version=cached.version)
-                state = job_domain.fold(events, cached)
+                state = job_store.load_job(conn, key[0], key[1], self._states.get(key))
                 if not state.exists:
                     continue
                 if state.is_final(self.settings.retry):
@@ -119,10 +129,33 @@ class Controller:
                               causation_id=reason)
         try:
             with self.engine.begin() as conn:
-                append_events(conn, state.tenant_id, state.job_id, STREAM_TYPE, payloads, causation, state.version)
+                job_store.append_job(conn, state.tenant_id, state.job_id, state, payloads, causation)
             return True
         except ConcurrencyConflict:
             return False  # a worker or the API wrote first; the next tick sees it
+
+    def _send_stops(self, states: list[job_domain.TrainingJobState], now: int) -> None:
+        """Tell the workers of attempts that must stop; again every stop_resend_seconds until they do."""
+        due: dict[tuple[str, str, int], Message] = {}
+        live = set()
+        for state in states:
+            for command in job_domain.stop_commands(state):
+                key = (state.tenant_id, state.job_id, command.attempt)
+                live.add(key)
+                if now - self._stops_sent.get(key, now - self.stop_resend_ms) < self.stop_resend_ms:
+                    continue
+                env = new_envelope(command, subject=state.job_id, tenant_id=state.tenant_id, source=job_store.SOURCE,
+                                   causation=Causation(actor=ACTOR, correlation_id=state.correlation_id))
+                due[key] = Message(TRAINING_CONTROL, state.job_id.encode(), codec.encode(env))
+        self._stops_sent = {k: v for k, v in self._stops_sent.items() if k in live}
+        if not due or self.bus is None:
+            return
+        try:
+            self.bus.publish(list(due.values()))
+        except BusUnavailable as exc:
+            log.warning("could not send %d stop commands (retried next tick): %s", len(due), exc)
+            return
+        self._stops_sent.update({key: now for key in due})
 
     # ------------------------------------------------------------------ actions
 

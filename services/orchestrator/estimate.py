@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 from pydantic import ValidationError
 
-from gpu_worker.spec import ADAPTER_METHODS, TrainingSpec
+from services.common.training_spec import ADAPTER_METHODS, TrainingSpec
 from privtune.v1 import events_pb2
 from services.orchestrator.gpu_types import runtime_overhead_bytes
 from services.orchestrator.resources import DatasetInfo, GpuType, ModelInfo

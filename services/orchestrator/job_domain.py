@@ -4,10 +4,15 @@ Requested -> Rejected, or Queued -> Scheduled -> Running -> CheckpointSaved* ->
 Succeeded | Failed | Cancelled.  Preempted -> Queued -> (resumed from its checkpoint).
 A retryable failure is followed by Queued (with a backoff) until retries run out.
 
-The orchestrator writes Requested/Rejected/Queued/Scheduled/StopRequested/Cancelled;
-the worker running an attempt writes Started/Progress/CheckpointSaved/Heartbeat and
-the outcome. Worker facts that arrive for an attempt the orchestrator has already given
-up on (a worker presumed dead) do not change the state.
+The orchestrator writes Requested/Rejected/Queued/Scheduled/StopRequested/Cancelled.
+A worker claims a scheduled attempt (``decide_claim``: AttemptClaimed, a compare-and-set
+on the stream) before any setup, then reports Started/Progress/CheckpointSaved/Heartbeat
+and the outcome on the bus; the orchestrator records a report only if ``decide_report``
+accepts it: it must come from the worker that holds the claim on the job's current
+attempt. Reports of any other attempt or worker (a worker presumed dead, a second
+delivery of the same command) are not recorded, and that worker is told to stop
+(``stop_commands``). ``evolve`` fences the same way, so streams recorded before claims
+existed fold to the same state.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ STATE_NAMES = {v: k.removeprefix("TRAINING_JOB_STATE_").lower() for k, v in api.
 HOLDS_GPUS = (SCHEDULED, RUNNING)
 WORKER_FACTS = ("training_started", "training_progress", "checkpoint_saved", "training_heartbeat",
                 "training_completed", "training_failed", "training_preempted")
+OUTCOMES = ("training_completed", "training_failed", "training_preempted")
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,8 @@ class TrainingJobState:
     not_before_ms: int = 0
     queued_reason: str = ""
     last_seen_ms: int = 0                 # last sign of life of the current attempt
-    worker_id: str = ""
+    worker_id: str = ""                   # the worker holding the claim on the current attempt
+    claim_id: str = ""                    # that claim's token: its reports carry it as causation_id
     stop_reason: str = ""                 # "cancel" or "preempt" once a stop was requested
     step: int = 0
     total_steps: int = 0
@@ -161,6 +168,64 @@ def decide_preempt(state: TrainingJobState, for_job_id: str) -> list:
                                              detail=f"preempted for higher-priority job {for_job_id}")]
 
 
+@dataclass(frozen=True)
+class ClaimDecision:
+    granted: bool
+    events: list
+    reason: str = ""
+
+
+def decide_claim(state: TrainingJobState, attempt: int, worker_id: str, claim_id: str,
+                 executor: str = "") -> ClaimDecision:
+    """Grant ``attempt`` to claim ``claim_id`` if it is the job's current, unclaimed, unstopped attempt.
+
+    Asking again with the granted ``claim_id`` (a retried call) is granted without a new event; any
+    other claim is refused, even one of the same worker (it would run the attempt a second time).
+    """
+    if not state.exists:
+        return ClaimDecision(False, [], "no such training job")
+    if state.state not in HOLDS_GPUS or attempt != state.attempt:
+        return ClaimDecision(False, [], f"attempt {attempt} is not the job's current one (the job is "
+                                        f"{state.state_name}, attempt {state.attempt})")
+    if executor and state.executor and executor != state.executor:
+        return ClaimDecision(False, [], f"attempt {attempt} runs on the {state.executor} executor, not {executor}")
+    if state.worker_id:
+        if state.claim_id and state.claim_id == claim_id and state.worker_id == worker_id:
+            return ClaimDecision(True, [])
+        return ClaimDecision(False, [], f"attempt {attempt} is already claimed by {state.worker_id}")
+    if state.stop_reason:
+        return ClaimDecision(False, [], f"a stop ({state.stop_reason}) was requested before the attempt started")
+    return ClaimDecision(True, [events_pb2.TrainingAttemptClaimed(job_id=state.job_id, attempt=attempt,
+                                                                  worker_id=worker_id, claim_id=claim_id)])
+
+
+def report_fence(state: TrainingJobState, env: events_pb2.EventEnvelope) -> str:
+    """Why a worker's report must not be recorded ("" when it may be): the fence by attempt and claim."""
+    kind = env.WhichOneof("payload") or ""
+    if kind not in WORKER_FACTS:
+        return f"{kind or 'an empty payload'} is not a worker report"
+    if not state.exists:
+        return "no such training job"
+    attempt = getattr(env, kind).attempt
+    if attempt != state.attempt:
+        return f"attempt {attempt} is not the job's current attempt {state.attempt}"
+    if state.state not in HOLDS_GPUS:
+        return f"the job is {state.state_name}"
+    if not state.worker_id:
+        return f"attempt {attempt} was never claimed"
+    if env.actor != state.worker_id or (state.claim_id and env.causation_id != state.claim_id):
+        return f"attempt {attempt} is claimed by {state.worker_id} under another claim, not by this report's sender"
+    return ""
+
+
+def stop_commands(state: TrainingJobState) -> list[events_pb2.TrainingAttemptStop]:
+    """The stop the current attempt's worker must receive (re-sent while the attempt is alive)."""
+    if state.state not in HOLDS_GPUS or not state.stop_reason or not state.worker_id:
+        return []
+    return [events_pb2.TrainingAttemptStop(job_id=state.job_id, attempt=state.attempt, reason=state.stop_reason,
+                                           worker_id=state.worker_id)]
+
+
 def decide_follow_up(state: TrainingJobState, now_ms: int, retry: RetryPolicy, lost_after_ms: int,
                      start_timeout_ms: int) -> list:
     """What the controller does next on its own: requeue stopped, failed or abandoned attempts."""
@@ -176,7 +241,8 @@ def decide_follow_up(state: TrainingJobState, now_ms: int, retry: RetryPolicy, l
                                           not_before_ms=state.ended_at_ms + retry.backoff_ms(state.failures),
                                           **requeue)]
     if state.state in HOLDS_GPUS:
-        limit = lost_after_ms if state.state == RUNNING else start_timeout_ms
+        # a claimed attempt heartbeats from the claim on; an unclaimed one waits for a worker to take it
+        limit = lost_after_ms if state.state == RUNNING or state.worker_id else start_timeout_ms
         if now_ms - state.last_seen_ms > limit:
             if state.stop_reason == "cancel":
                 return [events_pb2.TrainingCancelled(job_id=state.job_id, reason="cancelled; its worker was lost",
@@ -206,12 +272,17 @@ def evolve(state: TrainingJobState, env: events_pb2.EventEnvelope) -> TrainingJo
         e = env.training_queued
         return replace(s, state=QUEUED, queued_at_ms=at, not_before_ms=e.not_before_ms, queued_reason=e.reason,
                        estimate=e.estimate if e.HasField("estimate") else s.estimate,
-                       policy_version=e.policy_version or s.policy_version, stop_reason="", worker_id="",
+                       policy_version=e.policy_version or s.policy_version, stop_reason="", worker_id="", claim_id="",
                        gpu_pool=e.gpu_pool or s.gpu_pool)
     if kind == "training_scheduled":
         e = env.training_scheduled
         return replace(s, state=SCHEDULED, attempt=e.attempt, scheduled_event_id=env.id, executor=e.executor,
-                       gpu_pool=e.gpu_pool, last_seen_ms=at, worker_id="")
+                       gpu_pool=e.gpu_pool, last_seen_ms=at, worker_id="", claim_id="")
+    if kind == "training_attempt_claimed":
+        e = env.training_attempt_claimed
+        if s.state != SCHEDULED or e.attempt != s.attempt or s.worker_id:
+            return s
+        return replace(s, worker_id=e.worker_id, claim_id=e.claim_id, last_seen_ms=at)
     if kind == "training_stop_requested":
         reason = env.training_stop_requested.reason
         return replace(s, stop_reason="cancel" if "cancel" in (s.stop_reason, reason) else s.stop_reason or reason)
@@ -232,6 +303,8 @@ def _worker_fact(s: TrainingJobState, kind: str, env: events_pb2.EventEnvelope, 
         return s
     if kind == "training_started":
         e = env.training_started
+        if s.worker_id and e.worker_id != s.worker_id:
+            return s  # another worker than the one holding the claim (decide_report never records it)
         return replace(s, state=RUNNING, started=e, worker_id=e.worker_id, last_seen_ms=at,
                        started_at_ms=s.started_at_ms or at, total_steps=e.total_steps or s.total_steps)
     if kind == "training_heartbeat":

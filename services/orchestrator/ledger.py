@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Iterable, Mapping, NamedTuple
 
-from gpu_worker.spec import TrainingSpec
+from services.common.training_spec import TrainingSpec
 from privtune.v1 import events_pb2
 from services.common.errors import InvalidArgument
 from services.orchestrator.policy import Violation

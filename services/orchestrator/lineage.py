@@ -2,9 +2,11 @@
 
 deployment -> model version -> training job -> dataset version -> curation job ->
 dataset -> raw dataset checksum, with the run's code version, libraries, seed,
-hardware and full configuration. Every link is read from the event streams
-(``stored_events``), so the answer is strongly consistent; a missing link is a
-NotFound that names it.
+hardware and full configuration. The orchestrator's own links (deployment, model
+version, job) are read from their event streams, so they are strongly consistent;
+the dataset version, its curation job and the raw dataset come from the
+orchestrator's projection of ``DatasetVersionCreated`` (which carries them). A
+missing link is a NotFound that names it.
 """
 
 from __future__ import annotations
@@ -66,12 +68,6 @@ def lineage(engine: Engine, tenant_id: str, *, deployment_id: str = "", model_ve
         if version is None:
             version = _version_of_job(conn, tenant_id, job)
         created = _dataset_version(conn, tenant_id, job)
-        curation = _first(conn, tenant_id, created.job_id, "curation_requested",
-                          f"curation job {created.job_id!r} (which created dataset version "
-                          f"{created.dataset_version_id!r})").curation_requested
-        dataset_id = created.dataset_id or curation.dataset_id
-        dataset = _first(conn, tenant_id, dataset_id, "dataset_registered",
-                         f"dataset {dataset_id!r} (curated into {created.dataset_version_id!r})").dataset_registered
     started = job.started
     return Lineage(
         deployment_id=deployment_id, model_version_id=version.model_version_id if version else "",
@@ -79,10 +75,11 @@ def lineage(engine: Engine, tenant_id: str, *, deployment_id: str = "", model_ve
         config_sha256=started.config_sha256 or job.request.config_sha256, config_json=job.request.config_json,
         code_version=started.code_version, library_versions=dict(started.library_versions), seed=started.seed,
         hardware=started.hardware, base_model_id=job.request.base_model_id,
-        base_model_sha256=started.base_model_sha256, dataset_version_id=created.dataset_version_id,
-        dataset_manifest_sha256=started.dataset_manifest_sha256 or created.manifest_sha256,
-        curation_job_id=created.job_id, curation_config_sha256=curation.config_sha256, dataset_id=dataset_id,
-        raw_dataset_checksum_sha256=dataset.checksum_sha256, raw_dataset_storage_uri=dataset.storage_uri,
+        base_model_sha256=started.base_model_sha256, dataset_version_id=created["dataset_version_id"],
+        dataset_manifest_sha256=started.dataset_manifest_sha256 or created["manifest_sha256"],
+        curation_job_id=created["curation_job_id"], curation_config_sha256=created["curation_config_sha256"],
+        dataset_id=created["dataset_id"], raw_dataset_checksum_sha256=created["dataset_checksum_sha256"],
+        raw_dataset_storage_uri=created["dataset_storage_uri"],
         requested_by=job.requested_by, epsilon_spent=job.epsilon_spent)
 
 
@@ -123,14 +120,13 @@ def _version_of_job(conn: Connection, tenant_id: str, job: job_domain.TrainingJo
     return state.versions[version_id] if version_id else None
 
 
-def _dataset_version(conn: Connection, tenant_id: str,
-                     job: job_domain.TrainingJobState) -> events_pb2.DatasetVersionCreated:
-    """The DatasetVersionCreated of the job's dataset version (the first, if curation made it twice)."""
+def _dataset_version(conn: Connection, tenant_id: str, job: job_domain.TrainingJobState) -> dict:
+    """The catalog row of the job's dataset version (from its first DatasetVersionCreated)."""
     wanted = job.request.train_dataset_version
     if not wanted:
         raise NotFound(f"training job {job.job_id!r} names no dataset version (train_dataset_version is empty)")
-    env = find_dataset_version(conn, tenant_id, wanted, job.request.dataset_id)
-    if env is not None:
-        return env.dataset_version_created
+    row = find_dataset_version(conn, tenant_id, wanted, job.request.dataset_id)
+    if row is not None:
+        return row
     raise NotFound(f"dataset version {wanted!r} (trained on by job {job.job_id!r}) not found in tenant "
                    f"{tenant_id!r}: no curation job created it")

@@ -5,21 +5,37 @@ One MLflow experiment per tenant and model name (or the run's ``experiment`` tag
 the MLflow run carries tag ``privtune.run_id``, so exporting again updates that run
 instead of creating a second one.
 
-With ``PRIVTUNE_MLFLOW_TRACKING_URI`` set, the ``tracker.mlflow_export`` follow-up
-exports every run as it finishes.
+With ``PRIVTUNE_MLFLOW_TRACKING_URI`` set, the orchestrator runs ``MlflowExporter``
+(consumer group ``tracker.mlflow_export``), which exports every run as it finishes.
+MLflow is another system over the network, so its calls cannot share a transaction
+with the store: the exporter reads the run in one short transaction, calls MLflow with
+no transaction open (a slow or hung server never holds the store's locks), then records
+the event as exported in a second short transaction, before committing the offset.
+The guarantee is **at-least-once calls, made idempotent by the run-id tag**: a crash or
+error after MLflow has the run and before that record redelivers the event, and the
+export runs again, updating the same MLflow run (metric points already logged are not
+logged twice). An event recorded as exported is not exported again.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Iterator, Mapping, Sequence, TypeVar
+import threading
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine, insert, select
 
 from privtune.v1 import events_pb2
+from services.common import envelope as codec
+from services.common.bus import EventBus, Record
+from services.common.clock import now_ms
+from services.common.consumer import dead_letter_message
 from services.common.envelope import payload_name
-from services.common.projection import Projection
+from services.common.errors import BusUnavailable, MalformedEvent
+from services.common.keepalive import keep_membership, keepalive_interval
+from services.common.store.schema import processed_events
+from services.common.supervision import run_loop
 from services.common.topics import TRAINING_EVENTS
 from services.orchestrator.tracker import Run, load_run
 
@@ -125,25 +141,86 @@ def export_run(run: Run, tracking_uri: str) -> str:
 
 
 class MlflowExporter:
-    """Follow-up: exports a run when its job finishes (in the consumer's transaction, so exactly once
-    per finishing event; a failed export raises and the consumer retries it)."""
+    """Consumer group ``tracker.mlflow_export``: exports each run to MLflow when its job finishes.
 
-    def __init__(self, tracking_uri: str) -> None:
+    Per finishing event: one short transaction reads the run (and whether this event was
+    already exported), MLflow is called with no transaction open, and a second short
+    transaction records the event id in ``processed_events``; offsets are committed after
+    that. See the module docstring for the guarantee (at-least-once, idempotent calls).
+    """
+
+    def __init__(self, engine: Engine, bus: EventBus, tracking_uri: str) -> None:
+        self.engine = engine
+        self.bus = bus
         self.tracking_uri = tracking_uri
+        self.keepalive_interval = keepalive_interval(bus.uri)
+        self.subscription = bus.subscribe(GROUP, [TRAINING_EVENTS])
 
-    def apply(self, conn: Connection, env: events_pb2.EventEnvelope) -> None:
-        if payload_name(env) not in FINISHING:
-            return
-        run = load_run(conn, env.tenant_id, env.subject)
-        if run is None or not run.finished:
-            return  # not in this store, or a failure that will be retried
-        export_run(run, self.tracking_uri)
+    def poll_and_export(self, max_records: int = 100, timeout: float = 1.0) -> list[Record]:
+        """Export the finished runs of one batch, then commit its offsets. Returns the records handled."""
+        records = self.subscription.poll(max_records=max_records, timeout=timeout)
+        for record in records:
+            try:
+                env = codec.decode(record.value)
+            except MalformedEvent as exc:
+                self.bus.publish([dead_letter_message(record, GROUP, exc)])
+                continue
+            if payload_name(env) in FINISHING:
+                with keep_membership(self.subscription, self.keepalive_interval, GROUP):
+                    self.export_event(env)
+        self.subscription.commit(records)
+        return records
 
-    def projection(self) -> Projection:
-        return Projection(name=GROUP, topics=(TRAINING_EVENTS,), tables=(), apply=self.apply)
+    def export_event(self, env: events_pb2.EventEnvelope) -> None:
+        """Export the run that ``env`` finished, unless this event was exported already."""
+        with self.engine.connect() as conn:  # closed before MLflow is called
+            if self._exported(conn, env.id):
+                return
+            run = load_run(conn, env.tenant_id, env.subject)
+        if run is not None and run.finished:  # else: not in this store, or a failure that will be retried
+            export_run(run, self.tracking_uri)
+        with self.engine.begin() as conn:
+            if not self._exported(conn, env.id):
+                conn.execute(insert(processed_events).values(consumer=GROUP, event_id=env.id,
+                                                             processed_at_ms=now_ms()))
+
+    @staticmethod
+    def _exported(conn: Connection, event_id: str) -> bool:
+        return conn.execute(select(processed_events.c.event_id).where(
+            processed_events.c.consumer == GROUP, processed_events.c.event_id == event_id)).first() is not None
+
+    def run(self, stop: threading.Event) -> None:
+        """Export until ``stop`` is set. A failed batch (MLflow or the store down) is retried with
+        backoff after rejoining the group, which redelivers it."""
+        run_loop(f"consumer {GROUP}", lambda: bool(self.poll_and_export(timeout=0.5)), stop, idle_seconds=0.0,
+                 on_error=self._rejoin, max_backoff=30.0)
+
+    def _rejoin(self) -> None:
+        try:
+            self.subscription.close()
+        except Exception:  # noqa: BLE001 - the old member may already be gone
+            log.debug("closing the failed member of %s", GROUP, exc_info=True)
+        try:
+            self.subscription = self.bus.subscribe(GROUP, [TRAINING_EVENTS])
+        except BusUnavailable as exc:
+            log.warning("MLflow exporter: cannot rejoin yet: %s", exc)
+
+    def close(self) -> None:
+        self.subscription.close()
 
 
-def exporter_projections(environ: Mapping[str, str] = os.environ) -> list[Projection]:
-    """``[the exporter]`` when ``PRIVTUNE_MLFLOW_TRACKING_URI`` is set, else ``[]``."""
+def exporter_workers(engine: Engine, bus: EventBus,
+                     environ: Mapping[str, str] = os.environ) -> list[Callable[[threading.Event], None]]:
+    """``[the exporter's loop]`` when ``PRIVTUNE_MLFLOW_TRACKING_URI`` is set, else ``[]``."""
     uri = environ.get(TRACKING_URI_ENV, "").strip()
-    return [MlflowExporter(uri).projection()] if uri else []
+    if not uri:
+        return []
+
+    def run_exporter(stop: threading.Event) -> None:
+        exporter = MlflowExporter(engine, bus, uri)
+        try:
+            exporter.run(stop)
+        finally:
+            exporter.close()
+
+    return [run_exporter]

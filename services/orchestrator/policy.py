@@ -18,14 +18,14 @@ from typing import Callable, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gpu_worker.spec import METHODS, TrainingSpec
+from services.common.training_spec import METHODS, TrainingSpec
 from privtune.v1 import events_pb2
 from services.orchestrator.resources import GIB, DatasetInfo, ModelInfo, Pool
 
 EXPERT_OVERRIDE_TAG = "privtune.expert_override"
 FULL_FINETUNE_OVERRIDE = "full_finetune"
 _CLASS_PREFIX = "DATA_CLASSIFICATION_"
-_DP_METHODS = ("full", "lora", "continued_pretraining")  # what DP-SGD supports (gpu_worker/spec.py)
+_DP_METHODS = ("full", "lora", "continued_pretraining")  # what DP-SGD supports (services/common/training_spec.py)
 
 
 class _Section(BaseModel):

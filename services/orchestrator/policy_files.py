@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.identity import is_tenant_id
 from services.orchestrator.policy import Policy, default_policy
 
 BUILTIN_SOURCE = "builtin"
 DEFAULT_FILE = "default.yaml"
-_TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
 class PolicyFileError(FailedPrecondition):
@@ -50,7 +49,7 @@ def load_policy(policy_dir: str | Path | None, tenant_id: str) -> LoadedPolicy:
         InvalidArgument: ``tenant_id`` is not a tenant id (it names a file).
         PolicyFileError: the file that applies is malformed; no fallback hides it.
     """
-    if not _TENANT_RE.match(tenant_id):
+    if not is_tenant_id(tenant_id):
         raise InvalidArgument(f"{tenant_id!r} is not a tenant id (lowercase letters, digits and '-', at most 63)")
     if policy_dir is not None:
         for name in (f"{tenant_id}.yaml", DEFAULT_FILE):

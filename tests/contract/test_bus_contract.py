@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 
 from services.common.bus import EventBus, Message, Record, Subscription, open_bus
-from services.common.errors import CommitFailed
+from services.common.errors import BusUnavailable, CommitFailed
 
 pytestmark = pytest.mark.contract
 
@@ -135,6 +135,53 @@ def test_end_offsets_count_what_was_written(bus: EventBus, topic: str) -> None:
     publish_keyed(bus, topic, 25)
     ends = bus.end_offsets(topic)
     assert len(ends) == 3 and sum(ends.values()) == 25
+
+
+def identified(topic: str, n: int) -> list[Message]:
+    """Messages as the outbox relay sends them: each with its event id."""
+    return [Message(topic, f"key-{i % 5}".encode(), f"{i}".encode(), id=f"event-{i}") for i in range(n)]
+
+
+def publish_with_retry(bus: EventBus, messages: list[Message], first_timeout: float) -> None:
+    """What the relay does: publish, and after BusUnavailable publish the same messages again."""
+    try:
+        bus.publish(messages, timeout=first_timeout)
+    except BusUnavailable:
+        bus.publish(messages)
+
+
+def test_a_retry_while_the_first_attempt_is_undecided_writes_each_message_once(bus: EventBus, topic: str) -> None:
+    """``timeout=0`` gives up at once: Kafka's producer still holds the messages when the retry
+    comes (the embedded log writes synchronously, so its first attempt succeeds)."""
+    publish_with_retry(bus, identified(topic, 30), first_timeout=0)
+    # The retry returned after every copy of these keys was acknowledged: the log is complete.
+    assert sum(bus.end_offsets(topic).values()) == 30
+    sub = bus.subscribe("g1", [topic])
+    got = drain(sub, 30)
+    sub.close()
+    assert sorted(int(r.value) for r in got) == list(range(30))
+
+
+def test_a_retry_after_the_first_attempt_was_written_late_writes_nothing_again(bus: EventBus, topic: str) -> None:
+    """The broker acknowledges after the caller gave up: the retry finds the messages written."""
+    messages = identified(topic, 20)
+    try:
+        bus.publish(messages, timeout=0)
+    except BusUnavailable:
+        deadline = time.monotonic() + 30
+        while sum(bus.end_offsets(topic).values()) < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        bus.publish(messages)
+    assert sum(bus.end_offsets(topic).values()) == 20
+
+
+def test_publishing_again_after_success_appends_again(bus: EventBus, topic: str) -> None:
+    """An id is not a dedupe key on the log: only a copy the bus may still hold is not sent twice.
+    (Consumers dedupe by event id, e.g. after a relay crashed between acknowledgement and marking.)"""
+    messages = identified(topic, 5)
+    bus.publish(messages)
+    bus.publish(messages)
+    assert sum(bus.end_offsets(topic).values()) == 10
 
 
 def test_members_of_one_group_share_the_work_and_lose_nothing(bus: EventBus, topic: str) -> None:

@@ -187,7 +187,7 @@ def test_dataset_uris_outside_the_tenant_are_refused(backend: Backend) -> None:
     if backend.kind == "s3":
         outside.append(s.uri.replace("s3://", "s3://another-bucket-", 1) + "docs")
     for uri in outside:
-        with pytest.raises(PermissionDenied, match="outside the storage boundary"):
+        with pytest.raises(PermissionDenied, match="outside the tenant's storage"):
             resolve_dataset(uri, backend.root, "acme")
     with pytest.raises(InvalidArgument, match="not supported"):
         resolve_dataset("ftp://example.com/acme/docs", backend.root, "acme")
@@ -207,14 +207,14 @@ def test_symlinks_cannot_lead_out_of_a_folder(tmp_path: Path) -> None:
     (tmp_path / "acme" / "docs" / "s.txt").symlink_to(tmp_path / "globex" / "secret" / "s.txt")
     assert [o.key for o in acme.list()] == ["docs/a.txt"]
     for key in ("link/s.txt", "docs/s.txt"):
-        with pytest.raises(PermissionDenied, match="outside the storage boundary"):
+        with pytest.raises(PermissionDenied, match="outside the tenant's storage"):
             acme.open(key)
         with pytest.raises(PermissionDenied):
             acme.write(key, b"overwrite")
-    with pytest.raises(PermissionDenied, match="outside the storage boundary"):
+    with pytest.raises(PermissionDenied, match="outside the tenant's storage"):
         acme.write("link/new.txt", b"plant")
     assert not (tmp_path / "globex" / "secret" / "new.txt").exists()
-    with pytest.raises(PermissionDenied, match="outside the storage boundary"):
+    with pytest.raises(PermissionDenied, match="outside the tenant's storage"):
         resolve_dataset(f"{acme.uri}link", root, "acme")
 
 

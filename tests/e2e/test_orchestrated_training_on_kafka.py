@@ -31,13 +31,28 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _serve(service: str, bus: str, store: str, data: Path, log: Path, port: int = 0) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PRIVTUNE_HEARTBEAT_S": "0.5", "PRIVTUNE_WORKER_LOST_AFTER_S": "6",
-           "PRIVTUNE_MODELS": str(data / "models")}
+def _serve(service: str, bus: str, store: str, data: Path, log: Path, port: int = 0,
+           orchestrator: str = "") -> subprocess.Popen[bytes]:
+    """``privtune serve``; a training worker gets the bus and the orchestrator's address, never the store."""
+    env = {**{k: v for k, v in os.environ.items() if k != "PRIVTUNE_STORE"}, "PYTHONPATH": str(ROOT),
+           "PRIVTUNE_HEARTBEAT_S": "0.5", "PRIVTUNE_WORKER_LOST_AFTER_S": "6", "PRIVTUNE_MODELS": str(data / "models")}
+    backends = ["--orchestrator", orchestrator] if service == "training" else ["--store", store]
     return subprocess.Popen(
-        [sys.executable, "-m", "privtune", "serve", service, "--bus", bus, "--store", store,
+        [sys.executable, "-m", "privtune", "-v", "serve", service, "--bus", bus, *backends,
          "--storage", str(data / "tenants"), "--grpc", f"127.0.0.1:{port}", "--data-dir", str(data)],
         cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env)
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    """SIGTERM every process that still runs, then wait (SIGKILL after ``timeout``)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def test_a_killed_worker_on_kafka_is_replaced_without_anyone_acting(kafka_bootstrap: str, postgres_url: str,
@@ -52,7 +67,8 @@ def test_a_killed_worker_on_kafka_is_replaced_without_anyone_acting(kafka_bootst
     version = register_version(engine, f"file://{data / 'tenants'}")
     port = _free_port()
     orchestrator = _serve("orchestrator", bus, store, data, tmp_path / "orchestrator.log", port)
-    workers = [_serve("training", bus, store, data, tmp_path / f"worker-{i}.log") for i in range(2)]
+    workers = [_serve("training", bus, store, data, tmp_path / f"worker-{i}.log", orchestrator=f"127.0.0.1:{port}")
+               for i in range(2)]
     try:
         wait_until(lambda: _serving(port, orchestrator, tmp_path / "orchestrator.log"), 120, "the orchestrator")
         stub = training_stub(f"127.0.0.1:{port}")
@@ -67,7 +83,7 @@ def test_a_killed_worker_on_kafka_is_replaced_without_anyone_acting(kafka_bootst
         wait_until(lambda: any(e.WhichOneof("payload") == "checkpoint_saved" for e in stream()), 240,
                    "a first checkpoint")
         running = next(e.training_started.worker_id for e in stream() if e.WhichOneof("payload") == "training_started")
-        victim = next(w for w in workers if running.endswith(f"-{w.pid}"))
+        victim = next(w for w in workers if f"-{w.pid}-" in running)
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
         wait_until(lambda: stream()[-1].WhichOneof("payload") == "training_completed", 300,
@@ -83,12 +99,5 @@ def test_a_killed_worker_on_kafka_is_replaced_without_anyone_acting(kafka_bootst
         wait_until(lambda: bool(registry.ListModelVersions(rpb.ListModelVersionsRequest(), metadata=metadata(),
                                                            timeout=10).versions), 60, "the model version")
     finally:
-        for proc in [orchestrator, *workers]:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in [orchestrator, *workers]:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_processes([orchestrator, *workers])
         engine.dispose()

@@ -14,8 +14,9 @@ from privtune.platform import Platform
 from privtune.v1 import curation_service_pb2 as cpb
 from privtune.v1 import curation_service_pb2_grpc as cgrpc
 from privtune.v1 import dataset_service_pb2 as dpb
+from privtune.v1 import events_pb2
 from tests.curation_corpus import CANARY, raw_corpus
-from tests.platform_fixtures import dataset_stub, metadata, register, start_platform
+from tests.platform_fixtures import dataset_stub, metadata, put_files, register, start_platform
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +144,23 @@ def test_cli_creates_and_waits_for_a_curation_job(platform: Platform) -> None:
     bad = subprocess.run(cli + ["create", "--dataset", dataset.dataset_id, "--set", "pii.mode=shout"],
                          cwd=root, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "pii.mode" in bad.stderr
+
+
+def test_pii_redaction_can_be_turned_off_for_public_data_only(platform: Platform) -> None:
+    stub = cgrpc.CurationServiceStub(grpc.insecure_channel(platform.grpc_target))
+    internal = register(dataset_stub(platform), platform, "acme", "internal-notes")  # DATA_CLASSIFICATION_INTERNAL
+    with pytest.raises(grpc.RpcError) as info:
+        stub.CreateCurationJob(cpb.CreateCurationJobRequest(dataset_id=internal.dataset_id,
+                                                            config={"redact_pii": "false"}),
+                               metadata=metadata(), timeout=30)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "redact_pii=false" in info.value.details() and "DATA_CLASSIFICATION_INTERNAL" in info.value.details()
+
+    uri = put_files(platform, "acme", "public-faq", {"faq.jsonl": b'{"prompt": "Where is the branch?", '
+                                                                  b'"completion": "Our branch is at 1 Main Street, '
+                                                                  b'open from nine to five on weekdays."}\n'})
+    public = dataset_stub(platform).CreateDataset(dpb.CreateDatasetRequest(
+        name="public-faq", storage_uri=uri, classification=events_pb2.DATA_CLASSIFICATION_PUBLIC),
+        metadata=metadata(), timeout=30)
+    job = _run_job(platform, public.dataset_id, redact_pii="false")
+    assert job.state == cpb.CURATION_JOB_STATE_SUCCEEDED, job.reason

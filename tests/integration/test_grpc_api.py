@@ -110,7 +110,7 @@ def test_errors_map_to_status_codes_with_actionable_messages(platform: Platform)
          grpc.StatusCode.INVALID_ARGUMENT, "classification is required"),
         (lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="etc", storage_uri="file:///etc",
                                                             classification=1), metadata=md),
-         grpc.StatusCode.PERMISSION_DENIED, "outside the storage boundary"),
+         grpc.StatusCode.PERMISSION_DENIED, "outside the tenant's storage"),
         (lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="gone", storage_uri=uri + "/missing",
                                                             classification=1), metadata=md),
          grpc.StatusCode.FAILED_PRECONDITION, "upload the files first"),
@@ -174,7 +174,7 @@ def test_denied_calls_are_published_as_access_denied_events(platform: Platform) 
     assert events[0].tenant_id == "_unauthenticated"
     assert events[0].access_denied.method == "/privtune.v1.DatasetService/ListDatasets"
     assert events[1].tenant_id == "acme" and events[1].access_denied.principal == "mallory"
-    assert "outside the storage boundary" in events[1].access_denied.reason
+    assert "outside the tenant's storage" in events[1].access_denied.reason
 
 
 def test_grpcurl_lists_and_calls_the_api(platform: Platform) -> None:

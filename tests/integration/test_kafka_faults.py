@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -12,13 +13,18 @@ import pytest
 from sqlalchemy import func, select
 
 from privtune.devinfra.kafka import KafkaCluster
-from services.common.bus import Message, open_bus
+from privtune.v1 import events_pb2
+from services.common import envelope as codec
+from services.common import eventstore
+from services.common.bus import EventBus, Message, open_bus
 from services.common.consumer import EventConsumer
+from services.common.envelope import Causation, new_envelope
 from services.common.errors import BusUnavailable
 from services.common.identity import Caller
 from services.common.outbox import OutboxRelay
 from services.common.store import open_store
-from services.common.store.schema import dataset_view, processed_events
+from services.common.store.schema import dataset_view, outbox, processed_events
+from services.common.topics import DATASET_EVENTS
 from services.ingest import dataset_view as view
 from services.ingest.application import DatasetApplication, RegisterRequest
 from tests.platform_fixtures import wait_until
@@ -98,6 +104,71 @@ def test_outbox_holds_events_while_the_broker_is_down_and_delivers_them_once(
         assert conn.execute(select(func.count()).select_from(dataset_view)).scalar() == 30
         assert conn.execute(select(func.count()).select_from(processed_events)).scalar() == 30
     bus.close()
+
+
+def test_events_pending_through_an_outage_reach_kafka_exactly_once(
+        lone_broker: KafkaCluster, tmp_path: Path) -> None:
+    """The relay gives up on each publish after 1 s; the producer keeps a message 3 s before it
+    reports it timed out. While the broker is down the relay retries many times, so some retries
+    come while the producer still holds the previous copies and some after they timed out. Once the
+    broker is back, every event is on the topic exactly once."""
+    namespace = f"once-{uuid.uuid4().hex[:8]}"
+    bus = open_bus(f"kafka://{lone_broker.bootstrap_servers}?partitions=2&delivery_timeout_ms=3000"
+                   f"&namespace={namespace}")
+    engine = open_store(f"sqlite:///{tmp_path}/store.db")
+    relay = OutboxRelay(engine, bus, publish_timeout=1.0)
+
+    def commit(i: int) -> str:
+        env = new_envelope(events_pb2.DatasetRegistered(dataset_id=f"ds-{i}", name=f"set-{i}"), subject=f"ds-{i}",
+                           tenant_id="acme", source="test", causation=Causation("test", f"c-{i}"))
+        with engine.begin() as conn:
+            eventstore.append(conn, "dataset", [env], 0)
+        return env.id
+
+    def failed_attempts() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.max(outbox.c.attempts))).scalar() or 0)
+
+    def drained() -> bool:
+        try:
+            relay.drain()
+        except BusUnavailable:  # a new producer may take longer than 1 s to get its producer id
+            return False
+        return relay.pending() == 0
+
+    committed = [commit(i) for i in range(5)]
+    wait_until(drained, what="the first events published")  # topic and producer id exist before the outage
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), kwargs={"max_backoff": 0.5})
+    thread.start()
+    try:
+        lone_broker.stop_node(0)
+        try:
+            committed += [commit(i) for i in range(5, 25)]
+            # 6 attempts of ~1.5 s: retries both before and after the producer's 3 s delivery timeout
+            wait_until(lambda: failed_attempts() >= 6, timeout=120, what="6 failed publish attempts")
+        finally:
+            lone_broker.start_node(0)
+        wait_until(lambda: relay.pending() == 0, timeout=120, what="the outbox to drain after the broker returned")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+    assert Counter(event_ids_on_topic(bus, DATASET_EVENTS)) == Counter(committed)  # each exactly once
+    bus.close()
+
+
+def event_ids_on_topic(bus: EventBus, topic: str) -> list[str]:
+    """The envelope id of every record on ``topic``, read from the beginning to the end offsets."""
+    total = sum(bus.end_offsets(topic).values())
+    sub = bus.subscribe(f"read-all-{uuid.uuid4().hex[:8]}", [topic])
+    records = []
+    deadline = time.monotonic() + 60
+    while len(records) < total and time.monotonic() < deadline:
+        records += sub.poll(timeout=0.5)
+    sub.close()
+    assert len(records) == total, f"read {len(records)} of the {total} records on {topic}"
+    return [codec.decode(r.value).id for r in records]
 
 
 def test_publish_to_a_dead_broker_raises_bus_unavailable(tmp_path: Path) -> None:

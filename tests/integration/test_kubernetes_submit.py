@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from kubernetes import client
 
-from gpu_worker.spec import TrainingSpec
+from services.common.training_spec import TrainingSpec
 from services.orchestrator.executors.kubernetes import (KubernetesExecutor, KubernetesSettings, SubmitError,
                                                         validate_manifests)
 from services.orchestrator.resources import Pool
@@ -146,7 +146,8 @@ def storage_root(tmp_path: Path) -> Path:
 
 def executor_for(url: str, storage_root: Path) -> KubernetesExecutor:
     settings = KubernetesSettings(namespace=NS, image="registry.example/privtune:1.0", models_pvc="privtune-models",
-                                  storage_pvc="privtune-tenants", storage_root_uri=storage_root.as_uri())
+                                  storage_pvc="privtune-tenants", storage_root_uri=storage_root.as_uri(),
+                                  bus_uri="kafka://kafka.privtune:9092", orchestrator_address="orchestrator:50051")
     return KubernetesExecutor(settings, lambda: client.ApiClient(client.Configuration(host=url)))
 
 

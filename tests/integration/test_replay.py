@@ -1,4 +1,4 @@
-"""`replay` rebuilds every read model from offset 0, and the result equals the live state."""
+"""`replay` rebuilds every read model from the event store, and the result equals the live state."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 
 from privtune.platform import all_projections
 from privtune.v1 import dataset_service_pb2 as pb
-from services.common.bus import open_bus
 from services.common.replay import replay, snapshot
 from services.common.store import open_store
 from services.common.store.schema import dataset_view
 from tests.platform_fixtures import dataset_stub, metadata, register, start_platform, wait_until
+from privtune.devinfra.kafka import KafkaCluster
 from tests.stores import fresh_store_url
 
 pytestmark = pytest.mark.integration
@@ -50,22 +50,20 @@ def test_replay_from_zero_reproduces_the_live_read_models(
 
     config = platform.config
     live = open_store(config.store_uri)
-    bus = open_bus(config.bus_uri)
     projections = all_projections(live, config)
     live_state = snapshot(live, projections)
     assert len(live_state[dataset_view.name]) == 12
 
     scratch = open_store(f"sqlite:///{tmp_path}/scratch.db")
-    results = replay(scratch, bus, projections)
-    assert {r.projection: r.applied for r in results} == {
-        "ingest.dataset_view": 12, "curation.job_view": 0, "orchestrator.job_view": 0,
-        "registry.model_version_view": 0, "tracker.run_view": 0}
+    results = replay(scratch, projections, source=live)
+    applied = {r.projection: r.applied for r in results}
+    assert applied["ingest.dataset_view"] == 12 and applied["curation.dataset_catalog"] == 12
+    assert applied["orchestrator.job_view"] == 0 and applied["curation.job_view"] == 0
     assert snapshot(scratch, projections) == live_state
 
     # in place: truncate and rebuild the live store itself
-    replay(live, bus, projections)
+    replay(live, projections)
     assert snapshot(live, projections) == live_state
-    bus.close()
 
 
 def test_cli_replay_verify_and_events_tail(tmp_path: Path) -> None:
@@ -81,7 +79,7 @@ def test_cli_replay_verify_and_events_tail(tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "privtune"]
     out = subprocess.run(cli + ["replay", "--data-dir", str(tmp_path), "--verify"], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
-    assert "3 events applied" in out and "equal the live ones" in out
+    assert "ingest.dataset_view from the event store: 3 applied" in out and "equal the live ones" in out
     out = subprocess.run(cli + ["events", "tail", "--data-dir", str(tmp_path), "--tenant", "acme",
                                 "--type", "DatasetRegistered"], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout
@@ -90,3 +88,43 @@ def test_cli_replay_verify_and_events_tail(tmp_path: Path) -> None:
     out = subprocess.run(cli + ["events", "tail", "--data-dir", str(tmp_path), "--type", "TrainingCompleted"],
                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out == ""
+
+
+def test_replay_after_the_bus_lost_old_segments_rebuilds_the_same_read_models(
+        request: pytest.FixtureRequest, kafka_cluster: KafkaCluster, tmp_path: Path) -> None:
+    """Topics with a 1 s retention: once the broker deleted every event, replay still rebuilds from the store."""
+    namespace = f"retained-{uuid.uuid4().hex[:8]}"
+    bus_uri = (f"kafka://{kafka_cluster.bootstrap_servers}?partitions=2&retention_ms=1000&segment_ms=500"
+               f"&namespace={namespace}")
+    platform = start_platform(tmp_path, bus_uri=bus_uri, store_uri=fresh_store_url(request, "postgresql", tmp_path))
+    try:
+        stub = dataset_stub(platform)
+        for i in range(4):
+            register(stub, platform, "acme", f"set-{i}", {f"f{i}.txt": f"acme{i}".encode()})
+        wait_until(lambda: len(stub.ListDatasets(pb.ListDatasetsRequest(), metadata=metadata()).datasets) == 4,
+                   what="the live read model")
+    finally:
+        platform.stop()
+    topic = f"{namespace}.privtune.dataset.events"
+    ends = open_bus_end_offsets(kafka_cluster.bootstrap_servers, topic)
+    assert sum(ends.values()) == 4
+    wait_until(lambda: kafka_cluster.log_start_offsets(topic) == ends, 90,
+               "the broker to delete every dataset event (retention)")
+
+    live = open_store(platform.config.store_uri)
+    projections = all_projections(live, platform.config)
+    scratch = open_store(f"sqlite:///{tmp_path}/scratch.db")
+    results = replay(scratch, projections, source=live)
+    assert {r.projection: r.applied for r in results}["ingest.dataset_view"] == 4
+    assert snapshot(scratch, projections) == snapshot(live, projections)
+    assert len(snapshot(scratch, projections)[dataset_view.name]) == 4
+
+
+def open_bus_end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    from services.common.bus import open_bus
+
+    bus = open_bus(f"kafka://{bootstrap}")
+    try:
+        return bus.end_offsets(topic)
+    finally:
+        bus.close()

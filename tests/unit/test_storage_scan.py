@@ -51,7 +51,7 @@ def test_boundary_refuses_other_tenants_and_escapes(tmp_path: Path) -> None:
     for uri in (f"file://{tmp_path}/globex/secret", f"file://{tmp_path}/acme/../globex/secret",
                 f"file://{tmp_path}/acme/link", f"file://{tmp_path}/acme/link/s.txt", "file:///etc",
                 "s3://bucket/acme/docs"):
-        with pytest.raises(PermissionDenied, match="outside the storage boundary"):
+        with pytest.raises(PermissionDenied, match="outside the tenant's storage"):
             resolve_dataset(uri, root, "acme")
     with pytest.raises(InvalidArgument, match="not supported"):
         resolve_dataset("http://example.com/x", root, "acme")

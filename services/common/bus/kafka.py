@@ -1,28 +1,46 @@
 """Apache Kafka bus (confluent-kafka).
 
 URI: ``kafka://host1:9092,host2:9092`` with optional query parameters
-``partitions`` (default 6), ``replication`` (default 1; 3 in production),
-``min_insync`` (default: 2 when replication >= 3, else 1) and
-``delivery_timeout_ms`` (default 30000: how long publish waits for acks=all).
 
-The producer is idempotent with ``acks=all``, so a retried send is never written
-twice and an acknowledged event survives the loss of a broker. Consumers never
-auto-commit: the application commits after it has applied a batch.
+* ``partitions`` (default 6), ``replication`` (default 1; 3 in production) and
+  ``min_insync`` (default: 2 when replication >= 3, else 1) of the topics it creates;
+* ``delivery_timeout_ms`` (default 30000): how long the producer keeps trying to
+  deliver a message before it reports it failed (librdkafka's ``delivery.timeout.ms``);
+* ``retention_ms`` (default -1, keep events forever): ``retention.ms`` of the topics it
+  creates. Kafka's default is 7 days, after which a consumer group that was offline
+  longer silently skips the deleted events (it restarts at the log start);
+* ``segment_ms`` (default: the broker's, 7 days): ``segment.ms`` of the topics it
+  creates, i.e. how soon a log segment is closed and may be deleted by retention.
+  Only tests that want retention to act within seconds need it.
+
+For topics that already exist, ``ensure_topics`` reads their configuration and logs
+a WARNING for each one whose retention deletes events (finite ``retention.ms`` or
+``retention.bytes``, or ``cleanup.policy=compact``); it does not change them.
+
+The producer is idempotent with ``acks=all``, so its own retries never write a
+message twice and an acknowledged event survives the loss of a broker. Messages
+with an ``id`` are tracked until librdkafka reports their outcome, so a
+``publish()`` retried after ``BusUnavailable`` never produces a second copy while
+the producer still holds the first one (see kafka_producer.py for what remains).
+Consumers never auto-commit: the application commits after it has applied a batch.
 """
 
 from __future__ import annotations
 
-import threading
+import logging
 import time
 from typing import Sequence
 from urllib.parse import parse_qs, urlsplit
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
+from services.common.bus.kafka_producer import TrackedProducer
 from services.common.bus.protocol import EventBus, Message, Record, next_offsets
 from services.common.bus.registry import register_backend
 from services.common.errors import BusUnavailable, CommitFailed
+
+log = logging.getLogger(__name__)
 
 
 class KafkaBus:
@@ -39,8 +57,16 @@ class KafkaBus:
         self.replication = int(params.get("replication", 1))
         self.min_insync = int(params.get("min_insync", 2 if self.replication >= 3 else 1))
         self.delivery_timeout_ms = int(params.get("delivery_timeout_ms", 30000))
-        self._producer: Producer | None = None
-        self._lock = threading.Lock()
+        self.retention_ms = int(params.get("retention_ms", -1))
+        self.segment_ms = int(params["segment_ms"]) if "segment_ms" in params else None
+        self._producer = TrackedProducer({
+            "bootstrap.servers": self.bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 2,
+            "delivery.timeout.ms": self.delivery_timeout_ms,
+            "request.timeout.ms": min(self.delivery_timeout_ms, 15000),
+        }, where=self.bootstrap)
         self._known_topics: set[str] = set()
 
     # -- admin ------------------------------------------------------------------
@@ -58,9 +84,10 @@ class KafkaBus:
             raise BusUnavailable(f"Kafka at {self.bootstrap} did not answer a metadata request: {exc}") from exc
         new = [
             NewTopic(t, num_partitions=self.partitions, replication_factor=self.replication,
-                     config={"min.insync.replicas": str(self.min_insync)})
+                     config=self._topic_config())
             for t in missing if t not in existing
         ]
+        self._warn_about_retention(admin, [t for t in missing if t in existing])
         if new:
             for topic, future in admin.create_topics(new, operation_timeout=30).items():
                 try:
@@ -70,6 +97,37 @@ class KafkaBus:
                         raise BusUnavailable(f"could not create topic {topic} on {self.bootstrap}: {exc}") from exc
             self._wait_for_leaders([t.topic for t in new])
         self._known_topics.update(missing)
+
+    def _topic_config(self) -> dict[str, str]:
+        config = {"min.insync.replicas": str(self.min_insync), "retention.ms": str(self.retention_ms)}
+        if self.segment_ms is not None:
+            config["segment.ms"] = str(self.segment_ms)
+        return config
+
+    def _warn_about_retention(self, admin: AdminClient, topics: list[str]) -> None:
+        """Log a WARNING for each existing topic whose retention deletes events.
+
+        Consumers start over at the log start when their committed offset is gone, so a
+        group that was offline longer than the retention misses events without any error.
+        The check is advisory: if the broker does not answer, say so and carry on.
+        """
+        if not topics:
+            return
+        futures = admin.describe_configs([ConfigResource(ResourceType.TOPIC, t) for t in topics], request_timeout=10)
+        for resource, future in futures.items():
+            try:
+                entries = {name: entry.value for name, entry in future.result(timeout=15).items()}
+            except Exception as exc:  # noqa: BLE001 - KafkaException or a timeout: only a check
+                log.warning("could not read the retention of Kafka topic %s on %s: %s", resource.name,
+                            self.bootstrap, exc)
+                continue
+            for problem, fix in retention_problems(entries):
+                log.warning(
+                    "Kafka topic %s %s: a consumer group that has not read events before they are deleted (one "
+                    "offline that long) skips them without notice, restarting at the log start. To keep events "
+                    "forever run: kafka-configs.sh --bootstrap-server %s --alter --entity-type topics "
+                    "--entity-name %s --add-config %s",
+                    resource.name, problem, self.bootstrap, resource.name, fix)
 
     def _wait_for_leaders(self, topics: list[str], timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -83,47 +141,17 @@ class KafkaBus:
         raise BusUnavailable(f"topics {topics} have no partition leaders after {timeout:.0f}s on {self.bootstrap}")
 
     # -- producing ----------------------------------------------------------------
-    def _get_producer(self) -> Producer:
-        with self._lock:
-            if self._producer is None:
-                self._producer = Producer({
-                    "bootstrap.servers": self.bootstrap,
-                    "enable.idempotence": True,
-                    "acks": "all",
-                    "linger.ms": 2,
-                    "delivery.timeout.ms": self.delivery_timeout_ms,
-                    "request.timeout.ms": min(self.delivery_timeout_ms, 15000),
-                })
-            return self._producer
-
     def publish(self, messages: Sequence[Message], timeout: float = 30.0) -> None:
+        """Produce and wait up to ``timeout`` for every acknowledgement.
+
+        librdkafka decides each message within ``delivery_timeout_ms``; a shorter
+        ``timeout`` makes this raise sooner while the producer keeps the messages, and a
+        retry with the same ids waits for those copies instead of producing new ones.
+        """
         if not messages:
             return
         self.ensure_topics(sorted({m.topic for m in messages}))
-        producer = self._get_producer()
-        pending = len(messages)
-        errors: list[str] = []
-
-        def on_delivery(err: KafkaError | None, _msg: object) -> None:
-            nonlocal pending
-            pending -= 1
-            if err is not None:
-                errors.append(str(err))
-
-        for m in messages:
-            while True:
-                try:
-                    producer.produce(m.topic, key=m.key, value=m.value, headers=list(m.headers.items()),
-                                     on_delivery=on_delivery)
-                    break
-                except BufferError:  # local queue full: let deliveries drain
-                    producer.poll(0.1)
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
-        if pending or errors:
-            detail = errors[0] if errors else f"{pending} of {len(messages)} not acknowledged within {timeout:.0f}s"
-            raise BusUnavailable(f"Kafka at {self.bootstrap} did not acknowledge every event: {detail}")
+        self._producer.send(messages, timeout)
 
     # -- consuming ----------------------------------------------------------------
     def subscribe(self, group: str, topics: Sequence[str], *, from_beginning: bool = True) -> "KafkaSubscription":
@@ -155,9 +183,7 @@ class KafkaBus:
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(10)
-            self._producer = None
+        self._producer.close(10)
 
 
 class KafkaSubscription:
@@ -214,6 +240,30 @@ class KafkaSubscription:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def retention_problems(config: dict[str, str | None]) -> list[tuple[str, str]]:
+    """What in a topic's configuration deletes events: (in words, the setting that stops it)."""
+    problems = []
+    retention_ms = int(config.get("retention.ms") or -1)
+    if retention_ms >= 0:
+        problems.append((f"deletes events older than {_duration(retention_ms)} (retention.ms={retention_ms})",
+                         "retention.ms=-1"))
+    retention_bytes = int(config.get("retention.bytes") or -1)
+    if retention_bytes >= 0:
+        problems.append((f"deletes the oldest events once a partition holds {retention_bytes} bytes "
+                         f"(retention.bytes={retention_bytes})", "retention.bytes=-1"))
+    if "compact" in (config.get("cleanup.policy") or ""):
+        problems.append(("is compacted (cleanup.policy=compact), which deletes all but the latest event of each "
+                         "aggregate", "cleanup.policy=delete"))
+    return problems
+
+
+def _duration(ms: int) -> str:
+    for unit, size in (("days", 86_400_000), ("hours", 3_600_000), ("minutes", 60_000), ("seconds", 1000)):
+        if ms >= size:
+            return f"{ms / size:g} {unit if ms != size else unit[:-1]}"
+    return f"{ms} ms"
 
 
 def _open(uri: str) -> EventBus:

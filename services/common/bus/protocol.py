@@ -8,12 +8,19 @@ from typing import Protocol, Sequence
 
 @dataclass(frozen=True)
 class Message:
-    """Something to publish. ``key`` picks the partition, so one key stays in order."""
+    """Something to publish. ``key`` picks the partition, so one key stays in order.
+
+    ``id`` is the message's identity across retries of ``publish()`` (the outbox passes
+    the event id). It is not written to the log; it lets a backend that may still hold
+    an earlier copy from a failed ``publish()`` wait for that copy instead of writing
+    the message a second time. Leave it None for messages that are never retried.
+    """
 
     topic: str
     key: bytes
     value: bytes
     headers: dict[str, bytes] = field(default_factory=dict)
+    id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,9 +76,16 @@ class EventBus(Protocol):
     def publish(self, messages: Sequence[Message], timeout: float = 30.0) -> None:
         """Append messages; returns only once all are durably acknowledged.
 
+        A caller that retries after ``BusUnavailable`` passes the same messages (same
+        ``id``) again: the bus never writes a second copy of one it still holds from the
+        earlier attempt, and one written after that attempt gave up counts as written.
+        (A restarted process, or a message lost in flight with its answer, may still be
+        written twice: consumers dedupe by event id.) Publishing a message again after
+        a *successful* call appends it again.
+
         Raises:
             BusUnavailable: not all messages were acknowledged within ``timeout``.
-                Some may have been written: callers retry and consumers dedupe.
+                Some may have been written: callers retry (with the same ids).
         """
         ...
 

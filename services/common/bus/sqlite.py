@@ -127,6 +127,8 @@ class SQLiteBus:
         self.ensure_topics(sorted({m.topic for m in messages}))
         conn = self._conn()
         ts = _now_ms()
+        # One transaction: a publish that raises wrote nothing, so its retry cannot write a
+        # second copy and Message.id is not needed here.
         try:
             with _Tx(conn):
                 for msg in messages:

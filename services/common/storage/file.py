@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 from urllib.parse import quote, unquote, urlsplit
 
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied
+from services.common import limits
 from services.common.storage.keys import has_dot_segment, validate_key, validate_prefix
 from services.common.storage.protocol import ObjectInfo
 
 PARTIAL_SUFFIX = ".privtune-partial"  # temporary files of writes in progress; never listed
+_SLASHES = re.compile(r"/{2,}")
 
 
 def _chunks_of(data: bytes | Iterable[bytes]) -> Iterable[bytes | bytearray | memoryview]:
@@ -31,30 +34,52 @@ class FileStorage:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(os.path.realpath(root))
         self.uri = self.root.as_uri().rstrip("/") + "/"
+        # URIs may name the root as configured or as resolved (when it lies under a symlink)
+        self._roots = tuple(dict.fromkeys((str(self.root).rstrip("/"), os.path.abspath(root).rstrip("/"))))
 
     # -- boundary -------------------------------------------------------------------
 
     def _inside(self, path: str) -> bool:
-        real = os.path.realpath(path)
+        """Whether ``path`` (of bounded length: a validated key below the root) really lies inside the root."""
+        return self._below_root(os.path.realpath(path))
+
+    def _below_root(self, real: str) -> bool:
         root = str(self.root)
         return real == root or real.startswith(root.rstrip("/") + "/")
 
     def _path(self, key: str) -> str:
         path = os.path.join(self.root, *validate_key(key).split("/"))
         if not self._inside(path):
-            raise PermissionDenied(f"object key {key!r} leads outside the storage boundary of {self.uri} "
-                                   "(through a symlink); store the data inside the tenant's folder")
+            raise PermissionDenied(f"object key {limits.quote(key)} leads outside the tenant's storage (through a "
+                                   "symlink); store the data inside the tenant's folder")
         return path
 
+    def _relative(self, path: str) -> str | None:
+        """The part of ``path`` below the root, by comparing strings only (no file system access), or None."""
+        path = _SLASHES.sub("/", path).rstrip("/")
+        for root in self._roots:
+            if path == root:
+                return ""
+            if path.startswith(root + "/"):
+                return path[len(root) + 1:]
+        return None
+
     def key_for(self, uri: str) -> str:
+        # Linear in the URI: lexical checks first, so os.path.realpath (one lstat per path prefix)
+        # only ever sees a path within the key length limit, and never one outside the root.
         parts = urlsplit(uri)
         path = unquote(parts.path)
-        outside = PermissionDenied(f"storage_uri {uri!r} is outside the storage boundary of this tenant; "
-                                   f"register data under {self.uri}")
+        outside = PermissionDenied(f"storage_uri {limits.quote(uri)} is outside the tenant's storage; register data "
+                                   "inside the tenant's own storage folder")
         if parts.scheme != "file" or parts.netloc not in ("", "localhost") or has_dot_segment(path):
             raise outside
-        real = os.path.realpath(path)
-        if not self._inside(real):
+        relative = self._relative(path)
+        if relative is None:
+            raise outside
+        if relative:
+            validate_prefix(relative)
+        real = os.path.realpath(os.path.join(self.root, relative)) if relative else str(self.root)
+        if not self._below_root(real):
             raise outside
         key = os.path.relpath(real, self.root).replace(os.sep, "/")
         if key == ".":
@@ -94,7 +119,8 @@ class FileStorage:
                 raise FileNotFoundError(path)
             return open(path, "rb")
         except FileNotFoundError:
-            raise NotFound(f"no object {key!r} in {self.uri}; list the storage to see what is there") from None
+            raise NotFound(f"no object {limits.quote(key)} in the tenant's storage; list the storage to see what is "
+                           "there") from None
 
     def exists(self, key: str) -> bool:
         path = self._path(key)
@@ -105,7 +131,7 @@ class FileStorage:
     def delete(self, key: str) -> None:
         path = self._path(key)
         if os.path.islink(path) or os.path.isdir(path):
-            raise InvalidArgument(f"{key!r} is not an object; delete objects one by one")
+            raise InvalidArgument(f"{limits.quote(key)} is not an object; delete objects one by one")
         try:
             os.unlink(path)
         except FileNotFoundError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.common.errors import InvalidArgument
+from services.common.limits import quote
 
 MAX_KEY_BYTES = 1024  # the S3 limit; also keeps file paths well inside PATH_MAX
 
@@ -26,7 +27,7 @@ def validate_key(key: str) -> str:
     """Return ``key`` if it names an object, else raise ``InvalidArgument`` saying why."""
     problem = "is empty" if not key else ("ends with '/' (that is a folder)" if key.endswith("/") else _problem(key))
     if problem:
-        raise InvalidArgument(f"object key {key!r} {problem}; use a relative path like 'docs/a.jsonl'")
+        raise InvalidArgument(f"object key {quote(key)} {problem}; use a relative path like 'docs/a.jsonl'")
     return key
 
 
@@ -34,7 +35,7 @@ def validate_prefix(prefix: str) -> str:
     """Return ``prefix`` if it can start keys ("" and folder prefixes ending in '/' included)."""
     problem = _problem(prefix) if prefix else ""
     if problem:
-        raise InvalidArgument(f"key prefix {prefix!r} {problem}; use a relative path like 'docs/'")
+        raise InvalidArgument(f"key prefix {quote(prefix)} {problem}; use a relative path like 'docs/'")
     return prefix
 
 

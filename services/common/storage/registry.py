@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.identity import is_tenant_id
+from services.common.limits import quote
 from services.common.storage.protocol import TenantStorage
 
 _FACTORIES: dict[str, Callable[[str], TenantStorage]] = {}
@@ -21,7 +22,6 @@ _BUILTIN: dict[str, tuple[str, str]] = {
     "file": ("services.common.storage.file", "open_file_storage"),
     "s3": ("services.common.storage.s3", "open_s3_storage"),
 }
-_TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # as services.common.identity accepts
 
 
 def register_backend(scheme: str, factory: Callable[[str], TenantStorage]) -> None:
@@ -49,7 +49,7 @@ def as_storage_uri(root: str | os.PathLike[str]) -> str:
 
 def tenant_root_uri(storage_root: str | os.PathLike[str], tenant_id: str) -> str:
     """``<root>/<tenant_id>/``, keeping the root's query options (e.g. ``?endpoint_url=``)."""
-    if not _TENANT_RE.match(tenant_id):
+    if not is_tenant_id(tenant_id):
         raise InvalidArgument(f"tenant id {tenant_id!r} is not valid (lowercase letters, digits and '-')")
     parts = urlsplit(as_storage_uri(storage_root))
     return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{tenant_id}/"))
@@ -84,8 +84,8 @@ def resolve_dataset(uri: str, storage_root_uri: str | os.PathLike[str], tenant_i
     """
     scheme = urlsplit(uri).scheme
     if _factory(scheme) is None:
-        raise InvalidArgument(f"storage_uri {uri!r}: scheme {scheme or '(none)'!r} is not supported; register "
-                              f"data in tenant storage ({', '.join(s + '://' for s in supported_schemes())})")
+        raise InvalidArgument(f"storage_uri {quote(uri)}: scheme {quote(scheme or '(none)', 16)} is not supported; "
+                              f"register data in tenant storage ({', '.join(s + '://' for s in supported_schemes())})")
     storage = open_tenant_storage(storage_root_uri, tenant_id)
     key = storage.key_for(uri)
     name = key.rstrip("/")
@@ -93,5 +93,5 @@ def resolve_dataset(uri: str, storage_root_uri: str | os.PathLike[str], tenant_i
         return storage, name
     prefix = f"{name}/" if name else ""
     if next(iter(storage.list(prefix)), None) is None:
-        raise FailedPrecondition(f"nothing exists at {uri!r}; upload the files first, then register them")
+        raise FailedPrecondition(f"nothing exists at {quote(uri)}; upload the files first, then register them")
     return storage, prefix

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, Iterable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied, PrivtuneError
+from services.common.limits import quote
 from services.common.storage.keys import has_dot_segment, validate_key, validate_prefix
 from services.common.storage.protocol import ObjectInfo
 from services.common.storage.s3_reader import S3RangeReader
@@ -55,7 +56,7 @@ class S3Storage:
                  region: str | None = None, part_size: int = DEFAULT_PART_SIZE) -> None:
         parts = urlsplit(uri)
         if parts.scheme != "s3" or not parts.netloc:
-            raise InvalidArgument(f"{uri!r} is not an s3://bucket/prefix/ URI")
+            raise InvalidArgument(f"{quote(uri)} is not an s3://bucket/prefix/ URI")
         if part_size < _MIN_PART_SIZE:
             raise InvalidArgument(f"part_size {part_size} is below the S3 minimum of {_MIN_PART_SIZE} bytes")
         self.bucket = parts.netloc
@@ -79,8 +80,10 @@ class S3Storage:
         if code == "NoSuchBucket":
             return FailedPrecondition(f"bucket {self.bucket!r} does not exist; create it or fix the storage root")
         if code in ("AccessDenied", "403", "Forbidden"):
-            return PermissionDenied(f"the object store denied access to {where}; grant the platform's "
-                                    "credentials s3:GetObject/PutObject/ListBucket on it")
+            log.warning("the object store denied access to %s (%s)", where, code)
+            return PermissionDenied(f"the object store denied access to {quote(key) if key else 'the tenant root'} "
+                                    "in the tenant's storage; the platform's credentials need s3:GetObject/PutObject/"
+                                    "ListBucket there (the server log names the location)")
         if code in ("PreconditionFailed", "412"):
             return FailedPrecondition(f"{where} was replaced while it was being read; read it again")
         name = type(exc).__name__
@@ -99,8 +102,8 @@ class S3Storage:
         path = parts.path.lstrip("/")
         if (parts.scheme != "s3" or parts.netloc != self.bucket or has_dot_segment(path)
                 or not (path + "/").startswith(self.base)):
-            raise PermissionDenied(f"storage_uri {uri!r} is outside the storage boundary of this tenant; "
-                                   f"register data under {self.uri}")
+            raise PermissionDenied(f"storage_uri {quote(uri)} is outside the tenant's storage; register data "
+                                   "inside the tenant's own storage prefix")
         key = path[len(self.base):] if len(path) >= len(self.base) else ""
         validate_prefix(key)
         return key

@@ -131,3 +131,38 @@ training_job_view = Table(
     Index("ix_training_job_view_state", "state"),
     Index("ix_training_job_view_tenant_month", "tenant_id", "month"),
 )
+
+# The orchestrator's own projection of DatasetVersionCreated (admission and lineage read it): what a
+# dataset version is, and the raw dataset's facts the event carries, without reading curation's or
+# ingest's state. The first event of a version wins (curation may make the same version twice).
+dataset_version_catalog = Table(
+    "dataset_version_catalog", metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("dataset_version_id", String(128), primary_key=True),
+    Column("dataset_id", String(128), nullable=False),
+    Column("curation_job_id", String(128), nullable=False),
+    Column("manifest_uri", Text, nullable=False),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("record_count", BigInteger, nullable=False),
+    Column("train_count", BigInteger, nullable=False),
+    Column("holdout_count", BigInteger, nullable=False),
+    Column("recipe", String(64), nullable=False),
+    Column("classification", Integer, nullable=False),
+    Column("labels_json", Text, nullable=False),
+    Column("dataset_checksum_sha256", String(64), nullable=False),
+    Column("dataset_storage_uri", Text, nullable=False),
+    Column("curation_config_sha256", String(64), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+)
+
+# Curation's own projection of DatasetRegistered: what a curation request needs to know of a dataset.
+curation_dataset_catalog = Table(
+    "curation_dataset_catalog", metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("dataset_id", String(128), primary_key=True),
+    Column("storage_uri", Text, nullable=False),
+    Column("classification", Integer, nullable=False),
+    Column("checksum_sha256", String(64), nullable=False),
+    Column("labels_json", Text, nullable=False),
+    Column("registered_at_ms", BigInteger, nullable=False),
+)

@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from gpu_worker.spec import TrainingSpec
+from services.common.training_spec import TrainingSpec
 from services.common.errors import InvalidArgument
 from services.orchestrator.executors.kubernetes_names import (config_map_name, label_value, network_policy_name,
                                                               workload_name)
@@ -121,11 +121,14 @@ def render_job(job_id: str, tenant_id: str, spec: TrainingSpec, pool: Pool, gpu:
                    "--node_rank=$(RANK)", "--master_addr=$(MASTER_ADDR)", "--master_port=$(MASTER_PORT)",
                    *_job_args(settings, paths)]
     else:
-        # One node: the pod runs the attempt like a pool worker would (events, heartbeats and stop
-        # requests through the store; torchrun --standalone inside for several devices).
+        # One node: the pod runs the attempt like a pool worker would (claim from the orchestrator,
+        # reports, heartbeats and stop commands on the bus; torchrun --standalone inside for several
+        # devices). No store credentials.
         command = ["python", "-m", "gpu_worker.run_attempt", "--tenant", tenant_id, "--job-id", job_id,
                    "--attempt", str(attempt), "--models-root", settings.models_mount_path,
-                   "--storage-root", settings.storage_root_uri, "--work-dir", SCRATCH_DIR]
+                   "--storage-root", settings.storage_root_uri, "--work-dir", SCRATCH_DIR,
+                   "--bus", settings.bus_uri, "--orchestrator", settings.orchestrator_address,
+                   "--worker-id", f"k8s-{name}"]
     template = pod_template(settings, labels=labels, annotations=annotations,
                             command=command, paths=paths, config_map=config_map,
                             processes=layout.processes_per_node, gpus=gpu_name != "cpu",

@@ -59,6 +59,12 @@ class KubernetesSettings(BaseModel):
     storage_root_uri: str = Field(description=(
         "the tenant storage root as the platform sees it (file:///data/tenants); pods see it at the same path, "
         "so URIs in specs and events mean the same inside and outside the cluster"))
+    bus_uri: str = Field(min_length=1, description=(
+        "the event bus as training pods reach it (kafka://kafka.privtune:9092): pods publish their reports on "
+        "privtune.training.reports and receive stop commands on privtune.training.control"))
+    orchestrator_address: str = Field(min_length=1, pattern=r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$", description=(
+        "host:port of the orchestrator's gRPC API as pods reach it: a pod claims its attempt there before it "
+        "starts (list the orchestrator and the bus in control_plane so the NetworkPolicy lets pods reach them)"))
     create_output_folder: bool = Field(True, description=(
         "create <root>/<tenant>/training/<job_id>/ before launching (else kubelet creates it owned by root)"))
 
@@ -98,6 +104,21 @@ class KubernetesSettings(BaseModel):
         if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
             raise ValueError(f"storage_root_uri {uri!r} must be an absolute file:// URI: the executor mounts tenant "
                              "storage from storage_pvc at that path (s3:// roots are not supported yet)")
+        return uri
+
+    @field_validator("extra_env")
+    @classmethod
+    def _no_store_credentials(cls, env: dict[str, str]) -> dict[str, str]:
+        if "PRIVTUNE_STORE" in env or any(v.startswith(("postgresql", "sqlite:")) for v in env.values()):
+            raise ValueError("extra_env gives training pods a metadata store: pods report on the bus and claim "
+                             "attempts from the orchestrator, they never need the store's credentials")
+        return env
+
+    @field_validator("bus_uri")
+    @classmethod
+    def _bus_without_store(cls, uri: str) -> str:
+        if not uri.startswith(("kafka://", "sqlite:///")):
+            raise ValueError(f"bus_uri {uri[:64]!r} must be a kafka:// (or, for tests, sqlite:///) bus URI")
         return uri
 
     @field_validator("models_mount_path")

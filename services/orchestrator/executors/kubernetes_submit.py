@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from gpu_worker.spec import TrainingSpec
+from services.common.training_spec import TrainingSpec
 from services.common.errors import PrivtuneError
 from services.orchestrator.executors.kubernetes_manifests import (PYTORCHJOB_GROUP, PYTORCHJOB_PLURAL,
                                                                   PYTORCHJOB_VERSION, render_job)

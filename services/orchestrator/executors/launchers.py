@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from gpu_worker.spec import TrainingSpec
+from services.common.training_spec import TrainingSpec
 from services.orchestrator.job_domain import TrainingJobState
 from services.orchestrator.resources import Pool
 from services.orchestrator.scheduling import Place

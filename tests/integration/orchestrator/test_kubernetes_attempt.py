@@ -3,11 +3,13 @@
 No cluster is reachable here, so the test plays the kubelet: it renders (and validates)
 the Job for a job the controller scheduled on a ``kubernetes`` pool, then runs the
 container's command as a local process with the container's environment, the pod's
-paths mapped to this machine. The attempt reports through the store like any worker.
+paths mapped to this machine. The attempt claims itself from the orchestrator over gRPC and
+reports on the bus like any worker; the pod has no store credentials.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from typing import Iterator
 
 import pytest
 
-from gpu_worker.spec import TrainingSpec
+from services.common.training_spec import TrainingSpec
 from privtune.platform import Platform
 from privtune.v1 import training_service_pb2 as pb
 from services.common import eventstore
@@ -58,19 +60,26 @@ def test_the_rendered_pod_command_runs_the_scheduled_attempt(platform: Platform,
     request = _stream(platform, job.job_id)[0].training_requested
     spec = TrainingSpec.model_validate_json(request.config_json)
     settings = KubernetesSettings(image="registry.local/privtune:test", models_pvc="models", storage_pvc="tenants",
-                                  storage_root_uri=config.storage_uri, models_mount_path=str(config.models_dir))
+                                  storage_root_uri=config.storage_uri, models_mount_path=str(config.models_dir),
+                                  bus_uri=config.bus_uri, orchestrator_address=platform.grpc_target)
     pool = load_pools(tmp_path / "pools.yaml")["k8s-cpu"]
     manifests = render_job(job.job_id, TENANT, spec, pool, "cpu", settings, request.dataset_uri, scheduled.attempt)
     validate_manifests(manifests)
     container = manifests[-1]["spec"]["template"]["spec"]["containers"][0]
+    # the pod holds no credentials for the metadata store: it reports on the bus and claims over gRPC
+    rendered = json.dumps(manifests)
+    assert "PRIVTUNE_STORE" not in rendered and config.store_uri not in rendered and "secretKeyRef" not in rendered
+    assert "--bus" in container["command"] and "--orchestrator" in container["command"]
     scratch = tmp_path / "scratch"
     argv = [sys.executable if part == "python" else part.replace(SCRATCH_DIR, str(scratch))
             for part in container["command"]]
-    env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}, "PYTHONPATH": str(REPO),
-           "PRIVTUNE_STORE": config.store_uri, "PRIVTUNE_HEARTBEAT_S": "0.5", "OMP_NUM_THREADS": "2",
-           "HOME": str(tmp_path), "TMPDIR": str(tmp_path)}
+    env = {k: v for k, v in os.environ.items() if k != "PRIVTUNE_STORE"}
+    env.update({**{e["name"]: e["value"] for e in container["env"]}, "PYTHONPATH": str(REPO),
+                "PRIVTUNE_HEARTBEAT_S": "0.5", "OMP_NUM_THREADS": "2", "HOME": str(tmp_path), "TMPDIR": str(tmp_path)})
     pod = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert pod.returncode == 0, pod.stderr[-3000:]
+    wait_until(lambda: _stream(platform, job.job_id)[-1].WhichOneof("payload") == "training_completed", 60,
+               "the orchestrator to record the pod's reports")
     events = _stream(platform, job.job_id)
     kinds = [e.WhichOneof("payload") for e in events]
     assert kinds[-1] == "training_completed" and "training_heartbeat" in kinds

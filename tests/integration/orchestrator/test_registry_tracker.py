@@ -33,11 +33,12 @@ from services.common.outbox import OutboxRelay
 from services.common.store import open_store
 from services.common.store.schema import stored_events
 from services.common.topics import ALL_TOPICS
-from services.orchestrator import registry_grpc, registry_views
-from services.orchestrator.mlflow_export import GROUP, exporter_projections, export_run
+from services.orchestrator import catalog, registry_grpc, registry_views
+from services.orchestrator.mlflow_export import MlflowExporter, export_run, exporter_workers
 from services.orchestrator.registry_application import RegistryApplication
 from services.orchestrator.registry_domain import model_stream_id
 from services.orchestrator.tracker import ExperimentTracker
+from tests.platform_fixtures import wait_until
 from tests.stores import fresh_store_url
 
 pytestmark = pytest.mark.integration
@@ -82,7 +83,7 @@ def _rig(store_url: str, tmp_path: Path, extra_projections: tuple = ()) -> Rig:
     bus = open_bus(f"sqlite:///{tmp_path}/events-{uuid.uuid4().hex[:6]}.db?partitions=2")
     bus.ensure_topics(ALL_TOPICS)
     consumers = [EventConsumer(engine, bus, p.name, p.topics, p.apply)
-                 for p in (*registry_views.PROJECTIONS, *extra_projections)]
+                 for p in (*registry_views.PROJECTIONS, catalog.PROJECTION, *extra_projections)]
     server = start_grpc_server("127.0.0.1:0",
                                registry_grpc.bindings(RegistryApplication(engine), engine, threading.Event()))
     return Rig(engine, bus, OutboxRelay(engine, bus), server, grpc.insecure_channel(f"127.0.0.1:{server.port}"),
@@ -128,8 +129,12 @@ def curated_dataset(engine: Engine, tenant: str = "acme") -> str:
     append(engine, "curation_job", cj, [
         events_pb2.CurationRequested(job_id=cj, dataset_id=dataset_id, recipe="tickets_to_sft",
                                      config_sha256="k" * 64, config_json="{}"),
+        # the version carries the raw dataset's and the curation run's facts (the orchestrator's catalog keeps them)
         events_pb2.DatasetVersionCreated(dataset_version_id=dv, dataset_id=dataset_id, job_id=cj,
-                                         manifest_sha256="m" * 64, record_count=10, train_count=8)], tenant)
+                                         manifest_sha256="m" * 64, record_count=10, train_count=8,
+                                         dataset_classification=2, dataset_checksum_sha256="r" * 64,
+                                         dataset_storage_uri=f"file:///tenants/{tenant}/tickets",
+                                         curation_config_sha256="k" * 64)], tenant)
     return dv
 
 
@@ -399,14 +404,16 @@ def _mlflow_runs(uri: str) -> list:
 def test_mlflow_export_round_trips_and_is_idempotent(tmp_path: Path) -> None:
     pytest.importorskip("mlflow")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    assert exporter_projections({}) == []
-    exporter = exporter_projections({"PRIVTUNE_MLFLOW_TRACKING_URI": uri})
-    assert [p.name for p in exporter] == [GROUP]
-    rig = _rig(f"sqlite:///{tmp_path}/store.db", tmp_path, extra_projections=tuple(exporter))
+    rig = _rig(f"sqlite:///{tmp_path}/store.db", tmp_path)
+    assert exporter_workers(rig.engine, rig.bus, {}) == []
+    assert len(exporter_workers(rig.engine, rig.bus, {"PRIVTUNE_MLFLOW_TRACKING_URI": uri})) == 1
+    exporter = MlflowExporter(rig.engine, rig.bus, uri)
     try:
         dv = curated_dataset(rig.engine)
         job_id, _ = trained_job(rig.engine, dv, tags={"model_name": "faq-bot"})
-        rig.pump()  # the exporter follow-up sends the finished run
+        rig.pump()
+        while exporter.poll_and_export(timeout=0.2):  # the exporter sends the finished run
+            pass
         run = ExperimentTracker(rig.engine).get_run(_caller(), job_id)
         again = export_run(run, uri)  # and by hand, twice more
         assert export_run(run, uri) == again
@@ -437,7 +444,73 @@ def test_mlflow_export_round_trips_and_is_idempotent(tmp_path: Path) -> None:
         assert len(_mlflow_runs(uri)) == 1
         assert len(client.get_metric_history(again, "loss")) == 20
     finally:
+        exporter.close()
         _close(rig)
+
+
+def test_mlflow_export_holds_no_store_transaction_and_is_idempotent_on_redelivery(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While MLflow is being called, other writers commit to the SQLite store; an export that fails after
+    MLflow has the run is redelivered and updates the same MLflow run."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+    from sqlalchemy import create_engine
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    store_url = f"sqlite:///{tmp_path}/store.db"
+    rig = _rig(store_url, tmp_path)
+    other_writer = create_engine(store_url, connect_args={"timeout": 2.0})  # gives up after 2 s of a held lock
+    committed: list[str] = []
+    failures: list[str] = []
+    terminations: list[str] = []
+    log_batch, set_terminated = MlflowClient.log_batch, MlflowClient.set_terminated
+
+    def log_batch_while_another_writer_commits(self, run_id, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            suffix = uuid.uuid4().hex[:8]
+            append(other_writer, "dataset", f"ds-{suffix}", [events_pb2.DatasetRegistered(
+                dataset_id=f"ds-{suffix}", name=f"other-{suffix}", storage_uri="file:///tenants/acme/other",
+                classification=2, checksum_sha256="o" * 64, file_count=1, total_bytes=1)])
+            committed.append(suffix)
+        except Exception as exc:  # noqa: BLE001 - what the old exporter caused: "database is locked"
+            failures.append(f"{type(exc).__name__}: {exc}")
+        return log_batch(self, run_id, *args, **kwargs)
+
+    def set_terminated_fails_once(self, run_id, *args, **kwargs):  # type: ignore[no-untyped-def]
+        terminations.append(run_id)
+        if len(terminations) == 1:
+            raise ConnectionError("MLflow went away after the run was logged")
+        return set_terminated(self, run_id, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "log_batch", log_batch_while_another_writer_commits)
+    monkeypatch.setattr(MlflowClient, "set_terminated", set_terminated_fails_once)
+    stop = threading.Event()
+    exporter = MlflowExporter(rig.engine, rig.bus, uri)
+    thread = threading.Thread(target=exporter.run, args=(stop,))
+    try:
+        dv = curated_dataset(rig.engine)
+        job_id, _ = trained_job(rig.engine, dv, tags={"model_name": "faq-bot"})
+        rig.pump()
+        thread.start()
+
+        def exported() -> bool:
+            runs = _mlflow_runs(uri)
+            return bool(runs) and runs[0].info.status == "FINISHED"
+        wait_until(exported, timeout=120, what="the redelivered export to finish the MLflow run")
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+        exporter.close()
+        other_writer.dispose()
+        _close(rig)
+    assert failures == [], f"a writer could not commit while MLflow was called: {failures}"
+    assert committed, "MLflow's log_batch was never called"
+    assert len(terminations) == 2, terminations  # the failed attempt, then the redelivered one
+    runs = _mlflow_runs(uri)
+    assert len(runs) == 1 and runs[0].data.tags["privtune.run_id"] == job_id
+    client = MlflowClient(tracking_uri=uri)
+    history = client.get_metric_history(runs[0].info.run_id, "loss")
+    assert sorted((m.step, m.value) for m in history) == [(s, 3.0 / s) for s in range(1, 21)]  # none twice
 
 
 # ------------------------------------------------------------------ CLI

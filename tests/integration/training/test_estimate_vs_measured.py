@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from gpu_worker.spec import TrainingSpec
+from services.common.training_spec import TrainingSpec
 from tests.training_fixtures import REPO, TENANT
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import pytest
 from gpu_worker import checkpoint as ckpt
 from gpu_worker.base_models import resolve
 from gpu_worker.job import run_job
-from gpu_worker.spec import METHODS
+from services.common.training_spec import METHODS
 from tests.training_fixtures import make_dataset, make_models, tiny_spec
 
 pytestmark = pytest.mark.integration

@@ -13,6 +13,7 @@ from typing import Iterator
 
 import pytest
 
+from gpu_worker.claims import GrpcAttemptClaims
 from gpu_worker.hashing import folder_files, manifest_sha256
 from gpu_worker.worker import TrainingWorker, WorkerSettings
 from privtune.platform import Platform
@@ -48,6 +49,11 @@ def relay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]
     platform.stop()
 
 
+def _worker(platform: Platform, settings: WorkerSettings) -> TrainingWorker:
+    """A pool member of the platform's bus that claims attempts from its orchestrator (no store)."""
+    return TrainingWorker(platform.bus, GrpcAttemptClaims(platform.grpc_target), settings)  # type: ignore[arg-type]
+
+
 def _kinds(platform: Platform, job_id: str) -> list[str]:
     with platform.engine.connect() as conn:  # type: ignore[union-attr]
         return [e.WhichOneof("payload") for e in eventstore.load_stream(conn, TENANT, job_id)]
@@ -62,7 +68,7 @@ def test_a_requested_job_runs_and_reports_every_stage(relay: Platform, tmp_path:
     config = relay.config
     settings = WorkerSettings(models_dir=config.models_dir, storage_uri=config.storage_uri, work_dir=config.work_dir,
                               worker_id="worker-a", heartbeat_seconds=0.5, progress_seconds=0.0)
-    worker = TrainingWorker(relay.engine, relay.bus, settings)  # type: ignore[arg-type]
+    worker = _worker(relay, settings)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
@@ -79,9 +85,11 @@ def test_a_requested_job_runs_and_reports_every_stage(relay: Platform, tmp_path:
     assert "training_heartbeat" in kinds
     facts = [e for e in events if e.WhichOneof("payload") != "training_heartbeat"]
     kinds = [e.WhichOneof("payload") for e in facts]
-    assert kinds[:4] == ["training_requested", "training_queued", "training_scheduled", "training_started"]
+    assert kinds[:5] == ["training_requested", "training_queued", "training_scheduled", "training_attempt_claimed",
+                         "training_started"]
     assert kinds[-1] == "training_completed" and kinds.count("training_progress") == 12
-    started = facts[3].training_started
+    assert facts[3].training_attempt_claimed.worker_id == "worker-a" and facts[3].actor == "worker-a"
+    started = facts[4].training_started
     assert started.worker_id == "worker-a" and started.attempt == 1 and started.total_steps == 12
     assert started.bitwise_reproducible.startswith("yes") and started.library_versions["torch"]
     saved = [e.checkpoint_saved for e in events if e.WhichOneof("payload") == "checkpoint_saved"]
@@ -99,9 +107,11 @@ def test_a_requested_job_runs_and_reports_every_stage(relay: Platform, tmp_path:
     sub.close()
 
 
-def _serve_training(config: PlatformConfig, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PRIVTUNE_DATA_DIR": str(config.data_dir),
-           "PRIVTUNE_BUS": config.bus_uri, "PRIVTUNE_STORE": config.store_uri, "PRIVTUNE_HEARTBEAT_S": "0.5"}
+def _serve_training(config: PlatformConfig, log: Path, orchestrator: str) -> subprocess.Popen[bytes]:
+    # a worker process gets the bus and the orchestrator's address; never the store
+    env = {**{k: v for k, v in os.environ.items() if k != "PRIVTUNE_STORE"}, "PYTHONPATH": str(REPO),
+           "PRIVTUNE_DATA_DIR": str(config.data_dir), "PRIVTUNE_BUS": config.bus_uri,
+           "PRIVTUNE_ORCHESTRATOR": orchestrator, "PRIVTUNE_HEARTBEAT_S": "0.5"}
     return subprocess.Popen([sys.executable, "-m", "privtune", "serve", "training"], cwd=REPO, env=env,
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT)
 
@@ -111,14 +121,14 @@ def test_a_killed_workers_job_is_requeued_and_resumed_from_its_checkpoint(relay:
     config = relay.config
     version = register_version(relay.engine, config.storage_uri)  # type: ignore[arg-type]
     job_id = create_job(relay, job_request(version, max_steps=40, checkpoint_every=5)).job_id
-    first = _serve_training(config, tmp_path / "worker-1.log")
+    first = _serve_training(config, tmp_path / "worker-1.log", relay.grpc_target)
     try:
         wait_until(lambda: "checkpoint_saved" in _kinds(relay, job_id), 180, "a first checkpoint")
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
     finally:
         first.kill()
-    second = _serve_training(config, tmp_path / "worker-2.log")
+    second = _serve_training(config, tmp_path / "worker-2.log", relay.grpc_target)
     try:
         wait_until(lambda: "training_completed" in _kinds(relay, job_id), 240, "the resumed job to complete")
     finally:
@@ -148,8 +158,8 @@ def test_data_parallel_job_matches_single_process_loss_curve(relay: Platform, tm
     assert rc == 0
     reference = [e["loss"] for e in events if e["kind"] == "progress"]
     settings = WorkerSettings(models_dir=config.models_dir, storage_uri=config.storage_uri, work_dir=config.work_dir,
-                              worker_id="worker-ddp", progress_seconds=0.0)
-    worker = TrainingWorker(relay.engine, relay.bus, settings)  # type: ignore[arg-type]
+                              worker_id="worker-ddp", progress_seconds=0.0, heartbeat_seconds=0.5)
+    worker = _worker(relay, settings)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()

@@ -8,7 +8,7 @@ import pytest
 
 from gpu_worker import data
 from gpu_worker.base_models import ModelStoreError, build_tiny_model, resolve
-from gpu_worker.spec import TrainingSpec
+from services.common.training_spec import TrainingSpec
 from gpu_worker.synthetic import reverse_task, write_dataset_version
 from services.common.storage import open_tenant_storage
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gpu_worker.spec import TrainingSpec
+from services.common.training_spec import TrainingSpec
 from privtune.v1 import events_pb2
 from services.orchestrator.estimate import (NF4_BYTES_PER_PARAM, Estimate, activation_bytes, estimate,
                                             fitting_methods, model_info_from_config, total_steps,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gpu_worker.spec import TrainingSpec
+from services.common.training_spec import TrainingSpec
 from privtune.v1 import events_pb2
 from services.common.envelope import Causation, new_envelope
 from services.common.errors import InvalidArgument

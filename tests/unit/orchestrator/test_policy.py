@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import pytest
 
-from gpu_worker.spec import TrainingSpec
+from services.common.training_spec import TrainingSpec
 from privtune.v1 import events_pb2
 from services.orchestrator.policy import (RULES, AdmissionRequest, Policy, Violation, default_policy, evaluate,
                                           resolve_method)

@@ -1,0 +1,38 @@
+"""TrainingAttemptService over gRPC: the claim a worker must win before it runs an attempt."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from privtune.v1 import training_attempt_service_pb2 as pb
+from privtune.v1 import training_attempt_service_pb2_grpc as pb_grpc
+from services.common.grpc_server import ServiceBinding
+from services.common.identity import caller_from_metadata
+from services.orchestrator.application import TrainingJobApplication
+
+log = logging.getLogger(__name__)
+
+
+class TrainingAttemptServicer(pb_grpc.TrainingAttemptServiceServicer):
+    def __init__(self, app: TrainingJobApplication) -> None:
+        self.app = app
+
+    def ClaimAttempt(self, request: pb.ClaimAttemptRequest, context: grpc.ServicerContext) -> pb.ClaimAttemptResponse:
+        caller = caller_from_metadata(context.invocation_metadata())
+        decision, state = self.app.claim_attempt(caller, request.job_id, request.attempt, request.worker_id,
+                                                 request.claim_id, request.executor)
+        if not decision.granted:
+            log.info("training job %s: %s lost the claim on attempt %d: %s", request.job_id[:64],
+                     request.worker_id[:64], request.attempt, decision.reason)
+            return pb.ClaimAttemptResponse(granted=False, reason=decision.reason)
+        return pb.ClaimAttemptResponse(granted=True, request=state.request,
+                                       resume_from_checkpoint_id=state.last_checkpoint_id,
+                                       correlation_id=state.correlation_id)
+
+
+def binding(app: TrainingJobApplication) -> ServiceBinding:
+    return ServiceBinding(full_name=pb.DESCRIPTOR.services_by_name["TrainingAttemptService"].full_name,
+                          servicer=TrainingAttemptServicer(app),
+                          add_to_server=pb_grpc.add_TrainingAttemptServiceServicer_to_server)

@@ -1,0 +1,50 @@
+"""The training job's write side: load its state, append its events with the view row, in one transaction.
+
+Every writer of a job (the API, the controller, the claim, the report recorder) goes
+through ``append_job``, so a job's events, its outbox rows and its ``training_job_view``
+row always commit together (see job_view.py).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from sqlalchemy import Connection
+
+from privtune.v1 import events_pb2
+from services.common import eventstore
+from services.common.envelope import Causation, new_envelope
+from services.orchestrator import job_domain, job_view
+
+SOURCE = "privtune/orchestrator"
+STREAM_TYPE = job_view.STREAM_TYPE
+
+
+def load_job(conn: Connection, tenant_id: str, job_id: str,
+             cached: job_domain.TrainingJobState | None = None) -> job_domain.TrainingJobState:
+    """The job's current state (folding only what ``cached`` has not seen yet)."""
+    cached = cached or job_domain.TrainingJobState()
+    return job_domain.fold(eventstore.load_stream(conn, tenant_id, job_id, after_version=cached.version), cached)
+
+
+def append_job(conn: Connection, tenant_id: str, job_id: str, state: job_domain.TrainingJobState, payloads: list,
+               causation: Causation) -> job_domain.TrainingJobState:
+    """Append ``payloads`` after ``state.version`` (+ outbox) and update the view. Returns the new state.
+
+    Raises:
+        ConcurrencyConflict: another writer appended to the job first.
+    """
+    envelopes = [new_envelope(p, subject=job_id, tenant_id=tenant_id, source=SOURCE, causation=causation)
+                 for p in payloads]
+    return append_envelopes(conn, state, envelopes)
+
+
+def append_envelopes(conn: Connection, state: job_domain.TrainingJobState,
+                     envelopes: Sequence[events_pb2.EventEnvelope]) -> job_domain.TrainingJobState:
+    """Append ready-made envelopes (a worker's report keeps its own id, actor and time) and update the view."""
+    if not envelopes:
+        return state
+    eventstore.append(conn, STREAM_TYPE, envelopes, expected_version=state.version)
+    new_state = job_domain.fold(envelopes, state)
+    job_view.save(conn, new_state)
+    return new_state
