@@ -19,7 +19,8 @@ def _config(args: argparse.Namespace) -> PlatformConfig:
     return PlatformConfig.from_env(args.data_dir, bus_uri=args.bus, store_uri=args.store,
                                    storage_root=args.storage,
                                    grpc_address=getattr(args, "grpc", None),
-                                   orchestrator_address=getattr(args, "orchestrator", None))
+                                   orchestrator_address=getattr(args, "orchestrator", None),
+                                   curation_address=getattr(args, "curation", None))
 
 
 def _add_backend_args(p: argparse.ArgumentParser) -> None:
@@ -52,7 +53,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    return _run_until_signal([args.service], _config(args))
+    return _run_until_signal(list(dict.fromkeys(args.service)), _config(args))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -228,12 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grpc", help="gRPC listen address (default 127.0.0.1:50051)")
     p.set_defaults(func=cmd_up)
 
-    p = sub.add_parser("serve", help="run one service on any backends")
-    p.add_argument("service", choices=sorted(SERVICES))
+    p = sub.add_parser("serve", help="run one service (or several, in one process) on any backends")
+    p.add_argument("service", nargs="+", choices=sorted(SERVICES))
     _add_backend_args(p)
     p.add_argument("--grpc", help="gRPC listen address (default 127.0.0.1:50051)")
     p.add_argument("--orchestrator", help="training: the orchestrator's gRPC address, where attempts are claimed "
                                           "(default $PRIVTUNE_ORCHESTRATOR, else --grpc)")
+    p.add_argument("--curation", help="curation-worker: the curation service's gRPC address, where jobs are "
+                                      "claimed (default $PRIVTUNE_CURATION, else --grpc)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("migrate", help="bring the metadata store to the latest schema")

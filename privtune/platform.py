@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 # service name -> module with build(engine, bus, config, stop) -> ServiceParts
 SERVICES: dict[str, str] = {"ingest": "services.ingest.service", "curation": "services.curation.service",
+                            "curation-worker": "services.curation.worker_service",
                             "orchestrator": "services.orchestrator.service", "training": "gpu_worker.service"}
 
 

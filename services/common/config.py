@@ -21,6 +21,9 @@ class PlatformConfig(BaseModel):
     orchestrator_address: str = Field(
         "", description="gRPC address (host:port) of the orchestrator, where training workers claim attempts "
                         "[PRIVTUNE_ORCHESTRATOR]; empty: this process's own gRPC server")
+    curation_address: str = Field(
+        "", description="gRPC address (host:port) of the curation service, where curation workers claim jobs "
+                        "[PRIVTUNE_CURATION]; empty: this process's own gRPC server")
     _serving_port: int = PrivateAttr(default=0)
 
     @classmethod
@@ -34,6 +37,7 @@ class PlatformConfig(BaseModel):
             "storage_root": os.environ.get("PRIVTUNE_STORAGE", str(base / "tenants")),
             "grpc_address": os.environ.get("PRIVTUNE_GRPC", "127.0.0.1:50051"),
             "orchestrator_address": os.environ.get("PRIVTUNE_ORCHESTRATOR", ""),
+            "curation_address": os.environ.get("PRIVTUNE_CURATION", ""),
         }
         values.update({k: (str(v) if k == "storage_root" else v) for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -43,13 +47,21 @@ class PlatformConfig(BaseModel):
         self._serving_port = port
 
     @property
-    def orchestrator_target(self) -> str:
-        """Where training workers claim attempts: ``orchestrator_address``, else this process's server."""
-        if self.orchestrator_address:
-            return self.orchestrator_address
+    def own_target(self) -> str:
+        """This process's own gRPC server, as a client reaches it."""
         host, _, port = self.grpc_address.rpartition(":")
         host = "127.0.0.1" if host in ("", "0.0.0.0", "[::]") else host
         return f"{host}:{self._serving_port or port}"
+
+    @property
+    def orchestrator_target(self) -> str:
+        """Where training workers claim attempts: ``orchestrator_address``, else this process's server."""
+        return self.orchestrator_address or self.own_target
+
+    @property
+    def curation_target(self) -> str:
+        """Where curation workers claim jobs: ``curation_address``, else this process's server."""
+        return self.curation_address or self.own_target
 
     @property
     def models_dir(self) -> Path:

@@ -7,7 +7,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import Engine, delete, insert, or_, update
+from sqlalchemy import Connection, Engine, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from services.common.clock import now_ms
@@ -73,3 +73,14 @@ def holding_lease(engine: Engine, name: str, owner: str, lease_ms: int) -> Itera
             release_lease(engine, name, owner)
         except Exception:  # noqa: BLE001 - it expires by itself
             log.warning("could not release lease %s; it expires in %d ms", name, lease_ms, exc_info=True)
+
+
+def lease_holder(conn: Connection, name: str) -> str | None:
+    """Who holds (or last held, if it lapsed and nobody took it since) lease ``name``; None if nobody."""
+    row = conn.execute(select(relay_leases.c.owner).where(relay_leases.c.name == name)).first()
+    return row.owner if row is not None else None
+
+
+def release_lease_in(conn: Connection, name: str, owner: str) -> None:
+    """``release_lease`` inside the caller's transaction (with the effect the lease guarded)."""
+    conn.execute(delete(relay_leases).where(relay_leases.c.name == name, relay_leases.c.owner == owner))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 DATASET_EVENTS = "privtune.dataset.events"
 CURATION_EVENTS = "privtune.curation.events"
+CURATION_REPORTS = "privtune.curation.reports"
 TRAINING_EVENTS = "privtune.training.events"
 TRAINING_COMMANDS = "privtune.training.commands"
 TRAINING_REPORTS = "privtune.training.reports"
@@ -19,6 +20,7 @@ DEAD_LETTER = "privtune.deadletter"
 ALL_TOPICS: tuple[str, ...] = (
     DATASET_EVENTS,
     CURATION_EVENTS,
+    CURATION_REPORTS,
     TRAINING_EVENTS,
     TRAINING_COMMANDS,
     TRAINING_REPORTS,
@@ -37,7 +39,8 @@ ALL_TOPICS: tuple[str, ...] = (
 # consumer group), TrainingAttemptStop on privtune.training.control (every running worker listens).
 # Workers publish their reports (TrainingStarted ... TrainingFailed, not yet recorded) straight to
 # privtune.training.reports; the orchestrator records the ones its aggregate accepts, and only those
-# reach privtune.training.events.
+# reach privtune.training.events. Curation workers do the same with their outcome (DatasetVersionCreated
+# or CurationFailed) on privtune.curation.reports, recorded by the curation service.
 _TOPIC_BY_PAYLOAD: dict[str, str] = {
     "dataset_registered": DATASET_EVENTS,
     "curation_requested": CURATION_EVENTS,

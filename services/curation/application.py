@@ -16,6 +16,7 @@ from services.common.envelope import Causation, new_envelope
 from services.common.errors import ConcurrencyConflict, InvalidArgument, NotFound
 from services.common.idempotency import RequestIdTaken, claim_request_id, created_by_request
 from services.common.identity import Caller
+from services.common.leases import take_lease
 from services.common.limits import quote
 from services.common.store.schema import curation_job_view
 from services.curation import domain
@@ -97,6 +98,19 @@ class CurationApplication:
     def _by_request_id(self, caller: Caller, request_id: str) -> domain.CurationJobState | None:
         job_id = created_by_request(self.engine, caller.tenant_id, REQUEST_KIND, request_id)
         return self.get(caller, job_id) if job_id else None
+
+    def claim_job(self, caller: Caller, job_id: str, worker_id: str, claim_id: str,
+                  lease_seconds: int = 30) -> tuple[bool, bool, str]:
+        """Take or renew a worker's claim on a job (a lease in the store). Returns (granted, finished, reason)."""
+        if not job_id or not worker_id or not claim_id or len(claim_id) > 64:
+            raise InvalidArgument("job_id, worker_id and claim_id (at most 64 characters) are required")
+        lease_seconds = min(max(lease_seconds or 30, 5), 3600)
+        state = self.get(caller, job_id)
+        if state.finished:
+            return False, True, "the job already has its outcome"
+        if take_lease(self.engine, domain.claim_name(job_id), claim_id, lease_seconds * 1000):
+            return True, False, ""
+        return False, False, "the job is being curated under another claim"
 
     def get(self, caller: Caller, job_id: str) -> domain.CurationJobState:
         if not job_id:

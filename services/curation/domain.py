@@ -92,6 +92,32 @@ def decide_fail(state: CurationJobState, error_code: str, reason: str) -> list[e
                                       reason=reason)]
 
 
+OUTCOMES = ("dataset_version_created", "curation_failed")
+
+
+def claim_name(job_id: str) -> str:
+    """The lease a worker holds while it curates the job (job ids are unique across tenants)."""
+    return f"curation:{job_id}"
+
+
+def report_fence(state: CurationJobState, env: events_pb2.EventEnvelope, claim_holder: str | None) -> str:
+    """Why a worker's reported outcome must not be recorded ("" when it may be).
+
+    It must be an outcome of an existing, unfinished job, sent under the claim the job's lease
+    names (``claim_holder``; the report's ``causation_id`` is its claim id).
+    """
+    kind = env.WhichOneof("payload") or ""
+    if kind not in OUTCOMES:
+        return f"{kind or 'an empty payload'} is not a curation outcome"
+    if not state.exists:
+        return "no such curation job"
+    if state.finished:
+        return "the job already has its outcome"
+    if not claim_holder or env.causation_id != claim_holder:
+        return "the report was not made under the job's current claim"
+    return ""
+
+
 def evolve(state: CurationJobState, env: events_pb2.EventEnvelope) -> CurationJobState:
     kind = env.WhichOneof("payload")
     at = env.time.ToMilliseconds()

@@ -1,15 +1,23 @@
-"""The curation worker: runs requested jobs and records their outcome.
+"""The curation worker: curates requested jobs and reports their outcome on the bus.
 
-It consumes ``privtune.curation.events`` as group ``curation.worker``. The pipeline
-runs outside any database transaction (it can take hours); the outcome is appended in
-a short one. A job redelivered after a crash reruns and, the version being content
-addressed, produces the same version id; a finished job is never run again.
+It consumes ``privtune.curation.events`` as group ``curation.worker`` and holds no
+credentials for the curation service's store: everything a job needs (the config, where
+the raw files are, their checksum and classification) travels on ``CurationRequested``.
+Before curating, it claims the job (``CurationWorkService.ClaimCurationJob``, a lease the
+curation service keeps, renewed while the job runs): a second delivery of the request
+(a relay re-send, a member whose session lapsed) that reaches another worker finds the
+job claimed and is left uncommitted, so it comes back after a backoff — by then the job
+has its outcome, or its worker died and the lease lapsed. The pipeline runs outside any
+transaction (it can take hours); its outcome (DatasetVersionCreated or CurationFailed)
+goes on ``privtune.curation.reports`` with the claim id as ``causation_id``, and the
+curation service records it if the claim is still the job's (report_recorder.py). An
+outcome that did not reach the bus is kept and published again when the request comes
+back; the version being content addressed, a re-run after a crash produces the same id.
 
 While a job runs the worker does not poll, so a keepalive thread keeps its group
-membership (see services/common/keepalive.py): another member never takes the job
-over just because it runs longer than the bus's session timeout. The job's local
-files live in its work folder under the data folder (see work_area.py), which is
-removed when the job ends and, after a crash, when the job is redelivered.
+membership (see services/common/keepalive.py). The job's local files live in its work
+folder under the data folder (see work_area.py), which is removed when the job ends and,
+after a crash, when the job is redelivered.
 """
 
 from __future__ import annotations
@@ -25,28 +33,25 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import Engine
-
 from privtune.v1 import events_pb2
 from services.common import envelope as codec
-from services.common import eventstore
-from services.common.bus import EventBus, Record, Subscription
+from services.common.bus import EventBus, Message, Record, Subscription
 from services.common.consumer import dead_letter_message
 from services.common.envelope import Causation, new_envelope
-from services.common.errors import Busy, ConcurrencyConflict, MalformedEvent, PrivtuneError
+from services.common.errors import Busy, MalformedEvent, PrivtuneError
 from services.common.keepalive import keep_membership, keepalive_interval
-from services.common.leases import holding_lease
 from services.common.storage import resolve_dataset
 from services.common.supervision import run_loop
-from services.common.topics import CURATION_EVENTS
+from services.common.topics import CURATION_EVENTS, CURATION_REPORTS
 from services.curation import domain
-from services.curation.application import SOURCE, STREAM_TYPE
+from services.curation.claims import CurationClaims, renewing
 from services.curation.config import CurationConfig, check_pii_redaction
 from services.curation.pipeline import Curator
 from services.curation.work_area import attempt_work_dir, job_work_dir, remove_abandoned_work, remove_dead_attempts
 
 log = logging.getLogger(__name__)
 GROUP = "curation.worker"
+SOURCE = "privtune/curation-worker"
 
 
 def load_or_create_secret(path: Path) -> bytes:
@@ -63,31 +68,36 @@ def load_or_create_secret(path: Path) -> bytes:
 
 
 class CurationWorker:
-    """Runs each requested curation job once, as a member of group ``curation.worker``.
+    """Curates each requested job once, as a member of group ``curation.worker``.
 
     Args:
+        claims: where jobs are claimed (the curation service's CurationWorkService).
         work_root: the platform's work folder (``PlatformConfig.work_dir``); a job's local
             files go under ``<work_root>/<tenant>/curation/<job_id>/``.
         curator: builds a job's pipeline from its config and pseudonym salt (tests wrap it).
+        lease_seconds: how long a claim lives without a renewal (renewed every third of it).
     """
 
-    def __init__(self, engine: Engine, bus: EventBus, storage_root: str, secret: bytes, work_root: Path,
-                 curator: Callable[[CurationConfig, str], Curator] = Curator, lease_ms: int = 30_000) -> None:
-        self.engine = engine
+    def __init__(self, bus: EventBus, claims: CurationClaims, storage_root: str, secret: bytes, work_root: Path,
+                 curator: Callable[[CurationConfig, str], Curator] = Curator, lease_seconds: int = 30) -> None:
         self.bus = bus
+        self.claims = claims
         self.storage_root = storage_root
         self.secret = secret
         self.work_root = work_root
         self.curator = curator
-        self.lease_ms = lease_ms
+        self.lease_seconds = lease_seconds
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.keepalive_interval = keepalive_interval(bus.uri)
+        self._claim_ids: dict[str, str] = {}                        # job -> this worker's claim on it
+        self._unsent: dict[str, events_pb2.EventEnvelope] = {}      # job -> outcome not yet on the bus
         remove_abandoned_work(work_root)
         self.subscription: Subscription | None = bus.subscribe(GROUP, [CURATION_EVENTS])
 
     def run(self, stop: threading.Event) -> None:
-        """Take jobs until ``stop`` is set; any failure (bus, store, a rebalance) is retried with backoff
-        after rejoining the group, which redelivers the uncommitted job (see supervision.run_loop)."""
+        """Take jobs until ``stop`` is set; any failure (bus, the curation service away, a job claimed by
+        another worker) is retried with backoff after rejoining the group, which redelivers the uncommitted
+        request (see supervision.run_loop)."""
         run_loop("curation worker", self._take_job, stop, idle_seconds=0.0, on_error=self._rejoin)
 
     def _take_job(self) -> bool:
@@ -117,23 +127,40 @@ class CurationWorker:
         if env.WhichOneof("payload") == "curation_requested":
             self.run_job(env)
 
-    def run_job(self, request: events_pb2.EventEnvelope) -> domain.CurationJobState:
-        with self.engine.connect() as conn:
-            state = domain.fold(eventstore.load_stream(conn, request.tenant_id, request.subject))
-        if state.finished:
-            remove_dead_attempts(job_work_dir(self.work_root, state.tenant_id, state.job_id))
-            return state
-        # Claim before work: a second delivery of the request (a relay re-send, a member whose session
-        # lapsed) must not curate the same job at the same time. The lease is renewed while the job runs
-        # and expires if this worker dies, so the job's redelivery can run it then.
-        with holding_lease(self.engine, f"curation-job:{state.tenant_id}:{state.job_id}", self.worker_id,
-                           self.lease_ms) as held:
-            if not held:  # not done: left uncommitted, so it comes back once the holder finished or died
-                raise Busy(f"curation job {state.job_id} is being run by another worker; not running it now")
-            return self._curate(state, request)
+    def run_job(self, request: events_pb2.EventEnvelope) -> events_pb2.EventEnvelope | None:
+        """Claim, curate and report one requested job. Returns the reported outcome (None: nothing to do).
 
-    def _curate(self, state: domain.CurationJobState, request: events_pb2.EventEnvelope) -> domain.CurationJobState:
-        causation = Causation(actor=request.actor, correlation_id=request.correlation_id, causation_id=request.id)
+        Raises:
+            Busy: another worker holds the job's claim (the request must stay uncommitted).
+            BusUnavailable: the claim or the report could not be made (idem; the outcome is kept).
+        """
+        state = domain.fold([request])  # the job's facts travel on its request
+        job_id, tenant = state.job_id, state.tenant_id
+        claim_id = self._claim_ids.setdefault(job_id, uuid.uuid4().hex)
+        answer = self.claims.claim(tenant, job_id, self.worker_id, claim_id, self.lease_seconds)
+        if answer.finished:
+            self._forget(job_id)
+            remove_dead_attempts(job_work_dir(self.work_root, tenant, job_id))
+            return None
+        if not answer.granted:  # not done: left uncommitted, so it comes back once the holder finished or died
+            raise Busy(f"curation job {job_id} is being curated by another worker ({answer.reason})")
+        outcome = self._unsent.get(job_id)
+        if outcome is None:
+            with renewing(self.claims, tenant, job_id, self.worker_id, claim_id, self.lease_seconds):
+                payload = self._curate(state)
+            outcome = self._unsent[job_id] = new_envelope(
+                payload, subject=job_id, tenant_id=tenant, source=SOURCE,
+                causation=Causation(actor=self.worker_id, correlation_id=request.correlation_id,
+                                    causation_id=claim_id))
+        self.bus.publish([Message(CURATION_REPORTS, job_id.encode(), codec.encode(outcome), id=outcome.id)])
+        self._forget(job_id)
+        return outcome
+
+    def _forget(self, job_id: str) -> None:
+        self._claim_ids.pop(job_id, None)
+        self._unsent.pop(job_id, None)
+
+    def _curate(self, state: domain.CurationJobState) -> events_pb2.DatasetVersionCreated | events_pb2.CurationFailed:
         try:
             config = CurationConfig.model_validate_json(state.config_json)
             check_pii_redaction(config, state.dataset_classification)
@@ -144,7 +171,7 @@ class CurationWorker:
                 outcome = self.curator(config, salt).run(storage, prefix, state.dataset_id,
                                                          state.dataset_checksum_sha256, work_dir=work)
             counts = outcome.version.manifest["counts"]  # type: ignore[index]
-            created = domain.version_created(
+            return domain.version_created(
                 state, dataset_version_id=outcome.version.version_id,
                 manifest_uri=storage.uri_for(outcome.version.manifest_key),
                 manifest_sha256=outcome.version.manifest_sha256, record_count=counts["train"] + counts["holdout"],
@@ -152,21 +179,11 @@ class CurationWorker:
                 quarantined_count=counts["quarantined"],
                 shard_count=len(outcome.version.manifest["shards"]),  # type: ignore[arg-type]
                 report_uri=storage.uri_for(outcome.version.report_key))
-            events: list = domain.decide_complete(state, created)
         except PrivtuneError as exc:
-            events = domain.decide_fail(state, type(exc).__name__, str(exc))
+            return domain.decide_fail(state, type(exc).__name__, str(exc))[0]
         except Exception as exc:  # noqa: BLE001 - the job fails; the message names the type, never data
             log.exception("curation job %s failed", state.job_id)
-            events = domain.decide_fail(state, "internal", f"{type(exc).__name__} while curating; see worker log")
-        envelopes = [new_envelope(e, subject=state.job_id, tenant_id=state.tenant_id, source=SOURCE,
-                                  causation=causation) for e in events]
-        try:
-            with self.engine.begin() as conn:
-                eventstore.append(conn, STREAM_TYPE, envelopes, expected_version=state.version)
-        except ConcurrencyConflict:
-            log.info("curation job %s was finished by another worker", state.job_id)
-        with self.engine.connect() as conn:
-            return domain.fold(eventstore.load_stream(conn, state.tenant_id, state.job_id))
+            return domain.decide_fail(state, "internal", f"{type(exc).__name__} while curating; see worker log")[0]
 
     def close(self) -> None:
         self._rejoin()

@@ -33,7 +33,8 @@ from privtune.platform import Platform
 from privtune.v1 import curation_service_pb2 as cpb
 from privtune.v1 import curation_service_pb2_grpc as cpb_grpc
 from privtune.v1 import dataset_service_pb2 as dpb
-from privtune.v1 import events_pb2, registry_service_pb2, training_attempt_service_pb2, training_service_pb2
+from privtune.v1 import (curation_work_service_pb2, events_pb2, registry_service_pb2, training_attempt_service_pb2,
+                         training_service_pb2)
 from services.common import eventstore
 from services.common.envelope import Causation, new_envelope
 from services.common.store.schema import outbox, stored_events
@@ -61,6 +62,7 @@ SERVICES = {
     "ModelRegistryService": registry_service_pb2.DESCRIPTOR.services_by_name["ModelRegistryService"],
     "ExperimentService": registry_service_pb2.DESCRIPTOR.services_by_name["ExperimentService"],
     "TrainingAttemptService": training_attempt_service_pb2.DESCRIPTOR.services_by_name["TrainingAttemptService"],
+    "CurationWorkService": curation_work_service_pb2.DESCRIPTOR.services_by_name["CurationWorkService"],
     "Health": health_pb2.DESCRIPTOR.services_by_name["Health"],
 }
 
@@ -109,7 +111,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     make_models(data / "models")  # so training requests get as far as sizing and policy
     (data / "policies").mkdir()
     (data / "policies" / "acme.yaml").write_text(ACME_POLICY)
-    platform = start_platform(data, services=("ingest", "curation", "orchestrator"))
+    platform = start_platform(data, services=("ingest", "curation", "curation-worker", "orchestrator"))
     try:
         stub = dataset_stub(platform)
         uri = put_files(platform, "globex", "payroll", {"rows.jsonl": b'{"prompt": "p", "completion": "c"}\n'})

@@ -1,0 +1,108 @@
+"""A curation worker's claim on a job (``CurationWorkService.ClaimCurationJob``): a lease the curation
+service keeps in its store, taken before the job is curated and renewed while it runs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator, Protocol
+
+import grpc
+
+from privtune.v1 import curation_work_service_pb2 as pb
+from privtune.v1 import curation_work_service_pb2_grpc as pb_grpc
+from services.common.errors import BusUnavailable
+from services.common.identity import ACTOR_HEADER, TENANT_HEADER
+
+log = logging.getLogger(__name__)
+_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
+              grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL)
+
+
+@dataclass(frozen=True)
+class CurationClaim:
+    granted: bool
+    finished: bool = False
+    reason: str = ""
+
+
+class CurationClaims(Protocol):
+    def claim(self, tenant_id: str, job_id: str, worker_id: str, claim_id: str,
+              lease_seconds: int) -> CurationClaim: ...
+
+
+class GrpcCurationClaims:
+    """Claims over gRPC; ``target`` is ``host:port`` or a function giving it (resolved per call)."""
+
+    def __init__(self, target: str | Callable[[], str], *, timeout: float = 10.0, give_up_after: float = 60.0) -> None:
+        self._target = target
+        self.timeout = timeout
+        self.give_up_after = give_up_after
+        self._channel: grpc.Channel | None = None
+        self._channel_target = ""
+
+    def _stub(self) -> pb_grpc.CurationWorkServiceStub:
+        target = self._target() if callable(self._target) else self._target
+        if self._channel is None or target != self._channel_target:
+            if self._channel is not None:
+                self._channel.close()
+            self._channel, self._channel_target = grpc.insecure_channel(target), target
+        return pb_grpc.CurationWorkServiceStub(self._channel)
+
+    def claim(self, tenant_id: str, job_id: str, worker_id: str, claim_id: str,
+              lease_seconds: int) -> CurationClaim:
+        """Take or renew the claim; retried while the curation service cannot answer.
+
+        Raises:
+            BusUnavailable: no answer within ``give_up_after`` seconds (the job is left for later).
+        """
+        request = pb.ClaimCurationJobRequest(job_id=job_id, worker_id=worker_id, claim_id=claim_id,
+                                             lease_seconds=lease_seconds)
+        metadata = ((TENANT_HEADER, tenant_id), (ACTOR_HEADER, worker_id))
+        deadline = time.monotonic() + self.give_up_after
+        backoff = 0.5
+        while True:
+            try:
+                answer = self._stub().ClaimCurationJob(request, metadata=metadata, timeout=self.timeout)
+                return CurationClaim(granted=answer.granted, finished=answer.finished, reason=answer.reason)
+            except grpc.RpcError as exc:
+                code = exc.code() if hasattr(exc, "code") else None
+                if code not in _RETRYABLE or time.monotonic() + backoff > deadline:
+                    raise BusUnavailable(f"could not claim curation job {job_id} from the curation service at "
+                                         f"{self._channel_target}: {code}") from None
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+
+@contextmanager
+def renewing(claims: CurationClaims, tenant_id: str, job_id: str, worker_id: str, claim_id: str,
+             lease_seconds: int) -> Iterator[None]:
+    """Renew the claim every third of its lease while the block runs (a lost renewal is logged:
+    the outcome is then not recorded, and the job's next claimant curates it)."""
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(lease_seconds / 3):
+            try:
+                answer = claims.claim(tenant_id, job_id, worker_id, claim_id, lease_seconds)
+                if not answer.granted and not answer.finished:
+                    log.error("curation job %s: the claim was lost (%s)", job_id, answer.reason)
+                    return
+            except Exception:  # noqa: BLE001 - the service is briefly away: the next period retries
+                log.warning("curation job %s: could not renew the claim", job_id, exc_info=True)
+
+    thread = threading.Thread(target=renew, daemon=True, name=f"claim-{job_id}")
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=30)
