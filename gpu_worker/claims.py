@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -20,11 +19,10 @@ from privtune.v1 import events_pb2
 from privtune.v1 import training_attempt_service_pb2 as pb
 from privtune.v1 import training_attempt_service_pb2_grpc as pb_grpc
 from services.common.errors import BusUnavailable
+from services.common.grpc_client import REFUSED, LazyChannel, call_until_answered
 from services.common.identity import ACTOR_HEADER, TENANT_HEADER
 
 log = logging.getLogger(__name__)
-_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
-              grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL)
 
 
 class ClaimUnavailable(BusUnavailable):
@@ -50,20 +48,10 @@ class GrpcAttemptClaims:
 
     def __init__(self, target: str | Callable[[], str], *, timeout: float = 30.0, give_up_after: float = 120.0,
                  stop: threading.Event | None = None) -> None:
-        self._target = target
+        self.channel = LazyChannel(target)
         self.timeout = timeout
         self.give_up_after = give_up_after
         self.stop = stop or threading.Event()
-        self._channel: grpc.Channel | None = None
-        self._channel_target = ""
-
-    def _stub(self) -> pb_grpc.TrainingAttemptServiceStub:
-        target = self._target() if callable(self._target) else self._target
-        if self._channel is None or target != self._channel_target:
-            if self._channel is not None:
-                self._channel.close()
-            self._channel, self._channel_target = grpc.insecure_channel(target), target
-        return pb_grpc.TrainingAttemptServiceStub(self._channel)
 
     def claim(self, tenant_id: str, job_id: str, attempt: int, worker_id: str, executor: str = "local") -> Claim:
         """Ask once under a fresh claim id, retrying (with the same id) only while the orchestrator
@@ -76,25 +64,22 @@ class GrpcAttemptClaims:
         request = pb.ClaimAttemptRequest(job_id=job_id, attempt=attempt, worker_id=worker_id, claim_id=claim_id,
                                          executor=executor)
         metadata = ((TENANT_HEADER, tenant_id), (ACTOR_HEADER, worker_id))
-        deadline = time.monotonic() + self.give_up_after
-        backoff = 0.5
-        while True:
-            try:
-                answer = self._stub().ClaimAttempt(request, metadata=metadata, timeout=self.timeout)
-                return Claim(granted=answer.granted, reason=answer.reason, claim_id=claim_id, request=answer.request,
-                             resume_from_checkpoint_id=answer.resume_from_checkpoint_id,
-                             correlation_id=answer.correlation_id)
-            except grpc.RpcError as exc:
-                code = exc.code() if hasattr(exc, "code") else None
-                if code not in _RETRYABLE or time.monotonic() + backoff > deadline or self.stop.is_set():
-                    raise ClaimUnavailable(f"could not claim attempt {attempt} of training job {job_id} from the "
-                                           f"orchestrator at {self._channel_target}: {code}") from None
-                log.warning("claiming attempt %d of %s: orchestrator answered %s; retrying in %.1fs", attempt,
-                            job_id, code, backoff)
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+        try:
+            answer = call_until_answered(
+                lambda: pb_grpc.TrainingAttemptServiceStub(self.channel.get()).ClaimAttempt(
+                    request, metadata=metadata, timeout=self.timeout),
+                f"claiming attempt {attempt} of training job {job_id}", give_up_after=self.give_up_after,
+                stop=self.stop)
+        except BusUnavailable as exc:
+            raise ClaimUnavailable(f"{exc} from the orchestrator at {self.channel.address}") from None
+        except grpc.RpcError as exc:
+            if exc.code() in REFUSED:  # e.g. no such job for this tenant: a command not to run, never to retry
+                return Claim(granted=False, reason=f"the orchestrator refused the claim: {exc.code().name}")
+            raise ClaimUnavailable(f"the orchestrator could not answer the claim of attempt {attempt} of "
+                                   f"training job {job_id}: {exc.code()}") from None
+        return Claim(granted=answer.granted, reason=answer.reason, claim_id=claim_id, request=answer.request,
+                     resume_from_checkpoint_id=answer.resume_from_checkpoint_id,
+                     correlation_id=answer.correlation_id)
 
     def close(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
+        self.channel.close()

@@ -10,11 +10,10 @@ from sqlalchemy import Engine
 from privtune.v1 import events_pb2
 from services.common import eventstore
 from services.common.envelope import Causation, new_envelope
-from services.common.identity import is_tenant_id
+from services.common.identity import UNAUTHENTICATED_TENANT, is_tenant_id
 
 log = logging.getLogger(__name__)
 SOURCE = "privtune/gateway"
-UNAUTHENTICATED_TENANT = "_unauthenticated"  # denials that carry no valid tenant are recorded under this
 
 
 class AccessDenialRecorder:

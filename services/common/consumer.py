@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Connection, events_pb2.EventEnvelope], None]
 MAX_HANDLER_FAILURES = 5
+UNAPPLIED_GRACE_S = 30.0  # longest a failed batch is awaited before an idle member counts as healthy
 
 
 @dataclass
@@ -73,7 +75,7 @@ class EventConsumer:
         self.stats = ConsumeStats()
         self.max_handler_failures = MAX_HANDLER_FAILURES
         self._failures: dict[str, int] = {}   # event id -> consecutive failures of the handler on it
-        self._unapplied = False               # a batch failed and has not been applied since
+        self._unapplied = 0.0                 # when a batch failed that has not been applied since (0: none)
 
     def poll_and_apply(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         """Apply one batch and commit its offsets. Returns the records handled."""
@@ -94,36 +96,31 @@ class EventConsumer:
         if dead:
             self.bus.publish(dead)  # before the commit: a crash here redelivers, never loses
         self.subscription.commit(records)
-        self._unapplied = False
+        self._unapplied = 0.0
         return records
 
     def _apply_or_give_up(self, env: events_pb2.EventEnvelope) -> None:
         """Apply ``env``; an event the handler keeps refusing is set aside instead of blocking its partition.
 
         A failure that says the store or the bus is away is never held against an event (every event
-        fails during an outage). Any other failure on the same event ``max_handler_failures`` times in
-        a row (a value the store refuses, a bug the event triggers) dead-letters it with the
-        exception's type (never its text, which may quote the event) and records it as processed.
+        fails during an outage). Any other failure on the same event ``max_handler_failures`` times
+        (a value the store refuses, a bug the event triggers) dead-letters it with the exception's
+        type (never its text, which may quote the event): the batch then publishes the dead-letter
+        copy before it commits, so the event is on the dead-letter topic or redelivered, never lost.
         """
         try:
             self._apply_once(env)
         except Exception as exc:
-            self._unapplied = True
+            self._unapplied = time.monotonic()
             if is_transient(exc):
                 raise
             failures = self._failures[env.id] = self._failures.get(env.id, 0) + 1
             if failures < self.max_handler_failures:
                 raise
-            log.error("consumer %s: event %s failed %d times in a row (%s); dead-lettering it", self.group,
+            log.error("consumer %s: event %s failed %d times (%s); dead-lettering it", self.group,
                       env.id[:64], failures, type(exc).__name__)
-            self._set_aside(env)
+            self._failures.pop(env.id, None)
             raise MalformedEvent("rejected_by_handler", f"{type(exc).__name__} on {failures} attempts") from None
-        self._failures.pop(env.id, None)
-
-    def _set_aside(self, env: events_pb2.EventEnvelope) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(insert(processed_events).values(consumer=self.dedupe_key, event_id=env.id[:64],
-                                                         processed_at_ms=now_ms()))
         self._failures.pop(env.id, None)
 
     def _apply_once(self, env: events_pb2.EventEnvelope) -> None:
@@ -156,9 +153,11 @@ class EventConsumer:
                 after_batch()
             if records:
                 return True
-            # nothing came: proof of health only if no failed batch is still waiting to be applied
-            # (right after a rejoin a Kafka member polls nothing while its group forms)
-            return None if self._unapplied else False
+            # nothing came: proof of health only if no failed batch is still waiting to be applied (right
+            # after a rejoin a Kafka member polls nothing while its group forms), or if the failure is
+            # older than a rebalance takes: the batch then belongs to another member of the group
+            waiting = self._unapplied and time.monotonic() - self._unapplied < UNAPPLIED_GRACE_S
+            return None if waiting else False
 
         run_loop(f"consumer {self.group}", step, stop, idle_seconds=0.0, on_error=self._rejoin)
 

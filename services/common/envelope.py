@@ -10,6 +10,7 @@ from google.protobuf.message import DecodeError, Message
 
 from privtune.v1 import events_pb2
 from services.common.errors import MalformedEvent
+from services.common.identity import UNAUTHENTICATED_TENANT, is_tenant_id
 from services.common.topics import topic_for_payload
 
 SPEC_VERSION = "1.0"
@@ -107,6 +108,9 @@ def decode(data: bytes) -> events_pb2.EventEnvelope:
     missing = [name for name in _REQUIRED if not getattr(env, name)]
     if missing:
         raise MalformedEvent("missing_attribute", f"event {env.id[:64] or '?'} lacks {', '.join(missing)}")
+    if not is_tenant_id(env.tenant_id) and env.tenant_id != UNAUTHENTICATED_TENANT:
+        # a tenant id names folders, policies and keys: an event that carries anything else is forged or broken
+        raise MalformedEvent("invalid_tenant", f"event {env.id[:64]} carries a tenant id that is not one")
     too_long = [name for name, limit in _MAX_LENGTH.items() if len(getattr(env, name)) > limit]
     if too_long:
         raise MalformedEvent("attribute_too_long", f"event {env.id[:64]} has {', '.join(too_long)} longer than "

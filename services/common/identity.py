@@ -12,6 +12,7 @@ from services.common.limits import MAX_ID, quote
 TENANT_HEADER = "x-privtune-tenant"
 ACTOR_HEADER = "x-privtune-actor"
 CORRELATION_HEADER = "x-correlation-id"
+UNAUTHENTICATED_TENANT = "_unauthenticated"  # denials that carry no valid tenant are recorded under this
 TENANT_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # the whole id: use fullmatch (see is_tenant_id)
 _ACTOR_RE = re.compile(r"^[\w.@:+-]{1,128}$")
 

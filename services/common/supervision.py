@@ -103,6 +103,16 @@ def run_loop(name: str, step: Callable[[], bool | None], stop: threading.Event, 
     while not stop.is_set():
         try:
             did_work = step()
+        except Busy as exc:  # another worker holds the claim: a wait, not a failure (health is unaffected)
+            log.info("%s: %s; retrying in %.1fs", name, exc, backoff)
+            if on_error is not None:
+                try:
+                    on_error()
+                except Exception:  # noqa: BLE001 - retried with the next attempt
+                    log.warning("%s: recovery after a wait failed", name, exc_info=True)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, max_backoff)
+            continue
         except Exception as exc:  # noqa: BLE001 - the point of a supervised loop
             status.failed(exc)
             if isinstance(exc, TRANSIENT):

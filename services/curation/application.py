@@ -16,7 +16,7 @@ from services.common.envelope import Causation, new_envelope
 from services.common.errors import ConcurrencyConflict, InvalidArgument, NotFound
 from services.common.idempotency import RequestIdTaken, claim_request_id, created_by_request
 from services.common.identity import Caller
-from services.common.leases import take_lease
+from services.common.leases import release_lease, take_lease
 from services.common.limits import quote
 from services.common.store.schema import curation_job_view
 from services.curation import domain
@@ -105,12 +105,14 @@ class CurationApplication:
         if not job_id or not worker_id or not claim_id or len(claim_id) > 64:
             raise InvalidArgument("job_id, worker_id and claim_id (at most 64 characters) are required")
         lease_seconds = min(max(lease_seconds or 30, 5), 3600)
-        state = self.get(caller, job_id)
-        if state.finished:
-            return False, True, "the job already has its outcome"
-        if take_lease(self.engine, domain.claim_name(job_id), claim_id, lease_seconds * 1000):
-            return True, False, ""
-        return False, False, "the job is being curated under another claim"
+        if self.get(caller, job_id).finished:
+            return False, True, ""  # nothing to do: the request is marked done
+        if not take_lease(self.engine, domain.claim_name(job_id), claim_id, lease_seconds * 1000):
+            return False, False, "the job is being curated under another claim"
+        if self.get(caller, job_id).finished:  # its outcome was recorded meanwhile: give the lease back
+            release_lease(self.engine, domain.claim_name(job_id), claim_id)
+            return False, True, ""
+        return True, False, ""
 
     def get(self, caller: Caller, job_id: str) -> domain.CurationJobState:
         if not job_id:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
@@ -15,17 +14,16 @@ import grpc
 from privtune.v1 import curation_work_service_pb2 as pb
 from privtune.v1 import curation_work_service_pb2_grpc as pb_grpc
 from services.common.errors import BusUnavailable
+from services.common.grpc_client import REFUSED, LazyChannel, call_until_answered
 from services.common.identity import ACTOR_HEADER, TENANT_HEADER
 
 log = logging.getLogger(__name__)
-_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
-              grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL)
 
 
 @dataclass(frozen=True)
 class CurationClaim:
     granted: bool
-    finished: bool = False
+    finished: bool = False                     # nothing (more) to do for this request: mark it done
     reason: str = ""
 
 
@@ -38,19 +36,9 @@ class GrpcCurationClaims:
     """Claims over gRPC; ``target`` is ``host:port`` or a function giving it (resolved per call)."""
 
     def __init__(self, target: str | Callable[[], str], *, timeout: float = 10.0, give_up_after: float = 60.0) -> None:
-        self._target = target
+        self.channel = LazyChannel(target)
         self.timeout = timeout
         self.give_up_after = give_up_after
-        self._channel: grpc.Channel | None = None
-        self._channel_target = ""
-
-    def _stub(self) -> pb_grpc.CurationWorkServiceStub:
-        target = self._target() if callable(self._target) else self._target
-        if self._channel is None or target != self._channel_target:
-            if self._channel is not None:
-                self._channel.close()
-            self._channel, self._channel_target = grpc.insecure_channel(target), target
-        return pb_grpc.CurationWorkServiceStub(self._channel)
 
     def claim(self, tenant_id: str, job_id: str, worker_id: str, claim_id: str,
               lease_seconds: int) -> CurationClaim:
@@ -62,24 +50,21 @@ class GrpcCurationClaims:
         request = pb.ClaimCurationJobRequest(job_id=job_id, worker_id=worker_id, claim_id=claim_id,
                                              lease_seconds=lease_seconds)
         metadata = ((TENANT_HEADER, tenant_id), (ACTOR_HEADER, worker_id))
-        deadline = time.monotonic() + self.give_up_after
-        backoff = 0.5
-        while True:
-            try:
-                answer = self._stub().ClaimCurationJob(request, metadata=metadata, timeout=self.timeout)
-                return CurationClaim(granted=answer.granted, finished=answer.finished, reason=answer.reason)
-            except grpc.RpcError as exc:
-                code = exc.code() if hasattr(exc, "code") else None
-                if code not in _RETRYABLE or time.monotonic() + backoff > deadline:
-                    raise BusUnavailable(f"could not claim curation job {job_id} from the curation service at "
-                                         f"{self._channel_target}: {code}") from None
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+        try:
+            answer = call_until_answered(
+                lambda: pb_grpc.CurationWorkServiceStub(self.channel.get()).ClaimCurationJob(
+                    request, metadata=metadata, timeout=self.timeout),
+                f"claiming curation job {job_id}", give_up_after=self.give_up_after, max_backoff=5.0)
+        except grpc.RpcError as exc:
+            if exc.code() in REFUSED:  # e.g. no such job for this tenant: nothing to curate, never to retry
+                return CurationClaim(granted=False, finished=True,
+                                     reason=f"the curation service refused the claim: {exc.code().name}")
+            raise BusUnavailable(f"the curation service could not answer the claim of job {job_id}: "
+                                 f"{exc.code()}") from None
+        return CurationClaim(granted=answer.granted, finished=answer.finished, reason=answer.reason)
 
     def close(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
+        self.channel.close()
 
 
 @contextmanager

@@ -36,12 +36,12 @@ from typing import Callable
 from privtune.v1 import events_pb2
 from services.common import envelope as codec
 from services.common.bus import EventBus, Message, Record, Subscription
-from services.common.consumer import dead_letter_message
+from services.common.consumer import MAX_HANDLER_FAILURES, dead_letter_message
 from services.common.envelope import Causation, new_envelope
 from services.common.errors import Busy, MalformedEvent, PrivtuneError
 from services.common.keepalive import keep_membership, keepalive_interval
 from services.common.storage import resolve_dataset
-from services.common.supervision import run_loop
+from services.common.supervision import is_transient, run_loop
 from services.common.topics import CURATION_EVENTS, CURATION_REPORTS
 from services.curation import domain
 from services.curation.claims import CurationClaims, renewing
@@ -90,7 +90,8 @@ class CurationWorker:
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.keepalive_interval = keepalive_interval(bus.uri)
         self._claim_ids: dict[str, str] = {}                        # job -> this worker's claim on it
-        self._unsent: dict[str, events_pb2.EventEnvelope] = {}      # job -> outcome not yet on the bus
+        self._unsent: dict[str, events_pb2.EventEnvelope] = {}      # job -> outcome until its request is done
+        self._failures: dict[str, int] = {}                         # record position -> failures in a row
         remove_abandoned_work(work_root)
         self.subscription: Subscription | None = bus.subscribe(GROUP, [CURATION_EVENTS])
 
@@ -106,9 +107,31 @@ class CurationWorker:
         records = self.subscription.poll(max_records=1, timeout=0.5)
         for record in records:
             with keep_membership(self.subscription, self.keepalive_interval, GROUP):
-                self.handle(record)
+                job_id = self._handle_or_give_up(record)
             self.subscription.commit([record])
+            if job_id:  # only once the request is done for good: a redelivery before this reuses the claim
+                self._forget(job_id)
         return bool(records)
+
+    def _handle_or_give_up(self, record: Record) -> str:
+        """Handle a record; one that keeps failing for a reason other than an outage or a claim held
+        elsewhere is dead-lettered after ``MAX_HANDLER_FAILURES`` tries instead of blocking its partition."""
+        key = f"{record.topic}/{record.partition}/{record.offset}"
+        try:
+            job_id = self.handle(record)
+        except Exception as exc:
+            if isinstance(exc, Busy) or is_transient(exc):
+                raise
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            if failures < MAX_HANDLER_FAILURES:
+                raise
+            log.error("curation worker: request at %s failed %d times (%s); dead-lettering it", key, failures,
+                      type(exc).__name__)
+            self.bus.publish([dead_letter_message(record, GROUP, MalformedEvent(
+                "rejected_by_handler", f"{type(exc).__name__} on {failures} attempts"))])
+            job_id = ""
+        self._failures.pop(key, None)
+        return job_id
 
     def _rejoin(self) -> None:
         if self.subscription is not None:
@@ -118,14 +141,17 @@ class CurationWorker:
                 log.debug("closing the curation worker's membership", exc_info=True)
         self.subscription = None
 
-    def handle(self, record: Record) -> None:
+    def handle(self, record: Record) -> str:
+        """Run the record's job if it is a request; returns the job id ("" for anything else)."""
         try:
             env = codec.decode(record.value)
         except MalformedEvent as exc:
             self.bus.publish([dead_letter_message(record, GROUP, exc)])
-            return
-        if env.WhichOneof("payload") == "curation_requested":
-            self.run_job(env)
+            return ""
+        if env.WhichOneof("payload") != "curation_requested":
+            return ""
+        self.run_job(env)
+        return env.subject
 
     def run_job(self, request: events_pb2.EventEnvelope) -> events_pb2.EventEnvelope | None:
         """Claim, curate and report one requested job. Returns the reported outcome (None: nothing to do).
@@ -139,8 +165,12 @@ class CurationWorker:
         claim_id = self._claim_ids.setdefault(job_id, uuid.uuid4().hex)
         answer = self.claims.claim(tenant, job_id, self.worker_id, claim_id, self.lease_seconds)
         if answer.finished:
-            self._forget(job_id)
-            remove_dead_attempts(job_work_dir(self.work_root, tenant, job_id))
+            if answer.reason:
+                log.warning("curation job %s: not curating it: %s", job_id, answer.reason)
+            try:
+                remove_dead_attempts(job_work_dir(self.work_root, tenant, job_id))
+            except PrivtuneError:
+                log.warning("curation job %s: no work folder to clean for it", job_id[:64])
             return None
         if not answer.granted:  # not done: left uncommitted, so it comes back once the holder finished or died
             raise Busy(f"curation job {job_id} is being curated by another worker ({answer.reason})")
@@ -153,8 +183,7 @@ class CurationWorker:
                 causation=Causation(actor=self.worker_id, correlation_id=request.correlation_id,
                                     causation_id=claim_id))
         self.bus.publish([Message(CURATION_REPORTS, job_id.encode(), codec.encode(outcome), id=outcome.id)])
-        self._forget(job_id)
-        return outcome
+        return outcome  # claim and outcome are forgotten once the request is committed (_take_job)
 
     def _forget(self, job_id: str) -> None:
         self._claim_ids.pop(job_id, None)

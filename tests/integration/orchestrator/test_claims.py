@@ -107,3 +107,12 @@ def test_a_claim_is_refused_for_another_tenant_and_after_a_cancel(platform: Plat
         stub.ClaimAttempt(apb.ClaimAttemptRequest(job_id=job_id, attempt=0, worker_id="w1", claim_id="c1"),
                           metadata=metadata("acme", "w1"), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_claim_the_orchestrator_refuses_is_an_answer_not_an_outage(platform: Platform) -> None:
+    """A command naming a job the tenant does not have (forged, or of a wiped store) is refused at once:
+    the worker marks it done instead of retrying it forever and blocking its partition."""
+    claims = GrpcAttemptClaims(platform.grpc_target, give_up_after=5)
+    answer = claims.claim(TENANT, "tj-000000000000000000000000", 1, "w1")
+    claims.close()
+    assert not answer.granted and "NOT_FOUND" in answer.reason
