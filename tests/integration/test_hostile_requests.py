@@ -378,8 +378,7 @@ def check_hostile_call(t: Target, service_name: str, data: st.DataObject) -> Non
     where = f"{method.full_name} with {len(payload)} bytes: {code.name} after {elapsed:.1f}s: {details[:200]!r}"
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED and len(payload) > GRPC_MAX_MESSAGE:
         return  # gRPC's own message-size limit, a real resource limit
-    assert code in ALLOWED, where
-    assert elapsed < DEADLINE_S, where
+    assert code in ALLOWED, where  # every call carries a DEADLINE_S deadline: DEADLINE_EXCEEDED fails here
     assert len(details) <= MAX_DETAILS, where
     if t.storage_root.encode() not in payload and t.storage_root not in str(md):
         assert t.storage_root not in details, where
@@ -457,8 +456,8 @@ def test_the_reported_hostile_requests(target: Target) -> None:
     for path, payload, code, needle in cases:
         got, details, elapsed = _details(target, path, payload)
         where = f"{path}: {got.name} after {elapsed:.1f}s: {details[:300]!r}"
-        assert got == code and needle in details, where
-        assert elapsed < 5 and len(details) <= MAX_DETAILS, where
+        assert got == code and needle in details, where  # bounded time: the call's deadline
+        assert len(details) <= MAX_DETAILS, where
         if root.encode() not in payload:
             assert root not in details, where
     assert target.counts() == before

@@ -3,7 +3,6 @@ while other writes go on — a retry never holds a transaction that blocks the s
 
 from __future__ import annotations
 
-import time
 from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -68,19 +67,15 @@ def test_a_retried_create_answers_the_original_at_once_while_other_writes_go_on(
                                                                request_id=f"other-{i}"),
                                       metadata=md, timeout=RETRY_DEADLINE_S).dataset_id
 
-    def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-        started = time.monotonic()
-        return fn(), time.monotonic() - started
 
     with futures.ThreadPoolExecutor(12) as pool:
         jobs = []
         for _ in range(ROUNDS):
             for name, retry, expected in retries:
-                jobs.append((name, expected, pool.submit(timed, retry)))
-            jobs.append(("other write", "", pool.submit(timed, other_write)))
+                jobs.append((name, expected, pool.submit(retry)))
+            jobs.append(("other write", "", pool.submit(other_write)))
         for name, expected, job in jobs:
-            answer, took = job.result(timeout=60)
-            assert took < RETRY_DEADLINE_S, f"{name} took {took:.1f}s"
+            answer = job.result(timeout=60)  # every call has a RETRY_DEADLINE_S deadline: a blocked one fails
             if expected:
                 assert getattr(answer, "dataset_id", "") == expected or getattr(answer, "job_id", "") == expected, \
                     f"{name} answered {answer} instead of the original {expected}"

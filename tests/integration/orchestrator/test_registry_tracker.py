@@ -452,7 +452,6 @@ def test_mlflow_export_holds_no_store_transaction_and_is_idempotent_on_redeliver
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """While MLflow is being called, other writers commit to the SQLite store; an export that fails after
     MLflow has the run is redelivered and updates the same MLflow run."""
-    pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
     from sqlalchemy import create_engine
 
