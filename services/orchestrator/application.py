@@ -23,7 +23,7 @@ from services.common.idempotency import RequestIdTaken, claim_request_id, create
 from services.common.identity import Caller
 from services.common.store.schema import training_job_view
 from services.orchestrator import admission, job_domain, job_store, ledger
-from services.orchestrator.job_store import SOURCE, STREAM_TYPE
+from services.orchestrator.job_store import SOURCE
 from services.orchestrator.settings import OrchestratorSettings
 
 LEDGER_STREAM_TYPE = "privacy_ledger"

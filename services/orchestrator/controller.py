@@ -26,15 +26,13 @@ from typing import Callable, Protocol
 
 from sqlalchemy import Engine, or_, select
 
-from services.common import envelope as codec
 from services.common.bus import EventBus, Message
 from services.common.clock import now_ms
-from services.common.envelope import Causation, new_envelope
+from services.common.envelope import Causation
 from services.common.errors import BusUnavailable, ConcurrencyConflict, PrivtuneError
 from services.common.leases import take_lease
 from services.common.store.schema import training_job_view
 from services.common.supervision import run_loop
-from services.common.topics import TRAINING_CONTROL
 from services.orchestrator import job_domain, job_store, scheduling
 from services.orchestrator.policy_files import load_policy
 from services.orchestrator.settings import OrchestratorSettings
@@ -144,9 +142,8 @@ class Controller:
                 live.add(key)
                 if now - self._stops_sent.get(key, now - self.stop_resend_ms) < self.stop_resend_ms:
                     continue
-                env = new_envelope(command, subject=state.job_id, tenant_id=state.tenant_id, source=job_store.SOURCE,
-                                   causation=Causation(actor=ACTOR, correlation_id=state.correlation_id))
-                due[key] = Message(TRAINING_CONTROL, state.job_id.encode(), codec.encode(env))
+                due[key] = job_store.stop_message(state.tenant_id, command,
+                                                  Causation(actor=ACTOR, correlation_id=state.correlation_id))
         self._stops_sent = {k: v for k, v in self._stops_sent.items() if k in live}
         if not due or self.bus is None:
             return

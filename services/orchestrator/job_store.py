@@ -12,8 +12,11 @@ from typing import Sequence
 from sqlalchemy import Connection
 
 from privtune.v1 import events_pb2
+from services.common import envelope as codec
 from services.common import eventstore
+from services.common.bus import Message
 from services.common.envelope import Causation, new_envelope
+from services.common.topics import TRAINING_CONTROL
 from services.orchestrator import job_domain, job_view
 
 SOURCE = "privtune/orchestrator"
@@ -48,3 +51,9 @@ def append_envelopes(conn: Connection, state: job_domain.TrainingJobState,
     new_state = job_domain.fold(envelopes, state)
     job_view.save(conn, new_state)
     return new_state
+
+
+def stop_message(tenant_id: str, stop: events_pb2.TrainingAttemptStop, causation: Causation) -> Message:
+    """The bus message telling the worker of ``stop.attempt`` to stop (commands are not stored)."""
+    env = new_envelope(stop, subject=stop.job_id, tenant_id=tenant_id, source=SOURCE, causation=causation)
+    return Message(TRAINING_CONTROL, stop.job_id.encode(), codec.encode(env))

@@ -26,13 +26,12 @@ from datetime import datetime, timezone
 from sqlalchemy import Connection, Engine, select
 
 from privtune.v1 import events_pb2
-from services.common import envelope as codec
-from services.common.bus import EventBus, Message
+from services.common.bus import EventBus
 from services.common.consumer import EventConsumer
-from services.common.envelope import Causation, new_envelope
+from services.common.envelope import Causation
 from services.common.errors import ConcurrencyConflict
 from services.common.store.schema import stored_events
-from services.common.topics import TRAINING_CONTROL, TRAINING_REPORTS
+from services.common.topics import TRAINING_REPORTS
 from services.orchestrator import job_domain, job_store
 
 log = logging.getLogger(__name__)
@@ -104,9 +103,8 @@ class ReportRecorder:
             stops, self._stops = self._stops, {}
         if not stops:
             return
-        messages = [Message(TRAINING_CONTROL, job.encode(), codec.encode(new_envelope(
-            stop, subject=job, tenant_id=tenant, source=job_store.SOURCE, causation=Causation(ACTOR, ""))))
-            for (tenant, job, _, _), stop in stops.items()]
+        messages = [job_store.stop_message(tenant, stop, Causation(ACTOR, ""))
+                    for (tenant, _, _, _), stop in stops.items()]
         try:
             self.bus.publish(messages)
         except Exception:  # noqa: BLE001 - the worker's next report is fenced again and re-sends it

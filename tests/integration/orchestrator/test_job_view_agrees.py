@@ -12,7 +12,6 @@ holds every job that is not final.
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Iterator
 
 import pytest
