@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-contract test-integration venv proto proto-check proto-release kafka postgres tools bench-bus bench-curation bench-pii bench-scheduler bench-train bench-recorder clean
+.PHONY: demo test test-unit test-contract test-integration venv proto proto-check proto-lint proto-release api-docs client-go client-java kafka postgres tools bench-bus bench-curation bench-pii bench-scheduler bench-train bench-recorder clean
 
 venv:
 	@scripts/ensure_venv.sh
@@ -21,13 +21,38 @@ postgres:
 tools:
 	@scripts/go_tool.sh buf >/dev/null
 	@scripts/go_tool.sh grpcurl >/dev/null
+	@scripts/go_tool.sh protoc-gen-go >/dev/null
+	@scripts/go_tool.sh protoc-gen-go-grpc >/dev/null
 
-proto: venv
+# Everything generated from proto/: the Python package, the Go client package, the API reference.
+proto: venv tools
 	scripts/gen_proto.sh
+	scripts/gen_go_client.sh
+	$(PY) scripts/gen_api_docs.py
 
-proto-check: venv tools
+# buf lint at STANDARD (proto/buf.yaml), generated code and docs up to date, no breaking change
+# against the last release.
+proto-check: venv tools proto-lint
 	scripts/gen_proto.sh --check
+	scripts/gen_go_client.sh --check
+	$(PY) scripts/gen_api_docs.py --check
 	scripts/proto_breaking.sh
+
+proto-lint: tools
+	cd proto && $$(../scripts/go_tool.sh buf) lint
+	@echo "buf lint: clean"
+
+api-docs: venv
+	$(PY) scripts/gen_api_docs.py
+
+# The Go client module (clients/go) and its example programs, built into build/go.
+client-go: tools
+	scripts/gen_go_client.sh --check
+	cd clients/go && GOFLAGS=-buildvcs=false go build -o ../../build/go/ ./cmd/...
+
+# The Java client artifact (dev.privtune:privtune-api) and its example, built by Maven in clients/java.
+client-java:
+	@scripts/build_java_client.sh >/dev/null
 
 # Freeze the current protos as the release that `buf breaking` checks against.
 proto-release: tools

@@ -28,7 +28,7 @@ TENANT, WORKER, CLAIM = "acme", "worker-1", "claim-1"
 
 def _job(engine, job_id: str) -> None:  # type: ignore[no-untyped-def]
     c = Causation(actor="bench", correlation_id="c")
-    request = ev.TrainingRequested(job_id=job_id, name="bot", base_model_id="tiny", train_dataset_version="dv-1",
+    request = ev.TrainingRequested(job_id=job_id, name="bot", base_model_id="tiny", dataset_version_id="dv-1",
                                    gpu_pool="local", gpus=1)
     with engine.begin() as conn:
         s = job_store.append_job(conn, TENANT, job_id, jd.TrainingJobState(), jd.decide_create(

@@ -199,8 +199,8 @@ def drive_clients(target: str, job_ids: list[str], create_request: bytes, client
         else:
             request = pb.CreateTrainingJobRequest()
             request.CopyFrom(template)
-            request.name = name
-            job = stub.CreateTrainingJob(request, metadata=CALL_METADATA, timeout=120)
+            request.spec.name = name
+            job = stub.CreateTrainingJob(request, metadata=CALL_METADATA, timeout=120).job
             known.append(job.job_id)
             return "REJECTED" if job.state == pb.TRAINING_JOB_STATE_REJECTED else "OK"
         return "OK"
@@ -303,8 +303,8 @@ def prefill_jobs(platform: Any, request: Any, count: int) -> list[str]:
     def create(n: int) -> str:
         named = pb.CreateTrainingJobRequest()
         named.CopyFrom(request)
-        named.name = f"prefill-{n}"
-        job = stub.CreateTrainingJob(named, metadata=CALL_METADATA, timeout=120)
+        named.spec.name = f"prefill-{n}"
+        job = stub.CreateTrainingJob(named, metadata=CALL_METADATA, timeout=120).job
         if job.state == pb.TRAINING_JOB_STATE_REJECTED:
             raise RuntimeError(f"the benchmark's job request was rejected: {job.reason}")
         return job.job_id

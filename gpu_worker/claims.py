@@ -62,7 +62,7 @@ class GrpcAttemptClaims:
         """
         claim_id = uuid.uuid4().hex
         request = pb.ClaimAttemptRequest(job_id=job_id, attempt=attempt, worker_id=worker_id, claim_id=claim_id,
-                                         executor=executor)
+                                         executor=pb.TrainingExecutor.Value(f"TRAINING_EXECUTOR_{executor.upper()}"))
         metadata = ((TENANT_HEADER, tenant_id), (ACTOR_HEADER, worker_id))
         try:
             answer = call_until_answered(

@@ -12,6 +12,8 @@ import uuid
 from pathlib import Path
 from typing import Sequence
 
+from privtune.cli_client import print_rpc_error
+
 from services.common.config import PlatformConfig
 
 
@@ -124,13 +126,13 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             resp = stub.CreateDataset(pb.CreateDatasetRequest(
                 name=args.name, storage_uri=args.uri,
                 classification=events_pb2.DataClassification.Value(f"DATA_CLASSIFICATION_{args.classification.upper()}"),
-                checksum_sha256=args.checksum or ""), metadata=md, timeout=60)
+                checksum_sha256=args.checksum or ""), metadata=md, timeout=60).dataset
         elif args.action == "get":
-            resp = stub.GetDataset(pb.GetDatasetRequest(dataset_id=args.id), metadata=md, timeout=30)
+            resp = stub.GetDataset(pb.GetDatasetRequest(dataset_id=args.id), metadata=md, timeout=30).dataset
         else:
             resp = stub.ListDatasets(pb.ListDatasetsRequest(page_size=args.page_size), metadata=md, timeout=30)
     except grpc.RpcError as exc:
-        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        print_rpc_error(exc)
         return 1
     print(json.dumps(MessageToDict(resp, preserving_proto_field_name=True), indent=2, sort_keys=True))
     return 0
@@ -147,27 +149,29 @@ def cmd_curation(args: argparse.Namespace) -> int:
     stub = pb_grpc.CurationServiceStub(grpc.insecure_channel(args.target))
     try:
         if args.action == "create":
-            config = {}
-            for item in args.set or []:
-                key, sep, value = item.partition("=")
-                if not sep:
-                    print(f"error: --set {item!r} must look like key=value", file=sys.stderr)
-                    return 2
-                config[key] = value
-            resp = stub.CreateCurationJob(pb.CreateCurationJobRequest(
-                dataset_id=args.dataset, recipe=args.recipe, config=config), metadata=md, timeout=60)
+            from privtune.cli_fields import BadFlag, entries_to_dict, merge_dict
+            from privtune.v1 import curation_config_pb2 as config_pb
+
+            try:
+                body = entries_to_dict([*(["recipe=" + args.recipe] if args.recipe else []), *(args.set or [])])
+                config = merge_dict(config_pb.CurationConfig(), body)
+            except BadFlag as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            resp = stub.CreateCurationJob(pb.CreateCurationJobRequest(dataset_id=args.dataset, config=config),
+                                          metadata=md, timeout=60).job
             if args.wait:
-                for env in stub.WatchCurationJob(pb.WatchCurationJobRequest(job_id=resp.job_id), metadata=md):
-                    print(f"{env.type} v{env.aggregate_version}", file=sys.stderr)
-                resp = stub.GetCurationJob(pb.GetCurationJobRequest(job_id=resp.job_id), metadata=md, timeout=30)
+                for item in stub.WatchCurationJob(pb.WatchCurationJobRequest(job_id=resp.job_id), metadata=md):
+                    print(f"{item.event.type} v{item.event.aggregate_version}", file=sys.stderr)
+                resp = stub.GetCurationJob(pb.GetCurationJobRequest(job_id=resp.job_id), metadata=md, timeout=30).job
         elif args.action == "get":
-            resp = stub.GetCurationJob(pb.GetCurationJobRequest(job_id=args.id), metadata=md, timeout=30)
+            resp = stub.GetCurationJob(pb.GetCurationJobRequest(job_id=args.id), metadata=md, timeout=30).job
         else:
             resp = stub.ListCurationJobs(pb.ListCurationJobsRequest(page_size=args.page_size,
                                                                     dataset_id=args.dataset or ""),
                                          metadata=md, timeout=30)
     except grpc.RpcError as exc:
-        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        print_rpc_error(exc)
         return 1
     print(json.dumps(MessageToDict(resp, preserving_proto_field_name=True), indent=2, sort_keys=True))
     return 0
@@ -284,9 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     csub = cu.add_subparsers(dest="action", required=True)
     p = csub.add_parser("create", help="curate a registered dataset into a dataset version")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--recipe", default="auto", help="auto, passthrough, tickets_to_sft or documents_to_qa")
+    p.add_argument("--recipe", default="", help="auto (default), passthrough, tickets_to_sft or documents_to_qa")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="config entry, e.g. output_format=chat or pii.mode=tag (repeatable; see docs/curation.md)")
+                   help="CurationConfig field, e.g. output_format=chat, pii.mode=tag or dedupe.threshold=0.7 "
+                        "(repeatable; see docs/curation.md and docs/api.md)")
     p.add_argument("--wait", action="store_true", help="stream the job's events until it finishes")
     p = csub.add_parser("get")
     p.add_argument("id")

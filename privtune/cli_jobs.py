@@ -2,7 +2,7 @@
 
     privtune jobs create --name N --base-model M --dataset-version DV [--method lora] [--pool P] [--gpus 2]
                          [--priority 10] [--dp-epsilon 4] [--set learning_rate=1e-4 ...] [--tag k=v ...] [--wait]
-    privtune jobs create --request job.yaml            (CreateTrainingJobRequest fields as YAML/JSON)
+    privtune jobs create --request job.yaml            (TrainingJobSpec fields as YAML/JSON)
     privtune jobs get ID | list [--state queued] | cancel ID [--reason WHY] | watch ID
     privtune jobs ledger [--month 2026-11]
     privtune estimate  (same flags as create)          memory, GPU-hours, cost, epsilon and policy verdict
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from privtune.cli_client import call_metadata, print_message
+from privtune.cli_client import call_metadata, print_message, print_rpc_error
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 STATES = ("requested", "rejected", "queued", "scheduled", "running", "succeeded", "failed", "cancelled", "preempted")
@@ -33,7 +33,7 @@ def _client(p: argparse.ArgumentParser) -> None:
 
 
 def _request_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--request", help="YAML or JSON file with CreateTrainingJobRequest fields")
+    p.add_argument("--request", help="YAML or JSON file with TrainingJobSpec fields (see docs/api.md)")
     p.add_argument("--name")
     p.add_argument("--base-model", help="model id in the base-model store (privtune models list)")
     p.add_argument("--dataset-version", help="dataset_version_id from curation")
@@ -45,64 +45,77 @@ def _request_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dp-epsilon", type=float, help="train with DP-SGD to this target epsilon")
     p.add_argument("--dp-delta", type=float, default=1e-5)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="TrainingSpec field, e.g. max_steps=100 or lora.r=16 (repeatable; see docs/training.md)")
+                   help="TrainingJobSpec field, e.g. max_steps=100, lora.r=16 or options.checkpoint_every=10 "
+                        "(repeatable; see docs/training.md)")
     p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="experiment tag (repeatable)")
 
 
-def build_request(args: argparse.Namespace) -> Any:
-    """A CreateTrainingJobRequest from ``--request`` plus flags (flags win)."""
-    import yaml
-    from google.protobuf.json_format import ParseDict
+# TrainingSpec names a --set may use, and where they live in a TrainingJobSpec
+SPEC_ALIASES = {
+    **{name: f"hyperparameters.{name}" for name in (
+        "learning_rate", "epochs", "micro_batch_size", "gradient_accumulation_steps", "max_seq_length",
+        "warmup_steps", "max_grad_norm", "seed", "max_steps", "packing")},
+    **{name: f"options.{name}" for name in (
+        "weight_decay", "num_virtual_tokens", "dpo_beta", "checkpoint_every", "keep_last_checkpoints", "eval_every",
+        "divergence_factor", "memory_limit_mb", "merge_weights")},
+    "lora": "lora_config",
+}
 
+
+def build_spec(args: argparse.Namespace) -> Any:
+    """A TrainingJobSpec from ``--request`` plus flags (flags win).
+
+    Raises:
+        BadFlag: a --set key or value that does not fit the spec.
+    """
+    import yaml
+
+    from privtune.cli_fields import entries_to_dict, merge_dict
     from privtune.v1 import events_pb2
     from privtune.v1 import training_service_pb2 as pb
 
-    body: dict[str, Any] = {}
+    spec = pb.TrainingJobSpec()
     if args.request:
-        body = yaml.safe_load(Path(args.request).read_text()) or {}
-    extra = body.pop("extra_config", {})
-    req = ParseDict(body, pb.CreateTrainingJobRequest())
-    for flag, field in (("name", "name"), ("base_model", "base_model_id"), ("dataset_version", "train_dataset_version"),
+        merge_dict(spec, yaml.safe_load(Path(args.request).read_text()) or {}, flag=args.request)
+    for flag, field in (("name", "name"), ("base_model", "base_model_id"), ("dataset_version", "dataset_version_id"),
                         ("pool", "gpu_pool")):
         if getattr(args, flag):
-            setattr(req, field, getattr(args, flag))
+            setattr(spec, field, getattr(args, flag))
     if args.method:
-        req.method = getattr(events_pb2, f"TRAINING_METHOD_{args.method.upper()}")
-    req.gpus = args.gpus or req.gpus
-    req.priority = args.priority or req.priority
+        spec.method = getattr(events_pb2, f"TRAINING_METHOD_{args.method.upper()}")
+    spec.gpus = args.gpus or spec.gpus
+    spec.priority = args.priority or spec.priority
     if args.dp_epsilon:
-        req.dp.CopyFrom(events_pb2.DifferentialPrivacy(enabled=True, target_epsilon=args.dp_epsilon,
-                                                       target_delta=args.dp_delta))
-    for item in args.set:
-        key, _, raw = item.partition("=")
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        node = extra
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    if extra:
-        req.extra_config_json = json.dumps(extra)
+        spec.dp.CopyFrom(events_pb2.DifferentialPrivacy(enabled=True, target_epsilon=args.dp_epsilon,
+                                                        target_delta=args.dp_delta))
+    merge_dict(spec, entries_to_dict(args.set, SPEC_ALIASES))
     for item in args.tag:
         key, _, value = item.partition("=")
-        req.experiment_tags[key] = value
-    return req
+        spec.experiment_tags[key] = value
+    return spec
 
+
+def build_request(args: argparse.Namespace) -> Any:
+    """A CreateTrainingJobRequest: the spec from ``--request`` and flags."""
+    from privtune.v1 import training_service_pb2 as pb
+
+    return pb.CreateTrainingJobRequest(spec=build_spec(args))
 
 
 def _call(args: argparse.Namespace, action: Callable[[Any, list[tuple[str, str]]], int]) -> int:
     import grpc
 
+    from privtune.cli_fields import BadFlag
     from privtune.v1 import training_service_pb2_grpc as pb_grpc
 
     stub = pb_grpc.TrainingServiceStub(grpc.insecure_channel(args.target))
     try:
         return action(stub, call_metadata(args))
+    except BadFlag as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except grpc.RpcError as exc:
-        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        print_rpc_error(exc)
         return 1
 
 
@@ -112,7 +125,8 @@ def _watch(stub: Any, md: list[tuple[str, str]], job_id: str) -> int:
     from privtune.v1 import training_service_pb2 as pb
 
     last = ""
-    for env in stub.WatchTrainingJob(pb.WatchTrainingJobRequest(job_id=job_id), metadata=md):
+    for item in stub.WatchTrainingJob(pb.WatchTrainingJobRequest(job_id=job_id), metadata=md):
+        env = item.event
         last = env.WhichOneof("payload") or ""
         print(json.dumps(MessageToDict(env, preserving_proto_field_name=True), sort_keys=True), flush=True)
     return 0 if last == "training_completed" else 1
@@ -123,25 +137,25 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
     def act(stub: Any, md: list[tuple[str, str]]) -> int:
         if args.action == "create":
-            job = stub.CreateTrainingJob(build_request(args), metadata=md, timeout=120)
+            job = stub.CreateTrainingJob(build_request(args), metadata=md, timeout=120).job
             print_message(job)
             if job.state == pb.TRAINING_JOB_STATE_REJECTED:
                 return 3
             return _watch(stub, md, job.job_id) if args.wait else 0
         if args.action == "get":
-            print_message(stub.GetTrainingJob(pb.GetTrainingJobRequest(job_id=args.id), metadata=md, timeout=30))
+            print_message(stub.GetTrainingJob(pb.GetTrainingJobRequest(job_id=args.id), metadata=md, timeout=30).job)
         elif args.action == "list":
             state = getattr(pb, f"TRAINING_JOB_STATE_{args.state.upper()}") if args.state else 0
             print_message(stub.ListTrainingJobs(pb.ListTrainingJobsRequest(page_size=args.page_size, state=state),
                                          metadata=md, timeout=30))
         elif args.action == "cancel":
             print_message(stub.CancelTrainingJob(pb.CancelTrainingJobRequest(job_id=args.id, reason=args.reason),
-                                          metadata=md, timeout=30))
+                                                 metadata=md, timeout=30).job)
         elif args.action == "watch":
             return _watch(stub, md, args.id)
         elif args.action == "ledger":
             print_message(stub.GetPrivacyLedger(pb.GetPrivacyLedgerRequest(month=args.month or ""), metadata=md,
-                                         timeout=30))
+                                                timeout=30).ledger)
         return 0
 
     return _call(args, act)
@@ -149,11 +163,16 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def cmd_estimate(args: argparse.Namespace) -> int:
     def act(stub: Any, md: list[tuple[str, str]]) -> int:
-        result = stub.EstimateTrainingJob(build_request(args), metadata=md, timeout=120)
+        from privtune.v1 import events_pb2
+        from privtune.v1 import training_service_pb2 as pb
+
+        result = stub.EstimateTrainingJob(pb.EstimateTrainingJobRequest(spec=build_spec(args)), metadata=md,
+                                          timeout=120)
         print_message(result)
         e = result.estimate
         gib = 1024 ** 3
-        print(f"\n{result.method} on {e.gpu_type}: peak {e.peak_memory_bytes / gib:.2f} GiB of "
+        method = events_pb2.TrainingMethod.Name(result.method).removeprefix("TRAINING_METHOD_").lower()
+        print(f"\n{method} on {e.gpu_type}: peak {e.peak_memory_bytes / gib:.2f} GiB of "
               f"{e.gpu_memory_bytes / gib:.0f} GiB per device ({'fits' if e.fits else 'does NOT fit'}); "
               f"{e.tokens:,} tokens, {e.gpu_hours:.3f} GPU-hours, ${e.cost_usd:.2f}"
               + (f"; epsilon {e.planned_epsilon:.3f}" if e.planned_epsilon else ""), file=sys.stderr)

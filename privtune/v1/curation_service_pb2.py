@@ -23,34 +23,40 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from privtune.v1 import curation_config_pb2 as privtune_dot_v1_dot_curation__config__pb2
 from privtune.v1 import events_pb2 as privtune_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"privtune/v1/curation_service.proto\x12\x0bprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18privtune/v1/events.proto\"\x8f\x02\n\x0b\x43urationJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\ndataset_id\x18\x02 \x01(\t\x12\x0e\n\x06recipe\x18\x03 \x01(\t\x12,\n\x05state\x18\x04 \x01(\x0e\x32\x1d.privtune.v1.CurationJobState\x12\x1a\n\x12\x64\x61taset_version_id\x18\x05 \x01(\t\x12\x12\n\nerror_code\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc4\x01\n\x18\x43reateCurationJobRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x0e\n\x06recipe\x18\x02 \x01(\t\x12\x41\n\x06\x63onfig\x18\x03 \x03(\x0b\x32\x31.privtune.v1.CreateCurationJobRequest.ConfigEntry\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x1a-\n\x0b\x43onfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\'\n\x15GetCurationJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"T\n\x17ListCurationJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\ndataset_id\x18\x03 \x01(\t\"[\n\x18ListCurationJobsResponse\x12&\n\x04jobs\x18\x01 \x03(\x0b\x32\x18.privtune.v1.CurationJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x17WatchCurationJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t*\x99\x01\n\x10\x43urationJobState\x12\"\n\x1e\x43URATION_JOB_STATE_UNSPECIFIED\x10\x00\x12 \n\x1c\x43URATION_JOB_STATE_REQUESTED\x10\x01\x12 \n\x1c\x43URATION_JOB_STATE_SUCCEEDED\x10\x02\x12\x1d\n\x19\x43URATION_JOB_STATE_FAILED\x10\x03\x32\xf0\x02\n\x0f\x43urationService\x12T\n\x11\x43reateCurationJob\x12%.privtune.v1.CreateCurationJobRequest\x1a\x18.privtune.v1.CurationJob\x12N\n\x0eGetCurationJob\x12\".privtune.v1.GetCurationJobRequest\x1a\x18.privtune.v1.CurationJob\x12_\n\x10ListCurationJobs\x12$.privtune.v1.ListCurationJobsRequest\x1a%.privtune.v1.ListCurationJobsResponse\x12V\n\x10WatchCurationJob\x12$.privtune.v1.WatchCurationJobRequest\x1a\x1a.privtune.v1.EventEnvelope0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"privtune/v1/curation_service.proto\x12\x0bprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!privtune/v1/curation_config.proto\x1a\x18privtune/v1/events.proto\"\xef\x02\n\x0b\x43urationJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\ndataset_id\x18\x02 \x01(\t\x12,\n\x05state\x18\x04 \x01(\x0e\x32\x1d.privtune.v1.CurationJobState\x12\x1a\n\x12\x64\x61taset_version_id\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x06recipe\x18\n \x01(\x0e\x32\x1b.privtune.v1.CurationRecipe\x12\x32\n\nerror_code\x18\x0b \x01(\x0e\x32\x1e.privtune.v1.CurationErrorCode\x12\x15\n\rconfig_sha256\x18\x0c \x01(\tJ\x04\x08\x03\x10\x04J\x04\x08\x06\x10\x07\"\x83\x01\n\x18\x43reateCurationJobRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12+\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x1b.privtune.v1.CurationConfigJ\x04\x08\x02\x10\x03J\x04\x08\x03\x10\x04R\x06recipe\"B\n\x19\x43reateCurationJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.privtune.v1.CurationJob\"\'\n\x15GetCurationJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"?\n\x16GetCurationJobResponse\x12%\n\x03job\x18\x01 \x01(\x0b\x32\x18.privtune.v1.CurationJob\"T\n\x17ListCurationJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\ndataset_id\x18\x03 \x01(\t\"[\n\x18ListCurationJobsResponse\x12&\n\x04jobs\x18\x01 \x03(\x0b\x32\x18.privtune.v1.CurationJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x17WatchCurationJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"E\n\x18WatchCurationJobResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.privtune.v1.EventEnvelope*\x99\x01\n\x10\x43urationJobState\x12\"\n\x1e\x43URATION_JOB_STATE_UNSPECIFIED\x10\x00\x12 \n\x1c\x43URATION_JOB_STATE_REQUESTED\x10\x01\x12 \n\x1c\x43URATION_JOB_STATE_SUCCEEDED\x10\x02\x12\x1d\n\x19\x43URATION_JOB_STATE_FAILED\x10\x03*\xff\x01\n\x11\x43urationErrorCode\x12#\n\x1f\x43URATION_ERROR_CODE_UNSPECIFIED\x10\x00\x12(\n$CURATION_ERROR_CODE_INVALID_ARGUMENT\x10\x01\x12!\n\x1d\x43URATION_ERROR_CODE_NOT_FOUND\x10\x02\x12+\n\'CURATION_ERROR_CODE_FAILED_PRECONDITION\x10\x03\x12)\n%CURATION_ERROR_CODE_PERMISSION_DENIED\x10\x04\x12 \n\x1c\x43URATION_ERROR_CODE_INTERNAL\x10\x05\x32\x94\x03\n\x0f\x43urationService\x12\x62\n\x11\x43reateCurationJob\x12%.privtune.v1.CreateCurationJobRequest\x1a&.privtune.v1.CreateCurationJobResponse\x12Y\n\x0eGetCurationJob\x12\".privtune.v1.GetCurationJobRequest\x1a#.privtune.v1.GetCurationJobResponse\x12_\n\x10ListCurationJobs\x12$.privtune.v1.ListCurationJobsRequest\x1a%.privtune.v1.ListCurationJobsResponse\x12\x61\n\x10WatchCurationJob\x12$.privtune.v1.WatchCurationJobRequest\x1a%.privtune.v1.WatchCurationJobResponse0\x01\x42\x9e\x01\n\x13\x64\x65v.privtune.api.v1B\x14\x43urationServiceProtoP\x01Z>github.com/privtune/privtune/clients/go/privtune/v1;privtunev1\xa2\x02\x03PTV\xaa\x02\x0bPrivtune.V1\xca\x02\x0bPrivtune\\V1\xea\x02\x0cPrivtune::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'privtune.v1.curation_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_CREATECURATIONJOBREQUEST_CONFIGENTRY']._loaded_options = None
-  _globals['_CREATECURATIONJOBREQUEST_CONFIGENTRY']._serialized_options = b'8\001'
-  _globals['_CURATIONJOBSTATE']._serialized_start=847
-  _globals['_CURATIONJOBSTATE']._serialized_end=1000
-  _globals['_CURATIONJOB']._serialized_start=111
-  _globals['_CURATIONJOB']._serialized_end=382
-  _globals['_CREATECURATIONJOBREQUEST']._serialized_start=385
-  _globals['_CREATECURATIONJOBREQUEST']._serialized_end=581
-  _globals['_CREATECURATIONJOBREQUEST_CONFIGENTRY']._serialized_start=536
-  _globals['_CREATECURATIONJOBREQUEST_CONFIGENTRY']._serialized_end=581
-  _globals['_GETCURATIONJOBREQUEST']._serialized_start=583
-  _globals['_GETCURATIONJOBREQUEST']._serialized_end=622
-  _globals['_LISTCURATIONJOBSREQUEST']._serialized_start=624
-  _globals['_LISTCURATIONJOBSREQUEST']._serialized_end=708
-  _globals['_LISTCURATIONJOBSRESPONSE']._serialized_start=710
-  _globals['_LISTCURATIONJOBSRESPONSE']._serialized_end=801
-  _globals['_WATCHCURATIONJOBREQUEST']._serialized_start=803
-  _globals['_WATCHCURATIONJOBREQUEST']._serialized_end=844
-  _globals['_CURATIONSERVICE']._serialized_start=1003
-  _globals['_CURATIONSERVICE']._serialized_end=1371
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\023dev.privtune.api.v1B\024CurationServiceProtoP\001Z>github.com/privtune/privtune/clients/go/privtune/v1;privtunev1\242\002\003PTV\252\002\013Privtune.V1\312\002\013Privtune\\V1\352\002\014Privtune::V1'
+  _globals['_CURATIONJOBSTATE']._serialized_start=1117
+  _globals['_CURATIONJOBSTATE']._serialized_end=1270
+  _globals['_CURATIONERRORCODE']._serialized_start=1273
+  _globals['_CURATIONERRORCODE']._serialized_end=1528
+  _globals['_CURATIONJOB']._serialized_start=146
+  _globals['_CURATIONJOB']._serialized_end=513
+  _globals['_CREATECURATIONJOBREQUEST']._serialized_start=516
+  _globals['_CREATECURATIONJOBREQUEST']._serialized_end=647
+  _globals['_CREATECURATIONJOBRESPONSE']._serialized_start=649
+  _globals['_CREATECURATIONJOBRESPONSE']._serialized_end=715
+  _globals['_GETCURATIONJOBREQUEST']._serialized_start=717
+  _globals['_GETCURATIONJOBREQUEST']._serialized_end=756
+  _globals['_GETCURATIONJOBRESPONSE']._serialized_start=758
+  _globals['_GETCURATIONJOBRESPONSE']._serialized_end=821
+  _globals['_LISTCURATIONJOBSREQUEST']._serialized_start=823
+  _globals['_LISTCURATIONJOBSREQUEST']._serialized_end=907
+  _globals['_LISTCURATIONJOBSRESPONSE']._serialized_start=909
+  _globals['_LISTCURATIONJOBSRESPONSE']._serialized_end=1000
+  _globals['_WATCHCURATIONJOBREQUEST']._serialized_start=1002
+  _globals['_WATCHCURATIONJOBREQUEST']._serialized_end=1043
+  _globals['_WATCHCURATIONJOBRESPONSE']._serialized_start=1045
+  _globals['_WATCHCURATIONJOBRESPONSE']._serialized_end=1114
+  _globals['_CURATIONSERVICE']._serialized_start=1531
+  _globals['_CURATIONSERVICE']._serialized_end=1935
 # @@protoc_insertion_point(module_scope)

@@ -4,7 +4,6 @@ import grpc
 import warnings
 
 from privtune.v1 import curation_service_pb2 as privtune_dot_v1_dot_curation__service__pb2
-from privtune.v1 import events_pb2 as privtune_dot_v1_dot_events__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -27,7 +26,9 @@ if _version_not_supported:
 
 
 class CurationServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Curates a registered dataset into a dataset version: parse, redact PII, deduplicate,
+    filter for quality, format as training examples, split, snapshot.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -38,12 +39,12 @@ class CurationServiceStub:
         self.CreateCurationJob = channel.unary_unary(
                 '/privtune.v1.CurationService/CreateCurationJob',
                 request_serializer=privtune_dot_v1_dot_curation__service__pb2.CreateCurationJobRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_curation__service__pb2.CurationJob.FromString,
+                response_deserializer=privtune_dot_v1_dot_curation__service__pb2.CreateCurationJobResponse.FromString,
                 _registered_method=True)
         self.GetCurationJob = channel.unary_unary(
                 '/privtune.v1.CurationService/GetCurationJob',
                 request_serializer=privtune_dot_v1_dot_curation__service__pb2.GetCurationJobRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_curation__service__pb2.CurationJob.FromString,
+                response_deserializer=privtune_dot_v1_dot_curation__service__pb2.GetCurationJobResponse.FromString,
                 _registered_method=True)
         self.ListCurationJobs = channel.unary_unary(
                 '/privtune.v1.CurationService/ListCurationJobs',
@@ -53,12 +54,14 @@ class CurationServiceStub:
         self.WatchCurationJob = channel.unary_stream(
                 '/privtune.v1.CurationService/WatchCurationJob',
                 request_serializer=privtune_dot_v1_dot_curation__service__pb2.WatchCurationJobRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_events__pb2.EventEnvelope.FromString,
+                response_deserializer=privtune_dot_v1_dot_curation__service__pb2.WatchCurationJobResponse.FromString,
                 _registered_method=True)
 
 
 class CurationServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Curates a registered dataset into a dataset version: parse, redact PII, deduplicate,
+    filter for quality, format as training examples, split, snapshot.
+    """
 
     def CreateCurationJob(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -73,13 +76,19 @@ class CurationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListCurationJobs(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The tenant's curation jobs, oldest first (by creation time, then id).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchCurationJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The job's events from its first, then new ones as they are recorded. The stream ends (OK)
+        right after the job's final event (DatasetVersionCreated or CurationFailed); a job that
+        already finished streams its history and ends. It also ends when the client cancels or its
+        deadline passes (CANCELLED, DEADLINE_EXCEEDED) or the server shuts down (UNAVAILABLE:
+        reconnect and skip the events already seen by aggregate_version).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -90,12 +99,12 @@ def add_CurationServiceServicer_to_server(servicer, server):
             'CreateCurationJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateCurationJob,
                     request_deserializer=privtune_dot_v1_dot_curation__service__pb2.CreateCurationJobRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_curation__service__pb2.CurationJob.SerializeToString,
+                    response_serializer=privtune_dot_v1_dot_curation__service__pb2.CreateCurationJobResponse.SerializeToString,
             ),
             'GetCurationJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCurationJob,
                     request_deserializer=privtune_dot_v1_dot_curation__service__pb2.GetCurationJobRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_curation__service__pb2.CurationJob.SerializeToString,
+                    response_serializer=privtune_dot_v1_dot_curation__service__pb2.GetCurationJobResponse.SerializeToString,
             ),
             'ListCurationJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.ListCurationJobs,
@@ -105,7 +114,7 @@ def add_CurationServiceServicer_to_server(servicer, server):
             'WatchCurationJob': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchCurationJob,
                     request_deserializer=privtune_dot_v1_dot_curation__service__pb2.WatchCurationJobRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_events__pb2.EventEnvelope.SerializeToString,
+                    response_serializer=privtune_dot_v1_dot_curation__service__pb2.WatchCurationJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -116,7 +125,9 @@ def add_CurationServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CurationService:
-    """Missing associated documentation comment in .proto file."""
+    """Curates a registered dataset into a dataset version: parse, redact PII, deduplicate,
+    filter for quality, format as training examples, split, snapshot.
+    """
 
     @staticmethod
     def CreateCurationJob(request,
@@ -134,7 +145,7 @@ class CurationService:
             target,
             '/privtune.v1.CurationService/CreateCurationJob',
             privtune_dot_v1_dot_curation__service__pb2.CreateCurationJobRequest.SerializeToString,
-            privtune_dot_v1_dot_curation__service__pb2.CurationJob.FromString,
+            privtune_dot_v1_dot_curation__service__pb2.CreateCurationJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -161,7 +172,7 @@ class CurationService:
             target,
             '/privtune.v1.CurationService/GetCurationJob',
             privtune_dot_v1_dot_curation__service__pb2.GetCurationJobRequest.SerializeToString,
-            privtune_dot_v1_dot_curation__service__pb2.CurationJob.FromString,
+            privtune_dot_v1_dot_curation__service__pb2.GetCurationJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -215,7 +226,7 @@ class CurationService:
             target,
             '/privtune.v1.CurationService/WatchCurationJob',
             privtune_dot_v1_dot_curation__service__pb2.WatchCurationJobRequest.SerializeToString,
-            privtune_dot_v1_dot_events__pb2.EventEnvelope.FromString,
+            privtune_dot_v1_dot_curation__service__pb2.WatchCurationJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

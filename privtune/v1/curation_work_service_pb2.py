@@ -24,13 +24,14 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'privtune/v1/curation_work_service.proto\x12\x0bprivtune.v1\"e\n\x17\x43laimCurationJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x10\n\x08\x63laim_id\x18\x03 \x01(\t\x12\x15\n\rlease_seconds\x18\x04 \x01(\r\"M\n\x18\x43laimCurationJobResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08\x66inished\x18\x03 \x01(\x08\x32v\n\x13\x43urationWorkService\x12_\n\x10\x43laimCurationJob\x12$.privtune.v1.ClaimCurationJobRequest\x1a%.privtune.v1.ClaimCurationJobResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'privtune/v1/curation_work_service.proto\x12\x0bprivtune.v1\"e\n\x17\x43laimCurationJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x10\n\x08\x63laim_id\x18\x03 \x01(\t\x12\x15\n\rlease_seconds\x18\x04 \x01(\r\"M\n\x18\x43laimCurationJobResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08\x66inished\x18\x03 \x01(\x08\x32v\n\x13\x43urationWorkService\x12_\n\x10\x43laimCurationJob\x12$.privtune.v1.ClaimCurationJobRequest\x1a%.privtune.v1.ClaimCurationJobResponseB\xa2\x01\n\x13\x64\x65v.privtune.api.v1B\x18\x43urationWorkServiceProtoP\x01Z>github.com/privtune/privtune/clients/go/privtune/v1;privtunev1\xa2\x02\x03PTV\xaa\x02\x0bPrivtune.V1\xca\x02\x0bPrivtune\\V1\xea\x02\x0cPrivtune::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'privtune.v1.curation_work_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\023dev.privtune.api.v1B\030CurationWorkServiceProtoP\001Z>github.com/privtune/privtune/clients/go/privtune/v1;privtunev1\242\002\003PTV\252\002\013Privtune.V1\312\002\013Privtune\\V1\352\002\014Privtune::V1'
   _globals['_CLAIMCURATIONJOBREQUEST']._serialized_start=56
   _globals['_CLAIMCURATIONJOBREQUEST']._serialized_end=157
   _globals['_CLAIMCURATIONJOBRESPONSE']._serialized_start=159

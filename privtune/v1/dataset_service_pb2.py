@@ -26,13 +26,14 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from privtune.v1 import events_pb2 as privtune_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!privtune/v1/dataset_service.proto\x12\x0bprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18privtune/v1/events.proto\"\xa2\x03\n\x07\x44\x61taset\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bstorage_uri\x18\x03 \x01(\t\x12/\n\x0b\x66ormat_hint\x18\x04 \x01(\x0e\x32\x1a.privtune.v1.DatasetFormat\x12\x37\n\x0e\x63lassification\x18\x05 \x01(\x0e\x32\x1f.privtune.v1.DataClassification\x12\x17\n\x0f\x63hecksum_sha256\x18\x06 \x01(\t\x12\x12\n\nfile_count\x18\x07 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x08 \x01(\x04\x12\x30\n\x06labels\x18\t \x03(\x0b\x32 .privtune.v1.Dataset.LabelsEntry\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x0b \x01(\t\x12\x0f\n\x07version\x18\x0c \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbe\x02\n\x14\x43reateDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bstorage_uri\x18\x02 \x01(\t\x12/\n\x0b\x66ormat_hint\x18\x03 \x01(\x0e\x32\x1a.privtune.v1.DatasetFormat\x12\x37\n\x0e\x63lassification\x18\x04 \x01(\x0e\x32\x1f.privtune.v1.DataClassification\x12\x17\n\x0f\x63hecksum_sha256\x18\x05 \x01(\t\x12=\n\x06labels\x18\x06 \x03(\x0b\x32-.privtune.v1.CreateDatasetRequest.LabelsEntry\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\'\n\x11GetDatasetRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\"<\n\x13ListDatasetsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x14ListDatasetsResponse\x12&\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x14.privtune.v1.Dataset\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x13WatchDatasetRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t2\xc3\x02\n\x0e\x44\x61tasetService\x12H\n\rCreateDataset\x12!.privtune.v1.CreateDatasetRequest\x1a\x14.privtune.v1.Dataset\x12\x42\n\nGetDataset\x12\x1e.privtune.v1.GetDatasetRequest\x1a\x14.privtune.v1.Dataset\x12S\n\x0cListDatasets\x12 .privtune.v1.ListDatasetsRequest\x1a!.privtune.v1.ListDatasetsResponse\x12N\n\x0cWatchDataset\x12 .privtune.v1.WatchDatasetRequest\x1a\x1a.privtune.v1.EventEnvelope0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!privtune/v1/dataset_service.proto\x12\x0bprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18privtune/v1/events.proto\"\xa2\x03\n\x07\x44\x61taset\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0bstorage_uri\x18\x03 \x01(\t\x12/\n\x0b\x66ormat_hint\x18\x04 \x01(\x0e\x32\x1a.privtune.v1.DatasetFormat\x12\x37\n\x0e\x63lassification\x18\x05 \x01(\x0e\x32\x1f.privtune.v1.DataClassification\x12\x17\n\x0f\x63hecksum_sha256\x18\x06 \x01(\t\x12\x12\n\nfile_count\x18\x07 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x08 \x01(\x04\x12\x30\n\x06labels\x18\t \x03(\x0b\x32 .privtune.v1.Dataset.LabelsEntry\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x0b \x01(\t\x12\x0f\n\x07version\x18\x0c \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbe\x02\n\x14\x43reateDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bstorage_uri\x18\x02 \x01(\t\x12/\n\x0b\x66ormat_hint\x18\x03 \x01(\x0e\x32\x1a.privtune.v1.DatasetFormat\x12\x37\n\x0e\x63lassification\x18\x04 \x01(\x0e\x32\x1f.privtune.v1.DataClassification\x12\x17\n\x0f\x63hecksum_sha256\x18\x05 \x01(\t\x12=\n\x06labels\x18\x06 \x03(\x0b\x32-.privtune.v1.CreateDatasetRequest.LabelsEntry\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\">\n\x15\x43reateDatasetResponse\x12%\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x14.privtune.v1.Dataset\"\'\n\x11GetDatasetRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\";\n\x12GetDatasetResponse\x12%\n\x07\x64\x61taset\x18\x01 \x01(\x0b\x32\x14.privtune.v1.Dataset\"<\n\x13ListDatasetsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"W\n\x14ListDatasetsResponse\x12&\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x14.privtune.v1.Dataset\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\")\n\x13WatchDatasetRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\"A\n\x14WatchDatasetResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1a.privtune.v1.EventEnvelope2\xe3\x02\n\x0e\x44\x61tasetService\x12V\n\rCreateDataset\x12!.privtune.v1.CreateDatasetRequest\x1a\".privtune.v1.CreateDatasetResponse\x12M\n\nGetDataset\x12\x1e.privtune.v1.GetDatasetRequest\x1a\x1f.privtune.v1.GetDatasetResponse\x12S\n\x0cListDatasets\x12 .privtune.v1.ListDatasetsRequest\x1a!.privtune.v1.ListDatasetsResponse\x12U\n\x0cWatchDataset\x12 .privtune.v1.WatchDatasetRequest\x1a!.privtune.v1.WatchDatasetResponse0\x01\x42\x9d\x01\n\x13\x64\x65v.privtune.api.v1B\x13\x44\x61tasetServiceProtoP\x01Z>github.com/privtune/privtune/clients/go/privtune/v1;privtunev1\xa2\x02\x03PTV\xaa\x02\x0bPrivtune.V1\xca\x02\x0bPrivtune\\V1\xea\x02\x0cPrivtune::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'privtune.v1.dataset_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\023dev.privtune.api.v1B\023DatasetServiceProtoP\001Z>github.com/privtune/privtune/clients/go/privtune/v1;privtunev1\242\002\003PTV\252\002\013Privtune.V1\312\002\013Privtune\\V1\352\002\014Privtune::V1'
   _globals['_DATASET_LABELSENTRY']._loaded_options = None
   _globals['_DATASET_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_CREATEDATASETREQUEST_LABELSENTRY']._loaded_options = None
@@ -45,14 +46,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEDATASETREQUEST']._serialized_end=849
   _globals['_CREATEDATASETREQUEST_LABELSENTRY']._serialized_start=483
   _globals['_CREATEDATASETREQUEST_LABELSENTRY']._serialized_end=528
-  _globals['_GETDATASETREQUEST']._serialized_start=851
-  _globals['_GETDATASETREQUEST']._serialized_end=890
-  _globals['_LISTDATASETSREQUEST']._serialized_start=892
-  _globals['_LISTDATASETSREQUEST']._serialized_end=952
-  _globals['_LISTDATASETSRESPONSE']._serialized_start=954
-  _globals['_LISTDATASETSRESPONSE']._serialized_end=1041
-  _globals['_WATCHDATASETREQUEST']._serialized_start=1043
-  _globals['_WATCHDATASETREQUEST']._serialized_end=1084
-  _globals['_DATASETSERVICE']._serialized_start=1087
-  _globals['_DATASETSERVICE']._serialized_end=1410
+  _globals['_CREATEDATASETRESPONSE']._serialized_start=851
+  _globals['_CREATEDATASETRESPONSE']._serialized_end=913
+  _globals['_GETDATASETREQUEST']._serialized_start=915
+  _globals['_GETDATASETREQUEST']._serialized_end=954
+  _globals['_GETDATASETRESPONSE']._serialized_start=956
+  _globals['_GETDATASETRESPONSE']._serialized_end=1015
+  _globals['_LISTDATASETSREQUEST']._serialized_start=1017
+  _globals['_LISTDATASETSREQUEST']._serialized_end=1077
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=1079
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=1166
+  _globals['_WATCHDATASETREQUEST']._serialized_start=1168
+  _globals['_WATCHDATASETREQUEST']._serialized_end=1209
+  _globals['_WATCHDATASETRESPONSE']._serialized_start=1211
+  _globals['_WATCHDATASETRESPONSE']._serialized_end=1276
+  _globals['_DATASETSERVICE']._serialized_start=1279
+  _globals['_DATASETSERVICE']._serialized_end=1634
 # @@protoc_insertion_point(module_scope)

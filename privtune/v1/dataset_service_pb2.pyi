@@ -70,11 +70,23 @@ class CreateDatasetRequest(_message.Message):
     request_id: str
     def __init__(self, name: _Optional[str] = ..., storage_uri: _Optional[str] = ..., format_hint: _Optional[_Union[_events_pb2.DatasetFormat, str]] = ..., classification: _Optional[_Union[_events_pb2.DataClassification, str]] = ..., checksum_sha256: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
+class CreateDatasetResponse(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: Dataset
+    def __init__(self, dataset: _Optional[_Union[Dataset, _Mapping]] = ...) -> None: ...
+
 class GetDatasetRequest(_message.Message):
     __slots__ = ("dataset_id",)
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     dataset_id: str
     def __init__(self, dataset_id: _Optional[str] = ...) -> None: ...
+
+class GetDatasetResponse(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: Dataset
+    def __init__(self, dataset: _Optional[_Union[Dataset, _Mapping]] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
     __slots__ = ("page_size", "page_token")
@@ -97,3 +109,9 @@ class WatchDatasetRequest(_message.Message):
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     dataset_id: str
     def __init__(self, dataset_id: _Optional[str] = ...) -> None: ...
+
+class WatchDatasetResponse(_message.Message):
+    __slots__ = ("event",)
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    event: _events_pb2.EventEnvelope
+    def __init__(self, event: _Optional[_Union[_events_pb2.EventEnvelope, _Mapping]] = ...) -> None: ...

@@ -4,7 +4,6 @@ import grpc
 import warnings
 
 from privtune.v1 import dataset_service_pb2 as privtune_dot_v1_dot_dataset__service__pb2
-from privtune.v1 import events_pb2 as privtune_dot_v1_dot_events__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -27,7 +26,8 @@ if _version_not_supported:
 
 
 class DatasetServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Registers raw datasets that live in the tenant's storage and reports on them.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -38,12 +38,12 @@ class DatasetServiceStub:
         self.CreateDataset = channel.unary_unary(
                 '/privtune.v1.DatasetService/CreateDataset',
                 request_serializer=privtune_dot_v1_dot_dataset__service__pb2.CreateDatasetRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_dataset__service__pb2.Dataset.FromString,
+                response_deserializer=privtune_dot_v1_dot_dataset__service__pb2.CreateDatasetResponse.FromString,
                 _registered_method=True)
         self.GetDataset = channel.unary_unary(
                 '/privtune.v1.DatasetService/GetDataset',
                 request_serializer=privtune_dot_v1_dot_dataset__service__pb2.GetDatasetRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_dataset__service__pb2.Dataset.FromString,
+                response_deserializer=privtune_dot_v1_dot_dataset__service__pb2.GetDatasetResponse.FromString,
                 _registered_method=True)
         self.ListDatasets = channel.unary_unary(
                 '/privtune.v1.DatasetService/ListDatasets',
@@ -53,15 +53,17 @@ class DatasetServiceStub:
         self.WatchDataset = channel.unary_stream(
                 '/privtune.v1.DatasetService/WatchDataset',
                 request_serializer=privtune_dot_v1_dot_dataset__service__pb2.WatchDatasetRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_events__pb2.EventEnvelope.FromString,
+                response_deserializer=privtune_dot_v1_dot_dataset__service__pb2.WatchDatasetResponse.FromString,
                 _registered_method=True)
 
 
 class DatasetServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Registers raw datasets that live in the tenant's storage and reports on them.
+    """
 
     def CreateDataset(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Register a dataset: its files are listed and checksummed, nothing is copied.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -73,13 +75,17 @@ class DatasetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListDatasets(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The tenant's datasets, oldest first (by creation time, then id).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def WatchDataset(self, request, context):
-        """Streams the dataset's events from its first, then live ones until cancelled.
+        """The dataset's events from its first, then new ones as they are recorded. A dataset has no
+        final state, so the stream stays open until the client cancels it or its deadline passes
+        (then CANCELLED or DEADLINE_EXCEEDED), or the server shuts down (UNAVAILABLE: reconnect and
+        skip the events already seen by aggregate_version).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,12 +97,12 @@ def add_DatasetServiceServicer_to_server(servicer, server):
             'CreateDataset': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateDataset,
                     request_deserializer=privtune_dot_v1_dot_dataset__service__pb2.CreateDatasetRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_dataset__service__pb2.Dataset.SerializeToString,
+                    response_serializer=privtune_dot_v1_dot_dataset__service__pb2.CreateDatasetResponse.SerializeToString,
             ),
             'GetDataset': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDataset,
                     request_deserializer=privtune_dot_v1_dot_dataset__service__pb2.GetDatasetRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_dataset__service__pb2.Dataset.SerializeToString,
+                    response_serializer=privtune_dot_v1_dot_dataset__service__pb2.GetDatasetResponse.SerializeToString,
             ),
             'ListDatasets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDatasets,
@@ -106,7 +112,7 @@ def add_DatasetServiceServicer_to_server(servicer, server):
             'WatchDataset': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchDataset,
                     request_deserializer=privtune_dot_v1_dot_dataset__service__pb2.WatchDatasetRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_events__pb2.EventEnvelope.SerializeToString,
+                    response_serializer=privtune_dot_v1_dot_dataset__service__pb2.WatchDatasetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -117,7 +123,8 @@ def add_DatasetServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class DatasetService:
-    """Missing associated documentation comment in .proto file."""
+    """Registers raw datasets that live in the tenant's storage and reports on them.
+    """
 
     @staticmethod
     def CreateDataset(request,
@@ -135,7 +142,7 @@ class DatasetService:
             target,
             '/privtune.v1.DatasetService/CreateDataset',
             privtune_dot_v1_dot_dataset__service__pb2.CreateDatasetRequest.SerializeToString,
-            privtune_dot_v1_dot_dataset__service__pb2.Dataset.FromString,
+            privtune_dot_v1_dot_dataset__service__pb2.CreateDatasetResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -162,7 +169,7 @@ class DatasetService:
             target,
             '/privtune.v1.DatasetService/GetDataset',
             privtune_dot_v1_dot_dataset__service__pb2.GetDatasetRequest.SerializeToString,
-            privtune_dot_v1_dot_dataset__service__pb2.Dataset.FromString,
+            privtune_dot_v1_dot_dataset__service__pb2.GetDatasetResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -216,7 +223,7 @@ class DatasetService:
             target,
             '/privtune.v1.DatasetService/WatchDataset',
             privtune_dot_v1_dot_dataset__service__pb2.WatchDatasetRequest.SerializeToString,
-            privtune_dot_v1_dot_events__pb2.EventEnvelope.FromString,
+            privtune_dot_v1_dot_dataset__service__pb2.WatchDatasetResponse.FromString,
             options,
             channel_credentials,
             insecure,

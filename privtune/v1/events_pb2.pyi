@@ -326,7 +326,7 @@ class DifferentialPrivacy(_message.Message):
     def __init__(self, enabled: _Optional[bool] = ..., target_epsilon: _Optional[float] = ..., target_delta: _Optional[float] = ..., max_grad_norm: _Optional[float] = ...) -> None: ...
 
 class TrainingRequested(_message.Message):
-    __slots__ = ("job_id", "name", "base_model_id", "train_dataset_version", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "priority", "config_sha256", "dataset_uri", "config_json", "gpus", "dataset_id", "classification")
+    __slots__ = ("job_id", "name", "base_model_id", "dataset_version_id", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "priority", "config_sha256", "dataset_uri", "config_json", "gpus", "dataset_id", "classification")
     class ExperimentTagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -337,7 +337,7 @@ class TrainingRequested(_message.Message):
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
-    TRAIN_DATASET_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DATASET_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     LORA_CONFIG_FIELD_NUMBER: _ClassVar[int]
     QLORA_FIELD_NUMBER: _ClassVar[int]
@@ -356,7 +356,7 @@ class TrainingRequested(_message.Message):
     job_id: str
     name: str
     base_model_id: str
-    train_dataset_version: str
+    dataset_version_id: str
     method: TrainingMethod
     lora_config: LoraConfig
     qlora: bool
@@ -372,7 +372,7 @@ class TrainingRequested(_message.Message):
     gpus: int
     dataset_id: str
     classification: DataClassification
-    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., base_model_id: _Optional[str] = ..., train_dataset_version: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., lora_config: _Optional[_Union[LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., config_sha256: _Optional[str] = ..., dataset_uri: _Optional[str] = ..., config_json: _Optional[str] = ..., gpus: _Optional[int] = ..., dataset_id: _Optional[str] = ..., classification: _Optional[_Union[DataClassification, str]] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., base_model_id: _Optional[str] = ..., dataset_version_id: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., lora_config: _Optional[_Union[LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., config_sha256: _Optional[str] = ..., dataset_uri: _Optional[str] = ..., config_json: _Optional[str] = ..., gpus: _Optional[int] = ..., dataset_id: _Optional[str] = ..., classification: _Optional[_Union[DataClassification, str]] = ...) -> None: ...
 
 class PolicyViolation(_message.Message):
     __slots__ = ("rule", "reason", "remedy")

@@ -23,15 +23,17 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from privtune.v1 import training_service_pb2 as privtune_dot_v1_dot_training__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"privtune/v1/registry_service.proto\x12\x0bprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x05\n\x0cModelVersion\x12\x18\n\x10model_version_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x14\n\x0c\x61rtifact_uri\x18\x05 \x01(\t\x12\x17\n\x0f\x61rtifact_sha256\x18\x06 \x01(\t\x12\x0e\n\x06job_id\x18\x07 \x01(\t\x12\x15\n\rbase_model_id\x18\x08 \x01(\t\x12\x19\n\x11\x62\x61se_model_sha256\x18\t \x01(\t\x12\x1a\n\x12\x64\x61taset_version_id\x18\n \x01(\t\x12\x1f\n\x17\x64\x61taset_manifest_sha256\x18\x0b \x01(\t\x12\x15\n\rconfig_sha256\x18\x0c \x01(\t\x12\x14\n\x0c\x63ode_version\x18\r \x01(\t\x12\x37\n\x07metrics\x18\x0e \x03(\x0b\x32&.privtune.v1.ModelVersion.MetricsEntry\x12\x0f\n\x07\x61liases\x18\x0f \x03(\t\x12=\n\nevaluation\x18\x10 \x03(\x0b\x32).privtune.v1.ModelVersion.EvaluationEntry\x12\x19\n\x11\x65valuation_passed\x18\x11 \x01(\x08\x12\x15\n\rregistered_by\x18\x12 \x01(\t\x12\x31\n\rregistered_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x31\n\x0f\x45valuationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"U\n\x18ListModelVersionsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x19ListModelVersionsResponse\x12+\n\x08versions\x18\x01 \x03(\x0b\x32\x19.privtune.v1.ModelVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x16GetModelVersionRequest\x12\x18\n\x10model_version_id\x18\x01 \x01(\t\"c\n\x14SetModelAliasRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x18\n\x10model_version_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xbc\x01\n\x0b\x41liasChange\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x18\n\x10model_version_id\x18\x03 \x01(\t\x12!\n\x19previous_model_version_id\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12.\n\nchanged_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x17ListAliasHistoryRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\"E\n\x18ListAliasHistoryResponse\x12)\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x18.privtune.v1.AliasChange\"e\n\x11GetLineageRequest\x12\x17\n\rdeployment_id\x18\x01 \x01(\tH\x00\x12\x1a\n\x10model_version_id\x18\x02 \x01(\tH\x00\x12\x10\n\x06job_id\x18\x03 \x01(\tH\x00\x42\t\n\x07subject\"\xf1\x04\n\x07Lineage\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x18\n\x10model_version_id\x18\x02 \x01(\t\x12\x17\n\x0f\x61rtifact_sha256\x18\x03 \x01(\t\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x15\n\rconfig_sha256\x18\x05 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x06 \x01(\t\x12\x14\n\x0c\x63ode_version\x18\x07 \x01(\t\x12\x43\n\x10library_versions\x18\x08 \x03(\x0b\x32).privtune.v1.Lineage.LibraryVersionsEntry\x12\x0c\n\x04seed\x18\t \x01(\x04\x12\x10\n\x08hardware\x18\n \x01(\t\x12\x15\n\rbase_model_id\x18\x0b \x01(\t\x12\x19\n\x11\x62\x61se_model_sha256\x18\x0c \x01(\t\x12\x1a\n\x12\x64\x61taset_version_id\x18\r \x01(\t\x12\x1f\n\x17\x64\x61taset_manifest_sha256\x18\x0e \x01(\t\x12\x17\n\x0f\x63uration_job_id\x18\x0f \x01(\t\x12\x1e\n\x16\x63uration_config_sha256\x18\x10 \x01(\t\x12\x12\n\ndataset_id\x18\x11 \x01(\t\x12#\n\x1braw_dataset_checksum_sha256\x18\x12 \x01(\t\x12\x1f\n\x17raw_dataset_storage_uri\x18\x13 \x01(\t\x12\x14\n\x0crequested_by\x18\x14 \x01(\t\x12\x15\n\repsilon_spent\x18\x15 \x01(\x01\x1a\x36\n\x14LibraryVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"-\n\x0eRunMetricPoint\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\x01\"L\n\x0fRunMetricSeries\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x06points\x18\x02 \x03(\x0b\x32\x1b.privtune.v1.RunMetricPoint\"\xd4\x05\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12,\n\x06params\x18\x04 \x03(\x0b\x32\x1c.privtune.v1.Run.ParamsEntry\x12.\n\x07metrics\x18\x05 \x03(\x0b\x32\x1d.privtune.v1.Run.MetricsEntry\x12,\n\x06series\x18\x06 \x03(\x0b\x32\x1c.privtune.v1.RunMetricSeries\x12(\n\x04tags\x18\x07 \x03(\x0b\x32\x1a.privtune.v1.Run.TagsEntry\x12\x1f\n\x17\x64\x61taset_manifest_sha256\x18\x08 \x01(\t\x12\x15\n\rbase_model_id\x18\t \x01(\t\x12\x19\n\x11\x62\x61se_model_sha256\x18\n \x01(\t\x12\x14\n\x0c\x63ode_version\x18\x0b \x01(\t\x12?\n\x10library_versions\x18\x0c \x03(\x0b\x32%.privtune.v1.Run.LibraryVersionsEntry\x12\x0c\n\x04seed\x18\r \x01(\x04\x12\x10\n\x08hardware\x18\x0e \x01(\t\x12.\n\nstarted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x36\n\x14LibraryVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x9b\x01\n\x0fListRunsRequest\x12\x34\n\x04tags\x18\x01 \x03(\x0b\x32&.privtune.v1.ListRunsRequest.TagsEntry\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x10ListRunsResponse\x12\x1e\n\x04runs\x18\x01 \x03(\x0b\x32\x10.privtune.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x12\x43ompareRunsRequest\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\"_\n\rRunComparison\x12\x1e\n\x04runs\x18\x01 \x03(\x0b\x32\x10.privtune.v1.Run\x12\x18\n\x10\x64iffering_params\x18\x02 \x03(\t\x12\x14\n\x0cmetric_names\x18\x03 \x03(\t2\xc1\x03\n\x14ModelRegistryService\x12\x62\n\x11ListModelVersions\x12%.privtune.v1.ListModelVersionsRequest\x1a&.privtune.v1.ListModelVersionsResponse\x12Q\n\x0fGetModelVersion\x12#.privtune.v1.GetModelVersionRequest\x1a\x19.privtune.v1.ModelVersion\x12M\n\rSetModelAlias\x12!.privtune.v1.SetModelAliasRequest\x1a\x19.privtune.v1.ModelVersion\x12_\n\x10ListAliasHistory\x12$.privtune.v1.ListAliasHistoryRequest\x1a%.privtune.v1.ListAliasHistoryResponse\x12\x42\n\nGetLineage\x12\x1e.privtune.v1.GetLineageRequest\x1a\x14.privtune.v1.Lineage2\xe0\x01\n\x11\x45xperimentService\x12\x36\n\x06GetRun\x12\x1a.privtune.v1.GetRunRequest\x1a\x10.privtune.v1.Run\x12G\n\x08ListRuns\x12\x1c.privtune.v1.ListRunsRequest\x1a\x1d.privtune.v1.ListRunsResponse\x12J\n\x0b\x43ompareRuns\x12\x1f.privtune.v1.CompareRunsRequest\x1a\x1a.privtune.v1.RunComparisonb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"privtune/v1/registry_service.proto\x12\x0bprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"privtune/v1/training_service.proto\"\xad\x05\n\x0cModelVersion\x12\x18\n\x10model_version_id\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\r\x12\x14\n\x0c\x61rtifact_uri\x18\x05 \x01(\t\x12\x17\n\x0f\x61rtifact_sha256\x18\x06 \x01(\t\x12\x0e\n\x06job_id\x18\x07 \x01(\t\x12\x15\n\rbase_model_id\x18\x08 \x01(\t\x12\x19\n\x11\x62\x61se_model_sha256\x18\t \x01(\t\x12\x1a\n\x12\x64\x61taset_version_id\x18\n \x01(\t\x12\x1f\n\x17\x64\x61taset_manifest_sha256\x18\x0b \x01(\t\x12\x15\n\rconfig_sha256\x18\x0c \x01(\t\x12\x14\n\x0c\x63ode_version\x18\r \x01(\t\x12\x37\n\x07metrics\x18\x0e \x03(\x0b\x32&.privtune.v1.ModelVersion.MetricsEntry\x12\x0f\n\x07\x61liases\x18\x0f \x03(\t\x12=\n\nevaluation\x18\x10 \x03(\x0b\x32).privtune.v1.ModelVersion.EvaluationEntry\x12\x19\n\x11\x65valuation_passed\x18\x11 \x01(\x08\x12\x15\n\rregistered_by\x18\x12 \x01(\t\x12\x31\n\rregistered_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x04kind\x18\x14 \x01(\x0e\x32\x1e.privtune.v1.ModelArtifactKind\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x31\n\x0f\x45valuationEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01J\x04\x08\x04\x10\x05\"U\n\x18ListModelVersionsRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x19ListModelVersionsResponse\x12+\n\x08versions\x18\x01 \x03(\x0b\x32\x19.privtune.v1.ModelVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x16GetModelVersionRequest\x12\x18\n\x10model_version_id\x18\x01 \x01(\t\"K\n\x17GetModelVersionResponse\x12\x30\n\rmodel_version\x18\x01 \x01(\x0b\x32\x19.privtune.v1.ModelVersion\"c\n\x14SetModelAliasRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x18\n\x10model_version_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"I\n\x15SetModelAliasResponse\x12\x30\n\rmodel_version\x18\x01 \x01(\x0b\x32\x19.privtune.v1.ModelVersion\"\xbc\x01\n\x0b\x41liasChange\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\x12\x18\n\x10model_version_id\x18\x03 \x01(\t\x12!\n\x19previous_model_version_id\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12.\n\nchanged_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"<\n\x17ListAliasHistoryRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\r\n\x05\x61lias\x18\x02 \x01(\t\"E\n\x18ListAliasHistoryResponse\x12)\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x18.privtune.v1.AliasChange\"e\n\x11GetLineageRequest\x12\x17\n\rdeployment_id\x18\x01 \x01(\tH\x00\x12\x1a\n\x10model_version_id\x18\x02 \x01(\tH\x00\x12\x10\n\x06job_id\x18\x03 \x01(\tH\x00\x42\t\n\x07subject\";\n\x12GetLineageResponse\x12%\n\x07lineage\x18\x01 \x01(\x0b\x32\x14.privtune.v1.Lineage\"\xf1\x04\n\x07Lineage\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\x12\x18\n\x10model_version_id\x18\x02 \x01(\t\x12\x17\n\x0f\x61rtifact_sha256\x18\x03 \x01(\t\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x15\n\rconfig_sha256\x18\x05 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x06 \x01(\t\x12\x14\n\x0c\x63ode_version\x18\x07 \x01(\t\x12\x43\n\x10library_versions\x18\x08 \x03(\x0b\x32).privtune.v1.Lineage.LibraryVersionsEntry\x12\x0c\n\x04seed\x18\t \x01(\x04\x12\x10\n\x08hardware\x18\n \x01(\t\x12\x15\n\rbase_model_id\x18\x0b \x01(\t\x12\x19\n\x11\x62\x61se_model_sha256\x18\x0c \x01(\t\x12\x1a\n\x12\x64\x61taset_version_id\x18\r \x01(\t\x12\x1f\n\x17\x64\x61taset_manifest_sha256\x18\x0e \x01(\t\x12\x17\n\x0f\x63uration_job_id\x18\x0f \x01(\t\x12\x1e\n\x16\x63uration_config_sha256\x18\x10 \x01(\t\x12\x12\n\ndataset_id\x18\x11 \x01(\t\x12#\n\x1braw_dataset_checksum_sha256\x18\x12 \x01(\t\x12\x1f\n\x17raw_dataset_storage_uri\x18\x13 \x01(\t\x12\x14\n\x0crequested_by\x18\x14 \x01(\t\x12\x15\n\repsilon_spent\x18\x15 \x01(\x01\x1a\x36\n\x14LibraryVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"-\n\x0eRunMetricPoint\x12\x0c\n\x04step\x18\x01 \x01(\x04\x12\r\n\x05value\x18\x02 \x01(\x01\"L\n\x0fRunMetricSeries\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x06points\x18\x02 \x03(\x0b\x32\x1b.privtune.v1.RunMetricPoint\"\xf9\x05\n\x03Run\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12,\n\x06params\x18\x04 \x03(\x0b\x32\x1c.privtune.v1.Run.ParamsEntry\x12.\n\x07metrics\x18\x05 \x03(\x0b\x32\x1d.privtune.v1.Run.MetricsEntry\x12,\n\x06series\x18\x06 \x03(\x0b\x32\x1c.privtune.v1.RunMetricSeries\x12(\n\x04tags\x18\x07 \x03(\x0b\x32\x1a.privtune.v1.Run.TagsEntry\x12\x1f\n\x17\x64\x61taset_manifest_sha256\x18\x08 \x01(\t\x12\x15\n\rbase_model_id\x18\t \x01(\t\x12\x19\n\x11\x62\x61se_model_sha256\x18\n \x01(\t\x12\x14\n\x0c\x63ode_version\x18\x0b \x01(\t\x12?\n\x10library_versions\x18\x0c \x03(\x0b\x32%.privtune.v1.Run.LibraryVersionsEntry\x12\x0c\n\x04seed\x18\r \x01(\x04\x12\x10\n\x08hardware\x18\x0e \x01(\t\x12.\n\nstarted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x05state\x18\x11 \x01(\x0e\x32\x1d.privtune.v1.TrainingJobState\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x36\n\x14LibraryVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x03\x10\x04\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"/\n\x0eGetRunResponse\x12\x1d\n\x03run\x18\x01 \x01(\x0b\x32\x10.privtune.v1.Run\"\x9b\x01\n\x0fListRunsRequest\x12\x34\n\x04tags\x18\x01 \x03(\x0b\x32&.privtune.v1.ListRunsRequest.TagsEntry\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x10ListRunsResponse\x12\x1e\n\x04runs\x18\x01 \x03(\x0b\x32\x10.privtune.v1.Run\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"%\n\x12\x43ompareRunsRequest\x12\x0f\n\x07run_ids\x18\x01 \x03(\t\"e\n\x13\x43ompareRunsResponse\x12\x1e\n\x04runs\x18\x01 \x03(\x0b\x32\x10.privtune.v1.Run\x12\x18\n\x10\x64iffering_params\x18\x02 \x03(\t\x12\x14\n\x0cmetric_names\x18\x03 \x03(\t*\x97\x01\n\x11ModelArtifactKind\x12#\n\x1fMODEL_ARTIFACT_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1bMODEL_ARTIFACT_KIND_ADAPTER\x10\x01\x12\x1e\n\x1aMODEL_ARTIFACT_KIND_MERGED\x10\x02\x12\x1c\n\x18MODEL_ARTIFACT_KIND_FULL\x10\x03\x32\xe0\x03\n\x14ModelRegistryService\x12\x62\n\x11ListModelVersions\x12%.privtune.v1.ListModelVersionsRequest\x1a&.privtune.v1.ListModelVersionsResponse\x12\\\n\x0fGetModelVersion\x12#.privtune.v1.GetModelVersionRequest\x1a$.privtune.v1.GetModelVersionResponse\x12V\n\rSetModelAlias\x12!.privtune.v1.SetModelAliasRequest\x1a\".privtune.v1.SetModelAliasResponse\x12_\n\x10ListAliasHistory\x12$.privtune.v1.ListAliasHistoryRequest\x1a%.privtune.v1.ListAliasHistoryResponse\x12M\n\nGetLineage\x12\x1e.privtune.v1.GetLineageRequest\x1a\x1f.privtune.v1.GetLineageResponse2\xf1\x01\n\x11\x45xperimentService\x12\x41\n\x06GetRun\x12\x1a.privtune.v1.GetRunRequest\x1a\x1b.privtune.v1.GetRunResponse\x12G\n\x08ListRuns\x12\x1c.privtune.v1.ListRunsRequest\x1a\x1d.privtune.v1.ListRunsResponse\x12P\n\x0b\x43ompareRuns\x12\x1f.privtune.v1.CompareRunsRequest\x1a .privtune.v1.CompareRunsResponseB\x9e\x01\n\x13\x64\x65v.privtune.api.v1B\x14RegistryServiceProtoP\x01Z>github.com/privtune/privtune/clients/go/privtune/v1;privtunev1\xa2\x02\x03PTV\xaa\x02\x0bPrivtune.V1\xca\x02\x0bPrivtune\\V1\xea\x02\x0cPrivtune::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'privtune.v1.registry_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\023dev.privtune.api.v1B\024RegistryServiceProtoP\001Z>github.com/privtune/privtune/clients/go/privtune/v1;privtunev1\242\002\003PTV\252\002\013Privtune.V1\312\002\013Privtune\\V1\352\002\014Privtune::V1'
   _globals['_MODELVERSION_METRICSENTRY']._loaded_options = None
   _globals['_MODELVERSION_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_MODELVERSION_EVALUATIONENTRY']._loaded_options = None
@@ -48,60 +50,70 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUN_LIBRARYVERSIONSENTRY']._serialized_options = b'8\001'
   _globals['_LISTRUNSREQUEST_TAGSENTRY']._loaded_options = None
   _globals['_LISTRUNSREQUEST_TAGSENTRY']._serialized_options = b'8\001'
-  _globals['_MODELVERSION']._serialized_start=85
-  _globals['_MODELVERSION']._serialized_end=732
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=635
-  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=681
-  _globals['_MODELVERSION_EVALUATIONENTRY']._serialized_start=683
-  _globals['_MODELVERSION_EVALUATIONENTRY']._serialized_end=732
-  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=734
-  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=819
-  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=821
-  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=918
-  _globals['_GETMODELVERSIONREQUEST']._serialized_start=920
-  _globals['_GETMODELVERSIONREQUEST']._serialized_end=970
-  _globals['_SETMODELALIASREQUEST']._serialized_start=972
-  _globals['_SETMODELALIASREQUEST']._serialized_end=1071
-  _globals['_ALIASCHANGE']._serialized_start=1074
-  _globals['_ALIASCHANGE']._serialized_end=1262
-  _globals['_LISTALIASHISTORYREQUEST']._serialized_start=1264
-  _globals['_LISTALIASHISTORYREQUEST']._serialized_end=1324
-  _globals['_LISTALIASHISTORYRESPONSE']._serialized_start=1326
-  _globals['_LISTALIASHISTORYRESPONSE']._serialized_end=1395
-  _globals['_GETLINEAGEREQUEST']._serialized_start=1397
-  _globals['_GETLINEAGEREQUEST']._serialized_end=1498
-  _globals['_LINEAGE']._serialized_start=1501
-  _globals['_LINEAGE']._serialized_end=2126
-  _globals['_LINEAGE_LIBRARYVERSIONSENTRY']._serialized_start=2072
-  _globals['_LINEAGE_LIBRARYVERSIONSENTRY']._serialized_end=2126
-  _globals['_RUNMETRICPOINT']._serialized_start=2128
-  _globals['_RUNMETRICPOINT']._serialized_end=2173
-  _globals['_RUNMETRICSERIES']._serialized_start=2175
-  _globals['_RUNMETRICSERIES']._serialized_end=2251
-  _globals['_RUN']._serialized_start=2254
-  _globals['_RUN']._serialized_end=2978
-  _globals['_RUN_PARAMSENTRY']._serialized_start=2784
-  _globals['_RUN_PARAMSENTRY']._serialized_end=2829
-  _globals['_RUN_METRICSENTRY']._serialized_start=635
-  _globals['_RUN_METRICSENTRY']._serialized_end=681
-  _globals['_RUN_TAGSENTRY']._serialized_start=2879
-  _globals['_RUN_TAGSENTRY']._serialized_end=2922
-  _globals['_RUN_LIBRARYVERSIONSENTRY']._serialized_start=2072
-  _globals['_RUN_LIBRARYVERSIONSENTRY']._serialized_end=2126
-  _globals['_GETRUNREQUEST']._serialized_start=2980
-  _globals['_GETRUNREQUEST']._serialized_end=3011
-  _globals['_LISTRUNSREQUEST']._serialized_start=3014
-  _globals['_LISTRUNSREQUEST']._serialized_end=3169
-  _globals['_LISTRUNSREQUEST_TAGSENTRY']._serialized_start=2879
-  _globals['_LISTRUNSREQUEST_TAGSENTRY']._serialized_end=2922
-  _globals['_LISTRUNSRESPONSE']._serialized_start=3171
-  _globals['_LISTRUNSRESPONSE']._serialized_end=3246
-  _globals['_COMPARERUNSREQUEST']._serialized_start=3248
-  _globals['_COMPARERUNSREQUEST']._serialized_end=3285
-  _globals['_RUNCOMPARISON']._serialized_start=3287
-  _globals['_RUNCOMPARISON']._serialized_end=3382
-  _globals['_MODELREGISTRYSERVICE']._serialized_start=3385
-  _globals['_MODELREGISTRYSERVICE']._serialized_end=3834
-  _globals['_EXPERIMENTSERVICE']._serialized_start=3837
-  _globals['_EXPERIMENTSERVICE']._serialized_end=4061
+  _globals['_MODELARTIFACTKIND']._serialized_start=3764
+  _globals['_MODELARTIFACTKIND']._serialized_end=3915
+  _globals['_MODELVERSION']._serialized_start=121
+  _globals['_MODELVERSION']._serialized_end=806
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_start=703
+  _globals['_MODELVERSION_METRICSENTRY']._serialized_end=749
+  _globals['_MODELVERSION_EVALUATIONENTRY']._serialized_start=751
+  _globals['_MODELVERSION_EVALUATIONENTRY']._serialized_end=800
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_start=808
+  _globals['_LISTMODELVERSIONSREQUEST']._serialized_end=893
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_start=895
+  _globals['_LISTMODELVERSIONSRESPONSE']._serialized_end=992
+  _globals['_GETMODELVERSIONREQUEST']._serialized_start=994
+  _globals['_GETMODELVERSIONREQUEST']._serialized_end=1044
+  _globals['_GETMODELVERSIONRESPONSE']._serialized_start=1046
+  _globals['_GETMODELVERSIONRESPONSE']._serialized_end=1121
+  _globals['_SETMODELALIASREQUEST']._serialized_start=1123
+  _globals['_SETMODELALIASREQUEST']._serialized_end=1222
+  _globals['_SETMODELALIASRESPONSE']._serialized_start=1224
+  _globals['_SETMODELALIASRESPONSE']._serialized_end=1297
+  _globals['_ALIASCHANGE']._serialized_start=1300
+  _globals['_ALIASCHANGE']._serialized_end=1488
+  _globals['_LISTALIASHISTORYREQUEST']._serialized_start=1490
+  _globals['_LISTALIASHISTORYREQUEST']._serialized_end=1550
+  _globals['_LISTALIASHISTORYRESPONSE']._serialized_start=1552
+  _globals['_LISTALIASHISTORYRESPONSE']._serialized_end=1621
+  _globals['_GETLINEAGEREQUEST']._serialized_start=1623
+  _globals['_GETLINEAGEREQUEST']._serialized_end=1724
+  _globals['_GETLINEAGERESPONSE']._serialized_start=1726
+  _globals['_GETLINEAGERESPONSE']._serialized_end=1785
+  _globals['_LINEAGE']._serialized_start=1788
+  _globals['_LINEAGE']._serialized_end=2413
+  _globals['_LINEAGE_LIBRARYVERSIONSENTRY']._serialized_start=2359
+  _globals['_LINEAGE_LIBRARYVERSIONSENTRY']._serialized_end=2413
+  _globals['_RUNMETRICPOINT']._serialized_start=2415
+  _globals['_RUNMETRICPOINT']._serialized_end=2460
+  _globals['_RUNMETRICSERIES']._serialized_start=2462
+  _globals['_RUNMETRICSERIES']._serialized_end=2538
+  _globals['_RUN']._serialized_start=2541
+  _globals['_RUN']._serialized_end=3302
+  _globals['_RUN_PARAMSENTRY']._serialized_start=3102
+  _globals['_RUN_PARAMSENTRY']._serialized_end=3147
+  _globals['_RUN_METRICSENTRY']._serialized_start=703
+  _globals['_RUN_METRICSENTRY']._serialized_end=749
+  _globals['_RUN_TAGSENTRY']._serialized_start=3197
+  _globals['_RUN_TAGSENTRY']._serialized_end=3240
+  _globals['_RUN_LIBRARYVERSIONSENTRY']._serialized_start=2359
+  _globals['_RUN_LIBRARYVERSIONSENTRY']._serialized_end=2413
+  _globals['_GETRUNREQUEST']._serialized_start=3304
+  _globals['_GETRUNREQUEST']._serialized_end=3335
+  _globals['_GETRUNRESPONSE']._serialized_start=3337
+  _globals['_GETRUNRESPONSE']._serialized_end=3384
+  _globals['_LISTRUNSREQUEST']._serialized_start=3387
+  _globals['_LISTRUNSREQUEST']._serialized_end=3542
+  _globals['_LISTRUNSREQUEST_TAGSENTRY']._serialized_start=3197
+  _globals['_LISTRUNSREQUEST_TAGSENTRY']._serialized_end=3240
+  _globals['_LISTRUNSRESPONSE']._serialized_start=3544
+  _globals['_LISTRUNSRESPONSE']._serialized_end=3619
+  _globals['_COMPARERUNSREQUEST']._serialized_start=3621
+  _globals['_COMPARERUNSREQUEST']._serialized_end=3658
+  _globals['_COMPARERUNSRESPONSE']._serialized_start=3660
+  _globals['_COMPARERUNSRESPONSE']._serialized_end=3761
+  _globals['_MODELREGISTRYSERVICE']._serialized_start=3918
+  _globals['_MODELREGISTRYSERVICE']._serialized_end=4398
+  _globals['_EXPERIMENTSERVICE']._serialized_start=4401
+  _globals['_EXPERIMENTSERVICE']._serialized_end=4642
 # @@protoc_insertion_point(module_scope)

@@ -1,7 +1,9 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from privtune.v1 import training_service_pb2 as _training_service_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -9,8 +11,19 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ModelArtifactKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_ARTIFACT_KIND_UNSPECIFIED: _ClassVar[ModelArtifactKind]
+    MODEL_ARTIFACT_KIND_ADAPTER: _ClassVar[ModelArtifactKind]
+    MODEL_ARTIFACT_KIND_MERGED: _ClassVar[ModelArtifactKind]
+    MODEL_ARTIFACT_KIND_FULL: _ClassVar[ModelArtifactKind]
+MODEL_ARTIFACT_KIND_UNSPECIFIED: ModelArtifactKind
+MODEL_ARTIFACT_KIND_ADAPTER: ModelArtifactKind
+MODEL_ARTIFACT_KIND_MERGED: ModelArtifactKind
+MODEL_ARTIFACT_KIND_FULL: ModelArtifactKind
+
 class ModelVersion(_message.Message):
-    __slots__ = ("model_version_id", "model_name", "version", "kind", "artifact_uri", "artifact_sha256", "job_id", "base_model_id", "base_model_sha256", "dataset_version_id", "dataset_manifest_sha256", "config_sha256", "code_version", "metrics", "aliases", "evaluation", "evaluation_passed", "registered_by", "registered_at")
+    __slots__ = ("model_version_id", "model_name", "version", "artifact_uri", "artifact_sha256", "job_id", "base_model_id", "base_model_sha256", "dataset_version_id", "dataset_manifest_sha256", "config_sha256", "code_version", "metrics", "aliases", "evaluation", "evaluation_passed", "registered_by", "registered_at", "kind")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -28,7 +41,6 @@ class ModelVersion(_message.Message):
     MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
-    KIND_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_URI_FIELD_NUMBER: _ClassVar[int]
     ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -44,10 +56,10 @@ class ModelVersion(_message.Message):
     EVALUATION_PASSED_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_BY_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_AT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     model_version_id: str
     model_name: str
     version: int
-    kind: str
     artifact_uri: str
     artifact_sha256: str
     job_id: str
@@ -63,7 +75,8 @@ class ModelVersion(_message.Message):
     evaluation_passed: bool
     registered_by: str
     registered_at: _timestamp_pb2.Timestamp
-    def __init__(self, model_version_id: _Optional[str] = ..., model_name: _Optional[str] = ..., version: _Optional[int] = ..., kind: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., job_id: _Optional[str] = ..., base_model_id: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., dataset_version_id: _Optional[str] = ..., dataset_manifest_sha256: _Optional[str] = ..., config_sha256: _Optional[str] = ..., code_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., aliases: _Optional[_Iterable[str]] = ..., evaluation: _Optional[_Mapping[str, float]] = ..., evaluation_passed: _Optional[bool] = ..., registered_by: _Optional[str] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    kind: ModelArtifactKind
+    def __init__(self, model_version_id: _Optional[str] = ..., model_name: _Optional[str] = ..., version: _Optional[int] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., job_id: _Optional[str] = ..., base_model_id: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., dataset_version_id: _Optional[str] = ..., dataset_manifest_sha256: _Optional[str] = ..., config_sha256: _Optional[str] = ..., code_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., aliases: _Optional[_Iterable[str]] = ..., evaluation: _Optional[_Mapping[str, float]] = ..., evaluation_passed: _Optional[bool] = ..., registered_by: _Optional[str] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., kind: _Optional[_Union[ModelArtifactKind, str]] = ...) -> None: ...
 
 class ListModelVersionsRequest(_message.Message):
     __slots__ = ("model_name", "page_size", "page_token")
@@ -89,6 +102,12 @@ class GetModelVersionRequest(_message.Message):
     model_version_id: str
     def __init__(self, model_version_id: _Optional[str] = ...) -> None: ...
 
+class GetModelVersionResponse(_message.Message):
+    __slots__ = ("model_version",)
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_version: ModelVersion
+    def __init__(self, model_version: _Optional[_Union[ModelVersion, _Mapping]] = ...) -> None: ...
+
 class SetModelAliasRequest(_message.Message):
     __slots__ = ("model_name", "alias", "model_version_id", "reason")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -100,6 +119,12 @@ class SetModelAliasRequest(_message.Message):
     model_version_id: str
     reason: str
     def __init__(self, model_name: _Optional[str] = ..., alias: _Optional[str] = ..., model_version_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetModelAliasResponse(_message.Message):
+    __slots__ = ("model_version",)
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_version: ModelVersion
+    def __init__(self, model_version: _Optional[_Union[ModelVersion, _Mapping]] = ...) -> None: ...
 
 class AliasChange(_message.Message):
     __slots__ = ("model_name", "alias", "model_version_id", "previous_model_version_id", "actor", "reason", "changed_at")
@@ -142,6 +167,12 @@ class GetLineageRequest(_message.Message):
     model_version_id: str
     job_id: str
     def __init__(self, deployment_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
+
+class GetLineageResponse(_message.Message):
+    __slots__ = ("lineage",)
+    LINEAGE_FIELD_NUMBER: _ClassVar[int]
+    lineage: Lineage
+    def __init__(self, lineage: _Optional[_Union[Lineage, _Mapping]] = ...) -> None: ...
 
 class Lineage(_message.Message):
     __slots__ = ("deployment_id", "model_version_id", "artifact_sha256", "job_id", "config_sha256", "config_json", "code_version", "library_versions", "seed", "hardware", "base_model_id", "base_model_sha256", "dataset_version_id", "dataset_manifest_sha256", "curation_job_id", "curation_config_sha256", "dataset_id", "raw_dataset_checksum_sha256", "raw_dataset_storage_uri", "requested_by", "epsilon_spent")
@@ -213,7 +244,7 @@ class RunMetricSeries(_message.Message):
     def __init__(self, name: _Optional[str] = ..., points: _Optional[_Iterable[_Union[RunMetricPoint, _Mapping]]] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("run_id", "name", "state", "params", "metrics", "series", "tags", "dataset_manifest_sha256", "base_model_id", "base_model_sha256", "code_version", "library_versions", "seed", "hardware", "started_at", "ended_at")
+    __slots__ = ("run_id", "name", "params", "metrics", "series", "tags", "dataset_manifest_sha256", "base_model_id", "base_model_sha256", "code_version", "library_versions", "seed", "hardware", "started_at", "ended_at", "state")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -244,7 +275,6 @@ class Run(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
-    STATE_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     SERIES_FIELD_NUMBER: _ClassVar[int]
@@ -258,9 +288,9 @@ class Run(_message.Message):
     HARDWARE_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     name: str
-    state: str
     params: _containers.ScalarMap[str, str]
     metrics: _containers.ScalarMap[str, float]
     series: _containers.RepeatedCompositeFieldContainer[RunMetricSeries]
@@ -274,13 +304,20 @@ class Run(_message.Message):
     hardware: str
     started_at: _timestamp_pb2.Timestamp
     ended_at: _timestamp_pb2.Timestamp
-    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., series: _Optional[_Iterable[_Union[RunMetricSeries, _Mapping]]] = ..., tags: _Optional[_Mapping[str, str]] = ..., dataset_manifest_sha256: _Optional[str] = ..., base_model_id: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., code_version: _Optional[str] = ..., library_versions: _Optional[_Mapping[str, str]] = ..., seed: _Optional[int] = ..., hardware: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    state: _training_service_pb2.TrainingJobState
+    def __init__(self, run_id: _Optional[str] = ..., name: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., series: _Optional[_Iterable[_Union[RunMetricSeries, _Mapping]]] = ..., tags: _Optional[_Mapping[str, str]] = ..., dataset_manifest_sha256: _Optional[str] = ..., base_model_id: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., code_version: _Optional[str] = ..., library_versions: _Optional[_Mapping[str, str]] = ..., seed: _Optional[int] = ..., hardware: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[_Union[_training_service_pb2.TrainingJobState, str]] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
     __slots__ = ("run_id",)
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class GetRunResponse(_message.Message):
+    __slots__ = ("run",)
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    run: Run
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
     __slots__ = ("tags", "page_size", "page_token")
@@ -313,7 +350,7 @@ class CompareRunsRequest(_message.Message):
     run_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, run_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
-class RunComparison(_message.Message):
+class CompareRunsResponse(_message.Message):
     __slots__ = ("runs", "differing_params", "metric_names")
     RUNS_FIELD_NUMBER: _ClassVar[int]
     DIFFERING_PARAMS_FIELD_NUMBER: _ClassVar[int]

@@ -42,12 +42,12 @@ class ModelRegistryServiceStub:
         self.GetModelVersion = channel.unary_unary(
                 '/privtune.v1.ModelRegistryService/GetModelVersion',
                 request_serializer=privtune_dot_v1_dot_registry__service__pb2.GetModelVersionRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_registry__service__pb2.ModelVersion.FromString,
+                response_deserializer=privtune_dot_v1_dot_registry__service__pb2.GetModelVersionResponse.FromString,
                 _registered_method=True)
         self.SetModelAlias = channel.unary_unary(
                 '/privtune.v1.ModelRegistryService/SetModelAlias',
                 request_serializer=privtune_dot_v1_dot_registry__service__pb2.SetModelAliasRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_registry__service__pb2.ModelVersion.FromString,
+                response_deserializer=privtune_dot_v1_dot_registry__service__pb2.SetModelAliasResponse.FromString,
                 _registered_method=True)
         self.ListAliasHistory = channel.unary_unary(
                 '/privtune.v1.ModelRegistryService/ListAliasHistory',
@@ -57,7 +57,7 @@ class ModelRegistryServiceStub:
         self.GetLineage = channel.unary_unary(
                 '/privtune.v1.ModelRegistryService/GetLineage',
                 request_serializer=privtune_dot_v1_dot_registry__service__pb2.GetLineageRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_registry__service__pb2.Lineage.FromString,
+                response_deserializer=privtune_dot_v1_dot_registry__service__pb2.GetLineageResponse.FromString,
                 _registered_method=True)
 
 
@@ -65,7 +65,8 @@ class ModelRegistryServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def ListModelVersions(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Registered versions, by model name, then version number.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -84,7 +85,8 @@ class ModelRegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListAliasHistory(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Every move of the model's aliases, oldest first.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -107,12 +109,12 @@ def add_ModelRegistryServiceServicer_to_server(servicer, server):
             'GetModelVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModelVersion,
                     request_deserializer=privtune_dot_v1_dot_registry__service__pb2.GetModelVersionRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_registry__service__pb2.ModelVersion.SerializeToString,
+                    response_serializer=privtune_dot_v1_dot_registry__service__pb2.GetModelVersionResponse.SerializeToString,
             ),
             'SetModelAlias': grpc.unary_unary_rpc_method_handler(
                     servicer.SetModelAlias,
                     request_deserializer=privtune_dot_v1_dot_registry__service__pb2.SetModelAliasRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_registry__service__pb2.ModelVersion.SerializeToString,
+                    response_serializer=privtune_dot_v1_dot_registry__service__pb2.SetModelAliasResponse.SerializeToString,
             ),
             'ListAliasHistory': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAliasHistory,
@@ -122,7 +124,7 @@ def add_ModelRegistryServiceServicer_to_server(servicer, server):
             'GetLineage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLineage,
                     request_deserializer=privtune_dot_v1_dot_registry__service__pb2.GetLineageRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_registry__service__pb2.Lineage.SerializeToString,
+                    response_serializer=privtune_dot_v1_dot_registry__service__pb2.GetLineageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,7 +180,7 @@ class ModelRegistryService:
             target,
             '/privtune.v1.ModelRegistryService/GetModelVersion',
             privtune_dot_v1_dot_registry__service__pb2.GetModelVersionRequest.SerializeToString,
-            privtune_dot_v1_dot_registry__service__pb2.ModelVersion.FromString,
+            privtune_dot_v1_dot_registry__service__pb2.GetModelVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -205,7 +207,7 @@ class ModelRegistryService:
             target,
             '/privtune.v1.ModelRegistryService/SetModelAlias',
             privtune_dot_v1_dot_registry__service__pb2.SetModelAliasRequest.SerializeToString,
-            privtune_dot_v1_dot_registry__service__pb2.ModelVersion.FromString,
+            privtune_dot_v1_dot_registry__service__pb2.SetModelAliasResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -259,7 +261,7 @@ class ModelRegistryService:
             target,
             '/privtune.v1.ModelRegistryService/GetLineage',
             privtune_dot_v1_dot_registry__service__pb2.GetLineageRequest.SerializeToString,
-            privtune_dot_v1_dot_registry__service__pb2.Lineage.FromString,
+            privtune_dot_v1_dot_registry__service__pb2.GetLineageResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -283,7 +285,7 @@ class ExperimentServiceStub:
         self.GetRun = channel.unary_unary(
                 '/privtune.v1.ExperimentService/GetRun',
                 request_serializer=privtune_dot_v1_dot_registry__service__pb2.GetRunRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_registry__service__pb2.Run.FromString,
+                response_deserializer=privtune_dot_v1_dot_registry__service__pb2.GetRunResponse.FromString,
                 _registered_method=True)
         self.ListRuns = channel.unary_unary(
                 '/privtune.v1.ExperimentService/ListRuns',
@@ -293,7 +295,7 @@ class ExperimentServiceStub:
         self.CompareRuns = channel.unary_unary(
                 '/privtune.v1.ExperimentService/CompareRuns',
                 request_serializer=privtune_dot_v1_dot_registry__service__pb2.CompareRunsRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_registry__service__pb2.RunComparison.FromString,
+                response_deserializer=privtune_dot_v1_dot_registry__service__pb2.CompareRunsResponse.FromString,
                 _registered_method=True)
 
 
@@ -307,7 +309,8 @@ class ExperimentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListRuns(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Runs, by run id (the training job id).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -324,7 +327,7 @@ def add_ExperimentServiceServicer_to_server(servicer, server):
             'GetRun': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRun,
                     request_deserializer=privtune_dot_v1_dot_registry__service__pb2.GetRunRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_registry__service__pb2.Run.SerializeToString,
+                    response_serializer=privtune_dot_v1_dot_registry__service__pb2.GetRunResponse.SerializeToString,
             ),
             'ListRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRuns,
@@ -334,7 +337,7 @@ def add_ExperimentServiceServicer_to_server(servicer, server):
             'CompareRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.CompareRuns,
                     request_deserializer=privtune_dot_v1_dot_registry__service__pb2.CompareRunsRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_registry__service__pb2.RunComparison.SerializeToString,
+                    response_serializer=privtune_dot_v1_dot_registry__service__pb2.CompareRunsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -363,7 +366,7 @@ class ExperimentService:
             target,
             '/privtune.v1.ExperimentService/GetRun',
             privtune_dot_v1_dot_registry__service__pb2.GetRunRequest.SerializeToString,
-            privtune_dot_v1_dot_registry__service__pb2.Run.FromString,
+            privtune_dot_v1_dot_registry__service__pb2.GetRunResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -417,7 +420,7 @@ class ExperimentService:
             target,
             '/privtune.v1.ExperimentService/CompareRuns',
             privtune_dot_v1_dot_registry__service__pb2.CompareRunsRequest.SerializeToString,
-            privtune_dot_v1_dot_registry__service__pb2.RunComparison.FromString,
+            privtune_dot_v1_dot_registry__service__pb2.CompareRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,17 +25,20 @@ _sym_db = _symbol_database.Default()
 from privtune.v1 import events_pb2 as privtune_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*privtune/v1/training_attempt_service.proto\x12\x0bprivtune.v1\x1a\x18privtune/v1/events.proto\"m\n\x13\x43laimAttemptRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x10\n\x08\x63laim_id\x18\x04 \x01(\t\x12\x10\n\x08\x65xecutor\x18\x05 \x01(\t\"\xa3\x01\n\x14\x43laimAttemptResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12/\n\x07request\x18\x03 \x01(\x0b\x32\x1e.privtune.v1.TrainingRequested\x12!\n\x19resume_from_checkpoint_id\x18\x04 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t2m\n\x16TrainingAttemptService\x12S\n\x0c\x43laimAttempt\x12 .privtune.v1.ClaimAttemptRequest\x1a!.privtune.v1.ClaimAttemptResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*privtune/v1/training_attempt_service.proto\x12\x0bprivtune.v1\x1a\x18privtune/v1/events.proto\"\x92\x01\n\x13\x43laimAttemptRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\r\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x10\n\x08\x63laim_id\x18\x04 \x01(\t\x12/\n\x08\x65xecutor\x18\x06 \x01(\x0e\x32\x1d.privtune.v1.TrainingExecutorJ\x04\x08\x05\x10\x06\"\xa3\x01\n\x14\x43laimAttemptResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12/\n\x07request\x18\x03 \x01(\x0b\x32\x1e.privtune.v1.TrainingRequested\x12!\n\x19resume_from_checkpoint_id\x18\x04 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x05 \x01(\t*t\n\x10TrainingExecutor\x12!\n\x1dTRAINING_EXECUTOR_UNSPECIFIED\x10\x00\x12\x1b\n\x17TRAINING_EXECUTOR_LOCAL\x10\x01\x12 \n\x1cTRAINING_EXECUTOR_KUBERNETES\x10\x02\x32m\n\x16TrainingAttemptService\x12S\n\x0c\x43laimAttempt\x12 .privtune.v1.ClaimAttemptRequest\x1a!.privtune.v1.ClaimAttemptResponseB\xa5\x01\n\x13\x64\x65v.privtune.api.v1B\x1bTrainingAttemptServiceProtoP\x01Z>github.com/privtune/privtune/clients/go/privtune/v1;privtunev1\xa2\x02\x03PTV\xaa\x02\x0bPrivtune.V1\xca\x02\x0bPrivtune\\V1\xea\x02\x0cPrivtune::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'privtune.v1.training_attempt_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_CLAIMATTEMPTREQUEST']._serialized_start=85
-  _globals['_CLAIMATTEMPTREQUEST']._serialized_end=194
-  _globals['_CLAIMATTEMPTRESPONSE']._serialized_start=197
-  _globals['_CLAIMATTEMPTRESPONSE']._serialized_end=360
-  _globals['_TRAININGATTEMPTSERVICE']._serialized_start=362
-  _globals['_TRAININGATTEMPTSERVICE']._serialized_end=471
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\023dev.privtune.api.v1B\033TrainingAttemptServiceProtoP\001Z>github.com/privtune/privtune/clients/go/privtune/v1;privtunev1\242\002\003PTV\252\002\013Privtune.V1\312\002\013Privtune\\V1\352\002\014Privtune::V1'
+  _globals['_TRAININGEXECUTOR']._serialized_start=400
+  _globals['_TRAININGEXECUTOR']._serialized_end=516
+  _globals['_CLAIMATTEMPTREQUEST']._serialized_start=86
+  _globals['_CLAIMATTEMPTREQUEST']._serialized_end=232
+  _globals['_CLAIMATTEMPTRESPONSE']._serialized_start=235
+  _globals['_CLAIMATTEMPTRESPONSE']._serialized_end=398
+  _globals['_TRAININGATTEMPTSERVICE']._serialized_start=518
+  _globals['_TRAININGATTEMPTSERVICE']._serialized_end=627
 # @@protoc_insertion_point(module_scope)

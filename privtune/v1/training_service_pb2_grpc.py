@@ -3,7 +3,6 @@
 import grpc
 import warnings
 
-from privtune.v1 import events_pb2 as privtune_dot_v1_dot_events__pb2
 from privtune.v1 import training_service_pb2 as privtune_dot_v1_dot_training__service__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
@@ -38,12 +37,12 @@ class TrainingServiceStub:
         self.CreateTrainingJob = channel.unary_unary(
                 '/privtune.v1.TrainingService/CreateTrainingJob',
                 request_serializer=privtune_dot_v1_dot_training__service__pb2.CreateTrainingJobRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_training__service__pb2.TrainingJob.FromString,
+                response_deserializer=privtune_dot_v1_dot_training__service__pb2.CreateTrainingJobResponse.FromString,
                 _registered_method=True)
         self.GetTrainingJob = channel.unary_unary(
                 '/privtune.v1.TrainingService/GetTrainingJob',
                 request_serializer=privtune_dot_v1_dot_training__service__pb2.GetTrainingJobRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_training__service__pb2.TrainingJob.FromString,
+                response_deserializer=privtune_dot_v1_dot_training__service__pb2.GetTrainingJobResponse.FromString,
                 _registered_method=True)
         self.ListTrainingJobs = channel.unary_unary(
                 '/privtune.v1.TrainingService/ListTrainingJobs',
@@ -53,22 +52,22 @@ class TrainingServiceStub:
         self.CancelTrainingJob = channel.unary_unary(
                 '/privtune.v1.TrainingService/CancelTrainingJob',
                 request_serializer=privtune_dot_v1_dot_training__service__pb2.CancelTrainingJobRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_training__service__pb2.TrainingJob.FromString,
+                response_deserializer=privtune_dot_v1_dot_training__service__pb2.CancelTrainingJobResponse.FromString,
                 _registered_method=True)
         self.WatchTrainingJob = channel.unary_stream(
                 '/privtune.v1.TrainingService/WatchTrainingJob',
                 request_serializer=privtune_dot_v1_dot_training__service__pb2.WatchTrainingJobRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_events__pb2.EventEnvelope.FromString,
+                response_deserializer=privtune_dot_v1_dot_training__service__pb2.WatchTrainingJobResponse.FromString,
                 _registered_method=True)
         self.EstimateTrainingJob = channel.unary_unary(
                 '/privtune.v1.TrainingService/EstimateTrainingJob',
-                request_serializer=privtune_dot_v1_dot_training__service__pb2.CreateTrainingJobRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_training__service__pb2.TrainingJobEstimate.FromString,
+                request_serializer=privtune_dot_v1_dot_training__service__pb2.EstimateTrainingJobRequest.SerializeToString,
+                response_deserializer=privtune_dot_v1_dot_training__service__pb2.EstimateTrainingJobResponse.FromString,
                 _registered_method=True)
         self.GetPrivacyLedger = channel.unary_unary(
                 '/privtune.v1.TrainingService/GetPrivacyLedger',
                 request_serializer=privtune_dot_v1_dot_training__service__pb2.GetPrivacyLedgerRequest.SerializeToString,
-                response_deserializer=privtune_dot_v1_dot_training__service__pb2.PrivacyLedger.FromString,
+                response_deserializer=privtune_dot_v1_dot_training__service__pb2.GetPrivacyLedgerResponse.FromString,
                 _registered_method=True)
 
 
@@ -76,7 +75,8 @@ class TrainingServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def CreateTrainingJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Admit (or reject, with the violated rules and remedies) and queue a training job.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -88,7 +88,8 @@ class TrainingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListTrainingJobs(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The tenant's training jobs, oldest first (by creation time, then id).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -100,13 +101,18 @@ class TrainingServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchTrainingJob(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The job's events from its first, then new ones as they are recorded. The stream ends (OK)
+        right after the job's final event (TrainingCompleted, TrainingRejected, TrainingCancelled,
+        or TrainingFailed with no retry left); a finished job streams its history and ends. It also
+        ends when the client cancels or its deadline passes (CANCELLED, DEADLINE_EXCEEDED) or the
+        server shuts down (UNAVAILABLE: reconnect and skip events already seen by aggregate_version).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def EstimateTrainingJob(self, request, context):
-        """What a request would need (memory, GPU-hours, cost, epsilon) and whether policy allows it; runs nothing.
+        """What a job would need (memory, GPU-hours, cost, epsilon) and whether policy allows it; runs nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,12 +130,12 @@ def add_TrainingServiceServicer_to_server(servicer, server):
             'CreateTrainingJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateTrainingJob,
                     request_deserializer=privtune_dot_v1_dot_training__service__pb2.CreateTrainingJobRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_training__service__pb2.TrainingJob.SerializeToString,
+                    response_serializer=privtune_dot_v1_dot_training__service__pb2.CreateTrainingJobResponse.SerializeToString,
             ),
             'GetTrainingJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTrainingJob,
                     request_deserializer=privtune_dot_v1_dot_training__service__pb2.GetTrainingJobRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_training__service__pb2.TrainingJob.SerializeToString,
+                    response_serializer=privtune_dot_v1_dot_training__service__pb2.GetTrainingJobResponse.SerializeToString,
             ),
             'ListTrainingJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTrainingJobs,
@@ -139,22 +145,22 @@ def add_TrainingServiceServicer_to_server(servicer, server):
             'CancelTrainingJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelTrainingJob,
                     request_deserializer=privtune_dot_v1_dot_training__service__pb2.CancelTrainingJobRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_training__service__pb2.TrainingJob.SerializeToString,
+                    response_serializer=privtune_dot_v1_dot_training__service__pb2.CancelTrainingJobResponse.SerializeToString,
             ),
             'WatchTrainingJob': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchTrainingJob,
                     request_deserializer=privtune_dot_v1_dot_training__service__pb2.WatchTrainingJobRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_events__pb2.EventEnvelope.SerializeToString,
+                    response_serializer=privtune_dot_v1_dot_training__service__pb2.WatchTrainingJobResponse.SerializeToString,
             ),
             'EstimateTrainingJob': grpc.unary_unary_rpc_method_handler(
                     servicer.EstimateTrainingJob,
-                    request_deserializer=privtune_dot_v1_dot_training__service__pb2.CreateTrainingJobRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_training__service__pb2.TrainingJobEstimate.SerializeToString,
+                    request_deserializer=privtune_dot_v1_dot_training__service__pb2.EstimateTrainingJobRequest.FromString,
+                    response_serializer=privtune_dot_v1_dot_training__service__pb2.EstimateTrainingJobResponse.SerializeToString,
             ),
             'GetPrivacyLedger': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPrivacyLedger,
                     request_deserializer=privtune_dot_v1_dot_training__service__pb2.GetPrivacyLedgerRequest.FromString,
-                    response_serializer=privtune_dot_v1_dot_training__service__pb2.PrivacyLedger.SerializeToString,
+                    response_serializer=privtune_dot_v1_dot_training__service__pb2.GetPrivacyLedgerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,7 +189,7 @@ class TrainingService:
             target,
             '/privtune.v1.TrainingService/CreateTrainingJob',
             privtune_dot_v1_dot_training__service__pb2.CreateTrainingJobRequest.SerializeToString,
-            privtune_dot_v1_dot_training__service__pb2.TrainingJob.FromString,
+            privtune_dot_v1_dot_training__service__pb2.CreateTrainingJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -210,7 +216,7 @@ class TrainingService:
             target,
             '/privtune.v1.TrainingService/GetTrainingJob',
             privtune_dot_v1_dot_training__service__pb2.GetTrainingJobRequest.SerializeToString,
-            privtune_dot_v1_dot_training__service__pb2.TrainingJob.FromString,
+            privtune_dot_v1_dot_training__service__pb2.GetTrainingJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -264,7 +270,7 @@ class TrainingService:
             target,
             '/privtune.v1.TrainingService/CancelTrainingJob',
             privtune_dot_v1_dot_training__service__pb2.CancelTrainingJobRequest.SerializeToString,
-            privtune_dot_v1_dot_training__service__pb2.TrainingJob.FromString,
+            privtune_dot_v1_dot_training__service__pb2.CancelTrainingJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -291,7 +297,7 @@ class TrainingService:
             target,
             '/privtune.v1.TrainingService/WatchTrainingJob',
             privtune_dot_v1_dot_training__service__pb2.WatchTrainingJobRequest.SerializeToString,
-            privtune_dot_v1_dot_events__pb2.EventEnvelope.FromString,
+            privtune_dot_v1_dot_training__service__pb2.WatchTrainingJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -317,8 +323,8 @@ class TrainingService:
             request,
             target,
             '/privtune.v1.TrainingService/EstimateTrainingJob',
-            privtune_dot_v1_dot_training__service__pb2.CreateTrainingJobRequest.SerializeToString,
-            privtune_dot_v1_dot_training__service__pb2.TrainingJobEstimate.FromString,
+            privtune_dot_v1_dot_training__service__pb2.EstimateTrainingJobRequest.SerializeToString,
+            privtune_dot_v1_dot_training__service__pb2.EstimateTrainingJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -345,7 +351,7 @@ class TrainingService:
             target,
             '/privtune.v1.TrainingService/GetPrivacyLedger',
             privtune_dot_v1_dot_training__service__pb2.GetPrivacyLedgerRequest.SerializeToString,
-            privtune_dot_v1_dot_training__service__pb2.PrivacyLedger.FromString,
+            privtune_dot_v1_dot_training__service__pb2.GetPrivacyLedgerResponse.FromString,
             options,
             channel_credentials,
             insecure,

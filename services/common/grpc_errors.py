@@ -6,6 +6,7 @@ import logging
 from typing import Any, Callable
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 from services.common import errors
 from services.common.limits import cut
@@ -32,8 +33,52 @@ def status_for(exc: errors.PrivtuneError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+_DETAILS_KEY = "grpc-status-details-bin"  # where gRPC clients look for a google.rpc.Status
 DenialRecorder = Callable[[dict[str, str], str, str, str], None]  # (metadata, method, reason, rule)
 _DENIED = {grpc.StatusCode.UNAUTHENTICATED: "authentication", grpc.StatusCode.PERMISSION_DENIED: "authorization"}
+
+
+class _Status(grpc.Status):
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple[tuple[str, Any], ...]) -> None:
+        self.code, self.details, self.trailing_metadata = code, details, trailing_metadata
+
+
+def rich_status(code: grpc.StatusCode, message: str, exc: errors.PrivtuneError | None = None,
+                reason: str = "", metadata: dict[str, str] | None = None,
+                trailing: tuple[tuple[str, str], ...] = ()) -> grpc.Status:
+    """A status whose details (``grpc-status-details-bin``) are a google.rpc.Status carrying an
+    ErrorInfo (always), a BadRequest (one FieldViolation per bad field), a ResourceInfo and a
+    PreconditionFailure (when the error names them)."""
+    details = exc.details if exc is not None else None
+    info = error_details_pb2.ErrorInfo(
+        reason=(details.reason if details else reason) or code.name, domain=errors.DOMAIN,
+        metadata={**(details.metadata if details else {}), **(metadata or {})})
+    packed = [info]
+    if details and details.fields:
+        packed.append(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=f.field, description=cut(f.description))
+            for f in details.fields]))
+    if details and details.preconditions:
+        packed.append(error_details_pb2.PreconditionFailure(violations=[
+            error_details_pb2.PreconditionFailure.Violation(type=p.type, subject=p.subject,
+                                                            description=cut(p.description))
+            for p in details.preconditions]))
+    if details and details.resource:
+        packed.append(error_details_pb2.ResourceInfo(
+            resource_type=details.resource.type, resource_name=details.resource.name,
+            description=cut(details.resource.description)))
+    status = status_pb2.Status(code=code.value[0], message=message)
+    for detail in packed:
+        status.details.add().Pack(detail)
+    return _Status(code, message, (*trailing, (_DETAILS_KEY, status.SerializeToString())))
+
+
+def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, reason: str = "",
+          exc: errors.PrivtuneError | None = None, metadata: dict[str, str] | None = None,
+          trailing: tuple[tuple[str, str], ...] = ()) -> None:
+    """End the call with ``code``, the human ``message`` and machine-readable details (raises).
+    ``trailing``: more trailing metadata (e.g. a retry-after hint)."""
+    context.abort_with_status(rich_status(code, cut(message), exc, reason, metadata, trailing))
 
 
 def _abort(context: grpc.ServicerContext, exc: Exception, method: str, on_denied: DenialRecorder | None) -> None:
@@ -43,9 +88,10 @@ def _abort(context: grpc.ServicerContext, exc: Exception, method: str, on_denied
         if code in _DENIED and on_denied is not None:
             metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
             on_denied(metadata, method, message, _DENIED[code])
-        context.abort(code, message)
+        abort(context, code, message, exc=exc)
     log.exception("unexpected error in %s", method)
-    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; the server log has the details")
+    abort(context, grpc.StatusCode.INTERNAL, f"internal error in {method}; the server log has the details",
+          reason="INTERNAL")
 
 
 class ErrorMappingInterceptor(grpc.ServerInterceptor):

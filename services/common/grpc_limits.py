@@ -21,6 +21,7 @@ import grpc
 
 from services.common import limits
 from services.common.errors import InvalidArgument
+from services.common.grpc_errors import abort
 from services.common.identity import TENANT_HEADER, is_tenant_id
 
 RETRY_AFTER_HEADER = "retry-after-ms"
@@ -33,6 +34,7 @@ class _Rejected:
     """What the deserializer hands on instead of a request it refused."""
 
     message: str
+    reason: str
 
 
 class StreamSlots:
@@ -91,7 +93,7 @@ def _deserializer(method: str, parse: Callable[[bytes], Any] | None) -> Callable
 
     def deserialize(data: bytes) -> Any:
         if len(data) > limit:
-            return _Rejected(f"the {name} request is {len(data)} bytes; at most {limit} are accepted")
+            return _Rejected(f"the {name} request is {len(data)} bytes; at most {limit} are accepted", "REQUEST_TOO_LARGE")
         if parse is None:
             return data
         try:
@@ -99,21 +101,21 @@ def _deserializer(method: str, parse: Callable[[bytes], Any] | None) -> Callable
         except Exception as exc:  # noqa: BLE001 - any parse failure is the client's bytes
             expected = getattr(parse, "__qualname__", "").split(".")[0] or "the request message"
             return _Rejected(f"the body of {name} is not a valid {expected} ({type(exc).__name__}); "
-                             "send the method's protobuf request")
+                             "send the method's protobuf request", "MALFORMED_REQUEST")
 
     return deserialize
 
 
-def _checked(request: Any) -> str:
-    """Why ``request`` is refused, or '' when it is within limits."""
+def _checked(request: Any) -> InvalidArgument | None:
+    """Why ``request`` is refused, or None when it is within limits."""
     if isinstance(request, _Rejected):
-        return request.message
+        return InvalidArgument(request.message, reason=request.reason)
     if hasattr(request, "ListFields"):
         try:
             limits.check_request(request)
         except InvalidArgument as exc:
-            return str(exc)
-    return ""
+            return exc
+    return None
 
 
 class RequestLimitsInterceptor(grpc.ServerInterceptor):
@@ -149,8 +151,9 @@ class RequestLimitsInterceptor(grpc.ServerInterceptor):
         def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             slot = self.slots.take(tenant)
             if isinstance(slot, str):
-                context.set_trailing_metadata(((RETRY_AFTER_HEADER, str(self.slots.caps.retry_after_ms)),))
-                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, slot)
+                abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, slot, reason="TOO_MANY_STREAMS",
+                      metadata={"retry_after_ms": str(self.slots.caps.retry_after_ms)},
+                      trailing=((RETRY_AFTER_HEADER, str(self.slots.caps.retry_after_ms)),))
             context.add_callback(slot)  # the call ended: client gone, deadline, server stopping
             try:
                 yield from behaviour(request, context)
@@ -164,8 +167,8 @@ def _one_request(behaviour: Behaviour) -> Behaviour:
     """``behaviour`` (of a call with one request) behind the request checks."""
     def call(request: Any, context: grpc.ServicerContext) -> Any:
         problem = _checked(request)
-        if problem:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, limits.cut(problem))
+        if problem is not None:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(problem), exc=problem)
         return behaviour(request, context)
 
     return call
@@ -177,8 +180,8 @@ def _request_stream(behaviour: Behaviour) -> Behaviour:
         def checked() -> Iterator[Any]:
             for request in requests:
                 problem = _checked(request)
-                if problem:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, limits.cut(problem))
+                if problem is not None:
+                    abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(problem), exc=problem)
                 yield request
 
         return behaviour(checked(), context)

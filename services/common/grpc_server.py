@@ -15,8 +15,8 @@ from typing import Any, Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from services.common import reflection
 from services.common.grpc_errors import DenialRecorder, ErrorMappingInterceptor
 from services.common.grpc_limits import RequestLimitsInterceptor, StreamSlots
 from services.common.limits import MAX_WIRE_BYTES, StreamLimits
@@ -74,9 +74,8 @@ def start_grpc_server(address: str, bindings: Sequence[ServiceBinding], max_work
         b.add_to_server(b.servicer, server)
         health_servicer.set(b.full_name, health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    names = [b.full_name for b in bindings] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                                              reflection.SERVICE_NAME]
-    reflection.enable_server_reflection(names, server)
+    reflection.enable([b.full_name for b in bindings] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name],
+                      server)
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind the gRPC server to {address}")

@@ -48,14 +48,18 @@ def caller_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> 
     tenant = values.get(TENANT_HEADER, "")
     actor = values.get(ACTOR_HEADER, "")
     if not tenant:
-        raise Unauthenticated(f"missing call metadata {TENANT_HEADER!r}: send the tenant id with every call")
+        raise Unauthenticated(f"missing call metadata {TENANT_HEADER!r}: send the tenant id with every call",
+                              reason="MISSING_IDENTITY", metadata={"header": TENANT_HEADER})
     if not is_tenant_id(tenant):
         raise Unauthenticated(
-            f"{TENANT_HEADER} {quote(tenant)} is not a tenant id (lowercase letters, digits and '-', at most 63)"
+            f"{TENANT_HEADER} {quote(tenant)} is not a tenant id (lowercase letters, digits and '-', at most 63)",
+            reason="MALFORMED_IDENTITY", metadata={"header": TENANT_HEADER}
         )
     if not actor:
-        raise Unauthenticated(f"missing call metadata {ACTOR_HEADER!r}: send the calling user or service")
+        raise Unauthenticated(f"missing call metadata {ACTOR_HEADER!r}: send the calling user or service",
+                              reason="MISSING_IDENTITY", metadata={"header": ACTOR_HEADER})
     if not _ACTOR_RE.fullmatch(actor):
         raise Unauthenticated(f"{ACTOR_HEADER} {quote(actor)} has characters other than letters, digits and "
-                              "._@:+- or is longer than 128")
+                              "._@:+- or is longer than 128", reason="MALFORMED_IDENTITY",
+                              metadata={"header": ACTOR_HEADER})
     return Caller(tenant_id=tenant, actor=actor)

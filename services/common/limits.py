@@ -48,10 +48,8 @@ MAX_MESSAGE_CHARS = 1024  # status messages are cut here (a backstop: messages q
 _CHARS_BY_FIELD = {
     "request_id": MAX_REQUEST_ID, "name": MAX_NAME, "model_name": MAX_NAME, "alias": MAX_NAME,
     "recipe": MAX_SHORT, "gpu_pool": MAX_SHORT, "base_model_id": MAX_MODEL_ID, "checksum_sha256": 64,
-    "month": 16,
+    "month": 16, "languages": 16, "entities": MAX_SHORT,
 }
-# map<string, string> fields whose values are JSON (besides every field named *_json)
-JSON_MAP_FIELDS = frozenset({"privtune.v1.CreateCurationJobRequest.config"})
 
 
 @dataclass(frozen=True)
@@ -97,12 +95,16 @@ def max_chars(field_name: str) -> int:
     return MAX_TEXT
 
 
-def check_text(where: str, value: str, limit: int) -> str:
-    """Return ``value`` if it has at most ``limit`` characters and no NUL, else raise ``InvalidArgument``."""
+def check_text(where: str, value: str, limit: int, field: str = "") -> str:
+    """Return ``value`` if it has at most ``limit`` characters and no NUL, else raise ``InvalidArgument``
+    (naming ``field``, or ``where`` when it is a field path)."""
+    field = field or where
     if len(value) > limit:
-        raise InvalidArgument(f"{where} is {len(value)} characters long; at most {limit} are allowed")
+        raise InvalidArgument(f"{where} is {len(value)} characters long; at most {limit} are allowed",
+                              reason="FIELD_TOO_LONG", field=field, metadata={"max_chars": str(limit)})
     if "\0" in value:
-        raise InvalidArgument(f"{where} contains a NUL character at position {value.index(chr(0))}; remove it")
+        raise InvalidArgument(f"{where} contains a NUL character at position {value.index(chr(0))}; remove it",
+                              reason="NUL_CHARACTER", field=field)
     return value
 
 
@@ -139,7 +141,7 @@ def check_json(where: str, text: str, max_size: int = MAX_JSON, max_depth: int =
     check_text(where, text, max_size)
     if json_depth(text, max_depth) > max_depth:
         raise InvalidArgument(f"{where} nests JSON arrays or objects more than {max_depth} levels deep; "
-                              "flatten it")
+                              "flatten it", reason="JSON_TOO_DEEP", field=where)
     return text
 
 
@@ -161,12 +163,9 @@ def _check_message(message: Message, path: str) -> None:
             value_field = field.message_type.fields_by_name["value"]
             for key, item in value.items():
                 if isinstance(key, str):
-                    check_text(f"a key of {where}", key, MAX_MAP_KEY)
+                    check_text(f"a key of {where}", key, MAX_MAP_KEY, field=where)
                 entry = f"{where}[{quote(key, 32)}]"
-                if field.full_name in JSON_MAP_FIELDS:
-                    check_json(entry, item)
-                else:
-                    _check_value(value_field, entry, item, field.name)
+                _check_value(value_field, entry, item, field.name)
         elif field.is_repeated:
             _check_count(where, len(value))
             for i, item in enumerate(value):
@@ -187,4 +186,5 @@ def _check_value(field: FieldDescriptor, where: str, value: object, name: str) -
 
 def _check_count(where: str, count: int) -> None:
     if count > MAX_ITEMS:
-        raise InvalidArgument(f"{where} has {count} entries; at most {MAX_ITEMS} are allowed")
+        raise InvalidArgument(f"{where} has {count} entries; at most {MAX_ITEMS} are allowed",
+                              reason="TOO_MANY_ENTRIES", field=where, metadata={"max_entries": str(MAX_ITEMS)})

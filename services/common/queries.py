@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from sqlalchemy import ColumnElement, Engine, Table, select
+from sqlalchemy import ColumnElement, Engine, Table, select, tuple_
 
 from privtune.v1 import events_pb2
-from services.common import eventstore
+from services.common import eventstore, page_tokens
 from services.common.errors import InvalidArgument
 
 MAX_PAGE = 500
@@ -16,19 +16,38 @@ DEFAULT_PAGE = 50
 MAX_WATCH_POLL_S = 1.0  # longest pause between two reads of a quiet watched stream
 
 
-def page(engine: Engine, table: Table, key: str, tenant_id: str, page_size: int, page_token: str,
-         *where: ColumnElement[bool]) -> tuple[list[dict], str]:
-    """One tenant-scoped page of ``table`` ordered by column ``key``; returns (rows, next_page_token)."""
+def page(engine: Engine, table: Table, order: str | Sequence[str], tenant_id: str, page_size: int,
+         page_token: str, *where: ColumnElement[bool], filters: Mapping[str, Any] | None = None,
+         ) -> tuple[list[dict], str]:
+    """One tenant-scoped page of ``table`` in ``order`` (columns whose values together are unique
+    and never change for a row, e.g. creation time then id); returns (rows, next_page_token).
+
+    ``filters`` names the filter ``where`` applies (``{"dataset_id": "ds-1"}``): the token is
+    signed together with it, the tenant and the table, so it only works for the same list.
+    Paging is by keyset (after the last row's sort key), so rows added meanwhile never make a
+    row repeat or go missing: a page never returns a row twice, and a row that was listed
+    when paging began is on some page.
+
+    Raises:
+        InvalidArgument: page_size above MAX_PAGE, or a page_token this list did not issue.
+    """
     if page_size > MAX_PAGE:
-        raise InvalidArgument(f"page_size {page_size} is above the maximum {MAX_PAGE}")
+        raise InvalidArgument(f"page_size {page_size} is above the maximum {MAX_PAGE}", reason="PAGE_SIZE_TOO_LARGE",
+                              field="page_size", metadata={"max_page_size": str(MAX_PAGE)})
+    names = [order] if isinstance(order, str) else list(order)
+    columns = [table.c[name] for name in names]
     size = page_size or DEFAULT_PAGE
-    column = table.c[key]
-    q = select(table).where(table.c.tenant_id == tenant_id, *where).order_by(column).limit(size + 1)
+    key = page_tokens.signing_key(engine)
+    q = select(table).where(table.c.tenant_id == tenant_id, *where).order_by(*columns).limit(size + 1)
     if page_token:
-        q = q.where(column > page_token)
+        after = page_tokens.decode(key, page_token, tenant_id, table.name, filters or {}, width=len(columns))
+        q = q.where(tuple_(*columns) > tuple_(*after) if len(columns) > 1 else columns[0] > after[0])
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(q)]
-    return rows[:size], (rows[size - 1][key] if len(rows) > size else "")
+    if len(rows) <= size:
+        return rows, ""
+    last = rows[size - 1]
+    return rows[:size], page_tokens.encode(key, [last[n] for n in names], tenant_id, table.name, filters or {})
 
 
 def watch_stream(engine: Engine, tenant_id: str, stream_id: str, is_active: Callable[[], bool],

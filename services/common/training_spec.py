@@ -126,12 +126,12 @@ _METHOD_ENUM = {name: getattr(events_pb2, f"TRAINING_METHOD_{name.upper()}") for
 _METHOD_NAME = {v: k for k, v in _METHOD_ENUM.items()}
 
 
-def to_request(spec: TrainingSpec, name: str = "", gpu_pool: str = "local", train_dataset_version: str = "",
+def to_request(spec: TrainingSpec, name: str = "", gpu_pool: str = "local", dataset_version_id: str = "",
                priority: int = 0) -> events_pb2.TrainingRequested:
     """The command for ``spec``: typed summary fields plus the full spec as canonical JSON."""
     return events_pb2.TrainingRequested(
         job_id=spec.job_id, name=name or spec.job_id, base_model_id=spec.base_model,
-        train_dataset_version=train_dataset_version or spec.dataset_uri.rstrip("/").rsplit("/", 1)[-1],
+        dataset_version_id=dataset_version_id or spec.dataset_uri.rstrip("/").rsplit("/", 1)[-1],
         method=_METHOD_ENUM[spec.method],
         lora_config=events_pb2.LoraConfig(r=spec.lora.r, alpha=spec.lora.alpha, dropout=spec.lora.dropout,
                                           target_modules=spec.lora.target_modules),

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator
 
-from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from privtune.v1 import events_pb2
 from services.common import eventstore, queries
 from services.common.envelope import Causation, new_envelope
-from services.common.errors import ConcurrencyConflict, InvalidArgument, NotFound
+from services.common.errors import ConcurrencyConflict, InvalidArgument, NotFound, Resource
 from services.common.idempotency import RequestIdTaken, claim_request_id, created_by_request
 from services.common.identity import Caller
 from services.common.leases import release_lease, take_lease
@@ -28,53 +26,22 @@ STREAM_TYPE = "curation_job"
 REQUEST_KIND = "curation-request"  # unique_names kind of CreateCurationJob's request ids
 
 
-def parse_config(recipe: str, entries: Mapping[str, str]) -> CurationConfig:
-    """Build the job's config from ``dotted.key -> value`` entries (values parsed as JSON when they are).
-
-    Example: ``{"pii.mode": "tag", "holdout_fraction": "0.2", "quality.languages": '["en","de"]'}``.
-
-    Raises:
-        InvalidArgument: naming each unknown key or bad value.
-    """
-    nested: dict[str, object] = {}
-    for key, raw in sorted(entries.items()):
-        try:
-            value: object = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        node = nested
-        *parents, leaf = key.split(".")
-        for part in parents:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise InvalidArgument(f"config key {key!r} conflicts with {part!r}")
-            node = child
-        node[leaf] = value
-    if recipe:
-        nested["recipe"] = recipe
-    try:
-        return CurationConfig.model_validate(nested)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise InvalidArgument(f"invalid curation config: {problems}") from None
-
-
 class CurationApplication:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def request(self, caller: Caller, dataset_id: str, recipe: str, config: Mapping[str, str],
+    def request(self, caller: Caller, dataset_id: str, parsed: CurationConfig,
                 request_id: str = "", correlation_id: str = "") -> domain.CurationJobState:
         if not dataset_id:
-            raise InvalidArgument("dataset_id is required")
-        parsed = parse_config(recipe, config)
+            raise InvalidArgument("dataset_id is required: the id CreateDataset returned", field="dataset_id")
         if request_id:  # a retry: the original answer (looked up in a read of its own, then closed)
             existing = self._by_request_id(caller, request_id)
             if existing is not None:
                 return existing
         dataset = find_dataset(self.engine, caller.tenant_id, dataset_id)
         if dataset is None:
-            raise NotFound(f"dataset {dataset_id!r} not found in tenant {caller.tenant_id!r}; register it first")
+            raise NotFound(f"dataset {dataset_id!r} not found in tenant {caller.tenant_id!r}; register it first",
+                           reason="DATASET_NOT_FOUND", resource=Resource("privtune.v1.Dataset", dataset_id))
         check_pii_redaction(parsed, dataset.classification)
         job_id = f"cj-{uuid.uuid4().hex[:24]}"
         events = domain.decide_request(domain.CurationJobState(), job_id, dataset_id, dataset,
@@ -116,18 +83,19 @@ class CurationApplication:
 
     def get(self, caller: Caller, job_id: str) -> domain.CurationJobState:
         if not job_id:
-            raise InvalidArgument("job_id is required")
+            raise InvalidArgument("job_id is required", field="job_id")
         with self.engine.connect() as conn:
             events = eventstore.load_stream(conn, caller.tenant_id, job_id)
         if not events:
-            raise NotFound(f"curation job {job_id!r} not found in tenant {caller.tenant_id!r}")
+            raise NotFound(f"curation job {job_id!r} not found in tenant {caller.tenant_id!r}",
+                           reason="CURATION_JOB_NOT_FOUND", resource=Resource("privtune.v1.CurationJob", job_id))
         return domain.fold(events)
 
     def list(self, caller: Caller, page_size: int = 50, page_token: str = "",
              dataset_id: str = "") -> tuple[list[dict], str]:
         filters = [curation_job_view.c.dataset_id == dataset_id] if dataset_id else []
-        return queries.page(self.engine, curation_job_view, "job_id", caller.tenant_id, page_size, page_token,
-                            *filters)
+        return queries.page(self.engine, curation_job_view, ("created_at_ms", "job_id"), caller.tenant_id,
+                            page_size, page_token, *filters, filters={"dataset_id": dataset_id})
 
     def watch(self, caller: Caller, job_id: str, is_active: Callable[[], bool], stop: threading.Event,
               poll_interval: float = 0.2) -> Iterator[events_pb2.EventEnvelope]:

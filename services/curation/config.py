@@ -6,10 +6,12 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from google.protobuf import json_format
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from privtune.v1 import events_pb2
-from services.common.errors import InvalidArgument
+from privtune.v1 import curation_config_pb2, events_pb2
+from services.common.errors import InvalidArgument, Precondition
+from services.common.validation import invalid
 from services.curation.dedupe import DedupeConfig
 from services.curation.parsers import ParserConfig
 from services.curation.pii import PiiConfig
@@ -48,6 +50,40 @@ class CurationConfig(BaseModel):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
+_ENUM_PREFIX = {"recipe": "CURATION_RECIPE_", "output_format": "EXAMPLE_FORMAT_", "mode": "PII_MODE_"}
+
+
+def from_message(message: curation_config_pb2.CurationConfig) -> CurationConfig:
+    """The job's config from its typed message: set fields override the defaults.
+
+    Raises:
+        InvalidArgument: reason INVALID_CURATION_CONFIG, one field violation per bad field
+            (``config.dedupe.threshold``).
+    """
+    body = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    _enum_names(body)
+    quality = body.get("quality", {})
+    if quality.pop("any_language", False):
+        quality["languages"] = []
+    try:
+        return CurationConfig.model_validate(body)
+    except ValidationError as exc:
+        raise invalid(exc, "config", "curation config", "INVALID_CURATION_CONFIG") from None
+
+
+def _enum_names(node: dict[str, object]) -> None:
+    """Enum names to the config's lower-case values (``PII_MODE_TAG`` -> ``tag``); UNSPECIFIED drops out."""
+    for key, value in list(node.items()):
+        if isinstance(value, dict):
+            _enum_names(value)  # type: ignore[arg-type]
+        elif key in _ENUM_PREFIX and isinstance(value, str) and value.startswith(_ENUM_PREFIX[key]):
+            name = value[len(_ENUM_PREFIX[key]):].lower()
+            if name == "unspecified":
+                del node[key]
+            else:
+                node[key] = name
+
+
 def check_pii_redaction(config: CurationConfig, classification: int) -> None:
     """Refuse to skip PII redaction for a dataset not classified public.
 
@@ -67,4 +103,7 @@ def check_pii_redaction(config: CurationConfig, classification: int) -> None:
     raise InvalidArgument(
         f"redact_pii=false is only allowed for datasets classified DATA_CLASSIFICATION_PUBLIC, and this dataset is "
         f"classified {name}: keep PII redaction on (remove redact_pii; pii.mode=tag marks PII instead of replacing "
-        "it), or, if the data really is public, register it with classification DATA_CLASSIFICATION_PUBLIC")
+        "it), or, if the data really is public, register it with classification DATA_CLASSIFICATION_PUBLIC",
+        reason="PII_REDACTION_REQUIRED", field="config.redact_pii",
+        preconditions=[Precondition("CLASSIFICATION", "dataset", f"the dataset is classified {name}, not "
+                                    "DATA_CLASSIFICATION_PUBLIC")])

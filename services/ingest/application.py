@@ -14,7 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from privtune.v1 import events_pb2
 from services.common import eventstore, queries
 from services.common.envelope import Causation, new_envelope
-from services.common.errors import AlreadyExists, ConcurrencyConflict, FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import (AlreadyExists, ConcurrencyConflict, FailedPrecondition, InvalidArgument, NotFound,
+                                    Precondition, PrivtuneError, Resource)
 from services.common.idempotency import RequestIdTaken, claim_request_id, created_by_request
 from services.common.identity import Caller
 from services.common.limits import quote
@@ -78,14 +79,23 @@ class DatasetApplication:
         )
         domain.validate_registration(draft)  # cheap checks before touching storage
         if req.checksum_sha256 and len(req.checksum_sha256) != 64:
-            raise InvalidArgument("checksum_sha256 must be 64 hex characters (sha256 of the file manifest)")
-        storage, prefix = resolve_dataset(req.storage_uri, self.storage_root_uri, caller.tenant_id)
-        scanned = storage_scan.scan_dataset(storage, prefix)
+            raise InvalidArgument("checksum_sha256 must be 64 hex characters (sha256 of the file manifest)",
+                                  field="checksum_sha256")
+        if not req.storage_uri:
+            raise InvalidArgument("storage_uri is required: where the raw files are in the tenant's storage "
+                                  "(file://... or s3://...)", field="storage_uri")
+        try:
+            storage, prefix = resolve_dataset(req.storage_uri, self.storage_root_uri, caller.tenant_id)
+            scanned = storage_scan.scan_dataset(storage, prefix)
+        except PrivtuneError as exc:
+            raise exc.about("storage_uri")
         if req.checksum_sha256 and req.checksum_sha256.lower() != scanned.checksum_sha256:
             raise FailedPrecondition(
                 f"checksum mismatch for {quote(req.storage_uri)}: you sent {quote(req.checksum_sha256)}, the files "
-                f"there hash to {scanned.checksum_sha256}; re-upload or send the right checksum"
-            )
+                f"there hash to {scanned.checksum_sha256}; re-upload or send the right checksum",
+                reason="CHECKSUM_MISMATCH", field="checksum_sha256",
+                preconditions=[Precondition("CHECKSUM", "storage_uri", "the files at storage_uri hash to "
+                                            f"{scanned.checksum_sha256}")])
         cmd = domain.RegisterDataset(**{**draft.__dict__, "checksum_sha256": scanned.checksum_sha256,
                                         "file_count": scanned.file_count, "total_bytes": scanned.total_bytes})
         causation = Causation(actor=caller.actor, correlation_id=correlation_id or uuid.uuid4().hex)
@@ -108,7 +118,8 @@ class DatasetApplication:
                 conn.execute(insert(unique_names).values(tenant_id=caller.tenant_id, kind=kind, name=name,
                                                          aggregate_id=aggregate_id))
         except IntegrityError:
-            raise AlreadyExists(message) from None
+            raise AlreadyExists(message, reason=f"{kind.upper()}_NAME_TAKEN", field="name",
+                                resource=Resource(f"privtune.v1.{kind.title()}", name)) from None
 
     def _by_request_id(self, caller: Caller, request_id: str) -> domain.DatasetState | None:
         dataset_id = created_by_request(self.engine, caller.tenant_id, REQUEST_KIND, request_id)
@@ -117,16 +128,18 @@ class DatasetApplication:
     def get(self, caller: Caller, dataset_id: str) -> domain.DatasetState:
         """Strongly consistent: folds the dataset's own events."""
         if not dataset_id:
-            raise InvalidArgument("dataset_id is required")
+            raise InvalidArgument("dataset_id is required", field="dataset_id")
         with self.engine.connect() as conn:
             events = eventstore.load_stream(conn, caller.tenant_id, dataset_id)
         if not events:
-            raise NotFound(f"dataset {dataset_id!r} not found in tenant {caller.tenant_id!r}")
+            raise NotFound(f"dataset {dataset_id!r} not found in tenant {caller.tenant_id!r}",
+                           reason="DATASET_NOT_FOUND", resource=Resource("privtune.v1.Dataset", dataset_id))
         return _fold(events)
 
     def list(self, caller: Caller, page_size: int = 50, page_token: str = "") -> tuple[list[dict], str]:
-        """A page of the dataset read model, ordered by id; returns (rows, next_page_token)."""
-        return queries.page(self.engine, dataset_view, "dataset_id", caller.tenant_id, page_size, page_token)
+        """A page of the dataset read model, oldest first; returns (rows, next_page_token)."""
+        return queries.page(self.engine, dataset_view, ("created_at_ms", "dataset_id"), caller.tenant_id, page_size,
+                            page_token)
 
     def watch(self, caller: Caller, dataset_id: str, is_active: Callable[[], bool],
               stop: threading.Event, poll_interval: float = 0.2) -> Iterator[events_pb2.EventEnvelope]:

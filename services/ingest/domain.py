@@ -60,20 +60,22 @@ def validate_registration(cmd: RegisterDataset) -> None:
     if not NAME_RE.match(cmd.name):
         raise InvalidArgument(
             f"dataset name {quote(cmd.name)} is invalid: use 1-128 letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit"
+            "letter or digit", field="name"
         )
     if cmd.classification not in events_pb2.DataClassification.values() or cmd.classification == 0:
         raise InvalidArgument(
             "classification is required: one of PUBLIC, INTERNAL, CONFIDENTIAL, RESTRICTED "
-            "(DATA_CLASSIFICATION_*)"
+            "(DATA_CLASSIFICATION_*)", field="classification"
         )
     if cmd.format_hint not in events_pb2.DatasetFormat.values():
-        raise InvalidArgument(f"format_hint {cmd.format_hint} is not a DatasetFormat value")
+        raise InvalidArgument(f"format_hint {cmd.format_hint} is not a DatasetFormat value", field="format_hint")
     if len(cmd.labels) > MAX_LABELS:
-        raise InvalidArgument(f"{len(cmd.labels)} labels given, at most {MAX_LABELS} are allowed")
+        raise InvalidArgument(f"{len(cmd.labels)} labels given, at most {MAX_LABELS} are allowed", field="labels",
+                              reason="TOO_MANY_ENTRIES", metadata={"max_entries": str(MAX_LABELS)})
     for key, value in cmd.labels.items():
         if not NAME_RE.match(key) or len(value) > 256:
-            raise InvalidArgument(f"label {quote(key)}: keys like dataset names, values at most 256 characters")
+            raise InvalidArgument(f"label {quote(key)}: keys like dataset names, values at most 256 characters",
+                                  field=f"labels[{quote(key)}]")
 
 
 def decide_register(state: DatasetState, cmd: RegisterDataset) -> list[events_pb2.DatasetRegistered]:

@@ -10,7 +10,6 @@ import grpc
 
 from privtune.v1 import dataset_service_pb2 as pb
 from privtune.v1 import dataset_service_pb2_grpc as pb_grpc
-from privtune.v1 import events_pb2
 from services.common.grpc_server import ServiceBinding
 from services.common.identity import caller_from_metadata, correlation_id_from_metadata
 from services.ingest.application import DatasetApplication, RegisterRequest
@@ -40,17 +39,18 @@ class DatasetServicer(pb_grpc.DatasetServiceServicer):
         self.app = app
         self.stop = stop
 
-    def CreateDataset(self, request: pb.CreateDatasetRequest, context: grpc.ServicerContext) -> pb.Dataset:
+    def CreateDataset(self, request: pb.CreateDatasetRequest,
+                      context: grpc.ServicerContext) -> pb.CreateDatasetResponse:
         caller = caller_from_metadata(context.invocation_metadata())
         state = self.app.register(caller, RegisterRequest(
             name=request.name, storage_uri=request.storage_uri, classification=request.classification,
             format_hint=request.format_hint, checksum_sha256=request.checksum_sha256, labels=dict(request.labels),
             request_id=request.request_id), correlation_id=correlation_id_from_metadata(context.invocation_metadata()))
-        return dataset_from_state(state)
+        return pb.CreateDatasetResponse(dataset=dataset_from_state(state))
 
-    def GetDataset(self, request: pb.GetDatasetRequest, context: grpc.ServicerContext) -> pb.Dataset:
+    def GetDataset(self, request: pb.GetDatasetRequest, context: grpc.ServicerContext) -> pb.GetDatasetResponse:
         caller = caller_from_metadata(context.invocation_metadata())
-        return dataset_from_state(self.app.get(caller, request.dataset_id))
+        return pb.GetDatasetResponse(dataset=dataset_from_state(self.app.get(caller, request.dataset_id)))
 
     def ListDatasets(self, request: pb.ListDatasetsRequest, context: grpc.ServicerContext) -> pb.ListDatasetsResponse:
         caller = caller_from_metadata(context.invocation_metadata())
@@ -58,9 +58,10 @@ class DatasetServicer(pb_grpc.DatasetServiceServicer):
         return pb.ListDatasetsResponse(datasets=[dataset_from_row(r) for r in rows], next_page_token=token)
 
     def WatchDataset(self, request: pb.WatchDatasetRequest,
-                     context: grpc.ServicerContext) -> Iterator[events_pb2.EventEnvelope]:
+                     context: grpc.ServicerContext) -> Iterator[pb.WatchDatasetResponse]:
         caller = caller_from_metadata(context.invocation_metadata())
-        yield from self.app.watch(caller, request.dataset_id, context.is_active, self.stop)
+        for event in self.app.watch(caller, request.dataset_id, context.is_active, self.stop):
+            yield pb.WatchDatasetResponse(event=event)
 
 
 def binding(app: DatasetApplication, stop: threading.Event) -> ServiceBinding:

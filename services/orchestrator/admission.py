@@ -6,7 +6,6 @@ Used by ``CreateTrainingJob`` (which then records the outcome) and by
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -16,9 +15,10 @@ from sqlalchemy import Engine, func, select
 from privtune.v1 import events_pb2
 from privtune.v1 import training_service_pb2 as api
 from services.common import eventstore
-from services.common.errors import InvalidArgument
+from services.common.errors import FieldViolation, InvalidArgument
 from services.common.store.schema import training_job_view
 from services.common.training_spec import TrainingSpec, from_request
+from services.common.validation import field_path
 from services.orchestrator import catalog, job_domain, ledger
 from services.orchestrator.estimate import Estimate, estimate, fitting_methods
 from services.orchestrator.gpu_types import gpu_type
@@ -63,32 +63,45 @@ class Admission:
         return proto
 
 
-def _spec_request(job_id: str, tenant_id: str, req: api.CreateTrainingJobRequest, method: str,
+# where each TrainingSpec field comes from in a TrainingJobSpec (for field violations)
+_SPEC_PATHS = {
+    **{name: f"spec.hyperparameters.{name}" for name in (
+        "learning_rate", "epochs", "micro_batch_size", "gradient_accumulation_steps", "max_seq_length",
+        "warmup_steps", "max_grad_norm", "seed", "max_steps", "packing")},
+    **{name: f"spec.options.{name}" for name in api.TrainingOptions.DESCRIPTOR.fields_by_name},
+    "lora": "spec.lora_config", "dp": "spec.dp", "method": "spec.method", "num_processes": "spec.gpus",
+    "base_model": "spec.base_model_id", "dataset_uri": "spec.dataset_version_id",
+}
+
+
+def _spec_request(job_id: str, tenant_id: str, req: api.TrainingJobSpec, method: str,
                   dataset_uri: str) -> TrainingSpec:
-    """The worker spec for the request (typed fields, then ``extra_config_json`` on top)."""
+    """The worker spec for the request (typed fields, then the set ``options`` on top)."""
     typed = events_pb2.TrainingRequested(
         job_id=job_id, base_model_id=req.base_model_id, method=METHOD_ENUM[method], lora_config=req.lora_config,
         qlora=method == "qlora", hyperparameters=req.hyperparameters, dp=req.dp, dataset_uri=dataset_uri)
     try:
         spec = from_request(typed, tenant_id)
         body: dict[str, Any] = spec.model_dump(mode="json")
-        if req.extra_config_json:
-            extra = json.loads(req.extra_config_json)
-            if not isinstance(extra, dict):
-                raise InvalidArgument("extra_config_json must be a JSON object of TrainingSpec fields")
-            for key in ("job_id", "tenant_id", "dataset_uri", "base_model"):
-                if key in extra:
-                    raise InvalidArgument(f"extra_config_json may not set {key!r}; use the request's own field")
-            body.update(extra)
+        body.update({field.name: value for field, value in req.options.ListFields()})
         body["num_processes"] = req.gpus or body.get("num_processes", 1)
         return TrainingSpec.model_validate(body)
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(f"extra_config_json is not JSON: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors())
-        raise InvalidArgument(f"invalid training configuration: {problems}") from None
+        fields = [FieldViolation(_spec_path(tuple(e["loc"])), e["msg"]) for e in exc.errors()]
+        problems = "; ".join(f"{f.field}: {f.description}" for f in fields)
+        raise InvalidArgument(f"invalid training configuration: {problems}", reason="INVALID_TRAINING_CONFIG",
+                              fields=fields) from None
     except ValueError as exc:
-        raise InvalidArgument(f"invalid training configuration: {exc}") from None
+        raise InvalidArgument(f"invalid training configuration: {exc}", reason="INVALID_TRAINING_CONFIG",
+                              field="spec") from None
+
+
+def _spec_path(loc: tuple[int | str, ...]) -> str:
+    """The request path of a TrainingSpec validation error's location."""
+    if not loc:
+        return "spec"
+    head = _SPEC_PATHS.get(str(loc[0]), f"spec.{loc[0]}")
+    return field_path(head, loc[1:])
 
 
 def gpu_hours_used(engine: Engine, tenant_id: str, month: str, exclude_job: str = "") -> float:
@@ -106,7 +119,7 @@ def load_ledger(engine: Engine, tenant_id: str, month: str) -> ledger.LedgerStat
 
 
 def admit(engine: Engine, settings: OrchestratorSettings, tenant_id: str, job_id: str,
-          req: api.CreateTrainingJobRequest, now_ms: int,
+          req: api.TrainingJobSpec, now_ms: int,
           ledger_state: ledger.LedgerState | None = None) -> Admission:
     """Decide whether ``req`` may run, and with what. Writes nothing.
 
@@ -116,10 +129,10 @@ def admit(engine: Engine, settings: OrchestratorSettings, tenant_id: str, job_id
     """
     if not req.name:
         raise InvalidArgument("name is required: a short name for the job (also the registered model's name "
-                              "unless experiment_tags.model_name is set)")
+                              "unless experiment_tags.model_name is set)", field="spec.name")
     policy = load_policy(settings.policies_dir, tenant_id)
     model = catalog.model_info(settings.models_dir, req.base_model_id)
-    dataset = catalog.dataset_info(engine, tenant_id, req.train_dataset_version)
+    dataset = catalog.dataset_info(engine, tenant_id, req.dataset_version_id)
     tags: Mapping[str, str] = dict(req.experiment_tags)
     requested = "qlora" if req.qlora else METHOD_NAMES.get(req.method, "")
     method, note = resolve_method(policy.policy, requested, model, tags)
@@ -145,7 +158,7 @@ def admit(engine: Engine, settings: OrchestratorSettings, tenant_id: str, job_id
             violations.append(over)
     request = events_pb2.TrainingRequested(
         job_id=job_id, name=req.name, base_model_id=req.base_model_id,
-        train_dataset_version=req.train_dataset_version, method=METHOD_ENUM[spec.method],
+        dataset_version_id=req.dataset_version_id, method=METHOD_ENUM[spec.method],
         lora_config=events_pb2.LoraConfig(r=spec.lora.r, alpha=spec.lora.alpha, dropout=spec.lora.dropout,
                                           target_modules=spec.lora.target_modules),
         qlora=spec.method == "qlora", gpu_pool=pool_name, hyperparameters=req.hyperparameters,

@@ -18,16 +18,19 @@ from privtune.v1 import training_service_pb2 as api
 from services.common import eventstore, queries
 from services.common.clock import now_ms
 from services.common.envelope import Causation, new_envelope
-from services.common.errors import ConcurrencyConflict, InvalidArgument, NotFound
+from services.common.errors import ConcurrencyConflict, InvalidArgument, NotFound, Resource
 from services.common.idempotency import RequestIdTaken, claim_request_id, created_by_request
 from services.common.identity import Caller
 from services.common.store.schema import training_job_view
 from services.orchestrator import admission, job_domain, job_store, ledger
+from services.orchestrator.admission import METHOD_ENUM
 from services.orchestrator.job_store import SOURCE
 from services.orchestrator.settings import OrchestratorSettings
 
 LEDGER_STREAM_TYPE = "privacy_ledger"
 REQUEST_KIND = "training-request"  # unique_names kind of CreateTrainingJob's request ids
+_LEDGER_STATES = {ledger.RESERVED: api.PRIVACY_LEDGER_ENTRY_STATE_RESERVED,
+                  ledger.SETTLED: api.PRIVACY_LEDGER_ENTRY_STATE_SETTLED}
 
 
 def append_events(conn: Connection, tenant_id: str, stream_id: str, stream_type: str, payloads: list,
@@ -60,7 +63,8 @@ class TrainingJobApplication:
             now = now_ms()
             month = ledger.month_of(now)
             ledger_state = admission.load_ledger(self.engine, caller.tenant_id, month)
-            decided = admission.admit(self.engine, self.settings, caller.tenant_id, job_id, req, now, ledger_state)
+            decided = admission.admit(self.engine, self.settings, caller.tenant_id, job_id, req.spec, now,
+                                      ledger_state)
             events = job_domain.decide_create(decided.request, [v.to_proto() for v in decided.violations],
                                               decided.queued_event(), decided.policy.version,
                                               decided.policy.sha256)
@@ -128,28 +132,29 @@ class TrainingJobApplication:
                 continue  # another worker's claim or a report landed first: decide again on the new state
         raise ConcurrencyConflict(f"training job {job_id} kept changing while attempt {attempt} was claimed; retry")
 
-    def estimate(self, caller: Caller, req: api.CreateTrainingJobRequest) -> api.TrainingJobEstimate:
-        decided = admission.admit(self.engine, self.settings, caller.tenant_id, "estimate", req, now_ms())
-        return api.TrainingJobEstimate(estimate=decided.estimate_proto(),
-                                       violations=[v.to_proto() for v in decided.violations],
-                                       method=decided.spec.method, policy_version=decided.policy.version,
-                                       fitting_methods=list(decided.fitting))
+    def estimate(self, caller: Caller, spec: api.TrainingJobSpec) -> api.EstimateTrainingJobResponse:
+        decided = admission.admit(self.engine, self.settings, caller.tenant_id, "estimate", spec, now_ms())
+        return api.EstimateTrainingJobResponse(
+            estimate=decided.estimate_proto(), violations=[v.to_proto() for v in decided.violations],
+            method=METHOD_ENUM[decided.spec.method], policy_version=decided.policy.version,
+            fitting_methods=[METHOD_ENUM[m] for m in decided.fitting])
 
     # ------------------------------------------------------------------ queries
 
     def get(self, caller: Caller, job_id: str) -> job_domain.TrainingJobState:
         if not job_id:
-            raise InvalidArgument("job_id is required")
+            raise InvalidArgument("job_id is required", field="job_id")
         with self.engine.connect() as conn:
             events = eventstore.load_stream(conn, caller.tenant_id, job_id)
         if not events:
-            raise NotFound(f"training job {job_id!r} not found in tenant {caller.tenant_id!r}")
+            raise NotFound(f"training job {job_id!r} not found in tenant {caller.tenant_id!r}",
+                           reason="TRAINING_JOB_NOT_FOUND", resource=Resource("privtune.v1.TrainingJob", job_id))
         return job_domain.fold(events)
 
     def list(self, caller: Caller, page_size: int = 50, page_token: str = "", state: int = 0) -> tuple[list[dict], str]:
         filters = [training_job_view.c.state == state] if state else []
-        return queries.page(self.engine, training_job_view, "job_id", caller.tenant_id, page_size, page_token,
-                            *filters)
+        return queries.page(self.engine, training_job_view, ("created_at_ms", "job_id"), caller.tenant_id,
+                            page_size, page_token, *filters, filters={"state": state})
 
     def watch(self, caller: Caller, job_id: str, is_active: Callable[[], bool], stop: threading.Event,
               poll_interval: float = 0.2) -> Iterator[events_pb2.EventEnvelope]:
@@ -168,12 +173,12 @@ class TrainingJobApplication:
     def privacy_ledger(self, caller: Caller, month: str = "") -> api.PrivacyLedger:
         month = month or ledger.month_of(now_ms())
         if len(month) != 7 or month[4] != "-" or not (month[:4] + month[5:]).isdigit():
-            raise InvalidArgument(f"month {month!r} must look like 2026-11")
+            raise InvalidArgument(f"month {month!r} must look like 2026-11", field="month")
         from services.orchestrator.policy_files import load_policy
 
         cap = load_policy(self.settings.policies_dir, caller.tenant_id).policy.privacy.monthly_epsilon_cap
         state = admission.load_ledger(self.engine, caller.tenant_id, month)
         entries = [api.PrivacyLedgerEntry(job_id=job, epsilon_reserved=e.reserved, epsilon_spent=e.spent,
-                                          state=e.state) for job, e in sorted(state.entries.items())]
+                                          state=_LEDGER_STATES[e.state]) for job, e in sorted(state.entries.items())]
         return api.PrivacyLedger(month=month, monthly_cap=cap, epsilon_committed=state.committed,
                                  epsilon_remaining=max(0.0, cap - state.committed), entries=entries)

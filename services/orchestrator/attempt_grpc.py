@@ -13,6 +13,9 @@ from services.common.identity import caller_from_metadata
 from services.orchestrator.application import TrainingJobApplication
 
 log = logging.getLogger(__name__)
+# UNSPECIFIED: any executor (older workers); an unknown value matches none
+EXECUTORS = {pb.TRAINING_EXECUTOR_UNSPECIFIED: "", pb.TRAINING_EXECUTOR_LOCAL: "local",
+             pb.TRAINING_EXECUTOR_KUBERNETES: "kubernetes"}
 
 
 class TrainingAttemptServicer(pb_grpc.TrainingAttemptServiceServicer):
@@ -22,7 +25,7 @@ class TrainingAttemptServicer(pb_grpc.TrainingAttemptServiceServicer):
     def ClaimAttempt(self, request: pb.ClaimAttemptRequest, context: grpc.ServicerContext) -> pb.ClaimAttemptResponse:
         caller = caller_from_metadata(context.invocation_metadata())
         decision, state = self.app.claim_attempt(caller, request.job_id, request.attempt, request.worker_id,
-                                                 request.claim_id, request.executor)
+                                                 request.claim_id, EXECUTORS.get(request.executor, "?"))
         if not decision.granted:
             log.info("training job %s: %s lost the claim on attempt %d: %s", request.job_id[:64],
                      request.worker_id[:64], request.attempt, decision.reason)

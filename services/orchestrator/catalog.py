@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, insert, select
 from privtune.v1 import events_pb2
 from services.common import model_store
 from services.common.consistency import await_projection
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Resource
 from services.common.projection import Projection
 from services.common.store.schema import dataset_version_catalog as catalog
 from services.common.topics import CURATION_EVENTS
@@ -67,7 +67,8 @@ def dataset_version(engine: Engine, tenant_id: str, version_id: str, wait_second
         NotFound: no such version in the tenant (the message says how to make one).
     """
     if not version_id:
-        raise InvalidArgument("train_dataset_version is required: the dataset version id curation produced")
+        raise InvalidArgument("dataset_version_id is required: the dataset version id curation produced",
+                              field="spec.dataset_version_id")
 
     def lookup() -> dict | None:
         with engine.connect() as conn:
@@ -80,7 +81,8 @@ def dataset_version(engine: Engine, tenant_id: str, version_id: str, wait_second
     if row is None:
         raise NotFound(f"dataset version {version_id[:128]!r} not found in tenant {tenant_id!r}; curate a "
                        "registered dataset first (privtune curation create) and use the dataset_version_id it "
-                       "reports")
+                       "reports", reason="DATASET_VERSION_NOT_FOUND",
+                       resource=Resource("privtune.v1.DatasetVersion", version_id[:128]))
     return row
 
 
@@ -109,11 +111,13 @@ def model_info(models_dir: Path, model_id: str) -> ModelInfo:
     from services.orchestrator.estimate import model_info_from_config
 
     if not model_id:
-        raise InvalidArgument("base_model_id is required (see `privtune models list`)")
+        raise InvalidArgument("base_model_id is required (see `privtune models list`)", field="spec.base_model_id")
     if not model_store.is_stored(models_dir, model_id):
         known = model_store.stored_model_ids(models_dir)
         raise FailedPrecondition(f"base model {model_id!r} is not in the model store (known: "
-                                 f"{', '.join(known) or 'none'}); import it with `privtune models import`")
+                                 f"{', '.join(known) or 'none'}); import it with `privtune models import`",
+                                 reason="BASE_MODEL_NOT_FOUND", field="spec.base_model_id",
+                                 resource=Resource("privtune.v1.BaseModel", model_id[:128]))
     # The worker verifies every file's hash before it trains; here the recorded hash is enough.
     meta = model_store.read_manifest(models_dir, model_id)
     config = model_store.read_config(models_dir, model_id)

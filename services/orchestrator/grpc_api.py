@@ -7,7 +7,6 @@ from typing import Iterator
 
 import grpc
 
-from privtune.v1 import events_pb2
 from privtune.v1 import training_service_pb2 as pb
 from privtune.v1 import training_service_pb2_grpc as pb_grpc
 from services.common.grpc_server import ServiceBinding
@@ -21,7 +20,7 @@ def job_from_state(s: TrainingJobState) -> pb.TrainingJob:
     r = s.request
     job = pb.TrainingJob(
         job_id=s.job_id, name=s.name, state=s.state, base_model_id=r.base_model_id,
-        train_dataset_version=r.train_dataset_version, method=r.method, lora_config=r.lora_config, qlora=r.qlora,
+        dataset_version_id=r.dataset_version_id, method=r.method, lora_config=r.lora_config, qlora=r.qlora,
         gpu_pool=s.gpu_pool, hyperparameters=r.hyperparameters, dp=r.dp, evaluation_suite_id=r.evaluation_suite_id,
         experiment_tags=dict(r.experiment_tags), step=s.step, loss=s.loss, last_checkpoint_id=s.last_checkpoint_id,
         artifact_uri=s.artifact_uri, artifact_sha256=s.artifact_sha256, reason=s.reason, priority=s.priority,
@@ -35,7 +34,7 @@ def job_from_state(s: TrainingJobState) -> pb.TrainingJob:
 
 def job_from_row(r: dict) -> pb.TrainingJob:
     job = pb.TrainingJob(job_id=r["job_id"], name=r["name"], state=r["state"], base_model_id=r["base_model_id"],
-                         train_dataset_version=r["dataset_version_id"], method=r["method"], gpu_pool=r["gpu_pool"],
+                         dataset_version_id=r["dataset_version_id"], method=r["method"], gpu_pool=r["gpu_pool"],
                          step=r["step"], loss=r["loss"], reason=r["reason"], priority=r["priority"],
                          attempt=r["attempt"], gpus=r["gpus"], epsilon_spent=r["epsilon_spent"],
                          total_steps=r["total_steps"])
@@ -49,13 +48,16 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
         self.app = app
         self.stop = stop
 
-    def CreateTrainingJob(self, request: pb.CreateTrainingJobRequest, context: grpc.ServicerContext) -> pb.TrainingJob:
+    def CreateTrainingJob(self, request: pb.CreateTrainingJobRequest,
+                          context: grpc.ServicerContext) -> pb.CreateTrainingJobResponse:
         caller = caller_from_metadata(context.invocation_metadata())
-        return job_from_state(self.app.create(caller, request, correlation_id=correlation_id_from_metadata(context.invocation_metadata())))
+        state = self.app.create(caller, request, correlation_id=correlation_id_from_metadata(context.invocation_metadata()))
+        return pb.CreateTrainingJobResponse(job=job_from_state(state))
 
-    def GetTrainingJob(self, request: pb.GetTrainingJobRequest, context: grpc.ServicerContext) -> pb.TrainingJob:
+    def GetTrainingJob(self, request: pb.GetTrainingJobRequest,
+                       context: grpc.ServicerContext) -> pb.GetTrainingJobResponse:
         caller = caller_from_metadata(context.invocation_metadata())
-        return job_from_state(self.app.get(caller, request.job_id))
+        return pb.GetTrainingJobResponse(job=job_from_state(self.app.get(caller, request.job_id)))
 
     def ListTrainingJobs(self, request: pb.ListTrainingJobsRequest,
                          context: grpc.ServicerContext) -> pb.ListTrainingJobsResponse:
@@ -63,23 +65,28 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
         rows, token = self.app.list(caller, request.page_size, request.page_token, request.state)
         return pb.ListTrainingJobsResponse(jobs=[job_from_row(r) for r in rows], next_page_token=token)
 
-    def CancelTrainingJob(self, request: pb.CancelTrainingJobRequest, context: grpc.ServicerContext) -> pb.TrainingJob:
+    def CancelTrainingJob(self, request: pb.CancelTrainingJobRequest,
+                          context: grpc.ServicerContext) -> pb.CancelTrainingJobResponse:
         caller = caller_from_metadata(context.invocation_metadata())
-        return job_from_state(self.app.cancel(caller, request.job_id, request.reason, correlation_id_from_metadata(context.invocation_metadata())))
+        state = self.app.cancel(caller, request.job_id, request.reason,
+                                correlation_id_from_metadata(context.invocation_metadata()))
+        return pb.CancelTrainingJobResponse(job=job_from_state(state))
 
     def WatchTrainingJob(self, request: pb.WatchTrainingJobRequest,
-                         context: grpc.ServicerContext) -> Iterator[events_pb2.EventEnvelope]:
+                         context: grpc.ServicerContext) -> Iterator[pb.WatchTrainingJobResponse]:
         caller = caller_from_metadata(context.invocation_metadata())
-        yield from self.app.watch(caller, request.job_id, context.is_active, self.stop)
+        for event in self.app.watch(caller, request.job_id, context.is_active, self.stop):
+            yield pb.WatchTrainingJobResponse(event=event)
 
-    def EstimateTrainingJob(self, request: pb.CreateTrainingJobRequest,
-                            context: grpc.ServicerContext) -> pb.TrainingJobEstimate:
+    def EstimateTrainingJob(self, request: pb.EstimateTrainingJobRequest,
+                            context: grpc.ServicerContext) -> pb.EstimateTrainingJobResponse:
         caller = caller_from_metadata(context.invocation_metadata())
-        return self.app.estimate(caller, request)
+        return self.app.estimate(caller, request.spec)
 
-    def GetPrivacyLedger(self, request: pb.GetPrivacyLedgerRequest, context: grpc.ServicerContext) -> pb.PrivacyLedger:
+    def GetPrivacyLedger(self, request: pb.GetPrivacyLedgerRequest,
+                         context: grpc.ServicerContext) -> pb.GetPrivacyLedgerResponse:
         caller = caller_from_metadata(context.invocation_metadata())
-        return self.app.privacy_ledger(caller, request.month)
+        return pb.GetPrivacyLedgerResponse(ledger=self.app.privacy_ledger(caller, request.month))
 
 
 def binding(app: TrainingJobApplication, stop: threading.Event) -> ServiceBinding:

@@ -32,7 +32,7 @@ def row_of(state: jd.TrainingJobState, retry: jd.RetryPolicy = jd.RetryPolicy())
         tenant_id=state.tenant_id, job_id=state.job_id, name=state.name, state=state.state,
         gpu_pool=state.gpu_pool, gpus=state.gpus, priority=state.priority, attempt=state.attempt,
         method=state.request.method, base_model_id=state.request.base_model_id,
-        dataset_version_id=state.request.train_dataset_version, step=state.step, total_steps=state.total_steps,
+        dataset_version_id=state.request.dataset_version_id, step=state.step, total_steps=state.total_steps,
         loss=state.loss, epsilon_spent=state.epsilon_spent, gpu_hours=gpu_hours,
         retry_pending=int(state.retry_due(retry)), failures=state.failures, state_version=state.version,
         started_at_ms=state.started_at_ms, month=month_of(state.created_at_ms), reason=state.reason[:2000],

@@ -122,9 +122,9 @@ def _version_of_job(conn: Connection, tenant_id: str, job: job_domain.TrainingJo
 
 def _dataset_version(conn: Connection, tenant_id: str, job: job_domain.TrainingJobState) -> dict:
     """The catalog row of the job's dataset version (from its first DatasetVersionCreated)."""
-    wanted = job.request.train_dataset_version
+    wanted = job.request.dataset_version_id
     if not wanted:
-        raise NotFound(f"training job {job.job_id!r} names no dataset version (train_dataset_version is empty)")
+        raise NotFound(f"training job {job.job_id!r} names no dataset version (dataset_version_id is empty)")
     row = find_dataset_version(conn, tenant_id, wanted, job.request.dataset_id)
     if row is not None:
         return row

@@ -97,7 +97,7 @@ class RegistryApplication:
         v = model_version_view.c
         filters = [v.registered_at_ms > 0] + ([v.model_name == model_name] if model_name else [])
         return queries.page(self.engine, model_version_view, "version_key", caller.tenant_id, page_size,
-                            page_token, *filters)
+                            page_token, *filters, filters={"model_name": model_name})
 
     def set_alias(self, caller: Caller, model_name: str, alias: str, version_id: str, reason: str,
                   correlation_id: str = "") -> ModelVersionDetails | None:

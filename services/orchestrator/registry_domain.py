@@ -164,7 +164,7 @@ def decide_register(state: RegisteredModelState, job: TrainingJobState) -> list[
         model_version_id=version_id(name, n), model_name=name, version=n, kind=artifact_kind(job),
         artifact_uri=job.artifact_uri, artifact_sha256=job.artifact_sha256, job_id=job.job_id,
         base_model_id=job.request.base_model_id, base_model_sha256=started.base_model_sha256,
-        dataset_version_id=job.request.train_dataset_version,
+        dataset_version_id=job.request.dataset_version_id,
         dataset_manifest_sha256=started.dataset_manifest_sha256,
         config_sha256=started.config_sha256 or job.request.config_sha256, code_version=started.code_version,
         metrics=metrics, dataset_id=job.request.dataset_id)]

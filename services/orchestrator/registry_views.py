@@ -202,7 +202,7 @@ def _insert_run(conn: Connection, env: events_pb2.EventEnvelope) -> None:
         tenant_id=env.tenant_id, job_id=r.job_id, name=r.name, model_name=model_name_for(job), state="requested",
         params_json=json.dumps(run_facts.run_params(r), sort_keys=True), tags_json=json.dumps(tags, sort_keys=True),
         step=0, loss=0.0, eval_loss=0.0, initial_eval_loss=0.0, epsilon_spent=0.0, duration_seconds=0.0,
-        dataset_id=r.dataset_id, dataset_version_id=r.train_dataset_version, dataset_manifest_sha256="",
+        dataset_id=r.dataset_id, dataset_version_id=r.dataset_version_id, dataset_manifest_sha256="",
         base_model_id=r.base_model_id, base_model_sha256="", code_version="", library_versions_json="{}", seed=0,
         hardware="", config_sha256=r.config_sha256, requested_by=env.actor, created_at_ms=at, started_at_ms=0,
         ended_at_ms=0, updated_at_ms=at))

@@ -42,8 +42,8 @@ def run_params(request: events_pb2.TrainingRequested) -> dict[str, str]:
         config["method"] = events_pb2.TrainingMethod.Name(request.method).removeprefix("TRAINING_METHOD_").lower()
         config["base_model"] = request.base_model_id
     params = {k: v for k, v in flatten(config).items() if k.split(".", 1)[0] not in PARAM_EXCLUDE}
-    if request.train_dataset_version:
-        params["dataset_version_id"] = request.train_dataset_version
+    if request.dataset_version_id:
+        params["dataset_version_id"] = request.dataset_version_id
     return params
 
 

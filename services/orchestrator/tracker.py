@@ -77,7 +77,7 @@ def run_from_events(events: list[events_pb2.EventEnvelope]) -> Run:
                                         initial_eval_loss=job.initial_eval_loss, epsilon_spent=job.epsilon_spent,
                                         duration_seconds=duration),
         series=run_facts.series_from_events(events), tags=dict(job.request.experiment_tags),
-        dataset_id=job.request.dataset_id, dataset_version_id=job.request.train_dataset_version,
+        dataset_id=job.request.dataset_id, dataset_version_id=job.request.dataset_version_id,
         dataset_manifest_sha256=started.dataset_manifest_sha256, base_model_id=job.request.base_model_id,
         base_model_sha256=started.base_model_sha256, code_version=started.code_version,
         library_versions=dict(started.library_versions), seed=started.seed, hardware=started.hardware,
@@ -137,7 +137,7 @@ class ExperimentTracker:
         filters = [exists().where(t.tenant_id == run_view.c.tenant_id, t.job_id == run_view.c.job_id, t.key == key,
                                   t.value == value) for key, value in sorted((tags or {}).items())]
         rows, token = queries.page(self.engine, run_view, "job_id", caller.tenant_id, page_size, page_token,
-                                   *filters)
+                                   *filters, filters={"tags": sorted((tags or {}).items())})
         return [run_from_row(r) for r in rows], token
 
     def compare_runs(self, caller: Caller, run_ids: Sequence[str]) -> RunComparison:

@@ -66,7 +66,7 @@ def test_the_same_scheduled_command_delivered_twice_runs_one_attempt(request: py
         wait_until(lambda: _serving(port, orchestrator, tmp_path / "orchestrator.log"), 120, "the orchestrator")
         wait_until(lambda: all("running" in log.read_text() for log in logs), 120, "both workers")
         job = training_stub(f"127.0.0.1:{port}").CreateTrainingJob(
-            job_request(version, max_steps=6, checkpoint_every=3), metadata=metadata(), timeout=60)
+            job_request(version, max_steps=6, checkpoint_every=3), metadata=metadata(), timeout=60).job
 
         def recorded(kind_: str) -> list:  # type: ignore[type-arg]
             with engine.connect() as conn:
@@ -96,7 +96,7 @@ def test_the_same_scheduled_command_delivered_twice_runs_one_attempt(request: py
         assert _refusals(logs) == 1
         assert job.job_id in next(log for log in logs if any(m in log.read_text() for m in LOST)).read_text()
         state = training_stub(f"127.0.0.1:{port}").GetTrainingJob(pb.GetTrainingJobRequest(job_id=job.job_id),
-                                                                   metadata=metadata(), timeout=10)
+                                                                   metadata=metadata(), timeout=10).job
         assert state.state == pb.TRAINING_JOB_STATE_SUCCEEDED
     finally:
         bus.close()

@@ -73,7 +73,7 @@ def test_a_killed_worker_on_kafka_is_replaced_without_anyone_acting(kafka_bootst
         wait_until(lambda: _serving(port, orchestrator, tmp_path / "orchestrator.log"), 120, "the orchestrator")
         stub = training_stub(f"127.0.0.1:{port}")
         job = stub.CreateTrainingJob(job_request(version, max_steps=60, checkpoint_every=5), metadata=metadata(),
-                                     timeout=60)
+                                     timeout=60).job
         assert job.state == pb.TRAINING_JOB_STATE_QUEUED
 
         def stream() -> list:  # type: ignore[type-arg]

@@ -84,7 +84,7 @@ def test_a_store_outage_heals_by_itself_and_loses_nothing(kafka_bootstrap: str, 
         while True:
             try:
                 created[request_id] = dataset_stub(platform).CreateDataset(
-                    request, metadata=metadata(), timeout=10).dataset_id
+                    request, metadata=metadata(), timeout=10).dataset.dataset_id
                 return
             except grpc.RpcError:
                 time.sleep(0.5)

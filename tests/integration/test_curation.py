@@ -10,13 +10,15 @@ from typing import Iterator
 import grpc
 import pytest
 
+from privtune.cli_fields import merge_dict, nest
 from privtune.platform import Platform
+from privtune.v1 import curation_config_pb2 as ccpb
 from privtune.v1 import curation_service_pb2 as cpb
 from privtune.v1 import curation_service_pb2_grpc as cgrpc
 from privtune.v1 import dataset_service_pb2 as dpb
 from privtune.v1 import events_pb2
 from tests.curation_corpus import CANARY, raw_corpus
-from tests.platform_fixtures import dataset_stub, metadata, put_files, register, start_platform
+from tests.platform_fixtures import dataset_stub, error_details, metadata, put_files, register, start_platform
 
 pytestmark = pytest.mark.integration
 
@@ -28,14 +30,19 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
     p.stop()
 
 
-def _run_job(platform: Platform, dataset_id: str, **config: str) -> cpb.CurationJob:
+def _config(**fields: object) -> ccpb.CurationConfig:
+    """A CurationConfig from dotted field paths: ``_config(**{"pii.mode": "tag"})``."""
+    return merge_dict(ccpb.CurationConfig(), nest(fields))
+
+
+def _run_job(platform: Platform, dataset_id: str, **config: object) -> cpb.CurationJob:
     stub = cgrpc.CurationServiceStub(grpc.insecure_channel(platform.grpc_target))
-    job = stub.CreateCurationJob(cpb.CreateCurationJobRequest(dataset_id=dataset_id, recipe="auto", config=config),
-                                 metadata=metadata(), timeout=30)
-    events = list(stub.WatchCurationJob(cpb.WatchCurationJobRequest(job_id=job.job_id), metadata=metadata(),
-                                        timeout=600))
+    job = stub.CreateCurationJob(cpb.CreateCurationJobRequest(dataset_id=dataset_id, config=_config(**config)),
+                                 metadata=metadata(), timeout=30).job
+    events = [r.event for r in stub.WatchCurationJob(cpb.WatchCurationJobRequest(job_id=job.job_id),
+                                                     metadata=metadata(), timeout=600)]
     assert events[-1].WhichOneof("payload") in ("dataset_version_created", "curation_failed")
-    return stub.GetCurationJob(cpb.GetCurationJobRequest(job_id=job.job_id), metadata=metadata(), timeout=30)
+    return stub.GetCurationJob(cpb.GetCurationJobRequest(job_id=job.job_id), metadata=metadata(), timeout=30).job
 
 
 def test_raw_files_become_a_content_addressed_dataset_version(
@@ -79,24 +86,47 @@ def test_raw_files_become_a_content_addressed_dataset_version(
 def test_bad_requests_are_refused_with_the_reason(platform: Platform) -> None:
     stub = cgrpc.CurationServiceStub(grpc.insecure_channel(platform.grpc_target))
     dataset = register(dataset_stub(platform), platform, "acme", "small")
-    cases = [
-        (cpb.CreateCurationJobRequest(dataset_id="ds-missing"), grpc.StatusCode.NOT_FOUND, "register it first"),
-        (cpb.CreateCurationJobRequest(), grpc.StatusCode.INVALID_ARGUMENT, "dataset_id is required"),
-        (cpb.CreateCurationJobRequest(dataset_id=dataset.dataset_id, config={"holdout_fractionn": "0.2"}),
-         grpc.StatusCode.INVALID_ARGUMENT, "holdout_fractionn"),
-        (cpb.CreateCurationJobRequest(dataset_id=dataset.dataset_id, config={"general_mix_ratio": "0.5"}),
-         grpc.StatusCode.INVALID_ARGUMENT, "general_mix_ratio"),
-        (cpb.CreateCurationJobRequest(dataset_id=dataset.dataset_id, recipe="magic"),
-         grpc.StatusCode.INVALID_ARGUMENT, "recipe"),
+    ds = dataset.dataset_id
+    cases = [  # request, code, words of the message, ErrorInfo reason, the fields BadRequest names
+        (cpb.CreateCurationJobRequest(dataset_id="ds-missing"), grpc.StatusCode.NOT_FOUND, "register it first",
+         "DATASET_NOT_FOUND", set()),
+        (cpb.CreateCurationJobRequest(), grpc.StatusCode.INVALID_ARGUMENT, "dataset_id is required",
+         "INVALID_ARGUMENT", {"dataset_id"}),
+        (cpb.CreateCurationJobRequest(dataset_id=ds, config=_config(holdout_fraction=0.9)),
+         grpc.StatusCode.INVALID_ARGUMENT, "holdout_fraction", "INVALID_CURATION_CONFIG", {"config.holdout_fraction"}),
+        (cpb.CreateCurationJobRequest(dataset_id=ds, config=_config(general_mix_ratio=0.5)),
+         grpc.StatusCode.INVALID_ARGUMENT, "general_mix_ratio", "INVALID_CURATION_CONFIG",
+         {"config.general_mix_ratio"}),
+        # several problems: every one named, each by its full path (not the first part of a dotted key)
+        (cpb.CreateCurationJobRequest(dataset_id=ds, config=_config(**{
+            "dedupe.threshold": 2, "quality.max_toxicity_score": -1, "parser.max_record_bytes": 10})),
+         grpc.StatusCode.INVALID_ARGUMENT, "config.dedupe.threshold", "INVALID_CURATION_CONFIG",
+         {"config.dedupe.threshold", "config.quality.max_toxicity_score", "config.parser.max_record_bytes"}),
+        (cpb.CreateCurationJobRequest(dataset_id=ds, config=ccpb.CurationConfig(recipe=99)),  # type: ignore[arg-type]
+         grpc.StatusCode.INVALID_ARGUMENT, "recipe", "INVALID_CURATION_CONFIG", {"config.recipe"}),
+        (cpb.CreateCurationJobRequest(dataset_id=ds, config=_config(**{"pii.entities": ["SHOE_SIZE"]})),
+         grpc.StatusCode.INVALID_ARGUMENT, "SHOE_SIZE", "INVALID_CURATION_CONFIG", {"config.pii.entities"}),
     ]
-    for request, code, needle in cases:
+    for request, code, needle, reason, fields in cases:
         with pytest.raises(grpc.RpcError) as info:
             stub.CreateCurationJob(request, metadata=metadata(), timeout=30)
-        assert info.value.code() == code and needle in info.value.details()
+        assert info.value.code() == code and needle in info.value.details(), info.value.details()
+        details = error_details(info.value)
+        assert details.reason == reason and set(details.fields) == fields, details
     with pytest.raises(grpc.RpcError) as info:
         stub.CreateCurationJob(cpb.CreateCurationJobRequest(dataset_id=dataset.dataset_id),
                                metadata=metadata("globex"), timeout=30)
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_details(info.value).resource == ("privtune.v1.Dataset", dataset.dataset_id)
+    for call in (lambda: stub.GetCurationJob(cpb.GetCurationJobRequest(job_id="cj-none"), metadata=metadata(),
+                                             timeout=30),
+                 lambda: next(stub.WatchCurationJob(cpb.WatchCurationJobRequest(job_id="cj-none"),
+                                                    metadata=metadata(), timeout=30))):
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert error_details(info.value).reason == "CURATION_JOB_NOT_FOUND"
+        assert error_details(info.value).resource == ("privtune.v1.CurationJob", "cj-none")
 
 
 def test_curation_on_s3_tenant_storage(tmp_path: Path, s3_server, s3_bucket: str) -> None:  # type: ignore[no-untyped-def]
@@ -110,7 +140,7 @@ def test_curation_on_s3_tenant_storage(tmp_path: Path, s3_server, s3_bucket: str
         stub = dataset_stub(platform)
         dataset = stub.CreateDataset(dpb.CreateDatasetRequest(
             name="support", storage_uri=f"s3://{s3_bucket}/tenants/acme/support/", classification=3),
-            metadata=metadata(), timeout=60)
+            metadata=metadata(), timeout=60).dataset
         assert dataset.file_count == len(raw_corpus())
         with pytest.raises(grpc.RpcError) as info:  # another tenant's prefix in the same bucket
             stub.CreateDataset(dpb.CreateDatasetRequest(name="x", storage_uri=f"s3://{s3_bucket}/tenants/globex/",
@@ -142,8 +172,15 @@ def test_cli_creates_and_waits_for_a_curation_job(platform: Platform) -> None:
     assert job["state"] == "CURATION_JOB_STATE_SUCCEEDED" and job["dataset_version_id"].startswith("dv-")
     assert "DatasetVersionCreated" in done.stderr
     bad = subprocess.run(cli + ["create", "--dataset", dataset.dataset_id, "--set", "pii.mode=shout"],
-                         cwd=root, capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 1 and "INVALID_ARGUMENT" in bad.stderr and "pii.mode" in bad.stderr
+                         cwd=root, capture_output=True, text=True, timeout=60)  # refused before any call
+    assert bad.returncode == 2 and "shout" in bad.stderr and "pii.mode" in bad.stderr
+    unknown = subprocess.run(cli + ["create", "--dataset", dataset.dataset_id, "--set", "no.such.key=1"],
+                             cwd=root, capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and '"no"' in unknown.stderr and "CurationConfig" in unknown.stderr
+    refused = subprocess.run(cli + ["create", "--dataset", dataset.dataset_id, "--set", "dedupe.threshold=2"],
+                             cwd=root, capture_output=True, text=True, timeout=60)  # refused by the server
+    assert refused.returncode == 1 and "INVALID_ARGUMENT" in refused.stderr
+    assert "reason: INVALID_CURATION_CONFIG" in refused.stderr and "field config.dedupe.threshold" in refused.stderr
 
 
 def test_pii_redaction_can_be_turned_off_for_public_data_only(platform: Platform) -> None:
@@ -151,16 +188,19 @@ def test_pii_redaction_can_be_turned_off_for_public_data_only(platform: Platform
     internal = register(dataset_stub(platform), platform, "acme", "internal-notes")  # DATA_CLASSIFICATION_INTERNAL
     with pytest.raises(grpc.RpcError) as info:
         stub.CreateCurationJob(cpb.CreateCurationJobRequest(dataset_id=internal.dataset_id,
-                                                            config={"redact_pii": "false"}),
+                                                            config=_config(redact_pii=False)),
                                metadata=metadata(), timeout=30)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "redact_pii=false" in info.value.details() and "DATA_CLASSIFICATION_INTERNAL" in info.value.details()
+    details = error_details(info.value)
+    assert details.reason == "PII_REDACTION_REQUIRED" and "config.redact_pii" in details.fields
+    assert details.preconditions and details.preconditions[0][0] == "CLASSIFICATION"
 
     uri = put_files(platform, "acme", "public-faq", {"faq.jsonl": b'{"prompt": "Where is the branch?", '
                                                                   b'"completion": "Our branch is at 1 Main Street, '
                                                                   b'open from nine to five on weekdays."}\n'})
     public = dataset_stub(platform).CreateDataset(dpb.CreateDatasetRequest(
         name="public-faq", storage_uri=uri, classification=events_pb2.DATA_CLASSIFICATION_PUBLIC),
-        metadata=metadata(), timeout=30)
-    job = _run_job(platform, public.dataset_id, redact_pii="false")
+        metadata=metadata(), timeout=30).dataset
+    job = _run_job(platform, public.dataset_id, redact_pii=False)
     assert job.state == cpb.CURATION_JOB_STATE_SUCCEEDED, job.reason

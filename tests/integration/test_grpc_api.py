@@ -12,7 +12,8 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from privtune.platform import Platform
 from privtune.v1 import dataset_service_pb2 as pb
-from tests.platform_fixtures import dataset_stub, metadata, put_files, register, start_platform, wait_until
+from tests.platform_fixtures import (dataset_stub, error_details, metadata, put_files, register, start_platform,
+                                     wait_until)
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ def test_create_get_list_and_watch_a_dataset(platform: Platform) -> None:
     created = register(stub, platform, "acme", "tickets")
     assert created.dataset_id.startswith("ds-") and created.version == 1 and created.created_by == "alice"
     assert len(created.checksum_sha256) == 64 and created.file_count == 1
-    got = stub.GetDataset(pb.GetDatasetRequest(dataset_id=created.dataset_id), metadata=metadata(), timeout=10)
+    got = stub.GetDataset(pb.GetDatasetRequest(dataset_id=created.dataset_id), metadata=metadata(), timeout=10).dataset
     assert got == created
     wait_until(lambda: len(stub.ListDatasets(pb.ListDatasetsRequest(), metadata=metadata()).datasets) == 1,
                what="the dataset read model")
@@ -57,7 +58,7 @@ def test_create_get_list_and_watch_a_dataset(platform: Platform) -> None:
     assert listed == created
     stream = stub.WatchDataset(pb.WatchDatasetRequest(dataset_id=created.dataset_id), metadata=metadata(),
                                timeout=30)
-    first = next(stream)
+    first = next(stream).event
     stream.cancel()
     assert first.type == "privtune.v1.DatasetRegistered" and first.subject == created.dataset_id
     assert first.tenant_id == "acme" and first.actor == "alice"
@@ -82,8 +83,8 @@ def test_request_id_makes_create_idempotent(platform: Platform) -> None:
     stub = dataset_stub(platform)
     uri = put_files(platform, "acme", "once", {"a.txt": b"x"})
     req = pb.CreateDatasetRequest(name="once", storage_uri=uri, classification=1, request_id="req-42")
-    first = stub.CreateDataset(req, metadata=metadata(), timeout=10)
-    again = stub.CreateDataset(req, metadata=metadata(), timeout=10)
+    first = stub.CreateDataset(req, metadata=metadata(), timeout=10).dataset
+    again = stub.CreateDataset(req, metadata=metadata(), timeout=10).dataset
     assert again.dataset_id == first.dataset_id
 
 
@@ -93,43 +94,64 @@ def _code(call) -> tuple[grpc.StatusCode, str]:  # type: ignore[no-untyped-def]
     return info.value.code(), info.value.details()
 
 
-def test_errors_map_to_status_codes_with_actionable_messages(platform: Platform) -> None:
+def test_errors_map_to_status_codes_with_actionable_messages_and_details(platform: Platform) -> None:
+    """Each error: its status code, a message a person can act on, and machine-readable details
+    (ErrorInfo with a stable reason; BadRequest naming the field; ResourceInfo for a missing one)."""
     stub = dataset_stub(platform)
     md = metadata()
     uri = put_files(platform, "acme", "docs", {"a.txt": b"hello"})
     cases = [
         (lambda: stub.GetDataset(pb.GetDatasetRequest(dataset_id="ds-x")),
-         grpc.StatusCode.UNAUTHENTICATED, "x-privtune-tenant"),
+         grpc.StatusCode.UNAUTHENTICATED, "x-privtune-tenant", "MISSING_IDENTITY", None),
         (lambda: stub.GetDataset(pb.GetDatasetRequest(dataset_id="ds-x"), metadata=md),
-         grpc.StatusCode.NOT_FOUND, "not found"),
+         grpc.StatusCode.NOT_FOUND, "not found", "DATASET_NOT_FOUND", None),
         (lambda: stub.GetDataset(pb.GetDatasetRequest(), metadata=md),
-         grpc.StatusCode.INVALID_ARGUMENT, "dataset_id is required"),
+         grpc.StatusCode.INVALID_ARGUMENT, "dataset_id is required", "INVALID_ARGUMENT", "dataset_id"),
         (lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="bad name", storage_uri=uri, classification=1),
-                                    metadata=md), grpc.StatusCode.INVALID_ARGUMENT, "dataset name"),
+                                    metadata=md), grpc.StatusCode.INVALID_ARGUMENT, "dataset name",
+         "INVALID_ARGUMENT", "name"),
         (lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="docs", storage_uri=uri), metadata=md),
-         grpc.StatusCode.INVALID_ARGUMENT, "classification is required"),
+         grpc.StatusCode.INVALID_ARGUMENT, "classification is required", "INVALID_ARGUMENT", "classification"),
+        (lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="docs", classification=1), metadata=md),
+         grpc.StatusCode.INVALID_ARGUMENT, "storage_uri is required", "INVALID_ARGUMENT", "storage_uri"),
         (lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="etc", storage_uri="file:///etc",
                                                             classification=1), metadata=md),
-         grpc.StatusCode.PERMISSION_DENIED, "outside the tenant's storage"),
+         grpc.StatusCode.PERMISSION_DENIED, "outside the tenant's storage", "OUTSIDE_TENANT_STORAGE", "storage_uri"),
         (lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="gone", storage_uri=uri + "/missing",
                                                             classification=1), metadata=md),
-         grpc.StatusCode.FAILED_PRECONDITION, "upload the files first"),
+         grpc.StatusCode.FAILED_PRECONDITION, "upload the files first", "NO_FILES_AT_STORAGE_URI", "storage_uri"),
         (lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="docs", storage_uri=uri, classification=1,
                                                             checksum_sha256="0" * 64), metadata=md),
-         grpc.StatusCode.FAILED_PRECONDITION, "checksum mismatch"),
+         grpc.StatusCode.FAILED_PRECONDITION, "checksum mismatch", "CHECKSUM_MISMATCH", "checksum_sha256"),
+        (lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="n" * 129, storage_uri=uri, classification=1),
+                                    metadata=md), grpc.StatusCode.INVALID_ARGUMENT, "129 characters",
+         "FIELD_TOO_LONG", "name"),
         (lambda: stub.ListDatasets(pb.ListDatasetsRequest(page_size=100000), metadata=md),
-         grpc.StatusCode.INVALID_ARGUMENT, "page_size"),
+         grpc.StatusCode.INVALID_ARGUMENT, "page_size", "PAGE_SIZE_TOO_LARGE", "page_size"),
+        (lambda: stub.ListDatasets(pb.ListDatasetsRequest(page_token="ds-zzz"), metadata=md),
+         grpc.StatusCode.INVALID_ARGUMENT, "page_token", "INVALID_PAGE_TOKEN", "page_token"),
     ]
-    for call, code, needle in cases:
-        got_code, details = _code(lambda: call())
-        assert got_code == code, details
-        assert needle in details
+    for call, code, needle, reason, field in cases:
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() == code, info.value.details()
+        assert needle in info.value.details()
+        details = error_details(info.value)
+        assert details.reason == reason and details.domain == "privtune.dev", details
+        if field is not None:
+            assert field in details.fields, details
     stub.CreateDataset(pb.CreateDatasetRequest(name="docs", storage_uri=uri, classification=1), metadata=md)
-    code, details = _code(lambda: stub.CreateDataset(
-        pb.CreateDatasetRequest(name="docs", storage_uri=uri, classification=1), metadata=md))
-    assert code == grpc.StatusCode.ALREADY_EXISTS and "pick another name" in details
+    with pytest.raises(grpc.RpcError) as info:
+        stub.CreateDataset(pb.CreateDatasetRequest(name="docs", storage_uri=uri, classification=1), metadata=md)
+    assert info.value.code() == grpc.StatusCode.ALREADY_EXISTS and "pick another name" in info.value.details()
+    taken = error_details(info.value)
+    assert taken.reason == "DATASET_NAME_TAKEN" and "name" in taken.fields
+    assert taken.resource == ("privtune.v1.Dataset", "docs")
     code, _ = _code(lambda: next(stub.WatchDataset(pb.WatchDatasetRequest(dataset_id="ds-none"), metadata=md)))
     assert code == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetDataset(pb.GetDatasetRequest(dataset_id="ds-none"), metadata=md)
+    assert error_details(info.value).resource == ("privtune.v1.Dataset", "ds-none")
 
 
 def test_one_tenant_never_sees_another_tenants_datasets(platform: Platform) -> None:
@@ -192,7 +214,7 @@ def test_grpcurl_lists_and_calls_the_api(platform: Platform) -> None:
     call = [grpcurl, "-plaintext", "-H", "x-privtune-tenant: acme", "-H", "x-privtune-actor: ops",
             "-d", json.dumps({"dataset_id": created.dataset_id}), platform.grpc_target,
             "privtune.v1.DatasetService/GetDataset"]
-    got = json.loads(subprocess.run(call, capture_output=True, text=True, check=True, timeout=60).stdout)
+    got = json.loads(subprocess.run(call, capture_output=True, text=True, check=True, timeout=60).stdout)["dataset"]
     assert got.get("datasetId", got.get("dataset_id")) == created.dataset_id and got["name"] == "via-grpcurl"
     denied = subprocess.run(call[:1] + ["-plaintext", "-d", "{}", platform.grpc_target,
                                         "privtune.v1.DatasetService/ListDatasets"],

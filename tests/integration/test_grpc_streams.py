@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from privtune.platform import Platform
 from privtune.v1 import dataset_service_pb2 as pb
 from privtune.v1 import dataset_service_pb2_grpc as ds_grpc
-from tests.platform_fixtures import dataset_stub, metadata, register, start_platform, wait_until
+from tests.platform_fixtures import dataset_stub, error_details, metadata, register, start_platform, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +41,7 @@ def _first_events(streams: list[grpc.Future]) -> None:
     """Every stream delivers the dataset's first event within a few seconds."""
     with futures.ThreadPoolExecutor(16) as pool:
         for got in pool.map(lambda s: next(s), streams, timeout=30):
-            assert got.type == "privtune.v1.DatasetRegistered"
+            assert got.event.type == "privtune.v1.DatasetRegistered"
 
 
 def _open_watches(dataset_ids: dict[str, str], n: int, channel: grpc.Channel) -> list[grpc.Future]:
@@ -69,7 +69,7 @@ def test_a_hundred_open_watch_streams_leave_unary_calls_and_health_answering(pla
             assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == \
                 health_pb2.HealthCheckResponse.SERVING
             tenant = tenants[i % 2]
-            got = stub.GetDataset(pb.GetDatasetRequest(dataset_id=ids[tenant]), metadata=metadata(tenant), timeout=10)
+            got = stub.GetDataset(pb.GetDatasetRequest(dataset_id=ids[tenant]), metadata=metadata(tenant), timeout=10).dataset
             assert got.dataset_id == ids[tenant]
             stub.ListDatasets(pb.ListDatasetsRequest(), metadata=metadata(tenant), timeout=10)
 
@@ -103,6 +103,8 @@ def test_streams_over_the_caps_are_refused_with_a_retry_hint(tmp_path: Path) -> 
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "acme" in info.value.details() and "retry" in info.value.details()
         assert dict(info.value.trailing_metadata() or ()).get("retry-after-ms")
+        refused = error_details(info.value)
+        assert refused.reason == "TOO_MANY_STREAMS" and int(refused.metadata["retry_after_ms"]) > 0
         globex = _open_watches({"globex": ids["globex"]}, 2, channel)
         with pytest.raises(grpc.RpcError) as info:
             next(stub.WatchDataset(pb.WatchDatasetRequest(dataset_id=ids["globex"]), metadata=metadata("globex"),

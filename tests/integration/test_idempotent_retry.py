@@ -43,21 +43,22 @@ def test_a_retried_create_answers_the_original_at_once_while_other_writes_go_on(
     version = register_version(platform.engine, platform.config.storage_uri)  # type: ignore[arg-type]
 
     create_dataset = dpb.CreateDatasetRequest(name="docs", storage_uri=uri, classification=2, request_id="r-ds")
-    first_dataset = datasets.CreateDataset(create_dataset, metadata=md, timeout=30)
+    first_dataset = datasets.CreateDataset(create_dataset, metadata=md, timeout=30).dataset
     create_curation = cpb.CreateCurationJobRequest(dataset_id=first_dataset.dataset_id, request_id="r-cj")
-    first_curation = curation.CreateCurationJob(create_curation, metadata=md, timeout=30)
+    first_curation = curation.CreateCurationJob(create_curation, metadata=md, timeout=30).job
     create_training = job_request(version, name="retry-bot", max_steps=4)
     create_training.request_id = "r-tj"
-    create_training.gpu_pool = "nowhere"  # refused by policy: nothing runs, the job still exists
-    first_training = training.CreateTrainingJob(create_training, metadata=md, timeout=60)
+    create_training.spec.gpu_pool = "nowhere"  # refused by policy: nothing runs, the job still exists
+    first_training = training.CreateTrainingJob(create_training, metadata=md, timeout=60).job
 
     retries: list[tuple[str, Callable[[], Any], str]] = [
-        ("CreateDataset", lambda: datasets.CreateDataset(create_dataset, metadata=md, timeout=RETRY_DEADLINE_S),
+        ("CreateDataset", lambda: datasets.CreateDataset(create_dataset, metadata=md,
+                                                         timeout=RETRY_DEADLINE_S).dataset,
          first_dataset.dataset_id),
         ("CreateCurationJob", lambda: curation.CreateCurationJob(create_curation, metadata=md,
-                                                                 timeout=RETRY_DEADLINE_S), first_curation.job_id),
+                                                                 timeout=RETRY_DEADLINE_S).job, first_curation.job_id),
         ("CreateTrainingJob", lambda: training.CreateTrainingJob(create_training, metadata=md,
-                                                                 timeout=RETRY_DEADLINE_S), first_training.job_id),
+                                                                 timeout=RETRY_DEADLINE_S).job, first_training.job_id),
     ]
     counter = iter(range(1000))
 
@@ -65,7 +66,7 @@ def test_a_retried_create_answers_the_original_at_once_while_other_writes_go_on(
         i = next(counter)
         return datasets.CreateDataset(dpb.CreateDatasetRequest(name=f"other-{i}", storage_uri=uri, classification=2,
                                                                request_id=f"other-{i}"),
-                                      metadata=md, timeout=RETRY_DEADLINE_S).dataset_id
+                                      metadata=md, timeout=RETRY_DEADLINE_S).dataset.dataset_id
 
 
     with futures.ThreadPoolExecutor(12) as pool:
@@ -81,14 +82,14 @@ def test_a_retried_create_answers_the_original_at_once_while_other_writes_go_on(
                     f"{name} answered {answer} instead of the original {expected}"
 
     # the originals are answered whole, not only their ids
-    again = curation.CreateCurationJob(create_curation, metadata=md, timeout=RETRY_DEADLINE_S)
+    again = curation.CreateCurationJob(create_curation, metadata=md, timeout=RETRY_DEADLINE_S).job
     assert again.job_id == first_curation.job_id and again.dataset_id == first_dataset.dataset_id
-    again_training = training.CreateTrainingJob(create_training, metadata=md, timeout=RETRY_DEADLINE_S)
+    again_training = training.CreateTrainingJob(create_training, metadata=md, timeout=RETRY_DEADLINE_S).job
     assert again_training.job_id == first_training.job_id and again_training.state == first_training.state
     # a request_id of another tenant is not a retry: globex gets its own dataset
     put_files(platform, "globex", "docs", {"a.txt": b"x"})
     create_dataset.storage_uri = uri.replace("/acme/", "/globex/")
-    theirs = datasets.CreateDataset(create_dataset, metadata=metadata("globex"), timeout=30)
+    theirs = datasets.CreateDataset(create_dataset, metadata=metadata("globex"), timeout=30).dataset
     assert theirs.dataset_id != first_dataset.dataset_id
 
 
@@ -99,11 +100,11 @@ def test_concurrent_first_calls_with_one_request_id_create_one_job(platform: Pla
     md = metadata("acme")
     uri = put_files(platform, "acme", "docs", {"a.txt": b"x"})
     dataset = datasets.CreateDataset(dpb.CreateDatasetRequest(name="docs", storage_uri=uri, classification=2),
-                                     metadata=md, timeout=30)
+                                     metadata=md, timeout=30).dataset
     request = cpb.CreateCurationJobRequest(dataset_id=dataset.dataset_id, request_id="race-1")
     with futures.ThreadPoolExecutor(6) as pool:
-        answers = list(pool.map(lambda _: curation.CreateCurationJob(request, metadata=md, timeout=RETRY_DEADLINE_S),
-                                range(6)))
+        answers = list(pool.map(lambda _: curation.CreateCurationJob(request, metadata=md,
+                                                                     timeout=RETRY_DEADLINE_S).job, range(6)))
     assert len({a.job_id for a in answers}) == 1
     listed = curation.ListCurationJobs(cpb.ListCurationJobsRequest(dataset_id=dataset.dataset_id), metadata=md)
     assert len(listed.jobs) <= 1  # the read model may lag, but never shows two

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from privtune.v1 import curation_config_pb2 as ccpb
 from privtune.v1 import curation_service_pb2 as cpb
 from privtune.v1 import dataset_service_pb2 as dpb
 from privtune.v1 import events_pb2
@@ -56,11 +57,13 @@ def test_check_json_refuses_deep_or_big_values() -> None:
     (dpb.CreateDatasetRequest(labels={"k\0": "v"}), "a key of labels contains a NUL"),
     (dpb.CreateDatasetRequest(labels={"k": "v" * 1025}), "labels['k'] is 1025 characters"),
     (dpb.GetDatasetRequest(dataset_id="d" * 129), "dataset_id is 129 characters"),
-    (cpb.CreateCurationJobRequest(config={"quality.languages": "[" * 40}), "config['quality.languages'] nests"),
-    (tpb.CreateTrainingJobRequest(extra_config_json='{"a":' * 40 + "1" + "}" * 40), "extra_config_json nests"),
-    (tpb.CreateTrainingJobRequest(gpu_pool="p" * 65), "gpu_pool is 65 characters"),
-    (tpb.CreateTrainingJobRequest(lora_config=events_pb2.LoraConfig(target_modules=["q\0"])),
-     "lora_config.target_modules[0] contains a NUL"),
+    (cpb.CreateCurationJobRequest(config=ccpb.CurationConfig(quality=ccpb.QualitySettings(languages=["e" * 17]))),
+     "config.quality.languages[0] is 17 characters long; at most 16"),
+    (cpb.CreateCurationJobRequest(config=ccpb.CurationConfig(pii=ccpb.PiiSettings(entities=["X"] * 300))),
+     "config.pii.entities has 300 entries"),
+    (tpb.CreateTrainingJobRequest(spec=tpb.TrainingJobSpec(gpu_pool="p" * 65)), "spec.gpu_pool is 65 characters"),
+    (tpb.CreateTrainingJobRequest(spec=tpb.TrainingJobSpec(lora_config=events_pb2.LoraConfig(target_modules=["q\0"]))),
+     "spec.lora_config.target_modules[0] contains a NUL"),
     (rpb.CompareRunsRequest(run_ids=["tj"] * (limits.MAX_ITEMS + 1)), "run_ids has 257 entries"),
 ])
 def test_check_request_names_the_field_over_its_limit(message: object, needle: str) -> None:
@@ -71,10 +74,10 @@ def test_check_request_names_the_field_over_its_limit(message: object, needle: s
 def test_check_request_accepts_ordinary_requests() -> None:
     limits.check_request(dpb.CreateDatasetRequest(name="tickets", storage_uri="file:///data/acme/docs",
                                                   classification=2, labels={"team": "support"}, request_id="r-1"))
-    limits.check_request(cpb.CreateCurationJobRequest(dataset_id="ds-1", config={"pii.mode": "tag",
-                                                                                 "quality.languages": '["en"]'}))
-    limits.check_request(tpb.CreateTrainingJobRequest(name="bot", base_model_id="tiny-llama",
-                                                      extra_config_json='{"max_steps": 10}'))
+    limits.check_request(cpb.CreateCurationJobRequest(dataset_id="ds-1", config=ccpb.CurationConfig(
+        pii=ccpb.PiiSettings(mode=ccpb.PII_MODE_TAG), quality=ccpb.QualitySettings(languages=["en", "de"]))))
+    limits.check_request(tpb.CreateTrainingJobRequest(spec=tpb.TrainingJobSpec(
+        name="bot", base_model_id="tiny-llama", options=tpb.TrainingOptions(checkpoint_every=10))))
 
 
 def test_the_tenant_boundary_check_is_linear_in_the_uri(tmp_path: Path) -> None:

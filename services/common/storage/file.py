@@ -51,7 +51,7 @@ class FileStorage:
         path = os.path.join(self.root, *validate_key(key).split("/"))
         if not self._inside(path):
             raise PermissionDenied(f"object key {limits.quote(key)} leads outside the tenant's storage (through a "
-                                   "symlink); store the data inside the tenant's folder")
+                                   "symlink); store the data inside the tenant's folder", reason="OUTSIDE_TENANT_STORAGE")
         return path
 
     def _relative(self, path: str) -> str | None:
@@ -70,7 +70,7 @@ class FileStorage:
         parts = urlsplit(uri)
         path = unquote(parts.path)
         outside = PermissionDenied(f"storage_uri {limits.quote(uri)} is outside the tenant's storage; register data "
-                                   "inside the tenant's own storage folder")
+                                   "inside the tenant's own storage folder", reason="OUTSIDE_TENANT_STORAGE")
         if parts.scheme != "file" or parts.netloc not in ("", "localhost") or has_dot_segment(path):
             raise outside
         relative = self._relative(path)

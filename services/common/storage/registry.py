@@ -85,7 +85,8 @@ def resolve_dataset(uri: str, storage_root_uri: str | os.PathLike[str], tenant_i
     scheme = urlsplit(uri).scheme
     if _factory(scheme) is None:
         raise InvalidArgument(f"storage_uri {quote(uri)}: scheme {quote(scheme or '(none)', 16)} is not supported; "
-                              f"register data in tenant storage ({', '.join(s + '://' for s in supported_schemes())})")
+                              f"register data in tenant storage ({', '.join(s + '://' for s in supported_schemes())})",
+                              reason="UNSUPPORTED_STORAGE_SCHEME")
     storage = open_tenant_storage(storage_root_uri, tenant_id)
     key = storage.key_for(uri)
     name = key.rstrip("/")
@@ -93,5 +94,6 @@ def resolve_dataset(uri: str, storage_root_uri: str | os.PathLike[str], tenant_i
         return storage, name
     prefix = f"{name}/" if name else ""
     if next(iter(storage.list(prefix)), None) is None:
-        raise FailedPrecondition(f"nothing exists at {quote(uri)}; upload the files first, then register them")
+        raise FailedPrecondition(f"nothing exists at {quote(uri)}; upload the files first, then register them",
+                                 reason="NO_FILES_AT_STORAGE_URI")
     return storage, prefix

@@ -103,7 +103,7 @@ class S3Storage:
         if (parts.scheme != "s3" or parts.netloc != self.bucket or has_dot_segment(path)
                 or not (path + "/").startswith(self.base)):
             raise PermissionDenied(f"storage_uri {quote(uri)} is outside the tenant's storage; register data "
-                                   "inside the tenant's own storage prefix")
+                                   "inside the tenant's own storage prefix", reason="OUTSIDE_TENANT_STORAGE")
         key = path[len(self.base):] if len(path) >= len(self.base) else ""
         validate_prefix(key)
         return key

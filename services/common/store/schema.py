@@ -57,6 +57,14 @@ relay_leases = Table(
     Column("lease_until_ms", BigInteger, nullable=False),
 )
 
+# Secrets a service keeps in its own store, shared by all its processes (e.g. the key that
+# signs page tokens, so a token one replica issued is honoured by every other).
+signing_keys = Table(
+    "signing_keys", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("secret", LargeBinary, nullable=False),
+)
+
 # Write-side uniqueness and idempotency keys, checked in the command's transaction.
 unique_names = Table(
     "unique_names", metadata,
@@ -82,6 +90,7 @@ dataset_view = Table(
     Column("created_at_ms", BigInteger, nullable=False),
     Column("created_by", String(255), nullable=False),
     Column("version", Integer, nullable=False),
+    Index("ix_dataset_view_created", "tenant_id", "created_at_ms", "dataset_id"),
 )
 
 # Read model: curation jobs as ListCurationJobs serves them.
@@ -98,6 +107,7 @@ curation_job_view = Table(
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
     Index("ix_curation_job_view_dataset", "tenant_id", "dataset_id"),
+    Index("ix_curation_job_view_created", "tenant_id", "created_at_ms", "job_id"),
 )
 
 # Read model: training jobs as ListTrainingJobs serves them; the orchestrator's controller
@@ -130,6 +140,7 @@ training_job_view = Table(
     Column("updated_at_ms", BigInteger, nullable=False),
     Index("ix_training_job_view_state", "state"),
     Index("ix_training_job_view_tenant_month", "tenant_id", "month"),
+    Index("ix_training_job_view_created", "tenant_id", "created_at_ms", "job_id"),
 )
 
 # The orchestrator's own projection of DatasetVersionCreated (admission and lineage read it): what a

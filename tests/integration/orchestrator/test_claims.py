@@ -78,7 +78,8 @@ def test_exactly_one_of_many_concurrent_claims_wins(platform: Platform) -> None:
 
     def ask(worker: str, claim_id: str, attempt: int = 1) -> bool:
         return stub.ClaimAttempt(apb.ClaimAttemptRequest(job_id=job_id, attempt=attempt, worker_id=worker,
-                                                         claim_id=claim_id, executor="local"),
+                                                         claim_id=claim_id,
+                                                         executor=apb.TRAINING_EXECUTOR_LOCAL),
                                  metadata=metadata(TENANT, worker), timeout=10).granted
 
     assert ask(winners[0], claimed[0].claim_id)
@@ -86,7 +87,8 @@ def test_exactly_one_of_many_concurrent_claims_wins(platform: Platform) -> None:
     assert not ask("late-worker", claimed[0].claim_id)
     assert not ask(winners[0], claimed[0].claim_id, attempt=2)  # an attempt not scheduled
     kube = stub.ClaimAttempt(apb.ClaimAttemptRequest(job_id=job_id, attempt=1, worker_id=winners[0],
-                                                     claim_id=claimed[0].claim_id, executor="kubernetes"),
+                                                     claim_id=claimed[0].claim_id,
+                                                     executor=apb.TRAINING_EXECUTOR_KUBERNETES),
                              metadata=metadata(TENANT, winners[0]), timeout=10)
     assert not kube.granted and "local executor" in kube.reason  # a pod may not take a local pool's attempt
 

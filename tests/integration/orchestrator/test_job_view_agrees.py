@@ -59,7 +59,7 @@ def _append(engine: Engine, job_id: str, payloads: list, causation: Causation = 
 
 def _create(engine: Engine, job_id: str) -> None:
     request = ev.TrainingRequested(job_id=job_id, name="bot", base_model_id="tiny-llama",
-                                   train_dataset_version="dv-1", gpu_pool="local", gpus=1)
+                                   dataset_version_id="dv-1", gpu_pool="local", gpus=1)
     queued = ev.TrainingQueued(job_id=job_id, gpu_pool="local", attempt=1, reason="admitted", gpus=1,
                                estimate=ev.ResourceEstimate(gpu_hours=0.25))
     _append(engine, job_id, jd.decide_create(request, [], queued, "p", "sha"))

@@ -96,4 +96,4 @@ def _state(platform: Platform, job_id: str) -> int:
     from tests.platform_fixtures import metadata
 
     return training_stub(platform).GetTrainingJob(pb.GetTrainingJobRequest(job_id=job_id), metadata=metadata(),
-                                                  timeout=10).state
+                                                  timeout=10).job.state

@@ -23,6 +23,7 @@ from privtune import cli_registry
 from privtune.v1 import events_pb2
 from privtune.v1 import registry_service_pb2 as pb
 from privtune.v1 import registry_service_pb2_grpc as pb_grpc
+from privtune.v1 import training_service_pb2 as ts_pb
 from services.common import envelope as codec
 from services.common import eventstore
 from services.common.bus import EventBus, Message, open_bus
@@ -149,7 +150,7 @@ def trained_job(engine: Engine, dataset_version: str, *, learning_rate: float = 
             "learning_rate": learning_rate, "max_steps": steps, "seed": 7, "micro_batch_size": 4}
     lifecycle = [
         events_pb2.TrainingRequested(job_id=job_id, name=name, base_model_id="smollm2-135m-instruct",
-                                     train_dataset_version=dataset_version, dataset_id=dataset_id,
+                                     dataset_version_id=dataset_version, dataset_id=dataset_id,
                                      config_sha256=f"{r:02d}" * 32, config_json=json.dumps(spec),
                                      experiment_tags={"team": "support", **(tags or {})}, gpu_pool="local"),
         events_pb2.TrainingQueued(job_id=job_id, gpu_pool="local", attempt=1, reason="admitted"),
@@ -184,9 +185,9 @@ def test_a_completed_job_is_registered_exactly_once(rig: Rig) -> None:
     job_id, envs = trained_job(rig.engine, dv)
     rig.pump()
     version = rig.registry.GetModelVersion(pb.GetModelVersionRequest(model_version_id="support-bot/v1"),
-                                           metadata=md(), timeout=10)
+                                           metadata=md(), timeout=10).model_version
     assert (version.job_id, version.kind, version.dataset_version_id, version.artifact_sha256) == (
-        job_id, "adapter", dv, "a" * 64)
+        job_id, pb.MODEL_ARTIFACT_KIND_ADAPTER, dv, "a" * 64)
     assert version.code_version == "git:1234abcd" and version.base_model_sha256 == "b" * 64
     assert version.metrics["initial_eval_loss"] == 3.5
 
@@ -217,17 +218,17 @@ def test_aliases_and_their_history_through_grpc(rig: Rig) -> None:
                            metadata=md(actor="alice"), timeout=10)
     moved = registry.SetModelAlias(pb.SetModelAliasRequest(model_name="faq-bot", alias="production",
                                                            model_version_id="v2", reason="eval loss 0.16 < 0.2"),
-                                   metadata=md(actor="bob"), timeout=10)
+                                   metadata=md(actor="bob"), timeout=10).model_version
     assert moved.model_version_id == "faq-bot/v2" and list(moved.aliases) == ["production"]
     registry.SetModelAlias(pb.SetModelAliasRequest(model_name="faq-bot", alias="staging", model_version_id="2",
                                                    reason="canary"), metadata=md(actor="bob"), timeout=10)
     again = registry.SetModelAlias(pb.SetModelAliasRequest(model_name="faq-bot", alias="staging",
                                                            model_version_id="faq-bot/v2", reason="again"),
-                                   metadata=md(actor="carol"), timeout=10)
+                                   metadata=md(actor="carol"), timeout=10).model_version
     assert again.model_version_id == "faq-bot/v2"  # already there: nothing recorded
 
     current = registry.GetModelVersion(pb.GetModelVersionRequest(model_version_id="faq-bot@production"),
-                                       metadata=md(), timeout=10)
+                                       metadata=md(), timeout=10).model_version
     assert current.model_version_id == "faq-bot/v2" and sorted(current.aliases) == ["production", "staging"]
     history = registry.ListAliasHistory(pb.ListAliasHistoryRequest(model_name="faq-bot", alias="production"),
                                         metadata=md(), timeout=10).changes
@@ -271,11 +272,11 @@ def test_evaluation_summary_is_the_latest_even_when_it_arrives_first(rig: Rig) -
         passed=True)])
     rig.pump()
     version = rig.registry.GetModelVersion(pb.GetModelVersionRequest(model_version_id="support-bot/v1"),
-                                           metadata=md(), timeout=10)
+                                           metadata=md(), timeout=10).model_version
     assert dict(version.evaluation) == {"exact_match": 0.8} and version.evaluation_passed
     listed = rig.registry.ListModelVersions(pb.ListModelVersionsRequest(), metadata=md(), timeout=10).versions
     assert [(v.model_version_id, v.kind, v.evaluation["exact_match"]) for v in listed] == [
-        ("support-bot/v1", "adapter", 0.8)]
+        ("support-bot/v1", pb.MODEL_ARTIFACT_KIND_ADAPTER, 0.8)]
 
 
 def test_tenants_never_see_or_move_each_others_models(rig: Rig) -> None:
@@ -327,7 +328,7 @@ def test_runs_compare_shows_differing_params_and_learning_curves(rig: Rig) -> No
     assert len({s.name: s for s in second.series}["loss"].points) == 15
     assert first.params["lora.r"] == "8" and second.params["lora.r"] == "16"
     assert first.params["dataset_version_id"] == dv and "dataset_uri" not in first.params
-    assert first.state == "succeeded" and first.metrics["loss"] == pytest.approx(0.15)
+    assert first.state == ts_pb.TRAINING_JOB_STATE_SUCCEEDED and first.metrics["loss"] == pytest.approx(0.15)
     assert first.metrics["duration_seconds"] == 12.5 and first.metrics["initial_eval_loss"] == 3.5
     assert (first.dataset_manifest_sha256, first.base_model_sha256, first.code_version, first.seed) == (
         "m" * 64, "b" * 64, "git:1234abcd", 7)
@@ -337,7 +338,8 @@ def test_runs_compare_shows_differing_params_and_learning_curves(rig: Rig) -> No
     sweep = rig.experiments.ListRuns(pb.ListRunsRequest(tags={"sweep": "lr", "team": "support"}), metadata=md(),
                                      timeout=10)
     assert sorted(r.run_id for r in sweep.runs) == sorted([base, faster])
-    assert {r.run_id: r.state for r in sweep.runs} == {base: "succeeded", faster: "succeeded"}
+    assert {r.run_id: r.state for r in sweep.runs} == {base: ts_pb.TRAINING_JOB_STATE_SUCCEEDED,
+                                                       faster: ts_pb.TRAINING_JOB_STATE_SUCCEEDED}
     assert len(rig.experiments.ListRuns(pb.ListRunsRequest(), metadata=md(), timeout=10).runs) == 3
     page = rig.experiments.ListRuns(pb.ListRunsRequest(page_size=2), metadata=md(), timeout=10)
     rest = rig.experiments.ListRuns(pb.ListRunsRequest(page_size=2, page_token=page.next_page_token), metadata=md(),
@@ -363,7 +365,8 @@ def test_lineage_returns_the_whole_chain(rig: Rig) -> None:
     append(rig.engine, "deployment", "dep-1", [events_pb2.DeploymentRequested(
         deployment_id="dep-1", model_version_id="support-bot/v1", environment="production")])
 
-    by_deployment = rig.registry.GetLineage(pb.GetLineageRequest(deployment_id="dep-1"), metadata=md(), timeout=10)
+    by_deployment = rig.registry.GetLineage(pb.GetLineageRequest(deployment_id="dep-1"), metadata=md(),
+                                            timeout=10).lineage
     assert by_deployment.deployment_id == "dep-1" and by_deployment.model_version_id == "support-bot/v1"
     assert by_deployment.job_id == job_id and by_deployment.artifact_sha256 == "a" * 64
     assert by_deployment.dataset_version_id == dv and by_deployment.dataset_manifest_sha256 == "m" * 64
@@ -377,8 +380,8 @@ def test_lineage_returns_the_whole_chain(rig: Rig) -> None:
     assert by_deployment.requested_by == "alice"
 
     by_version = rig.registry.GetLineage(pb.GetLineageRequest(model_version_id="support-bot/v1"), metadata=md(),
-                                         timeout=10)
-    by_job = rig.registry.GetLineage(pb.GetLineageRequest(job_id=job_id), metadata=md(), timeout=10)
+                                         timeout=10).lineage
+    by_job = rig.registry.GetLineage(pb.GetLineageRequest(job_id=job_id), metadata=md(), timeout=10).lineage
     by_version.deployment_id = by_job.deployment_id = "dep-1"
     assert by_version == by_deployment == by_job
 

@@ -11,6 +11,8 @@ from typing import Iterator
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from privtune.platform import Platform
 from privtune.v1 import events_pb2
@@ -58,12 +60,35 @@ def _kinds(platform: Platform, job_id: str, tenant: str = TENANT) -> list[str]:
         return [e.WhichOneof("payload") for e in eventstore.load_stream(conn, tenant, job_id)]
 
 
+def _error_details(err: grpc.RpcError) -> tuple[error_details_pb2.ErrorInfo, list[str], list[tuple[str, str]]]:
+    """The machine-readable details of a failed call: its ErrorInfo, the paths of its BadRequest field
+    violations and its ResourceInfo (type, name) pairs."""
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None, f"no google.rpc.Status details on {err.code().name}: {err.details()}"
+    info = error_details_pb2.ErrorInfo()
+    fields: list[str] = []
+    resources: list[tuple[str, str]] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            detail.Unpack(info)
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields += [v.field for v in bad.field_violations]
+        elif detail.Is(error_details_pb2.ResourceInfo.DESCRIPTOR):
+            resource = error_details_pb2.ResourceInfo()
+            detail.Unpack(resource)
+            resources.append((resource.resource_type, resource.resource_name))
+    assert info.domain == "privtune.dev", status
+    return info, fields, resources
+
+
 def _wait_state(platform: Platform, job_id: str, state: int, timeout: float = 240) -> pb.TrainingJob:
     stub = training_stub(platform)
     job: list[pb.TrainingJob] = []
 
     def reached() -> bool:
-        job[:] = [stub.GetTrainingJob(pb.GetTrainingJobRequest(job_id=job_id), metadata=metadata(), timeout=10)]
+        job[:] = [stub.GetTrainingJob(pb.GetTrainingJobRequest(job_id=job_id), metadata=metadata(), timeout=10).job]
         return job[0].state == state
 
     wait_until(reached, timeout, f"job {job_id} to be {pb.TrainingJobState.Name(state)}")
@@ -77,7 +102,7 @@ def test_a_job_runs_through_the_api_and_its_model_is_registered_with_lineage(pla
     assert created.state == pb.TRAINING_JOB_STATE_QUEUED and created.estimate.peak_memory_bytes > 0
     assert created.policy_version == "acme-2026-11" and created.gpu_pool == "local"
     stub = training_stub(platform)
-    watched = [env.WhichOneof("payload") for env in stub.WatchTrainingJob(
+    watched = [item.event.WhichOneof("payload") for item in stub.WatchTrainingJob(
         pb.WatchTrainingJobRequest(job_id=created.job_id), metadata=metadata(), timeout=240)]
     assert watched[:3] == ["training_requested", "training_queued", "training_scheduled"]
     assert watched[-1] == "training_completed"  # the stream ends once the job is final
@@ -96,7 +121,8 @@ def test_a_job_runs_through_the_api_and_its_model_is_registered_with_lineage(pla
                                                metadata=metadata(), timeout=10).versions)
 
     wait_until(registered, 30, "the model version to be registered")
-    lineage = registry.GetLineage(rpb.GetLineageRequest(job_id=created.job_id), metadata=metadata(), timeout=10)
+    lineage = registry.GetLineage(rpb.GetLineageRequest(job_id=created.job_id), metadata=metadata(),
+                                  timeout=10).lineage
     assert lineage.model_version_id == "support-bot/v1" and lineage.artifact_sha256 == job.artifact_sha256
     assert lineage.dataset_version_id == version and len(lineage.raw_dataset_checksum_sha256) == 64
     assert lineage.dataset_manifest_sha256 and lineage.base_model_sha256 and lineage.code_version
@@ -105,6 +131,8 @@ def test_a_job_runs_through_the_api_and_its_model_is_registered_with_lineage(pla
     with pytest.raises(grpc.RpcError) as err:
         stub.GetTrainingJob(pb.GetTrainingJobRequest(job_id=created.job_id), metadata=metadata("globex"), timeout=10)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    info, _, resources = _error_details(err.value)
+    assert info.reason == "TRAINING_JOB_NOT_FOUND" and resources == [("privtune.v1.TrainingJob", created.job_id)]
 
 
 def test_restricted_data_is_rejected_with_each_broken_rule_before_anything_runs(platform: Platform) -> None:
@@ -124,7 +152,7 @@ def test_the_ledger_refuses_an_over_budget_dp_job_before_any_compute(platform: P
     dp = {"enabled": True, "target_epsilon": 4.0, "target_delta": 1e-5}
     first = create_job(platform, job_request(version, name="dp-1", max_steps=6, micro_batch_size=16, dp=dp))
     assert first.state == pb.TRAINING_JOB_STATE_QUEUED and 0 < first.estimate.planned_epsilon <= 4.0
-    ledger = stub.GetPrivacyLedger(pb.GetPrivacyLedgerRequest(), metadata=metadata(), timeout=10)
+    ledger = stub.GetPrivacyLedger(pb.GetPrivacyLedgerRequest(), metadata=metadata(), timeout=10).ledger
     assert ledger.monthly_cap == 6.0 and [e.job_id for e in ledger.entries] == [first.job_id]
     second = create_job(platform, job_request(version, name="dp-2", max_steps=6, micro_batch_size=16, dp=dp))
     assert second.state == pb.TRAINING_JOB_STATE_REJECTED
@@ -134,11 +162,11 @@ def test_the_ledger_refuses_an_over_budget_dp_job_before_any_compute(platform: P
     assert 0 < done.epsilon_spent <= 4.0
 
     def settled() -> bool:
-        entries = stub.GetPrivacyLedger(pb.GetPrivacyLedgerRequest(), metadata=metadata(), timeout=10).entries
-        return entries[0].state != "reserved"
+        entries = stub.GetPrivacyLedger(pb.GetPrivacyLedgerRequest(), metadata=metadata(), timeout=10).ledger.entries
+        return entries[0].state == pb.PRIVACY_LEDGER_ENTRY_STATE_SETTLED
 
     wait_until(settled, 30, "the reservation to be settled with the spent epsilon")
-    ledger = stub.GetPrivacyLedger(pb.GetPrivacyLedgerRequest(), metadata=metadata(), timeout=10)
+    ledger = stub.GetPrivacyLedger(pb.GetPrivacyLedgerRequest(), metadata=metadata(), timeout=10).ledger
     assert ledger.entries[0].epsilon_spent == pytest.approx(done.epsilon_spent)
     assert ledger.epsilon_remaining == pytest.approx(6.0 - done.epsilon_spent)
 
@@ -149,7 +177,7 @@ def test_cancel_a_queued_and_a_running_job(platform: Platform) -> None:
     running = create_job(platform, job_request(version, name="long", max_steps=400, checkpoint_every=5))
     wait_until(lambda: "checkpoint_saved" in _kinds(platform, running.job_id), 180, "a checkpoint")
     cancelled = stub.CancelTrainingJob(pb.CancelTrainingJobRequest(job_id=running.job_id, reason="wrong data"),
-                                       metadata=metadata(), timeout=10)
+                                       metadata=metadata(), timeout=10).job
     assert cancelled.state == pb.TRAINING_JOB_STATE_RUNNING  # asked to checkpoint and stop first
     job = _wait_state(platform, running.job_id, pb.TRAINING_JOB_STATE_CANCELLED, 120)
     kinds = _kinds(platform, running.job_id)
@@ -164,22 +192,36 @@ def test_cancel_a_queued_and_a_running_job(platform: Platform) -> None:
 def test_invalid_requests_get_actionable_errors_and_estimates_write_nothing(platform: Platform) -> None:
     stub = training_stub(platform)
     version = register_version(platform.engine, platform.config.storage_uri)  # type: ignore[arg-type]
+    # (request, status code, hint in the message, ErrorInfo reason, bad fields, resources named)
     cases = [
-        (job_request("dv-missing"), grpc.StatusCode.NOT_FOUND, "curate"),
-        (job_request(version, base_model="gpt-9"), grpc.StatusCode.FAILED_PRECONDITION, "privtune models import"),
-        (job_request(version, micro_batch_size=0), grpc.StatusCode.INVALID_ARGUMENT, "micro_batch_size"),
-        (job_request(version, name=""), grpc.StatusCode.INVALID_ARGUMENT, "name is required"),
+        (job_request("dv-missing"), grpc.StatusCode.NOT_FOUND, "curate", "DATASET_VERSION_NOT_FOUND", [],
+         [("privtune.v1.DatasetVersion", "dv-missing")]),
+        (job_request(version, base_model="gpt-9"), grpc.StatusCode.FAILED_PRECONDITION, "privtune models import",
+         "BASE_MODEL_NOT_FOUND", ["spec.base_model_id"], [("privtune.v1.BaseModel", "gpt-9")]),
+        # a typed hyperparameter of 0 means "the default", so out-of-range values stand for a bad config
+        (job_request(version, learning_rate=-1), grpc.StatusCode.INVALID_ARGUMENT, "learning_rate",
+         "INVALID_TRAINING_CONFIG", ["spec.hyperparameters.learning_rate"], []),
+        (job_request(version, checkpoint_every=0), grpc.StatusCode.INVALID_ARGUMENT, "checkpoint_every",
+         "INVALID_TRAINING_CONFIG", ["spec.options.checkpoint_every"], []),
+        (job_request(version, name=""), grpc.StatusCode.INVALID_ARGUMENT, "name is required", "INVALID_ARGUMENT",
+         ["spec.name"], []),
     ]
-    for request, code, hint in cases:
+    for request, code, hint, reason, fields, resources in cases:
         with pytest.raises(grpc.RpcError) as err:
             stub.CreateTrainingJob(request, metadata=metadata(), timeout=30)
         assert err.value.code() == code and hint in err.value.details(), err.value.details()
-    estimate = stub.EstimateTrainingJob(job_request(version, gpu_pool="shared-a100", method="full"),
-                                        metadata=metadata(), timeout=30)
-    assert estimate.estimate.gpu_type == "a100-80gb" and estimate.estimate.fits and estimate.method == "full"
+        info, bad_fields, named = _error_details(err.value)
+        assert (info.reason, bad_fields, named) == (reason, fields, resources), err.value.details()
+    estimate = stub.EstimateTrainingJob(
+        pb.EstimateTrainingJobRequest(spec=job_request(version, gpu_pool="shared-a100", method="full").spec),
+        metadata=metadata(), timeout=30)
+    assert estimate.estimate.gpu_type == "a100-80gb" and estimate.estimate.fits
+    assert estimate.method == events_pb2.TRAINING_METHOD_FULL and events_pb2.TRAINING_METHOD_FULL in \
+        estimate.fitting_methods
     assert estimate.estimate.cost_usd > 0 and estimate.estimate.gpu_hours > 0 and not estimate.violations
     before = stub.ListTrainingJobs(pb.ListTrainingJobsRequest(), metadata=metadata(), timeout=10).jobs
-    stub.EstimateTrainingJob(job_request(version), metadata=metadata(), timeout=30)
+    stub.EstimateTrainingJob(pb.EstimateTrainingJobRequest(spec=job_request(version).spec), metadata=metadata(),
+                             timeout=30)
     assert len(stub.ListTrainingJobs(pb.ListTrainingJobsRequest(), metadata=metadata(), timeout=10).jobs) == len(before)
 
 
@@ -195,7 +237,8 @@ def test_the_cli_estimates_submits_lists_and_reads_the_ledger(platform: Platform
                "--set", "max_steps=4", "--set", "micro_batch_size=8", "--set", "lora.r=4", "--tag", "team=cli"]
     assert main(["estimate", *common, *request]) == 0
     estimate = json.loads(capsys.readouterr().out)
-    assert estimate["method"] == "lora" and estimate["estimate"]["fits"] and "violations" not in estimate
+    assert estimate["method"] == "TRAINING_METHOD_LORA" and estimate["estimate"]["fits"]
+    assert "violations" not in estimate
     assert main(["estimate", *common, *request, "--set", "max_seq_length=100000"]) == 3  # refused: exit 3
     assert "limits.max_seq_length" in capsys.readouterr().err
     assert main(["jobs", "create", *common, *request, "--wait"]) == 0

@@ -40,7 +40,7 @@ def apply(state: jd.TrainingJobState, *payloads, at: float | None = None) -> jd.
 
 def requested(priority: int = 0) -> ev.TrainingRequested:
     return ev.TrainingRequested(job_id=JOB, name="support-bot", base_model_id="tiny-llama",
-                                train_dataset_version="dv-1", priority=priority, gpus=2, gpu_pool="local")
+                                dataset_version_id="dv-1", priority=priority, gpus=2, gpu_pool="local")
 
 
 def queued(reason: str = "admitted", attempt: int = 1) -> ev.TrainingQueued:
@@ -80,7 +80,7 @@ def follow_up(state: jd.TrainingJobState, now: int | None = None) -> list:
 
 def test_the_full_lifecycle_folds_into_each_state_with_its_fields() -> None:
     request = ev.TrainingRequested(job_id=JOB, name="support-bot", base_model_id="tiny-llama",
-                                   train_dataset_version="dv-1", priority=5, gpu_pool="local")
+                                   dataset_version_id="dv-1", priority=5, gpu_pool="local")
     violations: list[ev.PolicyViolation] = []
     created = jd.decide_create(request, violations, queued(), "p-1", "sha")
     assert [type(e).__name__ for e in created] == ["TrainingRequested", "TrainingQueued"]

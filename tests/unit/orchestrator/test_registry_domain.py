@@ -32,7 +32,7 @@ def succeeded_job(job_id: str = "job-1", name: str = "support-bot", tags: dict |
     config = config or {"method": "lora", "lora": {"r": 8}, "learning_rate": 0.0002, "job_id": job_id}
     events = _envelopes(job_id, [
         events_pb2.TrainingRequested(job_id=job_id, name=name, base_model_id="smollm2-135m",
-                                     train_dataset_version="dv-abc", dataset_id="ds-1", config_sha256="c" * 64,
+                                     dataset_version_id="dv-abc", dataset_id="ds-1", config_sha256="c" * 64,
                                      config_json=json.dumps(config), experiment_tags=tags or {}),
         events_pb2.TrainingQueued(job_id=job_id, gpu_pool="local", attempt=1, reason="admitted"),
         events_pb2.TrainingScheduled(job_id=job_id, gpu_pool="local", gpus=1, attempt=1, executor="local"),
@@ -145,7 +145,7 @@ def test_version_references() -> None:
 
 def test_run_params_flatten_the_spec_without_identity() -> None:
     request = events_pb2.TrainingRequested(
-        job_id="j", train_dataset_version="dv-1", config_json=json.dumps(
+        job_id="j", dataset_version_id="dv-1", config_json=json.dumps(
             {"job_id": "j", "tenant_id": "acme", "dataset_uri": "file:///x", "method": "lora",
              "lora": {"r": 16, "target_modules": ["q_proj", "v_proj"]}, "learning_rate": 0.0002, "packing": False}))
     assert run_facts.run_params(request) == {

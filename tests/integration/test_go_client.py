@@ -1,0 +1,107 @@
+"""The generated Go client against a real `privtune up`: the example program registers a dataset,
+curates it and watches the job; privtune-errors checks the status details of every error path of the
+dataset and curation APIs (see clients/go/cmd/privtune-errors for the table of cases)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import grpc
+import pytest
+
+from privtune.v1 import curation_service_pb2 as cpb
+from privtune.v1 import curation_service_pb2_grpc as cgrpc
+from tests.platform_fixtures import metadata
+from tests.server_process import ServerProcess, running_server
+
+# bounded by the subprocess timeouts below: build 600 s, server start 180 s, two client runs 180 s each
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+ROOT = Path(__file__).resolve().parents[2]
+GO_MODULE = ROOT / "clients" / "go"
+TENANT = "acme"
+
+
+def _go() -> str:
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    if not Path(go).exists():
+        pytest.fail("Go is needed to build clients/go (install it, e.g. apt-get install -y golang)")
+    return go
+
+
+@pytest.fixture(scope="module")
+def go_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """clients/go/cmd/* built once; the first build downloads modules into the Go module cache."""
+    out = tmp_path_factory.mktemp("go-bin")
+    # -mod=readonly (the default): a go.mod or go.sum that needs changing fails the build.
+    env = {**os.environ, "GOFLAGS": "-buildvcs=false"}
+    build = subprocess.run([_go(), "build", "-o", str(out), "./cmd/..."], cwd=GO_MODULE, env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, f"go build failed:\n{build.stdout}{build.stderr}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def privtune_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One `privtune up` for this module's tests (they use distinct folders and names)."""
+    with running_server(tmp_path_factory.mktemp("privtune-up")) as server:
+        yield server
+
+
+def _faq(records: int = 20) -> bytes:
+    """Distinct instruction pairs that pass the default quality filters."""
+    return "".join(json.dumps({
+        "instruction": f"How do I change the spending limit on card number {i} from the mobile app?",
+        "input": "",
+        "output": f"Open the app, choose Cards, pick card {i}, then Limits; the new limit applies within "
+                  f"{i + 1} minutes and you get a confirmation message."}) + "\n"
+        for i in range(records)).encode()
+
+
+def _run(binary: Path, up: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(binary), "-target", up.target, "-tenant", TENANT, *args],
+                          capture_output=True, text=True, timeout=180)
+
+
+def _line(pattern: str, line: str) -> str:
+    """The first group of ``pattern``, which must match the whole ``line``."""
+    match = re.fullmatch(pattern, line)
+    assert match, f"{line!r} does not match {pattern!r}"
+    return match.group(1)
+
+
+def test_example_client_registers_curates_and_watches_a_job(go_bin: Path, privtune_up: ServerProcess) -> None:
+    uri = privtune_up.put_files(TENANT, "faq", {"faq.jsonl": _faq()})
+    run = _run(go_bin / "privtune-example", privtune_up, "-uri", uri)
+    assert run.returncode == 0, f"{run.stdout}{run.stderr}\nserver log:\n{privtune_up.log_tail()}"
+    lines = run.stdout.splitlines()
+    _line(r"dataset (ds-\w+): faq, 1 files, \d+ bytes", lines[0])
+    job_id = _line(r"curation job (cj-\w+): CURATION_JOB_STATE_\w+", lines[1])
+    assert [line for line in lines if line.startswith("event ")] == [
+        "event 1 privtune.v1.CurationRequested", "event 2 privtune.v1.DatasetVersionCreated"]
+    version = _line(r"dataset_version_id (dv-\w+)", lines[-1])
+    with grpc.insecure_channel(privtune_up.target) as channel:
+        job = cgrpc.CurationServiceStub(channel).GetCurationJob(
+            cpb.GetCurationJobRequest(job_id=job_id), metadata=metadata(TENANT), timeout=30).job
+    assert job.dataset_version_id == version
+
+    # The example derives its request ids from its inputs: a second run answers with the first run's
+    # dataset and job (the finished job's history streams, then the stream ends).
+    again = _run(go_bin / "privtune-example", privtune_up, "-uri", uri)
+    assert again.returncode == 0, f"{again.stdout}{again.stderr}"
+    assert again.stdout.splitlines()[:2] == [lines[0], f"curation job {job_id}: CURATION_JOB_STATE_SUCCEEDED"]
+    assert again.stdout.splitlines()[-1] == lines[-1]
+
+
+def test_every_dataset_and_curation_error_carries_status_details(go_bin: Path,
+                                                                 privtune_up: ServerProcess) -> None:
+    uri = privtune_up.put_files(TENANT, "errors-a", {"a.jsonl": _faq(3)})
+    other = privtune_up.put_files(TENANT, "errors-b", {"b.jsonl": _faq(4)})
+    run = _run(go_bin / "privtune-errors", privtune_up, "-uri", uri, "-other-uri", other)
+    assert run.returncode == 0, f"privtune-errors exited {run.returncode}:\n{run.stdout}{run.stderr}"
+    assert re.search(r"privtune-errors: (\d+) of \1 error cases as expected", run.stdout), run.stdout
