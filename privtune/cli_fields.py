@@ -55,26 +55,42 @@ def nest(flat: Sequence[tuple[str, Any]] | Mapping[str, Any], aliases: Mapping[s
     return body
 
 
-def merge_dict(message: M, body: Mapping[str, Any], flag: str = "--set") -> M:
-    """Merge ``body`` (field names as in the .proto) into ``message``; enums by short name too."""
+def merge_dict(message: M, body: Any, flag: str = "--set") -> M:
+    """Merge ``body`` (field names as in the .proto) into ``message``; enums by short name too,
+    and numbers or booleans given for a text field taken as text (``--set name=123``)."""
+    if not isinstance(body, Mapping):
+        raise BadFlag(f"{flag}: expected fields of {message.DESCRIPTOR.name} (a mapping), got a "
+                      f"{type(body).__name__}")
     try:
-        json_format.ParseDict(_enums(dict(body), message.DESCRIPTOR), message, ignore_unknown_fields=False)
+        json_format.ParseDict(_normalise(dict(body), message.DESCRIPTOR, flag), message, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
         raise BadFlag(f"{flag}: {exc}") from None
     return message
 
 
-def _enums(body: dict[str, Any], descriptor: Descriptor) -> dict[str, Any]:
+def _normalise(body: dict[str, Any], descriptor: Descriptor, flag: str) -> dict[str, Any]:
     for name, value in list(body.items()):
         field = descriptor.fields_by_name.get(name)
         if field is None:
-            continue
-        if field.type == FieldDescriptor.TYPE_MESSAGE and isinstance(value, dict) and \
-                not field.message_type.GetOptions().map_entry:
-            body[name] = _enums(value, field.message_type)
+            continue  # ParseDict names the unknown field
+        if value is None:
+            raise BadFlag(f"{flag}: {descriptor.name}.{name} needs a value (null leaves it unset: omit it)")
+        if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
+            value_field = field.message_type.fields_by_name["value"]
+            if value_field.type == FieldDescriptor.TYPE_STRING and isinstance(value, dict):
+                body[name] = {k: _text(v) for k, v in value.items()}
+        elif field.type == FieldDescriptor.TYPE_MESSAGE and isinstance(value, dict):
+            body[name] = _normalise(value, field.message_type, flag)
         elif field.type == FieldDescriptor.TYPE_ENUM:
             body[name] = [_enum_name(field, v) for v in value] if isinstance(value, list) else _enum_name(field, value)
+        elif field.type == FieldDescriptor.TYPE_STRING:
+            body[name] = [_text(v) for v in value] if isinstance(value, list) else _text(value)
     return body
+
+
+def _text(value: Any) -> Any:
+    """A number or boolean parsed from a flag, back as the text it was typed as (``123``, ``true``)."""
+    return json.dumps(value) if isinstance(value, (bool, int, float)) else value
 
 
 def _enum_name(field: FieldDescriptor, value: Any) -> Any:

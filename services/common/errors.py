@@ -127,6 +127,13 @@ class BusUnavailable(PrivtuneError):
     default_reason = "BUS_UNAVAILABLE"
 
 
+class ServerStopping(PrivtuneError):
+    """The server is shutting down: the call (a Watch stream) ends without its outcome; call again,
+    another replica (or this one, restarted) answers."""
+
+    default_reason = "SERVER_STOPPING"
+
+
 class Busy(PrivtuneError):
     """Another worker holds the claim on this unit of work right now: leave it for later (it is
     redelivered), never mark it done."""

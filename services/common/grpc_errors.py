@@ -9,7 +9,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from services.common import errors
-from services.common.limits import cut
+from services.common.limits import cut, cut_bytes
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,7 @@ STATUS_FOR: dict[type[errors.PrivtuneError], grpc.StatusCode] = {
     errors.ConcurrencyConflict: grpc.StatusCode.ABORTED,
     errors.BusUnavailable: grpc.StatusCode.UNAVAILABLE,
     errors.Busy: grpc.StatusCode.UNAVAILABLE,
+    errors.ServerStopping: grpc.StatusCode.UNAVAILABLE,
 }
 
 
@@ -34,6 +35,12 @@ def status_for(exc: errors.PrivtuneError) -> grpc.StatusCode:
 
 
 _DETAILS_KEY = "grpc-status-details-bin"  # where gRPC clients look for a google.rpc.Status
+# Status message and details travel as trailing metadata, which clients cap (8 KiB by default in
+# the C-core, Java and Go): the message goes twice (grpc-message, percent-encoded, and inside the
+# details, base64), so both stay well under that whatever the characters.
+MAX_MESSAGE_BYTES = 512
+MAX_DESCRIPTION_BYTES = 256
+MAX_DETAILS_BYTES = 3072
 DenialRecorder = Callable[[dict[str, str], str, str, str], None]  # (metadata, method, reason, rule)
 _DENIED = {grpc.StatusCode.UNAUTHENTICATED: "authentication", grpc.StatusCode.PERMISSION_DENIED: "authorization"}
 
@@ -50,27 +57,48 @@ def rich_status(code: grpc.StatusCode, message: str, exc: errors.PrivtuneError |
     ErrorInfo (always), a BadRequest (one FieldViolation per bad field), a ResourceInfo and a
     PreconditionFailure (when the error names them)."""
     details = exc.details if exc is not None else None
+    message = cut_bytes(message, MAX_MESSAGE_BYTES)
     info = error_details_pb2.ErrorInfo(
         reason=(details.reason if details else reason) or code.name, domain=errors.DOMAIN,
-        metadata={**(details.metadata if details else {}), **(metadata or {})})
-    packed = [info]
-    if details and details.fields:
-        packed.append(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=f.field, description=cut(f.description))
-            for f in details.fields]))
-    if details and details.preconditions:
-        packed.append(error_details_pb2.PreconditionFailure(violations=[
-            error_details_pb2.PreconditionFailure.Violation(type=p.type, subject=p.subject,
-                                                            description=cut(p.description))
-            for p in details.preconditions]))
-    if details and details.resource:
-        packed.append(error_details_pb2.ResourceInfo(
-            resource_type=details.resource.type, resource_name=details.resource.name,
-            description=cut(details.resource.description)))
+        metadata={k[:64]: cut_bytes(v, MAX_DESCRIPTION_BYTES)
+                  for k, v in {**(details.metadata if details else {}), **(metadata or {})}.items()})
     status = status_pb2.Status(code=code.value[0], message=message)
-    for detail in packed:
-        status.details.add().Pack(detail)
+    status.details.add().Pack(info)
+    if details and details.resource:
+        status.details.add().Pack(error_details_pb2.ResourceInfo(
+            resource_type=details.resource.type, resource_name=cut_bytes(details.resource.name, 128),
+            description=cut_bytes(details.resource.description, MAX_DESCRIPTION_BYTES)))
+    if details and details.preconditions:
+        status.details.add().Pack(error_details_pb2.PreconditionFailure(violations=[
+            error_details_pb2.PreconditionFailure.Violation(
+                type=p.type, subject=cut_bytes(p.subject, 128), description=cut_bytes(p.description,
+                                                                                      MAX_DESCRIPTION_BYTES))
+            for p in details.preconditions[:8]]))
+    if details and details.fields:
+        _add_field_violations(status, details.fields)
     return _Status(code, message, (*trailing, (_DETAILS_KEY, status.SerializeToString())))
+
+
+def _add_field_violations(status: status_pb2.Status, fields: tuple[errors.FieldViolation, ...]) -> None:
+    """A BadRequest with as many violations as fit in MAX_DETAILS_BYTES (the first ones, in
+    order); how many were left out goes into ErrorInfo.metadata["omitted_field_violations"]."""
+    bad = error_details_pb2.BadRequest()
+    room = MAX_DETAILS_BYTES - status.ByteSize()
+    kept = 0
+    for f in fields:
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=cut_bytes(f.field, 256), description=cut_bytes(f.description, MAX_DESCRIPTION_BYTES))
+        if bad.ByteSize() + violation.ByteSize() + 8 > room:
+            break
+        bad.field_violations.append(violation)
+        kept += 1
+    if kept < len(fields):
+        info = error_details_pb2.ErrorInfo()
+        status.details[0].Unpack(info)
+        info.metadata["omitted_field_violations"] = str(len(fields) - kept)
+        status.details[0].Pack(info)
+    if kept:
+        status.details.add().Pack(bad)
 
 
 def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, reason: str = "",
@@ -78,7 +106,7 @@ def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, re
           trailing: tuple[tuple[str, str], ...] = ()) -> None:
     """End the call with ``code``, the human ``message`` and machine-readable details (raises).
     ``trailing``: more trailing metadata (e.g. a retry-after hint)."""
-    context.abort_with_status(rich_status(code, cut(message), exc, reason, metadata, trailing))
+    context.abort_with_status(rich_status(code, message, exc, reason, metadata, trailing))
 
 
 def _abort(context: grpc.ServicerContext, exc: Exception, method: str, on_denied: DenialRecorder | None) -> None:

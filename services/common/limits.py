@@ -77,6 +77,14 @@ def cut(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return message if len(message) <= limit else message[:limit - 1] + "…"
 
 
+def cut_bytes(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, never inside a character, with '…' when cut."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[:max(0, limit - 3)].decode(errors="ignore") + "…"
+
+
 def max_request_bytes(method: str) -> int:
     """The serialized size a request to ``method`` (``/package.Service/Method``) may have."""
     return REQUEST_BYTES.get(method, DEFAULT_REQUEST_BYTES)

@@ -9,7 +9,7 @@ from sqlalchemy import ColumnElement, Engine, Table, select, tuple_
 
 from privtune.v1 import events_pb2
 from services.common import eventstore, page_tokens
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, ServerStopping
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
@@ -26,7 +26,9 @@ def page(engine: Engine, table: Table, order: str | Sequence[str], tenant_id: st
     signed together with it, the tenant and the table, so it only works for the same list.
     Paging is by keyset (after the last row's sort key), so rows added meanwhile never make a
     row repeat or go missing: a page never returns a row twice, and a row that was listed
-    when paging began is on some page.
+    when paging began is on some page. A row the projection writes later with a sort key
+    behind the cursor (its create committed, or was projected, after a later one) is not on
+    the remaining pages: the list trails the event store, and says so in the API docs.
 
     Raises:
         InvalidArgument: page_size above MAX_PAGE, or a page_token this list did not issue.
@@ -57,6 +59,9 @@ def watch_stream(engine: Engine, tenant_id: str, stream_id: str, is_active: Call
     """An aggregate's events from the first, then new ones as stored, until ``final`` says so,
     the caller goes away or the server stops.
 
+    Ending normally (OK) means ``final`` saw the last event. A server that stops first ends the
+    stream with ServerStopping (UNAVAILABLE): the client calls again and skips what it saw.
+
     A quiet stream is polled less and less often, from ``poll_interval`` up to
     ``MAX_WATCH_POLL_S``, so a hundred idle watchers cost the store little; the caller
     going away is noticed within that time too.
@@ -76,3 +81,6 @@ def watch_stream(engine: Engine, tenant_id: str, stream_id: str, is_active: Call
         else:
             stop.wait(wait)
             wait = min(max(wait, poll_interval) * 2, max(MAX_WATCH_POLL_S, poll_interval))
+    if stop.is_set() and is_active():
+        raise ServerStopping(f"the server is stopping; watch {stream_id[:128]!r} again and skip the events up to "
+                             f"aggregate_version {seen}", metadata={"last_aggregate_version": str(seen)})

@@ -28,7 +28,7 @@ ARTIFACT_NEUTRAL = ("job_id", "checkpoint_every", "keep_last_checkpoints", "eval
 
 
 class LoraSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     r: int = Field(8, ge=1, le=1024, description="rank of the update matrices")
     alpha: float = Field(16.0, gt=0, description="scaling numerator: the update is scaled by alpha / r")
@@ -41,7 +41,7 @@ class LoraSettings(BaseModel):
 class DPSettings(BaseModel):
     """DP-SGD: per-example clipping plus Gaussian noise sized for a target (epsilon, delta)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     enabled: bool = False
     target_epsilon: float = Field(8.0, gt=0)
@@ -52,7 +52,7 @@ class DPSettings(BaseModel):
 class TrainingSpec(BaseModel):
     """Full configuration of one training job; its sha256 is part of the run's record."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     job_id: str
     tenant_id: str

@@ -21,7 +21,7 @@ from services.curation.quality import QualityConfig
 class CurationConfig(BaseModel):
     """Full configuration of a curation job; its sha256 is part of the dataset version."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     recipe: Literal["auto", "passthrough", "tickets_to_sft", "documents_to_qa"] = "auto"
     output_format: Literal["alpaca", "prompt_completion", "chat"] = "alpaca"
@@ -35,6 +35,14 @@ class CurationConfig(BaseModel):
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
     # Instruction records are short: Gopher's 50-word minimum is meant for web pages.
     quality: QualityConfig = Field(default_factory=lambda: QualityConfig(min_tokens=5))
+
+    @field_validator("quality", mode="before")
+    @classmethod
+    def _short_records(cls, v: object) -> object:
+        """A quality section given in part keeps this config's min_tokens default (5), not QualityConfig's (50)."""
+        if isinstance(v, dict) and "min_tokens" not in v:
+            return {**v, "min_tokens": 5}
+        return v
 
     @field_validator("general_mix_ratio")
     @classmethod

@@ -67,7 +67,7 @@ class DedupeConfig(pydantic.BaseModel):
     optimiser's balanced default (9 x 13) misses 31% of pairs at J=0.85.
     """
 
-    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     exact: bool = True                    # flag copies whose normalised text is identical
     near: bool = True                     # flag copies whose shingle Jaccard is >= threshold
@@ -75,7 +75,7 @@ class DedupeConfig(pydantic.BaseModel):
     num_perm: int = pydantic.Field(128, ge=16, le=1024)     # MinHash permutations; estimate std ~ sqrt(J(1-J)/num_perm)
     threshold: float = pydantic.Field(0.8, gt=0.0, le=1.0)  # estimated Jaccard needed to call a near duplicate
     false_negative_weight: float = pydantic.Field(0.9, ge=0.0, le=1.0)  # LSH banding bias toward recall
-    seed: int = 1                         # MinHash permutation seed: same seed, same verdicts
+    seed: int = pydantic.Field(1, ge=0, le=2**32 - 1)  # MinHash permutation seed: same seed, same verdicts
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ GOPHER_NGRAM_LIMITS: dict[int, float] = {2: 0.20, 3: 0.18, 4: 0.16, 5: 0.15, 6: 
 class QualityConfig(pydantic.BaseModel):
     """Thresholds for :class:`QualityFilter`; defaults are Gopher's unless noted."""
 
-    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     min_tokens: int = pydantic.Field(50, ge=0)             # Gopher: 50 words; lower it for chat turns
     max_tokens: int = pydantic.Field(100_000, ge=1)        # Gopher: 100,000 words
@@ -71,6 +71,16 @@ class QualityConfig(pydantic.BaseModel):
     max_duplicate_ngram_fraction: dict[int, float] = pydantic.Field(
         default_factory=lambda: dict(GOPHER_NGRAM_LIMITS))
     languages: list[str] = pydantic.Field(default_factory=lambda: ["en"])  # ISO 639-1 codes kept; [] keeps any
+
+    @pydantic.field_validator("languages")
+    @classmethod
+    def _iso_639_1(cls, languages: list[str]) -> list[str]:
+        bad = [code for code in languages if len(code) != 2 or not code.isascii() or not code.islower()
+               or not code.isalpha()]
+        if bad:
+            raise ValueError(f"languages are ISO 639-1 codes, two lower-case letters like 'en' or 'de'; "
+                             f"not {', '.join(repr(code[:8]) for code in bad[:3])}")
+        return languages
     min_language_confidence: float = pydantic.Field(0.65, ge=0.0, le=1.0)  # langid probability of the top language
     max_toxicity_score: float = pydantic.Field(0.5, ge=0.0, le=1.0)        # see services.curation.toxicity
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,21 +18,26 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.errors import FailedPrecondition, InvalidArgument, Precondition
 from services.common.identity import is_tenant_id
 from services.orchestrator.policy import Policy, default_policy
 
 BUILTIN_SOURCE = "builtin"
+log = logging.getLogger(__name__)
 DEFAULT_FILE = "default.yaml"
 
 
 class PolicyFileError(FailedPrecondition):
-    """A policy file cannot be used; the message names the file and the key."""
+    """A policy file cannot be used; the message names the file (by name: callers never see server
+    paths; ``path`` has the full one for the operator's log) and the key."""
 
     def __init__(self, path: Path, key: str, problem: str) -> None:
         where = f"key {key!r}" if key else "the file"
-        super().__init__(f"policy file {path}: {where}: {problem}; fix the file (see deploy/policies/default.yaml)")
+        super().__init__(f"policy file {path.name} (in the platform's policies folder): {where}: {problem}; an "
+                         "operator must fix the file (see deploy/policies/default.yaml)", reason="POLICY_FILE_INVALID",
+                         preconditions=[Precondition("POLICY", path.name, problem[:200])])
         self.path, self.key, self.problem = path, key, problem
+        log.warning("policy file %s: %s: %s", path, where, problem)
 
 
 @dataclass(frozen=True)

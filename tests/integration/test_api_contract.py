@@ -186,3 +186,25 @@ def test_list_order_is_documented_oldest_first(platform: Platform) -> None:
     by_time = sorted(stub.ListDatasets(pb.ListDatasetsRequest(), metadata=md, timeout=10).datasets,
                      key=lambda d: (d.created_at.ToMilliseconds(), d.dataset_id))
     assert listed == [d.dataset_id for d in by_time] and set(listed) == set(ids)
+
+
+def test_a_long_multibyte_error_reaches_a_default_client_whole(platform: Platform) -> None:
+    """Status message and details travel in trailing metadata, which clients cap at 8 KiB by default:
+    an error about many bad non-ASCII values must still arrive as INVALID_ARGUMENT with its details,
+    not as RESOURCE_EXHAUSTED from the client's metadata limit."""
+    from privtune.v1 import curation_config_pb2 as ccpb
+
+    dataset = register(dataset_stub(platform), platform, "multibyte", "docs")
+    curation = cpb_grpc.CurationServiceStub(grpc.insecure_channel(platform.grpc_target))  # default options
+    entities = ["€" * 60 + str(i) for i in range(30)]
+    ngrams = {n: -1.0 for n in range(2, 200)}  # ~200 violations, one per entry
+    for config in (ccpb.CurationConfig(pii=ccpb.PiiSettings(entities=entities)),
+                   ccpb.CurationConfig(quality=ccpb.QualitySettings(max_duplicate_ngram_fraction=ngrams,
+                                                                    languages=["€€"] * 100))):
+        with pytest.raises(grpc.RpcError) as info:
+            curation.CreateCurationJob(cpb.CreateCurationJobRequest(dataset_id=dataset.dataset_id, config=config),
+                                       metadata=metadata("multibyte"), timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+        details = error_details(info.value)
+        assert details.reason == "INVALID_CURATION_CONFIG" and details.fields
+        assert all(path.startswith("config.") for path in details.fields)

@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import create_engine
 
 from privtune.platform import Platform
+from privtune.v1 import curation_config_pb2 as ccpb
 from privtune.v1 import curation_service_pb2 as cpb
 from privtune.v1 import curation_service_pb2_grpc as cgrpc
 from privtune.v1 import dataset_service_pb2 as dpb
@@ -156,13 +157,13 @@ def test_kill9_while_writing_shards_leaves_no_curated_text_outside_the_work_fold
     system_tmp.mkdir()
     uri = put_files(ingest, "acme", "public-faq", {"faq.jsonl": corpus(canary, 2500)})
     dataset = dataset_stub(ingest).CreateDataset(dpb.CreateDatasetRequest(
-        name="public-faq", storage_uri=uri, classification=1), metadata=metadata(), timeout=30)  # PUBLIC
+        name="public-faq", storage_uri=uri, classification=1), metadata=metadata(), timeout=30).dataset  # PUBLIC
 
     first = CurationProcess(config, system_tmp, tmp_path / "curation-1.log")
     try:
         job = first.stub.CreateCurationJob(cpb.CreateCurationJobRequest(
-            dataset_id=dataset.dataset_id, config={"shard_size": "100", "redact_pii": "false"}),
-            metadata=metadata(), timeout=30)
+            dataset_id=dataset.dataset_id, config=ccpb.CurationConfig(shard_size=100, redact_pii=False)),
+            metadata=metadata(), timeout=30).job
         job_dir = config.work_dir / "acme" / "curation" / job.job_id
         # wait until curated text is on local disk (a full shard of 100 examples), wherever the process puts it
         wait_until(lambda: bool(files_containing(canary.encode(), config.work_dir, system_tmp)), timeout=300,
@@ -185,11 +186,11 @@ def test_kill9_while_writing_shards_leaves_no_curated_text_outside_the_work_fold
     try:
         def finished() -> bool:
             state = second.stub.GetCurationJob(cpb.GetCurationJobRequest(job_id=job.job_id), metadata=metadata(),
-                                               timeout=10).state
+                                               timeout=10).job.state
             return state in (cpb.CURATION_JOB_STATE_SUCCEEDED, cpb.CURATION_JOB_STATE_FAILED)
         wait_until(finished, timeout=600, what="the redelivered job to finish")
         done = second.stub.GetCurationJob(cpb.GetCurationJobRequest(job_id=job.job_id), metadata=metadata(),
-                                          timeout=10)
+                                          timeout=10).job
         assert done.state == cpb.CURATION_JOB_STATE_SUCCEEDED, done.reason
     finally:
         second.stop()

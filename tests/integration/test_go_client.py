@@ -104,4 +104,5 @@ def test_every_dataset_and_curation_error_carries_status_details(go_bin: Path,
     other = privtune_up.put_files(TENANT, "errors-b", {"b.jsonl": _faq(4)})
     run = _run(go_bin / "privtune-errors", privtune_up, "-uri", uri, "-other-uri", other)
     assert run.returncode == 0, f"privtune-errors exited {run.returncode}:\n{run.stdout}{run.stderr}"
-    assert re.search(r"privtune-errors: (\d+) of \1 error cases as expected", run.stdout), run.stdout
+    summary = re.search(r"privtune-errors: (\d+) of \1 error cases as expected", run.stdout)
+    assert summary and int(summary.group(1)) >= 20, run.stdout  # the table's cases all ran

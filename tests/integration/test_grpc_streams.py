@@ -159,4 +159,6 @@ def test_streams_end_when_the_server_stops(tmp_path: Path) -> None:
     for reader in readers:
         reader.join(timeout=30)
     assert len(ended) == 10, "every stream ended when the server stopped"
+    # not OK: OK promises the watched thing reached its end; a stopping server says "call again"
+    assert set(ended) == {grpc.StatusCode.UNAVAILABLE}, ended
     assert platform.server is not None and platform.server.streams.active == 0

@@ -32,3 +32,64 @@ def test_redaction_off_is_refused_for_data_not_classified_public(classification:
             else f"classification {classification}")
     assert f"classified {name}" in message  # names the dataset's classification
     assert "keep PII redaction on" in message  # and what to do
+
+
+# -- the typed message (CreateCurationJobRequest.config) -> the resolved config -----------------
+
+def test_an_empty_message_resolves_to_the_defaults_and_their_hash() -> None:
+    from privtune.v1 import curation_config_pb2 as pb
+    from services.curation.config import from_message
+
+    assert from_message(pb.CurationConfig()).sha256() == CurationConfig().sha256()
+    assert CurationConfig().quality.min_tokens == 5
+
+
+def test_set_fields_override_and_enums_map_to_names() -> None:
+    from privtune.v1 import curation_config_pb2 as pb
+    from services.curation.config import from_message
+
+    config = from_message(pb.CurationConfig(
+        recipe=pb.CURATION_RECIPE_TICKETS_TO_SFT, output_format=pb.EXAMPLE_FORMAT_CHAT, holdout_fraction=0.0,
+        pii=pb.PiiSettings(mode=pb.PII_MODE_TAG), dedupe=pb.DedupeSettings(threshold=0.7),
+        quality=pb.QualitySettings(any_language=True, max_duplicate_ngram_fraction={3: 0.5})))
+    assert (config.recipe, config.output_format, config.pii.mode) == ("tickets_to_sft", "chat", "tag")
+    assert config.holdout_fraction == 0.0  # explicitly 0, not "unset"
+    assert config.dedupe.threshold == 0.7 and config.dedupe.shingle_size == 5
+    assert config.quality.languages == [] and config.quality.max_duplicate_ngram_fraction == {3: 0.5}
+
+
+def test_a_quality_section_given_in_part_keeps_the_short_record_default() -> None:
+    from privtune.v1 import curation_config_pb2 as pb
+    from services.curation.config import from_message
+
+    for quality in (pb.QualitySettings(any_language=True), pb.QualitySettings(languages=["de"]),
+                    pb.QualitySettings(max_tokens=200_000)):
+        assert from_message(pb.CurationConfig(quality=quality)).quality.min_tokens == 5
+    assert from_message(pb.CurationConfig(quality=pb.QualitySettings(min_tokens=50))).quality.min_tokens == 50
+
+
+@pytest.mark.parametrize("message, field", [
+    ({"dedupe": {"seed": 2**32}}, "config.dedupe.seed"),
+    ({"dedupe": {"threshold": "NaN"}}, "config.dedupe.threshold"),
+    ({"quality": {"max_symbol_to_word_ratio": "Infinity"}}, "config.quality.max_symbol_to_word_ratio"),
+    ({"quality": {"languages": ["EN"]}}, "config.quality.languages"),
+    ({"quality": {"languages": ["€€"]}}, "config.quality.languages"),
+    ({"pii": {"entities": ["SHOE_SIZE"]}}, "config.pii.entities"),
+    ({"recipe": 42}, "config.recipe"),
+])
+def test_values_that_could_never_run_are_refused_by_field(message: dict, field: str) -> None:
+    from google.protobuf import json_format
+
+    from privtune.v1 import curation_config_pb2 as pb
+    from services.curation.config import from_message
+
+    proto = pb.CurationConfig()
+    for section, values in message.items():
+        if isinstance(values, dict):
+            json_format.ParseDict({section: values}, proto)
+        else:
+            setattr(proto, section, values)
+    with pytest.raises(InvalidArgument) as info:
+        from_message(proto)
+    assert info.value.reason == "INVALID_CURATION_CONFIG"
+    assert [f.field for f in info.value.details.fields] == [field]

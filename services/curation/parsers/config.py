@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class ParserConfig(BaseModel):
     """Parser limits; part of a curation job's config (and so of its dataset version's hash)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     max_record_bytes: int = Field(
         default=1 << 20, ge=1024,

@@ -6,6 +6,8 @@ from typing import Literal
 
 import pydantic
 
+from services.common.limits import quote
+
 # Types with a checkable structure (pattern + checksum/validator). The rest are NER based.
 STRUCTURED_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS",
                        "SECRET")
@@ -15,7 +17,7 @@ SUPPORTED_ENTITIES = (*STRUCTURED_ENTITIES, "PERSON")
 class PiiConfig(pydantic.BaseModel):
     """How to find and treat PII in one dataset version."""
 
-    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     mode: Literal["redact", "tag", "drop_record"] = "redact"
     """``redact``: replace each entity with ``<TYPE>`` (or a pseudonym); ``tag``: wrap it in
@@ -37,7 +39,9 @@ class PiiConfig(pydantic.BaseModel):
     def _known_entities(cls, entities: list[str]) -> list[str]:
         unknown = sorted(set(entities) - set(SUPPORTED_ENTITIES))
         if unknown:
-            raise ValueError(f"unknown PII entity types {unknown}; supported: {list(SUPPORTED_ENTITIES)}")
+            shown = ", ".join(quote(e, 32) for e in unknown[:3]) + (f" and {len(unknown) - 3} more"
+                                                                     if len(unknown) > 3 else "")
+            raise ValueError(f"unknown PII entity types {shown}; supported: {', '.join(SUPPORTED_ENTITIES)}")
         if not entities:
             raise ValueError(f"entities is empty; list at least one of {list(SUPPORTED_ENTITIES)}")
         return entities

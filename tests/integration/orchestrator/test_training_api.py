@@ -6,13 +6,10 @@ two local device slots); tiny models train for real.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from privtune.platform import Platform
 from privtune.v1 import events_pb2
@@ -22,7 +19,7 @@ from privtune.v1 import training_service_pb2 as pb
 from services.common import eventstore
 from services.common.config import PlatformConfig
 from tests.orchestrator_fixtures import create_job, job_request, register_version, training_stub
-from tests.platform_fixtures import metadata, wait_until
+from tests.platform_fixtures import error_details, metadata, wait_until
 from tests.training_fixtures import TENANT, make_models
 
 pytestmark = pytest.mark.integration
@@ -58,29 +55,6 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 def _kinds(platform: Platform, job_id: str, tenant: str = TENANT) -> list[str]:
     with platform.engine.connect() as conn:  # type: ignore[union-attr]
         return [e.WhichOneof("payload") for e in eventstore.load_stream(conn, tenant, job_id)]
-
-
-def _error_details(err: grpc.RpcError) -> tuple[error_details_pb2.ErrorInfo, list[str], list[tuple[str, str]]]:
-    """The machine-readable details of a failed call: its ErrorInfo, the paths of its BadRequest field
-    violations and its ResourceInfo (type, name) pairs."""
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
-    assert status is not None, f"no google.rpc.Status details on {err.code().name}: {err.details()}"
-    info = error_details_pb2.ErrorInfo()
-    fields: list[str] = []
-    resources: list[tuple[str, str]] = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            detail.Unpack(info)
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            fields += [v.field for v in bad.field_violations]
-        elif detail.Is(error_details_pb2.ResourceInfo.DESCRIPTOR):
-            resource = error_details_pb2.ResourceInfo()
-            detail.Unpack(resource)
-            resources.append((resource.resource_type, resource.resource_name))
-    assert info.domain == "privtune.dev", status
-    return info, fields, resources
 
 
 def _wait_state(platform: Platform, job_id: str, state: int, timeout: float = 240) -> pb.TrainingJob:
@@ -131,8 +105,8 @@ def test_a_job_runs_through_the_api_and_its_model_is_registered_with_lineage(pla
     with pytest.raises(grpc.RpcError) as err:
         stub.GetTrainingJob(pb.GetTrainingJobRequest(job_id=created.job_id), metadata=metadata("globex"), timeout=10)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
-    info, _, resources = _error_details(err.value)
-    assert info.reason == "TRAINING_JOB_NOT_FOUND" and resources == [("privtune.v1.TrainingJob", created.job_id)]
+    details = error_details(err.value)
+    assert details.reason == "TRAINING_JOB_NOT_FOUND" and details.resource == ("privtune.v1.TrainingJob", created.job_id)
 
 
 def test_restricted_data_is_rejected_with_each_broken_rule_before_anything_runs(platform: Platform) -> None:
@@ -195,23 +169,24 @@ def test_invalid_requests_get_actionable_errors_and_estimates_write_nothing(plat
     # (request, status code, hint in the message, ErrorInfo reason, bad fields, resources named)
     cases = [
         (job_request("dv-missing"), grpc.StatusCode.NOT_FOUND, "curate", "DATASET_VERSION_NOT_FOUND", [],
-         [("privtune.v1.DatasetVersion", "dv-missing")]),
+         ("privtune.v1.DatasetVersion", "dv-missing")),
         (job_request(version, base_model="gpt-9"), grpc.StatusCode.FAILED_PRECONDITION, "privtune models import",
-         "BASE_MODEL_NOT_FOUND", ["spec.base_model_id"], [("privtune.v1.BaseModel", "gpt-9")]),
+         "BASE_MODEL_NOT_FOUND", ["spec.base_model_id"], ("privtune.v1.BaseModel", "gpt-9")),
         # a typed hyperparameter of 0 means "the default", so out-of-range values stand for a bad config
         (job_request(version, learning_rate=-1), grpc.StatusCode.INVALID_ARGUMENT, "learning_rate",
-         "INVALID_TRAINING_CONFIG", ["spec.hyperparameters.learning_rate"], []),
+         "INVALID_TRAINING_CONFIG", ["spec.hyperparameters.learning_rate"], None),
         (job_request(version, checkpoint_every=0), grpc.StatusCode.INVALID_ARGUMENT, "checkpoint_every",
-         "INVALID_TRAINING_CONFIG", ["spec.options.checkpoint_every"], []),
+         "INVALID_TRAINING_CONFIG", ["spec.options.checkpoint_every"], None),
         (job_request(version, name=""), grpc.StatusCode.INVALID_ARGUMENT, "name is required", "INVALID_ARGUMENT",
-         ["spec.name"], []),
+         ["spec.name"], None),
     ]
     for request, code, hint, reason, fields, resources in cases:
         with pytest.raises(grpc.RpcError) as err:
             stub.CreateTrainingJob(request, metadata=metadata(), timeout=30)
         assert err.value.code() == code and hint in err.value.details(), err.value.details()
-        info, bad_fields, named = _error_details(err.value)
-        assert (info.reason, bad_fields, named) == (reason, fields, resources), err.value.details()
+        details = error_details(err.value)
+        assert (details.reason, list(details.fields), details.resource) == (reason, fields, resources), \
+            err.value.details()
     estimate = stub.EstimateTrainingJob(
         pb.EstimateTrainingJobRequest(spec=job_request(version, gpu_pool="shared-a100", method="full").spec),
         metadata=metadata(), timeout=30)

@@ -58,7 +58,8 @@ def test_malformed_yaml_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "acme.yaml", "version: v\nlimits: [max_epochs: 3\n")
     with pytest.raises(PolicyFileError) as err:
         load_policy(tmp_path, "acme")
-    assert str(path) in str(err.value) and "not valid YAML" in str(err.value)
+    assert path.name in str(err.value) and "not valid YAML" in str(err.value)
+    assert str(path.parent) not in str(err.value)  # callers never see server paths
     assert isinstance(err.value, FailedPrecondition)
 
 
@@ -74,7 +75,8 @@ def test_unknown_key_names_the_file_and_the_key(tmp_path: Path) -> None:
     with pytest.raises(PolicyFileError) as err:
         load_policy(tmp_path, "acme")
     message = str(err.value)
-    assert str(path) in message and "'limits.max_gpu'" in message and "max_gpus" in message
+    assert path.name in message and "'limits.max_gpu'" in message and "max_gpus" in message
+    assert err.value.path == path and err.value.reason == "POLICY_FILE_INVALID"
     assert err.value.key == "limits.max_gpu"
 
 

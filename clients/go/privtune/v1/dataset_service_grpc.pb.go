@@ -7,9 +7,10 @@
 //   apply PreconditionFailure and ResourceInfo. The message is for people; the details for code.
 // - List calls page with opaque tokens: pass next_page_token back unchanged with the same filter.
 //   A token that was altered, belongs to another tenant or another filter is INVALID_ARGUMENT.
-//   Paging while items are added never returns an item twice and never skips one that existed
-//   when paging began. Lists read a projection that may trail a write by a moment; Get reads
-//   the item's own event stream and always sees the caller's own writes.
+//   Paging while items are added never returns an item twice and never skips one that was
+//   listed when paging began. Lists read a projection that trails writes by a moment (Get reads
+//   the item's own event stream and always sees the caller's own writes): an item created while
+//   paging began may be on no page until the projection has it; list again to see it.
 // - Create calls take an optional request_id: repeating a call with the same request_id returns
 //   the first call's result instead of creating a second resource.
 
