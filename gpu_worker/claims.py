@@ -47,8 +47,8 @@ class GrpcAttemptClaims:
     """Claims over gRPC. ``target`` is ``host:port`` or a function giving it (resolved per call)."""
 
     def __init__(self, target: str | Callable[[], str], *, timeout: float = 30.0, give_up_after: float = 120.0,
-                 stop: threading.Event | None = None) -> None:
-        self.channel = LazyChannel(target)
+                 stop: threading.Event | None = None, credentials: grpc.ChannelCredentials | None = None) -> None:
+        self.channel = LazyChannel(target, credentials)
         self.timeout = timeout
         self.give_up_after = give_up_after
         self.stop = stop or threading.Event()

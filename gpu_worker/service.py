@@ -22,6 +22,7 @@ def build(engine: Engine | None, bus: EventBus | None, config: PlatformConfig, s
     parts = ServiceParts(name="training")
     if bus is not None:
         from gpu_worker.claims import GrpcAttemptClaims
+        from services.common.auth.channels import component_credentials
         from gpu_worker.worker import TrainingWorker, WorkerSettings
 
         settings = WorkerSettings(models_dir=config.models_dir, storage_uri=config.storage_uri,
@@ -30,7 +31,8 @@ def build(engine: Engine | None, bus: EventBus | None, config: PlatformConfig, s
 
         def run_worker(stop_event: threading.Event) -> None:
             # resolved per claim: in `privtune up` the API's port is known only once it serves
-            claims = GrpcAttemptClaims(lambda: config.orchestrator_target, stop=stop_event)
+            claims = GrpcAttemptClaims(lambda: config.orchestrator_target, stop=stop_event,
+                                       credentials=component_credentials(config, "worker", "training"))
             worker = TrainingWorker(bus, claims, settings)
             try:
                 worker.run(stop_event)

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Sequence
 
-from privtune.cli_client import print_rpc_error
+from privtune.cli_client import call_metadata, client_channel, print_rpc_error
 
 from services.common.config import PlatformConfig
 
@@ -22,7 +22,8 @@ def _config(args: argparse.Namespace) -> PlatformConfig:
                                    storage_root=args.storage,
                                    grpc_address=getattr(args, "grpc", None),
                                    orchestrator_address=getattr(args, "orchestrator", None),
-                                   curation_address=getattr(args, "curation", None))
+                                   curation_address=getattr(args, "curation", None),
+                                   auth_mode=getattr(args, "auth", None))
 
 
 def _add_backend_args(p: argparse.ArgumentParser) -> None:
@@ -40,6 +41,11 @@ def _run_until_signal(services: Sequence[str], config: PlatformConfig) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     api = f"gRPC on {platform.grpc_target}" if platform.server is not None else "no gRPC API"
+    if platform.server is not None and config.tls:
+        api += (f" (TLS, bearer tokens; components with client certificates on port "
+                f"{platform.server.component_port}; CA {config.pki_dir / 'ca.pem'})")
+    elif platform.server is not None:
+        api += " (INSECURE: plaintext, tenant and actor from headers; use --auth tls)"
     store = f"store {config.store_uri}" if platform.engine is not None else "no store"
     print(f"privtune: {', '.join(services)} running; {api}; bus {config.bus_uri}; {store}. Ctrl-C stops.",
           flush=True)
@@ -119,8 +125,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     from privtune.v1 import dataset_service_pb2_grpc as pb_grpc
     from privtune.v1 import events_pb2
 
-    md = [("x-privtune-tenant", args.tenant), ("x-privtune-actor", args.actor)]
-    stub = pb_grpc.DatasetServiceStub(grpc.insecure_channel(args.target))
+    md = call_metadata(args)
+    stub = pb_grpc.DatasetServiceStub(client_channel(args.target))
     try:
         if args.action == "create":
             resp = stub.CreateDataset(pb.CreateDatasetRequest(
@@ -145,8 +151,8 @@ def cmd_curation(args: argparse.Namespace) -> int:
     from privtune.v1 import curation_service_pb2 as pb
     from privtune.v1 import curation_service_pb2_grpc as pb_grpc
 
-    md = [("x-privtune-tenant", args.tenant), ("x-privtune-actor", args.actor)]
-    stub = pb_grpc.CurationServiceStub(grpc.insecure_channel(args.target))
+    md = call_metadata(args)
+    stub = pb_grpc.CurationServiceStub(client_channel(args.target))
     try:
         if args.action == "create":
             from privtune.cli_fields import BadFlag, entries_to_dict, merge_dict
@@ -231,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("up", help="run every service in one process on the embedded defaults")
     _add_backend_args(p)
     p.add_argument("--grpc", help="gRPC listen address (default 127.0.0.1:50051)")
+    p.add_argument("--auth", choices=["insecure-headers", "tls"],
+                   help="tls: TLS, verified bearer tokens and roles on the API, mutual TLS on the component port "
+                        "(grpc port + 1); a local CA and development issuer are made under the data folder "
+                        "(default $PRIVTUNE_AUTH, else insecure-headers)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("serve", help="run one service (or several, in one process) on any backends")
@@ -241,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(default $PRIVTUNE_ORCHESTRATOR, else --grpc)")
     p.add_argument("--curation", help="curation-worker: the curation service's gRPC address, where jobs are "
                                       "claimed (default $PRIVTUNE_CURATION, else --grpc)")
+    p.add_argument("--auth", choices=["insecure-headers", "tls"], help="as for `privtune up`")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("migrate", help="bring the metadata store to the latest schema")

@@ -1,15 +1,60 @@
-"""What the gRPC client commands share: call metadata and JSON output of messages."""
+"""What the gRPC client commands share: the channel, the caller's credentials, JSON output of messages.
+
+With ``PRIVTUNE_AUTH=tls`` (as the platform it talks to), the CLI speaks TLS, trusting the CA of
+the embedded default (``<data dir>/pki/ca.pem``, or ``PRIVTUNE_CA``), and sends a bearer token:
+``PRIVTUNE_TOKEN`` when set (one from your identity provider), else one it mints with the local
+development issuer of the data folder, for ``--tenant`` and ``--actor`` with ``PRIVTUNE_ROLES``
+(default viewer, ml-engineer, approver). Anyone who can read the data folder can mint tokens:
+that issuer is for one machine, never for a shared platform.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+from pathlib import Path
 from typing import Any
+
+DEFAULT_ROLES = "viewer,ml-engineer,approver"
+
+
+def _tls() -> bool:
+    return os.environ.get("PRIVTUNE_AUTH", "insecure-headers") == "tls"
+
+
+def _data_dir() -> Path:
+    return Path(os.environ.get("PRIVTUNE_DATA_DIR", "var")).absolute()
+
+
+def client_channel(target: str) -> Any:
+    """A channel to the platform: TLS in tls mode (the local CA, or ``PRIVTUNE_CA``), else plaintext."""
+    import grpc
+
+    if not _tls():
+        return grpc.insecure_channel(target)
+    ca = Path(os.environ.get("PRIVTUNE_CA", _data_dir() / "pki" / "ca.pem"))
+    if not ca.exists():
+        raise SystemExit(f"error: PRIVTUNE_AUTH=tls but no CA certificate at {ca}: start the platform once "
+                         "(privtune up --auth tls) or set PRIVTUNE_CA")
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(ca.read_bytes()))
 
 
 def call_metadata(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """The caller's identity from ``--tenant`` and ``--actor``."""
-    return [("x-privtune-tenant", args.tenant), ("x-privtune-actor", args.actor)]
+    """The caller's credentials: a bearer token in tls mode, else ``--tenant`` and ``--actor`` headers."""
+    if not _tls():
+        return [("x-privtune-tenant", args.tenant), ("x-privtune-actor", args.actor)]
+    token = os.environ.get("PRIVTUNE_TOKEN", "")
+    if not token:
+        from services.common.auth.tokens import DevIssuer
+
+        auth_dir = _data_dir() / "auth"
+        if not (auth_dir / "issuer-key.json").exists():
+            raise SystemExit(f"error: PRIVTUNE_AUTH=tls but no token: set PRIVTUNE_TOKEN, or run next to the "
+                             f"platform's data folder (no development issuer in {auth_dir})")
+        roles = [r.strip() for r in os.environ.get("PRIVTUNE_ROLES", DEFAULT_ROLES).split(",") if r.strip()]
+        token = DevIssuer(auth_dir).mint(args.tenant, args.actor, roles, ttl_s=900)
+    return [("authorization", f"Bearer {token}")]
 
 
 def print_message(message: Any) -> None:

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from privtune.cli_client import call_metadata, print_message, print_rpc_error
+from privtune.cli_client import call_metadata, client_channel, print_message, print_rpc_error
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 STATES = ("requested", "rejected", "queued", "scheduled", "running", "succeeded", "failed", "cancelled", "preempted")
@@ -108,7 +108,7 @@ def _call(args: argparse.Namespace, action: Callable[[Any, list[tuple[str, str]]
     from privtune.cli_fields import BadFlag
     from privtune.v1 import training_service_pb2_grpc as pb_grpc
 
-    stub = pb_grpc.TrainingServiceStub(grpc.insecure_channel(args.target))
+    stub = pb_grpc.TrainingServiceStub(client_channel(args.target))
     try:
         return action(stub, call_metadata(args))
     except BadFlag as exc:

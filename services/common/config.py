@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
 
@@ -24,7 +25,20 @@ class PlatformConfig(BaseModel):
     curation_address: str = Field(
         "", description="gRPC address (host:port) of the curation service, where curation workers claim jobs "
                         "[PRIVTUNE_CURATION]; empty: this process's own gRPC server")
+    auth_mode: Literal["insecure-headers", "tls"] = Field(
+        "insecure-headers",
+        description="tls: TLS on the API port with verified bearer tokens, mutual TLS for components, roles per "
+                    "RPC (a local CA and development issuer are made under the data folder); insecure-headers: "
+                    "tenant and actor from call headers, for development only [PRIVTUNE_AUTH]")
+    component_grpc_address: str = Field(
+        "", description="mutual-TLS listener for platform components (workers, services) in tls mode "
+                        "[PRIVTUNE_COMPONENT_GRPC]; empty: the API's host, port + 1 (port 0 when the API's is 0)")
+    oidc_issuer: str = Field("", description="an enterprise OpenID Connect issuer to trust [PRIVTUNE_OIDC_ISSUER]")
+    oidc_audience: str = Field("privtune", description="the audience its tokens must name [PRIVTUNE_OIDC_AUDIENCE]")
+    oidc_jwks_uri: str = Field("", description="its JWKS URL; empty: <issuer>/.well-known/jwks.json "
+                                               "[PRIVTUNE_OIDC_JWKS]")
     _serving_port: int = PrivateAttr(default=0)
+    _component_port: int = PrivateAttr(default=0)
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None, **overrides: object) -> "PlatformConfig":
@@ -38,20 +52,51 @@ class PlatformConfig(BaseModel):
             "grpc_address": os.environ.get("PRIVTUNE_GRPC", "127.0.0.1:50051"),
             "orchestrator_address": os.environ.get("PRIVTUNE_ORCHESTRATOR", ""),
             "curation_address": os.environ.get("PRIVTUNE_CURATION", ""),
+            "auth_mode": os.environ.get("PRIVTUNE_AUTH", "insecure-headers"),
+            "component_grpc_address": os.environ.get("PRIVTUNE_COMPONENT_GRPC", ""),
+            "oidc_issuer": os.environ.get("PRIVTUNE_OIDC_ISSUER", ""),
+            "oidc_audience": os.environ.get("PRIVTUNE_OIDC_AUDIENCE", "privtune"),
+            "oidc_jwks_uri": os.environ.get("PRIVTUNE_OIDC_JWKS", ""),
         }
         values.update({k: (str(v) if k == "storage_root" else v) for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
-    def bind_serving_port(self, port: int) -> None:
-        """Record the port this process's gRPC server got (``grpc_address`` may ask for port 0)."""
+    def bind_serving_port(self, port: int, component_port: int = 0) -> None:
+        """Record the ports this process's gRPC server got (``grpc_address`` may ask for port 0)."""
         self._serving_port = port
+        self._component_port = component_port
+
+    @property
+    def tls(self) -> bool:
+        return self.auth_mode == "tls"
+
+    @property
+    def component_address(self) -> str:
+        """Where the mutual-TLS listener binds (tls mode)."""
+        if self.component_grpc_address:
+            return self.component_grpc_address
+        host, _, port = self.grpc_address.rpartition(":")
+        return f"{host}:{int(port) + 1 if port and int(port) else 0}"
+
+    @property
+    def pki_dir(self) -> Path:
+        """The local CA, the server's and the components' certificates (tls mode)."""
+        return self.data_dir / "pki"
+
+    @property
+    def auth_dir(self) -> Path:
+        """The local development token issuer's key and JWKS (tls mode)."""
+        return self.data_dir / "auth"
 
     @property
     def own_target(self) -> str:
-        """This process's own gRPC server, as a client reaches it."""
-        host, _, port = self.grpc_address.rpartition(":")
+        """This process's own gRPC server, as a client reaches it (in tls mode: its component
+        listener, where workers present their certificates)."""
+        address = self.component_address if self.tls else self.grpc_address
+        host, _, port = address.rpartition(":")
         host = "127.0.0.1" if host in ("", "0.0.0.0", "[::]") else host
-        return f"{host}:{self._serving_port or port}"
+        bound = self._component_port if self.tls else self._serving_port
+        return f"{host}:{bound or port}"
 
     @property
     def orchestrator_target(self) -> str:

@@ -23,10 +23,12 @@ REFUSED = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
 
 
 class LazyChannel:
-    """A channel to ``target`` (``host:port`` or a function giving it, resolved at each use)."""
+    """A channel to ``target`` (``host:port`` or a function giving it, resolved at each use); TLS
+    with ``credentials`` (a component's client certificate), plaintext without."""
 
-    def __init__(self, target: str | Callable[[], str]) -> None:
+    def __init__(self, target: str | Callable[[], str], credentials: grpc.ChannelCredentials | None = None) -> None:
         self._target = target
+        self._credentials = credentials
         self._channel: grpc.Channel | None = None
         self.address = ""
 
@@ -34,7 +36,9 @@ class LazyChannel:
         address = self._target() if callable(self._target) else self._target
         if self._channel is None or address != self.address:
             self.close()
-            self._channel, self.address = grpc.insecure_channel(address), address
+            channel = (grpc.secure_channel(address, self._credentials) if self._credentials is not None
+                       else grpc.insecure_channel(address))
+            self._channel, self.address = channel, address
         return self._channel
 
     def close(self) -> None:

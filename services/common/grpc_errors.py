@@ -9,6 +9,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from services.common import errors
+from services.common.identity import ACTOR_HEADER, CORRELATION_HEADER, TENANT_HEADER, current_caller
 from services.common.limits import cut, cut_bytes
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,10 @@ def _abort(context: grpc.ServicerContext, exc: Exception, method: str, on_denied
         message = cut(str(exc))
         if code in _DENIED and on_denied is not None:
             metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+            verified = current_caller()
+            if verified is not None:  # the trail is the verified tenant's, whatever the headers say
+                metadata = {TENANT_HEADER: verified.tenant_id, ACTOR_HEADER: verified.actor,
+                            CORRELATION_HEADER: metadata.get(CORRELATION_HEADER, "")}
             on_denied(metadata, method, message, _DENIED[code])
         abort(context, code, message, exc=exc)
     log.exception("unexpected error in %s", method)

@@ -35,6 +35,17 @@ class ServiceBinding:
     add_to_server: Callable[[Any, grpc.Server], None]
 
 
+@dataclass(frozen=True)
+class TlsSettings:
+    """TLS for a server: its certificate and key (PEM), and the CA whose client certificates the
+    component listener requires (mutual TLS)."""
+
+    cert: bytes
+    key: bytes
+    client_ca: bytes
+    component_address: str = ""  # mutual-TLS listener for platform components; "": none
+
+
 @dataclass
 class RunningServer:
     server: grpc.Server
@@ -42,6 +53,7 @@ class RunningServer:
     health: health.HealthServicer
     streams: StreamSlots
     service_names: tuple[str, ...] = ()
+    component_port: int = 0  # the mutual-TLS listener's port (0: none)
 
     def set_serving(self, serving: bool) -> None:
         """Health of the whole process ("") and of every served service: SERVING or NOT_SERVING."""
@@ -56,16 +68,25 @@ class RunningServer:
 
 def start_grpc_server(address: str, bindings: Sequence[ServiceBinding], max_workers: int = 32,
                       on_denied: DenialRecorder | None = None,
-                      stream_limits: StreamLimits = StreamLimits()) -> RunningServer:
+                      stream_limits: StreamLimits = StreamLimits(), tls: TlsSettings | None = None,
+                      auth: grpc.ServerInterceptor | None = None) -> RunningServer:
     """Start serving ``bindings`` on ``address`` (``host:port``; port 0 picks a free one).
 
     ``max_workers`` threads serve unary calls; ``stream_limits.per_process`` more serve
     streams. ``on_denied`` is called for every unauthenticated or forbidden call (see access_log).
+    With ``tls``, ``address`` speaks TLS (callers bring bearer tokens) and, when
+    ``tls.component_address`` is set, a second listener requires client certificates from
+    ``tls.client_ca`` (platform components). ``auth`` (services.common.auth.grpc_auth) then
+    authenticates and authorises every call; without it, the headers are trusted (insecure mode).
     """
     slots = StreamSlots(stream_limits)
     threads = max_workers + stream_limits.per_process
+    interceptors: list[grpc.ServerInterceptor] = [RequestLimitsInterceptor(slots)]
+    if auth is not None:
+        interceptors.append(auth)
+    interceptors.append(ErrorMappingInterceptor(on_denied))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
-                         interceptors=[RequestLimitsInterceptor(slots), ErrorMappingInterceptor(on_denied)],
+                         interceptors=interceptors,
                          maximum_concurrent_rpcs=threads + QUEUED_PER_WORKER * max_workers,
                          options=[("grpc.max_receive_message_length", MAX_WIRE_BYTES)])
     health_servicer = health.HealthServicer()
@@ -76,9 +97,18 @@ def start_grpc_server(address: str, bindings: Sequence[ServiceBinding], max_work
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     reflection.enable([b.full_name for b in bindings] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name],
                       server)
-    port = server.add_insecure_port(address)
+    component_port = 0
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, grpc.ssl_server_credentials([(tls.key, tls.cert)]))
+        if tls.component_address:
+            component_port = server.add_secure_port(tls.component_address, grpc.ssl_server_credentials(
+                [(tls.key, tls.cert)], root_certificates=tls.client_ca, require_client_auth=True))
+            if component_port == 0:
+                raise OSError(f"could not bind the component (mutual TLS) listener to {tls.component_address}")
     if port == 0:
         raise OSError(f"could not bind the gRPC server to {address}")
     server.start()
     return RunningServer(server=server, port=port, health=health_servicer, streams=slots,
-                         service_names=tuple(b.full_name for b in bindings))
+                         service_names=tuple(b.full_name for b in bindings), component_port=component_port)

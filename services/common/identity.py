@@ -1,9 +1,16 @@
-"""Who is calling: tenant and actor from gRPC call metadata."""
+"""Who is calling: the Caller of the current gRPC call.
+
+The auth layer (services/common/auth/grpc_auth.py) authenticates every call — client
+certificate or verified bearer token — and binds its Caller to the thread serving the call;
+handlers read it with ``caller_from_metadata``. Only in the insecure development mode (no
+authenticator bound a caller) are tenant and actor read from the call's headers.
+"""
 
 from __future__ import annotations
 
+import contextvars
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from services.common.errors import Unauthenticated
@@ -30,6 +37,25 @@ def is_tenant_id(value: str) -> bool:
 class Caller:
     tenant_id: str
     actor: str
+    roles: frozenset[str] = field(default_factory=frozenset)
+    via: str = "headers"  # how the identity was established: certificate, token or headers
+
+
+_CURRENT: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("privtune_caller", default=None)
+
+
+def current_caller() -> Caller | None:
+    """The authenticated caller of the call this thread serves (None outside one, or unauthenticated)."""
+    return _CURRENT.get()
+
+
+def bind_caller(caller: Caller) -> contextvars.Token[Caller | None]:
+    """Make ``caller`` the current call's caller; give the result to ``unbind_caller`` when the call ends."""
+    return _CURRENT.set(caller)
+
+
+def unbind_caller(token: contextvars.Token[Caller | None]) -> None:
+    _CURRENT.reset(token)
 
 
 def correlation_id_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
@@ -39,7 +65,18 @@ def correlation_id_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | N
 
 
 def caller_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
-    """Read and validate the caller's identity.
+    """The caller of the current call: the one the auth layer verified, else (insecure development
+    mode only) the one its headers name.
+
+    Raises:
+        Unauthenticated: no verified caller, and a header is missing or malformed.
+    """
+    verified = _CURRENT.get()
+    return verified if verified is not None else caller_from_headers(metadata)
+
+
+def caller_from_headers(metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
+    """Read and validate the identity the call's headers claim (trusted only in insecure mode).
 
     Raises:
         Unauthenticated: a header is missing or malformed (the message names it).

@@ -35,8 +35,9 @@ class CurationClaims(Protocol):
 class GrpcCurationClaims:
     """Claims over gRPC; ``target`` is ``host:port`` or a function giving it (resolved per call)."""
 
-    def __init__(self, target: str | Callable[[], str], *, timeout: float = 10.0, give_up_after: float = 60.0) -> None:
-        self.channel = LazyChannel(target)
+    def __init__(self, target: str | Callable[[], str], *, timeout: float = 10.0, give_up_after: float = 60.0,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
+        self.channel = LazyChannel(target, credentials)
         self.timeout = timeout
         self.give_up_after = give_up_after
 

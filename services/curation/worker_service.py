@@ -21,11 +21,13 @@ NEEDS_STORE = False
 def build(engine: Engine | None, bus: EventBus | None, config: PlatformConfig, stop: threading.Event) -> ServiceParts:
     parts = ServiceParts(name="curation-worker")
     if bus is not None:
+        from services.common.auth.channels import component_credentials
         from services.curation.claims import GrpcCurationClaims
         from services.curation.worker import CurationWorker, load_or_create_secret
 
         def run_worker(stop_event: threading.Event) -> None:
-            claims = GrpcCurationClaims(lambda: config.curation_target)
+            claims = GrpcCurationClaims(lambda: config.curation_target,
+                                        credentials=component_credentials(config, "worker", "curation"))
             worker = CurationWorker(bus, claims, config.storage_uri,
                                     load_or_create_secret(config.data_dir / "keys" / "pii-pseudonym.key"),
                                     config.work_dir)

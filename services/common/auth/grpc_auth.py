@@ -1,0 +1,192 @@
+"""Every gRPC call authenticated and authorised before its handler runs.
+
+A caller proves who it is in one of two ways:
+
+- a **client certificate** (mutual TLS, on the component port): a platform service or worker,
+  named by the certificate's ``spiffe://privtune/<kind>/<name>`` URI; it acts for the tenant
+  its request names (``x-privtune-tenant``) with the pseudo-role ``service`` or ``worker``;
+- a **bearer token** (``authorization: Bearer <JWT>``, on the TLS port): a person or an
+  enterprise system; tenant, subject and roles come from the verified claims. A tenant header
+  that names another tenant is refused (TENANT_MISMATCH), never believed.
+
+The role table (``roles.RPC_ROLES``) then decides. Denials are recorded under the tenant of the
+*verified* identity (an unauthenticated caller under the platform's), so no caller can write
+into another tenant's trail. Break-glass use is allowed, logged and reported.
+
+``insecure-headers`` mode keeps the development behaviour of trusting the headers; it exists
+only until every client speaks TLS, and says so in every log line it allows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping
+
+import grpc
+from cryptography import x509
+
+from services.common.auth import roles as role_table
+from services.common.auth.pki import spiffe_identity
+from services.common.auth.tokens import Verifiers
+from services.common.errors import PermissionDenied, PrivtuneError, Unauthenticated
+from services.common.grpc_errors import DenialRecorder, abort
+from services.common.identity import (ACTOR_HEADER, CORRELATION_HEADER, TENANT_HEADER, Caller, bind_caller,
+                                      caller_from_headers, is_tenant_id, unbind_caller)
+
+log = logging.getLogger(__name__)
+AUTHORIZATION_HEADER = "authorization"
+HEADER_ROLES = frozenset(role_table.READ | role_table.WRITE | role_table.PROMOTE | role_table.CLAIM)
+
+
+@dataclass(frozen=True)
+class Authenticator:
+    """Turns a call's metadata and TLS peer into a Caller, or refuses it.
+
+    ``verifiers``: the trusted token issuers (None: bearer tokens are refused).
+    ``allow_headers``: the insecure development mode (tenant and actor from headers).
+    """
+
+    verifiers: Verifiers | None = None
+    allow_headers: bool = False
+
+    def authenticate(self, metadata: Mapping[str, str], peer: Mapping[str, Any]) -> Caller:
+        pem = peer.get("x509_pem_cert")
+        if pem:
+            return self._component(metadata, pem[0])
+        header = metadata.get(AUTHORIZATION_HEADER, "")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("the authorization header must be 'Bearer <token>'", reason="MALFORMED_TOKEN")
+            if self.verifiers is None:
+                raise Unauthenticated("this server accepts no bearer tokens here; use the component port with a "
+                                      "client certificate", reason="TOKENS_NOT_ACCEPTED")
+            claims = self.verifiers.verify(token.strip())
+            claimed = metadata.get(TENANT_HEADER, "")
+            if claimed and claimed != claims.tenant:
+                raise PermissionDenied(
+                    f"{TENANT_HEADER} names another tenant than the caller's token; a token acts for its own tenant "
+                    "only (drop the header, or get a token for that tenant)", reason="TENANT_MISMATCH",
+                    metadata={"token_tenant": claims.tenant})
+            return Caller(tenant_id=claims.tenant, actor=claims.subject, roles=claims.roles, via="token")
+        if self.allow_headers:
+            caller = caller_from_headers(metadata.items())
+            return Caller(tenant_id=caller.tenant_id, actor=caller.actor, roles=HEADER_ROLES, via="headers")
+        raise Unauthenticated("no credentials: send 'authorization: Bearer <token>' from your identity provider "
+                              "(privtune's CLI does it for you), or a client certificate on the component port",
+                              reason="MISSING_CREDENTIALS")
+
+    @staticmethod
+    def _component(metadata: Mapping[str, str], pem: bytes) -> Caller:
+        identity = _certificate_identity(pem)
+        if identity is None:
+            raise Unauthenticated("the client certificate names no privtune component (spiffe://privtune/...)",
+                                  reason="UNKNOWN_CLIENT_CERTIFICATE")
+        kind, name = identity
+        tenant = metadata.get(TENANT_HEADER, "")
+        if not is_tenant_id(tenant):
+            raise Unauthenticated(f"a component acts for one tenant per call: send {TENANT_HEADER}",
+                                  reason="MISSING_IDENTITY", metadata={"header": TENANT_HEADER})
+        return Caller(tenant_id=tenant, actor=f"{kind}:{name}", roles=frozenset({kind}), via="certificate")
+
+
+def _certificate_identity(pem: bytes) -> tuple[str, str] | None:
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    for uri in sans.get_values_for_type(x509.UniformResourceIdentifier):
+        found = spiffe_identity(uri)
+        if found is not None:
+            return found
+    return None
+
+
+Behaviour = Callable[[Any, grpc.ServicerContext], Any]
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Authenticates and authorises every call but health and reflection (see the module doc)."""
+
+    def __init__(self, authenticator: Authenticator, on_denied: DenialRecorder | None = None,
+                 on_break_glass: Callable[[Caller, str], None] | None = None) -> None:
+        self.authenticator = authenticator
+        self.on_denied = on_denied
+        self.on_break_glass = on_break_glass
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None or role_table.is_public(details.method):
+            return handler
+        method = details.method
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, handler.unary_unary), request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(method, handler.unary_stream), request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(method, handler.stream_unary), request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+        return grpc.stream_stream_rpc_method_handler(
+            self._stream(method, handler.stream_stream), request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer)
+
+    def _unary(self, method: str, inner: Behaviour) -> Behaviour:
+        def call(request: Any, context: grpc.ServicerContext) -> Any:
+            token = bind_caller(self._admit(method, context))
+            try:
+                return inner(request, context)
+            finally:
+                unbind_caller(token)
+        return call
+
+    def _stream(self, method: str, inner: Behaviour) -> Behaviour:
+        def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            token = bind_caller(self._admit(method, context))
+            try:
+                yield from inner(request, context)
+            finally:
+                unbind_caller(token)
+        return call
+
+    def _admit(self, method: str, context: grpc.ServicerContext) -> Caller:
+        metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        try:
+            caller = self.authenticator.authenticate(metadata, context.auth_context() or {})
+        except PrivtuneError as exc:
+            code = grpc.StatusCode.PERMISSION_DENIED if isinstance(exc, PermissionDenied) else \
+                grpc.StatusCode.UNAUTHENTICATED
+            verified_tenant = exc.details.metadata.get("token_tenant", "")
+            self._denied(metadata, method, str(exc), "authentication", verified_tenant, "")
+            abort(context, code, str(exc), exc=exc)
+            raise AssertionError("abort returned")  # pragma: no cover
+        allowed, break_glass = role_table.decide(method, caller.roles)
+        if not allowed:
+            needed = sorted(role_table.allowed_roles(method))
+            exc = PermissionDenied(f"{method.rsplit('/', 1)[-1]} needs one of the roles {', '.join(needed) or '(none)'}"
+                                   f"; the caller has {', '.join(sorted(caller.roles)) or 'none'}",
+                                   reason="ROLE_REQUIRED", metadata={"required_roles": ",".join(needed)})
+            self._denied(metadata, method, str(exc), "authorization", caller.tenant_id, caller.actor)
+            abort(context, grpc.StatusCode.PERMISSION_DENIED, str(exc), exc=exc)
+        if caller.via == "headers":
+            log.debug("insecure-headers mode: %s trusted as %s/%s from headers", method, caller.tenant_id, caller.actor)
+        if break_glass:
+            log.warning("BREAK-GLASS: %s called %s in tenant %s", caller.actor, method, caller.tenant_id)
+            if self.on_break_glass is not None:
+                self.on_break_glass(caller, method)
+        return caller
+
+    def _denied(self, metadata: Mapping[str, str], method: str, reason: str, rule: str, tenant: str,
+                actor: str) -> None:
+        """Record a denial under the verified tenant (or none): headers never choose the trail."""
+        if self.on_denied is None:
+            return
+        trusted = {TENANT_HEADER: tenant, ACTOR_HEADER: actor or "anonymous",
+                   CORRELATION_HEADER: metadata.get(CORRELATION_HEADER, "")[:128]}
+        self.on_denied(trusted, method, reason, rule)
