@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-contract test-integration venv proto proto-check proto-lint proto-release api-docs client-go client-java kafka postgres tools bench-bus bench-curation bench-pii bench-scheduler bench-train bench-recorder clean
+.PHONY: demo test test-unit test-contract test-integration venv proto proto-check proto-lint proto-release api-docs client-go client-java kafka postgres tools bench-bus bench-curation bench-pii bench-scheduler bench-train bench-recorder bench-auth clean
 
 venv:
 	@scripts/ensure_venv.sh
@@ -88,6 +88,9 @@ bench-pii: venv
 
 bench-recorder: venv
 	$(PY) benchmarks/report_recorder.py
+
+bench-auth: venv
+	$(PY) benchmarks/auth.py --calls 1000 --clients 1,8 --rounds 2
 
 clean:
 	rm -rf var .pytest_cache

@@ -136,3 +136,14 @@ def test_the_authenticator_never_takes_the_tenant_from_a_header(issuer: DevIssue
     worker = auth.authenticate({"x-privtune-tenant": "acme"},
                                {"x509_pem_cert": [issue_client(pki, "worker", "w1").cert.read_bytes()]})
     assert (worker.actor, worker.roles, worker.via) == ("worker:w1", frozenset({"worker"}), "certificate")
+
+
+def test_a_remembered_token_still_expires(issuer: DevIssuer) -> None:
+    clock = [float(NOW)]
+    verifiers = Verifiers([issuer.verifier(now=lambda: clock[0])], now=lambda: clock[0])
+    token = issuer.mint("acme", "a", ["viewer"], ttl_s=60, now=NOW)
+    assert verifiers.verify(token).tenant == "acme"
+    assert verifiers.verify(token).tenant == "acme"  # from the cache
+    clock[0] = NOW + 60 + 31  # past expiry and leeway
+    assert _refused(verifiers, token) == "TOKEN_EXPIRED"
+    assert _refused(verifiers, _tampered(token, tenant="globex")) == "BAD_SIGNATURE"  # a new token string

@@ -10,12 +10,14 @@ the data folder and its JWKS, minting tokens for the CLI and the demo.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import threading
 import time
 import urllib.request
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol
@@ -158,19 +160,45 @@ class JwtVerifier:
 
 
 class Verifiers:
-    """Several trusted issuers: a token is checked by the verifier of the issuer it names."""
+    """Several trusted issuers: a token is checked by the verifier of the issuer it names.
 
-    def __init__(self, verifiers: Iterable[JwtVerifier]) -> None:
+    A token that verified is remembered (by its sha256, up to ``cache_size`` tokens) until it
+    expires, so a client calling many times with one token pays for its signature check once;
+    expiry is checked again on every call.
+    """
+
+    def __init__(self, verifiers: Iterable[JwtVerifier], cache_size: int = 4096,
+                 now: Callable[[], float] = time.time) -> None:
         self.by_issuer = {v.issuer: v for v in verifiers}
+        self.cache_size = cache_size
+        self.now = now
+        self._verified: OrderedDict[bytes, Claims] = OrderedDict()
+        self._lock = threading.Lock()
 
     def verify(self, token: str) -> Claims:
         if not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 2:
             raise _refuse("MALFORMED_TOKEN", "the bearer token is not a signed JWT")
+        key = hashlib.sha256(token.encode()).digest()
+        with self._lock:
+            known = self._verified.get(key)
+            if known is not None:
+                self._verified.move_to_end(key)
+        if known is not None:
+            verifier = self.by_issuer[known.issuer]
+            if self.now() <= known.expires_at + verifier.leeway_s:
+                return known
+            with self._lock:
+                self._verified.pop(key, None)
         # read unverified only to pick the verifier; the chosen verifier checks everything
         verifier = self.by_issuer.get(_unverified_issuer(token))
         if verifier is None:
             raise _refuse("WRONG_ISSUER", "the token was issued by an issuer this platform does not trust")
-        return verifier.verify(token)
+        claims = verifier.verify(token)
+        with self._lock:
+            self._verified[key] = claims
+            while len(self._verified) > self.cache_size:
+                self._verified.popitem(last=False)
+        return claims
 
 
 def _unverified_issuer(token: str) -> str:
