@@ -80,12 +80,15 @@ def security(config: PlatformConfig, denials: AccessDenialRecorder | None = None
 
     pki = ensure_local_pki(config.pki_dir)
     cert, key = pki.server.read()
-    verifiers = [DevIssuer(config.auth_dir).verifier()]
+    verifiers = [DevIssuer(config.auth_dir).verifier()] if config.trusts_dev_issuer else []
     if config.oidc_issuer:
         jwks = config.oidc_jwks_uri or config.oidc_issuer.rstrip("/") + "/.well-known/jwks.json"
         verifiers.append(JwtVerifier(issuer=config.oidc_issuer, audience=config.oidc_audience, jwks=HttpJwks(jwks)))
     tls = TlsSettings(cert=cert, key=key, client_ca=pki.ca_bytes(), component_address=config.component_address)
-    return tls, AuthInterceptor(Authenticator(verifiers=Verifiers(verifiers)), on_denied=denials)
+    if not verifiers:
+        raise ValueError("auth mode tls trusts no token issuer: set PRIVTUNE_OIDC_ISSUER, or PRIVTUNE_DEV_ISSUER=on")
+    return tls, AuthInterceptor(Authenticator(verifiers=Verifiers(verifiers)), on_denied=denials,
+                                on_break_glass=denials.break_glass if denials is not None else None)
 
 
 @dataclass

@@ -37,6 +37,9 @@ class PlatformConfig(BaseModel):
     oidc_audience: str = Field("privtune", description="the audience its tokens must name [PRIVTUNE_OIDC_AUDIENCE]")
     oidc_jwks_uri: str = Field("", description="its JWKS URL; empty: <issuer>/.well-known/jwks.json "
                                                "[PRIVTUNE_OIDC_JWKS]")
+    dev_issuer: Literal["auto", "on", "off"] = Field(
+        "auto", description="trust the local development issuer (anyone who can read the data folder can mint "
+                            "tokens with it); auto: only while no enterprise issuer is configured [PRIVTUNE_DEV_ISSUER]")
     _serving_port: int = PrivateAttr(default=0)
     _component_port: int = PrivateAttr(default=0)
 
@@ -57,6 +60,7 @@ class PlatformConfig(BaseModel):
             "oidc_issuer": os.environ.get("PRIVTUNE_OIDC_ISSUER", ""),
             "oidc_audience": os.environ.get("PRIVTUNE_OIDC_AUDIENCE", "privtune"),
             "oidc_jwks_uri": os.environ.get("PRIVTUNE_OIDC_JWKS", ""),
+            "dev_issuer": os.environ.get("PRIVTUNE_DEV_ISSUER", "auto"),
         }
         values.update({k: (str(v) if k == "storage_root" else v) for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -77,6 +81,10 @@ class PlatformConfig(BaseModel):
             return self.component_grpc_address
         host, _, port = self.grpc_address.rpartition(":")
         return f"{host}:{int(port) + 1 if port and int(port) else 0}"
+
+    @property
+    def trusts_dev_issuer(self) -> bool:
+        return self.dev_issuer == "on" or (self.dev_issuer == "auto" and not self.oidc_issuer)
 
     @property
     def pki_dir(self) -> Path:

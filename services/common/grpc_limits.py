@@ -22,11 +22,13 @@ import grpc
 from services.common import limits
 from services.common.errors import InvalidArgument
 from services.common.grpc_errors import abort
-from services.common.identity import TENANT_HEADER, is_tenant_id
+from services.common.auth.roles import PUBLIC_PREFIXES
+from services.common.identity import TENANT_HEADER, current_caller, is_tenant_id
 
 RETRY_AFTER_HEADER = "retry-after-ms"
 Behaviour = Callable[[Any, grpc.ServicerContext], Any]  # what a method handler runs for one call
 _ANONYMOUS = "(no tenant)"
+_PUBLIC = "(health and reflection)"
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,10 @@ class StreamSlots:
 
 
 def _tenant(details: grpc.HandlerCallDetails) -> str:
-    """The tenant a stream counts against (calls without a valid tenant share one bucket)."""
+    """The tenant a stream claims in its headers (calls without a valid tenant, and the public
+    health and reflection streams, share one bucket)."""
+    if details.method.startswith(PUBLIC_PREFIXES):
+        return _PUBLIC
     for key, value in details.invocation_metadata or ():
         if key == TENANT_HEADER and isinstance(value, str) and is_tenant_id(value):
             return value
@@ -146,9 +151,17 @@ class RequestLimitsInterceptor(grpc.ServerInterceptor):
             _request_stream(self._capped(_tenant(details), handler.stream_stream)),
             request_deserializer=deserialize, response_serializer=serialize)
 
-    def _capped(self, tenant: str, behaviour: Behaviour) -> Behaviour:
-        """``behaviour`` (a server stream) holding one of the tenant's stream slots while it runs."""
+    def _capped(self, claimed: str, behaviour: Behaviour) -> Behaviour:
+        """``behaviour`` (a server stream) holding one of the tenant's stream slots while it runs.
+
+        The tenant is the verified caller's when the auth layer bound one (it runs first), so
+        no header can spend another tenant's slots; without one (health and reflection streams,
+        or the insecure headers mode) the claimed header tenant, and public streams share one
+        bucket, so they can take at most one tenant's share of the process's streams.
+        """
         def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            caller = current_caller()
+            tenant = caller.tenant_id if caller is not None else claimed
             slot = self.slots.take(tenant)
             if isinstance(slot, str):
                 abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, slot, reason="TOO_MANY_STREAMS",

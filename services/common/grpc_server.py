@@ -81,10 +81,9 @@ def start_grpc_server(address: str, bindings: Sequence[ServiceBinding], max_work
     """
     slots = StreamSlots(stream_limits)
     threads = max_workers + stream_limits.per_process
-    interceptors: list[grpc.ServerInterceptor] = [RequestLimitsInterceptor(slots)]
-    if auth is not None:
-        interceptors.append(auth)
-    interceptors.append(ErrorMappingInterceptor(on_denied))
+    # auth first (outermost): stream slots and error records then see the verified caller
+    interceptors: list[grpc.ServerInterceptor] = [auth] if auth is not None else []
+    interceptors += [RequestLimitsInterceptor(slots), ErrorMappingInterceptor(on_denied)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
                          interceptors=interceptors,
                          maximum_concurrent_rpcs=threads + QUEUED_PER_WORKER * max_workers,

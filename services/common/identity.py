@@ -24,6 +24,11 @@ TENANT_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # the whole id: use fullm
 _ACTOR_RE = re.compile(r"^[\w.@:+-]{1,128}$")
 
 
+def is_actor(value: str) -> bool:
+    """Whether ``value`` can name a caller in records and logs: 1-128 letters, digits and ``._@:+-``."""
+    return _ACTOR_RE.fullmatch(value) is not None
+
+
 def is_tenant_id(value: str) -> bool:
     """Whether ``value`` is a tenant id: lowercase letters, digits and '-', 1-63 characters, not starting with '-'.
 
@@ -39,6 +44,8 @@ class Caller:
     actor: str
     roles: frozenset[str] = field(default_factory=frozenset)
     via: str = "headers"  # how the identity was established: certificate, token or headers
+    issuer: str = ""      # the token's issuer (via token)
+    expires_at: int = 0   # when the token expires, seconds since the epoch (via token; 0: never)
 
 
 _CURRENT: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("privtune_caller", default=None)

@@ -73,6 +73,7 @@ _TOPIC_BY_PAYLOAD: dict[str, str] = {
     "traffic_flipped": DEPLOYMENT_EVENTS,
     "rolled_back": DEPLOYMENT_EVENTS,
     "access_denied": ACCESS_EVENTS,
+    "break_glass_used": ACCESS_EVENTS,
 }
 
 

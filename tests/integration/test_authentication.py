@@ -145,7 +145,8 @@ def test_a_forged_tenant_header_is_refused_everywhere_and_recorded_under_the_rea
         sub.close()
     forged = [e for e in denials if e.access_denied.reason.startswith("x-privtune-tenant names")]
     assert {e.tenant_id for e in forged} == {"acme"}  # never globex's trail
-    assert all(e.access_denied.principal == "anonymous" for e in forged)
+    # the token's verified subject, and the rule that refused it
+    assert {(e.access_denied.principal, e.access_denied.rule) for e in forged} == {("acme-user", "authorization")}
 
 
 def test_each_rpc_refuses_a_caller_without_its_role(secured: Secured) -> None:
@@ -162,12 +163,85 @@ def test_each_rpc_refuses_a_caller_without_its_role(secured: Secured) -> None:
         assert details.reason == "ROLE_REQUIRED" and details.metadata["required_roles"], path
 
 
-def test_break_glass_is_allowed_and_flagged(secured: Secured, caplog: pytest.LogCaptureFixture) -> None:
+def test_break_glass_is_allowed_flagged_and_recorded(secured: Secured, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="services.common.auth.grpc_auth")
     datasets = dataset_service_pb2_grpc.DatasetServiceStub(secured.channel)
     datasets.ListDatasets(dataset_service_pb2.ListDatasetsRequest(), metadata=_bearer(
-        secured.token("acme", ("break-glass",))), timeout=10)
+        secured.token("glass", ("break-glass",))), timeout=10)
     assert any("BREAK-GLASS" in r.getMessage() and "ListDatasets" in r.getMessage() for r in caplog.records)
+    bus = open_bus(secured.platform.config.bus_uri)
+    sub = bus.subscribe("test-break-glass", [ACCESS_EVENTS])
+    seen: list[events_pb2.EventEnvelope] = []
+    try:
+        wait_until(lambda: seen.extend(codec.decode(r.value) for r in sub.poll(timeout=0.2)) or any(
+            e.WhichOneof("payload") == "break_glass_used" and e.tenant_id == "glass" for e in seen),
+            what="a BreakGlassUsed record")
+    finally:
+        sub.close()
+    used = next(e for e in seen if e.WhichOneof("payload") == "break_glass_used" and e.tenant_id == "glass")
+    assert used.break_glass_used.principal == "glass-user" and used.break_glass_used.method.endswith("ListDatasets")
+
+
+def test_public_streams_and_forged_headers_cannot_spend_a_tenants_stream_slots(tmp_path: Path) -> None:
+    """Stream slots count against the verified tenant; unauthenticated health and reflection streams
+    share one bucket, whatever tenant their headers name."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from services.common.limits import StreamLimits
+
+    platform = start_platform(tmp_path, auth_mode="tls", services=("ingest",))
+    platform.stop()
+    platform = Platform(platform.config, services=("ingest",), stream_limits=StreamLimits(
+        per_process=8, per_tenant=2, retry_after_ms=100)).start()
+    try:
+        secured = Secured(platform)
+        health = health_pb2_grpc.HealthStub(secured.channel)
+        victim_header = [("x-privtune-tenant", "victim")]
+        public = [health.Watch(health_pb2.HealthCheckRequest(), metadata=victim_header, timeout=60) for _ in range(2)]
+        for stream in public:
+            next(stream)
+        mallory = secured.token("mallory", ("viewer",))
+        datasets = dataset_service_pb2_grpc.DatasetServiceStub(secured.channel)
+        folder = platform.config.storage_path / "victim" / "d"
+        folder.mkdir(parents=True)
+        (folder / "a.txt").write_text("a")
+        victim = _bearer(secured.token("victim", ("ml-engineer",)))
+        dataset = datasets.CreateDataset(dataset_service_pb2.CreateDatasetRequest(
+            name="d", storage_uri=f"file://{folder}", classification=1), metadata=victim, timeout=30).dataset
+        # mallory's own token, with the victim named in a (duplicated) header: refused, spends nothing
+        with pytest.raises(grpc.RpcError):
+            next(datasets.WatchDataset(dataset_service_pb2.WatchDatasetRequest(dataset_id="ds-x"), timeout=10,
+                                       metadata=_bearer(mallory) + [("x-privtune-tenant", "victim")] * 2))
+        # the victim can still open its share of streams
+        own = [datasets.WatchDataset(dataset_service_pb2.WatchDatasetRequest(dataset_id=dataset.dataset_id),
+                                     metadata=victim, timeout=60) for _ in range(2)]
+        for stream in own:
+            assert next(stream).event.type == "privtune.v1.DatasetRegistered"
+        for stream in public + own:
+            stream.cancel()
+    finally:
+        platform.stop()
+
+
+def test_a_watch_ends_when_its_token_expires(secured: Secured) -> None:
+    import time
+
+    folder = secured.platform.config.storage_path / "expiring" / "d"
+    folder.mkdir(parents=True)
+    (folder / "a.txt").write_text("a")
+    datasets = dataset_service_pb2_grpc.DatasetServiceStub(secured.channel)
+    dataset = datasets.CreateDataset(dataset_service_pb2.CreateDatasetRequest(
+        name="d", storage_uri=f"file://{folder}", classification=1),
+        metadata=_bearer(secured.token("expiring")), timeout=30).dataset
+    # a token that expired 29 s ago is still within the 30 s leeway: it opens the stream, which
+    # must then end about a second later instead of living on
+    short = secured.issuer.mint("expiring", "u", ["viewer"], ttl_s=60, now=time.time() - 89)
+    stream = datasets.WatchDataset(dataset_service_pb2.WatchDatasetRequest(dataset_id=dataset.dataset_id),
+                                   metadata=_bearer(short), timeout=60)
+    assert next(stream).event.type == "privtune.v1.DatasetRegistered"
+    with pytest.raises(grpc.RpcError) as info:
+        next(stream)
+    assert info.value.code() == grpc.StatusCode.CANCELLED
 
 
 def test_nothing_is_served_in_plaintext_nor_to_a_certificate_of_another_ca(secured: Secured, tmp_path: Path) -> None:

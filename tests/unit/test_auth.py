@@ -147,3 +147,81 @@ def test_a_remembered_token_still_expires(issuer: DevIssuer) -> None:
     clock[0] = NOW + 60 + 31  # past expiry and leeway
     assert _refused(verifiers, token) == "TOKEN_EXPIRED"
     assert _refused(verifiers, _tampered(token, tenant="globex")) == "BAD_SIGNATURE"  # a new token string
+
+
+def test_odd_claim_values_are_refused_not_crashed_on(issuer: DevIssuer) -> None:
+    from joserfc import jwt as jose_jwt
+
+    verifier = issuer.verifier(now=lambda: NOW)
+
+    def signed(**claims: object) -> str:
+        body = {"iss": DEV_ISSUER, "aud": "privtune", "sub": "alice", "tenant": "acme", "exp": NOW + 60, **claims}
+        return jose_jwt.encode({"alg": "ES256", "kid": issuer.key.kid}, body, issuer.key, algorithms=["ES256"])
+
+    assert _refused(verifier, signed(exp=float("inf"))) == "MISSING_CLAIM"
+    assert _refused(verifier, signed(exp=True)) == "MISSING_CLAIM"
+    assert _refused(verifier, signed(exp="9999999999")) == "MISSING_CLAIM"
+    assert _refused(verifier, signed(nbf="4000000000")) == "MALFORMED_TOKEN"
+    assert _refused(verifier, signed(sub="root\nINFO forged log line")) == "MISSING_CLAIM"
+    assert _refused(verifier, signed(sub="x" * 200)) == "MISSING_CLAIM"
+    assert verifier.verify(signed(roles="viewer ml-engineer")).roles == frozenset({"viewer", "ml-engineer"})
+
+
+def test_an_unreachable_issuer_is_asked_at_most_once_per_refresh_interval() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from services.common.auth.tokens import HttpJwks
+
+    hits = []
+
+    class Failing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            hits.append(self.path)
+            self.send_response(500)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        jwks = HttpJwks(f"http://127.0.0.1:{server.server_address[1]}/jwks.json", min_refresh_s=3600)
+        for _ in range(20):
+            with pytest.raises(Unauthenticated) as info:
+                jwks.keys(refresh=True)
+            assert info.value.reason == "ISSUER_UNREACHABLE"
+        assert len(hits) == 1
+    finally:
+        server.shutdown()
+    with pytest.raises(ValueError, match="https"):
+        HttpJwks("http://idp.example.com/jwks.json")
+
+
+def _make_pki(root: str) -> None:
+    issue_client(ensure_local_pki(Path(root)), "worker", "training")
+    DevIssuer(Path(root) / "auth")
+
+
+def test_processes_starting_together_make_one_ca_and_one_issuer_key(tmp_path: Path) -> None:
+    import multiprocessing
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    root = tmp_path / "pki"
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_make_pki, args=(str(root),)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    ca = x509.load_pem_x509_certificate((root / "ca.pem").read_bytes())
+    for leaf in ("server.pem", "worker-training.pem"):
+        cert = x509.load_pem_x509_certificate((root / leaf).read_bytes())
+        public = ca.public_key()
+        assert isinstance(public, ec.EllipticCurvePublicKey)
+        cert.verify_directly_issued_by(ca)  # raises if another process's CA signed it
+    issuer = DevIssuer(root / "auth")
+    assert issuer.verifier().verify(issuer.mint("acme", "a", ["viewer"])).tenant == "acme"

@@ -20,6 +20,8 @@ only until every client speaks TLS, and says so in every log line it allows.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
@@ -36,6 +38,7 @@ from services.common.identity import (ACTOR_HEADER, CORRELATION_HEADER, TENANT_H
 
 log = logging.getLogger(__name__)
 AUTHORIZATION_HEADER = "authorization"
+EXPIRY_LEEWAY_S = 30  # as the verifier's
 HEADER_ROLES = frozenset(role_table.READ | role_table.WRITE | role_table.PROMOTE | role_table.CLAIM)
 
 
@@ -68,8 +71,9 @@ class Authenticator:
                 raise PermissionDenied(
                     f"{TENANT_HEADER} names another tenant than the caller's token; a token acts for its own tenant "
                     "only (drop the header, or get a token for that tenant)", reason="TENANT_MISMATCH",
-                    metadata={"token_tenant": claims.tenant})
-            return Caller(tenant_id=claims.tenant, actor=claims.subject, roles=claims.roles, via="token")
+                    metadata={"token_tenant": claims.tenant, "token_subject": claims.subject})
+            return Caller(tenant_id=claims.tenant, actor=claims.subject, roles=claims.roles, via="token",
+                          issuer=claims.issuer, expires_at=claims.expires_at)
         if self.allow_headers:
             caller = caller_from_headers(metadata.items())
             return Caller(tenant_id=caller.tenant_id, actor=caller.actor, roles=HEADER_ROLES, via="headers")
@@ -148,10 +152,18 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
     def _stream(self, method: str, inner: Behaviour) -> Behaviour:
         def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            token = bind_caller(self._admit(method, context))
+            caller = self._admit(method, context)
+            token = bind_caller(caller)
+            expiry = None
+            if caller.expires_at:  # a stream lives no longer than the token that opened it
+                expiry = threading.Timer(max(0.0, caller.expires_at + EXPIRY_LEEWAY_S - time.time()), context.cancel)
+                expiry.daemon = True
+                expiry.start()
             try:
                 yield from inner(request, context)
             finally:
+                if expiry is not None:
+                    expiry.cancel()
                 unbind_caller(token)
         return call
 
@@ -160,10 +172,11 @@ class AuthInterceptor(grpc.ServerInterceptor):
         try:
             caller = self.authenticator.authenticate(metadata, context.auth_context() or {})
         except PrivtuneError as exc:
-            code = grpc.StatusCode.PERMISSION_DENIED if isinstance(exc, PermissionDenied) else \
-                grpc.StatusCode.UNAUTHENTICATED
-            verified_tenant = exc.details.metadata.get("token_tenant", "")
-            self._denied(metadata, method, str(exc), "authentication", verified_tenant, "")
+            denied = isinstance(exc, PermissionDenied)
+            code = grpc.StatusCode.PERMISSION_DENIED if denied else grpc.StatusCode.UNAUTHENTICATED
+            verified = exc.details.metadata  # set only once a token verified (a forged tenant header)
+            self._denied(metadata, method, str(exc), "authorization" if denied else "authentication",
+                         verified.get("token_tenant", ""), verified.get("token_subject", ""))
             abort(context, code, str(exc), exc=exc)
             raise AssertionError("abort returned")  # pragma: no cover
         allowed, break_glass = role_table.decide(method, caller.roles)

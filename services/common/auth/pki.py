@@ -10,11 +10,14 @@ without any header. Enterprises bring their own CA instead: the same files, issu
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -116,6 +119,23 @@ def ensure_local_pki(root: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0
     pki = LocalPki(root)
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
+    with creation_lock(root):  # processes starting together make one CA, and sign with it
+        _ensure(pki, hosts)
+    return pki
+
+
+@contextlib.contextmanager
+def creation_lock(root: Path) -> Iterator[None]:
+    """An exclusive lock on ``root/.lock`` while key files are made (released when the process dies)."""
+    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _ensure(pki: LocalPki, hosts: tuple[str, ...]) -> None:
     if not pki.ca.cert.exists():
         key = _new_key()
         cert = _issue("privtune local CA", key, None, key, CA_DAYS, ca=True)
@@ -129,7 +149,6 @@ def ensure_local_pki(root: Path, hosts: tuple[str, ...] = ("localhost", "127.0.0
             except ValueError:
                 sans.append(x509.DNSName(host))
         _issue_leaf(pki, pki.server, "privtune server", sans, server=True)
-    return pki
 
 
 def issue_client(pki: LocalPki, kind: str, name: str) -> CertPair:
@@ -139,9 +158,10 @@ def issue_client(pki: LocalPki, kind: str, name: str) -> CertPair:
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise ValueError(f"component name {name!r}: use letters, digits, '-', '_' or '.'")
     pair = pki.client(kind, name)
-    if not pair.cert.exists():
-        _issue_leaf(pki, pair, f"{kind}:{name}", [x509.UniformResourceIdentifier(f"{SPIFFE_PREFIX}{kind}/{name}")],
-                    client=True)
+    with creation_lock(pki.root):
+        if not pair.cert.exists():
+            _issue_leaf(pki, pair, f"{kind}:{name}",
+                        [x509.UniformResourceIdentifier(f"{SPIFFE_PREFIX}{kind}/{name}")], client=True)
     return pair
 
 

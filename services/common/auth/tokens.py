@@ -12,9 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import os
 import threading
 import time
+import logging
+import urllib.parse
 import urllib.request
 import uuid
 from collections import OrderedDict
@@ -26,10 +29,12 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import ECKey, KeySet
 
+from services.common.auth.pki import creation_lock
 from services.common.auth.roles import ROLES
 from services.common.errors import Unauthenticated
-from services.common.identity import is_tenant_id
+from services.common.identity import is_actor, is_tenant_id
 
+log = logging.getLogger(__name__)
 MAX_TOKEN_CHARS = 8192
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
 DEV_ISSUER = "https://privtune.local/dev-issuer"
@@ -64,30 +69,56 @@ class StaticJwks:
 
 @dataclass
 class HttpJwks:
-    """An issuer's published key set, fetched over HTTP(S) and cached; fetched again when a token
-    names a key it does not hold (key rotation), at most every ``min_refresh_s``."""
+    """An issuer's published key set, fetched over HTTPS (plain HTTP on loopback only) and cached.
+
+    Fetched again when a token names a key it does not hold (key rotation), but at most once per
+    ``min_refresh_s`` whatever the outcome (a failed fetch is remembered too), and by one caller
+    at a time without holding up the others: they use the keys at hand, or are refused at once
+    while there are none. So tokens naming unknown keys cannot turn every call into a fetch.
+    """
 
     url: str
     min_refresh_s: float = 30.0
-    timeout_s: float = 5.0
+    timeout_s: float = 3.0
     _cached: KeySet | None = None
-    _fetched_at: float = float("-inf")
+    _tried_at: float = float("-inf")
+    _fetching: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost",
+                                                                                          "::1")):
+            raise ValueError(f"the JWKS URL must be https:// (plain http only on loopback), not {self.url!r}")
 
     def keys(self, refresh: bool = False) -> KeySet:
         with self._lock:
-            due = time.monotonic() - self._fetched_at >= self.min_refresh_s
-            if self._cached is None or (refresh and due):
-                try:
-                    with urllib.request.urlopen(self.url, timeout=self.timeout_s) as response:  # noqa: S310
-                        body = json.loads(response.read(1 << 20))
-                    self._cached = KeySet.import_key_set(body)
-                except (OSError, ValueError, JoseError) as exc:
-                    if self._cached is None:
-                        raise Unauthenticated(f"the token issuer's keys could not be fetched ({type(exc).__name__}); "
-                                              "retry", reason="ISSUER_UNREACHABLE") from None
-                self._fetched_at = time.monotonic()
-            return self._cached
+            due = time.monotonic() - self._tried_at >= self.min_refresh_s
+            fetch = (self._cached is None or refresh) and due and not self._fetching
+            if fetch:
+                self._fetching, self._tried_at = True, time.monotonic()
+            cached = self._cached
+        if fetch:
+            try:
+                with urllib.request.urlopen(self.url, timeout=self.timeout_s) as response:  # noqa: S310
+                    cached = KeySet.import_key_set(json.loads(response.read(1 << 20)))
+                with self._lock:
+                    self._cached = cached
+            except (OSError, ValueError, JoseError) as exc:
+                log.warning("fetching the token issuer's keys from %s failed: %s", self.url, type(exc).__name__)
+            finally:
+                with self._lock:
+                    self._fetching = False
+        if cached is None:
+            raise Unauthenticated("the token issuer's keys are not available right now; retry shortly",
+                                  reason="ISSUER_UNREACHABLE")
+        return cached
+
+
+def _is_time(value: object) -> bool:
+    """A NumericDate: a finite number (not a boolean) within 64-bit seconds."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and 0 <= value < 2**62
 
 
 def _refuse(reason: str, message: str) -> Unauthenticated:
@@ -127,19 +158,22 @@ class JwtVerifier:
         if self.audience not in audiences:
             raise _refuse("WRONG_AUDIENCE", f"the token is not meant for this service (audience {self.audience!r})")
         exp = claims.get("exp")
-        if not isinstance(exp, (int, float)):
-            raise _refuse("MISSING_CLAIM", "the token has no expiry (exp)")
+        if not _is_time(exp):
+            raise _refuse("MISSING_CLAIM", "the token has no valid expiry (exp)")
         if now > exp + self.leeway_s:
             raise _refuse("TOKEN_EXPIRED", "the token has expired")
+        for name in ("nbf", "iat"):
+            if name in claims and not _is_time(claims[name]):
+                raise _refuse("MALFORMED_TOKEN", f"the token's {name} is not a time")
         nbf = claims.get("nbf", claims.get("iat"))
-        if isinstance(nbf, (int, float)) and now + self.leeway_s < nbf:
+        if nbf is not None and now + self.leeway_s < nbf:
             raise _refuse("TOKEN_NOT_YET_VALID", "the token is not valid yet")
         tenant = claims.get(self.tenant_claim)
         if not isinstance(tenant, str) or not is_tenant_id(tenant):
             raise _refuse("MISSING_CLAIM", f"the token carries no valid {self.tenant_claim!r} claim")
         subject = claims.get("sub") or claims.get("client_id") or ""
-        if not isinstance(subject, str) or not subject or len(subject) > 255:
-            raise _refuse("MISSING_CLAIM", "the token names no subject (sub)")
+        if not isinstance(subject, str) or not is_actor(subject):
+            raise _refuse("MISSING_CLAIM", "the token names no valid subject (sub: 1-128 letters, digits and ._@:+-)")
         raw_roles = claims.get(self.roles_claim, [])
         roles = raw_roles.split() if isinstance(raw_roles, str) else raw_roles if isinstance(raw_roles, list) else []
         return Claims(subject=subject, tenant=tenant, roles=frozenset(r for r in roles if r in ROLES),
@@ -220,16 +254,22 @@ class DevIssuer:
         root.mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o700)
         key_file = root / "issuer-key.json"
-        if not key_file.exists():
-            key = ECKey.generate_key("P-256", parameters={"kid": uuid.uuid4().hex[:16], "use": "sig", "alg": "ES256"})
-            tmp = key_file.with_name(f".{key_file.name}.{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(key.as_dict(private=True), fh)
-            os.replace(tmp, key_file)
-        self.key = ECKey.import_key(json.loads(key_file.read_text()))
-        self.jwks = {"keys": [self.key.as_dict(private=False)]}
-        (root / "jwks.json").write_text(json.dumps(self.jwks))
+        with creation_lock(root):  # processes starting together share one key
+            if not key_file.exists():
+                key = ECKey.generate_key("P-256", parameters={"kid": uuid.uuid4().hex[:16], "use": "sig",
+                                                              "alg": "ES256"})
+                tmp = key_file.with_name(f".{key_file.name}.{os.getpid()}.tmp")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(key.as_dict(private=True), fh)
+                os.replace(tmp, key_file)
+            self.key = ECKey.import_key(json.loads(key_file.read_text()))
+            self.jwks = {"keys": [self.key.as_dict(private=False)]}
+            jwks_file = root / "jwks.json"
+            if not jwks_file.exists() or json.loads(jwks_file.read_text()) != self.jwks:
+                tmp = jwks_file.with_name(f".{jwks_file.name}.{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(self.jwks))
+                os.replace(tmp, jwks_file)
 
     def mint(self, tenant: str, subject: str, roles: Iterable[str], ttl_s: int = 3600, audience: str = "",
              now: float | None = None) -> str:

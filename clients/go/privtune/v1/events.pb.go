@@ -303,6 +303,7 @@ type EventEnvelope struct {
 	//	*EventEnvelope_TrafficFlipped
 	//	*EventEnvelope_RolledBack
 	//	*EventEnvelope_AccessDenied
+	//	*EventEnvelope_BreakGlassUsed
 	//	*EventEnvelope_TrainingScheduled
 	//	*EventEnvelope_TrainingStopRequested
 	//	*EventEnvelope_TrainingCancelled
@@ -636,6 +637,15 @@ func (x *EventEnvelope) GetAccessDenied() *AccessDenied {
 	return nil
 }
 
+func (x *EventEnvelope) GetBreakGlassUsed() *BreakGlassUsed {
+	if x != nil {
+		if x, ok := x.Payload.(*EventEnvelope_BreakGlassUsed); ok {
+			return x.BreakGlassUsed
+		}
+	}
+	return nil
+}
+
 func (x *EventEnvelope) GetTrainingScheduled() *TrainingScheduled {
 	if x != nil {
 		if x, ok := x.Payload.(*EventEnvelope_TrainingScheduled); ok {
@@ -809,6 +819,10 @@ type EventEnvelope_AccessDenied struct {
 	AccessDenied *AccessDenied `protobuf:"bytes,60,opt,name=access_denied,json=accessDenied,proto3,oneof"`
 }
 
+type EventEnvelope_BreakGlassUsed struct {
+	BreakGlassUsed *BreakGlassUsed `protobuf:"bytes,61,opt,name=break_glass_used,json=breakGlassUsed,proto3,oneof"`
+}
+
 type EventEnvelope_TrainingScheduled struct {
 	TrainingScheduled *TrainingScheduled `protobuf:"bytes,70,opt,name=training_scheduled,json=trainingScheduled,proto3,oneof"`
 }
@@ -888,6 +902,8 @@ func (*EventEnvelope_TrafficFlipped) isEventEnvelope_Payload() {}
 func (*EventEnvelope_RolledBack) isEventEnvelope_Payload() {}
 
 func (*EventEnvelope_AccessDenied) isEventEnvelope_Payload() {}
+
+func (*EventEnvelope_BreakGlassUsed) isEventEnvelope_Payload() {}
 
 func (*EventEnvelope_TrainingScheduled) isEventEnvelope_Payload() {}
 
@@ -4286,11 +4302,72 @@ func (x *AccessDenied) GetRule() string {
 	return ""
 }
 
+// A call that only the break-glass role allowed: let through, and recorded for review and alerting.
+type BreakGlassUsed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Principal     string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	Method        string                 `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	Issuer        string                 `protobuf:"bytes,3,opt,name=issuer,proto3" json:"issuer,omitempty"` // the issuer of the principal's token
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BreakGlassUsed) Reset() {
+	*x = BreakGlassUsed{}
+	mi := &file_privtune_v1_events_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreakGlassUsed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreakGlassUsed) ProtoMessage() {}
+
+func (x *BreakGlassUsed) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreakGlassUsed.ProtoReflect.Descriptor instead.
+func (*BreakGlassUsed) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *BreakGlassUsed) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *BreakGlassUsed) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *BreakGlassUsed) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
 var File_privtune_v1_events_proto protoreflect.FileDescriptor
 
 const file_privtune_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x18privtune/v1/events.proto\x12\vprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x16\n" +
+	"\x18privtune/v1/events.proto\x12\vprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x17\n" +
 	"\rEventEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x12\n" +
@@ -4327,7 +4404,8 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\x0ftraffic_flipped\x185 \x01(\v2\x1b.privtune.v1.TrafficFlippedH\x00R\x0etrafficFlipped\x12:\n" +
 	"\vrolled_back\x186 \x01(\v2\x17.privtune.v1.RolledBackH\x00R\n" +
 	"rolledBack\x12@\n" +
-	"\raccess_denied\x18< \x01(\v2\x19.privtune.v1.AccessDeniedH\x00R\faccessDenied\x12O\n" +
+	"\raccess_denied\x18< \x01(\v2\x19.privtune.v1.AccessDeniedH\x00R\faccessDenied\x12G\n" +
+	"\x10break_glass_used\x18= \x01(\v2\x1b.privtune.v1.BreakGlassUsedH\x00R\x0ebreakGlassUsed\x12O\n" +
 	"\x12training_scheduled\x18F \x01(\v2\x1e.privtune.v1.TrainingScheduledH\x00R\x11trainingScheduled\x12\\\n" +
 	"\x17training_stop_requested\x18G \x01(\v2\".privtune.v1.TrainingStopRequestedH\x00R\x15trainingStopRequested\x12O\n" +
 	"\x12training_cancelled\x18H \x01(\v2\x1e.privtune.v1.TrainingCancelledH\x00R\x11trainingCancelled\x12_\n" +
@@ -4695,7 +4773,11 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x1a\n" +
 	"\bresource\x18\x03 \x01(\tR\bresource\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x12\n" +
-	"\x04rule\x18\x05 \x01(\tR\x04rule*\xc5\x01\n" +
+	"\x04rule\x18\x05 \x01(\tR\x04rule\"^\n" +
+	"\x0eBreakGlassUsed\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12\x16\n" +
+	"\x06issuer\x18\x03 \x01(\tR\x06issuer*\xc5\x01\n" +
 	"\x12DataClassification\x12#\n" +
 	"\x1fDATA_CLASSIFICATION_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aDATA_CLASSIFICATION_PUBLIC\x10\x01\x12 \n" +
@@ -4740,7 +4822,7 @@ func file_privtune_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_privtune_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_privtune_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_privtune_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_privtune_v1_events_proto_goTypes = []any{
 	(DataClassification)(0),        // 0: privtune.v1.DataClassification
 	(DatasetFormat)(0),             // 1: privtune.v1.DatasetFormat
@@ -4783,18 +4865,19 @@ var file_privtune_v1_events_proto_goTypes = []any{
 	(*TrafficFlipped)(nil),         // 38: privtune.v1.TrafficFlipped
 	(*RolledBack)(nil),             // 39: privtune.v1.RolledBack
 	(*AccessDenied)(nil),           // 40: privtune.v1.AccessDenied
-	nil,                            // 41: privtune.v1.DatasetRegistered.LabelsEntry
-	nil,                            // 42: privtune.v1.CurationRequested.DatasetLabelsEntry
-	nil,                            // 43: privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
-	nil,                            // 44: privtune.v1.TrainingRequested.ExperimentTagsEntry
-	nil,                            // 45: privtune.v1.TrainingStarted.LibraryVersionsEntry
-	nil,                            // 46: privtune.v1.CheckpointSaved.MetricsEntry
-	nil,                            // 47: privtune.v1.ModelVersionRegistered.MetricsEntry
-	nil,                            // 48: privtune.v1.EvalCompleted.MetricsEntry
-	(*timestamppb.Timestamp)(nil),  // 49: google.protobuf.Timestamp
+	(*BreakGlassUsed)(nil),         // 41: privtune.v1.BreakGlassUsed
+	nil,                            // 42: privtune.v1.DatasetRegistered.LabelsEntry
+	nil,                            // 43: privtune.v1.CurationRequested.DatasetLabelsEntry
+	nil,                            // 44: privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
+	nil,                            // 45: privtune.v1.TrainingRequested.ExperimentTagsEntry
+	nil,                            // 46: privtune.v1.TrainingStarted.LibraryVersionsEntry
+	nil,                            // 47: privtune.v1.CheckpointSaved.MetricsEntry
+	nil,                            // 48: privtune.v1.ModelVersionRegistered.MetricsEntry
+	nil,                            // 49: privtune.v1.EvalCompleted.MetricsEntry
+	(*timestamppb.Timestamp)(nil),  // 50: google.protobuf.Timestamp
 }
 var file_privtune_v1_events_proto_depIdxs = []int32{
-	49, // 0: privtune.v1.EventEnvelope.time:type_name -> google.protobuf.Timestamp
+	50, // 0: privtune.v1.EventEnvelope.time:type_name -> google.protobuf.Timestamp
 	5,  // 1: privtune.v1.EventEnvelope.dataset_registered:type_name -> privtune.v1.DatasetRegistered
 	6,  // 2: privtune.v1.EventEnvelope.curation_requested:type_name -> privtune.v1.CurationRequested
 	7,  // 3: privtune.v1.EventEnvelope.dataset_version_created:type_name -> privtune.v1.DatasetVersionCreated
@@ -4817,40 +4900,41 @@ var file_privtune_v1_events_proto_depIdxs = []int32{
 	38, // 20: privtune.v1.EventEnvelope.traffic_flipped:type_name -> privtune.v1.TrafficFlipped
 	39, // 21: privtune.v1.EventEnvelope.rolled_back:type_name -> privtune.v1.RolledBack
 	40, // 22: privtune.v1.EventEnvelope.access_denied:type_name -> privtune.v1.AccessDenied
-	17, // 23: privtune.v1.EventEnvelope.training_scheduled:type_name -> privtune.v1.TrainingScheduled
-	18, // 24: privtune.v1.EventEnvelope.training_stop_requested:type_name -> privtune.v1.TrainingStopRequested
-	19, // 25: privtune.v1.EventEnvelope.training_cancelled:type_name -> privtune.v1.TrainingCancelled
-	29, // 26: privtune.v1.EventEnvelope.model_version_registered:type_name -> privtune.v1.ModelVersionRegistered
-	30, // 27: privtune.v1.EventEnvelope.model_alias_moved:type_name -> privtune.v1.ModelAliasMoved
-	31, // 28: privtune.v1.EventEnvelope.privacy_budget_reserved:type_name -> privtune.v1.PrivacyBudgetReserved
-	32, // 29: privtune.v1.EventEnvelope.privacy_budget_settled:type_name -> privtune.v1.PrivacyBudgetSettled
-	27, // 30: privtune.v1.EventEnvelope.training_attempt_claimed:type_name -> privtune.v1.TrainingAttemptClaimed
-	28, // 31: privtune.v1.EventEnvelope.training_attempt_stop:type_name -> privtune.v1.TrainingAttemptStop
-	1,  // 32: privtune.v1.DatasetRegistered.format_hint:type_name -> privtune.v1.DatasetFormat
-	0,  // 33: privtune.v1.DatasetRegistered.classification:type_name -> privtune.v1.DataClassification
-	41, // 34: privtune.v1.DatasetRegistered.labels:type_name -> privtune.v1.DatasetRegistered.LabelsEntry
-	0,  // 35: privtune.v1.CurationRequested.dataset_classification:type_name -> privtune.v1.DataClassification
-	42, // 36: privtune.v1.CurationRequested.dataset_labels:type_name -> privtune.v1.CurationRequested.DatasetLabelsEntry
-	0,  // 37: privtune.v1.DatasetVersionCreated.dataset_classification:type_name -> privtune.v1.DataClassification
-	43, // 38: privtune.v1.DatasetVersionCreated.dataset_labels:type_name -> privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
-	2,  // 39: privtune.v1.TrainingRequested.method:type_name -> privtune.v1.TrainingMethod
-	9,  // 40: privtune.v1.TrainingRequested.lora_config:type_name -> privtune.v1.LoraConfig
-	10, // 41: privtune.v1.TrainingRequested.hyperparameters:type_name -> privtune.v1.Hyperparameters
-	11, // 42: privtune.v1.TrainingRequested.dp:type_name -> privtune.v1.DifferentialPrivacy
-	44, // 43: privtune.v1.TrainingRequested.experiment_tags:type_name -> privtune.v1.TrainingRequested.ExperimentTagsEntry
-	0,  // 44: privtune.v1.TrainingRequested.classification:type_name -> privtune.v1.DataClassification
-	13, // 45: privtune.v1.TrainingRejected.violations:type_name -> privtune.v1.PolicyViolation
-	15, // 46: privtune.v1.TrainingQueued.estimate:type_name -> privtune.v1.ResourceEstimate
-	45, // 47: privtune.v1.TrainingStarted.library_versions:type_name -> privtune.v1.TrainingStarted.LibraryVersionsEntry
-	46, // 48: privtune.v1.CheckpointSaved.metrics:type_name -> privtune.v1.CheckpointSaved.MetricsEntry
-	47, // 49: privtune.v1.ModelVersionRegistered.metrics:type_name -> privtune.v1.ModelVersionRegistered.MetricsEntry
-	48, // 50: privtune.v1.EvalCompleted.metrics:type_name -> privtune.v1.EvalCompleted.MetricsEntry
-	3,  // 51: privtune.v1.DeploymentRequested.strategy:type_name -> privtune.v1.RolloutStrategy
-	52, // [52:52] is the sub-list for method output_type
-	52, // [52:52] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	41, // 23: privtune.v1.EventEnvelope.break_glass_used:type_name -> privtune.v1.BreakGlassUsed
+	17, // 24: privtune.v1.EventEnvelope.training_scheduled:type_name -> privtune.v1.TrainingScheduled
+	18, // 25: privtune.v1.EventEnvelope.training_stop_requested:type_name -> privtune.v1.TrainingStopRequested
+	19, // 26: privtune.v1.EventEnvelope.training_cancelled:type_name -> privtune.v1.TrainingCancelled
+	29, // 27: privtune.v1.EventEnvelope.model_version_registered:type_name -> privtune.v1.ModelVersionRegistered
+	30, // 28: privtune.v1.EventEnvelope.model_alias_moved:type_name -> privtune.v1.ModelAliasMoved
+	31, // 29: privtune.v1.EventEnvelope.privacy_budget_reserved:type_name -> privtune.v1.PrivacyBudgetReserved
+	32, // 30: privtune.v1.EventEnvelope.privacy_budget_settled:type_name -> privtune.v1.PrivacyBudgetSettled
+	27, // 31: privtune.v1.EventEnvelope.training_attempt_claimed:type_name -> privtune.v1.TrainingAttemptClaimed
+	28, // 32: privtune.v1.EventEnvelope.training_attempt_stop:type_name -> privtune.v1.TrainingAttemptStop
+	1,  // 33: privtune.v1.DatasetRegistered.format_hint:type_name -> privtune.v1.DatasetFormat
+	0,  // 34: privtune.v1.DatasetRegistered.classification:type_name -> privtune.v1.DataClassification
+	42, // 35: privtune.v1.DatasetRegistered.labels:type_name -> privtune.v1.DatasetRegistered.LabelsEntry
+	0,  // 36: privtune.v1.CurationRequested.dataset_classification:type_name -> privtune.v1.DataClassification
+	43, // 37: privtune.v1.CurationRequested.dataset_labels:type_name -> privtune.v1.CurationRequested.DatasetLabelsEntry
+	0,  // 38: privtune.v1.DatasetVersionCreated.dataset_classification:type_name -> privtune.v1.DataClassification
+	44, // 39: privtune.v1.DatasetVersionCreated.dataset_labels:type_name -> privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
+	2,  // 40: privtune.v1.TrainingRequested.method:type_name -> privtune.v1.TrainingMethod
+	9,  // 41: privtune.v1.TrainingRequested.lora_config:type_name -> privtune.v1.LoraConfig
+	10, // 42: privtune.v1.TrainingRequested.hyperparameters:type_name -> privtune.v1.Hyperparameters
+	11, // 43: privtune.v1.TrainingRequested.dp:type_name -> privtune.v1.DifferentialPrivacy
+	45, // 44: privtune.v1.TrainingRequested.experiment_tags:type_name -> privtune.v1.TrainingRequested.ExperimentTagsEntry
+	0,  // 45: privtune.v1.TrainingRequested.classification:type_name -> privtune.v1.DataClassification
+	13, // 46: privtune.v1.TrainingRejected.violations:type_name -> privtune.v1.PolicyViolation
+	15, // 47: privtune.v1.TrainingQueued.estimate:type_name -> privtune.v1.ResourceEstimate
+	46, // 48: privtune.v1.TrainingStarted.library_versions:type_name -> privtune.v1.TrainingStarted.LibraryVersionsEntry
+	47, // 49: privtune.v1.CheckpointSaved.metrics:type_name -> privtune.v1.CheckpointSaved.MetricsEntry
+	48, // 50: privtune.v1.ModelVersionRegistered.metrics:type_name -> privtune.v1.ModelVersionRegistered.MetricsEntry
+	49, // 51: privtune.v1.EvalCompleted.metrics:type_name -> privtune.v1.EvalCompleted.MetricsEntry
+	3,  // 52: privtune.v1.DeploymentRequested.strategy:type_name -> privtune.v1.RolloutStrategy
+	53, // [53:53] is the sub-list for method output_type
+	53, // [53:53] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_privtune_v1_events_proto_init() }
@@ -4881,6 +4965,7 @@ func file_privtune_v1_events_proto_init() {
 		(*EventEnvelope_TrafficFlipped)(nil),
 		(*EventEnvelope_RolledBack)(nil),
 		(*EventEnvelope_AccessDenied)(nil),
+		(*EventEnvelope_BreakGlassUsed)(nil),
 		(*EventEnvelope_TrainingScheduled)(nil),
 		(*EventEnvelope_TrainingStopRequested)(nil),
 		(*EventEnvelope_TrainingCancelled)(nil),
@@ -4897,7 +4982,7 @@ func file_privtune_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_privtune_v1_events_proto_rawDesc), len(file_privtune_v1_events_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   45,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
