@@ -148,8 +148,13 @@ def record_to_json(record: AuditRecord) -> bytes:
 def record_from_json(data: bytes) -> AuditRecord:
     """Parse a stored record, checking its shape (not its hash: that is ``verify``'s job).
 
+    Only the exact bytes ``record_to_json`` writes are accepted, so no other
+    JSON reader (a SIEM, a person with ``jq``) can see a different record in
+    them, e.g. through a repeated key.
+
     Raises:
-        ValueError: ``data`` is too large, not JSON, or not a version-1 record.
+        ValueError: ``data`` is too large, not JSON, not a version-1 record, or
+            not in canonical form.
     """
     if len(data) > 2 * MAX_RECORD_BYTES:
         raise ValueError(f"a stored audit record is at most {2 * MAX_RECORD_BYTES} bytes, got {len(data)}")
@@ -164,7 +169,13 @@ def record_from_json(data: bytes) -> AuditRecord:
         raise ValueError(f"stored audit record has fields {sorted(obj)[:16]}, expected {sorted(expected)}")
     if obj["v"] != FORMAT_VERSION or isinstance(obj["v"], bool):
         raise ValueError(f"stored audit record has format version {obj['v']!r}; this reader knows {FORMAT_VERSION}")
-    return _record_from_fields(obj)
+    record = _record_from_fields(obj)
+    if record_to_json(record) != data:
+        raise ValueError(
+            "stored audit record is not in canonical form (key order, spacing, escapes or a repeated key): "
+            "two readers could see different records in it"
+        )
+    return record
 
 
 def _record_from_fields(obj: dict[str, Any]) -> AuditRecord:

@@ -197,7 +197,8 @@ def signed_head_from_json(data: bytes) -> SignedHead:
     """Parse a published head (its shape only: ``verify_head`` checks the signature).
 
     Raises:
-        ValueError: ``data`` is too large, not JSON, or not a signed head.
+        ValueError: ``data`` is too large, not JSON, not a signed head, or not
+            the exact bytes ``signed_head_to_json`` writes.
     """
     if len(data) > MAX_HEAD_JSON_BYTES:
         raise ValueError(f"a signed head is at most {MAX_HEAD_JSON_BYTES} bytes, got {len(data)}")
@@ -212,7 +213,10 @@ def signed_head_from_json(data: bytes) -> SignedHead:
     _check_head(head)
     if not _is_hex(obj["signature_hex"], 2 * SIGNATURE_BYTES):
         raise ValueError(f"signed head signature_hex must be {2 * SIGNATURE_BYTES} lowercase hex digits")
-    return SignedHead(head=head, signature_hex=obj["signature_hex"])
+    signed = SignedHead(head=head, signature_hex=obj["signature_hex"])
+    if signed_head_to_json(signed) != data:
+        raise ValueError("signed head is not in canonical form (key order, spacing, escapes or a repeated key)")
+    return signed
 
 
 def _check_head(head: TreeHead) -> None:
