@@ -44,6 +44,18 @@ class ServerProcess:
     data_dir: Path
     storage_path: Path  # tenant T's files live in storage_path / T
     log_path: Path
+    auth: str = "insecure-headers"
+
+    @property
+    def ca_path(self) -> Path:
+        """The local CA's certificate (tls mode): what clients trust."""
+        return self.data_dir / "pki" / "ca.pem"
+
+    def token(self, tenant: str, actor: str, roles: tuple[str, ...] = ("ml-engineer",)) -> str:
+        """A bearer token from the server's development issuer (tls mode)."""
+        from services.common.auth.tokens import DevIssuer
+
+        return DevIssuer(self.data_dir / "auth").mint(tenant, actor, roles)
 
     def put_files(self, tenant: str, folder: str, files: dict[str, bytes]) -> str:
         """Write files into the tenant's storage and return the folder's file:// URI."""
@@ -80,7 +92,13 @@ def _serving(server: ServerProcess) -> bool:
     if server.process.poll() is not None:
         raise AssertionError(f"privtune up exited with status {server.process.returncode} before serving; "
                              f"its log ({server.log_path}):\n{server.log_tail()}")
-    with grpc.insecure_channel(server.target) as channel:
+    if server.auth == "tls":
+        if not server.ca_path.exists():
+            return False
+        channel = grpc.secure_channel(server.target, grpc.ssl_channel_credentials(server.ca_path.read_bytes()))
+    else:
+        channel = grpc.insecure_channel(server.target)
+    with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
         except grpc.RpcError:
@@ -88,8 +106,9 @@ def _serving(server: ServerProcess) -> bool:
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def start_server(data_dir: Path, startup_timeout: float = 180.0) -> ServerProcess:
-    """Start `privtune up` on the embedded defaults under ``data_dir`` and wait until it serves."""
+def start_server(data_dir: Path, startup_timeout: float = 180.0, auth: str = "insecure-headers") -> ServerProcess:
+    """Start `privtune up` on the embedded defaults under ``data_dir`` (``auth``: its --auth mode) and wait
+    until it serves."""
     data_dir.mkdir(parents=True, exist_ok=True)
     storage = data_dir / "tenants"
     log_path = data_dir / "privtune-up.log"
@@ -99,9 +118,9 @@ def start_server(data_dir: Path, startup_timeout: float = 180.0) -> ServerProces
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "privtune", "up", "--data-dir", str(data_dir), "--storage", str(storage),
-             "--grpc", target],
+             "--grpc", target, "--auth", auth],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    server = ServerProcess(process, target, data_dir, storage, log_path)
+    server = ServerProcess(process, target, data_dir, storage, log_path, auth)
     deadline = time.monotonic() + startup_timeout
     try:
         while not _serving(server):
@@ -116,9 +135,9 @@ def start_server(data_dir: Path, startup_timeout: float = 180.0) -> ServerProces
 
 
 @contextmanager
-def running_server(data_dir: Path) -> Iterator[ServerProcess]:
+def running_server(data_dir: Path, auth: str = "insecure-headers") -> Iterator[ServerProcess]:
     """``start_server``, then stop it (SIGTERM) when the block ends."""
-    server = start_server(data_dir)
+    server = start_server(data_dir, auth=auth)
     try:
         yield server
     finally:

@@ -106,3 +106,18 @@ def test_every_dataset_and_curation_error_carries_status_details(go_bin: Path,
     assert run.returncode == 0, f"privtune-errors exited {run.returncode}:\n{run.stdout}{run.stderr}"
     summary = re.search(r"privtune-errors: (\d+) of \1 error cases as expected", run.stdout)
     assert summary and int(summary.group(1)) >= 20, run.stdout  # the table's cases all ran
+
+
+def test_example_client_over_tls_with_a_bearer_token(go_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The same flow against `privtune up --auth tls`: the Go client trusts the local CA and sends a
+    token from the development issuer; without the token, or in plaintext, it is refused."""
+    with running_server(tmp_path_factory.mktemp("privtune-up-tls"), auth="tls") as up:
+        uri = up.put_files(TENANT, "faq-tls", {"faq.jsonl": _faq()})
+        token = up.token(TENANT, "go-client")
+        run = _run(go_bin / "privtune-example", up, "-uri", uri, "-ca", str(up.ca_path), "-token", token)
+        assert run.returncode == 0, f"{run.stdout}{run.stderr}\nserver log:\n{up.log_tail()}"
+        assert run.stdout.splitlines()[-1].startswith("dataset_version_id dv-")
+        no_token = _run(go_bin / "privtune-example", up, "-uri", uri, "-name", "other", "-ca", str(up.ca_path))
+        assert no_token.returncode == 3 and "Unauthenticated: no credentials" in no_token.stderr
+        plaintext = _run(go_bin / "privtune-example", up, "-uri", uri, "-name", "other", "-token", token)
+        assert plaintext.returncode != 0 and "Unavailable" in plaintext.stdout + plaintext.stderr

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -40,6 +41,8 @@ func main() {
 	recipe := flag.String("recipe", "auto", "curation recipe: auto, passthrough, tickets_to_sft or documents_to_qa")
 	callTimeout := flag.Duration("timeout", 60*time.Second, "deadline of each unary call")
 	watchTimeout := flag.Duration("watch-timeout", 10*time.Minute, "deadline for the curation job to finish")
+	caFile := flag.String("ca", os.Getenv("PRIVTUNE_CA"), "PEM file of the CA to trust: speak TLS (the platform's --auth tls) [PRIVTUNE_CA]")
+	token := flag.String("token", os.Getenv("PRIVTUNE_TOKEN"), "bearer token from your identity provider; the tenant comes from it [PRIVTUNE_TOKEN]")
 	flag.Parse()
 
 	if *tenant == "" || *uri == "" {
@@ -61,14 +64,26 @@ func main() {
 		os.Exit(2)
 	}
 
-	conn, err := grpc.NewClient(*target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	transport := insecure.NewCredentials()
+	if *caFile != "" {
+		creds, err := credentials.NewClientTLSFromFile(*caFile, "")
+		if err != nil {
+			fail("read the CA certificate", err)
+		}
+		transport = creds
+	}
+	conn, err := grpc.NewClient(*target, grpc.WithTransportCredentials(transport))
 	if err != nil {
 		fail("connect", err)
 	}
 	defer conn.Close()
-	// Identity travels in these headers on every call (the platform's development identity).
+	// With a token (tls mode) the platform takes tenant and caller from its verified claims;
+	// without one, from these headers (the insecure development mode).
 	ctx := metadata.AppendToOutgoingContext(context.Background(),
 		"x-privtune-tenant", *tenant, "x-privtune-actor", *actor)
+	if *token != "" {
+		ctx = metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+*token)
+	}
 
 	ex := example{
 		datasets:    privtunev1.NewDatasetServiceClient(conn),
