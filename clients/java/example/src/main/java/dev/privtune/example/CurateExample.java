@@ -23,6 +23,7 @@ import dev.privtune.api.v1.GetDatasetRequest;
 import dev.privtune.api.v1.WatchCurationJobRequest;
 import dev.privtune.api.v1.WatchCurationJobResponse;
 import io.grpc.Channel;
+import io.grpc.ChannelCredentials;
 import io.grpc.ClientInterceptors;
 import io.grpc.Grpc;
 import io.grpc.InsecureChannelCredentials;
@@ -30,8 +31,11 @@ import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import io.grpc.TlsChannelCredentials;
 import io.grpc.protobuf.StatusProto;
 import io.grpc.stub.MetadataUtils;
+import java.io.File;
+import java.io.IOException;
 import java.util.HashMap;
 import java.util.Iterator;
 import java.util.Locale;
@@ -60,7 +64,10 @@ public final class CurateExample {
   static final int EXIT_USAGE = 2;
   static final int EXIT_CONTRACT = 3;
 
-  // Identity comes from these headers until privtune has authentication.
+  // In the platform's tls mode the caller sends a bearer token and tenant and caller come from its
+  // verified claims; in the insecure development mode, from these headers.
+  static final Metadata.Key<String> AUTHORIZATION =
+      Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
   static final Metadata.Key<String> TENANT_HEADER =
       Metadata.Key.of("x-privtune-tenant", Metadata.ASCII_STRING_MARSHALLER);
   static final Metadata.Key<String> ACTOR_HEADER =
@@ -75,11 +82,13 @@ public final class CurateExample {
       "  --name N               dataset name (default java-example-<random>)",
       "  --recipe R             auto, passthrough, tickets_to_sft or documents_to_qa (default auto)",
       "  --call-timeout S       deadline of each unary call, seconds (default 30)",
-      "  --watch-timeout S      deadline of the job watch, seconds (default 600)");
+      "  --watch-timeout S      deadline of the job watch, seconds (default 600)",
+      "  --ca FILE              PEM of the CA to trust: speak TLS (privtune up --auth tls) [PRIVTUNE_CA]",
+      "  --token JWT            bearer token from your identity provider [PRIVTUNE_TOKEN]");
 
   /** What to run, from the command line and the environment. */
   record Options(String target, String tenant, String actor, String storageUri, String name,
-      CurationRecipe recipe, long callTimeoutSeconds, long watchTimeoutSeconds) {
+      CurationRecipe recipe, long callTimeoutSeconds, long watchTimeoutSeconds, String ca, String token) {
 
     static Options parse(String[] args, Map<String, String> env) {
       Map<String, String> given = new HashMap<>();
@@ -110,7 +119,9 @@ public final class CurateExample {
           given.getOrDefault("name", "java-example-" + UUID.randomUUID().toString().substring(0, 8)),
           parsedRecipe,
           seconds(given, "call-timeout", 30),
-          seconds(given, "watch-timeout", 600));
+          seconds(given, "watch-timeout", 600),
+          given.getOrDefault("ca", env.getOrDefault("PRIVTUNE_CA", "")),
+          given.getOrDefault("token", env.getOrDefault("PRIVTUNE_TOKEN", "")));
     }
 
     private static long seconds(Map<String, String> given, String flag, long fallback) {
@@ -129,8 +140,12 @@ public final class CurateExample {
 
   CurateExample(Channel channel, Options options) {
     Metadata identity = new Metadata();
-    identity.put(TENANT_HEADER, options.tenant());
-    identity.put(ACTOR_HEADER, options.actor());
+    if (options.token().isEmpty()) {
+      identity.put(TENANT_HEADER, options.tenant());
+      identity.put(ACTOR_HEADER, options.actor());
+    } else {
+      identity.put(AUTHORIZATION, "Bearer " + options.token());
+    }
     Channel withIdentity =
         ClientInterceptors.intercept(channel, MetadataUtils.newAttachHeadersInterceptor(identity));
     this.options = options;
@@ -151,8 +166,17 @@ public final class CurateExample {
       System.exit(EXIT_USAGE);
       return;
     }
-    ManagedChannel channel =
-        Grpc.newChannelBuilder(options.target(), InsecureChannelCredentials.create()).build();
+    ChannelCredentials credentials = InsecureChannelCredentials.create();
+    if (!options.ca().isEmpty()) {
+      try {
+        credentials = TlsChannelCredentials.newBuilder().trustManager(new File(options.ca())).build();
+      } catch (IOException e) {
+        System.err.println("error: cannot read the CA certificate " + options.ca() + ": " + e.getMessage());
+        System.exit(EXIT_USAGE);
+        return;
+      }
+    }
+    ManagedChannel channel = Grpc.newChannelBuilder(options.target(), credentials).build();
     int exit;
     try {
       CurateExample example = new CurateExample(channel, options);
