@@ -8,12 +8,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, Table, func, select
 
 from privtune.platform import all_projections
 from privtune.v1 import dataset_service_pb2 as pb
 from services.common.replay import replay, snapshot
 from services.common.store import open_store
-from services.common.store.schema import dataset_view
+from services.common.store.schema import curation_dataset_catalog, dataset_view
 from tests.platform_fixtures import dataset_stub, metadata, register, start_platform, wait_until
 from privtune.devinfra.kafka import KafkaCluster
 from tests.stores import fresh_store_url
@@ -31,6 +32,11 @@ def _backends(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> dict
             "store_uri": fresh_store_url(request, "postgresql", tmp_path)}
 
 
+def _rows(engine: Engine, table: Table) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
 @pytest.mark.parametrize("kind", ["embedded", "kafka+postgresql"])
 def test_replay_from_zero_reproduces_the_live_read_models(
         request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> None:
@@ -45,6 +51,10 @@ def test_replay_from_zero_reproduces_the_live_read_models(
             wait_until(lambda t=tenant: len(stub.ListDatasets(pb.ListDatasetsRequest(),
                                                               metadata=metadata(t)).datasets) == 6,
                        what=f"{tenant}'s read model")
+        # every consumer, not only the one the API reads: curation's own catalog follows the same events
+        assert platform.engine is not None
+        wait_until(lambda: _rows(platform.engine, curation_dataset_catalog) == 12,  # type: ignore[arg-type]
+                   what="curation's dataset catalog")
     finally:
         platform.stop()
 
