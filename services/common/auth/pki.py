@@ -71,7 +71,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Write ``data`` readable by the owner only, atomically (a half-written key is never seen)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -139,8 +139,8 @@ def _ensure(pki: LocalPki, hosts: tuple[str, ...]) -> None:
     if not pki.ca.cert.exists():
         key = _new_key()
         cert = _issue("privtune local CA", key, None, key, CA_DAYS, ca=True)
-        _write_private(pki.ca.key, _key_pem(key))
-        _write_private(pki.ca.cert, cert.public_bytes(serialization.Encoding.PEM))
+        write_private(pki.ca.key, _key_pem(key))
+        write_private(pki.ca.cert, cert.public_bytes(serialization.Encoding.PEM))
     if not pki.server.cert.exists():
         sans: list[x509.GeneralName] = []
         for host in hosts:
@@ -172,8 +172,8 @@ def _issue_leaf(pki: LocalPki, pair: CertPair, subject: str, sans: list[x509.Gen
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     key = _new_key()
     cert = _issue(subject, key, ca_cert, ca_key, LEAF_DAYS, sans=sans, server=server, client=client)
-    _write_private(pair.key, _key_pem(key))
-    _write_private(pair.cert, cert.public_bytes(serialization.Encoding.PEM))
+    write_private(pair.key, _key_pem(key))
+    write_private(pair.cert, cert.public_bytes(serialization.Encoding.PEM))
 
 
 def spiffe_identity(uri: str) -> tuple[str, str] | None:

@@ -29,7 +29,7 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import ECKey, KeySet
 
-from services.common.auth.pki import creation_lock
+from services.common.auth.pki import creation_lock, write_private
 from services.common.auth.roles import ROLES
 from services.common.errors import Unauthenticated
 from services.common.identity import is_actor, is_tenant_id
@@ -258,11 +258,7 @@ class DevIssuer:
             if not key_file.exists():
                 key = ECKey.generate_key("P-256", parameters={"kid": uuid.uuid4().hex[:16], "use": "sig",
                                                               "alg": "ES256"})
-                tmp = key_file.with_name(f".{key_file.name}.{os.getpid()}.tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "w") as fh:
-                    json.dump(key.as_dict(private=True), fh)
-                os.replace(tmp, key_file)
+                write_private(key_file, json.dumps(key.as_dict(private=True)).encode())
             self.key = ECKey.import_key(json.loads(key_file.read_text()))
             self.jwks = {"keys": [self.key.as_dict(private=False)]}
             jwks_file = root / "jwks.json"
