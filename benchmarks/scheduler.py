@@ -31,9 +31,10 @@ Part 2, ``api`` (``--clients``, ``--api-seconds``, ``--warmup``, ``--prefill``, 
 then the PostgreSQL store, in the same run. For each store a fresh platform runs in this
 process with the orchestrator only (API, controller, projections, outbox relay; no training
 worker, so jobs stay queued or scheduled), a local pool of 2 device slots, a tenant policy,
-the tiny base model, one dataset version and ``--prefill`` jobs created through the API. The
-clients run in a child process (so they do not share the server's GIL): one thread and one
-gRPC channel (its own HTTP/2 connection) per client, closed loop (the next call as soon as
+the tiny base model, one dataset version and ``--prefill`` jobs created through the API, in the
+default auth mode (TLS; the clients send a bearer token of its development issuer, verified per
+call). The clients run in a child process (so they do not share the server's GIL): one thread and one
+TLS gRPC channel (its own HTTP/2 connection) per client, closed loop (the next call as soon as
 the previous answers), 60% ``GetTrainingJob`` (a random known job), 25% ``ListTrainingJobs``
 (first page of 50) and 15% ``CreateTrainingJob`` (full admission: policy file, model
 catalog, dataset version, estimate, ledger, then the events and outbox in one transaction).
@@ -160,7 +161,6 @@ def run_decisions(queue_sizes: Sequence[int], seconds: float, seed: int) -> None
 
 API_OPERATIONS = ("GetTrainingJob", "ListTrainingJobs", "CreateTrainingJob")
 API_WEIGHTS = (60, 25, 15)
-CALL_METADATA = (("x-privtune-tenant", "acme"), ("x-privtune-actor", "alice"))
 POOLS_YAML = "pools:\n  - {name: local, gpu_type: cpu, gpus: 2, shared: false}\n"
 POLICY_YAML = """version: "bench-1"
 quotas: {max_concurrent_jobs: 2, monthly_gpu_hours: 1000000.0}
@@ -171,9 +171,19 @@ DURABLE_POSTGRES = {"fsync": "on", "synchronous_commit": "on", "full_page_writes
 Sample = tuple[int, float, float, str]
 
 
-def drive_clients(target: str, job_ids: list[str], create_request: bytes, clients: int, seconds: float,
-                  seed: int) -> tuple[list[Sample], float, float]:
-    """Run ``clients`` closed-loop client threads, one channel each, for ``seconds``.
+def api_credentials(platform: Any) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+    """What a client of ``platform`` needs (tls, the default auth mode): the CA certificate to trust and
+    call metadata carrying a bearer token of tenant acme, minted by the platform's development issuer."""
+    from services.common.auth.tokens import DevIssuer
+
+    token = DevIssuer(platform.config.auth_dir).mint("acme", "alice", ["ml-engineer"], ttl_s=6 * 3600)
+    return (platform.config.pki_dir / "ca.pem").read_bytes(), (("authorization", f"Bearer {token}"),)
+
+
+def drive_clients(target: str, ca_pem: bytes, call_metadata: tuple[tuple[str, str], ...], job_ids: list[str],
+                  create_request: bytes, clients: int, seconds: float, seed: int
+                  ) -> tuple[list[Sample], float, float]:
+    """Run ``clients`` closed-loop client threads, one TLS channel each (trusting ``ca_pem``), for ``seconds``.
 
     Runs in a child process. Returns every call's sample, the process's CPU seconds and the
     clients' start on ``time.perf_counter`` (CLOCK_MONOTONIC on Linux: the same clock as the server's).
@@ -192,22 +202,22 @@ def drive_clients(target: str, job_ids: list[str], create_request: bytes, client
 
     def call(stub: pb_grpc.TrainingServiceStub, op: int, name: str, rng: random.Random) -> str:
         if op == 0:
-            stub.GetTrainingJob(pb.GetTrainingJobRequest(job_id=rng.choice(known)), metadata=CALL_METADATA,
+            stub.GetTrainingJob(pb.GetTrainingJobRequest(job_id=rng.choice(known)), metadata=call_metadata,
                                 timeout=120)
         elif op == 1:
-            stub.ListTrainingJobs(pb.ListTrainingJobsRequest(page_size=50), metadata=CALL_METADATA, timeout=120)
+            stub.ListTrainingJobs(pb.ListTrainingJobsRequest(page_size=50), metadata=call_metadata, timeout=120)
         else:
             request = pb.CreateTrainingJobRequest()
             request.CopyFrom(template)
             request.spec.name = name
-            job = stub.CreateTrainingJob(request, metadata=CALL_METADATA, timeout=120).job
+            job = stub.CreateTrainingJob(request, metadata=call_metadata, timeout=120).job
             known.append(job.job_id)
             return "REJECTED" if job.state == pb.TRAINING_JOB_STATE_REJECTED else "OK"
         return "OK"
 
     def client(n: int) -> None:
         rng = random.Random(seed * 1_000_003 + n)
-        channel = grpc.insecure_channel(target)
+        channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(ca_pem))
         grpc.channel_ready_future(channel).result(timeout=60)
         stub = pb_grpc.TrainingServiceStub(channel)
         mine: list[Sample] = []
@@ -298,13 +308,14 @@ def prefill_jobs(platform: Any, request: Any, count: int) -> list[str]:
     from privtune.v1 import training_service_pb2_grpc as pb_grpc
     from services.common.store.schema import training_job_view
 
-    stub = pb_grpc.TrainingServiceStub(grpc.insecure_channel(platform.grpc_target))
+    ca_pem, call_metadata = api_credentials(platform)
+    stub = pb_grpc.TrainingServiceStub(grpc.secure_channel(platform.grpc_target, grpc.ssl_channel_credentials(ca_pem)))
 
     def create(n: int) -> str:
         named = pb.CreateTrainingJobRequest()
         named.CopyFrom(request)
         named.spec.name = f"prefill-{n}"
-        job = stub.CreateTrainingJob(named, metadata=CALL_METADATA, timeout=120).job
+        job = stub.CreateTrainingJob(named, metadata=call_metadata, timeout=120).job
         if job.state == pb.TRAINING_JOB_STATE_REJECTED:
             raise RuntimeError(f"the benchmark's job request was rejected: {job.reason}")
         return job.job_id
@@ -366,7 +377,8 @@ def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argp
             child.submit(int, 0).result()  # the child's start-up and imports before the clock
             busy0, total0, cpu0 = *_busy_jiffies(), time.process_time()
             handlers.clear()
-            samples, client_cpu, started = child.submit(drive_clients, platform_.grpc_target, job_ids,
+            samples, client_cpu, started = child.submit(drive_clients, platform_.grpc_target,
+                                                        *api_credentials(platform_), job_ids,
                                                         request.SerializeToString(), args.clients,
                                                         args.warmup + args.api_seconds, args.seed).result()
             busy1, total1, cpu1 = *_busy_jiffies(), time.process_time()

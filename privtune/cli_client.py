@@ -1,11 +1,13 @@
 """What the gRPC client commands share: the channel, the caller's credentials, JSON output of messages.
 
-With ``PRIVTUNE_AUTH=tls`` (as the platform it talks to), the CLI speaks TLS, trusting the CA of
-the embedded default (``<data dir>/pki/ca.pem``, or ``PRIVTUNE_CA``), and sends a bearer token:
-``PRIVTUNE_TOKEN`` when set (one from your identity provider), else one it mints with the local
-development issuer of the data folder, for ``--tenant`` and ``--actor`` with ``PRIVTUNE_ROLES``
-(default viewer, ml-engineer, approver). Anyone who can read the data folder can mint tokens:
-that issuer is for one machine, never for a shared platform.
+By default (``PRIVTUNE_AUTH`` unset or ``tls``, as the platform it talks to) the CLI speaks TLS,
+trusting the CA of the embedded default (``<data dir>/pki/ca.pem``, or ``PRIVTUNE_PKI_DIR/ca.pem``,
+or ``PRIVTUNE_CA``), and sends a bearer token: ``PRIVTUNE_TOKEN`` when set (one from your identity
+provider), else one it mints with the local development issuer of the data folder (or
+``PRIVTUNE_AUTH_DIR``), for ``--tenant`` and ``--actor`` with ``PRIVTUNE_ROLES`` (default viewer,
+ml-engineer, approver). Anyone who can read the data folder can mint tokens: that issuer is for one
+machine, never for a shared platform. ``PRIVTUNE_AUTH=insecure-headers`` sends ``--tenant`` and
+``--actor`` as plain headers to a platform started in that mode (local experiments only).
 """
 
 from __future__ import annotations
@@ -20,39 +22,49 @@ DEFAULT_ROLES = "viewer,ml-engineer,approver"
 
 
 def _tls() -> bool:
-    return os.environ.get("PRIVTUNE_AUTH", "insecure-headers") == "tls"
+    return os.environ.get("PRIVTUNE_AUTH", "tls") != "insecure-headers"
 
 
 def _data_dir() -> Path:
     return Path(os.environ.get("PRIVTUNE_DATA_DIR", "var")).absolute()
 
 
+def _pki_dir() -> Path:
+    """As ``PlatformConfig.pki_dir``: ``PRIVTUNE_PKI_DIR``, else ``<data dir>/pki``."""
+    return Path(os.environ.get("PRIVTUNE_PKI_DIR") or _data_dir() / "pki").absolute()
+
+
+def _auth_dir() -> Path:
+    """As ``PlatformConfig.auth_dir``: ``PRIVTUNE_AUTH_DIR``, else ``<data dir>/auth``."""
+    return Path(os.environ.get("PRIVTUNE_AUTH_DIR") or _data_dir() / "auth").absolute()
+
+
 def client_channel(target: str) -> Any:
-    """A channel to the platform: TLS in tls mode (the local CA, or ``PRIVTUNE_CA``), else plaintext."""
+    """A channel to the platform: TLS (the local CA, or ``PRIVTUNE_CA``), plaintext in insecure-headers mode."""
     import grpc
 
     if not _tls():
         return grpc.insecure_channel(target)
-    ca = Path(os.environ.get("PRIVTUNE_CA", _data_dir() / "pki" / "ca.pem"))
+    ca = Path(os.environ.get("PRIVTUNE_CA") or _pki_dir() / "ca.pem")
     if not ca.exists():
-        raise SystemExit(f"error: PRIVTUNE_AUTH=tls but no CA certificate at {ca}: start the platform once "
-                         "(privtune up --auth tls) or set PRIVTUNE_CA")
+        raise SystemExit(f"error: no CA certificate at {ca} to trust the platform's TLS certificate: start the "
+                         "platform once with this data folder (privtune up) or set PRIVTUNE_CA")
     return grpc.secure_channel(target, grpc.ssl_channel_credentials(ca.read_bytes()))
 
 
-def call_metadata(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """The caller's credentials: a bearer token in tls mode, else ``--tenant`` and ``--actor`` headers."""
+def call_metadata(args: argparse.Namespace, default_roles: str = DEFAULT_ROLES) -> list[tuple[str, str]]:
+    """The caller's credentials: a bearer token, or ``--tenant`` and ``--actor`` headers in insecure-headers mode."""
     if not _tls():
         return [("x-privtune-tenant", args.tenant), ("x-privtune-actor", args.actor)]
     token = os.environ.get("PRIVTUNE_TOKEN", "")
     if not token:
         from services.common.auth.tokens import DevIssuer
 
-        auth_dir = _data_dir() / "auth"
+        auth_dir = _auth_dir()
         if not (auth_dir / "issuer-key.json").exists():
-            raise SystemExit(f"error: PRIVTUNE_AUTH=tls but no token: set PRIVTUNE_TOKEN, or run next to the "
-                             f"platform's data folder (no development issuer in {auth_dir})")
-        roles = [r.strip() for r in os.environ.get("PRIVTUNE_ROLES", DEFAULT_ROLES).split(",") if r.strip()]
+            raise SystemExit(f"error: no token: set PRIVTUNE_TOKEN, or run next to the platform's data folder "
+                             f"(no development issuer in {auth_dir}; set PRIVTUNE_DATA_DIR or PRIVTUNE_AUTH_DIR)")
+        roles = [r.strip() for r in os.environ.get("PRIVTUNE_ROLES", default_roles).split(",") if r.strip()]
         token = DevIssuer(auth_dir).mint(args.tenant, args.actor, roles, ttl_s=900)
     return [("authorization", f"Bearer {token}")]
 

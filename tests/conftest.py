@@ -45,6 +45,7 @@ from privtune.devinfra.postgres import (
     PostgresServer,
 )
 from tests.oidc_provider import oidc_provider  # noqa: F401 - fixture for every test module
+from tests.platform_fixtures import shared_auth  # noqa: F401 - one PKI and token issuer per session
 from tests.s3_fixtures import s3_bucket, s3_server  # noqa: F401 - fixtures for every test module
 
 KAFKA_BOOTSTRAP_ENV = "PRIVTUNE_TEST_KAFKA_BOOTSTRAP"

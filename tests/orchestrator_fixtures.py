@@ -14,7 +14,6 @@ import json
 import uuid
 from typing import Any
 
-import grpc
 from sqlalchemy import Engine
 
 from gpu_worker.synthetic import reverse_task, write_dataset_version
@@ -30,7 +29,7 @@ from services.common.storage import open_tenant_storage
 from services.curation import domain as curation_domain
 from services.orchestrator import catalog
 from services.ingest import domain as dataset_domain
-from tests.platform_fixtures import metadata
+from tests.platform_fixtures import channel, metadata
 
 TINY_SETTINGS: dict[str, Any] = {"max_steps": 30, "micro_batch_size": 8, "checkpoint_every": 10,
                                  "learning_rate": 0.01, "seed": 7}
@@ -90,9 +89,8 @@ def job_request(version_id: str, name: str = "tiny-job", base_model: str = "tiny
 
 
 def training_stub(platform: Platform | str) -> pb_grpc.TrainingServiceStub:
-    """A TrainingService client for an in-process platform or a ``host:port``."""
-    target = platform if isinstance(platform, str) else platform.grpc_target
-    return pb_grpc.TrainingServiceStub(grpc.insecure_channel(target))
+    """A TrainingService client (TLS) for an in-process platform or a ``host:port`` on the shared PKI."""
+    return pb_grpc.TrainingServiceStub(channel(platform))
 
 
 def create_job(platform: Platform, request: pb.CreateTrainingJobRequest, tenant: str = "acme") -> pb.TrainingJob:

@@ -9,6 +9,7 @@ open, unary calls and health checks keep their own threads.
 
 from __future__ import annotations
 
+import logging
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -20,6 +21,8 @@ from services.common import reflection
 from services.common.grpc_errors import DenialRecorder, ErrorMappingInterceptor
 from services.common.grpc_limits import RequestLimitsInterceptor, StreamSlots
 from services.common.limits import MAX_WIRE_BYTES, StreamLimits
+
+log = logging.getLogger(__name__)
 
 # unary calls that may wait for a thread, per unary worker, before the server answers
 # RESOURCE_EXHAUSTED at once (a bounded answer instead of an ever longer queue)
@@ -99,6 +102,11 @@ def start_grpc_server(address: str, bindings: Sequence[ServiceBinding], max_work
     component_port = 0
     if tls is None:
         port = server.add_insecure_port(address)
+        if auth is None:
+            log.warning("INSECURE: the gRPC API on %s is plaintext and trusts the x-privtune-tenant and "
+                        "x-privtune-actor headers, so any client can act as any tenant (auth mode "
+                        "insecure-headers, for local experiments only and to be removed); run without "
+                        "PRIVTUNE_AUTH=insecure-headers for TLS and verified tokens", address)
     else:
         port = server.add_secure_port(address, grpc.ssl_server_credentials([(tls.key, tls.cert)]))
         if tls.component_address:

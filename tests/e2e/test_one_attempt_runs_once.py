@@ -57,10 +57,11 @@ def test_the_same_scheduled_command_delivered_twice_runs_one_attempt(request: py
     bus_uri, store = _backends(request, kind, data)
     engine = open_store(store)
     version = register_version(engine, f"file://{data / 'tenants'}")
-    port = _free_port()
+    port, component_port = _free_port(), _free_port()
     logs = [tmp_path / "worker-0.log", tmp_path / "worker-1.log"]
-    orchestrator = _serve("orchestrator", bus_uri, store, data, tmp_path / "orchestrator.log", port)
-    workers = [_serve("training", bus_uri, store, data, log, orchestrator=f"127.0.0.1:{port}") for log in logs]
+    orchestrator = _serve("orchestrator", bus_uri, store, data, tmp_path / "orchestrator.log", port, component_port)
+    workers = [_serve("training", bus_uri, store, data, log, orchestrator=f"127.0.0.1:{component_port}")
+               for log in logs]  # workers claim on the component port with their certificates
     bus = open_bus(bus_uri)
     try:
         wait_until(lambda: _serving(port, orchestrator, tmp_path / "orchestrator.log"), 120, "the orchestrator")

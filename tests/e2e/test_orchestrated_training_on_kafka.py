@@ -2,6 +2,8 @@
 
 The worker running a job is killed with SIGKILL; nobody acts: the controller notices the
 missing heartbeats, requeues the job, and the other worker resumes it from its checkpoint.
+Every process is on the session's PKI (named in its environment): the workers claim attempts on
+the orchestrator's component port with their client certificates, the test calls its API over TLS.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import grpc
 import pytest
 
 from privtune.v1 import registry_service_pb2 as rpb
@@ -23,7 +24,7 @@ from services.common import eventstore
 from services.common.store import open_store
 from tests.e2e.test_separate_processes import _free_port, _serving
 from tests.orchestrator_fixtures import job_request, register_version, training_stub
-from tests.platform_fixtures import metadata, wait_until
+from tests.platform_fixtures import channel, metadata, wait_until
 from tests.stores import fresh_postgres_database
 from tests.training_fixtures import TENANT, make_models
 
@@ -31,11 +32,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _serve(service: str, bus: str, store: str, data: Path, log: Path, port: int = 0,
+def _serve(service: str, bus: str, store: str, data: Path, log: Path, port: int = 0, component_port: int = 0,
            orchestrator: str = "") -> subprocess.Popen[bytes]:
-    """``privtune serve``; a training worker gets the bus and the orchestrator's address, never the store."""
+    """``privtune serve``; a training worker gets the bus and the orchestrator's component address, never
+    the store."""
     env = {**{k: v for k, v in os.environ.items() if k != "PRIVTUNE_STORE"}, "PYTHONPATH": str(ROOT),
-           "PRIVTUNE_HEARTBEAT_S": "0.5", "PRIVTUNE_WORKER_LOST_AFTER_S": "6", "PRIVTUNE_MODELS": str(data / "models")}
+           "PRIVTUNE_HEARTBEAT_S": "0.5", "PRIVTUNE_WORKER_LOST_AFTER_S": "6", "PRIVTUNE_MODELS": str(data / "models"),
+           "PRIVTUNE_COMPONENT_GRPC": f"127.0.0.1:{component_port}"}
     backends = ["--orchestrator", orchestrator] if service == "training" else ["--store", store]
     return subprocess.Popen(
         [sys.executable, "-m", "privtune", "-v", "serve", service, "--bus", bus, *backends,
@@ -65,10 +68,10 @@ def test_a_killed_worker_on_kafka_is_replaced_without_anyone_acting(kafka_bootst
     make_models(data / "models")
     engine = open_store(store)
     version = register_version(engine, f"file://{data / 'tenants'}")
-    port = _free_port()
-    orchestrator = _serve("orchestrator", bus, store, data, tmp_path / "orchestrator.log", port)
-    workers = [_serve("training", bus, store, data, tmp_path / f"worker-{i}.log", orchestrator=f"127.0.0.1:{port}")
-               for i in range(2)]
+    port, component_port = _free_port(), _free_port()
+    orchestrator = _serve("orchestrator", bus, store, data, tmp_path / "orchestrator.log", port, component_port)
+    workers = [_serve("training", bus, store, data, tmp_path / f"worker-{i}.log",
+                      orchestrator=f"127.0.0.1:{component_port}") for i in range(2)]
     try:
         wait_until(lambda: _serving(port, orchestrator, tmp_path / "orchestrator.log"), 120, "the orchestrator")
         stub = training_stub(f"127.0.0.1:{port}")
@@ -95,7 +98,7 @@ def test_a_killed_worker_on_kafka_is_replaced_without_anyone_acting(kafka_bootst
         assert reasons == ["admitted", "worker_lost"] and kinds.count("training_completed") == 1
         assert [s.attempt for s in starts] == [1, 2] and starts[1].worker_id != running
         assert starts[1].resumed_from_checkpoint_id.startswith("step-")
-        registry = rpb_grpc.ModelRegistryServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        registry = rpb_grpc.ModelRegistryServiceStub(channel(f"127.0.0.1:{port}"))
         wait_until(lambda: bool(registry.ListModelVersions(rpb.ListModelVersionsRequest(), metadata=metadata(),
                                                            timeout=10).versions), 60, "the model version")
     finally:

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from privtune.v1 import dataset_service_pb2 as pb
 from privtune.v1 import dataset_service_pb2_grpc as pb_grpc
-from tests.platform_fixtures import metadata, wait_until
+from tests.platform_fixtures import channel, metadata, wait_until
 from tests.stores import fresh_postgres_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -30,17 +30,19 @@ def _free_port() -> int:
 
 
 def _serve(bus: str, store: str, storage: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    # TLS on the session's PKI and token issuer (named in the environment); a component port of its own
     return subprocess.Popen(
         [sys.executable, "-m", "privtune", "serve", "ingest", "--bus", bus, "--store", store,
          "--storage", str(storage), "--grpc", f"127.0.0.1:{port}", "--data-dir", str(storage.parent)],
-        cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PRIVTUNE_COMPONENT_GRPC": f"127.0.0.1:{_free_port()}"})
 
 
 def _serving(port: int, proc: subprocess.Popen[bytes], log: Path) -> bool:
     if proc.poll() is not None:
         raise AssertionError(f"privtune serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
     try:
-        stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        stub = health_pb2_grpc.HealthStub(channel(f"127.0.0.1:{port}"))
         return stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING
     except grpc.RpcError:
         return False
@@ -57,7 +59,7 @@ def test_two_ingest_processes_share_kafka_and_postgres_and_survive_a_kill9(
     try:
         for port, proc, log in zip(ports, procs, logs):
             wait_until(lambda: _serving(port, proc, log), timeout=120, what=f"privtune serve on {port}")
-        stubs = [pb_grpc.DatasetServiceStub(grpc.insecure_channel(f"127.0.0.1:{p}")) for p in ports]
+        stubs = [pb_grpc.DatasetServiceStub(channel(f"127.0.0.1:{p}")) for p in ports]
 
         def register(stub: pb_grpc.DatasetServiceStub, name: str) -> None:
             folder = storage / "acme" / name

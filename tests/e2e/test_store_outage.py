@@ -31,7 +31,7 @@ from services.common.replay import replay, snapshot
 from services.common.store import open_store
 from services.common.store.schema import dataset_view, outbox
 from tests.orchestrator_fixtures import create_job, job_request, register_version
-from tests.platform_fixtures import dataset_stub, metadata, put_files, wait_until
+from tests.platform_fixtures import channel, dataset_stub, metadata, put_files, wait_until
 from tests.training_fixtures import TENANT, make_models
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -47,9 +47,9 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 def _health(target: str) -> int:
-    with grpc.insecure_channel(target) as channel:
+    with channel(target) as api:
         try:
-            return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2).status
+            return health_pb2_grpc.HealthStub(api).Check(health_pb2.HealthCheckRequest(), timeout=2).status
         except grpc.RpcError:
             return -1
 
@@ -71,8 +71,8 @@ def test_a_store_outage_heals_by_itself_and_loses_nothing(kafka_bootstrap: str, 
     def watch_health() -> None:
         # one channel for the whole watch: opening and closing one per sample can stall in close()
         # when the training worker forks its child process at the same moment
-        with grpc.insecure_channel(platform.grpc_target) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
+        with channel(platform) as api:
+            stub = health_pb2_grpc.HealthStub(api)
             while not stop_watch.wait(0.25):
                 try:
                     status = stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status

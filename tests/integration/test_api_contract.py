@@ -19,7 +19,8 @@ from privtune.platform import Platform
 from privtune.v1 import curation_service_pb2 as cpb
 from privtune.v1 import curation_service_pb2_grpc as cpb_grpc
 from privtune.v1 import dataset_service_pb2 as pb
-from tests.platform_fixtures import dataset_stub, error_details, metadata, register, start_platform, wait_until
+from tests.platform_fixtures import (channel, dataset_stub, error_details, metadata, register, start_platform,
+                                     wait_until)
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +35,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     p.stop()
 
 
-def _reflect(channel: grpc.Channel, version: str,
+def _reflect(api: grpc.Channel, version: str,
              requests: list[reflection_pb2.ServerReflectionRequest]) -> list[reflection_pb2.ServerReflectionResponse]:
     # v1 and v1alpha messages are the same bytes on the wire: one message class serves both
-    call = channel.stream_stream(REFLECTION[version], request_serializer=reflection_pb2.ServerReflectionRequest
+    call = api.stream_stream(REFLECTION[version], request_serializer=reflection_pb2.ServerReflectionRequest
                                  .SerializeToString,
                                  response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
     return list(call(iter(requests), timeout=10))
@@ -45,8 +46,8 @@ def _reflect(channel: grpc.Channel, version: str,
 
 @pytest.mark.parametrize("version", ["v1", "v1alpha"])
 def test_reflection_answers_in_both_versions_and_lists_only_what_is_served(platform: Platform, version: str) -> None:
-    channel = grpc.insecure_channel(platform.grpc_target)
-    listed, described = _reflect(channel, version, [
+    api = channel(platform)
+    listed, described = _reflect(api, version, [
         reflection_pb2.ServerReflectionRequest(list_services=""),
         reflection_pb2.ServerReflectionRequest(file_containing_symbol="privtune.v1.CurationService")])
     names = {s.name for s in listed.list_services_response.service}
@@ -56,7 +57,7 @@ def test_reflection_answers_in_both_versions_and_lists_only_what_is_served(platf
     files = [descriptor_pb2.FileDescriptorProto.FromString(b)
              for b in described.file_descriptor_response.file_descriptor_proto]
     assert any(f.name == "privtune/v1/curation_service.proto" for f in files)
-    health = health_pb2_grpc.HealthStub(channel)
+    health = health_pb2_grpc.HealthStub(api)
     for name in names:  # everything reflection lists is served: health knows it, or it is infrastructure
         if name.startswith("privtune."):
             status = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=10).status
@@ -64,7 +65,7 @@ def test_reflection_answers_in_both_versions_and_lists_only_what_is_served(platf
 
 
 def test_the_v1_reflection_service_describes_itself(platform: Platform) -> None:
-    [answer] = _reflect(grpc.insecure_channel(platform.grpc_target), "v1", [
+    [answer] = _reflect(channel(platform), "v1", [
         reflection_pb2.ServerReflectionRequest(file_containing_symbol="grpc.reflection.v1.ServerReflection")])
     files = [descriptor_pb2.FileDescriptorProto.FromString(b)
              for b in answer.file_descriptor_response.file_descriptor_proto]
@@ -108,7 +109,7 @@ def test_a_forged_altered_or_foreign_page_token_is_refused(platform: Platform) -
 
 def test_a_page_token_only_works_with_its_own_filter_and_list(platform: Platform) -> None:
     stub = dataset_stub(platform)
-    curation = cpb_grpc.CurationServiceStub(grpc.insecure_channel(platform.grpc_target))
+    curation = cpb_grpc.CurationServiceStub(channel(platform))
     md = metadata("filters")
     a = register(stub, platform, "filters", "a")
     b = register(stub, platform, "filters", "b")
@@ -195,7 +196,7 @@ def test_a_long_multibyte_error_reaches_a_default_client_whole(platform: Platfor
     from privtune.v1 import curation_config_pb2 as ccpb
 
     dataset = register(dataset_stub(platform), platform, "multibyte", "docs")
-    curation = cpb_grpc.CurationServiceStub(grpc.insecure_channel(platform.grpc_target))  # default options
+    curation = cpb_grpc.CurationServiceStub(channel(platform))  # default options
     entities = ["€" * 60 + str(i) for i in range(30)]
     ngrams = {n: -1.0 for n in range(2, 200)}  # ~200 violations, one per entry
     for config in (ccpb.CurationConfig(pii=ccpb.PiiSettings(entities=entities)),

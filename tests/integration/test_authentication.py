@@ -280,8 +280,10 @@ def test_the_cli_speaks_tls_with_a_token_from_the_local_issuer(secured: Secured)
     import sys
 
     root = Path(__file__).resolve().parents[2]
+    config = secured.platform.config  # tls is the CLI's default too
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PRIVTUNE_")},
-           "PRIVTUNE_AUTH": "tls", "PRIVTUNE_DATA_DIR": str(secured.platform.config.data_dir)}
+           "PRIVTUNE_DATA_DIR": str(config.data_dir), "PRIVTUNE_PKI_DIR": str(config.pki_dir),
+           "PRIVTUNE_AUTH_DIR": str(config.auth_dir)}
     cli = [sys.executable, "-m", "privtune", "datasets", "--target", secured.platform.grpc_target,
            "--tenant", "cli-tenant", "--actor", "carol"]
     listed = subprocess.run(cli + ["list"], cwd=root, env=env, capture_output=True, text=True, timeout=120)

@@ -18,7 +18,8 @@ from privtune.v1 import curation_service_pb2_grpc as cgrpc
 from privtune.v1 import dataset_service_pb2 as dpb
 from privtune.v1 import events_pb2
 from tests.curation_corpus import CANARY, raw_corpus
-from tests.platform_fixtures import dataset_stub, error_details, metadata, put_files, register, start_platform
+from tests.platform_fixtures import (channel, dataset_stub, error_details, metadata, put_files, register,
+                                     start_platform)
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +37,7 @@ def _config(**fields: object) -> ccpb.CurationConfig:
 
 
 def _run_job(platform: Platform, dataset_id: str, **config: object) -> cpb.CurationJob:
-    stub = cgrpc.CurationServiceStub(grpc.insecure_channel(platform.grpc_target))
+    stub = cgrpc.CurationServiceStub(channel(platform))
     job = stub.CreateCurationJob(cpb.CreateCurationJobRequest(dataset_id=dataset_id, config=_config(**config)),
                                  metadata=metadata(), timeout=30).job
     events = [r.event for r in stub.WatchCurationJob(cpb.WatchCurationJobRequest(job_id=job.job_id),
@@ -84,7 +85,7 @@ def test_raw_files_become_a_content_addressed_dataset_version(
 
 
 def test_bad_requests_are_refused_with_the_reason(platform: Platform) -> None:
-    stub = cgrpc.CurationServiceStub(grpc.insecure_channel(platform.grpc_target))
+    stub = cgrpc.CurationServiceStub(channel(platform))
     dataset = register(dataset_stub(platform), platform, "acme", "small")
     ds = dataset.dataset_id
     cases = [  # request, code, words of the message, ErrorInfo reason, the fields BadRequest names
@@ -184,7 +185,7 @@ def test_cli_creates_and_waits_for_a_curation_job(platform: Platform) -> None:
 
 
 def test_pii_redaction_can_be_turned_off_for_public_data_only(platform: Platform) -> None:
-    stub = cgrpc.CurationServiceStub(grpc.insecure_channel(platform.grpc_target))
+    stub = cgrpc.CurationServiceStub(channel(platform))
     internal = register(dataset_stub(platform), platform, "acme", "internal-notes")  # DATA_CLASSIFICATION_INTERNAL
     with pytest.raises(grpc.RpcError) as info:
         stub.CreateCurationJob(cpb.CreateCurationJobRequest(dataset_id=internal.dataset_id,

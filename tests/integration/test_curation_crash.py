@@ -27,7 +27,7 @@ from privtune.v1 import curation_service_pb2_grpc as cgrpc
 from privtune.v1 import dataset_service_pb2 as dpb
 from services.common import eventstore
 from services.common.config import PlatformConfig
-from tests.platform_fixtures import dataset_stub, metadata, put_files, wait_until
+from tests.platform_fixtures import channel, dataset_stub, metadata, put_files, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,7 +87,8 @@ def _free_port() -> int:
 
 class CurationProcess:
     """``python -m privtune serve curation curation-worker`` (the curation service and a worker in one
-    process) with its own system temp folder (``TMPDIR``)."""
+    process) with its own system temp folder (``TMPDIR``), on the session's PKI and token issuer (its
+    environment): TLS on the API port, its worker claiming on the component port."""
 
     def __init__(self, config: PlatformConfig, tmpdir: Path, log: Path) -> None:
         self.port = _free_port()
@@ -97,8 +98,9 @@ class CurationProcess:
              "--store", config.store_uri, "--storage", config.storage_root, "--data-dir", str(config.data_dir),
              "--grpc", f"127.0.0.1:{self.port}"],
             cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmpdir)})
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+            env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmpdir),
+                 "PRIVTUNE_COMPONENT_GRPC": f"127.0.0.1:{_free_port()}"})
+        self.channel = channel(f"127.0.0.1:{self.port}")
         wait_until(self._serving, timeout=180, what="privtune serve curation")
         self.stub = cgrpc.CurationServiceStub(self.channel)
 

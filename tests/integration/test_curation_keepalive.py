@@ -31,7 +31,7 @@ from services.curation.claims import GrpcCurationClaims
 from services.curation.config import CurationConfig
 from services.curation.pipeline import Curator
 from services.curation.worker import CurationWorker
-from tests.platform_fixtures import wait_until
+from tests.platform_fixtures import component_credentials, component_target, wait_until
 
 pytestmark = pytest.mark.integration
 SESSION_TIMEOUT_MS = 1500
@@ -74,7 +74,8 @@ def curation(tmp_path: Path) -> Iterator[Platform]:
 
 def _worker(platform: Platform, runs: Runs, **kwargs: Any) -> CurationWorker:
     config = platform.config
-    return CurationWorker(platform.bus, GrpcCurationClaims(platform.grpc_target), config.storage_uri,  # type: ignore[arg-type]
+    claims = GrpcCurationClaims(component_target(platform), credentials=component_credentials(platform))
+    return CurationWorker(platform.bus, claims, config.storage_uri,  # type: ignore[arg-type]
                           b"k" * 32, config.work_dir, curator=runs.curator, **kwargs)
 
 

@@ -1,6 +1,7 @@
 """The generated Go client against a real `privtune up`: the example program registers a dataset,
-curates it and watches the job; privtune-errors checks the status details of every error path of the
-dataset and curation APIs (see clients/go/cmd/privtune-errors for the table of cases)."""
+curates it and watches the job over TLS with a bearer token (the default auth mode); privtune-errors
+checks the status details of every error path of the dataset and curation APIs (see
+clients/go/cmd/privtune-errors for the table of cases)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,10 @@ import subprocess
 from pathlib import Path
 from typing import Iterator
 
-import grpc
 import pytest
 
 from privtune.v1 import curation_service_pb2 as cpb
 from privtune.v1 import curation_service_pb2_grpc as cgrpc
-from tests.platform_fixtures import metadata
 from tests.server_process import ServerProcess, running_server
 
 # bounded by the subprocess timeouts below: build 600 s, server start 180 s, two client runs 180 s each
@@ -48,8 +47,16 @@ def go_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def privtune_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One `privtune up` for this module's tests (they use distinct folders and names)."""
+    """One `privtune up` (tls, the default) for this module's tests (they use distinct folders and names)."""
     with running_server(tmp_path_factory.mktemp("privtune-up")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def privtune_up_insecure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """`privtune up --auth insecure-headers`, only for privtune-errors: it has no -ca / -token flags yet
+    (it speaks plaintext and names its tenant in headers)."""
+    with running_server(tmp_path_factory.mktemp("privtune-up-insecure"), auth="insecure-headers") as server:
         yield server
 
 
@@ -68,6 +75,11 @@ def _run(binary: Path, up: ServerProcess, *args: str) -> subprocess.CompletedPro
                           capture_output=True, text=True, timeout=180)
 
 
+def _run_tls(binary: Path, up: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """``_run`` trusting the server's CA, with a token of the tenant from its development issuer."""
+    return _run(binary, up, "-ca", str(up.ca_path), "-token", up.token(TENANT, "go-client"), *args)
+
+
 def _line(pattern: str, line: str) -> str:
     """The first group of ``pattern``, which must match the whole ``line``."""
     match = re.fullmatch(pattern, line)
@@ -77,7 +89,7 @@ def _line(pattern: str, line: str) -> str:
 
 def test_example_client_registers_curates_and_watches_a_job(go_bin: Path, privtune_up: ServerProcess) -> None:
     uri = privtune_up.put_files(TENANT, "faq", {"faq.jsonl": _faq()})
-    run = _run(go_bin / "privtune-example", privtune_up, "-uri", uri)
+    run = _run_tls(go_bin / "privtune-example", privtune_up, "-uri", uri)
     assert run.returncode == 0, f"{run.stdout}{run.stderr}\nserver log:\n{privtune_up.log_tail()}"
     lines = run.stdout.splitlines()
     _line(r"dataset (ds-\w+): faq, 1 files, \d+ bytes", lines[0])
@@ -85,39 +97,35 @@ def test_example_client_registers_curates_and_watches_a_job(go_bin: Path, privtu
     assert [line for line in lines if line.startswith("event ")] == [
         "event 1 privtune.v1.CurationRequested", "event 2 privtune.v1.DatasetVersionCreated"]
     version = _line(r"dataset_version_id (dv-\w+)", lines[-1])
-    with grpc.insecure_channel(privtune_up.target) as channel:
+    with privtune_up.channel() as channel:
         job = cgrpc.CurationServiceStub(channel).GetCurationJob(
-            cpb.GetCurationJobRequest(job_id=job_id), metadata=metadata(TENANT), timeout=30).job
+            cpb.GetCurationJobRequest(job_id=job_id), metadata=privtune_up.metadata(TENANT), timeout=30).job
     assert job.dataset_version_id == version
 
     # The example derives its request ids from its inputs: a second run answers with the first run's
     # dataset and job (the finished job's history streams, then the stream ends).
-    again = _run(go_bin / "privtune-example", privtune_up, "-uri", uri)
+    again = _run_tls(go_bin / "privtune-example", privtune_up, "-uri", uri)
     assert again.returncode == 0, f"{again.stdout}{again.stderr}"
     assert again.stdout.splitlines()[:2] == [lines[0], f"curation job {job_id}: CURATION_JOB_STATE_SUCCEEDED"]
     assert again.stdout.splitlines()[-1] == lines[-1]
 
 
 def test_every_dataset_and_curation_error_carries_status_details(go_bin: Path,
-                                                                 privtune_up: ServerProcess) -> None:
-    uri = privtune_up.put_files(TENANT, "errors-a", {"a.jsonl": _faq(3)})
-    other = privtune_up.put_files(TENANT, "errors-b", {"b.jsonl": _faq(4)})
-    run = _run(go_bin / "privtune-errors", privtune_up, "-uri", uri, "-other-uri", other)
+                                                                 privtune_up_insecure: ServerProcess) -> None:
+    up = privtune_up_insecure
+    uri = up.put_files(TENANT, "errors-a", {"a.jsonl": _faq(3)})
+    other = up.put_files(TENANT, "errors-b", {"b.jsonl": _faq(4)})
+    run = _run(go_bin / "privtune-errors", up, "-uri", uri, "-other-uri", other)
     assert run.returncode == 0, f"privtune-errors exited {run.returncode}:\n{run.stdout}{run.stderr}"
     summary = re.search(r"privtune-errors: (\d+) of \1 error cases as expected", run.stdout)
     assert summary and int(summary.group(1)) >= 20, run.stdout  # the table's cases all ran
 
 
-def test_example_client_over_tls_with_a_bearer_token(go_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The same flow against `privtune up --auth tls`: the Go client trusts the local CA and sends a
-    token from the development issuer; without the token, or in plaintext, it is refused."""
-    with running_server(tmp_path_factory.mktemp("privtune-up-tls"), auth="tls") as up:
-        uri = up.put_files(TENANT, "faq-tls", {"faq.jsonl": _faq()})
-        token = up.token(TENANT, "go-client")
-        run = _run(go_bin / "privtune-example", up, "-uri", uri, "-ca", str(up.ca_path), "-token", token)
-        assert run.returncode == 0, f"{run.stdout}{run.stderr}\nserver log:\n{up.log_tail()}"
-        assert run.stdout.splitlines()[-1].startswith("dataset_version_id dv-")
-        no_token = _run(go_bin / "privtune-example", up, "-uri", uri, "-name", "other", "-ca", str(up.ca_path))
-        assert no_token.returncode == 3 and "Unauthenticated: no credentials" in no_token.stderr
-        plaintext = _run(go_bin / "privtune-example", up, "-uri", uri, "-name", "other", "-token", token)
-        assert plaintext.returncode != 0 and "Unavailable" in plaintext.stdout + plaintext.stderr
+def test_example_client_is_refused_without_a_token_or_without_tls(go_bin: Path, privtune_up: ServerProcess) -> None:
+    """Trusting the CA but sending only the tenant headers, or sending the token in plaintext: refused."""
+    uri = privtune_up.put_files(TENANT, "faq-refused", {"faq.jsonl": _faq()})
+    no_token = _run(go_bin / "privtune-example", privtune_up, "-uri", uri, "-ca", str(privtune_up.ca_path))
+    assert no_token.returncode == 3 and "Unauthenticated: no credentials" in no_token.stderr
+    plaintext = _run(go_bin / "privtune-example", privtune_up, "-uri", uri,
+                     "-token", privtune_up.token(TENANT, "go-client"))
+    assert plaintext.returncode != 0 and "Unavailable" in plaintext.stdout + plaintext.stderr

@@ -1,7 +1,9 @@
-"""The gRPC API on a real server: health, reflection, identity, status codes, tenant isolation, watch."""
+"""The gRPC API on a real server (TLS, bearer tokens): health, reflection, identity, status codes, tenant
+isolation, watch."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Iterator
 
@@ -12,8 +14,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from privtune.platform import Platform
 from privtune.v1 import dataset_service_pb2 as pb
-from tests.platform_fixtures import (dataset_stub, error_details, metadata, put_files, register, start_platform,
-                                     wait_until)
+from privtune.v1 import dataset_service_pb2_grpc as ds_grpc
+from tests.platform_fixtures import (channel, dataset_stub, error_details, metadata, put_files, register,
+                                     start_platform, token, wait_until)
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +29,7 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
 
 
 def test_health_reports_serving_for_the_server_and_each_service(platform: Platform) -> None:
-    stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(platform.grpc_target))
+    stub = health_pb2_grpc.HealthStub(channel(platform))
     for service in ("", "privtune.v1.DatasetService"):
         resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
         assert resp.status == health_pb2.HealthCheckResponse.SERVING
@@ -36,7 +39,7 @@ def test_health_reports_serving_for_the_server_and_each_service(platform: Platfo
 
 
 def test_reflection_lists_and_describes_the_api(platform: Platform) -> None:
-    stub = reflection_pb2_grpc.ServerReflectionStub(grpc.insecure_channel(platform.grpc_target))
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel(platform))
     reqs = [reflection_pb2.ServerReflectionRequest(list_services=""),
             reflection_pb2.ServerReflectionRequest(file_containing_symbol="privtune.v1.DatasetService")]
     responses = list(stub.ServerReflectionInfo(iter(reqs), timeout=10))
@@ -102,7 +105,7 @@ def test_errors_map_to_status_codes_with_actionable_messages_and_details(platfor
     uri = put_files(platform, "acme", "docs", {"a.txt": b"hello"})
     cases = [
         (lambda: stub.GetDataset(pb.GetDatasetRequest(dataset_id="ds-x")),
-         grpc.StatusCode.UNAUTHENTICATED, "x-privtune-tenant", "MISSING_IDENTITY", None),
+         grpc.StatusCode.UNAUTHENTICATED, "authorization: Bearer", "MISSING_CREDENTIALS", None),
         (lambda: stub.GetDataset(pb.GetDatasetRequest(dataset_id="ds-x"), metadata=md),
          grpc.StatusCode.NOT_FOUND, "not found", "DATASET_NOT_FOUND", None),
         (lambda: stub.GetDataset(pb.GetDatasetRequest(), metadata=md),
@@ -178,20 +181,26 @@ def test_one_tenant_never_sees_another_tenants_datasets(platform: Platform) -> N
 
 
 def test_denied_calls_are_published_as_access_denied_events(platform: Platform) -> None:
+    from privtune.v1 import events_pb2
     from services.common import envelope as codec
     from services.common.bus import open_bus
     from services.common.topics import ACCESS_EVENTS
 
     stub = dataset_stub(platform)
-    _code(lambda: stub.ListDatasets(pb.ListDatasetsRequest()))  # no identity
+    _code(lambda: stub.ListDatasets(pb.ListDatasetsRequest()))  # no token
     _code(lambda: stub.CreateDataset(pb.CreateDatasetRequest(name="etc", storage_uri="file:///etc",
                                                              classification=1), metadata=metadata("acme", "mallory")))
     bus = open_bus(platform.config.bus_uri)
     sub = bus.subscribe("test-access", [ACCESS_EVENTS])
-    got = []
-    wait_until(lambda: got.extend(sub.poll(timeout=0.2)) or len(got) >= 2, what="2 AccessDenied events")
+    got: list[events_pb2.EventEnvelope] = []
+
+    def denials() -> list[events_pb2.EventEnvelope]:
+        return [e for e in got if e.WhichOneof("payload") == "access_denied"]  # allowed calls are recorded too
+
+    wait_until(lambda: got.extend(codec.decode(r.value) for r in sub.poll(timeout=0.2)) or len(denials()) >= 2,
+               what="2 AccessDenied events")
     sub.close()
-    events = sorted((codec.decode(r.value) for r in got), key=lambda e: e.access_denied.rule)
+    events = sorted(denials(), key=lambda e: e.access_denied.rule)
     assert [e.access_denied.rule for e in events] == ["authentication", "authorization"]
     assert events[0].tenant_id == "_unauthenticated"
     assert events[0].access_denied.method == "/privtune.v1.DatasetService/ListDatasets"
@@ -207,16 +216,34 @@ def test_grpcurl_lists_and_calls_the_api(platform: Platform) -> None:
     root = Path(__file__).resolve().parents[2]
     grpcurl = subprocess.run([str(root / "scripts" / "go_tool.sh"), "grpcurl"], check=True, capture_output=True,
                              text=True).stdout.strip()
-    listed = subprocess.run([grpcurl, "-plaintext", platform.grpc_target, "list"], capture_output=True, text=True,
+    tls = ["-cacert", str(platform.config.pki_dir / "ca.pem")]  # listing needs no token, only TLS
+    listed = subprocess.run([grpcurl, *tls, platform.grpc_target, "list"], capture_output=True, text=True,
                             check=True, timeout=60).stdout.split()
     assert "privtune.v1.DatasetService" in listed and "grpc.health.v1.Health" in listed
     created = register(dataset_stub(platform), platform, "acme", "via-grpcurl")
-    call = [grpcurl, "-plaintext", "-H", "x-privtune-tenant: acme", "-H", "x-privtune-actor: ops",
+    call = [grpcurl, *tls, "-H", f"authorization: Bearer {token('acme', 'ops')}",
             "-d", json.dumps({"dataset_id": created.dataset_id}), platform.grpc_target,
             "privtune.v1.DatasetService/GetDataset"]
     got = json.loads(subprocess.run(call, capture_output=True, text=True, check=True, timeout=60).stdout)["dataset"]
     assert got.get("datasetId", got.get("dataset_id")) == created.dataset_id and got["name"] == "via-grpcurl"
-    denied = subprocess.run(call[:1] + ["-plaintext", "-d", "{}", platform.grpc_target,
-                                        "privtune.v1.DatasetService/ListDatasets"],
+    denied = subprocess.run([grpcurl, *tls, "-d", "{}", platform.grpc_target, "privtune.v1.DatasetService/ListDatasets"],
                             capture_output=True, text=True, timeout=60)
-    assert denied.returncode != 0 and "Unauthenticated" in denied.stderr and "x-privtune-tenant" in denied.stderr
+    assert denied.returncode != 0 and "Unauthenticated" in denied.stderr and "no credentials" in denied.stderr
+    plaintext = subprocess.run([grpcurl, "-plaintext", platform.grpc_target, "list"], capture_output=True, text=True,
+                               timeout=60)
+    assert plaintext.returncode != 0  # nothing is served without TLS
+
+
+def test_the_insecure_headers_mode_must_be_asked_for_and_says_what_it_gives_away(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """PRIVTUNE_AUTH=insecure-headers (local experiments only): plaintext, the tenant whatever the header
+    says, and a warning at startup saying so."""
+    caplog.set_level(logging.WARNING, logger="services.common.grpc_server")
+    platform = start_platform(tmp_path, services=("ingest",), auth_mode="insecure-headers")
+    try:
+        assert any("any client can act as any tenant" in r.getMessage() for r in caplog.records)
+        stub = ds_grpc.DatasetServiceStub(grpc.insecure_channel(platform.grpc_target))
+        headers = [("x-privtune-tenant", "anyone"), ("x-privtune-actor", "whoever")]
+        assert list(stub.ListDatasets(pb.ListDatasetsRequest(), metadata=headers, timeout=10).datasets) == []
+    finally:
+        platform.stop()

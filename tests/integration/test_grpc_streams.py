@@ -15,7 +15,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from privtune.platform import Platform
 from privtune.v1 import dataset_service_pb2 as pb
 from privtune.v1 import dataset_service_pb2_grpc as ds_grpc
-from tests.platform_fixtures import dataset_stub, error_details, metadata, register, start_platform, wait_until
+from tests.platform_fixtures import (channel, dataset_stub, error_details, metadata, register, start_platform,
+                                     wait_until)
 
 pytestmark = pytest.mark.integration
 
@@ -29,9 +30,9 @@ def platform(tmp_path: Path) -> Iterator[Platform]:
     p.stop()
 
 
-def _start_watches(dataset_ids: dict[str, str], n: int, channel: grpc.Channel) -> list[grpc.Future]:
+def _start_watches(dataset_ids: dict[str, str], n: int, api: grpc.Channel) -> list[grpc.Future]:
     """``n`` WatchDataset streams spread over the tenants in ``dataset_ids`` (not read yet)."""
-    stub = ds_grpc.DatasetServiceStub(channel)
+    stub = ds_grpc.DatasetServiceStub(api)
     tenants = sorted(dataset_ids)
     return [stub.WatchDataset(pb.WatchDatasetRequest(dataset_id=dataset_ids[tenants[i % len(tenants)]]),
                               metadata=metadata(tenants[i % len(tenants)]), timeout=300) for i in range(n)]
@@ -44,8 +45,8 @@ def _first_events(streams: list[grpc.Future]) -> None:
             assert got.event.type == "privtune.v1.DatasetRegistered"
 
 
-def _open_watches(dataset_ids: dict[str, str], n: int, channel: grpc.Channel) -> list[grpc.Future]:
-    streams = _start_watches(dataset_ids, n, channel)
+def _open_watches(dataset_ids: dict[str, str], n: int, api: grpc.Channel) -> list[grpc.Future]:
+    streams = _start_watches(dataset_ids, n, api)
     _first_events(streams)
     return streams
 
@@ -59,11 +60,11 @@ def test_a_hundred_open_watch_streams_leave_unary_calls_and_health_answering(pla
     stub = dataset_stub(platform)
     tenants = ("acme", "globex")
     ids = {t: register(stub, platform, t, "tickets").dataset_id for t in tenants}
-    channel = grpc.insecure_channel(platform.grpc_target)
-    streams = _start_watches(ids, STREAMS, channel)
+    api = channel(platform)
+    streams = _start_watches(ids, STREAMS, api)
     try:
         time.sleep(2)  # let the server take them all
-        health = health_pb2_grpc.HealthStub(grpc.insecure_channel(platform.grpc_target))
+        health = health_pb2_grpc.HealthStub(channel(platform))
 
         def unary_round(i: int) -> None:  # each call has a 10 s deadline: a starved call fails it
             assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == \
@@ -95,8 +96,8 @@ def test_streams_over_the_caps_are_refused_with_a_retry_hint(tmp_path: Path) -> 
     try:
         stub = dataset_stub(platform)
         ids = {t: register(stub, platform, t, "tickets").dataset_id for t in ("acme", "globex")}
-        channel = grpc.insecure_channel(platform.grpc_target)
-        acme = _open_watches({"acme": ids["acme"]}, 4, channel)
+        api = channel(platform)
+        acme = _open_watches({"acme": ids["acme"]}, 4, api)
         with pytest.raises(grpc.RpcError) as info:
             next(stub.WatchDataset(pb.WatchDatasetRequest(dataset_id=ids["acme"]), metadata=metadata("acme"),
                                    timeout=10))
@@ -105,7 +106,7 @@ def test_streams_over_the_caps_are_refused_with_a_retry_hint(tmp_path: Path) -> 
         assert dict(info.value.trailing_metadata() or ()).get("retry-after-ms")
         refused = error_details(info.value)
         assert refused.reason == "TOO_MANY_STREAMS" and int(refused.metadata["retry_after_ms"]) > 0
-        globex = _open_watches({"globex": ids["globex"]}, 2, channel)
+        globex = _open_watches({"globex": ids["globex"]}, 2, api)
         with pytest.raises(grpc.RpcError) as info:
             next(stub.WatchDataset(pb.WatchDatasetRequest(dataset_id=ids["globex"]), metadata=metadata("globex"),
                                    timeout=10))
@@ -114,7 +115,7 @@ def test_streams_over_the_caps_are_refused_with_a_retry_hint(tmp_path: Path) -> 
         stub.GetDataset(pb.GetDatasetRequest(dataset_id=ids["acme"]), metadata=metadata("acme"), timeout=10)
         acme[0].cancel()
         wait_until(lambda: _active_streams(platform) == 5, timeout=10, what="the cancelled stream's slot")
-        _open_watches({"acme": ids["acme"]}, 1, channel)
+        _open_watches({"acme": ids["acme"]}, 1, api)
         for stream in acme + globex:
             stream.cancel()
     finally:
@@ -124,10 +125,10 @@ def test_streams_over_the_caps_are_refused_with_a_retry_hint(tmp_path: Path) -> 
 def test_streams_end_when_the_client_goes_away(platform: Platform) -> None:
     stub = dataset_stub(platform)
     dataset_id = register(stub, platform, "acme", "tickets").dataset_id
-    channel = grpc.insecure_channel(platform.grpc_target)
-    _open_watches({"acme": dataset_id}, 5, channel)
+    api = channel(platform)
+    _open_watches({"acme": dataset_id}, 5, api)
     assert _active_streams(platform) == 5
-    channel.close()  # the client process goes away without cancelling
+    api.close()  # the client process goes away without cancelling
     wait_until(lambda: _active_streams(platform) == 0, timeout=5, what="streams of a closed channel to end")
     short = stub.WatchDataset(pb.WatchDatasetRequest(dataset_id=dataset_id), metadata=metadata(), timeout=1.5)
     next(short)
@@ -141,7 +142,7 @@ def test_streams_end_when_the_server_stops(tmp_path: Path) -> None:
     platform = start_platform(tmp_path, services=("ingest",))
     stub = dataset_stub(platform)
     dataset_id = register(stub, platform, "acme", "tickets").dataset_id
-    streams = _open_watches({"acme": dataset_id}, 10, grpc.insecure_channel(platform.grpc_target))
+    streams = _open_watches({"acme": dataset_id}, 10, channel(platform))
     ended: list[grpc.StatusCode] = []
 
     def drain(stream: grpc.Future) -> None:

@@ -41,7 +41,7 @@ from services.common.envelope import Causation, new_envelope
 from services.common.store.schema import outbox, stored_events
 from services.common.topics import ACCESS_EVENTS
 from tests.orchestrator_fixtures import register_version
-from tests.platform_fixtures import dataset_stub, metadata, put_files, start_platform, wait_until
+from tests.platform_fixtures import channel, dataset_stub, metadata, put_files, start_platform, wait_until
 from tests.training_fixtures import make_models
 
 pytestmark = pytest.mark.integration
@@ -75,7 +75,7 @@ class Target:
         self.platform = platform
         self.ids = ids  # globex's objects
         self.own = own  # acme's: only what cannot start background work when used
-        self.channel = grpc.insecure_channel(platform.grpc_target, options=[
+        self.channel = channel(platform, options=[
             ("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20),
             ("grpc.max_metadata_size", 16 << 20)])
         self.storage_root = str(platform.config.storage_path)
@@ -119,7 +119,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
         put_files(platform, "acme", "docs", {"a.txt": b"alpha"})
         dataset = stub.CreateDataset(dpb.CreateDatasetRequest(name="payroll", storage_uri=uri, classification=2),
                                      metadata=metadata("globex", "bob"), timeout=30).dataset
-        curation = cpb_grpc.CurationServiceStub(grpc.insecure_channel(platform.grpc_target))
+        curation = cpb_grpc.CurationServiceStub(channel(platform))
         job = curation.CreateCurationJob(cpb.CreateCurationJobRequest(dataset_id=dataset.dataset_id),
                                          metadata=metadata("globex", "bob"), timeout=30).job
         wait_until(lambda: curation.GetCurationJob(cpb.GetCurationJobRequest(job_id=job.job_id),
@@ -317,9 +317,13 @@ def _varint(n: int) -> bytes:
 
 
 def caller() -> st.SearchStrategy[list[tuple[str, str]]]:
+    """Mostly acme's token; also globex's, none, tokens whose subject or tenant is invalid, a token
+    naming another tenant in a header, and the bare headers a client of the insecure mode sent."""
     return st.one_of(st.just(metadata("acme", "mallory")), st.just(metadata("acme", "mallory")),
                      st.just(metadata("globex", "bob")), st.just([]),
-                     st.just(metadata("acme", "x" * 5_000)), st.just(metadata("Not A Tenant!", "m")))
+                     st.just(metadata("acme", "x" * 5_000)), st.just(metadata("Not A Tenant!", "m")),
+                     st.just(metadata("acme", "mallory") + [("x-privtune-tenant", "globex")]),
+                     st.just([("x-privtune-tenant", "globex"), ("x-privtune-actor", "bob")]))
 
 
 # -- the check -----------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from concurrent import futures
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import grpc
 import pytest
 
 from privtune.platform import Platform
@@ -15,7 +14,7 @@ from privtune.v1 import curation_service_pb2 as cpb
 from privtune.v1 import curation_service_pb2_grpc as cpb_grpc
 from privtune.v1 import dataset_service_pb2 as dpb
 from tests.orchestrator_fixtures import job_request, register_version, training_stub
-from tests.platform_fixtures import dataset_stub, metadata, put_files, start_platform
+from tests.platform_fixtures import channel, dataset_stub, metadata, put_files, start_platform
 from tests.training_fixtures import make_models
 
 pytestmark = pytest.mark.integration
@@ -34,9 +33,8 @@ def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platfor
 
 
 def test_a_retried_create_answers_the_original_at_once_while_other_writes_go_on(platform: Platform) -> None:
-    channel = grpc.insecure_channel(platform.grpc_target)
     datasets = dataset_stub(platform)
-    curation = cpb_grpc.CurationServiceStub(channel)
+    curation = cpb_grpc.CurationServiceStub(channel(platform))
     training = training_stub(platform)
     md = metadata("acme")
     uri = put_files(platform, "acme", "docs", {"rows.jsonl": b'{"prompt": "p", "completion": "c"}\n'})
@@ -96,7 +94,7 @@ def test_a_retried_create_answers_the_original_at_once_while_other_writes_go_on(
 def test_concurrent_first_calls_with_one_request_id_create_one_job(platform: Platform) -> None:
     """Two calls racing with a new request_id: one creates, the other answers the same job."""
     datasets = dataset_stub(platform)
-    curation = cpb_grpc.CurationServiceStub(grpc.insecure_channel(platform.grpc_target))
+    curation = cpb_grpc.CurationServiceStub(channel(platform))
     md = metadata("acme")
     uri = put_files(platform, "acme", "docs", {"a.txt": b"x"})
     dataset = datasets.CreateDataset(dpb.CreateDatasetRequest(name="docs", storage_uri=uri, classification=2),

@@ -23,7 +23,7 @@ from privtune.v1 import curation_service_pb2_grpc as cgrpc
 from privtune.v1 import dataset_service_pb2 as dpb
 from privtune.v1 import dataset_service_pb2_grpc as dgrpc
 from privtune.v1 import events_pb2
-from tests.server_process import ServerProcess, privtune_server, running_server  # noqa: F401 - fixture
+from tests.server_process import ServerProcess, privtune_server  # noqa: F401 - fixture
 
 # bounded by the subprocess timeouts below: build 600 s, server start 180 s, example 300 s
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -71,7 +71,8 @@ def test_java_example_curates_a_dataset_and_reads_error_details(
 
     run = subprocess.run(
         ["java", "-cp", java_classpath, EXAMPLE, "--target", privtune_server.target, "--tenant", "acme",
-         "--actor", "alice", "--storage-uri", uri, "--name", "support-faq", "--watch-timeout", "240"],
+         "--actor", "alice", "--storage-uri", uri, "--name", "support-faq", "--watch-timeout", "240",
+         "--ca", str(privtune_server.ca_path), "--token", privtune_server.token("acme", "alice")],
         capture_output=True, text=True, timeout=300)
 
     context = f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}\nserver log:\n{privtune_server.log_tail()}"
@@ -87,22 +88,21 @@ def test_java_example_curates_a_dataset_and_reads_error_details(
     assert re.search(rf"^  resource \S+ {unknown.group(1)}$", run.stdout, re.M), context  # google.rpc.ResourceInfo
 
 
-def test_java_example_over_tls_with_a_bearer_token(java_classpath: str,
-                                                   tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Against `privtune up --auth tls`: the Java client trusts the local CA and sends a development
-    issuer's token; tenant and caller come from the token."""
-    with running_server(tmp_path_factory.mktemp("privtune-up-tls"), auth="tls") as up:
-        records = [{"instruction": q, "input": "", "output": a} for q, a in QA_PAIRS]
-        uri = up.put_files("acme", "faq-tls", {"faq.jsonl": "".join(json.dumps(r) + "\n" for r in records).encode()})
-        base = ["java", "-cp", java_classpath, EXAMPLE, "--target", up.target, "--tenant", "acme",
-                "--storage-uri", uri, "--watch-timeout", "240", "--ca", str(up.ca_path)]
-        run = subprocess.run(base + ["--name", "faq-tls", "--token", up.token("acme", "java-client")],
-                             capture_output=True, text=True, timeout=300)
-        context = f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}\nserver log:\n{up.log_tail()}"
-        assert run.returncode == 0, context
-        assert re.search(r"^job \S+ succeeded: dataset_version_id dv-[0-9a-f]+$", run.stdout, re.M), context
-        refused = subprocess.run(base + ["--name", "no-token"], capture_output=True, text=True, timeout=300)
-        assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr, refused.stderr
+def test_java_example_over_tls_with_a_bearer_token(java_classpath: str, privtune_server: ServerProcess) -> None:
+    """Against `privtune up` (tls, the default): the Java client trusts the local CA and sends a development
+    issuer's token; tenant and caller come from the token. Without the token it is refused."""
+    up = privtune_server
+    records = [{"instruction": q, "input": "", "output": a} for q, a in QA_PAIRS]
+    uri = up.put_files("acme", "faq-tls", {"faq.jsonl": "".join(json.dumps(r) + "\n" for r in records).encode()})
+    base = ["java", "-cp", java_classpath, EXAMPLE, "--target", up.target, "--tenant", "acme",
+            "--storage-uri", uri, "--watch-timeout", "240", "--ca", str(up.ca_path)]
+    run = subprocess.run(base + ["--name", "faq-tls", "--token", up.token("acme", "java-client")],
+                         capture_output=True, text=True, timeout=300)
+    context = f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}\nserver log:\n{up.log_tail()}"
+    assert run.returncode == 0, context
+    assert re.search(r"^job \S+ succeeded: dataset_version_id dv-[0-9a-f]+$", run.stdout, re.M), context
+    refused = subprocess.run(base + ["--name", "no-token"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr, refused.stderr
 
 
 class _FailingDatasets(dgrpc.DatasetServiceServicer):

@@ -5,6 +5,10 @@ the Job for a job the controller scheduled on a ``kubernetes`` pool, then runs t
 container's command as a local process with the container's environment, the pod's
 paths mapped to this machine. The attempt claims itself from the orchestrator over gRPC and
 reports on the bus like any worker; the pod has no store credentials.
+
+The platform runs in ``insecure-headers`` mode, explicitly: the pod's entry point
+(``gpu_worker.run_attempt``) has no client certificate yet, so it cannot claim on the component
+(mutual TLS) port of a platform in the default ``tls`` mode (docs/security.md, "Not yet").
 """
 
 from __future__ import annotations
@@ -16,32 +20,39 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+import grpc
 import pytest
 
 from services.common.training_spec import TrainingSpec
 from privtune.platform import Platform
 from privtune.v1 import training_service_pb2 as pb
+from privtune.v1 import training_service_pb2_grpc as pb_grpc
 from services.common import eventstore
 from services.common.config import PlatformConfig
 from services.orchestrator.executors.kubernetes import KubernetesSettings, render_job, validate_manifests
 from services.orchestrator.executors.kubernetes_pod import SCRATCH_DIR
 from services.orchestrator.settings import load_pools
-from tests.orchestrator_fixtures import create_job, job_request, register_version
+from tests.orchestrator_fixtures import job_request, register_version
 from tests.platform_fixtures import wait_until
 from tests.training_fixtures import REPO, TENANT, make_models
 
 pytestmark = pytest.mark.integration
+HEADERS = [("x-privtune-tenant", TENANT), ("x-privtune-actor", "alice")]  # the insecure mode's identity
 
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[Platform]:
     (tmp_path / "pools.yaml").write_text(
         "pools:\n  - {name: k8s-cpu, gpu_type: cpu, gpus: 1, shared: false, executor: kubernetes}\n")
-    config = PlatformConfig.from_env(tmp_path, grpc_address="127.0.0.1:0")
+    config = PlatformConfig.from_env(tmp_path, grpc_address="127.0.0.1:0", auth_mode="insecure-headers")
     make_models(config.models_dir)
     running = Platform(config, services=("orchestrator",)).start()  # no local worker: only the "pod" trains
     yield running
     running.stop()
+
+
+def _training(platform: Platform) -> pb_grpc.TrainingServiceStub:
+    return pb_grpc.TrainingServiceStub(grpc.insecure_channel(platform.grpc_target))
 
 
 def _stream(platform: Platform, job_id: str) -> list:  # type: ignore[type-arg]
@@ -52,7 +63,8 @@ def _stream(platform: Platform, job_id: str) -> list:  # type: ignore[type-arg]
 def test_the_rendered_pod_command_runs_the_scheduled_attempt(platform: Platform, tmp_path: Path) -> None:
     config = platform.config
     version = register_version(platform.engine, config.storage_uri)  # type: ignore[arg-type]
-    job = create_job(platform, job_request(version, gpu_pool="k8s-cpu", max_steps=6, checkpoint_every=3))
+    job = _training(platform).CreateTrainingJob(job_request(version, gpu_pool="k8s-cpu", max_steps=6,
+                                                             checkpoint_every=3), metadata=HEADERS, timeout=60).job
     wait_until(lambda: _stream(platform, job.job_id)[-1].WhichOneof("payload") == "training_scheduled", 60,
                "the controller to schedule the job on the Kubernetes pool")
     scheduled = _stream(platform, job.job_id)[-1].training_scheduled
@@ -92,8 +104,5 @@ def test_the_rendered_pod_command_runs_the_scheduled_attempt(platform: Platform,
 
 
 def _state(platform: Platform, job_id: str) -> int:
-    from tests.orchestrator_fixtures import training_stub
-    from tests.platform_fixtures import metadata
-
-    return training_stub(platform).GetTrainingJob(pb.GetTrainingJobRequest(job_id=job_id), metadata=metadata(),
-                                                  timeout=10).job.state
+    return _training(platform).GetTrainingJob(pb.GetTrainingJobRequest(job_id=job_id), metadata=HEADERS,
+                                              timeout=10).job.state

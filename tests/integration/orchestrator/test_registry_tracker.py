@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from privtune import cli_registry
+from privtune.platform import security
 from privtune.v1 import events_pb2
 from privtune.v1 import registry_service_pb2 as pb
 from privtune.v1 import registry_service_pb2_grpc as pb_grpc
@@ -27,6 +28,7 @@ from privtune.v1 import training_service_pb2 as ts_pb
 from services.common import envelope as codec
 from services.common import eventstore
 from services.common.bus import EventBus, Message, open_bus
+from services.common.config import PlatformConfig
 from services.common.consumer import EventConsumer
 from services.common.envelope import Causation, new_envelope
 from services.common.grpc_server import RunningServer, start_grpc_server
@@ -39,7 +41,7 @@ from services.orchestrator.mlflow_export import MlflowExporter, export_run, expo
 from services.orchestrator.registry_application import RegistryApplication
 from services.orchestrator.registry_domain import model_stream_id
 from services.orchestrator.tracker import ExperimentTracker
-from tests.platform_fixtures import wait_until
+from tests.platform_fixtures import channel, metadata, wait_until
 from tests.stores import fresh_store_url
 
 pytestmark = pytest.mark.integration
@@ -76,7 +78,8 @@ class Rig:
 
 
 def md(tenant: str = "acme", actor: str = "alice") -> list[tuple[str, str]]:
-    return [("x-privtune-tenant", tenant), ("x-privtune-actor", actor)]
+    """A token of ``tenant`` for ``actor`` (viewer, ml-engineer and approver: it may move aliases)."""
+    return metadata(tenant, actor)
 
 
 def _rig(store_url: str, tmp_path: Path, extra_projections: tuple = ()) -> Rig:
@@ -85,10 +88,12 @@ def _rig(store_url: str, tmp_path: Path, extra_projections: tuple = ()) -> Rig:
     bus.ensure_topics(ALL_TOPICS)
     consumers = [EventConsumer(engine, bus, p.name, p.topics, p.apply)
                  for p in (*registry_views.PROJECTIONS, catalog.PROJECTION, *extra_projections)]
+    # TLS and verified tokens as the platform serves them (the shared PKI and token issuer)
+    tls, auth = security(PlatformConfig.from_env(tmp_path, grpc_address="127.0.0.1:0"))
     server = start_grpc_server("127.0.0.1:0",
-                               registry_grpc.bindings(RegistryApplication(engine), engine, threading.Event()))
-    return Rig(engine, bus, OutboxRelay(engine, bus), server, grpc.insecure_channel(f"127.0.0.1:{server.port}"),
-               consumers)
+                               registry_grpc.bindings(RegistryApplication(engine), engine, threading.Event()),
+                               tls=tls, auth=auth)
+    return Rig(engine, bus, OutboxRelay(engine, bus), server, channel(f"127.0.0.1:{server.port}"), consumers)
 
 
 def _close(rig: Rig) -> None:

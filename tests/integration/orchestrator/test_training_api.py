@@ -19,7 +19,7 @@ from privtune.v1 import training_service_pb2 as pb
 from services.common import eventstore
 from services.common.config import PlatformConfig
 from tests.orchestrator_fixtures import create_job, job_request, register_version, training_stub
-from tests.platform_fixtures import error_details, metadata, wait_until
+from tests.platform_fixtures import channel, error_details, metadata, wait_until
 from tests.training_fixtures import TENANT, make_models
 
 pytestmark = pytest.mark.integration
@@ -88,7 +88,7 @@ def test_a_job_runs_through_the_api_and_its_model_is_registered_with_lineage(pla
         pb.ListTrainingJobsRequest(state=pb.TRAINING_JOB_STATE_SUCCEEDED), metadata=metadata(), timeout=10).jobs},
         30, "the read model to list the job")
     assert listed is not None
-    registry = rpb_grpc.ModelRegistryServiceStub(grpc.insecure_channel(platform.grpc_target))
+    registry = rpb_grpc.ModelRegistryServiceStub(channel(platform))
 
     def registered() -> bool:
         return bool(registry.ListModelVersions(rpb.ListModelVersionsRequest(model_name="support-bot"),
@@ -101,7 +101,7 @@ def test_a_job_runs_through_the_api_and_its_model_is_registered_with_lineage(pla
     assert lineage.dataset_version_id == version and len(lineage.raw_dataset_checksum_sha256) == 64
     assert lineage.dataset_manifest_sha256 and lineage.base_model_sha256 and lineage.code_version
     assert lineage.config_sha256 and '"max_steps":8' in lineage.config_json and lineage.requested_by == "alice"
-    # Tenant isolation: another tenant sees nothing of it.
+    # Tenant isolation: another tenant's token sees nothing of it.
     with pytest.raises(grpc.RpcError) as err:
         stub.GetTrainingJob(pb.GetTrainingJobRequest(job_id=created.job_id), metadata=metadata("globex"), timeout=10)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND

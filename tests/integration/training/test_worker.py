@@ -22,7 +22,7 @@ from services.common.config import PlatformConfig
 from services.common.topics import TRAINING_EVENTS
 from services.orchestrator.catalog import dataset_info
 from tests.orchestrator_fixtures import create_job, job_request, register_version
-from tests.platform_fixtures import wait_until
+from tests.platform_fixtures import component_credentials, component_target, wait_until
 from tests.training_fixtures import REPO, TENANT, make_models, tiny_spec
 
 pytestmark = pytest.mark.integration
@@ -50,8 +50,10 @@ def relay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]
 
 
 def _worker(platform: Platform, settings: WorkerSettings) -> TrainingWorker:
-    """A pool member of the platform's bus that claims attempts from its orchestrator (no store)."""
-    return TrainingWorker(platform.bus, GrpcAttemptClaims(platform.grpc_target), settings)  # type: ignore[arg-type]
+    """A pool member of the platform's bus that claims attempts from its orchestrator (no store), on its
+    component port with a worker certificate."""
+    claims = GrpcAttemptClaims(component_target(platform), credentials=component_credentials(platform))
+    return TrainingWorker(platform.bus, claims, settings)  # type: ignore[arg-type]
 
 
 def _kinds(platform: Platform, job_id: str) -> list[str]:
@@ -108,7 +110,7 @@ def test_a_requested_job_runs_and_reports_every_stage(relay: Platform, tmp_path:
 
 
 def _serve_training(config: PlatformConfig, log: Path, orchestrator: str) -> subprocess.Popen[bytes]:
-    # a worker process gets the bus and the orchestrator's address; never the store
+    # a worker process gets the bus and the orchestrator's component address; never the store
     env = {**{k: v for k, v in os.environ.items() if k != "PRIVTUNE_STORE"}, "PYTHONPATH": str(REPO),
            "PRIVTUNE_DATA_DIR": str(config.data_dir), "PRIVTUNE_BUS": config.bus_uri,
            "PRIVTUNE_ORCHESTRATOR": orchestrator, "PRIVTUNE_HEARTBEAT_S": "0.5"}
@@ -121,14 +123,14 @@ def test_a_killed_workers_job_is_requeued_and_resumed_from_its_checkpoint(relay:
     config = relay.config
     version = register_version(relay.engine, config.storage_uri)  # type: ignore[arg-type]
     job_id = create_job(relay, job_request(version, max_steps=40, checkpoint_every=5)).job_id
-    first = _serve_training(config, tmp_path / "worker-1.log", relay.grpc_target)
+    first = _serve_training(config, tmp_path / "worker-1.log", component_target(relay))
     try:
         wait_until(lambda: "checkpoint_saved" in _kinds(relay, job_id), 180, "a first checkpoint")
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
     finally:
         first.kill()
-    second = _serve_training(config, tmp_path / "worker-2.log", relay.grpc_target)
+    second = _serve_training(config, tmp_path / "worker-2.log", component_target(relay))
     try:
         wait_until(lambda: "training_completed" in _kinds(relay, job_id), 240, "the resumed job to complete")
     finally:
