@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-unit test-contract test-integration venv proto proto-check proto-lint proto-release api-docs client-go client-java kafka postgres tools bench-bus bench-curation bench-pii bench-scheduler bench-train bench-recorder bench-auth clean
+.PHONY: demo test test-unit test-contract test-integration venv proto proto-check proto-lint proto-release api-docs client-go client-java kafka postgres tools bench-bus bench-curation bench-pii bench-scheduler bench-train bench-recorder bench-auth bench-audit rsyslog clean
 
 venv:
 	@scripts/ensure_venv.sh
@@ -17,6 +17,10 @@ kafka:
 
 postgres:
 	@scripts/infra.sh postgres-install
+
+# rsyslog with TLS and RELP (Debian packages): the SIEM export tests deliver to it
+rsyslog:
+	@scripts/infra.sh rsyslog-install >/dev/null
 
 tools:
 	@scripts/go_tool.sh buf >/dev/null
@@ -59,7 +63,7 @@ proto-release: tools
 	@test -n "$(VERSION)" || (echo "usage: make proto-release VERSION=x.y.z" >&2; exit 2)
 	cd proto && $$(../scripts/go_tool.sh buf) build -o release/v$(VERSION).json
 
-test: venv kafka postgres tools proto-check
+test: venv kafka postgres rsyslog tools proto-check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
@@ -91,6 +95,9 @@ bench-recorder: venv
 
 bench-auth: venv
 	$(PY) benchmarks/auth.py --calls 1000 --clients 1,8 --rounds 2
+
+bench-audit: venv kafka
+	$(PY) benchmarks/audit.py --events 20000 --rounds 3
 
 clean:
 	rm -rf var .pytest_cache

@@ -45,7 +45,7 @@ def _run_until_signal(services: Sequence[str], config: PlatformConfig) -> int:
         api += (f" (TLS, bearer tokens; components with client certificates on port "
                 f"{platform.server.component_port}; CA {config.pki_dir / 'ca.pem'})")
     elif platform.server is not None:
-        api += " (INSECURE: plaintext, tenant and actor from headers; use --auth tls)"
+        api += " (INSECURE: plaintext, tenant and actor from headers; unset PRIVTUNE_AUTH for tls)"
     store = f"store {config.store_uri}" if platform.engine is not None else "no store"
     print(f"privtune: {', '.join(services)} running; {api}; bus {config.bus_uri}; {store}. Ctrl-C stops.",
           flush=True)
@@ -76,13 +76,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_tail(args: argparse.Namespace) -> int:
     from privtune.tail import iter_events, print_events
     from services.common.bus import open_bus
-    from services.common.topics import ALL_TOPICS
+    from services.common.topics import ALL_TOPICS, AUDIT
 
     config = _config(args)
     bus = open_bus(config.bus_uri)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    topics = args.topic or [t for t in ALL_TOPICS]
+    topics = args.topic or [t for t in ALL_TOPICS if t != AUDIT]  # privtune.audit carries OCSF JSON, not events
     events = iter_events(bus, topics, from_beginning=not args.new_only, follow=args.follow, stop=stop)
     print_events(events, sys.stdout, args.tenant, args.type or [], args.limit)
     bus.close()
@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auth", choices=["insecure-headers", "tls"],
                    help="tls: TLS, verified bearer tokens and roles on the API, mutual TLS on the component port "
                         "(grpc port + 1); a local CA and development issuer are made under the data folder "
-                        "(default $PRIVTUNE_AUTH, else insecure-headers)")
+                        "(default $PRIVTUNE_AUTH, else tls)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("serve", help="run one service (or several, in one process) on any backends")
@@ -332,8 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     from privtune.cli_jobs import add_commands as add_job_commands
     from privtune.cli_registry import add_commands as add_registry_commands
 
+    from privtune.cli_audit import add_commands as add_audit_commands
+
     add_job_commands(sub)
     add_registry_commands(sub)
+    add_audit_commands(sub)
     return parser
 
 

@@ -231,13 +231,61 @@ def _answer(base_path: Path, adapter_uri: str) -> None:
     print(f"  Q: {question}\n  A (SmolLM2 + adapter): {answer.strip()}")
 
 
+def _audit(channel: grpc.Channel, issuer: DevIssuer, platform: Platform) -> bool:
+    """Search acme-bank's audit log as its auditor, once everything is sealed; print what is in it."""
+    from collections import Counter
+
+    from privtune.v1 import audit_service_pb2 as apb
+    from privtune.v1 import audit_service_pb2_grpc as apb_grpc
+    from services.audit import log_store
+
+    auditor = [("authorization", f"Bearer {issuer.mint('acme-bank', 'auditor@acme-bank', ['auditor'])}")]
+    stub = apb_grpc.AuditServiceStub(channel)
+    assert platform.engine is not None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # the audit consumer follows the bus; the sealer seals every second
+        with platform.engine.connect() as conn:
+            states = log_store.chain_states(conn)
+        if states and all(s.size == s.sealed_size for s in states):
+            break
+        time.sleep(0.2)
+    records, token = [], ""
+    while True:
+        page = stub.SearchAuditRecords(apb.SearchAuditRecordsRequest(page_size=1000, page_token=token),
+                                       metadata=auditor, timeout=60)
+        records.extend(page.records)
+        token = page.next_page_token
+        if not token:
+            break
+    print(f"{len(records)} records in acme-bank's log: " + ", ".join(
+        f"{kind} {n}" for kind, n in sorted(Counter(r.kind for r in records).items())))
+    for record in [r for r in records if r.kind in ("rpc.denied", "data.mounted", "checkpoint.saved",
+                                                    "model.alias_moved")][:8]:
+        print(f"  #{record.seq} {record.kind} {record.actor} {record.resource} {record.outcome} "
+              f"hash={record.hash[:16]}… prev={record.prev_hash[:16]}…")
+    head = stub.GetAuditTreeHead(apb.GetAuditTreeHeadRequest(), metadata=auditor, timeout=30).head
+    print(f"latest signed tree head: size {head.size}, root {head.root_hex[:16]}…, key {head.key_id}")
+    try:
+        stub.SearchAuditRecords(apb.SearchAuditRecordsRequest(), metadata=[
+            ("authorization", f"Bearer {issuer.mint('acme-bank', 'ml-platform@acme-bank', ['ml-engineer'])}")],
+            timeout=30)
+        print("an ml-engineer reading the audit log: NOT refused")
+        return False
+    except grpc.RpcError as exc:
+        print("an ml-engineer reading the audit log:", flush=True)
+        print_rpc_error(exc)
+    return True
+
+
 def run(data_dir: Path) -> int:
     if data_dir.exists():
         shutil.rmtree(data_dir)
     config = PlatformConfig.from_env(data_dir, grpc_address="127.0.0.1:0",
                                      bus_uri=f"sqlite:///{data_dir}/events.db",
                                      store_uri=f"sqlite:///{data_dir}/privtune.db",
-                                     storage_root=str(data_dir / "tenants"), auth_mode="tls")
+                                     storage_root=str(data_dir / "tenants"), auth_mode="tls",
+                                     audit_seal_ms=1000,  # seal audit segments every second for the demo
+                                     audit_exports="kafka")  # and publish the trail as OCSF on privtune.audit
     step(1, f"start the platform on the embedded default ({data_dir})")
     platform = Platform(config).start()
     assert platform.server is not None
@@ -339,10 +387,20 @@ def run(data_dir: Path) -> int:
                 print(f"{record.topic}[{record.partition}]@{record.offset}: {env.type} tenant={env.tenant_id} "
                       f"{_summary(env)}")
         bus.close()
+
+        step(9, "the audit trail (AuditService, auditor role): every call, denial, data mount and checkpoint, "
+                "hash-chained and sealed under signed tree heads")
+        if not _audit(channel, issuer, platform):
+            return 1
     finally:
         platform.stop()
 
-    step(9, "rebuild every read model from the event store (privtune replay --verify) and compare")
+    step(10, "verify the sealed audit log offline against the published key (privtune audit verify)")
+    from privtune.cli import main as cli_main
+    if cli_main(["audit", "verify", "--data-dir", str(data_dir)]) != 0:
+        return 1
+
+    step(11, "rebuild every read model from the event store (privtune replay --verify) and compare")
     live = open_store(config.store_uri)
     (data_dir / "replay-scratch.db").unlink(missing_ok=True)
     scratch = open_store(f"sqlite:///{data_dir}/replay-scratch.db")

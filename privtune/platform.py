@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 from sqlalchemy import Engine
 
-from services.common.access_log import AccessDenialRecorder
+from services.common.access_log import AccessDenialRecorder, AllowedCallRecorder
 from services.common.bus import EventBus, open_bus
 from services.common.config import PlatformConfig
 from services.common.consumer import EventConsumer
@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 # service name -> module with build(engine, bus, config, stop) -> ServiceParts
 SERVICES: dict[str, str] = {"ingest": "services.ingest.service", "curation": "services.curation.service",
                             "curation-worker": "services.curation.worker_service",
-                            "orchestrator": "services.orchestrator.service", "training": "gpu_worker.service"}
+                            "orchestrator": "services.orchestrator.service", "training": "gpu_worker.service",
+                            "audit": "services.audit.service"}
 
 
 def _service_module(name: str):  # type: ignore[no-untyped-def]
@@ -65,8 +66,8 @@ def all_projections(engine: Engine, config: PlatformConfig) -> list[Projection]:
     return [p for name in SERVICES for p in build_service(name, engine, None, config, stop).projections if p.tables]
 
 
-def security(config: PlatformConfig, denials: AccessDenialRecorder | None = None
-             ) -> tuple[TlsSettings | None, AuthInterceptor | None]:
+def security(config: PlatformConfig, denials: AccessDenialRecorder | None = None,
+             allowed: AllowedCallRecorder | None = None) -> tuple[TlsSettings | None, AuthInterceptor | None]:
     """TLS settings and the authenticating interceptor for ``config`` (None, None in insecure mode).
 
     In tls mode the local CA and the development issuer are made under the data folder on first
@@ -88,7 +89,8 @@ def security(config: PlatformConfig, denials: AccessDenialRecorder | None = None
     if not verifiers:
         raise ValueError("auth mode tls trusts no token issuer: set PRIVTUNE_OIDC_ISSUER, or PRIVTUNE_DEV_ISSUER=on")
     return tls, AuthInterceptor(Authenticator(verifiers=Verifiers(verifiers)), on_denied=denials,
-                                on_break_glass=denials.break_glass if denials is not None else None)
+                                on_break_glass=denials.break_glass if denials is not None else None,
+                                on_allowed=allowed)
 
 
 @dataclass
@@ -103,6 +105,8 @@ class Platform:
     server: RunningServer | None = None
     consumers: list[EventConsumer] = field(default_factory=list)
     supervisor: Supervisor | None = None
+    access_recorder: AllowedCallRecorder | None = None
+    denials: AccessDenialRecorder | None = None
     unhealthy_after_s: float = 5.0
     stream_limits: StreamLimits = field(default_factory=StreamLimits)  # open Watch* streams per process / tenant
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -119,20 +123,26 @@ class Platform:
         bindings = [b for part in parts for b in part.bindings]
         if bindings:  # before the loops: a training worker in this process claims attempts through it
             assert self.engine is not None, "services with an API keep their state in the store"
-            denials = AccessDenialRecorder(self.engine)
-            tls, auth = security(self.config, denials)
+            denials = self.denials = AccessDenialRecorder(self.engine)
+            self.access_recorder = AllowedCallRecorder(self.engine)
+            tls, auth = security(self.config, denials, self.access_recorder)
             self.server = start_grpc_server(self.config.grpc_address, bindings, on_denied=denials,
                                             stream_limits=self.stream_limits, tls=tls, auth=auth)
             self.config.bind_serving_port(self.server.port, self.server.component_port)
             log.info("gRPC API on port %d: %s", self.server.port, ", ".join(b.full_name for b in bindings))
         self.supervisor = Supervisor(self._stop, unhealthy_after_s=self.unhealthy_after_s,
                                      on_health=self._set_health)
+        if self.access_recorder is not None and self.config.tls:
+            self.supervisor.spawn("access-recorder", self.access_recorder.run)
+        if self.denials is not None:
+            self.supervisor.spawn("access-denial-counts", self.denials.run)
         if self.relay and self.engine is not None:
             relay = OutboxRelay(self.engine, self.bus)
             self.supervisor.spawn("outbox-relay", relay.run)
         for projection in (p for part in parts for p in part.projections if p.consumed):
             assert projection.apply is not None and self.engine is not None
-            consumer = EventConsumer(self.engine, self.bus, projection.name, projection.topics, projection.apply)
+            consumer = EventConsumer(self.engine, self.bus, projection.name, projection.topics, projection.apply,
+                                     batch_handler=projection.apply_batch)
             self.consumers.append(consumer)
             self.supervisor.spawn(f"consumer-{projection.name}", consumer.run)
         for part in parts:

@@ -21,6 +21,11 @@ cache=${PRIVTUNE_CACHE:-$HOME/.cache/privtune}
 py=${PYTHON:-python3}
 key=$( (cat "$root/requirements.lock" "$root/requirements-nodeps.txt"; "$py" -c 'import sys; print(sys.version)') | sha256sum | cut -c1-16)
 venv="$cache/venv-$key"
+if [ ! -f "$venv/.complete" ] && command -v flock >/dev/null; then
+  mkdir -p "$cache"
+  exec 8>"$venv.lock"   # one build of a cached venv at a time (two checkouts may start one together)
+  flock 8
+fi
 if [ ! -f "$venv/.complete" ]; then
   echo "privtune: building virtual environment $venv (first run only)" >&2
   rm -rf "$venv"

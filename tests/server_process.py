@@ -1,15 +1,18 @@
 """Run `privtune up` as a child process, for tests whose client is another program (Java, Go).
 
 ``running_server(data_dir)`` starts every service on the embedded defaults under ``data_dir``
-(SQLite bus and store, tenant storage in ``data_dir/tenants``) on a free loopback port, waits
-until its gRPC health check says SERVING, and stops it with SIGTERM afterwards. The
-``privtune_server`` fixture does the same per test::
+(SQLite bus and store, tenant storage in ``data_dir/tenants``) on a free loopback port, in the
+default auth mode (``tls``: its own CA under ``data_dir/pki``, its development token issuer under
+``data_dir/auth``), waits until its gRPC health check says SERVING, and stops it with SIGTERM
+afterwards. The ``privtune_server`` fixture does the same per test::
 
     from tests.server_process import ServerProcess, privtune_server  # noqa: F401 - fixture
 
     def test_x(privtune_server: ServerProcess) -> None:
         uri = privtune_server.put_files("acme", "support", {"data.jsonl": b"..."})
-        subprocess.run([..., "--target", privtune_server.target, "--storage-uri", uri], timeout=300)
+        subprocess.run([..., "--target", privtune_server.target, "--storage-uri", uri,
+                        "--ca", str(privtune_server.ca_path), "--token", privtune_server.token("acme", "me")],
+                       timeout=300)
 
 The child ignores the caller's PRIVTUNE_* environment, so it never reaches a shared Kafka or
 PostgreSQL by accident; its output goes to ``data_dir/privtune-up.log`` (see ``log_tail``).
@@ -44,7 +47,7 @@ class ServerProcess:
     data_dir: Path
     storage_path: Path  # tenant T's files live in storage_path / T
     log_path: Path
-    auth: str = "insecure-headers"
+    auth: str = "tls"
 
     @property
     def ca_path(self) -> Path:
@@ -56,6 +59,19 @@ class ServerProcess:
         from services.common.auth.tokens import DevIssuer
 
         return DevIssuer(self.data_dir / "auth").mint(tenant, actor, roles)
+
+    def metadata(self, tenant: str, actor: str = "alice",
+                 roles: tuple[str, ...] = ("viewer", "ml-engineer")) -> list[tuple[str, str]]:
+        """Call metadata of a person of ``tenant``: a bearer token (tls mode), else the insecure headers."""
+        if self.auth == "tls":
+            return [("authorization", f"Bearer {self.token(tenant, actor, roles)}")]
+        return [("x-privtune-tenant", tenant), ("x-privtune-actor", actor)]
+
+    def channel(self) -> grpc.Channel:
+        """A channel to its API: TLS trusting its CA (tls mode), else plaintext."""
+        if self.auth == "tls":
+            return grpc.secure_channel(self.target, grpc.ssl_channel_credentials(self.ca_path.read_bytes()))
+        return grpc.insecure_channel(self.target)
 
     def put_files(self, tenant: str, folder: str, files: dict[str, bytes]) -> str:
         """Write files into the tenant's storage and return the folder's file:// URI."""
@@ -92,13 +108,9 @@ def _serving(server: ServerProcess) -> bool:
     if server.process.poll() is not None:
         raise AssertionError(f"privtune up exited with status {server.process.returncode} before serving; "
                              f"its log ({server.log_path}):\n{server.log_tail()}")
-    if server.auth == "tls":
-        if not server.ca_path.exists():
-            return False
-        channel = grpc.secure_channel(server.target, grpc.ssl_channel_credentials(server.ca_path.read_bytes()))
-    else:
-        channel = grpc.insecure_channel(server.target)
-    with channel:
+    if server.auth == "tls" and not server.ca_path.exists():
+        return False
+    with server.channel() as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
         except grpc.RpcError:
@@ -106,14 +118,17 @@ def _serving(server: ServerProcess) -> bool:
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def start_server(data_dir: Path, startup_timeout: float = 180.0, auth: str = "insecure-headers") -> ServerProcess:
+def start_server(data_dir: Path, startup_timeout: float = 180.0, auth: str = "tls",
+                 env: dict[str, str] | None = None) -> ServerProcess:
     """Start `privtune up` on the embedded defaults under ``data_dir`` (``auth``: its --auth mode) and wait
     until it serves."""
     data_dir.mkdir(parents=True, exist_ok=True)
     storage = data_dir / "tenants"
     log_path = data_dir / "privtune-up.log"
     target = f"127.0.0.1:{free_port()}"
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVTUNE_")}
+    env.update(extra)  # what the test asks for (e.g. PRIVTUNE_AUDIT_SEAL_MS)
     env["PYTHONPATH"] = str(ROOT)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -135,7 +150,7 @@ def start_server(data_dir: Path, startup_timeout: float = 180.0, auth: str = "in
 
 
 @contextmanager
-def running_server(data_dir: Path, auth: str = "insecure-headers") -> Iterator[ServerProcess]:
+def running_server(data_dir: Path, auth: str = "tls") -> Iterator[ServerProcess]:
     """``start_server``, then stop it (SIGTERM) when the block ends."""
     server = start_server(data_dir, auth=auth)
     try:

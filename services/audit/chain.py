@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 FORMAT_VERSION = 1
@@ -98,6 +98,24 @@ def append(
             record has more than ``MAX_ATTRIBUTES`` attributes or its canonical
             form exceeds ``MAX_RECORD_BYTES``.
     """
+    return _chain(prev, tenant_id=tenant_id, record_id=record_id, time_ms=time_ms, kind=kind, actor=actor,
+                  resource=resource, outcome=outcome, correlation_id=correlation_id, attributes=attributes)[0]
+
+
+def _chain(
+    prev: AuditRecord | None,
+    *,
+    tenant_id: str,
+    record_id: str,
+    time_ms: int,
+    kind: str,
+    actor: str,
+    resource: str,
+    outcome: str,
+    correlation_id: str = "",
+    attributes: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+) -> tuple[AuditRecord, bytes]:
+    """``append``, and the canonical bytes its hash covers."""
     if prev is not None and prev.tenant_id != tenant_id:
         raise ValueError(
             f"cannot append a record for tenant {tenant_id!r} to tenant {prev.tenant_id!r}'s log"
@@ -131,18 +149,45 @@ def append(
         prev_hash=prev_hash,
         hash="",
     )
+    return _sealed(draft)
+
+
+def append_stored(prev: AuditRecord | None, **fields: Any) -> tuple[AuditRecord, bytes]:
+    """``append``, and the record's stored form (``record_to_json``) from the same encoding."""
+    record, body = _chain(prev, **fields)
+    return record, _splice_hash(body, record.hash)
+
+
+def _sealed(draft: AuditRecord) -> tuple[AuditRecord, bytes]:
     body = canonical_bytes(draft)
     if len(body) > MAX_RECORD_BYTES:
         raise ValueError(
-            f"audit record {record_id[:64]!r} for tenant {tenant_id!r} is {len(body)} bytes in canonical "
-            f"form, over the {MAX_RECORD_BYTES}-byte limit: keep attributes to ids, hashes and counts"
+            f"audit record {draft.record_id[:64]!r} for tenant {draft.tenant_id!r} is {len(body)} bytes in "
+            f"canonical form, over the {MAX_RECORD_BYTES}-byte limit: keep attributes to ids, hashes and counts"
         )
-    return replace(draft, hash=hashlib.sha256(body).hexdigest())
+    return AuditRecord(draft.tenant_id, draft.seq, draft.record_id, draft.time_ms, draft.kind, draft.actor,
+                       draft.resource, draft.outcome, draft.correlation_id, draft.attributes, draft.prev_hash,
+                       hashlib.sha256(body).hexdigest()), body
 
 
 def record_to_json(record: AuditRecord) -> bytes:
-    """The stored form of a record: its canonical content plus ``hash``."""
-    return _canonical_json({**_content(record), "hash": record.hash})
+    """The stored form of a record: its canonical content plus ``hash``.
+
+    Built from ``canonical_bytes`` by inserting the ``hash`` member where key order puts it (just
+    before ``"kind"``): one JSON encoding per record instead of two. The splice point is unique,
+    because inside a JSON string every ``"`` is escaped, so ``,"kind":`` only occurs as a member.
+    """
+    return _splice_hash(canonical_bytes(record), record.hash) if _is_hash(record.hash) else \
+        _canonical_json({**_content(record), "hash": record.hash})
+
+
+def _is_hash(value: str) -> bool:
+    return len(value) == 64 and _HEX_DIGITS.issuperset(value)
+
+
+def _splice_hash(body: bytes, hash_hex: str) -> bytes:
+    at = body.find(b',"kind":')
+    return body[:at] + b',"hash":"' + hash_hex.encode() + b'"' + body[at:]
 
 
 def record_from_json(data: bytes) -> AuditRecord:
@@ -230,6 +275,10 @@ def _canonical_json(obj: dict[str, Any]) -> bytes:
 
 
 def _sorted_attributes(attributes: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    if isinstance(attributes, Mapping) and len(attributes) <= MAX_ATTRIBUTES:  # the common case, checked at once
+        pairs = attributes.items()
+        if all(type(k) is str and k and type(v) is str and k.isascii() and v.isascii() for k, v in pairs):
+            return tuple(sorted(pairs))
     raw = list(attributes.items()) if isinstance(attributes, Mapping) else list(attributes)
     if len(raw) > MAX_ATTRIBUTES:
         raise ValueError(f"an audit record has at most {MAX_ATTRIBUTES} attributes, got {len(raw)}")
@@ -239,8 +288,9 @@ def _sorted_attributes(attributes: Mapping[str, str] | Iterable[tuple[str, str]]
             raise ValueError(f"audit attributes must be (key, value) pairs, got {type(item).__name__}")
         key, value = item
         items.append((key, value))
-        _check_text("attribute key", key, required=True)
-        _check_text(f"attribute {key[:64]!r}", value, required=False)
+        if not (type(key) is str and key and type(value) is str and key.isascii() and value.isascii()):
+            _check_text("attribute key", key, required=True)  # the slow path names what is wrong
+            _check_text(f"attribute {key[:64]!r}", value, required=False)
     keys = [k for k, _ in items]
     if len(set(keys)) != len(keys):
         repeated = sorted({k for k in keys if keys.count(k) > 1})

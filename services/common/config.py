@@ -9,6 +9,10 @@ from typing import Literal
 from pydantic import BaseModel, Field, PrivateAttr
 
 
+def _folder(value: str | None) -> Path | None:
+    return Path(value).absolute() if value else None
+
+
 class PlatformConfig(BaseModel):
     """Backends by URI. Every field can be set with an environment variable (in brackets)."""
 
@@ -26,10 +30,12 @@ class PlatformConfig(BaseModel):
         "", description="gRPC address (host:port) of the curation service, where curation workers claim jobs "
                         "[PRIVTUNE_CURATION]; empty: this process's own gRPC server")
     auth_mode: Literal["insecure-headers", "tls"] = Field(
-        "insecure-headers",
-        description="tls: TLS on the API port with verified bearer tokens, mutual TLS for components, roles per "
-                    "RPC (a local CA and development issuer are made under the data folder); insecure-headers: "
-                    "tenant and actor from call headers, for development only [PRIVTUNE_AUTH]")
+        "tls",
+        description="tls (the default): TLS on the API port with verified bearer tokens, mutual TLS for "
+                    "components, roles per RPC (a local CA and development issuer are made under the data folder "
+                    "unless pki_root / auth_root name others); insecure-headers: plaintext, tenant and actor from "
+                    "call headers, so any client can act as any tenant: for local experiments only, and to be "
+                    "removed [PRIVTUNE_AUTH]")
     component_grpc_address: str = Field(
         "", description="mutual-TLS listener for platform components (workers, services) in tls mode "
                         "[PRIVTUNE_COMPONENT_GRPC]; empty: the API's host, port + 1 (port 0 when the API's is 0)")
@@ -37,9 +43,34 @@ class PlatformConfig(BaseModel):
     oidc_audience: str = Field("privtune", description="the audience its tokens must name [PRIVTUNE_OIDC_AUDIENCE]")
     oidc_jwks_uri: str = Field("", description="its JWKS URL; empty: <issuer>/.well-known/jwks.json "
                                                "[PRIVTUNE_OIDC_JWKS]")
+    pki_root: Path | None = Field(
+        None, description="folder of the CA, server and component certificates (tls mode) [PRIVTUNE_PKI_DIR]; "
+                          "None: <data dir>/pki. Processes sharing it trust each other's certificates")
+    auth_root: Path | None = Field(
+        None, description="folder of the development token issuer's key and JWKS (tls mode) [PRIVTUNE_AUTH_DIR]; "
+                          "None: <data dir>/auth")
     dev_issuer: Literal["auto", "on", "off"] = Field(
         "auto", description="trust the local development issuer (anyone who can read the data folder can mint "
                             "tokens with it); auto: only while no enterprise issuer is configured [PRIVTUNE_DEV_ISSUER]")
+    audit_storage: str = Field(
+        "", description="WORM storage of sealed audit segments: file:///folder or s3://bucket/prefix (a bucket with "
+                        "Object Lock) [PRIVTUNE_AUDIT_STORAGE]; empty: file://<data dir>/audit/segments")
+    audit_key_file: Path | None = Field(
+        None, description="the Ed25519 key that signs audit tree heads, PEM [PRIVTUNE_AUDIT_KEY]; None: "
+                          "<data dir>/audit/signing-key.pem, made on first start")
+    audit_seal_records: int = Field(1000, ge=1, le=100_000, description="seal a segment and sign a head after this "
+                                                                         "many records [PRIVTUNE_AUDIT_SEAL_RECORDS]")
+    audit_seal_ms: int = Field(60_000, ge=10, description="... or when the oldest unsealed record is this old, "
+                                                          "milliseconds [PRIVTUNE_AUDIT_SEAL_MS]")
+    audit_retention: str = Field(
+        "default=2557", description="retention of sealed segments in days, per tenant: 'default=2557,acme=3650' "
+                                    "(S3 Object Lock compliance mode: not even the root account can shorten it) "
+                                    "[PRIVTUNE_AUDIT_RETENTION]")
+    audit_legal_hold: str = Field("", description="tenants whose segments are sealed under legal hold, comma "
+                                                  "separated [PRIVTUNE_AUDIT_LEGAL_HOLD]")
+    audit_exports: str = Field("", description="where the audit log is exported, comma separated: relp://host:port "
+                                               "(TLS, acknowledged), syslog-tls://host:port (RFC 5425), kafka (the "
+                                               "privtune.audit topic) [PRIVTUNE_AUDIT_EXPORTS]")
     _serving_port: int = PrivateAttr(default=0)
     _component_port: int = PrivateAttr(default=0)
 
@@ -55,12 +86,21 @@ class PlatformConfig(BaseModel):
             "grpc_address": os.environ.get("PRIVTUNE_GRPC", "127.0.0.1:50051"),
             "orchestrator_address": os.environ.get("PRIVTUNE_ORCHESTRATOR", ""),
             "curation_address": os.environ.get("PRIVTUNE_CURATION", ""),
-            "auth_mode": os.environ.get("PRIVTUNE_AUTH", "insecure-headers"),
+            "auth_mode": os.environ.get("PRIVTUNE_AUTH", "tls"),
+            "pki_root": _folder(os.environ.get("PRIVTUNE_PKI_DIR")),
+            "auth_root": _folder(os.environ.get("PRIVTUNE_AUTH_DIR")),
             "component_grpc_address": os.environ.get("PRIVTUNE_COMPONENT_GRPC", ""),
             "oidc_issuer": os.environ.get("PRIVTUNE_OIDC_ISSUER", ""),
             "oidc_audience": os.environ.get("PRIVTUNE_OIDC_AUDIENCE", "privtune"),
             "oidc_jwks_uri": os.environ.get("PRIVTUNE_OIDC_JWKS", ""),
             "dev_issuer": os.environ.get("PRIVTUNE_DEV_ISSUER", "auto"),
+            "audit_storage": os.environ.get("PRIVTUNE_AUDIT_STORAGE", ""),
+            "audit_key_file": _folder(os.environ.get("PRIVTUNE_AUDIT_KEY")),
+            "audit_seal_records": int(os.environ.get("PRIVTUNE_AUDIT_SEAL_RECORDS", "1000")),
+            "audit_seal_ms": int(os.environ.get("PRIVTUNE_AUDIT_SEAL_MS", "60000")),
+            "audit_retention": os.environ.get("PRIVTUNE_AUDIT_RETENTION", "default=2557"),
+            "audit_legal_hold": os.environ.get("PRIVTUNE_AUDIT_LEGAL_HOLD", ""),
+            "audit_exports": os.environ.get("PRIVTUNE_AUDIT_EXPORTS", ""),
         }
         values.update({k: (str(v) if k == "storage_root" else v) for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -89,12 +129,21 @@ class PlatformConfig(BaseModel):
     @property
     def pki_dir(self) -> Path:
         """The local CA, the server's and the components' certificates (tls mode)."""
-        return self.data_dir / "pki"
+        return self.pki_root or self.data_dir / "pki"
 
     @property
     def auth_dir(self) -> Path:
         """The local development token issuer's key and JWKS (tls mode)."""
-        return self.data_dir / "auth"
+        return self.auth_root or self.data_dir / "auth"
+
+    @property
+    def audit_dir(self) -> Path:
+        """The audit service's signing key and published public keys (embedded default)."""
+        return self.data_dir / "audit"
+
+    @property
+    def audit_storage_uri(self) -> str:
+        return self.audit_storage or f"file://{self.audit_dir / 'segments'}"
 
     @property
     def own_target(self) -> str:

@@ -30,6 +30,7 @@ from services.common.topics import DEAD_LETTER
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Connection, events_pb2.EventEnvelope], None]
+BatchHandler = Callable[[Connection, list[events_pb2.EventEnvelope]], None]
 MAX_HANDLER_FAILURES = 5
 UNAPPLIED_GRACE_S = 30.0  # longest a failed batch is awaited before an idle member counts as healthy
 
@@ -63,8 +64,10 @@ class EventConsumer:
     """Runs ``handler`` for each event of ``topics`` as consumer group ``group``."""
 
     def __init__(self, engine: Engine, bus: EventBus, group: str, topics: Sequence[str], handler: Handler,
-                 *, from_beginning: bool = True, dedupe_key: str | None = None) -> None:
+                 *, from_beginning: bool = True, dedupe_key: str | None = None,
+                 batch_handler: BatchHandler | None = None) -> None:
         self.engine = engine
+        self.batch_handler = batch_handler
         self.bus = bus
         self.group = group
         self.dedupe_key = dedupe_key or group  # the name applied event ids are recorded under
@@ -83,7 +86,12 @@ class EventConsumer:
         if not records:
             return records
         dead: list[Message] = []
-        for record in records:
+        decoded: dict[int, events_pb2.EventEnvelope] = {}
+        if self.batch_handler is not None:
+            decoded = self._apply_batch(records)
+        for i, record in enumerate(records):
+            if decoded.get(i) is not None and self.batch_handler is not None:
+                continue  # applied with the batch
             try:
                 env = codec.decode(record.value)
                 self._apply_or_give_up(env)
@@ -98,6 +106,46 @@ class EventConsumer:
         self.subscription.commit(records)
         self._unapplied = 0.0
         return records
+
+    def _apply_batch(self, records: list[Record]) -> dict[int, events_pb2.EventEnvelope]:
+        """Apply every well-formed event of the batch in ONE transaction (with their ids in the dedupe
+        table); returns them by index. If the transaction fails for any reason but a transient one,
+        nothing is returned and the events are applied one by one, so one bad event is dead-lettered
+        alone instead of blocking the batch."""
+        assert self.batch_handler is not None
+        envs: dict[int, events_pb2.EventEnvelope] = {}
+        for i, record in enumerate(records):
+            try:
+                envs[i] = codec.decode(record.value)
+            except MalformedEvent:
+                continue  # dead-lettered by the per-record path
+        if not envs:
+            return {}
+        try:
+            with self.engine.begin() as conn:
+                ids = list(dict.fromkeys(env.id for env in envs.values()))
+                seen = set(conn.execute(select(processed_events.c.event_id).where(
+                    processed_events.c.consumer == self.dedupe_key, processed_events.c.event_id.in_(ids))).scalars())
+                fresh, taken = [], set(seen)
+                for env in envs.values():
+                    if env.id not in taken:
+                        taken.add(env.id)
+                        fresh.append(env)
+                if fresh:
+                    self.batch_handler(conn, fresh)
+                    now = now_ms()
+                    conn.execute(insert(processed_events), [dict(consumer=self.dedupe_key, event_id=env.id,
+                                                                 processed_at_ms=now) for env in fresh])
+        except Exception as exc:
+            if is_transient(exc):
+                self._unapplied = time.monotonic()
+                raise
+            log.warning("consumer %s: a batch of %d failed (%s); applying its events one by one", self.group,
+                        len(envs), type(exc).__name__)
+            return {}
+        self.stats.applied += len(fresh)
+        self.stats.duplicates += len(envs) - len(fresh)
+        return envs
 
     def _apply_or_give_up(self, env: events_pb2.EventEnvelope) -> None:
         """Apply ``env``; an event the handler keeps refusing is set aside instead of blocking its partition.
@@ -132,7 +180,10 @@ class EventConsumer:
             if seen:
                 self.stats.duplicates += 1
                 return
-            self.handler(conn, env)
+            if self.batch_handler is not None:
+                self.batch_handler(conn, [env])
+            else:
+                self.handler(conn, env)
             conn.execute(insert(processed_events).values(consumer=self.dedupe_key, event_id=env.id,
                                                          processed_at_ms=now_ms()))
         self.stats.applied += 1

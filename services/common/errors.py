@@ -127,6 +127,12 @@ class BusUnavailable(PrivtuneError):
     default_reason = "BUS_UNAVAILABLE"
 
 
+class Unavailable(PrivtuneError):
+    """A part the call depends on cannot take it now (e.g. the access trail is backed up); retry shortly."""
+
+    default_reason = "UNAVAILABLE"
+
+
 class ServerStopping(PrivtuneError):
     """The server is shutting down: the call (a Watch stream) ends without its outcome; call again,
     another replica (or this one, restarted) answers."""

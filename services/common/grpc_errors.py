@@ -23,6 +23,7 @@ STATUS_FOR: dict[type[errors.PrivtuneError], grpc.StatusCode] = {
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.ConcurrencyConflict: grpc.StatusCode.ABORTED,
     errors.BusUnavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.Busy: grpc.StatusCode.UNAVAILABLE,
     errors.ServerStopping: grpc.StatusCode.UNAVAILABLE,
 }

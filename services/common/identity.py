@@ -20,6 +20,9 @@ TENANT_HEADER = "x-privtune-tenant"
 ACTOR_HEADER = "x-privtune-actor"
 CORRELATION_HEADER = "x-correlation-id"
 UNAUTHENTICATED_TENANT = "_unauthenticated"  # denials that carry no valid tenant are recorded under this
+# The platform operator's own tenant: its audit log holds unauthenticated calls, and its auditors may read
+# every tenant's log. Reserved: a token of this tenant carries no role but ``auditor`` (it owns no data).
+PLATFORM_TENANT = "platform"
 TENANT_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # the whole id: use fullmatch (see is_tenant_id)
 _ACTOR_RE = re.compile(r"^[\w.@:+-]{1,128}$")
 

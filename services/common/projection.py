@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Table
 from privtune.v1 import events_pb2
 
 Apply = Callable[[Connection, events_pb2.EventEnvelope], None]
+ApplyBatch = Callable[[Connection, list[events_pb2.EventEnvelope]], None]
 Rebuild = Callable[[Connection, Connection], int]
 
 
@@ -33,6 +34,7 @@ class Projection:
     tables: Sequence[Table]
     apply: Apply | None
     rebuild: Rebuild | None = None
+    apply_batch: ApplyBatch | None = None  # many events in one transaction (see EventConsumer)
 
     @property
     def consumed(self) -> bool:

@@ -74,6 +74,7 @@ _TOPIC_BY_PAYLOAD: dict[str, str] = {
     "rolled_back": DEPLOYMENT_EVENTS,
     "access_denied": ACCESS_EVENTS,
     "break_glass_used": ACCESS_EVENTS,
+    "access_allowed": ACCESS_EVENTS,
 }
 
 

@@ -35,6 +35,13 @@ def _event(stream: str, tenant: str = "acme") -> events_pb2.EventEnvelope:
 
 
 def test_migrations_match_the_declared_schema(engine: Engine) -> None:
+    import importlib
+
+    from privtune.platform import SERVICES
+
+    for module in SERVICES.values():  # every service declares its tables on import
+        importlib.import_module(module)
+    importlib.import_module("services.audit.tables")
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []

@@ -80,11 +80,16 @@ def test_a_token_without_a_valid_tenant_is_refused(issuer: DevIssuer) -> None:
 
 
 def test_every_rpc_the_platform_serves_has_roles_and_nothing_else_does() -> None:
-    services = [m.DESCRIPTOR.services_by_name[name] for m, name in (
-        (dataset_service_pb2, "DatasetService"), (curation_service_pb2, "CurationService"),
-        (training_service_pb2, "TrainingService"), (registry_service_pb2, "ModelRegistryService"),
-        (registry_service_pb2, "ExperimentService"), (training_attempt_service_pb2, "TrainingAttemptService"),
-        (curation_work_service_pb2, "CurationWorkService"))]
+    import importlib
+    import pkgutil
+
+    import privtune.v1
+
+    modules = [importlib.import_module(f"privtune.v1.{m.name}") for m in pkgutil.iter_modules(privtune.v1.__path__)
+               if m.name.endswith("_service_pb2")]  # every service any .proto declares, new ones included
+    services = [s for module in modules for s in module.DESCRIPTOR.services_by_name.values()]
+    assert {dataset_service_pb2, curation_service_pb2, training_service_pb2, registry_service_pb2,
+            training_attempt_service_pb2, curation_work_service_pb2} <= set(modules)
     methods = {f"/{s.full_name}/{m.name}" for s in services for m in s.methods}
     assert methods == set(roles.RPC_ROLES)
     assert roles.decide("/privtune.v1.Nope/Nothing", roles.ROLES) == (False, False)  # deny by default

@@ -33,13 +33,30 @@ from services.common.auth.pki import spiffe_identity
 from services.common.auth.tokens import Verifiers
 from services.common.errors import PermissionDenied, PrivtuneError, Unauthenticated
 from services.common.grpc_errors import DenialRecorder, abort
-from services.common.identity import (ACTOR_HEADER, CORRELATION_HEADER, TENANT_HEADER, Caller, bind_caller,
-                                      caller_from_headers, is_tenant_id, unbind_caller)
+from services.common.identity import (ACTOR_HEADER, CORRELATION_HEADER, PLATFORM_TENANT, TENANT_HEADER, Caller,
+                                      bind_caller, caller_from_headers, is_tenant_id, unbind_caller)
 
 log = logging.getLogger(__name__)
 AUTHORIZATION_HEADER = "authorization"
 EXPIRY_LEEWAY_S = 30  # as the verifier's
+PLATFORM_ROLES = frozenset({"auditor"})  # all a token of the reserved platform tenant may do
 HEADER_ROLES = frozenset(role_table.READ | role_table.WRITE | role_table.PROMOTE | role_table.CLAIM)
+
+
+AllowedRecorder = Callable[[Caller, str, str, str, int, str], None]  # caller, method, resource, outcome, ms, corr
+_RESOURCE_FIELDS = ("job_id", "dataset_version_id", "model_version_id", "dataset_id", "run_id", "model_name",
+                    "tenant_id")
+
+
+def request_resource(request: Any) -> str:
+    """``<field>=<value>`` of the request's first id-like field that is set (ids only, never content)."""
+    fields = getattr(getattr(request, "DESCRIPTOR", None), "fields_by_name", {})
+    for name in _RESOURCE_FIELDS:
+        if name in fields:
+            value = getattr(request, name, "")
+            if isinstance(value, str) and value:
+                return f"{name}={value[:128]}"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -72,7 +89,8 @@ class Authenticator:
                     f"{TENANT_HEADER} names another tenant than the caller's token; a token acts for its own tenant "
                     "only (drop the header, or get a token for that tenant)", reason="TENANT_MISMATCH",
                     metadata={"token_tenant": claims.tenant, "token_subject": claims.subject})
-            return Caller(tenant_id=claims.tenant, actor=claims.subject, roles=claims.roles, via="token",
+            roles = claims.roles & PLATFORM_ROLES if claims.tenant == PLATFORM_TENANT else claims.roles
+            return Caller(tenant_id=claims.tenant, actor=claims.subject, roles=roles, via="token",
                           issuer=claims.issuer, expires_at=claims.expires_at)
         if self.allow_headers:
             caller = caller_from_headers(metadata.items())
@@ -115,10 +133,12 @@ class AuthInterceptor(grpc.ServerInterceptor):
     """Authenticates and authorises every call but health and reflection (see the module doc)."""
 
     def __init__(self, authenticator: Authenticator, on_denied: DenialRecorder | None = None,
-                 on_break_glass: Callable[[Caller, str], None] | None = None) -> None:
+                 on_break_glass: Callable[[Caller, str], None] | None = None,
+                 on_allowed: AllowedRecorder | None = None) -> None:
         self.authenticator = authenticator
         self.on_denied = on_denied
         self.on_break_glass = on_break_glass
+        self.on_allowed = on_allowed
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
@@ -143,11 +163,16 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
     def _unary(self, method: str, inner: Behaviour) -> Behaviour:
         def call(request: Any, context: grpc.ServicerContext) -> Any:
-            token = bind_caller(self._admit(method, context))
+            caller = self._admit(method, context)
+            token = bind_caller(caller)
+            started, failed = time.monotonic(), True
             try:
-                return inner(request, context)
+                response = inner(request, context)
+                failed = False
+                return response
             finally:
-                unbind_caller(token)
+                self._allowed(caller, method, request, context, started, failed)
+                _unbind(token)
         return call
 
     def _stream(self, method: str, inner: Behaviour) -> Behaviour:
@@ -159,13 +184,45 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 expiry = threading.Timer(max(0.0, caller.expires_at + EXPIRY_LEEWAY_S - time.time()), context.cancel)
                 expiry.daemon = True
                 expiry.start()
+            started, failed = time.monotonic(), True
+            # a stream may serve for hours: its opening is a record of its own, its end another
+            self._allowed(caller, method, request, context, started, False, opened=True)
             try:
                 yield from inner(request, context)
+                failed = False
             finally:
                 if expiry is not None:
                     expiry.cancel()
-                unbind_caller(token)
+                self._allowed(caller, method, request, context, started, failed)
+                _unbind(token)
         return call
+
+    def _allowed(self, caller: Caller, method: str, request: Any, context: grpc.ServicerContext, started: float,
+                 failed: bool, opened: bool = False) -> None:
+        """Record an admitted call and how it ended, or a stream's opening (never fails the call: the
+        recorder queues, and ``admit`` made room before the call ran)."""
+        if self.on_allowed is None:
+            return
+        try:
+            self._record_allowed(caller, method, request, context, started, failed, opened)
+        except Exception:  # noqa: BLE001 - the call already ran; its record must not turn it into a failure
+            log.exception("could not queue the access record of %s by %s", method, caller.actor)
+
+    def _record_allowed(self, caller: Caller, method: str, request: Any, context: grpc.ServicerContext,
+                        started: float, failed: bool, opened: bool) -> None:
+        assert self.on_allowed is not None
+        code = context.code() if hasattr(context, "code") else None
+        if opened:
+            outcome = "OPENED"
+        elif isinstance(code, grpc.StatusCode):
+            outcome = code.name
+        elif not context.is_active():
+            outcome = "CANCELLED"  # the client went away (or the stream outlived its token)
+        else:
+            outcome = "UNKNOWN" if failed else "OK"
+        metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        self.on_allowed(caller, method, request_resource(request), outcome,
+                        int((time.monotonic() - started) * 1000), metadata.get(CORRELATION_HEADER, "")[:128])
 
     def _admit(self, method: str, context: grpc.ServicerContext) -> Caller:
         metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
@@ -189,10 +246,22 @@ class AuthInterceptor(grpc.ServerInterceptor):
             abort(context, grpc.StatusCode.PERMISSION_DENIED, str(exc), exc=exc)
         if caller.via == "headers":
             log.debug("insecure-headers mode: %s trusted as %s/%s from headers", method, caller.tenant_id, caller.actor)
+        admit = getattr(self.on_allowed, "admit", None)
+        if admit is not None:
+            try:
+                admit()  # no room to record the call: it does not run
+            except PrivtuneError as exc:
+                abort(context, grpc.StatusCode.UNAVAILABLE, str(exc), exc=exc)
         if break_glass:
             log.warning("BREAK-GLASS: %s called %s in tenant %s", caller.actor, method, caller.tenant_id)
             if self.on_break_glass is not None:
-                self.on_break_glass(caller, method)
+                try:
+                    self.on_break_glass(caller, method)  # stored before the call runs, or the call does not
+                except Exception as exc:  # noqa: BLE001 - any failure to record refuses the call
+                    log.error("break-glass use of %s by %s could not be recorded (%s): refused", method,
+                              caller.actor, type(exc).__name__)
+                    abort(context, grpc.StatusCode.UNAVAILABLE, "a break-glass call must be recorded before it "
+                          "runs, and the record cannot be stored now; retry shortly", reason="AUDIT_UNAVAILABLE")
         return caller
 
     def _denied(self, metadata: Mapping[str, str], method: str, reason: str, rule: str, tenant: str,
@@ -203,3 +272,10 @@ class AuthInterceptor(grpc.ServerInterceptor):
         trusted = {TENANT_HEADER: tenant, ACTOR_HEADER: actor or "anonymous",
                    CORRELATION_HEADER: metadata.get(CORRELATION_HEADER, "")[:128]}
         self.on_denied(trusted, method, reason, rule)
+
+
+def _unbind(token: Any) -> None:
+    try:
+        unbind_caller(token)
+    except ValueError:  # the generator was finalised in another context (e.g. by the garbage collector)
+        pass

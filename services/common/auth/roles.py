@@ -26,6 +26,7 @@ READ = frozenset({"viewer", "ml-engineer", "approver", "auditor", "admin"})
 WRITE = frozenset({"ml-engineer", "admin"})
 PROMOTE = frozenset({"approver", "admin"})
 CLAIM = frozenset({"worker", "service"})
+AUDIT = frozenset({"auditor"})  # the audit trail: auditors only (platform auditors: any tenant)
 
 # Every RPC the platform serves -> the roles that may call it (break-glass may call any).
 RPC_ROLES: dict[str, frozenset[str]] = {
@@ -54,6 +55,10 @@ RPC_ROLES: dict[str, frozenset[str]] = {
     "/privtune.v1.ExperimentService/CompareRuns": READ,
     "/privtune.v1.TrainingAttemptService/ClaimAttempt": CLAIM,
     "/privtune.v1.CurationWorkService/ClaimCurationJob": CLAIM,
+    "/privtune.v1.AuditService/SearchAuditRecords": AUDIT,
+    "/privtune.v1.AuditService/GetAuditTreeHead": AUDIT,
+    "/privtune.v1.AuditService/GetAuditProof": AUDIT,
+    "/privtune.v1.AuditService/ListAuditPublicKeys": AUDIT | READ,
 }
 
 # Infrastructure every client may call without credentials: health and server reflection

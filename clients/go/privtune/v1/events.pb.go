@@ -304,6 +304,7 @@ type EventEnvelope struct {
 	//	*EventEnvelope_RolledBack
 	//	*EventEnvelope_AccessDenied
 	//	*EventEnvelope_BreakGlassUsed
+	//	*EventEnvelope_AccessAllowed
 	//	*EventEnvelope_TrainingScheduled
 	//	*EventEnvelope_TrainingStopRequested
 	//	*EventEnvelope_TrainingCancelled
@@ -646,6 +647,15 @@ func (x *EventEnvelope) GetBreakGlassUsed() *BreakGlassUsed {
 	return nil
 }
 
+func (x *EventEnvelope) GetAccessAllowed() *AccessAllowed {
+	if x != nil {
+		if x, ok := x.Payload.(*EventEnvelope_AccessAllowed); ok {
+			return x.AccessAllowed
+		}
+	}
+	return nil
+}
+
 func (x *EventEnvelope) GetTrainingScheduled() *TrainingScheduled {
 	if x != nil {
 		if x, ok := x.Payload.(*EventEnvelope_TrainingScheduled); ok {
@@ -823,6 +833,10 @@ type EventEnvelope_BreakGlassUsed struct {
 	BreakGlassUsed *BreakGlassUsed `protobuf:"bytes,61,opt,name=break_glass_used,json=breakGlassUsed,proto3,oneof"`
 }
 
+type EventEnvelope_AccessAllowed struct {
+	AccessAllowed *AccessAllowed `protobuf:"bytes,62,opt,name=access_allowed,json=accessAllowed,proto3,oneof"`
+}
+
 type EventEnvelope_TrainingScheduled struct {
 	TrainingScheduled *TrainingScheduled `protobuf:"bytes,70,opt,name=training_scheduled,json=trainingScheduled,proto3,oneof"`
 }
@@ -904,6 +918,8 @@ func (*EventEnvelope_RolledBack) isEventEnvelope_Payload() {}
 func (*EventEnvelope_AccessDenied) isEventEnvelope_Payload() {}
 
 func (*EventEnvelope_BreakGlassUsed) isEventEnvelope_Payload() {}
+
+func (*EventEnvelope_AccessAllowed) isEventEnvelope_Payload() {}
 
 func (*EventEnvelope_TrainingScheduled) isEventEnvelope_Payload() {}
 
@@ -4363,11 +4379,121 @@ func (x *BreakGlassUsed) GetIssuer() string {
 	return ""
 }
 
+// An authenticated call that its caller's roles allowed, with how it ended. The gateway records one
+// per call (batched, in the caller's verified tenant); ids only, never request content.
+type AccessAllowed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Principal     string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	Method        string                 `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`     // e.g. "/privtune.v1.TrainingService/GetTrainingJob"
+	Resource      string                 `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"` // "<request field>=<id>" of the request's first id, or empty
+	Issuer        string                 `protobuf:"bytes,4,opt,name=issuer,proto3" json:"issuer,omitempty"`     // the token's issuer; empty for a client certificate
+	Via           string                 `protobuf:"bytes,5,opt,name=via,proto3" json:"via,omitempty"`           // how the caller proved who it is: "token" or "certificate"
+	Roles         []string               `protobuf:"bytes,6,rep,name=roles,proto3" json:"roles,omitempty"`       // the caller's roles, sorted
+	Outcome       string                 `protobuf:"bytes,7,opt,name=outcome,proto3" json:"outcome,omitempty"`   // the call's gRPC status code name: "OK", "NOT_FOUND", ...
+	DurationMs    uint32                 `protobuf:"varint,8,opt,name=duration_ms,json=durationMs,proto3" json:"duration_ms,omitempty"`
+	BreakGlass    bool                   `protobuf:"varint,9,opt,name=break_glass,json=breakGlass,proto3" json:"break_glass,omitempty"` // only the break-glass role let the call through
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessAllowed) Reset() {
+	*x = AccessAllowed{}
+	mi := &file_privtune_v1_events_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessAllowed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessAllowed) ProtoMessage() {}
+
+func (x *AccessAllowed) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessAllowed.ProtoReflect.Descriptor instead.
+func (*AccessAllowed) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *AccessAllowed) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *AccessAllowed) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *AccessAllowed) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *AccessAllowed) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *AccessAllowed) GetVia() string {
+	if x != nil {
+		return x.Via
+	}
+	return ""
+}
+
+func (x *AccessAllowed) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *AccessAllowed) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *AccessAllowed) GetDurationMs() uint32 {
+	if x != nil {
+		return x.DurationMs
+	}
+	return 0
+}
+
+func (x *AccessAllowed) GetBreakGlass() bool {
+	if x != nil {
+		return x.BreakGlass
+	}
+	return false
+}
+
 var File_privtune_v1_events_proto protoreflect.FileDescriptor
 
 const file_privtune_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x18privtune/v1/events.proto\x12\vprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x17\n" +
+	"\x18privtune/v1/events.proto\x12\vprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x17\n" +
 	"\rEventEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x12\n" +
@@ -4405,7 +4531,8 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\vrolled_back\x186 \x01(\v2\x17.privtune.v1.RolledBackH\x00R\n" +
 	"rolledBack\x12@\n" +
 	"\raccess_denied\x18< \x01(\v2\x19.privtune.v1.AccessDeniedH\x00R\faccessDenied\x12G\n" +
-	"\x10break_glass_used\x18= \x01(\v2\x1b.privtune.v1.BreakGlassUsedH\x00R\x0ebreakGlassUsed\x12O\n" +
+	"\x10break_glass_used\x18= \x01(\v2\x1b.privtune.v1.BreakGlassUsedH\x00R\x0ebreakGlassUsed\x12C\n" +
+	"\x0eaccess_allowed\x18> \x01(\v2\x1a.privtune.v1.AccessAllowedH\x00R\raccessAllowed\x12O\n" +
 	"\x12training_scheduled\x18F \x01(\v2\x1e.privtune.v1.TrainingScheduledH\x00R\x11trainingScheduled\x12\\\n" +
 	"\x17training_stop_requested\x18G \x01(\v2\".privtune.v1.TrainingStopRequestedH\x00R\x15trainingStopRequested\x12O\n" +
 	"\x12training_cancelled\x18H \x01(\v2\x1e.privtune.v1.TrainingCancelledH\x00R\x11trainingCancelled\x12_\n" +
@@ -4777,7 +4904,19 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\x0eBreakGlassUsed\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x16\n" +
-	"\x06issuer\x18\x03 \x01(\tR\x06issuer*\xc5\x01\n" +
+	"\x06issuer\x18\x03 \x01(\tR\x06issuer\"\xfd\x01\n" +
+	"\rAccessAllowed\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12\x1a\n" +
+	"\bresource\x18\x03 \x01(\tR\bresource\x12\x16\n" +
+	"\x06issuer\x18\x04 \x01(\tR\x06issuer\x12\x10\n" +
+	"\x03via\x18\x05 \x01(\tR\x03via\x12\x14\n" +
+	"\x05roles\x18\x06 \x03(\tR\x05roles\x12\x18\n" +
+	"\aoutcome\x18\a \x01(\tR\aoutcome\x12\x1f\n" +
+	"\vduration_ms\x18\b \x01(\rR\n" +
+	"durationMs\x12\x1f\n" +
+	"\vbreak_glass\x18\t \x01(\bR\n" +
+	"breakGlass*\xc5\x01\n" +
 	"\x12DataClassification\x12#\n" +
 	"\x1fDATA_CLASSIFICATION_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aDATA_CLASSIFICATION_PUBLIC\x10\x01\x12 \n" +
@@ -4822,7 +4961,7 @@ func file_privtune_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_privtune_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_privtune_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_privtune_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_privtune_v1_events_proto_goTypes = []any{
 	(DataClassification)(0),        // 0: privtune.v1.DataClassification
 	(DatasetFormat)(0),             // 1: privtune.v1.DatasetFormat
@@ -4866,18 +5005,19 @@ var file_privtune_v1_events_proto_goTypes = []any{
 	(*RolledBack)(nil),             // 39: privtune.v1.RolledBack
 	(*AccessDenied)(nil),           // 40: privtune.v1.AccessDenied
 	(*BreakGlassUsed)(nil),         // 41: privtune.v1.BreakGlassUsed
-	nil,                            // 42: privtune.v1.DatasetRegistered.LabelsEntry
-	nil,                            // 43: privtune.v1.CurationRequested.DatasetLabelsEntry
-	nil,                            // 44: privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
-	nil,                            // 45: privtune.v1.TrainingRequested.ExperimentTagsEntry
-	nil,                            // 46: privtune.v1.TrainingStarted.LibraryVersionsEntry
-	nil,                            // 47: privtune.v1.CheckpointSaved.MetricsEntry
-	nil,                            // 48: privtune.v1.ModelVersionRegistered.MetricsEntry
-	nil,                            // 49: privtune.v1.EvalCompleted.MetricsEntry
-	(*timestamppb.Timestamp)(nil),  // 50: google.protobuf.Timestamp
+	(*AccessAllowed)(nil),          // 42: privtune.v1.AccessAllowed
+	nil,                            // 43: privtune.v1.DatasetRegistered.LabelsEntry
+	nil,                            // 44: privtune.v1.CurationRequested.DatasetLabelsEntry
+	nil,                            // 45: privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
+	nil,                            // 46: privtune.v1.TrainingRequested.ExperimentTagsEntry
+	nil,                            // 47: privtune.v1.TrainingStarted.LibraryVersionsEntry
+	nil,                            // 48: privtune.v1.CheckpointSaved.MetricsEntry
+	nil,                            // 49: privtune.v1.ModelVersionRegistered.MetricsEntry
+	nil,                            // 50: privtune.v1.EvalCompleted.MetricsEntry
+	(*timestamppb.Timestamp)(nil),  // 51: google.protobuf.Timestamp
 }
 var file_privtune_v1_events_proto_depIdxs = []int32{
-	50, // 0: privtune.v1.EventEnvelope.time:type_name -> google.protobuf.Timestamp
+	51, // 0: privtune.v1.EventEnvelope.time:type_name -> google.protobuf.Timestamp
 	5,  // 1: privtune.v1.EventEnvelope.dataset_registered:type_name -> privtune.v1.DatasetRegistered
 	6,  // 2: privtune.v1.EventEnvelope.curation_requested:type_name -> privtune.v1.CurationRequested
 	7,  // 3: privtune.v1.EventEnvelope.dataset_version_created:type_name -> privtune.v1.DatasetVersionCreated
@@ -4901,40 +5041,41 @@ var file_privtune_v1_events_proto_depIdxs = []int32{
 	39, // 21: privtune.v1.EventEnvelope.rolled_back:type_name -> privtune.v1.RolledBack
 	40, // 22: privtune.v1.EventEnvelope.access_denied:type_name -> privtune.v1.AccessDenied
 	41, // 23: privtune.v1.EventEnvelope.break_glass_used:type_name -> privtune.v1.BreakGlassUsed
-	17, // 24: privtune.v1.EventEnvelope.training_scheduled:type_name -> privtune.v1.TrainingScheduled
-	18, // 25: privtune.v1.EventEnvelope.training_stop_requested:type_name -> privtune.v1.TrainingStopRequested
-	19, // 26: privtune.v1.EventEnvelope.training_cancelled:type_name -> privtune.v1.TrainingCancelled
-	29, // 27: privtune.v1.EventEnvelope.model_version_registered:type_name -> privtune.v1.ModelVersionRegistered
-	30, // 28: privtune.v1.EventEnvelope.model_alias_moved:type_name -> privtune.v1.ModelAliasMoved
-	31, // 29: privtune.v1.EventEnvelope.privacy_budget_reserved:type_name -> privtune.v1.PrivacyBudgetReserved
-	32, // 30: privtune.v1.EventEnvelope.privacy_budget_settled:type_name -> privtune.v1.PrivacyBudgetSettled
-	27, // 31: privtune.v1.EventEnvelope.training_attempt_claimed:type_name -> privtune.v1.TrainingAttemptClaimed
-	28, // 32: privtune.v1.EventEnvelope.training_attempt_stop:type_name -> privtune.v1.TrainingAttemptStop
-	1,  // 33: privtune.v1.DatasetRegistered.format_hint:type_name -> privtune.v1.DatasetFormat
-	0,  // 34: privtune.v1.DatasetRegistered.classification:type_name -> privtune.v1.DataClassification
-	42, // 35: privtune.v1.DatasetRegistered.labels:type_name -> privtune.v1.DatasetRegistered.LabelsEntry
-	0,  // 36: privtune.v1.CurationRequested.dataset_classification:type_name -> privtune.v1.DataClassification
-	43, // 37: privtune.v1.CurationRequested.dataset_labels:type_name -> privtune.v1.CurationRequested.DatasetLabelsEntry
-	0,  // 38: privtune.v1.DatasetVersionCreated.dataset_classification:type_name -> privtune.v1.DataClassification
-	44, // 39: privtune.v1.DatasetVersionCreated.dataset_labels:type_name -> privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
-	2,  // 40: privtune.v1.TrainingRequested.method:type_name -> privtune.v1.TrainingMethod
-	9,  // 41: privtune.v1.TrainingRequested.lora_config:type_name -> privtune.v1.LoraConfig
-	10, // 42: privtune.v1.TrainingRequested.hyperparameters:type_name -> privtune.v1.Hyperparameters
-	11, // 43: privtune.v1.TrainingRequested.dp:type_name -> privtune.v1.DifferentialPrivacy
-	45, // 44: privtune.v1.TrainingRequested.experiment_tags:type_name -> privtune.v1.TrainingRequested.ExperimentTagsEntry
-	0,  // 45: privtune.v1.TrainingRequested.classification:type_name -> privtune.v1.DataClassification
-	13, // 46: privtune.v1.TrainingRejected.violations:type_name -> privtune.v1.PolicyViolation
-	15, // 47: privtune.v1.TrainingQueued.estimate:type_name -> privtune.v1.ResourceEstimate
-	46, // 48: privtune.v1.TrainingStarted.library_versions:type_name -> privtune.v1.TrainingStarted.LibraryVersionsEntry
-	47, // 49: privtune.v1.CheckpointSaved.metrics:type_name -> privtune.v1.CheckpointSaved.MetricsEntry
-	48, // 50: privtune.v1.ModelVersionRegistered.metrics:type_name -> privtune.v1.ModelVersionRegistered.MetricsEntry
-	49, // 51: privtune.v1.EvalCompleted.metrics:type_name -> privtune.v1.EvalCompleted.MetricsEntry
-	3,  // 52: privtune.v1.DeploymentRequested.strategy:type_name -> privtune.v1.RolloutStrategy
-	53, // [53:53] is the sub-list for method output_type
-	53, // [53:53] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	42, // 24: privtune.v1.EventEnvelope.access_allowed:type_name -> privtune.v1.AccessAllowed
+	17, // 25: privtune.v1.EventEnvelope.training_scheduled:type_name -> privtune.v1.TrainingScheduled
+	18, // 26: privtune.v1.EventEnvelope.training_stop_requested:type_name -> privtune.v1.TrainingStopRequested
+	19, // 27: privtune.v1.EventEnvelope.training_cancelled:type_name -> privtune.v1.TrainingCancelled
+	29, // 28: privtune.v1.EventEnvelope.model_version_registered:type_name -> privtune.v1.ModelVersionRegistered
+	30, // 29: privtune.v1.EventEnvelope.model_alias_moved:type_name -> privtune.v1.ModelAliasMoved
+	31, // 30: privtune.v1.EventEnvelope.privacy_budget_reserved:type_name -> privtune.v1.PrivacyBudgetReserved
+	32, // 31: privtune.v1.EventEnvelope.privacy_budget_settled:type_name -> privtune.v1.PrivacyBudgetSettled
+	27, // 32: privtune.v1.EventEnvelope.training_attempt_claimed:type_name -> privtune.v1.TrainingAttemptClaimed
+	28, // 33: privtune.v1.EventEnvelope.training_attempt_stop:type_name -> privtune.v1.TrainingAttemptStop
+	1,  // 34: privtune.v1.DatasetRegistered.format_hint:type_name -> privtune.v1.DatasetFormat
+	0,  // 35: privtune.v1.DatasetRegistered.classification:type_name -> privtune.v1.DataClassification
+	43, // 36: privtune.v1.DatasetRegistered.labels:type_name -> privtune.v1.DatasetRegistered.LabelsEntry
+	0,  // 37: privtune.v1.CurationRequested.dataset_classification:type_name -> privtune.v1.DataClassification
+	44, // 38: privtune.v1.CurationRequested.dataset_labels:type_name -> privtune.v1.CurationRequested.DatasetLabelsEntry
+	0,  // 39: privtune.v1.DatasetVersionCreated.dataset_classification:type_name -> privtune.v1.DataClassification
+	45, // 40: privtune.v1.DatasetVersionCreated.dataset_labels:type_name -> privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
+	2,  // 41: privtune.v1.TrainingRequested.method:type_name -> privtune.v1.TrainingMethod
+	9,  // 42: privtune.v1.TrainingRequested.lora_config:type_name -> privtune.v1.LoraConfig
+	10, // 43: privtune.v1.TrainingRequested.hyperparameters:type_name -> privtune.v1.Hyperparameters
+	11, // 44: privtune.v1.TrainingRequested.dp:type_name -> privtune.v1.DifferentialPrivacy
+	46, // 45: privtune.v1.TrainingRequested.experiment_tags:type_name -> privtune.v1.TrainingRequested.ExperimentTagsEntry
+	0,  // 46: privtune.v1.TrainingRequested.classification:type_name -> privtune.v1.DataClassification
+	13, // 47: privtune.v1.TrainingRejected.violations:type_name -> privtune.v1.PolicyViolation
+	15, // 48: privtune.v1.TrainingQueued.estimate:type_name -> privtune.v1.ResourceEstimate
+	47, // 49: privtune.v1.TrainingStarted.library_versions:type_name -> privtune.v1.TrainingStarted.LibraryVersionsEntry
+	48, // 50: privtune.v1.CheckpointSaved.metrics:type_name -> privtune.v1.CheckpointSaved.MetricsEntry
+	49, // 51: privtune.v1.ModelVersionRegistered.metrics:type_name -> privtune.v1.ModelVersionRegistered.MetricsEntry
+	50, // 52: privtune.v1.EvalCompleted.metrics:type_name -> privtune.v1.EvalCompleted.MetricsEntry
+	3,  // 53: privtune.v1.DeploymentRequested.strategy:type_name -> privtune.v1.RolloutStrategy
+	54, // [54:54] is the sub-list for method output_type
+	54, // [54:54] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_privtune_v1_events_proto_init() }
@@ -4966,6 +5107,7 @@ func file_privtune_v1_events_proto_init() {
 		(*EventEnvelope_RolledBack)(nil),
 		(*EventEnvelope_AccessDenied)(nil),
 		(*EventEnvelope_BreakGlassUsed)(nil),
+		(*EventEnvelope_AccessAllowed)(nil),
 		(*EventEnvelope_TrainingScheduled)(nil),
 		(*EventEnvelope_TrainingStopRequested)(nil),
 		(*EventEnvelope_TrainingCancelled)(nil),
@@ -4982,7 +5124,7 @@ func file_privtune_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_privtune_v1_events_proto_rawDesc), len(file_privtune_v1_events_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   46,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
