@@ -128,6 +128,8 @@ def start_server(data_dir: Path, startup_timeout: float = 180.0, auth: str = "tl
     target = f"127.0.0.1:{free_port()}"
     extra = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIVTUNE_")}
+    # the component port too: the default (API port + 1) may be taken by a client's ephemeral port
+    env["PRIVTUNE_COMPONENT_GRPC"] = f"127.0.0.1:{free_port()}"
     env.update(extra)  # what the test asks for (e.g. PRIVTUNE_AUDIT_SEAL_MS)
     env["PYTHONPATH"] = str(ROOT)
     with open(log_path, "wb") as log:

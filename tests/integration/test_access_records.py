@@ -125,3 +125,23 @@ def test_a_batch_whose_commit_answer_was_lost_is_not_stored_twice_nor_wedged(tmp
     assert recorder.flush() == 1
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(stored_events)).scalar() == 6
+
+
+def test_a_stream_is_recorded_when_it_opens_and_again_when_it_ends(platform: Platform) -> None:
+    from tests.platform_fixtures import register
+
+    stub = dataset_stub(platform)
+    dataset = register(stub, platform, "acme", "watched")
+    stream = stub.WatchDataset(dpb.WatchDatasetRequest(dataset_id=dataset.dataset_id),
+                               metadata=metadata("acme", "wanda"), timeout=30)
+    next(stream)
+    stream.cancel()
+    assert platform.engine is not None
+
+    def outcomes() -> list[str]:
+        with platform.engine.connect() as conn:  # type: ignore[union-attr]
+            return [r.outcome for r in log_store.records_between(conn, "acme", 1, 10**6)
+                    if r.actor == "wanda" and dict(r.attributes).get("method", "").endswith("/WatchDataset")]
+    wait_until(lambda: len(outcomes()) >= 2, timeout=30, what="the stream's opening and end in acme's log")
+    opened, ended = sorted(outcomes(), key=lambda o: o != "OPENED")  # two events, maybe on two partitions
+    assert opened == "OPENED" and ended in ("CANCELLED", "OK")
