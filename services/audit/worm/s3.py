@@ -31,7 +31,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.identity import is_tenant_id
 from services.common.limits import quote
 from services.common.storage.keys import validate_prefix
-from services.common.storage.s3 import s3_client
+from services.common.storage.s3 import connection_failure, s3_client
 
 log = logging.getLogger(__name__)
 
@@ -81,14 +81,7 @@ class S3SegmentStore:
             return PermissionDenied(f"the object store denied access to {place}; the audit service's credentials "
                                     "need s3:GetObject/GetObjectVersion/PutObject/ListBucketVersions/"
                                     "PutObjectLegalHold/DeleteObjectVersion there")
-        name = type(exc).__name__
-        if name in ("NoCredentialsError", "PartialCredentialsError"):
-            return FailedPrecondition("no S3 credentials found; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-                                      "an AWS profile or an instance role")
-        if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
-            return FailedPrecondition(f"the object store for {self.uri} cannot be reached ({name}); "
-                                      "check endpoint_url and the network")
-        return exc
+        return connection_failure(exc, self.uri) or exc
 
     def _check_object_lock(self) -> None:
         try:

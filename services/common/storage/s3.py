@@ -44,6 +44,18 @@ def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any
     return boto3.session.Session().client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
+def connection_failure(exc: Exception, uri: str) -> FailedPrecondition | None:
+    """What a client-side failure to reach an object store means (no credentials, no route), or None."""
+    name = type(exc).__name__
+    if name in ("NoCredentialsError", "PartialCredentialsError"):
+        return FailedPrecondition("no S3 credentials found; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                                  "an AWS profile or an instance role")
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
+        return FailedPrecondition(f"the object store for {uri} cannot be reached ({name}); "
+                                  "check endpoint_url and the network")
+    return None
+
+
 def _error_code(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
@@ -86,14 +98,7 @@ class S3Storage:
                                     "ListBucket there (the server log names the location)")
         if code in ("PreconditionFailed", "412"):
             return FailedPrecondition(f"{where} was replaced while it was being read; read it again")
-        name = type(exc).__name__
-        if name in ("NoCredentialsError", "PartialCredentialsError"):
-            return FailedPrecondition("no S3 credentials found; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-                                      "an AWS profile or an instance role")
-        if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError"):
-            return FailedPrecondition(f"the object store for {self.uri} cannot be reached ({name}); "
-                                      "check endpoint_url and the network")
-        return exc
+        return connection_failure(exc, self.uri) or exc
 
     # -- boundary -------------------------------------------------------------------------
 
