@@ -9,7 +9,8 @@ import grpc
 from privtune.v1 import training_attempt_service_pb2 as pb
 from privtune.v1 import training_attempt_service_pb2_grpc as pb_grpc
 from services.common.grpc_server import ServiceBinding
-from services.common.identity import caller_from_metadata
+from services.common.errors import PermissionDenied
+from services.common.identity import Caller, caller_from_metadata
 from services.orchestrator.application import TrainingJobApplication
 
 log = logging.getLogger(__name__)
@@ -18,12 +19,32 @@ EXECUTORS = {pb.TRAINING_EXECUTOR_UNSPECIFIED: "", pb.TRAINING_EXECUTOR_LOCAL: "
              pb.TRAINING_EXECUTOR_KUBERNETES: "kubernetes"}
 
 
+POD_CERTIFICATE_PREFIX = "worker:k8s-"  # a certificate issued for one Kubernetes attempt (executors/kubernetes)
+
+
+def check_attempt_certificate(caller: Caller, worker_id: str, attempt: int) -> None:
+    """A certificate issued for one Kubernetes attempt claims only that attempt, under its own name: a
+    leaked pod key cannot claim other attempts or pose as another worker.
+
+    Raises:
+        PermissionDenied: reason WORKER_IDENTITY_MISMATCH.
+    """
+    if caller.via != "certificate" or not caller.actor.startswith(POD_CERTIFICATE_PREFIX):
+        return
+    name = caller.actor.split(":", 1)[1]
+    if worker_id != name or not name.endswith(f"-a{attempt}"):
+        raise PermissionDenied(f"certificate {name} was issued for one attempt and may claim only it, as worker "
+                               f"{name}; this claim names worker {worker_id[:64]!r}, attempt {attempt}",
+                               reason="WORKER_IDENTITY_MISMATCH")
+
+
 class TrainingAttemptServicer(pb_grpc.TrainingAttemptServiceServicer):
     def __init__(self, app: TrainingJobApplication) -> None:
         self.app = app
 
     def ClaimAttempt(self, request: pb.ClaimAttemptRequest, context: grpc.ServicerContext) -> pb.ClaimAttemptResponse:
         caller = caller_from_metadata(context.invocation_metadata())
+        check_attempt_certificate(caller, request.worker_id, request.attempt)
         decision, state = self.app.claim_attempt(caller, request.job_id, request.attempt, request.worker_id,
                                                  request.claim_id, EXECUTORS.get(request.executor, "?"))
         if not decision.granted:

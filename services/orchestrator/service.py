@@ -32,7 +32,7 @@ def build(engine: Engine, bus: EventBus | None, config: PlatformConfig, stop: th
         from services.orchestrator.executors.launchers import configured_launchers
         from services.orchestrator.report_recorder import ReportRecorder
 
-        controller = Controller(engine, settings, configured_launchers(dict(settings.pools)),  # type: ignore[arg-type]
+        controller = Controller(engine, settings, configured_launchers(dict(settings.pools), config),  # type: ignore[arg-type]
                                 bus=bus)
         parts.workers.append(controller.run)
         parts.workers.append(ReportRecorder(engine, bus).run)

@@ -1,6 +1,7 @@
 """The generated Go client against a real `privtune up`: the example program registers a dataset,
-curates it and watches the job over TLS with a bearer token (the default auth mode); privtune-errors
-checks the status details of every error path of the dataset and curation APIs (see
+curates it and watches the job over TLS with a bearer token (the default auth mode); privtune-errors,
+on the same server and the same way, checks the status details of every error path of the dataset
+and curation APIs, and that a call whose identity is missing or forged is refused (see
 clients/go/cmd/privtune-errors for the table of cases)."""
 
 from __future__ import annotations
@@ -49,14 +50,6 @@ def go_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def privtune_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One `privtune up` (tls, the default) for this module's tests (they use distinct folders and names)."""
     with running_server(tmp_path_factory.mktemp("privtune-up")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def privtune_up_insecure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """`privtune up --auth insecure-headers`, only for privtune-errors: it has no -ca / -token flags yet
-    (it speaks plaintext and names its tenant in headers)."""
-    with running_server(tmp_path_factory.mktemp("privtune-up-insecure"), auth="insecure-headers") as server:
         yield server
 
 
@@ -110,15 +103,31 @@ def test_example_client_registers_curates_and_watches_a_job(go_bin: Path, privtu
     assert again.stdout.splitlines()[-1] == lines[-1]
 
 
-def test_every_dataset_and_curation_error_carries_status_details(go_bin: Path,
-                                                                 privtune_up_insecure: ServerProcess) -> None:
-    up = privtune_up_insecure
+def test_every_dataset_and_curation_error_carries_status_details(go_bin: Path, privtune_up: ServerProcess) -> None:
+    up = privtune_up
     uri = up.put_files(TENANT, "errors-a", {"a.jsonl": _faq(3)})
     other = up.put_files(TENANT, "errors-b", {"b.jsonl": _faq(4)})
-    run = _run(go_bin / "privtune-errors", up, "-uri", uri, "-other-uri", other)
+    run = _run_tls(go_bin / "privtune-errors", up, "-uri", uri, "-other-uri", other)
     assert run.returncode == 0, f"privtune-errors exited {run.returncode}:\n{run.stdout}{run.stderr}"
     summary = re.search(r"privtune-errors: (\d+) of \1 error cases as expected", run.stdout)
-    assert summary and int(summary.group(1)) >= 20, run.stdout  # the table's cases all ran
+    # the table's 20 cases of the dataset and curation APIs, then 5 of a missing or forged identity
+    assert summary and int(summary.group(1)) >= 25, run.stdout
+    for case in ("ListDatasets without a token", "ListDatasets with only the identity headers",
+                 "ListDatasets authorization not Bearer", "ListDatasets token with a forged tenant claim",
+                 "ListDatasets tenant header naming another tenant"):
+        assert f"ok    {case}\n" in run.stdout, run.stdout
+
+
+def test_error_checker_needs_a_token_or_a_tenant(go_bin: Path, privtune_up: ServerProcess) -> None:
+    """Without -token it would act through the insecure mode's headers, which need -tenant; a token that
+    names another tenant than -tenant is a mistake it says, not a call it makes."""
+    binary = str(go_bin / "privtune-errors")
+    bare = subprocess.run([binary, "-target", privtune_up.target, "-uri", "file:///x", "-other-uri", "file:///y"],
+                          capture_output=True, text=True, timeout=60)
+    assert bare.returncode == 2 and "-token" in bare.stderr
+    mismatch = _run_tls(go_bin / "privtune-errors", privtune_up, "-tenant", "globex", "-uri", "file:///x",
+                        "-other-uri", "file:///y")
+    assert mismatch.returncode == 2 and 'the token is of tenant "acme"' in mismatch.stderr
 
 
 def test_example_client_is_refused_without_a_token_or_without_tls(go_bin: Path, privtune_up: ServerProcess) -> None:

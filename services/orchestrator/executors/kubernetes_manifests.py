@@ -4,7 +4,9 @@
 
 1. a NetworkPolicy (before any pod exists, so no pod ever runs unrestricted),
 2. an immutable ConfigMap holding the spec JSON (configuration only, never data),
-3. the workload: a ``batch/v1`` Job when the gang fits one node, else a Kubeflow
+3. for a single-node attempt given its pod's credentials: the immutable Secret with its client
+   certificate (``kubernetes_credentials``), before the pod that mounts it,
+4. the workload: a ``batch/v1`` Job when the gang fits one node, else a Kubeflow
    ``kubeflow.org/v1`` PyTorchJob with one Master and N-1 Workers (elastic off), so the
    whole gang is declared at once.
 
@@ -22,8 +24,10 @@ import yaml
 
 from services.common.training_spec import TrainingSpec
 from services.common.errors import InvalidArgument
-from services.orchestrator.executors.kubernetes_names import (config_map_name, label_value, network_policy_name,
-                                                              workload_name)
+from services.orchestrator.executors.kubernetes_credentials import (PodCredentials, pod_identity_name,
+                                                                    render_credentials_secret)
+from services.orchestrator.executors.kubernetes_names import (config_map_name, credentials_secret_name, label_value,
+                                                              network_policy_name, workload_name)
 from services.orchestrator.executors.kubernetes_network import (COMPONENT_LABEL, JOB_LABEL, TENANT_LABEL,
                                                                 render_network_policy)
 from services.orchestrator.executors.kubernetes_pod import SCRATCH_DIR, SPEC_FILE, JobPaths, job_paths, pod_template
@@ -89,16 +93,25 @@ def _check_consistent(job_id: str, tenant_id: str, spec: TrainingSpec, pool: Poo
         raise InvalidArgument(f"attempt must be 1 or more, not {attempt}")
 
 
+def is_single_node(spec: TrainingSpec, pool: Pool) -> bool:
+    """Whether the attempt runs as one pod that claims it (a Job), rather than as a PyTorchJob gang."""
+    return plan_gang(spec.num_processes, pool.max_gpus_per_node).nodes == 1
+
+
 def render_job(job_id: str, tenant_id: str, spec: TrainingSpec, pool: Pool, gpu: GpuType | str,
                settings: KubernetesSettings, dataset_uri: str, attempt: int, *,
-               priority: int = 0) -> list[dict[str, Any]]:
-    """The NetworkPolicy, spec ConfigMap and workload of one attempt, in creation order.
+               priority: int = 0, credentials: PodCredentials | None = None) -> list[dict[str, Any]]:
+    """The NetworkPolicy, spec ConfigMap, (pod certificate Secret) and workload of one attempt, in creation order.
 
     Args:
         gpu: the pool's accelerator type; ``"cpu"`` requests no accelerators and no GPU tolerations.
         dataset_uri: the dataset version (``file://`` in the tenant's storage); mounted read-only.
         attempt: 1 for the first run; each retry or resume gets a new workload name.
         priority: the job's priority, mapped to a PriorityClass by ``settings.priority_classes``.
+        credentials: the single-node pod's client certificate (``launch`` issues one per attempt),
+            rendered as the Secret it mounts. Without them (an offline preview) the pod still mounts
+            that Secret by name, and the Secret is left out. A gang's pods make no gRPC call, so they
+            get none.
 
     Raises:
         InvalidArgument: the inputs disagree with each other or cannot be mounted safely.
@@ -123,28 +136,35 @@ def render_job(job_id: str, tenant_id: str, spec: TrainingSpec, pool: Pool, gpu:
     else:
         # One node: the pod runs the attempt like a pool worker would (claim from the orchestrator,
         # reports, heartbeats and stop commands on the bus; torchrun --standalone inside for several
-        # devices). No store credentials.
+        # devices). No store credentials; its client certificate names it like its worker id.
         command = ["python", "-m", "gpu_worker.run_attempt", "--tenant", tenant_id, "--job-id", job_id,
                    "--attempt", str(attempt), "--models-root", settings.models_mount_path,
                    "--storage-root", settings.storage_root_uri, "--work-dir", SCRATCH_DIR,
                    "--bus", settings.bus_uri, "--orchestrator", settings.orchestrator_address,
-                   "--worker-id", f"k8s-{name}"]
+                   "--worker-id", pod_identity_name(name)]
+    secret = None if gang else credentials_secret_name(job_id, tenant_id, attempt)
     template = pod_template(settings, labels=labels, annotations=annotations,
                             command=command, paths=paths, config_map=config_map,
                             processes=layout.processes_per_node, gpus=gpu_name != "cpu",
-                            node_selector=pool.node_selector, priority_class=priority_class, rendezvous=gang)
+                            node_selector=pool.node_selector, priority_class=priority_class, rendezvous=gang,
+                            credentials_secret=secret)
     workload = (_pytorchjob(metadata, template, layout, settings, priority_class) if gang
                 else _batch_job(metadata, template, settings))
     object_labels = {k: v for k, v in labels.items() if k != ATTEMPT_LABEL}  # they outlive one attempt
-    return [
+    objects = [
         render_network_policy(network_policy_name(job_id, tenant_id), job_id, tenant_id, settings,
                               object_labels, gang),
         {"apiVersion": "v1", "kind": "ConfigMap",
          "metadata": {"name": config_map, "namespace": settings.namespace, "labels": object_labels,
                       "annotations": {"privtune.io/job-id": job_id}},
          "immutable": True, "data": {"spec.json": spec.canonical_json()}},
-        workload,
     ]
+    if secret is not None and credentials is not None:
+        if not credentials.identity.endswith(f"/{pod_identity_name(name)}"):
+            raise InvalidArgument(f"the pod certificate names {credentials.identity!r}, not the pod of attempt "
+                                  f"{attempt} ({pod_identity_name(name)}); issue it for this attempt")
+        objects.append(render_credentials_secret(secret, settings.namespace, labels, job_id, credentials))
+    return [*objects, workload]
 
 
 def _batch_job(metadata: dict[str, Any], template: dict[str, Any], settings: KubernetesSettings) -> dict[str, Any]:

@@ -40,6 +40,11 @@ def workload_name(job_id: str, tenant_id: str, attempt: int) -> str:
     return f"{job_base_name(job_id, tenant_id)}-a{attempt}"
 
 
+def credentials_secret_name(job_id: str, tenant_id: str, attempt: int) -> str:
+    """The Secret holding one attempt's pod certificate (a new one per attempt, like the workload)."""
+    return f"{workload_name(job_id, tenant_id, attempt)}-tls"
+
+
 def config_map_name(job_id: str, tenant_id: str) -> str:
     return f"{job_base_name(job_id, tenant_id)}-spec"
 

@@ -7,7 +7,10 @@ What a training pod can touch:
 * its own output folder ``<tenant>/training/<job_id>/``, read-write: checkpoints, artifact
   and the events file the platform tails (the same paths ``gpu_worker.job`` uses locally);
 * an emptyDir scratch for local checkpoints, ``/tmp`` and ``/dev/shm``;
-* the spec JSON from its ConfigMap, read-only.
+* the spec JSON from its ConfigMap, read-only;
+* a single-node pod: its client certificate, key and the platform CA from its attempt's Secret,
+  read-only (``kubernetes_credentials``), named by ``PRIVTUNE_CLIENT_CERT``, ``PRIVTUNE_CLIENT_KEY``
+  and ``PRIVTUNE_CA``.
 
 Tenant storage appears at the same path as on the platform, so the spec's ``dataset_uri``
 and the URIs in the job's events need no translation (and the spec's sha256 is unchanged).
@@ -20,6 +23,8 @@ from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit
 
 from services.common.errors import InvalidArgument
+from services.orchestrator.executors.kubernetes_credentials import (CA_ENV, CA_KEY, CERT_KEY, CLIENT_CERT_ENV,
+                                                                    CLIENT_KEY_ENV, KEY_KEY, TLS_DIR)
 from services.orchestrator.executors.kubernetes_settings import KubernetesSettings
 
 SPEC_DIR = "/etc/privtune/spec"
@@ -96,8 +101,11 @@ def container_resources(settings: KubernetesSettings, processes: int, gpus: bool
     return {"requests": requests, "limits": limits}
 
 
-def container_env(settings: KubernetesSettings) -> list[dict[str, str]]:
-    """No network, no writable home: every cache goes to /tmp and every hub client is offline."""
+def container_env(settings: KubernetesSettings, client_tls: bool = False) -> list[dict[str, str]]:
+    """No network, no writable home: every cache goes to /tmp and every hub client is offline.
+
+    ``client_tls``: the pod's certificate files are mounted; their paths (never their content) are set
+    after ``extra_env``, which cannot point them elsewhere."""
     env = {
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
@@ -112,6 +120,9 @@ def container_env(settings: KubernetesSettings) -> list[dict[str, str]]:
         "OMP_NUM_THREADS": str(max(1, int(settings.cpu_per_process))),
     }
     env.update(settings.extra_env)
+    if client_tls:
+        env.update({CLIENT_CERT_ENV: f"{TLS_DIR}/{CERT_KEY}", CLIENT_KEY_ENV: f"{TLS_DIR}/{KEY_KEY}",
+                    CA_ENV: f"{TLS_DIR}/{CA_KEY}"})
     return [{"name": name, "value": value} for name, value in env.items()]
 
 
@@ -128,8 +139,8 @@ def security_context(settings: KubernetesSettings) -> tuple[dict[str, Any], dict
     return pod, container
 
 
-def volumes_and_mounts(settings: KubernetesSettings, paths: JobPaths,
-                       config_map: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def volumes_and_mounts(settings: KubernetesSettings, paths: JobPaths, config_map: str,
+                       credentials_secret: str | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes = [
         {"name": "spec", "configMap": {"name": config_map, "defaultMode": 0o444,
                                        "items": [{"key": "spec.json", "path": "spec.json"}]}},
@@ -149,22 +160,36 @@ def volumes_and_mounts(settings: KubernetesSettings, paths: JobPaths,
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "dshm", "mountPath": "/dev/shm"},
     ]
+    if credentials_secret:
+        volumes.append({"name": "client-tls", "secret": {"secretName": credentials_secret,
+                                                         "defaultMode": _secret_mode(settings)}})
+        mounts.append({"name": "client-tls", "mountPath": TLS_DIR, "readOnly": True})
     return volumes, mounts
+
+
+def _secret_mode(settings: KubernetesSettings) -> int:
+    """Secret files belong to root (and to ``fs_group`` when set). The one container runs as a
+    non-root uid, so it can read its key only through the group (0440 with ``fs_group``) or,
+    without one, as "other" (0444): no other user or container exists in the pod to read it."""
+    return 0o440 if settings.fs_group is not None else 0o444
 
 
 def pod_template(settings: KubernetesSettings, *, labels: Mapping[str, str], annotations: Mapping[str, str],
                  command: list[str], paths: JobPaths, config_map: str, processes: int, gpus: bool,
                  node_selector: Mapping[str, str], priority_class: str | None,
-                 rendezvous: bool) -> dict[str, Any]:
-    """The PodTemplateSpec of one replica running ``command`` with ``processes`` training processes."""
+                 rendezvous: bool, credentials_secret: str | None = None) -> dict[str, Any]:
+    """The PodTemplateSpec of one replica running ``command`` with ``processes`` training processes.
+
+    ``credentials_secret``: the Secret with the pod's client certificate, mounted read-only at ``TLS_DIR``.
+    """
     pod_security, container_security = security_context(settings)
-    volumes, mounts = volumes_and_mounts(settings, paths, config_map)
+    volumes, mounts = volumes_and_mounts(settings, paths, config_map, credentials_secret)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": command,
-        "env": container_env(settings),
+        "env": container_env(settings, client_tls=bool(credentials_secret)),
         "resources": container_resources(settings, processes, gpus),
         "volumeMounts": mounts,
         "securityContext": container_security,

@@ -63,8 +63,13 @@ class KubernetesSettings(BaseModel):
         "the event bus as training pods reach it (kafka://kafka.privtune:9092): pods publish their reports on "
         "privtune.training.reports and receive stop commands on privtune.training.control"))
     orchestrator_address: str = Field(min_length=1, pattern=r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$", description=(
-        "host:port of the orchestrator's gRPC API as pods reach it: a pod claims its attempt there before it "
-        "starts (list the orchestrator and the bus in control_plane so the NetworkPolicy lets pods reach them)"))
+        "host:port of the orchestrator's component (mutual TLS) listener as pods reach it, the API port + 1 "
+        "unless PRIVTUNE_COMPONENT_GRPC says otherwise: a pod claims its attempt there with its client certificate "
+        "before it starts; the orchestrator's server certificate must name this host (list the orchestrator and "
+        "the bus in control_plane so the NetworkPolicy lets pods reach them)"))
+    pod_certificate_seconds: int = Field(86400, ge=300, description=(
+        "validity of each attempt's client certificate when active_deadline_seconds is not set (with it, the "
+        "deadline): it must outlast the pod's wait to be scheduled, up to its claim; 10 minutes are added"))
     create_output_folder: bool = Field(True, description=(
         "create <root>/<tenant>/training/<job_id>/ before launching (else kubelet creates it owned by root)"))
 

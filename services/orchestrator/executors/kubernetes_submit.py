@@ -4,20 +4,28 @@ Nothing touches a cluster at import: :meth:`KubernetesExecutor.from_config` only
 which kubeconfig (or the in-cluster service account) to use, and the client is built on
 the first ``launch`` or ``stop``. Creation is idempotent: an object that already exists
 (409) is the same attempt delivered twice, because every attempt has its own workload name.
+
+``launch`` issues a single-node attempt's pod a client certificate from the platform CA
+(``kubernetes_credentials``) and creates it as a Secret before the Job; ``stop`` deletes the
+job's Secrets with its workloads.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from services.common.auth.pki import LocalPki
 from services.common.training_spec import TrainingSpec
-from services.common.errors import PrivtuneError
+from services.common.errors import FailedPrecondition, PrivtuneError
+from services.orchestrator.executors.kubernetes_credentials import (PodCredentials, certificate_lifetime,
+                                                                    issue_pod_credentials, pod_identity_name)
 from services.orchestrator.executors.kubernetes_manifests import (PYTORCHJOB_GROUP, PYTORCHJOB_PLURAL,
-                                                                  PYTORCHJOB_VERSION, render_job)
-from services.orchestrator.executors.kubernetes_names import config_map_name, network_policy_name
+                                                                  PYTORCHJOB_VERSION, is_single_node, render_job)
+from services.orchestrator.executors.kubernetes_names import config_map_name, network_policy_name, workload_name
 from services.orchestrator.executors.kubernetes_network import job_selector
 from services.orchestrator.executors.kubernetes_pod import job_paths
 from services.orchestrator.executors.kubernetes_settings import KubernetesSettings
@@ -27,6 +35,7 @@ from services.orchestrator.resources import GpuType, Pool
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
+log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({0, 408, 429, 500, 502, 503, 504})
 
 
@@ -53,17 +62,23 @@ class LaunchReceipt:
 
 
 class KubernetesExecutor:
-    """Runs training attempts as Kubernetes workloads (see ``docs/kubernetes.md``)."""
+    """Runs training attempts as Kubernetes workloads (see ``docs/kubernetes.md``).
 
-    def __init__(self, settings: KubernetesSettings, api_client_factory: Callable[[], ApiClient]) -> None:
+    ``pki``: the platform CA that the orchestrator's component port trusts; single-node pods get
+    their client certificates from it. None: nothing that needs one can be launched.
+    """
+
+    def __init__(self, settings: KubernetesSettings, api_client_factory: Callable[[], ApiClient],
+                 pki: LocalPki | None = None) -> None:
         self.settings = settings
+        self.pki = pki
         self._factory = api_client_factory
         self._client: ApiClient | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, settings: KubernetesSettings, kubeconfig: str | None = None, *,
-                    context: str | None = None) -> KubernetesExecutor:
+                    context: str | None = None, pki: LocalPki | None = None) -> KubernetesExecutor:
         """Talk to the cluster of ``kubeconfig`` (a path), or, when None, the one this pod runs in.
 
         Credentials are read when the executor first needs them, not here.
@@ -77,7 +92,7 @@ class KubernetesExecutor:
             config.load_incluster_config(client_configuration=configuration)
             return client.ApiClient(configuration)
 
-        return cls(settings, factory)
+        return cls(settings, factory, pki)
 
     def _api(self) -> ApiClient:
         with self._lock:
@@ -94,22 +109,54 @@ class KubernetesExecutor:
     # -- launch ---------------------------------------------------------------------------
 
     def render(self, job_id: str, tenant_id: str, spec: TrainingSpec, pool: Pool, gpu: GpuType | str,
-               dataset_uri: str, attempt: int, *, priority: int = 0) -> list[dict[str, Any]]:
-        """The validated objects of one attempt (what ``launch`` would create)."""
+               dataset_uri: str, attempt: int, *, priority: int = 0,
+               credentials: PodCredentials | None = None) -> list[dict[str, Any]]:
+        """The validated objects of one attempt (``credentials``: its pod's, see ``prepare``)."""
         manifests = render_job(job_id, tenant_id, spec, pool, gpu, self.settings, dataset_uri, attempt,
-                               priority=priority)
+                               priority=priority, credentials=credentials)
         validate_manifests(manifests, self.settings.kubernetes_version)
         return manifests
 
+    def issue_credentials(self, job_id: str, tenant_id: str, attempt: int) -> PodCredentials:
+        """A fresh client certificate for the pod of one attempt, valid for ``certificate_lifetime``.
+
+        Raises:
+            FailedPrecondition: the executor has no platform CA to issue it from.
+        """
+        if self.pki is None or not self.pki.ca.key.exists():
+            raise FailedPrecondition(
+                "the Kubernetes executor issues each training pod a client certificate from the platform CA, "
+                "and has none: run the platform in tls mode (PRIVTUNE_AUTH=tls, the default) and give the "
+                "executor its PKI folder (PRIVTUNE_PKI_DIR, or <data dir>/pki)", reason="NO_PLATFORM_CA")
+        name = pod_identity_name(workload_name(job_id, tenant_id, attempt))
+        return issue_pod_credentials(self.pki, name, certificate_lifetime(self.settings))
+
+    def prepare(self, job_id: str, tenant_id: str, spec: TrainingSpec, pool: Pool, gpu: GpuType | str,
+                dataset_uri: str, attempt: int, *, priority: int = 0) -> list[dict[str, Any]]:
+        """What ``launch`` creates, validated: a single-node attempt with a newly issued pod certificate.
+
+        Raises:
+            FailedPrecondition: a single-node attempt, and no platform CA (see ``issue_credentials``).
+        """
+        credentials = (self.issue_credentials(job_id, tenant_id, attempt) if is_single_node(spec, pool)
+                       else None)
+        return self.render(job_id, tenant_id, spec, pool, gpu, dataset_uri, attempt, priority=priority,
+                           credentials=credentials)
+
     def launch(self, job_id: str, tenant_id: str, spec: TrainingSpec, pool: Pool, gpu: GpuType | str,
                dataset_uri: str, attempt: int, *, priority: int = 0) -> LaunchReceipt:
-        """Validate, then create the NetworkPolicy, the spec ConfigMap and the workload, in that order.
+        """Validate, then create the NetworkPolicy, the spec ConfigMap, the pod certificate's Secret (single
+        node) and the workload, in that order.
+
+        A repeated launch of the same attempt issues a new certificate, but the Secret already in place
+        (409) keeps the first one, which the pod may already be using.
 
         Raises:
             ManifestError: a rendered object does not validate (nothing was created).
+            FailedPrecondition: no platform CA to issue the pod's certificate from (nothing was created).
             SubmitError: the API server refused an object or could not be reached.
         """
-        manifests = self.render(job_id, tenant_id, spec, pool, gpu, dataset_uri, attempt, priority=priority)
+        manifests = self.prepare(job_id, tenant_id, spec, pool, gpu, dataset_uri, attempt, priority=priority)
         paths = job_paths(self.settings, tenant_id, job_id, spec.base_model, dataset_uri, attempt)
         if self.settings.create_output_folder:
             # kubelet would create a missing subPath folder owned by root, where training cannot write
@@ -120,6 +167,9 @@ class KubernetesExecutor:
             ref = f"{obj['kind']}/{obj['metadata']['name']}"
             (created if self._create(obj) else existing).append(ref)
         workload = manifests[-1]
+        secrets = [obj["metadata"]["name"] for obj in manifests if obj["kind"] == "Secret"]
+        if secrets:
+            self._give_secret_to_job(secrets[0], workload["metadata"]["name"])
         return LaunchReceipt(namespace=self.settings.namespace, workload_kind=workload["kind"],
                              workload_name=workload["metadata"]["name"], created=tuple(created),
                              already_existed=tuple(existing), events_file=paths.events_file)
@@ -142,6 +192,9 @@ class KubernetesExecutor:
             elif kind == "ConfigMap":
                 client.CoreV1Api(api).create_namespaced_config_map(
                     namespace, _as_model(api, client.V1ConfigMap, obj), **strict)
+            elif kind == "Secret":
+                client.CoreV1Api(api).create_namespaced_secret(
+                    namespace, _as_model(api, client.V1Secret, obj), **strict)
             elif kind == "NetworkPolicy":
                 client.NetworkingV1Api(api).create_namespaced_network_policy(
                     namespace, _as_model(api, client.V1NetworkPolicy, obj), **strict)
@@ -155,10 +208,31 @@ class KubernetesExecutor:
             raise SubmitError(kind, name, 0, type(exc).__name__) from exc
         return True
 
+    def _give_secret_to_job(self, secret: str, job: str) -> None:
+        """Make the Job the owner of its pod's certificate Secret, so the garbage collector deletes the
+        Secret with the Job (``ttlSecondsAfterFinished``), not only ``stop``. The Secret is created first
+        (the pod never waits for it), so its owner is set afterwards; failing to is logged, not raised:
+        the attempt runs either way."""
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        api, namespace = self._api(), self.settings.namespace
+        try:
+            uid = client.BatchV1Api(api).read_namespaced_job(job, namespace).metadata.uid
+            owner = {"apiVersion": "batch/v1", "kind": "Job", "name": job, "uid": uid}
+            client.CoreV1Api(api).patch_namespaced_secret(secret, namespace, {"metadata": {"ownerReferences": [owner]}},
+                                                          _content_type="application/merge-patch+json")
+        except (ApiException, *_transport_errors()) as exc:
+            status = getattr(exc, "status", 0) or "unreachable"
+            log.warning("Secret %s (the pod certificate of Job %s) stays until stop(): it could not be made the "
+                        "Job's dependent (HTTP %s); grant the orchestrator get on jobs and patch on secrets in "
+                        "namespace %s", secret, job, status, namespace)
+
     # -- stop -----------------------------------------------------------------------------
 
     def stop(self, job_id: str, tenant_id: str) -> None:
-        """Delete every attempt's workload (Foreground: pods go first), the ConfigMap and the NetworkPolicy.
+        """Delete every attempt's workload (Foreground: pods go first), then every attempt's pod certificate
+        Secret, the ConfigMap and the NetworkPolicy.
 
         Idempotent: objects already gone (404), or a cluster without the PyTorchJob CRD, are fine.
         """
@@ -176,6 +250,8 @@ class KubernetesExecutor:
         self._delete("PyTorchJob", selector, lambda: custom.delete_collection_namespaced_custom_object(
             PYTORCHJOB_GROUP, PYTORCHJOB_VERSION, namespace, PYTORCHJOB_PLURAL, label_selector=selector,
             **foreground))
+        self._delete("Secret", selector, lambda: core.delete_collection_namespaced_secret(
+            namespace, label_selector=selector))
         self._delete("ConfigMap", config_map, lambda: core.delete_namespaced_config_map(
             config_map, namespace, **foreground))
         self._delete("NetworkPolicy", policy, lambda: networking.delete_namespaced_network_policy(

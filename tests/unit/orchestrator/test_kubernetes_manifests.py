@@ -23,7 +23,7 @@ DATASET = "file:///data/tenants/acme/datasets/claims/v3/"
 SETTINGS = KubernetesSettings(
     image="registry.example/privtune:1.0", models_pvc="privtune-models", storage_pvc="privtune-tenants",
     storage_root_uri="file:///data/tenants", priority_classes={0: "privtune-normal", 10: "privtune-high"},
-    bus_uri="kafka://kafka.privtune:9092", orchestrator_address="privtune-orchestrator.privtune:50051",
+    bus_uri="kafka://kafka.privtune:9092", orchestrator_address="privtune-orchestrator.privtune:50052",
     control_plane=(ControlPlanePeer(name="event-relay", pod_labels={"app.kubernetes.io/name": "privtune-relay"},
                                     namespace_labels={"kubernetes.io/metadata.name": "privtune"}, ports=(8080,)),))
 A100 = GpuType(name="a100-80gb", memory_bytes=80 << 30, peak_tflops=312.0, price_per_hour_usd=3.0)

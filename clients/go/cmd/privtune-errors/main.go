@@ -3,7 +3,12 @@
 // google.rpc.ErrorInfo (domain "privtune.dev", a stable UPPER_SNAKE reason), a google.rpc.BadRequest
 // naming the field at fault by its full path, and a google.rpc.ResourceInfo for unknown resources.
 //
-//	go run ./cmd/privtune-errors -tenant acme -uri file:///.../acme/a -other-uri file:///.../acme/b
+//	go run ./cmd/privtune-errors -ca var/pki/ca.pem -token "$PRIVTUNE_TOKEN" \
+//	    -uri file:///.../acme/a -other-uri file:///.../acme/b
+//
+// With a token (a platform in tls mode, the default) it also checks that a call whose identity is
+// missing or forged is refused (authCases in auth.go); without -ca and -token it speaks plaintext and
+// names its tenant in headers, which only a platform started with PRIVTUNE_AUTH=insecure-headers takes.
 //
 // The expectations are one table, cases() below. It prints one line per case and exits 1 when any
 // case fails, 2 on a bad flag and 3 when the setup (registering a dataset) fails.
@@ -24,8 +29,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
@@ -63,6 +66,8 @@ type fixture struct {
 	uri       string // where the setup's dataset lives
 	otherURI  string // another folder with files, for a second dataset
 	runSuffix string // keeps names unique across runs against the same platform
+	tenant    string // the tenant the calls act in
+	token     string // the caller's bearer token; "": the insecure mode's headers
 }
 
 func cases(f fixture) []errorCase {
@@ -222,27 +227,45 @@ func check(c errorCase, err error) []string {
 
 func main() {
 	target := flag.String("target", envOr("PRIVTUNE_TARGET", "127.0.0.1:50051"), "gRPC address of the platform [PRIVTUNE_TARGET]")
-	tenant := flag.String("tenant", os.Getenv("PRIVTUNE_TENANT"), "tenant to act in (required) [PRIVTUNE_TENANT]")
-	actor := flag.String("actor", envOr("PRIVTUNE_ACTOR", "privtune-errors"), "caller recorded on the events [PRIVTUNE_ACTOR]")
+	tenant := flag.String("tenant", os.Getenv("PRIVTUNE_TENANT"), "tenant to act in (required without -token; with one, the token's) [PRIVTUNE_TENANT]")
+	actor := flag.String("actor", envOr("PRIVTUNE_ACTOR", "privtune-errors"), "caller recorded on the events, without -token [PRIVTUNE_ACTOR]")
 	uri := flag.String("uri", "", "storage URI of raw files in the tenant's storage (required)")
 	otherURI := flag.String("other-uri", "", "storage URI of other raw files in the tenant's storage (required)")
 	callTimeout := flag.Duration("timeout", 60*time.Second, "deadline of each call")
 	verbose := flag.Bool("v", false, "print every case's status details")
+	caFile := flag.String("ca", os.Getenv("PRIVTUNE_CA"), "PEM file of the CA to trust: speak TLS (the platform's --auth tls) [PRIVTUNE_CA]")
+	token := flag.String("token", os.Getenv("PRIVTUNE_TOKEN"), "bearer token from your identity provider; the tenant comes from it [PRIVTUNE_TOKEN]")
 	flag.Parse()
-	if *tenant == "" || *uri == "" || *otherURI == "" {
-		fmt.Fprintln(os.Stderr, "privtune-errors: -tenant, -uri and -other-uri are required")
+	if *uri == "" || *otherURI == "" || (*tenant == "" && *token == "") {
+		fmt.Fprintln(os.Stderr, "privtune-errors: -uri, -other-uri and -token (or, for an insecure-headers platform, -tenant) are required")
 		flag.Usage()
 		os.Exit(2)
 	}
+	if *token != "" {
+		claimed, err := tokenTenant(*token)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "privtune-errors: -token: %v\n", err)
+			os.Exit(2)
+		}
+		if *tenant != "" && *tenant != claimed {
+			fmt.Fprintf(os.Stderr, "privtune-errors: -tenant %q, but the token is of tenant %q (a token acts for its own tenant only)\n", *tenant, claimed)
+			os.Exit(2)
+		}
+		*tenant = claimed
+	}
 
-	conn, err := grpc.NewClient(*target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := transport(*caFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "privtune-errors: read the CA certificate %s: %v\n", *caFile, err)
+		os.Exit(2)
+	}
+	conn, err := grpc.NewClient(*target, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "privtune-errors: connect to %s: %v\n", *target, err)
 		os.Exit(3)
 	}
 	defer conn.Close()
-	ctx := metadata.AppendToOutgoingContext(context.Background(),
-		"x-privtune-tenant", *tenant, "x-privtune-actor", *actor)
+	ctx := callContext(*token, *tenant, *actor)
 
 	f := fixture{
 		datasets:  privtunev1.NewDatasetServiceClient(conn),
@@ -250,6 +273,8 @@ func main() {
 		uri:       *uri,
 		otherURI:  *otherURI,
 		runSuffix: randomSuffix(),
+		tenant:    *tenant,
+		token:     *token,
 	}
 	setupCtx, cancel := context.WithTimeout(ctx, *callTimeout)
 	resp, err := f.datasets.CreateDataset(setupCtx, &privtunev1.CreateDatasetRequest{
@@ -264,6 +289,9 @@ func main() {
 	f.dataset = resp.GetDataset()
 
 	all := cases(f)
+	if f.token != "" {
+		all = append(all, authCases(f)...)
+	}
 	failed := 0
 	for _, c := range all {
 		callCtx, cancel := context.WithTimeout(ctx, *callTimeout)
