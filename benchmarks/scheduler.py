@@ -31,9 +31,9 @@ Part 2, ``api`` (``--clients``, ``--api-seconds``, ``--warmup``, ``--prefill``, 
 then the PostgreSQL store, in the same run. For each store a fresh platform runs in this
 process with the orchestrator only (API, controller, projections, outbox relay; no training
 worker, so jobs stay queued or scheduled), a local pool of 2 device slots, a tenant policy,
-the tiny base model, one dataset version and ``--prefill`` jobs created through the API, in the
-default auth mode (TLS; the clients send a bearer token of its development issuer, verified per
-call). The clients run in a child process (so they do not share the server's GIL): one thread and one
+the tiny base model, one dataset version and ``--prefill`` jobs created through the API (TLS;
+the clients send a bearer token of its development issuer, verified per call). The clients run
+in a child process (so they do not share the server's GIL): one thread and one
 TLS gRPC channel (its own HTTP/2 connection) per client, closed loop (the next call as soon as
 the previous answers), 60% ``GetTrainingJob`` (a random known job), 25% ``ListTrainingJobs``
 (first page of 50) and 15% ``CreateTrainingJob`` (full admission: policy file, model
@@ -172,7 +172,7 @@ Sample = tuple[int, float, float, str]
 
 
 def api_credentials(platform: Any) -> tuple[bytes, tuple[tuple[str, str], ...]]:
-    """What a client of ``platform`` needs (tls, the default auth mode): the CA certificate to trust and
+    """What a client of ``platform`` needs: the CA certificate to trust and
     call metadata carrying a bearer token of tenant acme, minted by the platform's development issuer."""
     from services.common.auth.tokens import DevIssuer
 

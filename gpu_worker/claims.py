@@ -44,10 +44,11 @@ class AttemptClaims(Protocol):
 
 
 class GrpcAttemptClaims:
-    """Claims over gRPC. ``target`` is ``host:port`` or a function giving it (resolved per call)."""
+    """Claims over gRPC, mutual TLS with ``credentials`` (the worker's client certificate). ``target`` is
+    the component port's ``host:port`` or a function giving it (resolved per call)."""
 
     def __init__(self, target: str | Callable[[], str], *, timeout: float = 30.0, give_up_after: float = 120.0,
-                 stop: threading.Event | None = None, credentials: grpc.ChannelCredentials | None = None) -> None:
+                 stop: threading.Event | None = None, credentials: grpc.ChannelCredentials) -> None:
         self.channel = LazyChannel(target, credentials)
         self.timeout = timeout
         self.give_up_after = give_up_after

@@ -18,12 +18,24 @@ from services.common.config import PlatformConfig
 
 
 def _config(args: argparse.Namespace) -> PlatformConfig:
-    return PlatformConfig.from_env(args.data_dir, bus_uri=args.bus, store_uri=args.store,
-                                   storage_root=args.storage,
-                                   grpc_address=getattr(args, "grpc", None),
-                                   orchestrator_address=getattr(args, "orchestrator", None),
-                                   curation_address=getattr(args, "curation", None),
-                                   auth_mode=getattr(args, "auth", None))
+    try:
+        return PlatformConfig.from_env(args.data_dir, bus_uri=args.bus, store_uri=args.store,
+                                       storage_root=args.storage,
+                                       grpc_address=getattr(args, "grpc", None),
+                                       orchestrator_address=getattr(args, "orchestrator", None),
+                                       curation_address=getattr(args, "curation", None))
+    except ValueError as exc:  # a removed PRIVTUNE_AUTH mode, or a value out of range
+        raise SystemExit(f"privtune: {exc}") from None
+
+
+class _RemovedAuthOption(argparse.Action):
+    """``--auth``, which chose between two auth modes until the plaintext one was removed."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        parser.error("--auth was removed: the platform always serves TLS with verified bearer tokens (mutual "
+                     "TLS for workers), and no header alone identifies a caller; drop --auth (see "
+                     "docs/security.md)")
 
 
 def _add_backend_args(p: argparse.ArgumentParser) -> None:
@@ -40,12 +52,10 @@ def _run_until_signal(services: Sequence[str], config: PlatformConfig) -> int:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
-    api = f"gRPC on {platform.grpc_target}" if platform.server is not None else "no gRPC API"
-    if platform.server is not None and config.tls:
-        api += (f" (TLS, bearer tokens; components with client certificates on port "
-                f"{platform.server.component_port}; CA {config.pki_dir / 'ca.pem'})")
-    elif platform.server is not None:
-        api += " (INSECURE: plaintext, tenant and actor from headers; unset PRIVTUNE_AUTH for tls)"
+    api = "no gRPC API"
+    if platform.server is not None:
+        api = (f"gRPC on {platform.grpc_target} (TLS, bearer tokens; components with client certificates on "
+               f"port {platform.server.component_port}; CA {config.pki_dir / 'ca.pem'})")
     store = f"store {config.store_uri}" if platform.engine is not None else "no store"
     print(f"privtune: {', '.join(services)} running; {api}; bus {config.bus_uri}; {store}. Ctrl-C stops.",
           flush=True)
@@ -236,11 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("up", help="run every service in one process on the embedded defaults")
     _add_backend_args(p)
-    p.add_argument("--grpc", help="gRPC listen address (default 127.0.0.1:50051)")
-    p.add_argument("--auth", choices=["insecure-headers", "tls"],
-                   help="tls: TLS, verified bearer tokens and roles on the API, mutual TLS on the component port "
-                        "(grpc port + 1); a local CA and development issuer are made under the data folder "
-                        "(default $PRIVTUNE_AUTH, else tls)")
+    p.add_argument("--grpc", help="gRPC listen address: TLS, a verified bearer token per call, roles per RPC "
+                                  "(default 127.0.0.1:50051); workers use mutual TLS on its port + 1 "
+                                  "($PRIVTUNE_COMPONENT_GRPC). A local CA and development issuer are made under "
+                                  "the data folder")
+    p.add_argument("--auth", action=_RemovedAuthOption, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("serve", help="run one service (or several, in one process) on any backends")
@@ -251,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(default $PRIVTUNE_ORCHESTRATOR, else --grpc)")
     p.add_argument("--curation", help="curation-worker: the curation service's gRPC address, where jobs are "
                                       "claimed (default $PRIVTUNE_CURATION, else --grpc)")
-    p.add_argument("--auth", choices=["insecure-headers", "tls"], help="as for `privtune up`")
+    p.add_argument("--auth", action=_RemovedAuthOption, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("migrate", help="bring the metadata store to the latest schema")

@@ -1,13 +1,11 @@
 """What the gRPC client commands share: the channel, the caller's credentials, JSON output of messages.
 
-By default (``PRIVTUNE_AUTH`` unset or ``tls``, as the platform it talks to) the CLI speaks TLS,
-trusting the CA of the embedded default (``<data dir>/pki/ca.pem``, or ``PRIVTUNE_PKI_DIR/ca.pem``,
-or ``PRIVTUNE_CA``), and sends a bearer token: ``PRIVTUNE_TOKEN`` when set (one from your identity
-provider), else one it mints with the local development issuer of the data folder (or
-``PRIVTUNE_AUTH_DIR``), for ``--tenant`` and ``--actor`` with ``PRIVTUNE_ROLES`` (default viewer,
-ml-engineer, approver). Anyone who can read the data folder can mint tokens: that issuer is for one
-machine, never for a shared platform. ``PRIVTUNE_AUTH=insecure-headers`` sends ``--tenant`` and
-``--actor`` as plain headers to a platform started in that mode (local experiments only).
+The CLI speaks TLS, as the platform does, trusting the CA of the embedded default
+(``<data dir>/pki/ca.pem``, or ``PRIVTUNE_PKI_DIR/ca.pem``, or ``PRIVTUNE_CA``), and sends a bearer
+token: ``PRIVTUNE_TOKEN`` when set (one from your identity provider), else one it mints with the
+local development issuer of the data folder (or ``PRIVTUNE_AUTH_DIR``), for ``--tenant`` and
+``--actor`` with ``PRIVTUNE_ROLES`` (default viewer, ml-engineer, approver). Anyone who can read the
+data folder can mint tokens: that issuer is for one machine, never for a shared platform.
 """
 
 from __future__ import annotations
@@ -21,8 +19,14 @@ from typing import Any
 DEFAULT_ROLES = "viewer,ml-engineer,approver"
 
 
-def _tls() -> bool:
-    return os.environ.get("PRIVTUNE_AUTH", "tls") != "insecure-headers"
+def _check_auth_setting() -> None:
+    """A ``PRIVTUNE_AUTH`` that asks for the removed plaintext mode stops the command, saying so."""
+    from services.common.config import check_auth_setting
+
+    try:
+        check_auth_setting(os.environ)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def _data_dir() -> Path:
@@ -40,11 +44,10 @@ def _auth_dir() -> Path:
 
 
 def client_channel(target: str) -> Any:
-    """A channel to the platform: TLS (the local CA, or ``PRIVTUNE_CA``), plaintext in insecure-headers mode."""
+    """A TLS channel to the platform, trusting the local CA (or ``PRIVTUNE_CA``)."""
     import grpc
 
-    if not _tls():
-        return grpc.insecure_channel(target)
+    _check_auth_setting()
     ca = Path(os.environ.get("PRIVTUNE_CA") or _pki_dir() / "ca.pem")
     if not ca.exists():
         raise SystemExit(f"error: no CA certificate at {ca} to trust the platform's TLS certificate: start the "
@@ -53,9 +56,9 @@ def client_channel(target: str) -> Any:
 
 
 def call_metadata(args: argparse.Namespace, default_roles: str = DEFAULT_ROLES) -> list[tuple[str, str]]:
-    """The caller's credentials: a bearer token, or ``--tenant`` and ``--actor`` headers in insecure-headers mode."""
-    if not _tls():
-        return [("x-privtune-tenant", args.tenant), ("x-privtune-actor", args.actor)]
+    """The caller's credentials: a bearer token (``PRIVTUNE_TOKEN``, or one minted for ``--tenant`` and
+    ``--actor``)."""
+    _check_auth_setting()
     token = os.environ.get("PRIVTUNE_TOKEN", "")
     if not token:
         from services.common.auth.tokens import DevIssuer

@@ -283,7 +283,7 @@ def run(data_dir: Path) -> int:
     config = PlatformConfig.from_env(data_dir, grpc_address="127.0.0.1:0",
                                      bus_uri=f"sqlite:///{data_dir}/events.db",
                                      store_uri=f"sqlite:///{data_dir}/privtune.db",
-                                     storage_root=str(data_dir / "tenants"), auth_mode="tls",
+                                     storage_root=str(data_dir / "tenants"),
                                      audit_seal_ms=1000,  # seal audit segments every second for the demo
                                      audit_exports="kafka")  # and publish the trail as OCSF on privtune.audit
     step(1, f"start the platform on the embedded default ({data_dir})")

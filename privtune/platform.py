@@ -67,14 +67,15 @@ def all_projections(engine: Engine, config: PlatformConfig) -> list[Projection]:
 
 
 def security(config: PlatformConfig, denials: AccessDenialRecorder | None = None,
-             allowed: AllowedCallRecorder | None = None) -> tuple[TlsSettings | None, AuthInterceptor | None]:
-    """TLS settings and the authenticating interceptor for ``config`` (None, None in insecure mode).
+             allowed: AllowedCallRecorder | None = None) -> tuple[TlsSettings, AuthInterceptor]:
+    """TLS settings and the authenticating interceptor for ``config``: every platform server has both.
 
-    In tls mode the local CA and the development issuer are made under the data folder on first
-    start; an enterprise OpenID Connect issuer is trusted too when configured.
+    The local CA and the development issuer are made under the data folder on first start; an
+    enterprise OpenID Connect issuer is trusted too when configured.
+
+    Raises:
+        ValueError: no token issuer is trusted (the development issuer is off and no OIDC issuer is set).
     """
-    if not config.tls:
-        return None, None
     from services.common.auth.grpc_auth import Authenticator
     from services.common.auth.pki import ensure_local_pki
     from services.common.auth.tokens import DevIssuer, HttpJwks, JwtVerifier, Verifiers
@@ -87,7 +88,7 @@ def security(config: PlatformConfig, denials: AccessDenialRecorder | None = None
         verifiers.append(JwtVerifier(issuer=config.oidc_issuer, audience=config.oidc_audience, jwks=HttpJwks(jwks)))
     tls = TlsSettings(cert=cert, key=key, client_ca=pki.ca_bytes(), component_address=config.component_address)
     if not verifiers:
-        raise ValueError("auth mode tls trusts no token issuer: set PRIVTUNE_OIDC_ISSUER, or PRIVTUNE_DEV_ISSUER=on")
+        raise ValueError("no token issuer is trusted: set PRIVTUNE_OIDC_ISSUER, or PRIVTUNE_DEV_ISSUER=on")
     return tls, AuthInterceptor(Authenticator(verifiers=Verifiers(verifiers)), on_denied=denials,
                                 on_break_glass=denials.break_glass if denials is not None else None,
                                 on_allowed=allowed)
@@ -128,11 +129,11 @@ class Platform:
             tls, auth = security(self.config, denials, self.access_recorder)
             self.server = start_grpc_server(self.config.grpc_address, bindings, on_denied=denials,
                                             stream_limits=self.stream_limits, tls=tls, auth=auth)
-            self.config.bind_serving_port(self.server.port, self.server.component_port)
+            self.config.bind_component_port(self.server.component_port)
             log.info("gRPC API on port %d: %s", self.server.port, ", ".join(b.full_name for b in bindings))
         self.supervisor = Supervisor(self._stop, unhealthy_after_s=self.unhealthy_after_s,
                                      on_health=self._set_health)
-        if self.access_recorder is not None and self.config.tls:
+        if self.access_recorder is not None:
             self.supervisor.spawn("access-recorder", self.access_recorder.run)
         if self.denials is not None:
             self.supervisor.spawn("access-denial-counts", self.denials.run)

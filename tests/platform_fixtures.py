@@ -1,5 +1,5 @@
 """Helpers to run the platform in-process for tests and call its gRPC API, as a real client does:
-over TLS with a bearer token (the default auth mode, ``tls``).
+over TLS with a bearer token.
 
 Every test platform of a session shares one PKI and one development token issuer (see
 ``shared_auth``): ``metadata()`` mints a token without knowing which platform it is for, and a
@@ -78,8 +78,8 @@ def shared_auth() -> Iterator[Path]:
 
 
 def start_platform(data_dir: Path, **overrides: object) -> Platform:
-    """Every service (or ``services``) on the embedded defaults under ``data_dir``, on a free port, in
-    the default auth mode on the shared PKI and issuer; ``overrides`` are PlatformConfig fields."""
+    """Every service (or ``services``) on the embedded defaults under ``data_dir``, on a free port, on
+    the shared PKI and issuer; ``overrides`` are PlatformConfig fields."""
     services: Sequence[str] | None = overrides.pop("services", None)  # type: ignore[assignment]
     config = PlatformConfig.from_env(data_dir, grpc_address="127.0.0.1:0", **{**shared_auth_overrides(), **overrides})
     return (Platform(config) if services is None else Platform(config, services=services)).start()

@@ -1,9 +1,8 @@
 """Run `privtune up` as a child process, for tests whose client is another program (Java, Go).
 
 ``running_server(data_dir)`` starts every service on the embedded defaults under ``data_dir``
-(SQLite bus and store, tenant storage in ``data_dir/tenants``) on a free loopback port, in the
-default auth mode (``tls``: its own CA under ``data_dir/pki``, its development token issuer under
-``data_dir/auth``), waits until its gRPC health check says SERVING, and stops it with SIGTERM
+(SQLite bus and store, tenant storage in ``data_dir/tenants``) on a free loopback port, over TLS
+(its own CA under ``data_dir/pki``, its development token issuer under ``data_dir/auth``), waits until its gRPC health check says SERVING, and stops it with SIGTERM
 afterwards. The ``privtune_server`` fixture does the same per test::
 
     from tests.server_process import ServerProcess, privtune_server  # noqa: F401 - fixture
@@ -47,31 +46,26 @@ class ServerProcess:
     data_dir: Path
     storage_path: Path  # tenant T's files live in storage_path / T
     log_path: Path
-    auth: str = "tls"
 
     @property
     def ca_path(self) -> Path:
-        """The local CA's certificate (tls mode): what clients trust."""
+        """The local CA's certificate: what clients trust."""
         return self.data_dir / "pki" / "ca.pem"
 
     def token(self, tenant: str, actor: str, roles: tuple[str, ...] = ("ml-engineer",)) -> str:
-        """A bearer token from the server's development issuer (tls mode)."""
+        """A bearer token from the server's development issuer."""
         from services.common.auth.tokens import DevIssuer
 
         return DevIssuer(self.data_dir / "auth").mint(tenant, actor, roles)
 
     def metadata(self, tenant: str, actor: str = "alice",
                  roles: tuple[str, ...] = ("viewer", "ml-engineer")) -> list[tuple[str, str]]:
-        """Call metadata of a person of ``tenant``: a bearer token (tls mode), else the insecure headers."""
-        if self.auth == "tls":
-            return [("authorization", f"Bearer {self.token(tenant, actor, roles)}")]
-        return [("x-privtune-tenant", tenant), ("x-privtune-actor", actor)]
+        """Call metadata of a person of ``tenant``: a bearer token."""
+        return [("authorization", f"Bearer {self.token(tenant, actor, roles)}")]
 
     def channel(self) -> grpc.Channel:
-        """A channel to its API: TLS trusting its CA (tls mode), else plaintext."""
-        if self.auth == "tls":
-            return grpc.secure_channel(self.target, grpc.ssl_channel_credentials(self.ca_path.read_bytes()))
-        return grpc.insecure_channel(self.target)
+        """A channel to its API: TLS trusting its CA."""
+        return grpc.secure_channel(self.target, grpc.ssl_channel_credentials(self.ca_path.read_bytes()))
 
     def put_files(self, tenant: str, folder: str, files: dict[str, bytes]) -> str:
         """Write files into the tenant's storage and return the folder's file:// URI."""
@@ -108,7 +102,7 @@ def _serving(server: ServerProcess) -> bool:
     if server.process.poll() is not None:
         raise AssertionError(f"privtune up exited with status {server.process.returncode} before serving; "
                              f"its log ({server.log_path}):\n{server.log_tail()}")
-    if server.auth == "tls" and not server.ca_path.exists():
+    if not server.ca_path.exists():
         return False
     with server.channel() as channel:
         try:
@@ -118,10 +112,9 @@ def _serving(server: ServerProcess) -> bool:
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def start_server(data_dir: Path, startup_timeout: float = 180.0, auth: str = "tls",
+def start_server(data_dir: Path, startup_timeout: float = 180.0,
                  env: dict[str, str] | None = None) -> ServerProcess:
-    """Start `privtune up` on the embedded defaults under ``data_dir`` (``auth``: its --auth mode) and wait
-    until it serves."""
+    """Start `privtune up` on the embedded defaults under ``data_dir`` and wait until it serves."""
     data_dir.mkdir(parents=True, exist_ok=True)
     storage = data_dir / "tenants"
     log_path = data_dir / "privtune-up.log"
@@ -135,9 +128,9 @@ def start_server(data_dir: Path, startup_timeout: float = 180.0, auth: str = "tl
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "privtune", "up", "--data-dir", str(data_dir), "--storage", str(storage),
-             "--grpc", target, "--auth", auth],
+             "--grpc", target],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    server = ServerProcess(process, target, data_dir, storage, log_path, auth)
+    server = ServerProcess(process, target, data_dir, storage, log_path)
     deadline = time.monotonic() + startup_timeout
     try:
         while not _serving(server):
@@ -152,9 +145,9 @@ def start_server(data_dir: Path, startup_timeout: float = 180.0, auth: str = "tl
 
 
 @contextmanager
-def running_server(data_dir: Path, auth: str = "tls") -> Iterator[ServerProcess]:
+def running_server(data_dir: Path) -> Iterator[ServerProcess]:
     """``start_server``, then stop it (SIGTERM) when the block ends."""
-    server = start_server(data_dir, auth=auth)
+    server = start_server(data_dir)
     try:
         yield server
     finally:

@@ -4,17 +4,42 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Mapping
 
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 
 def _folder(value: str | None) -> Path | None:
     return Path(value).absolute() if value else None
 
 
+def check_auth_setting(environ: Mapping[str, str]) -> None:
+    """Refuse a ``PRIVTUNE_AUTH`` left over from when the platform had a second auth mode.
+
+    The platform always serves TLS with a verified bearer token per call, and mutual TLS for its
+    components. ``PRIVTUNE_AUTH`` unset or ``tls`` changes nothing; anything else is an error, so a
+    deployment that still asks for ``insecure-headers`` learns at startup that it no longer exists.
+
+    Raises:
+        ValueError: ``PRIVTUNE_AUTH`` names another mode; the message says what to do instead.
+    """
+    value = environ.get("PRIVTUNE_AUTH", "")
+    if value in ("", "tls"):
+        return
+    if value == "insecure-headers":
+        raise ValueError(
+            "PRIVTUNE_AUTH=insecure-headers: that auth mode was removed, and no header alone identifies a "
+            "caller any more. Unset PRIVTUNE_AUTH: the platform always serves TLS and takes the tenant and "
+            "roles from a verified bearer token (PRIVTUNE_TOKEN, or the CLI's --tenant/--actor with the "
+            "development issuer); see docs/security.md")
+    raise ValueError(f"PRIVTUNE_AUTH={value[:40]!r} is not an auth mode: the platform always serves TLS with "
+                     "verified bearer tokens; unset PRIVTUNE_AUTH (see docs/security.md)")
+
+
 class PlatformConfig(BaseModel):
     """Backends by URI. Every field can be set with an environment variable (in brackets)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt or removed setting is an error, never ignored
 
     data_dir: Path = Field(description="folder for the embedded defaults [PRIVTUNE_DATA_DIR]")
     bus_uri: str = Field(description="event bus: sqlite:///... or kafka://host:9092 [PRIVTUNE_BUS]")
@@ -29,25 +54,18 @@ class PlatformConfig(BaseModel):
     curation_address: str = Field(
         "", description="gRPC address (host:port) of the curation service, where curation workers claim jobs "
                         "[PRIVTUNE_CURATION]; empty: this process's own gRPC server")
-    auth_mode: Literal["insecure-headers", "tls"] = Field(
-        "tls",
-        description="tls (the default): TLS on the API port with verified bearer tokens, mutual TLS for "
-                    "components, roles per RPC (a local CA and development issuer are made under the data folder "
-                    "unless pki_root / auth_root name others); insecure-headers: plaintext, tenant and actor from "
-                    "call headers, so any client can act as any tenant: for local experiments only, and to be "
-                    "removed [PRIVTUNE_AUTH]")
     component_grpc_address: str = Field(
-        "", description="mutual-TLS listener for platform components (workers, services) in tls mode "
+        "", description="mutual-TLS listener for platform components (workers, services) "
                         "[PRIVTUNE_COMPONENT_GRPC]; empty: the API's host, port + 1 (port 0 when the API's is 0)")
     oidc_issuer: str = Field("", description="an enterprise OpenID Connect issuer to trust [PRIVTUNE_OIDC_ISSUER]")
     oidc_audience: str = Field("privtune", description="the audience its tokens must name [PRIVTUNE_OIDC_AUDIENCE]")
     oidc_jwks_uri: str = Field("", description="its JWKS URL; empty: <issuer>/.well-known/jwks.json "
                                                "[PRIVTUNE_OIDC_JWKS]")
     pki_root: Path | None = Field(
-        None, description="folder of the CA, server and component certificates (tls mode) [PRIVTUNE_PKI_DIR]; "
+        None, description="folder of the CA, server and component certificates [PRIVTUNE_PKI_DIR]; "
                           "None: <data dir>/pki. Processes sharing it trust each other's certificates")
     auth_root: Path | None = Field(
-        None, description="folder of the development token issuer's key and JWKS (tls mode) [PRIVTUNE_AUTH_DIR]; "
+        None, description="folder of the development token issuer's key and JWKS [PRIVTUNE_AUTH_DIR]; "
                           "None: <data dir>/auth")
     dev_issuer: Literal["auto", "on", "off"] = Field(
         "auto", description="trust the local development issuer (anyone who can read the data folder can mint "
@@ -71,12 +89,16 @@ class PlatformConfig(BaseModel):
     audit_exports: str = Field("", description="where the audit log is exported, comma separated: relp://host:port "
                                                "(TLS, acknowledged), syslog-tls://host:port (RFC 5425), kafka (the "
                                                "privtune.audit topic) [PRIVTUNE_AUDIT_EXPORTS]")
-    _serving_port: int = PrivateAttr(default=0)
     _component_port: int = PrivateAttr(default=0)
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None, **overrides: object) -> "PlatformConfig":
-        """Defaults under ``data_dir`` (or $PRIVTUNE_DATA_DIR, or ./var), then env vars, then overrides."""
+        """Defaults under ``data_dir`` (or $PRIVTUNE_DATA_DIR, or ./var), then env vars, then overrides.
+
+        Raises:
+            ValueError: ``PRIVTUNE_AUTH`` asks for an auth mode other than ``tls`` (see ``check_auth_setting``).
+        """
+        check_auth_setting(os.environ)
         base = Path(data_dir or os.environ.get("PRIVTUNE_DATA_DIR", "var")).absolute()
         values: dict[str, object] = {
             "data_dir": base,
@@ -86,7 +108,6 @@ class PlatformConfig(BaseModel):
             "grpc_address": os.environ.get("PRIVTUNE_GRPC", "127.0.0.1:50051"),
             "orchestrator_address": os.environ.get("PRIVTUNE_ORCHESTRATOR", ""),
             "curation_address": os.environ.get("PRIVTUNE_CURATION", ""),
-            "auth_mode": os.environ.get("PRIVTUNE_AUTH", "tls"),
             "pki_root": _folder(os.environ.get("PRIVTUNE_PKI_DIR")),
             "auth_root": _folder(os.environ.get("PRIVTUNE_AUTH_DIR")),
             "component_grpc_address": os.environ.get("PRIVTUNE_COMPONENT_GRPC", ""),
@@ -105,18 +126,13 @@ class PlatformConfig(BaseModel):
         values.update({k: (str(v) if k == "storage_root" else v) for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
-    def bind_serving_port(self, port: int, component_port: int = 0) -> None:
-        """Record the ports this process's gRPC server got (``grpc_address`` may ask for port 0)."""
-        self._serving_port = port
-        self._component_port = component_port
-
-    @property
-    def tls(self) -> bool:
-        return self.auth_mode == "tls"
+    def bind_component_port(self, port: int) -> None:
+        """Record the port this process's component listener got (its address may ask for port 0)."""
+        self._component_port = port
 
     @property
     def component_address(self) -> str:
-        """Where the mutual-TLS listener binds (tls mode)."""
+        """Where the mutual-TLS listener for platform components binds."""
         if self.component_grpc_address:
             return self.component_grpc_address
         host, _, port = self.grpc_address.rpartition(":")
@@ -128,12 +144,12 @@ class PlatformConfig(BaseModel):
 
     @property
     def pki_dir(self) -> Path:
-        """The local CA, the server's and the components' certificates (tls mode)."""
+        """The local CA, the server's and the components' certificates."""
         return self.pki_root or self.data_dir / "pki"
 
     @property
     def auth_dir(self) -> Path:
-        """The local development token issuer's key and JWKS (tls mode)."""
+        """The local development token issuer's key and JWKS."""
         return self.auth_root or self.data_dir / "auth"
 
     @property
@@ -147,13 +163,11 @@ class PlatformConfig(BaseModel):
 
     @property
     def own_target(self) -> str:
-        """This process's own gRPC server, as a client reaches it (in tls mode: its component
-        listener, where workers present their certificates)."""
-        address = self.component_address if self.tls else self.grpc_address
-        host, _, port = address.rpartition(":")
+        """This process's own gRPC server as a platform component reaches it: its component listener,
+        where workers present their certificates."""
+        host, _, port = self.component_address.rpartition(":")
         host = "127.0.0.1" if host in ("", "0.0.0.0", "[::]") else host
-        bound = self._component_port if self.tls else self._serving_port
-        return f"{host}:{bound or port}"
+        return f"{host}:{self._component_port or port}"
 
     @property
     def orchestrator_target(self) -> str:

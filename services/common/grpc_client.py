@@ -23,10 +23,10 @@ REFUSED = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
 
 
 class LazyChannel:
-    """A channel to ``target`` (``host:port`` or a function giving it, resolved at each use); TLS
-    with ``credentials`` (a component's client certificate), plaintext without."""
+    """A mutual-TLS channel to ``target`` (``host:port`` or a function giving it, resolved at each
+    use) with ``credentials``, a component's client certificate (``services.common.auth.channels``)."""
 
-    def __init__(self, target: str | Callable[[], str], credentials: grpc.ChannelCredentials | None = None) -> None:
+    def __init__(self, target: str | Callable[[], str], credentials: grpc.ChannelCredentials) -> None:
         self._target = target
         self._credentials = credentials
         self._channel: grpc.Channel | None = None
@@ -36,9 +36,7 @@ class LazyChannel:
         address = self._target() if callable(self._target) else self._target
         if self._channel is None or address != self.address:
             self.close()
-            channel = (grpc.secure_channel(address, self._credentials) if self._credentials is not None
-                       else grpc.insecure_channel(address))
-            self._channel, self.address = channel, address
+            self._channel, self.address = grpc.secure_channel(address, self._credentials), address
         return self._channel
 
     def close(self) -> None:

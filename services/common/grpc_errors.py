@@ -118,10 +118,10 @@ def _abort(context: grpc.ServicerContext, exc: Exception, method: str, on_denied
         if code in _DENIED and on_denied is not None:
             metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
             verified = current_caller()
-            if verified is not None:  # the trail is the verified tenant's, whatever the headers say
-                metadata = {TENANT_HEADER: verified.tenant_id, ACTOR_HEADER: verified.actor,
-                            CORRELATION_HEADER: metadata.get(CORRELATION_HEADER, "")}
-            on_denied(metadata, method, message, _DENIED[code])
+            # the trail is the verified tenant's whatever the headers say; without one, the platform's
+            on_denied({TENANT_HEADER: verified.tenant_id if verified is not None else "",
+                       ACTOR_HEADER: verified.actor if verified is not None else "",
+                       CORRELATION_HEADER: metadata.get(CORRELATION_HEADER, "")}, method, message, _DENIED[code])
         abort(context, code, message, exc=exc)
     log.exception("unexpected error in %s", method)
     abort(context, grpc.StatusCode.INTERNAL, f"internal error in {method}; the server log has the details",

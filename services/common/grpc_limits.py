@@ -155,9 +155,9 @@ class RequestLimitsInterceptor(grpc.ServerInterceptor):
         """``behaviour`` (a server stream) holding one of the tenant's stream slots while it runs.
 
         The tenant is the verified caller's when the auth layer bound one (it runs first), so
-        no header can spend another tenant's slots; without one (health and reflection streams,
-        or the insecure headers mode) the claimed header tenant, and public streams share one
-        bucket, so they can take at most one tenant's share of the process's streams.
+        no header can spend another tenant's slots; without one (health and reflection streams)
+        the claimed header tenant, and public streams share one bucket, so they can take at most
+        one tenant's share of the process's streams.
         """
         def stream(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             caller = current_caller()

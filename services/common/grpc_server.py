@@ -9,7 +9,6 @@ open, unary calls and health checks keep their own threads.
 
 from __future__ import annotations
 
-import logging
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -21,8 +20,6 @@ from services.common import reflection
 from services.common.grpc_errors import DenialRecorder, ErrorMappingInterceptor
 from services.common.grpc_limits import RequestLimitsInterceptor, StreamSlots
 from services.common.limits import MAX_WIRE_BYTES, StreamLimits
-
-log = logging.getLogger(__name__)
 
 # unary calls that may wait for a thread, per unary worker, before the server answers
 # RESOURCE_EXHAUSTED at once (a bounded answer instead of an ever longer queue)
@@ -69,24 +66,25 @@ class RunningServer:
         self.server.stop(grace).wait()
 
 
-def start_grpc_server(address: str, bindings: Sequence[ServiceBinding], max_workers: int = 32,
-                      on_denied: DenialRecorder | None = None,
-                      stream_limits: StreamLimits = StreamLimits(), tls: TlsSettings | None = None,
-                      auth: grpc.ServerInterceptor | None = None) -> RunningServer:
+def start_grpc_server(address: str, bindings: Sequence[ServiceBinding], *, auth: grpc.ServerInterceptor,
+                      tls: TlsSettings | None, max_workers: int = 32, on_denied: DenialRecorder | None = None,
+                      stream_limits: StreamLimits = StreamLimits()) -> RunningServer:
     """Start serving ``bindings`` on ``address`` (``host:port``; port 0 picks a free one).
+
+    ``auth`` runs first on every call: the platform's is ``services.common.auth.grpc_auth.AuthInterceptor``
+    (``privtune.platform.security``), which authenticates and authorises the call and binds its
+    verified caller; a handler refuses any call without one. ``tls``: ``address`` speaks TLS (callers
+    bring bearer tokens) and, when ``tls.component_address`` is set, a second listener requires client
+    certificates from ``tls.client_ca`` (platform components). The platform always passes both;
+    ``tls=None`` (plaintext) is for benchmarks and tests that measure or fake what is around the API.
 
     ``max_workers`` threads serve unary calls; ``stream_limits.per_process`` more serve
     streams. ``on_denied`` is called for every unauthenticated or forbidden call (see access_log).
-    With ``tls``, ``address`` speaks TLS (callers bring bearer tokens) and, when
-    ``tls.component_address`` is set, a second listener requires client certificates from
-    ``tls.client_ca`` (platform components). ``auth`` (services.common.auth.grpc_auth) then
-    authenticates and authorises every call; without it, the headers are trusted (insecure mode).
     """
     slots = StreamSlots(stream_limits)
     threads = max_workers + stream_limits.per_process
     # auth first (outermost): stream slots and error records then see the verified caller
-    interceptors: list[grpc.ServerInterceptor] = [auth] if auth is not None else []
-    interceptors += [RequestLimitsInterceptor(slots), ErrorMappingInterceptor(on_denied)]
+    interceptors = [auth, RequestLimitsInterceptor(slots), ErrorMappingInterceptor(on_denied)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
                          interceptors=interceptors,
                          maximum_concurrent_rpcs=threads + QUEUED_PER_WORKER * max_workers,
@@ -102,11 +100,6 @@ def start_grpc_server(address: str, bindings: Sequence[ServiceBinding], max_work
     component_port = 0
     if tls is None:
         port = server.add_insecure_port(address)
-        if auth is None:
-            log.warning("INSECURE: the gRPC API on %s is plaintext and trusts the x-privtune-tenant and "
-                        "x-privtune-actor headers, so any client can act as any tenant (auth mode "
-                        "insecure-headers, for local experiments only and to be removed); run without "
-                        "PRIVTUNE_AUTH=insecure-headers for TLS and verified tokens", address)
     else:
         port = server.add_secure_port(address, grpc.ssl_server_credentials([(tls.key, tls.cert)]))
         if tls.component_address:

@@ -2,8 +2,11 @@
 
 The auth layer (services/common/auth/grpc_auth.py) authenticates every call — client
 certificate or verified bearer token — and binds its Caller to the thread serving the call;
-handlers read it with ``caller_from_metadata``. Only in the insecure development mode (no
-authenticator bound a caller) are tenant and actor read from the call's headers.
+handlers read it with ``caller_from_metadata``. Tenant and actor are never read from the call's
+headers: a handler that runs without a verified caller refuses the call (UNAUTHENTICATED). The
+header names stay for what headers may still do: a component names the tenant it acts for (its
+certificate is the identity), a token's caller may repeat its own tenant (another one is refused
+as TENANT_MISMATCH), and ``x-correlation-id`` ties a call to its events.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from services.common.errors import Unauthenticated
-from services.common.limits import MAX_ID, quote
+from services.common.limits import MAX_ID
 
 TENANT_HEADER = "x-privtune-tenant"
 ACTOR_HEADER = "x-privtune-actor"
@@ -46,7 +49,7 @@ class Caller:
     tenant_id: str
     actor: str
     roles: frozenset[str] = field(default_factory=frozenset)
-    via: str = "headers"  # how the identity was established: certificate, token or headers
+    via: str = ""         # how the identity was established: certificate or token ("": made in code, e.g. a test)
     issuer: str = ""      # the token's issuer (via token)
     expires_at: int = 0   # when the token expires, seconds since the epoch (via token; 0: never)
 
@@ -75,38 +78,17 @@ def correlation_id_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | N
 
 
 def caller_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
-    """The caller of the current call: the one the auth layer verified, else (insecure development
-    mode only) the one its headers name.
+    """The caller of the current call, as the auth layer verified it.
+
+    ``metadata`` is the call's, kept for the handlers' signature: headers never name the caller.
 
     Raises:
-        Unauthenticated: no verified caller, and a header is missing or malformed.
+        Unauthenticated: no verified caller is bound to this call (it did not pass the auth layer).
     """
     verified = _CURRENT.get()
-    return verified if verified is not None else caller_from_headers(metadata)
-
-
-def caller_from_headers(metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
-    """Read and validate the identity the call's headers claim (trusted only in insecure mode).
-
-    Raises:
-        Unauthenticated: a header is missing or malformed (the message names it).
-    """
-    values = {k.lower(): (v.decode(errors="replace") if isinstance(v, bytes) else v) for k, v in (metadata or ())}
-    tenant = values.get(TENANT_HEADER, "")
-    actor = values.get(ACTOR_HEADER, "")
-    if not tenant:
-        raise Unauthenticated(f"missing call metadata {TENANT_HEADER!r}: send the tenant id with every call",
-                              reason="MISSING_IDENTITY", metadata={"header": TENANT_HEADER})
-    if not is_tenant_id(tenant):
+    if verified is None:
         raise Unauthenticated(
-            f"{TENANT_HEADER} {quote(tenant)} is not a tenant id (lowercase letters, digits and '-', at most 63)",
-            reason="MALFORMED_IDENTITY", metadata={"header": TENANT_HEADER}
-        )
-    if not actor:
-        raise Unauthenticated(f"missing call metadata {ACTOR_HEADER!r}: send the calling user or service",
-                              reason="MISSING_IDENTITY", metadata={"header": ACTOR_HEADER})
-    if not _ACTOR_RE.fullmatch(actor):
-        raise Unauthenticated(f"{ACTOR_HEADER} {quote(actor)} has characters other than letters, digits and "
-                              "._@:+- or is longer than 128", reason="MALFORMED_IDENTITY",
-                              metadata={"header": ACTOR_HEADER})
-    return Caller(tenant_id=tenant, actor=actor)
+            "no verified caller: send 'authorization: Bearer <token>' from your identity provider, or a "
+            f"client certificate on the component port; {TENANT_HEADER} and {ACTOR_HEADER} alone identify no one",
+            reason="MISSING_CREDENTIALS")
+    return verified

@@ -33,10 +33,11 @@ class CurationClaims(Protocol):
 
 
 class GrpcCurationClaims:
-    """Claims over gRPC; ``target`` is ``host:port`` or a function giving it (resolved per call)."""
+    """Claims over gRPC, mutual TLS with ``credentials`` (the worker's client certificate); ``target`` is
+    the component port's ``host:port`` or a function giving it (resolved per call)."""
 
     def __init__(self, target: str | Callable[[], str], *, timeout: float = 10.0, give_up_after: float = 60.0,
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
+                 credentials: grpc.ChannelCredentials) -> None:
         self.channel = LazyChannel(target, credentials)
         self.timeout = timeout
         self.give_up_after = give_up_after

@@ -1,5 +1,5 @@
 """The generated Go client against a real `privtune up`: the example program registers a dataset,
-curates it and watches the job over TLS with a bearer token (the default auth mode); privtune-errors,
+curates it and watches the job over TLS with a bearer token (the only way in); privtune-errors,
 on the same server and the same way, checks the status details of every error path of the dataset
 and curation APIs, and that a call whose identity is missing or forged is refused (see
 clients/go/cmd/privtune-errors for the table of cases)."""
@@ -48,7 +48,7 @@ def go_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def privtune_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One `privtune up` (tls, the default) for this module's tests (they use distinct folders and names)."""
+    """One `privtune up` for this module's tests (they use distinct folders and names)."""
     with running_server(tmp_path_factory.mktemp("privtune-up")) as server:
         yield server
 
@@ -64,8 +64,9 @@ def _faq(records: int = 20) -> bytes:
 
 
 def _run(binary: Path, up: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(binary), "-target", up.target, "-tenant", TENANT, *args],
-                          capture_output=True, text=True, timeout=180)
+    env = {k: v for k, v in os.environ.items() if k not in ("PRIVTUNE_CA", "PRIVTUNE_TOKEN")}
+    return subprocess.run([str(binary), "-target", up.target, *args], capture_output=True, text=True, timeout=180,
+                          env=env)
 
 
 def _run_tls(binary: Path, up: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
@@ -118,23 +119,24 @@ def test_every_dataset_and_curation_error_carries_status_details(go_bin: Path, p
         assert f"ok    {case}\n" in run.stdout, run.stdout
 
 
-def test_error_checker_needs_a_token_or_a_tenant(go_bin: Path, privtune_up: ServerProcess) -> None:
-    """Without -token it would act through the insecure mode's headers, which need -tenant; a token that
-    names another tenant than -tenant is a mistake it says, not a call it makes."""
-    binary = str(go_bin / "privtune-errors")
-    bare = subprocess.run([binary, "-target", privtune_up.target, "-uri", "file:///x", "-other-uri", "file:///y"],
-                          capture_output=True, text=True, timeout=60)
-    assert bare.returncode == 2 and "-token" in bare.stderr
+def test_error_checker_needs_tls_and_a_token(go_bin: Path, privtune_up: ServerProcess) -> None:
+    """Without -ca or -token it makes no call (the platform takes neither plaintext nor identity headers);
+    a token that names another tenant than -tenant is a mistake it says, not a call it makes."""
+    binary = go_bin / "privtune-errors"
+    token = privtune_up.token(TENANT, "go-client")
+    for args in (["-ca", str(privtune_up.ca_path)], ["-token", token], ["-tenant", TENANT]):
+        bare = _run(binary, privtune_up, "-uri", "file:///x", "-other-uri", "file:///y", *args)
+        assert bare.returncode == 2 and "-ca and -token are required" in bare.stderr, bare.stderr
     mismatch = _run_tls(go_bin / "privtune-errors", privtune_up, "-tenant", "globex", "-uri", "file:///x",
                         "-other-uri", "file:///y")
     assert mismatch.returncode == 2 and 'the token is of tenant "acme"' in mismatch.stderr
 
 
-def test_example_client_is_refused_without_a_token_or_without_tls(go_bin: Path, privtune_up: ServerProcess) -> None:
-    """Trusting the CA but sending only the tenant headers, or sending the token in plaintext: refused."""
+def test_example_client_needs_tls_and_a_token(go_bin: Path, privtune_up: ServerProcess) -> None:
+    """Without -ca or without -token the example makes no call, saying why: the platform speaks only TLS and
+    takes identity only from a verified token (privtune-errors checks that it refuses identity headers)."""
     uri = privtune_up.put_files(TENANT, "faq-refused", {"faq.jsonl": _faq()})
     no_token = _run(go_bin / "privtune-example", privtune_up, "-uri", uri, "-ca", str(privtune_up.ca_path))
-    assert no_token.returncode == 3 and "Unauthenticated: no credentials" in no_token.stderr
-    plaintext = _run(go_bin / "privtune-example", privtune_up, "-uri", uri,
-                     "-token", privtune_up.token(TENANT, "go-client"))
-    assert plaintext.returncode != 0 and "Unavailable" in plaintext.stdout + plaintext.stderr
+    assert no_token.returncode == 2 and "-ca and -token are required" in no_token.stderr, no_token.stderr
+    no_ca = _run(go_bin / "privtune-example", privtune_up, "-uri", uri, "-token", privtune_up.token(TENANT, "go-client"))
+    assert no_ca.returncode == 2 and "-ca and -token are required" in no_ca.stderr, no_ca.stderr

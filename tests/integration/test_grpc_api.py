@@ -3,7 +3,6 @@ isolation, watch."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Iterator
 
@@ -14,7 +13,6 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from privtune.platform import Platform
 from privtune.v1 import dataset_service_pb2 as pb
-from privtune.v1 import dataset_service_pb2_grpc as ds_grpc
 from tests.platform_fixtures import (channel, dataset_stub, error_details, metadata, put_files, register,
                                      start_platform, token, wait_until)
 
@@ -232,18 +230,3 @@ def test_grpcurl_lists_and_calls_the_api(platform: Platform) -> None:
     plaintext = subprocess.run([grpcurl, "-plaintext", platform.grpc_target, "list"], capture_output=True, text=True,
                                timeout=60)
     assert plaintext.returncode != 0  # nothing is served without TLS
-
-
-def test_the_insecure_headers_mode_must_be_asked_for_and_says_what_it_gives_away(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """PRIVTUNE_AUTH=insecure-headers (local experiments only): plaintext, the tenant whatever the header
-    says, and a warning at startup saying so."""
-    caplog.set_level(logging.WARNING, logger="services.common.grpc_server")
-    platform = start_platform(tmp_path, services=("ingest",), auth_mode="insecure-headers")
-    try:
-        assert any("any client can act as any tenant" in r.getMessage() for r in caplog.records)
-        stub = ds_grpc.DatasetServiceStub(grpc.insecure_channel(platform.grpc_target))
-        headers = [("x-privtune-tenant", "anyone"), ("x-privtune-actor", "whoever")]
-        assert list(stub.ListDatasets(pb.ListDatasetsRequest(), metadata=headers, timeout=10).datasets) == []
-    finally:
-        platform.stop()

@@ -318,7 +318,7 @@ def _varint(n: int) -> bytes:
 
 def caller() -> st.SearchStrategy[list[tuple[str, str]]]:
     """Mostly acme's token; also globex's, none, tokens whose subject or tenant is invalid, a token
-    naming another tenant in a header, and the bare headers a client of the insecure mode sent."""
+    naming another tenant in a header, and bare identity headers without a token."""
     return st.one_of(st.just(metadata("acme", "mallory")), st.just(metadata("acme", "mallory")),
                      st.just(metadata("globex", "bob")), st.just([]),
                      st.just(metadata("acme", "x" * 5_000)), st.just(metadata("Not A Tenant!", "m")),

@@ -8,6 +8,7 @@ all work from Java as they do from Python.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ from privtune.v1 import curation_service_pb2_grpc as cgrpc
 from privtune.v1 import dataset_service_pb2 as dpb
 from privtune.v1 import dataset_service_pb2_grpc as dgrpc
 from privtune.v1 import events_pb2
+from services.common.auth.pki import ensure_local_pki
 from tests.server_process import ServerProcess, privtune_server  # noqa: F401 - fixture
 
 # bounded by the subprocess timeouts below: build 600 s, server start 180 s, example 300 s
@@ -70,8 +72,8 @@ def test_java_example_curates_a_dataset_and_reads_error_details(
         "acme", "support-faq", {"faq.jsonl": "".join(json.dumps(r) + "\n" for r in records).encode()})
 
     run = subprocess.run(
-        ["java", "-cp", java_classpath, EXAMPLE, "--target", privtune_server.target, "--tenant", "acme",
-         "--actor", "alice", "--storage-uri", uri, "--name", "support-faq", "--watch-timeout", "240",
+        ["java", "-cp", java_classpath, EXAMPLE, "--target", privtune_server.target,
+         "--storage-uri", uri, "--name", "support-faq", "--watch-timeout", "240",
          "--ca", str(privtune_server.ca_path), "--token", privtune_server.token("acme", "alice")],
         capture_output=True, text=True, timeout=300)
 
@@ -89,20 +91,28 @@ def test_java_example_curates_a_dataset_and_reads_error_details(
 
 
 def test_java_example_over_tls_with_a_bearer_token(java_classpath: str, privtune_server: ServerProcess) -> None:
-    """Against `privtune up` (tls, the default): the Java client trusts the local CA and sends a development
-    issuer's token; tenant and caller come from the token. Without the token it is refused."""
+    """Against `privtune up`: the Java client trusts the local CA and sends a development issuer's token;
+    tenant and caller come from the token. Without the token, or without the CA, it makes no call (the
+    platform speaks only TLS and takes identity only from a verified token), and it refuses --tenant."""
     up = privtune_server
     records = [{"instruction": q, "input": "", "output": a} for q, a in QA_PAIRS]
     uri = up.put_files("acme", "faq-tls", {"faq.jsonl": "".join(json.dumps(r) + "\n" for r in records).encode()})
-    base = ["java", "-cp", java_classpath, EXAMPLE, "--target", up.target, "--tenant", "acme",
-            "--storage-uri", uri, "--watch-timeout", "240", "--ca", str(up.ca_path)]
-    run = subprocess.run(base + ["--name", "faq-tls", "--token", up.token("acme", "java-client")],
+    base = ["java", "-cp", java_classpath, EXAMPLE, "--target", up.target, "--storage-uri", uri,
+            "--watch-timeout", "240"]
+    token = up.token("acme", "java-client")
+    run = subprocess.run(base + ["--name", "faq-tls", "--ca", str(up.ca_path), "--token", token],
                          capture_output=True, text=True, timeout=300)
     context = f"stdout:\n{run.stdout}\nstderr:\n{run.stderr}\nserver log:\n{up.log_tail()}"
     assert run.returncode == 0, context
     assert re.search(r"^job \S+ succeeded: dataset_version_id dv-[0-9a-f]+$", run.stdout, re.M), context
-    refused = subprocess.run(base + ["--name", "no-token"], capture_output=True, text=True, timeout=300)
-    assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr, refused.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("PRIVTUNE_CA", "PRIVTUNE_TOKEN")}
+    for missing in (["--ca", str(up.ca_path)], ["--token", token]):
+        refused = subprocess.run(base + ["--name", "refused", *missing], capture_output=True, text=True, timeout=300,
+                                 env=env)
+        assert refused.returncode == 2 and "--ca and --token are required" in refused.stderr, refused.stderr
+    tenant = subprocess.run(base + ["--ca", str(up.ca_path), "--token", token, "--tenant", "acme"],
+                            capture_output=True, text=True, timeout=300)
+    assert tenant.returncode == 2 and "tenant and caller come from the token" in tenant.stderr, tenant.stderr
 
 
 class _FailingDatasets(dgrpc.DatasetServiceServicer):
@@ -145,38 +155,43 @@ class _Curation(cgrpc.CurationServiceServicer):
         return cpb.GetCurationJobResponse(job=self._job(self.final_state))
 
 
-def _run_against_fake(java_classpath: str, final_state: int) -> subprocess.CompletedProcess[str]:
+def _run_against_fake(java_classpath: str, final_state: int, pki_dir: Path) -> subprocess.CompletedProcess[str]:
+    """The example against a fake platform over TLS (its own CA); the fake checks no token."""
+    pki = ensure_local_pki(pki_dir)
+    cert, key = pki.server.read()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     dgrpc.add_DatasetServiceServicer_to_server(_FailingDatasets(), server)
     cgrpc.add_CurationServiceServicer_to_server(_Curation(final_state), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key, cert)]))
     server.start()
     try:
         return subprocess.run(
-            ["java", "-cp", java_classpath, EXAMPLE, "--target", f"127.0.0.1:{port}", "--tenant", "acme",
-             "--storage-uri", "file:///anywhere", "--call-timeout", "20", "--watch-timeout", "20"],
+            ["java", "-cp", java_classpath, EXAMPLE, "--target", f"127.0.0.1:{port}", "--ca", str(pki.ca.cert),
+             "--token", "not-checked-by-the-fake", "--storage-uri", "file:///anywhere", "--call-timeout", "20",
+             "--watch-timeout", "20"],
             capture_output=True, text=True, timeout=120)
     finally:
         server.stop(grace=None)
 
 
-def test_java_example_exits_nonzero_when_the_job_fails(java_classpath: str) -> None:
-    run = _run_against_fake(java_classpath, cpb.CURATION_JOB_STATE_FAILED)
+def test_java_example_exits_nonzero_when_the_job_fails(java_classpath: str, tmp_path: Path) -> None:
+    run = _run_against_fake(java_classpath, cpb.CURATION_JOB_STATE_FAILED, tmp_path / "pki")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "event privtune.v1.CurationFailed (#2)" in run.stdout
     assert ("job cj-fake CURATION_JOB_STATE_FAILED: no record passed the quality filters; lower "
             "quality.min_tokens (CURATION_ERROR_CODE_INVALID_ARGUMENT)") in run.stdout
 
 
-def test_java_example_exits_nonzero_when_an_error_lacks_error_info(java_classpath: str) -> None:
-    run = _run_against_fake(java_classpath, cpb.CURATION_JOB_STATE_SUCCEEDED)
+def test_java_example_exits_nonzero_when_an_error_lacks_error_info(java_classpath: str, tmp_path: Path) -> None:
+    run = _run_against_fake(java_classpath, cpb.CURATION_JOB_STATE_SUCCEEDED, tmp_path / "pki")
     assert run.returncode == 3, run.stdout + run.stderr
     assert "dataset_version_id dv-0123abcd" in run.stdout
     assert "failed NOT_FOUND without google.rpc.ErrorInfo" in run.stderr
 
 
 def test_java_example_explains_bad_usage(java_classpath: str) -> None:
-    run = subprocess.run(["java", "-cp", java_classpath, EXAMPLE, "--tenant", "acme"],
-                         capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k != "PRIVTUNE_STORAGE_URI"}
+    run = subprocess.run(["java", "-cp", java_classpath, EXAMPLE, "--ca", "ca.pem", "--token", "t"],
+                         capture_output=True, text=True, timeout=60, env=env)
     assert run.returncode == 2
-    assert "--tenant and --storage-uri are required" in run.stderr and "usage:" in run.stderr
+    assert "--storage-uri is required" in run.stderr and "usage:" in run.stderr

@@ -13,8 +13,8 @@ The role table (``roles.RPC_ROLES``) then decides. Denials are recorded under th
 *verified* identity (an unauthenticated caller under the platform's), so no caller can write
 into another tenant's trail. Break-glass use is allowed, logged and reported.
 
-``insecure-headers`` mode keeps the development behaviour of trusting the headers; it exists
-only until every client speaks TLS, and says so in every log line it allows.
+Headers alone never identify a caller: a call with only ``x-privtune-tenant`` and
+``x-privtune-actor`` is UNAUTHENTICATED (MISSING_CREDENTIALS).
 """
 
 from __future__ import annotations
@@ -34,13 +34,12 @@ from services.common.auth.tokens import Verifiers
 from services.common.errors import PermissionDenied, PrivtuneError, Unauthenticated
 from services.common.grpc_errors import DenialRecorder, abort
 from services.common.identity import (ACTOR_HEADER, CORRELATION_HEADER, PLATFORM_TENANT, TENANT_HEADER, Caller,
-                                      bind_caller, caller_from_headers, is_tenant_id, unbind_caller)
+                                      bind_caller, is_tenant_id, unbind_caller)
 
 log = logging.getLogger(__name__)
 AUTHORIZATION_HEADER = "authorization"
 EXPIRY_LEEWAY_S = 30  # as the verifier's
 PLATFORM_ROLES = frozenset({"auditor"})  # all a token of the reserved platform tenant may do
-HEADER_ROLES = frozenset(role_table.READ | role_table.WRITE | role_table.PROMOTE | role_table.CLAIM)
 
 
 AllowedRecorder = Callable[[Caller, str, str, str, int, str], None]  # caller, method, resource, outcome, ms, corr
@@ -64,11 +63,9 @@ class Authenticator:
     """Turns a call's metadata and TLS peer into a Caller, or refuses it.
 
     ``verifiers``: the trusted token issuers (None: bearer tokens are refused).
-    ``allow_headers``: the insecure development mode (tenant and actor from headers).
     """
 
     verifiers: Verifiers | None = None
-    allow_headers: bool = False
 
     def authenticate(self, metadata: Mapping[str, str], peer: Mapping[str, Any]) -> Caller:
         pem = peer.get("x509_pem_cert")
@@ -92,9 +89,6 @@ class Authenticator:
             roles = claims.roles & PLATFORM_ROLES if claims.tenant == PLATFORM_TENANT else claims.roles
             return Caller(tenant_id=claims.tenant, actor=claims.subject, roles=roles, via="token",
                           issuer=claims.issuer, expires_at=claims.expires_at)
-        if self.allow_headers:
-            caller = caller_from_headers(metadata.items())
-            return Caller(tenant_id=caller.tenant_id, actor=caller.actor, roles=HEADER_ROLES, via="headers")
         raise Unauthenticated("no credentials: send 'authorization: Bearer <token>' from your identity provider "
                               "(privtune's CLI does it for you), or a client certificate on the component port",
                               reason="MISSING_CREDENTIALS")
@@ -244,8 +238,6 @@ class AuthInterceptor(grpc.ServerInterceptor):
                                    reason="ROLE_REQUIRED", metadata={"required_roles": ",".join(needed)})
             self._denied(metadata, method, str(exc), "authorization", caller.tenant_id, caller.actor)
             abort(context, grpc.StatusCode.PERMISSION_DENIED, str(exc), exc=exc)
-        if caller.via == "headers":
-            log.debug("insecure-headers mode: %s trusted as %s/%s from headers", method, caller.tenant_id, caller.actor)
         admit = getattr(self.on_allowed, "admit", None)
         if admit is not None:
             try:

@@ -68,7 +68,7 @@ def issue_pod_credentials(pki: LocalPki, name: str, valid_for: dt.timedelta,
 
     Raises:
         ValueError: ``name`` is not a component name (letters, digits, '-', '_', '.').
-        FileNotFoundError: the PKI folder has no CA (the platform is not in tls mode).
+        FileNotFoundError: the PKI folder has no CA (it is not the platform's PKI folder).
     """
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise ValueError(f"component name {name!r}: use letters, digits, '-', '_' or '.'")

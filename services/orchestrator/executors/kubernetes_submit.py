@@ -126,8 +126,8 @@ class KubernetesExecutor:
         if self.pki is None or not self.pki.ca.key.exists():
             raise FailedPrecondition(
                 "the Kubernetes executor issues each training pod a client certificate from the platform CA, "
-                "and has none: run the platform in tls mode (PRIVTUNE_AUTH=tls, the default) and give the "
-                "executor its PKI folder (PRIVTUNE_PKI_DIR, or <data dir>/pki)", reason="NO_PLATFORM_CA")
+                "and has none: give the executor the platform's PKI folder (PRIVTUNE_PKI_DIR, or "
+                "<data dir>/pki)", reason="NO_PLATFORM_CA")
         name = pod_identity_name(workload_name(job_id, tenant_id, attempt))
         return issue_pod_credentials(self.pki, name, certificate_lifetime(self.settings))
 

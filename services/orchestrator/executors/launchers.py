@@ -39,8 +39,8 @@ class KubernetesLauncher:
 def configured_launchers(pools: dict[str, Pool], config: PlatformConfig | None = None) -> dict[str, object]:
     """The launchers this deployment configured (none on the embedded default).
 
-    ``config``: the platform's, whose CA (tls mode) signs the Kubernetes pods' certificates; without
-    it, the CA in ``$PRIVTUNE_PKI_DIR``.
+    ``config``: the platform's, whose CA signs the Kubernetes pods' certificates; without it, the CA
+    in ``$PRIVTUNE_PKI_DIR``.
 
     Raises:
         ValueError: Kubernetes is configured, but there is no platform CA to give its pods identities.
@@ -51,10 +51,6 @@ def configured_launchers(pools: dict[str, Pool], config: PlatformConfig | None =
     from services.common.auth.pki import ensure_local_pki
     from services.orchestrator.executors.kubernetes import KubernetesExecutor, KubernetesSettings
 
-    if config is not None and not config.tls:
-        raise ValueError("PRIVTUNE_K8S_SETTINGS is set, but the platform runs in insecure-headers mode: Kubernetes "
-                         "training pods claim their attempts with client certificates on the component (mutual "
-                         "TLS) port, so run the platform in tls mode (PRIVTUNE_AUTH=tls, the default)")
     pki_dir = config.pki_dir if config is not None else os.environ.get("PRIVTUNE_PKI_DIR")
     if not pki_dir:
         raise ValueError("PRIVTUNE_K8S_SETTINGS is set, but the platform CA that signs the training pods' client "

@@ -174,7 +174,7 @@ def test_the_executor_issues_per_attempt_certificates_from_its_ca(pki: LocalPki)
 
 def test_an_executor_without_the_platform_ca_launches_nothing_that_needs_one(tmp_path: Path) -> None:
     executor = KubernetesExecutor(SETTINGS, no_cluster)
-    with pytest.raises(FailedPrecondition, match="tls mode") as info:
+    with pytest.raises(FailedPrecondition, match="PKI folder") as info:
         executor.prepare("job-1", TENANT, spec(1), GPU_POOL, "a100-80gb", DATASET, 1)
     assert info.value.details.reason == "NO_PLATFORM_CA"
     assert executor.prepare("job-1", TENANT, spec(16), GPU_POOL, "a100-80gb", DATASET, 1)[-1]["kind"] == "PyTorchJob"
@@ -200,11 +200,9 @@ def test_configured_launchers_give_the_executor_the_platform_ca(tmp_path: Path,
     assert launcher.executor.pki.root == tmp_path / "env-pki"  # type: ignore[attr-defined]
 
 
-def test_configured_launchers_refuse_kubernetes_without_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_configured_launchers_refuse_kubernetes_without_a_platform_ca(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PRIVTUNE_K8S_SETTINGS", str(_settings_file(tmp_path)))
     monkeypatch.delenv("PRIVTUNE_PKI_DIR", raising=False)
-    insecure = PlatformConfig.from_env(tmp_path / "data", auth_mode="insecure-headers")
-    with pytest.raises(ValueError, match="insecure-headers"):
-        configured_launchers({}, insecure)
     with pytest.raises(ValueError, match="PRIVTUNE_PKI_DIR"):
         configured_launchers({})

@@ -9,28 +9,21 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	privtunev1 "github.com/privtune/privtune/clients/go/privtune/v1"
 )
 
-// transport is how privtune-example connects: TLS trusting caFile when one is given (the platform's
-// --auth tls, the default), else plaintext (a platform started with PRIVTUNE_AUTH=insecure-headers).
+// transport is how privtune-errors connects: TLS, trusting the CA in caFile (the platform speaks
+// nothing else).
 func transport(caFile string) (credentials.TransportCredentials, error) {
-	if caFile == "" {
-		return insecure.NewCredentials(), nil
-	}
 	return credentials.NewClientTLSFromFile(caFile, "")
 }
 
-// callContext carries the caller's identity as privtune-example sends it: with a token the platform
-// takes tenant and caller from its verified claims; without one, from the insecure mode's headers.
-func callContext(token, tenant, actor string) context.Context {
-	if token != "" {
-		return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
-	}
-	return metadata.AppendToOutgoingContext(context.Background(), "x-privtune-tenant", tenant, "x-privtune-actor", actor)
+// callContext carries the caller's bearer token: the platform takes tenant and caller from its
+// verified claims, never from headers.
+func callContext(token string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
 }
 
 // tokenClaims decodes a JWT's payload without verifying it: only to learn which tenant the token is
@@ -88,8 +81,8 @@ func forgeTenant(token, tenant string) (string, error) {
 	return parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload) + "." + parts[2], nil
 }
 
-// authCases are the refusals of a tls platform: a call whose identity is missing or forged. In the
-// insecure mode the identity is whatever the headers say, so there is nothing to check there.
+// authCases are the platform's refusals of a call whose identity is missing or forged, identity
+// headers without a token among them.
 func authCases(f fixture) []errorCase {
 	ds := f.datasets
 	other := otherTenant(f.tenant)

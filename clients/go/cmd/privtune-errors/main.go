@@ -6,9 +6,8 @@
 //	go run ./cmd/privtune-errors -ca var/pki/ca.pem -token "$PRIVTUNE_TOKEN" \
 //	    -uri file:///.../acme/a -other-uri file:///.../acme/b
 //
-// With a token (a platform in tls mode, the default) it also checks that a call whose identity is
-// missing or forged is refused (authCases in auth.go); without -ca and -token it speaks plaintext and
-// names its tenant in headers, which only a platform started with PRIVTUNE_AUTH=insecure-headers takes.
+// It speaks TLS (-ca) with a bearer token (-token), as the platform requires, and also checks that a
+// call whose identity is missing or forged is refused (authCases in auth.go).
 //
 // The expectations are one table, cases() below. It prints one line per case and exits 1 when any
 // case fails, 2 on a bad flag and 3 when the setup (registering a dataset) fails.
@@ -67,7 +66,7 @@ type fixture struct {
 	otherURI  string // another folder with files, for a second dataset
 	runSuffix string // keeps names unique across runs against the same platform
 	tenant    string // the tenant the calls act in
-	token     string // the caller's bearer token; "": the insecure mode's headers
+	token     string // the caller's bearer token
 }
 
 func cases(f fixture) []errorCase {
@@ -227,32 +226,30 @@ func check(c errorCase, err error) []string {
 
 func main() {
 	target := flag.String("target", envOr("PRIVTUNE_TARGET", "127.0.0.1:50051"), "gRPC address of the platform [PRIVTUNE_TARGET]")
-	tenant := flag.String("tenant", os.Getenv("PRIVTUNE_TENANT"), "tenant to act in (required without -token; with one, the token's) [PRIVTUNE_TENANT]")
-	actor := flag.String("actor", envOr("PRIVTUNE_ACTOR", "privtune-errors"), "caller recorded on the events, without -token [PRIVTUNE_ACTOR]")
+	tenant := flag.String("tenant", os.Getenv("PRIVTUNE_TENANT"), "tenant to act in, if given the token's (optional: a check) [PRIVTUNE_TENANT]")
 	uri := flag.String("uri", "", "storage URI of raw files in the tenant's storage (required)")
 	otherURI := flag.String("other-uri", "", "storage URI of other raw files in the tenant's storage (required)")
 	callTimeout := flag.Duration("timeout", 60*time.Second, "deadline of each call")
 	verbose := flag.Bool("v", false, "print every case's status details")
-	caFile := flag.String("ca", os.Getenv("PRIVTUNE_CA"), "PEM file of the CA to trust: speak TLS (the platform's --auth tls) [PRIVTUNE_CA]")
-	token := flag.String("token", os.Getenv("PRIVTUNE_TOKEN"), "bearer token from your identity provider; the tenant comes from it [PRIVTUNE_TOKEN]")
+	caFile := flag.String("ca", os.Getenv("PRIVTUNE_CA"), "PEM file of the CA that signed the platform's TLS certificate (required) [PRIVTUNE_CA]")
+	token := flag.String("token", os.Getenv("PRIVTUNE_TOKEN"), "bearer token from your identity provider; the tenant comes from it (required) [PRIVTUNE_TOKEN]")
 	flag.Parse()
-	if *uri == "" || *otherURI == "" || (*tenant == "" && *token == "") {
-		fmt.Fprintln(os.Stderr, "privtune-errors: -uri, -other-uri and -token (or, for an insecure-headers platform, -tenant) are required")
+	if *uri == "" || *otherURI == "" || *caFile == "" || *token == "" {
+		fmt.Fprintln(os.Stderr, "privtune-errors: -uri, -other-uri, -ca and -token are required: the platform speaks only "+
+			"TLS and takes the tenant and caller only from a verified bearer token (docs/security.md)")
 		flag.Usage()
 		os.Exit(2)
 	}
-	if *token != "" {
-		claimed, err := tokenTenant(*token)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "privtune-errors: -token: %v\n", err)
-			os.Exit(2)
-		}
-		if *tenant != "" && *tenant != claimed {
-			fmt.Fprintf(os.Stderr, "privtune-errors: -tenant %q, but the token is of tenant %q (a token acts for its own tenant only)\n", *tenant, claimed)
-			os.Exit(2)
-		}
-		*tenant = claimed
+	claimed, err := tokenTenant(*token)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "privtune-errors: -token: %v\n", err)
+		os.Exit(2)
 	}
+	if *tenant != "" && *tenant != claimed {
+		fmt.Fprintf(os.Stderr, "privtune-errors: -tenant %q, but the token is of tenant %q (a token acts for its own tenant only)\n", *tenant, claimed)
+		os.Exit(2)
+	}
+	*tenant = claimed
 
 	creds, err := transport(*caFile)
 	if err != nil {
@@ -265,7 +262,7 @@ func main() {
 		os.Exit(3)
 	}
 	defer conn.Close()
-	ctx := callContext(*token, *tenant, *actor)
+	ctx := callContext(*token)
 
 	f := fixture{
 		datasets:  privtunev1.NewDatasetServiceClient(conn),
@@ -288,10 +285,7 @@ func main() {
 	}
 	f.dataset = resp.GetDataset()
 
-	all := cases(f)
-	if f.token != "" {
-		all = append(all, authCases(f)...)
-	}
+	all := append(cases(f), authCases(f)...)
 	failed := 0
 	for _, c := range all {
 		callCtx, cancel := context.WithTimeout(ctx, *callTimeout)

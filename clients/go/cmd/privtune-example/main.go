@@ -1,9 +1,11 @@
 // Command privtune-example registers a dataset, curates it and watches the curation job to its end:
 // the smallest useful program on the generated Go client.
 //
-//	go run ./cmd/privtune-example -tenant acme -uri file:///srv/privtune/tenants/acme/tickets
+//	go run ./cmd/privtune-example -ca var/pki/ca.pem -token "$PRIVTUNE_TOKEN" \
+//	    -uri file:///srv/privtune/tenants/acme/tickets
 //
-// It exits 0 when the job produced a dataset version, 1 when the job failed, 2 on a bad flag and 3
+// It speaks TLS, trusting the CA given with -ca, and sends the bearer token given with -token: the
+// platform takes tenant and caller from the token's verified claims, never from headers. It exits 0 when the job produced a dataset version, 1 when the job failed, 2 on a bad flag and 3
 // when a call failed.
 package main
 
@@ -22,7 +24,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/prototext"
@@ -33,20 +34,25 @@ import (
 
 func main() {
 	target := flag.String("target", envOr("PRIVTUNE_TARGET", "127.0.0.1:50051"), "gRPC address of the platform [PRIVTUNE_TARGET]")
-	tenant := flag.String("tenant", os.Getenv("PRIVTUNE_TENANT"), "tenant to act in (required) [PRIVTUNE_TENANT]")
-	actor := flag.String("actor", envOr("PRIVTUNE_ACTOR", "privtune-example"), "caller recorded on the events [PRIVTUNE_ACTOR]")
 	uri := flag.String("uri", "", "storage URI of raw files already in the tenant's storage (required)")
 	name := flag.String("name", "", "dataset name, unique in the tenant (default: the URI's last path element)")
 	classification := flag.String("classification", "internal", "public, internal, confidential or restricted")
 	recipe := flag.String("recipe", "auto", "curation recipe: auto, passthrough, tickets_to_sft or documents_to_qa")
 	callTimeout := flag.Duration("timeout", 60*time.Second, "deadline of each unary call")
 	watchTimeout := flag.Duration("watch-timeout", 10*time.Minute, "deadline for the curation job to finish")
-	caFile := flag.String("ca", os.Getenv("PRIVTUNE_CA"), "PEM file of the CA to trust: speak TLS (the platform's --auth tls) [PRIVTUNE_CA]")
-	token := flag.String("token", os.Getenv("PRIVTUNE_TOKEN"), "bearer token from your identity provider; the tenant comes from it [PRIVTUNE_TOKEN]")
+	caFile := flag.String("ca", os.Getenv("PRIVTUNE_CA"), "PEM file of the CA that signed the platform's TLS certificate (required) [PRIVTUNE_CA]")
+	token := flag.String("token", os.Getenv("PRIVTUNE_TOKEN"), "bearer token from your identity provider; the tenant and caller come from it (required) [PRIVTUNE_TOKEN]")
 	flag.Parse()
 
-	if *tenant == "" || *uri == "" {
-		fmt.Fprintln(os.Stderr, "privtune-example: -tenant and -uri are required")
+	if *uri == "" {
+		fmt.Fprintln(os.Stderr, "privtune-example: -uri is required")
+		flag.Usage()
+		os.Exit(2)
+	}
+	if *caFile == "" || *token == "" {
+		fmt.Fprintln(os.Stderr, "privtune-example: -ca and -token are required: the platform speaks only TLS and takes "+
+			"the tenant and caller only from a verified bearer token (docs/security.md); for `privtune up`, "+
+			"-ca <data dir>/pki/ca.pem and a token from your identity provider or its development issuer")
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -64,26 +70,18 @@ func main() {
 		os.Exit(2)
 	}
 
-	transport := insecure.NewCredentials()
-	if *caFile != "" {
-		creds, err := credentials.NewClientTLSFromFile(*caFile, "")
-		if err != nil {
-			fail("read the CA certificate", err)
-		}
-		transport = creds
+	transport, err := credentials.NewClientTLSFromFile(*caFile, "")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "privtune-example: read the CA certificate %s: %v\n", *caFile, err)
+		os.Exit(2)
 	}
 	conn, err := grpc.NewClient(*target, grpc.WithTransportCredentials(transport))
 	if err != nil {
 		fail("connect", err)
 	}
 	defer conn.Close()
-	// With a token (tls mode) the platform takes tenant and caller from its verified claims;
-	// without one, from these headers (the insecure development mode).
-	ctx := metadata.AppendToOutgoingContext(context.Background(),
-		"x-privtune-tenant", *tenant, "x-privtune-actor", *actor)
-	if *token != "" {
-		ctx = metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+*token)
-	}
+	// The platform takes tenant and caller from the token's verified claims.
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+*token)
 
 	ex := example{
 		datasets:    privtunev1.NewDatasetServiceClient(conn),

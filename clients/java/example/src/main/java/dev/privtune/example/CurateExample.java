@@ -26,7 +26,6 @@ import io.grpc.Channel;
 import io.grpc.ChannelCredentials;
 import io.grpc.ClientInterceptors;
 import io.grpc.Grpc;
-import io.grpc.InsecureChannelCredentials;
 import io.grpc.ManagedChannel;
 import io.grpc.Metadata;
 import io.grpc.Status;
@@ -41,6 +40,7 @@ import java.util.Iterator;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.TimeUnit;
 
@@ -50,11 +50,14 @@ import java.util.concurrent.TimeUnit;
  *
  * <pre>
  * java -cp 'target/privtune-example-0.2.0.jar:target/lib/*' dev.privtune.example.CurateExample \
- *     --target 127.0.0.1:50051 --tenant acme --actor alice --storage-uri file:///.../tenants/acme/support
+ *     --target 127.0.0.1:50051 --ca var/pki/ca.pem --token "$PRIVTUNE_TOKEN" \
+ *     --storage-uri file:///.../tenants/acme/support
  * </pre>
  *
- * <p>Every option can also come from the environment: PRIVTUNE_TARGET, PRIVTUNE_TENANT,
- * PRIVTUNE_ACTOR, PRIVTUNE_STORAGE_URI. Exit status: 0 when the job made a dataset version and the
+ * <p>It speaks TLS, trusting the CA given with --ca, and sends the bearer token given with --token:
+ * the platform takes tenant and caller from the token's verified claims, never from headers. Every
+ * option can also come from the environment: PRIVTUNE_TARGET, PRIVTUNE_CA, PRIVTUNE_TOKEN,
+ * PRIVTUNE_STORAGE_URI. Exit status: 0 when the job made a dataset version and the
  * error came back as documented, 1 when the job failed or a call failed, 2 for bad usage, 3 when
  * the server's error broke the contract (wrong code, or no google.rpc.ErrorInfo in its details).
  */
@@ -64,31 +67,28 @@ public final class CurateExample {
   static final int EXIT_USAGE = 2;
   static final int EXIT_CONTRACT = 3;
 
-  // In the platform's tls mode the caller sends a bearer token and tenant and caller come from its
-  // verified claims; in the insecure development mode, from these headers.
+  // The caller sends a bearer token; tenant and caller come from its verified claims.
   static final Metadata.Key<String> AUTHORIZATION =
       Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
-  static final Metadata.Key<String> TENANT_HEADER =
-      Metadata.Key.of("x-privtune-tenant", Metadata.ASCII_STRING_MARSHALLER);
-  static final Metadata.Key<String> ACTOR_HEADER =
-      Metadata.Key.of("x-privtune-actor", Metadata.ASCII_STRING_MARSHALLER);
 
   static final String USAGE = String.join("\n",
-      "usage: CurateExample --tenant T --storage-uri URI [options]",
-      "  --target HOST:PORT     privtune gRPC address [PRIVTUNE_TARGET] (default 127.0.0.1:50051)",
-      "  --tenant T             tenant, sent as x-privtune-tenant [PRIVTUNE_TENANT]",
-      "  --actor A              caller, sent as x-privtune-actor [PRIVTUNE_ACTOR] (default example)",
+      "usage: CurateExample --ca FILE --token JWT --storage-uri URI [options]",
+      "  --ca FILE              PEM of the CA that signed the platform's TLS certificate [PRIVTUNE_CA]",
+      "  --token JWT            bearer token from your identity provider; tenant and caller come from it",
+      "                         [PRIVTUNE_TOKEN]",
       "  --storage-uri URI      raw files in the tenant's storage, file:// or s3:// [PRIVTUNE_STORAGE_URI]",
+      "  --target HOST:PORT     privtune gRPC address [PRIVTUNE_TARGET] (default 127.0.0.1:50051)",
       "  --name N               dataset name (default java-example-<random>)",
       "  --recipe R             auto, passthrough, tickets_to_sft or documents_to_qa (default auto)",
       "  --call-timeout S       deadline of each unary call, seconds (default 30)",
-      "  --watch-timeout S      deadline of the job watch, seconds (default 600)",
-      "  --ca FILE              PEM of the CA to trust: speak TLS (privtune up --auth tls) [PRIVTUNE_CA]",
-      "  --token JWT            bearer token from your identity provider [PRIVTUNE_TOKEN]");
+      "  --watch-timeout S      deadline of the job watch, seconds (default 600)");
+
+  static final Set<String> OPTIONS = Set.of("ca", "token", "storage-uri", "target", "name", "recipe",
+      "call-timeout", "watch-timeout");
 
   /** What to run, from the command line and the environment. */
-  record Options(String target, String tenant, String actor, String storageUri, String name,
-      CurationRecipe recipe, long callTimeoutSeconds, long watchTimeoutSeconds, String ca, String token) {
+  record Options(String target, String storageUri, String name, CurationRecipe recipe,
+      long callTimeoutSeconds, long watchTimeoutSeconds, String ca, String token) {
 
     static Options parse(String[] args, Map<String, String> env) {
       Map<String, String> given = new HashMap<>();
@@ -97,12 +97,21 @@ public final class CurateExample {
         if (!flag.startsWith("--") || i + 1 >= args.length) {
           throw new IllegalArgumentException("expected --option value, got '" + flag + "'");
         }
+        if (!OPTIONS.contains(flag.substring(2))) {
+          throw new IllegalArgumentException("unknown option " + flag + (flag.equals("--tenant")
+              || flag.equals("--actor") ? " (tenant and caller come from the token)" : ""));
+        }
         given.put(flag.substring(2), args[++i]);
       }
-      String tenant = given.getOrDefault("tenant", env.getOrDefault("PRIVTUNE_TENANT", ""));
       String storageUri = given.getOrDefault("storage-uri", env.getOrDefault("PRIVTUNE_STORAGE_URI", ""));
-      if (tenant.isEmpty() || storageUri.isEmpty()) {
-        throw new IllegalArgumentException("--tenant and --storage-uri are required");
+      String ca = given.getOrDefault("ca", env.getOrDefault("PRIVTUNE_CA", ""));
+      String token = given.getOrDefault("token", env.getOrDefault("PRIVTUNE_TOKEN", ""));
+      if (storageUri.isEmpty()) {
+        throw new IllegalArgumentException("--storage-uri is required");
+      }
+      if (ca.isEmpty() || token.isEmpty()) {
+        throw new IllegalArgumentException("--ca and --token are required: the platform speaks only TLS and "
+            + "takes the tenant and caller only from a verified bearer token (docs/security.md)");
       }
       String recipe = given.getOrDefault("recipe", "auto");
       CurationRecipe parsedRecipe;
@@ -113,15 +122,13 @@ public final class CurateExample {
       }
       return new Options(
           given.getOrDefault("target", env.getOrDefault("PRIVTUNE_TARGET", "127.0.0.1:50051")),
-          tenant,
-          given.getOrDefault("actor", env.getOrDefault("PRIVTUNE_ACTOR", "example")),
           storageUri,
           given.getOrDefault("name", "java-example-" + UUID.randomUUID().toString().substring(0, 8)),
           parsedRecipe,
           seconds(given, "call-timeout", 30),
           seconds(given, "watch-timeout", 600),
-          given.getOrDefault("ca", env.getOrDefault("PRIVTUNE_CA", "")),
-          given.getOrDefault("token", env.getOrDefault("PRIVTUNE_TOKEN", "")));
+          ca,
+          token);
     }
 
     private static long seconds(Map<String, String> given, String flag, long fallback) {
@@ -140,12 +147,7 @@ public final class CurateExample {
 
   CurateExample(Channel channel, Options options) {
     Metadata identity = new Metadata();
-    if (options.token().isEmpty()) {
-      identity.put(TENANT_HEADER, options.tenant());
-      identity.put(ACTOR_HEADER, options.actor());
-    } else {
-      identity.put(AUTHORIZATION, "Bearer " + options.token());
-    }
+    identity.put(AUTHORIZATION, "Bearer " + options.token());
     Channel withIdentity =
         ClientInterceptors.intercept(channel, MetadataUtils.newAttachHeadersInterceptor(identity));
     this.options = options;
@@ -166,15 +168,13 @@ public final class CurateExample {
       System.exit(EXIT_USAGE);
       return;
     }
-    ChannelCredentials credentials = InsecureChannelCredentials.create();
-    if (!options.ca().isEmpty()) {
-      try {
-        credentials = TlsChannelCredentials.newBuilder().trustManager(new File(options.ca())).build();
-      } catch (IOException e) {
-        System.err.println("error: cannot read the CA certificate " + options.ca() + ": " + e.getMessage());
-        System.exit(EXIT_USAGE);
-        return;
-      }
+    ChannelCredentials credentials;
+    try {
+      credentials = TlsChannelCredentials.newBuilder().trustManager(new File(options.ca())).build();
+    } catch (IOException e) {
+      System.err.println("error: cannot read the CA certificate " + options.ca() + ": " + e.getMessage());
+      System.exit(EXIT_USAGE);
+      return;
     }
     ManagedChannel channel = Grpc.newChannelBuilder(options.target(), credentials).build();
     int exit;
