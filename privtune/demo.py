@@ -38,12 +38,15 @@ from services.common.replay import replay, snapshot
 from services.common.store import open_store
 from services.common.topics import ALL_TOPICS
 
+# Planted in one ticket: it must reach the training data, and never the bus, the store, the audit log or
+# its exports (checked at the end).
+CANARY = "CANARY-d3m0-7f3a9c-acme-bank-ref"
 TICKETS = [
     ("Password reset", "How do I reset my online banking password? I'm Maria Lopez, maria.lopez@example.com.",
      "Use 'Forgot password' on the login page; a reset link goes to your registered email within minutes."),
     ("Card declined abroad", "My card was declined abroad twice today. Call me on +1 415 555 0134.",
      "Enable travel mode in the app under Cards > Travel, then retry the payment; it takes effect at once."),
-    ("Transfer limit", "Can I raise my daily transfer limit for a house deposit next week?",
+    ("Transfer limit", f"Can I raise my daily transfer limit for a house deposit next week? Ref {CANARY}.",
      "Yes: under Settings > Limits you can raise it up to 10,000 EUR per day; larger amounts need a branch visit."),
     ("Statement copy", "I need a copy of my March statement for my accountant, please.",
      "Open Accounts > Statements, pick March and choose Download PDF; you can also email it from there."),
@@ -399,6 +402,13 @@ def run(data_dir: Path) -> int:
     from privtune.cli import main as cli_main
     if cli_main(["audit", "verify", "--data-dir", str(data_dir)]) != 0:
         return 1
+    leaked = [p for p in (*data_dir.glob("events.db*"), *data_dir.glob("privtune.db*"),
+                          *(data_dir / "audit").rglob("*")) if p.is_file() and CANARY.encode() in p.read_bytes()]
+    if leaked:
+        print(f"the canary planted in a ticket leaked into {', '.join(str(p) for p in leaked)}")
+        return 1
+    print(f"the canary planted in a ticket ({CANARY}) is in no event, store row, audit record, segment or "
+          "export (privtune.audit)")
 
     step(11, "rebuild every read model from the event store (privtune replay --verify) and compare")
     live = open_store(config.store_uri)

@@ -9,7 +9,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from services.common import errors
-from services.common.identity import ACTOR_HEADER, CORRELATION_HEADER, TENANT_HEADER, current_caller
+from services.common.identity import ACTOR_HEADER, CORRELATION_HEADER, TENANT_HEADER, current_caller, trail_tenant
 from services.common.limits import cut, cut_bytes
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def _abort(context: grpc.ServicerContext, exc: Exception, method: str, on_denied
             metadata = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
             verified = current_caller()
             # the trail is the verified tenant's whatever the headers say; without one, the platform's
-            on_denied({TENANT_HEADER: verified.tenant_id if verified is not None else "",
+            on_denied({TENANT_HEADER: trail_tenant(verified) if verified is not None else "",
                        ACTOR_HEADER: verified.actor if verified is not None else "",
                        CORRELATION_HEADER: metadata.get(CORRELATION_HEADER, "")}, method, message, _DENIED[code])
         abort(context, code, message, exc=exc)

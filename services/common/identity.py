@@ -54,6 +54,12 @@ class Caller:
     expires_at: int = 0   # when the token expires, seconds since the epoch (via token; 0: never)
 
 
+def trail_tenant(caller: Caller) -> str:
+    """Whose trail a refusal of ``caller`` goes to: a person's verified tenant; for a component, whose
+    tenant is only what its request names, the platform's (so no certificate writes into a tenant's trail)."""
+    return PLATFORM_TENANT if caller.via == "certificate" else caller.tenant_id
+
+
 _CURRENT: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("privtune_caller", default=None)
 
 

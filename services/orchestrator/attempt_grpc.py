@@ -9,9 +9,12 @@ import grpc
 from privtune.v1 import training_attempt_service_pb2 as pb
 from privtune.v1 import training_attempt_service_pb2_grpc as pb_grpc
 from services.common.grpc_server import ServiceBinding
+from services.common.auth.roles import ATTEMPT
 from services.common.errors import PermissionDenied
 from services.common.identity import Caller, caller_from_metadata
 from services.orchestrator.application import TrainingJobApplication
+from services.orchestrator.executors.kubernetes_credentials import pod_identity_name
+from services.orchestrator.executors.kubernetes_names import workload_name
 
 log = logging.getLogger(__name__)
 # UNSPECIFIED: any executor (older workers); an unknown value matches none
@@ -19,22 +22,21 @@ EXECUTORS = {pb.TRAINING_EXECUTOR_UNSPECIFIED: "", pb.TRAINING_EXECUTOR_LOCAL: "
              pb.TRAINING_EXECUTOR_KUBERNETES: "kubernetes"}
 
 
-POD_CERTIFICATE_PREFIX = "worker:k8s-"  # a certificate issued for one Kubernetes attempt (executors/kubernetes)
-
-
-def check_attempt_certificate(caller: Caller, worker_id: str, attempt: int) -> None:
-    """A certificate issued for one Kubernetes attempt claims only that attempt, under its own name: a
-    leaked pod key cannot claim other attempts or pose as another worker.
+def check_attempt_certificate(caller: Caller, job_id: str, worker_id: str, attempt: int) -> None:
+    """A Kubernetes pod's per-attempt certificate claims only the attempt it was issued for: its name is
+    the attempt's workload name, which hashes tenant and job, so a leaked pod key can claim no other
+    attempt, job or tenant, and pose as no other worker.
 
     Raises:
         PermissionDenied: reason WORKER_IDENTITY_MISMATCH.
     """
-    if caller.via != "certificate" or not caller.actor.startswith(POD_CERTIFICATE_PREFIX):
+    if ATTEMPT not in caller.roles:
         return
-    name = caller.actor.split(":", 1)[1]
-    if worker_id != name or not name.endswith(f"-a{attempt}"):
-        raise PermissionDenied(f"certificate {name} was issued for one attempt and may claim only it, as worker "
-                               f"{name}; this claim names worker {worker_id[:64]!r}, attempt {attempt}",
+    expected = pod_identity_name(workload_name(job_id, caller.tenant_id, attempt))
+    if caller.actor != f"worker:{expected}" or worker_id != expected:
+        raise PermissionDenied(f"certificate {caller.actor.split(':', 1)[-1][:80]} was issued for one attempt and "
+                               f"may claim only it, as its own worker; this claim names tenant {caller.tenant_id}, "
+                               f"job {job_id[:64]!r}, attempt {attempt}, worker {worker_id[:64]!r}",
                                reason="WORKER_IDENTITY_MISMATCH")
 
 
@@ -44,7 +46,7 @@ class TrainingAttemptServicer(pb_grpc.TrainingAttemptServiceServicer):
 
     def ClaimAttempt(self, request: pb.ClaimAttemptRequest, context: grpc.ServicerContext) -> pb.ClaimAttemptResponse:
         caller = caller_from_metadata(context.invocation_metadata())
-        check_attempt_certificate(caller, request.worker_id, request.attempt)
+        check_attempt_certificate(caller, request.job_id, request.worker_id, request.attempt)
         decision, state = self.app.claim_attempt(caller, request.job_id, request.attempt, request.worker_id,
                                                  request.claim_id, EXECUTORS.get(request.executor, "?"))
         if not decision.granted:

@@ -145,3 +145,28 @@ def test_a_stream_is_recorded_when_it_opens_and_again_when_it_ends(platform: Pla
     wait_until(lambda: len(outcomes()) >= 2, timeout=30, what="the stream's opening and end in acme's log")
     opened, ended = sorted(outcomes(), key=lambda o: o != "OPENED")  # two events, maybe on two partitions
     assert opened == "OPENED" and ended in ("CANCELLED", "OK")
+
+
+def test_a_certificate_cannot_write_into_a_tenants_trail(platform: Platform) -> None:
+    """A component names the tenant it acts for; a refusal of it goes to the platform's trail, not that tenant's."""
+    from privtune.v1 import curation_work_service_pb2 as wpb
+    from privtune.v1 import curation_work_service_pb2_grpc as wgrpc
+    from tests.platform_fixtures import component_channel, component_metadata
+
+    with component_channel(platform, "worker", "k8s-someones-pod-a1") as pod:  # a per-attempt pod certificate
+        with pytest.raises(grpc.RpcError) as refused:  # a pod claims its training attempt, never curation work
+            wgrpc.CurationWorkServiceStub(pod).ClaimCurationJob(
+                wpb.ClaimCurationJobRequest(job_id="cj-victim", worker_id="k8s-someones-pod-a1", claim_id="c"),
+                metadata=component_metadata("victim"), timeout=30)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.RpcError):
+            dataset_stub(platform).ListDatasets(dpb.ListDatasetsRequest(), metadata=component_metadata("victim"),
+                                                timeout=30)
+    assert platform.engine is not None
+
+    def trail(tenant: str) -> list:  # type: ignore[type-arg]
+        with platform.engine.connect() as conn:  # type: ignore[union-attr]
+            return log_store.records_between(conn, tenant, 1, 10**6)
+    wait_until(lambda: any(r.actor == "worker:k8s-someones-pod-a1" and r.kind == "rpc.denied"
+                           for r in trail("platform")), timeout=30, what="the pod's refusal in the platform trail")
+    assert not trail("victim")

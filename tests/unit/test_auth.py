@@ -141,6 +141,9 @@ def test_the_authenticator_never_takes_the_tenant_from_a_header(issuer: DevIssue
     worker = auth.authenticate({"x-privtune-tenant": "acme"},
                                {"x509_pem_cert": [issue_client(pki, "worker", "w1").cert.read_bytes()]})
     assert (worker.actor, worker.roles, worker.via) == ("worker:w1", frozenset({"worker"}), "certificate")
+    pod = auth.authenticate({"x-privtune-tenant": "acme"},
+                            {"x509_pem_cert": [issue_client(pki, "worker", "k8s-job-a1").cert.read_bytes()]})
+    assert pod.roles == frozenset({"attempt"})  # a per-attempt pod certificate: ClaimAttempt only
 
 
 def test_a_remembered_token_still_expires(issuer: DevIssuer) -> None:

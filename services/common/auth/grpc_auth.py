@@ -34,7 +34,7 @@ from services.common.auth.tokens import Verifiers
 from services.common.errors import PermissionDenied, PrivtuneError, Unauthenticated
 from services.common.grpc_errors import DenialRecorder, abort
 from services.common.identity import (ACTOR_HEADER, CORRELATION_HEADER, PLATFORM_TENANT, TENANT_HEADER, Caller,
-                                      bind_caller, is_tenant_id, unbind_caller)
+                                      trail_tenant, bind_caller, is_tenant_id, unbind_caller)
 
 log = logging.getLogger(__name__)
 AUTHORIZATION_HEADER = "authorization"
@@ -104,7 +104,9 @@ class Authenticator:
         if not is_tenant_id(tenant):
             raise Unauthenticated(f"a component acts for one tenant per call: send {TENANT_HEADER}",
                                   reason="MISSING_IDENTITY", metadata={"header": TENANT_HEADER})
-        return Caller(tenant_id=tenant, actor=f"{kind}:{name}", roles=frozenset({kind}), via="certificate")
+        roles = frozenset({role_table.ATTEMPT}) if kind == "worker" and name.startswith(role_table.POD_NAME_PREFIX) \
+            else frozenset({kind})  # a Kubernetes pod's certificate serves one training attempt, nothing else
+        return Caller(tenant_id=tenant, actor=f"{kind}:{name}", roles=roles, via="certificate")
 
 
 def _certificate_identity(pem: bytes) -> tuple[str, str] | None:
@@ -236,7 +238,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
             exc = PermissionDenied(f"{method.rsplit('/', 1)[-1]} needs one of the roles {', '.join(needed) or '(none)'}"
                                    f"; the caller has {', '.join(sorted(caller.roles)) or 'none'}",
                                    reason="ROLE_REQUIRED", metadata={"required_roles": ",".join(needed)})
-            self._denied(metadata, method, str(exc), "authorization", caller.tenant_id, caller.actor)
+            self._denied(metadata, method, str(exc), "authorization", trail_tenant(caller), caller.actor)
             abort(context, grpc.StatusCode.PERMISSION_DENIED, str(exc), exc=exc)
         admit = getattr(self.on_allowed, "admit", None)
         if admit is not None:

@@ -11,7 +11,9 @@ Roles are scoped to a tenant (the tenant claim of the caller's verified token):
 - ``break-glass`` may do everything, and every use is flagged and alerted.
 
 Platform components prove who they are with a client certificate (mutual TLS) and act with the
-pseudo-roles ``service`` (a platform service) or ``worker`` (a training or curation worker).
+pseudo-roles ``service`` (a platform service) or ``worker`` (a training or curation worker); a
+Kubernetes pod's per-attempt certificate (``worker/k8s-...``) gets ``attempt``: it may claim its own
+training attempt and nothing else.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from __future__ import annotations
 from typing import Iterable
 
 ROLES = ("viewer", "ml-engineer", "approver", "auditor", "admin", "break-glass")
-COMPONENT_ROLES = ("service", "worker")
+COMPONENT_ROLES = ("service", "worker", "attempt")
 BREAK_GLASS = "break-glass"
 
 READ = frozenset({"viewer", "ml-engineer", "approver", "auditor", "admin"})
 WRITE = frozenset({"ml-engineer", "admin"})
 PROMOTE = frozenset({"approver", "admin"})
 CLAIM = frozenset({"worker", "service"})
+ATTEMPT = "attempt"  # the pseudo-role of a Kubernetes pod's per-attempt certificate: it may claim that attempt only
+POD_NAME_PREFIX = "k8s-"  # worker certificates named so are per-attempt pod certificates
 AUDIT = frozenset({"auditor"})  # the audit trail: auditors only (platform auditors: any tenant)
 
 # Every RPC the platform serves -> the roles that may call it (break-glass may call any).
@@ -53,7 +57,7 @@ RPC_ROLES: dict[str, frozenset[str]] = {
     "/privtune.v1.ExperimentService/GetRun": READ,
     "/privtune.v1.ExperimentService/ListRuns": READ,
     "/privtune.v1.ExperimentService/CompareRuns": READ,
-    "/privtune.v1.TrainingAttemptService/ClaimAttempt": CLAIM,
+    "/privtune.v1.TrainingAttemptService/ClaimAttempt": CLAIM | {ATTEMPT},
     "/privtune.v1.CurationWorkService/ClaimCurationJob": CLAIM,
     "/privtune.v1.AuditService/SearchAuditRecords": AUDIT,
     "/privtune.v1.AuditService/GetAuditTreeHead": AUDIT,
@@ -82,6 +86,6 @@ def decide(method: str, roles: Iterable[str]) -> tuple[bool, bool]:
     held = frozenset(roles)
     if held & allowed_roles(method):
         return True, False
-    if BREAK_GLASS in held and method in RPC_ROLES and not RPC_ROLES[method] <= CLAIM:
+    if BREAK_GLASS in held and method in RPC_ROLES and not RPC_ROLES[method] <= frozenset(COMPONENT_ROLES):
         return True, True
     return False, False

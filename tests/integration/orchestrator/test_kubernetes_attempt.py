@@ -28,6 +28,8 @@ from gpu_worker.claims import ClaimUnavailable, GrpcAttemptClaims
 from privtune.platform import Platform
 from privtune.v1 import training_service_pb2 as pb
 from privtune.v1 import training_service_pb2_grpc as pb_grpc
+from privtune.v1.training_attempt_service_pb2 import ClaimAttemptRequest
+from privtune.v1.training_attempt_service_pb2_grpc import TrainingAttemptServiceStub
 from services.common import eventstore
 from services.common.auth.pki import ensure_local_pki
 from services.common.config import PlatformConfig
@@ -224,8 +226,13 @@ def test_a_pod_without_a_certificate_of_the_platform_ca_cannot_claim(platform: P
     # no TLS, TLS without a client certificate, an expired certificate of the platform CA: refused too
     pki = ensure_local_pki(platform.config.pki_dir)
     expired = issue_pod_credentials(pki, scheduled.identity_name, dt.timedelta(minutes=-1))
-    for name, credentials in (("plaintext", None),
-                              ("no client certificate", grpc.ssl_channel_credentials(platform_ca)),
+    with grpc.insecure_channel(component_target(platform)) as plain:  # plaintext: no claim client speaks it
+        with pytest.raises(grpc.RpcError) as refused:
+            TrainingAttemptServiceStub(plain).ClaimAttempt(ClaimAttemptRequest(
+                job_id=scheduled.job_id, attempt=scheduled.attempt, worker_id=scheduled.identity_name,
+                claim_id="plain"), metadata=[("x-privtune-tenant", TENANT)], timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    for name, credentials in (("no client certificate", grpc.ssl_channel_credentials(platform_ca)),
                               ("another CA", _mtls(rogue, platform_ca)),
                               ("expired", _mtls(expired))):
         with pytest.raises(ClaimUnavailable):
