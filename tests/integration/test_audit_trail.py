@@ -121,7 +121,8 @@ def _copy(audited: Platform, tmp_path: Path) -> Path:
     # the store first: what it says was sealed is then all in the segments copied after it (the platform runs on)
     with sqlite3.connect(src / "privtune.db") as live, sqlite3.connect(dst / "privtune.db") as copy:
         live.backup(copy)  # a consistent copy of a live WAL database
-    shutil.copytree(src / "audit", dst / "audit")
+    # the sealer keeps writing: leave its temporary files (a seal in progress) out of the copy
+    shutil.copytree(src / "audit", dst / "audit", ignore=shutil.ignore_patterns(".seal-*", ".*.tmp"))
     for path in (dst / "audit").rglob("*"):
         os.chmod(path, path.stat().st_mode | stat.S_IWUSR)  # what an attacker with the folder does first
     return dst
