@@ -143,7 +143,7 @@ class Platform:
         for projection in (p for part in parts for p in part.projections if p.consumed):
             assert projection.apply is not None and self.engine is not None
             consumer = EventConsumer(self.engine, self.bus, projection.name, projection.topics, projection.apply,
-                                     batch_handler=projection.apply_batch)
+                                     batch_handler=projection.apply_batch, self_deduping=projection.self_deduping)
             self.consumers.append(consumer)
             self.supervisor.spawn(f"consumer-{projection.name}", consumer.run)
         for part in parts:

@@ -120,17 +120,11 @@ def _chain(
         raise ValueError(
             f"cannot append a record for tenant {tenant_id!r} to tenant {prev.tenant_id!r}'s log"
         )
-    texts = {
-        "tenant_id": tenant_id,
-        "record_id": record_id,
-        "kind": kind,
-        "actor": actor,
-        "resource": resource,
-        "outcome": outcome,
-        "correlation_id": correlation_id,
-    }
-    for name, value in texts.items():
-        _check_text(name, value, required=name in _REQUIRED_TEXT)
+    texts = (tenant_id, record_id, kind, actor, resource, outcome, correlation_id)
+    if not (tenant_id and record_id and kind and all(type(t) is str and t.isascii() for t in texts)):
+        for name, value in zip(("tenant_id", "record_id", "kind", "actor", "resource", "outcome",
+                                "correlation_id"), texts):  # the slow path names what is wrong
+            _check_text(name, value, required=name in _REQUIRED_TEXT)
     _check_int("time_ms", time_ms)
     pairs = _sorted_attributes(attributes)
     seq = 1 if prev is None else prev.seq + 1

@@ -38,7 +38,10 @@ def apply_one(conn: Connection, env: events_pb2.EventEnvelope) -> None:
     apply_batch(conn, [env])
 
 
-PROJECTION = Projection(LOG_CONSUMER, AUDITED_TOPICS, tables=(), apply=apply_one, apply_batch=apply_batch)
+# record ids are unique per tenant and the append skips those already there: a redelivered event is
+# never a second record without a dedupe-table row per event
+PROJECTION = Projection(LOG_CONSUMER, AUDITED_TOPICS, tables=(), apply=apply_one, apply_batch=apply_batch,
+                        self_deduping=True)
 
 
 def sealer_for(engine: Engine, config: PlatformConfig) -> Sealer:

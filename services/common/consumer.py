@@ -65,9 +65,12 @@ class EventConsumer:
 
     def __init__(self, engine: Engine, bus: EventBus, group: str, topics: Sequence[str], handler: Handler,
                  *, from_beginning: bool = True, dedupe_key: str | None = None,
-                 batch_handler: BatchHandler | None = None) -> None:
+                 batch_handler: BatchHandler | None = None, self_deduping: bool = False) -> None:
         self.engine = engine
         self.batch_handler = batch_handler
+        # the batch handler itself ignores what it already applied (e.g. by a unique key of its own rows):
+        # its batches skip the dedupe table
+        self.self_deduping = self_deduping and batch_handler is not None
         self.bus = bus
         self.group = group
         self.dedupe_key = dedupe_key or group  # the name applied event ids are recorded under
@@ -124,14 +127,16 @@ class EventConsumer:
         try:
             with self.engine.begin() as conn:
                 ids = list(dict.fromkeys(env.id for env in envs.values()))
-                seen = set(conn.execute(select(processed_events.c.event_id).where(
+                seen = set() if self.self_deduping else set(conn.execute(select(processed_events.c.event_id).where(
                     processed_events.c.consumer == self.dedupe_key, processed_events.c.event_id.in_(ids))).scalars())
                 fresh, taken = [], set(seen)
                 for env in envs.values():
                     if env.id not in taken:
                         taken.add(env.id)
                         fresh.append(env)
-                if fresh:
+                if fresh and self.self_deduping:
+                    self.batch_handler(conn, fresh)
+                elif fresh:
                     self.batch_handler(conn, fresh)
                     now = now_ms()
                     conn.execute(insert(processed_events), [dict(consumer=self.dedupe_key, event_id=env.id,

@@ -35,6 +35,7 @@ class Projection:
     apply: Apply | None
     rebuild: Rebuild | None = None
     apply_batch: ApplyBatch | None = None  # many events in one transaction (see EventConsumer)
+    self_deduping: bool = False  # apply_batch ignores events it already applied: no dedupe-table rows needed
 
     @property
     def consumed(self) -> bool:
