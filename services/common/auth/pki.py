@@ -86,17 +86,20 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+CLOCK_SKEW = dt.timedelta(minutes=5)  # valid from a little before issue, for hosts whose clock is behind
+
+
 def _issue(subject: str, key: ec.EllipticCurvePrivateKey, issuer_cert: x509.Certificate | None,
            issuer_key: ec.EllipticCurvePrivateKey, days: int, *, ca: bool = False,
-           sans: list[x509.GeneralName] | None = None, server: bool = False, client: bool = False
-           ) -> x509.Certificate:
+           sans: list[x509.GeneralName] | None = None, server: bool = False, client: bool = False,
+           now: dt.datetime | None = None, not_after: dt.datetime | None = None) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "privtune"),
                       x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    now = _now()
+    now = now or _now()
     builder = (x509.CertificateBuilder().subject_name(name)
                .issuer_name(issuer_cert.subject if issuer_cert is not None else name)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
+               .not_valid_before(now - CLOCK_SKEW).not_valid_after(not_after or now + dt.timedelta(days=days))
                .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True))
     if ca:
         builder = builder.add_extension(x509.KeyUsage(
@@ -151,18 +154,42 @@ def _ensure(pki: LocalPki, hosts: tuple[str, ...]) -> None:
         _issue_leaf(pki, pki.server, "privtune server", sans, server=True)
 
 
-def issue_client(pki: LocalPki, kind: str, name: str) -> CertPair:
-    """A client certificate naming ``spiffe://privtune/<kind>/<name>`` (made once, then reused)."""
+def _check_component(kind: str, name: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     if not name or not all(c.isalnum() or c in "-_." for c in name):
         raise ValueError(f"component name {name!r}: use letters, digits, '-', '_' or '.'")
+
+
+def issue_client(pki: LocalPki, kind: str, name: str) -> CertPair:
+    """A client certificate naming ``spiffe://privtune/<kind>/<name>`` (made once, then reused)."""
+    _check_component(kind, name)
     pair = pki.client(kind, name)
     with creation_lock(pki.root):
         if not pair.cert.exists():
             _issue_leaf(pki, pair, f"{kind}:{name}",
                         [x509.UniformResourceIdentifier(f"{SPIFFE_PREFIX}{kind}/{name}")], client=True)
     return pair
+
+
+def issue_ephemeral_client(pki: LocalPki, kind: str, name: str, not_after: dt.datetime,
+                           now: dt.datetime | None = None) -> tuple[bytes, bytes]:
+    """A fresh EC P-256 key and a client certificate naming ``spiffe://privtune/<kind>/<name>``, valid until
+    ``not_after``, written nowhere: ``(certificate PEM, PKCS#8 key PEM)`` for the caller to hand over.
+
+    Raises:
+        ValueError: a malformed kind or name, or a CA key that is not an EC key.
+        FileNotFoundError: the folder has no CA (it is not the platform's PKI folder).
+    """
+    _check_component(kind, name)
+    ca_cert = x509.load_pem_x509_certificate(pki.ca.cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca.key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"the CA key in {pki.ca.key} is not an EC key; certificates are signed with ECDSA")
+    key = _new_key()
+    cert = _issue(f"{kind}:{name}", key, ca_cert, ca_key, 0, client=True, now=now, not_after=not_after,
+                  sans=[x509.UniformResourceIdentifier(f"{SPIFFE_PREFIX}{kind}/{name}")])
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 
 
 def _issue_leaf(pki: LocalPki, pair: CertPair, subject: str, sans: list[x509.GeneralName], *,

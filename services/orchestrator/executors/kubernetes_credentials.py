@@ -18,12 +18,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from services.common.auth.pki import SPIFFE_PREFIX, LocalPki
+from services.common.auth.pki import SPIFFE_PREFIX, LocalPki, issue_ephemeral_client
 from services.orchestrator.executors.kubernetes_settings import KubernetesSettings
 
 # Where the pod finds them (the kubernetes.io/tls Secret's keys, plus the CA), and the env vars
@@ -32,7 +28,6 @@ TLS_DIR = "/etc/privtune/tls"
 CERT_KEY, KEY_KEY, CA_KEY = "tls.crt", "tls.key", "ca.crt"
 CLIENT_CERT_ENV, CLIENT_KEY_ENV, CA_ENV = "PRIVTUNE_CLIENT_CERT", "PRIVTUNE_CLIENT_KEY", "PRIVTUNE_CA"
 KIND = "worker"
-CLOCK_SKEW = dt.timedelta(minutes=5)    # valid from a little before issue, for nodes whose clock is behind
 MARGIN = dt.timedelta(minutes=10)       # beyond the attempt's deadline: a late claim is still answered
 
 
@@ -70,31 +65,11 @@ def issue_pod_credentials(pki: LocalPki, name: str, valid_for: dt.timedelta,
         ValueError: ``name`` is not a component name (letters, digits, '-', '_', '.').
         FileNotFoundError: the PKI folder has no CA (it is not the platform's PKI folder).
     """
-    if not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise ValueError(f"component name {name!r}: use letters, digits, '-', '_' or '.'")
-    ca_pem = pki.ca.cert.read_bytes()
-    ca_cert = x509.load_pem_x509_certificate(ca_pem)
-    ca_key = serialization.load_pem_private_key(pki.ca.key.read_bytes(), password=None)
-    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise ValueError(f"the CA key in {pki.ca.key} is not an EC key; pod certificates are signed with ECDSA")
-    identity = f"{SPIFFE_PREFIX}{KIND}/{name}"
-    key = ec.generate_private_key(ec.SECP256R1())
     issued = now or dt.datetime.now(dt.timezone.utc)
     not_after = issued + valid_for
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "privtune"),
-                                     x509.NameAttribute(NameOID.COMMON_NAME, f"{KIND}:{name}")]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(issued - CLOCK_SKEW).not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity)]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    return PodCredentials(identity=identity, cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-                          key_pem=key_pem, ca_pem=ca_pem, not_after=not_after)
+    cert_pem, key_pem = issue_ephemeral_client(pki, KIND, name, not_after, now=issued)
+    return PodCredentials(identity=f"{SPIFFE_PREFIX}{KIND}/{name}", cert_pem=cert_pem, key_pem=key_pem,
+                          ca_pem=pki.ca.cert.read_bytes(), not_after=not_after)
 
 
 def _b64(data: bytes) -> str:
