@@ -125,6 +125,10 @@ def test_a_store_outage_heals_by_itself_and_loses_nothing(kafka_bootstrap: str, 
         wait_until(lambda: "training_completed" in kinds(), 300, "the job to complete after the outage")
         wait_until(lambda: _health(platform.grpc_target) == health_pb2.HealthCheckResponse.SERVING, 60,
                    "health to return to SERVING")
+        # the watcher samples on its own thread, which a loaded machine can starve: let it see the recovery
+        # too, so its last sample is not one taken before it
+        wait_until(lambda: bool(health) and health[-1][1] == health_pb2.HealthCheckResponse.SERVING, 60,
+                   "the health watcher to sample SERVING after the outage")
         wait_until(lambda: len(dataset_stub(platform).ListDatasets(ds_pb.ListDatasetsRequest(page_size=100),
                                                                    metadata=metadata(), timeout=10).datasets) >= 8,
                    60, "the dataset read model to catch up")
