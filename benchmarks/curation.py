@@ -75,24 +75,30 @@ def write_corpus(folder: Path, docs: int, seed: int) -> None:
         handle.close()
 
 
-def worker(folder: Path, pii: bool) -> dict[str, float]:
+def worker(folder: Path, pii: bool, workers: int | None) -> dict[str, object]:
     from services.common.storage import FileStorage
     from services.curation.config import CurationConfig
     from services.curation.pipeline import Curator
 
+    from services.curation.pii.pool import shutdown_all
+
     config = CurationConfig(redact_pii=pii)
-    curator = Curator(config, salt="bench")
-    if pii:
-        curator.redactor.redact("warm up the NLP engine, John Smith, john@example.com")
+    curator = Curator(config, salt="bench", pii_workers=workers)
+    if curator.pii:
+        curator.pii.warm_up()   # start the PII worker processes (spaCy loaded) before the clock starts
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     outcome = curator.run(FileStorage(folder.parent), "raw/", "ds-bench", "0" * 64,
                           work_dir=Path(tempfile.mkdtemp(prefix="work-", dir=folder.parent.parent)))
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    shutdown_all()   # join the PII workers, so their peak RSS shows in RUSAGE_CHILDREN
+    worker_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if curator.pii else 0
     docs = outcome.report["input"]["documents"]  # type: ignore[index]
     return {"documents": docs, "seconds": elapsed, "docs_per_s": docs / elapsed,
             "peak_rss_mib": peak / 1024, "peak_growth_mib": (peak - base_rss) / 1024,
+            "workers": curator.pii.workers if curator.pii else 0, "worker_peak_rss_mib": worker_peak / 1024,
+            "torch_loaded": "torch" in sys.modules,
             "train": outcome.report["examples"]["train"], "holdout": outcome.report["examples"]["holdout"]}  # type: ignore[index]
 
 
@@ -101,11 +107,12 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-dedupe", action="store_true")
+    parser.add_argument("--pii-workers", type=int, help="PII worker processes (default: one per usable core)")
     parser.add_argument("--worker", choices=["pii", "no-pii"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.folder, args.worker == "pii")))
+        print(json.dumps(worker(args.folder, args.worker == "pii", args.pii_workers)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "acme" / "raw"
@@ -115,15 +122,21 @@ def main() -> None:
         print(f"{args.docs:,} raw records, {size / 2**20:.0f} MiB of JSONL")
         results = {}
         for variant in ("no-pii", "pii"):
-            out = subprocess.run([sys.executable, __file__, "--worker", variant, "--folder", str(folder)],
-                                 check=True, capture_output=True, text=True)
+            command = [sys.executable, __file__, "--worker", variant, "--folder", str(folder)]
+            if args.pii_workers:
+                command += ["--pii-workers", str(args.pii_workers)]
+            out = subprocess.run(command, check=True, capture_output=True, text=True)
             results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
-    print("\n| pipeline | documents | docs/s | peak RSS | growth over start-up | train | holdout |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("\n| pipeline | documents | docs/s | vs PII off | peak RSS (curation process) | PII workers (peak RSS each) "
+          "| torch in curation process | train | holdout |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
+    off = float(results["no-pii"]["docs_per_s"])  # type: ignore[arg-type]
     for variant, r in results.items():
         label = "whole pipeline" if variant == "pii" else "whole pipeline, PII stage off"
-        print(f"| {label} | {r['documents']:,.0f} | {r['docs_per_s']:,.0f} | {r['peak_rss_mib']:,.0f} MiB | "
-              f"{r['peak_growth_mib']:,.0f} MiB | {r['train']:,.0f} | {r['holdout']:,.0f} |")
+        workers = f"{r['workers']} × {r['worker_peak_rss_mib']:,.0f} MiB" if r["workers"] else "none"
+        print(f"| {label} | {r['documents']:,.0f} | {r['docs_per_s']:,.0f} | {float(r['docs_per_s']) / off:.2f}× | "
+              f"{r['peak_rss_mib']:,.0f} MiB | {workers} | {'yes' if r['torch_loaded'] else 'no'} | "
+              f"{r['train']:,.0f} | {r['holdout']:,.0f} |")
     if not args.skip_dedupe:
         print("\nDedupe alone (benchmarks/dedupe.py):", flush=True)
         subprocess.run([sys.executable, str(Path(__file__).with_name("dedupe.py")), "--docs", str(args.docs),

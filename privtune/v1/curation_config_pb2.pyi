@@ -28,6 +28,7 @@ class PiiMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PII_MODE_REDACT: _ClassVar[PiiMode]
     PII_MODE_TAG: _ClassVar[PiiMode]
     PII_MODE_DROP_RECORD: _ClassVar[PiiMode]
+    PII_MODE_SURROGATE: _ClassVar[PiiMode]
 CURATION_RECIPE_UNSPECIFIED: CurationRecipe
 CURATION_RECIPE_AUTO: CurationRecipe
 CURATION_RECIPE_PASSTHROUGH: CurationRecipe
@@ -41,6 +42,7 @@ PII_MODE_UNSPECIFIED: PiiMode
 PII_MODE_REDACT: PiiMode
 PII_MODE_TAG: PiiMode
 PII_MODE_DROP_RECORD: PiiMode
+PII_MODE_SURROGATE: PiiMode
 
 class CurationConfig(_message.Message):
     __slots__ = ("recipe", "output_format", "holdout_fraction", "general_mix_ratio", "shard_size", "seed", "redact_pii", "parser", "pii", "dedupe", "quality")
@@ -97,7 +99,7 @@ class PiiSettings(_message.Message):
     def __init__(self, mode: _Optional[_Union[PiiMode, str]] = ..., entities: _Optional[_Iterable[str]] = ..., score_threshold: _Optional[float] = ..., pseudonymize: _Optional[bool] = ...) -> None: ...
 
 class DedupeSettings(_message.Message):
-    __slots__ = ("exact", "near", "shingle_size", "num_perm", "threshold", "false_negative_weight", "seed")
+    __slots__ = ("exact", "near", "shingle_size", "num_perm", "threshold", "false_negative_weight", "seed", "strip_boilerplate", "shingle_unit", "min_fact_overlap")
     EXACT_FIELD_NUMBER: _ClassVar[int]
     NEAR_FIELD_NUMBER: _ClassVar[int]
     SHINGLE_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +107,9 @@ class DedupeSettings(_message.Message):
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     FALSE_NEGATIVE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    STRIP_BOILERPLATE_FIELD_NUMBER: _ClassVar[int]
+    SHINGLE_UNIT_FIELD_NUMBER: _ClassVar[int]
+    MIN_FACT_OVERLAP_FIELD_NUMBER: _ClassVar[int]
     exact: bool
     near: bool
     shingle_size: int
@@ -112,7 +117,10 @@ class DedupeSettings(_message.Message):
     threshold: float
     false_negative_weight: float
     seed: int
-    def __init__(self, exact: _Optional[bool] = ..., near: _Optional[bool] = ..., shingle_size: _Optional[int] = ..., num_perm: _Optional[int] = ..., threshold: _Optional[float] = ..., false_negative_weight: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+    strip_boilerplate: bool
+    shingle_unit: str
+    min_fact_overlap: float
+    def __init__(self, exact: _Optional[bool] = ..., near: _Optional[bool] = ..., shingle_size: _Optional[int] = ..., num_perm: _Optional[int] = ..., threshold: _Optional[float] = ..., false_negative_weight: _Optional[float] = ..., seed: _Optional[int] = ..., strip_boilerplate: _Optional[bool] = ..., shingle_unit: _Optional[str] = ..., min_fact_overlap: _Optional[float] = ...) -> None: ...
 
 class QualitySettings(_message.Message):
     __slots__ = ("min_tokens", "max_tokens", "min_tokens_for_repetition", "max_symbol_to_word_ratio", "min_alpha_word_fraction", "max_duplicate_line_fraction", "max_duplicate_line_char_fraction", "max_duplicate_paragraph_fraction", "max_duplicate_paragraph_char_fraction", "max_duplicate_ngram_fraction", "languages", "any_language", "min_language_confidence", "max_toxicity_score")

@@ -7,28 +7,31 @@ through, shards stream to disk, dedupe keeps signatures only.
 
 from __future__ import annotations
 
+import collections
+import itertools
 import json
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping
 
-from services.common.storage import TenantStorage
+from services.common.storage import RejectedEntry, TenantStorage, list_entries
 from services.curation import general_mix
 from services.curation.config import CurationConfig
 from services.curation.dedupe import Deduper
 from services.curation.documents import Document, Quarantined
-from services.curation.parsers import parse_object
-from services.curation.pii import PiiRedactor
+from services.curation.parsers import parse_object, rejected_object
+from services.curation.pii import PiiConfig
+from services.curation.pii.pool import PiiPool, Treated
 from services.curation.quality import QualityFilter
-from services.curation.recipes import build_examples
+from services.curation.recipes import build_examples, no_example_reason
 from services.curation.report import CurationReport, render_html
 from services.curation.snapshot import ShardWriter, WrittenVersion, build_manifest, write_version
 from services.curation.split import is_holdout
 
 log = logging.getLogger(__name__)
 _NOT_REDACTED = frozenset({"role", "author_role", "ticket_id", "language", "symbol", "created_at", "id"})
-_PII_BATCH = 64
+_PII_BATCH = 64      # documents per batch sent to a PII worker
 _TEXT_KINDS = frozenset({"text", "code"})  # kinds whose recipes read Document.text
 
 
@@ -64,15 +67,17 @@ def _replace_strings(value: object, replacements: Iterator[str], key: str = "") 
 class Curator:
     """One curation job's stages, configured once."""
 
-    def __init__(self, config: CurationConfig, salt: str) -> None:
+    def __init__(self, config: CurationConfig, salt: str, pii_workers: int | None = None) -> None:
+        """Check the configuration; ``pii_workers`` defaults to ``PRIVTUNE_PII_WORKERS`` or one per core."""
         self.config = config
-        pii_config = config.pii.model_copy(update={"salt": config.pii.salt or salt})
-        self.redactor = PiiRedactor(pii_config)
+        pii_config: PiiConfig = config.pii.model_copy(update={"salt": config.pii.salt or salt})
+        self.pii = PiiPool(pii_config, pii_workers) if config.redact_pii else None
         self.quality = QualityFilter(config.quality)
         self.deduper = Deduper(config.dedupe)
         self.report = CurationReport()
 
     def _filter(self, docs: Iterable[Document | Quarantined]) -> Iterator[Document]:
+        """Quarantine, quality and dedupe, each drop listed in the report by location and reason."""
         for item in docs:
             if isinstance(item, Quarantined):
                 self.report.quarantine(item)
@@ -80,40 +85,48 @@ class Curator:
             self.report.documents += 1
             verdict = self.quality.check(item.text)
             if not verdict.keep:
-                self.report.quality_dropped[verdict.reason] += 1
+                self.report.drop_for_quality(item.provenance, verdict.reason)
                 continue
-            dup = self.deduper.check(item.doc_id, item.text)
+            doc_id = item.doc_id
+            dup = self.deduper.check(doc_id, item.text)
             if dup.duplicate:
-                self.report.dedupe_dropped[dup.kind] += 1
+                self.report.drop_as_duplicate(item.provenance, dup.kind, dup.of)
                 continue
+            self.report.keep_unique(doc_id, item.provenance)
             yield item
 
     def _redact(self, docs: Iterable[Document]) -> Iterator[Document]:
-        batch: list[Document] = []
-        for doc in docs:
-            batch.append(doc)
-            if len(batch) >= _PII_BATCH:
-                yield from self._redact_batch(batch)
-                batch = []
-        yield from self._redact_batch(batch)
+        """PII treatment in the worker pool, batch by batch, while this process keeps reading input."""
+        assert self.pii is not None
+        pending: collections.deque[tuple[list[Document], list[tuple[int, int]]]] = collections.deque()
 
-    def _redact_batch(self, docs: list[Document]) -> Iterator[Document]:
-        texts: list[str] = []
-        spans: list[tuple[int, int]] = []
-        for doc in docs:
-            start = len(texts)
-            if doc.kind in _TEXT_KINDS:
-                texts.append(doc.text)
-            texts.extend(_strings(doc.fields))
-            spans.append((start, len(texts)))
-        results = list(self.redactor.redact_many(texts))
+        def batches() -> Iterator[list[str]]:
+            stream = iter(docs)
+            while batch := list(itertools.islice(stream, _PII_BATCH)):
+                texts: list[str] = []
+                spans: list[tuple[int, int]] = []
+                for doc in batch:
+                    start = len(texts)
+                    if doc.kind in _TEXT_KINDS:
+                        texts.append(doc.text)
+                    texts.extend(_strings(doc.fields))
+                    spans.append((start, len(texts)))
+                pending.append((batch, spans))
+                yield texts
+
+        for results in self.pii.redact_batches(batches()):
+            batch_docs, spans = pending.popleft()
+            yield from self._apply_batch(batch_docs, spans, results)
+
+    def _apply_batch(self, docs: list[Document], spans: list[tuple[int, int]], results: list[Treated]
+                     ) -> Iterator[Document]:
         for doc, (lo, hi) in zip(docs, spans):
             mine = results[lo:hi]
             for r in mine:
                 for entity, n in r.found.items():
                     self.report.pii_found[entity] += n
             if any(r.dropped for r in mine):
-                self.report.pii_dropped_records += 1
+                self.report.drop_for_pii(doc.provenance)
                 continue
             redacted = iter(r.text or "" for r in mine)
             # Structured records are rebuilt from their fields by the recipes, so only the fields
@@ -132,8 +145,15 @@ class Curator:
         cfg = self.config
         writer = ShardWriter(cfg.shard_size, work_dir / "shards")
         try:
+            single = bool(prefix) and not prefix.endswith("/")   # one object's key, not a folder
+
             def documents() -> Iterator[Document | Quarantined]:
-                for obj in storage.list(prefix):
+                for obj in list_entries(storage, prefix):
+                    if single and obj.key != prefix:
+                        continue  # a single-object dataset "a.txt" must not pick up "a.txt.bak" (as ingest's scan)
+                    if isinstance(obj, RejectedEntry):  # a symlink or pipe: never opened, but reported
+                        yield rejected_object(obj, prefix)
+                        continue
                     self.report.objects += 1
                     self.report.bytes += obj.size
                     yield from parse_object(storage, obj.key, config=cfg.parser, root=prefix)
@@ -141,7 +161,7 @@ class Curator:
                         progress(obj.size)
 
             kept = self._filter(documents())
-            for doc in (self._redact(kept) if cfg.redact_pii else kept):
+            for doc in (self._redact(kept) if self.pii else kept):
                 made = 0
                 for example in build_examples(doc, cfg.recipe, cfg.output_format):
                     made += 1
@@ -151,7 +171,7 @@ class Curator:
                     self.report.count_length(len(json.dumps(example, ensure_ascii=False).split()))
                     self.report.examples_by_kind[doc.kind] += 1
                 if not made:
-                    self.report.no_example += 1
+                    self.report.no_example_for(doc.provenance, doc.kind, no_example_reason(doc, cfg.recipe))
             extra = general_mix.mix_count(self.report.train, cfg.general_mix_ratio)
             for example in general_mix.general_examples(extra, cfg.output_format, cfg.seed):
                 writer.add("train", example)

@@ -12,6 +12,7 @@ whatever the format, since DPO needs both answers.
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Iterator, Mapping
 
 from services.curation.documents import Document
@@ -92,20 +93,44 @@ def from_ticket(doc: Document, output_format: str) -> Iterator[Example]:
                  output_format)
 
 
+_SENTENCE = re.compile(r"([^\n]+?[.!?:])(?=\s|$)|([^\n]+)")  # the first sentence, or else the first line
+_MAX_TOPIC_CHARS = 120
+_HEADED_FORMATS = frozenset({"html", "markdown"})  # pages that usually have headings
+
+
+def _topic(doc: Document, body: str) -> tuple[str, str]:
+    """``(title, answer)`` for a section: its heading (or HTML ``<title>``) and its body.
+
+    An HTML or Markdown section with neither (a page without headings, text before the
+    first heading) takes its first sentence as the title and the rest as the answer, when
+    that sentence is short enough to read as a topic. Plain text and PDF pages do not:
+    a chunk or page often starts mid-sentence, so they give no example (listed, with why).
+    """
+    title = _text(doc.fields.get("title"))
+    if title or doc.format not in _HEADED_FORMATS:
+        return title, body
+    m = _SENTENCE.match(body)
+    first = (m.group(1) or m.group(2) or "").strip() if m else ""
+    rest = body[m.end():].strip() if m else ""
+    if not first or not rest or len(first) > _MAX_TOPIC_CHARS:
+        return "", body
+    return first.rstrip(".!?:").strip(), rest
+
+
 def from_document(doc: Document, output_format: str) -> Iterator[Example]:
     """Section-based question/answer templates for prose (wiki pages, policies, PDFs).
 
-    The section title becomes the question; the section body is the answer. Sections
-    without a title (a PDF page, a plain paragraph) ask for a summary of the source.
+    The section title (see ``_topic``) becomes the question; the section body is the
+    answer. Sections without one give no example (``no_example_reason`` says so).
     """
     body = doc.text.strip()
     if not body:
         return
-    title = _text(doc.fields.get("title"))
+    title, answer = _topic(doc, body)
     path = [p for p in doc.fields.get("path", []) if isinstance(p, str)]  # type: ignore[union-attr]
     where = " > ".join(path[:-1]) if len(path) > 1 else doc.provenance.source
-    if title and body != title:
-        yield _shape(f"What does our documentation say about \"{title}\"?", f"Source: {where}", body,
+    if title and answer != title:
+        yield _shape(f"What does our documentation say about \"{title}\"?", f"Source: {where}", answer,
                      output_format)
 
 
@@ -134,3 +159,33 @@ def build_examples(doc: Document, recipe: str, output_format: str) -> Iterator[E
     if kind not in _ALLOWED_KINDS[recipe]:
         return iter(())
     return _BY_KIND[kind](doc, output_format)
+
+
+def no_example_reason(doc: Document, recipe: str) -> str:
+    """Why ``build_examples`` made nothing of ``doc``: a sentence for the report (never its content).
+
+    Mirrors the conditions of the ``from_*`` functions above; keep them in step.
+    """
+    kind = "code" if doc.format == "code" else doc.kind
+    if kind not in _ALLOWED_KINDS[recipe]:
+        return f"recipe {recipe} does not use {kind} documents; use recipe auto to include them"
+    if kind == "text":
+        body = doc.text.strip()
+        if not body:
+            return "the section has no text"
+        title, answer = _topic(doc, body)
+        if not title:
+            return ("no heading or title to turn into a question (plain text and PDF pages have none, and an "
+                    "untitled HTML/Markdown section has no short first sentence); add headings to the source")
+        return "the section holds only its heading" if answer == title else "no example could be made"
+    if kind == "code":
+        return "no function or class name at the start of this code to ask about" if doc.text.strip() else \
+            "the code chunk is empty"
+    if kind == "preference":
+        return "the preference record has an empty prompt, chosen or rejected answer"
+    if kind == "chat":
+        return "the conversation has no assistant turn with text to learn from"
+    if kind == "ticket":
+        return "the thread has no agent answer after the customer's first message"
+    return ("the record has no instruction (instruction, prompt or question) or no answer (output, response, "
+            "completion or answer) with text")

@@ -194,7 +194,10 @@ class CurationWorker:
             config = CurationConfig.model_validate_json(state.config_json)
             check_pii_redaction(config, state.dataset_classification)
             storage, prefix = resolve_dataset(state.dataset_storage_uri, self.storage_root, state.tenant_id)
-            salt = hmac.new(self.secret, f"{state.tenant_id}/{state.dataset_id}".encode(), hashlib.sha256).hexdigest()
+            # One salt per dataset version: the inputs that decide the version (data and config) are in it,
+            # so two versions never share surrogates or pseudonyms, and a retried job writes the same version.
+            salt = hmac.new(self.secret, f"{state.tenant_id}/{state.dataset_id}/{state.dataset_checksum_sha256}/"
+                                         f"{config.sha256()}".encode(), hashlib.sha256).hexdigest()
             log.info("curation job %s: curating dataset %s", state.job_id, state.dataset_id)
             with attempt_work_dir(self.work_root, state.tenant_id, state.job_id) as work:
                 outcome = self.curator(config, salt).run(storage, prefix, state.dataset_id,

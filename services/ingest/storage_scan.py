@@ -8,10 +8,13 @@ the dataset may live (and what is refused) is decided by
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common.storage import FileStorage, TenantStorage
+from services.common.storage import FileStorage, ObjectInfo, TenantStorage, list_entries
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 
@@ -21,6 +24,7 @@ class ScanResult:
     checksum_sha256: str  # sha256 over "relpath\\tsize\\tsha256\\n" lines in key order
     file_count: int
     total_bytes: int
+    rejected: int = 0     # entries not hashed and never read: symlinks, pipes (curation quarantines each one)
 
 
 def scan_dataset(storage: TenantStorage, prefix: str) -> ScanResult:
@@ -33,9 +37,13 @@ def scan_dataset(storage: TenantStorage, prefix: str) -> ScanResult:
     count = total = 0
     single = bool(prefix) and not prefix.endswith("/")
     base = prefix[:prefix.rfind("/") + 1] if single else prefix  # relpaths are relative to the folder
-    for obj in storage.list(prefix):
+    rejected = 0
+    for obj in list_entries(storage, prefix):
         if single and obj.key != prefix:
             continue  # a single-object dataset: "a.txt" must not pick up "a.txt.bak"
+        if not isinstance(obj, ObjectInfo):
+            rejected += 1
+            continue
         digest = hashlib.sha256()
         size = 0
         with storage.open(obj.key) as fh:
@@ -45,7 +53,10 @@ def scan_dataset(storage: TenantStorage, prefix: str) -> ScanResult:
         count += 1
         total += size
         manifest.update(f"{obj.key[len(base):]}\t{size}\t{digest.hexdigest()}\n".encode())
-    return ScanResult(manifest.hexdigest(), count, total)
+    if rejected:
+        log.warning("dataset scan skipped %d entries that are not regular files inside the tenant's storage "
+                    "(symlinks, pipes); curation lists each one as quarantined", rejected)
+    return ScanResult(manifest.hexdigest(), count, total, rejected)
 
 
 def scan(path: Path) -> ScanResult:

@@ -54,7 +54,13 @@ def test_set_fields_override_and_enums_map_to_names() -> None:
         quality=pb.QualitySettings(any_language=True, max_duplicate_ngram_fraction={3: 0.5})))
     assert (config.recipe, config.output_format, config.pii.mode) == ("tickets_to_sft", "chat", "tag")
     assert config.holdout_fraction == 0.0  # explicitly 0, not "unset"
-    assert config.dedupe.threshold == 0.7 and config.dedupe.shingle_size == 5
+    assert config.dedupe.threshold == 0.7 and config.dedupe.shingle_size == 7
+    word = from_message(pb.CurationConfig(dedupe=pb.DedupeSettings(shingle_unit="word", shingle_size=5,
+                                                                   strip_boilerplate=False, min_fact_overlap=0.5)))
+    assert (word.dedupe.shingle_unit, word.dedupe.shingle_size, word.dedupe.strip_boilerplate,
+            word.dedupe.min_fact_overlap) == ("word", 5, False, 0.5)
+    assert from_message(pb.CurationConfig()).pii.mode == "surrogate"
+    assert from_message(pb.CurationConfig(pii=pb.PiiSettings(mode=pb.PII_MODE_SURROGATE))).pii.mode == "surrogate"
     assert config.quality.languages == [] and config.quality.max_duplicate_ngram_fraction == {3: 0.5}
 
 
@@ -76,6 +82,9 @@ def test_a_quality_section_given_in_part_keeps_the_short_record_default() -> Non
     ({"quality": {"languages": ["€€"]}}, "config.quality.languages"),
     ({"pii": {"entities": ["SHOE_SIZE"]}}, "config.pii.entities"),
     ({"recipe": 42}, "config.recipe"),
+    ({"dedupe": {"shingle_unit": "chars"}}, "config.dedupe.shingle_unit"),
+    ({"dedupe": {"min_fact_overlap": 1.5}}, "config.dedupe.min_fact_overlap"),
+    ({"pii": {"mode": 42}}, "config.pii.mode"),
 ])
 def test_values_that_could_never_run_are_refused_by_field(message: dict, field: str) -> None:
     from google.protobuf import json_format

@@ -17,7 +17,7 @@ import pytest
 from services.curation.pii import Detection, PiiConfig, PiiRedactor, resolve_overlaps
 from services.curation.pii.recognizers import LuhnCreditCardRecognizer, QuietIbanRecognizer, StrictUsSsnRecognizer
 from services.curation.pii.secret_recognizers import looks_random
-from services.curation.pii_synthetic import generate_records, iban_check_digits, luhn_check_digit, make_iban
+from tests.generators.pii_corpus import generate_records, iban_check_digits, luhn_check_digit, make_iban
 
 pytestmark = pytest.mark.unit
 
@@ -81,8 +81,9 @@ def redacted(redactor: PiiRedactor, text: str) -> str:
 
 @pytest.fixture(scope="module")
 def redactor() -> PiiRedactor:
-    """Default config; the first one built loads spaCy (seconds), the rest share it."""
-    return PiiRedactor(PiiConfig())
+    """Redact mode (``<TYPE>`` placeholders; surrogates: test_pii_surrogates.py); the first one built loads
+    spaCy (seconds), the rest share it."""
+    return PiiRedactor(PiiConfig(mode="redact"))
 
 
 @pytest.mark.parametrize(("entity", "text", "value"), SAMPLES, ids=[f"{e}-{i}" for i, (e, _, _) in enumerate(SAMPLES)])
@@ -108,7 +109,7 @@ def test_text_without_pii_is_returned_unchanged(redactor: PiiRedactor) -> None:
 
 @pytest.mark.parametrize("text", NEGATIVES)
 def test_negatives_are_not_flagged(text: str) -> None:
-    structured_only = PiiRedactor(PiiConfig(entities=STRUCTURED))
+    structured_only = PiiRedactor(PiiConfig(mode="redact", entities=STRUCTURED))
     assert structured_only.redact(text).found == {}
 
 
@@ -129,7 +130,7 @@ def test_drop_record_mode_drops_records_with_pii_only() -> None:
 
 
 def test_only_configured_entities_are_touched() -> None:
-    emails_only = PiiRedactor(PiiConfig(entities=["EMAIL_ADDRESS"]))
+    emails_only = PiiRedactor(PiiConfig(mode="redact", entities=["EMAIL_ADDRESS"]))
     assert emails_only.redact("ana@contoso.com, 4111 1111 1111 1111").text == "<EMAIL_ADDRESS>, 4111 1111 1111 1111"
 
 
@@ -265,7 +266,8 @@ NO_NETWORK_SCRIPT = textwrap.dedent("""
 
     from services.curation.pii import PiiConfig, PiiRedactor
 
-    result = PiiRedactor(PiiConfig()).redact("Write to ana@contoso.co.uk or bo@example.museum from 10.0.0.7.")
+    redactor = PiiRedactor(PiiConfig(mode="redact"))
+    result = redactor.redact("Write to ana@contoso.co.uk or bo@example.museum from 10.0.0.7.")
     print(result.text)
     sys.exit(f"{len(attempts)} network attempts" if attempts else 0)
 """)

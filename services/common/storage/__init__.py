@@ -8,7 +8,7 @@
 
 from services.common.storage.file import FileStorage
 from services.common.storage.keys import validate_key, validate_prefix
-from services.common.storage.protocol import ObjectInfo, TenantStorage
+from services.common.storage.protocol import ObjectInfo, RejectedEntry, TenantStorage, list_entries
 from services.common.storage.registry import (
     as_storage_uri,
     open_tenant_storage,
@@ -17,5 +17,6 @@ from services.common.storage.registry import (
     tenant_root_uri,
 )
 
-__all__ = ["FileStorage", "ObjectInfo", "TenantStorage", "as_storage_uri", "open_tenant_storage",
-           "register_backend", "resolve_dataset", "tenant_root_uri", "validate_key", "validate_prefix"]
+__all__ = ["FileStorage", "ObjectInfo", "RejectedEntry", "TenantStorage", "as_storage_uri", "list_entries",
+           "open_tenant_storage", "register_backend", "resolve_dataset", "tenant_root_uri", "validate_key",
+           "validate_prefix"]

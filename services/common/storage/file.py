@@ -1,8 +1,9 @@
 """Tenant storage in a local (or mounted) folder: ``file:///data/tenants/<tenant>/``.
 
 Writes go to a temporary file beside the target, are fsynced, then renamed over it,
-so a reader sees the old object or the new one. Symlinks are never listed, and a key
-or URI whose real path leaves the tenant's folder is refused.
+so a reader sees the old object or the new one. Symlinks are never listed or followed
+(``list_entries`` reports them as rejected entries), and a key or URI whose real path
+leaves the tenant's folder is refused.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from urllib.parse import quote, unquote, urlsplit
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied
 from services.common import limits
 from services.common.storage.keys import has_dot_segment, validate_key, validate_prefix
-from services.common.storage.protocol import ObjectInfo
+from services.common.storage.protocol import ObjectInfo, RejectedEntry
 
 PARTIAL_SUFFIX = ".privtune-partial"  # temporary files of writes in progress; never listed
 _SLASHES = re.compile(r"/{2,}")
@@ -92,25 +93,47 @@ class FileStorage:
     # -- reading ----------------------------------------------------------------------
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        return (entry for entry in self.list_entries(prefix) if isinstance(entry, ObjectInfo))
+
+    def list_entries(self, prefix: str = "") -> Iterator[ObjectInfo | RejectedEntry]:
+        """Objects and, in key order among them, what ``list`` skips: symlinks (never followed) and
+        entries that are not regular files, so a caller can report them instead of losing them silently."""
         validate_prefix(prefix)
         yield from self._walk(str(self.root), "", prefix)
 
-    def _walk(self, folder: str, folder_key: str, prefix: str) -> Iterator[ObjectInfo]:
+    def _walk(self, folder: str, folder_key: str, prefix: str) -> Iterator[ObjectInfo | RejectedEntry]:
         try:
             with os.scandir(folder) as it:
-                entries = [e for e in it if not e.is_symlink() and not e.name.endswith(PARTIAL_SUFFIX)]
+                entries = [e for e in it if not e.name.endswith(PARTIAL_SUFFIX)]
         except (FileNotFoundError, NotADirectoryError):
             return
         # Sorting a folder's entries by "name/" for sub-folders yields keys in global string order.
-        for entry, is_dir in sorted(((e, e.is_dir()) for e in entries),
+        for entry, is_dir in sorted(((e, e.is_dir(follow_symlinks=False)) for e in entries),
                                     key=lambda pair: pair[0].name + ("/" if pair[1] else "")):
             key = folder_key + entry.name
             if is_dir:
                 sub = key + "/"
                 if sub.startswith(prefix) or prefix.startswith(sub):
                     yield from self._walk(entry.path, sub, prefix)
-            elif entry.is_file() and key.startswith(prefix):
-                yield ObjectInfo(key, entry.stat().st_size)
+            elif not key.startswith(prefix):
+                continue
+            elif entry.is_symlink():
+                yield self._rejected_link(entry.path, key)
+            elif entry.is_file(follow_symlinks=False):
+                yield ObjectInfo(key, entry.stat(follow_symlinks=False).st_size)
+            else:
+                yield RejectedEntry(key, "not_a_file", "this is not a regular file (a pipe, socket or device) and "
+                                                       "was not read; store the data as a regular file")
+
+    def _rejected_link(self, path: str, key: str) -> RejectedEntry:
+        """A symlink, by where it leads (resolved by name only: its target is never opened or read)."""
+        if not self._inside(path):
+            return RejectedEntry(key, "outside_boundary", "this is a symlink leading outside the tenant's storage; "
+                                                          "it was not followed: copy the data into the tenant's "
+                                                          "folder instead")
+        return RejectedEntry(key, "symlink", "this is a symlink; symlinks are never followed (the file it leads "
+                                             "to is read under its own name if it is part of the dataset); "
+                                             "copy the file here instead")
 
     def open(self, key: str) -> BinaryIO:
         path = self._path(key)

@@ -19,6 +19,20 @@ class ObjectInfo:
     size: int
 
 
+@dataclass(frozen=True)
+class RejectedEntry:
+    """Something stored under the listed prefix that is not an object and is never opened or followed.
+
+    ``code`` is ``outside_boundary`` (a symlink leading out of the tenant's root),
+    ``symlink`` (one leading elsewhere inside it) or ``not_a_file`` (a FIFO, socket or
+    device); ``reason`` says what to do, never where a link points.
+    """
+
+    key: str
+    code: str
+    reason: str
+
+
 class TenantStorage(Protocol):
     """One tenant's objects; private bytes stay behind this interface."""
 
@@ -63,3 +77,14 @@ class TenantStorage(Protocol):
                 bucket or scheme, a ``..`` segment, a symlink leading out).
         """
         ...
+
+
+def list_entries(storage: TenantStorage, prefix: str = "") -> Iterator[ObjectInfo | RejectedEntry]:
+    """``storage.list(prefix)`` plus, in key order, the entries it skips (a backend with ``list_entries``).
+
+    A caller that must account for everything under a prefix (curation, ingest's scan)
+    uses this; only file storage has entries to reject (symlinks), so other backends
+    need not implement ``list_entries``.
+    """
+    entries = getattr(storage, "list_entries", None)
+    return entries(prefix) if callable(entries) else iter(storage.list(prefix))

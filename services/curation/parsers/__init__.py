@@ -10,6 +10,6 @@ archive); detect.py picks one, dispatch.py runs it and turns every bad input int
 """
 
 from services.curation.parsers.config import ParserConfig
-from services.curation.parsers.dispatch import parse_object
+from services.curation.parsers.dispatch import parse_object, rejected_object
 
-__all__ = ["ParserConfig", "parse_object"]
+__all__ = ["ParserConfig", "parse_object", "rejected_object"]

@@ -2,7 +2,9 @@
 instruction/response, question/answer, text, ...
 
 Rows that are not valid CSV or have the wrong number of fields are quarantined with
-their line number; the next rows are still read.
+their line number; the next rows are still read. A line that cannot be read (binary, or
+not UTF-8: see textio.py) is quarantined on its own and its row left out; later rows and
+later faults are still read and reported.
 """
 
 from __future__ import annotations
@@ -23,8 +25,16 @@ def _delimiter(name: str, header: str) -> str:
     return ";" if ";" in header and "," not in header else ","
 
 
+def _row_left_out(source: TextSource, start: int, end: int, bad: list[Quarantined]) -> Quarantined:
+    """A row spanning several lines (quoted newlines) of which some could not be read."""
+    lines = ", ".join(str(q.provenance.line) for q in bad)
+    return Quarantined(replace(source.base, line=start), "malformed_csv",
+                       f"row at lines {start}-{end} includes line {lines}, which could not be read (see its own "
+                       "entry); the whole row was left out")
+
+
 def parse(source: TextSource, config: ParserConfig) -> Iterator[Document | Quarantined]:
-    problems: list[Quarantined] = []
+    problems: list[Quarantined] = []  # unreadable lines of the row being read
     first: list[str] = []
 
     def physical_lines() -> Iterator[str]:
@@ -65,8 +75,18 @@ def parse(source: TextSource, config: ParserConfig) -> Iterator[Document | Quara
                               f"row at line {start} is not valid CSV (unbalanced or stray quotes); fix its quoting")
             continue
         start, done = done + 1, reader.line_num
+        bad = list(problems)
         yield from problems
         problems.clear()
+        if bad and header is None:
+            yield Quarantined(replace(source.base, line=start), "malformed_csv",
+                              f"the header row (line {start}) could not be read, so no row of this file can be; "
+                              "fix the header row")
+            return
+        if bad:
+            if any(cell.strip() for cell in row):
+                yield _row_left_out(source, start, done, bad)
+            continue
         if not any(cell.strip() for cell in row):
             continue
         if header is None:

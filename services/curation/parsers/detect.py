@@ -51,6 +51,36 @@ def magic_format(head: bytes) -> str | None:
     return None
 
 
+_BINARY_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\x89PNG\r\n\x1a\n", "a PNG image"), (0, b"\xff\xd8\xff", "a JPEG image"), (0, b"GIF87a", "a GIF image"),
+    (0, b"GIF89a", "a GIF image"), (0, b"II*\0", "a TIFF image"), (0, b"MM\0*", "a TIFF image"),
+    (0, b"RIFF", "a RIFF media file (WebP, WAV or AVI)"), (4, b"ftyp", "an MP4 or QuickTime file"),
+    (0, b"OggS", "an Ogg media file"), (0, b"fLaC", "a FLAC audio file"), (0, b"ID3", "an MP3 audio file"),
+    (0, b"\x7fELF", "an ELF executable"), (0, b"\xca\xfe\xba\xbe", "a Java class or Mach-O executable"),
+    (0, b"\xcf\xfa\xed\xfe", "a Mach-O executable"), (0, b"\xce\xfa\xed\xfe", "a Mach-O executable"),
+    (0, b"\xfe\xed\xfa\xcf", "a Mach-O executable"), (0, b"\xfe\xed\xfa\xce", "a Mach-O executable"),
+    (0, b"\0asm", "a WebAssembly module"), (0, b"SQLite format 3\0", "an SQLite database"),
+    (0, b"PAR1", "a Parquet file"), (0, b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"), (0, b"Rar!\x1a\x07", "a RAR archive"),
+    (0, b"\xfd7zXZ\0", "an xz archive"), (0, b"\x28\xb5\x2f\xfd", "a zstd archive"),
+)
+
+
+def binary_kind(head: bytes) -> str | None:
+    """What a well-known binary format says it is by its magic bytes ("a PNG image"), or None.
+
+    Such an object holds no text records at all, so it is quarantined whole without reading
+    further; anything else is judged line by line (textio.py).
+    """
+    for at, magic, kind in _BINARY_SIGNATURES:
+        if head.startswith(magic, at):
+            return kind
+    if head.startswith(b"MZ") and b"\0" in head[:64]:
+        return "a Windows executable"
+    if head.startswith(b"BZh") and head[4:10] == b"1AY&SY":
+        return "a bzip2 archive"
+    return None
+
+
 def looks_like_jsonl(head: bytes) -> bool:
     """A complete JSON object on the first line and another object starting on the next."""
     lines = [line for line in head.split(b"\n") if line.strip()]

@@ -16,13 +16,14 @@ from pathlib import PurePosixPath
 from typing import BinaryIO, Callable, Iterator
 
 from services.common.errors import NotFound, PrivtuneError
-from services.common.storage import TenantStorage
+from services.common.storage import RejectedEntry, TenantStorage
 from services.curation.documents import Document, Provenance, Quarantined
 from services.curation.parsers import archive, code, csv, html, json_document, jsonl, markdown, pdf, text
 from services.curation.parsers.config import ParserConfig
 from services.curation.parsers.detect import (
     CONTAINERS,
     OFFICE,
+    binary_kind,
     extension_format,
     magic_format,
     normalize_hint,
@@ -31,10 +32,10 @@ from services.curation.parsers.detect import (
 from services.curation.parsers.textio import (
     SNIFF_BYTES,
     TextSource,
-    bad_encoding,
+    binary_object,
     bom_encoding,
-    first_utf8_error,
     looks_binary,
+    looks_like_utf16,
 )
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ TEXT_PARSERS: dict[str, Callable[[TextSource, ParserConfig], Parsed]] = {
     "jsonl": jsonl.parse, "json": json_document.parse, "csv": csv.parse, "markdown": markdown.parse,
     "html": html.parse, "text": text.parse, "code": code.parse,
 }
+_WHOLE_DOCUMENT_FORMATS = frozenset({"json", "html"})  # not line oriented: no per-line binary check
 _CORRUPT_COMPRESSION = (zipfile.BadZipFile, zlib.error, EOFError, gzip.BadGzipFile)
 
 
@@ -61,6 +63,11 @@ def relative_source(key: str, root: str) -> str:
     if root and key == root:
         return PurePosixPath(key).name
     return key
+
+
+def rejected_object(entry: RejectedEntry, root: str = "") -> Quarantined:
+    """What storage listed but will not open (a symlink leading out, a pipe), as a quarantined input."""
+    return Quarantined(Provenance(source=relative_source(entry.key, root)), entry.code, entry.reason)
 
 
 def parse_object(storage: TenantStorage, key: str, format_hint: str = "", config: ParserConfig | None = None,
@@ -137,22 +144,38 @@ def _route(job: _Job, stream: BinaryIO, base: Provenance, name: str, depth: int)
         yield from _container(job, stream, base, name, depth, magic, claimed)
         return
     encoding = bom_encoding(head)
-    if encoding is None and looks_binary(head):
-        yield Quarantined(base, "binary_file", "the object is binary (NUL or control bytes), not text; remove it "
-                                               "(UTF-16 without a byte-order mark also looks like this)")
+    if encoding is None and (why := _binary_reason(head)):
+        yield Quarantined(base, "binary_file", why)
         return
     fmt = text_format(name, job.hint, head)
     if fmt is None:
-        yield Quarantined(base, "unsupported_format", f"no parser reads {PurePosixPath(name).suffix} files; convert "
-                                                      "it or set the dataset's format hint")
+        if encoding is None and looks_binary(head):
+            yield binary_object(base)
+        else:
+            yield Quarantined(base, "unsupported_format", f"no parser reads {PurePosixPath(name).suffix} files; "
+                                                          "convert it or set the dataset's format hint")
         return
-    if encoding is None:
-        bad = first_utf8_error(head)
-        if bad is not None:
-            yield bad_encoding(base, 0, bad, "UTF-8")
-            return
-        encoding = "utf-8"
+    if encoding is None and fmt in _WHOLE_DOCUMENT_FORMATS and looks_binary(head) and \
+            head.lstrip()[:1] not in (b"{", b"[", b"<"):
+        yield binary_object(base)  # no JSON or HTML document starts like this
+        return
+    encoding = encoding or "utf-8"
     yield from TEXT_PARSERS[fmt](TextSource(stream, encoding, base, name, job.config.max_record_bytes), job.config)
+
+
+def _binary_reason(head: bytes) -> str | None:
+    """Why the object is binary as a whole, from its first bytes alone; None: judge it line by line.
+
+    Only certainties decide here (a known binary format, UTF-16 without a byte-order mark):
+    a NUL byte or a bad UTF-8 sequence in the first 8 KB says nothing about the records after it.
+    """
+    kind = binary_kind(head)
+    if kind:
+        return f"the object is {kind}, not text; remove it from the dataset"
+    if looks_like_utf16(head):
+        return ("the object looks like UTF-16 text without a byte-order mark; re-save it as UTF-8 "
+                "(or as UTF-16 with a byte-order mark)")
+    return None
 
 
 def _container(job: _Job, stream: BinaryIO, base: Provenance, name: str, depth: int, magic: str | None,

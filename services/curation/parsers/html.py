@@ -130,9 +130,9 @@ def parse(source: TextSource, config: ParserConfig) -> Iterator[Document | Quara
     target = _MainText(SectionWriter(source.base, "html", config.max_record_bytes, keep_indent=False))
     parser = etree.HTMLParser(target=target, remove_comments=True, no_network=True)
     for item in source.chunks():
-        if isinstance(item, Quarantined):
+        if isinstance(item, Quarantined):  # bytes that are not UTF-8 (left out); the rest is still read
             yield item
-            return
+            continue
         text, target.offset = item
         for start in range(0, len(text), _FEED_CHARS):
             piece = text[start:start + _FEED_CHARS]

@@ -30,10 +30,11 @@ class JsonRecord:
 
 @dataclass(frozen=True)
 class JsonProblem:
-    code: str     # oversized_record, truncated_json, invalid_json, empty_file
+    code: str     # oversized_record, truncated_json, invalid_json, too_deeply_nested, empty_file
     offset: int
     line: int
     size: int = 0
+    detail: str = ""  # for invalid_json: unbalanced, scalar, trailing
 
 
 class _Capture:
@@ -46,6 +47,7 @@ class _Capture:
         self.line = line
         self.limit = limit
         self.size = 0
+        self.too_deep = False
 
     def take(self, chunk: bytes, end: int) -> None:
         self.size += end - self.mark
@@ -57,6 +59,8 @@ class _Capture:
         self.mark = 0
 
     def result(self) -> JsonRecord | JsonProblem:
+        if self.too_deep:
+            return JsonProblem("too_deeply_nested", self.offset, self.line, self.size)
         if self.buf is None:
             return JsonProblem("oversized_record", self.offset, self.line, self.size)
         return JsonRecord(bytes(self.buf).rstrip(), self.offset, self.line)
@@ -83,14 +87,15 @@ class JsonScanner:
         self._offset = start_offset       # of the chunk being fed
         self._lines = 0                   # newlines before it
         self._top_offset = start_offset
+        self._excess = 0                  # open brackets beyond MAX_DEPTH: counted, not kept or checked
 
     def _position(self, chunk: bytes, index: int) -> tuple[int, int]:
         return self._offset + index, self._lines + chunk.count(b"\n", 0, index) + 1
 
-    def _fail(self, code: str, chunk: bytes, index: int) -> JsonProblem:
+    def _fail(self, code: str, chunk: bytes, index: int, detail: str = "") -> JsonProblem:
         self.failed = True
         offset, line = self._position(chunk, index)
-        return JsonProblem(code, offset, line)
+        return JsonProblem(code, offset, line, detail=detail)
 
     def feed(self, chunk: bytes) -> Iterator[JsonRecord | JsonProblem]:
         if self.failed:
@@ -119,9 +124,11 @@ class JsonScanner:
                 if problem:
                     yield problem
                     return
+            elif c in _CLOSE and self._excess:
+                self._excess -= 1
             elif c in _CLOSE:
                 if not self._stack or self._stack[-1] != _PAIR[c]:
-                    yield self._fail("invalid_json", chunk, j)
+                    yield self._fail("invalid_json", chunk, j, "unbalanced")
                     return
                 if self._target == depth and self._record is not None:
                     yield self._end_record(chunk, j)
@@ -143,7 +150,7 @@ class JsonScanner:
                 if self._top == "object" and depth == 1:
                     self._expect_key, self._value_key = False, self._last_string
             elif depth == 0:  # a bare scalar at the top, or data after the document
-                yield self._fail("invalid_json", chunk, j)
+                yield self._fail("invalid_json", chunk, j, "trailing" if self._top == "done" else "scalar")
                 return
         for capture in (self._record, self._whole):
             if capture is not None:
@@ -174,9 +181,15 @@ class JsonScanner:
         return end + 1
 
     def _open(self, c: int, chunk: bytes, j: int, depth: int) -> JsonProblem | None:
+        if depth >= MAX_DEPTH:  # the record around it is reported, and the next one still read
+            self._excess += 1
+            for capture in (self._record, self._whole):
+                if capture is not None:
+                    capture.too_deep, capture.buf = True, None
+            return None
         if depth == 0:
             if self._top == "done":
-                return self._fail("invalid_json", chunk, j)
+                return self._fail("invalid_json", chunk, j, "trailing")
             self._top_offset = self._offset + j
             if c == ord("["):
                 self._top, self._target = "array", 1
@@ -188,8 +201,6 @@ class JsonScanner:
               and self._value_key in WRAPPER_KEYS):
             self._wrapper_seen, self._target, self._whole = True, 2, None
         self._stack.append(c)
-        if len(self._stack) > MAX_DEPTH:
-            return self._fail("invalid_json", chunk, j)
         return None
 
     def _end_record(self, chunk: bytes, j: int) -> JsonRecord | JsonProblem:
@@ -205,7 +216,7 @@ class JsonScanner:
             return
         if self._top == "":
             yield JsonProblem("empty_file", self._top_offset, 1)
-        elif self._stack or self._in_string:
+        elif self._stack or self._excess or self._in_string:
             capture = self._record or self._whole
             offset = capture.offset if capture else self._top_offset
             line = capture.line if capture else 1

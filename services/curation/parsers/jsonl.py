@@ -8,6 +8,7 @@ from typing import Iterator
 
 from services.curation.documents import Document, Quarantined
 from services.curation.parsers.config import ParserConfig
+from services.curation.parsers.json_document import too_deeply_nested
 from services.curation.parsers.records import document_from_record
 from services.curation.parsers.textio import TextSource
 
@@ -39,6 +40,6 @@ def parse(source: TextSource, config: ParserConfig) -> Iterator[Document | Quara
                                   "fix or remove the line")
             continue
         except RecursionError:
-            yield Quarantined(provenance, "invalid_json", f"line {line.number} is nested too deeply to parse")
+            yield too_deeply_nested(provenance, f"line {line.number}")
             continue
         yield document_from_record(record, provenance, "jsonl")

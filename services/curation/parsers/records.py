@@ -30,7 +30,7 @@ _PAIRED_SHAPES = (
     ("prompt", ("completion", "response"), ()),
     ("question", ("answer",), ("context",)),
 )
-_MAX_STRINGS_DEPTH = 32
+_END = object()
 
 
 class InvalidRecord(ValueError):
@@ -47,16 +47,21 @@ def _as_text(value: object) -> str:
     return str(value)
 
 
-def _strings(value: object, depth: int = 0) -> Iterator[str]:
-    if isinstance(value, str):
-        if value.strip():
-            yield value
-    elif depth < _MAX_STRINGS_DEPTH and isinstance(value, Mapping):
-        for item in value.values():
-            yield from _strings(item, depth + 1)
-    elif depth < _MAX_STRINGS_DEPTH and isinstance(value, list):
-        for item in value:
-            yield from _strings(item, depth + 1)
+def _strings(value: object) -> Iterator[str]:
+    """Every non-blank string inside ``value``, in document order, at any depth (no recursion: a record
+    nested hundreds of levels deep is still read, its size being bounded by ``max_record_bytes``)."""
+    stack: list[Iterator[object]] = [iter((value,))]
+    while stack:
+        item = next(stack[-1], _END)
+        if item is _END:
+            stack.pop()
+        elif isinstance(item, str):
+            if item.strip():
+                yield item
+        elif isinstance(item, Mapping):
+            stack.append(iter(item.values()))
+        elif isinstance(item, list):
+            stack.append(iter(item))
 
 
 def _content(value: object) -> str:

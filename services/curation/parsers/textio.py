@@ -1,8 +1,13 @@
-"""Bytes to text with bounded memory: encoding and binary sniffing, lines, chunks.
+"""Bytes to text with bounded memory: encoding and binary checks, lines, chunks.
 
 Nothing here holds more than one record (``max_record_bytes``) or one chunk: a 100 MB
 line is skipped in slices and reported, never read whole. Problems come out as
 ``Quarantined`` items (with line and byte offset, never content) in the stream.
+
+Binary and encoding checks are made per line, never per file: one line with a NUL byte
+or a Latin-1 accent is quarantined on its own (``binary_record`` / ``bad_encoding``) and
+the lines around it are still read, wherever in the file it is. Consecutive binary lines
+are reported as one span; an object whose every line is binary is one ``binary_file``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ SNIFF_BYTES = 8192
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 _CONTROL = bytes(b for b in range(32) if b not in (8, 9, 10, 12, 13, 27)) + b"\x7f"
+_ANY_CONTROL = bytes(range(33)) + b"\x7f"  # control bytes and the space
 _MAX_CONTROL_RATIO = 0.05
 
 
@@ -26,21 +32,36 @@ def bom_encoding(head: bytes) -> str | None:
     return next((enc for bom, enc in _BOMS if head.startswith(bom)), None)
 
 
-def looks_binary(head: bytes) -> bool:
-    """NUL bytes, or more than 5% control characters: not text (images, executables, UTF-16 without BOM)."""
-    if b"\0" in head:
+def looks_binary(data: bytes) -> bool:
+    """NUL bytes, or more than 5% control characters: not text (a whole head, or one line of it)."""
+    if b"\0" in data:
         return True
-    control = len(head) - len(head.translate(None, _CONTROL))
-    return control > _MAX_CONTROL_RATIO * len(head)
+    control = len(data) - len(data.translate(None, _CONTROL))
+    return control > _MAX_CONTROL_RATIO * len(data)
 
 
-def first_utf8_error(head: bytes) -> int | None:
-    """Byte offset of the first invalid UTF-8 sequence in ``head`` (a cut-off tail is fine), or None."""
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError as exc:
-        return exc.start
-    return None
+def binary_line(raw: bytes) -> bool:
+    """A line that is not text: ``looks_binary``, or nothing but control bytes (a lone backspace or ESC)."""
+    if looks_binary(raw):
+        return True
+    if raw and 0x20 < raw[0] != 0x7F:  # starts with a visible byte: the usual case, decided without a copy
+        return False
+    return bool(raw.strip()) and not raw.translate(None, _ANY_CONTROL)
+
+
+def looks_like_utf16(head: bytes) -> bool:
+    """Mostly-ASCII UTF-16 without a byte-order mark: NUL in nearly every other byte, and only those."""
+    pairs = len(head) // 2
+    if pairs < 2:
+        return False
+    nuls = sorted((head[0:pairs * 2:2].count(0), head[1:pairs * 2:2].count(0)))
+    return nuls[1] >= 0.3 * pairs and nuls[0] <= 0.05 * pairs
+
+
+def binary_object(base: Provenance) -> Quarantined:
+    """The whole object is binary: no line of it is text."""
+    return Quarantined(base, "binary_file", "the object is binary (NUL or control bytes on every line), not text; "
+                                            "remove it (UTF-16 without a byte-order mark also looks like this)")
 
 
 @dataclass(frozen=True)
@@ -55,6 +76,27 @@ def bad_encoding(base: Provenance, line: int, offset: int, encoding: str) -> Qua
     where = f"line {line}, byte offset {offset}" if line else f"byte offset {offset}"
     return Quarantined(replace(base, line=line, offset=offset), "bad_encoding",
                        f"not valid {encoding} at {where}; re-save the file as UTF-8")
+
+
+@dataclass
+class _BinaryRun:
+    """Consecutive binary lines (blank lines between them included), reported as one span."""
+
+    first: int
+    offset: int
+    last: int
+    end: int
+
+    def quarantined(self, base: Provenance) -> Quarantined:
+        provenance = replace(base, line=self.first, offset=self.offset)
+        if self.first == self.last:
+            return Quarantined(provenance, "binary_record",
+                               f"line {self.first} (byte offset {self.offset}) holds NUL or control bytes, not text; "
+                               "it was left out: remove it or re-export the file")
+        return Quarantined(provenance, "binary_record",
+                           f"lines {self.first}-{self.last} (byte offsets {self.offset}-{self.end - 1}) hold binary "
+                           "data (NUL or control bytes), not text; they were left out: remove them or re-export "
+                           "the file")
 
 
 def oversized(base: Provenance, line: int, offset: int, size: int, limit: int, what: str = "line") -> Quarantined:
@@ -87,14 +129,31 @@ class TextSource:
         if offset:
             self.stream.read(offset)
         number = 0
+        run: _BinaryRun | None = None
+        text_seen = False  # a non-blank line that is not binary (read, or quarantined for another reason)
         while raw := self.stream.readline(cap + 1):
             number += 1
             start = offset
             offset += len(raw)
-            if len(raw) > cap and not raw.endswith(b"\n"):
-                while raw and not raw.endswith(b"\n"):  # skip the rest of the line in slices
-                    raw = self.stream.readline(cap)
-                    offset += len(raw)
+            cut = len(raw) > cap and not raw.endswith(b"\n")
+            if cut:
+                tail = raw
+                while tail and not tail.endswith(b"\n"):  # skip the rest of the line in slices
+                    tail = self.stream.readline(cap)
+                    offset += len(tail)
+            if binary_line(raw.rstrip(b"\r\n")):
+                if run is None:
+                    run = _BinaryRun(number, start, number, offset)
+                else:
+                    run.last, run.end = number, offset
+                continue
+            if run is not None and not raw.strip():
+                continue  # a blank line amid binary data is part of it
+            if run is not None:
+                yield run.quarantined(self.base)
+                run = None
+            text_seen = text_seen or bool(raw.strip())
+            if cut:
                 yield oversized(self.base, number, start, offset - start, cap)
                 continue
             try:
@@ -104,6 +163,8 @@ class TextSource:
                 continue
             terminated = text.endswith("\n")
             yield Line(number, start, text.rstrip("\r\n") if terminated else text.rstrip("\r"), terminated)
+        if run is not None:
+            yield run.quarantined(self.base) if text_seen else binary_object(self.base)
 
     def _wide_lines(self) -> Iterator[Line | Quarantined]:
         unit = 2 if self.encoding == "utf-16" else 4
@@ -129,6 +190,9 @@ class TextSource:
                         offset += len(text.encode(self.encoding + "-le"))
                     yield oversized(self.base, number, start, offset - start, self.max_record_bytes)
                     continue
+                if binary_line(text.rstrip("\r\n").encode("utf-8")):
+                    yield _BinaryRun(number, start, number, offset).quarantined(self.base)
+                    continue
                 terminated = text.endswith("\n")
                 yield Line(number, start, text.rstrip("\r\n"), terminated)
         finally:
@@ -152,20 +216,43 @@ class TextSource:
                     offset += len(text.encode(self.encoding + "-le"))
             finally:
                 reader.detach()
-        decoder = codecs.getincrementaldecoder(self.encoding)()
-        offset = 0
+        yield from self._utf8_chunks(size)
+
+    def _utf8_chunks(self, size: int) -> Iterator[tuple[str, int] | Quarantined]:
+        """UTF-8 text in pieces; invalid sequences are left out, counted and reported once, at the end."""
+        offset = len(codecs.BOM_UTF8) if self.encoding == "utf-8-sig" else 0  # of pending[0]
+        if offset:
+            self.stream.read(offset)
+        pending = b""
+        first_bad, bad = 0, 0
         while True:
             raw = self.stream.read(size)
-            try:
-                text = decoder.decode(raw, final=not raw)
-            except UnicodeDecodeError as exc:
-                yield bad_encoding(self.base, 0, max(0, offset + exc.start - len(decoder.getstate()[0])), "UTF-8")
-                return
+            data = memoryview(pending + raw)
+            pieces: list[str] = []
+            used = 0
+            while True:
+                try:
+                    text, n = codecs.utf_8_decode(data[used:], "strict", not raw)
+                except UnicodeDecodeError as exc:
+                    pieces.append(codecs.utf_8_decode(data[used:used + exc.start], "strict", True)[0])
+                    first_bad, bad = first_bad if bad else offset + used + exc.start, bad + 1
+                    used += exc.end
+                    continue
+                pieces.append(text)
+                used += n
+                break
+            text = "".join(pieces)
             if text:
                 yield text, offset
+            pending = bytes(data[used:])
+            offset += used
             if not raw:
-                return
-            offset += len(raw)
+                break
+        if bad:
+            more = f" and {bad - 1} more places" if bad > 1 else ""
+            yield Quarantined(replace(self.base, offset=first_bad), "bad_encoding",
+                              f"not valid UTF-8 at byte offset {first_bad}{more}; those bytes were left out of the "
+                              "text: re-save the file as UTF-8")
 
     def byte_chunks(self, size: int = 1 << 16) -> Iterator[tuple[bytes, int] | Quarantined]:
         """UTF-8 bytes in pieces, each with its byte offset (re-encoded, so approximate, for UTF-16/32)."""

@@ -41,7 +41,11 @@ def normalize(entity: str, value: str) -> str:
     return value.strip()
 
 
+def keyed_digest(entity: str, value: str, salt: str) -> bytes:
+    """HMAC-SHA256(salt, type + NUL + normalized value): the key of both pseudonyms and surrogates."""
+    return hmac.new(salt.encode(), f"{entity}\0{normalize(entity, value)}".encode(), hashlib.sha256).digest()
+
+
 def pseudonym(entity: str, value: str, salt: str) -> str:
     """``<TYPE_hex>`` for ``value``, stable for a salt and unrelated across salts."""
-    digest = hmac.new(salt.encode(), f"{entity}\0{normalize(entity, value)}".encode(), hashlib.sha256)
-    return f"<{entity}_{digest.hexdigest()[:TOKEN_HEX_DIGITS]}>"
+    return f"<{entity}_{keyed_digest(entity, value, salt).hex()[:TOKEN_HEX_DIGITS]}>"

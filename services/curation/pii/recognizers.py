@@ -14,9 +14,12 @@ must:
   digit runs that are part of a phone number or a longer number.
 * :class:`QuietIbanRecognizer` never lets the stock recognizer log the candidate text.
 * :class:`StrictPhoneRecognizer` reads national formats for fewer regions, and strictly.
+  Numbers ``phonenumbers`` rejects but that are written like phone numbers (unassigned
+  area codes, typos, ``555-01xx``) are :mod:`services.curation.pii.phone_recognizers`'.
 
 Secrets and API keys are in :mod:`services.curation.pii.secret_recognizers`, person
-names in :mod:`services.curation.pii.name_recognizers`.
+names in :mod:`services.curation.pii.name_recognizers` (with the name lists of
+:mod:`services.curation.pii.name_lexicon`).
 """
 
 from __future__ import annotations
@@ -37,8 +40,17 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
-from services.curation.pii.name_recognizers import NameCueRecognizer, NameShapedSpacyRecognizer
-from services.curation.pii.secret_recognizers import KeyValueSecretRecognizer, TokenSecretRecognizer
+from services.curation.pii.name_recognizers import (
+    GazetteerNameRecognizer,
+    NameCueRecognizer,
+    NameShapedSpacyRecognizer,
+)
+from services.curation.pii.phone_recognizers import PhoneShapeRecognizer, is_embedded
+from services.curation.pii.secret_recognizers import (
+    AwsSecretKeyRecognizer,
+    KeyValueSecretRecognizer,
+    TokenSecretRecognizer,
+)
 
 # Regions whose *national* phone formats are recognised; numbers written internationally
 # (+49 30 ..., +972 ...) are found whatever their country. German and Israeli national
@@ -58,6 +70,9 @@ def offline_tld_extractor() -> tldextract.TLDExtract:
     return tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)
 
 
+_URL_USERINFO = regex.compile(r"[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s/@]{0,100}\Z")
+
+
 class OfflineEmailRecognizer(EmailRecognizer):
     """Presidio's e-mail pattern, with the domain checked against the bundled suffix list."""
 
@@ -71,13 +86,16 @@ class OfflineEmailRecognizer(EmailRecognizer):
         ``=``, ``/`` and ``:`` are legal in a local part, but in logs and URLs they are
         almost always the separator in front of the address.
         """
-        results = super().analyze(text, entities, nlp_artifacts, regex_flags)
-        for result in results:
+        kept = []
+        for result in super().analyze(text, entities, nlp_artifacts, regex_flags):
+            if _URL_USERINFO.search(text, max(0, result.start - 100), result.start + 1):
+                continue   # scheme://user:password@host is a credential and a host, not an address
             local = text[result.start:result.end].partition("@")[0]
             cut = max(local.rfind("="), local.rfind("/"), local.rfind(":"))
             if 0 <= cut < len(local) - 1:
                 result.start += cut + 1
-        return results
+            kept.append(result)
+        return kept
 
 
 class StrictUsSsnRecognizer(UsSsnRecognizer):
@@ -146,13 +164,25 @@ class QuietIbanRecognizer(IbanRecognizer):
         return super().validate_result(pattern_text)
 
 
+_GLUED = set("-/#.,$€£@%_")   # a number right after these is part of an id ("PO-3105020"), not a phone number
+
+
+# The shortest number ``phonenumbers`` accepts as valid in any region has 7 digits with its country
+# code (Niue, Tokelau: +683 1234), and written phone numbers separate their digit groups by at most
+# a few characters ("(415) 555-2671", "+44 (0)20 ..."). Texts without such a run -- most record
+# fields -- skip the matcher, which otherwise scans every text once per region (a third of the
+# PII stage's time).
+_PHONE_DIGITS = regex.compile(r"\d(?:[^\d\n]{0,3}\d){6}")
+
+
 class StrictPhoneRecognizer(PhoneRecognizer):
     """Presidio's ``phonenumbers`` recognizer for :data:`PHONE_REGIONS` at STRICT_GROUPING.
 
     Strict grouping accepts a number only if its digit groups follow the region's
     formatting (or are not grouped at all), so "NL58 DTFL 4747 2665 15" is not a phone.
-    Numbers glued to a word are dropped: in "ZIP+4 94107-1234" the matcher would
-    otherwise read "+4 94107-1234" as a German number.
+    Numbers glued to a word or an id prefix are dropped: in "ZIP+4 94107-1234" the matcher would
+    otherwise read "+4 94107-1234" as a German number. So are valid numbers used as ids
+    ("order 415-555-2671") or running into more digits (see ``phone_recognizers.is_embedded``).
     """
 
     def __init__(self) -> None:
@@ -160,21 +190,27 @@ class StrictPhoneRecognizer(PhoneRecognizer):
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
                 ) -> list[RecognizerResult]:
+        if not _PHONE_DIGITS.search(text):
+            return []   # no 7 digits close together: nothing for the (slow) matcher to find
         results = super().analyze(text, entities, nlp_artifacts)  # type: ignore[arg-type]  # None is its default
-        return [r for r in results if r.start == 0 or not text[r.start - 1].isalnum()]
+        return [r for r in results if (r.start == 0 or not (text[r.start - 1].isalnum() or text[r.start - 1] in _GLUED))
+                and not is_embedded(text, r.start, r.end)]
 
 
 def build_recognizers(ner_score: float) -> list[EntityRecognizer]:
-    """Every recognizer the PII stage runs (two each for secrets and names)."""
+    """Every recognizer the PII stage runs (two for phone numbers, three each for secrets and names)."""
     return [
         OfflineEmailRecognizer(),
         StrictPhoneRecognizer(),
+        PhoneShapeRecognizer(),
         LuhnCreditCardRecognizer(),
         StrictUsSsnRecognizer(),
         QuietIbanRecognizer(),
         IpRecognizer(),
         TokenSecretRecognizer(),
         KeyValueSecretRecognizer(),
+        AwsSecretKeyRecognizer(),
         NameShapedSpacyRecognizer(supported_entities=["PERSON"], ner_strength=ner_score),
         NameCueRecognizer(),
+        GazetteerNameRecognizer(),
     ]

@@ -1,4 +1,4 @@
-"""Find PII with Presidio and redact, tag or drop; never logs or raises with record text."""
+"""Find PII with Presidio and replace (surrogates, placeholders), tag or drop it; never logs record text."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from presidio_anonymizer.entities import RecognizerResult as AnonymizerSpan
 from services.curation.pii.config import PiiConfig
 from services.curation.pii.engine import LANGUAGE, analyzer_engine
 from services.curation.pii.pseudonyms import pseudonym
+from services.curation.pii.surrogates import surrogate
 
 BATCH_SIZE = 64   # records per spaCy ``nlp.pipe`` batch in the *_many methods
 
@@ -74,11 +75,13 @@ class PiiRedactor:
         """Check ``config`` and attach to the process-wide analyzer (built on first use, ~1 s).
 
         Raises:
-            ValueError: ``pseudonymize`` is on but ``salt`` is empty.
+            ValueError: ``mode`` is ``surrogate`` or ``pseudonymize`` is on, but ``salt`` is empty.
         """
-        if config.pseudonymize and not config.salt:
-            raise ValueError("PiiConfig.pseudonymize=True needs a per-dataset salt: set PiiConfig.salt to a secret "
-                             "random string, the same for every record of the dataset")
+        if (config.mode == "surrogate" or config.pseudonymize) and not config.salt:
+            what = "mode='surrogate'" if config.mode == "surrogate" else "pseudonymize=True"
+            raise ValueError(f"PiiConfig {what} needs a per-dataset salt: set PiiConfig.salt to a secret random "
+                             "string, the same for every record of a dataset version and different across versions "
+                             "(or choose mode='redact', 'tag' or 'drop_record')")
         self.config = config
         self._analyzer: AnalyzerEngine = analyzer_engine()
         self._anonymizer = AnonymizerEngine()
@@ -90,6 +93,9 @@ class PiiRedactor:
         for entity in config.entities:
             if config.mode == "tag":
                 operators[entity] = OperatorConfig("custom", {"lambda": functools.partial(_tag, entity)})
+            elif config.mode == "surrogate":
+                operators[entity] = OperatorConfig(
+                    "custom", {"lambda": functools.partial(surrogate, entity, salt=config.salt)})
             elif config.pseudonymize:
                 operators[entity] = OperatorConfig(
                     "custom", {"lambda": functools.partial(pseudonym, entity, salt=config.salt)})

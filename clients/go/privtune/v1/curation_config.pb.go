@@ -136,10 +136,11 @@ func (ExampleFormat) EnumDescriptor() ([]byte, []int) {
 type PiiMode int32
 
 const (
-	PiiMode_PII_MODE_UNSPECIFIED PiiMode = 0 // same as REDACT
+	PiiMode_PII_MODE_UNSPECIFIED PiiMode = 0 // same as SURROGATE (or REDACT when pseudonymize is set)
 	PiiMode_PII_MODE_REDACT      PiiMode = 1 // replace each entity with <TYPE> (or a pseudonym)
 	PiiMode_PII_MODE_TAG         PiiMode = 2 // wrap it in <TYPE>...</TYPE> for human review sets
 	PiiMode_PII_MODE_DROP_RECORD PiiMode = 3 // drop any record with PII
+	PiiMode_PII_MODE_SURROGATE   PiiMode = 4 // a realistic fake of the same type and format, consistent per version
 )
 
 // Enum value maps for PiiMode.
@@ -149,12 +150,14 @@ var (
 		1: "PII_MODE_REDACT",
 		2: "PII_MODE_TAG",
 		3: "PII_MODE_DROP_RECORD",
+		4: "PII_MODE_SURROGATE",
 	}
 	PiiMode_value = map[string]int32{
 		"PII_MODE_UNSPECIFIED": 0,
 		"PII_MODE_REDACT":      1,
 		"PII_MODE_TAG":         2,
 		"PII_MODE_DROP_RECORD": 3,
+		"PII_MODE_SURROGATE":   4,
 	}
 )
 
@@ -399,7 +402,7 @@ type PiiSettings struct {
 	Entities []string               `protobuf:"bytes,2,rep,name=entities,proto3" json:"entities,omitempty"` // empty: all supported (EMAIL_ADDRESS, PHONE_NUMBER, CREDIT_CARD,
 	// US_SSN, IBAN_CODE, IP_ADDRESS, SECRET, PERSON)
 	ScoreThreshold *float64 `protobuf:"fixed64,3,opt,name=score_threshold,json=scoreThreshold,proto3,oneof" json:"score_threshold,omitempty"` // default 0.4
-	Pseudonymize   *bool    `protobuf:"varint,4,opt,name=pseudonymize,proto3,oneof" json:"pseudonymize,omitempty"`                            // consistent per-dataset pseudonyms instead of <TYPE>; default false
+	Pseudonymize   *bool    `protobuf:"varint,4,opt,name=pseudonymize,proto3,oneof" json:"pseudonymize,omitempty"`                            // REDACT mode: consistent pseudonyms instead of <TYPE>; default false
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -466,11 +469,14 @@ type DedupeSettings struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
 	Exact               *bool                  `protobuf:"varint,1,opt,name=exact,proto3,oneof" json:"exact,omitempty"`                                                           // flag copies whose normalised text is identical; default true
 	Near                *bool                  `protobuf:"varint,2,opt,name=near,proto3,oneof" json:"near,omitempty"`                                                             // flag MinHash near-duplicates; default true
-	ShingleSize         *uint32                `protobuf:"varint,3,opt,name=shingle_size,json=shingleSize,proto3,oneof" json:"shingle_size,omitempty"`                            // words per shingle; default 5
+	ShingleSize         *uint32                `protobuf:"varint,3,opt,name=shingle_size,json=shingleSize,proto3,oneof" json:"shingle_size,omitempty"`                            // characters (or words, see shingle_unit) per shingle; default 7
 	NumPerm             *uint32                `protobuf:"varint,4,opt,name=num_perm,json=numPerm,proto3,oneof" json:"num_perm,omitempty"`                                        // MinHash permutations; default 128
 	Threshold           *float64               `protobuf:"fixed64,5,opt,name=threshold,proto3,oneof" json:"threshold,omitempty"`                                                  // estimated Jaccard that makes a near duplicate; default 0.8
 	FalseNegativeWeight *float64               `protobuf:"fixed64,6,opt,name=false_negative_weight,json=falseNegativeWeight,proto3,oneof" json:"false_negative_weight,omitempty"` // LSH banding bias toward recall; default 0.9
 	Seed                *uint64                `protobuf:"varint,7,opt,name=seed,proto3,oneof" json:"seed,omitempty"`                                                             // default 1
+	StripBoilerplate    *bool                  `protobuf:"varint,8,opt,name=strip_boilerplate,json=stripBoilerplate,proto3,oneof" json:"strip_boilerplate,omitempty"`             // drop forward/reply headers, quotes, signatures, notices first; default true
+	ShingleUnit         *string                `protobuf:"bytes,9,opt,name=shingle_unit,json=shingleUnit,proto3,oneof" json:"shingle_unit,omitempty"`                             // "char" (default: spaces removed) or "word"
+	MinFactOverlap      *float64               `protobuf:"fixed64,10,opt,name=min_fact_overlap,json=minFactOverlap,proto3,oneof" json:"min_fact_overlap,omitempty"`               // share of numbers a near duplicate must also share; default 0.75
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -550,6 +556,27 @@ func (x *DedupeSettings) GetFalseNegativeWeight() float64 {
 func (x *DedupeSettings) GetSeed() uint64 {
 	if x != nil && x.Seed != nil {
 		return *x.Seed
+	}
+	return 0
+}
+
+func (x *DedupeSettings) GetStripBoilerplate() bool {
+	if x != nil && x.StripBoilerplate != nil {
+		return *x.StripBoilerplate
+	}
+	return false
+}
+
+func (x *DedupeSettings) GetShingleUnit() string {
+	if x != nil && x.ShingleUnit != nil {
+		return *x.ShingleUnit
+	}
+	return ""
+}
+
+func (x *DedupeSettings) GetMinFactOverlap() float64 {
+	if x != nil && x.MinFactOverlap != nil {
+		return *x.MinFactOverlap
 	}
 	return 0
 }
@@ -746,7 +773,7 @@ const file_privtune_v1_curation_config_proto_rawDesc = "" +
 	"\x0fscore_threshold\x18\x03 \x01(\x01H\x00R\x0escoreThreshold\x88\x01\x01\x12'\n" +
 	"\fpseudonymize\x18\x04 \x01(\bH\x01R\fpseudonymize\x88\x01\x01B\x12\n" +
 	"\x10_score_thresholdB\x0f\n" +
-	"\r_pseudonymize\"\xe3\x02\n" +
+	"\r_pseudonymize\"\xa8\x04\n" +
 	"\x0eDedupeSettings\x12\x19\n" +
 	"\x05exact\x18\x01 \x01(\bH\x00R\x05exact\x88\x01\x01\x12\x17\n" +
 	"\x04near\x18\x02 \x01(\bH\x01R\x04near\x88\x01\x01\x12&\n" +
@@ -754,7 +781,11 @@ const file_privtune_v1_curation_config_proto_rawDesc = "" +
 	"\bnum_perm\x18\x04 \x01(\rH\x03R\anumPerm\x88\x01\x01\x12!\n" +
 	"\tthreshold\x18\x05 \x01(\x01H\x04R\tthreshold\x88\x01\x01\x127\n" +
 	"\x15false_negative_weight\x18\x06 \x01(\x01H\x05R\x13falseNegativeWeight\x88\x01\x01\x12\x17\n" +
-	"\x04seed\x18\a \x01(\x04H\x06R\x04seed\x88\x01\x01B\b\n" +
+	"\x04seed\x18\a \x01(\x04H\x06R\x04seed\x88\x01\x01\x120\n" +
+	"\x11strip_boilerplate\x18\b \x01(\bH\aR\x10stripBoilerplate\x88\x01\x01\x12&\n" +
+	"\fshingle_unit\x18\t \x01(\tH\bR\vshingleUnit\x88\x01\x01\x12-\n" +
+	"\x10min_fact_overlap\x18\n" +
+	" \x01(\x01H\tR\x0eminFactOverlap\x88\x01\x01B\b\n" +
 	"\x06_exactB\a\n" +
 	"\x05_nearB\x0f\n" +
 	"\r_shingle_sizeB\v\n" +
@@ -762,7 +793,10 @@ const file_privtune_v1_curation_config_proto_rawDesc = "" +
 	"\n" +
 	"_thresholdB\x18\n" +
 	"\x16_false_negative_weightB\a\n" +
-	"\x05_seed\"\x81\n" +
+	"\x05_seedB\x14\n" +
+	"\x12_strip_boilerplateB\x0f\n" +
+	"\r_shingle_unitB\x13\n" +
+	"\x11_min_fact_overlap\"\x81\n" +
 	"\n" +
 	"\x0fQualitySettings\x12\"\n" +
 	"\n" +
@@ -807,12 +841,13 @@ const file_privtune_v1_curation_config_proto_rawDesc = "" +
 	"\x1aEXAMPLE_FORMAT_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15EXAMPLE_FORMAT_ALPACA\x10\x01\x12$\n" +
 	" EXAMPLE_FORMAT_PROMPT_COMPLETION\x10\x02\x12\x17\n" +
-	"\x13EXAMPLE_FORMAT_CHAT\x10\x03*d\n" +
+	"\x13EXAMPLE_FORMAT_CHAT\x10\x03*|\n" +
 	"\aPiiMode\x12\x18\n" +
 	"\x14PII_MODE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fPII_MODE_REDACT\x10\x01\x12\x10\n" +
 	"\fPII_MODE_TAG\x10\x02\x12\x18\n" +
-	"\x14PII_MODE_DROP_RECORD\x10\x03B\x9d\x01\n" +
+	"\x14PII_MODE_DROP_RECORD\x10\x03\x12\x16\n" +
+	"\x12PII_MODE_SURROGATE\x10\x04B\x9d\x01\n" +
 	"\x13dev.privtune.api.v1B\x13CurationConfigProtoP\x01Z>github.com/privtune/privtune/clients/go/privtune/v1;privtunev1\xa2\x02\x03PTV\xaa\x02\vPrivtune.V1\xca\x02\vPrivtune\\V1\xea\x02\fPrivtune::V1b\x06proto3"
 
 var (

@@ -12,6 +12,10 @@ detects: a name detected as "Ana García" inside "Dr. Ana García" is still remo
 Boundary quality is reported separately as ``exact`` (planted spans detected with
 exactly the same start and end). Detections on the unlabelled look-alikes the
 generator plants (order ids, Luhn-failing numbers, ...) count against precision.
+
+Over-redaction is measured as *false-flagged characters*: detected characters that lie
+outside every planted span, per 1,000 characters of text. Unlike precision it weighs a
+long wrong span more than a short one and does not depend on how spans are counted.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from services.curation.pii import SUPPORTED_ENTITIES, Detection, PiiRedactor
-from services.curation.pii_synthetic import LabelledRecord, PlantedSpan
+from tests.generators.pii_corpus import LabelledRecord, PlantedSpan
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,35 @@ def person_recall_by_form(records: Sequence[LabelledRecord], detections: Sequenc
                 counts[form][1] += 1
                 counts[form][0] += any(_overlaps(span, d) for d in found)
     return {form: (found, planted) for form, (found, planted) in counts.items()}
+
+
+def recall_by_kind(records: Sequence[LabelledRecord], detections: Sequence[Sequence[Detection]],
+                   entity: str) -> dict[str, tuple[int, int]]:
+    """(found, planted) per ``PlantedSpan.kind`` of ``entity`` (name culture, phone shape, key family)."""
+    counts: dict[str, list[int]] = {}
+    for record, found in zip(records, detections, strict=True):
+        for span in record.spans:
+            if span.entity == entity:
+                tally = counts.setdefault(span.kind or "-", [0, 0])
+                tally[1] += 1
+                tally[0] += any(_overlaps(span, d) for d in found)
+    return {kind: (found, planted) for kind, (found, planted) in sorted(counts.items())}
+
+
+def false_flagged_chars(records: Sequence[LabelledRecord], detections: Sequence[Sequence[Detection]]
+                        ) -> tuple[int, int]:
+    """(detected characters outside every planted span, all characters) over a corpus."""
+    flagged = total = 0
+    for record, found in zip(records, detections, strict=True):
+        gold = bytearray(len(record.text))
+        for span in record.spans:
+            gold[span.start:span.end] = b"\x01" * (span.end - span.start)
+        marked = bytearray(len(record.text))
+        for d in found:
+            marked[d.start:d.end] = b"\x01" * (d.end - d.start)
+        flagged += sum(1 for m, g in zip(marked, gold) if m and not g)
+        total += len(record.text)
+    return flagged, total
 
 
 def format_table(report: EvalReport) -> str:

@@ -8,8 +8,16 @@ checksum, dates, version strings, commit hashes, ``max_tokens=4096``, tool names
 Negatives are not labelled, so anything detected on them counts against precision.
 
 Values are generated, not sampled from real people: card numbers carry a valid Luhn
-digit, IBANs a valid mod-97 checksum and country format, phone numbers are valid per
-``phonenumbers`` for their region. Names come from a deliberately diverse list.
+digit, IBANs a valid mod-97 checksum and country format. Phone numbers are either valid
+per ``phonenumbers`` for their region or only *shaped* like one (unassigned area codes,
+``555-01xx``, a digit missing or extra, random ``+CC`` groups). Secrets cover the common
+key families by their documented shapes. Names come from hand-written lists per naming
+tradition (:data:`NAMES_BY_CULTURE`), written independently of the name lists the
+detector uses. Hard negatives include title-case ordinary words ("Keys", "Regards"),
+product names, ZIP+4 codes, times, case numbers and dotted versions.
+
+Each planted span carries a ``kind`` (the culture of a name, ``valid``/``shaped`` for a
+phone number, the key family of a secret) so recall can be reported per kind.
 
     records = generate_records(2000, seed=0)   # same seed, same records, on any machine
 """
@@ -35,6 +43,7 @@ class PlantedSpan:
     entity: str
     start: int
     end: int
+    kind: str = ""      # sub-kind for per-kind recall: a name's culture, "shaped" phone numbers, key family
 
 
 @dataclass(frozen=True)
@@ -63,8 +72,76 @@ LAST_NAMES = (
     "Popescu", "Silva", "Santos", "Cohen", "Levi", "Dubois", "Moreau", "Banerjee", "Reddy", "Osei",
     "Mwangi", "Kuznetsov", "Fernandes", "Takahashi", "Choi", "Hussain", "Van der Berg", "Novak",
 )
+# Hand-written per naming tradition (given names, family names); never sampled from the
+# detector's name lists. "indonesian" names are mononyms: one word is the whole name.
+# "vietnamese" and "chinese" full names are written family name first.
+NAMES_BY_CULTURE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "mixed": (FIRST_NAMES, LAST_NAMES),
+    "yoruba": (("Adebayo", "Olumide", "Folasade", "Temitope", "Abimbola", "Babatunde", "Funmilayo", "Ayodele",
+                "Omolara", "Kehinde", "Yetunde", "Damilola", "Oluwadamilare", "Titilayo"),
+               ("Ogunleye", "Afolabi", "Balogun", "Oyelaran", "Adebisi", "Olawale", "Akinwande", "Ogundipe",
+                "Fashola", "Adewale", "Oyedepo", "Babalola")),
+    "igbo": (("Chiamaka", "Obinna", "Nnamdi", "Adaeze", "Ikechukwu", "Chidinma", "Emeka", "Uchenna", "Chinonso",
+              "Ifeoma", "Ebuka", "Nkechi"),
+             ("Eze", "Nwosu", "Okonkwo", "Obi", "Chukwu", "Nwachukwu", "Igwe", "Okoye", "Anyanwu", "Ezeh",
+              "Onwuachu", "Nwankwo")),
+    "hausa": (("Aminu", "Musa", "Hauwa", "Sani", "Abubakar", "Halima", "Lawal", "Maryam", "Nasiru", "Hadiza",
+               "Bashir", "Rabi"),
+              ("Danjuma", "Abdullahi", "Garba", "Usman", "Sule", "Yakubu", "Dantata", "Shehu", "Bala", "Tukur",
+               "Gwarzo", "Kano")),
+    "akan": (("Akosua", "Ama", "Yaw", "Abena", "Kwabena", "Adwoa", "Kwaku", "Efua", "Kwesi", "Akua", "Yaa",
+              "Kojo"),
+             ("Asante", "Boateng", "Owusu", "Agyeman", "Appiah", "Darko", "Amoah", "Ofori", "Acheampong",
+              "Opoku", "Frimpong", "Antwi")),
+    "tamil": (("Karthik", "Lakshmi", "Senthil", "Meenakshi", "Arul", "Kavitha", "Murugan", "Saravanan",
+               "Revathi", "Selvi", "Thamizh", "Anbu"),
+              ("Subramaniam", "Ramasamy", "Krishnan", "Annamalai", "Venkatesan", "Natarajan", "Palaniappan",
+               "Sundaram", "Rajendran", "Muthusamy", "Kandasamy", "Arumugam")),
+    "telugu": (("Srinivas", "Venkata", "Lavanya", "Sravani", "Mahesh", "Padma", "Nagarjuna", "Sirisha",
+                "Chaitanya", "Bhavani", "Raghava", "Sowmya"),
+               ("Naidu", "Rao", "Chowdary", "Varma", "Gollapudi", "Kondapalli", "Yarlagadda", "Bommireddy",
+                "Nallamothu", "Pydipati", "Vemuri", "Tadepalli")),
+    "bengali": (("Sourav", "Moumita", "Arnab", "Ishita", "Subhajit", "Tanushree", "Debashis", "Rituparna",
+                 "Anirban", "Sharmila", "Sudipto", "Paromita"),
+                ("Chatterjee", "Mukherjee", "Bhattacharya", "Ganguly", "Sen", "Bose", "Chakraborty", "Dasgupta",
+                 "Ghosh", "Majumdar", "Sengupta", "Bhowmik")),
+    "punjabi": (("Gurpreet", "Harjit", "Manpreet", "Jaspreet", "Simran", "Amrit", "Baljit", "Navjot", "Harleen",
+                 "Kuldeep", "Parminder", "Rajvir"),
+                ("Singh", "Kaur", "Sandhu", "Gill", "Dhillon", "Grewal", "Sidhu", "Brar", "Randhawa", "Cheema",
+                 "Bajwa", "Virk")),
+    "sinhala": (("Nuwan", "Dilini", "Chaminda", "Sanduni", "Kasun", "Tharindu", "Nadeeka", "Lahiru", "Ishara",
+                 "Ruwan", "Chathura", "Hasini"),
+                ("Perera", "Fernando", "Jayasuriya", "Wickramasinghe", "Bandara", "Dissanayake", "Gunawardena",
+                 "Senanayake", "Herath", "Rathnayake", "Abeysekera", "Karunaratne")),
+    "vietnamese": (("Minh", "Lan", "Huy", "Trang", "Nam", "Hoa", "Tuấn", "Hương", "Dũng", "Phương", "Khoa",
+                    "Linh"),
+                   ("Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Phan", "Vũ", "Đặng", "Bùi", "Đỗ", "Huỳnh", "Ngô")),
+    "chinese": (("Xiaoming", "Jiayi", "Zihan", "Haoran", "Yuxuan", "Mingyu", "Xinyi", "Junjie", "Shuang",
+                 "Lihua", "Zhiwei", "Yating"),
+                ("Zhang", "Wang", "Liu", "Chen", "Yang", "Huang", "Zhao", "Zhou", "Wu", "Xu", "Sun", "Ma")),
+    "arabic": (("Khalid", "Noura", "Tariq", "Huda", "Faisal", "Rania", "Samir", "Leila", "Yousef", "Mariam",
+                "Hamza", "Salma"),
+               ("Al-Farsi", "Nasser", "El-Amin", "Khoury", "Mansour", "Al-Rashid", "Saleh", "Hamdan", "Bakr",
+                "Al-Najjar", "Qureshi", "Aziz")),
+    "slavic": (("Anastasia", "Bogdan", "Milena", "Vladimir", "Zofia", "Miroslav", "Jelena", "Stanislav",
+                "Katarina", "Radek", "Oksana", "Dragan"),
+               ("Kovalenko", "Petrović", "Wiśniewski", "Horvat", "Sokolov", "Dvořák", "Jovanović", "Kowalczyk",
+                "Popov", "Shevchenko", "Zielinski", "Marković")),
+    "turkish": (("Emre", "Zeynep", "Burak", "Ayşe", "Oğuz", "Mert", "Gülşen", "Serkan", "Derya", "Kerem",
+                 "Selin", "Tuğba"),
+                ("Kaya", "Demir", "Şahin", "Çelik", "Öztürk", "Aydın", "Arslan", "Doğan", "Kılıç", "Yıldız",
+                 "Koç", "Erdoğan")),
+    "indonesian": (("Sutrisno", "Suharti", "Wahyudi", "Mulyadi", "Sumarni", "Haryanto", "Supriyadi",
+                    "Rahmawati", "Sudirman", "Purnomo", "Widodo", "Suparman"), ()),
+}
+_FAMILY_FIRST = {"vietnamese", "chinese"}
 DOMAINS = ("northwind.io", "contoso.co.uk", "globex.de", "initech.com", "umbrella-health.org", "gmail.com",
            "outlook.com", "yahoo.co.jp", "web.de", "rediffmail.com", "acme-bank.fr", "tailspin.com.au")
+# Title-case words and product names that are not people (hard negatives for PERSON).
+TITLE_WORDS = ("Keys", "Checksum", "Thanks", "Regards", "Settings", "Dashboard", "Release Notes", "Grafana Loki",
+               "Visual Studio Code", "Google Sheets", "Power BI", "Jira Service Management", "Cloud Storage",
+               "Customer Success", "Billing Portal", "Single Sign-On", "Quick Start", "Red Hat", "Snowflake",
+               "Tableau", "Zendesk", "HubSpot")
 TOOLS = ("Kubernetes", "Jenkins", "Grafana", "PostgreSQL", "Terraform", "Ansible", "Kafka", "Redis", "Airflow",
          "Datadog", "Sentry", "Vault")
 
@@ -80,9 +157,9 @@ class _Record:
         self.negatives = 0
         self.person: tuple[str, str] = ("", "")
 
-    def add(self, text: str, entity: str | None = None) -> None:
+    def add(self, text: str, entity: str | None = None, kind: str = "") -> None:
         if entity:
-            self.spans.append(PlantedSpan(entity, self.length, self.length + len(text)))
+            self.spans.append(PlantedSpan(entity, self.length, self.length + len(text), kind))
         self.parts.append(text)
         self.length += len(text)
 
@@ -117,23 +194,42 @@ def iban_check_digits(country: str, bban: str) -> str:
 
 # --- planted entities -----------------------------------------------------------------------------
 
+def _culture(rng: random.Random) -> str:
+    """Half the names from the mixed list, half from one of the other traditions."""
+    return "mixed" if rng.random() < 0.5 else rng.choice(sorted(set(NAMES_BY_CULTURE) - {"mixed"}))
+
+
 def _person(r: _Record) -> None:
-    first, last = r.rng.choice(FIRST_NAMES), r.rng.choice(LAST_NAMES)
+    culture = _culture(r.rng)
+    firsts, lasts = NAMES_BY_CULTURE[culture]
+    first = r.rng.choice(firsts)
+    if not lasts:                                   # mononym
+        r.person = (first, first)
+        r.add(first, "PERSON", culture)
+        return
+    last = r.rng.choice(lasts)
     r.person = (first, last)
-    if r.rng.random() < 0.1:
-        r.add(f"{first} {r.rng.choice(string.ascii_uppercase)}. {last}", "PERSON")
+    if culture in _FAMILY_FIRST and r.rng.random() < 0.7:
+        middle = r.rng.choice(firsts) + " " if culture == "vietnamese" and r.rng.random() < 0.5 else ""
+        r.add(f"{last} {middle}{first}", "PERSON", culture)
+    elif r.rng.random() < 0.1:
+        r.add(f"{first} {r.rng.choice(string.ascii_uppercase)}. {last}", "PERSON", culture)
     else:
-        r.add(f"{first} {last}", "PERSON")
+        r.add(f"{first} {last}", "PERSON", culture)
 
 
 def _first_name(r: _Record) -> None:
-    r.person = (r.rng.choice(FIRST_NAMES), r.rng.choice(LAST_NAMES))
-    r.add(r.person[0], "PERSON")
+    culture = _culture(r.rng)
+    firsts, lasts = NAMES_BY_CULTURE[culture]
+    r.person = (r.rng.choice(firsts), r.rng.choice(lasts or firsts))
+    r.add(r.person[0], "PERSON", culture)
 
 
 def _email(r: _Record) -> None:
     first, last = r.person if r.person[0] and r.rng.random() < 0.6 else (r.rng.choice(FIRST_NAMES),
                                                                         r.rng.choice(LAST_NAMES))
+    if not _ascii(first).isalpha() or not _ascii(last).replace("-", "").isalpha():
+        first, last = r.rng.choice(FIRST_NAMES), r.rng.choice(LAST_NAMES)
     first, last = _ascii(first), _ascii(last)
     local = r.rng.choice([f"{first}.{last}", f"{first[0]}{last}", f"{first}{_digits(r.rng, 2)}",
                           f"{first}.{last}+billing", f"{last}_{first}"])
@@ -146,8 +242,33 @@ _US_AREA_CODES = ("212", "415", "312", "617", "206", "512", "303", "404", "305",
 _PHONE_REGIONS = ("GB", "DE", "FR", "IN", "CA", "BR", "AU", "JP", "NG", "MX", "SG")
 
 
+def _shaped_phone(rng: random.Random) -> str:
+    """A number written like a phone number that ``phonenumbers`` rejects or would not read."""
+    kind = rng.randrange(5)
+    if kind == 0:                                   # unassigned or reserved NANP area code
+        nsn = rng.choice(["123", "099", "211", "311", "911", "370", "960", "037"]) + _digits(rng, 7)
+    elif kind == 1:                                 # fictional 555-01xx
+        nsn = rng.choice(_US_AREA_CODES) + "55501" + _digits(rng, 2)
+    elif kind == 2:                                 # a digit missing or one too many
+        nsn = rng.choice(_US_AREA_CODES) + _digits(rng, rng.choice([6, 8]))
+    elif kind == 3:                                 # +CC and random groups
+        groups = [_digits(rng, rng.randint(2, 4)) for _ in range(3)]   # at most 15 digits with the +CC
+        return f"+{rng.choice(['44', '49', '33', '91', '234', '62', '84', '90', '7'])} " + rng.choice(
+            [" ", "-"]).join(groups)
+    else:                                           # national trunk 0 with a random subscriber number
+        return "0" + _digits(rng, rng.choice([3, 4])) + " " + _digits(rng, 6)
+    a, b, c = nsn[:3], nsn[3:6], nsn[6:]
+    return rng.choice([f"({a}) {b}-{c}", f"{a}-{b}-{c}", f"{a}.{b}.{c}", f"+1 {a} {b} {c}", f"1-{a}-{b}-{c}"])
+
+
 def _phone(r: _Record) -> None:
     rng = r.rng
+    if rng.random() < 0.35:
+        text = _shaped_phone(rng)
+        if rng.random() < 0.1:
+            text += f" ext. {rng.randint(100, 9999)}"
+        r.add(text, "PHONE_NUMBER", "shaped")
+        return
     if rng.random() < 0.5:
         while True:
             exchange = f"{rng.randint(2, 9)}{_digits(rng, 2)}"
@@ -173,7 +294,7 @@ def _phone(r: _Record) -> None:
                                                               phonenumbers.PhoneNumberFormat.E164]))
     if rng.random() < 0.1:
         text += f" ext. {rng.randint(100, 9999)}"
-    r.add(text, "PHONE_NUMBER")
+    r.add(text, "PHONE_NUMBER", "valid")
 
 
 def _card_number(rng: random.Random) -> tuple[str, tuple[int, ...]]:
@@ -275,32 +396,69 @@ def _pem(rng: random.Random) -> str:
     return f"-----BEGIN {kind}PRIVATE KEY-----\n{body}\n-----END {kind}PRIVATE KEY-----"
 
 
-_SECRET_KINDS: tuple[Callable[[random.Random], tuple[str, str, str]], ...] = (
-    lambda g: ("aws_access_key_id = ", "AKIA" + _chars(g, string.ascii_uppercase + "234567", 16), ""),
-    lambda g: ("AWS_SECRET_ACCESS_KEY=", _chars(g, _B64, 40), ""),
-    lambda g: ("GITHUB_TOKEN=", "ghp_" + _chars(g, _ALNUM, 36), ""),
-    lambda g: ("token ", f"github_pat_{_chars(g, _ALNUM, 22)}_{_chars(g, _ALNUM, 59)}", ""),
-    lambda g: ("slack bot token ", f"xoxb-{_digits(g, 12)}-{_digits(g, 13)}-{_chars(g, _ALNUM, 24)}", ""),
-    lambda g: ("OPENAI_API_KEY=", "sk-proj-" + _chars(g, _URLSAFE, 48) + _chars(g, _ALNUM, 8), ""),
-    lambda g: ("STRIPE_SECRET_KEY=", "sk_live_" + _chars(g, _ALNUM, 24), ""),
-    lambda g: ("maps key ", "AIza" + _chars(g, _URLSAFE, 34) + _chars(g, _ALNUM, 1), ""),
-    lambda g: ("Authorization: Bearer ", _jwt(g), ""),
-    lambda g: ('"client_secret": "', _chars(g, _ALNUM, 32), '"'),
-    lambda g: ("api_key: ", _chars(g, string.hexdigits.lower()[:16], 32), ""),
-    lambda g: ('{"user": "svc-deploy", "password": "', _chars(g, _ALNUM + "!#%&*", g.randint(12, 20)), '"}'),
-    lambda g: ("config.yaml:\n  auth:\n    token: ", _chars(g, _URLSAFE, 32), "\n"),
-    lambda g: ("password=", _chars(g, _ALNUM + "!#%&*", g.randint(10, 16)), ""),
-    lambda g: ("the API key is ", _chars(g, _ALNUM, 40), ""),
-    lambda g: ("", f"https://hooks.slack.com/services/T{_chars(g, string.ascii_uppercase + string.digits, 8)}/"
-                   f"B{_chars(g, string.ascii_uppercase + string.digits, 10)}/{_chars(g, _ALNUM, 24)}", ""),
-    lambda g: ("key file:\n", _pem(g), "\n"),
-)
+_UPPER_DIGITS = string.ascii_uppercase + string.digits
+_HEX = "0123456789abcdef"
+
+
+def _gcp_key_json(rng: random.Random) -> str:
+    body = "\\n".join(_chars(rng, _B64, 64) for _ in range(rng.randint(3, 6)))
+    return f"-----BEGIN PRIVATE KEY-----\\n{body}\\n-----END PRIVATE KEY-----\\n"
+
+
+# key family -> (text before, the secret, text after)
+_SECRET_KINDS: dict[str, Callable[[random.Random], tuple[str, str, str]]] = {
+    "aws_key_id": lambda g: ("aws_access_key_id = ", "AKIA" + _chars(g, string.ascii_uppercase + "234567", 16), ""),
+    "aws_key_id_any": lambda g: (g.choice(["key id ", "AWS key: ", "role creds "]),
+                                 g.choice(["AKIA", "ASIA", "AROA", "AIDA", "AGPA", "ANPA"])
+                                 + _chars(g, _UPPER_DIGITS, 16), ""),
+    "aws_secret": lambda g: ("AWS_SECRET_ACCESS_KEY=", _chars(g, _B64, 40), ""),
+    "aws_secret_near": lambda g: (g.choice(["aws secret access key: ", "the AWS secret is ", "aws creds "]),
+                                  _chars(g, _B64, 40), ""),
+    "github": lambda g: ("GITHUB_TOKEN=", "ghp_" + _chars(g, _ALNUM, 36), ""),
+    "github_pat": lambda g: ("token ", f"github_pat_{_chars(g, _ALNUM, 22)}_{_chars(g, _ALNUM, 59)}", ""),
+    "slack": lambda g: ("slack bot token ", f"xoxb-{_digits(g, 12)}-{_digits(g, 13)}-{_chars(g, _ALNUM, 24)}", ""),
+    "openai": lambda g: ("OPENAI_API_KEY=", "sk-proj-" + _chars(g, _URLSAFE, 48) + _chars(g, _ALNUM, 8), ""),
+    "stripe": lambda g: ("STRIPE_SECRET_KEY=", "sk_live_" + _chars(g, _ALNUM, 24), ""),
+    "google": lambda g: ("maps key ", "AIza" + _chars(g, _URLSAFE, 34) + _chars(g, _ALNUM, 1), ""),
+    "jwt": lambda g: ("Authorization: Bearer ", _jwt(g), ""),
+    "client_secret": lambda g: ('"client_secret": "', _chars(g, _ALNUM, 32), '"'),
+    "hex_api_key": lambda g: ("api_key: ", _chars(g, _HEX, 32), ""),
+    "json_password": lambda g: ('{"user": "svc-deploy", "password": "', _chars(g, _ALNUM + "!#%&*", g.randint(12, 20)),
+                                '"}'),
+    "yaml_token": lambda g: ("config.yaml:\n  auth:\n    token: ", _chars(g, _URLSAFE, 32), "\n"),
+    "password": lambda g: ("password=", _chars(g, _ALNUM + "!#%&*", g.randint(10, 16)), ""),
+    "prose_api_key": lambda g: ("the API key is ", _chars(g, _ALNUM, 40), ""),
+    "slack_webhook": lambda g: ("", f"https://hooks.slack.com/services/T{_chars(g, _UPPER_DIGITS, 8)}/"
+                                    f"B{_chars(g, _UPPER_DIGITS, 10)}/{_chars(g, _ALNUM, 24)}", ""),
+    "pem": lambda g: ("key file:\n", _pem(g), "\n"),
+    "gcp_service_account": lambda g: ('{"type": "service_account", "project_id": "billing-prod", "private_key": "',
+                                      _gcp_key_json(g), '", "token_uri": "https://oauth2.googleapis.com/token"}'),
+    "azure_storage": lambda g: ("DefaultEndpointsProtocol=https;AccountName=billingprod;AccountKey=",
+                                _chars(g, _B64, 86) + "==", ";EndpointSuffix=core.windows.net"),
+    "gitlab": lambda g: ("GITLAB_TOKEN=", "glpat-" + _chars(g, _URLSAFE, 20), ""),
+    "npm": lambda g: ("//registry.npmjs.org/:_authToken=", "npm_" + _chars(g, _ALNUM, 36), ""),
+    "pypi": lambda g: ("password = ", "pypi-AgEIcHlwaS5vcmc" + _chars(g, _URLSAFE, 60), ""),
+    "twilio": lambda g: ("twilio ", g.choice(["SK", "AC"]) + _chars(g, _HEX, 32), ""),
+    "sendgrid": lambda g: ("SENDGRID_API_KEY ", f"SG.{_chars(g, _URLSAFE, 22)}.{_chars(g, _URLSAFE, 43)}", ""),
+    "mailgun": lambda g: ("mailgun: ", "key-" + _chars(g, _HEX, 32), ""),
+    "huggingface": lambda g: ("HF token ", "hf_" + _chars(g, string.ascii_letters, 34), ""),
+    "databricks": lambda g: ("databricks host ok, ", "dapi" + _chars(g, _HEX, 32), ""),
+    "shopify": lambda g: ("shopify admin ", "shpat_" + _chars(g, _HEX, 32), ""),
+    "digitalocean": lambda g: ("doctl auth init -t ", "dop_v1_" + _chars(g, _HEX, 64), ""),
+    "atlassian": lambda g: ("jira ", "ATATT3xFfGF0" + _chars(g, _URLSAFE, 180) + "=" + _chars(g, "0123456789ABCDEF", 8),
+                            ""),
+    "url_password": lambda g: (f"{g.choice(['postgres', 'mysql', 'amqp', 'https', 'redis'])}://"
+                               f"{g.choice(['app', 'svc_ro', 'admin', 'deploy'])}:",
+                               _chars(g, _ALNUM, g.randint(8, 16)),
+                               f"@{g.choice(['db.internal', 'mq.prod.local', 'cache'])}:5432/app"),
+}
 
 
 def _secret(r: _Record) -> None:
-    before, value, after = r.rng.choice(_SECRET_KINDS)(r.rng)
+    family = r.rng.choice(sorted(_SECRET_KINDS))
+    before, value, after = _SECRET_KINDS[family](r.rng)
     r.add(before)
-    r.add(value, "SECRET")
+    r.add(value, "SECRET", family)
     r.add(after)
 
 
@@ -357,6 +515,17 @@ NEGATIVES: dict[str, Callable[[_Record], None]] = {
     "config_noise": _negative(lambda g: g.choice(["max_tokens=4096", "token_count: 2048", "password_reset=true",
                                                   "api_key=<redacted>", "secret: ${VAULT_SECRET}",
                                                   "session_timeout=3600", "password: ********"])),
+    "zip4": _negative(lambda g: f"{_digits(g, 5)}-{_digits(g, 4)}"),
+    "clock": _negative(lambda g: g.choice([f"{g.randint(0, 23):02d}:{g.randint(0, 59):02d}",
+                                           f"{g.randint(0, 23):02d}:{g.randint(0, 59):02d}:{g.randint(0, 59):02d}"])),
+    "case_ref": _negative(lambda g: g.choice([f"case #{_digits(g, 7)}", f"case {_digits(g, 3)}-{_digits(g, 3)}-"
+                                              f"{_digits(g, 4)}", f"order #{_digits(g, 10)}",
+                                              f"invoice {_digits(g, 3)}.{_digits(g, 3)}.{_digits(g, 4)}",
+                                              f"#{_digits(g, 3)}-{_digits(g, 3)}-{_digits(g, 4)}"])),
+    "dotted": _negative(lambda g: g.choice([f"{g.randint(1, 9)}.{g.randint(0, 99)}.{g.randint(0, 999)}."
+                                            f"{g.randint(0, 9999)}", f"{g.randint(2019, 2025)}.{g.randint(1, 12)}."
+                                            f"{g.randint(1, 28)}.{g.randint(1, 9)}"])),
+    "title_words": _negative(lambda g: g.choice(TITLE_WORDS)),
 }
 
 SLOTS: dict[str, Callable[[_Record], None]] = {
@@ -379,6 +548,9 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "Form rejected: SSN {bad_ssn} is not a valid number.",
         "The IBAN {bad_iban} failed the checksum, so we asked the customer to send it again.",
         "Order {order_id} shipped on {date}; invoice {invoice_id} totals {amount}.",
+        "Customer asked us to WhatsApp {PERSON} on {PHONE_NUMBER} instead of e-mail.",
+        "Re {case_ref}: the {title_words} page crashed at {clock}; ZIP {zip4}, build {dotted}.",
+        "Checksum mismatch on {case_ref}. Keys were rotated at {clock} and {title_words} is back.",
     ),
     "email": (
         "Hi {FIRST},\n\nThanks for the update on {ticket_id}. I'll review it before {date}.",
@@ -389,6 +561,9 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "Could you reset the VPN for {PERSON}? The gateway at {IP_ADDRESS} keeps rejecting the login.",
         "Dear {PERSON},\n\nyour card {CREDIT_CARD} was used for a payment of {amount}.",
         "The release notes for {version} are on the wiki; {tool} needs the new config.",
+        "Kind regards,\n{PERSON}\nMobile: {PHONE_NUMBER} | Fax: {PHONE_NUMBER}",
+        "Keys were rotated on {date}. Checksum verified against {sha}.\n\nThanks,\nRegards",
+        "{title_words} is down again, see {case_ref}; ETA {clock}, build {dotted}.",
     ),
     "hr_note": (
         "Onboarding: {PERSON}, start date {date}, SSN {US_SSN}, payroll IBAN {IBAN_CODE}.",
@@ -398,6 +573,8 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "Expense claim {invoice_id} from {PERSON}: corporate card {CREDIT_CARD}, {amount}.",
         "Background check for {PERSON} cleared on {date}; personal email {EMAIL_ADDRESS}.",
         "Headcount plan {version} approved; {duration} hours of training budgeted.",
+        "New hire {PERSON} (mobile {PHONE_NUMBER}) joins {PERSON}'s team on {date}.",
+        "Payroll export checksum {sha} verified; {title_words} updated at {clock}, ZIP {zip4}.",
     ),
     "log": (
         "{timestamp} INFO auth: login ok user={EMAIL_ADDRESS} src={IP_ADDRESS} request_id={uuid}",
@@ -409,6 +586,8 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "{timestamp} WARN secrets-scan: found {SECRET} in repo infra, commit {sha}",
         "{timestamp} INFO kyc: verified {PERSON} phone={PHONE_NUMBER} iban={IBAN_CODE}",
         "{timestamp} INFO db: {tool} replica lag {duration} ms on port {port}",
+        "{timestamp} INFO billing: {case_ref} amount={amount} zip={zip4} took {clock} build={dotted}",
+        "{timestamp} WARN notify: sms to {PHONE_NUMBER} failed for user {EMAIL_ADDRESS}",
     ),
     "chat": (
         "{FIRST}: can someone rotate this? {SECRET} leaked in #general",
@@ -417,6 +596,8 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "{FIRST}: I'll pair with {PERSON} on {ticket_id} tomorrow",
         "{FIRST}: customer says card {bad_card} keeps failing, and it fails the checksum",
         "{FIRST}: merged {sha}, {tool} is green, shipping {version}",
+        "{FIRST}: ☎ {PHONE_NUMBER} is {PERSON}'s cell, call after {clock}",
+        "{FIRST}: {title_words} looks fine after {dotted}, see {case_ref}",
     ),
 }
 _JOINERS = {"ticket": " ", "email": "\n\n", "hr_note": " ", "log": "\n", "chat": "\n"}
