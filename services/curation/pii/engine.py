@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import spacy
@@ -22,6 +23,7 @@ from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
 from spacy.tokens import Doc
 
+from services.curation.pii.name_recognizers import may_hold_ner_name
 from services.curation.pii.recognizers import build_recognizers
 
 LANGUAGE = "en"
@@ -64,6 +66,23 @@ class NerOnlySpacyNlpEngine(SpacyNlpEngine):
         nlp = spacy.load(self._model_path, exclude=["tok2vec", "tagger", "parser", "senter",
                                                     "attribute_ruler", "lemmatizer"])
         self.nlp = {LANGUAGE: nlp}  # type: ignore[assignment]  # the base class declares it as None
+
+    def process_batch(self, texts: Iterable[str], language: str, batch_size: int = 1,  # type: ignore[override]
+                      n_process: int = 1, as_tuples: bool = False) -> Iterator[tuple[str, NlpArtifacts]]:
+        """Presidio's batch processing, with the NER model run only on texts that could name a person.
+
+        The rest get the tokenizer only (offsets and lemmas for the context enhancer, no
+        entities), which gives the same detections: see ``may_hold_ner_name``.
+        """
+        if as_tuples or n_process != 1:
+            raise ValueError("NerOnlySpacyNlpEngine.process_batch takes plain texts, in this process")
+        nlp = self.nlp[language]  # type: ignore[index]
+        texts = list(texts)
+        needs_ner = [may_hold_ner_name(text) for text in texts]
+        recognised = nlp.pipe((t for t, need in zip(texts, needs_ner) if need), batch_size=batch_size)
+        for text, need in zip(texts, needs_ner):
+            doc = next(recognised) if need else nlp.make_doc(text)
+            yield text, self._doc_to_nlp_artifact(doc, language)
 
     def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
         entities = []

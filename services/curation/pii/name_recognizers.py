@@ -92,6 +92,21 @@ def trim_common_words(text: str, start: int, end: int, lexicon: NameLexicon) -> 
     return words[0][0], words[-1][0] + len(_bare(text[words[-1][0]:words[-1][1]]))
 
 
+_CAPITALISED = regex.compile(r"\p{Lu}[\p{L}\p{M}'’\-]*")
+
+
+def may_hold_ner_name(text: str, lexicon: NameLexicon | None = None) -> bool:
+    """Whether spaCy NER could add a PERSON that :class:`NameShapedSpacyRecognizer` keeps.
+
+    Every span it keeps has a capitalised word that is not a common word (see
+    :func:`trim_common_words`), so a text without one -- most answers, subject lines, code
+    -- needs no NER pass at all (NER is most of the PII stage's time). The check finds
+    capitalised runs anywhere, also inside tokens, so it errs towards running NER.
+    """
+    lexicon = lexicon or name_lexicon()
+    return any(not lexicon.is_common(_bare(m.group())) for m in _CAPITALISED.finditer(text))
+
+
 class NameShapedSpacyRecognizer(SpacyRecognizer):
     """spaCy PERSON entities, trimmed to name-shaped, non-dictionary words (see the module docstring)."""
 

@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WORKERS_ENV = "PRIVTUNE_PII_WORKERS"
-_BLOCKED_MODULES = ("torch", "transformers")   # never needed by the analyzer; see the module docstring
+_BLOCKED_MODULES = ("torch", "transformers")
+_ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")   # read when numpy loads   # never needed by the analyzer; see the module docstring
 _CACHE_ENTRIES = 4096          # per worker and configuration
 _CACHE_MAX_CHARS = 2048        # longer texts are rarely repeated verbatim and would make the cache large
 _PARENT_POLL_S = 0.5
@@ -92,6 +93,8 @@ def default_workers() -> int:
 
 def _init_worker(parent: int) -> None:
     """Runs first in every worker: keep torch out, keep record text out of logs, die with the parent."""
+    for variable in _ONE_THREAD:   # one worker per core already: BLAS threads would only fight each other
+        os.environ[variable] = "1"
     for name in _BLOCKED_MODULES:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # None makes `import torch` fail fast
     logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)
@@ -109,7 +112,7 @@ def _exit_when_orphaned(parent: int) -> None:
     os._exit(0)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)   # a job's caches go once two other jobs have used the worker
 def _worker_state(config_json: str, salt: str) -> tuple[object, collections.OrderedDict[str, object]]:
     from services.curation.pii.redact import PiiRedactor   # imported here: spaCy loads in workers only
 
@@ -250,5 +253,7 @@ class PiiPool:
             raise PiiWorkerError(_DIED) from exc
 
 
-_DIED = ("a PII worker process died (killed, out of memory, or a native crash); the job was stopped before "
-         f"writing anything and can be retried. If it repeats, lower {WORKERS_ENV} or give the worker more memory")
+_DIED = ("a PII worker process died (killed, out of memory, or a native crash) or could not start; the job was "
+         f"stopped before writing anything and can be retried. If it repeats, lower {WORKERS_ENV} or give the worker "
+         "more memory. Workers are spawned, so a script that runs curation must do so under "
+         "`if __name__ == \"__main__\":` (see the worker's error above)")

@@ -170,8 +170,8 @@ _GLUED = set("-/#.,$€£@%_")   # a number right after these is part of an id (
 # The shortest number ``phonenumbers`` accepts as valid in any region has 7 digits with its country
 # code (Niue, Tokelau: +683 1234), and written phone numbers separate their digit groups by at most
 # a few characters ("(415) 555-2671", "+44 (0)20 ..."). Texts without such a run -- most record
-# fields -- skip the matcher, which otherwise scans every text once per region (a third of the
-# PII stage's time).
+# fields -- skip the matcher, which otherwise parses every candidate once per region (a third of
+# the PII stage's time); so do the later regions' passes once every such run has matched.
 _PHONE_DIGITS = regex.compile(r"\d(?:[^\d\n]{0,3}\d){6}")
 
 
@@ -190,9 +190,16 @@ class StrictPhoneRecognizer(PhoneRecognizer):
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
                 ) -> list[RecognizerResult]:
-        if not _PHONE_DIGITS.search(text):
-            return []   # no 7 digits close together: nothing for the (slow) matcher to find
-        results = super().analyze(text, entities, nlp_artifacts)  # type: ignore[arg-type]  # None is its default
+        results = []
+        unmatched = text
+        for region in self.supported_regions:
+            if not _PHONE_DIGITS.search(unmatched):
+                break   # no 7 digits close together left: nothing for the (slow) matcher to find
+            matches = list(phonenumbers.PhoneNumberMatcher(unmatched, region, leniency=self.leniency))
+            for match in matches:
+                results.append(self._get_recognizer_result(match, text, region, nlp_artifacts))
+                # An international number matches in every region's pass: parse it once.
+                unmatched = unmatched[:match.start] + " " * (match.end - match.start) + unmatched[match.end:]
         return [r for r in results if (r.start == 0 or not (text[r.start - 1].isalnum() or text[r.start - 1] in _GLUED))
                 and not is_embedded(text, r.start, r.end)]
 
