@@ -1,7 +1,7 @@
 """`make demo`: the platform end to end on the embedded default, in one process.
 
 Stages so far: register a tenant's raw dataset through the gRPC API, curate it into a
-content-addressed dataset version (PII redaction, dedupe, quality filters, recipes),
+content-addressed dataset version (PII surrogates, dedupe, quality filters, recipes),
 estimate and submit a LoRA job on SmolLM2-135M-Instruct through the orchestrator's
 TrainingService (policy, privacy ledger, scheduler, the gpu_worker pool over the bus),
 register the adapter as a model version, move an alias and query its lineage, read
@@ -348,7 +348,8 @@ def run(data_dir: Path) -> int:
         stream.cancel()
         print(f"{first.type} v{first.aggregate_version} subject={first.subject} actor={first.actor}")
 
-        step(6, "curate it into a dataset version (CurationService): PII redacted, duplicates and junk dropped")
+        step(6, "curate it into a dataset version (CurationService): PII replaced by realistic surrogates, "
+                "duplicates and junk dropped")
         curation = cpb_grpc.CurationServiceStub(channel)
         job = curation.CreateCurationJob(cpb.CreateCurationJobRequest(
             dataset_id=dataset.dataset_id, config=config_pb.CurationConfig(
@@ -366,7 +367,7 @@ def run(data_dir: Path) -> int:
         report = json.loads((version_dir / "report.json").read_text())
         print(f"dataset version {job.dataset_version_id}")
         print(f"  examples: train {report['examples']['train']}, holdout {report['examples']['holdout']}")
-        print(f"  PII redacted: {report['pii']['found_by_type']}")
+        print(f"  PII replaced by surrogates: {report['pii']['found_by_type']}")
         print(f"  dropped as duplicates: {report['dedupe']['dropped']}; quarantined: {report['quarantine']['by_code']}")
         print(f"  report: {version_dir / 'report.html'}")
         first = (version_dir / "train-00000.jsonl").read_text().splitlines()[0]

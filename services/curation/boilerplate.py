@@ -23,6 +23,7 @@ import re
 
 _MAX_SIGNATURE_LINES = 12        # lines after a sign-off that can still be a signature block
 _MAX_SIGNATURE_LINE_WORDS = 14   # a longer line after a sign-off is content, not a signature
+_MAX_SIGN_OFF_WORDS = 3          # "Best regards," / "Many thanks, Ana" / "Mit freundlichen Grüßen"
 _MAX_PASSES = 4                  # footer, then signature, then a tagline above it, ...
 _MAX_CONTACT_LINES = 8           # a trailing paragraph this short, with contact details, is a signature
 _NOTICE_LINES = 60               # trailing notices are looked for in this many last lines
@@ -101,7 +102,11 @@ def strip_boilerplate(text: str) -> str:
         lines, lowered = _drop_signature(lines, lowered)
         if len(lines) == before:
             break
-    return "\n".join(lines)
+    stripped = "\n".join(lines)
+    # Boilerplate frames a message; it is never the whole of it. A text that would lose everything
+    # (a short note whose first line happens to read "Thanks for the update.") is compared as it is,
+    # so unrelated short messages never share the empty text's digest.
+    return stripped if stripped.strip() else text
 
 
 def _drop_header_blocks(lines: list[str], lowered: list[str]) -> tuple[list[str], list[str]]:
@@ -155,8 +160,9 @@ def _drop_signature(lines: list[str], lowered: list[str]) -> tuple[list[str], li
     """Cut at a ``-- `` delimiter or a sign-off line when only short lines follow it."""
     for index in range(max(0, len(lines) - _MAX_SIGNATURE_LINES - 1), len(lines)):
         line = lowered[index]
-        if not (_SIGNATURE_DELIMITER.match(line.rstrip()) or _SIGN_OFF.match(line)):
-            continue
+        if index == 0 or not (_SIGNATURE_DELIMITER.match(line.rstrip())
+                              or (_SIGN_OFF.match(line) and len(line.split()) <= _MAX_SIGN_OFF_WORDS)):
+            continue        # a sign-off closes content above it, and is short ("Thanks for the update." is content)
         if all(len(rest.split()) <= _MAX_SIGNATURE_LINE_WORDS for rest in lowered[index + 1:]):
             return lines[:index], lowered[:index]
     return _drop_contact_block(lines, lowered)

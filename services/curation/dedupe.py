@@ -203,8 +203,12 @@ def fact_sketch(normalised: str) -> np.ndarray:
     return np.unique(np.array(elements, dtype=np.uint32))[:_FACTS]
 
 
+_MAX_UNSHARED_FACTS = 1   # numbers one side states and the other does not, beyond which texts differ in fact
+
+
 def facts_overlap(left: np.ndarray, right: np.ndarray) -> float:
-    """Share of the smaller fact sketch found in the other; 1.0 when either text states no number.
+    """Share of the smaller fact sketch found in the other; 1.0 when either text states no number, and
+    0.0 when either states more than one number the other does not.
 
     A full sketch (16 elements) holds only the 16 smallest hashes, so both are compared
     below the smaller of their largest hashes, where each is complete.
@@ -214,7 +218,12 @@ def facts_overlap(left: np.ndarray, right: np.ndarray) -> float:
     limit = min(left[-1] if len(left) == _FACTS else _NO_FACT, right[-1] if len(right) == _FACTS else _NO_FACT)
     left, right = left[left <= limit], right[right <= limit]
     smaller = min(len(left), len(right))
-    return len(np.intersect1d(left, right, assume_unique=True)) / smaller if smaller else 1.0
+    if not smaller:
+        return 1.0
+    shared = len(np.intersect1d(left, right, assume_unique=True))
+    if max(len(left), len(right)) - shared > _MAX_UNSHARED_FACTS:
+        return 0.0   # a form letter: many fixed numbers shared, yet the account, fee and balance differ
+    return shared / smaller
 
 
 def shingle_hashes(normalised: str, size: int, unit: str = "word") -> np.ndarray:
@@ -327,10 +336,15 @@ class Deduper:
         self._exact_count = 0
         self._near_count = 0
 
-    def check(self, doc_id: str, text: str) -> DedupeVerdict:
-        """Classify ``text`` against everything seen so far, then remember it."""
+    def check(self, doc_id: str, text: str, prose: bool = True) -> DedupeVerdict:
+        """Classify ``text`` against everything seen so far, then remember it.
+
+        ``prose=False`` (source code) keeps every line: ``-- `` opens a comment there, not a signature.
+        """
         self._documents += 1
-        normalised = normalise_text(text, self.config.strip_boilerplate)
+        normalised = normalise_text(text, self.config.strip_boilerplate and prose)
+        if not normalised:
+            return UNIQUE   # nothing comparable (only symbols or whitespace): never a copy of another such text
         digest = exact_digest(normalised) if self.config.exact else b""
         if digest:
             kept = self._exact.get(digest)

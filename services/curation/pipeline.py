@@ -64,6 +64,33 @@ def _replace_strings(value: object, replacements: Iterator[str], key: str = "") 
     return value
 
 
+_LONE_SURROGATE = ("the record holds a \\uD800-\\uDFFF escape that is half of a character (a UTF-16 surrogate "
+                   "without its pair), which no later stage can encode; fix the exporter or remove the record")
+
+
+def _encodable(text: str, fields: Mapping[str, object]) -> bool:
+    """Whether every string of a document is valid Unicode (JSON can carry lone surrogates: ``"\\ud800"``)."""
+    try:
+        text.encode("utf-8")
+        for value in _all_strings(fields):
+            value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _all_strings(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield str(k)
+            yield from _all_strings(v)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _all_strings(item)
+
+
 class Curator:
     """One curation job's stages, configured once."""
 
@@ -83,12 +110,15 @@ class Curator:
                 self.report.quarantine(item)
                 continue
             self.report.documents += 1
+            if not _encodable(item.text, item.fields):
+                self.report.quarantine(Quarantined(item.provenance, "bad_encoding", _LONE_SURROGATE))
+                continue
             verdict = self.quality.check(item.text)
             if not verdict.keep:
                 self.report.drop_for_quality(item.provenance, verdict.reason)
                 continue
             doc_id = item.doc_id
-            dup = self.deduper.check(doc_id, item.text)
+            dup = self.deduper.check(doc_id, item.text, prose=item.kind != "code")
             if dup.duplicate:
                 self.report.drop_as_duplicate(item.provenance, dup.kind, dup.of)
                 continue

@@ -218,6 +218,42 @@ def test_symlinks_cannot_lead_out_of_a_folder(tmp_path: Path) -> None:
         resolve_dataset(f"{acme.uri}link", root, "acme")
 
 
+def test_a_file_swapped_for_a_symlink_while_being_opened_is_never_followed(tmp_path: Path) -> None:
+    """The attacker's race: flip an object between a file and a symlink to another tenant's file while
+    opening it, many times. Every open reads the tenant's own bytes or is refused; none leaks."""
+    import threading
+
+    root = f"file://{tmp_path}"
+    acme = open_tenant_storage(root, "acme")
+    acme.write("d/a.txt", b"own text")
+    open_tenant_storage(root, "globex").write("s.txt", b"GLOBEX SECRET")
+    path, secret = tmp_path / "acme" / "d" / "a.txt", tmp_path / "globex" / "s.txt"
+    stop = threading.Event()
+
+    def flip() -> None:
+        while not stop.is_set():
+            link, copy = path.with_suffix(".l"), path.with_suffix(".f")
+            link.symlink_to(secret)
+            link.replace(path)
+            copy.write_bytes(b"own text")
+            copy.replace(path)
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    read = refused = 0
+    try:
+        while read < 200 or refused < 200:
+            try:
+                with acme.open("d/a.txt") as fh:
+                    assert fh.read() == b"own text"
+                read += 1
+            except (PermissionDenied, NotFound):
+                refused += 1
+    finally:
+        stop.set()
+        flipper.join()
+
+
 def test_parsers_read_zip_and_pdf_objects_through_the_backend(backend: Backend) -> None:
     from fpdf import FPDF
 

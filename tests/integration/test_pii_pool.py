@@ -66,7 +66,7 @@ def test_a_killed_worker_fails_the_job_clearly_and_the_next_job_gets_a_fresh_poo
 def test_workers_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(WORKERS_ENV, "3")
     assert default_workers() == 3
-    for bad in ("0", "-2", "two"):
+    for bad in ("0", "-2", "two", "65", "100000"):
         monkeypatch.setenv(WORKERS_ENV, bad)
         with pytest.raises(ValueError, match=WORKERS_ENV):
             default_workers()

@@ -131,3 +131,14 @@ def test_the_name_lexicon_separates_names_from_words() -> None:
     assert lexicon.is_common("checksum") and lexicon.is_common("Keys") and lexicon.is_common("Regards")
     assert not lexicon.is_common("Grace")            # a name first: "Grace Hopper"
     assert lexicon.is_core_common("Kafka") and not lexicon.is_name("he")
+
+
+def test_a_record_longer_than_spacys_limit_is_still_treated() -> None:
+    """spaCy refuses texts over 1,000,000 characters by default; the parser's limit allows more."""
+    from services.curation.pii import PiiConfig, PiiRedactor
+
+    text = "Hi Priya Raman, call me on (415) 555-2671. " + "lorem ipsum dolor " * 60_000
+    assert len(text) > 1_000_000
+    redactor = PiiRedactor(PiiConfig(mode="redact"))
+    for result in (redactor.redact(text), next(redactor.redact_many([text]))):
+        assert result.text is not None and result.text.startswith("Hi <PERSON>, call me on <PHONE_NUMBER>.")

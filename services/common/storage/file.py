@@ -8,9 +8,11 @@ leaves the tenant's folder is refused.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
+import stat
 import uuid
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
@@ -136,14 +138,46 @@ class FileStorage:
                                              "copy the file here instead")
 
     def open(self, key: str) -> BinaryIO:
-        path = self._path(key)
+        """The object's bytes, opened without following any symlink on the way.
+
+        Checking the path first and opening it after would race with a rename: a file
+        swapped for a symlink in between would be followed out of the tenant's folder.
+        So the folders are opened one by one from the root and the file last, each with
+        ``O_NOFOLLOW``, and only a regular file is accepted (a FIFO would hang the reader).
+
+        Raises:
+            NotFound: no regular file at ``key``.
+            PermissionDenied: reason OUTSIDE_TENANT_STORAGE, a symlink is on the way.
+        """
+        self._path(key)   # lexical and resolved checks, with their clear errors
         try:
-            if os.path.islink(path) or not os.path.isfile(path):
-                raise FileNotFoundError(path)
-            return open(path, "rb")
+            fd = self._open_beneath(validate_key(key).split("/"))
         except FileNotFoundError:
             raise NotFound(f"no object {limits.quote(key)} in the tenant's storage; list the storage to see what is "
                            "there") from None
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise PermissionDenied(f"object key {limits.quote(key)} passes through a symlink, which is never "
+                                       "followed; store the data itself inside the tenant's folder",
+                                       reason="OUTSIDE_TENANT_STORAGE") from None
+            raise
+        return os.fdopen(fd, "rb")
+
+    def _open_beneath(self, parts: list[str]) -> int:
+        directory = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in parts[:-1]:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
+                os.close(directory)
+                directory = inner
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=directory)
+        finally:
+            os.close(directory)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise FileNotFoundError(parts[-1])
+        os.set_blocking(fd, True)
+        return fd
 
     def exists(self, key: str) -> bool:
         path = self._path(key)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import BinaryIO, Callable, Iterator
 
-from services.common.errors import NotFound, PrivtuneError
+from services.common.errors import NotFound, PermissionDenied, PrivtuneError
 from services.common.storage import RejectedEntry, TenantStorage
 from services.curation.documents import Document, Provenance, Quarantined
 from services.curation.parsers import archive, code, csv, html, json_document, jsonl, markdown, pdf, text
@@ -88,6 +88,10 @@ def parse_object(storage: TenantStorage, key: str, format_hint: str = "", config
     except NotFound:
         yield Quarantined(base, "missing_object", "the object was deleted after the dataset was listed; "
                                                   "re-upload it or re-register the dataset")
+        return
+    except PermissionDenied:   # replaced by a symlink after the listing: never followed, reported like one
+        yield Quarantined(base, "outside_boundary", "the object became a symlink after the dataset was listed and "
+                                                    "was not read; store the data itself inside the tenant's folder")
         return
     job = _Job(config, normalize_hint(format_hint), archive.Budget(config.max_archive_bytes))
     with stream:

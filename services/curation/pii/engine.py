@@ -31,6 +31,12 @@ LANGUAGE = "en"
 # default threshold but below validated structured matches, so when an NER guess overlaps an IP
 # address or a secret (spaCy tags random tokens as names), the merged span keeps the better label.
 NER_SCORE = 0.55
+# spaCy refuses texts over nlp.max_length (1,000,000 characters by default), which is less than the
+# parser's record limit allows (max_record_bytes, 1 MiB by default, raisable): such a record would
+# fail the whole job. NER's memory grows with the text, so records over NER_MAX_CHARS get the
+# tokenizer only; their names are then found by the name list and cue recognizers, not by NER.
+NER_MAX_CHARS = 200_000
+TOKENIZE_MAX_CHARS = 2**31 - 1
 _NER_LABELS = {"PERSON": "PERSON"}   # spaCy label -> Presidio entity; other labels are ignored
 # Presidio logs the words around each match at DEBUG ("Context list is: ..."): record text must
 # never reach logs, so its loggers stay at WARNING even when the application logs at DEBUG.
@@ -65,7 +71,12 @@ class NerOnlySpacyNlpEngine(SpacyNlpEngine):
     def load(self) -> None:
         nlp = spacy.load(self._model_path, exclude=["tok2vec", "tagger", "parser", "senter",
                                                     "attribute_ruler", "lemmatizer"])
+        nlp.max_length = TOKENIZE_MAX_CHARS   # the tokenizer is linear; NER is kept to NER_MAX_CHARS
         self.nlp = {LANGUAGE: nlp}  # type: ignore[assignment]  # the base class declares it as None
+
+    def process_text(self, text: str, language: str) -> NlpArtifacts:
+        """One text, by the same rules as :meth:`process_batch` (NER only where it can matter)."""
+        return next(self.process_batch([text], language))[1]
 
     def process_batch(self, texts: Iterable[str], language: str, batch_size: int = 1,  # type: ignore[override]
                       n_process: int = 1, as_tuples: bool = False) -> Iterator[tuple[str, NlpArtifacts]]:
@@ -78,7 +89,7 @@ class NerOnlySpacyNlpEngine(SpacyNlpEngine):
             raise ValueError("NerOnlySpacyNlpEngine.process_batch takes plain texts, in this process")
         nlp = self.nlp[language]  # type: ignore[index]
         texts = list(texts)
-        needs_ner = [may_hold_ner_name(text) for text in texts]
+        needs_ner = [len(text) <= NER_MAX_CHARS and may_hold_ner_name(text) for text in texts]
         recognised = nlp.pipe((t for t, need in zip(texts, needs_ner) if need), batch_size=batch_size)
         for text, need in zip(texts, needs_ner):
             doc = next(recognised) if need else nlp.make_doc(text)

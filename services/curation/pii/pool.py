@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WORKERS_ENV = "PRIVTUNE_PII_WORKERS"
+MAX_WORKERS = 64
 _BLOCKED_MODULES = ("torch", "transformers")
 _ONE_THREAD = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")   # read when numpy loads   # never needed by the analyzer; see the module docstring
 _CACHE_ENTRIES = 4096          # per worker and configuration
@@ -84,8 +85,9 @@ def default_workers() -> int:
     except ValueError:
         raise ValueError(f"{WORKERS_ENV}={raw!r} is not a whole number; set it to the number of PII worker "
                          "processes (1 or more) or unset it for one per core") from None
-    if value < 1:
-        raise ValueError(f"{WORKERS_ENV}={value} must be 1 or more (unset it for one per core)")
+    if not 1 <= value <= MAX_WORKERS:
+        raise ValueError(f"{WORKERS_ENV}={value} must be between 1 and {MAX_WORKERS} (each worker holds ~220 MB; "
+                         f"this machine has {usable_cores()} usable cores); unset it for one per core")
     return value
 
 
@@ -205,8 +207,8 @@ class PiiPool:
             ValueError: ``workers`` < 1, or ``PRIVTUNE_PII_WORKERS`` is not a positive number.
         """
         self.workers = default_workers() if workers is None else workers
-        if self.workers < 1:
-            raise ValueError(f"PiiPool needs at least 1 worker, got {self.workers}")
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ValueError(f"PiiPool needs 1 to {MAX_WORKERS} workers, got {self.workers}")
         self._config_json = config.model_dump_json()   # the salt is excluded from dumps ...
         self._salt = config.salt                         # ... and travels separately
 

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+import regex
 from presidio_analyzer import AnalyzerEngine, RecognizerResult
 from presidio_anonymizer import AnonymizerEngine, OperatorConfig
 from presidio_anonymizer.entities import RecognizerResult as AnonymizerSpan
@@ -65,6 +66,46 @@ def _merge(group: list[Detection]) -> Detection:
     return Detection(best.entity, min(d.start for d in group), max(d.end for d in group), best.score)
 
 
+_MENTION_ENTITIES = frozenset({"PERSON", "EMAIL_ADDRESS"})
+_MAX_MENTION_WORDS = 32        # distinct words looked for per text
+_NAME_PART = regex.compile(r"[\p{L}\p{M}][\p{L}\p{M}'’\-]{2,}")
+
+
+def other_mentions(text: str, detections: list[Detection]) -> list[Detection]:
+    """Further mentions of detected names and addresses in the same text, where no recognizer fired.
+
+    "Maria called ... and Maria again": the second "Maria" has no cue, so only the first is
+    found, and the record would keep the name next to its surrogate. Each detected name
+    (and each of its words of 3+ letters that is not a common word) and each detected
+    address is looked for again, whole-word and case-insensitively, and every mention is
+    treated like the first.
+    """
+    from services.curation.pii.name_lexicon import name_lexicon
+
+    lexicon = name_lexicon()
+    wanted: dict[str, Detection] = {}
+    for d in detections:
+        if d.entity not in _MENTION_ENTITIES:
+            continue
+        value = text[d.start:d.end]
+        wanted.setdefault(value.casefold(), d)
+        if d.entity == "PERSON":
+            for part in _NAME_PART.findall(value):
+                if not lexicon.is_common(part):
+                    wanted.setdefault(part.casefold(), d)
+    if not wanted:
+        return []
+    words = sorted(wanted, key=len, reverse=True)[:_MAX_MENTION_WORDS]
+    pattern = regex.compile(r"(?<![\w@.\-])(?:" + "|".join(regex.escape(w) for w in words) + r")(?![\w@\-])",
+                            regex.IGNORECASE)
+    mentions = []
+    for match in pattern.finditer(text):
+        source = wanted.get(match.group().casefold())
+        if source is not None:
+            mentions.append(Detection(source.entity, match.start(), match.end(), source.score))
+    return mentions
+
+
 def _tag(entity: str, value: str) -> str:
     return f"<{entity}>{value}</{entity}>"
 
@@ -109,7 +150,7 @@ class PiiRedactor:
 
     def detect(self, text: str) -> list[Detection]:
         """Non-overlapping PII spans in ``text``, in order."""
-        return self._detections(self._analyzer.analyze(
+        return self._detections(text, self._analyzer.analyze(
             text=text, language=LANGUAGE, entities=self.config.entities,
             score_threshold=self.config.score_threshold))
 
@@ -119,7 +160,7 @@ class PiiRedactor:
         iterator = iter(texts)
         while batch := list(itertools.islice(iterator, BATCH_SIZE)):
             for text, artifacts in nlp_engine.process_batch(batch, language=LANGUAGE, batch_size=BATCH_SIZE):
-                yield self._detections(self._analyzer.analyze(
+                yield self._detections(text, self._analyzer.analyze(
                     text=text, language=LANGUAGE, entities=self.config.entities,
                     score_threshold=self.config.score_threshold, nlp_artifacts=artifacts))
 
@@ -134,8 +175,9 @@ class PiiRedactor:
             yield self._apply(text, detections)
 
     @staticmethod
-    def _detections(results: list[RecognizerResult]) -> list[Detection]:
-        return resolve_overlaps(Detection(r.entity_type, r.start, r.end, r.score) for r in results)
+    def _detections(text: str, results: list[RecognizerResult]) -> list[Detection]:
+        found = resolve_overlaps(Detection(r.entity_type, r.start, r.end, r.score) for r in results)
+        return resolve_overlaps([*found, *other_mentions(text, found)]) if found else found
 
     def _apply(self, text: str, detections: list[Detection]) -> PiiResult:
         found = dict(Counter(d.entity for d in detections))
