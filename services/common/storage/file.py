@@ -149,17 +149,17 @@ class FileStorage:
             NotFound: no regular file at ``key``.
             PermissionDenied: reason OUTSIDE_TENANT_STORAGE, a symlink is on the way.
         """
-        self._path(key)   # lexical and resolved checks, with their clear errors
+        parts = validate_key(key).split("/")   # no resolving here: a path checked, then opened, can change between
         try:
-            fd = self._open_beneath(validate_key(key).split("/"))
+            fd = self._open_beneath(parts)
         except FileNotFoundError:
             raise NotFound(f"no object {limits.quote(key)} in the tenant's storage; list the storage to see what is "
                            "there") from None
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise PermissionDenied(f"object key {limits.quote(key)} passes through a symlink, which is never "
-                                       "followed; store the data itself inside the tenant's folder",
-                                       reason="OUTSIDE_TENANT_STORAGE") from None
+                raise PermissionDenied(f"object key {limits.quote(key)} is or passes through a symlink, which could "
+                                       "lead outside the tenant's storage and is never followed; store the data "
+                                       "itself inside the tenant's folder", reason="OUTSIDE_TENANT_STORAGE") from None
             raise
         return os.fdopen(fd, "rb")
 
