@@ -74,6 +74,19 @@ class NerOnlySpacyNlpEngine(SpacyNlpEngine):
         nlp.max_length = TOKENIZE_MAX_CHARS   # the tokenizer is linear; NER is kept to NER_MAX_CHARS
         self.nlp = {LANGUAGE: nlp}  # type: ignore[assignment]  # the base class declares it as None
 
+    def tokenized(self, text: str, language: str) -> NlpArtifacts:
+        """Artifacts from the tokenizer alone: offsets and lemmas for the context enhancer, no entities."""
+        return self._doc_to_nlp_artifact(self.nlp[language].make_doc(text), language)  # type: ignore[index]
+
+    def recognised(self, texts: list[str], language: str, batch_size: int) -> Iterator[NlpArtifacts]:
+        """Artifacts with NER entities (texts over ``NER_MAX_CHARS`` get the tokenizer only)."""
+        nlp = self.nlp[language]  # type: ignore[index]
+        long_ones = {i for i, text in enumerate(texts) if len(text) > NER_MAX_CHARS}
+        docs = nlp.pipe((t for i, t in enumerate(texts) if i not in long_ones), batch_size=batch_size)
+        for i, text in enumerate(texts):
+            doc = nlp.make_doc(text) if i in long_ones else next(docs)
+            yield self._doc_to_nlp_artifact(doc, language)
+
     def process_text(self, text: str, language: str) -> NlpArtifacts:
         """One text, by the same rules as :meth:`process_batch` (NER only where it can matter)."""
         return next(self.process_batch([text], language))[1]

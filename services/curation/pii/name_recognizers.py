@@ -25,6 +25,8 @@ lean on :mod:`services.curation.pii.name_lexicon`:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import regex
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
@@ -95,16 +97,23 @@ def trim_common_words(text: str, start: int, end: int, lexicon: NameLexicon) -> 
 _CAPITALISED = regex.compile(r"\p{Lu}[\p{L}\p{M}'’\-]*")
 
 
-def may_hold_ner_name(text: str, lexicon: NameLexicon | None = None) -> bool:
+def may_hold_ner_name(text: str, lexicon: NameLexicon | None = None,
+                      covered: Sequence[tuple[int, int]] = ()) -> bool:
     """Whether spaCy NER could add a PERSON that :class:`NameShapedSpacyRecognizer` keeps.
 
     Every span it keeps has a capitalised word that is not a common word (see
     :func:`trim_common_words`), so a text without one -- most answers, subject lines, code
     -- needs no NER pass at all (NER is most of the PII stage's time). The check finds
     capitalised runs anywhere, also inside tokens, so it errs towards running NER.
+
+    Words inside ``covered`` spans (what the other recognizers already found: "Maria Lopez"
+    from the name list) do not count: a span NER could add would have its edge words there,
+    so it would only merge with what is already replaced.
     """
     lexicon = lexicon or name_lexicon()
-    return any(not lexicon.is_common(_bare(m.group())) for m in _CAPITALISED.finditer(text))
+    return any(not lexicon.is_common(_bare(m.group()))
+               and not any(start <= m.start() and m.end() <= end for start, end in covered)
+               for m in _CAPITALISED.finditer(text))
 
 
 class NameShapedSpacyRecognizer(SpacyRecognizer):

@@ -15,6 +15,8 @@ from presidio_anonymizer.entities import RecognizerResult as AnonymizerSpan
 
 from services.curation.pii.config import PiiConfig
 from services.curation.pii.engine import LANGUAGE, analyzer_engine
+from services.curation.pii.name_lexicon import name_lexicon
+from services.curation.pii.name_recognizers import NameShapedSpacyRecognizer, may_hold_ner_name
 from services.curation.pii.pseudonyms import pseudonym
 from services.curation.pii.surrogates import surrogate
 
@@ -80,8 +82,6 @@ def other_mentions(text: str, detections: list[Detection]) -> list[Detection]:
     address is looked for again, whole-word and case-insensitively, and every mention is
     treated like the first.
     """
-    from services.curation.pii.name_lexicon import name_lexicon
-
     lexicon = name_lexicon()
     wanted: dict[str, Detection] = {}
     for d in detections:
@@ -126,6 +126,8 @@ class PiiRedactor:
                              "(or choose mode='redact', 'tag' or 'drop_record')")
         self.config = config
         self._analyzer: AnalyzerEngine = analyzer_engine()
+        self._ner = next((r for r in self._analyzer.registry.recognizers if isinstance(r, NameShapedSpacyRecognizer)),
+                         None) if "PERSON" in config.entities else None
         self._anonymizer = AnonymizerEngine()
         self._operators = self._operators_for(config)
 
@@ -150,19 +152,33 @@ class PiiRedactor:
 
     def detect(self, text: str) -> list[Detection]:
         """Non-overlapping PII spans in ``text``, in order."""
-        return self._detections(text, self._analyzer.analyze(
-            text=text, language=LANGUAGE, entities=self.config.entities,
-            score_threshold=self.config.score_threshold))
+        return next(self.detect_many([text]))
 
     def detect_many(self, texts: Iterable[str]) -> Iterator[list[Detection]]:
-        """:meth:`detect` for a stream of texts, running spaCy in batches (``nlp.pipe``)."""
-        nlp_engine = self._analyzer.nlp_engine
+        """:meth:`detect` for a stream of texts, in two passes per batch of ``BATCH_SIZE``.
+
+        First every recognizer runs on tokenizer-only artifacts (the spaCy recognizer finds
+        nothing there). Then the NER model (most of the stage's time) runs, in one
+        ``nlp.pipe`` batch, only on the texts where it could still add a name: those with a
+        capitalised non-common word outside every span found so far (``may_hold_ner_name``).
+        """
+        engine = self._analyzer.nlp_engine
         iterator = iter(texts)
         while batch := list(itertools.islice(iterator, BATCH_SIZE)):
-            for text, artifacts in nlp_engine.process_batch(batch, language=LANGUAGE, batch_size=BATCH_SIZE):
-                yield self._detections(text, self._analyzer.analyze(
-                    text=text, language=LANGUAGE, entities=self.config.entities,
-                    score_threshold=self.config.score_threshold, nlp_artifacts=artifacts))
+            found = [self._analyzer.analyze(text=text, language=LANGUAGE, entities=self.config.entities,
+                                            score_threshold=self.config.score_threshold,
+                                            nlp_artifacts=engine.tokenized(text, LANGUAGE))  # type: ignore[attr-defined]
+                     for text in batch]
+            if self._ner is not None:
+                lexicon = name_lexicon()
+                need = [i for i, (text, results) in enumerate(zip(batch, found))
+                        if may_hold_ner_name(text, lexicon, [(r.start, r.end) for r in results])]
+                artifacts = engine.recognised([batch[i] for i in need], LANGUAGE, BATCH_SIZE)  # type: ignore[attr-defined]
+                for i, artifact in zip(need, artifacts):
+                    found[i] += [r for r in self._ner.analyze(batch[i], ["PERSON"], artifact)
+                                 if r.score >= self.config.score_threshold]
+            for text, results in zip(batch, found):
+                yield self._detections(text, results)
 
     def redact(self, text: str) -> PiiResult:
         """Apply the configured mode to one record."""
