@@ -69,26 +69,16 @@ _LONE_SURROGATE = ("the record holds a \\uD800-\\uDFFF escape that is half of a 
 
 
 def _encodable(text: str, fields: Mapping[str, object]) -> bool:
-    """Whether every string of a document is valid Unicode (JSON can carry lone surrogates: ``"\\ud800"``)."""
+    """Whether every string of a document is valid Unicode (JSON can carry lone surrogates: ``"\\ud800"``).
+
+    The check is the encoding the shard writer will do: text, then fields (keys included) as JSON.
+    """
     try:
         text.encode("utf-8")
-        for value in _all_strings(fields):
-            value.encode("utf-8")
+        json.dumps(fields, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _all_strings(value: object) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            yield str(k)
-            yield from _all_strings(v)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _all_strings(item)
 
 
 class Curator:

@@ -100,13 +100,11 @@ class NerOnlySpacyNlpEngine(SpacyNlpEngine):
         """
         if as_tuples or n_process != 1:
             raise ValueError("NerOnlySpacyNlpEngine.process_batch takes plain texts, in this process")
-        nlp = self.nlp[language]  # type: ignore[index]
         texts = list(texts)
-        needs_ner = [len(text) <= NER_MAX_CHARS and may_hold_ner_name(text) for text in texts]
-        recognised = nlp.pipe((t for t, need in zip(texts, needs_ner) if need), batch_size=batch_size)
-        for text, need in zip(texts, needs_ner):
-            doc = next(recognised) if need else nlp.make_doc(text)
-            yield text, self._doc_to_nlp_artifact(doc, language)
+        need = [i for i, text in enumerate(texts) if may_hold_ner_name(text)]
+        recognised = dict(zip(need, self.recognised([texts[i] for i in need], language, batch_size)))
+        for i, text in enumerate(texts):
+            yield text, recognised[i] if i in recognised else self.tokenized(text, language)
 
     def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
         entities = []
