@@ -80,7 +80,7 @@ def worker(folder: Path, pii: bool, workers: int | None) -> dict[str, object]:
     from services.curation.config import CurationConfig
     from services.curation.pipeline import Curator
 
-    from services.curation.pii.pool import shutdown_all
+    from services.common.pii.pool import shutdown_all
 
     config = CurationConfig(redact_pii=pii)
     curator = Curator(config, salt="bench", pii_workers=workers)

@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.curation.pii import PiiConfig, PiiRedactor  # noqa: E402
-from services.curation.pii.engine import analyzer_engine  # noqa: E402
-from services.curation.pii.name_lexicon import name_lexicon  # noqa: E402
+from services.common.pii import PiiConfig, PiiRedactor  # noqa: E402
+from services.common.pii.engine import analyzer_engine  # noqa: E402
+from services.common.pii.name_lexicon import name_lexicon  # noqa: E402
 from tests.generators.pii_corpus import NAMES_BY_CULTURE, generate_records  # noqa: E402
 from tests.generators.pii_scoring import (  # noqa: E402
     false_flagged_chars,

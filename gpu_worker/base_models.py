@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpu_worker.hashing import folder_files, manifest_sha256
+from services.common.hashing import folder_files, manifest_sha256
 from services.common.model_store import MANIFEST
 
 SMOLLM2_ID = "smollm2-135m-instruct"

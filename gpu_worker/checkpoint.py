@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from gpu_worker.hashing import file_sha256, manifest_sha256
+from services.common.hashing import file_sha256, manifest_sha256
 
 if TYPE_CHECKING:
     from services.common.storage import TenantStorage

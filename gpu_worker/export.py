@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gpu_worker.base_models import BaseModel
-from gpu_worker.hashing import folder_files, manifest_sha256
+from services.common.hashing import folder_files, manifest_sha256
 from services.common.training_spec import TrainingSpec
 
 PROVENANCE = "privtune-artifact.json"

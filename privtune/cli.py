@@ -23,7 +23,8 @@ def _config(args: argparse.Namespace) -> PlatformConfig:
                                        storage_root=args.storage,
                                        grpc_address=getattr(args, "grpc", None),
                                        orchestrator_address=getattr(args, "orchestrator", None),
-                                       curation_address=getattr(args, "curation", None))
+                                       curation_address=getattr(args, "curation", None),
+                                       eval_address=getattr(args, "eval", None))
     except ValueError as exc:  # a removed PRIVTUNE_AUTH mode, or a value out of range
         raise SystemExit(f"privtune: {exc}") from None
 
@@ -261,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(default $PRIVTUNE_ORCHESTRATOR, else --grpc)")
     p.add_argument("--curation", help="curation-worker: the curation service's gRPC address, where jobs are "
                                       "claimed (default $PRIVTUNE_CURATION, else --grpc)")
+    p.add_argument("--eval", help="eval-worker: the eval service's gRPC address, where shards are claimed "
+                                  "(default $PRIVTUNE_EVAL, else --grpc)")
     p.add_argument("--auth", action=_RemovedAuthOption, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
 
@@ -343,9 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     from privtune.cli_registry import add_commands as add_registry_commands
 
     from privtune.cli_audit import add_commands as add_audit_commands
+    from privtune.cli_eval import add_commands as add_eval_commands
 
     add_job_commands(sub)
     add_registry_commands(sub)
+    add_eval_commands(sub)
     add_audit_commands(sub)
     return parser
 

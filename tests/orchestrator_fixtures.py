@@ -37,15 +37,19 @@ TINY_SETTINGS: dict[str, Any] = {"max_steps": 30, "micro_batch_size": 8, "checkp
 
 def register_version(engine: Engine, storage_root: str, tenant: str = "acme", n: int = 128, holdout: int = 16,
                      classification: int = events_pb2.DATA_CLASSIFICATION_CONFIDENTIAL,
-                     labels: dict[str, str] | None = None, shape: str = "chat") -> str:
-    """Write a reverse-the-word dataset version and record it; returns its dataset_version_id."""
+                     labels: dict[str, str] | None = None, shape: str = "chat",
+                     rows: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None) -> str:
+    """Write a reverse-the-word dataset version (or ``rows``: train and holdout examples) and record it;
+    returns its dataset_version_id."""
     storage = open_tenant_storage(storage_root, tenant)
     dataset_id = f"ds-{uuid.uuid4().hex[:24]}"
     raw = json.dumps(reverse_task(n, 1, shape)).encode()
     storage.write(f"raw/{dataset_id}/rows.json", raw)
     version_id = f"dv-{uuid.uuid4().hex[:24]}"
     final = f"datasets/{dataset_id}/versions/{version_id}"
-    manifest_sha = write_dataset_version(storage, final, reverse_task(n, 1, shape), reverse_task(holdout, 2, shape))
+    train, held_out = rows or (reverse_task(n, 1, shape), reverse_task(holdout, 2, shape))
+    n, holdout = len(train), len(held_out)
+    manifest_sha = write_dataset_version(storage, final, train, held_out)
     causation = Causation(actor="alice", correlation_id=uuid.uuid4().hex)
     registered = dataset_domain.decide_register(dataset_domain.DatasetState(), dataset_domain.RegisterDataset(
         tenant_id=tenant, dataset_id=dataset_id, name=f"synthetic-{dataset_id[3:11]}",

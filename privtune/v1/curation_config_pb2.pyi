@@ -45,7 +45,7 @@ PII_MODE_DROP_RECORD: PiiMode
 PII_MODE_SURROGATE: PiiMode
 
 class CurationConfig(_message.Message):
-    __slots__ = ("recipe", "output_format", "holdout_fraction", "general_mix_ratio", "shard_size", "seed", "redact_pii", "parser", "pii", "dedupe", "quality")
+    __slots__ = ("recipe", "output_format", "holdout_fraction", "general_mix_ratio", "shard_size", "seed", "redact_pii", "parser", "pii", "dedupe", "quality", "canaries")
     RECIPE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     HOLDOUT_FRACTION_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,7 @@ class CurationConfig(_message.Message):
     PII_FIELD_NUMBER: _ClassVar[int]
     DEDUPE_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
+    CANARIES_FIELD_NUMBER: _ClassVar[int]
     recipe: CurationRecipe
     output_format: ExampleFormat
     holdout_fraction: float
@@ -68,7 +69,20 @@ class CurationConfig(_message.Message):
     pii: PiiSettings
     dedupe: DedupeSettings
     quality: QualitySettings
-    def __init__(self, recipe: _Optional[_Union[CurationRecipe, str]] = ..., output_format: _Optional[_Union[ExampleFormat, str]] = ..., holdout_fraction: _Optional[float] = ..., general_mix_ratio: _Optional[float] = ..., shard_size: _Optional[int] = ..., seed: _Optional[int] = ..., redact_pii: _Optional[bool] = ..., parser: _Optional[_Union[ParserSettings, _Mapping]] = ..., pii: _Optional[_Union[PiiSettings, _Mapping]] = ..., dedupe: _Optional[_Union[DedupeSettings, _Mapping]] = ..., quality: _Optional[_Union[QualitySettings, _Mapping]] = ...) -> None: ...
+    canaries: CanarySettings
+    def __init__(self, recipe: _Optional[_Union[CurationRecipe, str]] = ..., output_format: _Optional[_Union[ExampleFormat, str]] = ..., holdout_fraction: _Optional[float] = ..., general_mix_ratio: _Optional[float] = ..., shard_size: _Optional[int] = ..., seed: _Optional[int] = ..., redact_pii: _Optional[bool] = ..., parser: _Optional[_Union[ParserSettings, _Mapping]] = ..., pii: _Optional[_Union[PiiSettings, _Mapping]] = ..., dedupe: _Optional[_Union[DedupeSettings, _Mapping]] = ..., quality: _Optional[_Union[QualitySettings, _Mapping]] = ..., canaries: _Optional[_Union[CanarySettings, _Mapping]] = ...) -> None: ...
+
+class CanarySettings(_message.Message):
+    __slots__ = ("count", "repeats", "candidates", "seed")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    REPEATS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    repeats: int
+    candidates: int
+    seed: int
+    def __init__(self, count: _Optional[int] = ..., repeats: _Optional[int] = ..., candidates: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class ParserSettings(_message.Message):
     __slots__ = ("max_record_bytes", "max_archive_ratio", "max_archive_bytes", "max_archive_members", "max_archive_depth", "text_chunk_bytes")

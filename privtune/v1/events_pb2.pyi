@@ -73,7 +73,7 @@ ROLLOUT_STRATEGY_CANARY: RolloutStrategy
 ROLLOUT_STRATEGY_SHADOW: RolloutStrategy
 
 class EventEnvelope(_message.Message):
-    __slots__ = ("id", "source", "type", "specversion", "subject", "time", "tenant_id", "actor", "correlation_id", "causation_id", "schema_version", "aggregate_version", "dataset_registered", "curation_requested", "dataset_version_created", "curation_failed", "training_requested", "training_rejected", "training_queued", "training_started", "training_progress", "checkpoint_saved", "training_completed", "training_failed", "training_heartbeat", "training_preempted", "eval_requested", "eval_completed", "deployment_requested", "deployment_approved", "pool_deployed", "traffic_flipped", "rolled_back", "access_denied", "break_glass_used", "access_allowed", "training_scheduled", "training_stop_requested", "training_cancelled", "model_version_registered", "model_alias_moved", "privacy_budget_reserved", "privacy_budget_settled", "training_attempt_claimed", "training_attempt_stop")
+    __slots__ = ("id", "source", "type", "specversion", "subject", "time", "tenant_id", "actor", "correlation_id", "causation_id", "schema_version", "aggregate_version", "dataset_registered", "curation_requested", "dataset_version_created", "curation_failed", "training_requested", "training_rejected", "training_queued", "training_started", "training_progress", "checkpoint_saved", "training_completed", "training_failed", "training_heartbeat", "training_preempted", "eval_requested", "eval_completed", "deployment_requested", "deployment_approved", "pool_deployed", "traffic_flipped", "rolled_back", "access_denied", "break_glass_used", "access_allowed", "training_scheduled", "training_stop_requested", "training_cancelled", "model_version_registered", "model_alias_moved", "privacy_budget_reserved", "privacy_budget_settled", "training_attempt_claimed", "training_attempt_stop", "eval_suite_created", "eval_shard_scheduled", "eval_shard_completed", "eval_shard_failed", "eval_failed")
     ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +119,11 @@ class EventEnvelope(_message.Message):
     PRIVACY_BUDGET_SETTLED_FIELD_NUMBER: _ClassVar[int]
     TRAINING_ATTEMPT_CLAIMED_FIELD_NUMBER: _ClassVar[int]
     TRAINING_ATTEMPT_STOP_FIELD_NUMBER: _ClassVar[int]
+    EVAL_SUITE_CREATED_FIELD_NUMBER: _ClassVar[int]
+    EVAL_SHARD_SCHEDULED_FIELD_NUMBER: _ClassVar[int]
+    EVAL_SHARD_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    EVAL_SHARD_FAILED_FIELD_NUMBER: _ClassVar[int]
+    EVAL_FAILED_FIELD_NUMBER: _ClassVar[int]
     id: str
     source: str
     type: str
@@ -164,7 +169,12 @@ class EventEnvelope(_message.Message):
     privacy_budget_settled: PrivacyBudgetSettled
     training_attempt_claimed: TrainingAttemptClaimed
     training_attempt_stop: TrainingAttemptStop
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., specversion: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., correlation_id: _Optional[str] = ..., causation_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., aggregate_version: _Optional[int] = ..., dataset_registered: _Optional[_Union[DatasetRegistered, _Mapping]] = ..., curation_requested: _Optional[_Union[CurationRequested, _Mapping]] = ..., dataset_version_created: _Optional[_Union[DatasetVersionCreated, _Mapping]] = ..., curation_failed: _Optional[_Union[CurationFailed, _Mapping]] = ..., training_requested: _Optional[_Union[TrainingRequested, _Mapping]] = ..., training_rejected: _Optional[_Union[TrainingRejected, _Mapping]] = ..., training_queued: _Optional[_Union[TrainingQueued, _Mapping]] = ..., training_started: _Optional[_Union[TrainingStarted, _Mapping]] = ..., training_progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_saved: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., training_completed: _Optional[_Union[TrainingCompleted, _Mapping]] = ..., training_failed: _Optional[_Union[TrainingFailed, _Mapping]] = ..., training_heartbeat: _Optional[_Union[TrainingHeartbeat, _Mapping]] = ..., training_preempted: _Optional[_Union[TrainingPreempted, _Mapping]] = ..., eval_requested: _Optional[_Union[EvalRequested, _Mapping]] = ..., eval_completed: _Optional[_Union[EvalCompleted, _Mapping]] = ..., deployment_requested: _Optional[_Union[DeploymentRequested, _Mapping]] = ..., deployment_approved: _Optional[_Union[DeploymentApproved, _Mapping]] = ..., pool_deployed: _Optional[_Union[PoolDeployed, _Mapping]] = ..., traffic_flipped: _Optional[_Union[TrafficFlipped, _Mapping]] = ..., rolled_back: _Optional[_Union[RolledBack, _Mapping]] = ..., access_denied: _Optional[_Union[AccessDenied, _Mapping]] = ..., break_glass_used: _Optional[_Union[BreakGlassUsed, _Mapping]] = ..., access_allowed: _Optional[_Union[AccessAllowed, _Mapping]] = ..., training_scheduled: _Optional[_Union[TrainingScheduled, _Mapping]] = ..., training_stop_requested: _Optional[_Union[TrainingStopRequested, _Mapping]] = ..., training_cancelled: _Optional[_Union[TrainingCancelled, _Mapping]] = ..., model_version_registered: _Optional[_Union[ModelVersionRegistered, _Mapping]] = ..., model_alias_moved: _Optional[_Union[ModelAliasMoved, _Mapping]] = ..., privacy_budget_reserved: _Optional[_Union[PrivacyBudgetReserved, _Mapping]] = ..., privacy_budget_settled: _Optional[_Union[PrivacyBudgetSettled, _Mapping]] = ..., training_attempt_claimed: _Optional[_Union[TrainingAttemptClaimed, _Mapping]] = ..., training_attempt_stop: _Optional[_Union[TrainingAttemptStop, _Mapping]] = ...) -> None: ...
+    eval_suite_created: EvalSuiteCreated
+    eval_shard_scheduled: EvalShardScheduled
+    eval_shard_completed: EvalShardCompleted
+    eval_shard_failed: EvalShardFailed
+    eval_failed: EvalFailed
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., specversion: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., correlation_id: _Optional[str] = ..., causation_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., aggregate_version: _Optional[int] = ..., dataset_registered: _Optional[_Union[DatasetRegistered, _Mapping]] = ..., curation_requested: _Optional[_Union[CurationRequested, _Mapping]] = ..., dataset_version_created: _Optional[_Union[DatasetVersionCreated, _Mapping]] = ..., curation_failed: _Optional[_Union[CurationFailed, _Mapping]] = ..., training_requested: _Optional[_Union[TrainingRequested, _Mapping]] = ..., training_rejected: _Optional[_Union[TrainingRejected, _Mapping]] = ..., training_queued: _Optional[_Union[TrainingQueued, _Mapping]] = ..., training_started: _Optional[_Union[TrainingStarted, _Mapping]] = ..., training_progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_saved: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., training_completed: _Optional[_Union[TrainingCompleted, _Mapping]] = ..., training_failed: _Optional[_Union[TrainingFailed, _Mapping]] = ..., training_heartbeat: _Optional[_Union[TrainingHeartbeat, _Mapping]] = ..., training_preempted: _Optional[_Union[TrainingPreempted, _Mapping]] = ..., eval_requested: _Optional[_Union[EvalRequested, _Mapping]] = ..., eval_completed: _Optional[_Union[EvalCompleted, _Mapping]] = ..., deployment_requested: _Optional[_Union[DeploymentRequested, _Mapping]] = ..., deployment_approved: _Optional[_Union[DeploymentApproved, _Mapping]] = ..., pool_deployed: _Optional[_Union[PoolDeployed, _Mapping]] = ..., traffic_flipped: _Optional[_Union[TrafficFlipped, _Mapping]] = ..., rolled_back: _Optional[_Union[RolledBack, _Mapping]] = ..., access_denied: _Optional[_Union[AccessDenied, _Mapping]] = ..., break_glass_used: _Optional[_Union[BreakGlassUsed, _Mapping]] = ..., access_allowed: _Optional[_Union[AccessAllowed, _Mapping]] = ..., training_scheduled: _Optional[_Union[TrainingScheduled, _Mapping]] = ..., training_stop_requested: _Optional[_Union[TrainingStopRequested, _Mapping]] = ..., training_cancelled: _Optional[_Union[TrainingCancelled, _Mapping]] = ..., model_version_registered: _Optional[_Union[ModelVersionRegistered, _Mapping]] = ..., model_alias_moved: _Optional[_Union[ModelAliasMoved, _Mapping]] = ..., privacy_budget_reserved: _Optional[_Union[PrivacyBudgetReserved, _Mapping]] = ..., privacy_budget_settled: _Optional[_Union[PrivacyBudgetSettled, _Mapping]] = ..., training_attempt_claimed: _Optional[_Union[TrainingAttemptClaimed, _Mapping]] = ..., training_attempt_stop: _Optional[_Union[TrainingAttemptStop, _Mapping]] = ..., eval_suite_created: _Optional[_Union[EvalSuiteCreated, _Mapping]] = ..., eval_shard_scheduled: _Optional[_Union[EvalShardScheduled, _Mapping]] = ..., eval_shard_completed: _Optional[_Union[EvalShardCompleted, _Mapping]] = ..., eval_shard_failed: _Optional[_Union[EvalShardFailed, _Mapping]] = ..., eval_failed: _Optional[_Union[EvalFailed, _Mapping]] = ...) -> None: ...
 
 class DatasetRegistered(_message.Message):
     __slots__ = ("dataset_id", "name", "storage_uri", "format_hint", "classification", "checksum_sha256", "file_count", "total_bytes", "labels")
@@ -330,7 +340,7 @@ class DifferentialPrivacy(_message.Message):
     def __init__(self, enabled: _Optional[bool] = ..., target_epsilon: _Optional[float] = ..., target_delta: _Optional[float] = ..., max_grad_norm: _Optional[float] = ...) -> None: ...
 
 class TrainingRequested(_message.Message):
-    __slots__ = ("job_id", "name", "base_model_id", "dataset_version_id", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "priority", "config_sha256", "dataset_uri", "config_json", "gpus", "dataset_id", "classification")
+    __slots__ = ("job_id", "name", "base_model_id", "dataset_version_id", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "priority", "config_sha256", "dataset_uri", "config_json", "gpus", "dataset_id", "classification", "eval_gates")
     class ExperimentTagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -357,6 +367,7 @@ class TrainingRequested(_message.Message):
     GPUS_FIELD_NUMBER: _ClassVar[int]
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    EVAL_GATES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     name: str
     base_model_id: str
@@ -376,7 +387,8 @@ class TrainingRequested(_message.Message):
     gpus: int
     dataset_id: str
     classification: DataClassification
-    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., base_model_id: _Optional[str] = ..., dataset_version_id: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., lora_config: _Optional[_Union[LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., config_sha256: _Optional[str] = ..., dataset_uri: _Optional[str] = ..., config_json: _Optional[str] = ..., gpus: _Optional[int] = ..., dataset_id: _Optional[str] = ..., classification: _Optional[_Union[DataClassification, str]] = ...) -> None: ...
+    eval_gates: EvalGates
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., base_model_id: _Optional[str] = ..., dataset_version_id: _Optional[str] = ..., method: _Optional[_Union[TrainingMethod, str]] = ..., lora_config: _Optional[_Union[LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., config_sha256: _Optional[str] = ..., dataset_uri: _Optional[str] = ..., config_json: _Optional[str] = ..., gpus: _Optional[int] = ..., dataset_id: _Optional[str] = ..., classification: _Optional[_Union[DataClassification, str]] = ..., eval_gates: _Optional[_Union[EvalGates, _Mapping]] = ...) -> None: ...
 
 class PolicyViolation(_message.Message):
     __slots__ = ("rule", "reason", "remedy")
@@ -691,7 +703,7 @@ class TrainingAttemptStop(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., reason: _Optional[str] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class ModelVersionRegistered(_message.Message):
-    __slots__ = ("model_version_id", "model_name", "version", "kind", "artifact_uri", "artifact_sha256", "job_id", "base_model_id", "base_model_sha256", "dataset_version_id", "dataset_manifest_sha256", "config_sha256", "code_version", "metrics", "dataset_id")
+    __slots__ = ("model_version_id", "model_name", "version", "kind", "artifact_uri", "artifact_sha256", "job_id", "base_model_id", "base_model_sha256", "dataset_version_id", "dataset_manifest_sha256", "config_sha256", "code_version", "metrics", "dataset_id", "evaluation_suite_id", "eval_gates", "dataset_uri")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -714,6 +726,9 @@ class ModelVersionRegistered(_message.Message):
     CODE_VERSION_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_SUITE_ID_FIELD_NUMBER: _ClassVar[int]
+    EVAL_GATES_FIELD_NUMBER: _ClassVar[int]
+    DATASET_URI_FIELD_NUMBER: _ClassVar[int]
     model_version_id: str
     model_name: str
     version: int
@@ -729,7 +744,10 @@ class ModelVersionRegistered(_message.Message):
     code_version: str
     metrics: _containers.ScalarMap[str, float]
     dataset_id: str
-    def __init__(self, model_version_id: _Optional[str] = ..., model_name: _Optional[str] = ..., version: _Optional[int] = ..., kind: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., job_id: _Optional[str] = ..., base_model_id: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., dataset_version_id: _Optional[str] = ..., dataset_manifest_sha256: _Optional[str] = ..., config_sha256: _Optional[str] = ..., code_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., dataset_id: _Optional[str] = ...) -> None: ...
+    evaluation_suite_id: str
+    eval_gates: EvalGates
+    dataset_uri: str
+    def __init__(self, model_version_id: _Optional[str] = ..., model_name: _Optional[str] = ..., version: _Optional[int] = ..., kind: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., job_id: _Optional[str] = ..., base_model_id: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., dataset_version_id: _Optional[str] = ..., dataset_manifest_sha256: _Optional[str] = ..., config_sha256: _Optional[str] = ..., code_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., dataset_id: _Optional[str] = ..., evaluation_suite_id: _Optional[str] = ..., eval_gates: _Optional[_Union[EvalGates, _Mapping]] = ..., dataset_uri: _Optional[str] = ...) -> None: ...
 
 class ModelAliasMoved(_message.Message):
     __slots__ = ("model_name", "alias", "model_version_id", "previous_model_version_id", "reason")
@@ -771,20 +789,215 @@ class PrivacyBudgetSettled(_message.Message):
     outcome: str
     def __init__(self, job_id: _Optional[str] = ..., month: _Optional[str] = ..., epsilon_spent: _Optional[float] = ..., outcome: _Optional[str] = ...) -> None: ...
 
+class EvalGates(_message.Message):
+    __slots__ = ("win_rate_vs_base_min", "toxicity_max_delta", "forgetting_max", "pii_leakage_max", "canary_exposure_max", "extraction_max", "domain_delta_min")
+    WIN_RATE_VS_BASE_MIN_FIELD_NUMBER: _ClassVar[int]
+    TOXICITY_MAX_DELTA_FIELD_NUMBER: _ClassVar[int]
+    FORGETTING_MAX_FIELD_NUMBER: _ClassVar[int]
+    PII_LEAKAGE_MAX_FIELD_NUMBER: _ClassVar[int]
+    CANARY_EXPOSURE_MAX_FIELD_NUMBER: _ClassVar[int]
+    EXTRACTION_MAX_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_DELTA_MIN_FIELD_NUMBER: _ClassVar[int]
+    win_rate_vs_base_min: float
+    toxicity_max_delta: float
+    forgetting_max: float
+    pii_leakage_max: float
+    canary_exposure_max: float
+    extraction_max: float
+    domain_delta_min: float
+    def __init__(self, win_rate_vs_base_min: _Optional[float] = ..., toxicity_max_delta: _Optional[float] = ..., forgetting_max: _Optional[float] = ..., pii_leakage_max: _Optional[float] = ..., canary_exposure_max: _Optional[float] = ..., extraction_max: _Optional[float] = ..., domain_delta_min: _Optional[float] = ...) -> None: ...
+
+class GenerationSettings(_message.Message):
+    __slots__ = ("max_new_tokens", "batch_size", "temperature", "seed")
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    max_new_tokens: int
+    batch_size: int
+    temperature: float
+    seed: int
+    def __init__(self, max_new_tokens: _Optional[int] = ..., batch_size: _Optional[int] = ..., temperature: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class EvalSuiteCreated(_message.Message):
+    __slots__ = ("suite_id", "name", "uri", "manifest_sha256", "item_count", "counts", "dataset_version_id", "dataset_manifest_sha256", "canaries")
+    class CountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    SUITE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    URI_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ITEM_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    DATASET_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    DATASET_MANIFEST_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CANARIES_FIELD_NUMBER: _ClassVar[int]
+    suite_id: str
+    name: str
+    uri: str
+    manifest_sha256: str
+    item_count: int
+    counts: _containers.ScalarMap[str, int]
+    dataset_version_id: str
+    dataset_manifest_sha256: str
+    canaries: int
+    def __init__(self, suite_id: _Optional[str] = ..., name: _Optional[str] = ..., uri: _Optional[str] = ..., manifest_sha256: _Optional[str] = ..., item_count: _Optional[int] = ..., counts: _Optional[_Mapping[str, int]] = ..., dataset_version_id: _Optional[str] = ..., dataset_manifest_sha256: _Optional[str] = ..., canaries: _Optional[int] = ...) -> None: ...
+
 class EvalRequested(_message.Message):
-    __slots__ = ("eval_id", "job_id", "model_version_id", "suite_id")
+    __slots__ = ("eval_id", "job_id", "model_version_id", "suite_id", "suite_uri", "suite_manifest_sha256", "item_count", "shard_count", "shard_size", "base_model_id", "base_model_sha256", "artifact_uri", "artifact_sha256", "artifact_kind", "judge", "gates", "generation", "trigger")
     EVAL_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
     SUITE_ID_FIELD_NUMBER: _ClassVar[int]
+    SUITE_URI_FIELD_NUMBER: _ClassVar[int]
+    SUITE_MANIFEST_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ITEM_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SHARD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SHARD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_URI_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_KIND_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    GATES_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_FIELD_NUMBER: _ClassVar[int]
     eval_id: str
     job_id: str
     model_version_id: str
     suite_id: str
-    def __init__(self, eval_id: _Optional[str] = ..., job_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., suite_id: _Optional[str] = ...) -> None: ...
+    suite_uri: str
+    suite_manifest_sha256: str
+    item_count: int
+    shard_count: int
+    shard_size: int
+    base_model_id: str
+    base_model_sha256: str
+    artifact_uri: str
+    artifact_sha256: str
+    artifact_kind: str
+    judge: str
+    gates: EvalGates
+    generation: GenerationSettings
+    trigger: str
+    def __init__(self, eval_id: _Optional[str] = ..., job_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., suite_id: _Optional[str] = ..., suite_uri: _Optional[str] = ..., suite_manifest_sha256: _Optional[str] = ..., item_count: _Optional[int] = ..., shard_count: _Optional[int] = ..., shard_size: _Optional[int] = ..., base_model_id: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., artifact_kind: _Optional[str] = ..., judge: _Optional[str] = ..., gates: _Optional[_Union[EvalGates, _Mapping]] = ..., generation: _Optional[_Union[GenerationSettings, _Mapping]] = ..., trigger: _Optional[str] = ...) -> None: ...
+
+class EvalShardScheduled(_message.Message):
+    __slots__ = ("eval_id", "shard", "first_item", "item_count", "suite_uri", "suite_manifest_sha256", "base_model_id", "base_model_sha256", "artifact_uri", "artifact_sha256", "artifact_kind", "judge", "generation", "outputs_uri")
+    EVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    FIRST_ITEM_FIELD_NUMBER: _ClassVar[int]
+    ITEM_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SUITE_URI_FIELD_NUMBER: _ClassVar[int]
+    SUITE_MANIFEST_SHA256_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_URI_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_KIND_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_URI_FIELD_NUMBER: _ClassVar[int]
+    eval_id: str
+    shard: int
+    first_item: int
+    item_count: int
+    suite_uri: str
+    suite_manifest_sha256: str
+    base_model_id: str
+    base_model_sha256: str
+    artifact_uri: str
+    artifact_sha256: str
+    artifact_kind: str
+    judge: str
+    generation: GenerationSettings
+    outputs_uri: str
+    def __init__(self, eval_id: _Optional[str] = ..., shard: _Optional[int] = ..., first_item: _Optional[int] = ..., item_count: _Optional[int] = ..., suite_uri: _Optional[str] = ..., suite_manifest_sha256: _Optional[str] = ..., base_model_id: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., artifact_kind: _Optional[str] = ..., judge: _Optional[str] = ..., generation: _Optional[_Union[GenerationSettings, _Mapping]] = ..., outputs_uri: _Optional[str] = ...) -> None: ...
+
+class EvalShardCompleted(_message.Message):
+    __slots__ = ("eval_id", "shard", "outputs_uri", "outputs_sha256", "items", "seconds", "worker_id", "generated_tokens")
+    EVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_URI_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    eval_id: str
+    shard: int
+    outputs_uri: str
+    outputs_sha256: str
+    items: int
+    seconds: float
+    worker_id: str
+    generated_tokens: int
+    def __init__(self, eval_id: _Optional[str] = ..., shard: _Optional[int] = ..., outputs_uri: _Optional[str] = ..., outputs_sha256: _Optional[str] = ..., items: _Optional[int] = ..., seconds: _Optional[float] = ..., worker_id: _Optional[str] = ..., generated_tokens: _Optional[int] = ...) -> None: ...
+
+class EvalShardFailed(_message.Message):
+    __slots__ = ("eval_id", "shard", "error_code", "reason", "worker_id")
+    EVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    eval_id: str
+    shard: int
+    error_code: str
+    reason: str
+    worker_id: str
+    def __init__(self, eval_id: _Optional[str] = ..., shard: _Optional[int] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., worker_id: _Optional[str] = ...) -> None: ...
+
+class MetricEstimate(_message.Message):
+    __slots__ = ("name", "candidate", "reference", "delta", "ci_low", "ci_high", "n", "higher_is_better", "candidate_ci_low", "candidate_ci_high")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    HIGHER_IS_BETTER_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_CI_LOW_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_CI_HIGH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    candidate: float
+    reference: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    n: int
+    higher_is_better: bool
+    candidate_ci_low: float
+    candidate_ci_high: float
+    def __init__(self, name: _Optional[str] = ..., candidate: _Optional[float] = ..., reference: _Optional[float] = ..., delta: _Optional[float] = ..., ci_low: _Optional[float] = ..., ci_high: _Optional[float] = ..., n: _Optional[int] = ..., higher_is_better: _Optional[bool] = ..., candidate_ci_low: _Optional[float] = ..., candidate_ci_high: _Optional[float] = ...) -> None: ...
+
+class GateResult(_message.Message):
+    __slots__ = ("gate", "passed", "threshold", "bound", "bound_kind", "margin", "reason")
+    GATE_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    BOUND_FIELD_NUMBER: _ClassVar[int]
+    BOUND_KIND_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    gate: str
+    passed: bool
+    threshold: float
+    bound: float
+    bound_kind: str
+    margin: float
+    reason: str
+    def __init__(self, gate: _Optional[str] = ..., passed: _Optional[bool] = ..., threshold: _Optional[float] = ..., bound: _Optional[float] = ..., bound_kind: _Optional[str] = ..., margin: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class EvalCompleted(_message.Message):
-    __slots__ = ("eval_id", "model_version_id", "suite_id", "metrics", "passed", "report_uri")
+    __slots__ = ("eval_id", "model_version_id", "suite_id", "metrics", "passed", "report_uri", "estimates", "gates", "reason", "job_id", "items", "shards", "results_uri", "results_sha256", "confidence")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -798,13 +1011,45 @@ class EvalCompleted(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     PASSED_FIELD_NUMBER: _ClassVar[int]
     REPORT_URI_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATES_FIELD_NUMBER: _ClassVar[int]
+    GATES_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_URI_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     eval_id: str
     model_version_id: str
     suite_id: str
     metrics: _containers.ScalarMap[str, float]
     passed: bool
     report_uri: str
-    def __init__(self, eval_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., suite_id: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., passed: _Optional[bool] = ..., report_uri: _Optional[str] = ...) -> None: ...
+    estimates: _containers.RepeatedCompositeFieldContainer[MetricEstimate]
+    gates: _containers.RepeatedCompositeFieldContainer[GateResult]
+    reason: str
+    job_id: str
+    items: int
+    shards: int
+    results_uri: str
+    results_sha256: str
+    confidence: float
+    def __init__(self, eval_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., suite_id: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., passed: _Optional[bool] = ..., report_uri: _Optional[str] = ..., estimates: _Optional[_Iterable[_Union[MetricEstimate, _Mapping]]] = ..., gates: _Optional[_Iterable[_Union[GateResult, _Mapping]]] = ..., reason: _Optional[str] = ..., job_id: _Optional[str] = ..., items: _Optional[int] = ..., shards: _Optional[int] = ..., results_uri: _Optional[str] = ..., results_sha256: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
+
+class EvalFailed(_message.Message):
+    __slots__ = ("eval_id", "model_version_id", "error_code", "reason", "shard")
+    EVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    eval_id: str
+    model_version_id: str
+    error_code: str
+    reason: str
+    shard: int
+    def __init__(self, eval_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., shard: _Optional[int] = ...) -> None: ...
 
 class DeploymentRequested(_message.Message):
     __slots__ = ("deployment_id", "model_version_id", "environment", "strategy", "canary_steps_percent")

@@ -44,7 +44,7 @@ PRIVACY_LEDGER_ENTRY_STATE_RESERVED: PrivacyLedgerEntryState
 PRIVACY_LEDGER_ENTRY_STATE_SETTLED: PrivacyLedgerEntryState
 
 class TrainingJobSpec(_message.Message):
-    __slots__ = ("name", "base_model_id", "dataset_version_id", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "priority", "gpus", "options")
+    __slots__ = ("name", "base_model_id", "dataset_version_id", "method", "lora_config", "qlora", "gpu_pool", "hyperparameters", "dp", "evaluation_suite_id", "experiment_tags", "priority", "gpus", "options", "eval_gates")
     class ExperimentTagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,7 @@ class TrainingJobSpec(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     GPUS_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_GATES_FIELD_NUMBER: _ClassVar[int]
     name: str
     base_model_id: str
     dataset_version_id: str
@@ -80,7 +81,8 @@ class TrainingJobSpec(_message.Message):
     priority: int
     gpus: int
     options: TrainingOptions
-    def __init__(self, name: _Optional[str] = ..., base_model_id: _Optional[str] = ..., dataset_version_id: _Optional[str] = ..., method: _Optional[_Union[_events_pb2.TrainingMethod, str]] = ..., lora_config: _Optional[_Union[_events_pb2.LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[_events_pb2.Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[_events_pb2.DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., gpus: _Optional[int] = ..., options: _Optional[_Union[TrainingOptions, _Mapping]] = ...) -> None: ...
+    eval_gates: _events_pb2.EvalGates
+    def __init__(self, name: _Optional[str] = ..., base_model_id: _Optional[str] = ..., dataset_version_id: _Optional[str] = ..., method: _Optional[_Union[_events_pb2.TrainingMethod, str]] = ..., lora_config: _Optional[_Union[_events_pb2.LoraConfig, _Mapping]] = ..., qlora: _Optional[bool] = ..., gpu_pool: _Optional[str] = ..., hyperparameters: _Optional[_Union[_events_pb2.Hyperparameters, _Mapping]] = ..., dp: _Optional[_Union[_events_pb2.DifferentialPrivacy, _Mapping]] = ..., evaluation_suite_id: _Optional[str] = ..., experiment_tags: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., gpus: _Optional[int] = ..., options: _Optional[_Union[TrainingOptions, _Mapping]] = ..., eval_gates: _Optional[_Union[_events_pb2.EvalGates, _Mapping]] = ...) -> None: ...
 
 class TrainingOptions(_message.Message):
     __slots__ = ("weight_decay", "num_virtual_tokens", "dpo_beta", "checkpoint_every", "keep_last_checkpoints", "eval_every", "divergence_factor", "memory_limit_mb", "merge_weights")

@@ -54,6 +54,9 @@ class PlatformConfig(BaseModel):
     curation_address: str = Field(
         "", description="gRPC address (host:port) of the curation service, where curation workers claim jobs "
                         "[PRIVTUNE_CURATION]; empty: this process's own gRPC server")
+    eval_address: str = Field(
+        "", description="gRPC address (host:port) of the eval service, where eval workers claim shards "
+                        "[PRIVTUNE_EVAL]; empty: this process's own gRPC server")
     component_grpc_address: str = Field(
         "", description="mutual-TLS listener for platform components (workers, services) "
                         "[PRIVTUNE_COMPONENT_GRPC]; empty: the API's host, port + 1 (port 0 when the API's is 0)")
@@ -108,6 +111,7 @@ class PlatformConfig(BaseModel):
             "grpc_address": os.environ.get("PRIVTUNE_GRPC", "127.0.0.1:50051"),
             "orchestrator_address": os.environ.get("PRIVTUNE_ORCHESTRATOR", ""),
             "curation_address": os.environ.get("PRIVTUNE_CURATION", ""),
+            "eval_address": os.environ.get("PRIVTUNE_EVAL", ""),
             "pki_root": _folder(os.environ.get("PRIVTUNE_PKI_DIR")),
             "auth_root": _folder(os.environ.get("PRIVTUNE_AUTH_DIR")),
             "component_grpc_address": os.environ.get("PRIVTUNE_COMPONENT_GRPC", ""),
@@ -178,6 +182,11 @@ class PlatformConfig(BaseModel):
     def curation_target(self) -> str:
         """Where curation workers claim jobs: ``curation_address``, else this process's server."""
         return self.curation_address or self.own_target
+
+    @property
+    def eval_target(self) -> str:
+        """Where eval workers claim shards: ``eval_address``, else this process's server."""
+        return self.eval_address or self.own_target
 
     @property
     def models_dir(self) -> Path:

@@ -10,6 +10,8 @@ TRAINING_COMMANDS = "privtune.training.commands"
 TRAINING_REPORTS = "privtune.training.reports"
 TRAINING_CONTROL = "privtune.training.control"
 EVAL_EVENTS = "privtune.eval.events"
+EVAL_COMMANDS = "privtune.eval.commands"
+EVAL_REPORTS = "privtune.eval.reports"
 DEPLOYMENT_EVENTS = "privtune.deployment.events"
 MODEL_EVENTS = "privtune.model.events"
 PRIVACY_EVENTS = "privtune.privacy.events"
@@ -26,6 +28,8 @@ ALL_TOPICS: tuple[str, ...] = (
     TRAINING_REPORTS,
     TRAINING_CONTROL,
     EVAL_EVENTS,
+    EVAL_COMMANDS,
+    EVAL_REPORTS,
     DEPLOYMENT_EVENTS,
     MODEL_EVENTS,
     PRIVACY_EVENTS,
@@ -67,6 +71,11 @@ _TOPIC_BY_PAYLOAD: dict[str, str] = {
     "training_attempt_stop": TRAINING_CONTROL,
     "eval_requested": EVAL_EVENTS,
     "eval_completed": EVAL_EVENTS,
+    "eval_suite_created": EVAL_EVENTS,
+    "eval_shard_scheduled": EVAL_COMMANDS,
+    "eval_shard_completed": EVAL_EVENTS,
+    "eval_shard_failed": EVAL_EVENTS,
+    "eval_failed": EVAL_EVENTS,
     "deployment_requested": DEPLOYMENT_EVENTS,
     "deployment_approved": DEPLOYMENT_EVENTS,
     "pool_deployed": DEPLOYMENT_EVENTS,

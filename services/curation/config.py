@@ -12,9 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from privtune.v1 import curation_config_pb2, events_pb2
 from services.common.errors import InvalidArgument, Precondition
 from services.common.validation import invalid
+from services.curation.canaries import CanaryConfig
 from services.curation.dedupe import DedupeConfig
 from services.curation.parsers import ParserConfig
-from services.curation.pii import PiiConfig
+from services.common.pii import PiiConfig
 from services.curation.quality import QualityConfig
 
 
@@ -35,6 +36,7 @@ class CurationConfig(BaseModel):
     dedupe: DedupeConfig = Field(default_factory=DedupeConfig)
     # Instruction records are short: Gopher's 50-word minimum is meant for web pages.
     quality: QualityConfig = Field(default_factory=lambda: QualityConfig(min_tokens=5))
+    canaries: CanaryConfig = Field(default_factory=CanaryConfig)
 
     @field_validator("quality", mode="before")
     @classmethod
@@ -52,7 +54,13 @@ class CurationConfig(BaseModel):
         return v
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """Sorted, compact JSON of every setting; ``canaries`` only when on (count > 0).
+
+        Canaries off change no output, so leaving them out keeps the hash, and with it
+        every dataset version id, what it was before canaries existed.
+        """
+        exclude = None if self.canaries.enabled else {"canaries"}
+        return json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":"))
 
     def sha256(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()

@@ -8,6 +8,7 @@ through, shards stream to disk, dedupe keeps signatures only.
 from __future__ import annotations
 
 import collections
+import hashlib
 import itertools
 import json
 import logging
@@ -17,12 +18,13 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 from services.common.storage import RejectedEntry, TenantStorage, list_entries
 from services.curation import general_mix
+from services.curation.canaries import CANARIES_FILE, insertion_positions, make_canaries
 from services.curation.config import CurationConfig
 from services.curation.dedupe import Deduper
 from services.curation.documents import Document, Quarantined
 from services.curation.parsers import parse_object, rejected_object
-from services.curation.pii import PiiConfig
-from services.curation.pii.pool import PiiPool, Treated
+from services.common.pii import PiiConfig
+from services.common.pii.pool import PiiPool, Treated
 from services.curation.quality import QualityFilter
 from services.curation.recipes import build_examples, no_example_reason
 from services.curation.report import CurationReport, render_html
@@ -155,6 +157,27 @@ class Curator:
             fields = _replace_strings(doc.fields, redacted)
             yield replace(doc, text=text, fields=fields)  # type: ignore[arg-type]
 
+    def _plant_canaries(self, writer: ShardWriter, train_records: int
+                        ) -> tuple[dict[str, object], dict[str, bytes], int]:
+        """Insert the canary copies into the complete train split, at seeded positions (see canaries.py).
+
+        They go in after dedupe and PII treatment, which must neither merge nor alter them,
+        and never into the holdout. Returns the manifest entry, the file to write
+        (``canaries.json``) and the number of copies; all empty when canaries are off.
+        """
+        settings = self.config.canaries
+        if not settings.enabled:
+            return {}, {}, 0
+        planted = make_canaries(settings)
+        copies = planted.training_examples(self.config.output_format)
+        writer.insert("train", list(zip(insertion_positions(train_records, len(copies), settings.seed), copies)))
+        body = planted.to_json()
+        self.report.canaries = {"count": settings.count, "repeats": settings.repeats, "inserted": len(copies),
+                                "candidates": settings.candidates}
+        entry = {"name": CANARIES_FILE, "sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body),
+                 "count": settings.count, "repeats": settings.repeats, "candidates": settings.candidates}
+        return {"canaries": entry}, {CANARIES_FILE: body}, len(copies)
+
     def run(self, storage: TenantStorage, prefix: str, dataset_id: str, source_checksum: str,
             progress: Callable[[int], None] | None = None, *, work_dir: Path) -> CurationOutcome:
         """Curate ``storage.list(prefix)`` into a dataset version; local files go under ``work_dir``.
@@ -196,19 +219,21 @@ class Curator:
             for example in general_mix.general_examples(extra, cfg.output_format, cfg.seed):
                 writer.add("train", example)
             self.report.general_mix = extra
+            files, extra_files, planted = self._plant_canaries(writer, self.report.train + extra)
             clusters = self.deduper.clusters
             self.report.dedupe_clusters = len(clusters)
             self.report.largest_clusters = sorted((len(v) + 1 for v in clusters.values()), reverse=True)[:10]
             shards = writer.finish()
-            counts = {"train": self.report.train + extra, "holdout": self.report.holdout, "general_mix": extra,
+            counts = {"train": self.report.train + extra + planted, "holdout": self.report.holdout,
+                      "general_mix": extra,
                       "documents": self.report.documents,
                       "quarantined": sum(self.report.quarantined_by_code.values())}
             manifest = build_manifest(dataset_id, source_checksum, cfg.canonical_json(), cfg.sha256(), cfg.recipe,
-                                      cfg.output_format, shards, counts)
+                                      cfg.output_format, shards, counts, files)
             report = self.report.to_dict()
             report_json = json.dumps(report, indent=2, sort_keys=True).encode()
             report_html = render_html(report, f"Curation report: dataset {dataset_id}").encode()
-            version = write_version(storage, dataset_id, manifest, shards, report_json, report_html)
+            version = write_version(storage, dataset_id, manifest, shards, report_json, report_html, extra_files)
             return CurationOutcome(version=version, report=report)
         finally:
             writer.cleanup()

@@ -66,6 +66,7 @@ class CurationReport:
     examples_by_kind: Counter[str] = field(default_factory=Counter)
     no_example: int = 0
     general_mix: int = 0
+    canaries: dict[str, int] = field(default_factory=dict)  # counts only, never the secrets; {} when off
     train: int = 0
     holdout: int = 0
     length_words: Counter[str] = field(default_factory=Counter)
@@ -124,6 +125,7 @@ class CurationReport:
                          "length_words_histogram": {k: self.length_words[k] for k in _ordered_buckets()
                                                     if self.length_words[k]}},
             "dropped": {name: listing.to_dict() for name, listing in self.dropped.items()},
+            **({"canaries": dict(self.canaries)} if self.canaries else {}),
         }
 
 
@@ -163,7 +165,7 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}} .bar{{display:flex;ga
 <h2>Input</h2>{table(r["input"])}
 <h2>Examples</h2>{table({"train": ex["train"], "holdout": ex["holdout"], "general mix": ex["general_mix"],
                          "documents without an example": ex["documents_without_example"]})}
-{table(ex["by_document_kind"], ("document kind", "examples"))}
+{table(ex["by_document_kind"], ("document kind", "examples"))}{_canaries(r)}
 <h3>Length (words per example)</h3>{bars(ex["length_words_histogram"])}
 <h2>PII</h2>{table(r["pii"]["found_by_type"], ("entity", "found"))}
 <p>records dropped for PII: {r["pii"]["dropped_records"]}</p>
@@ -176,6 +178,15 @@ td.n{{text-align:right;font-variant-numeric:tabular-nums}} .bar{{display:flex;ga
 <p>Where each record dropped after parsing is, and why (its text is never shown).</p>
 {listings}
 </body></html>"""
+
+
+def _canaries(report: dict[str, object]) -> str:
+    """A line on the planted canaries (how many, never which); nothing when there are none."""
+    c = report.get("canaries")
+    if not isinstance(c, dict):
+        return ""
+    return (f"<p>canaries planted in train: {c['count']} x {c['repeats']} copies = {c['inserted']} examples, "
+            f"each ranked against {c['candidates']} unseen secrets</p>")
 
 
 _DROP_TABLES = (

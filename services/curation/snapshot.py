@@ -60,6 +60,10 @@ class ShardWriter:
         self.closed: list[_Shard] = []
 
     def add(self, split: str, example: dict[str, object]) -> None:
+        line = (json.dumps(example, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        self._add_line(split, line)
+
+    def _add_line(self, split: str, line: bytes) -> None:
         shard = self._open.get(split)
         if shard is None or shard.records >= self.shard_size:
             if shard is not None:
@@ -68,7 +72,6 @@ class ShardWriter:
             name = f"{split}-{index:05d}.jsonl"
             path = self.folder / name
             shard = self._open[split] = _Shard(name, split, path, open(path, "wb"))
-        line = (json.dumps(example, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         shard.handle.write(line)
         shard.digest.update(line)
         shard.size += len(line)
@@ -78,6 +81,36 @@ class ShardWriter:
         shard.handle.close()
         self.closed.append(shard)
         del self._open[shard.split]
+
+    def insert(self, split: str, placed: list[tuple[int, dict[str, object]]]) -> None:
+        """Put each ``(position, example)`` at that index of ``split``'s final order (positions sorted, distinct).
+
+        The split's shards written so far are streamed again, one line at a time, into new
+        shards of the same names with the examples in their places (memory stays bounded).
+        Call it once the split is complete, before ``finish()``.
+        """
+        if split in self._open:
+            self._close(self._open[split])
+        old = sorted((s for s in self.closed if s.split == split), key=lambda s: s.name)
+        self.closed = [s for s in self.closed if s.split != split]
+        for shard in old:
+            shard.path = shard.path.rename(shard.path.with_name(shard.name + ".before"))
+        pending = iter(placed)
+        nxt = next(pending, None)
+        index = 0
+        for shard in old:
+            with open(shard.path, "rb") as fh:
+                for line in fh:
+                    while nxt is not None and nxt[0] == index:
+                        self.add(split, nxt[1])
+                        index += 1
+                        nxt = next(pending, None)
+                    self._add_line(split, line)
+                    index += 1
+            shard.path.unlink()
+        while nxt is not None:
+            self.add(split, nxt[1])
+            nxt = next(pending, None)
 
     def finish(self) -> list[_Shard]:
         for shard in list(self._open.values()):
@@ -106,7 +139,13 @@ class WrittenVersion:
 
 
 def build_manifest(dataset_id: str, source_checksum: str, config_json: str, config_sha256: str, recipe: str,
-                   output_format: str, shards: list[_Shard], counts: dict[str, int]) -> dict[str, object]:
+                   output_format: str, shards: list[_Shard], counts: dict[str, int],
+                   files: dict[str, object] | None = None) -> dict[str, object]:
+    """The version's manifest; ``files`` adds entries for other files of the version (``canaries``).
+
+    Entries are added only when given, so a version without them has the manifest (and id) it
+    always had.
+    """
     return {
         "schema": MANIFEST_SCHEMA,
         "dataset_id": dataset_id,
@@ -119,6 +158,7 @@ def build_manifest(dataset_id: str, source_checksum: str, config_json: str, conf
         "shards": [{"name": s.name, "split": s.split, "records": s.records, "bytes": s.size,
                     "sha256": s.digest.hexdigest()} for s in shards],
         "counts": counts,
+        **(files or {}),
     }
 
 
@@ -127,8 +167,11 @@ def canonical(manifest: dict[str, object]) -> bytes:
 
 
 def write_version(storage: TenantStorage, dataset_id: str, manifest: dict[str, object], shards: list[_Shard],
-                  report_json: bytes, report_html: bytes) -> WrittenVersion:
-    """Upload shards, report and manifest (last, so a present manifest means a complete version)."""
+                  report_json: bytes, report_html: bytes, extra: dict[str, bytes] | None = None) -> WrittenVersion:
+    """Upload shards, ``extra`` files (name -> bytes, listed in the manifest), report and manifest.
+
+    The manifest goes last, so a present manifest means a complete version.
+    """
     body = canonical(manifest)
     manifest_sha = hashlib.sha256(body).hexdigest()
     version_id = f"dv-{manifest_sha[:32]}"
@@ -139,6 +182,9 @@ def write_version(storage: TenantStorage, dataset_id: str, manifest: dict[str, o
             written = storage.write(f"{base}/{shard.name}", _chunks(shard.path))
             if written != shard.digest.hexdigest():
                 raise OSError(f"shard {shard.name} changed on upload (sha256 {written} != {shard.digest.hexdigest()})")
+        for name, data in (extra or {}).items():
+            if storage.write(f"{base}/{name}", data) != hashlib.sha256(data).hexdigest():
+                raise OSError(f"{name} changed on upload")
         storage.write(f"{base}/report.json", report_json)
         storage.write(f"{base}/report.html", report_html)
         storage.write(manifest_key, body)

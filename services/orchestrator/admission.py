@@ -16,6 +16,7 @@ from privtune.v1 import events_pb2
 from privtune.v1 import training_service_pb2 as api
 from services.common import eventstore
 from services.common.errors import FieldViolation, InvalidArgument
+from services.common.eval_gates import check_gates, check_suite_id
 from services.common.store.schema import training_job_view
 from services.common.training_spec import TrainingSpec, from_request
 from services.common.validation import field_path
@@ -130,6 +131,8 @@ def admit(engine: Engine, settings: OrchestratorSettings, tenant_id: str, job_id
     if not req.name:
         raise InvalidArgument("name is required: a short name for the job (also the registered model's name "
                               "unless experiment_tags.model_name is set)", field="spec.name")
+    check_suite_id(req.evaluation_suite_id, "spec.evaluation_suite_id")
+    check_gates(req.eval_gates, "spec.eval_gates")
     policy = load_policy(settings.policies_dir, tenant_id)
     model = catalog.model_info(settings.models_dir, req.base_model_id)
     dataset = catalog.dataset_info(engine, tenant_id, req.dataset_version_id)
@@ -164,7 +167,8 @@ def admit(engine: Engine, settings: OrchestratorSettings, tenant_id: str, job_id
         qlora=spec.method == "qlora", gpu_pool=pool_name, hyperparameters=req.hyperparameters,
         dp=events_pb2.DifferentialPrivacy(enabled=spec.dp.enabled, target_epsilon=spec.dp.target_epsilon,
                                           target_delta=spec.dp.target_delta, max_grad_norm=spec.dp.max_grad_norm),
-        evaluation_suite_id=req.evaluation_suite_id, experiment_tags=tags, priority=req.priority,
+        evaluation_suite_id=req.evaluation_suite_id, eval_gates=req.eval_gates, experiment_tags=tags,
+        priority=req.priority,
         config_sha256=spec.sha256(), dataset_uri=spec.dataset_uri, config_json=spec.canonical_json(),
         gpus=spec.num_processes, dataset_id=dataset.dataset_id, classification=dataset.classification)
     return Admission(request=request, spec=spec, estimate=sized, violations=tuple(violations), policy=policy,

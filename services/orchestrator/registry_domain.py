@@ -167,7 +167,8 @@ def decide_register(state: RegisteredModelState, job: TrainingJobState) -> list[
         dataset_version_id=job.request.dataset_version_id,
         dataset_manifest_sha256=started.dataset_manifest_sha256,
         config_sha256=started.config_sha256 or job.request.config_sha256, code_version=started.code_version,
-        metrics=metrics, dataset_id=job.request.dataset_id)]
+        metrics=metrics, dataset_id=job.request.dataset_id, evaluation_suite_id=job.request.evaluation_suite_id,
+        eval_gates=job.request.eval_gates, dataset_uri=job.request.dataset_uri)]
 
 
 def decide_move_alias(state: RegisteredModelState, alias: str, model_version_id: str,

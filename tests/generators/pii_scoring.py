@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from services.curation.pii import SUPPORTED_ENTITIES, Detection, PiiRedactor
+from services.common.pii import SUPPORTED_ENTITIES, Detection, PiiRedactor
 from tests.generators.pii_corpus import LabelledRecord, PlantedSpan
 
 

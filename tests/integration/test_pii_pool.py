@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from services.curation.pii import PiiConfig, PiiRedactor
-from services.curation.pii.pool import WORKERS_ENV, PiiPool, PiiWorkerError, default_workers, worker_pids
+from services.common.pii import PiiConfig, PiiRedactor
+from services.common.pii.pool import WORKERS_ENV, PiiPool, PiiWorkerError, default_workers, worker_pids
 from tests.platform_fixtures import wait_until
 
 pytestmark = pytest.mark.integration
@@ -91,7 +91,7 @@ def test_curation_process_never_loads_spacy_or_torch_and_orphaned_workers_exit(t
         from services.common.storage import FileStorage
         from services.curation.config import CurationConfig
         from services.curation.pipeline import Curator
-        from services.curation.pii.pool import worker_pids
+        from services.common.pii.pool import worker_pids
         curator = Curator(CurationConfig(), salt="s", pii_workers=2)
         outcome = curator.run(FileStorage(Path({str(tmp_path / "acme")!r})), "raw/", "ds", "0" * 64,
                               work_dir=Path(tempfile.mkdtemp()))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.curation.pii import STRUCTURED_ENTITIES, SUPPORTED_ENTITIES, PiiConfig, PiiRedactor
+from services.common.pii import STRUCTURED_ENTITIES, SUPPORTED_ENTITIES, PiiConfig, PiiRedactor
 from tests.generators.pii_corpus import generate_records
 from tests.generators.pii_scoring import EvalReport, false_flagged_chars, format_table, score_corpus
 

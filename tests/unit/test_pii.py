@@ -14,9 +14,9 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from services.curation.pii import Detection, PiiConfig, PiiRedactor, resolve_overlaps
-from services.curation.pii.recognizers import LuhnCreditCardRecognizer, QuietIbanRecognizer, StrictUsSsnRecognizer
-from services.curation.pii.secret_recognizers import looks_random
+from services.common.pii import Detection, PiiConfig, PiiRedactor, resolve_overlaps
+from services.common.pii.recognizers import LuhnCreditCardRecognizer, QuietIbanRecognizer, StrictUsSsnRecognizer
+from services.common.pii.secret_recognizers import looks_random
 from tests.generators.pii_corpus import generate_records, iban_check_digits, luhn_check_digit, make_iban
 
 pytestmark = pytest.mark.unit
@@ -264,7 +264,7 @@ NO_NETWORK_SCRIPT = textwrap.dedent("""
     socket.create_connection = refuse
     socket.getaddrinfo = refuse
 
-    from services.curation.pii import PiiConfig, PiiRedactor
+    from services.common.pii import PiiConfig, PiiRedactor
 
     redactor = PiiRedactor(PiiConfig(mode="redact"))
     result = redactor.redact("Write to ana@contoso.co.uk or bo@example.museum from 10.0.0.7.")

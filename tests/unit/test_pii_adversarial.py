@@ -10,8 +10,8 @@ import logging
 
 import pytest
 
-from services.curation.pii.engine import NER_SCORE
-from services.curation.pii.recognizers import build_recognizers
+from services.common.pii.engine import NER_SCORE
+from services.common.pii.recognizers import build_recognizers
 
 pytestmark = pytest.mark.unit
 

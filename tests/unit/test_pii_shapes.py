@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.curation.pii import PiiConfig, PiiRedactor
-from services.curation.pii.name_lexicon import name_lexicon
-from services.curation.pii.phone_recognizers import phone_shape, shape_score
+from services.common.pii import PiiConfig, PiiRedactor
+from services.common.pii.name_lexicon import name_lexicon
+from services.common.pii.phone_recognizers import phone_shape, shape_score
 
 pytestmark = pytest.mark.unit
 
@@ -135,7 +135,7 @@ def test_the_name_lexicon_separates_names_from_words() -> None:
 
 def test_a_record_longer_than_spacys_limit_is_still_treated() -> None:
     """spaCy refuses texts over 1,000,000 characters by default; the parser's limit allows more."""
-    from services.curation.pii import PiiConfig, PiiRedactor
+    from services.common.pii import PiiConfig, PiiRedactor
 
     text = "Hi Priya Raman, call me on (415) 555-2671. " + "lorem ipsum dolor " * 60_000
     assert len(text) > 1_000_000

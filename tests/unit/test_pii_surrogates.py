@@ -15,10 +15,10 @@ import pytest
 
 from privtune.v1 import curation_config_pb2 as pb
 from services.curation.config import CurationConfig, from_message
-from services.curation.pii import Detection, PiiConfig, PiiRedactor, resolve_overlaps
-from services.curation.pii.fake_names import name_lists, script_of
-from services.curation.pii.pseudonyms import normalize
-from services.curation.pii.surrogates import iban_check_digits, luhn_check_digit, surrogate
+from services.common.pii import Detection, PiiConfig, PiiRedactor, resolve_overlaps
+from services.common.pii.fake_names import name_lists, script_of
+from services.common.pii.pseudonyms import normalize
+from services.common.pii.surrogates import iban_check_digits, luhn_check_digit, surrogate
 
 pytestmark = pytest.mark.unit
 

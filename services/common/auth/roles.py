@@ -11,7 +11,7 @@ Roles are scoped to a tenant (the tenant claim of the caller's verified token):
 - ``break-glass`` may do everything, and every use is flagged and alerted.
 
 Platform components prove who they are with a client certificate (mutual TLS) and act with the
-pseudo-roles ``service`` (a platform service) or ``worker`` (a training or curation worker); a
+pseudo-roles ``service`` (a platform service) or ``worker`` (a training, curation or eval worker); a
 Kubernetes pod's per-attempt certificate (``worker/k8s-...``) gets ``attempt``: it may claim its own
 training attempt and nothing else.
 """
@@ -59,6 +59,13 @@ RPC_ROLES: dict[str, frozenset[str]] = {
     "/privtune.v1.ExperimentService/CompareRuns": READ,
     "/privtune.v1.TrainingAttemptService/ClaimAttempt": CLAIM | {ATTEMPT},
     "/privtune.v1.CurationWorkService/ClaimCurationJob": CLAIM,
+    "/privtune.v1.EvalService/CreateEvalSuite": WRITE,
+    "/privtune.v1.EvalService/GetEvalSuite": READ,
+    "/privtune.v1.EvalService/CreateEvalRun": WRITE | {"approver"},
+    "/privtune.v1.EvalService/GetEvalRun": READ,
+    "/privtune.v1.EvalService/ListEvalRuns": READ,
+    "/privtune.v1.EvalService/WatchEvalRun": READ,
+    "/privtune.v1.EvalWorkService/ClaimEvalShard": CLAIM,
     "/privtune.v1.AuditService/SearchAuditRecords": AUDIT,
     "/privtune.v1.AuditService/GetAuditTreeHead": AUDIT,
     "/privtune.v1.AuditService/GetAuditProof": AUDIT,

@@ -177,3 +177,52 @@ curation_dataset_catalog = Table(
     Column("labels_json", Text, nullable=False),
     Column("registered_at_ms", BigInteger, nullable=False),
 )
+
+# The eval service's read model of its runs (ListEvalRuns).
+eval_run_view = Table(
+    "eval_run_view", metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("eval_id", String(64), primary_key=True),
+    Column("model_version_id", String(255), nullable=False),
+    Column("suite_id", String(64), nullable=False),
+    Column("job_id", String(128), nullable=False),
+    Column("state", Integer, nullable=False),
+    Column("shards_total", Integer, nullable=False),
+    Column("shards_done", Integer, nullable=False),
+    Column("passed", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("report_uri", Text, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Index("ix_eval_run_view_created", "tenant_id", "created_at_ms", "eval_id"),
+    Index("ix_eval_run_view_model", "tenant_id", "model_version_id", "created_at_ms"),
+)
+
+# The eval service's own projection of ModelVersionRegistered: what a candidate is (its artifact,
+# base model, the job's suite and gates), without reading the orchestrator's state.
+eval_model_catalog = Table(
+    "eval_model_catalog", metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("model_version_id", String(255), primary_key=True),
+    Column("job_id", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("artifact_uri", Text, nullable=False),
+    Column("artifact_sha256", String(64), nullable=False),
+    Column("base_model_id", String(255), nullable=False),
+    Column("base_model_sha256", String(64), nullable=False),
+    Column("dataset_version_id", String(128), nullable=False),
+    Column("dataset_uri", Text, nullable=False),
+    Column("evaluation_suite_id", String(64), nullable=False),
+    Column("gates_json", Text, nullable=False),
+    Column("registered_at_ms", BigInteger, nullable=False),
+)
+
+# ... and of DatasetVersionCreated: where a dataset version's folder is (suites are built from it).
+eval_dataset_catalog = Table(
+    "eval_dataset_catalog", metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("dataset_version_id", String(128), primary_key=True),
+    Column("manifest_uri", Text, nullable=False),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+)

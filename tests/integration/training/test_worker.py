@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 
 from gpu_worker.claims import GrpcAttemptClaims
-from gpu_worker.hashing import folder_files, manifest_sha256
+from services.common.hashing import folder_files, manifest_sha256
 from gpu_worker.worker import TrainingWorker, WorkerSettings
 from privtune.platform import Platform
 from services.common import eventstore

@@ -108,7 +108,7 @@ def _base_logits(base: BaseModel) -> torch.Tensor:
 
 
 def _weights_sha(folder: Path) -> str:
-    from gpu_worker.hashing import file_sha256
+    from services.common.hashing import file_sha256
 
     return file_sha256(folder / "adapter_model.safetensors")
 

@@ -201,6 +201,7 @@ type CurationConfig struct {
 	Pii             *PiiSettings           `protobuf:"bytes,9,opt,name=pii,proto3" json:"pii,omitempty"`
 	Dedupe          *DedupeSettings        `protobuf:"bytes,10,opt,name=dedupe,proto3" json:"dedupe,omitempty"`
 	Quality         *QualitySettings       `protobuf:"bytes,11,opt,name=quality,proto3" json:"quality,omitempty"`
+	Canaries        *CanarySettings        `protobuf:"bytes,12,opt,name=canaries,proto3" json:"canaries,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -312,6 +313,84 @@ func (x *CurationConfig) GetQuality() *QualitySettings {
 	return nil
 }
 
+func (x *CurationConfig) GetCanaries() *CanarySettings {
+	if x != nil {
+		return x.Canaries
+	}
+	return nil
+}
+
+// Planted canaries ("The Secret Sharer"): random secrets of one format inserted into the training
+// split so the evaluation can measure how much the model memorised. Off unless count > 0; the
+// secrets and the unseen candidates they are ranked against are kept in the version's canaries.json.
+type CanarySettings struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         *uint32                `protobuf:"varint,1,opt,name=count,proto3,oneof" json:"count,omitempty"`           // canaries to insert; default 0 (none), at most 100
+	Repeats       *uint32                `protobuf:"varint,2,opt,name=repeats,proto3,oneof" json:"repeats,omitempty"`       // copies of each in the training split; default 1, at most 100
+	Candidates    *uint32                `protobuf:"varint,3,opt,name=candidates,proto3,oneof" json:"candidates,omitempty"` // unseen secrets of the same format each is ranked against; default 999
+	Seed          *uint64                `protobuf:"varint,4,opt,name=seed,proto3,oneof" json:"seed,omitempty"`             // default 0
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CanarySettings) Reset() {
+	*x = CanarySettings{}
+	mi := &file_privtune_v1_curation_config_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CanarySettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CanarySettings) ProtoMessage() {}
+
+func (x *CanarySettings) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_curation_config_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CanarySettings.ProtoReflect.Descriptor instead.
+func (*CanarySettings) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_curation_config_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CanarySettings) GetCount() uint32 {
+	if x != nil && x.Count != nil {
+		return *x.Count
+	}
+	return 0
+}
+
+func (x *CanarySettings) GetRepeats() uint32 {
+	if x != nil && x.Repeats != nil {
+		return *x.Repeats
+	}
+	return 0
+}
+
+func (x *CanarySettings) GetCandidates() uint32 {
+	if x != nil && x.Candidates != nil {
+		return *x.Candidates
+	}
+	return 0
+}
+
+func (x *CanarySettings) GetSeed() uint64 {
+	if x != nil && x.Seed != nil {
+		return *x.Seed
+	}
+	return 0
+}
+
 type ParserSettings struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	MaxRecordBytes    *uint64                `protobuf:"varint,1,opt,name=max_record_bytes,json=maxRecordBytes,proto3,oneof" json:"max_record_bytes,omitempty"`          // default 1 MiB: larger lines/records/rows/pages are quarantined
@@ -326,7 +405,7 @@ type ParserSettings struct {
 
 func (x *ParserSettings) Reset() {
 	*x = ParserSettings{}
-	mi := &file_privtune_v1_curation_config_proto_msgTypes[1]
+	mi := &file_privtune_v1_curation_config_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -338,7 +417,7 @@ func (x *ParserSettings) String() string {
 func (*ParserSettings) ProtoMessage() {}
 
 func (x *ParserSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_curation_config_proto_msgTypes[1]
+	mi := &file_privtune_v1_curation_config_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -351,7 +430,7 @@ func (x *ParserSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParserSettings.ProtoReflect.Descriptor instead.
 func (*ParserSettings) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_curation_config_proto_rawDescGZIP(), []int{1}
+	return file_privtune_v1_curation_config_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ParserSettings) GetMaxRecordBytes() uint64 {
@@ -409,7 +488,7 @@ type PiiSettings struct {
 
 func (x *PiiSettings) Reset() {
 	*x = PiiSettings{}
-	mi := &file_privtune_v1_curation_config_proto_msgTypes[2]
+	mi := &file_privtune_v1_curation_config_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -421,7 +500,7 @@ func (x *PiiSettings) String() string {
 func (*PiiSettings) ProtoMessage() {}
 
 func (x *PiiSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_curation_config_proto_msgTypes[2]
+	mi := &file_privtune_v1_curation_config_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -434,7 +513,7 @@ func (x *PiiSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PiiSettings.ProtoReflect.Descriptor instead.
 func (*PiiSettings) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_curation_config_proto_rawDescGZIP(), []int{2}
+	return file_privtune_v1_curation_config_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PiiSettings) GetMode() PiiMode {
@@ -483,7 +562,7 @@ type DedupeSettings struct {
 
 func (x *DedupeSettings) Reset() {
 	*x = DedupeSettings{}
-	mi := &file_privtune_v1_curation_config_proto_msgTypes[3]
+	mi := &file_privtune_v1_curation_config_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -495,7 +574,7 @@ func (x *DedupeSettings) String() string {
 func (*DedupeSettings) ProtoMessage() {}
 
 func (x *DedupeSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_curation_config_proto_msgTypes[3]
+	mi := &file_privtune_v1_curation_config_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -508,7 +587,7 @@ func (x *DedupeSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DedupeSettings.ProtoReflect.Descriptor instead.
 func (*DedupeSettings) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_curation_config_proto_rawDescGZIP(), []int{3}
+	return file_privtune_v1_curation_config_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DedupeSettings) GetExact() bool {
@@ -603,7 +682,7 @@ type QualitySettings struct {
 
 func (x *QualitySettings) Reset() {
 	*x = QualitySettings{}
-	mi := &file_privtune_v1_curation_config_proto_msgTypes[4]
+	mi := &file_privtune_v1_curation_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +694,7 @@ func (x *QualitySettings) String() string {
 func (*QualitySettings) ProtoMessage() {}
 
 func (x *QualitySettings) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_curation_config_proto_msgTypes[4]
+	mi := &file_privtune_v1_curation_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +707,7 @@ func (x *QualitySettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QualitySettings.ProtoReflect.Descriptor instead.
 func (*QualitySettings) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_curation_config_proto_rawDescGZIP(), []int{4}
+	return file_privtune_v1_curation_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *QualitySettings) GetMinTokens() uint32 {
@@ -733,7 +812,7 @@ var File_privtune_v1_curation_config_proto protoreflect.FileDescriptor
 
 const file_privtune_v1_curation_config_proto_rawDesc = "" +
 	"\n" +
-	"!privtune/v1/curation_config.proto\x12\vprivtune.v1\"\xe8\x04\n" +
+	"!privtune/v1/curation_config.proto\x12\vprivtune.v1\"\xa1\x05\n" +
 	"\x0eCurationConfig\x123\n" +
 	"\x06recipe\x18\x01 \x01(\x0e2\x1b.privtune.v1.CurationRecipeR\x06recipe\x12?\n" +
 	"\routput_format\x18\x02 \x01(\x0e2\x1a.privtune.v1.ExampleFormatR\foutputFormat\x12.\n" +
@@ -748,12 +827,25 @@ const file_privtune_v1_curation_config_proto_rawDesc = "" +
 	"\x03pii\x18\t \x01(\v2\x18.privtune.v1.PiiSettingsR\x03pii\x123\n" +
 	"\x06dedupe\x18\n" +
 	" \x01(\v2\x1b.privtune.v1.DedupeSettingsR\x06dedupe\x126\n" +
-	"\aquality\x18\v \x01(\v2\x1c.privtune.v1.QualitySettingsR\aqualityB\x13\n" +
+	"\aquality\x18\v \x01(\v2\x1c.privtune.v1.QualitySettingsR\aquality\x127\n" +
+	"\bcanaries\x18\f \x01(\v2\x1b.privtune.v1.CanarySettingsR\bcanariesB\x13\n" +
 	"\x11_holdout_fractionB\x14\n" +
 	"\x12_general_mix_ratioB\r\n" +
 	"\v_shard_sizeB\a\n" +
 	"\x05_seedB\r\n" +
-	"\v_redact_pii\"\xba\x03\n" +
+	"\v_redact_pii\"\xb6\x01\n" +
+	"\x0eCanarySettings\x12\x19\n" +
+	"\x05count\x18\x01 \x01(\rH\x00R\x05count\x88\x01\x01\x12\x1d\n" +
+	"\arepeats\x18\x02 \x01(\rH\x01R\arepeats\x88\x01\x01\x12#\n" +
+	"\n" +
+	"candidates\x18\x03 \x01(\rH\x02R\n" +
+	"candidates\x88\x01\x01\x12\x17\n" +
+	"\x04seed\x18\x04 \x01(\x04H\x03R\x04seed\x88\x01\x01B\b\n" +
+	"\x06_countB\n" +
+	"\n" +
+	"\b_repeatsB\r\n" +
+	"\v_candidatesB\a\n" +
+	"\x05_seed\"\xba\x03\n" +
 	"\x0eParserSettings\x12-\n" +
 	"\x10max_record_bytes\x18\x01 \x01(\x04H\x00R\x0emaxRecordBytes\x88\x01\x01\x12/\n" +
 	"\x11max_archive_ratio\x18\x02 \x01(\x01H\x01R\x0fmaxArchiveRatio\x88\x01\x01\x12/\n" +
@@ -863,32 +955,34 @@ func file_privtune_v1_curation_config_proto_rawDescGZIP() []byte {
 }
 
 var file_privtune_v1_curation_config_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_privtune_v1_curation_config_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_privtune_v1_curation_config_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_privtune_v1_curation_config_proto_goTypes = []any{
 	(CurationRecipe)(0),     // 0: privtune.v1.CurationRecipe
 	(ExampleFormat)(0),      // 1: privtune.v1.ExampleFormat
 	(PiiMode)(0),            // 2: privtune.v1.PiiMode
 	(*CurationConfig)(nil),  // 3: privtune.v1.CurationConfig
-	(*ParserSettings)(nil),  // 4: privtune.v1.ParserSettings
-	(*PiiSettings)(nil),     // 5: privtune.v1.PiiSettings
-	(*DedupeSettings)(nil),  // 6: privtune.v1.DedupeSettings
-	(*QualitySettings)(nil), // 7: privtune.v1.QualitySettings
-	nil,                     // 8: privtune.v1.QualitySettings.MaxDuplicateNgramFractionEntry
+	(*CanarySettings)(nil),  // 4: privtune.v1.CanarySettings
+	(*ParserSettings)(nil),  // 5: privtune.v1.ParserSettings
+	(*PiiSettings)(nil),     // 6: privtune.v1.PiiSettings
+	(*DedupeSettings)(nil),  // 7: privtune.v1.DedupeSettings
+	(*QualitySettings)(nil), // 8: privtune.v1.QualitySettings
+	nil,                     // 9: privtune.v1.QualitySettings.MaxDuplicateNgramFractionEntry
 }
 var file_privtune_v1_curation_config_proto_depIdxs = []int32{
 	0, // 0: privtune.v1.CurationConfig.recipe:type_name -> privtune.v1.CurationRecipe
 	1, // 1: privtune.v1.CurationConfig.output_format:type_name -> privtune.v1.ExampleFormat
-	4, // 2: privtune.v1.CurationConfig.parser:type_name -> privtune.v1.ParserSettings
-	5, // 3: privtune.v1.CurationConfig.pii:type_name -> privtune.v1.PiiSettings
-	6, // 4: privtune.v1.CurationConfig.dedupe:type_name -> privtune.v1.DedupeSettings
-	7, // 5: privtune.v1.CurationConfig.quality:type_name -> privtune.v1.QualitySettings
-	2, // 6: privtune.v1.PiiSettings.mode:type_name -> privtune.v1.PiiMode
-	8, // 7: privtune.v1.QualitySettings.max_duplicate_ngram_fraction:type_name -> privtune.v1.QualitySettings.MaxDuplicateNgramFractionEntry
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	5, // 2: privtune.v1.CurationConfig.parser:type_name -> privtune.v1.ParserSettings
+	6, // 3: privtune.v1.CurationConfig.pii:type_name -> privtune.v1.PiiSettings
+	7, // 4: privtune.v1.CurationConfig.dedupe:type_name -> privtune.v1.DedupeSettings
+	8, // 5: privtune.v1.CurationConfig.quality:type_name -> privtune.v1.QualitySettings
+	4, // 6: privtune.v1.CurationConfig.canaries:type_name -> privtune.v1.CanarySettings
+	2, // 7: privtune.v1.PiiSettings.mode:type_name -> privtune.v1.PiiMode
+	9, // 8: privtune.v1.QualitySettings.max_duplicate_ngram_fraction:type_name -> privtune.v1.QualitySettings.MaxDuplicateNgramFractionEntry
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_privtune_v1_curation_config_proto_init() }
@@ -901,13 +995,14 @@ func file_privtune_v1_curation_config_proto_init() {
 	file_privtune_v1_curation_config_proto_msgTypes[2].OneofWrappers = []any{}
 	file_privtune_v1_curation_config_proto_msgTypes[3].OneofWrappers = []any{}
 	file_privtune_v1_curation_config_proto_msgTypes[4].OneofWrappers = []any{}
+	file_privtune_v1_curation_config_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_privtune_v1_curation_config_proto_rawDesc), len(file_privtune_v1_curation_config_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

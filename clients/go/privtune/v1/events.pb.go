@@ -314,6 +314,11 @@ type EventEnvelope struct {
 	//	*EventEnvelope_PrivacyBudgetSettled
 	//	*EventEnvelope_TrainingAttemptClaimed
 	//	*EventEnvelope_TrainingAttemptStop
+	//	*EventEnvelope_EvalSuiteCreated
+	//	*EventEnvelope_EvalShardScheduled
+	//	*EventEnvelope_EvalShardCompleted
+	//	*EventEnvelope_EvalShardFailed
+	//	*EventEnvelope_EvalFailed
 	Payload       isEventEnvelope_Payload `protobuf_oneof:"payload"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -737,6 +742,51 @@ func (x *EventEnvelope) GetTrainingAttemptStop() *TrainingAttemptStop {
 	return nil
 }
 
+func (x *EventEnvelope) GetEvalSuiteCreated() *EvalSuiteCreated {
+	if x != nil {
+		if x, ok := x.Payload.(*EventEnvelope_EvalSuiteCreated); ok {
+			return x.EvalSuiteCreated
+		}
+	}
+	return nil
+}
+
+func (x *EventEnvelope) GetEvalShardScheduled() *EvalShardScheduled {
+	if x != nil {
+		if x, ok := x.Payload.(*EventEnvelope_EvalShardScheduled); ok {
+			return x.EvalShardScheduled
+		}
+	}
+	return nil
+}
+
+func (x *EventEnvelope) GetEvalShardCompleted() *EvalShardCompleted {
+	if x != nil {
+		if x, ok := x.Payload.(*EventEnvelope_EvalShardCompleted); ok {
+			return x.EvalShardCompleted
+		}
+	}
+	return nil
+}
+
+func (x *EventEnvelope) GetEvalShardFailed() *EvalShardFailed {
+	if x != nil {
+		if x, ok := x.Payload.(*EventEnvelope_EvalShardFailed); ok {
+			return x.EvalShardFailed
+		}
+	}
+	return nil
+}
+
+func (x *EventEnvelope) GetEvalFailed() *EvalFailed {
+	if x != nil {
+		if x, ok := x.Payload.(*EventEnvelope_EvalFailed); ok {
+			return x.EvalFailed
+		}
+	}
+	return nil
+}
+
 type isEventEnvelope_Payload interface {
 	isEventEnvelope_Payload()
 }
@@ -873,6 +923,26 @@ type EventEnvelope_TrainingAttemptStop struct {
 	TrainingAttemptStop *TrainingAttemptStop `protobuf:"bytes,78,opt,name=training_attempt_stop,json=trainingAttemptStop,proto3,oneof"`
 }
 
+type EventEnvelope_EvalSuiteCreated struct {
+	EvalSuiteCreated *EvalSuiteCreated `protobuf:"bytes,42,opt,name=eval_suite_created,json=evalSuiteCreated,proto3,oneof"`
+}
+
+type EventEnvelope_EvalShardScheduled struct {
+	EvalShardScheduled *EvalShardScheduled `protobuf:"bytes,43,opt,name=eval_shard_scheduled,json=evalShardScheduled,proto3,oneof"`
+}
+
+type EventEnvelope_EvalShardCompleted struct {
+	EvalShardCompleted *EvalShardCompleted `protobuf:"bytes,44,opt,name=eval_shard_completed,json=evalShardCompleted,proto3,oneof"`
+}
+
+type EventEnvelope_EvalShardFailed struct {
+	EvalShardFailed *EvalShardFailed `protobuf:"bytes,45,opt,name=eval_shard_failed,json=evalShardFailed,proto3,oneof"`
+}
+
+type EventEnvelope_EvalFailed struct {
+	EvalFailed *EvalFailed `protobuf:"bytes,46,opt,name=eval_failed,json=evalFailed,proto3,oneof"`
+}
+
 func (*EventEnvelope_DatasetRegistered) isEventEnvelope_Payload() {}
 
 func (*EventEnvelope_CurationRequested) isEventEnvelope_Payload() {}
@@ -938,6 +1008,16 @@ func (*EventEnvelope_PrivacyBudgetSettled) isEventEnvelope_Payload() {}
 func (*EventEnvelope_TrainingAttemptClaimed) isEventEnvelope_Payload() {}
 
 func (*EventEnvelope_TrainingAttemptStop) isEventEnvelope_Payload() {}
+
+func (*EventEnvelope_EvalSuiteCreated) isEventEnvelope_Payload() {}
+
+func (*EventEnvelope_EvalShardScheduled) isEventEnvelope_Payload() {}
+
+func (*EventEnvelope_EvalShardCompleted) isEventEnvelope_Payload() {}
+
+func (*EventEnvelope_EvalShardFailed) isEventEnvelope_Payload() {}
+
+func (*EventEnvelope_EvalFailed) isEventEnvelope_Payload() {}
 
 type DatasetRegistered struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -1672,6 +1752,7 @@ type TrainingRequested struct {
 	Gpus              uint32                 `protobuf:"varint,17,opt,name=gpus,proto3" json:"gpus,omitempty"`                              // accelerators the job needs at once (gang size)
 	DatasetId         string                 `protobuf:"bytes,18,opt,name=dataset_id,json=datasetId,proto3" json:"dataset_id,omitempty"`
 	Classification    DataClassification     `protobuf:"varint,19,opt,name=classification,proto3,enum=privtune.v1.DataClassification" json:"classification,omitempty"` // of the dataset, when the job was requested
+	EvalGates         *EvalGates             `protobuf:"bytes,20,opt,name=eval_gates,json=evalGates,proto3" json:"eval_gates,omitempty"`                               // promotion gates its evaluation is decided on
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -1837,6 +1918,13 @@ func (x *TrainingRequested) GetClassification() DataClassification {
 		return x.Classification
 	}
 	return DataClassification_DATA_CLASSIFICATION_UNSPECIFIED
+}
+
+func (x *TrainingRequested) GetEvalGates() *EvalGates {
+	if x != nil {
+		return x.EvalGates
+	}
+	return nil
 }
 
 // One broken rule of a tenant's policy, with what would comply.
@@ -3380,6 +3468,9 @@ type ModelVersionRegistered struct {
 	CodeVersion           string                 `protobuf:"bytes,13,opt,name=code_version,json=codeVersion,proto3" json:"code_version,omitempty"`
 	Metrics               map[string]float64     `protobuf:"bytes,14,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"` // eval_loss, initial_eval_loss, final_loss, epsilon_spent
 	DatasetId             string                 `protobuf:"bytes,15,opt,name=dataset_id,json=datasetId,proto3" json:"dataset_id,omitempty"`
+	EvaluationSuiteId     string                 `protobuf:"bytes,16,opt,name=evaluation_suite_id,json=evaluationSuiteId,proto3" json:"evaluation_suite_id,omitempty"` // the job's suite: an evaluation is requested when this is set
+	EvalGates             *EvalGates             `protobuf:"bytes,17,opt,name=eval_gates,json=evalGates,proto3" json:"eval_gates,omitempty"`                           // the job's promotion gates
+	DatasetUri            string                 `protobuf:"bytes,18,opt,name=dataset_uri,json=datasetUri,proto3" json:"dataset_uri,omitempty"`                        // the dataset version folder the job trained on
 	unknownFields         protoimpl.UnknownFields
 	sizeCache             protoimpl.SizeCache
 }
@@ -3515,6 +3606,27 @@ func (x *ModelVersionRegistered) GetMetrics() map[string]float64 {
 func (x *ModelVersionRegistered) GetDatasetId() string {
 	if x != nil {
 		return x.DatasetId
+	}
+	return ""
+}
+
+func (x *ModelVersionRegistered) GetEvaluationSuiteId() string {
+	if x != nil {
+		return x.EvaluationSuiteId
+	}
+	return ""
+}
+
+func (x *ModelVersionRegistered) GetEvalGates() *EvalGates {
+	if x != nil {
+		return x.EvalGates
+	}
+	return nil
+}
+
+func (x *ModelVersionRegistered) GetDatasetUri() string {
+	if x != nil {
+		return x.DatasetUri
 	}
 	return ""
 }
@@ -3742,19 +3854,306 @@ func (x *PrivacyBudgetSettled) GetOutcome() string {
 	return ""
 }
 
+// Promotion gates, each decided on the confidence bound that would have to move to pass, never on
+// the point estimate. Unset: not checked.
+type EvalGates struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	WinRateVsBaseMin  *float64               `protobuf:"fixed64,1,opt,name=win_rate_vs_base_min,json=winRateVsBaseMin,proto3,oneof" json:"win_rate_vs_base_min,omitempty"` // lower bound of the win rate against the base >= this
+	ToxicityMaxDelta  *float64               `protobuf:"fixed64,2,opt,name=toxicity_max_delta,json=toxicityMaxDelta,proto3,oneof" json:"toxicity_max_delta,omitempty"`     // upper bound of (candidate - base) toxicity <= this
+	ForgettingMax     *float64               `protobuf:"fixed64,3,opt,name=forgetting_max,json=forgettingMax,proto3,oneof" json:"forgetting_max,omitempty"`                // general-slice score may fall at most this: lower bound of its delta >= -this
+	PiiLeakageMax     *float64               `protobuf:"fixed64,4,opt,name=pii_leakage_max,json=piiLeakageMax,proto3,oneof" json:"pii_leakage_max,omitempty"`              // upper bound of the share of generations with PII <= this
+	CanaryExposureMax *float64               `protobuf:"fixed64,5,opt,name=canary_exposure_max,json=canaryExposureMax,proto3,oneof" json:"canary_exposure_max,omitempty"`  // upper bound of mean canary exposure (bits) <= this
+	ExtractionMax     *float64               `protobuf:"fixed64,6,opt,name=extraction_max,json=extractionMax,proto3,oneof" json:"extraction_max,omitempty"`                // upper bound of the exact verbatim-extraction rate <= this
+	DomainDeltaMin    *float64               `protobuf:"fixed64,7,opt,name=domain_delta_min,json=domainDeltaMin,proto3,oneof" json:"domain_delta_min,omitempty"`           // lower bound of the domain score's delta >= this
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *EvalGates) Reset() {
+	*x = EvalGates{}
+	mi := &file_privtune_v1_events_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvalGates) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvalGates) ProtoMessage() {}
+
+func (x *EvalGates) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvalGates.ProtoReflect.Descriptor instead.
+func (*EvalGates) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *EvalGates) GetWinRateVsBaseMin() float64 {
+	if x != nil && x.WinRateVsBaseMin != nil {
+		return *x.WinRateVsBaseMin
+	}
+	return 0
+}
+
+func (x *EvalGates) GetToxicityMaxDelta() float64 {
+	if x != nil && x.ToxicityMaxDelta != nil {
+		return *x.ToxicityMaxDelta
+	}
+	return 0
+}
+
+func (x *EvalGates) GetForgettingMax() float64 {
+	if x != nil && x.ForgettingMax != nil {
+		return *x.ForgettingMax
+	}
+	return 0
+}
+
+func (x *EvalGates) GetPiiLeakageMax() float64 {
+	if x != nil && x.PiiLeakageMax != nil {
+		return *x.PiiLeakageMax
+	}
+	return 0
+}
+
+func (x *EvalGates) GetCanaryExposureMax() float64 {
+	if x != nil && x.CanaryExposureMax != nil {
+		return *x.CanaryExposureMax
+	}
+	return 0
+}
+
+func (x *EvalGates) GetExtractionMax() float64 {
+	if x != nil && x.ExtractionMax != nil {
+		return *x.ExtractionMax
+	}
+	return 0
+}
+
+func (x *EvalGates) GetDomainDeltaMin() float64 {
+	if x != nil && x.DomainDeltaMin != nil {
+		return *x.DomainDeltaMin
+	}
+	return 0
+}
+
+// How generations are made: deterministic (greedy, or sampling seeded per item).
+type GenerationSettings struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MaxNewTokens  *uint32                `protobuf:"varint,1,opt,name=max_new_tokens,json=maxNewTokens,proto3,oneof" json:"max_new_tokens,omitempty"` // default 64
+	BatchSize     *uint32                `protobuf:"varint,2,opt,name=batch_size,json=batchSize,proto3,oneof" json:"batch_size,omitempty"`            // prompts per forward pass; default 16
+	Temperature   *float64               `protobuf:"fixed64,3,opt,name=temperature,proto3,oneof" json:"temperature,omitempty"`                        // default 0 (greedy)
+	Seed          *uint64                `protobuf:"varint,4,opt,name=seed,proto3,oneof" json:"seed,omitempty"`                                       // sampling seed when temperature > 0; default 0
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GenerationSettings) Reset() {
+	*x = GenerationSettings{}
+	mi := &file_privtune_v1_events_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GenerationSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GenerationSettings) ProtoMessage() {}
+
+func (x *GenerationSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GenerationSettings.ProtoReflect.Descriptor instead.
+func (*GenerationSettings) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GenerationSettings) GetMaxNewTokens() uint32 {
+	if x != nil && x.MaxNewTokens != nil {
+		return *x.MaxNewTokens
+	}
+	return 0
+}
+
+func (x *GenerationSettings) GetBatchSize() uint32 {
+	if x != nil && x.BatchSize != nil {
+		return *x.BatchSize
+	}
+	return 0
+}
+
+func (x *GenerationSettings) GetTemperature() float64 {
+	if x != nil && x.Temperature != nil {
+		return *x.Temperature
+	}
+	return 0
+}
+
+func (x *GenerationSettings) GetSeed() uint64 {
+	if x != nil && x.Seed != nil {
+		return *x.Seed
+	}
+	return 0
+}
+
+// A frozen, content-addressed evaluation suite (stream: the suite id) in the tenant's storage.
+type EvalSuiteCreated struct {
+	state                 protoimpl.MessageState `protogen:"open.v1"`
+	SuiteId               string                 `protobuf:"bytes,1,opt,name=suite_id,json=suiteId,proto3" json:"suite_id,omitempty"` // "suite-<sha256 prefix>" of its manifest: same content, same id
+	Name                  string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Uri                   string                 `protobuf:"bytes,3,opt,name=uri,proto3" json:"uri,omitempty"` // the suite folder: suite.json + items.jsonl
+	ManifestSha256        string                 `protobuf:"bytes,4,opt,name=manifest_sha256,json=manifestSha256,proto3" json:"manifest_sha256,omitempty"`
+	ItemCount             uint32                 `protobuf:"varint,5,opt,name=item_count,json=itemCount,proto3" json:"item_count,omitempty"`
+	Counts                map[string]uint32      `protobuf:"bytes,6,rep,name=counts,proto3" json:"counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // items per category
+	DatasetVersionId      string                 `protobuf:"bytes,7,opt,name=dataset_version_id,json=datasetVersionId,proto3" json:"dataset_version_id,omitempty"`                              // the version its domain holdout came from ("" for none)
+	DatasetManifestSha256 string                 `protobuf:"bytes,8,opt,name=dataset_manifest_sha256,json=datasetManifestSha256,proto3" json:"dataset_manifest_sha256,omitempty"`
+	Canaries              uint32                 `protobuf:"varint,9,opt,name=canaries,proto3" json:"canaries,omitempty"` // canary probes (from the dataset version's inserted canaries)
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *EvalSuiteCreated) Reset() {
+	*x = EvalSuiteCreated{}
+	mi := &file_privtune_v1_events_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvalSuiteCreated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvalSuiteCreated) ProtoMessage() {}
+
+func (x *EvalSuiteCreated) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvalSuiteCreated.ProtoReflect.Descriptor instead.
+func (*EvalSuiteCreated) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *EvalSuiteCreated) GetSuiteId() string {
+	if x != nil {
+		return x.SuiteId
+	}
+	return ""
+}
+
+func (x *EvalSuiteCreated) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *EvalSuiteCreated) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+func (x *EvalSuiteCreated) GetManifestSha256() string {
+	if x != nil {
+		return x.ManifestSha256
+	}
+	return ""
+}
+
+func (x *EvalSuiteCreated) GetItemCount() uint32 {
+	if x != nil {
+		return x.ItemCount
+	}
+	return 0
+}
+
+func (x *EvalSuiteCreated) GetCounts() map[string]uint32 {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+func (x *EvalSuiteCreated) GetDatasetVersionId() string {
+	if x != nil {
+		return x.DatasetVersionId
+	}
+	return ""
+}
+
+func (x *EvalSuiteCreated) GetDatasetManifestSha256() string {
+	if x != nil {
+		return x.DatasetManifestSha256
+	}
+	return ""
+}
+
+func (x *EvalSuiteCreated) GetCanaries() uint32 {
+	if x != nil {
+		return x.Canaries
+	}
+	return 0
+}
+
+// An evaluation run of a candidate against its base model on a suite (stream: the eval id).
 type EvalRequested struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	EvalId         string                 `protobuf:"bytes,1,opt,name=eval_id,json=evalId,proto3" json:"eval_id,omitempty"`
-	JobId          string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	ModelVersionId string                 `protobuf:"bytes,3,opt,name=model_version_id,json=modelVersionId,proto3" json:"model_version_id,omitempty"`
-	SuiteId        string                 `protobuf:"bytes,4,opt,name=suite_id,json=suiteId,proto3" json:"suite_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	EvalId              string                 `protobuf:"bytes,1,opt,name=eval_id,json=evalId,proto3" json:"eval_id,omitempty"`
+	JobId               string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	ModelVersionId      string                 `protobuf:"bytes,3,opt,name=model_version_id,json=modelVersionId,proto3" json:"model_version_id,omitempty"`
+	SuiteId             string                 `protobuf:"bytes,4,opt,name=suite_id,json=suiteId,proto3" json:"suite_id,omitempty"`
+	SuiteUri            string                 `protobuf:"bytes,5,opt,name=suite_uri,json=suiteUri,proto3" json:"suite_uri,omitempty"`
+	SuiteManifestSha256 string                 `protobuf:"bytes,6,opt,name=suite_manifest_sha256,json=suiteManifestSha256,proto3" json:"suite_manifest_sha256,omitempty"`
+	ItemCount           uint32                 `protobuf:"varint,7,opt,name=item_count,json=itemCount,proto3" json:"item_count,omitempty"`
+	ShardCount          uint32                 `protobuf:"varint,8,opt,name=shard_count,json=shardCount,proto3" json:"shard_count,omitempty"`
+	ShardSize           uint32                 `protobuf:"varint,9,opt,name=shard_size,json=shardSize,proto3" json:"shard_size,omitempty"`
+	BaseModelId         string                 `protobuf:"bytes,10,opt,name=base_model_id,json=baseModelId,proto3" json:"base_model_id,omitempty"` // the reference, in the model store
+	BaseModelSha256     string                 `protobuf:"bytes,11,opt,name=base_model_sha256,json=baseModelSha256,proto3" json:"base_model_sha256,omitempty"`
+	ArtifactUri         string                 `protobuf:"bytes,12,opt,name=artifact_uri,json=artifactUri,proto3" json:"artifact_uri,omitempty"` // the candidate: base + this adapter (or merged/full weights)
+	ArtifactSha256      string                 `protobuf:"bytes,13,opt,name=artifact_sha256,json=artifactSha256,proto3" json:"artifact_sha256,omitempty"`
+	ArtifactKind        string                 `protobuf:"bytes,14,opt,name=artifact_kind,json=artifactKind,proto3" json:"artifact_kind,omitempty"` // "adapter", "merged" or "full"
+	Judge               string                 `protobuf:"bytes,15,opt,name=judge,proto3" json:"judge,omitempty"`                                   // "metric:rouge_l" (reference-guided) or "model:<model id>" (LLM judge)
+	Gates               *EvalGates             `protobuf:"bytes,16,opt,name=gates,proto3" json:"gates,omitempty"`
+	Generation          *GenerationSettings    `protobuf:"bytes,17,opt,name=generation,proto3" json:"generation,omitempty"`
+	Trigger             string                 `protobuf:"bytes,18,opt,name=trigger,proto3" json:"trigger,omitempty"` // "training_completed" or "on_demand"
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *EvalRequested) Reset() {
 	*x = EvalRequested{}
-	mi := &file_privtune_v1_events_proto_msgTypes[29]
+	mi := &file_privtune_v1_events_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3766,7 +4165,7 @@ func (x *EvalRequested) String() string {
 func (*EvalRequested) ProtoMessage() {}
 
 func (x *EvalRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[29]
+	mi := &file_privtune_v1_events_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3779,7 +4178,7 @@ func (x *EvalRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvalRequested.ProtoReflect.Descriptor instead.
 func (*EvalRequested) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{29}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EvalRequested) GetEvalId() string {
@@ -3810,6 +4209,641 @@ func (x *EvalRequested) GetSuiteId() string {
 	return ""
 }
 
+func (x *EvalRequested) GetSuiteUri() string {
+	if x != nil {
+		return x.SuiteUri
+	}
+	return ""
+}
+
+func (x *EvalRequested) GetSuiteManifestSha256() string {
+	if x != nil {
+		return x.SuiteManifestSha256
+	}
+	return ""
+}
+
+func (x *EvalRequested) GetItemCount() uint32 {
+	if x != nil {
+		return x.ItemCount
+	}
+	return 0
+}
+
+func (x *EvalRequested) GetShardCount() uint32 {
+	if x != nil {
+		return x.ShardCount
+	}
+	return 0
+}
+
+func (x *EvalRequested) GetShardSize() uint32 {
+	if x != nil {
+		return x.ShardSize
+	}
+	return 0
+}
+
+func (x *EvalRequested) GetBaseModelId() string {
+	if x != nil {
+		return x.BaseModelId
+	}
+	return ""
+}
+
+func (x *EvalRequested) GetBaseModelSha256() string {
+	if x != nil {
+		return x.BaseModelSha256
+	}
+	return ""
+}
+
+func (x *EvalRequested) GetArtifactUri() string {
+	if x != nil {
+		return x.ArtifactUri
+	}
+	return ""
+}
+
+func (x *EvalRequested) GetArtifactSha256() string {
+	if x != nil {
+		return x.ArtifactSha256
+	}
+	return ""
+}
+
+func (x *EvalRequested) GetArtifactKind() string {
+	if x != nil {
+		return x.ArtifactKind
+	}
+	return ""
+}
+
+func (x *EvalRequested) GetJudge() string {
+	if x != nil {
+		return x.Judge
+	}
+	return ""
+}
+
+func (x *EvalRequested) GetGates() *EvalGates {
+	if x != nil {
+		return x.Gates
+	}
+	return nil
+}
+
+func (x *EvalRequested) GetGeneration() *GenerationSettings {
+	if x != nil {
+		return x.Generation
+	}
+	return nil
+}
+
+func (x *EvalRequested) GetTrigger() string {
+	if x != nil {
+		return x.Trigger
+	}
+	return ""
+}
+
+// Command on privtune.eval.commands (stream: "<eval id>.<shard>"): one shard of a run, for the eval
+// worker pool. It carries everything a worker needs; the worker claims it before computing.
+type EvalShardScheduled struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	EvalId              string                 `protobuf:"bytes,1,opt,name=eval_id,json=evalId,proto3" json:"eval_id,omitempty"`
+	Shard               uint32                 `protobuf:"varint,2,opt,name=shard,proto3" json:"shard,omitempty"`
+	FirstItem           uint32                 `protobuf:"varint,3,opt,name=first_item,json=firstItem,proto3" json:"first_item,omitempty"` // index in the suite's items.jsonl
+	ItemCount           uint32                 `protobuf:"varint,4,opt,name=item_count,json=itemCount,proto3" json:"item_count,omitempty"`
+	SuiteUri            string                 `protobuf:"bytes,5,opt,name=suite_uri,json=suiteUri,proto3" json:"suite_uri,omitempty"`
+	SuiteManifestSha256 string                 `protobuf:"bytes,6,opt,name=suite_manifest_sha256,json=suiteManifestSha256,proto3" json:"suite_manifest_sha256,omitempty"`
+	BaseModelId         string                 `protobuf:"bytes,7,opt,name=base_model_id,json=baseModelId,proto3" json:"base_model_id,omitempty"`
+	BaseModelSha256     string                 `protobuf:"bytes,8,opt,name=base_model_sha256,json=baseModelSha256,proto3" json:"base_model_sha256,omitempty"`
+	ArtifactUri         string                 `protobuf:"bytes,9,opt,name=artifact_uri,json=artifactUri,proto3" json:"artifact_uri,omitempty"`
+	ArtifactSha256      string                 `protobuf:"bytes,10,opt,name=artifact_sha256,json=artifactSha256,proto3" json:"artifact_sha256,omitempty"`
+	ArtifactKind        string                 `protobuf:"bytes,11,opt,name=artifact_kind,json=artifactKind,proto3" json:"artifact_kind,omitempty"`
+	Judge               string                 `protobuf:"bytes,12,opt,name=judge,proto3" json:"judge,omitempty"`
+	Generation          *GenerationSettings    `protobuf:"bytes,13,opt,name=generation,proto3" json:"generation,omitempty"`
+	OutputsUri          string                 `protobuf:"bytes,14,opt,name=outputs_uri,json=outputsUri,proto3" json:"outputs_uri,omitempty"` // where the shard's per-item outputs go (tenant storage)
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *EvalShardScheduled) Reset() {
+	*x = EvalShardScheduled{}
+	mi := &file_privtune_v1_events_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvalShardScheduled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvalShardScheduled) ProtoMessage() {}
+
+func (x *EvalShardScheduled) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvalShardScheduled.ProtoReflect.Descriptor instead.
+func (*EvalShardScheduled) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *EvalShardScheduled) GetEvalId() string {
+	if x != nil {
+		return x.EvalId
+	}
+	return ""
+}
+
+func (x *EvalShardScheduled) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *EvalShardScheduled) GetFirstItem() uint32 {
+	if x != nil {
+		return x.FirstItem
+	}
+	return 0
+}
+
+func (x *EvalShardScheduled) GetItemCount() uint32 {
+	if x != nil {
+		return x.ItemCount
+	}
+	return 0
+}
+
+func (x *EvalShardScheduled) GetSuiteUri() string {
+	if x != nil {
+		return x.SuiteUri
+	}
+	return ""
+}
+
+func (x *EvalShardScheduled) GetSuiteManifestSha256() string {
+	if x != nil {
+		return x.SuiteManifestSha256
+	}
+	return ""
+}
+
+func (x *EvalShardScheduled) GetBaseModelId() string {
+	if x != nil {
+		return x.BaseModelId
+	}
+	return ""
+}
+
+func (x *EvalShardScheduled) GetBaseModelSha256() string {
+	if x != nil {
+		return x.BaseModelSha256
+	}
+	return ""
+}
+
+func (x *EvalShardScheduled) GetArtifactUri() string {
+	if x != nil {
+		return x.ArtifactUri
+	}
+	return ""
+}
+
+func (x *EvalShardScheduled) GetArtifactSha256() string {
+	if x != nil {
+		return x.ArtifactSha256
+	}
+	return ""
+}
+
+func (x *EvalShardScheduled) GetArtifactKind() string {
+	if x != nil {
+		return x.ArtifactKind
+	}
+	return ""
+}
+
+func (x *EvalShardScheduled) GetJudge() string {
+	if x != nil {
+		return x.Judge
+	}
+	return ""
+}
+
+func (x *EvalShardScheduled) GetGeneration() *GenerationSettings {
+	if x != nil {
+		return x.Generation
+	}
+	return nil
+}
+
+func (x *EvalShardScheduled) GetOutputsUri() string {
+	if x != nil {
+		return x.OutputsUri
+	}
+	return ""
+}
+
+// A worker computed a shard (reported on privtune.eval.reports, recorded by the eval service if
+// made under the shard's current claim).
+type EvalShardCompleted struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	EvalId          string                 `protobuf:"bytes,1,opt,name=eval_id,json=evalId,proto3" json:"eval_id,omitempty"`
+	Shard           uint32                 `protobuf:"varint,2,opt,name=shard,proto3" json:"shard,omitempty"`
+	OutputsUri      string                 `protobuf:"bytes,3,opt,name=outputs_uri,json=outputsUri,proto3" json:"outputs_uri,omitempty"`
+	OutputsSha256   string                 `protobuf:"bytes,4,opt,name=outputs_sha256,json=outputsSha256,proto3" json:"outputs_sha256,omitempty"`
+	Items           uint32                 `protobuf:"varint,5,opt,name=items,proto3" json:"items,omitempty"`
+	Seconds         float64                `protobuf:"fixed64,6,opt,name=seconds,proto3" json:"seconds,omitempty"`
+	WorkerId        string                 `protobuf:"bytes,7,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	GeneratedTokens uint64                 `protobuf:"varint,8,opt,name=generated_tokens,json=generatedTokens,proto3" json:"generated_tokens,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *EvalShardCompleted) Reset() {
+	*x = EvalShardCompleted{}
+	mi := &file_privtune_v1_events_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvalShardCompleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvalShardCompleted) ProtoMessage() {}
+
+func (x *EvalShardCompleted) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvalShardCompleted.ProtoReflect.Descriptor instead.
+func (*EvalShardCompleted) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *EvalShardCompleted) GetEvalId() string {
+	if x != nil {
+		return x.EvalId
+	}
+	return ""
+}
+
+func (x *EvalShardCompleted) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *EvalShardCompleted) GetOutputsUri() string {
+	if x != nil {
+		return x.OutputsUri
+	}
+	return ""
+}
+
+func (x *EvalShardCompleted) GetOutputsSha256() string {
+	if x != nil {
+		return x.OutputsSha256
+	}
+	return ""
+}
+
+func (x *EvalShardCompleted) GetItems() uint32 {
+	if x != nil {
+		return x.Items
+	}
+	return 0
+}
+
+func (x *EvalShardCompleted) GetSeconds() float64 {
+	if x != nil {
+		return x.Seconds
+	}
+	return 0
+}
+
+func (x *EvalShardCompleted) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *EvalShardCompleted) GetGeneratedTokens() uint64 {
+	if x != nil {
+		return x.GeneratedTokens
+	}
+	return 0
+}
+
+type EvalShardFailed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	EvalId        string                 `protobuf:"bytes,1,opt,name=eval_id,json=evalId,proto3" json:"eval_id,omitempty"`
+	Shard         uint32                 `protobuf:"varint,2,opt,name=shard,proto3" json:"shard,omitempty"`
+	ErrorCode     string                 `protobuf:"bytes,3,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"` // stable code: invalid_input, model_mismatch, ...
+	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`                        // privtune's own words, never an exception's text
+	WorkerId      string                 `protobuf:"bytes,5,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvalShardFailed) Reset() {
+	*x = EvalShardFailed{}
+	mi := &file_privtune_v1_events_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvalShardFailed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvalShardFailed) ProtoMessage() {}
+
+func (x *EvalShardFailed) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvalShardFailed.ProtoReflect.Descriptor instead.
+func (*EvalShardFailed) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *EvalShardFailed) GetEvalId() string {
+	if x != nil {
+		return x.EvalId
+	}
+	return ""
+}
+
+func (x *EvalShardFailed) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *EvalShardFailed) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *EvalShardFailed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *EvalShardFailed) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+// One metric of a run: candidate and base values, their paired difference and its bootstrap interval.
+type MetricEstimate struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // e.g. "domain.rouge_l", "general.score", "win_rate"
+	Candidate       float64                `protobuf:"fixed64,2,opt,name=candidate,proto3" json:"candidate,omitempty"`
+	Reference       float64                `protobuf:"fixed64,3,opt,name=reference,proto3" json:"reference,omitempty"`
+	Delta           float64                `protobuf:"fixed64,4,opt,name=delta,proto3" json:"delta,omitempty"`              // candidate - reference
+	CiLow           float64                `protobuf:"fixed64,5,opt,name=ci_low,json=ciLow,proto3" json:"ci_low,omitempty"` // bootstrap interval of delta (win_rate: of win rate - 0.5)
+	CiHigh          float64                `protobuf:"fixed64,6,opt,name=ci_high,json=ciHigh,proto3" json:"ci_high,omitempty"`
+	N               uint32                 `protobuf:"varint,7,opt,name=n,proto3" json:"n,omitempty"` // items behind it
+	HigherIsBetter  bool                   `protobuf:"varint,8,opt,name=higher_is_better,json=higherIsBetter,proto3" json:"higher_is_better,omitempty"`
+	CandidateCiLow  float64                `protobuf:"fixed64,9,opt,name=candidate_ci_low,json=candidateCiLow,proto3" json:"candidate_ci_low,omitempty"` // interval of the candidate's own value (what probe gates use)
+	CandidateCiHigh float64                `protobuf:"fixed64,10,opt,name=candidate_ci_high,json=candidateCiHigh,proto3" json:"candidate_ci_high,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *MetricEstimate) Reset() {
+	*x = MetricEstimate{}
+	mi := &file_privtune_v1_events_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricEstimate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricEstimate) ProtoMessage() {}
+
+func (x *MetricEstimate) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricEstimate.ProtoReflect.Descriptor instead.
+func (*MetricEstimate) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *MetricEstimate) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MetricEstimate) GetCandidate() float64 {
+	if x != nil {
+		return x.Candidate
+	}
+	return 0
+}
+
+func (x *MetricEstimate) GetReference() float64 {
+	if x != nil {
+		return x.Reference
+	}
+	return 0
+}
+
+func (x *MetricEstimate) GetDelta() float64 {
+	if x != nil {
+		return x.Delta
+	}
+	return 0
+}
+
+func (x *MetricEstimate) GetCiLow() float64 {
+	if x != nil {
+		return x.CiLow
+	}
+	return 0
+}
+
+func (x *MetricEstimate) GetCiHigh() float64 {
+	if x != nil {
+		return x.CiHigh
+	}
+	return 0
+}
+
+func (x *MetricEstimate) GetN() uint32 {
+	if x != nil {
+		return x.N
+	}
+	return 0
+}
+
+func (x *MetricEstimate) GetHigherIsBetter() bool {
+	if x != nil {
+		return x.HigherIsBetter
+	}
+	return false
+}
+
+func (x *MetricEstimate) GetCandidateCiLow() float64 {
+	if x != nil {
+		return x.CandidateCiLow
+	}
+	return 0
+}
+
+func (x *MetricEstimate) GetCandidateCiHigh() float64 {
+	if x != nil {
+		return x.CandidateCiHigh
+	}
+	return 0
+}
+
+type GateResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Gate          string                 `protobuf:"bytes,1,opt,name=gate,proto3" json:"gate,omitempty"` // e.g. "win_rate_vs_base_min"
+	Passed        bool                   `protobuf:"varint,2,opt,name=passed,proto3" json:"passed,omitempty"`
+	Threshold     float64                `protobuf:"fixed64,3,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	Bound         float64                `protobuf:"fixed64,4,opt,name=bound,proto3" json:"bound,omitempty"`                        // the confidence bound compared with the threshold
+	BoundKind     string                 `protobuf:"bytes,5,opt,name=bound_kind,json=boundKind,proto3" json:"bound_kind,omitempty"` // "lower" or "upper"
+	Margin        float64                `protobuf:"fixed64,6,opt,name=margin,proto3" json:"margin,omitempty"`                      // how far on the passing side (negative: by how much it failed)
+	Reason        string                 `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GateResult) Reset() {
+	*x = GateResult{}
+	mi := &file_privtune_v1_events_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GateResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GateResult) ProtoMessage() {}
+
+func (x *GateResult) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GateResult.ProtoReflect.Descriptor instead.
+func (*GateResult) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GateResult) GetGate() string {
+	if x != nil {
+		return x.Gate
+	}
+	return ""
+}
+
+func (x *GateResult) GetPassed() bool {
+	if x != nil {
+		return x.Passed
+	}
+	return false
+}
+
+func (x *GateResult) GetThreshold() float64 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *GateResult) GetBound() float64 {
+	if x != nil {
+		return x.Bound
+	}
+	return 0
+}
+
+func (x *GateResult) GetBoundKind() string {
+	if x != nil {
+		return x.BoundKind
+	}
+	return ""
+}
+
+func (x *GateResult) GetMargin() float64 {
+	if x != nil {
+		return x.Margin
+	}
+	return 0
+}
+
+func (x *GateResult) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type EvalCompleted struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	EvalId         string                 `protobuf:"bytes,1,opt,name=eval_id,json=evalId,proto3" json:"eval_id,omitempty"`
@@ -3818,13 +4852,22 @@ type EvalCompleted struct {
 	Metrics        map[string]float64     `protobuf:"bytes,4,rep,name=metrics,proto3" json:"metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	Passed         bool                   `protobuf:"varint,5,opt,name=passed,proto3" json:"passed,omitempty"`
 	ReportUri      string                 `protobuf:"bytes,6,opt,name=report_uri,json=reportUri,proto3" json:"report_uri,omitempty"`
+	Estimates      []*MetricEstimate      `protobuf:"bytes,7,rep,name=estimates,proto3" json:"estimates,omitempty"`
+	Gates          []*GateResult          `protobuf:"bytes,8,rep,name=gates,proto3" json:"gates,omitempty"`
+	Reason         string                 `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"` // which gates failed and by how much, or "all gates passed"
+	JobId          string                 `protobuf:"bytes,10,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Items          uint32                 `protobuf:"varint,11,opt,name=items,proto3" json:"items,omitempty"`
+	Shards         uint32                 `protobuf:"varint,12,opt,name=shards,proto3" json:"shards,omitempty"`
+	ResultsUri     string                 `protobuf:"bytes,13,opt,name=results_uri,json=resultsUri,proto3" json:"results_uri,omitempty"` // results.json (scores and examples) in tenant storage
+	ResultsSha256  string                 `protobuf:"bytes,14,opt,name=results_sha256,json=resultsSha256,proto3" json:"results_sha256,omitempty"`
+	Confidence     float64                `protobuf:"fixed64,15,opt,name=confidence,proto3" json:"confidence,omitempty"` // of the intervals, e.g. 0.95
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
 
 func (x *EvalCompleted) Reset() {
 	*x = EvalCompleted{}
-	mi := &file_privtune_v1_events_proto_msgTypes[30]
+	mi := &file_privtune_v1_events_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3836,7 +4879,7 @@ func (x *EvalCompleted) String() string {
 func (*EvalCompleted) ProtoMessage() {}
 
 func (x *EvalCompleted) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[30]
+	mi := &file_privtune_v1_events_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3849,7 +4892,7 @@ func (x *EvalCompleted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvalCompleted.ProtoReflect.Descriptor instead.
 func (*EvalCompleted) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{30}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *EvalCompleted) GetEvalId() string {
@@ -3894,6 +4937,145 @@ func (x *EvalCompleted) GetReportUri() string {
 	return ""
 }
 
+func (x *EvalCompleted) GetEstimates() []*MetricEstimate {
+	if x != nil {
+		return x.Estimates
+	}
+	return nil
+}
+
+func (x *EvalCompleted) GetGates() []*GateResult {
+	if x != nil {
+		return x.Gates
+	}
+	return nil
+}
+
+func (x *EvalCompleted) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *EvalCompleted) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *EvalCompleted) GetItems() uint32 {
+	if x != nil {
+		return x.Items
+	}
+	return 0
+}
+
+func (x *EvalCompleted) GetShards() uint32 {
+	if x != nil {
+		return x.Shards
+	}
+	return 0
+}
+
+func (x *EvalCompleted) GetResultsUri() string {
+	if x != nil {
+		return x.ResultsUri
+	}
+	return ""
+}
+
+func (x *EvalCompleted) GetResultsSha256() string {
+	if x != nil {
+		return x.ResultsSha256
+	}
+	return ""
+}
+
+func (x *EvalCompleted) GetConfidence() float64 {
+	if x != nil {
+		return x.Confidence
+	}
+	return 0
+}
+
+type EvalFailed struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	EvalId         string                 `protobuf:"bytes,1,opt,name=eval_id,json=evalId,proto3" json:"eval_id,omitempty"`
+	ModelVersionId string                 `protobuf:"bytes,2,opt,name=model_version_id,json=modelVersionId,proto3" json:"model_version_id,omitempty"`
+	ErrorCode      string                 `protobuf:"bytes,3,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	Reason         string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	Shard          uint32                 `protobuf:"varint,5,opt,name=shard,proto3" json:"shard,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *EvalFailed) Reset() {
+	*x = EvalFailed{}
+	mi := &file_privtune_v1_events_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvalFailed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvalFailed) ProtoMessage() {}
+
+func (x *EvalFailed) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvalFailed.ProtoReflect.Descriptor instead.
+func (*EvalFailed) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *EvalFailed) GetEvalId() string {
+	if x != nil {
+		return x.EvalId
+	}
+	return ""
+}
+
+func (x *EvalFailed) GetModelVersionId() string {
+	if x != nil {
+		return x.ModelVersionId
+	}
+	return ""
+}
+
+func (x *EvalFailed) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *EvalFailed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *EvalFailed) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
 type DeploymentRequested struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	DeploymentId       string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
@@ -3907,7 +5089,7 @@ type DeploymentRequested struct {
 
 func (x *DeploymentRequested) Reset() {
 	*x = DeploymentRequested{}
-	mi := &file_privtune_v1_events_proto_msgTypes[31]
+	mi := &file_privtune_v1_events_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3919,7 +5101,7 @@ func (x *DeploymentRequested) String() string {
 func (*DeploymentRequested) ProtoMessage() {}
 
 func (x *DeploymentRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[31]
+	mi := &file_privtune_v1_events_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3932,7 +5114,7 @@ func (x *DeploymentRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentRequested.ProtoReflect.Descriptor instead.
 func (*DeploymentRequested) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{31}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *DeploymentRequested) GetDeploymentId() string {
@@ -3981,7 +5163,7 @@ type DeploymentApproved struct {
 
 func (x *DeploymentApproved) Reset() {
 	*x = DeploymentApproved{}
-	mi := &file_privtune_v1_events_proto_msgTypes[32]
+	mi := &file_privtune_v1_events_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3993,7 +5175,7 @@ func (x *DeploymentApproved) String() string {
 func (*DeploymentApproved) ProtoMessage() {}
 
 func (x *DeploymentApproved) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[32]
+	mi := &file_privtune_v1_events_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4006,7 +5188,7 @@ func (x *DeploymentApproved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentApproved.ProtoReflect.Descriptor instead.
 func (*DeploymentApproved) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{32}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeploymentApproved) GetDeploymentId() string {
@@ -4043,7 +5225,7 @@ type PoolDeployed struct {
 
 func (x *PoolDeployed) Reset() {
 	*x = PoolDeployed{}
-	mi := &file_privtune_v1_events_proto_msgTypes[33]
+	mi := &file_privtune_v1_events_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4055,7 +5237,7 @@ func (x *PoolDeployed) String() string {
 func (*PoolDeployed) ProtoMessage() {}
 
 func (x *PoolDeployed) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[33]
+	mi := &file_privtune_v1_events_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4068,7 +5250,7 @@ func (x *PoolDeployed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolDeployed.ProtoReflect.Descriptor instead.
 func (*PoolDeployed) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{33}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PoolDeployed) GetDeploymentId() string {
@@ -4118,7 +5300,7 @@ type TrafficFlipped struct {
 
 func (x *TrafficFlipped) Reset() {
 	*x = TrafficFlipped{}
-	mi := &file_privtune_v1_events_proto_msgTypes[34]
+	mi := &file_privtune_v1_events_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4130,7 +5312,7 @@ func (x *TrafficFlipped) String() string {
 func (*TrafficFlipped) ProtoMessage() {}
 
 func (x *TrafficFlipped) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[34]
+	mi := &file_privtune_v1_events_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4143,7 +5325,7 @@ func (x *TrafficFlipped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficFlipped.ProtoReflect.Descriptor instead.
 func (*TrafficFlipped) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{34}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TrafficFlipped) GetDeploymentId() string {
@@ -4186,7 +5368,7 @@ type RolledBack struct {
 
 func (x *RolledBack) Reset() {
 	*x = RolledBack{}
-	mi := &file_privtune_v1_events_proto_msgTypes[35]
+	mi := &file_privtune_v1_events_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4198,7 +5380,7 @@ func (x *RolledBack) String() string {
 func (*RolledBack) ProtoMessage() {}
 
 func (x *RolledBack) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[35]
+	mi := &file_privtune_v1_events_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4211,7 +5393,7 @@ func (x *RolledBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolledBack.ProtoReflect.Descriptor instead.
 func (*RolledBack) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{35}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RolledBack) GetDeploymentId() string {
@@ -4255,7 +5437,7 @@ type AccessDenied struct {
 
 func (x *AccessDenied) Reset() {
 	*x = AccessDenied{}
-	mi := &file_privtune_v1_events_proto_msgTypes[36]
+	mi := &file_privtune_v1_events_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4267,7 +5449,7 @@ func (x *AccessDenied) String() string {
 func (*AccessDenied) ProtoMessage() {}
 
 func (x *AccessDenied) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[36]
+	mi := &file_privtune_v1_events_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4280,7 +5462,7 @@ func (x *AccessDenied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessDenied.ProtoReflect.Descriptor instead.
 func (*AccessDenied) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{36}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AccessDenied) GetPrincipal() string {
@@ -4330,7 +5512,7 @@ type BreakGlassUsed struct {
 
 func (x *BreakGlassUsed) Reset() {
 	*x = BreakGlassUsed{}
-	mi := &file_privtune_v1_events_proto_msgTypes[37]
+	mi := &file_privtune_v1_events_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4342,7 +5524,7 @@ func (x *BreakGlassUsed) String() string {
 func (*BreakGlassUsed) ProtoMessage() {}
 
 func (x *BreakGlassUsed) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[37]
+	mi := &file_privtune_v1_events_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4355,7 +5537,7 @@ func (x *BreakGlassUsed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakGlassUsed.ProtoReflect.Descriptor instead.
 func (*BreakGlassUsed) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{37}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *BreakGlassUsed) GetPrincipal() string {
@@ -4398,7 +5580,7 @@ type AccessAllowed struct {
 
 func (x *AccessAllowed) Reset() {
 	*x = AccessAllowed{}
-	mi := &file_privtune_v1_events_proto_msgTypes[38]
+	mi := &file_privtune_v1_events_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4410,7 +5592,7 @@ func (x *AccessAllowed) String() string {
 func (*AccessAllowed) ProtoMessage() {}
 
 func (x *AccessAllowed) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[38]
+	mi := &file_privtune_v1_events_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4423,7 +5605,7 @@ func (x *AccessAllowed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessAllowed.ProtoReflect.Descriptor instead.
 func (*AccessAllowed) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{38}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *AccessAllowed) GetPrincipal() string {
@@ -4493,7 +5675,7 @@ var File_privtune_v1_events_proto protoreflect.FileDescriptor
 
 const file_privtune_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x18privtune/v1/events.proto\x12\vprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x17\n" +
+	"\x18privtune/v1/events.proto\x12\vprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x1a\n" +
 	"\rEventEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x12\n" +
@@ -4541,7 +5723,13 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\x17privacy_budget_reserved\x18K \x01(\v2\".privtune.v1.PrivacyBudgetReservedH\x00R\x15privacyBudgetReserved\x12Y\n" +
 	"\x16privacy_budget_settled\x18L \x01(\v2!.privtune.v1.PrivacyBudgetSettledH\x00R\x14privacyBudgetSettled\x12_\n" +
 	"\x18training_attempt_claimed\x18M \x01(\v2#.privtune.v1.TrainingAttemptClaimedH\x00R\x16trainingAttemptClaimed\x12V\n" +
-	"\x15training_attempt_stop\x18N \x01(\v2 .privtune.v1.TrainingAttemptStopH\x00R\x13trainingAttemptStopB\t\n" +
+	"\x15training_attempt_stop\x18N \x01(\v2 .privtune.v1.TrainingAttemptStopH\x00R\x13trainingAttemptStop\x12M\n" +
+	"\x12eval_suite_created\x18* \x01(\v2\x1d.privtune.v1.EvalSuiteCreatedH\x00R\x10evalSuiteCreated\x12S\n" +
+	"\x14eval_shard_scheduled\x18+ \x01(\v2\x1f.privtune.v1.EvalShardScheduledH\x00R\x12evalShardScheduled\x12S\n" +
+	"\x14eval_shard_completed\x18, \x01(\v2\x1f.privtune.v1.EvalShardCompletedH\x00R\x12evalShardCompleted\x12J\n" +
+	"\x11eval_shard_failed\x18- \x01(\v2\x1c.privtune.v1.EvalShardFailedH\x00R\x0fevalShardFailed\x12:\n" +
+	"\veval_failed\x18. \x01(\v2\x17.privtune.v1.EvalFailedH\x00R\n" +
+	"evalFailedB\t\n" +
 	"\apayloadJ\x04\b\r\x10\x14\"\xd5\x03\n" +
 	"\x11DatasetRegistered\x12\x1d\n" +
 	"\n" +
@@ -4631,7 +5819,7 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12%\n" +
 	"\x0etarget_epsilon\x18\x02 \x01(\x01R\rtargetEpsilon\x12!\n" +
 	"\ftarget_delta\x18\x03 \x01(\x01R\vtargetDelta\x12\"\n" +
-	"\rmax_grad_norm\x18\x04 \x01(\x01R\vmaxGradNorm\"\xf9\x06\n" +
+	"\rmax_grad_norm\x18\x04 \x01(\x01R\vmaxGradNorm\"\xb0\a\n" +
 	"\x11TrainingRequested\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\"\n" +
@@ -4656,7 +5844,9 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\x04gpus\x18\x11 \x01(\rR\x04gpus\x12\x1d\n" +
 	"\n" +
 	"dataset_id\x18\x12 \x01(\tR\tdatasetId\x12G\n" +
-	"\x0eclassification\x18\x13 \x01(\x0e2\x1f.privtune.v1.DataClassificationR\x0eclassification\x1aA\n" +
+	"\x0eclassification\x18\x13 \x01(\x0e2\x1f.privtune.v1.DataClassificationR\x0eclassification\x125\n" +
+	"\n" +
+	"eval_gates\x18\x14 \x01(\v2\x16.privtune.v1.EvalGatesR\tevalGates\x1aA\n" +
 	"\x13ExperimentTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"U\n" +
@@ -4810,7 +6000,7 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\rR\aattempt\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1b\n" +
-	"\tworker_id\x18\x04 \x01(\tR\bworkerId\"\x97\x05\n" +
+	"\tworker_id\x18\x04 \x01(\tR\bworkerId\"\x9f\x06\n" +
 	"\x16ModelVersionRegistered\x12(\n" +
 	"\x10model_version_id\x18\x01 \x01(\tR\x0emodelVersionId\x12\x1d\n" +
 	"\n" +
@@ -4829,7 +6019,12 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\fcode_version\x18\r \x01(\tR\vcodeVersion\x12J\n" +
 	"\ametrics\x18\x0e \x03(\v20.privtune.v1.ModelVersionRegistered.MetricsEntryR\ametrics\x12\x1d\n" +
 	"\n" +
-	"dataset_id\x18\x0f \x01(\tR\tdatasetId\x1a:\n" +
+	"dataset_id\x18\x0f \x01(\tR\tdatasetId\x12.\n" +
+	"\x13evaluation_suite_id\x18\x10 \x01(\tR\x11evaluationSuiteId\x125\n" +
+	"\n" +
+	"eval_gates\x18\x11 \x01(\v2\x16.privtune.v1.EvalGatesR\tevalGates\x12\x1f\n" +
+	"\vdataset_uri\x18\x12 \x01(\tR\n" +
+	"datasetUri\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xc3\x01\n" +
@@ -4851,12 +6046,131 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05month\x18\x02 \x01(\tR\x05month\x12#\n" +
 	"\repsilon_spent\x18\x03 \x01(\x01R\fepsilonSpent\x12\x18\n" +
-	"\aoutcome\x18\x04 \x01(\tR\aoutcome\"\x84\x01\n" +
+	"\aoutcome\x18\x04 \x01(\tR\aoutcome\"\xf3\x03\n" +
+	"\tEvalGates\x123\n" +
+	"\x14win_rate_vs_base_min\x18\x01 \x01(\x01H\x00R\x10winRateVsBaseMin\x88\x01\x01\x121\n" +
+	"\x12toxicity_max_delta\x18\x02 \x01(\x01H\x01R\x10toxicityMaxDelta\x88\x01\x01\x12*\n" +
+	"\x0eforgetting_max\x18\x03 \x01(\x01H\x02R\rforgettingMax\x88\x01\x01\x12+\n" +
+	"\x0fpii_leakage_max\x18\x04 \x01(\x01H\x03R\rpiiLeakageMax\x88\x01\x01\x123\n" +
+	"\x13canary_exposure_max\x18\x05 \x01(\x01H\x04R\x11canaryExposureMax\x88\x01\x01\x12*\n" +
+	"\x0eextraction_max\x18\x06 \x01(\x01H\x05R\rextractionMax\x88\x01\x01\x12-\n" +
+	"\x10domain_delta_min\x18\a \x01(\x01H\x06R\x0edomainDeltaMin\x88\x01\x01B\x17\n" +
+	"\x15_win_rate_vs_base_minB\x15\n" +
+	"\x13_toxicity_max_deltaB\x11\n" +
+	"\x0f_forgetting_maxB\x12\n" +
+	"\x10_pii_leakage_maxB\x16\n" +
+	"\x14_canary_exposure_maxB\x11\n" +
+	"\x0f_extraction_maxB\x13\n" +
+	"\x11_domain_delta_min\"\xde\x01\n" +
+	"\x12GenerationSettings\x12)\n" +
+	"\x0emax_new_tokens\x18\x01 \x01(\rH\x00R\fmaxNewTokens\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"batch_size\x18\x02 \x01(\rH\x01R\tbatchSize\x88\x01\x01\x12%\n" +
+	"\vtemperature\x18\x03 \x01(\x01H\x02R\vtemperature\x88\x01\x01\x12\x17\n" +
+	"\x04seed\x18\x04 \x01(\x04H\x03R\x04seed\x88\x01\x01B\x11\n" +
+	"\x0f_max_new_tokensB\r\n" +
+	"\v_batch_sizeB\x0e\n" +
+	"\f_temperatureB\a\n" +
+	"\x05_seed\"\x9b\x03\n" +
+	"\x10EvalSuiteCreated\x12\x19\n" +
+	"\bsuite_id\x18\x01 \x01(\tR\asuiteId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
+	"\x03uri\x18\x03 \x01(\tR\x03uri\x12'\n" +
+	"\x0fmanifest_sha256\x18\x04 \x01(\tR\x0emanifestSha256\x12\x1d\n" +
+	"\n" +
+	"item_count\x18\x05 \x01(\rR\titemCount\x12A\n" +
+	"\x06counts\x18\x06 \x03(\v2).privtune.v1.EvalSuiteCreated.CountsEntryR\x06counts\x12,\n" +
+	"\x12dataset_version_id\x18\a \x01(\tR\x10datasetVersionId\x126\n" +
+	"\x17dataset_manifest_sha256\x18\b \x01(\tR\x15datasetManifestSha256\x12\x1a\n" +
+	"\bcanaries\x18\t \x01(\rR\bcanaries\x1a9\n" +
+	"\vCountsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\x94\x05\n" +
 	"\rEvalRequested\x12\x17\n" +
 	"\aeval_id\x18\x01 \x01(\tR\x06evalId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12(\n" +
 	"\x10model_version_id\x18\x03 \x01(\tR\x0emodelVersionId\x12\x19\n" +
-	"\bsuite_id\x18\x04 \x01(\tR\asuiteId\"\xa3\x02\n" +
+	"\bsuite_id\x18\x04 \x01(\tR\asuiteId\x12\x1b\n" +
+	"\tsuite_uri\x18\x05 \x01(\tR\bsuiteUri\x122\n" +
+	"\x15suite_manifest_sha256\x18\x06 \x01(\tR\x13suiteManifestSha256\x12\x1d\n" +
+	"\n" +
+	"item_count\x18\a \x01(\rR\titemCount\x12\x1f\n" +
+	"\vshard_count\x18\b \x01(\rR\n" +
+	"shardCount\x12\x1d\n" +
+	"\n" +
+	"shard_size\x18\t \x01(\rR\tshardSize\x12\"\n" +
+	"\rbase_model_id\x18\n" +
+	" \x01(\tR\vbaseModelId\x12*\n" +
+	"\x11base_model_sha256\x18\v \x01(\tR\x0fbaseModelSha256\x12!\n" +
+	"\fartifact_uri\x18\f \x01(\tR\vartifactUri\x12'\n" +
+	"\x0fartifact_sha256\x18\r \x01(\tR\x0eartifactSha256\x12#\n" +
+	"\rartifact_kind\x18\x0e \x01(\tR\fartifactKind\x12\x14\n" +
+	"\x05judge\x18\x0f \x01(\tR\x05judge\x12,\n" +
+	"\x05gates\x18\x10 \x01(\v2\x16.privtune.v1.EvalGatesR\x05gates\x12?\n" +
+	"\n" +
+	"generation\x18\x11 \x01(\v2\x1f.privtune.v1.GenerationSettingsR\n" +
+	"generation\x12\x18\n" +
+	"\atrigger\x18\x12 \x01(\tR\atrigger\"\x8b\x04\n" +
+	"\x12EvalShardScheduled\x12\x17\n" +
+	"\aeval_id\x18\x01 \x01(\tR\x06evalId\x12\x14\n" +
+	"\x05shard\x18\x02 \x01(\rR\x05shard\x12\x1d\n" +
+	"\n" +
+	"first_item\x18\x03 \x01(\rR\tfirstItem\x12\x1d\n" +
+	"\n" +
+	"item_count\x18\x04 \x01(\rR\titemCount\x12\x1b\n" +
+	"\tsuite_uri\x18\x05 \x01(\tR\bsuiteUri\x122\n" +
+	"\x15suite_manifest_sha256\x18\x06 \x01(\tR\x13suiteManifestSha256\x12\"\n" +
+	"\rbase_model_id\x18\a \x01(\tR\vbaseModelId\x12*\n" +
+	"\x11base_model_sha256\x18\b \x01(\tR\x0fbaseModelSha256\x12!\n" +
+	"\fartifact_uri\x18\t \x01(\tR\vartifactUri\x12'\n" +
+	"\x0fartifact_sha256\x18\n" +
+	" \x01(\tR\x0eartifactSha256\x12#\n" +
+	"\rartifact_kind\x18\v \x01(\tR\fartifactKind\x12\x14\n" +
+	"\x05judge\x18\f \x01(\tR\x05judge\x12?\n" +
+	"\n" +
+	"generation\x18\r \x01(\v2\x1f.privtune.v1.GenerationSettingsR\n" +
+	"generation\x12\x1f\n" +
+	"\voutputs_uri\x18\x0e \x01(\tR\n" +
+	"outputsUri\"\x83\x02\n" +
+	"\x12EvalShardCompleted\x12\x17\n" +
+	"\aeval_id\x18\x01 \x01(\tR\x06evalId\x12\x14\n" +
+	"\x05shard\x18\x02 \x01(\rR\x05shard\x12\x1f\n" +
+	"\voutputs_uri\x18\x03 \x01(\tR\n" +
+	"outputsUri\x12%\n" +
+	"\x0eoutputs_sha256\x18\x04 \x01(\tR\routputsSha256\x12\x14\n" +
+	"\x05items\x18\x05 \x01(\rR\x05items\x12\x18\n" +
+	"\aseconds\x18\x06 \x01(\x01R\aseconds\x12\x1b\n" +
+	"\tworker_id\x18\a \x01(\tR\bworkerId\x12)\n" +
+	"\x10generated_tokens\x18\b \x01(\x04R\x0fgeneratedTokens\"\x94\x01\n" +
+	"\x0fEvalShardFailed\x12\x17\n" +
+	"\aeval_id\x18\x01 \x01(\tR\x06evalId\x12\x14\n" +
+	"\x05shard\x18\x02 \x01(\rR\x05shard\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x03 \x01(\tR\terrorCode\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1b\n" +
+	"\tworker_id\x18\x05 \x01(\tR\bworkerId\"\xb4\x02\n" +
+	"\x0eMetricEstimate\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
+	"\tcandidate\x18\x02 \x01(\x01R\tcandidate\x12\x1c\n" +
+	"\treference\x18\x03 \x01(\x01R\treference\x12\x14\n" +
+	"\x05delta\x18\x04 \x01(\x01R\x05delta\x12\x15\n" +
+	"\x06ci_low\x18\x05 \x01(\x01R\x05ciLow\x12\x17\n" +
+	"\aci_high\x18\x06 \x01(\x01R\x06ciHigh\x12\f\n" +
+	"\x01n\x18\a \x01(\rR\x01n\x12(\n" +
+	"\x10higher_is_better\x18\b \x01(\bR\x0ehigherIsBetter\x12(\n" +
+	"\x10candidate_ci_low\x18\t \x01(\x01R\x0ecandidateCiLow\x12*\n" +
+	"\x11candidate_ci_high\x18\n" +
+	" \x01(\x01R\x0fcandidateCiHigh\"\xbb\x01\n" +
+	"\n" +
+	"GateResult\x12\x12\n" +
+	"\x04gate\x18\x01 \x01(\tR\x04gate\x12\x16\n" +
+	"\x06passed\x18\x02 \x01(\bR\x06passed\x12\x1c\n" +
+	"\tthreshold\x18\x03 \x01(\x01R\tthreshold\x12\x14\n" +
+	"\x05bound\x18\x04 \x01(\x01R\x05bound\x12\x1d\n" +
+	"\n" +
+	"bound_kind\x18\x05 \x01(\tR\tboundKind\x12\x16\n" +
+	"\x06margin\x18\x06 \x01(\x01R\x06margin\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\"\xd2\x04\n" +
 	"\rEvalCompleted\x12\x17\n" +
 	"\aeval_id\x18\x01 \x01(\tR\x06evalId\x12(\n" +
 	"\x10model_version_id\x18\x02 \x01(\tR\x0emodelVersionId\x12\x19\n" +
@@ -4864,10 +6178,31 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\ametrics\x18\x04 \x03(\v2'.privtune.v1.EvalCompleted.MetricsEntryR\ametrics\x12\x16\n" +
 	"\x06passed\x18\x05 \x01(\bR\x06passed\x12\x1d\n" +
 	"\n" +
-	"report_uri\x18\x06 \x01(\tR\treportUri\x1a:\n" +
+	"report_uri\x18\x06 \x01(\tR\treportUri\x129\n" +
+	"\testimates\x18\a \x03(\v2\x1b.privtune.v1.MetricEstimateR\testimates\x12-\n" +
+	"\x05gates\x18\b \x03(\v2\x17.privtune.v1.GateResultR\x05gates\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\x12\x15\n" +
+	"\x06job_id\x18\n" +
+	" \x01(\tR\x05jobId\x12\x14\n" +
+	"\x05items\x18\v \x01(\rR\x05items\x12\x16\n" +
+	"\x06shards\x18\f \x01(\rR\x06shards\x12\x1f\n" +
+	"\vresults_uri\x18\r \x01(\tR\n" +
+	"resultsUri\x12%\n" +
+	"\x0eresults_sha256\x18\x0e \x01(\tR\rresultsSha256\x12\x1e\n" +
+	"\n" +
+	"confidence\x18\x0f \x01(\x01R\n" +
+	"confidence\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xf2\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x9c\x01\n" +
+	"\n" +
+	"EvalFailed\x12\x17\n" +
+	"\aeval_id\x18\x01 \x01(\tR\x06evalId\x12(\n" +
+	"\x10model_version_id\x18\x02 \x01(\tR\x0emodelVersionId\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x03 \x01(\tR\terrorCode\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05shard\x18\x05 \x01(\rR\x05shard\"\xf2\x01\n" +
 	"\x13DeploymentRequested\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12(\n" +
 	"\x10model_version_id\x18\x02 \x01(\tR\x0emodelVersionId\x12 \n" +
@@ -4961,7 +6296,7 @@ func file_privtune_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_privtune_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_privtune_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_privtune_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_privtune_v1_events_proto_goTypes = []any{
 	(DataClassification)(0),        // 0: privtune.v1.DataClassification
 	(DatasetFormat)(0),             // 1: privtune.v1.DatasetFormat
@@ -4996,28 +6331,38 @@ var file_privtune_v1_events_proto_goTypes = []any{
 	(*ModelAliasMoved)(nil),        // 30: privtune.v1.ModelAliasMoved
 	(*PrivacyBudgetReserved)(nil),  // 31: privtune.v1.PrivacyBudgetReserved
 	(*PrivacyBudgetSettled)(nil),   // 32: privtune.v1.PrivacyBudgetSettled
-	(*EvalRequested)(nil),          // 33: privtune.v1.EvalRequested
-	(*EvalCompleted)(nil),          // 34: privtune.v1.EvalCompleted
-	(*DeploymentRequested)(nil),    // 35: privtune.v1.DeploymentRequested
-	(*DeploymentApproved)(nil),     // 36: privtune.v1.DeploymentApproved
-	(*PoolDeployed)(nil),           // 37: privtune.v1.PoolDeployed
-	(*TrafficFlipped)(nil),         // 38: privtune.v1.TrafficFlipped
-	(*RolledBack)(nil),             // 39: privtune.v1.RolledBack
-	(*AccessDenied)(nil),           // 40: privtune.v1.AccessDenied
-	(*BreakGlassUsed)(nil),         // 41: privtune.v1.BreakGlassUsed
-	(*AccessAllowed)(nil),          // 42: privtune.v1.AccessAllowed
-	nil,                            // 43: privtune.v1.DatasetRegistered.LabelsEntry
-	nil,                            // 44: privtune.v1.CurationRequested.DatasetLabelsEntry
-	nil,                            // 45: privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
-	nil,                            // 46: privtune.v1.TrainingRequested.ExperimentTagsEntry
-	nil,                            // 47: privtune.v1.TrainingStarted.LibraryVersionsEntry
-	nil,                            // 48: privtune.v1.CheckpointSaved.MetricsEntry
-	nil,                            // 49: privtune.v1.ModelVersionRegistered.MetricsEntry
-	nil,                            // 50: privtune.v1.EvalCompleted.MetricsEntry
-	(*timestamppb.Timestamp)(nil),  // 51: google.protobuf.Timestamp
+	(*EvalGates)(nil),              // 33: privtune.v1.EvalGates
+	(*GenerationSettings)(nil),     // 34: privtune.v1.GenerationSettings
+	(*EvalSuiteCreated)(nil),       // 35: privtune.v1.EvalSuiteCreated
+	(*EvalRequested)(nil),          // 36: privtune.v1.EvalRequested
+	(*EvalShardScheduled)(nil),     // 37: privtune.v1.EvalShardScheduled
+	(*EvalShardCompleted)(nil),     // 38: privtune.v1.EvalShardCompleted
+	(*EvalShardFailed)(nil),        // 39: privtune.v1.EvalShardFailed
+	(*MetricEstimate)(nil),         // 40: privtune.v1.MetricEstimate
+	(*GateResult)(nil),             // 41: privtune.v1.GateResult
+	(*EvalCompleted)(nil),          // 42: privtune.v1.EvalCompleted
+	(*EvalFailed)(nil),             // 43: privtune.v1.EvalFailed
+	(*DeploymentRequested)(nil),    // 44: privtune.v1.DeploymentRequested
+	(*DeploymentApproved)(nil),     // 45: privtune.v1.DeploymentApproved
+	(*PoolDeployed)(nil),           // 46: privtune.v1.PoolDeployed
+	(*TrafficFlipped)(nil),         // 47: privtune.v1.TrafficFlipped
+	(*RolledBack)(nil),             // 48: privtune.v1.RolledBack
+	(*AccessDenied)(nil),           // 49: privtune.v1.AccessDenied
+	(*BreakGlassUsed)(nil),         // 50: privtune.v1.BreakGlassUsed
+	(*AccessAllowed)(nil),          // 51: privtune.v1.AccessAllowed
+	nil,                            // 52: privtune.v1.DatasetRegistered.LabelsEntry
+	nil,                            // 53: privtune.v1.CurationRequested.DatasetLabelsEntry
+	nil,                            // 54: privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
+	nil,                            // 55: privtune.v1.TrainingRequested.ExperimentTagsEntry
+	nil,                            // 56: privtune.v1.TrainingStarted.LibraryVersionsEntry
+	nil,                            // 57: privtune.v1.CheckpointSaved.MetricsEntry
+	nil,                            // 58: privtune.v1.ModelVersionRegistered.MetricsEntry
+	nil,                            // 59: privtune.v1.EvalSuiteCreated.CountsEntry
+	nil,                            // 60: privtune.v1.EvalCompleted.MetricsEntry
+	(*timestamppb.Timestamp)(nil),  // 61: google.protobuf.Timestamp
 }
 var file_privtune_v1_events_proto_depIdxs = []int32{
-	51, // 0: privtune.v1.EventEnvelope.time:type_name -> google.protobuf.Timestamp
+	61, // 0: privtune.v1.EventEnvelope.time:type_name -> google.protobuf.Timestamp
 	5,  // 1: privtune.v1.EventEnvelope.dataset_registered:type_name -> privtune.v1.DatasetRegistered
 	6,  // 2: privtune.v1.EventEnvelope.curation_requested:type_name -> privtune.v1.CurationRequested
 	7,  // 3: privtune.v1.EventEnvelope.dataset_version_created:type_name -> privtune.v1.DatasetVersionCreated
@@ -5032,16 +6377,16 @@ var file_privtune_v1_events_proto_depIdxs = []int32{
 	26, // 12: privtune.v1.EventEnvelope.training_failed:type_name -> privtune.v1.TrainingFailed
 	24, // 13: privtune.v1.EventEnvelope.training_heartbeat:type_name -> privtune.v1.TrainingHeartbeat
 	25, // 14: privtune.v1.EventEnvelope.training_preempted:type_name -> privtune.v1.TrainingPreempted
-	33, // 15: privtune.v1.EventEnvelope.eval_requested:type_name -> privtune.v1.EvalRequested
-	34, // 16: privtune.v1.EventEnvelope.eval_completed:type_name -> privtune.v1.EvalCompleted
-	35, // 17: privtune.v1.EventEnvelope.deployment_requested:type_name -> privtune.v1.DeploymentRequested
-	36, // 18: privtune.v1.EventEnvelope.deployment_approved:type_name -> privtune.v1.DeploymentApproved
-	37, // 19: privtune.v1.EventEnvelope.pool_deployed:type_name -> privtune.v1.PoolDeployed
-	38, // 20: privtune.v1.EventEnvelope.traffic_flipped:type_name -> privtune.v1.TrafficFlipped
-	39, // 21: privtune.v1.EventEnvelope.rolled_back:type_name -> privtune.v1.RolledBack
-	40, // 22: privtune.v1.EventEnvelope.access_denied:type_name -> privtune.v1.AccessDenied
-	41, // 23: privtune.v1.EventEnvelope.break_glass_used:type_name -> privtune.v1.BreakGlassUsed
-	42, // 24: privtune.v1.EventEnvelope.access_allowed:type_name -> privtune.v1.AccessAllowed
+	36, // 15: privtune.v1.EventEnvelope.eval_requested:type_name -> privtune.v1.EvalRequested
+	42, // 16: privtune.v1.EventEnvelope.eval_completed:type_name -> privtune.v1.EvalCompleted
+	44, // 17: privtune.v1.EventEnvelope.deployment_requested:type_name -> privtune.v1.DeploymentRequested
+	45, // 18: privtune.v1.EventEnvelope.deployment_approved:type_name -> privtune.v1.DeploymentApproved
+	46, // 19: privtune.v1.EventEnvelope.pool_deployed:type_name -> privtune.v1.PoolDeployed
+	47, // 20: privtune.v1.EventEnvelope.traffic_flipped:type_name -> privtune.v1.TrafficFlipped
+	48, // 21: privtune.v1.EventEnvelope.rolled_back:type_name -> privtune.v1.RolledBack
+	49, // 22: privtune.v1.EventEnvelope.access_denied:type_name -> privtune.v1.AccessDenied
+	50, // 23: privtune.v1.EventEnvelope.break_glass_used:type_name -> privtune.v1.BreakGlassUsed
+	51, // 24: privtune.v1.EventEnvelope.access_allowed:type_name -> privtune.v1.AccessAllowed
 	17, // 25: privtune.v1.EventEnvelope.training_scheduled:type_name -> privtune.v1.TrainingScheduled
 	18, // 26: privtune.v1.EventEnvelope.training_stop_requested:type_name -> privtune.v1.TrainingStopRequested
 	19, // 27: privtune.v1.EventEnvelope.training_cancelled:type_name -> privtune.v1.TrainingCancelled
@@ -5051,31 +6396,44 @@ var file_privtune_v1_events_proto_depIdxs = []int32{
 	32, // 31: privtune.v1.EventEnvelope.privacy_budget_settled:type_name -> privtune.v1.PrivacyBudgetSettled
 	27, // 32: privtune.v1.EventEnvelope.training_attempt_claimed:type_name -> privtune.v1.TrainingAttemptClaimed
 	28, // 33: privtune.v1.EventEnvelope.training_attempt_stop:type_name -> privtune.v1.TrainingAttemptStop
-	1,  // 34: privtune.v1.DatasetRegistered.format_hint:type_name -> privtune.v1.DatasetFormat
-	0,  // 35: privtune.v1.DatasetRegistered.classification:type_name -> privtune.v1.DataClassification
-	43, // 36: privtune.v1.DatasetRegistered.labels:type_name -> privtune.v1.DatasetRegistered.LabelsEntry
-	0,  // 37: privtune.v1.CurationRequested.dataset_classification:type_name -> privtune.v1.DataClassification
-	44, // 38: privtune.v1.CurationRequested.dataset_labels:type_name -> privtune.v1.CurationRequested.DatasetLabelsEntry
-	0,  // 39: privtune.v1.DatasetVersionCreated.dataset_classification:type_name -> privtune.v1.DataClassification
-	45, // 40: privtune.v1.DatasetVersionCreated.dataset_labels:type_name -> privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
-	2,  // 41: privtune.v1.TrainingRequested.method:type_name -> privtune.v1.TrainingMethod
-	9,  // 42: privtune.v1.TrainingRequested.lora_config:type_name -> privtune.v1.LoraConfig
-	10, // 43: privtune.v1.TrainingRequested.hyperparameters:type_name -> privtune.v1.Hyperparameters
-	11, // 44: privtune.v1.TrainingRequested.dp:type_name -> privtune.v1.DifferentialPrivacy
-	46, // 45: privtune.v1.TrainingRequested.experiment_tags:type_name -> privtune.v1.TrainingRequested.ExperimentTagsEntry
-	0,  // 46: privtune.v1.TrainingRequested.classification:type_name -> privtune.v1.DataClassification
-	13, // 47: privtune.v1.TrainingRejected.violations:type_name -> privtune.v1.PolicyViolation
-	15, // 48: privtune.v1.TrainingQueued.estimate:type_name -> privtune.v1.ResourceEstimate
-	47, // 49: privtune.v1.TrainingStarted.library_versions:type_name -> privtune.v1.TrainingStarted.LibraryVersionsEntry
-	48, // 50: privtune.v1.CheckpointSaved.metrics:type_name -> privtune.v1.CheckpointSaved.MetricsEntry
-	49, // 51: privtune.v1.ModelVersionRegistered.metrics:type_name -> privtune.v1.ModelVersionRegistered.MetricsEntry
-	50, // 52: privtune.v1.EvalCompleted.metrics:type_name -> privtune.v1.EvalCompleted.MetricsEntry
-	3,  // 53: privtune.v1.DeploymentRequested.strategy:type_name -> privtune.v1.RolloutStrategy
-	54, // [54:54] is the sub-list for method output_type
-	54, // [54:54] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	35, // 34: privtune.v1.EventEnvelope.eval_suite_created:type_name -> privtune.v1.EvalSuiteCreated
+	37, // 35: privtune.v1.EventEnvelope.eval_shard_scheduled:type_name -> privtune.v1.EvalShardScheduled
+	38, // 36: privtune.v1.EventEnvelope.eval_shard_completed:type_name -> privtune.v1.EvalShardCompleted
+	39, // 37: privtune.v1.EventEnvelope.eval_shard_failed:type_name -> privtune.v1.EvalShardFailed
+	43, // 38: privtune.v1.EventEnvelope.eval_failed:type_name -> privtune.v1.EvalFailed
+	1,  // 39: privtune.v1.DatasetRegistered.format_hint:type_name -> privtune.v1.DatasetFormat
+	0,  // 40: privtune.v1.DatasetRegistered.classification:type_name -> privtune.v1.DataClassification
+	52, // 41: privtune.v1.DatasetRegistered.labels:type_name -> privtune.v1.DatasetRegistered.LabelsEntry
+	0,  // 42: privtune.v1.CurationRequested.dataset_classification:type_name -> privtune.v1.DataClassification
+	53, // 43: privtune.v1.CurationRequested.dataset_labels:type_name -> privtune.v1.CurationRequested.DatasetLabelsEntry
+	0,  // 44: privtune.v1.DatasetVersionCreated.dataset_classification:type_name -> privtune.v1.DataClassification
+	54, // 45: privtune.v1.DatasetVersionCreated.dataset_labels:type_name -> privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
+	2,  // 46: privtune.v1.TrainingRequested.method:type_name -> privtune.v1.TrainingMethod
+	9,  // 47: privtune.v1.TrainingRequested.lora_config:type_name -> privtune.v1.LoraConfig
+	10, // 48: privtune.v1.TrainingRequested.hyperparameters:type_name -> privtune.v1.Hyperparameters
+	11, // 49: privtune.v1.TrainingRequested.dp:type_name -> privtune.v1.DifferentialPrivacy
+	55, // 50: privtune.v1.TrainingRequested.experiment_tags:type_name -> privtune.v1.TrainingRequested.ExperimentTagsEntry
+	0,  // 51: privtune.v1.TrainingRequested.classification:type_name -> privtune.v1.DataClassification
+	33, // 52: privtune.v1.TrainingRequested.eval_gates:type_name -> privtune.v1.EvalGates
+	13, // 53: privtune.v1.TrainingRejected.violations:type_name -> privtune.v1.PolicyViolation
+	15, // 54: privtune.v1.TrainingQueued.estimate:type_name -> privtune.v1.ResourceEstimate
+	56, // 55: privtune.v1.TrainingStarted.library_versions:type_name -> privtune.v1.TrainingStarted.LibraryVersionsEntry
+	57, // 56: privtune.v1.CheckpointSaved.metrics:type_name -> privtune.v1.CheckpointSaved.MetricsEntry
+	58, // 57: privtune.v1.ModelVersionRegistered.metrics:type_name -> privtune.v1.ModelVersionRegistered.MetricsEntry
+	33, // 58: privtune.v1.ModelVersionRegistered.eval_gates:type_name -> privtune.v1.EvalGates
+	59, // 59: privtune.v1.EvalSuiteCreated.counts:type_name -> privtune.v1.EvalSuiteCreated.CountsEntry
+	33, // 60: privtune.v1.EvalRequested.gates:type_name -> privtune.v1.EvalGates
+	34, // 61: privtune.v1.EvalRequested.generation:type_name -> privtune.v1.GenerationSettings
+	34, // 62: privtune.v1.EvalShardScheduled.generation:type_name -> privtune.v1.GenerationSettings
+	60, // 63: privtune.v1.EvalCompleted.metrics:type_name -> privtune.v1.EvalCompleted.MetricsEntry
+	40, // 64: privtune.v1.EvalCompleted.estimates:type_name -> privtune.v1.MetricEstimate
+	41, // 65: privtune.v1.EvalCompleted.gates:type_name -> privtune.v1.GateResult
+	3,  // 66: privtune.v1.DeploymentRequested.strategy:type_name -> privtune.v1.RolloutStrategy
+	67, // [67:67] is the sub-list for method output_type
+	67, // [67:67] is the sub-list for method input_type
+	67, // [67:67] is the sub-list for extension type_name
+	67, // [67:67] is the sub-list for extension extendee
+	0,  // [0:67] is the sub-list for field type_name
 }
 
 func init() { file_privtune_v1_events_proto_init() }
@@ -5117,14 +6475,21 @@ func file_privtune_v1_events_proto_init() {
 		(*EventEnvelope_PrivacyBudgetSettled)(nil),
 		(*EventEnvelope_TrainingAttemptClaimed)(nil),
 		(*EventEnvelope_TrainingAttemptStop)(nil),
+		(*EventEnvelope_EvalSuiteCreated)(nil),
+		(*EventEnvelope_EvalShardScheduled)(nil),
+		(*EventEnvelope_EvalShardCompleted)(nil),
+		(*EventEnvelope_EvalShardFailed)(nil),
+		(*EventEnvelope_EvalFailed)(nil),
 	}
+	file_privtune_v1_events_proto_msgTypes[29].OneofWrappers = []any{}
+	file_privtune_v1_events_proto_msgTypes[30].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_privtune_v1_events_proto_rawDesc), len(file_privtune_v1_events_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   47,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

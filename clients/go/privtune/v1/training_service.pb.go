@@ -160,6 +160,7 @@ type TrainingJobSpec struct {
 	Priority          int32                  `protobuf:"varint,12,opt,name=priority,proto3" json:"priority,omitempty"`
 	Gpus              uint32                 `protobuf:"varint,13,opt,name=gpus,proto3" json:"gpus,omitempty"` // accelerators at once (data-parallel processes); 0 means 1
 	Options           *TrainingOptions       `protobuf:"bytes,14,opt,name=options,proto3" json:"options,omitempty"`
+	EvalGates         *EvalGates             `protobuf:"bytes,15,opt,name=eval_gates,json=evalGates,proto3" json:"eval_gates,omitempty"` // gates the evaluation on evaluation_suite_id decides promotion on
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -288,6 +289,13 @@ func (x *TrainingJobSpec) GetGpus() uint32 {
 func (x *TrainingJobSpec) GetOptions() *TrainingOptions {
 	if x != nil {
 		return x.Options
+	}
+	return nil
+}
+
+func (x *TrainingJobSpec) GetEvalGates() *EvalGates {
+	if x != nil {
+		return x.EvalGates
 	}
 	return nil
 }
@@ -1521,7 +1529,7 @@ var File_privtune_v1_training_service_proto protoreflect.FileDescriptor
 
 const file_privtune_v1_training_service_proto_rawDesc = "" +
 	"\n" +
-	"\"privtune/v1/training_service.proto\x12\vprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18privtune/v1/events.proto\"\xc7\x05\n" +
+	"\"privtune/v1/training_service.proto\x12\vprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18privtune/v1/events.proto\"\xfe\x05\n" +
 	"\x0fTrainingJobSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
 	"\rbase_model_id\x18\x02 \x01(\tR\vbaseModelId\x12,\n" +
@@ -1538,7 +1546,9 @@ const file_privtune_v1_training_service_proto_rawDesc = "" +
 	"\x0fexperiment_tags\x18\v \x03(\v20.privtune.v1.TrainingJobSpec.ExperimentTagsEntryR\x0eexperimentTags\x12\x1a\n" +
 	"\bpriority\x18\f \x01(\x05R\bpriority\x12\x12\n" +
 	"\x04gpus\x18\r \x01(\rR\x04gpus\x126\n" +
-	"\aoptions\x18\x0e \x01(\v2\x1c.privtune.v1.TrainingOptionsR\aoptions\x1aA\n" +
+	"\aoptions\x18\x0e \x01(\v2\x1c.privtune.v1.TrainingOptionsR\aoptions\x125\n" +
+	"\n" +
+	"eval_gates\x18\x0f \x01(\v2\x16.privtune.v1.EvalGatesR\tevalGates\x1aA\n" +
 	"\x13ExperimentTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x04\n" +
@@ -1725,10 +1735,11 @@ var file_privtune_v1_training_service_proto_goTypes = []any{
 	(*LoraConfig)(nil),                  // 24: privtune.v1.LoraConfig
 	(*Hyperparameters)(nil),             // 25: privtune.v1.Hyperparameters
 	(*DifferentialPrivacy)(nil),         // 26: privtune.v1.DifferentialPrivacy
-	(*timestamppb.Timestamp)(nil),       // 27: google.protobuf.Timestamp
-	(*ResourceEstimate)(nil),            // 28: privtune.v1.ResourceEstimate
-	(*PolicyViolation)(nil),             // 29: privtune.v1.PolicyViolation
-	(*EventEnvelope)(nil),               // 30: privtune.v1.EventEnvelope
+	(*EvalGates)(nil),                   // 27: privtune.v1.EvalGates
+	(*timestamppb.Timestamp)(nil),       // 28: google.protobuf.Timestamp
+	(*ResourceEstimate)(nil),            // 29: privtune.v1.ResourceEstimate
+	(*PolicyViolation)(nil),             // 30: privtune.v1.PolicyViolation
+	(*EventEnvelope)(nil),               // 31: privtune.v1.EventEnvelope
 }
 var file_privtune_v1_training_service_proto_depIdxs = []int32{
 	23, // 0: privtune.v1.TrainingJobSpec.method:type_name -> privtune.v1.TrainingMethod
@@ -1737,50 +1748,51 @@ var file_privtune_v1_training_service_proto_depIdxs = []int32{
 	26, // 3: privtune.v1.TrainingJobSpec.dp:type_name -> privtune.v1.DifferentialPrivacy
 	21, // 4: privtune.v1.TrainingJobSpec.experiment_tags:type_name -> privtune.v1.TrainingJobSpec.ExperimentTagsEntry
 	3,  // 5: privtune.v1.TrainingJobSpec.options:type_name -> privtune.v1.TrainingOptions
-	0,  // 6: privtune.v1.TrainingJob.state:type_name -> privtune.v1.TrainingJobState
-	23, // 7: privtune.v1.TrainingJob.method:type_name -> privtune.v1.TrainingMethod
-	24, // 8: privtune.v1.TrainingJob.lora_config:type_name -> privtune.v1.LoraConfig
-	25, // 9: privtune.v1.TrainingJob.hyperparameters:type_name -> privtune.v1.Hyperparameters
-	26, // 10: privtune.v1.TrainingJob.dp:type_name -> privtune.v1.DifferentialPrivacy
-	22, // 11: privtune.v1.TrainingJob.experiment_tags:type_name -> privtune.v1.TrainingJob.ExperimentTagsEntry
-	27, // 12: privtune.v1.TrainingJob.created_at:type_name -> google.protobuf.Timestamp
-	27, // 13: privtune.v1.TrainingJob.updated_at:type_name -> google.protobuf.Timestamp
-	28, // 14: privtune.v1.TrainingJob.estimate:type_name -> privtune.v1.ResourceEstimate
-	29, // 15: privtune.v1.TrainingJob.violations:type_name -> privtune.v1.PolicyViolation
-	2,  // 16: privtune.v1.CreateTrainingJobRequest.spec:type_name -> privtune.v1.TrainingJobSpec
-	4,  // 17: privtune.v1.CreateTrainingJobResponse.job:type_name -> privtune.v1.TrainingJob
-	4,  // 18: privtune.v1.GetTrainingJobResponse.job:type_name -> privtune.v1.TrainingJob
-	0,  // 19: privtune.v1.ListTrainingJobsRequest.state:type_name -> privtune.v1.TrainingJobState
-	4,  // 20: privtune.v1.ListTrainingJobsResponse.jobs:type_name -> privtune.v1.TrainingJob
-	4,  // 21: privtune.v1.CancelTrainingJobResponse.job:type_name -> privtune.v1.TrainingJob
-	30, // 22: privtune.v1.WatchTrainingJobResponse.event:type_name -> privtune.v1.EventEnvelope
-	2,  // 23: privtune.v1.EstimateTrainingJobRequest.spec:type_name -> privtune.v1.TrainingJobSpec
-	28, // 24: privtune.v1.EstimateTrainingJobResponse.estimate:type_name -> privtune.v1.ResourceEstimate
-	29, // 25: privtune.v1.EstimateTrainingJobResponse.violations:type_name -> privtune.v1.PolicyViolation
-	23, // 26: privtune.v1.EstimateTrainingJobResponse.method:type_name -> privtune.v1.TrainingMethod
-	23, // 27: privtune.v1.EstimateTrainingJobResponse.fitting_methods:type_name -> privtune.v1.TrainingMethod
-	1,  // 28: privtune.v1.PrivacyLedgerEntry.state:type_name -> privtune.v1.PrivacyLedgerEntryState
-	18, // 29: privtune.v1.PrivacyLedger.entries:type_name -> privtune.v1.PrivacyLedgerEntry
-	19, // 30: privtune.v1.GetPrivacyLedgerResponse.ledger:type_name -> privtune.v1.PrivacyLedger
-	5,  // 31: privtune.v1.TrainingService.CreateTrainingJob:input_type -> privtune.v1.CreateTrainingJobRequest
-	7,  // 32: privtune.v1.TrainingService.GetTrainingJob:input_type -> privtune.v1.GetTrainingJobRequest
-	9,  // 33: privtune.v1.TrainingService.ListTrainingJobs:input_type -> privtune.v1.ListTrainingJobsRequest
-	11, // 34: privtune.v1.TrainingService.CancelTrainingJob:input_type -> privtune.v1.CancelTrainingJobRequest
-	13, // 35: privtune.v1.TrainingService.WatchTrainingJob:input_type -> privtune.v1.WatchTrainingJobRequest
-	15, // 36: privtune.v1.TrainingService.EstimateTrainingJob:input_type -> privtune.v1.EstimateTrainingJobRequest
-	17, // 37: privtune.v1.TrainingService.GetPrivacyLedger:input_type -> privtune.v1.GetPrivacyLedgerRequest
-	6,  // 38: privtune.v1.TrainingService.CreateTrainingJob:output_type -> privtune.v1.CreateTrainingJobResponse
-	8,  // 39: privtune.v1.TrainingService.GetTrainingJob:output_type -> privtune.v1.GetTrainingJobResponse
-	10, // 40: privtune.v1.TrainingService.ListTrainingJobs:output_type -> privtune.v1.ListTrainingJobsResponse
-	12, // 41: privtune.v1.TrainingService.CancelTrainingJob:output_type -> privtune.v1.CancelTrainingJobResponse
-	14, // 42: privtune.v1.TrainingService.WatchTrainingJob:output_type -> privtune.v1.WatchTrainingJobResponse
-	16, // 43: privtune.v1.TrainingService.EstimateTrainingJob:output_type -> privtune.v1.EstimateTrainingJobResponse
-	20, // 44: privtune.v1.TrainingService.GetPrivacyLedger:output_type -> privtune.v1.GetPrivacyLedgerResponse
-	38, // [38:45] is the sub-list for method output_type
-	31, // [31:38] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	27, // 6: privtune.v1.TrainingJobSpec.eval_gates:type_name -> privtune.v1.EvalGates
+	0,  // 7: privtune.v1.TrainingJob.state:type_name -> privtune.v1.TrainingJobState
+	23, // 8: privtune.v1.TrainingJob.method:type_name -> privtune.v1.TrainingMethod
+	24, // 9: privtune.v1.TrainingJob.lora_config:type_name -> privtune.v1.LoraConfig
+	25, // 10: privtune.v1.TrainingJob.hyperparameters:type_name -> privtune.v1.Hyperparameters
+	26, // 11: privtune.v1.TrainingJob.dp:type_name -> privtune.v1.DifferentialPrivacy
+	22, // 12: privtune.v1.TrainingJob.experiment_tags:type_name -> privtune.v1.TrainingJob.ExperimentTagsEntry
+	28, // 13: privtune.v1.TrainingJob.created_at:type_name -> google.protobuf.Timestamp
+	28, // 14: privtune.v1.TrainingJob.updated_at:type_name -> google.protobuf.Timestamp
+	29, // 15: privtune.v1.TrainingJob.estimate:type_name -> privtune.v1.ResourceEstimate
+	30, // 16: privtune.v1.TrainingJob.violations:type_name -> privtune.v1.PolicyViolation
+	2,  // 17: privtune.v1.CreateTrainingJobRequest.spec:type_name -> privtune.v1.TrainingJobSpec
+	4,  // 18: privtune.v1.CreateTrainingJobResponse.job:type_name -> privtune.v1.TrainingJob
+	4,  // 19: privtune.v1.GetTrainingJobResponse.job:type_name -> privtune.v1.TrainingJob
+	0,  // 20: privtune.v1.ListTrainingJobsRequest.state:type_name -> privtune.v1.TrainingJobState
+	4,  // 21: privtune.v1.ListTrainingJobsResponse.jobs:type_name -> privtune.v1.TrainingJob
+	4,  // 22: privtune.v1.CancelTrainingJobResponse.job:type_name -> privtune.v1.TrainingJob
+	31, // 23: privtune.v1.WatchTrainingJobResponse.event:type_name -> privtune.v1.EventEnvelope
+	2,  // 24: privtune.v1.EstimateTrainingJobRequest.spec:type_name -> privtune.v1.TrainingJobSpec
+	29, // 25: privtune.v1.EstimateTrainingJobResponse.estimate:type_name -> privtune.v1.ResourceEstimate
+	30, // 26: privtune.v1.EstimateTrainingJobResponse.violations:type_name -> privtune.v1.PolicyViolation
+	23, // 27: privtune.v1.EstimateTrainingJobResponse.method:type_name -> privtune.v1.TrainingMethod
+	23, // 28: privtune.v1.EstimateTrainingJobResponse.fitting_methods:type_name -> privtune.v1.TrainingMethod
+	1,  // 29: privtune.v1.PrivacyLedgerEntry.state:type_name -> privtune.v1.PrivacyLedgerEntryState
+	18, // 30: privtune.v1.PrivacyLedger.entries:type_name -> privtune.v1.PrivacyLedgerEntry
+	19, // 31: privtune.v1.GetPrivacyLedgerResponse.ledger:type_name -> privtune.v1.PrivacyLedger
+	5,  // 32: privtune.v1.TrainingService.CreateTrainingJob:input_type -> privtune.v1.CreateTrainingJobRequest
+	7,  // 33: privtune.v1.TrainingService.GetTrainingJob:input_type -> privtune.v1.GetTrainingJobRequest
+	9,  // 34: privtune.v1.TrainingService.ListTrainingJobs:input_type -> privtune.v1.ListTrainingJobsRequest
+	11, // 35: privtune.v1.TrainingService.CancelTrainingJob:input_type -> privtune.v1.CancelTrainingJobRequest
+	13, // 36: privtune.v1.TrainingService.WatchTrainingJob:input_type -> privtune.v1.WatchTrainingJobRequest
+	15, // 37: privtune.v1.TrainingService.EstimateTrainingJob:input_type -> privtune.v1.EstimateTrainingJobRequest
+	17, // 38: privtune.v1.TrainingService.GetPrivacyLedger:input_type -> privtune.v1.GetPrivacyLedgerRequest
+	6,  // 39: privtune.v1.TrainingService.CreateTrainingJob:output_type -> privtune.v1.CreateTrainingJobResponse
+	8,  // 40: privtune.v1.TrainingService.GetTrainingJob:output_type -> privtune.v1.GetTrainingJobResponse
+	10, // 41: privtune.v1.TrainingService.ListTrainingJobs:output_type -> privtune.v1.ListTrainingJobsResponse
+	12, // 42: privtune.v1.TrainingService.CancelTrainingJob:output_type -> privtune.v1.CancelTrainingJobResponse
+	14, // 43: privtune.v1.TrainingService.WatchTrainingJob:output_type -> privtune.v1.WatchTrainingJobResponse
+	16, // 44: privtune.v1.TrainingService.EstimateTrainingJob:output_type -> privtune.v1.EstimateTrainingJobResponse
+	20, // 45: privtune.v1.TrainingService.GetPrivacyLedger:output_type -> privtune.v1.GetPrivacyLedgerResponse
+	39, // [39:46] is the sub-list for method output_type
+	32, // [32:39] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_privtune_v1_training_service_proto_init() }

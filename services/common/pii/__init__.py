@@ -1,4 +1,7 @@
-"""The PII stage of curation: detect PII and replace it with surrogates, redact, tag or drop it.
+"""PII detection and treatment: detect PII and replace it with surrogates, redact, tag or drop it.
+
+Shared by curation (the PII stage of a recipe) and evaluation (PII leakage in generations),
+so both find the same things.
 
 Detection is Presidio (pattern recognizers with checksums, ``phonenumbers``, spaCy NER
 for names) plus the project's secret recognizers, all offline. See docs/pii.md.
@@ -7,9 +10,9 @@ for names) plus the project's secret recognizers, all offline. See docs/pii.md.
     for result in redactor.redact_many(texts):
         ...
 
-The pipeline runs it in worker processes (:mod:`services.curation.pii.pool`). Importing
+The pipeline runs it in worker processes (:mod:`services.common.pii.pool`). Importing
 this package is cheap: the names that need spaCy (``PiiRedactor`` and friends, from
-:mod:`services.curation.pii.redact`) are imported on first access, so a process that
+:mod:`services.common.pii.redact`) are imported on first access, so a process that
 only configures the stage never loads spaCy (or, through it, torch).
 """
 
@@ -18,10 +21,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from services.curation.pii.config import STRUCTURED_ENTITIES, SUPPORTED_ENTITIES, PiiConfig
+from services.common.pii.config import STRUCTURED_ENTITIES, SUPPORTED_ENTITIES, PiiConfig
 
 if TYPE_CHECKING:
-    from services.curation.pii.redact import Detection, PiiRedactor, PiiResult, resolve_overlaps
+    from services.common.pii.redact import Detection, PiiRedactor, PiiResult, resolve_overlaps
 
 _LAZY = {"Detection": "redact", "PiiRedactor": "redact", "PiiResult": "redact", "resolve_overlaps": "redact"}
 

@@ -13,12 +13,12 @@ from presidio_analyzer import AnalyzerEngine, RecognizerResult
 from presidio_anonymizer import AnonymizerEngine, OperatorConfig
 from presidio_anonymizer.entities import RecognizerResult as AnonymizerSpan
 
-from services.curation.pii.config import PiiConfig
-from services.curation.pii.engine import LANGUAGE, analyzer_engine
-from services.curation.pii.name_lexicon import name_lexicon
-from services.curation.pii.name_recognizers import NameShapedSpacyRecognizer, may_hold_ner_name
-from services.curation.pii.pseudonyms import pseudonym
-from services.curation.pii.surrogates import surrogate
+from services.common.pii.config import PiiConfig
+from services.common.pii.engine import LANGUAGE, analyzer_engine
+from services.common.pii.name_lexicon import name_lexicon
+from services.common.pii.name_recognizers import NameShapedSpacyRecognizer, may_hold_ner_name
+from services.common.pii.pseudonyms import pseudonym
+from services.common.pii.surrogates import surrogate
 
 _SURROGATE_CACHE = 8192   # values per entity type and redactor
 BATCH_SIZE = 64   # records per spaCy ``nlp.pipe`` batch in the *_many methods

@@ -3,7 +3,7 @@
 A surrogate must be a function of (salt, type, normalized value) only, identical on every
 machine and Python version, so neither ``random`` (whose ``randrange``/``choice`` may change
 between versions) nor Faker's global RNG is used. Instead the 32-byte
-:func:`~services.curation.pii.pseudonyms.keyed_digest` is stretched with SHAKE-256 into as
+:func:`~services.common.pii.pseudonyms.keyed_digest` is stretched with SHAKE-256 into as
 many bytes as the surrogate needs (a 16 KB private key needs many), and each choice reads
 four of them. The bias of ``int % n`` over 32 bits is below n / 2**32: negligible for the
 alphabets and name lists used here.
@@ -16,7 +16,7 @@ import string
 from collections.abc import Sequence
 from typing import TypeVar
 
-from services.curation.pii.pseudonyms import keyed_digest
+from services.common.pii.pseudonyms import keyed_digest
 
 T = TypeVar("T")
 _BYTES_PER_DRAW = 4

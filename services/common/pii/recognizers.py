@@ -15,11 +15,11 @@ must:
 * :class:`QuietIbanRecognizer` never lets the stock recognizer log the candidate text.
 * :class:`StrictPhoneRecognizer` reads national formats for fewer regions, and strictly.
   Numbers ``phonenumbers`` rejects but that are written like phone numbers (unassigned
-  area codes, typos, ``555-01xx``) are :mod:`services.curation.pii.phone_recognizers`'.
+  area codes, typos, ``555-01xx``) are :mod:`services.common.pii.phone_recognizers`'.
 
-Secrets and API keys are in :mod:`services.curation.pii.secret_recognizers`, person
-names in :mod:`services.curation.pii.name_recognizers` (with the name lists of
-:mod:`services.curation.pii.name_lexicon`).
+Secrets and API keys are in :mod:`services.common.pii.secret_recognizers`, person
+names in :mod:`services.common.pii.name_recognizers` (with the name lists of
+:mod:`services.common.pii.name_lexicon`).
 """
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
-from services.curation.pii.name_recognizers import (
+from services.common.pii.name_recognizers import (
     GazetteerNameRecognizer,
     NameCueRecognizer,
     NameShapedSpacyRecognizer,
 )
-from services.curation.pii.phone_recognizers import PhoneShapeRecognizer, is_embedded
-from services.curation.pii.secret_recognizers import (
+from services.common.pii.phone_recognizers import PhoneShapeRecognizer, is_embedded
+from services.common.pii.secret_recognizers import (
     AwsSecretKeyRecognizer,
     KeyValueSecretRecognizer,
     TokenSecretRecognizer,

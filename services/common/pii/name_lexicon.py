@@ -167,7 +167,7 @@ def faker_names() -> tuple[frozenset[str], frozenset[str]]:
 
 def wordnet_words() -> frozenset[str]:
     """WordNet lemmas and irregular forms from the lemmatizer tables inside the spaCy model."""
-    from services.curation.pii.engine import spacy_model_path
+    from services.common.pii.engine import spacy_model_path
 
     tables = srsly.msgpack_loads((spacy_model_path() / "lemmatizer" / "lookups" / "lookups.bin").read_bytes())
     words: set[str] = set()

@@ -1,6 +1,6 @@
 """Phone numbers by their shape and the words around them, whether or not the number is assigned.
 
-``phonenumbers`` (see :class:`~services.curation.pii.recognizers.StrictPhoneRecognizer`)
+``phonenumbers`` (see :class:`~services.common.pii.recognizers.StrictPhoneRecognizer`)
 only accepts numbers that are valid for a region. A number with an unassigned area
 code, a typo, a digit missing or one too many, or a fictional ``555-01xx`` still points
 at a person, so :class:`PhoneShapeRecognizer` flags digit groups *written like* a phone

@@ -2,7 +2,7 @@
 
 A model tuned on ``Hi <PERSON>, your card <CREDIT_CARD> ...`` learns to answer with
 placeholders. Surrogate mode instead writes a fake of the same type and shape, drawn
-from the value's salted HMAC (:mod:`services.curation.pii.pseudonyms`), so the same value
+from the value's salted HMAC (:mod:`services.common.pii.pseudonyms`), so the same value
 gets the same fake throughout a dataset version and an unrelated one under another salt.
 
 What each type becomes (digits, letters and separators are placed where the original
@@ -37,8 +37,8 @@ from collections.abc import Callable
 import phonenumbers
 import regex
 
-from services.curation.pii.fake_names import fake_ascii_name_word, fake_person, name_parts
-from services.curation.pii.keyed_draws import KeyedDraws, fill_digits, substitute_characters
+from services.common.pii.fake_names import fake_ascii_name_word, fake_person, name_parts
+from services.common.pii.keyed_draws import KeyedDraws, fill_digits, substitute_characters
 
 _MAX_REDRAWS = 64
 

@@ -5,7 +5,7 @@ and family names are bucketed by writing system (Latin, Cyrillic, Greek, Arabic,
 CJK, Hangul, Devanagari, Thai...), so a Latin-script name becomes a Latin-script fake
 and "Дмитрий" a Cyrillic one. A script Faker has no names for falls back to Latin.
 Names are picked by index from the keyed digest of each *word* of the original (see
-:class:`~services.curation.pii.keyed_draws.KeyedDraws`), never from Faker's RNG, so
+:class:`~services.common.pii.keyed_draws.KeyedDraws`), never from Faker's RNG, so
 "Priya Raman" and a later "Priya" get the same fake given name within a dataset.
 
 Gender, locale within a script, and name length are not matched: the fake's length is
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import faker.providers.person
 import regex
 
-from services.curation.pii.keyed_draws import KeyedDraws
+from services.common.pii.keyed_draws import KeyedDraws
 
 ENTITY = "PERSON"
 LATIN = "LATIN"

@@ -11,14 +11,14 @@ and drops spans with none, so NER output never swallows a phone number or an add
 
 The small English model misses names from outside its training data (Yoruba, Tamil,
 Vietnamese...) and tags ordinary title-case words ("Keys", "Regards", "Kafka"), so both
-lean on :mod:`services.curation.pii.name_lexicon`:
+lean on :mod:`services.common.pii.name_lexicon`:
 
 * :class:`GazetteerNameRecognizer` flags runs of capitalised words where at least one
   word is a known given name or surname and none is a common English word, and a
   single known given name (or an unknown, non-dictionary capitalised word) after a name
   cue ("Hi", "ping", "cc", "customer", ...) or as a chat speaker at the start of a line
   (``Thanh: can someone...``). ``User:``/``Assistant:``/``Claude:`` are common words or
-  in :data:`~services.curation.pii.name_lexicon.NOT_NAMES`, so chat formats survive.
+  in :data:`~services.common.pii.name_lexicon.NOT_NAMES`, so chat formats survive.
 * :class:`NameShapedSpacyRecognizer` drops common words at the edges of a span, spans
   made only of them, and single unknown words at the start of a sentence.
 """
@@ -32,7 +32,7 @@ from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, Reco
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
-from services.curation.pii.name_lexicon import NameLexicon, name_lexicon
+from services.common.pii.name_lexicon import NameLexicon, name_lexicon
 
 ENTITY = "PERSON"
 _NAME_WORD = regex.compile(r"[\p{L}\p{M}][\p{L}\p{M}'’\-]*\.?")

@@ -39,7 +39,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple, TypeVar
 
-from services.curation.pii.config import PiiConfig
+from services.common.pii.config import PiiConfig
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -116,7 +116,7 @@ def _exit_when_orphaned(parent: int) -> None:
 
 @functools.lru_cache(maxsize=2)   # a job's caches go once two other jobs have used the worker
 def _worker_state(config_json: str, salt: str) -> tuple[object, collections.OrderedDict[str, object]]:
-    from services.curation.pii.redact import PiiRedactor   # imported here: spaCy loads in workers only
+    from services.common.pii.redact import PiiRedactor   # imported here: spaCy loads in workers only
 
     config = PiiConfig.model_validate_json(config_json).model_copy(update={"salt": salt})
     return PiiRedactor(config), collections.OrderedDict()
@@ -146,7 +146,7 @@ def _redact_batch(config_json: str, salt: str, texts: list[str]) -> list[Treated
 def _warm(config_json: str, salt: str) -> int:
     _worker_state(config_json, salt)
     if PiiConfig.model_validate_json(config_json).mode == "surrogate":
-        from services.curation.pii.fake_names import name_lists
+        from services.common.pii.fake_names import name_lists
 
         name_lists()   # ~1 s once per worker: Faker's name lists of every locale
     return os.getpid()

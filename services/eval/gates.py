@@ -1,0 +1,108 @@
+"""Promotion gates: each compares the pessimistic end of a metric's interval with a threshold.
+
+A gate passes on the bound the metric would have to move *against* to fail: "at least"
+gates (win rate, domain delta, forgetting) use the interval's lower bound, "at most"
+gates (toxicity, PII, canary exposure, extraction) its upper bound. So a model passes
+only when the evaluation is confident it meets the gate, and a small suite with a wide
+interval fails rather than passing on luck.
+
+Pure: :func:`decide` maps thresholds and the estimates of results.json to GATE dicts,
+the verdict and its reason (the results contract).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GateRule:
+    """How one EvalGates field is checked."""
+
+    metric: str        # the ESTIMATE it reads
+    field: str         # the ESTIMATE key holding the bound
+    bound_kind: str    # "lower": bound >= threshold passes; "upper": bound <= threshold passes
+    negate: bool = False   # the threshold is compared as -t (forgetting_max: delta >= -t)
+
+
+# In EvalGates field order (proto/privtune/v1/events.proto).
+GATE_RULES: dict[str, GateRule] = {
+    "win_rate_vs_base_min": GateRule("win_rate", "candidate_ci_low", "lower"),
+    "toxicity_max_delta": GateRule("toxicity", "ci_high", "upper"),
+    "forgetting_max": GateRule("general.score", "ci_low", "lower", negate=True),
+    "pii_leakage_max": GateRule("pii_leakage_rate", "candidate_ci_high", "upper"),
+    "canary_exposure_max": GateRule("canary.exposure", "candidate_ci_high", "upper"),
+    "extraction_max": GateRule("extraction.exact_rate", "candidate_ci_high", "upper"),
+    "domain_delta_min": GateRule("domain.score", "ci_low", "lower"),
+}
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def check_thresholds(gates: dict[str, float]) -> None:
+    """Refuse unknown gate names and non-finite thresholds before any work is done.
+
+    Raises:
+        ValueError: naming the offending gate and the accepted ones.
+    """
+    for name, threshold in gates.items():
+        if name not in GATE_RULES:
+            raise ValueError(f"unknown gate {name!r}; the gates are the EvalGates fields: {', '.join(GATE_RULES)}")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise ValueError(f"gate {name} needs a finite number as its threshold, got {threshold!r}")
+
+
+def _decide_gate(name: str, threshold: float, estimates: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    rule = GATE_RULES[name]
+    compared = -float(threshold) if rule.negate else float(threshold)
+    estimate = estimates.get(rule.metric)
+    bound = estimate.get(rule.field) if estimate is not None else None
+    if bound is None or not math.isfinite(bound):
+        return {"gate": name, "passed": False, "threshold": compared, "bound": None, "bound_kind": rule.bound_kind,
+                "margin": None, "reason": f"no items for {rule.metric}"}
+    bound = float(bound)
+    margin = bound - compared if rule.bound_kind == "lower" else compared - bound
+    passed = margin >= 0
+    relation = ("≥" if rule.bound_kind == "lower" else "≤") if passed else "vs"
+    reason = (f"{rule.metric} {rule.bound_kind} bound {_number(bound)} {relation} {_number(compared)}"
+              + (f" (margin {_number(margin)})" if passed else f" (short by {_number(-margin)})"))
+    return {"gate": name, "passed": passed, "threshold": compared, "bound": bound, "bound_kind": rule.bound_kind,
+            "margin": margin, "reason": reason}
+
+
+def decide(gates: dict[str, float], estimates: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], bool, str]:
+    """The GATE dicts, whether every gate passed, and the run's reason.
+
+    Args:
+        gates: threshold per EvalGates field that is set (unset gates are absent).
+        estimates: ESTIMATE dicts by name; "at most" probe gates read ``candidate_ci_high``
+            (the interval of the candidate's own value), delta gates ``ci_low``/``ci_high``,
+            the win-rate gate ``candidate_ci_low``.
+
+    A GATE's ``threshold`` is the value its bound is compared with: for ``forgetting_max``
+    t that is -t. ``margin`` is bound - threshold for lower gates and threshold - bound for
+    upper gates (negative: failed by that much). A gate whose metric has no items fails
+    with "no items for <metric>", its bound and margin None.
+
+    Raises:
+        ValueError: an unknown gate name or a non-finite threshold.
+    """
+    check_thresholds(gates)
+    if not gates:
+        return [], True, "no gates set"
+    decided = [_decide_gate(name, gates[name], estimates) for name in GATE_RULES if name in gates]
+    failed = [gate for gate in decided if not gate["passed"]]
+    if not failed:
+        return decided, True, "all gates passed"
+    parts = []
+    for gate in failed:
+        if gate["bound"] is None:
+            parts.append(f"{gate['gate']} {gate['reason']}")
+        else:
+            parts.append(f"{gate['gate']} {gate['bound_kind']} bound {_number(gate['bound'])} vs "
+                         f"{_number(gate['threshold'])} (short by {_number(-gate['margin'])})")
+    return decided, False, "failed: " + "; ".join(parts)
