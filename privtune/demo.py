@@ -55,6 +55,33 @@ TICKETS = [
 ]
 
 
+# Everyday tickets around the planted ones: enough for a holdout split the evaluation can score.
+TOPICS = [
+    ("Card declined", "my card was declined {where}", "Enable travel mode in the app under Cards > Travel, then retry."),
+    ("Password reset", "I can't log in since {when}, I forgot my password",
+     "Use 'Forgot password' on the login page; a reset link goes to your registered email."),
+    ("Statement copy", "I need my {month} statement for my accountant",
+     "Open Accounts > Statements, pick the month and choose Download PDF."),
+    ("Transfer limit", "I need to send more than my daily limit {when}",
+     "Under Settings > Limits you can raise it up to 10,000 EUR per day."),
+    ("Address change", "I moved {when} and need to update my address",
+     "Update it under Profile > Address; we confirm by post within five days."),
+]
+WHERE = ("in Lisbon", "at a petrol station", "online", "in a shop in Rome", "at the airport", "abroad")
+WHEN = ("yesterday", "last week", "this morning", "on Monday", "two days ago", "recently")
+MONTHS = ("January", "February", "April", "May", "June", "July")
+
+
+def more_tickets() -> list[tuple[str, str, str]]:
+    """Thirty generated tickets (six per topic), deterministic."""
+    out = []
+    for i in range(6):
+        for subject, question, answer in TOPICS:
+            text = question.format(where=WHERE[i], when=WHEN[i], month=MONTHS[i])
+            out.append((subject, f"Hello, {text}. What should I do?", answer))
+    return out
+
+
 def _summary(env: events_pb2.EventEnvelope) -> str:
     kind = env.WhichOneof("payload")
     if kind == "dataset_registered":
@@ -283,14 +310,18 @@ def _evaluate(channel: grpc.Channel, md: list[tuple[str, str]], model_version_id
     _print_run(_summary(run))
     print(f"  report (tenant storage): {run.report_uri}")
     print("\n-- EvalService.CreateEvalRun on demand: an LLM judge (SmolLM2 itself) compares the answers in both "
-          "orders; a win counts only when both orders agree")
+          "orders; a win counts only when both orders agree, otherwise it is a tie")
     judged = stub.CreateEvalRun(epb.CreateEvalRunRequest(
         model_version_id=model_version_id, suite_id=run.suite_id, judge=f"model:{base_model_id}",
-        gates=events_pb2.EvalGates(win_rate_vs_base_min=0.5), request_id="demo-llm-judge"), metadata=md,
+        gates=events_pb2.EvalGates(win_rate_vs_base_min=0.55), request_id="demo-llm-judge"), metadata=md,
         timeout=300).run
     for _ in stub.WatchEvalRun(epb.WatchEvalRunRequest(eval_id=judged.eval_id), metadata=md, timeout=3600):
         pass
     judged = stub.GetEvalRun(epb.GetEvalRunRequest(eval_id=judged.eval_id), metadata=md, timeout=10).run
+    m = judged.metrics
+    print(f"  {m.get('win_rate.wins', 0):.0f} wins, {m.get('win_rate.ties', 0):.0f} ties, "
+          f"{m.get('win_rate.losses', 0):.0f} losses: a ~135M judge mostly prefers one position whatever the "
+          "answers, and the order swap turns that bias into ties instead of wins")
     _print_run(_summary(judged), only=("win_rate",))
 
 

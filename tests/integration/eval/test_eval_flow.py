@@ -29,6 +29,7 @@ from services.common.storage import open_tenant_storage
 from tests.orchestrator_fixtures import create_job, job_request, register_version
 from tests.platform_fixtures import (channel, component_channel, error_details, metadata, start_platform,
                                      wait_until)
+from tests.eval_fixtures import register_model
 from tests.generators.support_task import support_tickets
 from tests.training_fixtures import TENANT, make_models, tiny_spec
 
@@ -217,33 +218,36 @@ def test_invalid_requests_get_actionable_errors(platform: Platform) -> None:
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "evaluation_suite_id" in caught.value.details()
 
 
-def test_another_tenant_can_neither_read_a_run_nor_claim_its_shards(platform: Platform) -> None:
-    version = register_version(platform.engine, platform.config.storage_uri, n=64, holdout=8)  # type: ignore[arg-type]
-    suite = _suite(platform, version, general_per_category=1, extraction_items=1)
+def test_another_tenant_can_neither_read_nor_use_a_tenants_runs_suites_or_shards(platform: Platform,
+                                                                               tmp_path: Path) -> None:
+    model_version = register_model(platform, tmp_path, name="iso-bot")
+    version = _support_version(platform)
+    suite = _suite(platform, version, general_per_category=1, extraction_items=1, max_domain_items=4)
+    stub = _eval(platform)
+    run = stub.CreateEvalRun(epb.CreateEvalRunRequest(model_version_id=model_version, suite_id=suite.suite_id),
+                             metadata=metadata(), timeout=60).run
+    globex = metadata(tenant="globex")
+    refused = [
+        lambda: stub.GetEvalSuite(epb.GetEvalSuiteRequest(suite_id=suite.suite_id), metadata=globex, timeout=10),
+        lambda: stub.GetEvalRun(epb.GetEvalRunRequest(eval_id=run.eval_id), metadata=globex, timeout=10),
+        lambda: list(stub.WatchEvalRun(epb.WatchEvalRunRequest(eval_id=run.eval_id), metadata=globex, timeout=10)),
+        lambda: stub.CreateEvalRun(epb.CreateEvalRunRequest(model_version_id=model_version, suite_id="default"),
+                                   metadata=globex, timeout=30),
+        lambda: stub.CreateEvalSuite(epb.CreateEvalSuiteRequest(name="steal", dataset_version_id=version),
+                                     metadata=globex, timeout=30),
+    ]
+    for call in refused:
+        with pytest.raises(grpc.RpcError) as caught:
+            call()
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND, caught.value.details()
+    assert not stub.ListEvalRuns(epb.ListEvalRunsRequest(), metadata=globex, timeout=10).runs
+    # a worker acting for globex cannot claim acme's shard, and a person's token cannot claim at all
+    request = wpb.ClaimEvalShardRequest(eval_id=run.eval_id, shard=0, worker_id="w", claim_id="c")
     with pytest.raises(grpc.RpcError) as caught:
-        _eval(platform).GetEvalSuite(epb.GetEvalSuiteRequest(suite_id=suite.suite_id),
-                                     metadata=metadata(tenant="globex"), timeout=10)
+        wgrpc.EvalWorkServiceStub(component_channel(platform)).ClaimEvalShard(
+            request, metadata=[("x-privtune-tenant", "globex")], timeout=10)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-    runs = [r for r in _eval(platform).ListEvalRuns(epb.ListEvalRunsRequest(), metadata=metadata(),
-                                                    timeout=10).runs]
-    if runs:
-        eval_id = runs[0].eval_id
-        for call in (lambda md: _eval(platform).GetEvalRun(epb.GetEvalRunRequest(eval_id=eval_id), metadata=md,
-                                                           timeout=10),):
-            with pytest.raises(grpc.RpcError) as caught:
-                call(metadata(tenant="globex"))
-            assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-        assert not _eval(platform).ListEvalRuns(epb.ListEvalRunsRequest(), metadata=metadata(tenant="globex"),
-                                                timeout=10).runs
-        # a worker acting for globex cannot claim acme's shard
-        work = wgrpc.EvalWorkServiceStub(component_channel(platform))
-        with pytest.raises(grpc.RpcError) as caught:
-            work.ClaimEvalShard(wpb.ClaimEvalShardRequest(eval_id=eval_id, shard=0, worker_id="w", claim_id="c"),
-                                metadata=[("x-privtune-tenant", "globex")], timeout=10)
-        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-        # and a person's token cannot claim at all
-        with pytest.raises(grpc.RpcError) as caught:
-            wgrpc.EvalWorkServiceStub(channel(platform)).ClaimEvalShard(
-                wpb.ClaimEvalShardRequest(eval_id=eval_id, shard=0, worker_id="w", claim_id="c"), metadata=metadata(),
-                timeout=10)
-        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as caught:
+        wgrpc.EvalWorkServiceStub(channel(platform)).ClaimEvalShard(request, metadata=metadata(), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert _wait_run(platform, run.eval_id).state == epb.EVAL_RUN_STATE_SUCCEEDED

@@ -19,22 +19,18 @@ from typing import Iterator
 
 import pytest
 
-from gpu_worker.job import run_job
-from gpu_worker.synthetic import write_dataset_version
 from privtune.platform import Platform
 from privtune.v1 import eval_service_pb2 as epb
 from privtune.v1 import eval_service_pb2_grpc as egrpc
 from privtune.v1 import events_pb2
 from services.common import eventstore
-from services.common.envelope import Causation, new_envelope
-from services.common.model_store import read_manifest
 from services.common.storage import open_tenant_storage
-from services.orchestrator.registry_domain import model_stream_id
 from tests.generators.support_task import support_tickets
 from tests.orchestrator_fixtures import register_version
 from tests.platform_fixtures import channel, component_target, metadata, shared_auth_overrides, start_platform, \
     wait_until
-from tests.training_fixtures import TENANT, make_models, tiny_spec
+from tests.eval_fixtures import register_model
+from tests.training_fixtures import TENANT, make_models
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -88,30 +84,8 @@ class EvalWorkerProcess:
                 self.kill9()
 
 
-def _register_model(platform: Platform, tmp_path: Path) -> str:
-    """A fine-tuned tiny model, registered as the orchestrator would (ModelVersionRegistered)."""
-    storage_root = platform.config.storage_uri
-    storage = open_tenant_storage(storage_root, TENANT)
-    write_dataset_version(storage, "datasets/crash/versions/v1", support_tickets(128, 1), support_tickets(8, 3))
-    spec = tiny_spec(storage.uri_for("datasets/crash/versions/v1"), "full", job_id="crash-job", max_steps=20,
-                     learning_rate=0.003)
-    done: list[dict] = []
-    assert run_job(spec, platform.config.models_dir, storage_root, tmp_path / "work",
-                   lambda kind, payload: done.append(payload) if kind == "completed" else None) == 0
-    base = read_manifest(platform.config.models_dir, "tiny-llama")
-    registered = events_pb2.ModelVersionRegistered(
-        model_version_id="crash-bot/v1", model_name="crash-bot", version=1, kind="full",
-        artifact_uri=done[0]["artifact_uri"], artifact_sha256=done[0]["artifact_sha256"], job_id="crash-job",
-        base_model_id="tiny-llama", base_model_sha256=base["sha256"])
-    with platform.engine.begin() as conn:  # type: ignore[union-attr]
-        eventstore.append(conn, "registered_model", [new_envelope(
-            registered, subject=model_stream_id(TENANT, "crash-bot"), tenant_id=TENANT, source="privtune/orchestrator",
-            causation=Causation(actor="alice", correlation_id=uuid.uuid4().hex))], expected_version=0)
-    return "crash-bot/v1"
-
-
 def test_killing_a_worker_mid_suite_computes_every_shard_once(platform: Platform, tmp_path: Path) -> None:
-    model_version = _register_model(platform, tmp_path)
+    model_version = register_model(platform, tmp_path)
     version = register_version(platform.engine, platform.config.storage_uri,  # type: ignore[arg-type]
                                rows=(support_tickets(64, 1), support_tickets(48, 2)))
     stub = egrpc.EvalServiceStub(channel(platform))
