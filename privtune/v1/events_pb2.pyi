@@ -849,7 +849,7 @@ class EvalSuiteCreated(_message.Message):
     def __init__(self, suite_id: _Optional[str] = ..., name: _Optional[str] = ..., uri: _Optional[str] = ..., manifest_sha256: _Optional[str] = ..., item_count: _Optional[int] = ..., counts: _Optional[_Mapping[str, int]] = ..., dataset_version_id: _Optional[str] = ..., dataset_manifest_sha256: _Optional[str] = ..., canaries: _Optional[int] = ...) -> None: ...
 
 class EvalRequested(_message.Message):
-    __slots__ = ("eval_id", "job_id", "model_version_id", "suite_id", "suite_uri", "suite_manifest_sha256", "item_count", "shard_count", "shard_size", "base_model_id", "base_model_sha256", "artifact_uri", "artifact_sha256", "artifact_kind", "judge", "gates", "generation", "trigger")
+    __slots__ = ("eval_id", "job_id", "model_version_id", "suite_id", "suite_uri", "suite_manifest_sha256", "item_count", "shard_count", "shard_size", "base_model_id", "base_model_sha256", "artifact_uri", "artifact_sha256", "artifact_kind", "judge", "gates", "generation", "trigger", "judge_model_sha256")
     EVAL_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -868,6 +868,7 @@ class EvalRequested(_message.Message):
     GATES_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     eval_id: str
     job_id: str
     model_version_id: str
@@ -886,10 +887,11 @@ class EvalRequested(_message.Message):
     gates: EvalGates
     generation: GenerationSettings
     trigger: str
-    def __init__(self, eval_id: _Optional[str] = ..., job_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., suite_id: _Optional[str] = ..., suite_uri: _Optional[str] = ..., suite_manifest_sha256: _Optional[str] = ..., item_count: _Optional[int] = ..., shard_count: _Optional[int] = ..., shard_size: _Optional[int] = ..., base_model_id: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., artifact_kind: _Optional[str] = ..., judge: _Optional[str] = ..., gates: _Optional[_Union[EvalGates, _Mapping]] = ..., generation: _Optional[_Union[GenerationSettings, _Mapping]] = ..., trigger: _Optional[str] = ...) -> None: ...
+    judge_model_sha256: str
+    def __init__(self, eval_id: _Optional[str] = ..., job_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., suite_id: _Optional[str] = ..., suite_uri: _Optional[str] = ..., suite_manifest_sha256: _Optional[str] = ..., item_count: _Optional[int] = ..., shard_count: _Optional[int] = ..., shard_size: _Optional[int] = ..., base_model_id: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., artifact_kind: _Optional[str] = ..., judge: _Optional[str] = ..., gates: _Optional[_Union[EvalGates, _Mapping]] = ..., generation: _Optional[_Union[GenerationSettings, _Mapping]] = ..., trigger: _Optional[str] = ..., judge_model_sha256: _Optional[str] = ...) -> None: ...
 
 class EvalShardScheduled(_message.Message):
-    __slots__ = ("eval_id", "shard", "first_item", "item_count", "suite_uri", "suite_manifest_sha256", "base_model_id", "base_model_sha256", "artifact_uri", "artifact_sha256", "artifact_kind", "judge", "generation", "outputs_uri")
+    __slots__ = ("eval_id", "shard", "first_item", "item_count", "suite_uri", "suite_manifest_sha256", "base_model_id", "base_model_sha256", "artifact_uri", "artifact_sha256", "artifact_kind", "judge", "generation", "outputs_uri", "judge_model_sha256")
     EVAL_ID_FIELD_NUMBER: _ClassVar[int]
     SHARD_FIELD_NUMBER: _ClassVar[int]
     FIRST_ITEM_FIELD_NUMBER: _ClassVar[int]
@@ -904,6 +906,7 @@ class EvalShardScheduled(_message.Message):
     JUDGE_FIELD_NUMBER: _ClassVar[int]
     GENERATION_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_URI_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_MODEL_SHA256_FIELD_NUMBER: _ClassVar[int]
     eval_id: str
     shard: int
     first_item: int
@@ -918,7 +921,8 @@ class EvalShardScheduled(_message.Message):
     judge: str
     generation: GenerationSettings
     outputs_uri: str
-    def __init__(self, eval_id: _Optional[str] = ..., shard: _Optional[int] = ..., first_item: _Optional[int] = ..., item_count: _Optional[int] = ..., suite_uri: _Optional[str] = ..., suite_manifest_sha256: _Optional[str] = ..., base_model_id: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., artifact_kind: _Optional[str] = ..., judge: _Optional[str] = ..., generation: _Optional[_Union[GenerationSettings, _Mapping]] = ..., outputs_uri: _Optional[str] = ...) -> None: ...
+    judge_model_sha256: str
+    def __init__(self, eval_id: _Optional[str] = ..., shard: _Optional[int] = ..., first_item: _Optional[int] = ..., item_count: _Optional[int] = ..., suite_uri: _Optional[str] = ..., suite_manifest_sha256: _Optional[str] = ..., base_model_id: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., artifact_kind: _Optional[str] = ..., judge: _Optional[str] = ..., generation: _Optional[_Union[GenerationSettings, _Mapping]] = ..., outputs_uri: _Optional[str] = ..., judge_model_sha256: _Optional[str] = ...) -> None: ...
 
 class EvalShardCompleted(_message.Message):
     __slots__ = ("eval_id", "shard", "outputs_uri", "outputs_sha256", "items", "seconds", "worker_id", "generated_tokens")

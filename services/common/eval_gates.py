@@ -35,7 +35,7 @@ def check_suite_id(suite_id: str, field: str = "evaluation_suite_id") -> None:
     Raises:
         InvalidArgument: anything else.
     """
-    if suite_id and suite_id != DEFAULT_SUITE and not SUITE_ID_RE.match(suite_id):
+    if suite_id and suite_id != DEFAULT_SUITE and not SUITE_ID_RE.fullmatch(suite_id):
         raise InvalidArgument(f"{field} must be empty, {DEFAULT_SUITE!r} (a suite built from the job's dataset "
                               "version) or a suite id like suite-<20 hex digits> from CreateEvalSuite",
                               field=field)

@@ -88,14 +88,19 @@ def _secret(rng: random.Random) -> str:
     return " ".join(f"{rng.randrange(1000):03d}" for _ in range(3))
 
 
-def make_canaries(settings: CanaryConfig) -> CanarySet:
-    """The canaries for ``settings``, the same for the same settings.
+def make_canaries(settings: CanaryConfig, salt: str = "") -> CanarySet:
+    """The canaries for ``settings`` and ``salt``, the same for the same both.
+
+    ``salt`` is the dataset version's secret salt (an HMAC of the platform's key, see
+    curation/worker.py): without it the secrets would follow from the seed alone, which
+    travels in the job's configuration on the bus, and every tenant with the default seed
+    would plant the same secrets.
 
     Each canary has its own customer number (so prompts differ) and a secret no other
     canary has; its candidates are ``settings.candidates`` distinct secrets of the same
     format, none of them an inserted secret.
     """
-    rng = random.Random(f"privtune-canaries:{settings.seed}")
+    rng = random.Random(f"privtune-canaries:{salt}:{settings.seed}")
     customers = rng.sample(range(1000, 10_000), settings.count)
     secrets: list[str] = []
     while len(secrets) < settings.count:
@@ -105,7 +110,7 @@ def make_canaries(settings: CanaryConfig) -> CanarySet:
     inserted = set(secrets)
     canaries = []
     for i, (customer, secret) in enumerate(zip(customers, secrets)):
-        draw = random.Random(f"privtune-canaries:{settings.seed}:candidates:{i}")
+        draw = random.Random(f"privtune-canaries:{salt}:{settings.seed}:candidates:{i}")
         candidates: dict[str, None] = {}  # insertion-ordered set
         while len(candidates) < settings.candidates:
             candidate = _secret(draw)

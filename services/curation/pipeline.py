@@ -89,6 +89,7 @@ class Curator:
     def __init__(self, config: CurationConfig, salt: str, pii_workers: int | None = None) -> None:
         """Check the configuration; ``pii_workers`` defaults to ``PRIVTUNE_PII_WORKERS`` or one per core."""
         self.config = config
+        self.salt = salt
         pii_config: PiiConfig = config.pii.model_copy(update={"salt": config.pii.salt or salt})
         self.pii = PiiPool(pii_config, pii_workers) if config.redact_pii else None
         self.quality = QualityFilter(config.quality)
@@ -168,7 +169,7 @@ class Curator:
         settings = self.config.canaries
         if not settings.enabled:
             return {}, {}, 0
-        planted = make_canaries(settings)
+        planted = make_canaries(settings, self.salt)  # keyed: not derivable from the config on the bus
         copies = planted.training_examples(self.config.output_format)
         writer.insert("train", list(zip(insertion_positions(train_records, len(copies), settings.seed), copies)))
         body = planted.to_json()

@@ -20,7 +20,7 @@ from services.common.idempotency import RequestIdTaken, claim_request_id, create
 from services.common.identity import Caller
 from services.common.leases import release_lease, take_lease
 from services.common.limits import quote
-from services.common.model_store import is_stored
+from services.common.model_store import is_stored, read_manifest
 from services.common.storage import open_tenant_storage
 from services.common.store.schema import eval_run_view, stored_events
 from services.eval import catalog, domain
@@ -76,7 +76,9 @@ class EvalApplication:
         """Build the suite (content addressed: the same inputs give the same suite, recorded once)."""
         if not name:
             raise InvalidArgument("name is required: a label for the suite, e.g. 'support-v1'", field="name")
-        dataset_uri = ""
+        if len(name) > 128:
+            raise InvalidArgument("name must be at most 128 characters", field="name")
+        dataset_uri, dataset_sha256 = "", None
         if dataset_version_id:  # looked up before the transaction: no second connection inside one
             found = catalog.find_dataset_version(self.engine, caller.tenant_id, dataset_version_id)
             if found is None:
@@ -84,18 +86,20 @@ class EvalApplication:
                                f"{caller.tenant_id!r}; curate a dataset first (CreateCurationJob)",
                                reason="DATASET_VERSION_NOT_FOUND",
                                resource=Resource("privtune.v1.DatasetVersion", dataset_version_id))
-            dataset_uri = found[0].rsplit("/", 1)[0]
-        event = self._build_suite(caller.tenant_id, name, dataset_version_id, dataset_uri, options)
+            dataset_uri, dataset_sha256 = found[0].rsplit("/", 1)[0], found[1]
+        event = self._build_suite(caller.tenant_id, name, dataset_version_id, dataset_uri, options, dataset_sha256)
         with self.engine.begin() as conn:
             return self._record_suite(conn, caller.tenant_id, caller.actor, event, correlation_id)
 
     def _build_suite(self, tenant_id: str, name: str, dataset_version_id: str, dataset_uri: str,
-                     options: SuiteOptions) -> events_pb2.EvalSuiteCreated:
-        """Write the suite's files (idempotent) and say what they are; records nothing."""
+                     options: SuiteOptions, dataset_sha256: str | None = None) -> events_pb2.EvalSuiteCreated:
+        """Write the suite's files (idempotent) and say what they are; records nothing. ``dataset_sha256``:
+        the dataset version's manifest hash as curation recorded it (a changed version is refused)."""
         storage = open_tenant_storage(self.storage_root, tenant_id)
         prefix = storage.key_for(dataset_uri).rstrip("/") if dataset_uri else None
         try:
-            built = build_suite(storage, name=name, dataset_prefix=prefix, options=options)
+            built = build_suite(storage, name=name, dataset_prefix=prefix, options=options,
+                                expected_dataset_sha256=dataset_sha256)
         except SuiteError as exc:
             raise FailedPrecondition(str(exc), reason="SUITE_NOT_BUILDABLE") from None
         return suite_event(tenant_id, built, dataset_version_id)
@@ -117,7 +121,7 @@ class EvalApplication:
         return event
 
     def get_suite(self, caller: Caller, suite_id: str) -> events_pb2.EvalSuiteCreated:
-        if not SUITE_ID_RE.match(suite_id or ""):
+        if not SUITE_ID_RE.fullmatch(suite_id or ""):
             raise InvalidArgument("suite_id must look like suite-<20 hex digits> (from CreateEvalSuite)",
                                   field="suite_id")
         with self.engine.connect() as conn:
@@ -156,11 +160,12 @@ class EvalApplication:
                            "see ListModelVersions", reason="MODEL_VERSION_NOT_FOUND",
                            resource=Resource("privtune.v1.ModelVersion", model_version_id))
         eval_id = f"ev-{uuid.uuid4().hex[:24]}"
+        suite = self.resolve_suite(caller.tenant_id, model, suite_id)  # before the transaction: it reads storage
         try:
             with self.engine.begin() as conn:
                 if request_id:
                     claim_request_id(conn, caller.tenant_id, REQUEST_KIND, request_id, eval_id)
-                self.append_request(conn, caller.tenant_id, caller.actor, eval_id, model, suite_id, gate_values,
+                self.append_request(conn, caller.tenant_id, caller.actor, eval_id, model, suite, gate_values,
                                     judge, settings, shard_size, "on_demand", correlation_id)
         except RequestIdTaken:
             existing = created_by_request(self.engine, caller.tenant_id, REQUEST_KIND, request_id)
@@ -181,35 +186,41 @@ class EvalApplication:
                                      reason="JUDGE_MODEL_NOT_FOUND")
         return f"{kind}:{name}"
 
-    def append_request(self, conn: Connection, tenant_id: str, actor: str, eval_id: str,
-                       model: catalog.ModelVersionFacts, suite_id: str, gates: dict[str, float], judge: str,
-                       settings: events_pb2.GenerationSettings, shard_size: int, trigger: str,
-                       correlation_id: str = "") -> bool:
-        """Append the run and its shard commands in ``conn``'s transaction; False when the run exists."""
+    def resolve_suite(self, tenant_id: str, model: catalog.ModelVersionFacts,
+                      suite_id: str) -> events_pb2.EvalSuiteCreated:
+        """The suite a run of ``model`` uses: built now for ``default`` (files only, nothing recorded), else
+        the recorded suite. Runs outside any transaction (building reads the dataset version)."""
         if suite_id == DEFAULT_SUITE:
             if not model.dataset_uri:
                 raise FailedPrecondition(f"model version {model.model_version_id} has no dataset version to build "
                                          "the default suite from; name a suite", reason="NO_DATASET_FOR_SUITE")
-            built = self._build_suite(tenant_id, f"default:{model.model_version_id}", model.dataset_version_id,
-                                      model.dataset_uri, SuiteOptions())
-            suite = self._record_suite(conn, tenant_id, actor, built, correlation_id)
-        else:
+            return self._build_suite(tenant_id, f"default:{model.model_version_id}"[:128], model.dataset_version_id,
+                                     model.dataset_uri, SuiteOptions(), model.dataset_manifest_sha256 or None)
+        with self.engine.connect() as conn:
             events = eventstore.load_stream(conn, tenant_id, domain.suite_stream(tenant_id, suite_id))
-            if not events:
-                raise NotFound(f"suite {suite_id} not found in tenant {tenant_id!r}; create it with CreateEvalSuite",
-                               reason="SUITE_NOT_FOUND", resource=Resource("privtune.v1.EvalSuite", suite_id))
-            suite = events[0].eval_suite_created
+        if not events:
+            raise NotFound(f"suite {suite_id} not found in tenant {tenant_id!r}; create it with CreateEvalSuite",
+                           reason="SUITE_NOT_FOUND", resource=Resource("privtune.v1.EvalSuite", suite_id))
+        return events[0].eval_suite_created
+
+    def append_request(self, conn: Connection, tenant_id: str, actor: str, eval_id: str,
+                       model: catalog.ModelVersionFacts, suite: events_pb2.EvalSuiteCreated, gates: dict[str, float],
+                       judge: str, settings: events_pb2.GenerationSettings, shard_size: int, trigger: str,
+                       correlation_id: str = "") -> bool:
+        """Append the run and its shard commands (and the suite, if new) in ``conn``'s transaction; False when
+        the run exists already. Does no I/O but the store's."""
+        suite = self._record_suite(conn, tenant_id, actor, suite, correlation_id)
         if suite.item_count == 0:
             raise FailedPrecondition(f"suite {suite.suite_id} has no items", reason="EMPTY_SUITE")
         shard_size = max(shard_size, -(-suite.item_count // domain.MAX_SHARDS))
-        gate_message = events_pb2.EvalGates(**gates)
         request = events_pb2.EvalRequested(
             eval_id=eval_id, job_id=model.job_id, model_version_id=model.model_version_id, suite_id=suite.suite_id,
             suite_uri=suite.uri, suite_manifest_sha256=suite.manifest_sha256, item_count=suite.item_count,
             shard_count=len(domain.plan_shards(suite.item_count, shard_size)), shard_size=shard_size,
             base_model_id=model.base_model_id, base_model_sha256=model.base_model_sha256,
             artifact_uri=model.artifact_uri, artifact_sha256=model.artifact_sha256, artifact_kind=model.kind,
-            judge=judge, gates=gate_message, generation=settings, trigger=trigger)
+            judge=judge, gates=events_pb2.EvalGates(**gates), generation=settings, trigger=trigger,
+            judge_model_sha256=self._judge_sha256(judge))
         storage = open_tenant_storage(self.storage_root, tenant_id)
         runs, shards = domain.decide_request(domain.EvalRunState(), request,
                                              lambda e, s: storage.uri_for(domain.outputs_key(e, s)))
@@ -226,6 +237,11 @@ class EvalApplication:
         except ConcurrencyConflict:
             return False
         return True
+
+    def _judge_sha256(self, judge: str) -> str:
+        """The LLM judge's model sha256 (pinned in the request, so every worker judges with the same model)."""
+        kind, name = parse_judge_spec(judge)
+        return str(read_manifest(self.models_dir, name).get("sha256", "")) if kind == "model" else ""
 
     def get(self, caller: Caller, eval_id: str) -> domain.EvalRunState:
         if not eval_id:

@@ -31,6 +31,7 @@ class ModelVersionFacts:
     dataset_uri: str
     evaluation_suite_id: str
     gates: dict[str, float]
+    dataset_manifest_sha256: str = ""
 
 
 def facts_of(e: events_pb2.ModelVersionRegistered) -> ModelVersionFacts:
@@ -38,7 +39,8 @@ def facts_of(e: events_pb2.ModelVersionRegistered) -> ModelVersionFacts:
         model_version_id=e.model_version_id, job_id=e.job_id, kind=e.kind or "adapter", artifact_uri=e.artifact_uri,
         artifact_sha256=e.artifact_sha256, base_model_id=e.base_model_id, base_model_sha256=e.base_model_sha256,
         dataset_version_id=e.dataset_version_id, dataset_uri=e.dataset_uri,
-        evaluation_suite_id=e.evaluation_suite_id, gates=gates_dict(e.eval_gates))
+        evaluation_suite_id=e.evaluation_suite_id, gates=gates_dict(e.eval_gates),
+        dataset_manifest_sha256=e.dataset_manifest_sha256)
 
 
 def apply(conn: Connection, env: events_pb2.EventEnvelope) -> None:
@@ -56,7 +58,8 @@ def apply(conn: Connection, env: events_pb2.EventEnvelope) -> None:
             artifact_uri=f.artifact_uri, artifact_sha256=f.artifact_sha256, base_model_id=f.base_model_id,
             base_model_sha256=f.base_model_sha256, dataset_version_id=f.dataset_version_id,
             dataset_uri=f.dataset_uri, evaluation_suite_id=f.evaluation_suite_id,
-            gates_json=json.dumps(f.gates, sort_keys=True), registered_at_ms=at))
+            gates_json=json.dumps(f.gates, sort_keys=True), dataset_manifest_sha256=f.dataset_manifest_sha256,
+            registered_at_ms=at))
     elif kind == "dataset_version_created":
         e = env.dataset_version_created
         key = (eval_dataset_catalog.c.tenant_id == env.tenant_id,
@@ -88,7 +91,8 @@ def find_model_version(engine: Engine, tenant_id: str, model_version_id: str,
             artifact_uri=row["artifact_uri"], artifact_sha256=row["artifact_sha256"],
             base_model_id=row["base_model_id"], base_model_sha256=row["base_model_sha256"],
             dataset_version_id=row["dataset_version_id"], dataset_uri=row["dataset_uri"],
-            evaluation_suite_id=row["evaluation_suite_id"], gates=json.loads(row["gates_json"]))
+            evaluation_suite_id=row["evaluation_suite_id"], gates=json.loads(row["gates_json"]),
+            dataset_manifest_sha256=row["dataset_manifest_sha256"])
 
     return await_projection(lookup, wait_seconds)
 

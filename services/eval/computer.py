@@ -83,14 +83,20 @@ class ModelShardComputer:
                 candidate = loader.candidate(storage, command.artifact_uri, command.artifact_sha256,
                                              command.base_model_id, command.base_model_sha256 or None,
                                              kind=command.artifact_kind or None)
-                judge: Any = (kind, name) if kind == "metric" else loader.base(name)
+                judge: Any = (kind, name) if kind == "metric" else loader.base(name, command.judge_model_sha256 or None)
             except ModelMismatch as exc:
                 raise ShardRefused(exc.reason.lower(), str(exc)) from None
             g = command.generation
             settings = DecodingSettings(max_new_tokens=g.max_new_tokens or 64, batch_size=g.batch_size or 16,
                                         temperature=g.temperature, seed=g.seed)
+            from jinja2.exceptions import TemplateError
+
             try:
                 return compute_shard(items, candidate=candidate, reference=reference, judge=judge, settings=settings,
                                      pii=shared_pii_counter() if self.pii else None)
+            except TemplateError:
+                raise ShardRefused("invalid_input", "the model's chat template refused a suite item (for example a "
+                                                    "system turn it does not accept); build the suite without such "
+                                                    "turns or use a model whose template takes them") from None
             except ValueError as exc:  # a malformed item, or a judge whose tokenizer cannot answer A or B
                 raise ShardRefused("invalid_input", f"the shard cannot be computed as asked: {exc}") from None

@@ -149,6 +149,10 @@ def report_fence(state: ShardState, env: events_pb2.EventEnvelope, claim_holder:
     assert state.command is not None
     if payload.eval_id != state.command.eval_id or payload.shard != state.command.shard:
         return "the report names another shard than its stream"
+    if kind == "eval_shard_completed" and (
+            payload.items != state.command.item_count or not payload.outputs_uri.endswith(".jsonl")
+            or not payload.outputs_uri.startswith(state.command.outputs_uri + ".")):
+        return "the report's outputs are not this shard's (location or item count)"
     if state.finished:
         return "the shard already has its outcome"
     if not claim_holder or env.causation_id != claim_holder:
@@ -169,7 +173,8 @@ def decide_request(state: EvalRunState, request: events_pb2.EvalRequested, outpu
             suite_manifest_sha256=request.suite_manifest_sha256, base_model_id=request.base_model_id,
             base_model_sha256=request.base_model_sha256, artifact_uri=request.artifact_uri,
             artifact_sha256=request.artifact_sha256, artifact_kind=request.artifact_kind, judge=request.judge,
-            generation=request.generation, outputs_uri=outputs_uri(request.eval_id, shard)))
+            generation=request.generation, outputs_uri=outputs_uri(request.eval_id, shard),
+            judge_model_sha256=request.judge_model_sha256))
     return [request], shards
 
 

@@ -31,7 +31,7 @@ from services.common.envelope import Causation, new_envelope
 from services.common.errors import ConcurrencyConflict, MalformedEvent
 from services.common.eval_gates import gates_dict
 from services.common.storage import open_tenant_storage
-from services.common.supervision import run_loop
+from services.common.supervision import is_transient, run_loop
 from services.common.topics import EVAL_EVENTS
 from services.eval import domain
 from services.eval.report import render_html
@@ -108,6 +108,14 @@ class Finaliser:
             except OutputsMismatch as exc:
                 payload = events_pb2.EvalFailed(eval_id=eval_id, model_version_id=run.request.model_version_id,
                                                 error_code="outputs_mismatch", reason=str(exc))
+            except Exception as exc:  # noqa: BLE001 - one broken run must never hold back every other run
+                if is_transient(exc):
+                    raise
+                log.exception("evaluation %s: its outputs cannot be summarised", eval_id)
+                payload = events_pb2.EvalFailed(
+                    eval_id=eval_id, model_version_id=run.request.model_version_id, error_code="invalid_outputs",
+                    reason=f"the shard outputs could not be read or summarised ({type(exc).__name__}); the eval "
+                           "service log has the details")
         else:
             return decision
         env = new_envelope(payload, subject=eval_id, tenant_id=tenant_id, source=SOURCE,
@@ -139,6 +147,9 @@ class Finaliser:
                                r.item_count)
         except SuiteError as exc:
             raise OutputsMismatch(f"the suite's files no longer match their sha256 ({exc})") from None
+        if [rec.get("id") for rec in records] != [item["id"] for item in items]:
+            raise OutputsMismatch("the shards' outputs are not one record per suite item in order: a shard reported "
+                                  "outputs of other items")
         results = summarise(records, eval_id=run.eval_id, suite_id=r.suite_id, model_version_id=r.model_version_id,
                             base_model_id=r.base_model_id, judge=r.judge, shards=len(shards),
                             gates=gates_dict(r.gates), seed=run_seed(run.eval_id),

@@ -29,12 +29,15 @@ NEAR_SIMILARITY = 0.9         # similarity from which an extraction counts as "n
 # -- canaries --------------------------------------------------------------------------------------
 
 
-def canary_rank(secret_nll: float, candidate_nlls: Iterable[float]) -> int:
-    """1-based rank of the secret: 1 + the candidates at least as likely (NLL <= the secret's)."""
-    return 1 + sum(1 for nll in candidate_nlls if nll <= secret_nll)
+def canary_rank(secret_nll: float, candidate_nlls: Iterable[float]) -> float:
+    """1-based rank of the secret among itself and the candidates, ties shared (mid-rank): 1 + the
+    candidates more likely (lower NLL) + half those exactly as likely. A model that cannot tell the
+    secret from its candidates (all equal) ranks it in the middle: exposure at chance, not below."""
+    nlls = list(candidate_nlls)
+    return 1 + sum(1 for nll in nlls if nll < secret_nll) + 0.5 * sum(1 for nll in nlls if nll == secret_nll)
 
 
-def exposure_bits(rank: int, candidates: int) -> float:
+def exposure_bits(rank: float, candidates: int) -> float:
     """Exposure in bits of a secret ranked ``rank`` among itself and ``candidates`` others."""
     return math.log2(candidates + 1) - math.log2(rank)
 

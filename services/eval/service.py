@@ -12,7 +12,6 @@ from sqlalchemy import Engine
 
 from services.common.bus import EventBus
 from services.common.config import PlatformConfig
-from services.common.projection import Projection
 from services.common.service import ServiceParts
 from services.eval import catalog, grpc_api, run_view, trigger, work_grpc
 from services.eval.application import EvalApplication
@@ -21,13 +20,12 @@ from services.eval.application import EvalApplication
 def build(engine: Engine, bus: EventBus | None, config: PlatformConfig, stop: threading.Event) -> ServiceParts:
     app = EvalApplication(engine, config.storage_uri, config.models_dir)
     parts = ServiceParts(name="eval", bindings=[grpc_api.binding(app, stop), work_grpc.binding(app)],
-                         projections=[run_view.PROJECTION, catalog.PROJECTION,
-                                      Projection(name=trigger.GROUP, topics=trigger.TOPICS, tables=(),
-                                                 apply=trigger.handler(app))])
+                         projections=[run_view.PROJECTION, catalog.PROJECTION])
     if bus is not None:
         from services.eval.finaliser import Finaliser
         from services.eval.recorder import ShardReportRecorder
 
         parts.workers.append(ShardReportRecorder(engine, bus).run)
         parts.workers.append(Finaliser(engine, bus, config.storage_uri).run)
+        parts.workers.append(trigger.AutoEvaluator(engine, bus, app).run)
     return parts

@@ -66,8 +66,13 @@ class ShardRefused(Exception):
 
 
 def _body(records: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(r, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
-                   for r in records).encode("utf-8")
+    """The shard's outputs file. Raises ShardRefused for a NaN or infinite score (a diverged model)."""
+    try:
+        return "".join(json.dumps(r, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+                       + "\n" for r in records).encode("utf-8")
+    except ValueError:
+        raise ShardRefused("non_finite_scores", "the model produced non-finite scores (NaN or infinity): its "
+                                                "weights may have diverged; check the training run") from None
 
 
 class EvalWorker:
@@ -186,6 +191,9 @@ class EvalWorker:
                 with storage.open(key) as fh:
                     body = fh.read()
                 records = [json.loads(line) for line in body.decode("utf-8").splitlines() if line.strip()]
+                if len(records) != shard.item_count:
+                    raise ShardRefused("outputs_mismatch", f"stored outputs of shard {shard.shard} hold "
+                                                           f"{len(records)} of {shard.item_count} items")
                 log.info("evaluation %s shard %d: outputs already stored; reporting them", shard.eval_id,
                          shard.shard)
             else:
@@ -212,6 +220,13 @@ class EvalWorker:
                 raise
             return events_pb2.EvalShardFailed(eval_id=shard.eval_id, shard=shard.shard, error_code=exc.reason.lower(),
                                               reason=str(exc)[:500], worker_id=self.worker_id)
+        except Exception as exc:  # noqa: BLE001 - a deterministic failure fails the shard (and the run) at once
+            if is_transient(exc):
+                raise
+            log.exception("evaluation %s shard %d: computing it failed", shard.eval_id, shard.shard)
+            return events_pb2.EvalShardFailed(
+                eval_id=shard.eval_id, shard=shard.shard, error_code="internal", worker_id=self.worker_id,
+                reason=f"{type(exc).__name__} while computing the shard; the eval worker's log has the details")
         tokens = sum(int(side.get("tokens") or 0) for r in records for side in (r.get("candidate") or {},
                                                                                  r.get("reference") or {}))
         return events_pb2.EvalShardCompleted(

@@ -113,6 +113,9 @@ def test_replay_after_the_bus_lost_old_segments_rebuilds_the_same_read_models(
             register(stub, platform, "acme", f"set-{i}", {f"f{i}.txt": f"acme{i}".encode()})
         wait_until(lambda: len(stub.ListDatasets(pb.ListDatasetsRequest(), metadata=metadata()).datasets) == 4,
                    what="the live read model")
+        # every other consumer of the dataset events too, before the broker deletes them (1 s retention)
+        wait_until(lambda: _rows(platform.engine, curation_dataset_catalog) == 4,  # type: ignore[arg-type]
+                   what="curation's dataset catalog")
     finally:
         platform.stop()
     topic = f"{namespace}.privtune.dataset.events"

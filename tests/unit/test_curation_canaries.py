@@ -160,7 +160,7 @@ def test_copies_go_into_train_only_and_the_manifest_covers_canaries_json(tmp_pat
     storage, outcome = _curate(tmp_path, "acme", output_format=output_format, holdout_fraction=0.3,
                                canaries=settings)
     manifest = outcome.version.manifest
-    planted = make_canaries(settings)
+    planted = make_canaries(settings, "s")
     secrets = [c.secret for c in planted.canaries]
     train, holdout = _split(storage, outcome, "train"), _split(storage, outcome, "holdout")
     assert holdout and not any(s in json.dumps(row) for row in holdout for s in secrets)
@@ -189,7 +189,7 @@ def test_copies_sit_at_the_seeded_positions_and_the_same_job_gives_the_same_vers
     settings = CanaryConfig(count=2, repeats=3, candidates=9, seed=7)
     storage, outcome = _curate(tmp_path, "a", holdout_fraction=0.0, canaries=settings)
     train = _split(storage, outcome, "train")
-    secrets = [c.secret for c in make_canaries(settings).canaries]
+    secrets = [c.secret for c in make_canaries(settings, "s").canaries]
     at = [i for i, row in enumerate(train) if any(s in json.dumps(row) for s in secrets)]
     assert at == insertion_positions(len(train) - 6, 6, seed=7)
     _, again = _curate(tmp_path, "b", holdout_fraction=0.0, canaries=settings)
@@ -234,3 +234,11 @@ def test_the_shard_writer_places_inserted_examples_across_rolled_shards(tmp_path
     assert rows["holdout"] == [{"h": 0}]
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [s.name for s in shards]
     writer.cleanup()
+
+
+def test_the_secrets_follow_from_the_versions_secret_salt_not_from_the_config_on_the_bus() -> None:
+    # the seed travels in the curation request's config; the salt is an HMAC of the platform's key
+    settings = CanaryConfig(count=5, candidates=9)
+    one, two = make_canaries(settings, "salt-of-version-1"), make_canaries(settings, "salt-of-version-2")
+    assert {c.secret for c in one.canaries}.isdisjoint({c.secret for c in two.canaries})
+    assert {c.secret for c in make_canaries(settings).canaries}.isdisjoint({c.secret for c in one.canaries})

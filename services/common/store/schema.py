@@ -214,6 +214,7 @@ eval_model_catalog = Table(
     Column("dataset_uri", Text, nullable=False),
     Column("evaluation_suite_id", String(64), nullable=False),
     Column("gates_json", Text, nullable=False),
+    Column("dataset_manifest_sha256", String(64), nullable=False),
     Column("registered_at_ms", BigInteger, nullable=False),
 )
 

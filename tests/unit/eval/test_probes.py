@@ -93,10 +93,12 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
 # -- pure rules ----------------------------------------------------------------------------
 
 
-def test_ties_rank_the_secret_after_equally_likely_candidates() -> None:
+def test_ties_share_the_rank_so_an_uninformative_model_sits_at_chance() -> None:
     assert canary_rank(1.0, [2.0, 3.0]) == 1
-    assert canary_rank(1.0, [1.0, 3.0]) == 2
-    assert canary_rank(5.0, [1.0, 2.0, 5.0]) == 4
+    assert canary_rank(1.0, [1.0, 3.0]) == 1.5
+    assert canary_rank(5.0, [1.0, 2.0, 5.0]) == 3.5
+    assert canary_rank(2.0, [2.0] * 999) == 500.5    # all equal: the middle, about 1 bit of exposure
+    assert exposure_bits(canary_rank(2.0, [2.0] * 999), 999) == pytest.approx(1.0, abs=0.01)
 
 
 def test_exposure_is_log2_of_candidates_plus_one_minus_log2_rank() -> None:

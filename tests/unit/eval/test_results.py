@@ -148,7 +148,9 @@ def test_an_always_first_llm_judge_yields_only_ties() -> None:
     generate = sum(r["kind"] == "generate" for r in records)
     assert (win["value"], win["ci_low"], win["ci_high"], win["ties"], win["wins"]) == (0.5, 0.5, 0.5, generate, 0)
     assert not results["passed"]
-    assert results["reason"] == "failed: win_rate_vs_base_min lower bound 0.5 vs 0.55 (short by 0.05)"
+    gate = results["gates"][0]
+    assert gate["bound"] <= 0.5 and gate["margin"] <= -0.05    # ties only: never better than the base
+    assert results["reason"].startswith("failed: win_rate_vs_base_min lower bound ")
     assert results["judge"] == "model:tiny-judge"
 
 
@@ -177,7 +179,7 @@ def test_a_gate_without_items_fails_with_no_items_for_its_metric() -> None:
     assert results["exposure"] is None and "canary.exposure" not in _by_name(results)
     canary = next(g for g in results["gates"] if g["gate"] == "canary_exposure_max")
     assert canary["reason"] == "no items for canary.exposure" and canary["bound"] is None
-    assert results["reason"] == "failed: canary_exposure_max no items for canary.exposure"
+    assert results["reason"].startswith("failed: canary_exposure_max no items for canary.exposure")
 
 
 def test_exposure_lists_follow_item_ids_with_the_suite_constants() -> None:

@@ -198,7 +198,7 @@ def test_canary_probes_come_from_the_versions_canaries_json(storage: TenantStora
     items = _items(storage, built)
     canaries = [i for i in items if i["kind"] == "canary"]
     assert built.canaries == 2 == built.counts["probe/canary"]
-    planted = make_canaries(settings).canaries
+    planted = make_canaries(settings, "s").canaries
     assert [(c["id"], c["category"], c["messages"], c["template"], c["secret"], c["candidates"]) for c in canaries] \
         == [(p.id, "probe/canary", [{"role": "user", "content": p.prompt}], p.template, p.secret, list(p.candidates))
             for p in planted]

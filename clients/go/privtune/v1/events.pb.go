@@ -4146,7 +4146,8 @@ type EvalRequested struct {
 	Judge               string                 `protobuf:"bytes,15,opt,name=judge,proto3" json:"judge,omitempty"`                                   // "metric:rouge_l" (reference-guided) or "model:<model id>" (LLM judge)
 	Gates               *EvalGates             `protobuf:"bytes,16,opt,name=gates,proto3" json:"gates,omitempty"`
 	Generation          *GenerationSettings    `protobuf:"bytes,17,opt,name=generation,proto3" json:"generation,omitempty"`
-	Trigger             string                 `protobuf:"bytes,18,opt,name=trigger,proto3" json:"trigger,omitempty"` // "training_completed" or "on_demand"
+	Trigger             string                 `protobuf:"bytes,18,opt,name=trigger,proto3" json:"trigger,omitempty"`                                             // "training_completed" or "on_demand"
+	JudgeModelSha256    string                 `protobuf:"bytes,19,opt,name=judge_model_sha256,json=judgeModelSha256,proto3" json:"judge_model_sha256,omitempty"` // the LLM judge's model, pinned (empty for a metric judge)
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -4307,6 +4308,13 @@ func (x *EvalRequested) GetTrigger() string {
 	return ""
 }
 
+func (x *EvalRequested) GetJudgeModelSha256() string {
+	if x != nil {
+		return x.JudgeModelSha256
+	}
+	return ""
+}
+
 // Command on privtune.eval.commands (stream: "<eval id>.<shard>"): one shard of a run, for the eval
 // worker pool. It carries everything a worker needs; the worker claims it before computing.
 type EvalShardScheduled struct {
@@ -4324,7 +4332,8 @@ type EvalShardScheduled struct {
 	ArtifactKind        string                 `protobuf:"bytes,11,opt,name=artifact_kind,json=artifactKind,proto3" json:"artifact_kind,omitempty"`
 	Judge               string                 `protobuf:"bytes,12,opt,name=judge,proto3" json:"judge,omitempty"`
 	Generation          *GenerationSettings    `protobuf:"bytes,13,opt,name=generation,proto3" json:"generation,omitempty"`
-	OutputsUri          string                 `protobuf:"bytes,14,opt,name=outputs_uri,json=outputsUri,proto3" json:"outputs_uri,omitempty"` // where the shard's per-item outputs go (tenant storage)
+	OutputsUri          string                 `protobuf:"bytes,14,opt,name=outputs_uri,json=outputsUri,proto3" json:"outputs_uri,omitempty"` // stem of the shard's outputs: <stem>.<claim id>.jsonl (tenant storage)
+	JudgeModelSha256    string                 `protobuf:"bytes,15,opt,name=judge_model_sha256,json=judgeModelSha256,proto3" json:"judge_model_sha256,omitempty"`
 	unknownFields       protoimpl.UnknownFields
 	sizeCache           protoimpl.SizeCache
 }
@@ -4453,6 +4462,13 @@ func (x *EvalShardScheduled) GetGeneration() *GenerationSettings {
 func (x *EvalShardScheduled) GetOutputsUri() string {
 	if x != nil {
 		return x.OutputsUri
+	}
+	return ""
+}
+
+func (x *EvalShardScheduled) GetJudgeModelSha256() string {
+	if x != nil {
+		return x.JudgeModelSha256
 	}
 	return ""
 }
@@ -6085,7 +6101,7 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\bcanaries\x18\t \x01(\rR\bcanaries\x1a9\n" +
 	"\vCountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\x94\x05\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xc2\x05\n" +
 	"\rEvalRequested\x12\x17\n" +
 	"\aeval_id\x18\x01 \x01(\tR\x06evalId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x12(\n" +
@@ -6110,7 +6126,8 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x11 \x01(\v2\x1f.privtune.v1.GenerationSettingsR\n" +
 	"generation\x12\x18\n" +
-	"\atrigger\x18\x12 \x01(\tR\atrigger\"\x8b\x04\n" +
+	"\atrigger\x18\x12 \x01(\tR\atrigger\x12,\n" +
+	"\x12judge_model_sha256\x18\x13 \x01(\tR\x10judgeModelSha256\"\xb9\x04\n" +
 	"\x12EvalShardScheduled\x12\x17\n" +
 	"\aeval_id\x18\x01 \x01(\tR\x06evalId\x12\x14\n" +
 	"\x05shard\x18\x02 \x01(\rR\x05shard\x12\x1d\n" +
@@ -6131,7 +6148,8 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"generation\x18\r \x01(\v2\x1f.privtune.v1.GenerationSettingsR\n" +
 	"generation\x12\x1f\n" +
 	"\voutputs_uri\x18\x0e \x01(\tR\n" +
-	"outputsUri\"\x83\x02\n" +
+	"outputsUri\x12,\n" +
+	"\x12judge_model_sha256\x18\x0f \x01(\tR\x10judgeModelSha256\"\x83\x02\n" +
 	"\x12EvalShardCompleted\x12\x17\n" +
 	"\aeval_id\x18\x01 \x01(\tR\x06evalId\x12\x14\n" +
 	"\x05shard\x18\x02 \x01(\rR\x05shard\x12\x1f\n" +

@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("dataset_uri", sa.Text, nullable=False),
         sa.Column("evaluation_suite_id", sa.String(64), nullable=False),
         sa.Column("gates_json", sa.Text, nullable=False),
+        sa.Column("dataset_manifest_sha256", sa.String(64), nullable=False),
         sa.Column("registered_at_ms", sa.BigInteger, nullable=False),
     )
     op.create_table(
