@@ -435,10 +435,10 @@ def run(data_dir: Path) -> int:
         folder.mkdir(parents=True)
         tickets = [{"id": f"T-{i}", "subject": subject, "messages": [
             {"author_role": "customer", "body": question}, {"author_role": "agent", "body": answer}]}
-            for i, (subject, question, answer) in enumerate(TICKETS)]
+            for i, (subject, question, answer) in enumerate(TICKETS + more_tickets())]
         (folder / "tickets.json").write_text(json.dumps({"tickets": tickets + tickets[:1]}))  # one duplicate
         (folder / "broken.jsonl").write_text('{"instruction": "truncated')
-        print(f"wrote {len(TICKETS) + 1} support tickets and one broken file to {folder}")
+        print(f"wrote {len(tickets) + 1} support tickets and one broken file to {folder}")
 
         step(3, "register the dataset through the gRPC API (DatasetService.CreateDataset)")
         stub = pb_grpc.DatasetServiceStub(channel)

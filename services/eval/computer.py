@@ -33,10 +33,10 @@ def _import_transformers(tries: int = 5) -> None:
 
             assert transformers.AutoModelForCausalLM is not None and transformers.AutoTokenizer is not None
             return
-        except ImportError:
+        except (ImportError, AttributeError):  # the lazy module half-initialised by another thread
             if attempt == tries - 1:
                 raise
-            time.sleep(0.5)
+            time.sleep(1.0)
 
 
 class ModelShardComputer:
