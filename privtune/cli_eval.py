@@ -79,6 +79,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not args.tenant:
         print("error: --tenant is required", file=sys.stderr)
         return 2
+    for name in ("general_per_category", "max_domain_items", "extraction_items", "safety_per_category", "seed",
+                 "max_new_tokens", "shard_size"):
+        value = getattr(args, name, None)
+        if value is not None and value < 0:
+            print(f"error: --{name.replace('_', '-')} must be 0 or more", file=sys.stderr)
+            return 2
     channel = client_channel(args.target)
     stub = pb_grpc.EvalServiceStub(channel)
     md = call_metadata(args)

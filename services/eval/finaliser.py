@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from privtune.v1 import events_pb2
 from services.common import envelope as codec
@@ -31,6 +31,7 @@ from services.common.envelope import Causation, new_envelope
 from services.common.errors import ConcurrencyConflict, MalformedEvent
 from services.common.eval_gates import gates_dict
 from services.common.storage import open_tenant_storage
+from services.common.store.schema import stored_events
 from services.common.supervision import is_transient, run_loop
 from services.common.topics import EVAL_EVENTS
 from services.eval import domain
@@ -40,6 +41,7 @@ from services.eval.suites import SuiteError, load_items
 
 log = logging.getLogger(__name__)
 GROUP = "eval.finaliser"
+SHARD_COMPLETED, SHARD_FAILED = "privtune.v1.EvalShardCompleted", "privtune.v1.EvalShardFailed"
 SOURCE = "privtune/eval"
 
 
@@ -93,8 +95,19 @@ class Finaliser:
         """Complete or fail the run if its shards allow; returns what was decided."""
         with self.engine.connect() as conn:
             run = domain.fold_run(eventstore.load_stream(conn, tenant_id, eval_id))
+            if not run.exists or run.finished:
+                return "done"
+            low, high = domain.shard_range(eval_id)
+            outcomes = dict(conn.execute(  # one range count per report, not every shard's stream each time
+                select(stored_events.c.event_type, func.count()).where(
+                    stored_events.c.tenant_id == tenant_id, stored_events.c.stream_id >= low,
+                    stored_events.c.stream_id < high,
+                    stored_events.c.event_type.in_((SHARD_COMPLETED, SHARD_FAILED)))
+                .group_by(stored_events.c.event_type)).all())
+            if not outcomes.get(SHARD_FAILED) and outcomes.get(SHARD_COMPLETED, 0) < run.request.shard_count:
+                return "wait"
             shards = [domain.fold_shard(eventstore.load_stream(conn, tenant_id, domain.shard_stream(eval_id, i)))
-                      for i in range(run.request.shard_count)] if run.exists else []
+                      for i in range(run.request.shard_count)]
         decision = domain.decide_finish(run, shards)
         payload: events_pb2.EvalCompleted | events_pb2.EvalFailed
         if decision == "fail":
