@@ -15,10 +15,7 @@ from services.eval.general_slice import CATEGORIES, FACTS, answered_general_item
 
 pytestmark = pytest.mark.unit
 
-try:
-    from services.eval.metrics import check_passed, json_valid
-except ImportError:  # the metrics module is written alongside; the local checks below stand in
-    check_passed = json_valid = None  # type: ignore[assignment]
+from services.eval.metrics import check_passed, json_valid
 
 CONTRACT_KEYS = {"id", "category", "kind", "messages", "reference", "check"}
 ID = re.compile(r"^gen-(arith|fact|reason|instr|json)-\d{4}$")
@@ -140,31 +137,10 @@ def test_json_tasks_example_answers_validate_against_their_schema() -> None:
         schema = item["check"]["schema"]
         assert item["check"]["type"] == "json_schema" and schema["type"] in ("object", "array")
         value = json.loads(item["reference"])
-        if json_valid is not None:
-            assert json_valid(item["reference"], schema) == 1
-            assert json_valid("not json at all", schema) == 0
-        else:
-            assert _locally_valid(value, schema)
+        assert json_valid(item["reference"], schema) == 1
+        assert json_valid("not json at all", schema) == 0
         if schema["type"] == "object":
             assert set(schema["required"]) == set(value)
-
-
-def _locally_valid(value: object, schema: dict) -> bool:
-    """The contract's schema subset, for when services.eval.metrics is not there yet."""
-    types = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float), "boolean": bool}
-    if not isinstance(value, types[schema["type"]]) or (schema["type"] in ("integer", "number")
-                                                        and isinstance(value, bool)):
-        return False
-    if "enum" in schema and value not in schema["enum"]:
-        return False
-    if "minimum" in schema and value < schema["minimum"] or "maximum" in schema and value > schema["maximum"]:
-        return False
-    if isinstance(value, dict):
-        return all(k in value for k in schema.get("required", [])) and all(
-            _locally_valid(v, schema["properties"][k]) for k, v in value.items() if k in schema.get("properties", {}))
-    if isinstance(value, list):
-        return all(_locally_valid(v, schema["items"]) for v in value) if "items" in schema else True
-    return True
 
 
 def test_every_instruction_rule_is_used_with_a_well_typed_value() -> None:
@@ -182,7 +158,6 @@ def test_every_instruction_rule_is_used_with_a_well_typed_value() -> None:
             assert f'"{check["value"]}"' in _prompt(item)
 
 
-@pytest.mark.skipif(check_passed is None, reason="services.eval.metrics is not there yet")
 def test_every_items_own_answer_passes_its_check_and_a_wrong_one_does_not() -> None:
     answered = answered_general_items(60, seed=11)
     assert [i for i, _ in answered] == general_items(60, seed=11)
