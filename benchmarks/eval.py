@@ -15,7 +15,8 @@ and what SmolLM2-135M would take for 10,000 prompts.
    ``include_safety`` off, no extraction probes). Greedy decoding, judge ``metric:rouge_l``, PII
    counting on: what a worker does by default.
 2. Service throughput, one run per ``--runs`` entry ``WxT[p]``: W ``privtune serve eval-worker``
-   processes with ``PRIVTUNE_EVAL_THREADS`` = T (``p``: and ``OMP_WAIT_POLICY=PASSIVE``). The default
+   processes with ``PRIVTUNE_EVAL_THREADS`` = T and ``OMP_WAIT_POLICY=ACTIVE`` (OpenMP's own default;
+   ``p``: ``PASSIVE``, what ``privtune serve eval-worker`` now sets unless told otherwise). The default
    is ``1xC 2x(C/2)`` (C = ``--cores``: the cores split between the workers, the comparison asked
    for), then two controls: ``1x1`` (so ``2x1`` vs ``1x1`` is process scaling alone) and ``1xCp``.
    A warm-up run (16 one-item shards; repeated until every worker computed one) loads torch, the
@@ -519,7 +520,7 @@ class RunConfig:
 
     @property
     def env(self) -> dict[str, str]:
-        return {"OMP_WAIT_POLICY": "PASSIVE"} if self.passive else {}
+        return {"OMP_WAIT_POLICY": "PASSIVE" if self.passive else "ACTIVE"}  # explicit: serve defaults to PASSIVE
 
 
 def default_runs(cores: int) -> list[RunConfig]:

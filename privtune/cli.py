@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -72,7 +73,14 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    return _run_until_signal(list(dict.fromkeys(args.service)), _config(args))
+    services = list(dict.fromkeys(args.service))
+    if "eval-worker" in services and "training" not in services and "torch" not in sys.modules:
+        # Decoding is many small parallel operations; with OpenMP's default (active) wait, idle threads
+        # spin between them, and on a machine whose cores are shared that cost an eval worker 7-20x its
+        # speed (docs/benchmarks.md). Read when torch loads, so it must be set before: an operator's
+        # own OMP_WAIT_POLICY wins. Training processes keep OpenMP's default.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return _run_until_signal(services, _config(args))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@
     privtune eval suite get SUITE_ID
     privtune eval run MODEL/vN [--suite SUITE_ID|default] [--gate NAME=VALUE ...] [--judge metric:rouge_l|model:ID]
                                [--max-new-tokens N] [--shard-size N] [--request-id ID] [--wait]
-    privtune eval get EVAL_ID | list [--model-version MODEL/vN] | watch EVAL_ID
+    privtune eval get EVAL_ID [--summary] | list [--model-version MODEL/vN] [--summary] | watch EVAL_ID
 
 Each takes ``--tenant`` (required), ``--actor`` and ``--target`` (default 127.0.0.1:50051).
 ``run --wait`` follows the run and exits 0 when it passed its gates, 3 when it failed them,
@@ -53,12 +53,32 @@ def parse_gates(items: list[str]) -> dict[str, float]:
     return gates
 
 
-def _summary(run: Any) -> dict[str, Any]:
-    """A short human view of a finished run: decision, gates, and the headline estimates."""
+def _state_name(run: Any) -> str:
     from privtune.v1 import eval_service_pb2 as pb
 
-    out: dict[str, Any] = {"eval_id": run.eval_id, "state": pb.EvalRunState.Name(run.state).removeprefix(
-        "EVAL_RUN_STATE_").lower(), "passed": run.passed, "reason": run.reason, "report_uri": run.report_uri}
+    return str(pb.EvalRunState.Name(run.state).removeprefix("EVAL_RUN_STATE_").lower())
+
+
+def _list_row(run: Any) -> dict[str, Any]:
+    """One run of a list, for triage: what was evaluated, how it was asked for, and how it ended."""
+    out: dict[str, Any] = {"eval_id": run.eval_id, "model_version_id": run.model_version_id,
+                           "state": _state_name(run), "trigger": run.trigger, "judge": run.judge,
+                           "items": run.item_count, "shards": f"{run.shards_done}/{run.shards_total}"}
+    if out["state"] == "succeeded":
+        out["passed"] = run.passed
+    if run.error_code:
+        out["error_code"] = run.error_code
+    if run.reason:
+        out["reason"] = run.reason
+    return out
+
+
+def _summary(run: Any) -> dict[str, Any]:
+    """A short human view of a finished run: decision, gates, and the headline estimates."""
+    out: dict[str, Any] = {"eval_id": run.eval_id, "state": _state_name(run), "trigger": run.trigger,
+                           "passed": run.passed, "reason": run.reason, "report_uri": run.report_uri}
+    if run.error_code:
+        out["error_code"] = run.error_code
     out["gates"] = [{"gate": g.gate, "passed": g.passed, "bound": round(g.bound, 4), "threshold": g.threshold,
                      "margin": round(g.margin, 4)} for g in run.gates]
     out["estimates"] = {e.name: {"candidate": round(e.candidate, 4), "base": round(e.reference, 4),
@@ -124,9 +144,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(json.dumps(_summary(run), indent=2)) if args.summary else print_message(run)
             return 0
         if args.action == "list":
-            print_message(stub.ListEvalRuns(pb.ListEvalRunsRequest(
+            page = stub.ListEvalRuns(pb.ListEvalRunsRequest(
                 model_version_id=args.model_version or "", page_size=args.page_size,
-                page_token=args.page_token or ""), metadata=md, timeout=30))
+                page_token=args.page_token or ""), metadata=md, timeout=30)
+            if args.summary:
+                print(json.dumps({"runs": [_list_row(r) for r in page.runs],
+                                  "next_page_token": page.next_page_token}, indent=2))
+            else:
+                print_message(page)
             return 0
         return _follow(stub, md, args.id)
     except grpc.RpcError as exc:
@@ -195,6 +220,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--model-version")
     p.add_argument("--page-size", type=int, default=50)
     p.add_argument("--page-token")
+    p.add_argument("--summary", action="store_true",
+                   help="each run's triage fields only: state, trigger, judge, items, error code, reason")
     p = esub.add_parser("watch")
     _client_args(p, leaf=True)
     p.add_argument("id")

@@ -97,7 +97,8 @@ class EvalServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListEvalRuns(self, request, context):
-        """The tenant's runs, oldest first (by creation time, then id).
+        """The tenant's runs, oldest first (by creation time, then id). Each is GetEvalRun's run less its
+        metrics, estimates and gates: state, trigger, judge, item count, and a failure's error_code and reason.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

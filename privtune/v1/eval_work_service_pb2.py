@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from privtune.v1 import events_pb2 as privtune_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#privtune/v1/eval_work_service.proto\x12\x0bprivtune.v1\"s\n\x15\x43laimEvalShardRequest\x12\x0f\n\x07\x65val_id\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x10\n\x08\x63laim_id\x18\x04 \x01(\t\x12\x15\n\rlease_seconds\x18\x05 \x01(\r\"K\n\x16\x43laimEvalShardResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08\x66inished\x18\x03 \x01(\x08\x32l\n\x0f\x45valWorkService\x12Y\n\x0e\x43laimEvalShard\x12\".privtune.v1.ClaimEvalShardRequest\x1a#.privtune.v1.ClaimEvalShardResponseB\x9e\x01\n\x13\x64\x65v.privtune.api.v1B\x14\x45valWorkServiceProtoP\x01Z>github.com/privtune/privtune/clients/go/privtune/v1;privtunev1\xa2\x02\x03PTV\xaa\x02\x0bPrivtune.V1\xca\x02\x0bPrivtune\\V1\xea\x02\x0cPrivtune::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#privtune/v1/eval_work_service.proto\x12\x0bprivtune.v1\x1a\x18privtune/v1/events.proto\"\x8b\x01\n\x15\x43laimEvalShardRequest\x12\x0f\n\x07\x65val_id\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\r\x12\x11\n\tworker_id\x18\x03 \x01(\t\x12\x10\n\x08\x63laim_id\x18\x04 \x01(\t\x12\x15\n\rlease_seconds\x18\x05 \x01(\r\x12\x16\n\x0enext_unclaimed\x18\x06 \x01(\x08\"x\n\x16\x43laimEvalShardResponse\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08\x66inished\x18\x03 \x01(\x08\x12+\n\x07\x63ommand\x18\x04 \x01(\x0b\x32\x1a.privtune.v1.EventEnvelope2l\n\x0f\x45valWorkService\x12Y\n\x0e\x43laimEvalShard\x12\".privtune.v1.ClaimEvalShardRequest\x1a#.privtune.v1.ClaimEvalShardResponseB\x9e\x01\n\x13\x64\x65v.privtune.api.v1B\x14\x45valWorkServiceProtoP\x01Z>github.com/privtune/privtune/clients/go/privtune/v1;privtunev1\xa2\x02\x03PTV\xaa\x02\x0bPrivtune.V1\xca\x02\x0bPrivtune\\V1\xea\x02\x0cPrivtune::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,10 +33,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'privtune.v1.eval_work_servi
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\023dev.privtune.api.v1B\024EvalWorkServiceProtoP\001Z>github.com/privtune/privtune/clients/go/privtune/v1;privtunev1\242\002\003PTV\252\002\013Privtune.V1\312\002\013Privtune\\V1\352\002\014Privtune::V1'
-  _globals['_CLAIMEVALSHARDREQUEST']._serialized_start=52
-  _globals['_CLAIMEVALSHARDREQUEST']._serialized_end=167
-  _globals['_CLAIMEVALSHARDRESPONSE']._serialized_start=169
-  _globals['_CLAIMEVALSHARDRESPONSE']._serialized_end=244
-  _globals['_EVALWORKSERVICE']._serialized_start=246
-  _globals['_EVALWORKSERVICE']._serialized_end=354
+  _globals['_CLAIMEVALSHARDREQUEST']._serialized_start=79
+  _globals['_CLAIMEVALSHARDREQUEST']._serialized_end=218
+  _globals['_CLAIMEVALSHARDRESPONSE']._serialized_start=220
+  _globals['_CLAIMEVALSHARDRESPONSE']._serialized_end=340
+  _globals['_EVALWORKSERVICE']._serialized_start=342
+  _globals['_EVALWORKSERVICE']._serialized_end=450
 # @@protoc_insertion_point(module_scope)

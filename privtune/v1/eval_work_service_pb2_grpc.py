@@ -49,6 +49,12 @@ class EvalWorkServiceServicer:
         a lease in the eval service's store; it lapses lease_seconds after its last renewal, so the
         shard of a worker that died is claimed by the next worker its command reaches.
         finished=true: the shard has its outcome already; the worker computes nothing.
+
+        With next_unclaimed, a worker with nothing else to do asks for work of a run it has seen: the
+        service claims for it the highest-numbered shard of the run that has no outcome and no live
+        claim (the one furthest back in the workers' queues) and returns that shard's command. The
+        shard's own command, when its partition's worker reaches it, then finds the shard claimed or
+        finished. finished=true here: the run has its outcome; granted=false: nothing is unclaimed now.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -18,11 +18,12 @@ from services.common.errors import ConcurrencyConflict, FailedPrecondition, Inva
 from services.common.eval_gates import DEFAULT_SUITE, SUITE_ID_RE, check_gates, check_suite_id
 from services.common.idempotency import RequestIdTaken, claim_request_id, created_by_request
 from services.common.identity import Caller
+from services.common.clock import now_ms
 from services.common.leases import release_lease, take_lease
 from services.common.limits import quote
 from services.common.model_store import is_stored, read_manifest
 from services.common.storage import open_tenant_storage
-from services.common.store.schema import eval_run_view, stored_events
+from services.common.store.schema import eval_run_view, relay_leases, stored_events
 from services.eval import catalog, domain
 from services.eval.judging import parse_judge_spec
 from services.eval.suites import BuiltSuite, SuiteError, SuiteOptions, build_suite
@@ -116,8 +117,10 @@ class EvalApplication:
         try:
             with conn.begin_nested():
                 eventstore.append(conn, domain.SUITE_STREAM, [env], expected_version=0)
-        except ConcurrencyConflict:
-            pass  # the same suite, recorded by a concurrent call
+        except ConcurrencyConflict:  # the same suite, recorded by a concurrent call: its record (and name) stands
+            existing = eventstore.load_stream(conn, tenant_id, stream)
+            if existing:
+                return existing[0].eval_suite_created
         return event
 
     def get_suite(self, caller: Caller, suite_id: str) -> events_pb2.EvalSuiteCreated:
@@ -296,6 +299,42 @@ class EvalApplication:
             release_lease(self.engine, name, claim_id)
             return False, True, ""
         return True, False, ""
+
+    def claim_next_shard(self, caller: Caller, eval_id: str, worker_id: str, claim_id: str,
+                         lease_seconds: int = 30) -> tuple[bool, bool, str, events_pb2.EventEnvelope | None]:
+        """Claim, for an idle worker, the highest-numbered shard of the run with no outcome and no live claim.
+
+        Returns (granted, finished, reason, the shard's EvalShardScheduled envelope when granted);
+        finished: the run has its outcome. Highest first: those are the commands furthest back in
+        the workers' queues, so the worker whose partition holds one most likely reaches it after it
+        is done (and then commits it unseen) rather than while it runs.
+        """
+        if not eval_id or not worker_id or not claim_id or len(claim_id) > 64:
+            raise InvalidArgument("eval_id, worker_id and claim_id (at most 64 characters) are required")
+        lease_seconds = min(max(lease_seconds or 30, 2), 3600)
+        run = self.get(caller, eval_id)
+        if run.finished:
+            return False, True, "", None
+        low, high = domain.shard_range(eval_id)
+        with self.engine.connect() as conn:
+            done = {r.stream_id for r in conn.execute(select(stored_events.c.stream_id).where(
+                stored_events.c.tenant_id == caller.tenant_id, stored_events.c.stream_id >= low,
+                stored_events.c.stream_id < high, stored_events.c.event_type.in_((SHARD_COMPLETED, SHARD_FAILED))))}
+            held = {r.name for r in conn.execute(select(relay_leases.c.name).where(
+                relay_leases.c.name >= f"eval:{low}", relay_leases.c.name < f"eval:{high}",
+                relay_leases.c.lease_until_ms >= now_ms()))}
+        for shard in reversed(range(run.request.shard_count)):
+            stream, name = domain.shard_stream(eval_id, shard), domain.claim_name(eval_id, shard)
+            if stream in done or name in held or not take_lease(self.engine, name, claim_id, lease_seconds * 1000):
+                continue
+            with self.engine.connect() as conn:
+                events = eventstore.load_stream(conn, caller.tenant_id, stream)
+            state = domain.fold_shard(events)
+            if not state.exists or state.finished:
+                release_lease(self.engine, name, claim_id)
+                continue
+            return True, False, "", events[0]
+        return False, False, "every shard of the run is computed or claimed", None
 
     def _shard(self, tenant_id: str, eval_id: str, shard: int) -> domain.ShardState:
         with self.engine.connect() as conn:

@@ -12,12 +12,16 @@ from typing import Callable, Iterator, Protocol
 import grpc
 
 from privtune.v1 import eval_work_service_pb2 as pb
+from privtune.v1 import events_pb2
 from privtune.v1 import eval_work_service_pb2_grpc as pb_grpc
 from services.common.errors import BusUnavailable
 from services.common.grpc_client import REFUSED, LazyChannel, call_until_answered
 from services.common.identity import ACTOR_HEADER, TENANT_HEADER
 
 log = logging.getLogger(__name__)
+# next_unclaimed requests name a shard no run has: an eval service too old to know the field answers
+# NOT_FOUND (the worker then stops asking) instead of granting a claim on a real shard nobody computes
+NO_SUCH_SHARD = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -25,11 +29,15 @@ class ShardClaim:
     granted: bool
     finished: bool = False                     # nothing (more) to do for this command: mark it done
     reason: str = ""
+    command: events_pb2.EventEnvelope | None = None  # claim_next: the granted shard's EvalShardScheduled
 
 
 class ShardClaims(Protocol):
     def claim(self, tenant_id: str, eval_id: str, shard: int, worker_id: str, claim_id: str,
               lease_seconds: int) -> ShardClaim: ...
+
+    def claim_next(self, tenant_id: str, eval_id: str, worker_id: str, claim_id: str,
+                   lease_seconds: int) -> ShardClaim: ...
 
 
 class GrpcShardClaims:
@@ -49,21 +57,35 @@ class GrpcShardClaims:
         Raises:
             BusUnavailable: no answer within ``give_up_after`` seconds (the shard is left for later).
         """
-        request = pb.ClaimEvalShardRequest(eval_id=eval_id, shard=shard, worker_id=worker_id, claim_id=claim_id,
-                                           lease_seconds=lease_seconds)
-        metadata = ((TENANT_HEADER, tenant_id), (ACTOR_HEADER, worker_id))
+        return self._ask(tenant_id, pb.ClaimEvalShardRequest(
+            eval_id=eval_id, shard=shard, worker_id=worker_id, claim_id=claim_id, lease_seconds=lease_seconds),
+            f"shard {shard} of evaluation {eval_id}")
+
+    def claim_next(self, tenant_id: str, eval_id: str, worker_id: str, claim_id: str,
+                   lease_seconds: int) -> ShardClaim:
+        """Claim any unclaimed shard of the run (for an idle worker); ``command`` is set when granted.
+
+        Raises:
+            BusUnavailable: as ``claim``.
+        """
+        return self._ask(tenant_id, pb.ClaimEvalShardRequest(
+            eval_id=eval_id, shard=NO_SUCH_SHARD, worker_id=worker_id, claim_id=claim_id, lease_seconds=lease_seconds,
+            next_unclaimed=True), f"an unclaimed shard of evaluation {eval_id}")
+
+    def _ask(self, tenant_id: str, request: pb.ClaimEvalShardRequest, what: str) -> ShardClaim:
+        metadata = ((TENANT_HEADER, tenant_id), (ACTOR_HEADER, request.worker_id))
         try:
             answer = call_until_answered(
                 lambda: pb_grpc.EvalWorkServiceStub(self.channel.get()).ClaimEvalShard(
                     request, metadata=metadata, timeout=self.timeout),
-                f"claiming shard {shard} of evaluation {eval_id}", give_up_after=self.give_up_after, max_backoff=5.0)
+                f"claiming {what}", give_up_after=self.give_up_after, max_backoff=5.0)
         except grpc.RpcError as exc:
             if exc.code() in REFUSED:  # e.g. no such shard for this tenant: nothing to compute, never to retry
                 return ShardClaim(granted=False, finished=True,
                                   reason=f"the eval service refused the claim: {exc.code().name}")
-            raise BusUnavailable(f"the eval service could not answer the claim of shard {shard} of {eval_id}: "
-                                 f"{exc.code()}") from None
-        return ShardClaim(granted=answer.granted, finished=answer.finished, reason=answer.reason)
+            raise BusUnavailable(f"the eval service could not answer the claim of {what}: {exc.code()}") from None
+        return ShardClaim(granted=answer.granted, finished=answer.finished, reason=answer.reason,
+                          command=answer.command if answer.HasField("command") else None)
 
     def close(self) -> None:
         self.channel.close()

@@ -13,12 +13,12 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from privtune.v1 import events_pb2
 from services.common.storage import open_tenant_storage
 from services.eval.judging import parse_judge_spec
-from services.eval.worker import ShardRefused
+from services.eval.worker import ClaimLost, ShardRefused
 
 log = logging.getLogger(__name__)
 THREADS_ENV = "PRIVTUNE_EVAL_THREADS"
@@ -64,8 +64,8 @@ class ModelShardComputer:
             self._loader = ModelLoader(self.models_dir, self.cache_dir, capacity=3)  # candidate, base, judge
         return self._loader
 
-    def compute(self, tenant_id: str, command: events_pb2.EvalShardScheduled,
-                items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def compute(self, tenant_id: str, command: events_pb2.EvalShardScheduled, items: list[dict[str, Any]],
+                should_stop: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
         from services.eval.generation import DecodingSettings
         from services.eval.models import ModelMismatch
         from services.eval.probes import shared_pii_counter
@@ -91,9 +91,13 @@ class ModelShardComputer:
                                         temperature=g.temperature, seed=g.seed)
             from jinja2.exceptions import TemplateError
 
+            def progress(_done: int) -> None:
+                if should_stop is not None and should_stop():
+                    raise ClaimLost()
+
             try:
                 return compute_shard(items, candidate=candidate, reference=reference, judge=judge, settings=settings,
-                                     pii=shared_pii_counter() if self.pii else None)
+                                     pii=shared_pii_counter() if self.pii else None, progress=progress)
             except TemplateError:
                 raise ShardRefused("invalid_input", "the model's chat template refused a suite item (for example a "
                                                     "system turn it does not accept); build the suite without such "

@@ -58,10 +58,12 @@ def run_message(s: EvalRunState, shards_done: int) -> pb.EvalRun:
 
 
 def run_from_row(r: dict) -> pb.EvalRun:
+    """A ListEvalRuns row: GetEvalRun's fields less metrics, estimates and gates (the read model has none)."""
     run = pb.EvalRun(eval_id=r["eval_id"], state=r["state"], model_version_id=r["model_version_id"],
                      suite_id=r["suite_id"], job_id=r["job_id"], shards_total=r["shards_total"],
                      shards_done=r["shards_done"], passed=bool(r["passed"]), reason=r["reason"],
-                     report_uri=r["report_uri"])
+                     report_uri=r["report_uri"], judge=r["judge"], trigger=r["trigger"],
+                     item_count=r["item_count"], error_code=r["error_code"])
     run.created_at.FromMilliseconds(r["created_at_ms"])
     run.updated_at.FromMilliseconds(r["updated_at_ms"])
     return run

@@ -19,7 +19,8 @@ def apply(conn: Connection, env: events_pb2.EventEnvelope) -> None:
         conn.execute(insert(view).values(
             tenant_id=env.tenant_id, eval_id=e.eval_id, model_version_id=e.model_version_id, suite_id=e.suite_id,
             job_id=e.job_id, state=RUNNING, shards_total=e.shard_count, shards_done=0, passed=0, reason="",
-            report_uri="", created_at_ms=at, updated_at_ms=at))
+            report_uri="", created_at_ms=at, updated_at_ms=at, judge=e.judge, trigger=e.trigger,
+            item_count=e.item_count, error_code=""))
         return
     key = (view.c.tenant_id == env.tenant_id,)
     if kind == "eval_shard_completed":
@@ -32,7 +33,7 @@ def apply(conn: Connection, env: events_pb2.EventEnvelope) -> None:
     elif kind == "eval_failed":
         e = env.eval_failed
         conn.execute(update(view).where(*key, view.c.eval_id == e.eval_id).values(
-            state=FAILED, reason=e.reason, updated_at_ms=at))
+            state=FAILED, reason=e.reason, error_code=e.error_code, updated_at_ms=at))
 
 
 PROJECTION = Projection(name="eval.run_view", topics=(EVAL_EVENTS,), tables=(view,), apply=apply)

@@ -7,12 +7,14 @@ A suite is two files in tenant storage, under ``eval/suites/<suite_id>/``:
   holdout split, the general slice, the safety prompts, canary probes, extraction probes;
 - ``suite.json``: the manifest (schema, options, counts per category, item count,
   ``items_sha256``, the dataset version folder and its manifest sha256, generator
-  versions, and the suite's id and name).
+  versions, and the suite's id; not its name, so two builds of the same content write the
+  same bytes and neither can change the sha256 the other recorded).
 
 The id is ``suite-`` + the first 20 hex digits of the sha256 of the canonical manifest
-without its id and name: the same dataset version, options and generators give the same
-suite, and any change of content gives another. The name is a label; the first build
-of a content address keeps its name. Readers verify both sha256s before using an item.
+without its id: the same dataset version, options and generators give the same suite, and
+any change of content gives another. The name is a label, kept by the suite's first
+``EvalSuiteCreated`` (suites written before names left the manifest keep theirs there too).
+Readers verify both sha256s before using an item.
 
 Dataset versions are read as the training worker reads them (a manifest listing shards
 with their sha256; a shard that does not match is refused), reimplemented here because
@@ -359,14 +361,15 @@ def _write_suite(storage: TenantStorage, suite_id: str, name: str, manifest_body
                  items_body: bytes) -> dict[str, str]:
     """Write items.jsonl then suite.json (a present suite.json means a complete suite), or reuse a stored one.
 
-    Returns the stored manifest's name and sha256 (a suite built before keeps its first name).
+    Returns the name (an older manifest's own, else ``name``) and the stored manifest's sha256. The manifest
+    holds no name: concurrent builds of one content address with different names write identical bytes.
     """
     folder = suite_folder(suite_id)
     manifest_key, items_key = f"{folder}/suite.json", f"{folder}/items.jsonl"
     if not storage.exists(manifest_key):
         if storage.write(items_key, items_body) != manifest_body["items_sha256"]:
             raise SuiteError(f"{items_key} changed while it was written; try again")
-        storage.write(manifest_key, _canonical({**manifest_body, "suite_id": suite_id, "name": name}))
+        storage.write(manifest_key, _canonical({**manifest_body, "suite_id": suite_id}))
     stored = _read(storage, manifest_key)
     try:
         found = json.loads(stored)
@@ -454,7 +457,8 @@ def load_items(storage: TenantStorage, suite_prefix: str, manifest_sha256: str, 
 
 
 def read_suite(storage: TenantStorage, suite_id: str) -> BuiltSuite:
-    """A stored suite as :class:`BuiltSuite` (its files are checked against each other)."""
+    """A stored suite as :class:`BuiltSuite` (its files are checked against each other; its name is the one in
+    an older manifest, else "": names live in EvalSuiteCreated)."""
     folder = suite_folder(suite_id)
     manifest = load_suite_manifest(storage, folder, None)
     _verify_items(storage, folder, manifest)

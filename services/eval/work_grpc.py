@@ -18,6 +18,10 @@ class EvalWorkServicer(pb_grpc.EvalWorkServiceServicer):
     def ClaimEvalShard(self, request: pb.ClaimEvalShardRequest,
                        context: grpc.ServicerContext) -> pb.ClaimEvalShardResponse:
         caller = caller_from_metadata(context.invocation_metadata())
+        if request.next_unclaimed:
+            granted, finished, reason, command = self.app.claim_next_shard(
+                caller, request.eval_id, request.worker_id, request.claim_id, request.lease_seconds)
+            return pb.ClaimEvalShardResponse(granted=granted, finished=finished, reason=reason, command=command)
         granted, finished, reason = self.app.claim_shard(caller, request.eval_id, request.shard, request.worker_id,
                                                          request.claim_id, request.lease_seconds)
         return pb.ClaimEvalShardResponse(granted=granted, finished=finished, reason=reason)

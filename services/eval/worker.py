@@ -5,9 +5,17 @@ Members of group ``eval.workers`` on ``privtune.eval.commands`` are the pool. A 
 the item range, the base model and the candidate artifact (with their hashes), the judge and
 the generation settings. Before computing, the worker claims the shard
 (``EvalWorkService.ClaimEvalShard``, a lease the eval service keeps, renewed while it runs): a
-second delivery of the command that reaches another worker finds the shard claimed and is left
-uncommitted, so it comes back after a backoff — by then the shard has its outcome, or its
-worker died and the lease lapsed, and the new claimant computes it.
+second delivery of the command that reaches another worker finds the shard claimed, and that
+worker waits (keeping the command uncommitted and its group membership) until the shard has its
+outcome, or until its claimant died and the lease lapsed, when it computes the shard itself. A
+worker that loses its claim while computing (it stopped renewing long enough for the lease to
+lapse and another worker took the shard) stops at the next chunk and reports nothing.
+
+A worker commits a shard's command only once the shard has its outcome. Commands reach workers by
+bus partition, so one worker can still have a queue while another has none: an idle worker asks
+the eval service for the highest-numbered unclaimed shard of a run it has seen
+(``claim_next``, the tail of the queues) and computes it; the shard's own command, when its
+worker reaches it, finds it finished and is committed unseen.
 
 A computed shard's outputs (one JSON line per item: generations, scores, judge verdicts, probe
 results) go to the tenant's storage in one atomic write next to the command's ``outputs_uri``; a
@@ -29,14 +37,15 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any, Protocol
+from collections import OrderedDict
+from typing import Any, Callable, Protocol
 
 from privtune.v1 import events_pb2
 from services.common import envelope as codec
 from services.common.bus import EventBus, Message, Record, Subscription
 from services.common.consumer import MAX_HANDLER_FAILURES, dead_letter_message
 from services.common.envelope import Causation, new_envelope
-from services.common.errors import Busy, MalformedEvent, PrivtuneError
+from services.common.errors import BusUnavailable, Busy, MalformedEvent, PrivtuneError
 from services.common.keepalive import keep_membership, keepalive_interval
 from services.common.storage import open_tenant_storage
 from services.common.supervision import is_transient, run_loop
@@ -47,13 +56,21 @@ from services.eval.suites import SuiteError, load_items
 log = logging.getLogger(__name__)
 GROUP = "eval.workers"
 SOURCE = "privtune/eval-worker"
+KNOWN_RUNS = 256        # runs an idle worker may take unclaimed shards from (the most recently seen)
+NEXT_ASK_S = 2.0        # how soon an idle worker asks a run with nothing unclaimed again
 
 
 class ShardComputer(Protocol):
     """Computes a shard's per-item output records (services/eval/computer.py)."""
 
-    def compute(self, tenant_id: str, command: events_pb2.EvalShardScheduled,
-                items: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+    def compute(self, tenant_id: str, command: events_pb2.EvalShardScheduled, items: list[dict[str, Any]],
+                should_stop: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
+        """Raises ClaimLost when ``should_stop()`` turns true between chunks."""
+        ...
+
+
+class ClaimLost(Exception):
+    """The worker's claim on the shard was taken over while it computed: stop, report nothing."""
 
 
 class ShardRefused(Exception):
@@ -90,18 +107,24 @@ class EvalWorker:
         self._claim_ids: dict[str, str] = {}                        # shard stream -> this worker's claim
         self._unsent: dict[str, events_pb2.EventEnvelope] = {}      # shard stream -> outcome until committed
         self._failures: dict[str, int] = {}
+        self._runs: OrderedDict[tuple[str, str], float] = OrderedDict()  # (tenant, eval id) -> next ask
+        self._stop = threading.Event()
         self.subscription: Subscription | None = bus.subscribe(GROUP, [EVAL_COMMANDS])
 
     def run(self, stop: threading.Event) -> None:
         """Take shards until ``stop`` is set; any failure (bus, the eval service away, a shard claimed by
         another worker) is retried with backoff after rejoining the group, which redelivers the
         uncommitted command (see supervision.run_loop)."""
+        self._stop = stop
         run_loop("eval worker", self._take_shard, stop, idle_seconds=0.0, on_error=self._rejoin)
 
     def _take_shard(self) -> bool:
         if self.subscription is None:
             self.subscription = self.bus.subscribe(GROUP, [EVAL_COMMANDS])
         records = self.subscription.poll(max_records=1, timeout=0.5)
+        if not records:
+            with keep_membership(self.subscription, self.keepalive_interval, GROUP):
+                return self.take_unclaimed_shard()
         for record in records:
             with keep_membership(self.subscription, self.keepalive_interval, GROUP):
                 subject = self._handle_or_give_up(record)
@@ -146,8 +169,48 @@ class EvalWorker:
             return ""
         if env.WhichOneof("payload") != "eval_shard_scheduled":
             return ""
+        self._runs[(env.tenant_id, env.eval_shard_scheduled.eval_id)] = 0.0
+        self._runs.move_to_end((env.tenant_id, env.eval_shard_scheduled.eval_id))
+        while len(self._runs) > KNOWN_RUNS:
+            self._runs.popitem(last=False)
         self.run_shard(env)
         return env.subject
+
+    def take_unclaimed_shard(self) -> bool:
+        """With no command of its own, compute an unclaimed shard of a run this worker has seen."""
+        for key, next_ask in list(self._runs.items()):
+            now = time.monotonic()
+            if next_ask > now or self._stop.is_set():
+                continue
+            tenant, eval_id = key
+            claim_id = uuid.uuid4().hex
+            try:
+                answer = self.claims.claim_next(tenant, eval_id, self.worker_id, claim_id, self.lease_seconds)
+            except BusUnavailable:
+                self._runs[key] = now + 5 * NEXT_ASK_S
+                continue
+            if answer.finished:
+                self._runs.pop(key, None)
+                continue
+            command = answer.command
+            if not answer.granted or command is None:
+                self._runs[key] = now + NEXT_ASK_S
+                continue
+            if (command.tenant_id != tenant or command.WhichOneof("payload") != "eval_shard_scheduled"
+                    or command.eval_shard_scheduled.eval_id != eval_id):
+                log.error("evaluation %s: the eval service answered an unclaimed-shard request with another "
+                          "command; ignoring it", eval_id)
+                self._runs[key] = now + 5 * NEXT_ASK_S
+                continue
+            subject = command.subject
+            self._claim_ids[subject] = claim_id
+            log.info("evaluation %s: no command of its own, so this worker takes unclaimed shard %d", eval_id,
+                     command.eval_shard_scheduled.shard)
+            self.run_shard(command)
+            self._claim_ids.pop(subject, None)
+            self._unsent.pop(subject, None)
+            return True
+        return False
 
     def run_shard(self, command: events_pb2.EventEnvelope) -> events_pb2.EventEnvelope | None:
         """Claim, compute and report one shard. Returns the reported outcome (None: nothing to do).
@@ -159,28 +222,42 @@ class EvalWorker:
         shard = command.eval_shard_scheduled
         tenant, subject = command.tenant_id, command.subject
         claim_id = self._claim_ids.setdefault(subject, uuid.uuid4().hex)
-        answer = self.claims.claim(tenant, shard.eval_id, shard.shard, self.worker_id, claim_id, self.lease_seconds)
-        if answer.finished:
-            if answer.reason:
-                log.warning("evaluation %s shard %d: not computing it: %s", shard.eval_id, shard.shard, answer.reason)
-            return None
-        if not answer.granted:
-            raise Busy(f"shard {shard.shard} of evaluation {shard.eval_id} is being computed by another worker "
-                       f"({answer.reason})")
-        outcome = self._unsent.get(subject)
-        if outcome is None:
-            with renewing(self.claims, tenant, shard.eval_id, shard.shard, self.worker_id, claim_id,
-                          self.lease_seconds):
-                payload = self._compute(tenant, shard, claim_id)
-            outcome = self._unsent[subject] = new_envelope(
-                payload, subject=subject, tenant_id=tenant, source=SOURCE,
-                causation=Causation(actor=self.worker_id, correlation_id=command.correlation_id,
-                                    causation_id=claim_id))
-        self.bus.publish([Message(EVAL_REPORTS, subject.encode(), codec.encode(outcome), id=outcome.id)])
-        return outcome
+        waiting_since = 0.0
+        while True:
+            answer = self.claims.claim(tenant, shard.eval_id, shard.shard, self.worker_id, claim_id,
+                                       self.lease_seconds)
+            if answer.finished:
+                if answer.reason:
+                    log.warning("evaluation %s shard %d: not computing it: %s", shard.eval_id, shard.shard,
+                                answer.reason)
+                return None
+            if answer.granted:
+                outcome = self._unsent.get(subject)
+                if outcome is None:
+                    with renewing(self.claims, tenant, shard.eval_id, shard.shard, self.worker_id, claim_id,
+                                  self.lease_seconds) as lost:
+                        payload = self._compute(tenant, shard, claim_id, lost.is_set)
+                    if payload is None or lost.is_set():
+                        log.warning("evaluation %s shard %d: the claim was taken over while computing; waiting "
+                                    "for the shard's outcome instead", shard.eval_id, shard.shard)
+                        continue
+                    outcome = self._unsent[subject] = new_envelope(
+                        payload, subject=subject, tenant_id=tenant, source=SOURCE,
+                        causation=Causation(actor=self.worker_id, correlation_id=command.correlation_id,
+                                            causation_id=claim_id))
+                self.bus.publish([Message(EVAL_REPORTS, subject.encode(), codec.encode(outcome), id=outcome.id)])
+                return outcome
+            # another worker holds the claim: wait for its outcome (or for its lease to lapse) right here
+            now = time.monotonic()
+            waiting_since = waiting_since or now
+            if self._stop.is_set() or now - waiting_since > max(60.0, 4.0 * self.lease_seconds):
+                raise Busy(f"shard {shard.shard} of evaluation {shard.eval_id} is being computed by another "
+                           f"worker ({answer.reason})")
+            self._stop.wait(min(2.0, self.lease_seconds / 3))
 
-    def _compute(self, tenant: str, shard: events_pb2.EvalShardScheduled,
-                 claim_id: str) -> events_pb2.EvalShardCompleted | events_pb2.EvalShardFailed:
+    def _compute(self, tenant: str, shard: events_pb2.EvalShardScheduled, claim_id: str,
+                 claim_lost: Callable[[], bool]) -> events_pb2.EvalShardCompleted | events_pb2.EvalShardFailed | None:
+        """The shard's outcome; None if the claim was lost while computing (nothing written, nothing to report)."""
         started = time.monotonic()
         try:
             storage = open_tenant_storage(self.storage_root, tenant)
@@ -199,14 +276,18 @@ class EvalWorker:
             else:
                 items = load_items(storage, storage.key_for(shard.suite_uri).rstrip("/"),
                                    shard.suite_manifest_sha256, shard.first_item, shard.item_count)
-                records = self.computer.compute(tenant, shard, items)
+                records = self.computer.compute(tenant, shard, items, should_stop=claim_lost)
                 if len(records) != shard.item_count:
                     raise ShardRefused("internal", f"the shard computed {len(records)} of {shard.item_count} items")
                 body = _body(records)
+                if claim_lost():  # taken over during the last chunk: the new claimant computes and writes it
+                    return None
                 key = f"{stem}.{claim_id}.jsonl"
                 storage.write(key, body)  # atomic: the file exists only once complete
                 log.info("evaluation %s shard %d: %d items computed in %.1fs", shard.eval_id, shard.shard,
                          len(records), time.monotonic() - started)
+        except ClaimLost:
+            return None
         except ShardRefused as exc:
             return events_pb2.EvalShardFailed(eval_id=shard.eval_id, shard=shard.shard, error_code=exc.code,
                                               reason=str(exc), worker_id=self.worker_id)

@@ -194,6 +194,10 @@ eval_run_view = Table(
     Column("report_uri", Text, nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
+    Column("judge", Text, nullable=False),
+    Column("trigger", String(32), nullable=False),
+    Column("item_count", Integer, nullable=False),
+    Column("error_code", Text, nullable=False),
     Index("ix_eval_run_view_created", "tenant_id", "created_at_ms", "eval_id"),
     Index("ix_eval_run_view_model", "tenant_id", "model_version_id", "created_at_ms"),
 )

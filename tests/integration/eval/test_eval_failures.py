@@ -87,6 +87,12 @@ def _state(platform: Platform, tenant: str, eval_id: str) -> epb.EvalRun:
                                                                metadata=metadata(tenant=tenant), timeout=10).run
 
 
+def _listed(platform: Platform, tenant: str, eval_id: str) -> epb.EvalRun:
+    runs = egrpc.EvalServiceStub(channel(platform)).ListEvalRuns(epb.ListEvalRunsRequest(),
+                                                                  metadata=metadata(tenant=tenant), timeout=10).runs
+    return next((r for r in runs if r.eval_id == eval_id), epb.EvalRun())
+
+
 def test_unreadable_outputs_fail_their_run_and_never_hold_back_another_tenants(platform: Platform,
                                                                                tmp_path: Path) -> None:
     runs = {tenant: _run(platform, tmp_path, tenant) for tenant in ("acme", "globex")}
@@ -99,6 +105,12 @@ def test_unreadable_outputs_fail_their_run_and_never_hold_back_another_tenants(p
                    f"{tenant}'s run to fail")
         failed = _state(platform, tenant, run.eval_id)
         assert "could not be read or summarised" in failed.reason and failed.error_code == "invalid_outputs"
+        # the list (a read model, so it may trail) shows the failure's code and how the run was asked for
+        wait_until(lambda: _listed(platform, tenant, run.eval_id).state == epb.EVAL_RUN_STATE_FAILED, 30,
+                   f"{tenant}'s run list to show the failure")
+        row = _listed(platform, tenant, run.eval_id)
+        assert (row.error_code, row.reason, row.trigger) == (failed.error_code, failed.reason, "on_demand")
+        assert (row.judge, row.item_count) == (failed.judge, failed.item_count) and row.item_count > 0
     assert platform.healthy  # the finaliser kept going
 
 

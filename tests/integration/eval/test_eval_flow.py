@@ -7,7 +7,9 @@ pool, recorded once, and finalised into EvalCompleted with every score, interval
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -92,11 +94,39 @@ def _runs_of(platform: Platform, model_version_id: str) -> list[epb.EvalRun]:
                                              metadata=metadata(), timeout=10).runs)
 
 
+def _same_content_under_racing_names_is_one_intact_suite(platform: Platform, version: str) -> None:
+    """Builds of one content address under different names, at once: one suite, one name, and the stored
+    manifest still has the sha256 the suite records (workers verify it before using an item)."""
+    options = epb.EvalSuiteOptions()
+    options.CopyFrom(SUITE_OPTIONS)
+    options.general_per_category = 3
+    got: list[epb.EvalSuite] = []
+
+    def create(name: str) -> None:
+        got.append(_eval(platform).CreateEvalSuite(epb.CreateEvalSuiteRequest(
+            name=name, dataset_version_id=version, options=options), metadata=metadata(), timeout=120).suite)
+
+    threads = [threading.Thread(target=create, args=(f"racer-{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 4 and len({s.suite_id for s in got}) == 1
+    recorded = _eval(platform).GetEvalSuite(epb.GetEvalSuiteRequest(suite_id=got[0].suite_id), metadata=metadata(),
+                                            timeout=10).suite
+    assert recorded.name.startswith("racer-")
+    assert {(s.name, s.manifest_sha256) for s in got} == {(recorded.name, recorded.manifest_sha256)}
+    storage = open_tenant_storage(platform.config.storage_uri, TENANT)
+    with storage.open(f"eval/suites/{recorded.suite_id}/suite.json") as fh:
+        assert hashlib.sha256(fh.read()).hexdigest() == recorded.manifest_sha256
+
+
 def test_a_trained_model_is_evaluated_when_its_job_completes_and_beats_its_base(platform: Platform) -> None:
     version = _support_version(platform)
     suite = _suite(platform, version)
     assert suite.suite_id.startswith("suite-") and suite.counts["domain"] == 48
     assert _suite(platform, version).suite_id == suite.suite_id  # content addressed: the same suite again
+    _same_content_under_racing_names_is_one_intact_suite(platform, version)
     request = job_request(version, name="support-bot", method="full", max_steps=60, learning_rate=0.003)
     request.spec.evaluation_suite_id = suite.suite_id
     request.spec.eval_gates.win_rate_vs_base_min = 0.5
@@ -109,6 +139,7 @@ def test_a_trained_model_is_evaluated_when_its_job_completes_and_beats_its_base(
     run = _wait_run(platform, auto.eval_id)
     assert run.state == epb.EVAL_RUN_STATE_SUCCEEDED, run.reason
     assert run.job_id == job.job_id and run.trigger == "training_completed" and run.suite_id == suite.suite_id
+    assert (auto.trigger, auto.judge, auto.item_count) == (run.trigger, run.judge, run.item_count)  # list = get
     assert run.shards_done == run.shards_total >= 1
     win = _estimates(run)["win_rate"]  # candidate: the win rate; its interval is of (win rate - 0.5)
     assert win.candidate > 0.5 and win.ci_low > 0, (win, run.reason)
@@ -251,3 +282,5 @@ def test_another_tenant_can_neither_read_nor_use_a_tenants_runs_suites_or_shards
         wgrpc.EvalWorkServiceStub(channel(platform)).ClaimEvalShard(request, metadata=metadata(), timeout=10)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert _wait_run(platform, run.eval_id).state == epb.EVAL_RUN_STATE_SUCCEEDED
+    listed = next(r for r in _runs_of(platform, model_version) if r.eval_id == run.eval_id)
+    assert listed.trigger == "on_demand" and listed.judge == run.judge and not listed.error_code

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 from dataclasses import fields
@@ -71,16 +73,16 @@ def test_a_suite_holds_domain_then_general_then_safety_items(storage: TenantStor
     body = _read(storage, f"{built.prefix}/suite.json")
     assert hashlib.sha256(body).hexdigest() == built.manifest_sha256
     manifest = json.loads(body)
-    assert set(manifest) == {"schema", "suite_id", "name", "options", "dataset_version", "counts", "item_count",
-                             "items_sha256", "canaries", "generators"}
-    assert (manifest["suite_id"], manifest["name"], manifest["schema"]) == (built.suite_id, "support-v1",
-                                                                            "privtune.eval_suite/1")
+    assert set(manifest) == {"schema", "suite_id", "options", "dataset_version", "counts", "item_count",
+                             "items_sha256", "canaries", "generators"}  # no name: a label, kept by the event
+    assert (manifest["suite_id"], manifest["schema"]) == (built.suite_id, "privtune.eval_suite/1")
+    assert built.name == "support-v1"
     assert manifest["dataset_version"] == {"folder": DATASET, "manifest_sha256": dataset_sha, "holdout_records": 6,
                                            "usable_records": 6, "text_records": 0, "unusable_records": 0}
     assert manifest["items_sha256"] == hashlib.sha256(_read(storage, f"{built.prefix}/items.jsonl")).hexdigest()
     assert manifest["options"] == SuiteOptions(general_per_category=3, extraction_items=0).to_dict()
     assert set(manifest["generators"]) == {"suites", "general_slice", "safety_set"}
-    assert read_suite(storage, built.suite_id) == built
+    assert read_suite(storage, built.suite_id) == dataclasses.replace(built, name="")
 
 
 @pytest.mark.parametrize("record, messages, reference", [
@@ -127,8 +129,10 @@ def test_the_same_inputs_give_the_same_suite_and_any_change_another(storage: Ten
     again = build_suite(storage, name="first", dataset_prefix=DATASET, options=options)
     renamed = build_suite(storage, name="second", dataset_prefix=DATASET, options=options)
     assert again == first
+    # a second name writes the same bytes: a concurrent build under another name cannot change the sha256 the
+    # first recorded (the service's EvalSuiteCreated keeps the first name)
     assert (renamed.suite_id, renamed.manifest_sha256, renamed.name) == (first.suite_id, first.manifest_sha256,
-                                                                         "first")  # the first name stays
+                                                                         "second")
     assert [o.key for o in storage.list("eval/suites/")] == [f"{first.prefix}/items.jsonl",
                                                              f"{first.prefix}/suite.json"]
     other_seed = build_suite(storage, name="first", dataset_prefix=DATASET,

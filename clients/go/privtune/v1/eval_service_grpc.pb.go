@@ -42,7 +42,8 @@ type EvalServiceClient interface {
 	// Evaluate a registered model version on a suite against its base model.
 	CreateEvalRun(ctx context.Context, in *CreateEvalRunRequest, opts ...grpc.CallOption) (*CreateEvalRunResponse, error)
 	GetEvalRun(ctx context.Context, in *GetEvalRunRequest, opts ...grpc.CallOption) (*GetEvalRunResponse, error)
-	// The tenant's runs, oldest first (by creation time, then id).
+	// The tenant's runs, oldest first (by creation time, then id). Each is GetEvalRun's run less its
+	// metrics, estimates and gates: state, trigger, judge, item count, and a failure's error_code and reason.
 	ListEvalRuns(ctx context.Context, in *ListEvalRunsRequest, opts ...grpc.CallOption) (*ListEvalRunsResponse, error)
 	// The run's events from its first; ends (OK) right after EvalCompleted or EvalFailed.
 	WatchEvalRun(ctx context.Context, in *WatchEvalRunRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchEvalRunResponse], error)
@@ -136,7 +137,8 @@ type EvalServiceServer interface {
 	// Evaluate a registered model version on a suite against its base model.
 	CreateEvalRun(context.Context, *CreateEvalRunRequest) (*CreateEvalRunResponse, error)
 	GetEvalRun(context.Context, *GetEvalRunRequest) (*GetEvalRunResponse, error)
-	// The tenant's runs, oldest first (by creation time, then id).
+	// The tenant's runs, oldest first (by creation time, then id). Each is GetEvalRun's run less its
+	// metrics, estimates and gates: state, trigger, judge, item count, and a failure's error_code and reason.
 	ListEvalRuns(context.Context, *ListEvalRunsRequest) (*ListEvalRunsResponse, error)
 	// The run's events from its first; ends (OK) right after EvalCompleted or EvalFailed.
 	WatchEvalRun(*WatchEvalRunRequest, grpc.ServerStreamingServer[WatchEvalRunResponse]) error

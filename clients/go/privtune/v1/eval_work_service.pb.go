@@ -30,8 +30,9 @@ type ClaimEvalShardRequest struct {
 	EvalId        string                 `protobuf:"bytes,1,opt,name=eval_id,json=evalId,proto3" json:"eval_id,omitempty"`
 	Shard         uint32                 `protobuf:"varint,2,opt,name=shard,proto3" json:"shard,omitempty"`
 	WorkerId      string                 `protobuf:"bytes,3,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	ClaimId       string                 `protobuf:"bytes,4,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`                 // fresh per shard the worker takes; renewals reuse it
-	LeaseSeconds  uint32                 `protobuf:"varint,5,opt,name=lease_seconds,json=leaseSeconds,proto3" json:"lease_seconds,omitempty"` // default 30
+	ClaimId       string                 `protobuf:"bytes,4,opt,name=claim_id,json=claimId,proto3" json:"claim_id,omitempty"`                    // fresh per shard the worker takes; renewals reuse it
+	LeaseSeconds  uint32                 `protobuf:"varint,5,opt,name=lease_seconds,json=leaseSeconds,proto3" json:"lease_seconds,omitempty"`    // default 30
+	NextUnclaimed bool                   `protobuf:"varint,6,opt,name=next_unclaimed,json=nextUnclaimed,proto3" json:"next_unclaimed,omitempty"` // claim any unclaimed shard of the run (shard is ignored)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -101,11 +102,19 @@ func (x *ClaimEvalShardRequest) GetLeaseSeconds() uint32 {
 	return 0
 }
 
+func (x *ClaimEvalShardRequest) GetNextUnclaimed() bool {
+	if x != nil {
+		return x.NextUnclaimed
+	}
+	return false
+}
+
 type ClaimEvalShardResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Granted       bool                   `protobuf:"varint,1,opt,name=granted,proto3" json:"granted,omitempty"`
 	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	Finished      bool                   `protobuf:"varint,3,opt,name=finished,proto3" json:"finished,omitempty"`
+	Command       *EventEnvelope         `protobuf:"bytes,4,opt,name=command,proto3" json:"command,omitempty"` // next_unclaimed and granted: the shard's EvalShardScheduled
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -161,21 +170,30 @@ func (x *ClaimEvalShardResponse) GetFinished() bool {
 	return false
 }
 
+func (x *ClaimEvalShardResponse) GetCommand() *EventEnvelope {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
 var File_privtune_v1_eval_work_service_proto protoreflect.FileDescriptor
 
 const file_privtune_v1_eval_work_service_proto_rawDesc = "" +
 	"\n" +
-	"#privtune/v1/eval_work_service.proto\x12\vprivtune.v1\"\xa3\x01\n" +
+	"#privtune/v1/eval_work_service.proto\x12\vprivtune.v1\x1a\x18privtune/v1/events.proto\"\xca\x01\n" +
 	"\x15ClaimEvalShardRequest\x12\x17\n" +
 	"\aeval_id\x18\x01 \x01(\tR\x06evalId\x12\x14\n" +
 	"\x05shard\x18\x02 \x01(\rR\x05shard\x12\x1b\n" +
 	"\tworker_id\x18\x03 \x01(\tR\bworkerId\x12\x19\n" +
 	"\bclaim_id\x18\x04 \x01(\tR\aclaimId\x12#\n" +
-	"\rlease_seconds\x18\x05 \x01(\rR\fleaseSeconds\"f\n" +
+	"\rlease_seconds\x18\x05 \x01(\rR\fleaseSeconds\x12%\n" +
+	"\x0enext_unclaimed\x18\x06 \x01(\bR\rnextUnclaimed\"\x9c\x01\n" +
 	"\x16ClaimEvalShardResponse\x12\x18\n" +
 	"\agranted\x18\x01 \x01(\bR\agranted\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1a\n" +
-	"\bfinished\x18\x03 \x01(\bR\bfinished2l\n" +
+	"\bfinished\x18\x03 \x01(\bR\bfinished\x124\n" +
+	"\acommand\x18\x04 \x01(\v2\x1a.privtune.v1.EventEnvelopeR\acommand2l\n" +
 	"\x0fEvalWorkService\x12Y\n" +
 	"\x0eClaimEvalShard\x12\".privtune.v1.ClaimEvalShardRequest\x1a#.privtune.v1.ClaimEvalShardResponseB\x9e\x01\n" +
 	"\x13dev.privtune.api.v1B\x14EvalWorkServiceProtoP\x01Z>github.com/privtune/privtune/clients/go/privtune/v1;privtunev1\xa2\x02\x03PTV\xaa\x02\vPrivtune.V1\xca\x02\vPrivtune\\V1\xea\x02\fPrivtune::V1b\x06proto3"
@@ -196,15 +214,17 @@ var file_privtune_v1_eval_work_service_proto_msgTypes = make([]protoimpl.Message
 var file_privtune_v1_eval_work_service_proto_goTypes = []any{
 	(*ClaimEvalShardRequest)(nil),  // 0: privtune.v1.ClaimEvalShardRequest
 	(*ClaimEvalShardResponse)(nil), // 1: privtune.v1.ClaimEvalShardResponse
+	(*EventEnvelope)(nil),          // 2: privtune.v1.EventEnvelope
 }
 var file_privtune_v1_eval_work_service_proto_depIdxs = []int32{
-	0, // 0: privtune.v1.EvalWorkService.ClaimEvalShard:input_type -> privtune.v1.ClaimEvalShardRequest
-	1, // 1: privtune.v1.EvalWorkService.ClaimEvalShard:output_type -> privtune.v1.ClaimEvalShardResponse
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	2, // 0: privtune.v1.ClaimEvalShardResponse.command:type_name -> privtune.v1.EventEnvelope
+	0, // 1: privtune.v1.EvalWorkService.ClaimEvalShard:input_type -> privtune.v1.ClaimEvalShardRequest
+	1, // 2: privtune.v1.EvalWorkService.ClaimEvalShard:output_type -> privtune.v1.ClaimEvalShardResponse
+	2, // [2:3] is the sub-list for method output_type
+	1, // [1:2] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_privtune_v1_eval_work_service_proto_init() }
@@ -212,6 +232,7 @@ func file_privtune_v1_eval_work_service_proto_init() {
 	if File_privtune_v1_eval_work_service_proto != nil {
 		return
 	}
+	file_privtune_v1_events_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
