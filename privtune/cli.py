@@ -74,11 +74,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     services = list(dict.fromkeys(args.service))
-    if "eval-worker" in services and "training" not in services and "torch" not in sys.modules:
+    if services == ["eval-worker"] and "torch" not in sys.modules:
         # Decoding is many small parallel operations; with OpenMP's default (active) wait, idle threads
         # spin between them, and on a machine whose cores are shared that cost an eval worker 7-20x its
         # speed (docs/benchmarks.md). Read when torch loads, so it must be set before: an operator's
-        # own OMP_WAIT_POLICY wins. Training processes keep OpenMP's default.
+        # own OMP_WAIT_POLICY wins. Only a process that is an eval worker alone: others keep OpenMP's default.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return _run_until_signal(services, _config(args))
 

@@ -28,6 +28,17 @@ def take_lease(engine: Engine, name: str, owner: str, lease_ms: int) -> bool:
             return False  # another holder has a live lease
 
 
+def take_unclaimed_lease(engine: Engine, name: str, owner: str, lease_ms: int) -> bool:
+    """Take lease ``name`` only if nobody holds it or held it without giving it up (no row): a lapsed
+    lease stays with its last holder until it is released or taken over with ``take_lease``."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(relay_leases).values(name=name, owner=owner, lease_until_ms=now_ms() + lease_ms))
+        return True
+    except IntegrityError:
+        return False
+
+
 def release_lease(engine: Engine, name: str, owner: str) -> None:
     """Give lease ``name`` up if ``owner`` holds it (another holder's lease is left alone)."""
     with engine.begin() as conn:

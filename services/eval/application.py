@@ -18,8 +18,7 @@ from services.common.errors import ConcurrencyConflict, FailedPrecondition, Inva
 from services.common.eval_gates import DEFAULT_SUITE, SUITE_ID_RE, check_gates, check_suite_id
 from services.common.idempotency import RequestIdTaken, claim_request_id, created_by_request
 from services.common.identity import Caller
-from services.common.clock import now_ms
-from services.common.leases import release_lease, take_lease
+from services.common.leases import release_lease, take_lease, take_unclaimed_lease
 from services.common.limits import quote
 from services.common.model_store import is_stored, read_manifest
 from services.common.storage import open_tenant_storage
@@ -308,6 +307,12 @@ class EvalApplication:
         finished: the run has its outcome. Highest first: those are the commands furthest back in
         the workers' queues, so the worker whose partition holds one most likely reaches it after it
         is done (and then commits it unseen) rather than while it runs.
+
+        Only shards never claimed, or whose claim ended with a recorded outcome, are handed out: a
+        lapsed claim is left to the shard's own command. Its worker may still be computing (renewals
+        failed for a while) or have reported while the recorder lags; taking its lease would drop
+        that report (the fence records only the current claim's) and could leave the shard with no
+        outcome and no command once the new claimant died.
         """
         if not eval_id or not worker_id or not claim_id or len(claim_id) > 64:
             raise InvalidArgument("eval_id, worker_id and claim_id (at most 64 characters) are required")
@@ -320,12 +325,12 @@ class EvalApplication:
             done = {r.stream_id for r in conn.execute(select(stored_events.c.stream_id).where(
                 stored_events.c.tenant_id == caller.tenant_id, stored_events.c.stream_id >= low,
                 stored_events.c.stream_id < high, stored_events.c.event_type.in_((SHARD_COMPLETED, SHARD_FAILED))))}
-            held = {r.name for r in conn.execute(select(relay_leases.c.name).where(
-                relay_leases.c.name >= f"eval:{low}", relay_leases.c.name < f"eval:{high}",
-                relay_leases.c.lease_until_ms >= now_ms()))}
+            claimed = {r.name for r in conn.execute(select(relay_leases.c.name).where(
+                relay_leases.c.name >= f"eval:{low}", relay_leases.c.name < f"eval:{high}"))}
         for shard in reversed(range(run.request.shard_count)):
             stream, name = domain.shard_stream(eval_id, shard), domain.claim_name(eval_id, shard)
-            if stream in done or name in held or not take_lease(self.engine, name, claim_id, lease_seconds * 1000):
+            if stream in done or name in claimed or not take_unclaimed_lease(self.engine, name, claim_id,
+                                                                             lease_seconds * 1000):
                 continue
             with self.engine.connect() as conn:
                 events = eventstore.load_stream(conn, caller.tenant_id, stream)

@@ -70,15 +70,17 @@ class GrpcShardClaims:
         """
         return self._ask(tenant_id, pb.ClaimEvalShardRequest(
             eval_id=eval_id, shard=NO_SUCH_SHARD, worker_id=worker_id, claim_id=claim_id, lease_seconds=lease_seconds,
-            next_unclaimed=True), f"an unclaimed shard of evaluation {eval_id}")
+            next_unclaimed=True), f"an unclaimed shard of evaluation {eval_id}", give_up_after=5.0)
 
-    def _ask(self, tenant_id: str, request: pb.ClaimEvalShardRequest, what: str) -> ShardClaim:
+    def _ask(self, tenant_id: str, request: pb.ClaimEvalShardRequest, what: str,
+             give_up_after: float | None = None) -> ShardClaim:
         metadata = ((TENANT_HEADER, tenant_id), (ACTOR_HEADER, request.worker_id))
         try:
             answer = call_until_answered(
                 lambda: pb_grpc.EvalWorkServiceStub(self.channel.get()).ClaimEvalShard(
                     request, metadata=metadata, timeout=self.timeout),
-                f"claiming {what}", give_up_after=self.give_up_after, max_backoff=5.0)
+                f"claiming {what}", give_up_after=self.give_up_after if give_up_after is None else give_up_after,
+                max_backoff=5.0)
         except grpc.RpcError as exc:
             if exc.code() in REFUSED:  # e.g. no such shard for this tenant: nothing to compute, never to retry
                 return ShardClaim(granted=False, finished=True,

@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 GROUP = "eval.workers"
 SOURCE = "privtune/eval-worker"
 KNOWN_RUNS = 256        # runs an idle worker may take unclaimed shards from (the most recently seen)
-NEXT_ASK_S = 2.0        # how soon an idle worker asks a run with nothing unclaimed again
+NEXT_ASK_S = 2.0        # how soon an idle worker asks a run with nothing unclaimed again (doubling, up to the lease)
 
 
 class ShardComputer(Protocol):
@@ -107,7 +107,8 @@ class EvalWorker:
         self._claim_ids: dict[str, str] = {}                        # shard stream -> this worker's claim
         self._unsent: dict[str, events_pb2.EventEnvelope] = {}      # shard stream -> outcome until committed
         self._failures: dict[str, int] = {}
-        self._runs: OrderedDict[tuple[str, str], float] = OrderedDict()  # (tenant, eval id) -> next ask
+        # (tenant, eval id) -> (when to ask next, the wait after an answer of "nothing unclaimed")
+        self._runs: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()
         self._stop = threading.Event()
         self.subscription: Subscription | None = bus.subscribe(GROUP, [EVAL_COMMANDS])
 
@@ -169,7 +170,7 @@ class EvalWorker:
             return ""
         if env.WhichOneof("payload") != "eval_shard_scheduled":
             return ""
-        self._runs[(env.tenant_id, env.eval_shard_scheduled.eval_id)] = 0.0
+        self._runs[(env.tenant_id, env.eval_shard_scheduled.eval_id)] = (0.0, NEXT_ASK_S)
         self._runs.move_to_end((env.tenant_id, env.eval_shard_scheduled.eval_id))
         while len(self._runs) > KNOWN_RUNS:
             self._runs.popitem(last=False)
@@ -178,7 +179,7 @@ class EvalWorker:
 
     def take_unclaimed_shard(self) -> bool:
         """With no command of its own, compute an unclaimed shard of a run this worker has seen."""
-        for key, next_ask in list(self._runs.items()):
+        for key, (next_ask, wait) in list(self._runs.items()):
             now = time.monotonic()
             if next_ask > now or self._stop.is_set():
                 continue
@@ -186,22 +187,23 @@ class EvalWorker:
             claim_id = uuid.uuid4().hex
             try:
                 answer = self.claims.claim_next(tenant, eval_id, self.worker_id, claim_id, self.lease_seconds)
-            except BusUnavailable:
-                self._runs[key] = now + 5 * NEXT_ASK_S
-                continue
+            except BusUnavailable:  # the eval service is away: ask nobody else now, back to the bus
+                self._runs[key] = (now + self.lease_seconds, wait)
+                return False
             if answer.finished:
                 self._runs.pop(key, None)
                 continue
             command = answer.command
             if not answer.granted or command is None:
-                self._runs[key] = now + NEXT_ASK_S
+                self._runs[key] = (now + wait, min(2 * wait, max(NEXT_ASK_S, float(self.lease_seconds))))
                 continue
             if (command.tenant_id != tenant or command.WhichOneof("payload") != "eval_shard_scheduled"
                     or command.eval_shard_scheduled.eval_id != eval_id):
                 log.error("evaluation %s: the eval service answered an unclaimed-shard request with another "
                           "command; ignoring it", eval_id)
-                self._runs[key] = now + 5 * NEXT_ASK_S
+                self._runs[key] = (now + self.lease_seconds, wait)
                 continue
+            self._runs[key] = (0.0, NEXT_ASK_S)
             subject = command.subject
             self._claim_ids[subject] = claim_id
             log.info("evaluation %s: no command of its own, so this worker takes unclaimed shard %d", eval_id,
@@ -222,7 +224,7 @@ class EvalWorker:
         shard = command.eval_shard_scheduled
         tenant, subject = command.tenant_id, command.subject
         claim_id = self._claim_ids.setdefault(subject, uuid.uuid4().hex)
-        waiting_since = 0.0
+        waiting = False
         while True:
             answer = self.claims.claim(tenant, shard.eval_id, shard.shard, self.worker_id, claim_id,
                                        self.lease_seconds)
@@ -233,10 +235,23 @@ class EvalWorker:
                 return None
             if answer.granted:
                 outcome = self._unsent.get(subject)
+                if outcome is not None and outcome.causation_id != claim_id:  # kept from an earlier claim
+                    del self._unsent[subject]
+                    outcome = None
                 if outcome is None:
                     with renewing(self.claims, tenant, shard.eval_id, shard.shard, self.worker_id, claim_id,
                                   self.lease_seconds) as lost:
-                        payload = self._compute(tenant, shard, claim_id, lost.is_set)
+
+                        def still_mine() -> bool:  # asked again right before the outputs are written
+                            if lost.is_set():
+                                return False
+                            try:
+                                return self.claims.claim(tenant, shard.eval_id, shard.shard, self.worker_id,
+                                                         claim_id, self.lease_seconds).granted
+                            except BusUnavailable:  # cannot tell: writing is safe (a next claimant reuses it)
+                                return True
+
+                        payload = self._compute(tenant, shard, claim_id, lost.is_set, still_mine)
                     if payload is None or lost.is_set():
                         log.warning("evaluation %s shard %d: the claim was taken over while computing; waiting "
                                     "for the shard's outcome instead", shard.eval_id, shard.shard)
@@ -247,16 +262,20 @@ class EvalWorker:
                                             causation_id=claim_id))
                 self.bus.publish([Message(EVAL_REPORTS, subject.encode(), codec.encode(outcome), id=outcome.id)])
                 return outcome
-            # another worker holds the claim: wait for its outcome (or for its lease to lapse) right here
-            now = time.monotonic()
-            waiting_since = waiting_since or now
-            if self._stop.is_set() or now - waiting_since > max(60.0, 4.0 * self.lease_seconds):
+            # another worker holds the claim: wait for its outcome (or for its lease to lapse) right here; a
+            # holder that died stops renewing, so the wait ends within a lease
+            if self._stop.is_set():
                 raise Busy(f"shard {shard.shard} of evaluation {shard.eval_id} is being computed by another "
                            f"worker ({answer.reason})")
+            if not waiting:
+                log.info("evaluation %s shard %d: claimed by another worker; waiting for its outcome",
+                         shard.eval_id, shard.shard)
+                waiting = True
             self._stop.wait(min(2.0, self.lease_seconds / 3))
 
     def _compute(self, tenant: str, shard: events_pb2.EvalShardScheduled, claim_id: str,
-                 claim_lost: Callable[[], bool]) -> events_pb2.EvalShardCompleted | events_pb2.EvalShardFailed | None:
+                 claim_lost: Callable[[], bool], still_mine: Callable[[], bool] = lambda: True,
+                 ) -> events_pb2.EvalShardCompleted | events_pb2.EvalShardFailed | None:
         """The shard's outcome; None if the claim was lost while computing (nothing written, nothing to report)."""
         started = time.monotonic()
         try:
@@ -280,7 +299,7 @@ class EvalWorker:
                 if len(records) != shard.item_count:
                     raise ShardRefused("internal", f"the shard computed {len(records)} of {shard.item_count} items")
                 body = _body(records)
-                if claim_lost():  # taken over during the last chunk: the new claimant computes and writes it
+                if not still_mine():  # taken over during the last chunk: the new claimant computes and writes it
                     return None
                 key = f"{stem}.{claim_id}.jsonl"
                 storage.write(key, body)  # atomic: the file exists only once complete

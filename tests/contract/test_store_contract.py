@@ -123,3 +123,23 @@ def test_processes_migrating_at_once_do_not_collide(request: pytest.FixtureReque
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), metadata) == []
         engine.dispose()
+
+
+def test_leases_one_holder_and_a_lapsed_lease_only_taken_over_explicitly(engine: Engine) -> None:
+    from services.common.leases import lease_holder, release_lease, take_lease, take_unclaimed_lease
+
+    assert take_lease(engine, "job:1", "a", 60_000)
+    assert take_lease(engine, "job:1", "a", 60_000)            # a renewal
+    assert not take_lease(engine, "job:1", "b", 60_000)        # live: one holder
+    assert not take_unclaimed_lease(engine, "job:1", "b", 60_000)
+    assert take_lease(engine, "job:2", "a", -1)                 # already lapsed
+    assert not take_unclaimed_lease(engine, "job:2", "b", 60_000)  # lapsed stays with its last holder...
+    with engine.connect() as conn:
+        assert lease_holder(conn, "job:2") == "a"
+    assert take_lease(engine, "job:2", "b", 60_000)            # ...until taken over explicitly
+    release_lease(engine, "job:2", "a")                         # not a's any more: left alone
+    with engine.connect() as conn:
+        assert lease_holder(conn, "job:2") == "b"
+    release_lease(engine, "job:2", "b")
+    assert take_unclaimed_lease(engine, "job:2", "c", 60_000)  # released: free for anyone
+    assert not take_unclaimed_lease(engine, "job:2", "d", 60_000)

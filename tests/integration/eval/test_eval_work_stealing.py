@@ -12,6 +12,7 @@ its claim while computing stops at the next chunk and writes nothing.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from typing import Iterator
 
@@ -122,6 +123,27 @@ def test_next_unclaimed_takes_the_tail_once_and_never_another_tenants(
     nothing = _next(platform, run.eval_id, "w5")
     assert not nothing.granted and not nothing.finished and not nothing.HasField("command")
     assert "claimed" in nothing.reason
+
+
+def test_a_lapsed_claim_is_left_to_the_shards_own_command(platform: Platform, model_version: str,
+                                                          suite_id: str) -> None:
+    """A lapsed claim's worker may still be computing or have reported (the recorder lagging): an idle
+    worker must not take it over, or the report would be dropped and the shard could end with no
+    outcome and no command. The shard's own command (a claim of that shard) still can."""
+    run = _run(platform, model_version, suite_id)
+    stub = wgrpc.EvalWorkServiceStub(component_channel(platform))
+    tenant = [("x-privtune-tenant", TENANT)]
+    first = stub.ClaimEvalShard(wpb.ClaimEvalShardRequest(eval_id=run.eval_id, shard=3, worker_id="slow",
+                                                          claim_id="slow-claim", lease_seconds=2),
+                                metadata=tenant, timeout=10)
+    assert first.granted
+    time.sleep(2.5)  # the claim lapses (no renewal)
+    answer = _next(platform, run.eval_id, "idle")
+    assert answer.granted and answer.command.eval_shard_scheduled.shard == 2  # not the lapsed shard 3
+    own = stub.ClaimEvalShard(wpb.ClaimEvalShardRequest(eval_id=run.eval_id, shard=3, worker_id="owner",
+                                                        claim_id="owner-claim", lease_seconds=10),
+                              metadata=tenant, timeout=10)
+    assert own.granted and not own.HasField("command")
 
 
 def test_an_idle_worker_takes_the_tail_and_skips_its_command_later(
