@@ -90,6 +90,12 @@ class _TextStream:
         delta, self.sent = text[len(self.sent):], text
         return delta
 
+    def flush(self) -> str:
+        """What was held back at the end (an answer may end in bytes that are not valid UTF-8)."""
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        delta, self.sent = text[len(self.sent):], text
+        return delta
+
 
 def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
     """End-of-turn tokens: the tokenizer's EOS and the model's generation config's."""
@@ -156,7 +162,7 @@ class DecodeEngine:
             while self._drain(block=not self._waiting):
                 batch = self._gather()
                 if batch:
-                    self._decode(batch)
+                    self._decode_or_fail(batch)
         except Exception:  # noqa: BLE001 - the engine must not die quietly: fail what waits, say so, stop
             log.exception("the decode engine stopped")
             for request in self._waiting:
@@ -164,6 +170,26 @@ class DecodeEngine:
             self._waiting.clear()
         finally:
             self.alive = False
+
+    def _decode_or_fail(self, batch: Sequence[Request]) -> None:
+        """Decode ``batch``; if that fails, every request of it still hears its end (an error), and the engine
+        goes on with the next batch."""
+        answered: set[int] = set()
+        sinks = {id(r): r.sink for r in batch}
+        for request in batch:
+            def sink(event: Event, _id: int = id(request)) -> None:
+                if event.done:
+                    answered.add(_id)
+                sinks[_id](event)
+            request.sink = sink
+        try:
+            self._decode(batch)
+        except Exception:  # noqa: BLE001 - one failed batch must not hang its clients or stop the engine
+            log.exception("decoding a batch of %d failed", len(batch))
+            for request in batch:
+                if id(request) not in answered:
+                    sinks[id(request)](Event(done=True, finish_reason="error", error="the inference engine failed "
+                                                                                      "on this batch"))
 
     def _drain(self, block: bool) -> bool:
         """Move queued requests into ``_waiting`` and apply controls; False once asked to stop with nothing
@@ -242,8 +268,12 @@ class DecodeEngine:
     def _unload(self, name: str) -> None:
         if name not in self.adapters:
             raise AdapterError(f"no adapter named {name!r} is loaded")
-        self._peft.delete_adapter(name)
         del self.adapters[name]
+        if not self.adapters:  # the last one: back to the plain base model (PEFT cannot disable no adapter)
+            self.model = self._peft.unload()
+            self._peft = None
+            return
+        self._peft.delete_adapter(name)
 
     @contextlib.contextmanager
     def _adapter(self, name: str) -> Iterator[Any]:
@@ -289,7 +319,7 @@ class DecodeEngine:
                     token = chosen[row]
                     if token in self.stop_ids:
                         ended[row] = True
-                        request.sink(Event(done=True, finish_reason="stop", prompt_tokens=len(request.prompt_ids),
+                        request.sink(Event(delta=streams[row].flush(), done=True, finish_reason="stop", prompt_tokens=len(request.prompt_ids),
                                            completion_tokens=counts[row]))
                         continue
                     counts[row] += 1
@@ -298,7 +328,7 @@ class DecodeEngine:
                         request.sink(Event(delta=delta))
                     if counts[row] >= request.max_tokens:
                         ended[row] = True
-                        request.sink(Event(done=True, finish_reason="length", prompt_tokens=len(request.prompt_ids),
+                        request.sink(Event(delta=streams[row].flush(), done=True, finish_reason="length", prompt_tokens=len(request.prompt_ids),
                                            completion_tokens=counts[row]))
                 if all(ended):
                     return

@@ -1,0 +1,189 @@
+"""Serving backends: processes that serve one base model and runtime LoRA adapters over OpenAI-compatible HTTP.
+
+Both backends are the same to their users (the pool manager, the gateway, the contract tests):
+a process on 127.0.0.1 that answers ``/health``, ``/v1/models``, ``/v1/chat/completions`` and
+vLLM's runtime adapter endpoints. ``TransformersBackend`` runs privtune's own server
+(services/deploy/inference_server.py) in this venv; ``VllmBackend`` runs vLLM's OpenAI server
+from its own cached venv (``scripts/vllm_env.sh``). An adapter is verified against the sha256
+the registry recorded before either is asked to load it. Every process started here dies with
+its parent (``PR_SET_PDEATHSIG``), so a crashed test or pool manager leaves no server behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO, Protocol, Sequence
+
+from services.common.hashing import folder_files, manifest_sha256
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class BackendError(Exception):
+    """A backend did not start, or refused an adapter; the message says what to do."""
+
+
+class AdapterMismatch(BackendError):
+    """An adapter's files do not hash to the sha256 the registry recorded: it is never loaded."""
+
+
+class ServingBackend(Protocol):
+    """One serving process: a base model and runtime adapters behind OpenAI-compatible HTTP."""
+
+    kind: str                  # "transformers" | "vllm"
+    served_name: str           # the base model's name in requests and /v1/models
+
+    @property
+    def base_url(self) -> str: ...
+
+    def start(self, timeout: float = 600) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def load_adapter(self, name: str, folder: Path, sha256: str) -> None: ...
+
+    def unload_adapter(self, name: str) -> None: ...
+
+
+def verify_adapter(folder: Path, sha256: str) -> None:
+    """Raises AdapterMismatch unless ``folder``'s files hash (the training run's manifest hash) to ``sha256``."""
+    if not folder.is_dir() or not (folder / "adapter_config.json").is_file():
+        raise AdapterMismatch("the adapter folder is missing or has no adapter_config.json; fetch the artifact again")
+    actual = manifest_sha256(folder_files(folder))
+    if actual != sha256:
+        raise AdapterMismatch(f"the adapter's files hash to {actual[:16]}..., not the registry's {sha256[:16]}...: "
+                              "it was changed or only partly copied; it was not loaded")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class HttpBackendProcess:
+    """What both backends share: start a server process, wait until healthy, manage adapters over HTTP."""
+
+    kind = ""
+
+    def __init__(self, served_name: str, log_path: Path, port: int = 0) -> None:
+        self.served_name = served_name
+        self.log_path = log_path
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> Sequence[str]:
+        raise NotImplementedError
+
+    def environment(self) -> dict[str, str]:
+        return dict(os.environ)
+
+    def start(self, timeout: float = 600) -> None:
+        """Start the server and wait for ``/health`` and ``/v1/models``. Raises BackendError with the log's tail."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(list(self.command()), cwd=ROOT, env=self.environment(), stdout=self._log,
+                                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BackendError(f"the {self.kind} server exited with code {self.proc.returncode} while starting; "
+                                   f"its log ends:\n{self.log_tail()}")
+            try:
+                if self._get("/health", 2.0)[0] == 200 and self._get("/v1/models", 5.0)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        self.stop()
+        raise BackendError(f"the {self.kind} server was not ready after {timeout:.0f}s; its log ends:\n"
+                           f"{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def load_adapter(self, name: str, folder: Path, sha256: str) -> None:
+        """Verify ``folder`` against ``sha256``, then load it as ``name``. Raises AdapterMismatch, BackendError."""
+        verify_adapter(folder, sha256)
+        status, body = self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(folder)})
+        if status != 200:
+            raise BackendError(f"the {self.kind} server refused adapter {name!r} ({status}): {body[:300]}")
+
+    def unload_adapter(self, name: str) -> None:
+        status, body = self._post("/v1/unload_lora_adapter", {"lora_name": name})
+        if status != 200:
+            raise BackendError(f"the {self.kind} server did not unload adapter {name!r} ({status}): {body[:300]}")
+
+    def _get(self, path: str, timeout: float) -> tuple[int, str]:
+        return self._call(urllib.request.Request(self.base_url + path), timeout)
+
+    def _post(self, path: str, body: dict[str, object], timeout: float = 300) -> tuple[int, str]:
+        request = urllib.request.Request(self.base_url + path, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        return self._call(request, timeout)
+
+    @staticmethod
+    def _call(request: urllib.request.Request, timeout: float) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback only
+                return response.status, response.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode("utf-8", "replace")
+
+
+class TransformersBackend(HttpBackendProcess):
+    """privtune's own server (batched transformers decoding, PEFT adapters), in this venv."""
+
+    kind = "transformers"
+
+    def __init__(self, model_dir: Path, served_name: str, log_path: Path, *, port: int = 0, max_batch: int = 16,
+                 threads: int = 0, max_model_len: int = 0) -> None:
+        super().__init__(served_name, log_path, port)
+        self.model_dir = model_dir
+        self.max_batch = max_batch
+        self.threads = threads
+        self.max_model_len = max_model_len
+
+    def command(self) -> Sequence[str]:
+        return [sys.executable, "-m", "services.deploy.inference_server", "--model-dir", str(self.model_dir),
+                "--served-model-name", self.served_name, "--port", str(self.port), "--max-batch", str(self.max_batch),
+                "--threads", str(self.threads), "--max-model-len", str(self.max_model_len),
+                "--parent-pid", str(os.getpid())]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -1,0 +1,94 @@
+"""The decode engine with a real (tiny) model: batched streaming equals generate(), failures and cancels end
+requests instead of hanging them, and the engine goes on."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import torch
+
+from services.deploy.decoding import DecodeEngine, Event, Request
+from tests.training_fixtures import make_models
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DecodeEngine]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    models = tmp_path_factory.mktemp("models")
+    make_models(models)
+    tokenizer = AutoTokenizer.from_pretrained(models / "tiny-llama")
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(models / "tiny-llama")
+    running = DecodeEngine(model, tokenizer, max_batch=8, gather_seconds=0.05).start()
+    yield running
+    running.stop()
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.final: Event | None = None
+        self.done = threading.Event()
+
+    def __call__(self, event: Event) -> None:
+        self.parts.append(event.delta)
+        if event.done:
+            self.final = event
+            self.done.set()
+
+    def wait(self) -> Event:
+        assert self.done.wait(60), "the request never ended"
+        assert self.final is not None
+        return self.final
+
+
+def _submit(engine: DecodeEngine, prompt: list[int], max_tokens: int = 16) -> tuple[Request, Collector]:
+    sink = Collector()
+    request = Request(prompt_ids=prompt, adapter="", max_tokens=max_tokens, temperature=0.0, sink=sink)
+    engine.submit(request)
+    return request, sink
+
+
+def test_a_batch_streams_what_generate_gives_each_prompt_alone(engine: DecodeEngine) -> None:
+    prompts = [[5, 6, 7], [9] * 11, [40, 41, 42, 43, 44, 45, 46]]
+    runs = [_submit(engine, p) for p in prompts]
+    for prompt, (_, sink) in zip(prompts, runs):
+        final = sink.wait()
+        assert final.finish_reason in ("stop", "length") and final.prompt_tokens == len(prompt)
+        expected = engine.model.generate(torch.tensor([prompt]), max_new_tokens=16, do_sample=False)
+        new = expected[0, len(prompt):].tolist()
+        new = new[:next((i for i, t in enumerate(new) if t in engine.stop_ids), len(new))]
+        assert "".join(sink.parts) == engine.tokenizer.decode(new, skip_special_tokens=True)
+        assert final.completion_tokens == len(new)
+
+
+def test_a_failing_batch_ends_its_requests_with_an_error_and_the_engine_goes_on(engine: DecodeEngine) -> None:
+    vocabulary = engine.model.config.vocab_size
+    _, broken = _submit(engine, [5, vocabulary + 1000])  # a token id the embedding does not have
+    final = broken.wait()
+    assert final.finish_reason == "error" and final.error
+    _, fine = _submit(engine, [5, 6, 7])
+    assert fine.wait().finish_reason in ("stop", "length") and engine.alive
+
+
+def test_a_cancelled_request_ends_early(engine: DecodeEngine) -> None:
+    request, sink = _submit(engine, [5, 6, 7], max_tokens=10_000)
+    request.cancel()
+    final = sink.wait()
+    assert final.finish_reason == "cancelled" and final.completion_tokens < 10_000
+
+
+def test_adapters_that_are_not_folders_of_a_peft_adapter_are_refused(engine: DecodeEngine, tmp_path: Path) -> None:
+    from services.deploy.decoding import AdapterError
+
+    with pytest.raises(AdapterError, match="adapter_config.json"):
+        engine.load_adapter("nothing", tmp_path)
+    with pytest.raises(AdapterError, match="no adapter named"):
+        engine.unload_adapter("never-loaded")
+    assert engine.adapters == {} and engine.alive
