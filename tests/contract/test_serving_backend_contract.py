@@ -21,12 +21,8 @@ from typing import Iterator
 import httpx
 import pytest
 
-from gpu_worker.job import run_job
-from gpu_worker.synthetic import write_dataset_version
-from services.common.storage import open_tenant_storage
 from services.deploy.backends import AdapterMismatch, HttpBackendProcess, TransformersBackend
-from tests.generators.support_task import support_tickets
-from tests.training_fixtures import TENANT, make_models, tiny_spec
+from tests.deploy_fixtures import trained_adapter
 
 pytestmark = pytest.mark.contract
 PROMPT = [{"role": "user", "content": "hi card declined 42 thanks"}]
@@ -35,24 +31,7 @@ PROMPT = [{"role": "user", "content": "hi card declined 42 thanks"}]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     """(base model folder, a LoRA adapter folder trained on it, the adapter's sha256 as the run recorded it)."""
-    root = tmp_path_factory.mktemp("serving")
-    make_models(root / "models")
-    storage_root = str(root / "tenants")
-    storage = open_tenant_storage(storage_root, TENANT)
-    write_dataset_version(storage, "datasets/desk/versions/v1", support_tickets(64, 1), support_tickets(8, 2))
-    spec = tiny_spec(storage.uri_for("datasets/desk/versions/v1"), "lora", job_id="serve-lora", max_steps=12,
-                     learning_rate=0.05)
-    done: list[dict] = []
-    assert run_job(spec, root / "models", storage_root, root / "work",
-                   lambda kind, payload: done.append(payload) if kind == "completed" else None) == 0
-    adapter = root / "adapter"
-    key = storage.key_for(done[0]["artifact_uri"]).rstrip("/")
-    for entry in storage.list(key + "/"):
-        target = adapter / entry.key[len(key) + 1:]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with storage.open(entry.key) as fh:
-            target.write_bytes(fh.read())
-    return root / "models" / "tiny-llama", adapter, done[0]["artifact_sha256"]
+    return trained_adapter(tmp_path_factory.mktemp("serving"))
 
 
 @pytest.fixture(scope="module", params=["transformers"])

@@ -1,0 +1,206 @@
+"""The gateway over two real serving processes (blue: the base model, green: the base + a trained LoRA adapter).
+
+What a user or an operator would see, and what an attacker or a crash would try:
+- 50 concurrent clients, half streaming, keep calling while traffic flips blue → green and rolls
+  back green → blue: no request fails and no stream is cut (every stream ends with ``[DONE]``);
+  every answer's ``x-privtune-model-version`` is the pool it came from, and its access record says
+  the same;
+- a flip to a pool that is down, or that does not serve its model, moves no traffic;
+- a stale routing write (compare-and-set on the version) is refused, and the config is unchanged;
+- canary assignment is sticky per user and its share matches the weight within a binomial bound;
+- shadow answers are recorded and never reach the client.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import replace
+from typing import Iterator
+
+import httpx
+import pytest
+
+from services.deploy.backends import TransformersBackend
+from services.deploy.gateway import AccessRecord, Gateway, PoolUnhealthy, RunningGateway, ShadowRecord
+from services.deploy.routing import Pool, Routing, RoutingTable, StaleRouting, bucket
+from tests.deploy_fixtures import trained_adapter
+
+pytestmark = pytest.mark.integration
+CLIENTS = 50
+
+
+@pytest.fixture(scope="module")
+def pools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pool]]:
+    root = tmp_path_factory.mktemp("gateway")
+    base, adapter, sha256 = trained_adapter(root)
+    blue = TransformersBackend(base, "tiny-base", root / "blue.log", max_batch=16, threads=1)
+    green = TransformersBackend(base, "tiny-base", root / "green.log", max_batch=16, threads=1)
+    for server in (blue, green):
+        server.start(timeout=300)
+    green.load_adapter("desk-v1", adapter, sha256)
+    yield {"blue": Pool("blue", (blue.base_url,), "tiny-base", "desk/v0"),
+           "green": Pool("green", (green.base_url,), "desk-v1", "desk/v1")}
+    for server in (blue, green):
+        server.stop()
+
+
+@pytest.fixture
+def gateway(pools: dict[str, Pool]) -> Iterator[tuple[RunningGateway, list[AccessRecord], list[ShadowRecord]]]:
+    access: list[AccessRecord] = []
+    shadows: list[ShadowRecord] = []
+    table = RoutingTable(Routing(version=1, pools=pools, active="blue"))
+    running = RunningGateway(Gateway(table, on_access=access.append, on_shadow=shadows.append)).start()
+    yield running, access, shadows
+    running.stop()
+
+
+class Load:
+    """``CLIENTS`` threads calling the gateway until stopped; every outcome kept."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.stop = threading.Event()
+        self.results: list[tuple[int, str, bool, bool, str]] = []  # status, model version, stream, complete, id
+        self.failures: list[str] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._client, args=(n,), daemon=True) for n in range(CLIENTS)]
+
+    def __enter__(self) -> Load:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=120)
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.results) + len(self.failures)
+
+    def _client(self, n: int) -> None:
+        with httpx.Client(timeout=120) as client:
+            while not self.stop.is_set():
+                stream = n % 2 == 0
+                body = {"model": "support-bot", "messages": [{"role": "user", "content": f"card declined {n}"}],
+                        "max_tokens": 6, "temperature": 0, "stream": stream, "user": f"user-{n}"}
+                try:
+                    if stream:
+                        with client.stream("POST", self.url + "/v1/chat/completions", json=body) as response:
+                            lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+                            complete = bool(lines) and lines[-1] == "data: [DONE]"
+                            outcome = (response.status_code, response.headers.get("x-privtune-model-version", ""),
+                                       True, complete, response.headers.get("x-privtune-request-id", ""))
+                    else:
+                        response = client.post(self.url + "/v1/chat/completions", json=body)
+                        complete = response.status_code == 200 and "choices" in response.json()
+                        outcome = (response.status_code, response.headers.get("x-privtune-model-version", ""),
+                                   False, complete, response.headers.get("x-privtune-request-id", ""))
+                except httpx.HTTPError as exc:
+                    with self.lock:
+                        self.failures.append(type(exc).__name__)
+                    continue
+                with self.lock:
+                    self.results.append(outcome)
+
+
+def _wait_for(load: Load, more: int) -> None:
+    target = load.count() + more
+    deadline = threading.Event()
+    for _ in range(6000):
+        if load.count() >= target or load.failures:
+            return
+        deadline.wait(0.05)
+    raise AssertionError(f"the load did not reach {target} requests")
+
+
+def test_flip_and_rollback_under_load_fail_no_request_and_cut_no_stream(gateway: tuple, pools: dict) -> None:
+    running, access, _ = gateway
+    with Load(running.url) as load:
+        _wait_for(load, 100)
+        flip = running.call(running.gateway.flip("green", 1, drain_seconds=60, by="alice"))
+        assert flip.routing.active == "green" and flip.routing.version == 2 and flip.drained
+        _wait_for(load, 150)
+        back = running.call(running.gateway.rollback(2, drain_seconds=60, by="alice", reason="manual rollback"))
+        assert back.routing.active == "blue" and back.routing.version == 3 and back.drained
+        _wait_for(load, 100)
+    assert load.failures == []
+    assert all(status == 200 and complete for status, _, _, complete, _ in load.results), \
+        [r for r in load.results if r[0] != 200 or not r[3]][:5]
+    versions = [version for _, version, _, _, _ in load.results]
+    assert versions.count("desk/v1") > 0 and versions.count("desk/v0") > 0
+    assert sum(1 for r in load.results if r[2]) > 0 and sum(1 for r in load.results if not r[2]) > 0
+    by_id = {record.request_id: record for record in access}
+    for _, version, _, _, request_id in load.results:  # the access record names the version the client saw
+        assert by_id[request_id].model_version_id == version and by_id[request_id].status == 200
+    after_rollback = [r for r in access if r.routing_version == 3]
+    assert after_rollback and {r.model_version_id for r in after_rollback} == {"desk/v0"}
+
+
+def test_no_traffic_moves_to_a_pool_that_is_down_or_lacks_its_model(gateway: tuple, pools: dict) -> None:
+    running, _, _ = gateway
+    table = running.gateway.table
+    dead = Pool("dead", ("http://127.0.0.1:9",), "tiny-base", "desk/v9")
+    wrong = replace(pools["green"], name="wrong", model="not-loaded")
+    table.replace(1, replace(table.current(), version=2, pools={**pools, "dead": dead, "wrong": wrong}))
+    for name in ("dead", "wrong"):
+        with pytest.raises(PoolUnhealthy):
+            running.call(running.gateway.flip(name, 2))
+    assert table.current().version == 2 and table.current().active == "blue"
+
+
+def test_a_stale_routing_write_is_refused(gateway: tuple) -> None:
+    running, _, _ = gateway
+    first = running.call(running.gateway.flip("green", 1))
+    with pytest.raises(StaleRouting):  # a second operator read version 1 too
+        running.call(running.gateway.flip("blue", 1))
+    assert running.gateway.table.current() == first.routing
+
+
+def test_canary_is_sticky_per_user_and_matches_its_weight(gateway: tuple, pools: dict) -> None:
+    running, _, _ = gateway
+    weight = 0.3
+    running.call(running.gateway.set_routing(1, Routing(version=0, pools=pools, active="blue", strategy="canary",
+                                                        candidate="green", canary_weight=weight)))
+    users = [f"user-{n}" for n in range(2000)]
+    share = sum(bucket(u) < weight for u in users) / len(users)
+    bound = 4 * math.sqrt(weight * (1 - weight) / len(users))  # 4 standard deviations of a binomial share
+    assert abs(share - weight) < bound
+    with httpx.Client(timeout=60) as client:
+        for user in users[:20]:
+            seen = set()
+            for _ in range(3):
+                response = client.post(running.url + "/v1/chat/completions", json={
+                    "model": "support-bot", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2,
+                    "temperature": 0, "user": user})
+                assert response.status_code == 200
+                seen.add(response.headers["x-privtune-model-version"])
+            assert seen == {"desk/v1" if bucket(user) < weight else "desk/v0"}
+
+
+def test_shadow_answers_are_recorded_and_never_returned(gateway: tuple, pools: dict) -> None:
+    running, _, shadows = gateway
+    running.call(running.gateway.set_routing(1, Routing(version=0, pools=pools, active="blue", strategy="shadow",
+                                                        candidate="green")))
+    body = {"model": "support-bot", "messages": [{"role": "user", "content": "card declined 7"}], "max_tokens": 8,
+            "temperature": 0}
+    blue_alone = httpx.post(pools["blue"].urls[0] + "/v1/chat/completions", json={**body, "model": "tiny-base"},
+                            timeout=60).json()["choices"][0]["message"]["content"]
+    green_alone = httpx.post(pools["green"].urls[0] + "/v1/chat/completions", json={**body, "model": "desk-v1"},
+                             timeout=60).json()["choices"][0]["message"]["content"]
+    assert blue_alone != green_alone
+    ids = []
+    for _ in range(5):
+        response = httpx.post(running.url + "/v1/chat/completions", json=body, timeout=60)
+        assert response.status_code == 200 and response.headers["x-privtune-model-version"] == "desk/v0"
+        assert response.json()["choices"][0]["message"]["content"] == blue_alone
+        ids.append(response.headers["x-privtune-request-id"])
+    for _ in range(600):
+        if len({s.request_id for s in shadows} & set(ids)) == len(ids):
+            break
+        threading.Event().wait(0.05)
+    recorded = [s for s in shadows if s.request_id in ids]
+    assert len(recorded) == 5 and all(s.status == 200 and s.model_version_id == "desk/v1" for s in recorded)
+    assert {s.answer for s in recorded} == {green_alone}
