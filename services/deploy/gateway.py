@@ -36,7 +36,8 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from services.deploy.routing import Pool, Routing, RoutingTable, flipped, route
+from services.deploy.routing import Pool, Routing, RoutingTable, StaleRouting, flipped, route
+from services.deploy.traffic_gates import Breach, TrafficGates, watch_after_flip
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4 << 20
@@ -72,6 +73,16 @@ class FlipResult:
     seconds_to_drain: float        # from the new config in force to the old pool's last request ending
 
 
+@dataclass(frozen=True)
+class AutomaticRollback:
+    from_pool: str
+    to_pool: str
+    routing_version: int           # the flip's version the gate judged
+    gates: tuple[str, ...]         # the gates that broke
+    reason: str                    # which gate, observed vs limit, by how much
+    done: bool                     # False: the rollback itself could not be made (the reason says why)
+
+
 class PoolUnhealthy(Exception):
     """The target pool does not answer health checks or does not serve its model: no traffic moves."""
 
@@ -91,10 +102,13 @@ class PoolStats:
 
 class Gateway:
     def __init__(self, table: RoutingTable, *, on_access: Callable[[AccessRecord], None] | None = None,
-                 on_shadow: Callable[[ShadowRecord], None] | None = None, timeout: float = 600.0) -> None:
+                 on_shadow: Callable[[ShadowRecord], None] | None = None,
+                 on_rollback: Callable[[AutomaticRollback], None] | None = None, timeout: float = 600.0) -> None:
         self.table = table
         self.on_access = on_access or (lambda record: None)
         self.on_shadow = on_shadow or (lambda record: None)
+        self.on_rollback = on_rollback or (lambda record: None)
+        self._watchers: set[asyncio.Task[Any]] = set()
         self.timeout = timeout
         self.inflight: dict[str, int] = {}
         self.stats: dict[str, PoolStats] = {}
@@ -230,8 +244,11 @@ class Gateway:
                 raise PoolUnhealthy(f"pool {pool.name!r}: {url} does not serve model {pool.model!r}; no traffic moved")
 
     async def flip(self, to: str, expected_version: int, *, drain_seconds: float = 30.0, by: str = "",
-                   reason: str = "") -> FlipResult:
+                   reason: str = "", gates: TrafficGates | None = None, watch_seconds: float = 300.0) -> FlipResult:
         """All new requests to pool ``to`` once it passes its health checks; wait for the old pool to drain.
+
+        With ``gates``, the new pool's traffic is judged for ``watch_seconds`` from the flip, and the first
+        broken gate rolls traffic back to the previous pool (``on_rollback`` hears which gate, by how much).
 
         Raises PoolUnhealthy (nothing changed), StaleRouting (someone else changed the routing first).
         """
@@ -239,7 +256,30 @@ class Gateway:
         target = flipped(current, to, by=by, reason=reason)
         await self.check_pool(target.pools[to])
         installed = self.table.replace(expected_version, target)
+        if gates is not None and current.active != to:
+            self._watch(installed, gates.check(), watch_seconds)
         return await self._drain(current.active if current.active != to else "", installed, drain_seconds)
+
+    def _watch(self, installed: Routing, gates: TrafficGates, watch_seconds: float) -> None:
+        pool = installed.active
+
+        async def roll_back(breaches: list[Breach]) -> None:
+            reason = "; ".join(b.describe() for b in breaches)
+            done = True
+            try:
+                await self.rollback(installed.version, by="gateway", reason=f"automatic rollback: {reason}")
+            except (StaleRouting, PoolUnhealthy) as exc:
+                done = False
+                reason = f"{reason}; the rollback itself failed: {exc}"
+                log.error("automatic rollback from %s failed: %s", pool, exc)
+            self.on_rollback(AutomaticRollback(pool, installed.previous, installed.version,
+                                               tuple(b.gate for b in breaches), reason, done))
+
+        task = asyncio.get_running_loop().create_task(watch_after_flip(
+            lambda start: self.stats.setdefault(pool, PoolStats()).since(start), gates, roll_back,
+            watch_seconds=watch_seconds, still_current=lambda: self.table.current().version == installed.version))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
 
     async def rollback(self, expected_version: int, *, drain_seconds: float = 30.0, by: str = "",
                        reason: str = "") -> FlipResult:

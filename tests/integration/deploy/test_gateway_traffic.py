@@ -8,7 +8,9 @@ What a user or an operator would see, and what an attacker or a crash would try:
 - a flip to a pool that is down, or that does not serve its model, moves no traffic;
 - a stale routing write (compare-and-set on the version) is refused, and the config is unchanged;
 - canary assignment is sticky per user and its share matches the weight within a binomial bound;
-- shadow answers are recorded and never reach the client.
+- shadow answers are recorded and never reach the client;
+- a candidate that starts failing (its server killed) or answers too slowly for the SLO is rolled
+  back automatically, and the rollback names the gate and by how much it broke.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ import threading
 from dataclasses import replace
 from typing import Iterator
 
+from pathlib import Path
+
 import httpx
 import pytest
 
 from services.deploy.backends import TransformersBackend
-from services.deploy.gateway import AccessRecord, Gateway, PoolUnhealthy, RunningGateway, ShadowRecord
+from services.deploy.gateway import (AccessRecord, AutomaticRollback, Gateway, PoolUnhealthy, RunningGateway,
+                                     ShadowRecord)
 from services.deploy.routing import Pool, Routing, RoutingTable, StaleRouting, bucket
+from services.deploy.traffic_gates import TrafficGates
 from tests.deploy_fixtures import trained_adapter
 
 pytestmark = pytest.mark.integration
@@ -31,9 +37,14 @@ CLIENTS = 50
 
 
 @pytest.fixture(scope="module")
-def pools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pool]]:
-    root = tmp_path_factory.mktemp("gateway")
-    base, adapter, sha256 = trained_adapter(root)
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    return trained_adapter(tmp_path_factory.mktemp("gateway"))
+
+
+@pytest.fixture(scope="module")
+def pools(trained: tuple[Path, Path, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pool]]:
+    root = tmp_path_factory.mktemp("gateway-logs")
+    base, adapter, sha256 = trained
     blue = TransformersBackend(base, "tiny-base", root / "blue.log", max_batch=16, threads=1)
     green = TransformersBackend(base, "tiny-base", root / "green.log", max_batch=16, threads=1)
     for server in (blue, green):
@@ -46,12 +57,15 @@ def pools(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pool]]
 
 
 @pytest.fixture
-def gateway(pools: dict[str, Pool]) -> Iterator[tuple[RunningGateway, list[AccessRecord], list[ShadowRecord]]]:
+def gateway(pools: dict[str, Pool]) -> Iterator[tuple[RunningGateway, list[AccessRecord], list[ShadowRecord],
+                                                      list[AutomaticRollback]]]:
     access: list[AccessRecord] = []
     shadows: list[ShadowRecord] = []
+    rollbacks: list[AutomaticRollback] = []
     table = RoutingTable(Routing(version=1, pools=pools, active="blue"))
-    running = RunningGateway(Gateway(table, on_access=access.append, on_shadow=shadows.append)).start()
-    yield running, access, shadows
+    running = RunningGateway(Gateway(table, on_access=access.append, on_shadow=shadows.append,
+                                     on_rollback=rollbacks.append)).start()
+    yield running, access, shadows, rollbacks
     running.stop()
 
 
@@ -117,7 +131,7 @@ def _wait_for(load: Load, more: int) -> None:
 
 
 def test_flip_and_rollback_under_load_fail_no_request_and_cut_no_stream(gateway: tuple, pools: dict) -> None:
-    running, access, _ = gateway
+    running, access, _, _ = gateway
     with Load(running.url) as load:
         _wait_for(load, 100)
         flip = running.call(running.gateway.flip("green", 1, drain_seconds=60, by="alice"))
@@ -140,7 +154,7 @@ def test_flip_and_rollback_under_load_fail_no_request_and_cut_no_stream(gateway:
 
 
 def test_no_traffic_moves_to_a_pool_that_is_down_or_lacks_its_model(gateway: tuple, pools: dict) -> None:
-    running, _, _ = gateway
+    running, _, _, _ = gateway
     table = running.gateway.table
     dead = Pool("dead", ("http://127.0.0.1:9",), "tiny-base", "desk/v9")
     wrong = replace(pools["green"], name="wrong", model="not-loaded")
@@ -152,7 +166,7 @@ def test_no_traffic_moves_to_a_pool_that_is_down_or_lacks_its_model(gateway: tup
 
 
 def test_a_stale_routing_write_is_refused(gateway: tuple) -> None:
-    running, _, _ = gateway
+    running, _, _, _ = gateway
     first = running.call(running.gateway.flip("green", 1))
     with pytest.raises(StaleRouting):  # a second operator read version 1 too
         running.call(running.gateway.flip("blue", 1))
@@ -160,7 +174,7 @@ def test_a_stale_routing_write_is_refused(gateway: tuple) -> None:
 
 
 def test_canary_is_sticky_per_user_and_matches_its_weight(gateway: tuple, pools: dict) -> None:
-    running, _, _ = gateway
+    running, _, _, _ = gateway
     weight = 0.3
     running.call(running.gateway.set_routing(1, Routing(version=0, pools=pools, active="blue", strategy="canary",
                                                         candidate="green", canary_weight=weight)))
@@ -181,7 +195,7 @@ def test_canary_is_sticky_per_user_and_matches_its_weight(gateway: tuple, pools:
 
 
 def test_shadow_answers_are_recorded_and_never_returned(gateway: tuple, pools: dict) -> None:
-    running, _, shadows = gateway
+    running, _, shadows, _ = gateway
     running.call(running.gateway.set_routing(1, Routing(version=0, pools=pools, active="blue", strategy="shadow",
                                                         candidate="green")))
     body = {"model": "support-bot", "messages": [{"role": "user", "content": "card declined 7"}], "max_tokens": 8,
@@ -204,3 +218,55 @@ def test_shadow_answers_are_recorded_and_never_returned(gateway: tuple, pools: d
     recorded = [s for s in shadows if s.request_id in ids]
     assert len(recorded) == 5 and all(s.status == 200 and s.model_version_id == "desk/v1" for s in recorded)
     assert {s.answer for s in recorded} == {green_alone}
+
+
+def _ask(url: str, n: int) -> int:
+    try:
+        return httpx.post(url + "/v1/chat/completions", timeout=60, json={
+            "model": "support-bot", "messages": [{"role": "user", "content": f"card declined {n}"}], "max_tokens": 3,
+            "temperature": 0}).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def _until_rolled_back(running: RunningGateway, rollbacks: list[AutomaticRollback]) -> list[int]:
+    statuses = []
+    for n in range(2000):
+        if rollbacks:
+            break
+        statuses.append(_ask(running.url, n))
+    assert rollbacks, "no automatic rollback"
+    return statuses
+
+
+def test_a_candidate_whose_server_dies_is_rolled_back_naming_the_gate(gateway: tuple, trained: tuple,
+                                                                       tmp_path: Path) -> None:
+    running, _, _, rollbacks = gateway
+    fragile = TransformersBackend(trained[0], "tiny-base", tmp_path / "fragile.log", threads=1)
+    fragile.start(timeout=300)
+    table = running.gateway.table
+    try:
+        pool = Pool("fragile", (fragile.base_url,), "tiny-base", "desk/v2")
+        table.replace(1, replace(table.current(), version=2, pools={**table.current().pools, "fragile": pool}))
+        running.call(running.gateway.flip("fragile", 2, gates=TrafficGates(max_error_rate=0.05, min_requests=10)))
+        assert _ask(running.url, 0) == 200
+    finally:
+        fragile.stop()  # the candidate's server dies under traffic
+    statuses = _until_rolled_back(running, rollbacks)
+    assert 502 in statuses
+    record = rollbacks[0]
+    assert (record.from_pool, record.to_pool, record.gates, record.done) == ("fragile", "blue", ("error_rate",), True)
+    assert "error rate" in record.reason and "exceeds the gate's 5.0% by" in record.reason
+    assert table.current().active == "blue" and "automatic rollback" in table.current().reason
+    assert _ask(running.url, 1) == 200
+
+
+def test_a_candidate_slower_than_the_slo_is_rolled_back(gateway: tuple) -> None:
+    running, _, _, rollbacks = gateway
+    slo = TrafficGates(max_error_rate=1.0, p95_latency_seconds=0.001, min_requests=10)  # no real answer is that fast
+    running.call(running.gateway.flip("green", 1, gates=slo))
+    _until_rolled_back(running, rollbacks)
+    record = rollbacks[0]
+    assert (record.from_pool, record.to_pool, record.gates, record.done) == ("green", "blue", ("p95_latency",), True)
+    assert "p95 latency" in record.reason and "exceeds the SLO's 1 ms by" in record.reason
+    assert running.gateway.table.current().active == "blue"
