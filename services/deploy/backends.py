@@ -187,3 +187,47 @@ class TransformersBackend(HttpBackendProcess):
 
     def environment(self) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def vllm_python(build: bool = True) -> Path:
+    """The python of vLLM's cached venv (``scripts/vllm_env.sh`` builds it on first use: minutes, once)."""
+    script = ROOT / "scripts" / "vllm_env.sh"
+    try:
+        out = subprocess.run([str(script)] if build else [str(script), "--path"], check=True, capture_output=True,
+                             text=True, timeout=3600)
+    except subprocess.CalledProcessError as exc:
+        raise BackendError(f"could not build vLLM's virtual environment (scripts/vllm_env.sh, exit {exc.returncode}):"
+                           f"\n{exc.stderr[-2000:]}") from None
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+class VllmBackend(HttpBackendProcess):
+    """vLLM's OpenAI-compatible server (its CPU build here, CUDA on a GPU machine) from its own venv, with
+    runtime LoRA loading on."""
+
+    kind = "vllm"
+
+    def __init__(self, model_dir: Path, served_name: str, log_path: Path, *, port: int = 0, max_model_len: int = 2048,
+                 max_lora_rank: int = 64, max_loras: int = 4, dtype: str = "bfloat16", kv_cache_gib: int = 2,
+                 python: Path | None = None) -> None:
+        super().__init__(served_name, log_path, port)
+        self.model_dir = model_dir
+        self.max_model_len = max_model_len
+        self.max_lora_rank = max_lora_rank
+        self.max_loras = max_loras
+        self.dtype = dtype
+        self.kv_cache_gib = kv_cache_gib
+        self.python = python
+
+    def command(self) -> Sequence[str]:
+        python = self.python or vllm_python()
+        return [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
+                "--served-model-name", self.served_name, "--host", "127.0.0.1", "--port", str(self.port),
+                "--dtype", self.dtype, "--max-model-len", str(self.max_model_len), "--enable-lora",
+                "--max-lora-rank", str(self.max_lora_rank), "--max-loras", str(self.max_loras)]
+
+    def environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+        return {**env, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
+                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
+                "DO_NOT_TRACK": "1"}
