@@ -13,7 +13,8 @@ One concern per module behind it:
 from __future__ import annotations
 
 from services.orchestrator.executors.kubernetes_credentials import PodCredentials, issue_pod_credentials
-from services.orchestrator.executors.kubernetes_manifests import GangLayout, dump_manifests, plan_gang, render_job
+from services.common.kubernetes_objects import dump_manifests
+from services.orchestrator.executors.kubernetes_manifests import GangLayout, plan_gang, render_job
 from services.orchestrator.executors.kubernetes_network import render_baseline_policy
 from services.orchestrator.executors.kubernetes_settings import ControlPlanePeer, KubernetesSettings
 from services.orchestrator.executors.kubernetes_submit import KubernetesExecutor, LaunchReceipt, SubmitError

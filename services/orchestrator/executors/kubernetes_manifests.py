@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
-import yaml
 
 from services.common.training_spec import TrainingSpec
 from services.common.errors import InvalidArgument
@@ -191,15 +190,3 @@ def _pytorchjob(metadata: dict[str, Any], template: dict[str, Any], layout: Gang
     return {"apiVersion": f"{PYTORCHJOB_GROUP}/{PYTORCHJOB_VERSION}", "kind": "PyTorchJob", "metadata": metadata,
             "spec": {"nprocPerNode": str(layout.processes_per_node), "pytorchReplicaSpecs": replicas,
                      "runPolicy": run_policy}}
-
-
-def dump_manifests(manifests: Iterable[dict[str, Any]]) -> str:
-    """The objects as one multi-document YAML stream (``kubectl apply -f -`` accepts it)."""
-    return yaml.dump_all(list(manifests), Dumper=_PlainDumper, sort_keys=False, default_flow_style=False)
-
-
-class _PlainDumper(yaml.SafeDumper):
-    """Writes shared sub-objects out in full: no ``&id001`` anchors for a reviewer to chase."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True

@@ -10,9 +10,8 @@ from __future__ import annotations
 import hashlib
 import re
 
-DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-MAX_LABEL = 63
+from services.common.kubernetes_objects import DNS1123_LABEL_RE, LABEL_VALUE_RE, MAX_LABEL, is_dns1123_label  # noqa: F401
+
 # Room left for suffixes: "-a<attempt>" on workloads, then "-worker-<n>" on PyTorchJob pods/services.
 BASE_NAME_MAX = 40
 
@@ -60,7 +59,3 @@ def label_value(text: str) -> str:
     clean = re.sub(r"[^A-Za-z0-9_.-]", "-", text)
     head = clean[:MAX_LABEL - 9].strip("-_.")
     return f"{head}-{_digest(text)}" if head else _digest(text)
-
-
-def is_dns1123_label(name: str) -> bool:
-    return len(name) <= MAX_LABEL and bool(DNS1123_LABEL_RE.match(name))

@@ -22,23 +22,13 @@ from typing import Any, Iterable
 import jsonschema
 import kubernetes_validate  # type: ignore[import-untyped]
 
-from services.common.errors import InvalidArgument
-from services.orchestrator.executors.kubernetes_names import LABEL_VALUE_RE, is_dns1123_label
+from services.common.kubernetes_objects import DEFAULT_KUBERNETES_VERSION, ManifestError
+from services.common.kubernetes_objects import field_path as _field
+from services.common.kubernetes_objects import validate_builtin as _validate_builtin
+from services.common.kubernetes_objects import validate_names as _validate_names
 
-DEFAULT_KUBERNETES_VERSION = "1.31"
+__all__ = ["DEFAULT_KUBERNETES_VERSION", "ManifestError", "validate_manifests", "kubernetes_validate_version"]
 CRD_FILE = "pytorchjob-crd.json"
-
-
-class ManifestError(InvalidArgument):
-    """A rendered object does not validate; says which object, which field and why."""
-
-    def __init__(self, kind: str, name: str, field: str, message: str) -> None:
-        super().__init__(f"{kind} {name!r}: field {field or '(object)'}: {message}")
-        self.kind, self.name, self.field = kind, name, field
-
-
-def _field(path: Iterable[Any]) -> str:
-    return ".".join(str(part) for part in path)
 
 
 def _strict(schema: dict[str, Any]) -> None:
@@ -67,15 +57,6 @@ def pytorchjob_schema() -> dict[str, Any]:
     return schema
 
 
-def _validate_builtin(obj: dict[str, Any], kind: str, name: str, version: str, prefix: str = "") -> None:
-    try:
-        kubernetes_validate.validate(obj, version, strict=True)
-    except kubernetes_validate.ValidationError as exc:
-        raise ManifestError(kind, name, prefix + _field(exc.path), exc.message) from None
-    except kubernetes_validate.SchemaNotFoundError as exc:
-        raise ManifestError(kind, name, "apiVersion", exc.message) from None
-
-
 def _validate_pytorchjob(obj: dict[str, Any], name: str, version: str) -> None:
     validator = jsonschema.Draft202012Validator(pytorchjob_schema())
     error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
@@ -89,17 +70,6 @@ def _validate_pytorchjob(obj: dict[str, Any], name: str, version: str) -> None:
         wrapped = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": name},
                    "template": replica_spec["template"]}
         _validate_builtin(wrapped, "PyTorchJob", name, version, prefix=f"spec.pytorchReplicaSpecs.{replica}.")
-
-
-def _validate_names(obj: dict[str, Any], kind: str, name: str) -> None:
-    if not is_dns1123_label(name):
-        raise ManifestError(kind, name, "metadata.name",
-                            "must be a DNS-1123 label: at most 63 lowercase letters, digits and '-'")
-    labels = obj.get("metadata", {}).get("labels") or {}
-    for key, value in labels.items():
-        if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE_RE.match(value):
-            raise ManifestError(kind, name, f"metadata.labels.{key}",
-                                f"{value!r} is not a label value (at most 63 of A-Z a-z 0-9 - _ .)")
 
 
 def validate_manifests(manifests: Iterable[dict[str, Any]],
