@@ -101,3 +101,8 @@ bench-audit: venv kafka
 
 clean:
 	rm -rf var .pytest_cache
+
+# vLLM's CPU build for the serving pools, in its own cached venv (~/.cache/privtune/vllm-venv-<hash>)
+.PHONY: vllm-env
+vllm-env:
+	@scripts/vllm_env.sh

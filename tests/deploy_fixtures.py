@@ -6,7 +6,7 @@ from pathlib import Path
 
 from gpu_worker.job import run_job
 from gpu_worker.synthetic import write_dataset_version
-from services.common.storage import open_tenant_storage
+from services.common.storage import TenantStorage, open_tenant_storage
 from tests.generators.support_task import support_tickets
 from tests.training_fixtures import TENANT, make_models, tiny_spec
 
@@ -22,11 +22,16 @@ def trained_adapter(root: Path) -> tuple[Path, Path, str]:
     done: list[dict] = []
     assert run_job(spec, root / "models", storage_root, root / "work",
                    lambda kind, payload: done.append(payload) if kind == "completed" else None) == 0
-    adapter = root / "adapter"
-    key = storage.key_for(done[0]["artifact_uri"]).rstrip("/")
+    adapter = copy_artifact(storage, done[0]["artifact_uri"], root / "adapter")
+    return root / "models" / "tiny-llama", adapter, done[0]["artifact_sha256"]
+
+
+def copy_artifact(storage: TenantStorage, uri: str, dest: Path) -> Path:
+    """The artifact folder at ``uri`` in tenant storage, copied to ``dest`` (as a pool manager fetches it)."""
+    key = storage.key_for(uri).rstrip("/")
     for entry in storage.list(key + "/"):
-        target = adapter / entry.key[len(key) + 1:]
+        target = dest / entry.key[len(key) + 1:]
         target.parent.mkdir(parents=True, exist_ok=True)
         with storage.open(entry.key) as fh:
             target.write_bytes(fh.read())
-    return root / "models" / "tiny-llama", adapter, done[0]["artifact_sha256"]
+    return dest

@@ -189,12 +189,11 @@ class TransformersBackend(HttpBackendProcess):
         return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def vllm_python(build: bool = True) -> Path:
+def vllm_python() -> Path:
     """The python of vLLM's cached venv (``scripts/vllm_env.sh`` builds it on first use: minutes, once)."""
     script = ROOT / "scripts" / "vllm_env.sh"
     try:
-        out = subprocess.run([str(script)] if build else [str(script), "--path"], check=True, capture_output=True,
-                             text=True, timeout=3600)
+        out = subprocess.run([str(script)], check=True, capture_output=True, text=True, timeout=3600)
     except subprocess.CalledProcessError as exc:
         raise BackendError(f"could not build vLLM's virtual environment (scripts/vllm_env.sh, exit {exc.returncode}):"
                            f"\n{exc.stderr[-2000:]}") from None
@@ -208,7 +207,7 @@ class VllmBackend(HttpBackendProcess):
     kind = "vllm"
 
     def __init__(self, model_dir: Path, served_name: str, log_path: Path, *, port: int = 0, max_model_len: int = 2048,
-                 max_lora_rank: int = 64, max_loras: int = 4, dtype: str = "bfloat16", kv_cache_gib: int = 2,
+                 max_lora_rank: int = 16, max_loras: int = 4, dtype: str = "bfloat16", kv_cache_gib: int = 2,
                  python: Path | None = None) -> None:
         super().__init__(served_name, log_path, port)
         self.model_dir = model_dir
@@ -224,7 +223,21 @@ class VllmBackend(HttpBackendProcess):
         return [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
                 "--served-model-name", self.served_name, "--host", "127.0.0.1", "--port", str(self.port),
                 "--dtype", self.dtype, "--max-model-len", str(self.max_model_len), "--enable-lora",
-                "--max-lora-rank", str(self.max_lora_rank), "--max-loras", str(self.max_loras)]
+                "--max-lora-rank", str(self.max_lora_rank), "--max-loras", str(self.max_loras),
+                # without it, stopping the server with a stream open hangs until the client goes (NOTES.md)
+                "--shutdown-timeout", "30"]
+
+    def load_adapter(self, name: str, folder: Path, sha256: str) -> None:
+        """As for any backend; an adapter of a rank above ``max_lora_rank`` is refused here (vLLM answers 500)."""
+        verify_adapter(folder, sha256)
+        try:
+            rank = int(json.loads((folder / "adapter_config.json").read_text()).get("r", 0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            raise AdapterMismatch("the adapter's adapter_config.json is not readable JSON with an integer r") from None
+        if rank > self.max_lora_rank:
+            raise BackendError(f"adapter {name!r} has LoRA rank {rank}; this pool serves ranks up to "
+                               f"{self.max_lora_rank} (max_lora_rank)")
+        super().load_adapter(name, folder, sha256)
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}

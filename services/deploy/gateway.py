@@ -41,7 +41,13 @@ from services.deploy.traffic_gates import Breach, TrafficGates, watch_after_flip
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4 << 20
-HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"}
+PASSED_HEADERS = {"content-type", "cache-control"}
+ENGINE_ERRORS = {400: "the request was refused by the model server: check its parameters",
+                 404: "the model is not served by this deployment",
+                 413: "the request is too large",
+                 422: "the request was refused by the model server: check its parameters",
+                 429: "the model server is overloaded; retry later",
+                 503: "the model server is overloaded or stopping; retry later"}
 
 
 @dataclass(frozen=True)
@@ -179,7 +185,7 @@ class Gateway:
             log.warning("pool %s did not answer: %s", pool.name, type(exc).__name__)
             return _error(502, f"the serving pool did not answer ({type(exc).__name__}); retry", "upstream_unavailable",
                           headers)
-        passed = {k: v for k, v in response.headers.items() if k.lower() not in HOP_HEADERS}
+        passed = {k: v for k, v in response.headers.items() if k.lower() in PASSED_HEADERS}
         if not stream or response.status_code != 200:
             try:
                 content = await response.aread()
@@ -189,6 +195,8 @@ class Gateway:
             finally:
                 await response.aclose()
             finish(response.status_code)
+            if response.status_code != 200:  # never the engine's own words: they can hold paths, model lists, input
+                return _upstream_error(response.status_code, content, headers)
             return Response(content, status_code=response.status_code, headers={**passed, **headers})
         return StreamingResponse(self._relay(response, finish), status_code=200, headers={**passed, **headers})
 
@@ -313,6 +321,21 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return body if isinstance(body, dict) else None
+
+
+def _upstream_error(status: int, content: bytes, headers: dict[str, str]) -> Response:
+    """The engine's error as the gateway's own: its status, and its ``param`` when that is a plain field name."""
+    param = None
+    try:
+        found = json.loads(content).get("error", {}).get("param")
+        if isinstance(found, str) and found.replace("_", "").replace(".", "").isalnum() and len(found) <= 64:
+            param = found
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        pass
+    message = ENGINE_ERRORS.get(status, "the model server failed to answer; retry")
+    body = {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
+                      "param": param, "code": f"upstream_{status}"}}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> Response:

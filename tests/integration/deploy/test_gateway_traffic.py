@@ -270,3 +270,20 @@ def test_a_candidate_slower_than_the_slo_is_rolled_back(gateway: tuple) -> None:
     assert (record.from_pool, record.to_pool, record.gates, record.done) == ("green", "blue", ("p95_latency",), True)
     assert "p95 latency" in record.reason and "exceeds the SLO's 1 ms by" in record.reason
     assert running.gateway.table.current().active == "blue"
+
+
+def test_engine_errors_reach_the_client_in_the_gateways_words(gateway: tuple) -> None:
+    """Engines' error messages can repeat input, list every served model or name server paths (vLLM's do):
+    the client gets the status and the parameter, in the gateway's words."""
+    running, _, _, _ = gateway
+    secret = "SECRET-PROMPT-7731"
+    for body in ({"messages": [{"role": "wizard", "content": secret}]},
+                 {"messages": [{"role": "user", "content": secret}], "max_tokens": 0},
+                 {"messages": [{"role": "user", "content": secret}], "temperature": -1}):
+        response = httpx.post(running.url + "/v1/chat/completions", json={"model": "support-bot", **body}, timeout=30)
+        assert response.status_code == 400
+        assert secret not in response.text and "/" not in response.json()["error"]["message"]
+        assert response.json()["error"]["code"] == "upstream_400"
+        assert response.headers["x-privtune-model-version"] == "desk/v0"
+    garbage = httpx.post(running.url + "/v1/chat/completions", content=b"\xff not json", timeout=30)
+    assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "invalid_json"
