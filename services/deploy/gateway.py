@@ -36,6 +36,7 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from services.deploy import openai_protocol as api
 from services.deploy.routing import Pool, Routing, RoutingTable, StaleRouting, flipped, route
 from services.deploy.traffic_gates import Breach, TrafficGates, watch_after_flip
 
@@ -157,6 +158,10 @@ class Gateway:
         body = _json_object(raw)
         if body is None:
             return _error(400, "the request body must be a JSON object of at most 4 MiB", "invalid_json")
+        try:  # what privtune serves, checked here whatever engine answers (vLLM accepts any role, for one)
+            api.parse_chat_request(raw)
+        except api.ApiError as exc:
+            return JSONResponse(exc.body(), status_code=exc.status)
         sticky = str(body.get("user") or request.headers.get("x-session-id") or
                      (request.client.host if request.client else ""))
         routing = self.table.current()

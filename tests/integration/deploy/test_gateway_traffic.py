@@ -272,18 +272,27 @@ def test_a_candidate_slower_than_the_slo_is_rolled_back(gateway: tuple) -> None:
     assert running.gateway.table.current().active == "blue"
 
 
-def test_engine_errors_reach_the_client_in_the_gateways_words(gateway: tuple) -> None:
-    """Engines' error messages can repeat input, list every served model or name server paths (vLLM's do):
-    the client gets the status and the parameter, in the gateway's words."""
+def test_invalid_requests_and_engine_errors_reach_the_client_in_the_gateways_words(gateway: tuple,
+                                                                                  pools: dict) -> None:
+    """The gateway checks requests itself (engines differ: vLLM accepts any role), and an engine's own error
+    messages, which can repeat input, list every served model or name server paths (vLLM's do), reach the
+    client as the status and the parameter in the gateway's words."""
     running, _, _, _ = gateway
     secret = "SECRET-PROMPT-7731"
-    for body in ({"messages": [{"role": "wizard", "content": secret}]},
-                 {"messages": [{"role": "user", "content": secret}], "max_tokens": 0},
-                 {"messages": [{"role": "user", "content": secret}], "temperature": -1}):
+    for body, param in (({"messages": [{"role": "wizard", "content": secret}]}, "messages.0.role"),
+                        ({"messages": [{"role": "user", "content": secret}], "max_tokens": 0}, "max_tokens"),
+                        ({"messages": [{"role": "user", "content": secret}], "temperature": -1}, "temperature")):
         response = httpx.post(running.url + "/v1/chat/completions", json={"model": "support-bot", **body}, timeout=30)
-        assert response.status_code == 400
-        assert secret not in response.text and "/" not in response.json()["error"]["message"]
-        assert response.json()["error"]["code"] == "upstream_400"
-        assert response.headers["x-privtune-model-version"] == "desk/v0"
+        assert response.status_code == 400 and response.json()["error"]["param"] == param
+        assert secret not in response.text
+    # an engine refusal the gateway cannot foresee: the pool's model is not loaded there any more
+    table = running.gateway.table
+    gone = replace(pools["green"], name="gone", model="unloaded-adapter")
+    table.replace(1, replace(table.current(), version=2, active="gone", pools={**pools, "gone": gone}))
+    response = httpx.post(running.url + "/v1/chat/completions", timeout=30, json={
+        "model": "support-bot", "messages": [{"role": "user", "content": secret}], "max_tokens": 2})
+    assert response.status_code == 404 and response.json()["error"]["code"] == "upstream_404"
+    assert "unloaded-adapter" not in response.text and secret not in response.text
+    assert response.headers["x-privtune-model-version"] == "desk/v1"
     garbage = httpx.post(running.url + "/v1/chat/completions", content=b"\xff not json", timeout=30)
     assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "invalid_json"
