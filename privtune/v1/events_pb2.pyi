@@ -73,7 +73,7 @@ ROLLOUT_STRATEGY_CANARY: RolloutStrategy
 ROLLOUT_STRATEGY_SHADOW: RolloutStrategy
 
 class EventEnvelope(_message.Message):
-    __slots__ = ("id", "source", "type", "specversion", "subject", "time", "tenant_id", "actor", "correlation_id", "causation_id", "schema_version", "aggregate_version", "dataset_registered", "curation_requested", "dataset_version_created", "curation_failed", "training_requested", "training_rejected", "training_queued", "training_started", "training_progress", "checkpoint_saved", "training_completed", "training_failed", "training_heartbeat", "training_preempted", "eval_requested", "eval_completed", "deployment_requested", "deployment_approved", "pool_deployed", "traffic_flipped", "rolled_back", "access_denied", "break_glass_used", "access_allowed", "training_scheduled", "training_stop_requested", "training_cancelled", "model_version_registered", "model_alias_moved", "privacy_budget_reserved", "privacy_budget_settled", "training_attempt_claimed", "training_attempt_stop", "eval_suite_created", "eval_shard_scheduled", "eval_shard_completed", "eval_shard_failed", "eval_failed")
+    __slots__ = ("id", "source", "type", "specversion", "subject", "time", "tenant_id", "actor", "correlation_id", "causation_id", "schema_version", "aggregate_version", "dataset_registered", "curation_requested", "dataset_version_created", "curation_failed", "training_requested", "training_rejected", "training_queued", "training_started", "training_progress", "checkpoint_saved", "training_completed", "training_failed", "training_heartbeat", "training_preempted", "eval_requested", "eval_completed", "deployment_requested", "deployment_approved", "pool_deployed", "traffic_flipped", "rolled_back", "pool_healthy", "shadow_started", "deployment_verified", "deployment_failed", "access_denied", "break_glass_used", "access_allowed", "training_scheduled", "training_stop_requested", "training_cancelled", "model_version_registered", "model_alias_moved", "privacy_budget_reserved", "privacy_budget_settled", "training_attempt_claimed", "training_attempt_stop", "eval_suite_created", "eval_shard_scheduled", "eval_shard_completed", "eval_shard_failed", "eval_failed")
     ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +107,10 @@ class EventEnvelope(_message.Message):
     POOL_DEPLOYED_FIELD_NUMBER: _ClassVar[int]
     TRAFFIC_FLIPPED_FIELD_NUMBER: _ClassVar[int]
     ROLLED_BACK_FIELD_NUMBER: _ClassVar[int]
+    POOL_HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_STARTED_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FAILED_FIELD_NUMBER: _ClassVar[int]
     ACCESS_DENIED_FIELD_NUMBER: _ClassVar[int]
     BREAK_GLASS_USED_FIELD_NUMBER: _ClassVar[int]
     ACCESS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +161,10 @@ class EventEnvelope(_message.Message):
     pool_deployed: PoolDeployed
     traffic_flipped: TrafficFlipped
     rolled_back: RolledBack
+    pool_healthy: PoolHealthy
+    shadow_started: ShadowStarted
+    deployment_verified: DeploymentVerified
+    deployment_failed: DeploymentFailed
     access_denied: AccessDenied
     break_glass_used: BreakGlassUsed
     access_allowed: AccessAllowed
@@ -174,7 +182,7 @@ class EventEnvelope(_message.Message):
     eval_shard_completed: EvalShardCompleted
     eval_shard_failed: EvalShardFailed
     eval_failed: EvalFailed
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., specversion: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., correlation_id: _Optional[str] = ..., causation_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., aggregate_version: _Optional[int] = ..., dataset_registered: _Optional[_Union[DatasetRegistered, _Mapping]] = ..., curation_requested: _Optional[_Union[CurationRequested, _Mapping]] = ..., dataset_version_created: _Optional[_Union[DatasetVersionCreated, _Mapping]] = ..., curation_failed: _Optional[_Union[CurationFailed, _Mapping]] = ..., training_requested: _Optional[_Union[TrainingRequested, _Mapping]] = ..., training_rejected: _Optional[_Union[TrainingRejected, _Mapping]] = ..., training_queued: _Optional[_Union[TrainingQueued, _Mapping]] = ..., training_started: _Optional[_Union[TrainingStarted, _Mapping]] = ..., training_progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_saved: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., training_completed: _Optional[_Union[TrainingCompleted, _Mapping]] = ..., training_failed: _Optional[_Union[TrainingFailed, _Mapping]] = ..., training_heartbeat: _Optional[_Union[TrainingHeartbeat, _Mapping]] = ..., training_preempted: _Optional[_Union[TrainingPreempted, _Mapping]] = ..., eval_requested: _Optional[_Union[EvalRequested, _Mapping]] = ..., eval_completed: _Optional[_Union[EvalCompleted, _Mapping]] = ..., deployment_requested: _Optional[_Union[DeploymentRequested, _Mapping]] = ..., deployment_approved: _Optional[_Union[DeploymentApproved, _Mapping]] = ..., pool_deployed: _Optional[_Union[PoolDeployed, _Mapping]] = ..., traffic_flipped: _Optional[_Union[TrafficFlipped, _Mapping]] = ..., rolled_back: _Optional[_Union[RolledBack, _Mapping]] = ..., access_denied: _Optional[_Union[AccessDenied, _Mapping]] = ..., break_glass_used: _Optional[_Union[BreakGlassUsed, _Mapping]] = ..., access_allowed: _Optional[_Union[AccessAllowed, _Mapping]] = ..., training_scheduled: _Optional[_Union[TrainingScheduled, _Mapping]] = ..., training_stop_requested: _Optional[_Union[TrainingStopRequested, _Mapping]] = ..., training_cancelled: _Optional[_Union[TrainingCancelled, _Mapping]] = ..., model_version_registered: _Optional[_Union[ModelVersionRegistered, _Mapping]] = ..., model_alias_moved: _Optional[_Union[ModelAliasMoved, _Mapping]] = ..., privacy_budget_reserved: _Optional[_Union[PrivacyBudgetReserved, _Mapping]] = ..., privacy_budget_settled: _Optional[_Union[PrivacyBudgetSettled, _Mapping]] = ..., training_attempt_claimed: _Optional[_Union[TrainingAttemptClaimed, _Mapping]] = ..., training_attempt_stop: _Optional[_Union[TrainingAttemptStop, _Mapping]] = ..., eval_suite_created: _Optional[_Union[EvalSuiteCreated, _Mapping]] = ..., eval_shard_scheduled: _Optional[_Union[EvalShardScheduled, _Mapping]] = ..., eval_shard_completed: _Optional[_Union[EvalShardCompleted, _Mapping]] = ..., eval_shard_failed: _Optional[_Union[EvalShardFailed, _Mapping]] = ..., eval_failed: _Optional[_Union[EvalFailed, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., specversion: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., correlation_id: _Optional[str] = ..., causation_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., aggregate_version: _Optional[int] = ..., dataset_registered: _Optional[_Union[DatasetRegistered, _Mapping]] = ..., curation_requested: _Optional[_Union[CurationRequested, _Mapping]] = ..., dataset_version_created: _Optional[_Union[DatasetVersionCreated, _Mapping]] = ..., curation_failed: _Optional[_Union[CurationFailed, _Mapping]] = ..., training_requested: _Optional[_Union[TrainingRequested, _Mapping]] = ..., training_rejected: _Optional[_Union[TrainingRejected, _Mapping]] = ..., training_queued: _Optional[_Union[TrainingQueued, _Mapping]] = ..., training_started: _Optional[_Union[TrainingStarted, _Mapping]] = ..., training_progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_saved: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., training_completed: _Optional[_Union[TrainingCompleted, _Mapping]] = ..., training_failed: _Optional[_Union[TrainingFailed, _Mapping]] = ..., training_heartbeat: _Optional[_Union[TrainingHeartbeat, _Mapping]] = ..., training_preempted: _Optional[_Union[TrainingPreempted, _Mapping]] = ..., eval_requested: _Optional[_Union[EvalRequested, _Mapping]] = ..., eval_completed: _Optional[_Union[EvalCompleted, _Mapping]] = ..., deployment_requested: _Optional[_Union[DeploymentRequested, _Mapping]] = ..., deployment_approved: _Optional[_Union[DeploymentApproved, _Mapping]] = ..., pool_deployed: _Optional[_Union[PoolDeployed, _Mapping]] = ..., traffic_flipped: _Optional[_Union[TrafficFlipped, _Mapping]] = ..., rolled_back: _Optional[_Union[RolledBack, _Mapping]] = ..., pool_healthy: _Optional[_Union[PoolHealthy, _Mapping]] = ..., shadow_started: _Optional[_Union[ShadowStarted, _Mapping]] = ..., deployment_verified: _Optional[_Union[DeploymentVerified, _Mapping]] = ..., deployment_failed: _Optional[_Union[DeploymentFailed, _Mapping]] = ..., access_denied: _Optional[_Union[AccessDenied, _Mapping]] = ..., break_glass_used: _Optional[_Union[BreakGlassUsed, _Mapping]] = ..., access_allowed: _Optional[_Union[AccessAllowed, _Mapping]] = ..., training_scheduled: _Optional[_Union[TrainingScheduled, _Mapping]] = ..., training_stop_requested: _Optional[_Union[TrainingStopRequested, _Mapping]] = ..., training_cancelled: _Optional[_Union[TrainingCancelled, _Mapping]] = ..., model_version_registered: _Optional[_Union[ModelVersionRegistered, _Mapping]] = ..., model_alias_moved: _Optional[_Union[ModelAliasMoved, _Mapping]] = ..., privacy_budget_reserved: _Optional[_Union[PrivacyBudgetReserved, _Mapping]] = ..., privacy_budget_settled: _Optional[_Union[PrivacyBudgetSettled, _Mapping]] = ..., training_attempt_claimed: _Optional[_Union[TrainingAttemptClaimed, _Mapping]] = ..., training_attempt_stop: _Optional[_Union[TrainingAttemptStop, _Mapping]] = ..., eval_suite_created: _Optional[_Union[EvalSuiteCreated, _Mapping]] = ..., eval_shard_scheduled: _Optional[_Union[EvalShardScheduled, _Mapping]] = ..., eval_shard_completed: _Optional[_Union[EvalShardCompleted, _Mapping]] = ..., eval_shard_failed: _Optional[_Union[EvalShardFailed, _Mapping]] = ..., eval_failed: _Optional[_Union[EvalFailed, _Mapping]] = ...) -> None: ...
 
 class DatasetRegistered(_message.Message):
     __slots__ = ("dataset_id", "name", "storage_uri", "format_hint", "classification", "checksum_sha256", "file_count", "total_bytes", "labels")
@@ -1055,19 +1063,41 @@ class EvalFailed(_message.Message):
     shard: int
     def __init__(self, eval_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., shard: _Optional[int] = ...) -> None: ...
 
+class TrafficGateLimits(_message.Message):
+    __slots__ = ("max_error_rate", "p95_latency_ms", "min_requests")
+    MAX_ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    P95_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    MIN_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    max_error_rate: float
+    p95_latency_ms: float
+    min_requests: int
+    def __init__(self, max_error_rate: _Optional[float] = ..., p95_latency_ms: _Optional[float] = ..., min_requests: _Optional[int] = ...) -> None: ...
+
 class DeploymentRequested(_message.Message):
-    __slots__ = ("deployment_id", "model_version_id", "environment", "strategy", "canary_steps_percent")
+    __slots__ = ("deployment_id", "model_version_id", "environment", "strategy", "canary_steps_percent", "requested_by", "drain_seconds", "rollback_on_regression", "metric_gates", "endpoint_name", "verify_seconds")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     CANARY_STEPS_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ROLLBACK_ON_REGRESSION_FIELD_NUMBER: _ClassVar[int]
+    METRIC_GATES_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     model_version_id: str
     environment: str
     strategy: RolloutStrategy
     canary_steps_percent: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, deployment_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., environment: _Optional[str] = ..., strategy: _Optional[_Union[RolloutStrategy, str]] = ..., canary_steps_percent: _Optional[_Iterable[int]] = ...) -> None: ...
+    requested_by: str
+    drain_seconds: int
+    rollback_on_regression: bool
+    metric_gates: TrafficGateLimits
+    endpoint_name: str
+    verify_seconds: int
+    def __init__(self, deployment_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., environment: _Optional[str] = ..., strategy: _Optional[_Union[RolloutStrategy, str]] = ..., canary_steps_percent: _Optional[_Iterable[int]] = ..., requested_by: _Optional[str] = ..., drain_seconds: _Optional[int] = ..., rollback_on_regression: _Optional[bool] = ..., metric_gates: _Optional[_Union[TrafficGateLimits, _Mapping]] = ..., endpoint_name: _Optional[str] = ..., verify_seconds: _Optional[int] = ...) -> None: ...
 
 class DeploymentApproved(_message.Message):
     __slots__ = ("deployment_id", "approver", "gates_passed")
@@ -1078,6 +1108,46 @@ class DeploymentApproved(_message.Message):
     approver: str
     gates_passed: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, deployment_id: _Optional[str] = ..., approver: _Optional[str] = ..., gates_passed: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PoolHealthy(_message.Message):
+    __slots__ = ("deployment_id", "pool")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    pool: str
+    def __init__(self, deployment_id: _Optional[str] = ..., pool: _Optional[str] = ...) -> None: ...
+
+class ShadowStarted(_message.Message):
+    __slots__ = ("deployment_id", "pool")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    pool: str
+    def __init__(self, deployment_id: _Optional[str] = ..., pool: _Optional[str] = ...) -> None: ...
+
+class DeploymentVerified(_message.Message):
+    __slots__ = ("deployment_id", "pool", "requests", "error_rate", "p95_latency_ms")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    P95_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    pool: str
+    requests: int
+    error_rate: float
+    p95_latency_ms: float
+    def __init__(self, deployment_id: _Optional[str] = ..., pool: _Optional[str] = ..., requests: _Optional[int] = ..., error_rate: _Optional[float] = ..., p95_latency_ms: _Optional[float] = ...) -> None: ...
+
+class DeploymentFailed(_message.Message):
+    __slots__ = ("deployment_id", "error_code", "reason")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    error_code: str
+    reason: str
+    def __init__(self, deployment_id: _Optional[str] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class PoolDeployed(_message.Message):
     __slots__ = ("deployment_id", "pool", "model_version_id", "endpoint", "replicas")

@@ -302,6 +302,10 @@ type EventEnvelope struct {
 	//	*EventEnvelope_PoolDeployed
 	//	*EventEnvelope_TrafficFlipped
 	//	*EventEnvelope_RolledBack
+	//	*EventEnvelope_PoolHealthy
+	//	*EventEnvelope_ShadowStarted
+	//	*EventEnvelope_DeploymentVerified
+	//	*EventEnvelope_DeploymentFailed
 	//	*EventEnvelope_AccessDenied
 	//	*EventEnvelope_BreakGlassUsed
 	//	*EventEnvelope_AccessAllowed
@@ -634,6 +638,42 @@ func (x *EventEnvelope) GetRolledBack() *RolledBack {
 	return nil
 }
 
+func (x *EventEnvelope) GetPoolHealthy() *PoolHealthy {
+	if x != nil {
+		if x, ok := x.Payload.(*EventEnvelope_PoolHealthy); ok {
+			return x.PoolHealthy
+		}
+	}
+	return nil
+}
+
+func (x *EventEnvelope) GetShadowStarted() *ShadowStarted {
+	if x != nil {
+		if x, ok := x.Payload.(*EventEnvelope_ShadowStarted); ok {
+			return x.ShadowStarted
+		}
+	}
+	return nil
+}
+
+func (x *EventEnvelope) GetDeploymentVerified() *DeploymentVerified {
+	if x != nil {
+		if x, ok := x.Payload.(*EventEnvelope_DeploymentVerified); ok {
+			return x.DeploymentVerified
+		}
+	}
+	return nil
+}
+
+func (x *EventEnvelope) GetDeploymentFailed() *DeploymentFailed {
+	if x != nil {
+		if x, ok := x.Payload.(*EventEnvelope_DeploymentFailed); ok {
+			return x.DeploymentFailed
+		}
+	}
+	return nil
+}
+
 func (x *EventEnvelope) GetAccessDenied() *AccessDenied {
 	if x != nil {
 		if x, ok := x.Payload.(*EventEnvelope_AccessDenied); ok {
@@ -875,6 +915,22 @@ type EventEnvelope_RolledBack struct {
 	RolledBack *RolledBack `protobuf:"bytes,54,opt,name=rolled_back,json=rolledBack,proto3,oneof"`
 }
 
+type EventEnvelope_PoolHealthy struct {
+	PoolHealthy *PoolHealthy `protobuf:"bytes,55,opt,name=pool_healthy,json=poolHealthy,proto3,oneof"`
+}
+
+type EventEnvelope_ShadowStarted struct {
+	ShadowStarted *ShadowStarted `protobuf:"bytes,56,opt,name=shadow_started,json=shadowStarted,proto3,oneof"`
+}
+
+type EventEnvelope_DeploymentVerified struct {
+	DeploymentVerified *DeploymentVerified `protobuf:"bytes,57,opt,name=deployment_verified,json=deploymentVerified,proto3,oneof"`
+}
+
+type EventEnvelope_DeploymentFailed struct {
+	DeploymentFailed *DeploymentFailed `protobuf:"bytes,58,opt,name=deployment_failed,json=deploymentFailed,proto3,oneof"`
+}
+
 type EventEnvelope_AccessDenied struct {
 	AccessDenied *AccessDenied `protobuf:"bytes,60,opt,name=access_denied,json=accessDenied,proto3,oneof"`
 }
@@ -984,6 +1040,14 @@ func (*EventEnvelope_PoolDeployed) isEventEnvelope_Payload() {}
 func (*EventEnvelope_TrafficFlipped) isEventEnvelope_Payload() {}
 
 func (*EventEnvelope_RolledBack) isEventEnvelope_Payload() {}
+
+func (*EventEnvelope_PoolHealthy) isEventEnvelope_Payload() {}
+
+func (*EventEnvelope_ShadowStarted) isEventEnvelope_Payload() {}
+
+func (*EventEnvelope_DeploymentVerified) isEventEnvelope_Payload() {}
+
+func (*EventEnvelope_DeploymentFailed) isEventEnvelope_Payload() {}
 
 func (*EventEnvelope_AccessDenied) isEventEnvelope_Payload() {}
 
@@ -5092,20 +5156,87 @@ func (x *EvalFailed) GetShard() uint32 {
 	return 0
 }
 
+// Traffic gates judged on live traffic after a flip (the seed's metric_gates).
+type TrafficGateLimits struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MaxErrorRate  *float64               `protobuf:"fixed64,1,opt,name=max_error_rate,json=maxErrorRate,proto3,oneof" json:"max_error_rate,omitempty"` // share of failed answers; default 0.01
+	P95LatencyMs  *float64               `protobuf:"fixed64,2,opt,name=p95_latency_ms,json=p95LatencyMs,proto3,oneof" json:"p95_latency_ms,omitempty"` // the SLO; unset: no latency gate
+	MinRequests   *uint32                `protobuf:"varint,3,opt,name=min_requests,json=minRequests,proto3,oneof" json:"min_requests,omitempty"`       // judged only after this many; default 20
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrafficGateLimits) Reset() {
+	*x = TrafficGateLimits{}
+	mi := &file_privtune_v1_events_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrafficGateLimits) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrafficGateLimits) ProtoMessage() {}
+
+func (x *TrafficGateLimits) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrafficGateLimits.ProtoReflect.Descriptor instead.
+func (*TrafficGateLimits) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *TrafficGateLimits) GetMaxErrorRate() float64 {
+	if x != nil && x.MaxErrorRate != nil {
+		return *x.MaxErrorRate
+	}
+	return 0
+}
+
+func (x *TrafficGateLimits) GetP95LatencyMs() float64 {
+	if x != nil && x.P95LatencyMs != nil {
+		return *x.P95LatencyMs
+	}
+	return 0
+}
+
+func (x *TrafficGateLimits) GetMinRequests() uint32 {
+	if x != nil && x.MinRequests != nil {
+		return *x.MinRequests
+	}
+	return 0
+}
+
 type DeploymentRequested struct {
-	state              protoimpl.MessageState `protogen:"open.v1"`
-	DeploymentId       string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
-	ModelVersionId     string                 `protobuf:"bytes,2,opt,name=model_version_id,json=modelVersionId,proto3" json:"model_version_id,omitempty"`
-	Environment        string                 `protobuf:"bytes,3,opt,name=environment,proto3" json:"environment,omitempty"`
-	Strategy           RolloutStrategy        `protobuf:"varint,4,opt,name=strategy,proto3,enum=privtune.v1.RolloutStrategy" json:"strategy,omitempty"`
-	CanaryStepsPercent []uint32               `protobuf:"varint,5,rep,packed,name=canary_steps_percent,json=canaryStepsPercent,proto3" json:"canary_steps_percent,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	DeploymentId         string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
+	ModelVersionId       string                 `protobuf:"bytes,2,opt,name=model_version_id,json=modelVersionId,proto3" json:"model_version_id,omitempty"`
+	Environment          string                 `protobuf:"bytes,3,opt,name=environment,proto3" json:"environment,omitempty"` // "production" needs an approver who is not the requester
+	Strategy             RolloutStrategy        `protobuf:"varint,4,opt,name=strategy,proto3,enum=privtune.v1.RolloutStrategy" json:"strategy,omitempty"`
+	CanaryStepsPercent   []uint32               `protobuf:"varint,5,rep,packed,name=canary_steps_percent,json=canaryStepsPercent,proto3" json:"canary_steps_percent,omitempty"`
+	RequestedBy          string                 `protobuf:"bytes,6,opt,name=requested_by,json=requestedBy,proto3" json:"requested_by,omitempty"`
+	DrainSeconds         uint32                 `protobuf:"varint,7,opt,name=drain_seconds,json=drainSeconds,proto3" json:"drain_seconds,omitempty"` // traffic_switch.drain_seconds; default 30
+	RollbackOnRegression bool                   `protobuf:"varint,8,opt,name=rollback_on_regression,json=rollbackOnRegression,proto3" json:"rollback_on_regression,omitempty"`
+	MetricGates          *TrafficGateLimits     `protobuf:"bytes,9,opt,name=metric_gates,json=metricGates,proto3" json:"metric_gates,omitempty"`
+	EndpointName         string                 `protobuf:"bytes,10,opt,name=endpoint_name,json=endpointName,proto3" json:"endpoint_name,omitempty"`     // the public model name clients call
+	VerifySeconds        uint32                 `protobuf:"varint,11,opt,name=verify_seconds,json=verifySeconds,proto3" json:"verify_seconds,omitempty"` // how long traffic is judged after the flip; default 300
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *DeploymentRequested) Reset() {
 	*x = DeploymentRequested{}
-	mi := &file_privtune_v1_events_proto_msgTypes[40]
+	mi := &file_privtune_v1_events_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5117,7 +5248,7 @@ func (x *DeploymentRequested) String() string {
 func (*DeploymentRequested) ProtoMessage() {}
 
 func (x *DeploymentRequested) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[40]
+	mi := &file_privtune_v1_events_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5130,7 +5261,7 @@ func (x *DeploymentRequested) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentRequested.ProtoReflect.Descriptor instead.
 func (*DeploymentRequested) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{40}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *DeploymentRequested) GetDeploymentId() string {
@@ -5168,6 +5299,48 @@ func (x *DeploymentRequested) GetCanaryStepsPercent() []uint32 {
 	return nil
 }
 
+func (x *DeploymentRequested) GetRequestedBy() string {
+	if x != nil {
+		return x.RequestedBy
+	}
+	return ""
+}
+
+func (x *DeploymentRequested) GetDrainSeconds() uint32 {
+	if x != nil {
+		return x.DrainSeconds
+	}
+	return 0
+}
+
+func (x *DeploymentRequested) GetRollbackOnRegression() bool {
+	if x != nil {
+		return x.RollbackOnRegression
+	}
+	return false
+}
+
+func (x *DeploymentRequested) GetMetricGates() *TrafficGateLimits {
+	if x != nil {
+		return x.MetricGates
+	}
+	return nil
+}
+
+func (x *DeploymentRequested) GetEndpointName() string {
+	if x != nil {
+		return x.EndpointName
+	}
+	return ""
+}
+
+func (x *DeploymentRequested) GetVerifySeconds() uint32 {
+	if x != nil {
+		return x.VerifySeconds
+	}
+	return 0
+}
+
 type DeploymentApproved struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	DeploymentId  string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
@@ -5179,7 +5352,7 @@ type DeploymentApproved struct {
 
 func (x *DeploymentApproved) Reset() {
 	*x = DeploymentApproved{}
-	mi := &file_privtune_v1_events_proto_msgTypes[41]
+	mi := &file_privtune_v1_events_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5191,7 +5364,7 @@ func (x *DeploymentApproved) String() string {
 func (*DeploymentApproved) ProtoMessage() {}
 
 func (x *DeploymentApproved) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[41]
+	mi := &file_privtune_v1_events_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5204,7 +5377,7 @@ func (x *DeploymentApproved) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentApproved.ProtoReflect.Descriptor instead.
 func (*DeploymentApproved) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{41}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeploymentApproved) GetDeploymentId() string {
@@ -5228,6 +5401,246 @@ func (x *DeploymentApproved) GetGatesPassed() []string {
 	return nil
 }
 
+type PoolHealthy struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeploymentId  string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
+	Pool          string                 `protobuf:"bytes,2,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PoolHealthy) Reset() {
+	*x = PoolHealthy{}
+	mi := &file_privtune_v1_events_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PoolHealthy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PoolHealthy) ProtoMessage() {}
+
+func (x *PoolHealthy) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PoolHealthy.ProtoReflect.Descriptor instead.
+func (*PoolHealthy) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *PoolHealthy) GetDeploymentId() string {
+	if x != nil {
+		return x.DeploymentId
+	}
+	return ""
+}
+
+func (x *PoolHealthy) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+type ShadowStarted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeploymentId  string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
+	Pool          string                 `protobuf:"bytes,2,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShadowStarted) Reset() {
+	*x = ShadowStarted{}
+	mi := &file_privtune_v1_events_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShadowStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShadowStarted) ProtoMessage() {}
+
+func (x *ShadowStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShadowStarted.ProtoReflect.Descriptor instead.
+func (*ShadowStarted) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ShadowStarted) GetDeploymentId() string {
+	if x != nil {
+		return x.DeploymentId
+	}
+	return ""
+}
+
+func (x *ShadowStarted) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+type DeploymentVerified struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeploymentId  string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
+	Pool          string                 `protobuf:"bytes,2,opt,name=pool,proto3" json:"pool,omitempty"`
+	Requests      uint32                 `protobuf:"varint,3,opt,name=requests,proto3" json:"requests,omitempty"`
+	ErrorRate     float64                `protobuf:"fixed64,4,opt,name=error_rate,json=errorRate,proto3" json:"error_rate,omitempty"`
+	P95LatencyMs  float64                `protobuf:"fixed64,5,opt,name=p95_latency_ms,json=p95LatencyMs,proto3" json:"p95_latency_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeploymentVerified) Reset() {
+	*x = DeploymentVerified{}
+	mi := &file_privtune_v1_events_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeploymentVerified) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeploymentVerified) ProtoMessage() {}
+
+func (x *DeploymentVerified) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeploymentVerified.ProtoReflect.Descriptor instead.
+func (*DeploymentVerified) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *DeploymentVerified) GetDeploymentId() string {
+	if x != nil {
+		return x.DeploymentId
+	}
+	return ""
+}
+
+func (x *DeploymentVerified) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *DeploymentVerified) GetRequests() uint32 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *DeploymentVerified) GetErrorRate() float64 {
+	if x != nil {
+		return x.ErrorRate
+	}
+	return 0
+}
+
+func (x *DeploymentVerified) GetP95LatencyMs() float64 {
+	if x != nil {
+		return x.P95LatencyMs
+	}
+	return 0
+}
+
+type DeploymentFailed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	DeploymentId  string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
+	ErrorCode     string                 `protobuf:"bytes,2,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeploymentFailed) Reset() {
+	*x = DeploymentFailed{}
+	mi := &file_privtune_v1_events_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeploymentFailed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeploymentFailed) ProtoMessage() {}
+
+func (x *DeploymentFailed) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeploymentFailed.ProtoReflect.Descriptor instead.
+func (*DeploymentFailed) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *DeploymentFailed) GetDeploymentId() string {
+	if x != nil {
+		return x.DeploymentId
+	}
+	return ""
+}
+
+func (x *DeploymentFailed) GetErrorCode() string {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return ""
+}
+
+func (x *DeploymentFailed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type PoolDeployed struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	DeploymentId   string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
@@ -5241,7 +5654,7 @@ type PoolDeployed struct {
 
 func (x *PoolDeployed) Reset() {
 	*x = PoolDeployed{}
-	mi := &file_privtune_v1_events_proto_msgTypes[42]
+	mi := &file_privtune_v1_events_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5253,7 +5666,7 @@ func (x *PoolDeployed) String() string {
 func (*PoolDeployed) ProtoMessage() {}
 
 func (x *PoolDeployed) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[42]
+	mi := &file_privtune_v1_events_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5266,7 +5679,7 @@ func (x *PoolDeployed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolDeployed.ProtoReflect.Descriptor instead.
 func (*PoolDeployed) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{42}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *PoolDeployed) GetDeploymentId() string {
@@ -5316,7 +5729,7 @@ type TrafficFlipped struct {
 
 func (x *TrafficFlipped) Reset() {
 	*x = TrafficFlipped{}
-	mi := &file_privtune_v1_events_proto_msgTypes[43]
+	mi := &file_privtune_v1_events_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5328,7 +5741,7 @@ func (x *TrafficFlipped) String() string {
 func (*TrafficFlipped) ProtoMessage() {}
 
 func (x *TrafficFlipped) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[43]
+	mi := &file_privtune_v1_events_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5341,7 +5754,7 @@ func (x *TrafficFlipped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficFlipped.ProtoReflect.Descriptor instead.
 func (*TrafficFlipped) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{43}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *TrafficFlipped) GetDeploymentId() string {
@@ -5384,7 +5797,7 @@ type RolledBack struct {
 
 func (x *RolledBack) Reset() {
 	*x = RolledBack{}
-	mi := &file_privtune_v1_events_proto_msgTypes[44]
+	mi := &file_privtune_v1_events_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5396,7 +5809,7 @@ func (x *RolledBack) String() string {
 func (*RolledBack) ProtoMessage() {}
 
 func (x *RolledBack) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[44]
+	mi := &file_privtune_v1_events_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5409,7 +5822,7 @@ func (x *RolledBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolledBack.ProtoReflect.Descriptor instead.
 func (*RolledBack) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{44}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RolledBack) GetDeploymentId() string {
@@ -5453,7 +5866,7 @@ type AccessDenied struct {
 
 func (x *AccessDenied) Reset() {
 	*x = AccessDenied{}
-	mi := &file_privtune_v1_events_proto_msgTypes[45]
+	mi := &file_privtune_v1_events_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5465,7 +5878,7 @@ func (x *AccessDenied) String() string {
 func (*AccessDenied) ProtoMessage() {}
 
 func (x *AccessDenied) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[45]
+	mi := &file_privtune_v1_events_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5478,7 +5891,7 @@ func (x *AccessDenied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessDenied.ProtoReflect.Descriptor instead.
 func (*AccessDenied) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{45}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *AccessDenied) GetPrincipal() string {
@@ -5528,7 +5941,7 @@ type BreakGlassUsed struct {
 
 func (x *BreakGlassUsed) Reset() {
 	*x = BreakGlassUsed{}
-	mi := &file_privtune_v1_events_proto_msgTypes[46]
+	mi := &file_privtune_v1_events_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5540,7 +5953,7 @@ func (x *BreakGlassUsed) String() string {
 func (*BreakGlassUsed) ProtoMessage() {}
 
 func (x *BreakGlassUsed) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[46]
+	mi := &file_privtune_v1_events_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5553,7 +5966,7 @@ func (x *BreakGlassUsed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakGlassUsed.ProtoReflect.Descriptor instead.
 func (*BreakGlassUsed) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{46}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *BreakGlassUsed) GetPrincipal() string {
@@ -5596,7 +6009,7 @@ type AccessAllowed struct {
 
 func (x *AccessAllowed) Reset() {
 	*x = AccessAllowed{}
-	mi := &file_privtune_v1_events_proto_msgTypes[47]
+	mi := &file_privtune_v1_events_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5608,7 +6021,7 @@ func (x *AccessAllowed) String() string {
 func (*AccessAllowed) ProtoMessage() {}
 
 func (x *AccessAllowed) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[47]
+	mi := &file_privtune_v1_events_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5621,7 +6034,7 @@ func (x *AccessAllowed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessAllowed.ProtoReflect.Descriptor instead.
 func (*AccessAllowed) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{47}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *AccessAllowed) GetPrincipal() string {
@@ -5691,7 +6104,7 @@ var File_privtune_v1_events_proto protoreflect.FileDescriptor
 
 const file_privtune_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x18privtune/v1/events.proto\x12\vprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x1a\n" +
+	"\x18privtune/v1/events.proto\x12\vprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x1c\n" +
 	"\rEventEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x12\n" +
@@ -5727,7 +6140,11 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\rpool_deployed\x184 \x01(\v2\x19.privtune.v1.PoolDeployedH\x00R\fpoolDeployed\x12F\n" +
 	"\x0ftraffic_flipped\x185 \x01(\v2\x1b.privtune.v1.TrafficFlippedH\x00R\x0etrafficFlipped\x12:\n" +
 	"\vrolled_back\x186 \x01(\v2\x17.privtune.v1.RolledBackH\x00R\n" +
-	"rolledBack\x12@\n" +
+	"rolledBack\x12=\n" +
+	"\fpool_healthy\x187 \x01(\v2\x18.privtune.v1.PoolHealthyH\x00R\vpoolHealthy\x12C\n" +
+	"\x0eshadow_started\x188 \x01(\v2\x1a.privtune.v1.ShadowStartedH\x00R\rshadowStarted\x12R\n" +
+	"\x13deployment_verified\x189 \x01(\v2\x1f.privtune.v1.DeploymentVerifiedH\x00R\x12deploymentVerified\x12L\n" +
+	"\x11deployment_failed\x18: \x01(\v2\x1d.privtune.v1.DeploymentFailedH\x00R\x10deploymentFailed\x12@\n" +
 	"\raccess_denied\x18< \x01(\v2\x19.privtune.v1.AccessDeniedH\x00R\faccessDenied\x12G\n" +
 	"\x10break_glass_used\x18= \x01(\v2\x1b.privtune.v1.BreakGlassUsedH\x00R\x0ebreakGlassUsed\x12C\n" +
 	"\x0eaccess_allowed\x18> \x01(\v2\x1a.privtune.v1.AccessAllowedH\x00R\raccessAllowed\x12O\n" +
@@ -6220,17 +6637,49 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x03 \x01(\tR\terrorCode\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x14\n" +
-	"\x05shard\x18\x05 \x01(\rR\x05shard\"\xf2\x01\n" +
+	"\x05shard\x18\x05 \x01(\rR\x05shard\"\xc8\x01\n" +
+	"\x11TrafficGateLimits\x12)\n" +
+	"\x0emax_error_rate\x18\x01 \x01(\x01H\x00R\fmaxErrorRate\x88\x01\x01\x12)\n" +
+	"\x0ep95_latency_ms\x18\x02 \x01(\x01H\x01R\fp95LatencyMs\x88\x01\x01\x12&\n" +
+	"\fmin_requests\x18\x03 \x01(\rH\x02R\vminRequests\x88\x01\x01B\x11\n" +
+	"\x0f_max_error_rateB\x11\n" +
+	"\x0f_p95_latency_msB\x0f\n" +
+	"\r_min_requests\"\xff\x03\n" +
 	"\x13DeploymentRequested\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12(\n" +
 	"\x10model_version_id\x18\x02 \x01(\tR\x0emodelVersionId\x12 \n" +
 	"\venvironment\x18\x03 \x01(\tR\venvironment\x128\n" +
 	"\bstrategy\x18\x04 \x01(\x0e2\x1c.privtune.v1.RolloutStrategyR\bstrategy\x120\n" +
-	"\x14canary_steps_percent\x18\x05 \x03(\rR\x12canaryStepsPercent\"x\n" +
+	"\x14canary_steps_percent\x18\x05 \x03(\rR\x12canaryStepsPercent\x12!\n" +
+	"\frequested_by\x18\x06 \x01(\tR\vrequestedBy\x12#\n" +
+	"\rdrain_seconds\x18\a \x01(\rR\fdrainSeconds\x124\n" +
+	"\x16rollback_on_regression\x18\b \x01(\bR\x14rollbackOnRegression\x12A\n" +
+	"\fmetric_gates\x18\t \x01(\v2\x1e.privtune.v1.TrafficGateLimitsR\vmetricGates\x12#\n" +
+	"\rendpoint_name\x18\n" +
+	" \x01(\tR\fendpointName\x12%\n" +
+	"\x0everify_seconds\x18\v \x01(\rR\rverifySeconds\"x\n" +
 	"\x12DeploymentApproved\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12\x1a\n" +
 	"\bapprover\x18\x02 \x01(\tR\bapprover\x12!\n" +
-	"\fgates_passed\x18\x03 \x03(\tR\vgatesPassed\"\xa9\x01\n" +
+	"\fgates_passed\x18\x03 \x03(\tR\vgatesPassed\"F\n" +
+	"\vPoolHealthy\x12#\n" +
+	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12\x12\n" +
+	"\x04pool\x18\x02 \x01(\tR\x04pool\"H\n" +
+	"\rShadowStarted\x12#\n" +
+	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12\x12\n" +
+	"\x04pool\x18\x02 \x01(\tR\x04pool\"\xae\x01\n" +
+	"\x12DeploymentVerified\x12#\n" +
+	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12\x12\n" +
+	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x1a\n" +
+	"\brequests\x18\x03 \x01(\rR\brequests\x12\x1d\n" +
+	"\n" +
+	"error_rate\x18\x04 \x01(\x01R\terrorRate\x12$\n" +
+	"\x0ep95_latency_ms\x18\x05 \x01(\x01R\fp95LatencyMs\"n\n" +
+	"\x10DeploymentFailed\x12#\n" +
+	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x02 \x01(\tR\terrorCode\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xa9\x01\n" +
 	"\fPoolDeployed\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12\x12\n" +
 	"\x04pool\x18\x02 \x01(\tR\x04pool\x12(\n" +
@@ -6314,7 +6763,7 @@ func file_privtune_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_privtune_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_privtune_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_privtune_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_privtune_v1_events_proto_goTypes = []any{
 	(DataClassification)(0),        // 0: privtune.v1.DataClassification
 	(DatasetFormat)(0),             // 1: privtune.v1.DatasetFormat
@@ -6360,27 +6809,32 @@ var file_privtune_v1_events_proto_goTypes = []any{
 	(*GateResult)(nil),             // 41: privtune.v1.GateResult
 	(*EvalCompleted)(nil),          // 42: privtune.v1.EvalCompleted
 	(*EvalFailed)(nil),             // 43: privtune.v1.EvalFailed
-	(*DeploymentRequested)(nil),    // 44: privtune.v1.DeploymentRequested
-	(*DeploymentApproved)(nil),     // 45: privtune.v1.DeploymentApproved
-	(*PoolDeployed)(nil),           // 46: privtune.v1.PoolDeployed
-	(*TrafficFlipped)(nil),         // 47: privtune.v1.TrafficFlipped
-	(*RolledBack)(nil),             // 48: privtune.v1.RolledBack
-	(*AccessDenied)(nil),           // 49: privtune.v1.AccessDenied
-	(*BreakGlassUsed)(nil),         // 50: privtune.v1.BreakGlassUsed
-	(*AccessAllowed)(nil),          // 51: privtune.v1.AccessAllowed
-	nil,                            // 52: privtune.v1.DatasetRegistered.LabelsEntry
-	nil,                            // 53: privtune.v1.CurationRequested.DatasetLabelsEntry
-	nil,                            // 54: privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
-	nil,                            // 55: privtune.v1.TrainingRequested.ExperimentTagsEntry
-	nil,                            // 56: privtune.v1.TrainingStarted.LibraryVersionsEntry
-	nil,                            // 57: privtune.v1.CheckpointSaved.MetricsEntry
-	nil,                            // 58: privtune.v1.ModelVersionRegistered.MetricsEntry
-	nil,                            // 59: privtune.v1.EvalSuiteCreated.CountsEntry
-	nil,                            // 60: privtune.v1.EvalCompleted.MetricsEntry
-	(*timestamppb.Timestamp)(nil),  // 61: google.protobuf.Timestamp
+	(*TrafficGateLimits)(nil),      // 44: privtune.v1.TrafficGateLimits
+	(*DeploymentRequested)(nil),    // 45: privtune.v1.DeploymentRequested
+	(*DeploymentApproved)(nil),     // 46: privtune.v1.DeploymentApproved
+	(*PoolHealthy)(nil),            // 47: privtune.v1.PoolHealthy
+	(*ShadowStarted)(nil),          // 48: privtune.v1.ShadowStarted
+	(*DeploymentVerified)(nil),     // 49: privtune.v1.DeploymentVerified
+	(*DeploymentFailed)(nil),       // 50: privtune.v1.DeploymentFailed
+	(*PoolDeployed)(nil),           // 51: privtune.v1.PoolDeployed
+	(*TrafficFlipped)(nil),         // 52: privtune.v1.TrafficFlipped
+	(*RolledBack)(nil),             // 53: privtune.v1.RolledBack
+	(*AccessDenied)(nil),           // 54: privtune.v1.AccessDenied
+	(*BreakGlassUsed)(nil),         // 55: privtune.v1.BreakGlassUsed
+	(*AccessAllowed)(nil),          // 56: privtune.v1.AccessAllowed
+	nil,                            // 57: privtune.v1.DatasetRegistered.LabelsEntry
+	nil,                            // 58: privtune.v1.CurationRequested.DatasetLabelsEntry
+	nil,                            // 59: privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
+	nil,                            // 60: privtune.v1.TrainingRequested.ExperimentTagsEntry
+	nil,                            // 61: privtune.v1.TrainingStarted.LibraryVersionsEntry
+	nil,                            // 62: privtune.v1.CheckpointSaved.MetricsEntry
+	nil,                            // 63: privtune.v1.ModelVersionRegistered.MetricsEntry
+	nil,                            // 64: privtune.v1.EvalSuiteCreated.CountsEntry
+	nil,                            // 65: privtune.v1.EvalCompleted.MetricsEntry
+	(*timestamppb.Timestamp)(nil),  // 66: google.protobuf.Timestamp
 }
 var file_privtune_v1_events_proto_depIdxs = []int32{
-	61, // 0: privtune.v1.EventEnvelope.time:type_name -> google.protobuf.Timestamp
+	66, // 0: privtune.v1.EventEnvelope.time:type_name -> google.protobuf.Timestamp
 	5,  // 1: privtune.v1.EventEnvelope.dataset_registered:type_name -> privtune.v1.DatasetRegistered
 	6,  // 2: privtune.v1.EventEnvelope.curation_requested:type_name -> privtune.v1.CurationRequested
 	7,  // 3: privtune.v1.EventEnvelope.dataset_version_created:type_name -> privtune.v1.DatasetVersionCreated
@@ -6397,61 +6851,66 @@ var file_privtune_v1_events_proto_depIdxs = []int32{
 	25, // 14: privtune.v1.EventEnvelope.training_preempted:type_name -> privtune.v1.TrainingPreempted
 	36, // 15: privtune.v1.EventEnvelope.eval_requested:type_name -> privtune.v1.EvalRequested
 	42, // 16: privtune.v1.EventEnvelope.eval_completed:type_name -> privtune.v1.EvalCompleted
-	44, // 17: privtune.v1.EventEnvelope.deployment_requested:type_name -> privtune.v1.DeploymentRequested
-	45, // 18: privtune.v1.EventEnvelope.deployment_approved:type_name -> privtune.v1.DeploymentApproved
-	46, // 19: privtune.v1.EventEnvelope.pool_deployed:type_name -> privtune.v1.PoolDeployed
-	47, // 20: privtune.v1.EventEnvelope.traffic_flipped:type_name -> privtune.v1.TrafficFlipped
-	48, // 21: privtune.v1.EventEnvelope.rolled_back:type_name -> privtune.v1.RolledBack
-	49, // 22: privtune.v1.EventEnvelope.access_denied:type_name -> privtune.v1.AccessDenied
-	50, // 23: privtune.v1.EventEnvelope.break_glass_used:type_name -> privtune.v1.BreakGlassUsed
-	51, // 24: privtune.v1.EventEnvelope.access_allowed:type_name -> privtune.v1.AccessAllowed
-	17, // 25: privtune.v1.EventEnvelope.training_scheduled:type_name -> privtune.v1.TrainingScheduled
-	18, // 26: privtune.v1.EventEnvelope.training_stop_requested:type_name -> privtune.v1.TrainingStopRequested
-	19, // 27: privtune.v1.EventEnvelope.training_cancelled:type_name -> privtune.v1.TrainingCancelled
-	29, // 28: privtune.v1.EventEnvelope.model_version_registered:type_name -> privtune.v1.ModelVersionRegistered
-	30, // 29: privtune.v1.EventEnvelope.model_alias_moved:type_name -> privtune.v1.ModelAliasMoved
-	31, // 30: privtune.v1.EventEnvelope.privacy_budget_reserved:type_name -> privtune.v1.PrivacyBudgetReserved
-	32, // 31: privtune.v1.EventEnvelope.privacy_budget_settled:type_name -> privtune.v1.PrivacyBudgetSettled
-	27, // 32: privtune.v1.EventEnvelope.training_attempt_claimed:type_name -> privtune.v1.TrainingAttemptClaimed
-	28, // 33: privtune.v1.EventEnvelope.training_attempt_stop:type_name -> privtune.v1.TrainingAttemptStop
-	35, // 34: privtune.v1.EventEnvelope.eval_suite_created:type_name -> privtune.v1.EvalSuiteCreated
-	37, // 35: privtune.v1.EventEnvelope.eval_shard_scheduled:type_name -> privtune.v1.EvalShardScheduled
-	38, // 36: privtune.v1.EventEnvelope.eval_shard_completed:type_name -> privtune.v1.EvalShardCompleted
-	39, // 37: privtune.v1.EventEnvelope.eval_shard_failed:type_name -> privtune.v1.EvalShardFailed
-	43, // 38: privtune.v1.EventEnvelope.eval_failed:type_name -> privtune.v1.EvalFailed
-	1,  // 39: privtune.v1.DatasetRegistered.format_hint:type_name -> privtune.v1.DatasetFormat
-	0,  // 40: privtune.v1.DatasetRegistered.classification:type_name -> privtune.v1.DataClassification
-	52, // 41: privtune.v1.DatasetRegistered.labels:type_name -> privtune.v1.DatasetRegistered.LabelsEntry
-	0,  // 42: privtune.v1.CurationRequested.dataset_classification:type_name -> privtune.v1.DataClassification
-	53, // 43: privtune.v1.CurationRequested.dataset_labels:type_name -> privtune.v1.CurationRequested.DatasetLabelsEntry
-	0,  // 44: privtune.v1.DatasetVersionCreated.dataset_classification:type_name -> privtune.v1.DataClassification
-	54, // 45: privtune.v1.DatasetVersionCreated.dataset_labels:type_name -> privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
-	2,  // 46: privtune.v1.TrainingRequested.method:type_name -> privtune.v1.TrainingMethod
-	9,  // 47: privtune.v1.TrainingRequested.lora_config:type_name -> privtune.v1.LoraConfig
-	10, // 48: privtune.v1.TrainingRequested.hyperparameters:type_name -> privtune.v1.Hyperparameters
-	11, // 49: privtune.v1.TrainingRequested.dp:type_name -> privtune.v1.DifferentialPrivacy
-	55, // 50: privtune.v1.TrainingRequested.experiment_tags:type_name -> privtune.v1.TrainingRequested.ExperimentTagsEntry
-	0,  // 51: privtune.v1.TrainingRequested.classification:type_name -> privtune.v1.DataClassification
-	33, // 52: privtune.v1.TrainingRequested.eval_gates:type_name -> privtune.v1.EvalGates
-	13, // 53: privtune.v1.TrainingRejected.violations:type_name -> privtune.v1.PolicyViolation
-	15, // 54: privtune.v1.TrainingQueued.estimate:type_name -> privtune.v1.ResourceEstimate
-	56, // 55: privtune.v1.TrainingStarted.library_versions:type_name -> privtune.v1.TrainingStarted.LibraryVersionsEntry
-	57, // 56: privtune.v1.CheckpointSaved.metrics:type_name -> privtune.v1.CheckpointSaved.MetricsEntry
-	58, // 57: privtune.v1.ModelVersionRegistered.metrics:type_name -> privtune.v1.ModelVersionRegistered.MetricsEntry
-	33, // 58: privtune.v1.ModelVersionRegistered.eval_gates:type_name -> privtune.v1.EvalGates
-	59, // 59: privtune.v1.EvalSuiteCreated.counts:type_name -> privtune.v1.EvalSuiteCreated.CountsEntry
-	33, // 60: privtune.v1.EvalRequested.gates:type_name -> privtune.v1.EvalGates
-	34, // 61: privtune.v1.EvalRequested.generation:type_name -> privtune.v1.GenerationSettings
-	34, // 62: privtune.v1.EvalShardScheduled.generation:type_name -> privtune.v1.GenerationSettings
-	60, // 63: privtune.v1.EvalCompleted.metrics:type_name -> privtune.v1.EvalCompleted.MetricsEntry
-	40, // 64: privtune.v1.EvalCompleted.estimates:type_name -> privtune.v1.MetricEstimate
-	41, // 65: privtune.v1.EvalCompleted.gates:type_name -> privtune.v1.GateResult
-	3,  // 66: privtune.v1.DeploymentRequested.strategy:type_name -> privtune.v1.RolloutStrategy
-	67, // [67:67] is the sub-list for method output_type
-	67, // [67:67] is the sub-list for method input_type
-	67, // [67:67] is the sub-list for extension type_name
-	67, // [67:67] is the sub-list for extension extendee
-	0,  // [0:67] is the sub-list for field type_name
+	45, // 17: privtune.v1.EventEnvelope.deployment_requested:type_name -> privtune.v1.DeploymentRequested
+	46, // 18: privtune.v1.EventEnvelope.deployment_approved:type_name -> privtune.v1.DeploymentApproved
+	51, // 19: privtune.v1.EventEnvelope.pool_deployed:type_name -> privtune.v1.PoolDeployed
+	52, // 20: privtune.v1.EventEnvelope.traffic_flipped:type_name -> privtune.v1.TrafficFlipped
+	53, // 21: privtune.v1.EventEnvelope.rolled_back:type_name -> privtune.v1.RolledBack
+	47, // 22: privtune.v1.EventEnvelope.pool_healthy:type_name -> privtune.v1.PoolHealthy
+	48, // 23: privtune.v1.EventEnvelope.shadow_started:type_name -> privtune.v1.ShadowStarted
+	49, // 24: privtune.v1.EventEnvelope.deployment_verified:type_name -> privtune.v1.DeploymentVerified
+	50, // 25: privtune.v1.EventEnvelope.deployment_failed:type_name -> privtune.v1.DeploymentFailed
+	54, // 26: privtune.v1.EventEnvelope.access_denied:type_name -> privtune.v1.AccessDenied
+	55, // 27: privtune.v1.EventEnvelope.break_glass_used:type_name -> privtune.v1.BreakGlassUsed
+	56, // 28: privtune.v1.EventEnvelope.access_allowed:type_name -> privtune.v1.AccessAllowed
+	17, // 29: privtune.v1.EventEnvelope.training_scheduled:type_name -> privtune.v1.TrainingScheduled
+	18, // 30: privtune.v1.EventEnvelope.training_stop_requested:type_name -> privtune.v1.TrainingStopRequested
+	19, // 31: privtune.v1.EventEnvelope.training_cancelled:type_name -> privtune.v1.TrainingCancelled
+	29, // 32: privtune.v1.EventEnvelope.model_version_registered:type_name -> privtune.v1.ModelVersionRegistered
+	30, // 33: privtune.v1.EventEnvelope.model_alias_moved:type_name -> privtune.v1.ModelAliasMoved
+	31, // 34: privtune.v1.EventEnvelope.privacy_budget_reserved:type_name -> privtune.v1.PrivacyBudgetReserved
+	32, // 35: privtune.v1.EventEnvelope.privacy_budget_settled:type_name -> privtune.v1.PrivacyBudgetSettled
+	27, // 36: privtune.v1.EventEnvelope.training_attempt_claimed:type_name -> privtune.v1.TrainingAttemptClaimed
+	28, // 37: privtune.v1.EventEnvelope.training_attempt_stop:type_name -> privtune.v1.TrainingAttemptStop
+	35, // 38: privtune.v1.EventEnvelope.eval_suite_created:type_name -> privtune.v1.EvalSuiteCreated
+	37, // 39: privtune.v1.EventEnvelope.eval_shard_scheduled:type_name -> privtune.v1.EvalShardScheduled
+	38, // 40: privtune.v1.EventEnvelope.eval_shard_completed:type_name -> privtune.v1.EvalShardCompleted
+	39, // 41: privtune.v1.EventEnvelope.eval_shard_failed:type_name -> privtune.v1.EvalShardFailed
+	43, // 42: privtune.v1.EventEnvelope.eval_failed:type_name -> privtune.v1.EvalFailed
+	1,  // 43: privtune.v1.DatasetRegistered.format_hint:type_name -> privtune.v1.DatasetFormat
+	0,  // 44: privtune.v1.DatasetRegistered.classification:type_name -> privtune.v1.DataClassification
+	57, // 45: privtune.v1.DatasetRegistered.labels:type_name -> privtune.v1.DatasetRegistered.LabelsEntry
+	0,  // 46: privtune.v1.CurationRequested.dataset_classification:type_name -> privtune.v1.DataClassification
+	58, // 47: privtune.v1.CurationRequested.dataset_labels:type_name -> privtune.v1.CurationRequested.DatasetLabelsEntry
+	0,  // 48: privtune.v1.DatasetVersionCreated.dataset_classification:type_name -> privtune.v1.DataClassification
+	59, // 49: privtune.v1.DatasetVersionCreated.dataset_labels:type_name -> privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
+	2,  // 50: privtune.v1.TrainingRequested.method:type_name -> privtune.v1.TrainingMethod
+	9,  // 51: privtune.v1.TrainingRequested.lora_config:type_name -> privtune.v1.LoraConfig
+	10, // 52: privtune.v1.TrainingRequested.hyperparameters:type_name -> privtune.v1.Hyperparameters
+	11, // 53: privtune.v1.TrainingRequested.dp:type_name -> privtune.v1.DifferentialPrivacy
+	60, // 54: privtune.v1.TrainingRequested.experiment_tags:type_name -> privtune.v1.TrainingRequested.ExperimentTagsEntry
+	0,  // 55: privtune.v1.TrainingRequested.classification:type_name -> privtune.v1.DataClassification
+	33, // 56: privtune.v1.TrainingRequested.eval_gates:type_name -> privtune.v1.EvalGates
+	13, // 57: privtune.v1.TrainingRejected.violations:type_name -> privtune.v1.PolicyViolation
+	15, // 58: privtune.v1.TrainingQueued.estimate:type_name -> privtune.v1.ResourceEstimate
+	61, // 59: privtune.v1.TrainingStarted.library_versions:type_name -> privtune.v1.TrainingStarted.LibraryVersionsEntry
+	62, // 60: privtune.v1.CheckpointSaved.metrics:type_name -> privtune.v1.CheckpointSaved.MetricsEntry
+	63, // 61: privtune.v1.ModelVersionRegistered.metrics:type_name -> privtune.v1.ModelVersionRegistered.MetricsEntry
+	33, // 62: privtune.v1.ModelVersionRegistered.eval_gates:type_name -> privtune.v1.EvalGates
+	64, // 63: privtune.v1.EvalSuiteCreated.counts:type_name -> privtune.v1.EvalSuiteCreated.CountsEntry
+	33, // 64: privtune.v1.EvalRequested.gates:type_name -> privtune.v1.EvalGates
+	34, // 65: privtune.v1.EvalRequested.generation:type_name -> privtune.v1.GenerationSettings
+	34, // 66: privtune.v1.EvalShardScheduled.generation:type_name -> privtune.v1.GenerationSettings
+	65, // 67: privtune.v1.EvalCompleted.metrics:type_name -> privtune.v1.EvalCompleted.MetricsEntry
+	40, // 68: privtune.v1.EvalCompleted.estimates:type_name -> privtune.v1.MetricEstimate
+	41, // 69: privtune.v1.EvalCompleted.gates:type_name -> privtune.v1.GateResult
+	3,  // 70: privtune.v1.DeploymentRequested.strategy:type_name -> privtune.v1.RolloutStrategy
+	44, // 71: privtune.v1.DeploymentRequested.metric_gates:type_name -> privtune.v1.TrafficGateLimits
+	72, // [72:72] is the sub-list for method output_type
+	72, // [72:72] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_privtune_v1_events_proto_init() }
@@ -6481,6 +6940,10 @@ func file_privtune_v1_events_proto_init() {
 		(*EventEnvelope_PoolDeployed)(nil),
 		(*EventEnvelope_TrafficFlipped)(nil),
 		(*EventEnvelope_RolledBack)(nil),
+		(*EventEnvelope_PoolHealthy)(nil),
+		(*EventEnvelope_ShadowStarted)(nil),
+		(*EventEnvelope_DeploymentVerified)(nil),
+		(*EventEnvelope_DeploymentFailed)(nil),
 		(*EventEnvelope_AccessDenied)(nil),
 		(*EventEnvelope_BreakGlassUsed)(nil),
 		(*EventEnvelope_AccessAllowed)(nil),
@@ -6501,13 +6964,14 @@ func file_privtune_v1_events_proto_init() {
 	}
 	file_privtune_v1_events_proto_msgTypes[29].OneofWrappers = []any{}
 	file_privtune_v1_events_proto_msgTypes[30].OneofWrappers = []any{}
+	file_privtune_v1_events_proto_msgTypes[40].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_privtune_v1_events_proto_rawDesc), len(file_privtune_v1_events_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   57,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
