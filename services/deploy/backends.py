@@ -5,8 +5,10 @@ a process on 127.0.0.1 that answers ``/health``, ``/v1/models``, ``/v1/chat/comp
 vLLM's runtime adapter endpoints. ``TransformersBackend`` runs privtune's own server
 (services/deploy/inference_server.py) in this venv; ``VllmBackend`` runs vLLM's OpenAI server
 from its own cached venv (``scripts/vllm_env.sh``). An adapter is verified against the sha256
-the registry recorded before either is asked to load it. Every process started here dies with
-its parent (``PR_SET_PDEATHSIG``), so a crashed test or pool manager leaves no server behind.
+the registry recorded before either is asked to load it: the folder is first copied into the
+backend's own staging folder, the copy is verified, and the copy is what the server loads, so
+nobody can change the files between the check and the load. Every process started here dies
+with its parent (``PR_SET_PDEATHSIG``), so a crashed test or pool manager leaves no server behind.
 """
 
 from __future__ import annotations
@@ -71,9 +73,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: nothing may load a library between fork and exec
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (tied to the thread that started the process)
 
 
 class HttpBackendProcess:
@@ -87,6 +91,7 @@ class HttpBackendProcess:
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.staging = log_path.parent / f"{log_path.stem}-adapters"  # the copies this backend's server loads
 
     @property
     def base_url(self) -> str:
@@ -138,11 +143,42 @@ class HttpBackendProcess:
             return "(no log)"
 
     def load_adapter(self, name: str, folder: Path, sha256: str) -> None:
-        """Verify ``folder`` against ``sha256``, then load it as ``name``. Raises AdapterMismatch, BackendError."""
-        verify_adapter(folder, sha256)
-        status, body = self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(folder)})
+        """Copy ``folder`` into staging, verify the copy against ``sha256``, load the copy as ``name``.
+
+        Raises AdapterMismatch (nothing was loaded), BackendError.
+        """
+        staged = self.stage(folder, sha256)
+        status, body = self._post("/v1/load_lora_adapter", self.load_body(name, staged, sha256))
         if status != 200:
             raise BackendError(f"the {self.kind} server refused adapter {name!r} ({status}): {body[:300]}")
+
+    def load_body(self, name: str, staged: Path, sha256: str) -> dict[str, object]:
+        return {"lora_name": name, "lora_path": str(staged)}
+
+    def stage(self, folder: Path, sha256: str) -> Path:
+        """The verified private copy of ``folder``, named by its sha256. ``folder`` itself is always copied and
+        checked (a folder whose bytes differ is refused even when a good copy of that sha256 is staged)."""
+        import shutil
+        import tempfile
+
+        if not all(c in "0123456789abcdef" for c in sha256) or len(sha256) != 64:
+            raise AdapterMismatch("the registry's sha256 is not a sha256 hex digest")
+        dest = self.staging / sha256
+        self.staging.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.staging))
+        try:
+            if not folder.is_dir():
+                raise AdapterMismatch("the adapter folder is missing; fetch the artifact again")
+            copy = tmp / "adapter"
+            shutil.copytree(folder, copy, symlinks=False)
+            verify_adapter(copy, sha256)
+            if dest.is_dir():  # staged before (and perhaps loaded from): keep that copy, checked again
+                verify_adapter(dest, sha256)
+            else:
+                copy.rename(dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return dest
 
     def unload_adapter(self, name: str) -> None:
         status, body = self._post("/v1/unload_lora_adapter", {"lora_name": name})
@@ -183,7 +219,10 @@ class TransformersBackend(HttpBackendProcess):
         return [sys.executable, "-m", "services.deploy.inference_server", "--model-dir", str(self.model_dir),
                 "--served-model-name", self.served_name, "--port", str(self.port), "--max-batch", str(self.max_batch),
                 "--threads", str(self.threads), "--max-model-len", str(self.max_model_len),
-                "--parent-pid", str(os.getpid())]
+                "--parent-pid", str(os.getpid()), "--adapters-root", str(self.staging.resolve())]
+
+    def load_body(self, name: str, staged: Path, sha256: str) -> dict[str, object]:
+        return {"lora_name": name, "lora_path": str(staged.resolve()), "sha256": sha256}  # the server checks again
 
     def environment(self) -> dict[str, str]:
         return {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -229,15 +268,17 @@ class VllmBackend(HttpBackendProcess):
 
     def load_adapter(self, name: str, folder: Path, sha256: str) -> None:
         """As for any backend; an adapter of a rank above ``max_lora_rank`` is refused here (vLLM answers 500)."""
-        verify_adapter(folder, sha256)
+        staged = self.stage(folder, sha256)
         try:
-            rank = int(json.loads((folder / "adapter_config.json").read_text()).get("r", 0))
+            rank = int(json.loads((staged / "adapter_config.json").read_text()).get("r", 0))
         except (OSError, ValueError, TypeError, AttributeError):
             raise AdapterMismatch("the adapter's adapter_config.json is not readable JSON with an integer r") from None
         if rank > self.max_lora_rank:
             raise BackendError(f"adapter {name!r} has LoRA rank {rank}; this pool serves ranks up to "
                                f"{self.max_lora_rank} (max_lora_rank)")
-        super().load_adapter(name, folder, sha256)
+        status, body = self._post("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(staged.resolve())})
+        if status != 200:
+            raise BackendError(f"the vllm server refused adapter {name!r} ({status})")  # its words name paths
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}

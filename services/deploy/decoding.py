@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import queue
 import threading
 import time
@@ -252,18 +253,36 @@ class DecodeEngine:
             control.done.set()
 
     def _load(self, name: str, path: Path) -> None:
+        """Load an adapter; if that fails, take out whatever the attempt added (PEFT inserts LoRA layers into
+        the model before it reads the weights), so the base and the other adapters answer as before."""
         if name in self.adapters:
             raise AdapterError(f"an adapter named {name!r} is already loaded; unload it first")
         if not (path / "adapter_config.json").is_file():
             raise AdapterError(f"adapter {name!r}: the folder has no adapter_config.json (not a PEFT adapter)")
-        from peft import PeftModel
+        from peft import PeftConfig, PeftModel
 
-        if self._peft is None:
-            self._peft = PeftModel.from_pretrained(self.model, str(path), adapter_name=name, is_trainable=False)
-        else:
+        config = PeftConfig.from_pretrained(str(path))
+        first = self._peft is None
+        try:
+            if first:
+                self._peft = PeftModel(self.model, config, adapter_name=name)
             self._peft.load_adapter(str(path), adapter_name=name, is_trainable=False)
+        except Exception:
+            self._undo_load(name, first)
+            raise
         self._peft.eval()
         self.adapters[name] = path
+
+    def _undo_load(self, name: str, first: bool) -> None:
+        try:
+            if first and self._peft is not None:
+                self.model = self._peft.unload()
+                self._peft = None
+            elif self._peft is not None and name in getattr(self._peft, "peft_config", {}):
+                self._peft.delete_adapter(name)
+        except Exception:  # noqa: BLE001 - the model may hold a half-added adapter: stop serving from it
+            log.exception("could not take a failed adapter load out of the model; the engine stops")
+            self.alive = False
 
     def _unload(self, name: str) -> None:
         if name not in self.adapters:
@@ -304,10 +323,12 @@ class DecodeEngine:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         steps = max(r.max_tokens for r in batch)
         with self._adapter(batch[0].adapter) as model:
-            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+            out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                        logits_to_keep=1)  # never [batch, prompt, vocabulary] logits for a long prompt
             for _ in range(steps):
                 logits = out.logits[:, -1, :].float()
-                chosen = [_choose(logits[row], r.temperature, generators[row]) for row, r in enumerate(batch)]
+                chosen = [_choose(logits[row], r.temperature, generators[row]) if not ended[row] else self.pad_id
+                          for row, r in enumerate(batch)]
                 for row, request in enumerate(batch):
                     if ended[row]:
                         continue
@@ -352,7 +373,7 @@ def _cache_of(out: Any) -> dict[str, Any]:
 
 
 def _generator(request: Request) -> torch.Generator | None:
-    if request.temperature <= 0:
+    if request.temperature < MIN_TEMPERATURE:
         return None
     generator = torch.Generator()
     if request.seed is not None:
@@ -362,8 +383,13 @@ def _generator(request: Request) -> torch.Generator | None:
     return generator
 
 
+MIN_TEMPERATURE = 1e-5  # below: greedy (as vLLM does); dividing by it would overflow the logits
+
+
 def _choose(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> int:
-    if temperature <= 0 or generator is None:
+    if temperature < MIN_TEMPERATURE or generator is None:
         return int(torch.argmax(logits))
-    probs = torch.softmax(logits.cpu() / temperature, dim=-1)
+    probs = torch.softmax(logits.cpu().double() / temperature, dim=-1)
+    if not bool(torch.isfinite(probs).all()):  # non-finite logits: greedy rather than failing the whole batch
+        return int(torch.argmax(torch.nan_to_num(logits.cpu(), nan=-math.inf)))
     return int(torch.multinomial(probs, 1, generator=generator))

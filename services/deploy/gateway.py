@@ -43,6 +43,7 @@ from services.deploy.traffic_gates import Breach, TrafficGates, watch_after_flip
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 4 << 20
 PASSED_HEADERS = {"content-type", "cache-control"}
+SHADOW_CONCURRENCY = 32
 ENGINE_ERRORS = {400: "the request was refused by the model server: check its parameters",
                  404: "the model is not served by this deployment",
                  413: "the request is too large",
@@ -78,6 +79,7 @@ class FlipResult:
     routing: Routing
     drained: bool                  # every request of the old pool finished within the drain time
     seconds_to_drain: float        # from the new config in force to the old pool's last request ending
+    inflight_at_flip: int = 0      # the old pool's requests still running when the new config took effect
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,10 @@ class Gateway:
         self._next_url = itertools.count()
         self._client: httpx.AsyncClient | None = None
         self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._shadow_slots = asyncio.Semaphore(SHADOW_CONCURRENCY)
+        self._shadow_client: httpx.AsyncClient | None = None
+        self.shadow_stats: dict[str, PoolStats] = {}   # kept apart: shadow copies never count in a pool's gates
+        self.shadow_dropped = 0
         self.on_start: list[Callable[[], Awaitable[None]]] = []
         self.app = Starlette(routes=[
             Route("/health", self.health, methods=["GET"]),
@@ -142,9 +148,18 @@ class Gateway:
                                              limits=httpx.Limits(max_connections=1024, max_keepalive_connections=256))
         return self._client
 
+    @property
+    def shadow_client(self) -> httpx.AsyncClient:
+        """Shadow copies have their own connections: a slow candidate cannot take live traffic's."""
+        if self._shadow_client is None:
+            self._shadow_client = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout, connect=5.0),
+                                                    limits=httpx.Limits(max_connections=SHADOW_CONCURRENCY))
+        return self._shadow_client
+
     async def _close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        for client in (self._client, self._shadow_client):
+            if client is not None:
+                await client.aclose()
 
     async def health(self, _request: HttpRequest) -> Response:
         return JSONResponse({"status": "ok", "routing_version": self.table.current().version})
@@ -153,66 +168,88 @@ class Gateway:
 
     async def chat_completions(self, request: HttpRequest) -> Response:
         started, at = time.monotonic(), time.time()
-        request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+        request_id = uuid.uuid4().hex  # the gateway's own: a client cannot choose or collide with another's
         raw = await request.body()
-        body = _json_object(raw)
-        if body is None:
+        if _json_object(raw) is None:
             return _error(400, "the request body must be a JSON object of at most 4 MiB", "invalid_json")
         try:  # what privtune serves, checked here whatever engine answers (vLLM accepts any role, for one)
-            api.parse_chat_request(raw)
+            chat = api.parse_chat_request(raw)
         except api.ApiError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
-        sticky = str(body.get("user") or request.headers.get("x-session-id") or
-                     (request.client.host if request.client else ""))
+        sticky = chat.user or request.headers.get("x-session-id") or (request.client.host if request.client else "")
         routing = self.table.current()
         pool, shadow = route(routing, sticky)
-        upstream = {**body, "model": pool.model}
         headers = {"x-privtune-model-version": pool.model_version_id, "x-privtune-pool": pool.name,
                    "x-privtune-request-id": request_id, "x-privtune-routing-version": str(routing.version)}
+        try:  # only the fields privtune serves travel on (no engine-specific knobs from clients)
+            upstream = _upstream_body(chat, pool.model)
+        except ValueError:
+            return _error(400, "the request holds numbers that are not finite", "invalid_value", headers)
         if shadow is not None:
-            self._mirror(shadow, {**body, "model": shadow.model, "stream": False}, request_id)
+            self._mirror(shadow, _upstream_body(chat, shadow.model, stream=False), request_id)
+        stream = chat.stream
+        finished = False
         self.inflight[pool.name] = self.inflight.get(pool.name, 0) + 1
-        stream = bool(body.get("stream"))
 
         def finish(status: int) -> None:
+            nonlocal finished
+            if finished:
+                return
+            finished = True
             self.inflight[pool.name] -= 1
             seconds = time.monotonic() - started
-            self.stats.setdefault(pool.name, PoolStats()).add(status < 500, seconds)
+            # failures of the pool: 5xx, a stream it cut (599), and 404/429 (the gateway names the model, so a 404
+            # means the pool lost it); a client's own 4xx and a client gone (499) are not the model's fault
+            self.stats.setdefault(pool.name, PoolStats()).add(status < 500 and status not in (404, 429), seconds)
             self.on_access(AccessRecord(request_id, at, pool.name, pool.model_version_id, routing.version, status,
                                         seconds, stream))
 
-        url = self._url(pool) + "/v1/chat/completions"
         try:
-            upstream_request = self.client.build_request("POST", url, json=upstream)
-            response = await self.client.send(upstream_request, stream=True)
-        except httpx.HTTPError as exc:
-            finish(502)
-            log.warning("pool %s did not answer: %s", pool.name, type(exc).__name__)
-            return _error(502, f"the serving pool did not answer ({type(exc).__name__}); retry", "upstream_unavailable",
-                          headers)
-        passed = {k: v for k, v in response.headers.items() if k.lower() in PASSED_HEADERS}
-        if not stream or response.status_code != 200:
+            url = self._url(pool) + "/v1/chat/completions"
             try:
-                content = await response.aread()
-            except httpx.HTTPError:
+                response = await self.client.send(self.client.build_request(
+                    "POST", url, content=upstream, headers={"content-type": "application/json"}), stream=True)
+            except httpx.HTTPError as exc:
                 finish(502)
-                return _error(502, "the serving pool broke off its answer; retry", "upstream_broken", headers)
-            finally:
-                await response.aclose()
-            finish(response.status_code)
-            if response.status_code != 200:  # never the engine's own words: they can hold paths, model lists, input
-                return _upstream_error(response.status_code, content, headers)
-            return Response(content, status_code=response.status_code, headers={**passed, **headers})
-        return StreamingResponse(self._relay(response, finish), status_code=200, headers={**passed, **headers})
+                log.warning("pool %s did not answer: %s", pool.name, type(exc).__name__)
+                return _error(502, f"the serving pool did not answer ({type(exc).__name__}); retry",
+                              "upstream_unavailable", headers)
+            passed = {k: v for k, v in response.headers.items() if k.lower() in PASSED_HEADERS}
+            if not stream or response.status_code != 200:
+                try:
+                    content = await response.aread()
+                except httpx.HTTPError:
+                    finish(502)
+                    return _error(502, "the serving pool broke off its answer; retry", "upstream_broken", headers)
+                finally:
+                    await response.aclose()
+                finish(response.status_code)
+                if response.status_code != 200:  # never the engine's words: they can hold paths, model lists, input
+                    return _upstream_error(response.status_code, content, headers)
+                return Response(content, status_code=200, headers={**passed, **headers})
+            return StreamingResponse(self._relay(response, finish), status_code=200, headers={**passed, **headers})
+        except BaseException:  # cancelled, or anything unforeseen: the request is over, whatever happened
+            finish(499)
+            raise
 
     async def _relay(self, response: httpx.Response, finish: Callable[[int], None]) -> AsyncIterator[bytes]:
+        """The engine's stream, chunk by chunk; an error event inside it is counted and told in the gateway's words."""
         status = 599
         try:
             async for chunk in response.aiter_raw():
+                if b'data: {"error"' in chunk:
+                    status = 598
+                    yield api.sse({"error": {"message": "the model server failed while answering; retry",
+                                             "type": "server_error", "param": None, "code": "upstream_error"}})
+                    yield api.sse("[DONE]")
+                    return
                 yield chunk
             status = 200
         except httpx.HTTPError:
             log.warning("a stream from the serving pool broke off")
+        except (GeneratorExit, asyncio.CancelledError):
+            status = 499  # the client went away: not the pool's failure
+            raise
         finally:
             await response.aclose()
             finish(status)
@@ -220,20 +257,31 @@ class Gateway:
     def _url(self, pool: Pool) -> str:
         return pool.urls[next(self._next_url) % len(pool.urls)]
 
-    def _mirror(self, pool: Pool, body: dict[str, Any], request_id: str) -> None:
+    def _mirror(self, pool: Pool, body: bytes, request_id: str) -> None:
+        """Send a copy to the shadow pool in the background, if fewer than ``SHADOW_CONCURRENCY`` copies are
+        running (otherwise the copy is dropped: shadowing never slows live traffic down)."""
+        if self._shadow_slots.locked():
+            self.shadow_dropped += 1
+            return
+
         async def shadow() -> None:
-            started = time.monotonic()
-            answer, status = "", 0
-            try:
-                response = await self.client.post(self._url(pool) + "/v1/chat/completions", json=body)
-                status = response.status_code
-                if status == 200:
-                    answer = response.json()["choices"][0]["message"]["content"]
-            except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
-                status = status or 502
-            self.stats.setdefault(pool.name, PoolStats()).add(status == 200, time.monotonic() - started)
-            self.on_shadow(ShadowRecord(request_id, pool.name, pool.model_version_id, status,
-                                        time.monotonic() - started, answer))
+            async with self._shadow_slots:
+                started = time.monotonic()
+                answer, status = "", 0
+                try:
+                    response = await self.shadow_client.post(self._url(pool) + "/v1/chat/completions", content=body,
+                                                             headers={"content-type": "application/json"})
+                    status = response.status_code
+                    if status == 200:
+                        answer = response.json()["choices"][0]["message"]["content"]
+                except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+                    status = status or 502
+                self.shadow_stats.setdefault(pool.name, PoolStats()).add(status == 200, time.monotonic() - started)
+                try:
+                    self.on_shadow(ShadowRecord(request_id, pool.name, pool.model_version_id, status,
+                                                time.monotonic() - started, answer))
+                except Exception:  # noqa: BLE001 - a recorder's failure must not surface as an unretrieved task error
+                    log.exception("recording a shadow answer failed")
 
         task = asyncio.get_running_loop().create_task(shadow())
         self._shadow_tasks.add(task)
@@ -278,21 +326,38 @@ class Gateway:
 
         async def roll_back(breaches: list[Breach]) -> None:
             reason = "; ".join(b.describe() for b in breaches)
-            done = True
+            done, error = False, ""
+            for attempt in range(5):  # a health check of the previous pool can fail once; try again a few times
+                try:
+                    await self.rollback(installed.version, by="gateway", reason=f"automatic rollback: {reason}",
+                                        drain_seconds=0)
+                    done = True
+                    break
+                except StaleRouting as exc:  # someone else moved traffic since: theirs stands
+                    error = str(exc)
+                    break
+                except PoolUnhealthy as exc:
+                    error = str(exc)
+                    await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt))
+            if not done:
+                reason = f"{reason}; the rollback itself failed: {error}"
+                log.error("automatic rollback from %s failed: %s", pool, error)
             try:
-                await self.rollback(installed.version, by="gateway", reason=f"automatic rollback: {reason}")
-            except (StaleRouting, PoolUnhealthy) as exc:
-                done = False
-                reason = f"{reason}; the rollback itself failed: {exc}"
-                log.error("automatic rollback from %s failed: %s", pool, exc)
-            self.on_rollback(AutomaticRollback(pool, installed.previous, installed.version,
-                                               tuple(b.gate for b in breaches), reason, done))
+                self.on_rollback(AutomaticRollback(pool, installed.previous, installed.version,
+                                                   tuple(b.gate for b in breaches), reason, done))
+            except Exception:  # noqa: BLE001 - the rollback happened; a failing recorder must not hide that
+                log.exception("recording an automatic rollback failed")
 
         task = asyncio.get_running_loop().create_task(watch_after_flip(
             lambda start: self.stats.setdefault(pool, PoolStats()).since(start), gates, roll_back,
             watch_seconds=watch_seconds, still_current=lambda: self.table.current().version == installed.version))
         self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
+        task.add_done_callback(self._watcher_done)
+
+    def _watcher_done(self, task: asyncio.Task[Any]) -> None:
+        self._watchers.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # never quietly: a dead watcher guards nothing
+            log.error("the traffic-gate watcher failed", exc_info=task.exception())
 
     async def rollback(self, expected_version: int, *, drain_seconds: float = 30.0, by: str = "",
                        reason: str = "") -> FlipResult:
@@ -312,10 +377,11 @@ class Gateway:
 
     async def _drain(self, old: str, installed: Routing, drain_seconds: float) -> FlipResult:
         started = time.monotonic()
+        running = self.inflight.get(old, 0) if old else 0
         while old and self.inflight.get(old, 0) > 0 and time.monotonic() - started < drain_seconds:
             await asyncio.sleep(0.01)
         drained = not old or self.inflight.get(old, 0) == 0
-        return FlipResult(installed, drained, time.monotonic() - started)
+        return FlipResult(installed, drained, time.monotonic() - started, running)
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:
@@ -326,6 +392,17 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return body if isinstance(body, dict) else None
+
+
+def _upstream_body(chat: api.ChatCompletionRequest, model: str, stream: bool | None = None) -> bytes:
+    """The request as the engine gets it: privtune's fields only. Raises ValueError for a non-finite number."""
+    body: dict[str, Any] = {"model": model, "messages": chat.chat(), "temperature": chat.temperature,
+                            "max_tokens": chat.token_limit, "stream": chat.stream if stream is None else stream}
+    if chat.seed is not None:
+        body["seed"] = chat.seed
+    if body["stream"] and chat.stream_options is not None:
+        body["stream_options"] = {"include_usage": chat.stream_options.include_usage}
+    return json.dumps(body, allow_nan=False, ensure_ascii=False).encode()
 
 
 def _upstream_error(status: int, content: bytes, headers: dict[str, str]) -> Response:
@@ -384,6 +461,7 @@ class RunningGateway:
             self._ready.set()
 
         self.gateway.on_start.append(started)
+        self.socket.listen(2048)  # connections queue from now on, even before the server's loop accepts them
         self._server = uvicorn.Server(uvicorn.Config(self.gateway.app, log_level="warning", lifespan="on",
                                                      timeout_graceful_shutdown=30, backlog=2048))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self.socket]}, daemon=True,

@@ -6,9 +6,11 @@ It speaks the surface the vLLM backend speaks, so the gateway and the contract t
 alike: ``POST /v1/chat/completions`` (JSON, or server-sent events with ``stream``; a usage chunk
 with ``stream_options.include_usage``; ``data: [DONE]`` at the end), ``GET /v1/models`` (the base
 and each loaded adapter), ``GET /health`` (200 while the engine runs), and vLLM's runtime adapter
-endpoints ``POST /v1/load_lora_adapter`` (``lora_name``, ``lora_path``; privtune's ``sha256``,
-optional here, is the adapter folder's manifest hash and is checked before anything loads) and
-``POST /v1/unload_lora_adapter`` (``lora_name``). A request names the base by its served name or
+endpoints ``POST /v1/load_lora_adapter`` (``lora_name``, ``lora_path``, and privtune's required
+``sha256``: the adapter folder's manifest hash, checked before anything loads; with
+``--adapters-root`` the folder must lie inside it) and ``POST /v1/unload_lora_adapter``
+(``lora_name``). Those two change what every caller gets: the server binds 127.0.0.1 unless told
+otherwise, and in a cluster only the pool manager may reach them (NetworkPolicy). A request names the base by its served name or
 an adapter by its name. Generation is batched (services/deploy/decoding.py).
 
 It binds 127.0.0.1 unless told otherwise and, with ``--parent-pid``, exits when that process is
@@ -42,8 +44,10 @@ MAX_PENDING = 1024
 class InferenceApp:
     """The HTTP surface over a running :class:`DecodeEngine`."""
 
-    def __init__(self, engine: DecodeEngine, served_name: str, max_model_len: int) -> None:
+    def __init__(self, engine: DecodeEngine, served_name: str, max_model_len: int,
+                 adapters_root: Path | None = None) -> None:
         self.engine = engine
+        self.adapters_root = adapters_root.resolve() if adapters_root is not None else None
         self.tokenizer = engine.tokenizer
         self.served_name = served_name
         self.max_model_len = max_model_len
@@ -62,7 +66,7 @@ class InferenceApp:
         return JSONResponse(exc.body(), status_code=exc.status)
 
     async def health(self, _request: HttpRequest) -> Response:
-        if not self.engine.alive:
+        if not self.engine.alive:  # stopped, or a failed adapter load could not be taken out of the model
             return JSONResponse({"status": "engine stopped"}, status_code=503)
         return PlainTextResponse("")
 
@@ -79,11 +83,15 @@ class InferenceApp:
         if not isinstance(name, str) or not name or len(name) > 256 or name == self.served_name:
             raise api.ApiError(400, "lora_name must be a non-empty name (at most 256 characters) other than the "
                                     "base model's", param="lora_name")
-        if not isinstance(path, str) or not path:
-            raise api.ApiError(400, "lora_path must name the adapter's folder", param="lora_path")
-        folder = Path(path)
-        if sha256 is not None:
-            await asyncio.to_thread(_verify_folder, folder, sha256)
+        if not isinstance(path, str) or not path or not Path(path).is_absolute():
+            raise api.ApiError(400, "lora_path must be the absolute path of the adapter's folder", param="lora_path")
+        if not isinstance(sha256, str) or len(sha256) != 64:
+            raise api.ApiError(400, "sha256 (the adapter's manifest sha256 from the registry) is required",
+                               param="sha256")
+        folder = Path(path).resolve()
+        if self.adapters_root is not None and not folder.is_relative_to(self.adapters_root):
+            raise api.ApiError(400, "lora_path must lie inside this server's adapters folder", param="lora_path")
+        await asyncio.to_thread(_verify_folder, folder, sha256)
         try:
             await asyncio.to_thread(self.engine.load_adapter, name, folder)
         except AdapterError as exc:
@@ -111,7 +119,7 @@ class InferenceApp:
         if adapter and adapter not in self.engine.adapters:
             raise api.ApiError(404, f"The model `{chat.model[:256]}` does not exist.", type_="NotFoundError",
                                param="model", code="model_not_found")
-        prompt = self._prompt_ids(chat)
+        prompt = await asyncio.to_thread(self._prompt_ids, chat)  # long prompts: off the event loop
         if len(prompt) >= self.max_model_len:
             raise api.ApiError(400, f"the prompt is {len(prompt):,} tokens; this model's context is "
                                     f"{self.max_model_len:,}", param="messages", code="context_length_exceeded")
@@ -131,7 +139,13 @@ class InferenceApp:
         try:
             parts: list[str] = []
             while True:
-                event = await events.get()
+                try:
+                    event = await asyncio.wait_for(events.get(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():  # nobody waits for the answer: stop generating it
+                        job.cancel()
+                        return Response(status_code=499)
+                    continue
                 parts.append(event.delta)
                 if event.done:
                     break
@@ -192,13 +206,9 @@ async def _json_object(request: HttpRequest) -> dict[str, Any]:
 def _verify_folder(folder: Path, sha256: str) -> None:
     from services.common.hashing import folder_files, manifest_sha256
 
-    if not folder.is_dir():
-        raise api.ApiError(400, "lora_path is not a folder this server can read", param="lora_path",
-                           code="adapter_not_found")
-    actual = manifest_sha256(folder_files(folder))
-    if actual != sha256:
-        raise api.ApiError(400, f"the adapter's files hash to {actual[:16]}..., not the registry's {sha256[:16]}...; "
-                                "it was changed or only partly copied: refusing to load it", param="sha256",
+    if not (folder / "adapter_config.json").is_file() or manifest_sha256(folder_files(folder)) != sha256:
+        raise api.ApiError(400, "lora_path does not hold an adapter whose files hash to sha256; it was changed, "
+                                "only partly copied, or is not the registry's: refusing to load it", param="sha256",
                            code="adapter_sha256_mismatch")
 
 
@@ -237,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-model-len", type=int, default=0, help="default: the model's context length")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own)")
     parser.add_argument("--parent-pid", type=int, default=0, help="exit when this process is gone")
+    parser.add_argument("--adapters-root", type=Path, default=None, help="adapters may only be loaded from here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.parent_pid:
@@ -244,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     engine, context = load_engine(args.model_dir, max_batch=args.max_batch, threads=args.threads or None)
-    server = InferenceApp(engine, args.served_model_name, min(args.max_model_len or context, context))
+    server = InferenceApp(engine, args.served_model_name, min(args.max_model_len or context, context),
+                          adapters_root=args.adapters_root)
     uvicorn.run(server.app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=30)
     engine.stop()
     return 0

@@ -39,6 +39,8 @@ class PoolSpec:
     cpu: str = "2"
     memory: str = "8Gi"
     models_claim: str = "privtune-models"  # PersistentVolumeClaim of the model store
+    max_lora_rank: int = 16
+    max_loras: int = 4
     max_model_len: int = 4096
     namespace: str = "privtune"
     extra_labels: dict[str, str] = field(default_factory=dict)
@@ -54,8 +56,15 @@ class GatewaySpec:
 
 
 def _labels(spec: PoolSpec) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "privtune-inference", "app.kubernetes.io/component": "inference-pool",
-            "privtune.dev/pool": spec.name, "privtune.dev/deployment": spec.deployment_id, **spec.extra_labels}
+    """The pool's labels; ``extra_labels`` may add labels but never replace the ones selectors use."""
+    own = {"app.kubernetes.io/name": "privtune-inference", "app.kubernetes.io/component": "inference-pool",
+           "privtune.dev/pool": spec.name, "privtune.dev/deployment": spec.deployment_id}
+    for key in spec.extra_labels:
+        name = key.rsplit("/", 1)[-1]
+        if key in own or not is_dns1123_label(name.lower()) or len(key) > 253:
+            raise ManifestError("Deployment", spec.name, f"metadata.labels.{key}",
+                                "extra labels may not replace privtune's own, and keys must be label keys")
+    return {**spec.extra_labels, **own}
 
 
 def _security() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -67,16 +76,21 @@ def _security() -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _server_args(spec: PoolSpec) -> tuple[list[str], list[dict[str, str]]]:
     model = f"{MODELS_MOUNT}/{spec.base_model_id}"
+    # the root filesystem is read-only: every cache goes to /tmp (an emptyDir)
+    env = [{"name": "HOME", "value": "/tmp"}, {"name": "XDG_CACHE_HOME", "value": "/tmp/cache"},
+           {"name": "HF_HOME", "value": "/tmp/hf"}, {"name": "HF_HUB_OFFLINE", "value": "1"}]
     if spec.backend == "vllm":
         args = ["python", "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name",
                 spec.served_name, "--host", "0.0.0.0", "--port", str(PORT), "--max-model-len", str(spec.max_model_len),
-                "--enable-lora"]
-        env = [{"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"},
-               {"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "VLLM_NO_USAGE_STATS", "value": "1"}]
+                "--enable-lora", "--max-lora-rank", str(spec.max_lora_rank), "--max-loras", str(spec.max_loras),
+                "--shutdown-timeout", "30"]
+        env += [{"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"},
+                {"name": "VLLM_CACHE_ROOT", "value": "/tmp/vllm"}, {"name": "VLLM_NO_USAGE_STATS", "value": "1"}]
     else:
+        threads = max(1, int(float(spec.cpu.rstrip("m")) / (1000 if spec.cpu.endswith("m") else 1)))
         args = ["python", "-m", "services.deploy.inference_server", "--model-dir", model, "--served-model-name",
-                spec.served_name, "--host", "0.0.0.0", "--port", str(PORT), "--max-model-len", str(spec.max_model_len)]
-        env = [{"name": "HF_HUB_OFFLINE", "value": "1"}]
+                spec.served_name, "--host", "0.0.0.0", "--port", str(PORT), "--max-model-len", str(spec.max_model_len),
+                "--threads", str(threads), "--adapters-root", ADAPTERS_MOUNT]
     return args, env
 
 
@@ -108,7 +122,8 @@ def render_pool(spec: PoolSpec, kubernetes_version: str = DEFAULT_KUBERNETES_VER
         "resources": resources, "securityContext": container_security,
         "volumeMounts": [{"name": "models", "mountPath": MODELS_MOUNT, "readOnly": True},
                          {"name": "adapters", "mountPath": ADAPTERS_MOUNT},
-                         {"name": "tmp", "mountPath": "/tmp"}],
+                         {"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "shm", "mountPath": "/dev/shm"}],
     }
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -125,7 +140,8 @@ def render_pool(spec: PoolSpec, kubernetes_version: str = DEFAULT_KUBERNETES_VER
                          "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": spec.models_claim,
                                                                                   "readOnly": True}},
                                      {"name": "adapters", "emptyDir": {"sizeLimit": "20Gi"}},
-                                     {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}]},
+                                     {"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}},
+                                     {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}]},
             },
         },
     }
@@ -135,7 +151,18 @@ def render_pool(spec: PoolSpec, kubernetes_version: str = DEFAULT_KUBERNETES_VER
         "spec": {"type": "ClusterIP", "selector": {"privtune.dev/pool": spec.name},
                  "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}]},
     }
-    manifests = [deployment, service]
+    # the adapter endpoints change what every caller gets and have no authentication of their own: only the
+    # gateway and the deployment service (the pool manager) may reach a pool
+    policy = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels},
+        "spec": {"podSelector": {"matchLabels": {"privtune.dev/pool": spec.name}}, "policyTypes": ["Ingress"],
+                 "ingress": [{"from": [{"podSelector": {"matchExpressions": [{
+                     "key": "app.kubernetes.io/name", "operator": "In",
+                     "values": ["privtune-gateway", "privtune-deploy"]}]}}],
+                     "ports": [{"port": PORT, "protocol": "TCP"}]}]},
+    }
+    manifests = [deployment, service, policy]
     validate_builtin_manifests(manifests, kubernetes_version)
     return manifests
 

@@ -56,6 +56,7 @@ class Routing:
     previous: str = ""             # the pool that was active before the last flip (where a rollback goes)
     changed_by: str = ""
     reason: str = ""
+    salt: str = ""                 # canary buckets hash salt + key: each deployment's canary draws other users
     meta: dict[str, str] = field(default_factory=dict)
 
     def check(self) -> Routing:
@@ -74,16 +75,16 @@ class Routing:
         return self
 
 
-def bucket(sticky_key: str) -> float:
-    """A number in [0, 1) fixed for ``sticky_key``."""
-    digest = hashlib.sha256(sticky_key.encode("utf-8")).digest()
+def bucket(sticky_key: str, salt: str = "") -> float:
+    """A number in [0, 1) fixed for ``sticky_key`` (and ``salt``)."""
+    digest = hashlib.sha256(f"{salt}\x00{sticky_key}".encode("utf-8") if salt else sticky_key.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def route(routing: Routing, sticky_key: str) -> tuple[Pool, Pool | None]:
     """(the pool that answers, the pool a copy is mirrored to or None)."""
     active = routing.pools[routing.active]
-    if routing.strategy == "canary" and bucket(sticky_key) < routing.canary_weight:
+    if routing.strategy == "canary" and bucket(sticky_key, routing.salt) < routing.canary_weight:
         return routing.pools[routing.candidate], None
     if routing.strategy == "shadow":
         return active, routing.pools[routing.candidate]

@@ -136,9 +136,11 @@ def test_flip_and_rollback_under_load_fail_no_request_and_cut_no_stream(gateway:
         _wait_for(load, 100)
         flip = running.call(running.gateway.flip("green", 1, drain_seconds=60, by="alice"))
         assert flip.routing.active == "green" and flip.routing.version == 2 and flip.drained
+        assert flip.inflight_at_flip > 0  # requests were running on blue when traffic moved, and finished there
         _wait_for(load, 150)
         back = running.call(running.gateway.rollback(2, drain_seconds=60, by="alice", reason="manual rollback"))
         assert back.routing.active == "blue" and back.routing.version == 3 and back.drained
+        assert back.inflight_at_flip > 0
         _wait_for(load, 100)
     assert load.failures == []
     assert all(status == 200 and complete for status, _, _, complete, _ in load.results), \
@@ -296,3 +298,33 @@ def test_invalid_requests_and_engine_errors_reach_the_client_in_the_gateways_wor
     assert response.headers["x-privtune-model-version"] == "desk/v1"
     garbage = httpx.post(running.url + "/v1/chat/completions", content=b"\xff not json", timeout=30)
     assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "invalid_json"
+
+
+def test_hostile_bodies_and_hang_ups_neither_leak_in_flight_counts_nor_count_against_the_pool(gateway: tuple) -> None:
+    """A body the gateway cannot forward, a string where a boolean goes, and clients that hang up mid-stream:
+    afterwards nothing is counted in flight (a flip drains at once) and no failure is held against the pool."""
+    import socket
+
+    running, access, _, _ = gateway
+    url = running.url + "/v1/chat/completions"
+    base = '{"model": "support-bot", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2'
+    for tail in (', "top_p": NaN}', ', "temperature": NaN}', ', "stream": "false"}', ', "n": 5}'):
+        response = httpx.post(url, content=(base + tail).encode(), timeout=30,
+                              headers={"content-type": "application/json"})
+        assert response.status_code in (200, 400), (tail, response.status_code)
+    for _ in range(5):  # read the status line of a stream, then hang up
+        with socket.create_connection((running.host, running.port), timeout=30) as raw:
+            body = (base + ', "stream": true, "max_tokens": 200}').encode()
+            raw.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            assert raw.recv(64).startswith(b"HTTP/1.1 200")
+    for _ in range(600):
+        if running.gateway.inflight.get("blue", 0) == 0:
+            break
+        threading.Event().wait(0.05)
+    assert running.gateway.inflight.get("blue", 0) == 0
+    outcomes = running.gateway.stats["blue"].since(0)
+    assert outcomes and all(ok for ok, _ in outcomes)
+    assert {r.status for r in access} <= {200, 499}
+    flip = running.call(running.gateway.flip("green", 1, drain_seconds=30))
+    assert flip.drained and flip.inflight_at_flip == 0

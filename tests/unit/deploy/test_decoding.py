@@ -92,3 +92,67 @@ def test_adapters_that_are_not_folders_of_a_peft_adapter_are_refused(engine: Dec
     with pytest.raises(AdapterError, match="no adapter named"):
         engine.unload_adapter("never-loaded")
     assert engine.adapters == {} and engine.alive
+
+
+def test_a_tiny_temperature_is_greedy_and_fails_nobody(engine: DecodeEngine) -> None:
+    sinks = []
+    for temperature in (1e-40, 0.0, 1e-300):
+        sink = Collector()
+        engine.submit(Request(prompt_ids=[5, 6, 7], adapter="", max_tokens=8, temperature=temperature, sink=sink,
+                              seed=1))
+        sinks.append(sink)
+    finals = [s.wait() for s in sinks]
+    assert all(f.finish_reason in ("stop", "length") for f in finals)
+    assert len({"".join(s.parts) for s in sinks}) == 1  # all greedy: the same answer
+
+
+def test_cancelling_inside_a_running_batch_stops_only_that_request(engine: DecodeEngine) -> None:
+    long_request, long_sink = None, Collector()
+
+    def cancel_after_first_token(event: Event) -> None:
+        long_sink(event)
+        if event.delta and long_request is not None:
+            long_request.cancel()
+
+    long_request = Request(prompt_ids=[5, 6, 7], adapter="", max_tokens=10_000, temperature=0.0,
+                           sink=cancel_after_first_token)
+    _, other = _submit(engine, [8, 9, 10], max_tokens=12)
+    engine.submit(long_request)
+    final = long_sink.wait()
+    assert final.finish_reason in ("cancelled", "stop") and final.completion_tokens < 10_000
+    assert other.wait().finish_reason in ("stop", "length")
+
+
+def test_a_failed_adapter_load_leaves_the_base_answering_as_before(engine: DecodeEngine,
+                                                                    tmp_path_factory: pytest.TempPathFactory) -> None:
+    import json
+    import shutil
+
+    from services.deploy.decoding import AdapterError
+    from tests.deploy_fixtures import trained_adapter
+
+    _, adapter, _ = trained_adapter(tmp_path_factory.mktemp("adapter"))
+    broken = tmp_path_factory.mktemp("broken") / "adapter"
+    shutil.copytree(adapter, broken)
+    config = json.loads((broken / "adapter_config.json").read_text())
+    config["r"] = int(config["r"]) * 2  # the weights no longer fit the layers PEFT inserts...
+    config["init_lora_weights"] = False  # ...which start random: left in place, they would change every answer
+    (broken / "adapter_config.json").write_text(json.dumps(config))
+
+    def base_answer() -> str:
+        _, sink = _submit(engine, [5, 6, 7, 8], max_tokens=12)
+        sink.wait()
+        return "".join(sink.parts)
+
+    before = base_answer()
+    with pytest.raises(AdapterError):
+        engine.load_adapter("broken", broken)
+    assert base_answer() == before and engine.adapters == {} and engine.alive
+    engine.load_adapter("good", adapter)  # a good adapter still loads after a failed one
+    try:
+        with pytest.raises(AdapterError):
+            engine.load_adapter("broken-2", broken)  # a failed second load leaves the first in place
+        assert set(engine.adapters) == {"good"} and base_answer() == before
+    finally:
+        engine.unload_adapter("good")
+    assert base_answer() == before

@@ -17,7 +17,7 @@ POOL = PoolSpec(name="support-bot-green", deployment_id="dep-1", model_version_i
 
 @pytest.mark.parametrize("backend", ["vllm", "transformers"])
 def test_a_pool_is_a_probed_deployment_and_a_service(backend: str) -> None:
-    deployment, service = render_pool(dataclasses.replace(POOL, backend=backend))
+    deployment, service, policy = render_pool(dataclasses.replace(POOL, backend=backend))
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] >= 600
@@ -30,6 +30,9 @@ def test_a_pool_is_a_probed_deployment_and_a_service(backend: str) -> None:
     assert ("vllm.entrypoints.openai.api_server" in container["command"]) == (backend == "vllm")
     assert container["resources"]["limits"].get("nvidia.com/gpu") == "1"
     assert "kind: Deployment" in dump_manifests([deployment, service])
+    admitted = policy["spec"]["ingress"][0]["from"][0]["podSelector"]["matchExpressions"][0]["values"]
+    assert set(admitted) == {"privtune-gateway", "privtune-deploy"}
+    assert {"name": "HF_HOME", "value": "/tmp/hf"} in container["env"]
 
 
 def test_the_gateway_validates() -> None:
@@ -46,10 +49,12 @@ def test_bad_pools_are_refused_naming_the_field() -> None:
         render_pool(dataclasses.replace(POOL, deployment_id="not a label!"))
     with pytest.raises(ManifestError, match="memory|quantity|resources"):
         render_pool(dataclasses.replace(POOL, memory="lots"))
+    with pytest.raises(ManifestError, match="replace privtune's own"):
+        render_pool(dataclasses.replace(POOL, extra_labels={"privtune.dev/pool": "other"}))
 
 
 def test_unknown_fields_are_errors_as_with_strict_field_validation() -> None:
-    deployment, _ = render_pool(POOL)
+    deployment, _, _ = render_pool(POOL)
     deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
     with pytest.raises(ManifestError, match="readinessProbes"):
         validate_builtin_manifests([deployment])
