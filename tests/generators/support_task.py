@@ -35,3 +35,41 @@ def support_tickets(n: int, seed: int = 0) -> list[dict[str, Any]]:
                                       rng.choice(CLOSERS)) if p)
         rows.append({"messages": [{"role": "user", "content": ticket}, {"role": "assistant", "content": reply}]})
     return rows
+
+
+# Public tickets: the same desk, other intents with other replies. A base pretrained on them learns the
+# byte-level language and the chat format (and words such as "online", "update", "settings" that the
+# private replies reuse) but not one private intent's keyword or its reply.
+PUBLIC_INTENTS: dict[str, tuple[tuple[str, ...], str]] = {
+    "refund": (("refund please", "money back", "charged twice"), "request a refund in the app"),
+    "app": (("app crashes", "app not loading", "app error"), "install the latest version"),
+    "lost": (("lost my wallet", "phone stolen", "wallet stolen"), "freeze everything now"),
+    "fee": (("why this fee", "monthly fee", "fee charged"), "see the fee table"),
+    "transfer": (("transfer failed", "payment pending", "wire missing"), "wait two working days"),
+    "pin": (("forgot pin", "pin blocked", "change pin"), "change it at any atm"),
+    "close": (("close account", "cancel account", "leave the bank"), "call us to close it"),
+    "savings": (("savings rate", "interest rate", "open savings"), "open a savings pot online"),
+    "email": (("change email", "new phone number", "update email"), "edit your contact details"),
+    "loan": (("need a loan", "loan options", "borrow money"), "apply on our website"),
+    "branch": (("branch hours", "nearest branch", "visit a branch"), "find a branch on the map"),
+    "cheque": (("deposit cheque", "cheque bounced", "pay in cheque"), "scan it with the camera"),
+}
+PUBLIC_OPENERS = ("hi", "hello", "hey", "good morning", "")
+PUBLIC_CLOSERS = ("thanks", "please", "cheers", "asap", "")
+
+
+def public_support_tickets(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``n`` chat examples of :data:`PUBLIC_INTENTS`, shaped like :func:`support_tickets`, deterministic for ``seed``.
+
+    The public corpus for pretraining a base before private fine-tuning: no intent, keyword or reply
+    of :data:`INTENTS`.
+    """
+    rng = random.Random(f"public:{seed}")
+    rows = []
+    names = sorted(PUBLIC_INTENTS)
+    for _ in range(n):
+        phrases, reply = PUBLIC_INTENTS[rng.choice(names)]
+        ticket = " ".join(p for p in (rng.choice(PUBLIC_OPENERS), rng.choice(phrases), str(rng.randint(10, 999)),
+                                      rng.choice(PUBLIC_CLOSERS)) if p)
+        rows.append({"messages": [{"role": "user", "content": ticket}, {"role": "assistant", "content": reply}]})
+    return rows
