@@ -61,6 +61,7 @@ def setup(model: str, work: Path) -> tuple[Path, Path, str, str]:
     from gpu_worker.job import run_job
     from gpu_worker.synthetic import write_dataset_version
     from services.common.storage import open_tenant_storage
+    from tests.deploy_fixtures import copy_artifact
     from tests.generators.support_task import support_tickets
     from tests.training_fixtures import TENANT, tiny_spec
 
@@ -72,13 +73,7 @@ def setup(model: str, work: Path) -> tuple[Path, Path, str, str]:
     done: list[dict] = []
     assert run_job(spec, models, str(work / "tenants"), work / "job",
                    lambda kind, payload: done.append(payload) if kind == "completed" else None) == 0
-    key = storage.key_for(done[0]["artifact_uri"]).rstrip("/")
-    adapter = work / "adapter"
-    for entry in storage.list(key + "/"):
-        target = adapter / entry.key[len(key) + 1:]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with storage.open(entry.key) as fh:
-            target.write_bytes(fh.read())
+    adapter = copy_artifact(storage, done[0]["artifact_uri"], work / "adapter")
     return models / SMOLLM2_ID, adapter, done[0]["artifact_sha256"], "smollm2"
 
 
@@ -216,6 +211,7 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--requests", type=int, default=64, help="requests per concurrency level (at least 2 a client)")
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; model {args.model}; backends "
           f"{args.backends}; concurrency {args.concurrency}; max_tokens {args.max_tokens}", flush=True)
@@ -231,7 +227,8 @@ def main() -> int:
                 print(f"{kind}: adapter load median {statistics.median(loads) * 1000:.0f} ms (max "
                       f"{max(loads) * 1000:.0f}), unload median {statistics.median(unloads) * 1000:.0f} ms", flush=True)
                 for clients in levels:
-                    tps, rps = throughput(backend.base_url, name, clients, args.max_tokens, max(2, 64 // clients))
+                    tps, rps = throughput(backend.base_url, name, clients, args.max_tokens,
+                                          max(2, args.requests // clients))
                     rows.append((kind, clients, tps, rps))
                     print(f"{kind}: {clients} clients: {tps:.1f} output tokens/s, {rps:.2f} requests/s", flush=True)
                 if kind == "transformers":

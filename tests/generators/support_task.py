@@ -26,13 +26,17 @@ CLOSERS = ("thanks", "please", "")
 
 def support_tickets(n: int, seed: int = 0) -> list[dict[str, Any]]:
     """``n`` chat examples (user ticket, assistant canned reply), deterministic for ``seed``."""
-    rng = random.Random(seed)
+    return _tickets(n, random.Random(seed), INTENTS, OPENERS, CLOSERS, 99)
+
+
+def _tickets(n: int, rng: random.Random, intents: dict[str, tuple[tuple[str, ...], str]], openers: tuple[str, ...],
+             closers: tuple[str, ...], highest: int) -> list[dict[str, Any]]:
     rows = []
-    names = sorted(INTENTS)
+    names = sorted(intents)
     for _ in range(n):
-        phrases, reply = INTENTS[rng.choice(names)]
-        ticket = " ".join(p for p in (rng.choice(OPENERS), rng.choice(phrases), str(rng.randint(10, 99)),
-                                      rng.choice(CLOSERS)) if p)
+        phrases, reply = intents[rng.choice(names)]
+        ticket = " ".join(p for p in (rng.choice(openers), rng.choice(phrases), str(rng.randint(10, highest)),
+                                      rng.choice(closers)) if p)
         rows.append({"messages": [{"role": "user", "content": ticket}, {"role": "assistant", "content": reply}]})
     return rows
 
@@ -64,12 +68,4 @@ def public_support_tickets(n: int, seed: int = 0) -> list[dict[str, Any]]:
     The public corpus for pretraining a base before private fine-tuning: no intent, keyword or reply
     of :data:`INTENTS`.
     """
-    rng = random.Random(f"public:{seed}")
-    rows = []
-    names = sorted(PUBLIC_INTENTS)
-    for _ in range(n):
-        phrases, reply = PUBLIC_INTENTS[rng.choice(names)]
-        ticket = " ".join(p for p in (rng.choice(PUBLIC_OPENERS), rng.choice(phrases), str(rng.randint(10, 999)),
-                                      rng.choice(PUBLIC_CLOSERS)) if p)
-        rows.append({"messages": [{"role": "user", "content": ticket}, {"role": "assistant", "content": reply}]})
-    return rows
+    return _tickets(n, random.Random(f"public:{seed}"), PUBLIC_INTENTS, PUBLIC_OPENERS, PUBLIC_CLOSERS, 999)
