@@ -15,8 +15,8 @@ Everything runs in one invocation on real HTTP, side by side:
 3. Adapter hot-load: load and unload the adapter over HTTP 5 times per backend (sha256 check
    included for the load, as the pool manager does it); median and max.
 4. Gateway overhead: 400 requests of one output token, alternating direct-to-engine and through the
-   gateway (services/deploy/gateway.py, in this process); p50 and p99 of each, and of the paired
-   difference (gateway minus the direct request just before it).
+   gateway (``python -m services.deploy.gateway`` in its own process, as deployed); p50 and p99 of each,
+   and of the paired difference (gateway minus the direct request just before it).
 5. Rollback under load: two transformers pools (blue: base, green: base + adapter), 50 closed-loop
    clients (half streaming) through the gateway; flip to green, then roll back; time from the rollback
    call to the new config in force, to the last request of green finishing (all traffic on blue),
@@ -122,29 +122,42 @@ def hot_load(backend: Any, adapter: Path, sha256: str, rounds: int = 5) -> tuple
     return loads, unloads
 
 
-def gateway_overhead(backend: Any, name: str, requests: int = 400) -> dict[str, float]:
-    from services.deploy.gateway import Gateway, RunningGateway
-    from services.deploy.routing import Pool, Routing, RoutingTable
+def gateway_overhead(backend: Any, name: str, logs: Path, requests: int = 400) -> dict[str, float]:
+    """The gateway in its own process (as deployed), called alternately with the engine directly."""
+    import subprocess
 
-    pool = Pool("blue", (backend.base_url,), name, "bench/v1")
-    running = RunningGateway(Gateway(RoutingTable(Routing(1, {"blue": pool}, "blue")))).start()
+    from services.deploy.backends import free_port
+
+    port = free_port()
+    gateway = subprocess.Popen([sys.executable, "-m", "services.deploy.gateway", "--url", backend.base_url, "--model",
+                                name, "--model-version", "bench/v1", "--port", str(port)],
+                               stdout=open(logs / "gateway.log", "ab"), stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    url = f"http://127.0.0.1:{port}"
     direct, through, paired = [], [], []
     body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 1, "temperature": 0}
     try:
         with httpx.Client(timeout=60) as http:
+            for _ in range(600):
+                try:
+                    if http.get(url + "/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
             for _ in range(20):  # warm both paths
                 http.post(backend.base_url + "/v1/chat/completions", json={**body, "model": name})
-                http.post(running.url + "/v1/chat/completions", json={**body, "model": "any"})
+                http.post(url + "/v1/chat/completions", json={**body, "model": "any"})
             for _ in range(requests // 2):
                 started = time.perf_counter()
                 http.post(backend.base_url + "/v1/chat/completions", json={**body, "model": name}).raise_for_status()
                 direct.append(time.perf_counter() - started)
                 started = time.perf_counter()
-                http.post(running.url + "/v1/chat/completions", json={**body, "model": "any"}).raise_for_status()
+                http.post(url + "/v1/chat/completions", json={**body, "model": "any"}).raise_for_status()
                 through.append(time.perf_counter() - started)
                 paired.append(through[-1] - direct[-1])
     finally:
-        running.stop()
+        gateway.terminate()
+        gateway.wait(timeout=30)
     return {"direct p50": percentile(direct, 0.5), "direct p99": percentile(direct, 0.99),
             "gateway p50": percentile(through, 0.5), "gateway p99": percentile(through, 0.99),
             "added p50": percentile(paired, 0.5), "added p99": percentile(paired, 0.99)}
@@ -232,7 +245,7 @@ def main() -> int:
                     rows.append((kind, clients, tps, rps))
                     print(f"{kind}: {clients} clients: {tps:.1f} output tokens/s, {rps:.2f} requests/s", flush=True)
                 if kind == "transformers":
-                    overhead = gateway_overhead(backend, name)
+                    overhead = gateway_overhead(backend, name, work / "logs")
                     print("gateway vs direct (ms): " + ", ".join(f"{k} {v * 1000:.2f}" for k, v in overhead.items()),
                           flush=True)
             finally:

@@ -480,3 +480,29 @@ class RunningGateway:
             self._server.should_exit = True
             self._thread.join(timeout=60)
         self.socket.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A gateway in its own process over one pool (benchmarks; the deployment service will own routing):
+
+        python -m services.deploy.gateway --url http://127.0.0.1:8001 --model NAME --model-version V --port 8080
+    """
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="privtune gateway over one pool")
+    parser.add_argument("--url", action="append", required=True, help="a serving process of the pool (repeatable)")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--model-version", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args(argv)
+    pool = Pool("blue", tuple(args.url), args.model, args.model_version)
+    gateway = Gateway(RoutingTable(Routing(1, {"blue": pool}, "blue")))
+    uvicorn.run(gateway.app, host=args.host, port=args.port, log_level="warning", backlog=2048)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
