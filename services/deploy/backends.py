@@ -239,6 +239,19 @@ def vllm_python() -> Path:
     return Path(out.stdout.strip().splitlines()[-1])
 
 
+def cpu_dtype(cpuinfo: str | None = None) -> str:
+    """bf16 only where the CPU computes it natively (AVX512_BF16 or AMX); float32 elsewhere. On an AVX2-only
+    CPU, vLLM's bf16 falls back to slow matrix multiplies: float32 gave 4.5x its output tokens/s at 16 clients
+    (SmolLM2, docs/benchmarks.md)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    flags = set(cpuinfo.split())
+    return "bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
+
+
 class VllmBackend(HttpBackendProcess):
     """vLLM's OpenAI-compatible server (its CPU build here, CUDA on a GPU machine) from its own venv, with
     runtime LoRA loading on."""
@@ -246,14 +259,14 @@ class VllmBackend(HttpBackendProcess):
     kind = "vllm"
 
     def __init__(self, model_dir: Path, served_name: str, log_path: Path, *, port: int = 0, max_model_len: int = 2048,
-                 max_lora_rank: int = 16, max_loras: int = 4, dtype: str = "bfloat16", kv_cache_gib: int = 2,
+                 max_lora_rank: int = 16, max_loras: int = 4, dtype: str = "", kv_cache_gib: int = 2,
                  python: Path | None = None) -> None:
         super().__init__(served_name, log_path, port)
         self.model_dir = model_dir
         self.max_model_len = max_model_len
         self.max_lora_rank = max_lora_rank
         self.max_loras = max_loras
-        self.dtype = dtype
+        self.dtype = dtype or cpu_dtype()
         self.kv_cache_gib = kv_cache_gib
         self.python = python
 
