@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request as HttpRequest
@@ -78,7 +77,7 @@ class InferenceApp:
         return JSONResponse({"object": "list", "data": data})
 
     async def load_adapter(self, request: HttpRequest) -> Response:
-        body = await _json_object(request)
+        body = api.json_object(await request.body())
         name, path, sha256 = body.get("lora_name"), body.get("lora_path"), body.get("sha256")
         if not isinstance(name, str) or not name or len(name) > 256 or name == self.served_name:
             raise api.ApiError(400, "lora_name must be a non-empty name (at most 256 characters) other than the "
@@ -99,7 +98,7 @@ class InferenceApp:
         return PlainTextResponse(f"Success: LoRA adapter '{name}' added successfully.")
 
     async def unload_adapter(self, request: HttpRequest) -> Response:
-        body = await _json_object(request)
+        body = api.json_object(await request.body())
         name = body.get("lora_name")
         if not isinstance(name, str) or not name:
             raise api.ApiError(400, "lora_name is required", param="lora_name")
@@ -192,24 +191,15 @@ class InferenceApp:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-async def _json_object(request: HttpRequest) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        body = json.loads(raw) if len(raw) <= api.MAX_BODY_BYTES else None
-    except (UnicodeDecodeError, ValueError):
-        body = None
-    if not isinstance(body, dict):
-        raise api.ApiError(400, "the request body must be a JSON object", code="invalid_json")
-    return body
-
-
 def _verify_folder(folder: Path, sha256: str) -> None:
-    from services.common.hashing import folder_files, manifest_sha256
+    from services.deploy.backends import AdapterMismatch, verify_adapter
 
-    if not (folder / "adapter_config.json").is_file() or manifest_sha256(folder_files(folder)) != sha256:
+    try:
+        verify_adapter(folder, sha256)
+    except AdapterMismatch:  # its message names the actual hash: never tell a caller what a folder hashes to
         raise api.ApiError(400, "lora_path does not hold an adapter whose files hash to sha256; it was changed, "
                                 "only partly copied, or is not the registry's: refusing to load it", param="sha256",
-                           code="adapter_sha256_mismatch")
+                           code="adapter_sha256_mismatch") from None
 
 
 def load_engine(model_dir: Path, *, max_batch: int, threads: int | None = None) -> tuple[DecodeEngine, int]:

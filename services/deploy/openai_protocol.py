@@ -87,8 +87,8 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
 
-def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
-    """Raises ApiError (400, 413) for a body that is too large, not JSON, or not a valid request."""
+def json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object. Raises ApiError (400, 413) for one too large, not JSON, or not an object."""
     if len(raw) > MAX_BODY_BYTES:
         raise ApiError(413, f"the request body is larger than {MAX_BODY_BYTES >> 20} MiB", code="body_too_large")
     try:
@@ -97,6 +97,12 @@ def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
         raise ApiError(400, "the request body is not valid JSON", code="invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+    return body
+
+
+def parse_chat_request(raw: bytes) -> ChatCompletionRequest:
+    """Raises ApiError (400, 413) for a body that is too large, not JSON, or not a valid request."""
+    body = json_object(raw)
     try:
         return ChatCompletionRequest.model_validate(body)
     except ValidationError as exc:
