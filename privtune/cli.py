@@ -354,11 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
     from privtune.cli_registry import add_commands as add_registry_commands
 
     from privtune.cli_audit import add_commands as add_audit_commands
+    from privtune.cli_deploy import add_commands as add_deploy_commands
     from privtune.cli_eval import add_commands as add_eval_commands
 
     add_job_commands(sub)
     add_registry_commands(sub)
     add_eval_commands(sub)
+    add_deploy_commands(sub)
     add_audit_commands(sub)
     return parser
 

@@ -364,6 +364,54 @@ def _answer(base_path: Path, adapter_uri: str) -> None:
     print(f"  Q: {question}\n  A (SmolLM2 + adapter): {answer.strip()}")
 
 
+def _deploy(channel: grpc.Channel, issuer: DevIssuer, md: list[tuple[str, str]]) -> bool:
+    """Request a production deployment, show the four-eyes rule, approve it, follow it and chat through the gateway."""
+    from privtune.cli_deploy import chat, state_name, wait_for
+    from privtune.v1 import deployment_service_pb2 as dpb
+    from privtune.v1 import deployment_service_pb2_grpc as dpb_grpc
+
+    stub = dpb_grpc.DeploymentServiceStub(channel)
+    try:
+        deployment = stub.CreateDeployment(dpb.CreateDeploymentRequest(
+            model_version_id="support-assistant/v1", environment="production", endpoint_name="support-assistant",
+            traffic_switch=dpb.TrafficSwitch(drain_seconds=30), rollback_on_regression=True,
+            metric_gates=events_pb2.TrafficGateLimits(max_error_rate=0.05, p95_latency_ms=60_000),
+            verify_seconds=5, request_id="demo-deploy"), metadata=md, timeout=60).deployment
+    except grpc.RpcError as exc:
+        print(f"  deployment refused: {exc.code().name}: {exc.details()}")
+        return False
+    print(f"  DeploymentService.CreateDeployment: {deployment.deployment_id} of {deployment.model_version_id} to "
+          f"{deployment.environment}: {state_name(deployment)} (evaluation {deployment.eval_id or 'none'} passed)")
+    try:
+        stub.ApproveDeployment(dpb.ApproveDeploymentRequest(deployment_id=deployment.deployment_id), metadata=md,
+                               timeout=30)
+        print("  the requester approving their own deployment: NOT refused")
+        return False
+    except grpc.RpcError as exc:
+        print(f"  the requester approving their own deployment: {exc.code().name}: {exc.details()}")
+    officer = [("authorization", f"Bearer {issuer.mint('acme-bank', 'risk-officer@acme-bank', ['approver'])}")]
+    stub.ApproveDeployment(dpb.ApproveDeploymentRequest(deployment_id=deployment.deployment_id), metadata=officer,
+                           timeout=30)
+    print("  approved by risk-officer@acme-bank (approver role); the manager fetches the adapter, checks its sha256, "
+          "starts a pool and moves traffic")
+    final = wait_for(stub, md, deployment.deployment_id, timeout=900)
+    if final.state != dpb.DEPLOYMENT_STATE_VERIFIED:
+        print(f"  deployment ended {state_name(final)}: {final.error_code} {final.reason}")
+        return False
+    print(f"  {state_name(final)}: pool {final.pool} answers {final.weight_percent}% of endpoint "
+          f"{final.endpoint_name}; gateway {final.gateway_url} (OpenAI-compatible, HTTPS, bearer tokens)")
+    question = "I was charged twice for my card this month, what should I do?"
+    answer, headers = chat(final.gateway_url, md[0][1].split(" ", 1)[1], "support-assistant", question, 48)
+    print(f"  Q: {question}\n  A: {answer.strip()}")
+    print(f"  answered by {headers.get('x-privtune-model-version')} (pool {headers.get('x-privtune-pool')}, "
+          f"request {headers.get('x-privtune-request-id')})")
+    served = stub.GetServedRequest(dpb.GetServedRequestRequest(request_id=headers["x-privtune-request-id"]),
+                                   metadata=md, timeout=30).request
+    print(f"  DeploymentService.GetServedRequest: {served.model_version_id} via {served.deployment_id}, "
+          f"status {served.status} in {served.seconds:.2f}s for {served.principal}")
+    return True
+
+
 def _audit(channel: grpc.Channel, issuer: DevIssuer, platform: Platform) -> bool:
     """Search acme-bank's audit log as its auditor, once everything is sealed; print what is in it."""
     from collections import Counter
@@ -413,7 +461,7 @@ def _audit(channel: grpc.Channel, issuer: DevIssuer, platform: Platform) -> bool
 def run(data_dir: Path) -> int:
     if data_dir.exists():
         shutil.rmtree(data_dir)
-    config = PlatformConfig.from_env(data_dir, grpc_address="127.0.0.1:0",
+    config = PlatformConfig.from_env(data_dir, grpc_address="127.0.0.1:0", gateway_address="127.0.0.1:0",
                                      bus_uri=f"sqlite:///{data_dir}/events.db",
                                      store_uri=f"sqlite:///{data_dir}/privtune.db",
                                      storage_root=str(data_dir / "tenants"),
@@ -513,7 +561,11 @@ def run(data_dir: Path) -> int:
                 break
             threading.Event().wait(0.05)
 
-        step(8, "the same events on the bus (privtune events tail): ids, hashes and counts, never file text")
+        step(8, "deploy the tuned adapter blue-green behind the gateway (production: four eyes) and chat with it")
+        if not _deploy(channel, issuer, md):
+            return 1
+
+        step(9, "the same events on the bus (privtune events tail): ids, hashes and counts, never file text")
         bus = open_bus(config.bus_uri)
         for record, env, _ in iter_events(bus, list(ALL_TOPICS), from_beginning=True, follow=False,
                                           stop=threading.Event()):
@@ -522,14 +574,14 @@ def run(data_dir: Path) -> int:
                       f"{_summary(env)}")
         bus.close()
 
-        step(9, "the audit trail (AuditService, auditor role): every call, denial, data mount and checkpoint, "
+        step(10, "the audit trail (AuditService, auditor role): every call, denial, data mount and checkpoint, "
                 "hash-chained and sealed under signed tree heads")
         if not _audit(channel, issuer, platform):
             return 1
     finally:
         platform.stop()
 
-    step(10, "verify the sealed audit log offline against the published key (privtune audit verify)")
+    step(11, "verify the sealed audit log offline against the published key (privtune audit verify)")
     from privtune.cli import main as cli_main
     if cli_main(["audit", "verify", "--data-dir", str(data_dir)]) != 0:
         return 1
@@ -541,7 +593,7 @@ def run(data_dir: Path) -> int:
     print(f"the canary planted in a ticket ({CANARY}) is in no event, store row, audit record, segment or "
           "export (privtune.audit)")
 
-    step(11, "rebuild every read model from the event store (privtune replay --verify) and compare")
+    step(12, "rebuild every read model from the event store (privtune replay --verify) and compare")
     live = open_store(config.store_uri)
     (data_dir / "replay-scratch.db").unlink(missing_ok=True)
     scratch = open_store(f"sqlite:///{data_dir}/replay-scratch.db")

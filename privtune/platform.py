@@ -35,7 +35,7 @@ SERVICES: dict[str, str] = {"ingest": "services.ingest.service", "curation": "se
                             "curation-worker": "services.curation.worker_service",
                             "orchestrator": "services.orchestrator.service", "training": "gpu_worker.service",
                             "eval": "services.eval.service", "eval-worker": "services.eval.worker_service",
-                            "audit": "services.audit.service"}
+                            "deploy": "services.deploy.service", "audit": "services.audit.service"}
 
 
 def _service_module(name: str):  # type: ignore[no-untyped-def]
@@ -78,19 +78,14 @@ def security(config: PlatformConfig, denials: AccessDenialRecorder | None = None
         ValueError: no token issuer is trusted (the development issuer is off and no OIDC issuer is set).
     """
     from services.common.auth.grpc_auth import Authenticator
+    from services.common.auth.issuers import trusted_verifiers
     from services.common.auth.pki import ensure_local_pki
-    from services.common.auth.tokens import DevIssuer, HttpJwks, JwtVerifier, Verifiers
 
     pki = ensure_local_pki(config.pki_dir)
     cert, key = pki.server.read()
-    verifiers = [DevIssuer(config.auth_dir).verifier()] if config.trusts_dev_issuer else []
-    if config.oidc_issuer:
-        jwks = config.oidc_jwks_uri or config.oidc_issuer.rstrip("/") + "/.well-known/jwks.json"
-        verifiers.append(JwtVerifier(issuer=config.oidc_issuer, audience=config.oidc_audience, jwks=HttpJwks(jwks)))
+    verifiers = trusted_verifiers(config)
     tls = TlsSettings(cert=cert, key=key, client_ca=pki.ca_bytes(), component_address=config.component_address)
-    if not verifiers:
-        raise ValueError("no token issuer is trusted: set PRIVTUNE_OIDC_ISSUER, or PRIVTUNE_DEV_ISSUER=on")
-    return tls, AuthInterceptor(Authenticator(verifiers=Verifiers(verifiers)), on_denied=denials,
+    return tls, AuthInterceptor(Authenticator(verifiers=verifiers), on_denied=denials,
                                 on_break_glass=denials.break_glass if denials is not None else None,
                                 on_allowed=allowed)
 

@@ -81,7 +81,8 @@ def start_platform(data_dir: Path, **overrides: object) -> Platform:
     """Every service (or ``services``) on the embedded defaults under ``data_dir``, on a free port, on
     the shared PKI and issuer; ``overrides`` are PlatformConfig fields."""
     services: Sequence[str] | None = overrides.pop("services", None)  # type: ignore[assignment]
-    config = PlatformConfig.from_env(data_dir, grpc_address="127.0.0.1:0", **{**shared_auth_overrides(), **overrides})
+    config = PlatformConfig.from_env(data_dir, grpc_address="127.0.0.1:0", gateway_address="127.0.0.1:0",
+                                     **{**shared_auth_overrides(), **overrides})
     return (Platform(config) if services is None else Platform(config, services=services)).start()
 
 

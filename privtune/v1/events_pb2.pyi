@@ -73,7 +73,7 @@ ROLLOUT_STRATEGY_CANARY: RolloutStrategy
 ROLLOUT_STRATEGY_SHADOW: RolloutStrategy
 
 class EventEnvelope(_message.Message):
-    __slots__ = ("id", "source", "type", "specversion", "subject", "time", "tenant_id", "actor", "correlation_id", "causation_id", "schema_version", "aggregate_version", "dataset_registered", "curation_requested", "dataset_version_created", "curation_failed", "training_requested", "training_rejected", "training_queued", "training_started", "training_progress", "checkpoint_saved", "training_completed", "training_failed", "training_heartbeat", "training_preempted", "eval_requested", "eval_completed", "deployment_requested", "deployment_approved", "pool_deployed", "traffic_flipped", "rolled_back", "pool_healthy", "shadow_started", "deployment_verified", "deployment_failed", "access_denied", "break_glass_used", "access_allowed", "training_scheduled", "training_stop_requested", "training_cancelled", "model_version_registered", "model_alias_moved", "privacy_budget_reserved", "privacy_budget_settled", "training_attempt_claimed", "training_attempt_stop", "eval_suite_created", "eval_shard_scheduled", "eval_shard_completed", "eval_shard_failed", "eval_failed")
+    __slots__ = ("id", "source", "type", "specversion", "subject", "time", "tenant_id", "actor", "correlation_id", "causation_id", "schema_version", "aggregate_version", "dataset_registered", "curation_requested", "dataset_version_created", "curation_failed", "training_requested", "training_rejected", "training_queued", "training_started", "training_progress", "checkpoint_saved", "training_completed", "training_failed", "training_heartbeat", "training_preempted", "eval_requested", "eval_completed", "deployment_requested", "deployment_approved", "pool_deployed", "traffic_flipped", "rolled_back", "pool_healthy", "shadow_started", "deployment_verified", "deployment_failed", "shadow_judged", "access_denied", "break_glass_used", "access_allowed", "training_scheduled", "training_stop_requested", "training_cancelled", "model_version_registered", "model_alias_moved", "privacy_budget_reserved", "privacy_budget_settled", "training_attempt_claimed", "training_attempt_stop", "eval_suite_created", "eval_shard_scheduled", "eval_shard_completed", "eval_shard_failed", "eval_failed")
     ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,7 @@ class EventEnvelope(_message.Message):
     SHADOW_STARTED_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_VERIFIED_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_FAILED_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_JUDGED_FIELD_NUMBER: _ClassVar[int]
     ACCESS_DENIED_FIELD_NUMBER: _ClassVar[int]
     BREAK_GLASS_USED_FIELD_NUMBER: _ClassVar[int]
     ACCESS_ALLOWED_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +166,7 @@ class EventEnvelope(_message.Message):
     shadow_started: ShadowStarted
     deployment_verified: DeploymentVerified
     deployment_failed: DeploymentFailed
+    shadow_judged: ShadowJudged
     access_denied: AccessDenied
     break_glass_used: BreakGlassUsed
     access_allowed: AccessAllowed
@@ -182,7 +184,7 @@ class EventEnvelope(_message.Message):
     eval_shard_completed: EvalShardCompleted
     eval_shard_failed: EvalShardFailed
     eval_failed: EvalFailed
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., specversion: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., correlation_id: _Optional[str] = ..., causation_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., aggregate_version: _Optional[int] = ..., dataset_registered: _Optional[_Union[DatasetRegistered, _Mapping]] = ..., curation_requested: _Optional[_Union[CurationRequested, _Mapping]] = ..., dataset_version_created: _Optional[_Union[DatasetVersionCreated, _Mapping]] = ..., curation_failed: _Optional[_Union[CurationFailed, _Mapping]] = ..., training_requested: _Optional[_Union[TrainingRequested, _Mapping]] = ..., training_rejected: _Optional[_Union[TrainingRejected, _Mapping]] = ..., training_queued: _Optional[_Union[TrainingQueued, _Mapping]] = ..., training_started: _Optional[_Union[TrainingStarted, _Mapping]] = ..., training_progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_saved: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., training_completed: _Optional[_Union[TrainingCompleted, _Mapping]] = ..., training_failed: _Optional[_Union[TrainingFailed, _Mapping]] = ..., training_heartbeat: _Optional[_Union[TrainingHeartbeat, _Mapping]] = ..., training_preempted: _Optional[_Union[TrainingPreempted, _Mapping]] = ..., eval_requested: _Optional[_Union[EvalRequested, _Mapping]] = ..., eval_completed: _Optional[_Union[EvalCompleted, _Mapping]] = ..., deployment_requested: _Optional[_Union[DeploymentRequested, _Mapping]] = ..., deployment_approved: _Optional[_Union[DeploymentApproved, _Mapping]] = ..., pool_deployed: _Optional[_Union[PoolDeployed, _Mapping]] = ..., traffic_flipped: _Optional[_Union[TrafficFlipped, _Mapping]] = ..., rolled_back: _Optional[_Union[RolledBack, _Mapping]] = ..., pool_healthy: _Optional[_Union[PoolHealthy, _Mapping]] = ..., shadow_started: _Optional[_Union[ShadowStarted, _Mapping]] = ..., deployment_verified: _Optional[_Union[DeploymentVerified, _Mapping]] = ..., deployment_failed: _Optional[_Union[DeploymentFailed, _Mapping]] = ..., access_denied: _Optional[_Union[AccessDenied, _Mapping]] = ..., break_glass_used: _Optional[_Union[BreakGlassUsed, _Mapping]] = ..., access_allowed: _Optional[_Union[AccessAllowed, _Mapping]] = ..., training_scheduled: _Optional[_Union[TrainingScheduled, _Mapping]] = ..., training_stop_requested: _Optional[_Union[TrainingStopRequested, _Mapping]] = ..., training_cancelled: _Optional[_Union[TrainingCancelled, _Mapping]] = ..., model_version_registered: _Optional[_Union[ModelVersionRegistered, _Mapping]] = ..., model_alias_moved: _Optional[_Union[ModelAliasMoved, _Mapping]] = ..., privacy_budget_reserved: _Optional[_Union[PrivacyBudgetReserved, _Mapping]] = ..., privacy_budget_settled: _Optional[_Union[PrivacyBudgetSettled, _Mapping]] = ..., training_attempt_claimed: _Optional[_Union[TrainingAttemptClaimed, _Mapping]] = ..., training_attempt_stop: _Optional[_Union[TrainingAttemptStop, _Mapping]] = ..., eval_suite_created: _Optional[_Union[EvalSuiteCreated, _Mapping]] = ..., eval_shard_scheduled: _Optional[_Union[EvalShardScheduled, _Mapping]] = ..., eval_shard_completed: _Optional[_Union[EvalShardCompleted, _Mapping]] = ..., eval_shard_failed: _Optional[_Union[EvalShardFailed, _Mapping]] = ..., eval_failed: _Optional[_Union[EvalFailed, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., type: _Optional[str] = ..., specversion: _Optional[str] = ..., subject: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tenant_id: _Optional[str] = ..., actor: _Optional[str] = ..., correlation_id: _Optional[str] = ..., causation_id: _Optional[str] = ..., schema_version: _Optional[int] = ..., aggregate_version: _Optional[int] = ..., dataset_registered: _Optional[_Union[DatasetRegistered, _Mapping]] = ..., curation_requested: _Optional[_Union[CurationRequested, _Mapping]] = ..., dataset_version_created: _Optional[_Union[DatasetVersionCreated, _Mapping]] = ..., curation_failed: _Optional[_Union[CurationFailed, _Mapping]] = ..., training_requested: _Optional[_Union[TrainingRequested, _Mapping]] = ..., training_rejected: _Optional[_Union[TrainingRejected, _Mapping]] = ..., training_queued: _Optional[_Union[TrainingQueued, _Mapping]] = ..., training_started: _Optional[_Union[TrainingStarted, _Mapping]] = ..., training_progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., checkpoint_saved: _Optional[_Union[CheckpointSaved, _Mapping]] = ..., training_completed: _Optional[_Union[TrainingCompleted, _Mapping]] = ..., training_failed: _Optional[_Union[TrainingFailed, _Mapping]] = ..., training_heartbeat: _Optional[_Union[TrainingHeartbeat, _Mapping]] = ..., training_preempted: _Optional[_Union[TrainingPreempted, _Mapping]] = ..., eval_requested: _Optional[_Union[EvalRequested, _Mapping]] = ..., eval_completed: _Optional[_Union[EvalCompleted, _Mapping]] = ..., deployment_requested: _Optional[_Union[DeploymentRequested, _Mapping]] = ..., deployment_approved: _Optional[_Union[DeploymentApproved, _Mapping]] = ..., pool_deployed: _Optional[_Union[PoolDeployed, _Mapping]] = ..., traffic_flipped: _Optional[_Union[TrafficFlipped, _Mapping]] = ..., rolled_back: _Optional[_Union[RolledBack, _Mapping]] = ..., pool_healthy: _Optional[_Union[PoolHealthy, _Mapping]] = ..., shadow_started: _Optional[_Union[ShadowStarted, _Mapping]] = ..., deployment_verified: _Optional[_Union[DeploymentVerified, _Mapping]] = ..., deployment_failed: _Optional[_Union[DeploymentFailed, _Mapping]] = ..., shadow_judged: _Optional[_Union[ShadowJudged, _Mapping]] = ..., access_denied: _Optional[_Union[AccessDenied, _Mapping]] = ..., break_glass_used: _Optional[_Union[BreakGlassUsed, _Mapping]] = ..., access_allowed: _Optional[_Union[AccessAllowed, _Mapping]] = ..., training_scheduled: _Optional[_Union[TrainingScheduled, _Mapping]] = ..., training_stop_requested: _Optional[_Union[TrainingStopRequested, _Mapping]] = ..., training_cancelled: _Optional[_Union[TrainingCancelled, _Mapping]] = ..., model_version_registered: _Optional[_Union[ModelVersionRegistered, _Mapping]] = ..., model_alias_moved: _Optional[_Union[ModelAliasMoved, _Mapping]] = ..., privacy_budget_reserved: _Optional[_Union[PrivacyBudgetReserved, _Mapping]] = ..., privacy_budget_settled: _Optional[_Union[PrivacyBudgetSettled, _Mapping]] = ..., training_attempt_claimed: _Optional[_Union[TrainingAttemptClaimed, _Mapping]] = ..., training_attempt_stop: _Optional[_Union[TrainingAttemptStop, _Mapping]] = ..., eval_suite_created: _Optional[_Union[EvalSuiteCreated, _Mapping]] = ..., eval_shard_scheduled: _Optional[_Union[EvalShardScheduled, _Mapping]] = ..., eval_shard_completed: _Optional[_Union[EvalShardCompleted, _Mapping]] = ..., eval_shard_failed: _Optional[_Union[EvalShardFailed, _Mapping]] = ..., eval_failed: _Optional[_Union[EvalFailed, _Mapping]] = ...) -> None: ...
 
 class DatasetRegistered(_message.Message):
     __slots__ = ("dataset_id", "name", "storage_uri", "format_hint", "classification", "checksum_sha256", "file_count", "total_bytes", "labels")
@@ -1064,17 +1066,21 @@ class EvalFailed(_message.Message):
     def __init__(self, eval_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., error_code: _Optional[str] = ..., reason: _Optional[str] = ..., shard: _Optional[int] = ...) -> None: ...
 
 class TrafficGateLimits(_message.Message):
-    __slots__ = ("max_error_rate", "p95_latency_ms", "min_requests")
+    __slots__ = ("max_error_rate", "p95_latency_ms", "min_requests", "max_toxic_rate", "max_leaking_answers")
     MAX_ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
     P95_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     MIN_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOXIC_RATE_FIELD_NUMBER: _ClassVar[int]
+    MAX_LEAKING_ANSWERS_FIELD_NUMBER: _ClassVar[int]
     max_error_rate: float
     p95_latency_ms: float
     min_requests: int
-    def __init__(self, max_error_rate: _Optional[float] = ..., p95_latency_ms: _Optional[float] = ..., min_requests: _Optional[int] = ...) -> None: ...
+    max_toxic_rate: float
+    max_leaking_answers: int
+    def __init__(self, max_error_rate: _Optional[float] = ..., p95_latency_ms: _Optional[float] = ..., min_requests: _Optional[int] = ..., max_toxic_rate: _Optional[float] = ..., max_leaking_answers: _Optional[int] = ...) -> None: ...
 
 class DeploymentRequested(_message.Message):
-    __slots__ = ("deployment_id", "model_version_id", "environment", "strategy", "canary_steps_percent", "requested_by", "drain_seconds", "rollback_on_regression", "metric_gates", "endpoint_name", "verify_seconds")
+    __slots__ = ("deployment_id", "model_version_id", "environment", "strategy", "canary_steps_percent", "requested_by", "drain_seconds", "rollback_on_regression", "metric_gates", "endpoint_name", "verify_seconds", "eval_id")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
@@ -1086,6 +1092,7 @@ class DeploymentRequested(_message.Message):
     METRIC_GATES_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_NAME_FIELD_NUMBER: _ClassVar[int]
     VERIFY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_ID_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     model_version_id: str
     environment: str
@@ -1097,7 +1104,8 @@ class DeploymentRequested(_message.Message):
     metric_gates: TrafficGateLimits
     endpoint_name: str
     verify_seconds: int
-    def __init__(self, deployment_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., environment: _Optional[str] = ..., strategy: _Optional[_Union[RolloutStrategy, str]] = ..., canary_steps_percent: _Optional[_Iterable[int]] = ..., requested_by: _Optional[str] = ..., drain_seconds: _Optional[int] = ..., rollback_on_regression: _Optional[bool] = ..., metric_gates: _Optional[_Union[TrafficGateLimits, _Mapping]] = ..., endpoint_name: _Optional[str] = ..., verify_seconds: _Optional[int] = ...) -> None: ...
+    eval_id: str
+    def __init__(self, deployment_id: _Optional[str] = ..., model_version_id: _Optional[str] = ..., environment: _Optional[str] = ..., strategy: _Optional[_Union[RolloutStrategy, str]] = ..., canary_steps_percent: _Optional[_Iterable[int]] = ..., requested_by: _Optional[str] = ..., drain_seconds: _Optional[int] = ..., rollback_on_regression: _Optional[bool] = ..., metric_gates: _Optional[_Union[TrafficGateLimits, _Mapping]] = ..., endpoint_name: _Optional[str] = ..., verify_seconds: _Optional[int] = ..., eval_id: _Optional[str] = ...) -> None: ...
 
 class DeploymentApproved(_message.Message):
     __slots__ = ("deployment_id", "approver", "gates_passed")
@@ -1139,6 +1147,30 @@ class DeploymentVerified(_message.Message):
     p95_latency_ms: float
     def __init__(self, deployment_id: _Optional[str] = ..., pool: _Optional[str] = ..., requests: _Optional[int] = ..., error_rate: _Optional[float] = ..., p95_latency_ms: _Optional[float] = ...) -> None: ...
 
+class ShadowJudged(_message.Message):
+    __slots__ = ("deployment_id", "pool", "requests", "error_rate", "p95_latency_ms", "toxic_answers", "leaking_answers", "passed", "gates_broken", "reason")
+    DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    P95_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    TOXIC_ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    LEAKING_ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    GATES_BROKEN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    deployment_id: str
+    pool: str
+    requests: int
+    error_rate: float
+    p95_latency_ms: float
+    toxic_answers: int
+    leaking_answers: int
+    passed: bool
+    gates_broken: _containers.RepeatedScalarFieldContainer[str]
+    reason: str
+    def __init__(self, deployment_id: _Optional[str] = ..., pool: _Optional[str] = ..., requests: _Optional[int] = ..., error_rate: _Optional[float] = ..., p95_latency_ms: _Optional[float] = ..., toxic_answers: _Optional[int] = ..., leaking_answers: _Optional[int] = ..., passed: _Optional[bool] = ..., gates_broken: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class DeploymentFailed(_message.Message):
     __slots__ = ("deployment_id", "error_code", "reason")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -1164,28 +1196,48 @@ class PoolDeployed(_message.Message):
     def __init__(self, deployment_id: _Optional[str] = ..., pool: _Optional[str] = ..., model_version_id: _Optional[str] = ..., endpoint: _Optional[str] = ..., replicas: _Optional[int] = ...) -> None: ...
 
 class TrafficFlipped(_message.Message):
-    __slots__ = ("deployment_id", "from_pool", "to_pool", "weight_percent")
+    __slots__ = ("deployment_id", "from_pool", "to_pool", "weight_percent", "model_version_id", "previous_model_version_id", "environment", "endpoint_name", "routing_version")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     FROM_POOL_FIELD_NUMBER: _ClassVar[int]
     TO_POOL_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_NAME_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_VERSION_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     from_pool: str
     to_pool: str
     weight_percent: int
-    def __init__(self, deployment_id: _Optional[str] = ..., from_pool: _Optional[str] = ..., to_pool: _Optional[str] = ..., weight_percent: _Optional[int] = ...) -> None: ...
+    model_version_id: str
+    previous_model_version_id: str
+    environment: str
+    endpoint_name: str
+    routing_version: int
+    def __init__(self, deployment_id: _Optional[str] = ..., from_pool: _Optional[str] = ..., to_pool: _Optional[str] = ..., weight_percent: _Optional[int] = ..., model_version_id: _Optional[str] = ..., previous_model_version_id: _Optional[str] = ..., environment: _Optional[str] = ..., endpoint_name: _Optional[str] = ..., routing_version: _Optional[int] = ...) -> None: ...
 
 class RolledBack(_message.Message):
-    __slots__ = ("deployment_id", "to_pool", "trigger", "reason")
+    __slots__ = ("deployment_id", "to_pool", "trigger", "reason", "model_version_id", "from_model_version_id", "environment", "endpoint_name", "automatic")
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     TO_POOL_FIELD_NUMBER: _ClassVar[int]
     TRIGGER_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_MODEL_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_NAME_FIELD_NUMBER: _ClassVar[int]
+    AUTOMATIC_FIELD_NUMBER: _ClassVar[int]
     deployment_id: str
     to_pool: str
     trigger: str
     reason: str
-    def __init__(self, deployment_id: _Optional[str] = ..., to_pool: _Optional[str] = ..., trigger: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    model_version_id: str
+    from_model_version_id: str
+    environment: str
+    endpoint_name: str
+    automatic: bool
+    def __init__(self, deployment_id: _Optional[str] = ..., to_pool: _Optional[str] = ..., trigger: _Optional[str] = ..., reason: _Optional[str] = ..., model_version_id: _Optional[str] = ..., from_model_version_id: _Optional[str] = ..., environment: _Optional[str] = ..., endpoint_name: _Optional[str] = ..., automatic: _Optional[bool] = ...) -> None: ...
 
 class AccessDenied(_message.Message):
     __slots__ = ("principal", "method", "resource", "reason", "rule")

@@ -92,6 +92,12 @@ class PlatformConfig(BaseModel):
     audit_exports: str = Field("", description="where the audit log is exported, comma separated: relp://host:port "
                                                "(TLS, acknowledged), syslog-tls://host:port (RFC 5425), kafka (the "
                                                "privtune.audit topic) [PRIVTUNE_AUDIT_EXPORTS]")
+    gateway_address: str = Field(
+        "127.0.0.1:8080", description="where the deploy service's OpenAI-compatible gateway listens (host:port; port "
+                                      "0: a free one) [PRIVTUNE_GATEWAY]")
+    serving_engine: Literal["transformers", "vllm"] = Field(
+        "transformers", description="what serves deployed models: transformers (privtune's own server) or vllm "
+                                    "(its cached venv, scripts/vllm_env.sh) [PRIVTUNE_SERVING_ENGINE]")
     _component_port: int = PrivateAttr(default=0)
 
     @classmethod
@@ -126,6 +132,8 @@ class PlatformConfig(BaseModel):
             "audit_retention": os.environ.get("PRIVTUNE_AUDIT_RETENTION", "default=2557"),
             "audit_legal_hold": os.environ.get("PRIVTUNE_AUDIT_LEGAL_HOLD", ""),
             "audit_exports": os.environ.get("PRIVTUNE_AUDIT_EXPORTS", ""),
+            "gateway_address": os.environ.get("PRIVTUNE_GATEWAY", "127.0.0.1:8080"),
+            "serving_engine": os.environ.get("PRIVTUNE_SERVING_ENGINE", "transformers"),
         }
         values.update({k: (str(v) if k == "storage_root" else v) for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -85,6 +85,7 @@ _TOPIC_BY_PAYLOAD: dict[str, str] = {
     "shadow_started": DEPLOYMENT_EVENTS,
     "deployment_verified": DEPLOYMENT_EVENTS,
     "deployment_failed": DEPLOYMENT_EVENTS,
+    "shadow_judged": DEPLOYMENT_EVENTS,
     "access_denied": ACCESS_EVENTS,
     "break_glass_used": ACCESS_EVENTS,
     "access_allowed": ACCESS_EVENTS,

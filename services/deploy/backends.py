@@ -24,7 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO, Protocol, Sequence
+from typing import IO, Any, Protocol, Sequence
 
 from services.common.hashing import folder_files, manifest_sha256
 
@@ -80,6 +80,43 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (tied to the thread that started the process)
 
 
+class _Spawner:
+    """Forks every server from one thread that lives as long as the process: ``PR_SET_PDEATHSIG`` fires when the
+    *thread* that forked the child ends, so a server started from a short-lived thread (a rollout) would die
+    with that thread."""
+
+    def __init__(self) -> None:
+        import queue
+        import threading
+
+        self._jobs: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def popen(self, *args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        import threading
+        from concurrent.futures import Future
+
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="server-spawner", daemon=True)
+                self._thread.start()
+        done: Future[subprocess.Popen[bytes]] = Future()
+        self._jobs.put(((args, kwargs), done))
+        return done.result()
+
+    def _run(self) -> None:
+        while True:
+            (args, kwargs), done = self._jobs.get()
+            try:
+                done.set_result(subprocess.Popen(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                done.set_exception(exc)
+
+
+_SPAWNER = _Spawner()
+
+
 class HttpBackendProcess:
     """What both backends share: start a server process, wait until healthy, manage adapters over HTTP."""
 
@@ -107,8 +144,8 @@ class HttpBackendProcess:
         """Start the server and wait for ``/health`` and ``/v1/models``. Raises BackendError with the log's tail."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(list(self.command()), cwd=ROOT, env=self.environment(), stdout=self._log,
-                                     stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        self.proc = _SPAWNER.popen(list(self.command()), cwd=ROOT, env=self.environment(), stdout=self._log,
+                                   stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

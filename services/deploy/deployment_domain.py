@@ -47,6 +47,13 @@ class DeploymentState:
     pool: str = ""                     # the candidate pool this deployment brought up
     previous_pool: str = ""            # where traffic was before the flip (where a rollback goes)
     rolled_back: events_pb2.RolledBack | None = None
+    failed: events_pb2.DeploymentFailed | None = None
+    shadow: events_pb2.ShadowJudged | None = None
+    gates_passed: tuple[str, ...] = ()
+    weight_percent: int = 0            # the share of the endpoint's traffic it answers now
+    previous_model_version_id: str = ""
+    created_at_ms: int = 0
+    updated_at_ms: int = 0
     version: int = 0
 
     @property
@@ -63,27 +70,38 @@ def fold(events: Sequence[events_pb2.EventEnvelope]) -> DeploymentState:
     for env in events:
         kind = env.WhichOneof("payload")
         s.version = env.aggregate_version or s.version + 1
+        s.updated_at_ms = env.time.ToMilliseconds()
         if kind == "deployment_requested":
             s.deployment_id, s.state = env.deployment_requested.deployment_id, REQUESTED
             s.request.CopyFrom(env.deployment_requested)
+            s.created_at_ms = s.updated_at_ms
         elif kind == "deployment_approved":
             s.state, s.approver = APPROVED, env.deployment_approved.approver
+            s.gates_passed = tuple(env.deployment_approved.gates_passed)
         elif kind == "pool_deployed":
             s.state, s.pool = POOL_DEPLOYED, env.pool_deployed.pool
         elif kind == "pool_healthy":
             s.state = HEALTHY
         elif kind == "shadow_started":
             s.state = SHADOWING
+        elif kind == "shadow_judged":
+            s.shadow = events_pb2.ShadowJudged()
+            s.shadow.CopyFrom(env.shadow_judged)
         elif kind == "traffic_flipped":
-            s.state, s.previous_pool = FLIPPED, env.traffic_flipped.from_pool
+            e = env.traffic_flipped
+            s.state, s.weight_percent = FLIPPED, e.weight_percent
+            if not s.previous_pool or s.previous_pool == e.to_pool:  # canary steps keep the first step's origin
+                s.previous_pool, s.previous_model_version_id = e.from_pool, e.previous_model_version_id
         elif kind == "deployment_verified":
             s.state = VERIFIED
         elif kind == "rolled_back":
-            s.state = ROLLED_BACK
+            s.state, s.weight_percent = ROLLED_BACK, 0
             s.rolled_back = events_pb2.RolledBack()
             s.rolled_back.CopyFrom(env.rolled_back)
         elif kind == "deployment_failed":
-            s.state = FAILED
+            s.state, s.weight_percent = FAILED, 0
+            s.failed = events_pb2.DeploymentFailed()
+            s.failed.CopyFrom(env.deployment_failed)
     return s
 
 
@@ -155,12 +173,31 @@ def shadow_started(state: DeploymentState) -> list[events_pb2.ShadowStarted]:
     return [events_pb2.ShadowStarted(deployment_id=state.deployment_id, pool=state.pool)]
 
 
-def traffic_flipped(state: DeploymentState, from_pool: str, weight_percent: int = 100) -> list[events_pb2.TrafficFlipped]:
-    _require(state, (HEALTHY, SHADOWING), "move traffic for")
+def shadow_judged(state: DeploymentState, judged: events_pb2.ShadowJudged) -> list[events_pb2.ShadowJudged]:
+    _require(state, (SHADOWING,), "judge the shadow answers of")
+    out = events_pb2.ShadowJudged()
+    out.CopyFrom(judged)
+    out.deployment_id, out.pool = state.deployment_id, state.pool
+    return [out]
+
+
+def traffic_flipped(state: DeploymentState, from_pool: str, weight_percent: int = 100, *,
+                    previous_model_version_id: str = "", routing_version: int = 0) -> list[events_pb2.TrafficFlipped]:
+    """Traffic (``weight_percent`` of it) to the candidate; a canary's later steps move from FLIPPED again."""
+    _require(state, (HEALTHY, SHADOWING, FLIPPED), "move traffic for")
     if not 0 < weight_percent <= 100:
         raise DeploymentRefused("invalid_argument", "weight_percent must be from 1 to 100")
+    if state.state == FLIPPED and weight_percent <= state.weight_percent:
+        raise DeploymentRefused("wrong_state", f"the deployment answers {state.weight_percent}% already")
+    if state.state == SHADOWING and (state.shadow is None or not state.shadow.passed):
+        raise DeploymentRefused("shadow_gates", "a shadow deployment takes traffic only after its shadow answers "
+                                                "passed their gates")
+    r = state.request
     return [events_pb2.TrafficFlipped(deployment_id=state.deployment_id, from_pool=from_pool, to_pool=state.pool,
-                                      weight_percent=weight_percent)]
+                                      weight_percent=weight_percent, model_version_id=r.model_version_id,
+                                      previous_model_version_id=previous_model_version_id,
+                                      environment=r.environment, endpoint_name=r.endpoint_name,
+                                      routing_version=routing_version)]
 
 
 def verified(state: DeploymentState, requests: int, error_rate: float,
@@ -170,13 +207,21 @@ def verified(state: DeploymentState, requests: int, error_rate: float,
                                           error_rate=error_rate, p95_latency_ms=p95_latency_ms)]
 
 
-def rolled_back(state: DeploymentState, trigger: str, reason: str) -> list[events_pb2.RolledBack]:
-    """Back to the pool that had the traffic (``trigger``: "manual" or the gate that fired)."""
+def rolled_back(state: DeploymentState, trigger: str, reason: str, *, automatic: bool = False,
+                to_pool: str = "", model_version_id: str = "") -> list[events_pb2.RolledBack]:
+    """Back to the pool that had the traffic (``trigger``: "manual" or the gate that fired). Before any flip the
+    traffic never moved: the rollback only takes the candidate down (``to_pool``/``model_version_id``: where
+    the traffic is)."""
     _require(state, ROLLBACK_FROM, "roll back")
     if not trigger:
         raise DeploymentRefused("invalid_argument", "a rollback names its trigger (manual, or the gate that fired)")
-    return [events_pb2.RolledBack(deployment_id=state.deployment_id, to_pool=state.previous_pool, trigger=trigger,
-                                  reason=reason)]
+    moved = state.state in (FLIPPED, VERIFIED)
+    r = state.request
+    return [events_pb2.RolledBack(
+        deployment_id=state.deployment_id, to_pool=state.previous_pool if moved else to_pool, trigger=trigger,
+        reason=reason, model_version_id=state.previous_model_version_id if moved else model_version_id,
+        from_model_version_id=r.model_version_id, environment=r.environment, endpoint_name=r.endpoint_name,
+        automatic=automatic)]
 
 
 def failed(state: DeploymentState, error_code: str, reason: str) -> list[events_pb2.DeploymentFailed]:

@@ -61,6 +61,7 @@ class AccessRecord:
     status: int                    # the HTTP status the client got (599: the stream broke after it began)
     seconds: float
     stream: bool
+    principal: str = ""            # the verified caller (platform gateway), or ""
 
 
 @dataclass(frozen=True)
@@ -166,14 +167,18 @@ class Gateway:
     # -- requests ---------------------------------------------------------------------------------------
 
     async def chat_completions(self, request: HttpRequest) -> Response:
-        started, at = time.monotonic(), time.time()
-        request_id = uuid.uuid4().hex  # the gateway's own: a client cannot choose or collide with another's
         raw = await request.body()
         try:  # what privtune serves, checked here whatever engine answers (vLLM accepts any role, for one)
             chat = api.parse_chat_request(raw)
         except api.ApiError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
         sticky = chat.user or request.headers.get("x-session-id") or (request.client.host if request.client else "")
+        return await self.answer(chat, sticky)
+
+    async def answer(self, chat: api.ChatCompletionRequest, sticky: str, principal: str = "") -> Response:
+        """Route a checked request by ``sticky`` (canary bucket), answer it, and record who (``principal``) asked."""
+        started, at = time.monotonic(), time.time()
+        request_id = uuid.uuid4().hex  # the gateway's own: a client cannot choose or collide with another's
         routing = self.table.current()
         pool, shadow = route(routing, sticky)
         headers = {"x-privtune-model-version": pool.model_version_id, "x-privtune-pool": pool.name,
@@ -198,8 +203,11 @@ class Gateway:
             # failures of the pool: 5xx, a stream it cut (599), and 404/429 (the gateway names the model, so a 404
             # means the pool lost it); a client's own 4xx and a client gone (499) are not the model's fault
             self.stats.setdefault(pool.name, PoolStats()).add(status < 500 and status not in (404, 429), seconds)
-            self.on_access(AccessRecord(request_id, at, pool.name, pool.model_version_id, routing.version, status,
-                                        seconds, stream))
+            try:
+                self.on_access(AccessRecord(request_id, at, pool.name, pool.model_version_id, routing.version, status,
+                                            seconds, stream, principal))
+            except Exception:  # noqa: BLE001 - a failing recorder must not turn an answer into an error
+                log.exception("recording a request's access record failed")
 
         try:
             url = self._url(pool) + "/v1/chat/completions"
@@ -418,10 +426,14 @@ class RunningGateway:
     ``call(coroutine)`` runs one of the gateway's coroutines (a flip, a rollback) on the server's loop.
     """
 
-    def __init__(self, gateway: Gateway, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, gateway: Any, host: str = "127.0.0.1", port: int = 0, *, ssl_certfile: str = "",
+                 ssl_keyfile: str = "") -> None:
+        """``gateway``: a Gateway, or anything with its ``app`` and ``on_start`` (the platform's EndpointGateway);
+        with ``ssl_certfile`` and ``ssl_keyfile`` it serves HTTPS."""
         import socket
 
         self.gateway = gateway
+        self.ssl = (ssl_certfile, ssl_keyfile) if ssl_certfile else None
         self.socket = socket.socket()
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # accepted connections inherit it: without, a kept-alive client waits ~40 ms per request (Nagle +
@@ -436,7 +448,7 @@ class RunningGateway:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl else 'http'}://{self.host}:{self.port}"
 
     def start(self, timeout: float = 30.0) -> RunningGateway:
         import threading
@@ -449,8 +461,9 @@ class RunningGateway:
 
         self.gateway.on_start.append(started)
         self.socket.listen(2048)  # connections queue from now on, even before the server's loop accepts them
+        tls = {"ssl_certfile": self.ssl[0], "ssl_keyfile": self.ssl[1]} if self.ssl else {}
         self._server = uvicorn.Server(uvicorn.Config(self.gateway.app, log_level="warning", lifespan="on",
-                                                     timeout_graceful_shutdown=30, backlog=2048))
+                                                     timeout_graceful_shutdown=30, backlog=2048, **tls))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self.socket]}, daemon=True,
                                         name="gateway")
         self._thread.start()

@@ -21,10 +21,10 @@ from sqlalchemy import (
 
 from privtune.v1 import events_pb2
 from services.common import eventstore
-from services.common.envelope import Causation, payload_name
+from services.common.envelope import Causation, new_envelope, payload_name
 from services.common.projection import Projection
 from services.common.store.schema import metadata
-from services.common.topics import EVAL_EVENTS, MODEL_EVENTS, TRAINING_EVENTS
+from services.common.topics import DEPLOYMENT_EVENTS, EVAL_EVENTS, MODEL_EVENTS, TRAINING_EVENTS
 from services.orchestrator import job_domain, run_facts
 from services.orchestrator.registry_domain import model_name_for
 
@@ -294,11 +294,61 @@ def register_on_completion(conn: Connection, env: events_pb2.EventEnvelope) -> N
         actor=REGISTRY_ACTOR, correlation_id=env.correlation_id or job.correlation_id, causation_id=env.id))
 
 
+def move_alias_on_deployment(conn: Connection, env: events_pb2.EventEnvelope) -> None:
+    """A full flip points the environment's alias at the deployed version; a rollback points it back.
+
+    The deploy service decides; the registry keeps the alias history (each move names the deployment
+    and why, and its causation is the deployment event). A version the registry does not know, or an
+    alias already in place, changes nothing; a concurrent move on the model makes the consumer retry.
+    """
+    kind = payload_name(env)
+    if kind == "traffic_flipped" and env.traffic_flipped.weight_percent == 100:
+        e = env.traffic_flipped
+        version, environment = e.model_version_id, e.environment
+        reason = f"deployment {e.deployment_id}: all traffic of endpoint {e.endpoint_name}"
+    elif kind == "rolled_back" and env.rolled_back.from_model_version_id:
+        e2 = env.rolled_back
+        version, environment = e2.model_version_id, e2.environment
+        how = f"automatic rollback ({e2.trigger})" if e2.automatic else "manual rollback"
+        reason = f"deployment {e2.deployment_id}: {how} of endpoint {e2.endpoint_name}"
+    else:
+        return
+    source = env.traffic_flipped.model_version_id if kind == "traffic_flipped" else env.rolled_back.from_model_version_id
+    if "/" not in source or not environment:
+        return
+    from services.orchestrator import registry_domain
+    from services.orchestrator.registry_application import SOURCE, load_model
+
+    model_name = source.rsplit("/", 1)[0]
+    state = load_model(conn, env.tenant_id, model_name)
+    if not state.exists:
+        log.warning("deployment event %s names model %s, unknown to the registry; no alias moved", env.id, model_name)
+        return
+    if kind == "rolled_back":
+        if state.aliases.get(environment, "") != source:
+            return  # the alias moved on since (or never pointed here): a rollback never undoes a later move
+        if version and not version.startswith(model_name + "/"):
+            version = ""  # traffic went back to another model: this model's alias no longer names a live version
+    try:
+        events = registry_domain.decide_move_alias(state, environment, version, reason[:500])
+    except Exception as exc:  # noqa: BLE001 - an alias the registry refuses (unknown version, bad name): log it
+        log.warning("deployment event %s: alias %s not moved: %s", env.id, environment, exc)
+        return
+    envelopes = [new_envelope(ev, subject=registry_domain.model_stream_id(env.tenant_id, model_name),
+                              tenant_id=env.tenant_id, source=SOURCE,
+                              causation=Causation(actor=env.actor or REGISTRY_ACTOR,
+                                                  correlation_id=env.correlation_id, causation_id=env.id))
+                 for ev in events]
+    eventstore.append(conn, registry_domain.STREAM_TYPE, envelopes, expected_version=state.version)
+
+
 MODEL_VERSION_VIEW = Projection(name="registry.model_version_view", topics=(MODEL_EVENTS, EVAL_EVENTS),
                                 tables=(model_version_view,), apply=apply_model_version)
 RUN_VIEW = Projection(name="tracker.run_view", topics=(TRAINING_EVENTS,),
                       tables=(run_view, run_tags, run_metric_points), apply=apply_run)
 FOLLOW_UP = Projection(name="registry.follow_up", topics=(TRAINING_EVENTS,), tables=(), apply=register_on_completion)
+ALIAS_FOLLOWER = Projection(name="registry.deployment_aliases", topics=(DEPLOYMENT_EVENTS,), tables=(),
+                            apply=move_alias_on_deployment)
 
 READ_MODELS: list[Projection] = [MODEL_VERSION_VIEW, RUN_VIEW]
-PROJECTIONS: list[Projection] = [*READ_MODELS, FOLLOW_UP]
+PROJECTIONS: list[Projection] = [*READ_MODELS, FOLLOW_UP, ALIAS_FOLLOWER]

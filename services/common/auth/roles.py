@@ -5,7 +5,7 @@ Roles are scoped to a tenant (the tenant claim of the caller's verified token):
 
 - ``viewer`` reads metadata (ids, states, hashes, metrics) of the tenant's resources;
 - ``ml-engineer`` also registers datasets, curates them and runs training jobs;
-- ``approver`` also moves model aliases (promotions);
+- ``approver`` also moves model aliases (promotions) and approves production deployments (never its own);
 - ``auditor`` reads metadata and the audit trail;
 - ``admin`` may do everything in the tenant;
 - ``break-glass`` may do everything, and every use is flagged and alerted.
@@ -66,6 +66,12 @@ RPC_ROLES: dict[str, frozenset[str]] = {
     "/privtune.v1.EvalService/ListEvalRuns": READ,
     "/privtune.v1.EvalService/WatchEvalRun": READ,
     "/privtune.v1.EvalWorkService/ClaimEvalShard": CLAIM,
+    "/privtune.v1.DeploymentService/CreateDeployment": WRITE | PROMOTE,
+    "/privtune.v1.DeploymentService/ApproveDeployment": PROMOTE,
+    "/privtune.v1.DeploymentService/RollbackDeployment": WRITE | PROMOTE,
+    "/privtune.v1.DeploymentService/GetDeployment": READ,
+    "/privtune.v1.DeploymentService/ListDeployments": READ,
+    "/privtune.v1.DeploymentService/GetServedRequest": READ,
     "/privtune.v1.AuditService/SearchAuditRecords": AUDIT,
     "/privtune.v1.AuditService/GetAuditTreeHead": AUDIT,
     "/privtune.v1.AuditService/GetAuditProof": AUDIT,

@@ -231,3 +231,64 @@ eval_dataset_catalog = Table(
     Column("manifest_sha256", String(64), nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
 )
+
+# The deploy service's own projection of ModelVersionRegistered and EvalCompleted: what it can
+# deploy (artifact, base model) and whether the version's evaluation gates held.
+deploy_model_catalog = Table(
+    "deploy_model_catalog", metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("model_version_id", String(255), primary_key=True),
+    Column("model_name", String(255), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("artifact_uri", Text, nullable=False),
+    Column("artifact_sha256", String(64), nullable=False),
+    Column("base_model_id", String(255), nullable=False),
+    Column("base_model_sha256", String(64), nullable=False),
+    Column("evaluation_suite_id", String(64), nullable=False),
+    Column("eval_id", String(64), nullable=False),        # the gating evaluation ("" none requested yet)
+    Column("eval_passed", Integer, nullable=False),
+    Column("eval_reason", Text, nullable=False),
+    Column("eval_at_ms", BigInteger, nullable=False),
+    Column("registered_at_ms", BigInteger, nullable=False),
+)
+
+# Deployments as ListDeployments shows them (a consumer projection of the deployment events).
+deployment_view = Table(
+    "deployment_view", metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("deployment_id", String(64), primary_key=True),
+    Column("model_version_id", String(255), nullable=False),
+    Column("environment", String(64), nullable=False),
+    Column("endpoint_name", String(255), nullable=False),
+    Column("strategy", Integer, nullable=False),
+    Column("state", Integer, nullable=False),
+    Column("requested_by", String(128), nullable=False),
+    Column("approver", String(128), nullable=False),
+    Column("pool", String(64), nullable=False),
+    Column("weight_percent", Integer, nullable=False),
+    Column("previous_model_version_id", String(255), nullable=False),
+    Column("rollback_trigger", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("error_code", String(64), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Index("ix_deployment_view_created", "tenant_id", "created_at_ms", "deployment_id"),
+)
+
+# One row per request the gateway answered: which model version (and pool, routing) answered whom.
+served_requests = Table(
+    "served_requests", metadata,
+    Column("tenant_id", String(128), primary_key=True),
+    Column("request_id", String(64), primary_key=True),
+    Column("endpoint_name", String(255), nullable=False),
+    Column("model_version_id", String(255), nullable=False),
+    Column("deployment_id", String(64), nullable=False),
+    Column("pool", String(64), nullable=False),
+    Column("routing_version", BigInteger, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("stream", Integer, nullable=False),
+    Column("principal", String(128), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Index("ix_served_requests_version", "tenant_id", "model_version_id", "at_ms"),
+)

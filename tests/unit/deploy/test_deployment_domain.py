@@ -77,7 +77,34 @@ def test_staging_needs_no_approver_and_shadow_only_for_shadow_deployments() -> N
     shadow.add(d.pool_deployed(shadow.state(), "green", "http://green", 1))
     shadow.add(d.pool_healthy(shadow.state()))
     assert shadow.add(d.shadow_started(shadow.state())).state == d.SHADOWING
-    assert shadow.add(d.traffic_flipped(shadow.state(), "blue")).state == d.FLIPPED
+    with pytest.raises(d.DeploymentRefused) as unjudged:  # no traffic before the shadow answers passed
+        d.traffic_flipped(shadow.state(), "blue")
+    assert unjudged.value.code == "shadow_gates"
+    shadow.add(d.shadow_judged(shadow.state(), events_pb2.ShadowJudged(requests=20, passed=False)))
+    with pytest.raises(d.DeploymentRefused):
+        d.traffic_flipped(shadow.state(), "blue")
+    shadow.add(d.shadow_judged(shadow.state(), events_pb2.ShadowJudged(requests=40, passed=True)))
+    flipped = shadow.add(d.traffic_flipped(shadow.state(), "blue", previous_model_version_id="bot/v1"))
+    assert flipped.state == d.FLIPPED and flipped.previous_model_version_id == "bot/v1"
+    back = d.rolled_back(flipped, "p95_latency", "slow", automatic=True)[0]
+    assert (back.to_pool, back.model_version_id, back.from_model_version_id, back.automatic) == \
+        ("blue", "bot/v1", "bot/v2", True)
+
+
+def test_canary_steps_rise_and_a_rollback_returns_to_the_first_steps_origin() -> None:
+    s = Stream()
+    request = _request("staging", canary_steps_percent=[10, 50, 100])
+    request.strategy = events_pb2.ROLLOUT_STRATEGY_CANARY
+    s.add(d.request(s.state(), request))
+    s.add(d.pool_deployed(s.state(), "green", "http://green", 1))
+    s.add(d.pool_healthy(s.state()))
+    s.add(d.traffic_flipped(s.state(), "blue", 10, previous_model_version_id="bot/v1"))
+    with pytest.raises(d.DeploymentRefused):
+        d.traffic_flipped(s.state(), "blue", 10)  # never down or sideways
+    state = s.add(d.traffic_flipped(s.state(), "green", 50, previous_model_version_id="bot/v1"))
+    assert (state.weight_percent, state.previous_pool, state.previous_model_version_id) == (50, "blue", "bot/v1")
+    back = d.rolled_back(state, "manual", "")[0]
+    assert (back.to_pool, back.model_version_id) == ("blue", "bot/v1")
 
 
 def test_out_of_order_and_terminal_commands_are_refused() -> None:

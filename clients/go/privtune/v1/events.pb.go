@@ -306,6 +306,7 @@ type EventEnvelope struct {
 	//	*EventEnvelope_ShadowStarted
 	//	*EventEnvelope_DeploymentVerified
 	//	*EventEnvelope_DeploymentFailed
+	//	*EventEnvelope_ShadowJudged
 	//	*EventEnvelope_AccessDenied
 	//	*EventEnvelope_BreakGlassUsed
 	//	*EventEnvelope_AccessAllowed
@@ -674,6 +675,15 @@ func (x *EventEnvelope) GetDeploymentFailed() *DeploymentFailed {
 	return nil
 }
 
+func (x *EventEnvelope) GetShadowJudged() *ShadowJudged {
+	if x != nil {
+		if x, ok := x.Payload.(*EventEnvelope_ShadowJudged); ok {
+			return x.ShadowJudged
+		}
+	}
+	return nil
+}
+
 func (x *EventEnvelope) GetAccessDenied() *AccessDenied {
 	if x != nil {
 		if x, ok := x.Payload.(*EventEnvelope_AccessDenied); ok {
@@ -931,6 +941,10 @@ type EventEnvelope_DeploymentFailed struct {
 	DeploymentFailed *DeploymentFailed `protobuf:"bytes,58,opt,name=deployment_failed,json=deploymentFailed,proto3,oneof"`
 }
 
+type EventEnvelope_ShadowJudged struct {
+	ShadowJudged *ShadowJudged `protobuf:"bytes,59,opt,name=shadow_judged,json=shadowJudged,proto3,oneof"`
+}
+
 type EventEnvelope_AccessDenied struct {
 	AccessDenied *AccessDenied `protobuf:"bytes,60,opt,name=access_denied,json=accessDenied,proto3,oneof"`
 }
@@ -1048,6 +1062,8 @@ func (*EventEnvelope_ShadowStarted) isEventEnvelope_Payload() {}
 func (*EventEnvelope_DeploymentVerified) isEventEnvelope_Payload() {}
 
 func (*EventEnvelope_DeploymentFailed) isEventEnvelope_Payload() {}
+
+func (*EventEnvelope_ShadowJudged) isEventEnvelope_Payload() {}
 
 func (*EventEnvelope_AccessDenied) isEventEnvelope_Payload() {}
 
@@ -5158,12 +5174,14 @@ func (x *EvalFailed) GetShard() uint32 {
 
 // Traffic gates judged on live traffic after a flip (the seed's metric_gates).
 type TrafficGateLimits struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	MaxErrorRate  *float64               `protobuf:"fixed64,1,opt,name=max_error_rate,json=maxErrorRate,proto3,oneof" json:"max_error_rate,omitempty"` // share of failed answers; default 0.01
-	P95LatencyMs  *float64               `protobuf:"fixed64,2,opt,name=p95_latency_ms,json=p95LatencyMs,proto3,oneof" json:"p95_latency_ms,omitempty"` // the SLO; unset: no latency gate
-	MinRequests   *uint32                `protobuf:"varint,3,opt,name=min_requests,json=minRequests,proto3,oneof" json:"min_requests,omitempty"`       // judged only after this many; default 20
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	MaxErrorRate      *float64               `protobuf:"fixed64,1,opt,name=max_error_rate,json=maxErrorRate,proto3,oneof" json:"max_error_rate,omitempty"`               // share of failed answers; default 0.01
+	P95LatencyMs      *float64               `protobuf:"fixed64,2,opt,name=p95_latency_ms,json=p95LatencyMs,proto3,oneof" json:"p95_latency_ms,omitempty"`               // the SLO; unset: no latency gate
+	MinRequests       *uint32                `protobuf:"varint,3,opt,name=min_requests,json=minRequests,proto3,oneof" json:"min_requests,omitempty"`                     // judged only after this many; default 20
+	MaxToxicRate      *float64               `protobuf:"fixed64,4,opt,name=max_toxic_rate,json=maxToxicRate,proto3,oneof" json:"max_toxic_rate,omitempty"`               // shadow answers flagged toxic, as a share; default 0.01
+	MaxLeakingAnswers *uint32                `protobuf:"varint,5,opt,name=max_leaking_answers,json=maxLeakingAnswers,proto3,oneof" json:"max_leaking_answers,omitempty"` // shadow answers holding personal data or a canary; default 0
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *TrafficGateLimits) Reset() {
@@ -5217,6 +5235,20 @@ func (x *TrafficGateLimits) GetMinRequests() uint32 {
 	return 0
 }
 
+func (x *TrafficGateLimits) GetMaxToxicRate() float64 {
+	if x != nil && x.MaxToxicRate != nil {
+		return *x.MaxToxicRate
+	}
+	return 0
+}
+
+func (x *TrafficGateLimits) GetMaxLeakingAnswers() uint32 {
+	if x != nil && x.MaxLeakingAnswers != nil {
+		return *x.MaxLeakingAnswers
+	}
+	return 0
+}
+
 type DeploymentRequested struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
 	DeploymentId         string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
@@ -5230,6 +5262,7 @@ type DeploymentRequested struct {
 	MetricGates          *TrafficGateLimits     `protobuf:"bytes,9,opt,name=metric_gates,json=metricGates,proto3" json:"metric_gates,omitempty"`
 	EndpointName         string                 `protobuf:"bytes,10,opt,name=endpoint_name,json=endpointName,proto3" json:"endpoint_name,omitempty"`     // the public model name clients call
 	VerifySeconds        uint32                 `protobuf:"varint,11,opt,name=verify_seconds,json=verifySeconds,proto3" json:"verify_seconds,omitempty"` // how long traffic is judged after the flip; default 300
+	EvalId               string                 `protobuf:"bytes,12,opt,name=eval_id,json=evalId,proto3" json:"eval_id,omitempty"`                       // the evaluation whose gates held at request time ("" : none apply)
 	unknownFields        protoimpl.UnknownFields
 	sizeCache            protoimpl.SizeCache
 }
@@ -5339,6 +5372,13 @@ func (x *DeploymentRequested) GetVerifySeconds() uint32 {
 		return x.VerifySeconds
 	}
 	return 0
+}
+
+func (x *DeploymentRequested) GetEvalId() string {
+	if x != nil {
+		return x.EvalId
+	}
+	return ""
 }
 
 type DeploymentApproved struct {
@@ -5581,6 +5621,123 @@ func (x *DeploymentVerified) GetP95LatencyMs() float64 {
 	return 0
 }
 
+// A shadow deployment's candidate judged on the mirrored traffic's answers (never shown to users).
+type ShadowJudged struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	DeploymentId   string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
+	Pool           string                 `protobuf:"bytes,2,opt,name=pool,proto3" json:"pool,omitempty"`
+	Requests       uint32                 `protobuf:"varint,3,opt,name=requests,proto3" json:"requests,omitempty"` // shadow answers judged
+	ErrorRate      float64                `protobuf:"fixed64,4,opt,name=error_rate,json=errorRate,proto3" json:"error_rate,omitempty"`
+	P95LatencyMs   float64                `protobuf:"fixed64,5,opt,name=p95_latency_ms,json=p95LatencyMs,proto3" json:"p95_latency_ms,omitempty"`
+	ToxicAnswers   uint32                 `protobuf:"varint,6,opt,name=toxic_answers,json=toxicAnswers,proto3" json:"toxic_answers,omitempty"`
+	LeakingAnswers uint32                 `protobuf:"varint,7,opt,name=leaking_answers,json=leakingAnswers,proto3" json:"leaking_answers,omitempty"` // answers with personal data (by kind, never the value) or a canary
+	Passed         bool                   `protobuf:"varint,8,opt,name=passed,proto3" json:"passed,omitempty"`
+	GatesBroken    []string               `protobuf:"bytes,9,rep,name=gates_broken,json=gatesBroken,proto3" json:"gates_broken,omitempty"`
+	Reason         string                 `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ShadowJudged) Reset() {
+	*x = ShadowJudged{}
+	mi := &file_privtune_v1_events_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShadowJudged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShadowJudged) ProtoMessage() {}
+
+func (x *ShadowJudged) ProtoReflect() protoreflect.Message {
+	mi := &file_privtune_v1_events_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShadowJudged.ProtoReflect.Descriptor instead.
+func (*ShadowJudged) Descriptor() ([]byte, []int) {
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ShadowJudged) GetDeploymentId() string {
+	if x != nil {
+		return x.DeploymentId
+	}
+	return ""
+}
+
+func (x *ShadowJudged) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *ShadowJudged) GetRequests() uint32 {
+	if x != nil {
+		return x.Requests
+	}
+	return 0
+}
+
+func (x *ShadowJudged) GetErrorRate() float64 {
+	if x != nil {
+		return x.ErrorRate
+	}
+	return 0
+}
+
+func (x *ShadowJudged) GetP95LatencyMs() float64 {
+	if x != nil {
+		return x.P95LatencyMs
+	}
+	return 0
+}
+
+func (x *ShadowJudged) GetToxicAnswers() uint32 {
+	if x != nil {
+		return x.ToxicAnswers
+	}
+	return 0
+}
+
+func (x *ShadowJudged) GetLeakingAnswers() uint32 {
+	if x != nil {
+		return x.LeakingAnswers
+	}
+	return 0
+}
+
+func (x *ShadowJudged) GetPassed() bool {
+	if x != nil {
+		return x.Passed
+	}
+	return false
+}
+
+func (x *ShadowJudged) GetGatesBroken() []string {
+	if x != nil {
+		return x.GatesBroken
+	}
+	return nil
+}
+
+func (x *ShadowJudged) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type DeploymentFailed struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	DeploymentId  string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
@@ -5592,7 +5749,7 @@ type DeploymentFailed struct {
 
 func (x *DeploymentFailed) Reset() {
 	*x = DeploymentFailed{}
-	mi := &file_privtune_v1_events_proto_msgTypes[46]
+	mi := &file_privtune_v1_events_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5604,7 +5761,7 @@ func (x *DeploymentFailed) String() string {
 func (*DeploymentFailed) ProtoMessage() {}
 
 func (x *DeploymentFailed) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[46]
+	mi := &file_privtune_v1_events_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5617,7 +5774,7 @@ func (x *DeploymentFailed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeploymentFailed.ProtoReflect.Descriptor instead.
 func (*DeploymentFailed) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{46}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DeploymentFailed) GetDeploymentId() string {
@@ -5654,7 +5811,7 @@ type PoolDeployed struct {
 
 func (x *PoolDeployed) Reset() {
 	*x = PoolDeployed{}
-	mi := &file_privtune_v1_events_proto_msgTypes[47]
+	mi := &file_privtune_v1_events_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5666,7 +5823,7 @@ func (x *PoolDeployed) String() string {
 func (*PoolDeployed) ProtoMessage() {}
 
 func (x *PoolDeployed) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[47]
+	mi := &file_privtune_v1_events_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5679,7 +5836,7 @@ func (x *PoolDeployed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolDeployed.ProtoReflect.Descriptor instead.
 func (*PoolDeployed) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{47}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PoolDeployed) GetDeploymentId() string {
@@ -5718,18 +5875,23 @@ func (x *PoolDeployed) GetReplicas() uint32 {
 }
 
 type TrafficFlipped struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	DeploymentId  string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
-	FromPool      string                 `protobuf:"bytes,2,opt,name=from_pool,json=fromPool,proto3" json:"from_pool,omitempty"`
-	ToPool        string                 `protobuf:"bytes,3,opt,name=to_pool,json=toPool,proto3" json:"to_pool,omitempty"`
-	WeightPercent uint32                 `protobuf:"varint,4,opt,name=weight_percent,json=weightPercent,proto3" json:"weight_percent,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state                  protoimpl.MessageState `protogen:"open.v1"`
+	DeploymentId           string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
+	FromPool               string                 `protobuf:"bytes,2,opt,name=from_pool,json=fromPool,proto3" json:"from_pool,omitempty"`
+	ToPool                 string                 `protobuf:"bytes,3,opt,name=to_pool,json=toPool,proto3" json:"to_pool,omitempty"`
+	WeightPercent          uint32                 `protobuf:"varint,4,opt,name=weight_percent,json=weightPercent,proto3" json:"weight_percent,omitempty"`
+	ModelVersionId         string                 `protobuf:"bytes,5,opt,name=model_version_id,json=modelVersionId,proto3" json:"model_version_id,omitempty"`                           // the version now answering (the share weight_percent of it)
+	PreviousModelVersionId string                 `protobuf:"bytes,6,opt,name=previous_model_version_id,json=previousModelVersionId,proto3" json:"previous_model_version_id,omitempty"` // the version that answered before ("" for the endpoint's first)
+	Environment            string                 `protobuf:"bytes,7,opt,name=environment,proto3" json:"environment,omitempty"`                                                         // the registry alias that follows a full flip
+	EndpointName           string                 `protobuf:"bytes,8,opt,name=endpoint_name,json=endpointName,proto3" json:"endpoint_name,omitempty"`
+	RoutingVersion         uint64                 `protobuf:"varint,9,opt,name=routing_version,json=routingVersion,proto3" json:"routing_version,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *TrafficFlipped) Reset() {
 	*x = TrafficFlipped{}
-	mi := &file_privtune_v1_events_proto_msgTypes[48]
+	mi := &file_privtune_v1_events_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5741,7 +5903,7 @@ func (x *TrafficFlipped) String() string {
 func (*TrafficFlipped) ProtoMessage() {}
 
 func (x *TrafficFlipped) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[48]
+	mi := &file_privtune_v1_events_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5754,7 +5916,7 @@ func (x *TrafficFlipped) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrafficFlipped.ProtoReflect.Descriptor instead.
 func (*TrafficFlipped) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{48}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *TrafficFlipped) GetDeploymentId() string {
@@ -5785,19 +5947,59 @@ func (x *TrafficFlipped) GetWeightPercent() uint32 {
 	return 0
 }
 
+func (x *TrafficFlipped) GetModelVersionId() string {
+	if x != nil {
+		return x.ModelVersionId
+	}
+	return ""
+}
+
+func (x *TrafficFlipped) GetPreviousModelVersionId() string {
+	if x != nil {
+		return x.PreviousModelVersionId
+	}
+	return ""
+}
+
+func (x *TrafficFlipped) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *TrafficFlipped) GetEndpointName() string {
+	if x != nil {
+		return x.EndpointName
+	}
+	return ""
+}
+
+func (x *TrafficFlipped) GetRoutingVersion() uint64 {
+	if x != nil {
+		return x.RoutingVersion
+	}
+	return 0
+}
+
 type RolledBack struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	DeploymentId  string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
-	ToPool        string                 `protobuf:"bytes,2,opt,name=to_pool,json=toPool,proto3" json:"to_pool,omitempty"`
-	Trigger       string                 `protobuf:"bytes,3,opt,name=trigger,proto3" json:"trigger,omitempty"` // gate or metric that fired
-	Reason        string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	DeploymentId       string                 `protobuf:"bytes,1,opt,name=deployment_id,json=deploymentId,proto3" json:"deployment_id,omitempty"`
+	ToPool             string                 `protobuf:"bytes,2,opt,name=to_pool,json=toPool,proto3" json:"to_pool,omitempty"`
+	Trigger            string                 `protobuf:"bytes,3,opt,name=trigger,proto3" json:"trigger,omitempty"` // gate or metric that fired
+	Reason             string                 `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	ModelVersionId     string                 `protobuf:"bytes,5,opt,name=model_version_id,json=modelVersionId,proto3" json:"model_version_id,omitempty"`               // the version answering again ("" if the endpoint had none before)
+	FromModelVersionId string                 `protobuf:"bytes,6,opt,name=from_model_version_id,json=fromModelVersionId,proto3" json:"from_model_version_id,omitempty"` // the version taken out of traffic
+	Environment        string                 `protobuf:"bytes,7,opt,name=environment,proto3" json:"environment,omitempty"`
+	EndpointName       string                 `protobuf:"bytes,8,opt,name=endpoint_name,json=endpointName,proto3" json:"endpoint_name,omitempty"`
+	Automatic          bool                   `protobuf:"varint,9,opt,name=automatic,proto3" json:"automatic,omitempty"` // a traffic gate fired (otherwise a person asked)
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *RolledBack) Reset() {
 	*x = RolledBack{}
-	mi := &file_privtune_v1_events_proto_msgTypes[49]
+	mi := &file_privtune_v1_events_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5809,7 +6011,7 @@ func (x *RolledBack) String() string {
 func (*RolledBack) ProtoMessage() {}
 
 func (x *RolledBack) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[49]
+	mi := &file_privtune_v1_events_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5822,7 +6024,7 @@ func (x *RolledBack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RolledBack.ProtoReflect.Descriptor instead.
 func (*RolledBack) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{49}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *RolledBack) GetDeploymentId() string {
@@ -5853,6 +6055,41 @@ func (x *RolledBack) GetReason() string {
 	return ""
 }
 
+func (x *RolledBack) GetModelVersionId() string {
+	if x != nil {
+		return x.ModelVersionId
+	}
+	return ""
+}
+
+func (x *RolledBack) GetFromModelVersionId() string {
+	if x != nil {
+		return x.FromModelVersionId
+	}
+	return ""
+}
+
+func (x *RolledBack) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *RolledBack) GetEndpointName() string {
+	if x != nil {
+		return x.EndpointName
+	}
+	return ""
+}
+
+func (x *RolledBack) GetAutomatic() bool {
+	if x != nil {
+		return x.Automatic
+	}
+	return false
+}
+
 type AccessDenied struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Principal     string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
@@ -5866,7 +6103,7 @@ type AccessDenied struct {
 
 func (x *AccessDenied) Reset() {
 	*x = AccessDenied{}
-	mi := &file_privtune_v1_events_proto_msgTypes[50]
+	mi := &file_privtune_v1_events_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5878,7 +6115,7 @@ func (x *AccessDenied) String() string {
 func (*AccessDenied) ProtoMessage() {}
 
 func (x *AccessDenied) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[50]
+	mi := &file_privtune_v1_events_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5891,7 +6128,7 @@ func (x *AccessDenied) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessDenied.ProtoReflect.Descriptor instead.
 func (*AccessDenied) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{50}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AccessDenied) GetPrincipal() string {
@@ -5941,7 +6178,7 @@ type BreakGlassUsed struct {
 
 func (x *BreakGlassUsed) Reset() {
 	*x = BreakGlassUsed{}
-	mi := &file_privtune_v1_events_proto_msgTypes[51]
+	mi := &file_privtune_v1_events_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5953,7 +6190,7 @@ func (x *BreakGlassUsed) String() string {
 func (*BreakGlassUsed) ProtoMessage() {}
 
 func (x *BreakGlassUsed) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[51]
+	mi := &file_privtune_v1_events_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5966,7 +6203,7 @@ func (x *BreakGlassUsed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreakGlassUsed.ProtoReflect.Descriptor instead.
 func (*BreakGlassUsed) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{51}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *BreakGlassUsed) GetPrincipal() string {
@@ -6009,7 +6246,7 @@ type AccessAllowed struct {
 
 func (x *AccessAllowed) Reset() {
 	*x = AccessAllowed{}
-	mi := &file_privtune_v1_events_proto_msgTypes[52]
+	mi := &file_privtune_v1_events_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6021,7 +6258,7 @@ func (x *AccessAllowed) String() string {
 func (*AccessAllowed) ProtoMessage() {}
 
 func (x *AccessAllowed) ProtoReflect() protoreflect.Message {
-	mi := &file_privtune_v1_events_proto_msgTypes[52]
+	mi := &file_privtune_v1_events_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6034,7 +6271,7 @@ func (x *AccessAllowed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessAllowed.ProtoReflect.Descriptor instead.
 func (*AccessAllowed) Descriptor() ([]byte, []int) {
-	return file_privtune_v1_events_proto_rawDescGZIP(), []int{52}
+	return file_privtune_v1_events_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *AccessAllowed) GetPrincipal() string {
@@ -6104,7 +6341,7 @@ var File_privtune_v1_events_proto protoreflect.FileDescriptor
 
 const file_privtune_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x18privtune/v1/events.proto\x12\vprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x1c\n" +
+	"\x18privtune/v1/events.proto\x12\vprivtune.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x1d\n" +
 	"\rEventEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x12\n" +
@@ -6145,6 +6382,7 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\x0eshadow_started\x188 \x01(\v2\x1a.privtune.v1.ShadowStartedH\x00R\rshadowStarted\x12R\n" +
 	"\x13deployment_verified\x189 \x01(\v2\x1f.privtune.v1.DeploymentVerifiedH\x00R\x12deploymentVerified\x12L\n" +
 	"\x11deployment_failed\x18: \x01(\v2\x1d.privtune.v1.DeploymentFailedH\x00R\x10deploymentFailed\x12@\n" +
+	"\rshadow_judged\x18; \x01(\v2\x19.privtune.v1.ShadowJudgedH\x00R\fshadowJudged\x12@\n" +
 	"\raccess_denied\x18< \x01(\v2\x19.privtune.v1.AccessDeniedH\x00R\faccessDenied\x12G\n" +
 	"\x10break_glass_used\x18= \x01(\v2\x1b.privtune.v1.BreakGlassUsedH\x00R\x0ebreakGlassUsed\x12C\n" +
 	"\x0eaccess_allowed\x18> \x01(\v2\x1a.privtune.v1.AccessAllowedH\x00R\raccessAllowed\x12O\n" +
@@ -6637,14 +6875,18 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"error_code\x18\x03 \x01(\tR\terrorCode\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x14\n" +
-	"\x05shard\x18\x05 \x01(\rR\x05shard\"\xc8\x01\n" +
+	"\x05shard\x18\x05 \x01(\rR\x05shard\"\xd3\x02\n" +
 	"\x11TrafficGateLimits\x12)\n" +
 	"\x0emax_error_rate\x18\x01 \x01(\x01H\x00R\fmaxErrorRate\x88\x01\x01\x12)\n" +
 	"\x0ep95_latency_ms\x18\x02 \x01(\x01H\x01R\fp95LatencyMs\x88\x01\x01\x12&\n" +
-	"\fmin_requests\x18\x03 \x01(\rH\x02R\vminRequests\x88\x01\x01B\x11\n" +
+	"\fmin_requests\x18\x03 \x01(\rH\x02R\vminRequests\x88\x01\x01\x12)\n" +
+	"\x0emax_toxic_rate\x18\x04 \x01(\x01H\x03R\fmaxToxicRate\x88\x01\x01\x123\n" +
+	"\x13max_leaking_answers\x18\x05 \x01(\rH\x04R\x11maxLeakingAnswers\x88\x01\x01B\x11\n" +
 	"\x0f_max_error_rateB\x11\n" +
 	"\x0f_p95_latency_msB\x0f\n" +
-	"\r_min_requests\"\xff\x03\n" +
+	"\r_min_requestsB\x11\n" +
+	"\x0f_max_toxic_rateB\x16\n" +
+	"\x14_max_leaking_answers\"\x98\x04\n" +
 	"\x13DeploymentRequested\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12(\n" +
 	"\x10model_version_id\x18\x02 \x01(\tR\x0emodelVersionId\x12 \n" +
@@ -6657,7 +6899,8 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\fmetric_gates\x18\t \x01(\v2\x1e.privtune.v1.TrafficGateLimitsR\vmetricGates\x12#\n" +
 	"\rendpoint_name\x18\n" +
 	" \x01(\tR\fendpointName\x12%\n" +
-	"\x0everify_seconds\x18\v \x01(\rR\rverifySeconds\"x\n" +
+	"\x0everify_seconds\x18\v \x01(\rR\rverifySeconds\x12\x17\n" +
+	"\aeval_id\x18\f \x01(\tR\x06evalId\"x\n" +
 	"\x12DeploymentApproved\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12\x1a\n" +
 	"\bapprover\x18\x02 \x01(\tR\bapprover\x12!\n" +
@@ -6674,7 +6917,20 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\brequests\x18\x03 \x01(\rR\brequests\x12\x1d\n" +
 	"\n" +
 	"error_rate\x18\x04 \x01(\x01R\terrorRate\x12$\n" +
-	"\x0ep95_latency_ms\x18\x05 \x01(\x01R\fp95LatencyMs\"n\n" +
+	"\x0ep95_latency_ms\x18\x05 \x01(\x01R\fp95LatencyMs\"\xc9\x02\n" +
+	"\fShadowJudged\x12#\n" +
+	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12\x12\n" +
+	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x1a\n" +
+	"\brequests\x18\x03 \x01(\rR\brequests\x12\x1d\n" +
+	"\n" +
+	"error_rate\x18\x04 \x01(\x01R\terrorRate\x12$\n" +
+	"\x0ep95_latency_ms\x18\x05 \x01(\x01R\fp95LatencyMs\x12#\n" +
+	"\rtoxic_answers\x18\x06 \x01(\rR\ftoxicAnswers\x12'\n" +
+	"\x0fleaking_answers\x18\a \x01(\rR\x0eleakingAnswers\x12\x16\n" +
+	"\x06passed\x18\b \x01(\bR\x06passed\x12!\n" +
+	"\fgates_broken\x18\t \x03(\tR\vgatesBroken\x12\x16\n" +
+	"\x06reason\x18\n" +
+	" \x01(\tR\x06reason\"n\n" +
 	"\x10DeploymentFailed\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12\x1d\n" +
 	"\n" +
@@ -6685,18 +6941,28 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\x04pool\x18\x02 \x01(\tR\x04pool\x12(\n" +
 	"\x10model_version_id\x18\x03 \x01(\tR\x0emodelVersionId\x12\x1a\n" +
 	"\bendpoint\x18\x04 \x01(\tR\bendpoint\x12\x1a\n" +
-	"\breplicas\x18\x05 \x01(\rR\breplicas\"\x92\x01\n" +
+	"\breplicas\x18\x05 \x01(\rR\breplicas\"\xe7\x02\n" +
 	"\x0eTrafficFlipped\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12\x1b\n" +
 	"\tfrom_pool\x18\x02 \x01(\tR\bfromPool\x12\x17\n" +
 	"\ato_pool\x18\x03 \x01(\tR\x06toPool\x12%\n" +
-	"\x0eweight_percent\x18\x04 \x01(\rR\rweightPercent\"|\n" +
+	"\x0eweight_percent\x18\x04 \x01(\rR\rweightPercent\x12(\n" +
+	"\x10model_version_id\x18\x05 \x01(\tR\x0emodelVersionId\x129\n" +
+	"\x19previous_model_version_id\x18\x06 \x01(\tR\x16previousModelVersionId\x12 \n" +
+	"\venvironment\x18\a \x01(\tR\venvironment\x12#\n" +
+	"\rendpoint_name\x18\b \x01(\tR\fendpointName\x12'\n" +
+	"\x0frouting_version\x18\t \x01(\x04R\x0eroutingVersion\"\xbe\x02\n" +
 	"\n" +
 	"RolledBack\x12#\n" +
 	"\rdeployment_id\x18\x01 \x01(\tR\fdeploymentId\x12\x17\n" +
 	"\ato_pool\x18\x02 \x01(\tR\x06toPool\x12\x18\n" +
 	"\atrigger\x18\x03 \x01(\tR\atrigger\x12\x16\n" +
-	"\x06reason\x18\x04 \x01(\tR\x06reason\"\x8c\x01\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12(\n" +
+	"\x10model_version_id\x18\x05 \x01(\tR\x0emodelVersionId\x121\n" +
+	"\x15from_model_version_id\x18\x06 \x01(\tR\x12fromModelVersionId\x12 \n" +
+	"\venvironment\x18\a \x01(\tR\venvironment\x12#\n" +
+	"\rendpoint_name\x18\b \x01(\tR\fendpointName\x12\x1c\n" +
+	"\tautomatic\x18\t \x01(\bR\tautomatic\"\x8c\x01\n" +
 	"\fAccessDenied\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x1a\n" +
@@ -6763,7 +7029,7 @@ func file_privtune_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_privtune_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_privtune_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_privtune_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_privtune_v1_events_proto_goTypes = []any{
 	(DataClassification)(0),        // 0: privtune.v1.DataClassification
 	(DatasetFormat)(0),             // 1: privtune.v1.DatasetFormat
@@ -6815,26 +7081,27 @@ var file_privtune_v1_events_proto_goTypes = []any{
 	(*PoolHealthy)(nil),            // 47: privtune.v1.PoolHealthy
 	(*ShadowStarted)(nil),          // 48: privtune.v1.ShadowStarted
 	(*DeploymentVerified)(nil),     // 49: privtune.v1.DeploymentVerified
-	(*DeploymentFailed)(nil),       // 50: privtune.v1.DeploymentFailed
-	(*PoolDeployed)(nil),           // 51: privtune.v1.PoolDeployed
-	(*TrafficFlipped)(nil),         // 52: privtune.v1.TrafficFlipped
-	(*RolledBack)(nil),             // 53: privtune.v1.RolledBack
-	(*AccessDenied)(nil),           // 54: privtune.v1.AccessDenied
-	(*BreakGlassUsed)(nil),         // 55: privtune.v1.BreakGlassUsed
-	(*AccessAllowed)(nil),          // 56: privtune.v1.AccessAllowed
-	nil,                            // 57: privtune.v1.DatasetRegistered.LabelsEntry
-	nil,                            // 58: privtune.v1.CurationRequested.DatasetLabelsEntry
-	nil,                            // 59: privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
-	nil,                            // 60: privtune.v1.TrainingRequested.ExperimentTagsEntry
-	nil,                            // 61: privtune.v1.TrainingStarted.LibraryVersionsEntry
-	nil,                            // 62: privtune.v1.CheckpointSaved.MetricsEntry
-	nil,                            // 63: privtune.v1.ModelVersionRegistered.MetricsEntry
-	nil,                            // 64: privtune.v1.EvalSuiteCreated.CountsEntry
-	nil,                            // 65: privtune.v1.EvalCompleted.MetricsEntry
-	(*timestamppb.Timestamp)(nil),  // 66: google.protobuf.Timestamp
+	(*ShadowJudged)(nil),           // 50: privtune.v1.ShadowJudged
+	(*DeploymentFailed)(nil),       // 51: privtune.v1.DeploymentFailed
+	(*PoolDeployed)(nil),           // 52: privtune.v1.PoolDeployed
+	(*TrafficFlipped)(nil),         // 53: privtune.v1.TrafficFlipped
+	(*RolledBack)(nil),             // 54: privtune.v1.RolledBack
+	(*AccessDenied)(nil),           // 55: privtune.v1.AccessDenied
+	(*BreakGlassUsed)(nil),         // 56: privtune.v1.BreakGlassUsed
+	(*AccessAllowed)(nil),          // 57: privtune.v1.AccessAllowed
+	nil,                            // 58: privtune.v1.DatasetRegistered.LabelsEntry
+	nil,                            // 59: privtune.v1.CurationRequested.DatasetLabelsEntry
+	nil,                            // 60: privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
+	nil,                            // 61: privtune.v1.TrainingRequested.ExperimentTagsEntry
+	nil,                            // 62: privtune.v1.TrainingStarted.LibraryVersionsEntry
+	nil,                            // 63: privtune.v1.CheckpointSaved.MetricsEntry
+	nil,                            // 64: privtune.v1.ModelVersionRegistered.MetricsEntry
+	nil,                            // 65: privtune.v1.EvalSuiteCreated.CountsEntry
+	nil,                            // 66: privtune.v1.EvalCompleted.MetricsEntry
+	(*timestamppb.Timestamp)(nil),  // 67: google.protobuf.Timestamp
 }
 var file_privtune_v1_events_proto_depIdxs = []int32{
-	66, // 0: privtune.v1.EventEnvelope.time:type_name -> google.protobuf.Timestamp
+	67, // 0: privtune.v1.EventEnvelope.time:type_name -> google.protobuf.Timestamp
 	5,  // 1: privtune.v1.EventEnvelope.dataset_registered:type_name -> privtune.v1.DatasetRegistered
 	6,  // 2: privtune.v1.EventEnvelope.curation_requested:type_name -> privtune.v1.CurationRequested
 	7,  // 3: privtune.v1.EventEnvelope.dataset_version_created:type_name -> privtune.v1.DatasetVersionCreated
@@ -6853,64 +7120,65 @@ var file_privtune_v1_events_proto_depIdxs = []int32{
 	42, // 16: privtune.v1.EventEnvelope.eval_completed:type_name -> privtune.v1.EvalCompleted
 	45, // 17: privtune.v1.EventEnvelope.deployment_requested:type_name -> privtune.v1.DeploymentRequested
 	46, // 18: privtune.v1.EventEnvelope.deployment_approved:type_name -> privtune.v1.DeploymentApproved
-	51, // 19: privtune.v1.EventEnvelope.pool_deployed:type_name -> privtune.v1.PoolDeployed
-	52, // 20: privtune.v1.EventEnvelope.traffic_flipped:type_name -> privtune.v1.TrafficFlipped
-	53, // 21: privtune.v1.EventEnvelope.rolled_back:type_name -> privtune.v1.RolledBack
+	52, // 19: privtune.v1.EventEnvelope.pool_deployed:type_name -> privtune.v1.PoolDeployed
+	53, // 20: privtune.v1.EventEnvelope.traffic_flipped:type_name -> privtune.v1.TrafficFlipped
+	54, // 21: privtune.v1.EventEnvelope.rolled_back:type_name -> privtune.v1.RolledBack
 	47, // 22: privtune.v1.EventEnvelope.pool_healthy:type_name -> privtune.v1.PoolHealthy
 	48, // 23: privtune.v1.EventEnvelope.shadow_started:type_name -> privtune.v1.ShadowStarted
 	49, // 24: privtune.v1.EventEnvelope.deployment_verified:type_name -> privtune.v1.DeploymentVerified
-	50, // 25: privtune.v1.EventEnvelope.deployment_failed:type_name -> privtune.v1.DeploymentFailed
-	54, // 26: privtune.v1.EventEnvelope.access_denied:type_name -> privtune.v1.AccessDenied
-	55, // 27: privtune.v1.EventEnvelope.break_glass_used:type_name -> privtune.v1.BreakGlassUsed
-	56, // 28: privtune.v1.EventEnvelope.access_allowed:type_name -> privtune.v1.AccessAllowed
-	17, // 29: privtune.v1.EventEnvelope.training_scheduled:type_name -> privtune.v1.TrainingScheduled
-	18, // 30: privtune.v1.EventEnvelope.training_stop_requested:type_name -> privtune.v1.TrainingStopRequested
-	19, // 31: privtune.v1.EventEnvelope.training_cancelled:type_name -> privtune.v1.TrainingCancelled
-	29, // 32: privtune.v1.EventEnvelope.model_version_registered:type_name -> privtune.v1.ModelVersionRegistered
-	30, // 33: privtune.v1.EventEnvelope.model_alias_moved:type_name -> privtune.v1.ModelAliasMoved
-	31, // 34: privtune.v1.EventEnvelope.privacy_budget_reserved:type_name -> privtune.v1.PrivacyBudgetReserved
-	32, // 35: privtune.v1.EventEnvelope.privacy_budget_settled:type_name -> privtune.v1.PrivacyBudgetSettled
-	27, // 36: privtune.v1.EventEnvelope.training_attempt_claimed:type_name -> privtune.v1.TrainingAttemptClaimed
-	28, // 37: privtune.v1.EventEnvelope.training_attempt_stop:type_name -> privtune.v1.TrainingAttemptStop
-	35, // 38: privtune.v1.EventEnvelope.eval_suite_created:type_name -> privtune.v1.EvalSuiteCreated
-	37, // 39: privtune.v1.EventEnvelope.eval_shard_scheduled:type_name -> privtune.v1.EvalShardScheduled
-	38, // 40: privtune.v1.EventEnvelope.eval_shard_completed:type_name -> privtune.v1.EvalShardCompleted
-	39, // 41: privtune.v1.EventEnvelope.eval_shard_failed:type_name -> privtune.v1.EvalShardFailed
-	43, // 42: privtune.v1.EventEnvelope.eval_failed:type_name -> privtune.v1.EvalFailed
-	1,  // 43: privtune.v1.DatasetRegistered.format_hint:type_name -> privtune.v1.DatasetFormat
-	0,  // 44: privtune.v1.DatasetRegistered.classification:type_name -> privtune.v1.DataClassification
-	57, // 45: privtune.v1.DatasetRegistered.labels:type_name -> privtune.v1.DatasetRegistered.LabelsEntry
-	0,  // 46: privtune.v1.CurationRequested.dataset_classification:type_name -> privtune.v1.DataClassification
-	58, // 47: privtune.v1.CurationRequested.dataset_labels:type_name -> privtune.v1.CurationRequested.DatasetLabelsEntry
-	0,  // 48: privtune.v1.DatasetVersionCreated.dataset_classification:type_name -> privtune.v1.DataClassification
-	59, // 49: privtune.v1.DatasetVersionCreated.dataset_labels:type_name -> privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
-	2,  // 50: privtune.v1.TrainingRequested.method:type_name -> privtune.v1.TrainingMethod
-	9,  // 51: privtune.v1.TrainingRequested.lora_config:type_name -> privtune.v1.LoraConfig
-	10, // 52: privtune.v1.TrainingRequested.hyperparameters:type_name -> privtune.v1.Hyperparameters
-	11, // 53: privtune.v1.TrainingRequested.dp:type_name -> privtune.v1.DifferentialPrivacy
-	60, // 54: privtune.v1.TrainingRequested.experiment_tags:type_name -> privtune.v1.TrainingRequested.ExperimentTagsEntry
-	0,  // 55: privtune.v1.TrainingRequested.classification:type_name -> privtune.v1.DataClassification
-	33, // 56: privtune.v1.TrainingRequested.eval_gates:type_name -> privtune.v1.EvalGates
-	13, // 57: privtune.v1.TrainingRejected.violations:type_name -> privtune.v1.PolicyViolation
-	15, // 58: privtune.v1.TrainingQueued.estimate:type_name -> privtune.v1.ResourceEstimate
-	61, // 59: privtune.v1.TrainingStarted.library_versions:type_name -> privtune.v1.TrainingStarted.LibraryVersionsEntry
-	62, // 60: privtune.v1.CheckpointSaved.metrics:type_name -> privtune.v1.CheckpointSaved.MetricsEntry
-	63, // 61: privtune.v1.ModelVersionRegistered.metrics:type_name -> privtune.v1.ModelVersionRegistered.MetricsEntry
-	33, // 62: privtune.v1.ModelVersionRegistered.eval_gates:type_name -> privtune.v1.EvalGates
-	64, // 63: privtune.v1.EvalSuiteCreated.counts:type_name -> privtune.v1.EvalSuiteCreated.CountsEntry
-	33, // 64: privtune.v1.EvalRequested.gates:type_name -> privtune.v1.EvalGates
-	34, // 65: privtune.v1.EvalRequested.generation:type_name -> privtune.v1.GenerationSettings
-	34, // 66: privtune.v1.EvalShardScheduled.generation:type_name -> privtune.v1.GenerationSettings
-	65, // 67: privtune.v1.EvalCompleted.metrics:type_name -> privtune.v1.EvalCompleted.MetricsEntry
-	40, // 68: privtune.v1.EvalCompleted.estimates:type_name -> privtune.v1.MetricEstimate
-	41, // 69: privtune.v1.EvalCompleted.gates:type_name -> privtune.v1.GateResult
-	3,  // 70: privtune.v1.DeploymentRequested.strategy:type_name -> privtune.v1.RolloutStrategy
-	44, // 71: privtune.v1.DeploymentRequested.metric_gates:type_name -> privtune.v1.TrafficGateLimits
-	72, // [72:72] is the sub-list for method output_type
-	72, // [72:72] is the sub-list for method input_type
-	72, // [72:72] is the sub-list for extension type_name
-	72, // [72:72] is the sub-list for extension extendee
-	0,  // [0:72] is the sub-list for field type_name
+	51, // 25: privtune.v1.EventEnvelope.deployment_failed:type_name -> privtune.v1.DeploymentFailed
+	50, // 26: privtune.v1.EventEnvelope.shadow_judged:type_name -> privtune.v1.ShadowJudged
+	55, // 27: privtune.v1.EventEnvelope.access_denied:type_name -> privtune.v1.AccessDenied
+	56, // 28: privtune.v1.EventEnvelope.break_glass_used:type_name -> privtune.v1.BreakGlassUsed
+	57, // 29: privtune.v1.EventEnvelope.access_allowed:type_name -> privtune.v1.AccessAllowed
+	17, // 30: privtune.v1.EventEnvelope.training_scheduled:type_name -> privtune.v1.TrainingScheduled
+	18, // 31: privtune.v1.EventEnvelope.training_stop_requested:type_name -> privtune.v1.TrainingStopRequested
+	19, // 32: privtune.v1.EventEnvelope.training_cancelled:type_name -> privtune.v1.TrainingCancelled
+	29, // 33: privtune.v1.EventEnvelope.model_version_registered:type_name -> privtune.v1.ModelVersionRegistered
+	30, // 34: privtune.v1.EventEnvelope.model_alias_moved:type_name -> privtune.v1.ModelAliasMoved
+	31, // 35: privtune.v1.EventEnvelope.privacy_budget_reserved:type_name -> privtune.v1.PrivacyBudgetReserved
+	32, // 36: privtune.v1.EventEnvelope.privacy_budget_settled:type_name -> privtune.v1.PrivacyBudgetSettled
+	27, // 37: privtune.v1.EventEnvelope.training_attempt_claimed:type_name -> privtune.v1.TrainingAttemptClaimed
+	28, // 38: privtune.v1.EventEnvelope.training_attempt_stop:type_name -> privtune.v1.TrainingAttemptStop
+	35, // 39: privtune.v1.EventEnvelope.eval_suite_created:type_name -> privtune.v1.EvalSuiteCreated
+	37, // 40: privtune.v1.EventEnvelope.eval_shard_scheduled:type_name -> privtune.v1.EvalShardScheduled
+	38, // 41: privtune.v1.EventEnvelope.eval_shard_completed:type_name -> privtune.v1.EvalShardCompleted
+	39, // 42: privtune.v1.EventEnvelope.eval_shard_failed:type_name -> privtune.v1.EvalShardFailed
+	43, // 43: privtune.v1.EventEnvelope.eval_failed:type_name -> privtune.v1.EvalFailed
+	1,  // 44: privtune.v1.DatasetRegistered.format_hint:type_name -> privtune.v1.DatasetFormat
+	0,  // 45: privtune.v1.DatasetRegistered.classification:type_name -> privtune.v1.DataClassification
+	58, // 46: privtune.v1.DatasetRegistered.labels:type_name -> privtune.v1.DatasetRegistered.LabelsEntry
+	0,  // 47: privtune.v1.CurationRequested.dataset_classification:type_name -> privtune.v1.DataClassification
+	59, // 48: privtune.v1.CurationRequested.dataset_labels:type_name -> privtune.v1.CurationRequested.DatasetLabelsEntry
+	0,  // 49: privtune.v1.DatasetVersionCreated.dataset_classification:type_name -> privtune.v1.DataClassification
+	60, // 50: privtune.v1.DatasetVersionCreated.dataset_labels:type_name -> privtune.v1.DatasetVersionCreated.DatasetLabelsEntry
+	2,  // 51: privtune.v1.TrainingRequested.method:type_name -> privtune.v1.TrainingMethod
+	9,  // 52: privtune.v1.TrainingRequested.lora_config:type_name -> privtune.v1.LoraConfig
+	10, // 53: privtune.v1.TrainingRequested.hyperparameters:type_name -> privtune.v1.Hyperparameters
+	11, // 54: privtune.v1.TrainingRequested.dp:type_name -> privtune.v1.DifferentialPrivacy
+	61, // 55: privtune.v1.TrainingRequested.experiment_tags:type_name -> privtune.v1.TrainingRequested.ExperimentTagsEntry
+	0,  // 56: privtune.v1.TrainingRequested.classification:type_name -> privtune.v1.DataClassification
+	33, // 57: privtune.v1.TrainingRequested.eval_gates:type_name -> privtune.v1.EvalGates
+	13, // 58: privtune.v1.TrainingRejected.violations:type_name -> privtune.v1.PolicyViolation
+	15, // 59: privtune.v1.TrainingQueued.estimate:type_name -> privtune.v1.ResourceEstimate
+	62, // 60: privtune.v1.TrainingStarted.library_versions:type_name -> privtune.v1.TrainingStarted.LibraryVersionsEntry
+	63, // 61: privtune.v1.CheckpointSaved.metrics:type_name -> privtune.v1.CheckpointSaved.MetricsEntry
+	64, // 62: privtune.v1.ModelVersionRegistered.metrics:type_name -> privtune.v1.ModelVersionRegistered.MetricsEntry
+	33, // 63: privtune.v1.ModelVersionRegistered.eval_gates:type_name -> privtune.v1.EvalGates
+	65, // 64: privtune.v1.EvalSuiteCreated.counts:type_name -> privtune.v1.EvalSuiteCreated.CountsEntry
+	33, // 65: privtune.v1.EvalRequested.gates:type_name -> privtune.v1.EvalGates
+	34, // 66: privtune.v1.EvalRequested.generation:type_name -> privtune.v1.GenerationSettings
+	34, // 67: privtune.v1.EvalShardScheduled.generation:type_name -> privtune.v1.GenerationSettings
+	66, // 68: privtune.v1.EvalCompleted.metrics:type_name -> privtune.v1.EvalCompleted.MetricsEntry
+	40, // 69: privtune.v1.EvalCompleted.estimates:type_name -> privtune.v1.MetricEstimate
+	41, // 70: privtune.v1.EvalCompleted.gates:type_name -> privtune.v1.GateResult
+	3,  // 71: privtune.v1.DeploymentRequested.strategy:type_name -> privtune.v1.RolloutStrategy
+	44, // 72: privtune.v1.DeploymentRequested.metric_gates:type_name -> privtune.v1.TrafficGateLimits
+	73, // [73:73] is the sub-list for method output_type
+	73, // [73:73] is the sub-list for method input_type
+	73, // [73:73] is the sub-list for extension type_name
+	73, // [73:73] is the sub-list for extension extendee
+	0,  // [0:73] is the sub-list for field type_name
 }
 
 func init() { file_privtune_v1_events_proto_init() }
@@ -6944,6 +7212,7 @@ func file_privtune_v1_events_proto_init() {
 		(*EventEnvelope_ShadowStarted)(nil),
 		(*EventEnvelope_DeploymentVerified)(nil),
 		(*EventEnvelope_DeploymentFailed)(nil),
+		(*EventEnvelope_ShadowJudged)(nil),
 		(*EventEnvelope_AccessDenied)(nil),
 		(*EventEnvelope_BreakGlassUsed)(nil),
 		(*EventEnvelope_AccessAllowed)(nil),
@@ -6971,7 +7240,7 @@ func file_privtune_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_privtune_v1_events_proto_rawDesc), len(file_privtune_v1_events_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   62,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,538 @@
+"""The deployment manager: drives each deployment from request to verified (or rolled back, or failed).
+
+For a deployment it brings up a pool in the endpoint's free slot (blue or green: the one not
+answering), checks its health, then moves traffic by the deployment's strategy:
+
+- **blue-green**: all traffic to the new pool at once; requests running on the old pool finish there;
+- **canary**: ``canary_steps_percent`` in turn (sticky per caller), each step judged by the traffic
+  gates for its share of ``verify_seconds``, the last (100) a full flip;
+- **shadow**: every request mirrored to the candidate for ``verify_seconds``; its answers are
+  judged (errors, latency, toxicity, leakage: services/deploy/shadow_gates.py) and only a
+  candidate that passed takes traffic, blue-green.
+
+After a full flip the gates watch the new pool for ``verify_seconds``; a broken gate rolls
+traffic back at once when ``rollback_on_regression`` is set (recorded with the gate that fired),
+and otherwise the deployment is Verified. Every step is an event on the deployment's stream
+(and so an audit record); a full flip and every rollback also move the registry alias named by
+the environment (the orchestrator follows these events).
+
+A pool stays up while it is the endpoint's active or previous pool (so a rollback is instant);
+the next deployment's candidate replaces the previous one. On start the manager restores each
+endpoint's serving version from the events (pools die with the process), fails rollouts caught
+half-way (``interrupted``: request them again) and resumes the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from sqlalchemy import Engine, select
+
+from privtune.v1 import events_pb2
+from services.common import eventstore
+from services.common.errors import FailedPrecondition
+from services.common.identity import Caller
+from services.common.store.schema import stored_events
+from services.deploy import catalog, deployment_domain as domain
+from services.deploy.application import MANAGER_ACTOR, DeploymentRecords, eval_gate_refusal, refusal_error
+from services.deploy.endpoints import EndpointGateway, ServedLog, ServedRow
+from services.deploy.gateway import AutomaticRollback, Gateway, PoolUnhealthy, RunningGateway, ShadowRecord
+from services.deploy.pools import PoolFailed, PoolLauncher, RunningPool
+from services.deploy.routing import Pool, Routing, RoutingTable, StaleRouting
+from services.deploy.shadow_gates import PiiKinds, ShadowAnswer, ShadowLimits, judge
+from services.deploy.traffic_gates import TrafficGates, evaluate, p95
+
+log = logging.getLogger(__name__)
+SLOTS = ("blue", "green")
+SHADOW_KEEP = 10_000
+
+
+@dataclass
+class Endpoint:
+    tenant_id: str
+    name: str
+    gateway: Gateway | None = None          # None until its first pool is healthy
+    pools: dict[str, RunningPool] = field(default_factory=dict)
+    rollout: threading.Lock = field(default_factory=threading.Lock)   # one rollout at a time
+    routing: threading.Lock = field(default_factory=threading.Lock)   # routing changes and pool swaps
+    shadow: dict[str, deque[ShadowRecord]] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=SHADOW_KEEP)))
+
+
+def _pool(p: RunningPool) -> Pool:
+    return Pool(p.name, p.urls, p.model, p.model_version_id)
+
+
+def _limits(gates: events_pb2.TrafficGateLimits) -> TrafficGates:
+    return TrafficGates(max_error_rate=gates.max_error_rate if gates.HasField("max_error_rate") else 0.01,
+                        p95_latency_seconds=gates.p95_latency_ms / 1000 if gates.HasField("p95_latency_ms") else 0.0,
+                        min_requests=gates.min_requests if gates.HasField("min_requests") else 20).check()
+
+
+def _shadow_limits(gates: events_pb2.TrafficGateLimits) -> ShadowLimits:
+    t = _limits(gates)
+    return ShadowLimits(max_error_rate=t.max_error_rate, p95_latency_seconds=t.p95_latency_seconds,
+                        min_requests=t.min_requests,
+                        max_toxic_rate=gates.max_toxic_rate if gates.HasField("max_toxic_rate") else 0.01,
+                        max_leaking_answers=gates.max_leaking_answers if gates.HasField("max_leaking_answers") else 0)
+
+
+class DeploymentManager:
+    def __init__(self, engine: Engine, launcher: PoolLauncher, front: EndpointGateway, served: ServedLog,
+                 running: RunningGateway, pii_kinds: PiiKinds, poll_seconds: float = 0.25) -> None:
+        self.engine = engine
+        self.records = DeploymentRecords(engine)
+        self.launcher = launcher
+        self.front = front
+        self.served = served
+        self.running = running
+        self.pii_kinds = pii_kinds
+        self.poll_seconds = poll_seconds
+        self.endpoints: dict[tuple[str, str], Endpoint] = {}
+        self._lock = threading.Lock()
+        self._kicks: queue.Queue[tuple[str, str]] = queue.Queue()
+        self._active: set[tuple[str, str]] = set()
+        self._stop = threading.Event()
+        self._recovered = False
+
+    @property
+    def gateway_url(self) -> str:
+        return self.running.url
+
+    # ------------------------------------------------------------------ the loop
+
+    def kick(self, tenant_id: str, deployment_id: str) -> None:
+        self._kicks.put((tenant_id, deployment_id))
+
+    def run(self, stop: threading.Event) -> None:
+        self._stop = stop
+        try:
+            if not self._recovered:  # once per process: a loop restarted by the supervisor keeps its pools
+                self._recovered = True
+                self._recover()
+            while not stop.is_set():
+                try:
+                    tenant_id, deployment_id = self._kicks.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                self._start_rollout(tenant_id, deployment_id)
+        finally:
+            if stop.is_set():
+                for endpoint in list(self.endpoints.values()):
+                    for pool in list(endpoint.pools.values()):
+                        pool.stop()
+
+    def _start_rollout(self, tenant_id: str, deployment_id: str) -> None:
+        key = (tenant_id, deployment_id)
+        with self._lock:
+            if key in self._active:
+                return
+            self._active.add(key)
+
+        def rollout() -> None:
+            try:
+                self._rollout(tenant_id, deployment_id)
+            except Exception as exc:  # noqa: BLE001 - never quietly: the deployment fails with the reason
+                log.exception("deployment %s failed unexpectedly", deployment_id)
+                self._fail(tenant_id, deployment_id, "internal", f"the deploy service failed: {type(exc).__name__}")
+            finally:
+                with self._lock:
+                    self._active.discard(key)
+
+        threading.Thread(target=rollout, name=f"rollout-{deployment_id}", daemon=True).start()
+
+    # ------------------------------------------------------------------ one rollout
+
+    def _endpoint(self, tenant_id: str, name: str) -> Endpoint:
+        with self._lock:
+            return self.endpoints.setdefault((tenant_id, name), Endpoint(tenant_id, name))
+
+    def _record(self, tenant_id: str, deployment_id: str,
+                decide: Callable[[domain.DeploymentState], list[Any]]) -> domain.DeploymentState:
+        return self.records.record(tenant_id, deployment_id, MANAGER_ACTOR, decide)
+
+    def _fail(self, tenant_id: str, deployment_id: str, code: str, reason: str) -> None:
+        try:
+            self._record(tenant_id, deployment_id, lambda s: domain.failed(s, code, reason))
+        except domain.DeploymentRefused:
+            pass  # it ended otherwise meanwhile (rolled back by a person)
+
+    def _rollout(self, tenant_id: str, deployment_id: str) -> None:
+        state = self.records.load(tenant_id, deployment_id)
+        if not state.exists:
+            return
+        endpoint = self._endpoint(tenant_id, state.request.endpoint_name)
+        with endpoint.rollout:
+            state = self.records.load(tenant_id, deployment_id)
+            if state.state not in (domain.REQUESTED, domain.APPROVED) or \
+                    (state.state == domain.REQUESTED and state.needs_approval):
+                return
+            version = catalog.find_version(self.engine, tenant_id, state.request.model_version_id, 0)
+            refusal = eval_gate_refusal(version) if version is not None else "the model version is unknown"
+            if refusal:
+                self._fail(tenant_id, deployment_id, "eval_gates", refusal)
+                return
+            assert version is not None
+            slot = self._free_slot(endpoint)
+            try:
+                pool = self.launcher.launch(tenant_id, version, pool=slot, endpoint=endpoint.name,
+                                            deployment_id=deployment_id)
+            except PoolFailed as exc:
+                self._fail(tenant_id, deployment_id, exc.code, str(exc))
+                return
+            with endpoint.routing:
+                endpoint.pools[slot] = pool
+            try:
+                self._record(tenant_id, deployment_id, lambda s: domain.pool_deployed(s, slot, pool.urls[0], 1))
+                self._bring_in(endpoint, state, pool)
+            except BaseException:
+                self._retire(endpoint, slot, pool)
+                raise
+
+    def _free_slot(self, endpoint: Endpoint) -> str:
+        """The slot not answering; the pool in it (the previous version) is taken out of routing and stopped."""
+        with endpoint.routing:
+            active = endpoint.gateway.table.current().active if endpoint.gateway is not None else ""
+            slot = next(s for s in SLOTS if s != active)
+            old = endpoint.pools.get(slot)
+            if old is not None and endpoint.gateway is not None:
+                current = endpoint.gateway.table.current()
+                pools = {k: v for k, v in current.pools.items() if k != slot}
+                endpoint.gateway.table.replace(current.version, replace(
+                    current, version=current.version + 1, pools=pools, strategy="single", candidate="",
+                    canary_weight=0.0, previous="" if current.previous == slot else current.previous,
+                    changed_by=MANAGER_ACTOR, reason=f"pool {slot} retired for the next deployment"))
+        if old is not None:
+            self._retire(endpoint, slot, old)
+        return slot
+
+    def _retire(self, endpoint: Endpoint, slot: str, pool: RunningPool) -> None:
+        with endpoint.routing:
+            if endpoint.pools.get(slot) is pool:
+                del endpoint.pools[slot]
+        pool.stop()
+
+    def _bring_in(self, endpoint: Endpoint, state: domain.DeploymentState, pool: RunningPool) -> None:
+        tenant_id, deployment_id, r = endpoint.tenant_id, state.deployment_id, state.request
+        first = endpoint.gateway is None
+        gateway = endpoint.gateway or self._new_gateway(endpoint, pool)
+        try:
+            self.running.call(gateway.check_pool(_pool(pool)), timeout=60)
+        except PoolUnhealthy as exc:
+            self._fail(tenant_id, deployment_id, "pool_unhealthy", str(exc))
+            self._retire(endpoint, pool.name, pool)
+            return
+        self._record(tenant_id, deployment_id, domain.pool_healthy)
+        if first:  # nothing answered this endpoint before: the pool takes its traffic at once
+            with endpoint.routing:
+                endpoint.gateway = gateway
+                self.front.endpoints[(tenant_id, endpoint.name)] = gateway
+            self._record(tenant_id, deployment_id, lambda s: domain.traffic_flipped(
+                s, "", 100, routing_version=gateway.table.current().version))
+            self._verify(endpoint, state, pool)
+            return
+        if r.strategy == events_pb2.ROLLOUT_STRATEGY_SHADOW:
+            if not self._shadow(endpoint, state, pool):
+                return
+        if r.strategy == events_pb2.ROLLOUT_STRATEGY_CANARY:
+            if not self._canary(endpoint, state, pool):
+                return
+        self._flip(endpoint, state, pool)
+
+    def _new_gateway(self, endpoint: Endpoint, pool: RunningPool) -> Gateway:
+        tenant_id, name = endpoint.tenant_id, endpoint.name
+
+        def on_access(record: Any) -> None:
+            owner = endpoint.pools.get(record.pool)
+            self.served.add(ServedRow(tenant_id, name, owner.deployment_id if owner is not None else "", record))
+
+        def on_shadow(record: ShadowRecord) -> None:
+            endpoint.shadow[record.pool].append(record)
+
+        def on_rollback(rollback: AutomaticRollback) -> None:
+            owner = endpoint.pools.get(rollback.from_pool)
+            if owner is not None:  # recorded off the gateway's loop: the store is not async
+                threading.Thread(target=self._auto_rolled_back, args=(endpoint, owner, rollback), daemon=True,
+                                 name="auto-rollback").start()
+
+        return Gateway(RoutingTable(Routing(1, {pool.name: _pool(pool)}, pool.name, changed_by=MANAGER_ACTOR,
+                                            reason="the endpoint's first deployment")),
+                       on_access=on_access, on_shadow=on_shadow, on_rollback=on_rollback)
+
+    def _flip(self, endpoint: Endpoint, state: domain.DeploymentState, pool: RunningPool) -> None:
+        r = state.request
+        gateway = endpoint.gateway
+        assert gateway is not None
+        with endpoint.routing:
+            current = gateway.table.current()
+            previous = current.pools[current.active]
+            staged = replace(current, version=current.version + 1, pools={**current.pools, pool.name: _pool(pool)},
+                             strategy="single", candidate="", canary_weight=0.0)
+            installed = gateway.table.replace(current.version, staged)
+            gates = _limits(r.metric_gates) if r.rollback_on_regression else None
+            try:
+                result = self.running.call(gateway.flip(
+                    pool.name, installed.version, drain_seconds=0, by=MANAGER_ACTOR,
+                    reason=f"deployment {state.deployment_id}", gates=gates, watch_seconds=r.verify_seconds))
+            except (PoolUnhealthy, StaleRouting) as exc:
+                self._fail(endpoint.tenant_id, state.deployment_id, "flip_refused", str(exc))
+                self._retire(endpoint, pool.name, pool)
+                return
+        self._record(endpoint.tenant_id, state.deployment_id, lambda s: domain.traffic_flipped(
+            s, previous.name, 100, previous_model_version_id=previous.model_version_id,
+            routing_version=result.routing.version))
+        self._verify(endpoint, state, pool)
+
+    def _verify(self, endpoint: Endpoint, state: domain.DeploymentState, pool: RunningPool) -> None:
+        """Watch the pool for ``verify_seconds`` (the gateway's watcher rolls back on a breach); then Verified."""
+        r = state.request
+        gateway = endpoint.gateway
+        assert gateway is not None
+        started = time.monotonic()
+        version = gateway.table.current().version
+        while time.monotonic() - started < r.verify_seconds and not self._stop.is_set():
+            if gateway.table.current().version != version:
+                return  # someone moved traffic (a rollback): whoever did recorded it
+            if self.records.load(endpoint.tenant_id, state.deployment_id).state != domain.FLIPPED:
+                return
+            self._stop.wait(self.poll_seconds)
+        if self._stop.is_set() or gateway.table.current().version != version:
+            return
+        outcomes = gateway.stats[pool.name].since(0) if pool.name in gateway.stats else []
+        breaches = evaluate(outcomes, _limits(r.metric_gates))
+        if breaches:  # no rollback was asked for (or none was possible): it stays unverified, said in the log
+            log.warning("deployment %s broke its traffic gates: %s; it stays unverified (rollback_on_regression %s)",
+                        state.deployment_id, "; ".join(b.describe() for b in breaches), r.rollback_on_regression)
+            return
+        errors = sum(1 for ok, _ in outcomes if not ok) / len(outcomes) if outcomes else 0.0
+        latency = p95([s for ok, s in outcomes if ok]) * 1000 if any(ok for ok, _ in outcomes) else 0.0
+        try:
+            self._record(endpoint.tenant_id, state.deployment_id,
+                         lambda s: domain.verified(s, len(outcomes), errors, latency))
+        except domain.DeploymentRefused:
+            pass  # rolled back at the last moment
+
+    def _canary(self, endpoint: Endpoint, state: domain.DeploymentState, pool: RunningPool) -> bool:
+        """The steps below 100%; False when a gate broke (rolled back) or the deployment ended meanwhile."""
+        r = state.request
+        gateway = endpoint.gateway
+        assert gateway is not None
+        steps = [w for w in r.canary_steps_percent if w < 100]
+        step_seconds = r.verify_seconds / max(1, len(r.canary_steps_percent))
+        gates = _limits(r.metric_gates)
+        for weight in steps:
+            with endpoint.routing:
+                current = gateway.table.current()
+                previous = current.pools[current.active]
+                routing = replace(current, pools={**current.pools, pool.name: _pool(pool)}, strategy="canary",
+                                  candidate=pool.name, canary_weight=weight / 100, salt=state.deployment_id,
+                                  changed_by=MANAGER_ACTOR, reason=f"deployment {state.deployment_id}: {weight}%")
+                try:
+                    installed = self.running.call(gateway.set_routing(current.version, routing))
+                except (PoolUnhealthy, StaleRouting) as exc:
+                    self._fail(endpoint.tenant_id, state.deployment_id, "flip_refused", str(exc))
+                    self._retire(endpoint, pool.name, pool)
+                    return False
+            self._record(endpoint.tenant_id, state.deployment_id, lambda s, w=weight: domain.traffic_flipped(
+                s, previous.name, w, previous_model_version_id=previous.model_version_id,
+                routing_version=installed.version))
+            started = time.monotonic()
+            while time.monotonic() - started < step_seconds and not self._stop.is_set():
+                if gateway.table.current().version != installed.version:
+                    return False  # a person rolled it back
+                breaches = evaluate(_since(gateway, pool.name, started), gates)
+                if breaches and r.rollback_on_regression:
+                    self._undo_canary(endpoint, state, pool, installed, breaches)
+                    return False
+                self._stop.wait(self.poll_seconds)
+            if self._stop.is_set():
+                return False
+        return True
+
+    def _undo_canary(self, endpoint: Endpoint, state: domain.DeploymentState, pool: RunningPool,
+                     installed: Routing, breaches: list[Any]) -> None:
+        gateway = endpoint.gateway
+        assert gateway is not None
+        with endpoint.routing:
+            try:
+                gateway.table.replace(installed.version, replace(
+                    installed, version=installed.version + 1, strategy="single", candidate="", canary_weight=0.0,
+                    changed_by=MANAGER_ACTOR, reason="automatic rollback of a canary"))
+            except StaleRouting:
+                return
+        reason = "automatic rollback: " + "; ".join(b.describe() for b in breaches)
+        self._record(endpoint.tenant_id, state.deployment_id, lambda s: domain.rolled_back(
+            s, ",".join(b.gate for b in breaches), reason, automatic=True))
+
+    def _shadow(self, endpoint: Endpoint, state: domain.DeploymentState, pool: RunningPool) -> bool:
+        """Mirror traffic to the candidate for ``verify_seconds``, then judge its answers. True: it passed."""
+        r = state.request
+        gateway = endpoint.gateway
+        assert gateway is not None
+        with endpoint.routing:
+            current = gateway.table.current()
+            routing = replace(current, pools={**current.pools, pool.name: _pool(pool)}, strategy="shadow",
+                              candidate=pool.name, changed_by=MANAGER_ACTOR,
+                              reason=f"deployment {state.deployment_id}: shadow")
+            endpoint.shadow[pool.name].clear()
+            try:
+                installed = self.running.call(gateway.set_routing(current.version, routing))
+            except (PoolUnhealthy, StaleRouting) as exc:
+                self._fail(endpoint.tenant_id, state.deployment_id, "flip_refused", str(exc))
+                self._retire(endpoint, pool.name, pool)
+                return False
+        self._record(endpoint.tenant_id, state.deployment_id, domain.shadow_started)
+        started = time.monotonic()
+        while time.monotonic() - started < r.verify_seconds and not self._stop.is_set():
+            if gateway.table.current().version != installed.version:
+                return False  # rolled back by a person
+            self._stop.wait(self.poll_seconds)
+        if self._stop.is_set():
+            return False
+        records = list(endpoint.shadow[pool.name])
+        answers = [ShadowAnswer(rec.status == 200, rec.seconds, rec.answer) for rec in records]
+        verdict = judge(answers, _shadow_limits(r.metric_gates), self.pii_kinds)
+        self._record(endpoint.tenant_id, state.deployment_id, lambda s: domain.shadow_judged(s, verdict))
+        with endpoint.routing:  # back to answering from the active pool only, whatever the verdict
+            current = gateway.table.current()
+            if current.version == installed.version:
+                gateway.table.replace(current.version, replace(
+                    current, version=current.version + 1, strategy="single", candidate="",
+                    changed_by=MANAGER_ACTOR, reason=f"deployment {state.deployment_id}: shadow judged"))
+        if not verdict.passed:
+            self._fail(endpoint.tenant_id, state.deployment_id, "shadow_gates", verdict.reason)
+            self._retire(endpoint, pool.name, pool)
+            return False
+        return True
+
+    # ------------------------------------------------------------------ rollbacks
+
+    def _auto_rolled_back(self, endpoint: Endpoint, pool: RunningPool, rollback: AutomaticRollback) -> None:
+        trigger = ",".join(rollback.gates)
+        for _ in range(50):  # the flip's own record may still be on its way (a breach right after the flip)
+            state = self.records.load(endpoint.tenant_id, pool.deployment_id)
+            if state.state in (domain.FLIPPED, domain.VERIFIED) or state.state in domain.TERMINAL:
+                break
+            time.sleep(0.1)
+        if not rollback.done:
+            log.error("automatic rollback of %s could not be made: %s", pool.deployment_id, rollback.reason)
+            return
+        try:
+            self._record(endpoint.tenant_id, pool.deployment_id,
+                         lambda s: domain.rolled_back(s, trigger, rollback.reason, automatic=True))
+        except domain.DeploymentRefused as exc:
+            log.error("recording the automatic rollback of %s failed: %s", pool.deployment_id, exc)
+
+    def rollback(self, caller: Caller, deployment_id: str, reason: str) -> domain.DeploymentState:
+        """A person's rollback: traffic back to the version before this deployment (or, before any traffic
+        moved, the candidate taken down). Raises FailedPrecondition when the deployment no longer answers."""
+        tenant_id = caller.tenant_id
+        state = self.records.load(tenant_id, deployment_id)
+        if state.state not in domain.ROLLBACK_FROM:
+            raise refusal_error(domain.DeploymentRefused(
+                "wrong_state", f"cannot roll back a deployment that is {state.state.replace('_', ' ')}"))
+        endpoint = self._endpoint(tenant_id, state.request.endpoint_name)
+        gateway = endpoint.gateway
+        reason = reason or "manual rollback"
+        with endpoint.routing:
+            current = gateway.table.current() if gateway is not None else None
+            mine = endpoint.pools.get(state.pool)
+            if mine is None or mine.deployment_id != deployment_id:
+                raise FailedPrecondition(f"deployment {deployment_id} no longer has a pool (a later deployment "
+                                         "replaced it); deploy the version you want instead",
+                                         reason="DEPLOYMENT_SUPERSEDED")
+            moved = state.state in (domain.FLIPPED, domain.VERIFIED)
+            if moved:
+                assert gateway is not None and current is not None
+                if current.strategy == "canary" and current.candidate == state.pool:
+                    gateway.table.replace(current.version, replace(
+                        current, version=current.version + 1, strategy="single", candidate="", canary_weight=0.0,
+                        changed_by=caller.actor, reason=reason))
+                elif current.active == state.pool and current.previous in current.pools:
+                    self.running.call(gateway.rollback(current.version, drain_seconds=0, by=caller.actor,
+                                                       reason=reason))
+                else:
+                    raise FailedPrecondition(
+                        f"deployment {deployment_id} has nothing to roll back to: the endpoint answered no other "
+                        "version before it, or that version's pool was replaced; deploy the version you want",
+                        reason="NOTHING_TO_ROLL_BACK_TO")
+            elif gateway is not None and current is not None and current.candidate == state.pool:
+                gateway.table.replace(current.version, replace(
+                    current, version=current.version + 1, strategy="single", candidate="", changed_by=caller.actor,
+                    reason=reason))
+            active = gateway.table.current() if gateway is not None else None
+            serving = active.pools[active.active] if active is not None else None
+        try:
+            result = self.records.record(tenant_id, deployment_id, caller.actor, lambda s: domain.rolled_back(
+                s, "manual", reason, to_pool=serving.name if serving else "",
+                model_version_id=serving.model_version_id if serving else ""))
+        except domain.DeploymentRefused as exc:
+            raise refusal_error(exc) from None
+        if not moved and mine is not None and (serving is None or serving.name != mine.name):
+            self._retire(endpoint, mine.name, mine)
+        return result
+
+    # ------------------------------------------------------------------ restart
+
+    def _recover(self) -> None:
+        """Bring back what answered before a restart; settle rollouts the restart interrupted."""
+        with self.engine.connect() as conn:
+            streams = conn.execute(select(stored_events.c.tenant_id, stored_events.c.stream_id).where(
+                stored_events.c.stream_type == domain.STREAM, stored_events.c.stream_version == 1)
+                .order_by(stored_events.c.recorded_at_ms)).all()
+            states = [(row.tenant_id, eventstore.load_stream(conn, row.tenant_id, row.stream_id)) for row in streams]
+        serving: dict[tuple[str, str], tuple[int, str, str]] = {}   # endpoint -> (at, version, deployment)
+        for tenant_id, events in states:
+            s = domain.fold(events)
+            key = (tenant_id, s.request.endpoint_name)
+            for env in events:
+                at = env.time.ToMilliseconds()
+                kind = env.WhichOneof("payload")
+                if kind == "traffic_flipped" and env.traffic_flipped.weight_percent == 100:
+                    candidate = (at, s.request.model_version_id, s.deployment_id)
+                elif kind == "rolled_back" and env.rolled_back.model_version_id and \
+                        env.rolled_back.from_model_version_id == s.request.model_version_id and \
+                        s.previous_model_version_id:
+                    candidate = (at, env.rolled_back.model_version_id, "")
+                else:
+                    continue
+                if key not in serving or serving[key][0] <= at:
+                    serving[key] = candidate
+            if s.state in (domain.POOL_DEPLOYED, domain.HEALTHY, domain.SHADOWING) or \
+                    (s.state == domain.FLIPPED and s.weight_percent < 100):
+                self._fail(tenant_id, s.deployment_id, "interrupted", "the deploy service restarted during the "
+                                                                      "rollout; request the deployment again")
+            elif s.state in (domain.REQUESTED, domain.APPROVED):
+                self.kick(tenant_id, s.deployment_id)
+        for (tenant_id, name), (_, version_id, deployment_id) in serving.items():
+            self._restore(tenant_id, name, version_id, deployment_id)
+
+    def _restore(self, tenant_id: str, name: str, version_id: str, deployment_id: str) -> None:
+        version = catalog.find_version(self.engine, tenant_id, version_id, 0)
+        if version is None:
+            log.error("endpoint %s: version %s is unknown; it stays down", name, version_id)
+            return
+        endpoint = self._endpoint(tenant_id, name)
+        try:
+            pool = self.launcher.launch(tenant_id, version, pool="blue", endpoint=name,
+                                        deployment_id=deployment_id or "restored")
+        except PoolFailed as exc:
+            log.error("endpoint %s could not be restored with %s: %s", name, version_id, exc)
+            return
+        gateway = self._new_gateway(endpoint, pool)
+        with endpoint.routing:
+            endpoint.pools["blue"] = pool
+            endpoint.gateway = gateway
+            self.front.endpoints[(tenant_id, name)] = gateway
+        log.info("endpoint %s restored with %s", name, version_id)
+
+
+def _since(gateway: Gateway, pool: str, started: float) -> list[tuple[bool, float]]:
+    stats = gateway.stats.get(pool)
+    return stats.since(started) if stats is not None else []
+
