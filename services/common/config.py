@@ -98,6 +98,10 @@ class PlatformConfig(BaseModel):
     serving_engine: Literal["transformers", "vllm"] = Field(
         "transformers", description="what serves deployed models: transformers (privtune's own server) or vllm "
                                     "(its cached venv, scripts/vllm_env.sh) [PRIVTUNE_SERVING_ENGINE]")
+    deploy_environments: str = Field(
+        "staging,production", description="environments deployments may go to, comma separated; each names the "
+                                          "registry alias it moves, and production needs an approver "
+                                          "[PRIVTUNE_DEPLOY_ENVIRONMENTS]")
     _component_port: int = PrivateAttr(default=0)
 
     @classmethod
@@ -134,6 +138,7 @@ class PlatformConfig(BaseModel):
             "audit_exports": os.environ.get("PRIVTUNE_AUDIT_EXPORTS", ""),
             "gateway_address": os.environ.get("PRIVTUNE_GATEWAY", "127.0.0.1:8080"),
             "serving_engine": os.environ.get("PRIVTUNE_SERVING_ENGINE", "transformers"),
+            "deploy_environments": os.environ.get("PRIVTUNE_DEPLOY_ENVIRONMENTS", "staging,production"),
         }
         values.update({k: (str(v) if k == "storage_root" else v) for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -97,9 +97,16 @@ class DeploymentRecords:
         raise AssertionError("unreachable")
 
 
+DEFAULT_ENVIRONMENTS = ("staging", "production")
+
+
 class DeploymentApplication:
-    def __init__(self, engine: Engine, manager: Manager | None = None) -> None:
+    """``environments``: where deployments may go (each names a registry alias; ``production`` needs an approver)."""
+
+    def __init__(self, engine: Engine, manager: Manager | None = None,
+                 environments: Sequence[str] = DEFAULT_ENVIRONMENTS) -> None:
         self.engine = engine
+        self.environments = tuple(environments)
         self.records = DeploymentRecords(engine)
         self.manager = manager
 
@@ -135,10 +142,20 @@ class DeploymentApplication:
         refusal = eval_gate_refusal(version)
         if refusal:
             raise FailedPrecondition(refusal, reason="EVAL_GATES_NOT_PASSED")
-        endpoint = endpoint_name or version.model_name
+        if environment not in self.environments:
+            raise InvalidArgument(f"environment {environment!r} is not one this platform deploys to "
+                                  f"({', '.join(self.environments)}; PRIVTUNE_DEPLOY_ENVIRONMENTS)",
+                                  field="environment")
+        endpoint = endpoint_name or (version.model_name if environment == domain.PRODUCTION
+                                     else f"{version.model_name}-{environment}")[:128]
         if not ENDPOINT_RE.fullmatch(endpoint):
             raise InvalidArgument("endpoint_name must be 1-128 letters, digits and '._-', starting with a letter or "
                                   "digit", field="endpoint_name")
+        bound = self._endpoint_environment(caller.tenant_id, endpoint)
+        if bound and bound != environment:
+            raise FailedPrecondition(f"endpoint {endpoint!r} serves environment {bound!r}: deploy to it with that "
+                                     "environment (and its approvals), or name another endpoint",
+                                     reason="ENDPOINT_ENVIRONMENT")
         busy = self._rollout_in_progress(caller.tenant_id, endpoint)
         if busy:
             raise FailedPrecondition(f"deployment {busy} is still rolling out on endpoint {endpoint!r}; wait until it "
@@ -174,10 +191,22 @@ class DeploymentApplication:
         """A deployment of ``endpoint`` not yet verified, rolled back or failed (one rollout at a time)."""
         busy = [n for name, n in STATE_NUMBERS.items() if name not in domain.TERMINAL]
         with self.engine.connect() as conn:
-            row = conn.execute(select(deployment_view.c.deployment_id).where(
+            rows = conn.execute(select(deployment_view.c.deployment_id).where(
                 deployment_view.c.tenant_id == tenant_id, deployment_view.c.endpoint_name == endpoint,
-                deployment_view.c.state.in_(busy))).first()
-        return row.deployment_id if row is not None else ""
+                deployment_view.c.state.in_(busy))).all()
+        for row in rows:  # the list trails the events: what it calls busy is checked on the stream itself
+            if self.records.load(tenant_id, row.deployment_id).state not in domain.TERMINAL:
+                return str(row.deployment_id)
+        return ""
+
+    def _endpoint_environment(self, tenant_id: str, endpoint: str) -> str:
+        """The environment an endpoint serves: its first deployment's (an endpoint serves one environment, so a
+        staging deployment can never take a production endpoint's traffic without production's approvals)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(deployment_view.c.environment).where(
+                deployment_view.c.tenant_id == tenant_id, deployment_view.c.endpoint_name == endpoint)
+                .order_by(deployment_view.c.created_at_ms).limit(1)).first()
+        return str(row.environment) if row is not None else ""
 
     def approve(self, caller: Caller, deployment_id: str) -> domain.DeploymentState:
         state = self.get(caller, deployment_id)

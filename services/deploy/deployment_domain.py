@@ -27,7 +27,9 @@ REQUESTED, APPROVED, POOL_DEPLOYED, HEALTHY, SHADOWING, FLIPPED, VERIFIED, ROLLE
     "requested", "approved", "pool_deployed", "healthy", "shadowing", "traffic_flipped", "verified", "rolled_back",
     "failed")
 TERMINAL = (VERIFIED, ROLLED_BACK, FAILED)
-ROLLBACK_FROM = (POOL_DEPLOYED, HEALTHY, SHADOWING, FLIPPED, VERIFIED)
+# before any traffic moved a rollback cancels; after, it moves traffic back (a failed deployment still holding
+# traffic, e.g. one whose gates broke without rollback_on_regression, can be rolled back too)
+ROLLBACK_FROM = (REQUESTED, APPROVED, POOL_DEPLOYED, HEALTHY, SHADOWING, FLIPPED, VERIFIED)
 
 
 class DeploymentRefused(Exception):
@@ -98,8 +100,8 @@ def fold(events: Sequence[events_pb2.EventEnvelope]) -> DeploymentState:
             s.state, s.weight_percent = ROLLED_BACK, 0
             s.rolled_back = events_pb2.RolledBack()
             s.rolled_back.CopyFrom(env.rolled_back)
-        elif kind == "deployment_failed":
-            s.state, s.weight_percent = FAILED, 0
+        elif kind == "deployment_failed":  # a deployment failing after it took traffic keeps it until rolled back
+            s.state = FAILED
             s.failed = events_pb2.DeploymentFailed()
             s.failed.CopyFrom(env.deployment_failed)
     return s
@@ -130,6 +132,10 @@ def request(state: DeploymentState, event: events_pb2.DeploymentRequested) -> li
         raise DeploymentRefused("invalid_argument", "metric_gates.max_error_rate must be between 0 and 1")
     if gates.HasField("p95_latency_ms") and not (math.isfinite(gates.p95_latency_ms) and gates.p95_latency_ms > 0):
         raise DeploymentRefused("invalid_argument", "metric_gates.p95_latency_ms must be a positive number")
+    if gates.HasField("min_requests") and not 1 <= gates.min_requests <= 1_000_000:
+        raise DeploymentRefused("invalid_argument", "metric_gates.min_requests must be between 1 and 1000000")
+    if gates.HasField("max_toxic_rate") and not 0.0 <= gates.max_toxic_rate <= 1.0:
+        raise DeploymentRefused("invalid_argument", "metric_gates.max_toxic_rate must be between 0 and 1")
     if event.strategy == events_pb2.ROLLOUT_STRATEGY_CANARY:
         steps = list(event.canary_steps_percent)
         if not steps or steps != sorted(set(steps)) or not 0 < steps[0] or steps[-1] > 100:
@@ -212,18 +218,25 @@ def rolled_back(state: DeploymentState, trigger: str, reason: str, *, automatic:
     """Back to the pool that had the traffic (``trigger``: "manual" or the gate that fired). Before any flip the
     traffic never moved: the rollback only takes the candidate down (``to_pool``/``model_version_id``: where
     the traffic is)."""
-    _require(state, ROLLBACK_FROM, "roll back")
+    if not holds_traffic(state):
+        _require(state, ROLLBACK_FROM, "roll back")
     if not trigger:
         raise DeploymentRefused("invalid_argument", "a rollback names its trigger (manual, or the gate that fired)")
-    moved = state.state in (FLIPPED, VERIFIED)
+    moved = holds_traffic(state)
     r = state.request
+    # from_model_version_id only when traffic really moved back: the registry's alias follows only those
     return [events_pb2.RolledBack(
         deployment_id=state.deployment_id, to_pool=state.previous_pool if moved else to_pool, trigger=trigger,
         reason=reason, model_version_id=state.previous_model_version_id if moved else model_version_id,
-        from_model_version_id=r.model_version_id, environment=r.environment, endpoint_name=r.endpoint_name,
-        automatic=automatic)]
+        from_model_version_id=r.model_version_id if moved else "", environment=r.environment,
+        endpoint_name=r.endpoint_name, automatic=automatic)]
+
+
+def holds_traffic(state: DeploymentState) -> bool:
+    """Whether the deployment answers part of its endpoint's traffic now (a rollback moves it back)."""
+    return state.state in (FLIPPED, VERIFIED) or (state.state == FAILED and state.weight_percent > 0)
 
 
 def failed(state: DeploymentState, error_code: str, reason: str) -> list[events_pb2.DeploymentFailed]:
-    _require(state, (REQUESTED, APPROVED, POOL_DEPLOYED, HEALTHY, SHADOWING), "fail")
+    _require(state, (REQUESTED, APPROVED, POOL_DEPLOYED, HEALTHY, SHADOWING, FLIPPED), "fail")
     return [events_pb2.DeploymentFailed(deployment_id=state.deployment_id, error_code=error_code, reason=reason)]

@@ -59,7 +59,7 @@ def apply(conn: Connection, env: events_pb2.EventEnvelope) -> None:
                       reason=e.reason[:2000])
     elif kind == "deployment_failed":
         e = env.deployment_failed
-        values.update(state=STATE_NUMBERS[domain.FAILED], weight_percent=0, error_code=e.error_code,
+        values.update(state=STATE_NUMBERS[domain.FAILED], error_code=e.error_code,
                       reason=e.reason[:2000])
     else:
         return

@@ -4,8 +4,7 @@ A client sends ``Authorization: Bearer <token>`` (the same tokens as the gRPC AP
 endpoint as the ``model``; the token's tenant picks among that tenant's endpoints only (another
 tenant's endpoint is "not found", exactly like a missing one). Each endpoint is a ``Gateway``
 (services/deploy/gateway.py) with its own routing config and pools. The canary bucket is the
-verified caller plus the request's ``user`` (or ``x-session-id``): a caller cannot move into or out
-of a canary by choosing a header, but a service answering many end users keeps each of them sticky.
+verified caller alone: no header or body field moves a caller into or out of a canary.
 
 Every answer is recorded in ``served_requests`` (request id, endpoint, model version, deployment,
 pool, routing version, status, caller), in batches off the request path: ``GetServedRequest``
@@ -131,19 +130,19 @@ class EndpointGateway:
             caller = self.authenticator.authenticate({"authorization": request.headers.get("authorization", "")}, {})
         except (Unauthenticated, PermissionDenied) as exc:
             return _refuse(401, str(exc), "invalid_api_key")
-        if not caller.roles & INFERENCE_ROLES and "break-glass" not in caller.roles:
+        if not caller.roles & INFERENCE_ROLES:  # break-glass alone does not call models (it is for the API's repairs)
             return _refuse(403, f"calling a model needs one of the roles {', '.join(sorted(INFERENCE_ROLES))}",
                            "permission_denied")
         return caller
 
     async def health(self, _request: HttpRequest) -> Response:
-        return JSONResponse({"status": "ok", "endpoints": len(self.endpoints)})
+        return JSONResponse({"status": "ok"})
 
     async def models(self, request: HttpRequest) -> Response:
         caller = self._caller(request)
         if isinstance(caller, Response):
             return caller
-        names = sorted(name for tenant, name in self.endpoints if tenant == caller.tenant_id)
+        names = sorted(name for tenant, name in list(self.endpoints) if tenant == caller.tenant_id)
         now = int(time.time())
         return JSONResponse({"object": "list", "data": [{"id": n, "object": "model", "created": now,
                                                          "owned_by": caller.tenant_id} for n in names]})
@@ -162,8 +161,7 @@ class EndpointGateway:
             return JSONResponse({"error": {"message": f"the model {chat.model[:128]!r} does not exist; list yours "
                                                       "with GET /v1/models", "type": "invalid_request_error",
                                            "param": "model", "code": "model_not_found"}}, status_code=404)
-        user = chat.user or request.headers.get("x-session-id") or ""
-        return await gateway.answer(chat, f"{caller.actor}\x00{user}", principal=caller.actor)
+        return await gateway.answer(chat, caller.actor, principal=caller.actor)
 
 
 def _refuse(status: int, message: str, code: str) -> Response:

@@ -106,7 +106,8 @@ class PoolStats:
         self.outcomes.append((time.monotonic(), ok, seconds))
 
     def since(self, start: float) -> list[tuple[bool, float]]:
-        return [(ok, s) for at, ok, s in self.outcomes if at >= start]
+        """Outcomes finished at or after ``start``; safe from any thread (copied in one step, then read)."""
+        return [(ok, s) for at, ok, s in self.outcomes.copy() if at >= start]
 
 
 class Gateway:
@@ -472,8 +473,16 @@ class RunningGateway:
         return self
 
     def call(self, coroutine: Any, timeout: float = 120.0) -> Any:
+        """The coroutine's result; on timeout it is cancelled (a flip never lands after its caller gave up)."""
+        import concurrent.futures
+
         assert self._loop is not None, "start() the gateway first"
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
 
     def stop(self) -> None:
         if self._server is not None:

@@ -24,6 +24,7 @@ half-way (``interrupted``: request them again) and resumes the rest.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -36,15 +37,16 @@ from sqlalchemy import Engine, select
 
 from privtune.v1 import events_pb2
 from services.common import eventstore
-from services.common.errors import FailedPrecondition
+from services.common.errors import FailedPrecondition, PrivtuneError
 from services.common.identity import Caller
+from services.common.storage import open_tenant_storage
 from services.common.store.schema import stored_events
 from services.deploy import catalog, deployment_domain as domain
 from services.deploy.application import MANAGER_ACTOR, DeploymentRecords, eval_gate_refusal, refusal_error
 from services.deploy.endpoints import EndpointGateway, ServedLog, ServedRow
 from services.deploy.gateway import AutomaticRollback, Gateway, PoolUnhealthy, RunningGateway, ShadowRecord
 from services.deploy.pools import PoolFailed, PoolLauncher, RunningPool
-from services.deploy.routing import Pool, Routing, RoutingTable, StaleRouting
+from services.deploy.routing import Pool, Routing, RoutingTable, StaleRouting, flipped
 from services.deploy.shadow_gates import PiiKinds, ShadowAnswer, ShadowLimits, judge
 from services.deploy.traffic_gates import TrafficGates, evaluate, p95
 
@@ -57,11 +59,36 @@ SHADOW_KEEP = 10_000
 class Endpoint:
     tenant_id: str
     name: str
+    environment: str = ""                   # the environment it serves: its first deployment's
     gateway: Gateway | None = None          # None until its first pool is healthy
     pools: dict[str, RunningPool] = field(default_factory=dict)
     rollout: threading.Lock = field(default_factory=threading.Lock)   # one rollout at a time
     routing: threading.Lock = field(default_factory=threading.Lock)   # routing changes and pool swaps
     shadow: dict[str, deque[ShadowRecord]] = field(default_factory=lambda: defaultdict(lambda: deque(maxlen=SHADOW_KEEP)))
+
+
+class Abandon(Exception):
+    """The deployment ended meanwhile (a person rolled it back): the rollout stops, its pool comes down."""
+
+
+class StepFailed(Exception):
+    """A rollout step failed; ``code`` is the DeploymentFailed error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _plain(exc: Exception) -> str:
+    """An error's message without the loopback addresses of pools (events are read by every viewer)."""
+    import re
+
+    return re.sub(r"https?://127\.0\.0\.1:\d+", "a pool process", str(exc))[:500]
+
+
+def _without_candidate(routing: Routing, by: str, reason: str) -> Routing:
+    return replace(routing, version=routing.version + 1, strategy="single", candidate="", canary_weight=0.0,
+                   changed_by=by, reason=reason)
 
 
 def _pool(p: RunningPool) -> Pool:
@@ -97,6 +124,7 @@ class DeploymentManager:
         self._lock = threading.Lock()
         self._kicks: queue.Queue[tuple[str, str]] = queue.Queue()
         self._active: set[tuple[str, str]] = set()
+        self._rerun: set[tuple[str, str]] = set()
         self._stop = threading.Event()
         self._recovered = False
 
@@ -112,9 +140,9 @@ class DeploymentManager:
     def run(self, stop: threading.Event) -> None:
         self._stop = stop
         try:
-            if not self._recovered:  # once per process: a loop restarted by the supervisor keeps its pools
-                self._recovered = True
+            if not self._recovered:  # once per process; a failure raises, the supervisor retries (and says so)
                 self._recover()
+                self._recovered = True
             while not stop.is_set():
                 try:
                     tenant_id, deployment_id = self._kicks.get(timeout=0.5)
@@ -131,6 +159,7 @@ class DeploymentManager:
         key = (tenant_id, deployment_id)
         with self._lock:
             if key in self._active:
+                self._rerun.add(key)  # e.g. approved while its request's rollout thread is still looking at it
                 return
             self._active.add(key)
 
@@ -143,10 +172,14 @@ class DeploymentManager:
             finally:
                 with self._lock:
                     self._active.discard(key)
+                    again = key in self._rerun
+                    self._rerun.discard(key)
+                if again:
+                    self.kick(tenant_id, deployment_id)
 
         threading.Thread(target=rollout, name=f"rollout-{deployment_id}", daemon=True).start()
 
-    # ------------------------------------------------------------------ one rollout
+    # ------------------------------------------------------------------ records
 
     def _endpoint(self, tenant_id: str, name: str) -> Endpoint:
         with self._lock:
@@ -156,11 +189,27 @@ class DeploymentManager:
                 decide: Callable[[domain.DeploymentState], list[Any]]) -> domain.DeploymentState:
         return self.records.record(tenant_id, deployment_id, MANAGER_ACTOR, decide)
 
+    def _step(self, tenant_id: str, deployment_id: str,
+              decide: Callable[[domain.DeploymentState], list[Any]]) -> domain.DeploymentState:
+        """Record a step of the rollout; Abandon when the deployment ended meanwhile (a person rolled it back)."""
+        try:
+            return self._record(tenant_id, deployment_id, decide)
+        except domain.DeploymentRefused as exc:
+            raise Abandon(str(exc)) from None
+
     def _fail(self, tenant_id: str, deployment_id: str, code: str, reason: str) -> None:
         try:
             self._record(tenant_id, deployment_id, lambda s: domain.failed(s, code, reason))
         except domain.DeploymentRefused:
             pass  # it ended otherwise meanwhile (rolled back by a person)
+
+    def _still(self, tenant_id: str, deployment_id: str, *states: str) -> domain.DeploymentState:
+        state = self.records.load(tenant_id, deployment_id)
+        if state.state not in states:
+            raise Abandon(f"the deployment is {state.state} now")
+        return state
+
+    # ------------------------------------------------------------------ one rollout
 
     def _rollout(self, tenant_id: str, deployment_id: str) -> None:
         state = self.records.load(tenant_id, deployment_id)
@@ -172,13 +221,18 @@ class DeploymentManager:
             if state.state not in (domain.REQUESTED, domain.APPROVED) or \
                     (state.state == domain.REQUESTED and state.needs_approval):
                 return
+            if endpoint.environment and endpoint.environment != state.request.environment:
+                self._fail(tenant_id, deployment_id, "endpoint_environment",
+                           f"endpoint {endpoint.name} serves environment {endpoint.environment}; deploy to it with "
+                           "that environment, or name another endpoint")
+                return
             version = catalog.find_version(self.engine, tenant_id, state.request.model_version_id, 0)
             refusal = eval_gate_refusal(version) if version is not None else "the model version is unknown"
             if refusal:
                 self._fail(tenant_id, deployment_id, "eval_gates", refusal)
                 return
             assert version is not None
-            slot = self._free_slot(endpoint)
+            slot = self._free_slot(endpoint, state.request.drain_seconds)
             try:
                 pool = self.launcher.launch(tenant_id, version, pool=slot, endpoint=endpoint.name,
                                             deployment_id=deployment_id)
@@ -188,34 +242,84 @@ class DeploymentManager:
             with endpoint.routing:
                 endpoint.pools[slot] = pool
             try:
-                self._record(tenant_id, deployment_id, lambda s: domain.pool_deployed(s, slot, pool.urls[0], 1))
+                self._step(tenant_id, deployment_id, lambda s: domain.pool_deployed(s, slot, endpoint.name, 1))
                 self._bring_in(endpoint, state, pool)
-            except BaseException:
-                self._retire(endpoint, slot, pool)
-                raise
+            except Abandon as exc:
+                log.info("deployment %s: %s; its pool is taken down", deployment_id, exc)
+                self._settle(endpoint, deployment_id, pool, "", "")
+            except StepFailed as exc:
+                self._settle(endpoint, deployment_id, pool, exc.code, str(exc))
+            except BaseException as exc:
+                log.exception("deployment %s failed while rolling out", deployment_id)
+                self._settle(endpoint, deployment_id, pool, "internal",
+                             f"the deploy service failed while rolling out ({type(exc).__name__}); traffic is back "
+                             "on the previous version")
+                if not isinstance(exc, Exception):
+                    raise
 
-    def _free_slot(self, endpoint: Endpoint) -> str:
-        """The slot not answering; the pool in it (the previous version) is taken out of routing and stopped."""
+    def _settle(self, endpoint: Endpoint, deployment_id: str, pool: RunningPool, code: str, reason: str) -> None:
+        """After a rollout stopped half-way: traffic back where it was, the outcome recorded (``code`` ""
+        : it ended otherwise, nothing to record), the candidate's pool taken down unless it still answers."""
+        moved_back = False
+        with endpoint.routing:
+            gateway = endpoint.gateway
+            if gateway is not None:
+                current = gateway.table.current()
+                if current.pools.get(pool.name) == _pool(pool):
+                    if current.active == pool.name and current.previous in current.pools:
+                        gateway.table.replace(current.version, flipped(current, current.previous, by=MANAGER_ACTOR,
+                                                                       reason=f"deployment {deployment_id} failed"))
+                        moved_back = True
+                    elif current.candidate == pool.name:
+                        gateway.table.replace(current.version, _without_candidate(current, MANAGER_ACTOR,
+                                                                                  "the candidate failed"))
+            if code:
+                state = self.records.load(endpoint.tenant_id, deployment_id)
+                try:
+                    if moved_back or (domain.holds_traffic(state) and state.weight_percent < 100):
+                        self._record(endpoint.tenant_id, deployment_id, lambda s: domain.rolled_back(
+                            s, code, reason, automatic=True))
+                    else:
+                        self._record(endpoint.tenant_id, deployment_id, lambda s: domain.failed(s, code, reason))
+                except domain.DeploymentRefused:
+                    pass
+        self._retire(endpoint, pool.name, pool)
+
+    def _free_slot(self, endpoint: Endpoint, drain_seconds: float) -> str:
+        """The slot not answering; the pool in it (the previous version) leaves routing, drains and stops."""
         with endpoint.routing:
             active = endpoint.gateway.table.current().active if endpoint.gateway is not None else ""
             slot = next(s for s in SLOTS if s != active)
             old = endpoint.pools.get(slot)
-            if old is not None and endpoint.gateway is not None:
-                current = endpoint.gateway.table.current()
-                pools = {k: v for k, v in current.pools.items() if k != slot}
-                endpoint.gateway.table.replace(current.version, replace(
-                    current, version=current.version + 1, pools=pools, strategy="single", candidate="",
-                    canary_weight=0.0, previous="" if current.previous == slot else current.previous,
-                    changed_by=MANAGER_ACTOR, reason=f"pool {slot} retired for the next deployment"))
         if old is not None:
-            self._retire(endpoint, slot, old)
+            self._retire(endpoint, slot, old, drain_seconds)
         return slot
 
-    def _retire(self, endpoint: Endpoint, slot: str, pool: RunningPool) -> None:
+    def _retire(self, endpoint: Endpoint, slot: str, pool: RunningPool, drain_seconds: float = 0.0) -> bool:
+        """Take ``pool`` out of routing, let its requests finish (up to ``drain_seconds``) and stop it. A pool
+        that answers the endpoint's traffic (its active pool) is never stopped: False."""
         with endpoint.routing:
+            gateway = endpoint.gateway
+            if gateway is not None:
+                current = gateway.table.current()
+                if current.pools.get(slot) == _pool(pool):
+                    if current.active == slot:
+                        log.error("pool %s of endpoint %s still answers its traffic: not stopped", slot, endpoint.name)
+                        return False
+                    rest = _without_candidate(current, MANAGER_ACTOR, f"pool {slot} retired") \
+                        if current.candidate == slot else current
+                    gateway.table.replace(current.version, replace(
+                        rest, version=current.version + 1, pools={k: v for k, v in rest.pools.items() if k != slot},
+                        previous="" if rest.previous == slot else rest.previous, changed_by=MANAGER_ACTOR,
+                        reason=f"pool {slot} retired"))
             if endpoint.pools.get(slot) is pool:
                 del endpoint.pools[slot]
+        started = time.monotonic()
+        while gateway is not None and gateway.inflight.get(slot, 0) > 0 and \
+                time.monotonic() - started < drain_seconds and not self._stop.is_set():
+            self._stop.wait(0.05)
         pool.stop()
+        return True
 
     def _bring_in(self, endpoint: Endpoint, state: domain.DeploymentState, pool: RunningPool) -> None:
         tenant_id, deployment_id, r = endpoint.tenant_id, state.deployment_id, state.request
@@ -223,25 +327,24 @@ class DeploymentManager:
         gateway = endpoint.gateway or self._new_gateway(endpoint, pool)
         try:
             self.running.call(gateway.check_pool(_pool(pool)), timeout=60)
-        except PoolUnhealthy as exc:
-            self._fail(tenant_id, deployment_id, "pool_unhealthy", str(exc))
-            self._retire(endpoint, pool.name, pool)
-            return
-        self._record(tenant_id, deployment_id, domain.pool_healthy)
+        except PoolUnhealthy:
+            raise StepFailed("pool_unhealthy", f"pool {pool.name} did not pass its health checks (the server does "
+                                               "not answer or does not serve the model); no traffic moved") from None
+        self._step(tenant_id, deployment_id, domain.pool_healthy)
         if first:  # nothing answered this endpoint before: the pool takes its traffic at once
             with endpoint.routing:
-                endpoint.gateway = gateway
+                self._still(tenant_id, deployment_id, domain.HEALTHY)
+                endpoint.gateway, endpoint.environment = gateway, r.environment
                 self.front.endpoints[(tenant_id, endpoint.name)] = gateway
-            self._record(tenant_id, deployment_id, lambda s: domain.traffic_flipped(
-                s, "", 100, routing_version=gateway.table.current().version))
-            self._verify(endpoint, state, pool)
+                self._step(tenant_id, deployment_id, lambda s: domain.traffic_flipped(
+                    s, "", 100, routing_version=gateway.table.current().version))
+                flip_at = time.monotonic()
+            self._verify(endpoint, deployment_id, pool, flip_at)
             return
-        if r.strategy == events_pb2.ROLLOUT_STRATEGY_SHADOW:
-            if not self._shadow(endpoint, state, pool):
-                return
-        if r.strategy == events_pb2.ROLLOUT_STRATEGY_CANARY:
-            if not self._canary(endpoint, state, pool):
-                return
+        if r.strategy == events_pb2.ROLLOUT_STRATEGY_SHADOW and not self._shadow(endpoint, state, pool):
+            return
+        if r.strategy == events_pb2.ROLLOUT_STRATEGY_CANARY and not self._canary(endpoint, state, pool):
+            return
         self._flip(endpoint, state, pool)
 
     def _new_gateway(self, endpoint: Endpoint, pool: RunningPool) -> Gateway:
@@ -268,54 +371,60 @@ class DeploymentManager:
         r = state.request
         gateway = endpoint.gateway
         assert gateway is not None
-        with endpoint.routing:
+        with endpoint.routing:  # a person's rollback waits for this lock: it sees the flip and its record together
+            self._still(endpoint.tenant_id, state.deployment_id, domain.HEALTHY, domain.SHADOWING, domain.FLIPPED)
             current = gateway.table.current()
             previous = current.pools[current.active]
-            staged = replace(current, version=current.version + 1, pools={**current.pools, pool.name: _pool(pool)},
-                             strategy="single", candidate="", canary_weight=0.0)
-            installed = gateway.table.replace(current.version, staged)
+            if current.pools.get(pool.name) == _pool(pool):
+                installed = current  # a canary's last step: its users stay on the candidate through the flip
+            else:
+                installed = gateway.table.replace(current.version, replace(
+                    current, version=current.version + 1, pools={**current.pools, pool.name: _pool(pool)},
+                    strategy="single", candidate="", canary_weight=0.0))
             gates = _limits(r.metric_gates) if r.rollback_on_regression else None
             try:
                 result = self.running.call(gateway.flip(
                     pool.name, installed.version, drain_seconds=0, by=MANAGER_ACTOR,
                     reason=f"deployment {state.deployment_id}", gates=gates, watch_seconds=r.verify_seconds))
             except (PoolUnhealthy, StaleRouting) as exc:
-                self._fail(endpoint.tenant_id, state.deployment_id, "flip_refused", str(exc))
-                self._retire(endpoint, pool.name, pool)
-                return
-        self._record(endpoint.tenant_id, state.deployment_id, lambda s: domain.traffic_flipped(
-            s, previous.name, 100, previous_model_version_id=previous.model_version_id,
-            routing_version=result.routing.version))
-        self._verify(endpoint, state, pool)
+                raise StepFailed("flip_refused", f"traffic was not moved: {_plain(exc)}") from None
+            flip_at = time.monotonic()
+            self._step(endpoint.tenant_id, state.deployment_id, lambda s: domain.traffic_flipped(
+                s, previous.name, 100, previous_model_version_id=previous.model_version_id,
+                routing_version=result.routing.version))
+        self._verify(endpoint, state.deployment_id, pool, flip_at)
 
-    def _verify(self, endpoint: Endpoint, state: domain.DeploymentState, pool: RunningPool) -> None:
-        """Watch the pool for ``verify_seconds`` (the gateway's watcher rolls back on a breach); then Verified."""
+    def _verify(self, endpoint: Endpoint, deployment_id: str, pool: RunningPool, flip_at: float) -> None:
+        """Watch the pool for ``verify_seconds`` from the flip (the gateway's watcher rolls back on a breach when
+        asked to); then Verified, or Failed with the gates that broke (its traffic stays until rolled back)."""
+        state = self.records.load(endpoint.tenant_id, deployment_id)
         r = state.request
         gateway = endpoint.gateway
         assert gateway is not None
-        started = time.monotonic()
         version = gateway.table.current().version
-        while time.monotonic() - started < r.verify_seconds and not self._stop.is_set():
+        while time.monotonic() - flip_at < r.verify_seconds and not self._stop.is_set():
             if gateway.table.current().version != version:
                 return  # someone moved traffic (a rollback): whoever did recorded it
-            if self.records.load(endpoint.tenant_id, state.deployment_id).state != domain.FLIPPED:
+            if self.records.load(endpoint.tenant_id, deployment_id).state != domain.FLIPPED:
                 return
             self._stop.wait(self.poll_seconds)
-        if self._stop.is_set() or gateway.table.current().version != version:
-            return
-        outcomes = gateway.stats[pool.name].since(0) if pool.name in gateway.stats else []
-        breaches = evaluate(outcomes, _limits(r.metric_gates))
-        if breaches:  # no rollback was asked for (or none was possible): it stays unverified, said in the log
-            log.warning("deployment %s broke its traffic gates: %s; it stays unverified (rollback_on_regression %s)",
-                        state.deployment_id, "; ".join(b.describe() for b in breaches), r.rollback_on_regression)
-            return
-        errors = sum(1 for ok, _ in outcomes if not ok) / len(outcomes) if outcomes else 0.0
-        latency = p95([s for ok, s in outcomes if ok]) * 1000 if any(ok for ok, _ in outcomes) else 0.0
-        try:
-            self._record(endpoint.tenant_id, state.deployment_id,
-                         lambda s: domain.verified(s, len(outcomes), errors, latency))
-        except domain.DeploymentRefused:
-            pass  # rolled back at the last moment
+        with endpoint.routing:
+            if self._stop.is_set() or gateway.table.current().version != version:
+                return
+            outcomes = _since(gateway, pool.name, flip_at)
+            breaches = evaluate(outcomes, _limits(r.metric_gates))
+            try:
+                if breaches:  # no rollback was asked for: it failed its gates, and answers until rolled back
+                    reason = "; ".join(b.describe() for b in breaches) + " (rollback_on_regression is off: roll " \
+                                                                         "it back or deploy another version)"
+                    self._record(endpoint.tenant_id, deployment_id, lambda s: domain.failed(s, "traffic_gates", reason))
+                    return
+                errors = sum(1 for ok, _ in outcomes if not ok) / len(outcomes) if outcomes else 0.0
+                latency = p95([s for ok, s in outcomes if ok]) * 1000 if any(ok for ok, _ in outcomes) else 0.0
+                self._record(endpoint.tenant_id, deployment_id,
+                             lambda s: domain.verified(s, len(outcomes), errors, latency))
+            except domain.DeploymentRefused:
+                pass  # rolled back at the last moment
 
     def _canary(self, endpoint: Endpoint, state: domain.DeploymentState, pool: RunningPool) -> bool:
         """The steps below 100%; False when a gate broke (rolled back) or the deployment ended meanwhile."""
@@ -327,6 +436,7 @@ class DeploymentManager:
         gates = _limits(r.metric_gates)
         for weight in steps:
             with endpoint.routing:
+                self._still(endpoint.tenant_id, state.deployment_id, domain.HEALTHY, domain.FLIPPED)
                 current = gateway.table.current()
                 previous = current.pools[current.active]
                 routing = replace(current, pools={**current.pools, pool.name: _pool(pool)}, strategy="canary",
@@ -335,39 +445,38 @@ class DeploymentManager:
                 try:
                     installed = self.running.call(gateway.set_routing(current.version, routing))
                 except (PoolUnhealthy, StaleRouting) as exc:
-                    self._fail(endpoint.tenant_id, state.deployment_id, "flip_refused", str(exc))
-                    self._retire(endpoint, pool.name, pool)
-                    return False
-            self._record(endpoint.tenant_id, state.deployment_id, lambda s, w=weight: domain.traffic_flipped(
-                s, previous.name, w, previous_model_version_id=previous.model_version_id,
-                routing_version=installed.version))
-            started = time.monotonic()
-            while time.monotonic() - started < step_seconds and not self._stop.is_set():
+                    raise StepFailed("flip_refused", f"the canary step to {weight}% was not made: {_plain(exc)}") \
+                        from None
+                step_at = time.monotonic()
+                self._step(endpoint.tenant_id, state.deployment_id, lambda s, w=weight: domain.traffic_flipped(
+                    s, previous.name, w, previous_model_version_id=previous.model_version_id,
+                    routing_version=installed.version))
+            while time.monotonic() - step_at < step_seconds and not self._stop.is_set():
                 if gateway.table.current().version != installed.version:
                     return False  # a person rolled it back
-                breaches = evaluate(_since(gateway, pool.name, started), gates)
+                breaches = evaluate(_since(gateway, pool.name, step_at), gates)
                 if breaches and r.rollback_on_regression:
-                    self._undo_canary(endpoint, state, pool, installed, breaches)
+                    self._undo_canary(endpoint, state.deployment_id, installed, breaches)
                     return False
                 self._stop.wait(self.poll_seconds)
             if self._stop.is_set():
                 return False
         return True
 
-    def _undo_canary(self, endpoint: Endpoint, state: domain.DeploymentState, pool: RunningPool,
-                     installed: Routing, breaches: list[Any]) -> None:
+    def _undo_canary(self, endpoint: Endpoint, deployment_id: str, installed: Routing, breaches: list[Any]) -> None:
         gateway = endpoint.gateway
         assert gateway is not None
+        reason = "automatic rollback: " + "; ".join(b.describe() for b in breaches)
         with endpoint.routing:
             try:
-                gateway.table.replace(installed.version, replace(
-                    installed, version=installed.version + 1, strategy="single", candidate="", canary_weight=0.0,
-                    changed_by=MANAGER_ACTOR, reason="automatic rollback of a canary"))
+                gateway.table.replace(installed.version, _without_candidate(installed, MANAGER_ACTOR, reason))
             except StaleRouting:
                 return
-        reason = "automatic rollback: " + "; ".join(b.describe() for b in breaches)
-        self._record(endpoint.tenant_id, state.deployment_id, lambda s: domain.rolled_back(
-            s, ",".join(b.gate for b in breaches), reason, automatic=True))
+            try:
+                self._record(endpoint.tenant_id, deployment_id, lambda s: domain.rolled_back(
+                    s, ",".join(b.gate for b in breaches), reason, automatic=True))
+            except domain.DeploymentRefused:
+                pass
 
     def _shadow(self, endpoint: Endpoint, state: domain.DeploymentState, pool: RunningPool) -> bool:
         """Mirror traffic to the candidate for ``verify_seconds``, then judge its answers. True: it passed."""
@@ -375,6 +484,7 @@ class DeploymentManager:
         gateway = endpoint.gateway
         assert gateway is not None
         with endpoint.routing:
+            self._still(endpoint.tenant_id, state.deployment_id, domain.HEALTHY)
             current = gateway.table.current()
             routing = replace(current, pools={**current.pools, pool.name: _pool(pool)}, strategy="shadow",
                               candidate=pool.name, changed_by=MANAGER_ACTOR,
@@ -383,10 +493,8 @@ class DeploymentManager:
             try:
                 installed = self.running.call(gateway.set_routing(current.version, routing))
             except (PoolUnhealthy, StaleRouting) as exc:
-                self._fail(endpoint.tenant_id, state.deployment_id, "flip_refused", str(exc))
-                self._retire(endpoint, pool.name, pool)
-                return False
-        self._record(endpoint.tenant_id, state.deployment_id, domain.shadow_started)
+                raise StepFailed("flip_refused", f"shadowing did not start: {_plain(exc)}") from None
+            self._step(endpoint.tenant_id, state.deployment_id, domain.shadow_started)
         started = time.monotonic()
         while time.monotonic() - started < r.verify_seconds and not self._stop.is_set():
             if gateway.table.current().version != installed.version:
@@ -395,65 +503,67 @@ class DeploymentManager:
         if self._stop.is_set():
             return False
         records = list(endpoint.shadow[pool.name])
+        endpoint.shadow[pool.name].clear()  # the answers are judged once, then dropped: only counts are kept
         answers = [ShadowAnswer(rec.status == 200, rec.seconds, rec.answer) for rec in records]
-        verdict = judge(answers, _shadow_limits(r.metric_gates), self.pii_kinds)
-        self._record(endpoint.tenant_id, state.deployment_id, lambda s: domain.shadow_judged(s, verdict))
+        version = catalog.find_version(self.engine, endpoint.tenant_id, r.model_version_id, 0)
+        secrets = canary_secrets(self.launcher.storage_root, endpoint.tenant_id, version.dataset_uri) \
+            if version is not None else []
+        verdict = judge(answers, _shadow_limits(r.metric_gates), self.pii_kinds, secrets)
         with endpoint.routing:  # back to answering from the active pool only, whatever the verdict
             current = gateway.table.current()
             if current.version == installed.version:
-                gateway.table.replace(current.version, replace(
-                    current, version=current.version + 1, strategy="single", candidate="",
-                    changed_by=MANAGER_ACTOR, reason=f"deployment {state.deployment_id}: shadow judged"))
+                gateway.table.replace(current.version, _without_candidate(
+                    current, MANAGER_ACTOR, f"deployment {state.deployment_id}: shadow judged"))
+            self._step(endpoint.tenant_id, state.deployment_id, lambda s: domain.shadow_judged(s, verdict))
         if not verdict.passed:
-            self._fail(endpoint.tenant_id, state.deployment_id, "shadow_gates", verdict.reason)
-            self._retire(endpoint, pool.name, pool)
-            return False
+            raise StepFailed("shadow_gates", verdict.reason)
         return True
 
     # ------------------------------------------------------------------ rollbacks
 
     def _auto_rolled_back(self, endpoint: Endpoint, pool: RunningPool, rollback: AutomaticRollback) -> None:
         trigger = ",".join(rollback.gates)
-        for _ in range(50):  # the flip's own record may still be on its way (a breach right after the flip)
-            state = self.records.load(endpoint.tenant_id, pool.deployment_id)
-            if state.state in (domain.FLIPPED, domain.VERIFIED) or state.state in domain.TERMINAL:
-                break
-            time.sleep(0.1)
-        if not rollback.done:
-            log.error("automatic rollback of %s could not be made: %s", pool.deployment_id, rollback.reason)
-            return
-        try:
-            self._record(endpoint.tenant_id, pool.deployment_id,
-                         lambda s: domain.rolled_back(s, trigger, rollback.reason, automatic=True))
-        except domain.DeploymentRefused as exc:
-            log.error("recording the automatic rollback of %s failed: %s", pool.deployment_id, exc)
+        with endpoint.routing:  # the flip's record is made under this lock: it is in the stream by now
+            try:
+                if rollback.done:
+                    self._record(endpoint.tenant_id, pool.deployment_id,
+                                 lambda s: domain.rolled_back(s, trigger, rollback.reason, automatic=True))
+                else:  # it still answers: say so, a person must act
+                    self._record(endpoint.tenant_id, pool.deployment_id,
+                                 lambda s: domain.failed(s, "rollback_failed", rollback.reason))
+            except domain.DeploymentRefused as exc:
+                log.error("recording the automatic rollback of %s failed: %s", pool.deployment_id, exc)
 
     def rollback(self, caller: Caller, deployment_id: str, reason: str) -> domain.DeploymentState:
-        """A person's rollback: traffic back to the version before this deployment (or, before any traffic
-        moved, the candidate taken down). Raises FailedPrecondition when the deployment no longer answers."""
+        """A person's rollback: traffic back to the version before this deployment, or, before any traffic moved,
+        the deployment cancelled and its candidate taken down. Raises FailedPrecondition when it no longer
+        answers (a later deployment replaced its pool) or the version before it is no longer up."""
         tenant_id = caller.tenant_id
         state = self.records.load(tenant_id, deployment_id)
-        if state.state not in domain.ROLLBACK_FROM:
-            raise refusal_error(domain.DeploymentRefused(
-                "wrong_state", f"cannot roll back a deployment that is {state.state.replace('_', ' ')}"))
         endpoint = self._endpoint(tenant_id, state.request.endpoint_name)
-        gateway = endpoint.gateway
         reason = reason or "manual rollback"
         with endpoint.routing:
-            current = gateway.table.current() if gateway is not None else None
-            mine = endpoint.pools.get(state.pool)
-            if mine is None or mine.deployment_id != deployment_id:
+            state = self.records.load(tenant_id, deployment_id)  # again, under the lock every rollout step takes
+            moved = domain.holds_traffic(state)
+            if not moved and state.state not in domain.ROLLBACK_FROM:
+                raise refusal_error(domain.DeploymentRefused(
+                    "wrong_state", f"cannot roll back a deployment that is {state.state.replace('_', ' ')}"))
+            gateway = endpoint.gateway
+            mine = endpoint.pools.get(state.pool) if state.pool else None
+            if mine is not None and mine.deployment_id != deployment_id:
+                mine = None
+            if state.pool and mine is None:
                 raise FailedPrecondition(f"deployment {deployment_id} no longer has a pool (a later deployment "
                                          "replaced it); deploy the version you want instead",
                                          reason="DEPLOYMENT_SUPERSEDED")
-            moved = state.state in (domain.FLIPPED, domain.VERIFIED)
             if moved:
-                assert gateway is not None and current is not None
-                if current.strategy == "canary" and current.candidate == state.pool:
-                    gateway.table.replace(current.version, replace(
-                        current, version=current.version + 1, strategy="single", candidate="", canary_weight=0.0,
-                        changed_by=caller.actor, reason=reason))
-                elif current.active == state.pool and current.previous in current.pools:
+                assert gateway is not None and mine is not None
+                current = gateway.table.current()
+                before = current.pools.get(current.previous)
+                if current.strategy == "canary" and current.candidate == mine.name:
+                    gateway.table.replace(current.version, _without_candidate(current, caller.actor, reason))
+                elif current.active == mine.name and before is not None and \
+                        before.model_version_id == state.previous_model_version_id:
                     self.running.call(gateway.rollback(current.version, drain_seconds=0, by=caller.actor,
                                                        reason=reason))
                 else:
@@ -461,19 +571,19 @@ class DeploymentManager:
                         f"deployment {deployment_id} has nothing to roll back to: the endpoint answered no other "
                         "version before it, or that version's pool was replaced; deploy the version you want",
                         reason="NOTHING_TO_ROLL_BACK_TO")
-            elif gateway is not None and current is not None and current.candidate == state.pool:
-                gateway.table.replace(current.version, replace(
-                    current, version=current.version + 1, strategy="single", candidate="", changed_by=caller.actor,
-                    reason=reason))
+            elif gateway is not None and mine is not None:
+                current = gateway.table.current()
+                if current.candidate == mine.name:
+                    gateway.table.replace(current.version, _without_candidate(current, caller.actor, reason))
             active = gateway.table.current() if gateway is not None else None
             serving = active.pools[active.active] if active is not None else None
-        try:
-            result = self.records.record(tenant_id, deployment_id, caller.actor, lambda s: domain.rolled_back(
-                s, "manual", reason, to_pool=serving.name if serving else "",
-                model_version_id=serving.model_version_id if serving else ""))
-        except domain.DeploymentRefused as exc:
-            raise refusal_error(exc) from None
-        if not moved and mine is not None and (serving is None or serving.name != mine.name):
+            try:
+                result = self.records.record(tenant_id, deployment_id, caller.actor, lambda s: domain.rolled_back(
+                    s, "manual", reason, to_pool=serving.name if serving else "",
+                    model_version_id=serving.model_version_id if serving else ""))
+            except domain.DeploymentRefused as exc:
+                raise refusal_error(exc) from None
+        if not moved and mine is not None:
             self._retire(endpoint, mine.name, mine)
         return result
 
@@ -481,43 +591,70 @@ class DeploymentManager:
 
     def _recover(self) -> None:
         """Bring back what answered before a restart; settle rollouts the restart interrupted."""
+        resume: set[tuple[str, str]] = set()
+        for tenant_id, events in self._deployment_streams():
+            s = domain.fold(events)
+            if s.state in (domain.POOL_DEPLOYED, domain.HEALTHY, domain.SHADOWING):
+                self._fail(tenant_id, s.deployment_id, "interrupted", "the deploy service restarted during the "
+                                                                      "rollout; request the deployment again")
+            elif s.state == domain.FLIPPED and s.weight_percent < 100:
+                try:
+                    self._record(tenant_id, s.deployment_id, lambda st: domain.rolled_back(
+                        st, "restart", "the deploy service restarted during the canary; traffic is back on the "
+                                       "previous version: request the deployment again", automatic=True))
+                except domain.DeploymentRefused:
+                    pass
+            elif s.state == domain.FLIPPED:
+                resume.add((tenant_id, s.deployment_id))
+            elif s.state in (domain.REQUESTED, domain.APPROVED):
+                self.kick(tenant_id, s.deployment_id)
+        environments = {(tenant_id, domain.fold(events).request.endpoint_name): domain.fold(events).request.environment
+                        for tenant_id, events in reversed(self._deployment_streams())}  # the first one's wins
+        for (tenant_id, name), (version_id, deployment_id) in self._serving().items():
+            self._restore(tenant_id, name, version_id, deployment_id, environments.get((tenant_id, name), ""))
+            endpoint = self._endpoint(tenant_id, name)
+            pool = endpoint.pools.get("blue")
+            if (tenant_id, deployment_id) in resume and pool is not None:
+                threading.Thread(target=self._verify, args=(endpoint, deployment_id, pool, time.monotonic()),
+                                 daemon=True, name=f"verify-{deployment_id}").start()
+
+    def _deployment_streams(self) -> list[tuple[str, list[events_pb2.EventEnvelope]]]:
         with self.engine.connect() as conn:
             streams = conn.execute(select(stored_events.c.tenant_id, stored_events.c.stream_id).where(
                 stored_events.c.stream_type == domain.STREAM, stored_events.c.stream_version == 1)
                 .order_by(stored_events.c.recorded_at_ms)).all()
-            states = [(row.tenant_id, eventstore.load_stream(conn, row.tenant_id, row.stream_id)) for row in streams]
-        serving: dict[tuple[str, str], tuple[int, str, str]] = {}   # endpoint -> (at, version, deployment)
-        for tenant_id, events in states:
+            return [(row.tenant_id, eventstore.load_stream(conn, row.tenant_id, row.stream_id)) for row in streams]
+
+    def _serving(self) -> dict[tuple[str, str], tuple[str, str]]:
+        """Each endpoint's serving version and the deployment that brought it, from the last full flip or
+        rollback in the events."""
+        moves: list[tuple[int, tuple[str, str], str, str]] = []
+        owner: dict[tuple[str, str, str], str] = {}   # (tenant, endpoint, version) -> deployment that flipped it
+        for tenant_id, events in self._deployment_streams():
             s = domain.fold(events)
             key = (tenant_id, s.request.endpoint_name)
             for env in events:
-                at = env.time.ToMilliseconds()
                 kind = env.WhichOneof("payload")
                 if kind == "traffic_flipped" and env.traffic_flipped.weight_percent == 100:
-                    candidate = (at, s.request.model_version_id, s.deployment_id)
-                elif kind == "rolled_back" and env.rolled_back.model_version_id and \
-                        env.rolled_back.from_model_version_id == s.request.model_version_id and \
-                        s.previous_model_version_id:
-                    candidate = (at, env.rolled_back.model_version_id, "")
-                else:
-                    continue
-                if key not in serving or serving[key][0] <= at:
-                    serving[key] = candidate
-            if s.state in (domain.POOL_DEPLOYED, domain.HEALTHY, domain.SHADOWING) or \
-                    (s.state == domain.FLIPPED and s.weight_percent < 100):
-                self._fail(tenant_id, s.deployment_id, "interrupted", "the deploy service restarted during the "
-                                                                      "rollout; request the deployment again")
-            elif s.state in (domain.REQUESTED, domain.APPROVED):
-                self.kick(tenant_id, s.deployment_id)
-        for (tenant_id, name), (_, version_id, deployment_id) in serving.items():
-            self._restore(tenant_id, name, version_id, deployment_id)
+                    moves.append((env.time.ToMilliseconds(), key, s.request.model_version_id, s.deployment_id))
+                    owner[(*key, s.request.model_version_id)] = s.deployment_id
+                elif kind == "rolled_back" and env.rolled_back.from_model_version_id:
+                    moves.append((env.time.ToMilliseconds(), key, env.rolled_back.model_version_id, ""))
+        serving: dict[tuple[str, str], tuple[str, str]] = {}
+        for _, key, version_id, deployment_id in sorted(moves, key=lambda m: m[0]):
+            if version_id:
+                serving[key] = (version_id, deployment_id or owner.get((*key, version_id), ""))
+            else:
+                serving.pop(key, None)
+        return serving
 
-    def _restore(self, tenant_id: str, name: str, version_id: str, deployment_id: str) -> None:
-        version = catalog.find_version(self.engine, tenant_id, version_id, 0)
-        if version is None:
-            log.error("endpoint %s: version %s is unknown; it stays down", name, version_id)
-            return
+    def _restore(self, tenant_id: str, name: str, version_id: str, deployment_id: str, environment: str) -> None:
         endpoint = self._endpoint(tenant_id, name)
+        if endpoint.gateway is not None:
+            return
+        version = catalog.find_version(self.engine, tenant_id, version_id, 10.0)
+        if version is None:
+            raise RuntimeError(f"endpoint {name}: version {version_id} is not in the deploy catalog yet")
         try:
             pool = self.launcher.launch(tenant_id, version, pool="blue", endpoint=name,
                                         deployment_id=deployment_id or "restored")
@@ -528,8 +665,26 @@ class DeploymentManager:
         with endpoint.routing:
             endpoint.pools["blue"] = pool
             endpoint.gateway = gateway
+            endpoint.environment = environment
             self.front.endpoints[(tenant_id, name)] = gateway
         log.info("endpoint %s restored with %s", name, version_id)
+
+
+def canary_secrets(storage_root: str, tenant_id: str, dataset_uri: str) -> list[str]:
+    """The secrets of the canaries planted in the dataset version the model was trained on ([] when none)."""
+    if not dataset_uri:
+        return []
+    storage = open_tenant_storage(storage_root, tenant_id)
+    try:
+        key = storage.key_for(dataset_uri).rstrip("/") + "/canaries.json"
+        if not storage.exists(key):
+            return []
+        with storage.open(key) as fh:
+            return [str(c["secret"]) for c in json.loads(fh.read())["canaries"] if c.get("secret")]
+    except (PrivtuneError, OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("the canaries of %s could not be read (%s); shadow answers are checked for PII only",
+                    dataset_uri[:200], type(exc).__name__)
+        return []
 
 
 def _since(gateway: Gateway, pool: str, started: float) -> list[tuple[bool, float]]:

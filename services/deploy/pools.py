@@ -88,9 +88,12 @@ class PoolLauncher:
         except AdapterMismatch as exc:
             backend.stop()
             raise PoolFailed("artifact_mismatch", f"the adapter was refused: {exc}") from None
-        except BackendError as exc:
+        except BackendError as exc:  # its log tail (paths, tracebacks) goes to this service's log, not the event
             backend.stop()
-            raise PoolFailed("pool_start_failed", f"the {self.engine} server did not come up: {str(exc)[:1500]}") \
+            log.error("deployment %s: the %s server of pool %s did not come up: %s", deployment_id, self.engine, pool,
+                      exc)
+            raise PoolFailed("pool_start_failed", f"the {self.engine} server of pool {pool} did not come up or "
+                                                  "refused the adapter; the deploy service's log has its output") \
                 from None
         except BaseException:
             backend.stop()

@@ -38,7 +38,8 @@ def build(engine: Engine, bus: EventBus | None, config: PlatformConfig, stop: th
     launcher = PoolLauncher(config.storage_uri, config.models_dir, config.data_dir / "deploy",
                             engine=config.serving_engine)
     manager = DeploymentManager(engine, launcher, front, served, running, presidio_pii_kinds())
-    app = DeploymentApplication(engine, manager)
+    environments = [e.strip() for e in config.deploy_environments.split(",") if e.strip()]
+    app = DeploymentApplication(engine, manager, environments)
 
     def gateway_loop(stop: threading.Event) -> None:
         try:

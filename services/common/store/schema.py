@@ -245,6 +245,7 @@ deploy_model_catalog = Table(
     Column("base_model_id", String(255), nullable=False),
     Column("base_model_sha256", String(64), nullable=False),
     Column("evaluation_suite_id", String(64), nullable=False),
+    Column("dataset_uri", Text, nullable=False),          # the dataset version trained on (its canaries.json)
     Column("eval_id", String(64), nullable=False),        # the gating evaluation ("" none requested yet)
     Column("eval_passed", Integer, nullable=False),
     Column("eval_reason", Text, nullable=False),

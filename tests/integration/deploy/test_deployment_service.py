@@ -71,7 +71,7 @@ def _client(platform: Platform, actor: str = "alice", tenant: str = TENANT) -> h
     return httpx.Client(verify=ssl.create_default_context(cafile=ca), timeout=60, headers={"authorization": f"Bearer {token(tenant, actor, ENGINEER)}"})
 
 
-def _chat(client: httpx.Client, url: str, model: str = "bot", stream: bool = False) -> httpx.Response:
+def _chat(client: httpx.Client, url: str, model: str = "bot-staging", stream: bool = False) -> httpx.Response:
     body = {"model": model, "messages": [{"role": "user", "content": "my invoice is wrong"}], "max_tokens": 6,
             "temperature": 0, "stream": stream}
     return client.post(url + "/v1/chat/completions", json=body)
@@ -106,7 +106,7 @@ def test_first_deployment_serves_and_every_answer_names_its_model_version(world:
         streamed = _chat(client, first.gateway_url, stream=True)
         assert streamed.status_code == 200 and streamed.text.rstrip().endswith("data: [DONE]")
         models = client.get(first.gateway_url + "/v1/models").json()
-        assert [m["id"] for m in models["data"]] == ["bot"]
+        assert [m["id"] for m in models["data"]] == ["bot-staging"]  # the default name of a staging endpoint
     served = _stub(platform).GetServedRequest(pb.GetServedRequestRequest(
         request_id=answer.headers["x-privtune-request-id"]), metadata=_md()).request
     assert (served.model_version_id, served.deployment_id, served.principal, served.status) == \
@@ -133,9 +133,27 @@ def test_the_gateway_refuses_strangers_and_hides_other_tenants_endpoints(world: 
     assert lineage.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+def test_an_endpoint_serves_one_environment_from_a_known_list(world: dict) -> None:
+    platform = world["platform"]
+    for fields, code, words in (({"endpoint_name": "bot-staging", "environment": "production"},
+                                 grpc.StatusCode.FAILED_PRECONDITION, "serves environment 'staging'"),
+                                ({"environment": "prod"}, grpc.StatusCode.INVALID_ARGUMENT, "not one this platform")):
+        with pytest.raises(grpc.RpcError) as refused:
+            _deploy(platform, world["versions"][2], **fields)
+        assert refused.value.code() == code and words in refused.value.details()
+
+
 def test_production_needs_another_approver_then_flips_under_load_and_rolls_back(world: dict) -> None:
     platform = world["platform"]
     stub = _stub(platform)
+    first = _deploy(platform, world["versions"][1], environment="production")
+    stub.ApproveDeployment(pb.ApproveDeploymentRequest(deployment_id=first.deployment_id),
+                           metadata=_md("carol", APPROVER))
+    assert _wait_state(platform, first.deployment_id, S.DEPLOYMENT_STATE_VERIFIED,
+                       S.DEPLOYMENT_STATE_FAILED).state == S.DEPLOYMENT_STATE_VERIFIED
+    with pytest.raises(grpc.RpcError) as sneaky:  # a staging deployment never takes a production endpoint
+        _deploy(platform, world["versions"][2], endpoint_name="bot")
+    assert sneaky.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     request = _deploy(platform, world["versions"][2], "bob", APPROVER, environment="production",
                       traffic_switch=pb.TrafficSwitch(drain_seconds=5))
     assert request.state == S.DEPLOYMENT_STATE_REQUESTED
@@ -158,7 +176,7 @@ def test_production_needs_another_approver_then_flips_under_load_and_rolls_back(
             while not stop.is_set():
                 try:
                     sent = time.monotonic()
-                    response = _chat(client, url, stream=i % 2 == 0)
+                    response = _chat(client, url, "bot", stream=i % 2 == 0)
                     answers.append((sent, response.headers.get("x-privtune-model-version", "")))
                     if response.status_code != 200 or (i % 2 == 0 and "[DONE]" not in response.text):
                         failures.append(f"{response.status_code} {response.text[:200]}")
@@ -195,7 +213,7 @@ def test_production_needs_another_approver_then_flips_under_load_and_rolls_back(
     history = reg_grpc.ModelRegistryServiceStub(channel(platform)).ListAliasHistory(
         reg.ListAliasHistoryRequest(model_name="bot", alias="production"), metadata=_md())
     moves = [(c.model_version_id, c.reason) for c in history.changes]
-    assert [m[0] for m in moves] == ["bot/v2", "bot/v1"] and "manual rollback" in moves[1][1]
+    assert [m[0] for m in moves] == ["bot/v1", "bot/v2", "bot/v1"] and "manual rollback" in moves[-1][1]
 
 
 def test_a_tampered_adapter_and_a_failed_evaluation_never_serve(world: dict) -> None:
@@ -205,11 +223,12 @@ def test_a_tampered_adapter_and_a_failed_evaluation_never_serve(world: dict) -> 
                          S.DEPLOYMENT_STATE_VERIFIED)
     assert failed.state == S.DEPLOYMENT_STATE_FAILED and failed.error_code == "artifact_mismatch", failed.reason
     gated = register_adapter(platform, world["root"], "bot", 4, seed=4, suite_id="suite-" + "a" * 20)
-    # before any evaluation finished (or after the real trigger's run failed: its suite does not exist)
+    # the registration's own evaluation (the real trigger) fails: its suite does not exist
+    wait_until(lambda: _catalog_eval(platform, gated) != "", 60, "the registration's evaluation in deploy's catalog")
     with pytest.raises(grpc.RpcError) as refused:
         _deploy(platform, gated)
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "no finished evaluation" in refused.value.details() or "the evaluation failed" in refused.value.details()
+    assert "the evaluation failed" in refused.value.details() and "not found" in refused.value.details()
     eval_id = record_evaluation(platform, gated, False)
     wait_until(lambda: _catalog_eval(platform, gated) == eval_id, 30, "the evaluation in deploy's catalog")
     with pytest.raises(grpc.RpcError) as failed_gates:
@@ -225,7 +244,7 @@ def _catalog_eval(platform: Platform, version: str) -> str:
     from services.deploy.catalog import find_version
 
     found = find_version(platform.engine, TENANT, version, 0)  # type: ignore[arg-type]
-    return found.eval_id if found is not None else ""
+    return found.eval_id if found is not None and found.eval_done else ""
 
 
 def test_a_slow_candidate_is_rolled_back_automatically_naming_the_gate(world: dict) -> None:
@@ -270,11 +289,34 @@ def test_shadow_answers_are_judged_and_never_reach_users(world: dict) -> None:
     assert done.state == S.DEPLOYMENT_STATE_VERIFIED, done.reason
 
 
+def test_a_canary_moves_traffic_in_its_steps_then_is_verified(world: dict) -> None:
+    platform = world["platform"]
+    deployment = _deploy(platform, world["versions"][1], strategy=events_pb2.ROLLOUT_STRATEGY_CANARY,
+                         canary_steps_percent=[50, 100], verify_seconds=4)
+    done = _wait_state(platform, deployment.deployment_id, S.DEPLOYMENT_STATE_VERIFIED, S.DEPLOYMENT_STATE_FAILED,
+                       S.DEPLOYMENT_STATE_ROLLED_BACK)
+    assert done.state == S.DEPLOYMENT_STATE_VERIFIED, done.reason
+    with platform.engine.connect() as conn:  # type: ignore[union-attr]
+        events = eventstore.load_stream(conn, TENANT, deployment.deployment_id)
+    flips = [e.traffic_flipped for e in events if e.WhichOneof("payload") == "traffic_flipped"]
+    assert [(f.weight_percent, f.previous_model_version_id) for f in flips] == [(50, "bot/v2"), (100, "bot/v2")]
+    with pytest.raises(grpc.RpcError) as busy:  # the endpoint's previous pool was replaced: nothing to go back to
+        _stub(platform).RollbackDeployment(pb.RollbackDeploymentRequest(deployment_id=_first_of(platform)),
+                                           metadata=_md())
+    assert busy.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def _first_of(platform: Platform) -> str:
+    return _stub(platform).ListDeployments(pb.ListDeploymentsRequest(), metadata=_md()).deployments[0].deployment_id
+
+
 def test_a_restarted_deploy_service_serves_the_endpoint_again(world: dict) -> None:
     platform: Platform = world["platform"]
     platform.stop()
     world["platform"] = platform = start_platform(world["root"] / "data")
     url = _stub(platform).ListDeployments(pb.ListDeploymentsRequest(), metadata=_md()).deployments[0].gateway_url
     with _client(platform) as client:
-        wait_until(lambda: _chat(client, url).status_code == 200, 120, "the endpoint restored")
-        assert _chat(client, url).headers["x-privtune-model-version"] == "bot/v2"
+        for endpoint in ("bot-staging", "bot"):  # restored one after the other
+            wait_until(lambda e=endpoint: _chat(client, url, e).status_code == 200, 120, f"{endpoint} restored")
+        assert _chat(client, url).headers["x-privtune-model-version"] == "bot/v1"
+        assert _chat(client, url, "bot").headers["x-privtune-model-version"] == "bot/v1"  # production, rolled back

@@ -116,7 +116,7 @@ def test_out_of_order_and_terminal_commands_are_refused() -> None:
     with pytest.raises(d.DeploymentRefused):
         d.request(s.state(), _request("staging"))  # the same id twice
     for command in (lambda st: d.pool_healthy(st), lambda st: d.traffic_flipped(st, "blue"),
-                    lambda st: d.verified(st, 1, 0, 1), lambda st: d.rolled_back(st, "manual", "")):
+                    lambda st: d.verified(st, 1, 0, 1)):
         with pytest.raises(d.DeploymentRefused) as refused:
             command(s.state())
         assert refused.value.code == "wrong_state"
@@ -154,3 +154,28 @@ def test_gates_and_canary_steps_are_checked() -> None:
     good = _request(canary_steps_percent=[5, 25, 100])
     good.strategy = events_pb2.ROLLOUT_STRATEGY_CANARY
     assert d.request(d.DeploymentState(), good) == [good]
+
+
+def test_a_failed_deployment_that_holds_traffic_can_still_be_rolled_back_and_a_cancel_moves_no_alias() -> None:
+    s = Stream()
+    s.add(d.request(s.state(), _request("staging")))
+    s.add(d.pool_deployed(s.state(), "green", "bot", 1))
+    s.add(d.pool_healthy(s.state()))
+    s.add(d.traffic_flipped(s.state(), "blue", 100, previous_model_version_id="bot/v1"))
+    failed = s.add(d.failed(s.state(), "traffic_gates", "p95 latency above the SLO"))
+    assert failed.state == d.FAILED and d.holds_traffic(failed)  # it still answers: a person must act
+    back = d.rolled_back(failed, "manual", "")[0]
+    assert (back.model_version_id, back.from_model_version_id) == ("bot/v1", "bot/v2")
+    cancelled = Stream()
+    cancelled.add(d.request(cancelled.state(), _request()))
+    cancel = d.rolled_back(cancelled.state(), "manual", "not today", to_pool="blue", model_version_id="bot/v1")[0]
+    assert cancel.from_model_version_id == ""  # no traffic moved: the registry's aliases stay
+
+
+@pytest.mark.parametrize("gates", [events_pb2.TrafficGateLimits(min_requests=0),
+                                   events_pb2.TrafficGateLimits(max_toxic_rate=1.5),
+                                   events_pb2.TrafficGateLimits(max_error_rate=-0.1)])
+def test_gate_limits_out_of_range_are_refused_up_front(gates: events_pb2.TrafficGateLimits) -> None:
+    with pytest.raises(d.DeploymentRefused) as refused:
+        d.request(d.DeploymentState(), _request("staging", metric_gates=gates))
+    assert refused.value.code == "invalid_argument"

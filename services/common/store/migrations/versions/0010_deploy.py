@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("base_model_id", sa.String(255), nullable=False),
         sa.Column("base_model_sha256", sa.String(64), nullable=False),
         sa.Column("evaluation_suite_id", sa.String(64), nullable=False),
+        sa.Column("dataset_uri", sa.Text, nullable=False),
         sa.Column("eval_id", sa.String(64), nullable=False),
         sa.Column("eval_passed", sa.Integer, nullable=False),
         sa.Column("eval_reason", sa.Text, nullable=False),
