@@ -33,7 +33,7 @@ SYSTEM_ACTOR = "system"
 _ID_FIELD = re.compile(r"(^|_)(id|ids|sha256|hash|method|principal|rule|issuer|via|outcome|alias|attempt|executor"
                        r"|recipe|version|error_code|state|method_name|roles)$")
 _NEVER = re.compile(r"(uri|reason|json|text|message|detail|labels|name)$")
-_PRIMARY_IDS = ("job_id", "dataset_version_id", "model_version_id", "dataset_id", "deployment_id", "checkpoint_id")
+_PRIMARY_IDS = ("deployment_id", "job_id", "dataset_version_id", "model_version_id", "dataset_id", "checkpoint_id")
 _KINDS = {  # payload field -> kind, where "<domain>.<what happened>" by the first underscore does not read right
     "access_allowed": "rpc.allowed",
     "access_denied": "rpc.denied",
@@ -41,6 +41,9 @@ _KINDS = {  # payload field -> kind, where "<domain>.<what happened>" by the fir
     "rolled_back": "deployment.rolled_back",
     "pool_deployed": "deployment.pool_deployed",
     "traffic_flipped": "deployment.traffic_flipped",
+    "pool_healthy": "deployment.pool_healthy",
+    "shadow_started": "deployment.shadow_started",
+    "shadow_judged": "deployment.shadow_judged",
     "model_version_registered": "model.version_registered",
     "model_alias_moved": "model.alias_moved",
     "privacy_budget_reserved": "privacy.budget_reserved",

@@ -76,26 +76,38 @@ class _Control:
 
 
 class _TextStream:
-    """Incremental detokenisation: emits only text that will not change as more tokens come."""
+    """Incremental detokenisation: emits only text that will not change as more tokens come.
+
+    Each token decodes a short window (from the last emitted boundary), never the whole answer, so a
+    long answer costs linear time (the offsets technique of text-generation-inference): the text of
+    ``ids[prefix:read]`` and of ``ids[prefix:]`` start at the same token, so whatever a tokenizer does
+    at the start of a sequence (a dropped leading space) affects both alike and cancels out.
+    """
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self.ids: list[int] = []
-        self.sent = ""
+        self.prefix = 0   # where the decoded window starts
+        self.read = 0     # tokens whose text was emitted
+
+    def _decode(self, ids: list[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
     def push(self, token_id: int) -> str:
         self.ids.append(token_id)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for its next byte
+        before = self._decode(self.ids[self.prefix:self.read])
+        text = self._decode(self.ids[self.prefix:])
+        if len(text) <= len(before) or text.endswith("\ufffd"):  # nothing new, or an incomplete UTF-8 sequence
             return ""
-        delta, self.sent = text[len(self.sent):], text
-        return delta
+        self.prefix, self.read = self.read, len(self.ids)
+        return text[len(before):]
 
     def flush(self) -> str:
         """What was held back at the end (an answer may end in bytes that are not valid UTF-8)."""
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        delta, self.sent = text[len(self.sent):], text
-        return delta
+        before = self._decode(self.ids[self.prefix:self.read])
+        text = self._decode(self.ids[self.prefix:])
+        self.prefix = self.read = len(self.ids)
+        return text[len(before):] if text.startswith(before) else ""
 
 
 def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:

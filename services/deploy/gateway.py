@@ -233,7 +233,8 @@ class Gateway:
                 if response.status_code != 200:  # never the engine's words: they can hold paths, model lists, input
                     return _upstream_error(response.status_code, content, headers)
                 return Response(content, status_code=200, headers={**passed, **headers})
-            return StreamingResponse(self._relay(response, finish), status_code=200, headers={**passed, **headers})
+            return _RelayedResponse(self._relay(response, finish), response, finish, status_code=200,
+                                    headers={**passed, **headers})
         except BaseException:  # cancelled, or anything unforeseen: the request is over, whatever happened
             finish(499)
             raise
@@ -388,6 +389,25 @@ class Gateway:
             await asyncio.sleep(0.01)
         drained = not old or self.inflight.get(old, 0) == 0
         return FlipResult(installed, drained, time.monotonic() - started, running)
+
+
+class _RelayedResponse(StreamingResponse):
+    """A relayed stream that is over however it ends: a client gone before its first byte never starts the
+    relay generator, so the upstream response is closed and the request finished (499) here too (``finish``
+    counts once: after a relay that ran, this changes nothing)."""
+
+    def __init__(self, content: AsyncIterator[bytes], upstream: httpx.Response, finish: Callable[[int], None],
+                 **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._upstream = upstream
+        self._finish = finish
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._finish(499)
+            await self._upstream.aclose()
 
 
 def _upstream_body(chat: api.ChatCompletionRequest, model: str, stream: bool | None = None) -> bytes:

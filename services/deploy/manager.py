@@ -564,8 +564,12 @@ class DeploymentManager:
                     gateway.table.replace(current.version, _without_candidate(current, caller.actor, reason))
                 elif current.active == mine.name and before is not None and \
                         before.model_version_id == state.previous_model_version_id:
-                    self.running.call(gateway.rollback(current.version, drain_seconds=0, by=caller.actor,
-                                                       reason=reason))
+                    try:
+                        self.running.call(gateway.rollback(current.version, drain_seconds=0, by=caller.actor,
+                                                           reason=reason))
+                    except (PoolUnhealthy, StaleRouting) as exc:
+                        raise FailedPrecondition(f"traffic was not moved back: {_plain(exc)}; try again",
+                                                 reason="ROLLBACK_NOT_MADE") from None
                 else:
                     raise FailedPrecondition(
                         f"deployment {deployment_id} has nothing to roll back to: the endpoint answered no other "

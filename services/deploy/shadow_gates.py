@@ -79,13 +79,14 @@ def judge(answers: Sequence[ShadowAnswer], limits: ShadowLimits, pii_kinds: PiiK
 
 
 def presidio_pii_kinds() -> PiiKinds:
-    """The platform's PII detector as a ``PiiKinds`` (it loads on first use: seconds)."""
-    from services.common.pii import PiiConfig, PiiRedactor
-
+    """The platform's PII detector as a ``PiiKinds``: imported and loaded on first use (Presidio and spaCy take
+    seconds), so a process that never judges a shadow deployment never pays for it."""
     redactor: list[object] = []
 
     def kinds(texts: list[str]) -> list[list[str]]:
         if not redactor:
+            from services.common.pii import PiiConfig, PiiRedactor
+
             redactor.append(PiiRedactor(PiiConfig(mode="redact")))
         found = redactor[0].detect_many(texts)  # type: ignore[attr-defined]
         return [sorted({d.entity for d in detections}) for detections in found]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import ssl
 import threading
 import time
-from pathlib import Path
 from typing import Iterator
 
 import grpc
@@ -15,6 +14,8 @@ import httpx
 import pytest
 
 from privtune.platform import Platform
+from privtune.v1 import audit_service_pb2 as audit_pb
+from privtune.v1 import audit_service_pb2_grpc as audit_grpc
 from privtune.v1 import deployment_service_pb2 as pb
 from privtune.v1 import deployment_service_pb2_grpc as pb_grpc
 from privtune.v1 import events_pb2
@@ -214,6 +215,20 @@ def test_production_needs_another_approver_then_flips_under_load_and_rolls_back(
         reg.ListAliasHistoryRequest(model_name="bot", alias="production"), metadata=_md())
     moves = [(c.model_version_id, c.reason) for c in history.changes]
     assert [m[0] for m in moves] == ["bot/v1", "bot/v2", "bot/v1"] and "manual rollback" in moves[-1][1]
+    audit = audit_grpc.AuditServiceStub(channel(platform))
+    found: list = []
+
+    def audited() -> bool:
+        found[:] = audit.SearchAuditRecords(audit_pb.SearchAuditRecordsRequest(
+            resource=f"deployment/{request.deployment_id}", kinds=["deployment."]),
+            metadata=_md("auditor", ("auditor",))).records
+        return any(r.kind == "deployment.rolled_back" for r in found)
+
+    wait_until(audited, 60, "the flip and the rollback in the audit log")
+    kinds = [r.kind for r in found]
+    assert kinds.index("deployment.approved") < kinds.index("deployment.traffic_flipped") < \
+        kinds.index("deployment.rolled_back")
+    assert {r.actor for r in found if r.kind == "deployment.rolled_back"} == {"alice"}
 
 
 def test_a_tampered_adapter_and_a_failed_evaluation_never_serve(world: dict) -> None:

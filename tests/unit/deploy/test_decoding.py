@@ -156,3 +156,21 @@ def test_a_failed_adapter_load_leaves_the_base_answering_as_before(engine: Decod
     finally:
         engine.unload_adapter("good")
     assert base_answer() == before
+
+
+def test_incremental_detokenisation_gives_the_whole_text_once_even_inside_multibyte_characters() -> None:
+    from gpu_worker.byte_tokenizer import build_byte_tokenizer
+    from services.deploy.decoding import _TextStream
+
+    tokenizer = build_byte_tokenizer()
+    text = "Grüße — naïve café 🙂 账户 ok. " * 40  # 2- to 4-byte characters, each several byte tokens
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    stream = _TextStream(tokenizer)
+    pieces = [stream.push(i) for i in ids]
+    assert "".join(pieces) + stream.flush() == tokenizer.decode(ids, skip_special_tokens=True) == text
+    assert all("\ufffd" not in piece for piece in pieces)  # never half a character on the wire
+    cut = _TextStream(tokenizer)  # an answer cut inside a character (max_tokens): held back, then one U+FFFD
+    emoji = tokenizer.encode("🙂", add_special_tokens=False)
+    assert [cut.push(i) for i in [*tokenizer.encode("ok ", add_special_tokens=False), *emoji[:2]]] == \
+        ["o", "k", " ", "", ""]
+    assert cut.flush() == "\ufffd"  # as a full decode of the same tokens says, never the raw bytes
