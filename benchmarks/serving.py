@@ -132,7 +132,8 @@ def gateway_overhead(backend: Any, name: str, logs: Path, requests: int = 400) -
     gateway = subprocess.Popen([sys.executable, "-m", "services.deploy.gateway", "--url", backend.base_url, "--model",
                                 name, "--model-version", "bench/v1", "--port", str(port)],
                                stdout=open(logs / "gateway.log", "ab"), stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (
+                                   str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH"))))})
     url = f"http://127.0.0.1:{port}"
     direct, through, paired = [], [], []
     body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": 1, "temperature": 0}

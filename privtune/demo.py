@@ -369,6 +369,8 @@ def _deploy(channel: grpc.Channel, issuer: DevIssuer, md: list[tuple[str, str]])
     from privtune.cli_deploy import chat, state_name, wait_for
     from privtune.v1 import deployment_service_pb2 as dpb
     from privtune.v1 import deployment_service_pb2_grpc as dpb_grpc
+    from privtune.v1 import registry_service_pb2 as rpb
+    from privtune.v1 import registry_service_pb2_grpc as rpb_grpc
 
     stub = dpb_grpc.DeploymentServiceStub(channel)
     try:
@@ -409,6 +411,10 @@ def _deploy(channel: grpc.Channel, issuer: DevIssuer, md: list[tuple[str, str]])
                                    metadata=md, timeout=30).request
     print(f"  DeploymentService.GetServedRequest: {served.model_version_id} via {served.deployment_id}, "
           f"status {served.status} in {served.seconds:.2f}s for {served.principal}")
+    lineage = rpb_grpc.ModelRegistryServiceStub(channel).GetLineage(
+        rpb.GetLineageRequest(deployment_id=served.deployment_id), metadata=md, timeout=10).lineage
+    print(f"  ModelRegistryService.GetLineage(deployment): {lineage.model_version_id} <- job {lineage.job_id} <- "
+          f"dataset version {lineage.dataset_version_id} <- raw files {lineage.raw_dataset_checksum_sha256[:16]}...")
     return True
 
 

@@ -13,10 +13,8 @@ with its parent (``PR_SET_PDEATHSIG``), so a crashed test or pool manager leaves
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -73,17 +71,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: nothing may load a library between fork and exec
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (tied to the thread that started the process)
-
-
 class _Spawner:
-    """Forks every server from one thread that lives as long as the process: ``PR_SET_PDEATHSIG`` fires when the
-    *thread* that forked the child ends, so a server started from a short-lived thread (a rollout) would die
-    with that thread."""
+    """Starts every server from one thread that lives as long as the process: ``PR_SET_PDEATHSIG`` fires when the
+    *thread* that started the child ends, so a server started from a short-lived thread (a rollout) would die
+    with that thread. Each server runs under services/deploy/die_with_parent.py, which sets it and execs."""
 
     def __init__(self) -> None:
         import queue
@@ -144,8 +135,10 @@ class HttpBackendProcess:
         """Start the server and wait for ``/health`` and ``/v1/models``. Raises BackendError with the log's tail."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
-        self.proc = _SPAWNER.popen(list(self.command()), cwd=ROOT, env=self.environment(), stdout=self._log,
-                                   stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        command = [sys.executable, str(ROOT / "services" / "deploy" / "die_with_parent.py"), str(os.getpid()),
+                   *self.command()]
+        self.proc = _SPAWNER.popen(command, cwd=ROOT, env=self.environment(), stdout=self._log,
+                                   stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -53,7 +53,7 @@ def test_reflection_answers_in_both_versions_and_lists_only_what_is_served(platf
     names = {s.name for s in listed.list_services_response.service}
     assert {"privtune.v1.DatasetService", "privtune.v1.CurationService", "privtune.v1.TrainingService",
             "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= names
-    assert not any("Deployment" in n for n in names)  # declared nowhere until it is served
+    assert "privtune.v1.DeploymentService" in names  # served by the deploy service
     files = [descriptor_pb2.FileDescriptorProto.FromString(b)
              for b in described.file_descriptor_response.file_descriptor_proto]
     assert any(f.name == "privtune/v1/curation_service.proto" for f in files)

@@ -43,11 +43,24 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         world = {"platform": platform, "root": root, "versions": versions}
         yield world
     finally:
+        for open_channel in _CHANNELS.values():
+            open_channel.close()
+        _CHANNELS.clear()
         world["platform"].stop() if "world" in locals() else platform.stop()
 
 
+_CHANNELS: dict[int, grpc.Channel] = {}
+
+
+def _channel(platform: Platform) -> grpc.Channel:
+    """One channel per platform for the whole module (a channel per call would open a TLS connection each)."""
+    if id(platform) not in _CHANNELS:
+        _CHANNELS[id(platform)] = channel(platform)
+    return _CHANNELS[id(platform)]
+
+
 def _stub(platform: Platform) -> pb_grpc.DeploymentServiceStub:
-    return pb_grpc.DeploymentServiceStub(channel(platform))
+    return pb_grpc.DeploymentServiceStub(_channel(platform))
 
 
 def _md(actor: str = "alice", roles: tuple[str, ...] = ENGINEER, tenant: str = TENANT) -> list[tuple[str, str]]:
@@ -86,7 +99,7 @@ def _deploy(platform: Platform, version: str, actor: str = "alice", roles: tuple
 
 
 def _alias(platform: Platform, ref: str) -> str:
-    stub = reg_grpc.ModelRegistryServiceStub(channel(platform))
+    stub = reg_grpc.ModelRegistryServiceStub(_channel(platform))
     try:
         return stub.GetModelVersion(reg.GetModelVersionRequest(model_version_id=ref),
                                     metadata=_md()).model_version.model_version_id
@@ -211,11 +224,11 @@ def test_production_needs_another_approver_then_flips_under_load_and_rolls_back(
     assert {version for sent, version in answers if sent > rolled_back_at} == {"bot/v1"}  # requests sent earlier
     # may still finish on bot/v2: a rollback drains, it never cuts
     wait_until(lambda: _alias(platform, "bot@production") == "bot/v1", 30, "production alias back on bot/v1")
-    history = reg_grpc.ModelRegistryServiceStub(channel(platform)).ListAliasHistory(
+    history = reg_grpc.ModelRegistryServiceStub(_channel(platform)).ListAliasHistory(
         reg.ListAliasHistoryRequest(model_name="bot", alias="production"), metadata=_md())
     moves = [(c.model_version_id, c.reason) for c in history.changes]
     assert [m[0] for m in moves] == ["bot/v1", "bot/v2", "bot/v1"] and "manual rollback" in moves[-1][1]
-    audit = audit_grpc.AuditServiceStub(channel(platform))
+    audit = audit_grpc.AuditServiceStub(_channel(platform))
     found: list = []
 
     def audited() -> bool:
