@@ -62,14 +62,20 @@ def wait_for(stub: Any, md: list[tuple[str, str]], deployment_id: str, timeout: 
         time.sleep(0.5)
 
 
-def chat(gateway_url: str, token: str, endpoint: str, message: str, max_tokens: int = 64) -> tuple[str, dict]:
-    """Ask ``endpoint`` on the gateway; returns (answer, the x-privtune-* headers)."""
+def chat(gateway_url: str, token: str, endpoint: str, message: str, max_tokens: int = 64,
+         ca: Path | None = None) -> tuple[str, dict]:
+    """Ask ``endpoint`` on the gateway; returns (answer, the x-privtune-* headers). ``ca``: the certificate to
+    trust (default: ``PRIVTUNE_CA``, else the local CA of the data folder, as for the gRPC API)."""
     import ssl
 
     import httpx
 
-    ca = Path(os.environ.get("PRIVTUNE_CA") or Path(os.environ.get("PRIVTUNE_PKI_DIR") or
-                                                    Path(os.environ.get("PRIVTUNE_DATA_DIR", "var")) / "pki") / "ca.pem")
+    from privtune.cli_client import _pki_dir
+
+    ca = ca or Path(os.environ.get("PRIVTUNE_CA") or _pki_dir() / "ca.pem")
+    if not ca.exists():
+        raise SystemExit(f"error: no CA certificate at {ca} to trust the gateway's TLS certificate: set PRIVTUNE_CA "
+                         "or PRIVTUNE_DATA_DIR")
     body = {"model": endpoint, "messages": [{"role": "user", "content": message}], "max_tokens": max_tokens,
             "temperature": 0}
     with httpx.Client(verify=ssl.create_default_context(cafile=str(ca)), timeout=300) as client:

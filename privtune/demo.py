@@ -364,7 +364,7 @@ def _answer(base_path: Path, adapter_uri: str) -> None:
     print(f"  Q: {question}\n  A (SmolLM2 + adapter): {answer.strip()}")
 
 
-def _deploy(channel: grpc.Channel, issuer: DevIssuer, md: list[tuple[str, str]]) -> bool:
+def _deploy(channel: grpc.Channel, issuer: DevIssuer, md: list[tuple[str, str]], ca: Path) -> bool:
     """Request a production deployment, show the four-eyes rule, approve it, follow it and chat through the gateway."""
     from privtune.cli_deploy import chat, state_name, wait_for
     from privtune.v1 import deployment_service_pb2 as dpb
@@ -403,7 +403,7 @@ def _deploy(channel: grpc.Channel, issuer: DevIssuer, md: list[tuple[str, str]])
     print(f"  {state_name(final)}: pool {final.pool} answers {final.weight_percent}% of endpoint "
           f"{final.endpoint_name}; gateway {final.gateway_url} (OpenAI-compatible, HTTPS, bearer tokens)")
     question = "I was charged twice for my card this month, what should I do?"
-    answer, headers = chat(final.gateway_url, md[0][1].split(" ", 1)[1], "support-assistant", question, 48)
+    answer, headers = chat(final.gateway_url, md[0][1].split(" ", 1)[1], "support-assistant", question, 48, ca)
     print(f"  Q: {question}\n  A: {answer.strip()}")
     print(f"  answered by {headers.get('x-privtune-model-version')} (pool {headers.get('x-privtune-pool')}, "
           f"request {headers.get('x-privtune-request-id')})")
@@ -568,7 +568,7 @@ def run(data_dir: Path) -> int:
             threading.Event().wait(0.05)
 
         step(8, "deploy the tuned adapter blue-green behind the gateway (production: four eyes) and chat with it")
-        if not _deploy(channel, issuer, md):
+        if not _deploy(channel, issuer, md, config.pki_dir / "ca.pem"):
             return 1
 
         step(9, "the same events on the bus (privtune events tail): ids, hashes and counts, never file text")

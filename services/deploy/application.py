@@ -12,7 +12,7 @@ import uuid
 from typing import Callable, Protocol, Sequence
 
 from google.protobuf.message import Message
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from privtune.v1 import events_pb2
 from services.common import eventstore, queries
@@ -23,12 +23,13 @@ from services.common.errors import (
 from services.common.idempotency import RequestIdTaken, claim_request_id, created_by_request
 from services.common.identity import Caller
 from services.common.limits import quote
-from services.common.store.schema import deployment_view
+from services.common.store.schema import deployment_view, unique_names
 from services.deploy import catalog, deployment_domain as domain, endpoints
 from services.deploy.deployment_view import STATE_NUMBERS
 
 SOURCE = "privtune/deploy"
 REQUEST_KIND = "deployment-request"
+ENDPOINT_KIND = "deployment-endpoint"   # unique_names: endpoint -> the environment it serves
 MANAGER_ACTOR = "service:deploy-manager"
 ENDPOINT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 ENVIRONMENT_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")   # it names a registry alias
@@ -41,6 +42,19 @@ def refusal_error(exc: domain.DeploymentRefused) -> Exception:
     """The API error for an aggregate refusal (its stable code as the reason)."""
     kind = _REFUSALS.get(exc.code, FailedPrecondition)
     return kind(str(exc), reason=f"DEPLOYMENT_{exc.code.upper()}")
+
+
+def endpoint_environment(source: Engine | Connection, tenant_id: str, endpoint: str) -> str:
+    """The environment ``endpoint`` is bound to ("" : no deployment named it yet)."""
+    query = select(unique_names.c.aggregate_id).where(unique_names.c.tenant_id == tenant_id,
+                                                      unique_names.c.kind == ENDPOINT_KIND,
+                                                      unique_names.c.name == endpoint)
+    if isinstance(source, Connection):
+        row = source.execute(query).first()
+    else:
+        with source.connect() as conn:
+            row = conn.execute(query).first()
+    return str(row.aggregate_id) if row is not None else ""
 
 
 def eval_gate_refusal(version: catalog.DeployableVersion) -> str:
@@ -151,11 +165,7 @@ class DeploymentApplication:
         if not ENDPOINT_RE.fullmatch(endpoint):
             raise InvalidArgument("endpoint_name must be 1-128 letters, digits and '._-', starting with a letter or "
                                   "digit", field="endpoint_name")
-        bound = self._endpoint_environment(caller.tenant_id, endpoint)
-        if bound and bound != environment:
-            raise FailedPrecondition(f"endpoint {endpoint!r} serves environment {bound!r}: deploy to it with that "
-                                     "environment (and its approvals), or name another endpoint",
-                                     reason="ENDPOINT_ENVIRONMENT")
+        self._check_environment(caller.tenant_id, endpoint, environment)
         busy = self._rollout_in_progress(caller.tenant_id, endpoint)
         if busy:
             raise FailedPrecondition(f"deployment {busy} is still rolling out on endpoint {endpoint!r}; wait until it "
@@ -174,6 +184,10 @@ class DeploymentApplication:
             with self.engine.begin() as conn:
                 if request_id:
                     claim_request_id(conn, caller.tenant_id, REQUEST_KIND, request_id, deployment_id)
+                try:  # the endpoint's environment is bound by its first request, in the same transaction
+                    claim_request_id(conn, caller.tenant_id, ENDPOINT_KIND, endpoint, environment)
+                except RequestIdTaken:
+                    self._check_environment(caller.tenant_id, endpoint, environment, conn)
                 payloads = domain.request(domain.DeploymentState(), event)
                 env = new_envelope(payloads[0], subject=deployment_id, tenant_id=caller.tenant_id, source=SOURCE,
                                    causation=Causation(actor=caller.actor, correlation_id=uuid.uuid4().hex))
@@ -199,14 +213,15 @@ class DeploymentApplication:
                 return str(row.deployment_id)
         return ""
 
-    def _endpoint_environment(self, tenant_id: str, endpoint: str) -> str:
-        """The environment an endpoint serves: its first deployment's (an endpoint serves one environment, so a
-        staging deployment can never take a production endpoint's traffic without production's approvals)."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(deployment_view.c.environment).where(
-                deployment_view.c.tenant_id == tenant_id, deployment_view.c.endpoint_name == endpoint)
-                .order_by(deployment_view.c.created_at_ms).limit(1)).first()
-        return str(row.environment) if row is not None else ""
+    def _check_environment(self, tenant_id: str, endpoint: str, environment: str,
+                           conn: Connection | None = None) -> None:
+        """An endpoint serves one environment, bound by its first request: a staging deployment can never take
+        a production endpoint's traffic without production's approvals."""
+        bound = endpoint_environment(conn or self.engine, tenant_id, endpoint)
+        if bound and bound != environment:
+            raise FailedPrecondition(f"endpoint {endpoint!r} serves environment {bound!r}: deploy to it with that "
+                                     "environment (and its approvals), or name another endpoint",
+                                     reason="ENDPOINT_ENVIRONMENT")
 
     def approve(self, caller: Caller, deployment_id: str) -> domain.DeploymentState:
         state = self.get(caller, deployment_id)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -118,6 +119,7 @@ class HttpBackendProcess:
         self.log_path = log_path
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._stopped = False
         self._log: IO[bytes] | None = None
         self.staging = log_path.parent / f"{log_path.stem}-adapters"  # the copies this backend's server loads
 
@@ -135,10 +137,11 @@ class HttpBackendProcess:
         """Start the server and wait for ``/health`` and ``/v1/models``. Raises BackendError with the log's tail."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
-        command = [sys.executable, str(ROOT / "services" / "deploy" / "die_with_parent.py"), str(os.getpid()),
+        command = [sys.executable, "-I", str(ROOT / "services" / "deploy" / "die_with_parent.py"), str(os.getpid()),
                    *self.command()]
+        # its own process group: stop() ends the server and every process it started (vLLM's engine core)
         self.proc = _SPAWNER.popen(command, cwd=ROOT, env=self.environment(), stdout=self._log,
-                                   stderr=subprocess.STDOUT)
+                                   stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -155,16 +158,25 @@ class HttpBackendProcess:
                            f"{self.log_tail()}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        if self.proc is not None and not self._stopped:
+            self._stopped = True
+            self._signal_group(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                pass
+            self._signal_group(signal.SIGKILL)  # whatever of the group is left (children that ignored SIGTERM)
+            self.proc.wait()
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def _signal_group(self, sig: int) -> None:
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, sig)  # the group's id is the server's pid (start_new_session)
+        except (ProcessLookupError, PermissionError):
+            pass
 
     def log_tail(self, lines: int = 30) -> str:
         try:

@@ -42,7 +42,8 @@ from services.common.identity import Caller
 from services.common.storage import open_tenant_storage
 from services.common.store.schema import stored_events
 from services.deploy import catalog, deployment_domain as domain
-from services.deploy.application import MANAGER_ACTOR, DeploymentRecords, eval_gate_refusal, refusal_error
+from services.deploy.application import (
+    MANAGER_ACTOR, DeploymentRecords, endpoint_environment, eval_gate_refusal, refusal_error)
 from services.deploy.endpoints import EndpointGateway, ServedLog, ServedRow
 from services.deploy.gateway import AutomaticRollback, Gateway, PoolUnhealthy, RunningGateway, ShadowRecord
 from services.deploy.pools import PoolFailed, PoolLauncher, RunningPool
@@ -59,7 +60,6 @@ SHADOW_KEEP = 10_000
 class Endpoint:
     tenant_id: str
     name: str
-    environment: str = ""                   # the environment it serves: its first deployment's
     gateway: Gateway | None = None          # None until its first pool is healthy
     pools: dict[str, RunningPool] = field(default_factory=dict)
     rollout: threading.Lock = field(default_factory=threading.Lock)   # one rollout at a time
@@ -89,6 +89,21 @@ def _plain(exc: Exception) -> str:
 def _without_candidate(routing: Routing, by: str, reason: str) -> Routing:
     return replace(routing, version=routing.version + 1, strategy="single", candidate="", canary_weight=0.0,
                    changed_by=by, reason=reason)
+
+
+def _change_routing(gateway: Gateway, change: Callable[[Routing], Routing | None]) -> Routing | None:
+    """Install ``change(current)`` (None: nothing to change), reading again when a concurrent write (the gateway's
+    own automatic rollback) got in first."""
+    for _ in range(10):
+        current = gateway.table.current()
+        new = change(current)
+        if new is None:
+            return None
+        try:
+            return gateway.table.replace(current.version, new)
+        except StaleRouting:
+            continue
+    raise StaleRouting(-1, gateway.table.current().version)
 
 
 def _pool(p: RunningPool) -> Pool:
@@ -221,9 +236,10 @@ class DeploymentManager:
             if state.state not in (domain.REQUESTED, domain.APPROVED) or \
                     (state.state == domain.REQUESTED and state.needs_approval):
                 return
-            if endpoint.environment and endpoint.environment != state.request.environment:
+            bound = endpoint_environment(self.engine, tenant_id, endpoint.name)
+            if bound and bound != state.request.environment:
                 self._fail(tenant_id, deployment_id, "endpoint_environment",
-                           f"endpoint {endpoint.name} serves environment {endpoint.environment}; deploy to it with "
+                           f"endpoint {endpoint.name} serves environment {bound}; deploy to it with "
                            "that environment, or name another endpoint")
                 return
             version = catalog.find_version(self.engine, tenant_id, state.request.model_version_id, 0)
@@ -264,25 +280,36 @@ class DeploymentManager:
         with endpoint.routing:
             gateway = endpoint.gateway
             if gateway is not None:
-                current = gateway.table.current()
-                if current.pools.get(pool.name) == _pool(pool):
+                def undo(current: Routing) -> Routing | None:
+                    nonlocal moved_back
+                    if current.pools.get(pool.name) != _pool(pool):
+                        return None
                     if current.active == pool.name and current.previous in current.pools:
-                        gateway.table.replace(current.version, flipped(current, current.previous, by=MANAGER_ACTOR,
-                                                                       reason=f"deployment {deployment_id} failed"))
                         moved_back = True
-                    elif current.candidate == pool.name:
-                        gateway.table.replace(current.version, _without_candidate(current, MANAGER_ACTOR,
-                                                                                  "the candidate failed"))
+                        return flipped(current, current.previous, by=MANAGER_ACTOR,
+                                       reason=f"deployment {deployment_id} failed")
+                    if current.candidate == pool.name:
+                        return _without_candidate(current, MANAGER_ACTOR, "the candidate failed")
+                    return None
+
+                _change_routing(gateway, undo)
             if code:
-                state = self.records.load(endpoint.tenant_id, deployment_id)
-                try:
-                    if moved_back or (domain.holds_traffic(state) and state.weight_percent < 100):
-                        self._record(endpoint.tenant_id, deployment_id, lambda s: domain.rolled_back(
-                            s, code, reason, automatic=True))
-                    else:
-                        self._record(endpoint.tenant_id, deployment_id, lambda s: domain.failed(s, code, reason))
-                except domain.DeploymentRefused:
-                    pass
+                for attempt in range(6):  # the store may be what failed: the outcome must still be recorded
+                    try:
+                        state = self.records.load(endpoint.tenant_id, deployment_id)
+                        if moved_back or (domain.holds_traffic(state) and state.weight_percent < 100):
+                            self._record(endpoint.tenant_id, deployment_id, lambda s: domain.rolled_back(
+                                s, code, reason, automatic=True))
+                        else:
+                            self._record(endpoint.tenant_id, deployment_id, lambda s: domain.failed(s, code, reason))
+                        break
+                    except domain.DeploymentRefused:
+                        break
+                    except Exception:  # noqa: BLE001 - retried; the last failure is logged
+                        if attempt == 5:
+                            log.exception("deployment %s: its outcome (%s) could not be recorded", deployment_id,
+                                          code)
+                        self._stop.wait(min(8.0, 0.5 * 2 ** attempt))
         self._retire(endpoint, pool.name, pool)
 
     def _free_slot(self, endpoint: Endpoint, drain_seconds: float) -> str:
@@ -302,18 +329,24 @@ class DeploymentManager:
             gateway = endpoint.gateway
             if gateway is not None:
                 current = gateway.table.current()
-                if current.pools.get(slot) == _pool(pool):
-                    if current.active == slot:
-                        log.error("pool %s of endpoint %s still answers its traffic: not stopped", slot, endpoint.name)
-                        return False
+                if current.pools.get(slot) == _pool(pool) and current.active == slot:
+                    log.error("pool %s of endpoint %s still answers its traffic: not stopped", slot, endpoint.name)
+                    return False
+
+                def without(current: Routing) -> Routing | None:
+                    if current.pools.get(slot) != _pool(pool) or current.active == slot:
+                        return None
                     rest = _without_candidate(current, MANAGER_ACTOR, f"pool {slot} retired") \
                         if current.candidate == slot else current
-                    gateway.table.replace(current.version, replace(
-                        rest, version=current.version + 1, pools={k: v for k, v in rest.pools.items() if k != slot},
-                        previous="" if rest.previous == slot else rest.previous, changed_by=MANAGER_ACTOR,
-                        reason=f"pool {slot} retired"))
+                    return replace(rest, version=current.version + 1,
+                                   pools={k: v for k, v in rest.pools.items() if k != slot},
+                                   previous="" if rest.previous == slot else rest.previous, changed_by=MANAGER_ACTOR,
+                                   reason=f"pool {slot} retired")
+
+                _change_routing(gateway, without)
             if endpoint.pools.get(slot) is pool:
                 del endpoint.pools[slot]
+            endpoint.shadow.pop(slot, None)  # answers mirrored to it are never kept past its life
         started = time.monotonic()
         while gateway is not None and gateway.inflight.get(slot, 0) > 0 and \
                 time.monotonic() - started < drain_seconds and not self._stop.is_set():
@@ -334,7 +367,7 @@ class DeploymentManager:
         if first:  # nothing answered this endpoint before: the pool takes its traffic at once
             with endpoint.routing:
                 self._still(tenant_id, deployment_id, domain.HEALTHY)
-                endpoint.gateway, endpoint.environment = gateway, r.environment
+                endpoint.gateway = gateway
                 self.front.endpoints[(tenant_id, endpoint.name)] = gateway
                 self._step(tenant_id, deployment_id, lambda s: domain.traffic_flipped(
                     s, "", 100, routing_version=gateway.table.current().version))
@@ -355,7 +388,9 @@ class DeploymentManager:
             self.served.add(ServedRow(tenant_id, name, owner.deployment_id if owner is not None else "", record))
 
         def on_shadow(record: ShadowRecord) -> None:
-            endpoint.shadow[record.pool].append(record)
+            current = endpoint.gateway.table.current() if endpoint.gateway is not None else None
+            if current is not None and current.strategy == "shadow" and current.candidate == record.pool:
+                endpoint.shadow[record.pool].append(record)  # late answers after judging are dropped
 
         def on_rollback(rollback: AutomaticRollback) -> None:
             owner = endpoint.pools.get(rollback.from_pool)
@@ -405,8 +440,11 @@ class DeploymentManager:
         while time.monotonic() - flip_at < r.verify_seconds and not self._stop.is_set():
             if gateway.table.current().version != version:
                 return  # someone moved traffic (a rollback): whoever did recorded it
-            if self.records.load(endpoint.tenant_id, deployment_id).state != domain.FLIPPED:
-                return
+            try:
+                if self.records.load(endpoint.tenant_id, deployment_id).state != domain.FLIPPED:
+                    return
+            except Exception:  # noqa: BLE001 - a store hiccup is no reason to undo a healthy deployment
+                log.warning("deployment %s: reading its state failed; still verifying", deployment_id, exc_info=True)
             self._stop.wait(self.poll_seconds)
         with endpoint.routing:
             if self._stop.is_set() or gateway.table.current().version != version:
@@ -414,8 +452,8 @@ class DeploymentManager:
             outcomes = _since(gateway, pool.name, flip_at)
             breaches = evaluate(outcomes, _limits(r.metric_gates))
             try:
-                if breaches:  # no rollback was asked for: it failed its gates, and answers until rolled back
-                    reason = "; ".join(b.describe() for b in breaches) + " (rollback_on_regression is off: roll " \
+                if breaches:  # no automatic rollback was made: it failed its gates, and answers until rolled back
+                    reason = "; ".join(b.describe() for b in breaches) + " (no automatic rollback was made: roll " \
                                                                          "it back or deploy another version)"
                     self._record(endpoint.tenant_id, deployment_id, lambda s: domain.failed(s, "traffic_gates", reason))
                     return
@@ -549,36 +587,44 @@ class DeploymentManager:
                 raise refusal_error(domain.DeploymentRefused(
                     "wrong_state", f"cannot roll back a deployment that is {state.state.replace('_', ' ')}"))
             gateway = endpoint.gateway
+            current = gateway.table.current() if gateway is not None else None
             mine = endpoint.pools.get(state.pool) if state.pool else None
             if mine is not None and mine.deployment_id != deployment_id:
                 mine = None
-            if state.pool and mine is None:
-                raise FailedPrecondition(f"deployment {deployment_id} no longer has a pool (a later deployment "
-                                         "replaced it); deploy the version you want instead",
-                                         reason="DEPLOYMENT_SUPERSEDED")
+            superseded = FailedPrecondition(f"deployment {deployment_id} no longer has a pool (a later deployment "
+                                            "replaced it); deploy the version you want instead",
+                                            reason="DEPLOYMENT_SUPERSEDED")
             if moved:
-                assert gateway is not None and mine is not None
-                current = gateway.table.current()
-                before = current.pools.get(current.previous)
-                if current.strategy == "canary" and current.candidate == mine.name:
-                    gateway.table.replace(current.version, _without_candidate(current, caller.actor, reason))
-                elif current.active == mine.name and before is not None and \
-                        before.model_version_id == state.previous_model_version_id:
+                assert gateway is not None and current is not None
+                answering = current.pools.get(current.active)
+                canary = mine is not None and current.strategy == "canary" and current.candidate == mine.name
+                if not canary and answering is not None and (mine is None or current.active != mine.name) and \
+                        answering.model_version_id == state.previous_model_version_id:
+                    pass  # traffic is back already (a rollback moved it and could not record it): record only
+                elif mine is None:
+                    raise superseded
+                elif canary:
+                    _change_routing(gateway, lambda c: _without_candidate(c, caller.actor, reason)
+                                    if c.candidate == mine.name else None)
+                elif current.active == mine.name and current.pools.get(current.previous) is not None and \
+                        current.pools[current.previous].model_version_id == state.previous_model_version_id:
                     try:
                         self.running.call(gateway.rollback(current.version, drain_seconds=0, by=caller.actor,
                                                            reason=reason))
-                    except (PoolUnhealthy, StaleRouting) as exc:
-                        raise FailedPrecondition(f"traffic was not moved back: {_plain(exc)}; try again",
-                                                 reason="ROLLBACK_NOT_MADE") from None
+                    except (PoolUnhealthy, StaleRouting, TimeoutError) as exc:
+                        raise FailedPrecondition(f"traffic was not moved back: {_plain(exc) or 'timed out'}; try "
+                                                 "again", reason="ROLLBACK_NOT_MADE") from None
                 else:
                     raise FailedPrecondition(
                         f"deployment {deployment_id} has nothing to roll back to: the endpoint answered no other "
-                        "version before it, or that version's pool was replaced; deploy the version you want",
-                        reason="NOTHING_TO_ROLL_BACK_TO")
-            elif gateway is not None and mine is not None:
-                current = gateway.table.current()
-                if current.candidate == mine.name:
-                    gateway.table.replace(current.version, _without_candidate(current, caller.actor, reason))
+                        "version before it, or that version's pool was replaced (or not restored after a restart); "
+                        "deploy the version you want", reason="NOTHING_TO_ROLL_BACK_TO")
+            else:
+                if state.pool and mine is None:
+                    raise superseded
+                if gateway is not None and mine is not None:
+                    _change_routing(gateway, lambda c: _without_candidate(c, caller.actor, reason)
+                                    if c.candidate == mine.name else None)
             active = gateway.table.current() if gateway is not None else None
             serving = active.pools[active.active] if active is not None else None
             try:
@@ -595,7 +641,7 @@ class DeploymentManager:
 
     def _recover(self) -> None:
         """Bring back what answered before a restart; settle rollouts the restart interrupted."""
-        resume: set[tuple[str, str]] = set()
+        resume: dict[tuple[str, str], str] = {}   # (tenant, endpoint) -> the flipped deployment being verified
         for tenant_id, events in self._deployment_streams():
             s = domain.fold(events)
             if s.state in (domain.POOL_DEPLOYED, domain.HEALTHY, domain.SHADOWING):
@@ -609,53 +655,83 @@ class DeploymentManager:
                 except domain.DeploymentRefused:
                     pass
             elif s.state == domain.FLIPPED:
-                resume.add((tenant_id, s.deployment_id))
+                resume[(tenant_id, s.request.endpoint_name)] = s.deployment_id
             elif s.state in (domain.REQUESTED, domain.APPROVED):
                 self.kick(tenant_id, s.deployment_id)
-        environments = {(tenant_id, domain.fold(events).request.endpoint_name): domain.fold(events).request.environment
-                        for tenant_id, events in reversed(self._deployment_streams())}  # the first one's wins
         for (tenant_id, name), (version_id, deployment_id) in self._serving().items():
-            self._restore(tenant_id, name, version_id, deployment_id, environments.get((tenant_id, name), ""))
-            endpoint = self._endpoint(tenant_id, name)
+            restored = self._restore(tenant_id, name, version_id, deployment_id)
+            flipped_id = resume.pop((tenant_id, name), "")
+            if not flipped_id:
+                continue
+            if not restored or flipped_id != deployment_id:
+                self._fail(tenant_id, flipped_id, "restore_failed", "the deploy service restarted while this "
+                                                                     "deployment was verified and could not bring its "
+                                                                     "pool back; see the service log")
+                continue
+            threading.Thread(target=self._resume_verify, args=(tenant_id, name, flipped_id), daemon=True,
+                             name=f"verify-{flipped_id}").start()
+        for (tenant_id, _), flipped_id in resume.items():  # flipped, yet not what the events say answers
+            self._fail(tenant_id, flipped_id, "restore_failed", "the deploy service restarted while this deployment "
+                                                                "was verified; it is not what the endpoint answers")
+
+    def _resume_verify(self, tenant_id: str, name: str, deployment_id: str) -> None:
+        """Verification of a deployment flipped before a restart, again from the start, as its endpoint's rollout
+        (no other rollout of the endpoint runs meanwhile). Nothing to roll back to after a restart: a breach
+        fails it, and it answers until a person deploys another version."""
+        endpoint = self._endpoint(tenant_id, name)
+        with endpoint.rollout:
             pool = endpoint.pools.get("blue")
-            if (tenant_id, deployment_id) in resume and pool is not None:
-                threading.Thread(target=self._verify, args=(endpoint, deployment_id, pool, time.monotonic()),
-                                 daemon=True, name=f"verify-{deployment_id}").start()
+            if pool is None or pool.deployment_id != deployment_id:
+                return
+            try:
+                self._verify(endpoint, deployment_id, pool, time.monotonic())
+            except Exception:  # noqa: BLE001 - never quietly
+                log.exception("verifying %s after a restart failed", deployment_id)
+                self._fail(tenant_id, deployment_id, "internal", "verifying it after a restart failed; see the "
+                                                                  "service log")
 
     def _deployment_streams(self) -> list[tuple[str, list[events_pb2.EventEnvelope]]]:
         with self.engine.connect() as conn:
             streams = conn.execute(select(stored_events.c.tenant_id, stored_events.c.stream_id).where(
                 stored_events.c.stream_type == domain.STREAM, stored_events.c.stream_version == 1)
-                .order_by(stored_events.c.recorded_at_ms)).all()
+                .order_by(stored_events.c.seq)).all()
             return [(row.tenant_id, eventstore.load_stream(conn, row.tenant_id, row.stream_id)) for row in streams]
 
     def _serving(self) -> dict[tuple[str, str], tuple[str, str]]:
-        """Each endpoint's serving version and the deployment that brought it, from the last full flip or
-        rollback in the events."""
-        moves: list[tuple[int, tuple[str, str], str, str]] = []
-        owner: dict[tuple[str, str, str], str] = {}   # (tenant, endpoint, version) -> deployment that flipped it
-        for tenant_id, events in self._deployment_streams():
-            s = domain.fold(events)
-            key = (tenant_id, s.request.endpoint_name)
-            for env in events:
-                kind = env.WhichOneof("payload")
-                if kind == "traffic_flipped" and env.traffic_flipped.weight_percent == 100:
-                    moves.append((env.time.ToMilliseconds(), key, s.request.model_version_id, s.deployment_id))
-                    owner[(*key, s.request.model_version_id)] = s.deployment_id
-                elif kind == "rolled_back" and env.rolled_back.from_model_version_id:
-                    moves.append((env.time.ToMilliseconds(), key, env.rolled_back.model_version_id, ""))
+        """Each endpoint's serving version and the deployment that brought it: the last full flip or rollback,
+        in the event store's order."""
+        from services.common import envelope as codec
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(stored_events.c.tenant_id, stored_events.c.payload).where(
+                stored_events.c.stream_type == domain.STREAM,
+                stored_events.c.event_type.in_(("privtune.v1.TrafficFlipped", "privtune.v1.RolledBack")))
+                .order_by(stored_events.c.seq)).all()
         serving: dict[tuple[str, str], tuple[str, str]] = {}
-        for _, key, version_id, deployment_id in sorted(moves, key=lambda m: m[0]):
-            if version_id:
-                serving[key] = (version_id, deployment_id or owner.get((*key, version_id), ""))
+        owner: dict[tuple[str, str, str], str] = {}   # (tenant, endpoint, version) -> the deployment that flipped it
+        for row in rows:
+            env = codec.decode(row.payload)
+            if env.WhichOneof("payload") == "traffic_flipped":
+                e = env.traffic_flipped
+                if e.weight_percent == 100 and e.model_version_id:
+                    key = (row.tenant_id, e.endpoint_name)
+                    serving[key] = (e.model_version_id, e.deployment_id)
+                    owner[(*key, e.model_version_id)] = e.deployment_id
             else:
-                serving.pop(key, None)
+                r = env.rolled_back
+                if not r.from_model_version_id:
+                    continue  # a cancel: traffic never moved
+                key = (row.tenant_id, r.endpoint_name)
+                if r.model_version_id:
+                    serving[key] = (r.model_version_id, owner.get((*key, r.model_version_id), ""))
+                else:
+                    serving.pop(key, None)
         return serving
 
-    def _restore(self, tenant_id: str, name: str, version_id: str, deployment_id: str, environment: str) -> None:
+    def _restore(self, tenant_id: str, name: str, version_id: str, deployment_id: str) -> bool:
         endpoint = self._endpoint(tenant_id, name)
         if endpoint.gateway is not None:
-            return
+            return True
         version = catalog.find_version(self.engine, tenant_id, version_id, 10.0)
         if version is None:
             raise RuntimeError(f"endpoint {name}: version {version_id} is not in the deploy catalog yet")
@@ -664,14 +740,14 @@ class DeploymentManager:
                                         deployment_id=deployment_id or "restored")
         except PoolFailed as exc:
             log.error("endpoint %s could not be restored with %s: %s", name, version_id, exc)
-            return
+            return False
         gateway = self._new_gateway(endpoint, pool)
         with endpoint.routing:
             endpoint.pools["blue"] = pool
             endpoint.gateway = gateway
-            endpoint.environment = environment
             self.front.endpoints[(tenant_id, name)] = gateway
         log.info("endpoint %s restored with %s", name, version_id)
+        return True
 
 
 def canary_secrets(storage_root: str, tenant_id: str, dataset_uri: str) -> list[str]:

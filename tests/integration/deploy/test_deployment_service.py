@@ -128,6 +128,26 @@ def test_first_deployment_serves_and_every_answer_names_its_model_version(world:
     wait_until(lambda: _alias(platform, "bot@staging") == "bot/v1", 30, "the staging alias on bot/v1")
 
 
+def test_the_cli_reads_deployments_and_chats_through_the_gateway(world: dict,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from privtune.cli import main as cli_main
+
+    platform = world["platform"]
+    base = ["deploy", "--target", platform.grpc_target, "--tenant", TENANT, "--actor", "alice"]
+    assert cli_main([*base, "list", "--endpoint", "bot-staging"]) == 0
+    listed = json.loads(capsys.readouterr().out)["deployments"]
+    assert [d["model_version_id"] for d in listed] == ["bot/v1"]
+    assert cli_main([*base, "chat", "bot-staging", "my invoice is wrong", "--max-tokens", "4"]) == 0
+    answered = json.loads(capsys.readouterr().out)
+    assert answered["x-privtune-model-version"] == "bot/v1" and "answer" in answered
+    assert cli_main([*base, "served", answered["x-privtune-request-id"]]) == 0
+    assert json.loads(capsys.readouterr().out)["principal"] == "alice"
+    assert cli_main([*base, "approve", listed[0]["deployment_id"]]) == 1  # a staging deployment needs none
+    assert "cannot approve a deployment that is verified" in capsys.readouterr().err
+
+
 def test_the_gateway_refuses_strangers_and_hides_other_tenants_endpoints(world: dict) -> None:
     platform = world["platform"]
     url = _stub(platform).ListDeployments(pb.ListDeploymentsRequest(), metadata=_md()).deployments[0].gateway_url
