@@ -105,3 +105,17 @@ def print_rpc_error(exc: Any) -> None:
                 else:
                     for p in message.violations:
                         print(f"  precondition {p.type} ({p.subject}): {p.description}", file=sys.stderr)
+
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+
+def client_args(p: argparse.ArgumentParser, leaf: bool = False) -> None:
+    """``--target/--tenant/--actor`` of an API client command; on a leaf parser too, so they may follow the action."""
+    if leaf:
+        for flag in ("--target", "--tenant", "--actor"):
+            p.add_argument(flag, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        return
+    p.add_argument("--target", default=DEFAULT_TARGET, help="gRPC address of the platform")
+    p.add_argument("--tenant", help="tenant id (required)")
+    p.add_argument("--actor", default="cli")

@@ -23,20 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from privtune.cli_client import call_metadata, client_channel, print_message, print_rpc_error
+from privtune.cli_client import call_metadata, client_args, client_channel, print_message, print_rpc_error
 
-DEFAULT_TARGET = "127.0.0.1:50051"
 STRATEGIES = {"blue-green": 1, "canary": 2, "shadow": 3}
-
-
-def _client_args(p: argparse.ArgumentParser, leaf: bool = False) -> None:
-    if leaf:
-        for flag in ("--target", "--tenant", "--actor"):
-            p.add_argument(flag, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        return
-    p.add_argument("--target", default=DEFAULT_TARGET, help="gRPC address of the platform")
-    p.add_argument("--tenant", help="tenant id (required)")
-    p.add_argument("--actor", default="cli")
 
 
 def state_name(deployment: Any) -> str:
@@ -167,10 +156,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``deploy`` to the ``privtune`` parser's subcommands."""
     de = sub.add_parser("deploy", help="deployment API client (gRPC) and gateway chat: blue-green, canary, shadow")
-    _client_args(de)
+    client_args(de)
     dsub = de.add_subparsers(dest="action", required=True)
     p = dsub.add_parser("create", help="deploy a registered model version behind an endpoint of the gateway")
-    _client_args(p, leaf=True)
+    client_args(p, leaf=True)
     p.add_argument("model_version", help="MODEL/vN")
     p.add_argument("--environment", required=True, help="staging, production, ...: the registry alias it moves "
                                                          "(production waits for an approver)")
@@ -189,17 +178,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
                        ("rollback", "move the endpoint back to the version before this deployment"),
                        ("get", "one deployment"), ("served", "which model version answered a request")):
         p = dsub.add_parser(name, help=text)
-        _client_args(p, leaf=True)
+        client_args(p, leaf=True)
         p.add_argument("id", help="a request id (x-privtune-request-id)" if name == "served" else "dep-...")
         if name == "rollback":
             p.add_argument("--reason")
     p = dsub.add_parser("list")
-    _client_args(p, leaf=True)
+    client_args(p, leaf=True)
     p.add_argument("--endpoint")
     p.add_argument("--page-size", type=int, default=50)
     p.add_argument("--page-token")
     p = dsub.add_parser("chat", help="ask an endpoint through the gateway (HTTPS, your token)")
-    _client_args(p, leaf=True)
+    client_args(p, leaf=True)
     p.add_argument("endpoint")
     p.add_argument("message")
     p.add_argument("--gateway", help="the gateway's URL (default: from the endpoint's deployment)")

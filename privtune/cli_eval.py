@@ -18,21 +18,10 @@ import argparse
 import sys
 from typing import Any
 
-from privtune.cli_client import call_metadata, client_channel, print_message, print_rpc_error
+from privtune.cli_client import call_metadata, client_args, client_channel, print_message, print_rpc_error
 
-DEFAULT_TARGET = "127.0.0.1:50051"
 GATES = ("win_rate_vs_base_min", "toxicity_max_delta", "forgetting_max", "pii_leakage_max", "canary_exposure_max",
          "extraction_max", "domain_delta_min")
-
-
-def _client_args(p: argparse.ArgumentParser, leaf: bool = False) -> None:
-    if leaf:
-        for flag in ("--target", "--tenant", "--actor"):
-            p.add_argument(flag, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        return
-    p.add_argument("--target", default=DEFAULT_TARGET, help="gRPC address of the platform")
-    p.add_argument("--tenant", help="tenant id (required)")
-    p.add_argument("--actor", default="cli")
 
 
 def parse_gates(items: list[str]) -> dict[str, float]:
@@ -180,14 +169,14 @@ def _follow(stub: Any, md: list[tuple[str, str]], eval_id: str) -> int:
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``eval`` to the ``privtune`` parser's subcommands."""
     ev = sub.add_parser("eval", help="evaluation API client (gRPC): suites, runs against the base, gates")
-    _client_args(ev)
+    client_args(ev)
     esub = ev.add_subparsers(dest="action", required=True)
     suite = esub.add_parser("suite", help="frozen, content-addressed evaluation suites")
-    _client_args(suite, leaf=True)
+    client_args(suite, leaf=True)
     ssub = suite.add_subparsers(dest="suite_action", required=True)
     p = ssub.add_parser("create", help="build a suite from a dataset version's holdout, the general slice, "
                                        "safety prompts and the version's canaries")
-    _client_args(p, leaf=True)
+    client_args(p, leaf=True)
     p.add_argument("name")
     p.add_argument("--dataset-version", help="the dataset version whose holdout is the domain split")
     p.add_argument("--general-per-category", type=int)
@@ -198,10 +187,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--extraction-items", type=int)
     p.add_argument("--seed", type=int, default=0)
     p = ssub.add_parser("get")
-    _client_args(p, leaf=True)
+    client_args(p, leaf=True)
     p.add_argument("id")
     p = esub.add_parser("run", help="evaluate a model version against its base model on a suite")
-    _client_args(p, leaf=True)
+    client_args(p, leaf=True)
     p.add_argument("model_version", help="MODEL/vN")
     p.add_argument("--suite", default="default", help="a suite id, or 'default' (built from the version's data)")
     p.add_argument("--gate", action="append", metavar="NAME=VALUE",
@@ -212,17 +201,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--request-id")
     p.add_argument("--wait", action="store_true", help="follow the run; exit 0 passed, 3 gates failed, 1 failed")
     p = esub.add_parser("get")
-    _client_args(p, leaf=True)
+    client_args(p, leaf=True)
     p.add_argument("id")
     p.add_argument("--summary", action="store_true", help="decision, gates and estimates only")
     p = esub.add_parser("list")
-    _client_args(p, leaf=True)
+    client_args(p, leaf=True)
     p.add_argument("--model-version")
     p.add_argument("--page-size", type=int, default=50)
     p.add_argument("--page-token")
     p.add_argument("--summary", action="store_true",
                    help="each run's triage fields only: state, trigger, judge, items, error code, reason")
     p = esub.add_parser("watch")
-    _client_args(p, leaf=True)
+    client_args(p, leaf=True)
     p.add_argument("id")
     ev.set_defaults(func=cmd_eval)

@@ -20,9 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from privtune.cli_client import call_metadata, client_channel, print_message, print_rpc_error
+from privtune.cli_client import DEFAULT_TARGET, call_metadata, client_channel, print_message, print_rpc_error
 
-DEFAULT_TARGET = "127.0.0.1:50051"
 STATES = ("requested", "rejected", "queued", "scheduled", "running", "succeeded", "failed", "cancelled", "preempted")
 
 

@@ -18,20 +18,8 @@ import json
 import sys
 from typing import Any
 
-from privtune.cli_client import call_metadata, client_channel, print_message, print_rpc_error
+from privtune.cli_client import call_metadata, client_args, client_channel, print_message, print_rpc_error
 
-DEFAULT_TARGET = "127.0.0.1:50051"
-
-
-def _client_args(p: argparse.ArgumentParser, leaf: bool = False) -> None:
-    """``--target/--tenant/--actor``; on a leaf parser too, so they may follow the action."""
-    if leaf:
-        for flag in ("--target", "--tenant", "--actor"):
-            p.add_argument(flag, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        return
-    p.add_argument("--target", default=DEFAULT_TARGET, help="gRPC address of the platform")
-    p.add_argument("--tenant", help="tenant id (required)")
-    p.add_argument("--actor", default="cli")
 
 
 
@@ -135,14 +123,14 @@ def _export(args: argparse.Namespace, registry: Any, experiments: Any, md: list[
 
 def _leaf(subparsers: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = subparsers.add_parser(name, **kwargs)
-    _client_args(p, leaf=True)
+    client_args(p, leaf=True)
     return p
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``registry``, ``lineage`` and ``runs`` to the ``privtune`` parser's subcommands."""
     reg = sub.add_parser("registry", help="model registry API client (gRPC): versions, aliases, alias history")
-    _client_args(reg)
+    client_args(reg)
     rsub = reg.add_subparsers(dest="action", required=True)
     p = _leaf(rsub, "versions", help="list model versions (of one model, or all)")
     p.add_argument("model", nargs="?")
@@ -162,7 +150,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     reg.set_defaults(func=cmd_registry)
 
     lin = sub.add_parser("lineage", help="deployment -> model version -> job -> dataset version -> raw data")
-    _client_args(lin)
+    client_args(lin)
     group = lin.add_mutually_exclusive_group(required=True)
     group.add_argument("--deployment")
     group.add_argument("--model-version")
@@ -170,7 +158,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     lin.set_defaults(func=cmd_lineage)
 
     runs = sub.add_parser("runs", help="experiment tracker API client (gRPC): runs, learning curves, MLflow export")
-    _client_args(runs)
+    client_args(runs)
     usub = runs.add_subparsers(dest="action", required=True)
     p = _leaf(usub, "list")
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="only runs with this tag (repeatable)")
