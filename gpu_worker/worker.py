@@ -292,7 +292,7 @@ class TrainingWorker:
         if self.settings.child_threads:
             env["OMP_NUM_THREADS"] = str(self.settings.child_threads)
         env["PRIVTUNE_PARENT_PID"] = str(os.getpid())
-        argv = [sys.executable, "-m", "gpu_worker.orphan_guard", *argv]
+        argv = [sys.executable, "-m", "services.common.orphan_guard", *argv]
         with open(work / "job.log", "ab") as log_file:
             child = subprocess.Popen(argv, stdout=log_file, stderr=log_file, pass_fds=pass_fds, env=env,
                                      cwd=str(Path(__file__).resolve().parents[1]))

@@ -48,11 +48,17 @@ def client_channel(target: str) -> Any:
     import grpc
 
     _check_auth_setting()
+    return grpc.secure_channel(target, grpc.ssl_channel_credentials(ca_file().read_bytes()))
+
+
+def ca_file() -> Path:
+    """The CA certificate the CLI trusts for the platform's TLS (gRPC API and gateway): ``PRIVTUNE_CA``, else the
+    data folder's local CA."""
     ca = Path(os.environ.get("PRIVTUNE_CA") or _pki_dir() / "ca.pem")
     if not ca.exists():
         raise SystemExit(f"error: no CA certificate at {ca} to trust the platform's TLS certificate: start the "
                          "platform once with this data folder (privtune up) or set PRIVTUNE_CA")
-    return grpc.secure_channel(target, grpc.ssl_channel_credentials(ca.read_bytes()))
+    return ca
 
 
 def call_metadata(args: argparse.Namespace, default_roles: str = DEFAULT_ROLES) -> list[tuple[str, str]]:

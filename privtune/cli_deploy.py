@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -59,12 +58,9 @@ def chat(gateway_url: str, token: str, endpoint: str, message: str, max_tokens: 
 
     import httpx
 
-    from privtune.cli_client import _pki_dir
+    from privtune.cli_client import ca_file
 
-    ca = ca or Path(os.environ.get("PRIVTUNE_CA") or _pki_dir() / "ca.pem")
-    if not ca.exists():
-        raise SystemExit(f"error: no CA certificate at {ca} to trust the gateway's TLS certificate: set PRIVTUNE_CA "
-                         "or PRIVTUNE_DATA_DIR")
+    ca = ca or ca_file()
     body = {"model": endpoint, "messages": [{"role": "user", "content": message}], "max_tokens": max_tokens,
             "temperature": 0}
     with httpx.Client(verify=ssl.create_default_context(cafile=str(ca)), timeout=300) as client:

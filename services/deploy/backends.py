@@ -75,7 +75,7 @@ def free_port() -> int:
 class _Spawner:
     """Starts every server from one thread that lives as long as the process: ``PR_SET_PDEATHSIG`` fires when the
     *thread* that started the child ends, so a server started from a short-lived thread (a rollout) would die
-    with that thread. Each server runs under services/deploy/die_with_parent.py, which sets it and execs."""
+    with that thread. Each server runs under services/common/orphan_guard.py, which arms it and execs."""
 
     def __init__(self) -> None:
         import queue
@@ -137,11 +137,12 @@ class HttpBackendProcess:
         """Start the server and wait for ``/health`` and ``/v1/models``. Raises BackendError with the log's tail."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
-        command = [sys.executable, "-I", str(ROOT / "services" / "deploy" / "die_with_parent.py"), str(os.getpid()),
-                   *self.command()]
-        # its own process group: stop() ends the server and every process it started (vLLM's engine core)
-        self.proc = _SPAWNER.popen(command, cwd=ROOT, env=self.environment(), stdout=self._log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        command = [sys.executable, "-I", str(ROOT / "services" / "common" / "orphan_guard.py"), *self.command()]
+        # SIGTERM when this process dies (vLLM then stops its engine core); its own process group, so stop() ends
+        # the server and every process it started
+        env = {**self.environment(), "PRIVTUNE_PARENT_PID": str(os.getpid()), "PRIVTUNE_PARENT_DEATH_SIGNAL": "SIGTERM"}
+        self.proc = _SPAWNER.popen(command, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -91,7 +91,7 @@ class ServedLog:
                     with self.engine.begin() as conn:
                         conn.execute(insert(served_requests), [row])
                 except IntegrityError:
-                    pass
+                    pass  # that request id is recorded already (a retried batch): keep the first record
         except Exception:
             self._pending.extendleft(reversed(batch))  # kept for the next try: nothing lost while the store is back
             raise

@@ -514,7 +514,7 @@ class DeploymentManager:
                 self._record(endpoint.tenant_id, deployment_id, lambda s: domain.rolled_back(
                     s, ",".join(b.gate for b in breaches), reason, automatic=True))
             except domain.DeploymentRefused:
-                pass
+                pass  # a person rolled it back first: theirs is the record
 
     def _shadow(self, endpoint: Endpoint, state: domain.DeploymentState, pool: RunningPool) -> bool:
         """Mirror traffic to the candidate for ``verify_seconds``, then judge its answers. True: it passed."""
@@ -653,7 +653,7 @@ class DeploymentManager:
                         st, "restart", "the deploy service restarted during the canary; traffic is back on the "
                                        "previous version: request the deployment again", automatic=True))
                 except domain.DeploymentRefused:
-                    pass
+                    pass  # settled by another process's recovery, or a person, first
             elif s.state == domain.FLIPPED:
                 resume[(tenant_id, s.request.endpoint_name)] = s.deployment_id
             elif s.state in (domain.REQUESTED, domain.APPROVED):
