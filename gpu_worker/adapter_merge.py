@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from gpu_worker.base_models import BaseModel
 from gpu_worker.export import PROVENANCE, artifact_sha256
+from services.common.base_model_ref import base_model_ref, parse_base_model_ref
 
 if TYPE_CHECKING:
     import torch
@@ -234,10 +235,12 @@ def _scaling(config: dict[str, Any], module: str, rank: int) -> float:
 def _check_compatible(adapters: list[LoraAdapter], base: BaseModel) -> None:
     first = adapters[0]
     for adapter in adapters:
-        named = adapter.config.get("base_model_name_or_path")
-        if named != base.model_id:
-            raise ValueError(f"{adapter.folder} was trained on base model {named!r}, not {base.model_id!r}: merge "
-                             "only adapters trained on the same base model, and pass that base")
+        named, digest = parse_base_model_ref(adapter.config.get("base_model_name_or_path"))
+        if named != base.model_id or (digest and digest != base.sha256):
+            raise ValueError(f"{adapter.folder} was trained on base model {named!r}"
+                             f"{f' (sha256 {digest[:12]})' if digest else ''}, not {base.model_id!r} (sha256 "
+                             f"{base.sha256[:12]}): merge only adapters trained on the same base model, and pass "
+                             "that base")
         if _target_modules(adapter.config) != _target_modules(first.config):
             raise ValueError(f"{adapter.folder} targets modules {_target_modules(adapter.config)} but "
                              f"{first.folder} targets {_target_modules(first.config)}: merge only adapters "
@@ -335,7 +338,7 @@ def _low_rank(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tenso
 def _merged_config(template: dict[str, Any], rank: int, base: BaseModel) -> dict[str, Any]:
     return template | {
         "r": rank, "lora_alpha": rank, "rank_pattern": {}, "alpha_pattern": {}, "use_rslora": False,
-        "init_lora_weights": True, "inference_mode": True, "base_model_name_or_path": base.model_id,
+        "init_lora_weights": True, "inference_mode": True, "base_model_name_or_path": base_model_ref(base.model_id, base.sha256),
     }
 
 

@@ -160,6 +160,37 @@ def build_tiny_model(models_root: Path, model_id: str = "tiny-llama", *, hidden_
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def build_random_llama(models_root: Path, tokenizer_from: BaseModel, model_id: str = "llama-1b-random", *,
+                       hidden_size: int = 2048, layers: int = 16, heads: int = 32, kv_heads: int = 8,
+                       intermediate_size: int = 8192, seed: int = 0) -> BaseModel:
+    """A randomly initialised Llama with another stored model's tokenizer (throughput needs no trained
+    weights). The defaults are Llama-3.2-1B's shape with SmolLM2's 49,152-token vocabulary: 1.07B parameters."""
+    dest = models_root / model_id
+    if (dest / MANIFEST).exists():
+        return _record(dest)
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_from.path)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+        max_position_embeddings=8192, tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    tmp = _staging(models_root, model_id)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        parameters = sum(p.numel() for p in model.parameters())
+        return _publish(tmp, models_root, model_id,
+                        f"random:llama-h{hidden_size}-l{layers}-seed{seed}+tokenizer:{tokenizer_from.model_id}",
+                        parameters)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def resolve(models_root: Path, model_id: str) -> BaseModel:
     """The stored model ``model_id``, verified against its recorded hashes."""
     folder = models_root / model_id

@@ -11,6 +11,7 @@ Rules a recipe relies on:
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 from dataclasses import dataclass
@@ -196,43 +197,72 @@ def single_row(example: TokenizedExample) -> Row:
 
 
 def pack_rows(examples: Sequence[TokenizedExample], max_len: int) -> list[Row]:
-    """Greedy packing in the given order; an example never spans two rows."""
-    rows: list[Row] = []
+    """Best-fit decreasing packing; an example never spans two rows.
+
+    Longest example first, each into the row with the least room that still fits it (a
+    new row when none does). Deterministic: ties go to the earlier example and row.
+    Rows come out in the order they were opened; the step plan shuffles them anyway.
+    """
+    order = sorted(range(len(examples)), key=lambda i: (-len(examples[i].input_ids), i))
+    members: list[list[int]] = []
+    room: list[tuple[int, int]] = []  # (free positions, row index), ascending
+    for i in order:
+        n = len(examples[i].input_ids)
+        k = bisect.bisect_left(room, (n, -1))
+        if k == len(room):
+            members.append([i])
+            if max_len > n:
+                bisect.insort(room, (max_len - n, len(members) - 1))
+        else:
+            free, row = room.pop(k)
+            members[row].append(i)
+            if free > n:  # a full row leaves the search
+                bisect.insort(room, (free - n, row))
+    return [_packed_row([examples[i] for i in row]) for row in members]
+
+
+def _packed_row(examples: Sequence[TokenizedExample]) -> Row:
     ids: list[int] = []
     labels: list[int] = []
     segs: list[int] = []
     pos: list[int] = []
-    for example in examples:
-        if ids and len(ids) + len(example.input_ids) > max_len:
-            rows.append(Row(ids, labels, segs, pos))
-            ids, labels, segs, pos = [], [], [], []
-        seg = (segs[-1] + 1) if segs else 0
+    for seg, example in enumerate(examples):
         ids += example.input_ids
         # The first token of an example is never predicted from the previous example.
         labels += [IGNORE] + list(example.labels[1:])
         segs += [seg] * len(example.input_ids)
         pos += list(range(len(example.input_ids)))
-    if ids:
-        rows.append(Row(ids, labels, segs, pos))
-    return rows
+    return Row(ids, labels, segs, pos)
 
 
-def collate(rows: Sequence[Row], pad_id: int, packed: bool) -> dict[str, Any]:
-    """Right-padded tensors. Packed rows get a 4-D block-diagonal causal mask."""
+def fill_ratio(rows: Sequence[Row], max_len: int) -> float:
+    """Share of the rows' ``max_len`` positions that hold tokens (1.0: no padding at all)."""
+    return sum(len(r.input_ids) for r in rows) / (len(rows) * max_len) if rows else 0.0
+
+
+def collate(rows: Sequence[Row], pad_id: int, packed: bool, mask_dtype: Any = None,
+            dense_mask: bool = True) -> dict[str, Any]:
+    """Right-padded tensors. Packed rows get a 4-D block-diagonal causal mask (additive, in
+    ``mask_dtype``: the dtype attention computes in, fp32 by default), or with
+    ``dense_mask=False`` none at all: the restarting position ids mark the examples (each
+    padding position is an example of its own), for kernels that read them (FlexAttention)."""
     import torch
 
+    mask_dtype = mask_dtype or torch.float32
     width = max(len(r.input_ids) for r in rows)
     pad = [width - len(r.input_ids) for r in rows]
     input_ids = torch.tensor([r.input_ids + [pad_id] * p for r, p in zip(rows, pad)])
     labels = torch.tensor([r.labels + [IGNORE] * p for r, p in zip(rows, pad)])
     batch: dict[str, Any] = {"input_ids": input_ids, "labels": labels}
-    if packed:
+    if packed and not dense_mask:
+        batch["position_ids"] = torch.tensor([r.position_ids + [0] * p for r, p in zip(rows, pad)])
+    elif packed:
         segs = torch.tensor([r.segment_ids + [-1] * p for r, p in zip(rows, pad)])
         same = segs[:, :, None] == segs[:, None, :]
         causal = torch.ones(width, width, dtype=torch.bool).tril()
         allowed = same & causal & (segs[:, :, None] >= 0)
         allowed |= torch.eye(width, dtype=torch.bool)  # padding rows attend to themselves (no NaN)
-        mask = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill(~allowed, torch.finfo(torch.float32).min)
+        mask = torch.zeros(allowed.shape, dtype=mask_dtype).masked_fill(~allowed, torch.finfo(mask_dtype).min)
         batch["attention_mask"] = mask[:, None, :, :]
         batch["position_ids"] = torch.tensor([r.position_ids + [0] * p for r, p in zip(rows, pad)])
     else:

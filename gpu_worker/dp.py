@@ -60,7 +60,7 @@ class DPSGD:
         import torch
 
         for p in self.params:
-            p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype)
+            p.grad_sample = torch.zeros((0, *p.shape), dtype=p.dtype, device=p.device)
 
     def step(self) -> None:
         self.optimizer.step()

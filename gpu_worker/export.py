@@ -1,7 +1,9 @@
 """Turn a trained model into a content-addressed artifact folder.
 
 - adapter methods: ``adapter_model.safetensors`` + ``adapter_config.json`` (PEFT's
-  format, which PEFT and vLLM load), with the base model recorded by id, not by path;
+  format, which PEFT and vLLM load), with the base model recorded as the model store's
+  id and its sha256 (:mod:`services.common.base_model_ref`: never a hub id PEFT would
+  look up on the network, never a path that differs between machines);
 - full fine-tuning: ``model.safetensors`` + config + tokenizer;
 - optionally ``merged/``: adapter merged into a freshly loaded full-precision base
   (for QLoRA that is the dequantised base), loadable with plain transformers.
@@ -18,17 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from gpu_worker.base_models import BaseModel
+from services.common.base_model_ref import base_model_ref
 from services.common.hashing import folder_files, manifest_sha256
 from services.common.training_spec import TrainingSpec
 
 PROVENANCE = "privtune-artifact.json"
 
 
-def _clean_adapter_folder(folder: Path, base_model_id: str) -> None:
+def _clean_adapter_folder(folder: Path, base: BaseModel) -> None:
     (folder / "README.md").unlink(missing_ok=True)  # PEFT's model card: templated, not needed
     config_path = folder / "adapter_config.json"
     config = json.loads(config_path.read_text())
-    config["base_model_name_or_path"] = base_model_id
+    config["base_model_name_or_path"] = base_model_ref(base.model_id, base.sha256)
     for key, value in config.items():  # PEFT keeps target_modules as a set: order varies per process
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             config[key] = sorted(value)
@@ -46,7 +49,7 @@ def export_artifact(model: Any, tokenizer: Any, spec: TrainingSpec, base: BaseMo
         tokenizer.save_pretrained(dest)
     else:
         model.save_pretrained(dest, safe_serialization=True)
-        _clean_adapter_folder(dest, spec.base_model)
+        _clean_adapter_folder(dest, base)
         tokenizer.save_pretrained(dest)
         if spec.merge_weights and spec.method != "prompt_tuning":
             merge_into_base(dest, base, dest / "merged")

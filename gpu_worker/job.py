@@ -135,6 +135,7 @@ def run_job(spec: TrainingSpec, models_root: Path, storage_root: str, work_dir: 
                 "dataset_manifest_sha256": trainer.dataset_sha256, "base_model": spec.base_model,
                 "base_model_sha256": trainer.base.sha256, "steps": result["steps"],
                 "epsilon_spent": result["epsilon"], "effective_batch_size": spec.effective_batch_size,
+                "torch_threads": trainer.threads, "precision": trainer.precision,
             }
             artifact = work_dir / "artifact"
             sha = export_artifact(trainer.model, trainer.tokenizer, spec, trainer.base, artifact, provenance)

@@ -37,7 +37,8 @@ def library_versions() -> dict[str, str]:
 def hardware() -> str:
     import torch
 
-    parts = [f"{platform.machine()} {os.cpu_count()} cpus", f"torch threads {torch.get_num_threads()}"]
+    parts = [f"{platform.machine()} {os.cpu_count()} cpus", f"kernels {cpu_capability()}",
+             f"torch threads {torch.get_num_threads()}"]
     if torch.cuda.is_available():
         parts.append(", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())))
     return "; ".join(parts)
@@ -79,3 +80,63 @@ def limit_memory_growth(megabytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (limit, resource.getrlimit(resource.RLIMIT_DATA)[1]))
 
 
+
+
+def cpu_capability() -> str:
+    """The kernel family torch dispatches to on this CPU (``AVX512``, ``AVX2``, ``DEFAULT``...)."""
+    import torch
+
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        return "unknown"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU has AMX, where bf16 matmuls should beat fp32. AVX512_BF16 alone is not
+    enough: on such a CPU torch's bf16 matmul measured half the fp32 rate (docs/benchmarks.md)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags
+
+
+def resolve_precision(requested: str, private: bool = False) -> str:
+    """``fp32`` or ``bf16``. ``auto`` is bf16 on a GPU that computes bf16 natively (Ampere and
+    later), else fp32: on CPU (where resume is bit-identical), on older GPUs (T4, V100 emulate
+    bf16), and with DP-SGD (``private``), whose per-example clipping must see fp32 norms."""
+    import torch
+
+    if requested != "auto":
+        return requested
+    if private or not torch.cuda.is_available():
+        return "fp32"
+    try:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # older torch without the keyword
+        native = torch.cuda.is_bf16_supported()
+    return "bf16" if native else "fp32"
+
+
+def training_device() -> Any:
+    """The device this process trains on: its local rank's GPU when there is one, else the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        index = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
+def pin_threads(count: int) -> int:
+    """Use exactly ``count`` torch CPU threads (intra-op); returns it."""
+    import torch
+
+    if count < 1:
+        raise ValueError(f"torch_threads must be at least 1, got {count}")
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return torch.get_num_threads()

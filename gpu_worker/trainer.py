@@ -1,11 +1,17 @@
-"""The training recipe: setup, train, save_checkpoint, export, read top to bottom.
+"""The shared training loop: setup, train, save_checkpoint, read top to bottom.
 
-One :class:`Trainer` runs one job in the current process. Steps are planned from the
+One :class:`Trainer` runs one job in the current process. What differs per method (how
+records become units, the loss, held-out loss) is a recipe (:mod:`gpu_worker.recipes`);
+the loop owns processes and devices, precision and threads, the step plan, the optimizer
+with clipping or DP-SGD, the schedule, checkpoints, divergence checks and signals. Steps are planned from the
 seed alone: step ``s`` of epoch ``e`` takes rows ``perm(seed, e)[k*B:(k+1)*B]`` (or, with
 DP-SGD, a Poisson sample drawn from ``(seed, s)``), so resuming at step ``s`` computes
 its place instead of replaying earlier batches. Together with restored weights,
 optimizer, scheduler and RNG states, a resumed run on CPU reproduces the uninterrupted
-run bit for bit.
+run bit for bit, given the same torch thread count (pinned: the spec's ``torch_threads``, or
+the process default at first start, recorded in every checkpoint and used again on resume),
+the same kernel family (``torch.backends.cpu.get_cpu_capability()``) and the same library
+versions. Losses are computed only at labelled positions (:mod:`gpu_worker.losses`).
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from gpu_worker import checkpoint as ckpt
-from gpu_worker import data
+from gpu_worker import data, losses
 from gpu_worker.base_models import BaseModel, resolve
-from gpu_worker.methods import build_model, load_trainable_state, trainable_state
-from gpu_worker.run_environment import (code_version, hardware, is_out_of_memory, library_versions,
-                                        limit_memory_growth, seeded_generator)
+from gpu_worker.methods import build_model, load_trainable_state, packed_attention, trainable_state
+from gpu_worker.recipes import Recipe, recipe_for
+from gpu_worker.run_environment import (code_version, cpu_capability, cpu_has_bf16, hardware, is_out_of_memory,
+                                        library_versions, limit_memory_growth, pin_threads, resolve_precision,
+                                        seeded_generator, training_device)
 from services.common.training_spec import TrainingSpec
 from services.common.storage import TenantStorage
 
@@ -91,6 +99,22 @@ class Trainer:
         warnings.filterwarnings("ignore", message="Full backward hook is firing")  # Opacus on frozen inputs
         spec = self.spec
         self._init_distributed()
+        self._resume_point = self._find_checkpoint()
+        recorded = ckpt.read_state(self._resume_point).get("environment", {}) if self._resume_point else {}
+        # A resumed run keeps the thread count and precision it started with: both change the rounding.
+        self.threads = pin_threads(int(recorded.get("torch_threads") or spec.torch_threads or torch.get_num_threads()))
+        # checkpoints written before precision was recorded all trained in fp32
+        self.precision = str(recorded.get("precision") or ("fp32" if self._resume_point
+                                                            else resolve_precision(spec.precision, spec.dp.enabled)))
+        self.device = training_device()
+        self.kernel_change = ""
+        if recorded.get("cpu_capability") and recorded["cpu_capability"] != cpu_capability():
+            self.kernel_change = f"started on {recorded['cpu_capability']} kernels, resumed on {cpu_capability()}"
+            log.warning("job %s: %s: the artifact will differ from an uninterrupted run", spec.job_id,
+                        self.kernel_change)
+        if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_bf16():
+            log.warning("job %s: bf16 on a CPU without AMX: measured slower than fp32 (docs/benchmarks.md)",
+                        spec.job_id)
         torch.use_deterministic_algorithms(True)
         random.seed(spec.seed)
         np.random.seed(spec.seed % (2 ** 32))
@@ -101,16 +125,23 @@ class Trainer:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.manifest, self.dataset_sha256 = data.read_manifest(self.storage, self.dataset_prefix)
-        self._load_data()
+        self.recipe: Recipe = recipe_for(self)
+        self.recipe.load(data.load_split(self.storage, self.dataset_prefix, self.manifest, "train"),
+                         data.load_split(self.storage, self.dataset_prefix, self.manifest, "holdout"))
 
-        self.model = build_model(spec, self.base)
+        self.model = build_model(spec, self.base, self.precision, self.device)
         self.model.train()
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.trainable_count = sum(p.numel() for p in self.trainable)
+        self.unfused = losses.unfusable_because(self.model, per_example_gradients=spec.dp.enabled)
+        if not self.unfused and not self._fused_loss_agrees():
+            self.unfused = "the fused loss differed from the model's own head on training rows"
+        if self.unfused:
+            log.info("job %s: loss over full logits (%s)", spec.job_id, self.unfused)
         self.optimizer = torch.optim.AdamW(self.trainable, lr=spec.learning_rate, weight_decay=spec.weight_decay,
                                            foreach=False)
         # Data-parallel ranks must all take part in every step: drop a last partial batch there.
-        per_epoch = self._units() / spec.effective_batch_size
+        per_epoch = self.recipe.units / spec.effective_batch_size
         self.steps_per_epoch = max(1, math.floor(per_epoch) if spec.num_processes > 1 else math.ceil(per_epoch))
         self.total_steps = spec.max_steps or spec.epochs * self.steps_per_epoch
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
@@ -118,7 +149,7 @@ class Trainer:
         if spec.dp.enabled:
             from gpu_worker.dp import DPSGD
 
-            self.dp = DPSGD(self.model, self.optimizer, spec, n_examples=len(self.train_rows),
+            self.dp = DPSGD(self.model, self.optimizer, spec, n_examples=self.recipe.units,
                             total_steps=self.total_steps)
             self.train_model = self.dp.module
         elif self.world > 1:
@@ -127,8 +158,8 @@ class Trainer:
             self.train_model = DistributedDataParallel(self.model)
         else:
             self.train_model = self.model
-        if spec.memory_limit_mb:
-            limit_memory_growth(spec.memory_limit_mb)
+        if spec.memory_limit_mb and self.device.type == "cpu":
+            limit_memory_growth(spec.memory_limit_mb)  # on a GPU it would cap the driver's host mappings instead
 
     def _init_distributed(self) -> None:
         """Join the torchrun process group (gloo on CPU) when launched with WORLD_SIZE > 1."""
@@ -147,46 +178,16 @@ class Trainer:
         if self.rank != 0:
             self.emit = lambda kind, payload: None  # rank 0 reports and writes for the group
 
-    def _all_sum(self, *values: float) -> list[float]:
+    def all_sum(self, *values: float) -> list[float]:
+        """``values`` summed over the data-parallel ranks."""
         if self.world == 1:
             return list(values)
         import torch
         import torch.distributed as dist
 
-        tensor = torch.tensor(values, dtype=torch.float64)
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)  # NCCL reduces device tensors
         dist.all_reduce(tensor)
         return tensor.tolist()
-
-    def _load_data(self) -> None:
-        spec, tok = self.spec, self.tokenizer
-        train = data.load_split(self.storage, self.dataset_prefix, self.manifest, "train")
-        holdout = data.load_split(self.storage, self.dataset_prefix, self.manifest, "holdout")
-        self.skipped = 0
-        if spec.method == "dpo":
-            self.train_pairs, self.skipped = data.tokenize_preferences(tok, train, spec.max_seq_length)
-            self.holdout_pairs, _ = data.tokenize_preferences(tok, holdout, spec.max_seq_length)
-            self.train_rows = []  # unused
-            if not self.train_pairs:
-                raise data.DatasetError("DPO needs prompt/chosen/rejected pairs; this dataset version has none "
-                                        "(curate preference data with recipe=passthrough)")
-            return
-        if spec.method == "continued_pretraining":
-            train_ex = data.tokenize_pretraining(tok, train, spec.max_seq_length)
-            holdout_ex = data.tokenize_pretraining(tok, holdout, spec.max_seq_length)
-        else:
-            train_ex, self.skipped = data.tokenize_sft(tok, train, spec.max_seq_length)
-            holdout_ex, _ = data.tokenize_sft(tok, holdout, spec.max_seq_length)
-        if not train_ex:
-            raise data.DatasetError(f"no trainable examples in {len(train)} records: none is chat-shaped with a "
-                                    f"response within max_seq_length={spec.max_seq_length}")
-        if spec.packing:
-            self.train_rows = data.pack_rows(train_ex, spec.max_seq_length)
-        else:
-            self.train_rows = [data.single_row(e) for e in train_ex]
-        self.holdout_rows = [data.single_row(e) for e in holdout_ex]
-
-    def _units(self) -> int:
-        return len(self.train_pairs) if self.spec.method == "dpo" else len(self.train_rows)
 
     def _lr_factor(self, step: int) -> float:
         warmup = self.spec.warmup_steps
@@ -201,7 +202,7 @@ class Trainer:
         """Indices of the rows (or pairs) optimizer step ``step`` trains on, from the seed alone."""
         import torch
 
-        n = self._units()
+        n = self.recipe.units
         if self.dp is not None:
             return self.dp.poisson_sample(step)
         epoch, k = divmod(step, self.steps_per_epoch)
@@ -211,8 +212,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ resume
 
-    def restore_latest(self) -> ckpt.Checkpoint | None:
-        """Load the newest checkpoint that verifies (corrupt ones are skipped).
+    def _find_checkpoint(self) -> ckpt.Checkpoint | None:
+        """The newest checkpoint that verifies (corrupt ones are skipped).
 
         Local checkpoints first; without one (the job ran on another machine), the newest
         good copy uploaded to tenant storage.
@@ -220,14 +221,21 @@ class Trainer:
         checkpoint = ckpt.latest_valid(self.checkpoints)
         if checkpoint is None:
             checkpoint = ckpt.fetch_remote(self.storage, f"training/{self.spec.job_id}/checkpoints", self.checkpoints)
+        return checkpoint
+
+    def restore_latest(self) -> ckpt.Checkpoint | None:
+        """Load the checkpoint :meth:`setup` found (its thread count and precision are already in force)."""
+        checkpoint = self._resume_point
         if checkpoint is None:
             return None
         import numpy as np
         import torch
         from safetensors.torch import load_file
 
-        load_trainable_state(self.model, load_file(checkpoint.path / "trainable.safetensors"))
-        self.optimizer.load_state_dict(torch.load(checkpoint.path / "optimizer.pt", weights_only=True))
+        load_trainable_state(self.model, load_file(checkpoint.path / "trainable.safetensors",
+                                                   device=str(self.device)))
+        self.optimizer.load_state_dict(torch.load(checkpoint.path / "optimizer.pt", weights_only=True,
+                                                  map_location=self.device))
         self.scheduler.load_state_dict(torch.load(checkpoint.path / "scheduler.pt", weights_only=True))
         rng = torch.load(checkpoint.path / "rng.pt", weights_only=True)
         torch.set_rng_state(rng["torch"])
@@ -268,6 +276,8 @@ class Trainer:
                 "numpy": [np_state[0], np_state[1].tolist(), *[x for x in np_state[2:]]]}))
             (folder / "state.json").write_text(json.dumps({
                 "run": self.state.__dict__, "spec_sha256": self.spec.sha256(),
+                "environment": {"torch_threads": self.threads, "precision": self.precision,
+                                "cpu_capability": cpu_capability()},
                 "data_position": {"step": self.state.step, "epoch": self.state.step // self.steps_per_epoch,
                                   "within_epoch": self.state.step % self.steps_per_epoch}}, sort_keys=True))
 
@@ -284,47 +294,30 @@ class Trainer:
 
     # ------------------------------------------------------------------ losses
 
-    def _sft_micro_loss(self, rows: Sequence[data.Row], tokens_in_step: int) -> tuple[Any, float]:
-        import torch.nn.functional as F
-
-        batch = data.collate(rows, self.tokenizer.pad_token_id, self.spec.packing)
-        out = self.train_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                               **({"position_ids": batch["position_ids"]} if "position_ids" in batch else {}))
-        width = batch["input_ids"].shape[1]
-        logits = out.logits[:, -width:, :][:, :-1].float()
-        labels = batch["labels"][:, 1:]
-        token_loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=data.IGNORE, reduction="none")
-        if self.dp is not None:  # per-example mean, averaged over the micro-batch (Opacus "mean" reduction)
-            counts = (labels != data.IGNORE).sum(dim=1).clamp(min=1)
-            per_example = token_loss.sum(dim=1) / counts
-            return per_example.mean(), float(token_loss.sum().item())
-        total = token_loss.sum()
-        return total / tokens_in_step, float(total.item())
-
-    def _sequence_logps(self, model: Any, rows: Sequence[data.Row]) -> Any:
+    def _batch(self, rows: Sequence[data.Row], packed: bool) -> dict[str, Any]:
         import torch
 
-        batch = data.collate(rows, self.tokenizer.pad_token_id, False)
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        width = batch["input_ids"].shape[1]
-        logits = out.logits[:, -width:, :][:, :-1].float()
-        labels = batch["labels"][:, 1:]
-        mask = labels != data.IGNORE
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        return (logp * mask).sum(dim=1)
+        batch = data.collate(rows, self.tokenizer.pad_token_id, packed,
+                             torch.bfloat16 if self.precision == "bf16" else torch.float32,
+                             dense_mask=packed_attention(self.spec, self.device) is None)
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
-    def _dpo_loss(self, pairs: Sequence[data.PreferenceExample]) -> tuple[Any, Any]:
-        """Mean DPO loss over ``pairs`` and the reward margins (reference = base, adapter off)."""
+    def _autocast(self) -> Any:
         import torch
-        import torch.nn.functional as F
 
-        rows = [data.single_row(p.chosen) for p in pairs] + [data.single_row(p.rejected) for p in pairs]
-        policy = self._sequence_logps(self.model, rows)
-        with torch.no_grad(), self.model.disable_adapter():
-            reference = self._sequence_logps(self.model, rows)
-        n = len(pairs)
-        margin = (policy[:n] - reference[:n]) - (policy[n:] - reference[n:])
-        return -F.logsigmoid(self.spec.dpo_beta * margin).mean(), margin.detach()
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def token_losses(self, model: Any, rows: Sequence[data.Row], packed: bool) -> tuple[Any, Any]:
+        """Cross-entropy at each labelled position of ``rows`` (and its row), via ``model``'s forward."""
+        import torch
+
+        batch = self._batch(rows, packed)
+        with self._autocast():
+            return losses.labelled_token_losses(model, self.model, batch,
+                                                torch.bfloat16 if self.precision == "bf16" else torch.float32,
+                                                fused=not self.unfused)
 
     # ------------------------------------------------------------------ steps
 
@@ -333,50 +326,7 @@ class Trainer:
         import torch
 
         spec = self.spec
-        units = self.step_units(step)
-        micro = list(data.iter_chunks(units, spec.micro_batch_size))
-        metrics: dict[str, float] = {}
-        tokens = 0
-        if spec.method == "dpo":
-            loss_sum, correct = 0.0, 0.0
-            for chunk in micro:
-                pairs = [self.train_pairs[i] for i in chunk]
-                loss, margin = self._dpo_loss(pairs)
-                (loss * len(pairs) / len(units)).backward()
-                loss_sum += float(loss.item()) * len(pairs)
-                correct += float((margin > 0).float().sum().item())
-                tokens += sum(len(p.chosen.input_ids) + len(p.rejected.input_ids) for p in pairs)
-            metrics["loss"] = loss_sum / len(units)
-            metrics["reward_accuracy"] = correct / len(units)
-        elif self.dp is not None:
-            loss_sum, token_count = 0.0, 0
-            if not micro:
-                self.dp.empty_step()
-            for i, chunk in enumerate(micro):
-                rows = [self.train_rows[j] for j in chunk]
-                loss, summed = self._sft_micro_loss(rows, 1)
-                loss.backward()
-                self.dp.accumulate(last=i == len(micro) - 1)
-                loss_sum += summed
-                token_count += sum(sum(1 for x in r.labels[1:] if x != data.IGNORE) for r in rows)
-                tokens += sum(len(r.input_ids) for r in rows)
-            metrics["loss"] = loss_sum / max(1, token_count)
-        else:
-            # Every rank knows the whole step, so the token count that normalises the loss is global.
-            in_step = sum(sum(1 for x in self.train_rows[j].labels[1:] if x != data.IGNORE) for j in units)
-            mine = units[self.rank::self.world]
-            rows_by_micro = [[self.train_rows[j] for j in chunk]
-                             for chunk in data.iter_chunks(mine, spec.micro_batch_size)]
-            loss_sum = 0.0
-            for i, rows in enumerate(rows_by_micro):
-                sync = i == len(rows_by_micro) - 1 or self.world == 1
-                with contextlib.nullcontext() if sync else self.train_model.no_sync():
-                    loss, summed = self._sft_micro_loss(rows, max(1, in_step))
-                    (loss * self.world).backward()  # DDP averages gradients over ranks; we want their sum
-                loss_sum += summed
-                tokens += sum(len(r.input_ids) for r in rows)
-            loss_sum, tokens = self._all_sum(loss_sum, tokens)
-            metrics["loss"] = loss_sum / max(1, in_step)
+        metrics = self.recipe.accumulate(self.step_units(step))
         metrics["learning_rate"] = float(self.scheduler.get_last_lr()[0])
         if self.dp is not None:
             self.dp.step()  # clip per example, add noise; the norm reported is of the noised gradient
@@ -393,43 +343,18 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         metrics["grad_norm"] = float(grad_norm)
-        metrics["tokens"] = float(tokens)
         return metrics
 
     def evaluate(self) -> float | None:
-        """Mean held-out loss (token-level for SFT/pretraining, pair-level for DPO)."""
+        """The recipe's held-out loss (None without a holdout split), in eval mode without gradients."""
         import torch
 
         self.model.eval()
         try:
             with torch.no_grad():
-                if self.spec.method == "dpo":
-                    if not self.holdout_pairs:
-                        return None
-                    losses = [float(self._dpo_loss(chunk)[0].item()) * len(chunk)
-                              for chunk in data.iter_chunks(self.holdout_pairs, self.spec.micro_batch_size)]
-                    return sum(losses) / len(self.holdout_pairs)
-                if not self.holdout_rows:
-                    return None
-                total, count = 0.0, 0
-                for chunk in data.iter_chunks(self.holdout_rows, self.spec.micro_batch_size):
-                    _, summed = self._sft_eval_loss(chunk)
-                    total += summed
-                    count += sum(sum(1 for x in r.labels[1:] if x != data.IGNORE) for r in chunk)
-                return total / max(1, count)
+                return self.recipe.evaluate()
         finally:
             self.model.train()
-
-    def _sft_eval_loss(self, rows: Sequence[data.Row]) -> tuple[Any, float]:
-        import torch.nn.functional as F
-
-        batch = data.collate(rows, self.tokenizer.pad_token_id, False)
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        width = batch["input_ids"].shape[1]
-        logits = out.logits[:, -width:, :][:, :-1].float()
-        loss = F.cross_entropy(logits.transpose(1, 2), batch["labels"][:, 1:], ignore_index=data.IGNORE,
-                               reduction="sum")
-        return loss, float(loss.item())
 
     def _check_divergence(self, step: int, loss: float) -> None:
         if not math.isfinite(loss):
@@ -466,8 +391,9 @@ class Trainer:
             "base_model_sha256": self.base.sha256, "code_version": code_version(), "seed": spec.seed,
             "hardware": hardware(), "library_versions": library_versions(), "total_steps": self.total_steps,
             "effective_batch_size": spec.effective_batch_size, "trainable_parameters": self.trainable_count,
-            "train_units": self._units(), "skipped_examples": self.skipped, "config_sha256": spec.sha256(),
-            "bitwise_reproducible": self._bitwise_reproducible()})
+            "train_units": self.recipe.units, "skipped_examples": self.recipe.skipped, "config_sha256": spec.sha256(),
+            "bitwise_reproducible": self._bitwise_reproducible(), "torch_threads": self.threads,
+            "precision": self.precision, "packing_fill_ratio": self.recipe.fill_ratio, "device": str(self.device)})
         if self.state.step == 0:
             initial = self.evaluate()
             if initial is not None:
@@ -475,7 +401,7 @@ class Trainer:
         last_saved = self.state.step
         while self.state.step < self.total_steps:
             if self.world > 1:  # every rank must stop at the same step
-                self.preempt_requested = self._all_sum(float(self.preempt_requested))[0] > 0
+                self.preempt_requested = self.all_sum(float(self.preempt_requested))[0] > 0
             if self.preempt_requested:
                 if last_saved != self.state.step:
                     self.save_checkpoint(self._checkpoint_metrics())
@@ -523,9 +449,28 @@ class Trainer:
             out["epsilon"] = self.dp.epsilon()
         return out
 
-    def _bitwise_reproducible(self) -> str:
+    def _fused_loss_agrees(self) -> bool:
+        """The fused loss against the model's own head on a few training rows (eval mode, no gradients)."""
         import torch
 
-        if torch.cuda.is_available():
+        rows = self.recipe.probe_rows()
+        if not rows:
+            return True
+        self.model.eval()
+        try:
+            with self._autocast():
+                return losses.fused_matches(self.model, self.model, self._batch(rows, self.spec.packing),
+                                            torch.bfloat16 if self.precision == "bf16" else torch.float32,
+                                            rtol=2e-2 if self.precision == "bf16" else 1e-3)
+        finally:
+            self.model.train()
+
+    def _bitwise_reproducible(self) -> str:
+        if self.device.type == "cuda":
             return "no: GPU kernels (atomics in reductions, cuBLAS workspaces) are not bitwise deterministic"
-        return "yes: CPU, deterministic algorithms, fixed thread count"
+        if self.kernel_change:
+            return f"no: {self.kernel_change}"
+        if self.precision != "fp32":
+            return f"no: {self.precision} on CPU is deterministic per machine but outside the tested promise; use fp32"
+        return (f"yes: CPU, deterministic algorithms, {self.threads} torch threads (pinned), fp32, "
+                f"{cpu_capability()} kernels; a resume matches where the kernel family and library versions match")

@@ -383,7 +383,9 @@ class TrainingWorker:
                 seed=event["seed"], hardware=event["hardware"], library_versions=event["library_versions"],
                 total_steps=event["total_steps"], effective_batch_size=event["effective_batch_size"],
                 config_sha256=event["config_sha256"], bitwise_reproducible=event["bitwise_reproducible"],
-                trainable_parameters=event["trainable_parameters"])
+                trainable_parameters=event["trainable_parameters"], torch_threads=event.get("torch_threads", 0),
+                precision=event.get("precision", ""), packing_fill_ratio=event.get("packing_fill_ratio", 0.0),
+                device=event.get("device", ""))
         elif kind == "progress":
             state.step = event["step"]
             now = time.monotonic()

@@ -45,15 +45,16 @@ def tiny_spec(dataset_uri: str, method: str = "lora", job_id: str = "job-1", **o
     return TrainingSpec.model_validate(body)
 
 
-def start_job_process(spec: TrainingSpec, models: Path, storage_root: str, work: Path) -> subprocess.Popen[str]:
-    """``python -m gpu_worker.job`` with events on stdout, as the worker runs it."""
+def start_job_process(spec: TrainingSpec, models: Path, storage_root: str, work: Path,
+                      env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``python -m gpu_worker.job`` with events on stdout, as the worker runs it (``env`` added to ours)."""
     work.mkdir(parents=True, exist_ok=True)
     (work / "spec.json").write_text(spec.canonical_json())
     return subprocess.Popen(
         [sys.executable, "-m", "gpu_worker.job", str(work / "spec.json"), "--models-root", str(models),
          "--storage-root", storage_root, "--work-dir", str(work)],
         stdout=subprocess.PIPE, stderr=open(work / "job.log", "ab"), text=True, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 
 
 def events_of(process: subprocess.Popen[str]) -> Iterator[dict[str, Any]]:
@@ -62,8 +63,9 @@ def events_of(process: subprocess.Popen[str]) -> Iterator[dict[str, Any]]:
         yield json.loads(line)
 
 
-def run_to_end(spec: TrainingSpec, models: Path, storage_root: str, work: Path) -> tuple[int, list[dict[str, Any]]]:
-    process = start_job_process(spec, models, storage_root, work)
+def run_to_end(spec: TrainingSpec, models: Path, storage_root: str, work: Path,
+               env: dict[str, str] | None = None) -> tuple[int, list[dict[str, Any]]]:
+    process = start_job_process(spec, models, storage_root, work, env)
     events = list(events_of(process))
     return process.wait(timeout=600), events
 

@@ -529,7 +529,7 @@ class TrainingCancelled(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ..., step: _Optional[int] = ..., checkpoint_id: _Optional[str] = ...) -> None: ...
 
 class TrainingStarted(_message.Message):
-    __slots__ = ("job_id", "worker_id", "attempt", "resumed_from_checkpoint_id", "dataset_manifest_sha256", "base_model_sha256", "code_version", "seed", "hardware", "library_versions", "total_steps", "effective_batch_size", "config_sha256", "bitwise_reproducible", "trainable_parameters")
+    __slots__ = ("job_id", "worker_id", "attempt", "resumed_from_checkpoint_id", "dataset_manifest_sha256", "base_model_sha256", "code_version", "seed", "hardware", "library_versions", "total_steps", "effective_batch_size", "config_sha256", "bitwise_reproducible", "trainable_parameters", "torch_threads", "precision", "packing_fill_ratio", "device")
     class LibraryVersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -552,6 +552,10 @@ class TrainingStarted(_message.Message):
     CONFIG_SHA256_FIELD_NUMBER: _ClassVar[int]
     BITWISE_REPRODUCIBLE_FIELD_NUMBER: _ClassVar[int]
     TRAINABLE_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    TORCH_THREADS_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    PACKING_FILL_RATIO_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     worker_id: str
     attempt: int
@@ -567,7 +571,11 @@ class TrainingStarted(_message.Message):
     config_sha256: str
     bitwise_reproducible: str
     trainable_parameters: int
-    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ..., resumed_from_checkpoint_id: _Optional[str] = ..., dataset_manifest_sha256: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., code_version: _Optional[str] = ..., seed: _Optional[int] = ..., hardware: _Optional[str] = ..., library_versions: _Optional[_Mapping[str, str]] = ..., total_steps: _Optional[int] = ..., effective_batch_size: _Optional[int] = ..., config_sha256: _Optional[str] = ..., bitwise_reproducible: _Optional[str] = ..., trainable_parameters: _Optional[int] = ...) -> None: ...
+    torch_threads: int
+    precision: str
+    packing_fill_ratio: float
+    device: str
+    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ..., resumed_from_checkpoint_id: _Optional[str] = ..., dataset_manifest_sha256: _Optional[str] = ..., base_model_sha256: _Optional[str] = ..., code_version: _Optional[str] = ..., seed: _Optional[int] = ..., hardware: _Optional[str] = ..., library_versions: _Optional[_Mapping[str, str]] = ..., total_steps: _Optional[int] = ..., effective_batch_size: _Optional[int] = ..., config_sha256: _Optional[str] = ..., bitwise_reproducible: _Optional[str] = ..., trainable_parameters: _Optional[int] = ..., torch_threads: _Optional[int] = ..., precision: _Optional[str] = ..., packing_fill_ratio: _Optional[float] = ..., device: _Optional[str] = ...) -> None: ...
 
 class TrainingProgress(_message.Message):
     __slots__ = ("job_id", "step", "total_steps", "loss", "learning_rate", "grad_norm", "tokens_per_second", "epsilon_spent", "epoch", "eval_loss", "attempt")

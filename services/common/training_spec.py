@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from privtune.v1 import events_pb2
 
 Method = Literal["full", "lora", "qlora", "prompt_tuning", "dpo", "continued_pretraining"]
+Precision = Literal["auto", "fp32", "bf16"]
 METHODS: tuple[str, ...] = ("full", "lora", "qlora", "prompt_tuning", "dpo", "continued_pretraining")
 ADAPTER_METHODS = ("lora", "qlora", "dpo", "continued_pretraining")
 ARTIFACT_NEUTRAL = ("job_id", "checkpoint_every", "keep_last_checkpoints", "eval_every", "memory_limit_mb")
@@ -82,11 +83,22 @@ class TrainingSpec(BaseModel):
     memory_limit_mb: int = Field(0, ge=0, description="cap on memory the training loop may add after setup "
                                  "(0: none); exceeding it fails the job as out_of_memory instead of swapping")
     merge_weights: bool = Field(False, description="also export merged full weights (adapter methods)")
+    precision: Precision = Field(
+        "auto", description="compute precision: bf16 autocast (frozen base weights stored in bf16, trained "
+        "weights and optimizer state fp32), fp32, or auto (bf16 on GPUs that compute it natively; fp32 on CPU, "
+        "where resume is bit-identical, and with DP-SGD)")
+    torch_threads: int = Field(
+        0, ge=0, le=1024, description="CPU threads for torch (0: the worker's default at first start). The count "
+        "is recorded in every checkpoint and a resumed run uses it, because reductions split across a different "
+        "number of threads round differently")
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainingSpec":
         if self.dp.enabled and self.method not in ("full", "lora", "continued_pretraining"):
             raise ValueError(f"DP-SGD supports methods full, lora and continued_pretraining, not {self.method}")
+        if self.dp.enabled and self.precision == "bf16":
+            raise ValueError("DP-SGD clips per-example gradients by their norm, which bf16 rounds (the noise is "
+                             "sized for the exact bound): use precision fp32 or auto")
         if self.dp.enabled and self.packing:
             raise ValueError("DP-SGD needs one example per row (per-example clipping): set packing=false")
         if self.num_processes > 1 and (self.dp.enabled or self.method == "dpo"):

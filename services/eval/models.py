@@ -30,6 +30,7 @@ from typing import Any, Callable, Literal
 
 from services.common.artifacts import (  # noqa: F401 - eval's names for the shared checks
     MAX_ARTIFACT_BYTES, ArtifactMismatch, ModelMismatch, fetch_artifact, storage_key, verify_base_model)
+from services.common.base_model_ref import parse_base_model_ref
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.limits import quote
 from services.common.storage import TenantStorage
@@ -118,7 +119,7 @@ def _adapter_candidate(artifact_dir: Path, base_folder: Path, base_model_id: str
     if not config_path.is_file():
         raise FailedPrecondition("the artifact has no adapter_config.json; evaluate it as kind 'full' or 'merged'",
                                  reason="ARTIFACT_KIND_MISMATCH")
-    trained_on = json.loads(config_path.read_text()).get("base_model_name_or_path")
+    trained_on, _ = parse_base_model_ref(json.loads(config_path.read_text()).get("base_model_name_or_path"))
     if trained_on and trained_on != base_model_id:
         raise ModelMismatch(f"the adapter was trained on base model {quote(str(trained_on))}, not "
                             f"{quote(base_model_id)}; evaluate it against the base it was trained on",

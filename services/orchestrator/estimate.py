@@ -38,10 +38,13 @@ FP32 = 4
 # small code tables per tensor (16 + 256 fp32 values).
 NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256)
 NF4_TABLE_BYTES = (16 + 256) * FP32
-# The loss head holds three fp32 copies of the logits at its peak (measured on CPU): the
-# logits, the contiguous input of log_softmax and its output in the forward pass; the
-# saved log_softmax output, its gradient and the input gradient in the backward pass.
-LOSS_HEAD_BYTES_PER_LOGIT = 3 * FP32
+BF16 = 2
+# The loss head (gpu_worker.losses): hidden states are gathered at labelled positions and
+# the LM head and cross-entropy run over them in chunks of this many logits, so what it
+# keeps is two hidden vectors per position (the gathered input and the gradient the fused
+# forward computes) plus one chunk's fp32 logits and their compute-dtype copy. Mirrors
+# gpu_worker.losses.CHUNK_ELEMENTS (services share contracts, not code).
+LOSS_CHUNK_ELEMENTS = 1 << 23
 # The Linear layers of one Llama block and the input each one reads.
 LAYER_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 FITTING_ORDER = ("full", "lora", "qlora")
@@ -174,16 +177,43 @@ def trainable_parameters(model: ModelInfo, spec: TrainingSpec) -> int:
 
 # ------------------------------------------------------------------ memory
 
-def weights_bytes(model: ModelInfo, gpu: GpuType, method: str) -> int:
-    """Base weights at their precision.
+def compute_bytes(spec: TrainingSpec, gpu: GpuType) -> int:
+    """Bytes per element of the precision the worker will really use for ``spec`` on ``gpu``.
 
-    Full fine-tuning and LoRA hold them in the compute dtype. QLoRA stores the Linear
+    ``fp32`` and ``bf16`` are what they say; ``auto`` is the accelerator's compute dtype
+    (bf16 on GPUs that compute it natively, fp32 on the ``cpu`` type and on T4), and fp32
+    with DP-SGD, as ``gpu_worker.run_environment.resolve_precision`` decides.
+    """
+    if spec.precision == "fp32":
+        return FP32
+    if spec.precision == "bf16":
+        return BF16
+    return FP32 if spec.dp.enabled else gpu.compute_dtype_bytes
+
+
+def peak_tflops(spec: TrainingSpec, gpu: GpuType) -> float:
+    """The device's peak in the precision ``spec`` trains in: its fp32 figure when the job runs
+    in fp32 on a type whose compute dtype is 16-bit (DP-SGD, ``precision="fp32"``)."""
+    if compute_bytes(spec, gpu) == FP32 and gpu.compute_dtype_bytes < FP32 and gpu.fp32_tflops:
+        return gpu.fp32_tflops
+    return gpu.peak_tflops
+
+
+def weights_bytes(model: ModelInfo, gpu: GpuType, method: str, fp: int | None = None) -> int:
+    """Base weights at their precision (``fp`` bytes; default the accelerator's compute dtype).
+
+    LoRA holds the frozen base in the compute dtype; full fine-tuning trains fp32 weights
+    (in bf16 they are the master copy, and autocast keeps a bf16 copy of each from the
+    forward to the backward: 6 bytes a parameter). QLoRA stores the Linear
     weights of every block as NF4 (:data:`NF4_BYTES_PER_PARAM`); embeddings, norms and
     the LM head stay unquantised, in fp32, because PEFT's
     ``prepare_model_for_kbit_training`` upcasts every non-quantised parameter.
     """
+    fp = gpu.compute_dtype_bytes if fp is None else fp
+    if method == "full":
+        return model.parameters * (FP32 + (fp if fp < FP32 else 0))
     if method != "qlora":
-        return model.parameters * gpu.compute_dtype_bytes
+        return model.parameters * fp
     quantized = model.num_layers * sum(i * o for i, o in _linear_shapes(model).values())
     tables = model.num_layers * len(LAYER_LINEARS) * NF4_TABLE_BYTES
     return math.ceil(quantized * NF4_BYTES_PER_PARAM) + tables + (model.parameters - quantized) * FP32
@@ -251,12 +281,13 @@ def activation_bytes(model: ModelInfo, spec: TrainingSpec, gpu: GpuType, *, flas
     Rows are ``micro_batch_size`` (DPO: twice that, chosen and rejected) of
     ``max_seq_length`` tokens (the longest row sets the padded width; prompt tuning adds
     its virtual tokens). Per token: the blocks (:func:`_block_bytes_per_token`), the final
-    norm, the LM head's input when it trains, and the loss head
-    (:data:`LOSS_HEAD_BYTES_PER_LOGIT` × vocabulary). Masks: a padded batch makes SDPA
+    norm, the LM head's input when it trains, and the fused loss head (two hidden vectors
+    per position, every position counted as labelled, plus one chunk of
+    :data:`LOSS_CHUNK_ELEMENTS` logits in fp32 and the compute dtype). Masks: a padded batch makes SDPA
     keep an additive ``rows × s × s`` mask per block; packing's 4-D block-diagonal fp32
     mask is built once and shared.
     """
-    fp = gpu.compute_dtype_bytes
+    fp = compute_bytes(spec, gpu)
     rows = spec.micro_batch_size * (2 if spec.method == "dpo" else 1)
     seq = spec.max_seq_length + (spec.num_virtual_tokens if spec.method == "prompt_tuning" else 0)
     h = model.hidden_size
@@ -265,9 +296,12 @@ def activation_bytes(model: ModelInfo, spec: TrainingSpec, gpu: GpuType, *, flas
     per_token += FP32 * h + FP32 + (fp * h if full else 0)
     lm_head_trains = full or (spec.method in ADAPTER_METHODS and "lm_head" in lora_targets(spec))
     per_token += fp * h if lm_head_trains else 0
-    per_token += LOSS_HEAD_BYTES_PER_LOGIT * model.vocab_size
-    masks = rows * seq * seq * (FP32 if spec.packing else fp * model.num_layers)
-    return rows * seq * per_token + masks
+    per_token += 2 * fp * h
+    chunk = min(rows * seq, max(1, LOSS_CHUNK_ELEMENTS // model.vocab_size)) * model.vocab_size
+    masks = rows * seq * seq * (fp if spec.packing else fp * model.num_layers)
+    # the fused loss casts an fp32 LM head (full fine-tuning, QLoRA) to a 16-bit compute dtype once
+    head_copy = model.vocab_size * h * fp if fp < FP32 and spec.method in ("full", "qlora") else 0
+    return rows * seq * per_token + masks + chunk * (FP32 + fp) + head_copy
 
 
 # ------------------------------------------------------------------ data, steps and compute
@@ -339,11 +373,10 @@ def estimate(model: ModelInfo, spec: TrainingSpec, dataset: DatasetInfo, gpu: Gp
              flash_attention: bool = True) -> Estimate:
     """Peak memory per device, steps, tokens, GPU-hours and cost of ``spec`` on ``gpu``.
 
-    Trainable copies: adapters and soft prompts are fp32 (PEFT keeps adapter weights in
-    fp32), with fp32 gradients; full fine-tuning's gradients are in the compute dtype.
-    AdamW keeps two fp32 moments per trainable parameter, and full fine-tuning in a
-    16-bit dtype also an fp32 master copy (Rajbhandari et al. 2020, ZeRO: 16 bytes a
-    parameter in all). DP-SGD (Opacus) adds a per-example gradient for every example of
+    Trainable copies: adapters, soft prompts and full fine-tuning's weights are fp32 in
+    every precision (in bf16 the trained weights are the master copy and autocast computes
+    in bf16), with fp32 gradients; AdamW keeps two fp32 moments per trainable parameter
+    (16 bytes a parameter in all for full fine-tuning, as ZeRO counts it). DP-SGD (Opacus) adds a per-example gradient for every example of
     the micro-batch and a running sum of the clipped ones. GPU-hours are model FLOPs
     (:func:`training_flops`) ÷ (peak × MFU), summed over devices (ideal data-parallel
     scaling: more devices shorten the run, not the device-hours).
@@ -351,23 +384,23 @@ def estimate(model: ModelInfo, spec: TrainingSpec, dataset: DatasetInfo, gpu: Gp
     ``flash_attention=False`` sizes the eager attention kernel, which keeps the
     ``s × s`` attention probabilities of every head.
     """
-    fp = gpu.compute_dtype_bytes
+    fp = compute_bytes(spec, gpu)
     full = spec.method == "full"
     trainable = trainable_parameters(model, spec)
-    weights = weights_bytes(model, gpu, spec.method)
-    trainable_bytes = trainable * (fp if full else FP32)
-    grad_dtype = fp if full else FP32
+    weights = weights_bytes(model, gpu, spec.method, fp)
+    trainable_bytes = trainable * FP32
+    grad_dtype = FP32
     gradients = trainable * grad_dtype
     if spec.dp.enabled:
         gradients += (spec.micro_batch_size + 1) * trainable * grad_dtype
-    optimizer = 2 * FP32 * trainable + (FP32 * trainable if full and fp < FP32 else 0)
+    optimizer = 2 * FP32 * trainable
     activations = activation_bytes(model, spec, gpu, flash_attention=flash_attention)
     overhead = runtime_overhead_bytes(gpu)
     peak = (weights + (0 if full else trainable_bytes) + optimizer
             + _gradients_with_activations(model, spec, gradients, activations, grad_dtype) + overhead)
     tokens = training_tokens(spec, dataset)
     flops = training_flops(model, spec, dataset, tokens)
-    gpu_hours = flops / (gpu.peak_tflops * 1e12 * gpu.mfu) / 3600.0
+    gpu_hours = flops / (peak_tflops(spec, gpu) * 1e12 * gpu.mfu) / 3600.0
     return Estimate(
         peak_memory_bytes=peak, weights_bytes=weights, trainable_bytes=trainable_bytes, gradient_bytes=gradients,
         optimizer_bytes=optimizer, activation_bytes=activations, tokens=tokens, gpu_hours=gpu_hours,

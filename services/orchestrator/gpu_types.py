@@ -4,7 +4,10 @@ Figures are public list values, not measurements:
 
 - memory: the total one device reports (``nvidia-smi`` / vendor datasheet), in MiB;
 - peak: dense (no 2:4 sparsity) bf16 tensor-core TFLOP/s from the vendor datasheet
-  (T4 has no bf16: its fp16 figure, and training there runs in fp16);
+  (T4 has no native bf16 and the worker has no fp16 mode: training there runs in fp32,
+  so its fp32 figure and 4-byte compute dtype);
+- fp32: dense fp32 TFLOP/s without TF32 (torch's default for matmuls), which jobs that
+  train in fp32 on a GPU (DP-SGD, ``precision="fp32"``) run at;
 - price: typical on-demand list price of one device-hour at the large public clouds
   (AWS, GCP, Azure price pages, 2024-2025), rounded. Reserved, spot and negotiated
   prices are lower; a deployment that knows its own should declare its own table.
@@ -31,13 +34,14 @@ def cpu_type(memory_bytes: int = 24 * GIB) -> GpuType:
 
 GPU_TYPES: Mapping[str, GpuType] = MappingProxyType({t.name: t for t in (
     cpu_type(),
-    GpuType("t4-16gb", memory_bytes=15_360 * MIB, peak_tflops=65.0, price_per_hour_usd=0.35, mfu=0.3),
-    GpuType("l4-24gb", memory_bytes=23_034 * MIB, peak_tflops=121.0, price_per_hour_usd=0.80),
-    GpuType("a10g-24gb", memory_bytes=23_028 * MIB, peak_tflops=70.0, price_per_hour_usd=1.01),
-    GpuType("a100-40gb", memory_bytes=40_960 * MIB, peak_tflops=312.0, price_per_hour_usd=3.67),
-    GpuType("a100-80gb", memory_bytes=81_920 * MIB, peak_tflops=312.0, price_per_hour_usd=5.07),
-    GpuType("h100-80gb", memory_bytes=81_559 * MIB, peak_tflops=989.0, price_per_hour_usd=6.98),
-    GpuType("h200-141gb", memory_bytes=143_771 * MIB, peak_tflops=989.0, price_per_hour_usd=10.60),
+    GpuType("t4-16gb", memory_bytes=15_360 * MIB, peak_tflops=8.1, price_per_hour_usd=0.35, mfu=0.3,
+            compute_dtype_bytes=4),
+    GpuType("l4-24gb", memory_bytes=23_034 * MIB, peak_tflops=121.0, price_per_hour_usd=0.80, fp32_tflops=30.3),
+    GpuType("a10g-24gb", memory_bytes=23_028 * MIB, peak_tflops=70.0, price_per_hour_usd=1.01, fp32_tflops=31.2),
+    GpuType("a100-40gb", memory_bytes=40_960 * MIB, peak_tflops=312.0, price_per_hour_usd=3.67, fp32_tflops=19.5),
+    GpuType("a100-80gb", memory_bytes=81_920 * MIB, peak_tflops=312.0, price_per_hour_usd=5.07, fp32_tflops=19.5),
+    GpuType("h100-80gb", memory_bytes=81_559 * MIB, peak_tflops=989.0, price_per_hour_usd=6.98, fp32_tflops=67.0),
+    GpuType("h200-141gb", memory_bytes=143_771 * MIB, peak_tflops=989.0, price_per_hour_usd=10.60, fp32_tflops=67.0),
 )})
 
 # Memory a training process holds besides its tensors: CUDA context, cuBLAS/cuDNN

@@ -22,6 +22,7 @@ class GpuType:
     price_per_hour_usd: float       # on-demand list price of one device-hour
     mfu: float = 0.4                # model FLOPs utilisation assumed for fine-tuning
     compute_dtype_bytes: int = 2    # bytes per weight/activation element when training (bf16: 2, fp32: 4)
+    fp32_tflops: float = 0.0        # dense fp32 (no TF32) TFLOP/s, for jobs that train in fp32 (0: peak_tflops)
 
 
 @dataclass(frozen=True)

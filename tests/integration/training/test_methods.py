@@ -78,7 +78,8 @@ def test_adapter_artifacts_load_in_peft_and_merged_weights_match(models: Path, s
     assert rc == 0
     artifact = tmp_path / "work" / "artifact"
     config = json.loads((artifact / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == "tiny-llama" and (artifact / "adapter_model.safetensors").exists()
+    assert config["base_model_name_or_path"] == f"privtune-model-store:tiny-llama@sha256:{resolve(models, 'tiny-llama').sha256}"
+    assert (artifact / "adapter_model.safetensors").exists()
     ids = torch.tensor([[5, 9, 30, 41, 77]])
     base = AutoModelForCausalLM.from_pretrained(resolve(models, "tiny-llama").path)
     with torch.no_grad():

@@ -79,12 +79,64 @@ def test_packed_rows_give_the_same_loss_as_separate_examples(tiny) -> None:  # t
     assert packed == pytest.approx(separate, rel=1e-5)
 
 
+def test_packed_rows_without_a_dense_mask_attend_per_example_under_flex_attention(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The GPU path (FlexAttention reads example boundaries from the position ids) against the
+    CPU path (4-D block-diagonal mask). Forward only: FlexAttention has no backward on CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from gpu_worker import losses
+
+    tokenizer, model = tiny
+    examples, _ = data.tokenize_sft(tokenizer, reverse_task(12, 5), 128)
+    rows = data.pack_rows(examples, 128)
+    dense = data.collate(rows, tokenizer.pad_token_id, True)
+    sparse = data.collate(rows, tokenizer.pad_token_id, True, dense_mask=False)
+    assert "attention_mask" not in sparse and torch.equal(sparse["position_ids"], dense["position_ids"])
+    flex = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path).path, attn_implementation="flex_attention")
+    flex.config.use_cache = model.config.use_cache = False
+    flex.eval()
+    with torch.no_grad():
+        expected, _ = losses.labelled_token_losses(model, model, dense)
+        got, _ = losses.labelled_token_losses(flex, flex, sparse)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_packing_never_predicts_an_example_from_the_previous_one() -> None:
     a = data.TokenizedExample([1, 2, 3], [1, 2, 3])
     b = data.TokenizedExample([4, 5], [4, 5])
     (row,) = data.pack_rows([a, b], 16)
     assert row.labels == [data.IGNORE, 2, 3, data.IGNORE, 5]
     assert row.position_ids == [0, 1, 2, 0, 1] and row.segment_ids == [0, 0, 0, 1, 1]
+
+
+def _example(n: int, first: int = 1) -> data.TokenizedExample:
+    return data.TokenizedExample(list(range(first, first + n)), list(range(first, first + n)))
+
+
+def test_best_fit_decreasing_fills_rows_that_next_fit_leaves_half_empty() -> None:
+    # in this order next-fit opens three rows ([6] [5, 5] [4]); best-fit decreasing needs two
+    examples = [_example(6), _example(5, 10), _example(5, 20), _example(4, 30)]
+    rows = data.pack_rows(examples, 10)
+    assert sorted(len(r.input_ids) for r in rows) == [10, 10]
+    assert data.fill_ratio(rows, 10) == 1.0
+    assert [r.segment_ids for r in rows] == [[0] * 6 + [1] * 4, [0] * 5 + [1] * 5]
+
+
+def test_packing_keeps_every_example_once_and_within_the_row_width() -> None:
+    import random
+
+    rng = random.Random(3)
+    examples = [_example(rng.randint(1, 64), 1000 * i) for i in range(500)]
+    rows = data.pack_rows(examples, 64)
+    assert all(len(r.input_ids) <= 64 for r in rows)
+    # each example's tokens appear whole, exactly once, in one segment
+    segments = sorted(tuple(r.input_ids[j] for j in range(len(r.input_ids)) if r.segment_ids[j] == s)
+                      for r in rows for s in set(r.segment_ids))
+    assert segments == sorted(tuple(e.input_ids) for e in examples)
+    lower_bound = -(-sum(len(e.input_ids) for e in examples) // 64)
+    assert len(rows) <= lower_bound * 1.05 and data.fill_ratio(rows, 64) > 0.95
+    assert data.pack_rows(examples, 64) == rows  # deterministic
 
 
 def test_a_shard_modified_after_curation_is_refused(tmp_path: Path) -> None:
@@ -116,6 +168,7 @@ def test_base_models_are_verified_against_their_hashes(tmp_path: Path) -> None:
     ({"method": "qlora", "dp": {"enabled": True}}, "DP-SGD supports methods"),
     ({"dp": {"enabled": True}, "packing": True}, "per-example clipping"),
     ({"method": "dpo", "packing": True}, "DPO compares whole"),
+    ({"dp": {"enabled": True}, "precision": "bf16"}, "bf16 rounds"),
     ({"method": "rlhf"}, "method"),
     ({"learning_rate": -1}, "learning_rate"),
 ])

@@ -100,7 +100,9 @@ def test_7b_full_fine_tuning_does_not_fit_one_80gb_gpu_but_qlora_does() -> None:
     full = estimate(llama7b(), spec("full"), DATASET, a100)
     qlora = estimate(llama7b(), spec("qlora"), DATASET, a100)
     assert not full.fits and full.peak_memory_bytes > 100 * GIB  # ~16 bytes a parameter before activations
-    assert full.optimizer_bytes == 12 * llama7b().parameters  # two AdamW moments + fp32 master copy
+    # fp32 weights (the master copy) plus the bf16 copy autocast keeps, fp32 gradients, two AdamW moments
+    assert full.weights_bytes == 6 * llama7b().parameters and full.gradient_bytes == 4 * llama7b().parameters
+    assert full.optimizer_bytes == 8 * llama7b().parameters
     assert qlora.fits and qlora.weights_bytes < 5 * GIB
     assert fitting_methods(llama7b(), spec("full"), DATASET, a100) == ("lora", "qlora")
     assert fitting_methods(llama7b(), spec("full"), DATASET, gpu_type("t4-16gb")) == ()
@@ -257,3 +259,35 @@ def test_estimate_round_trips_through_its_proto() -> None:
     back = Estimate.from_proto(proto)
     assert (back.peak_memory_bytes, back.tokens, back.fits, back.total_steps) == \
         (sized.peak_memory_bytes, sized.tokens, sized.fits, sized.total_steps)
+
+
+def test_the_estimate_follows_the_precision_the_worker_uses() -> None:
+    from services.orchestrator.estimate import compute_bytes
+
+    a100, cpu = gpu_type("a100-80gb"), gpu_type("cpu")
+    assert compute_bytes(spec("lora"), a100) == 2 and compute_bytes(spec("lora"), cpu) == 4  # auto
+    assert compute_bytes(spec("lora", precision="fp32"), a100) == 4
+    assert compute_bytes(spec("lora", precision="bf16"), cpu) == 2
+    bf16 = estimate(llama7b(), spec("lora", precision="bf16"), DATASET, cpu)
+    fp32 = estimate(llama7b(), spec("lora", precision="fp32"), DATASET, cpu)
+    assert bf16.weights_bytes * 2 == fp32.weights_bytes  # the frozen base is stored in bf16
+    assert bf16.activation_bytes < fp32.activation_bytes
+    assert bf16.trainable_bytes == fp32.trainable_bytes  # adapters stay fp32
+    # on a GPU, an fp32 job (explicitly, or DP-SGD under auto) runs at the fp32 peak: ~15x the hours on an H100
+    h100 = gpu_type("h100-80gb")
+    fast = estimate(llama7b(), spec("lora"), DATASET, h100)
+    for slow_spec in (spec("lora", precision="fp32"), spec("lora", dp={"enabled": True})):
+        slow = estimate(llama7b(), slow_spec, DATASET, h100)
+        assert slow.gpu_hours == pytest.approx(fast.gpu_hours * 989.0 / 67.0)
+
+
+def test_the_loss_head_never_holds_positions_times_vocabulary_logits() -> None:
+    import dataclasses
+
+    from services.orchestrator.estimate import LOSS_CHUNK_ELEMENTS, activation_bytes
+
+    model, job, cpu = llama7b(), spec("lora", max_seq_length=1024), gpu_type("cpu")
+    bigger = dataclasses.replace(model, vocab_size=8 * model.vocab_size)
+    grown = activation_bytes(bigger, job, cpu) - activation_bytes(model, job, cpu)
+    # 4 rows x 1024 positions x 224,000 more fp32 logits would be 3.7 GB; one chunk is at most 64 MiB
+    assert abs(grown) <= 2 * 4 * LOSS_CHUNK_ELEMENTS

@@ -2680,6 +2680,10 @@ type TrainingStarted struct {
 	ConfigSha256            string                 `protobuf:"bytes,13,opt,name=config_sha256,json=configSha256,proto3" json:"config_sha256,omitempty"`
 	BitwiseReproducible     string                 `protobuf:"bytes,14,opt,name=bitwise_reproducible,json=bitwiseReproducible,proto3" json:"bitwise_reproducible,omitempty"` // "yes: ..." or "no: <why>" (GPU atomics)
 	TrainableParameters     uint64                 `protobuf:"varint,15,opt,name=trainable_parameters,json=trainableParameters,proto3" json:"trainable_parameters,omitempty"`
+	TorchThreads            uint32                 `protobuf:"varint,16,opt,name=torch_threads,json=torchThreads,proto3" json:"torch_threads,omitempty"`                // CPU threads the run uses (pinned; a resume keeps them)
+	Precision               string                 `protobuf:"bytes,17,opt,name=precision,proto3" json:"precision,omitempty"`                                           // "fp32" or "bf16" (autocast; frozen base weights in bf16)
+	PackingFillRatio        float64                `protobuf:"fixed64,18,opt,name=packing_fill_ratio,json=packingFillRatio,proto3" json:"packing_fill_ratio,omitempty"` // share of packed positions holding tokens (0 when not packed)
+	Device                  string                 `protobuf:"bytes,19,opt,name=device,proto3" json:"device,omitempty"`                                                 // "cpu" or "cuda:N"
 	unknownFields           protoimpl.UnknownFields
 	sizeCache               protoimpl.SizeCache
 }
@@ -2817,6 +2821,34 @@ func (x *TrainingStarted) GetTrainableParameters() uint64 {
 		return x.TrainableParameters
 	}
 	return 0
+}
+
+func (x *TrainingStarted) GetTorchThreads() uint32 {
+	if x != nil {
+		return x.TorchThreads
+	}
+	return 0
+}
+
+func (x *TrainingStarted) GetPrecision() string {
+	if x != nil {
+		return x.Precision
+	}
+	return ""
+}
+
+func (x *TrainingStarted) GetPackingFillRatio() float64 {
+	if x != nil {
+		return x.PackingFillRatio
+	}
+	return 0
+}
+
+func (x *TrainingStarted) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
 }
 
 type TrainingProgress struct {
@@ -6582,7 +6614,7 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x12\n" +
 	"\x04step\x18\x03 \x01(\x04R\x04step\x12#\n" +
-	"\rcheckpoint_id\x18\x04 \x01(\tR\fcheckpointId\"\xd3\x05\n" +
+	"\rcheckpoint_id\x18\x04 \x01(\tR\fcheckpointId\"\xdc\x06\n" +
 	"\x0fTrainingStarted\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12\x18\n" +
@@ -6600,7 +6632,11 @@ const file_privtune_v1_events_proto_rawDesc = "" +
 	"\x14effective_batch_size\x18\f \x01(\rR\x12effectiveBatchSize\x12#\n" +
 	"\rconfig_sha256\x18\r \x01(\tR\fconfigSha256\x121\n" +
 	"\x14bitwise_reproducible\x18\x0e \x01(\tR\x13bitwiseReproducible\x121\n" +
-	"\x14trainable_parameters\x18\x0f \x01(\x04R\x13trainableParameters\x1aB\n" +
+	"\x14trainable_parameters\x18\x0f \x01(\x04R\x13trainableParameters\x12#\n" +
+	"\rtorch_threads\x18\x10 \x01(\rR\ftorchThreads\x12\x1c\n" +
+	"\tprecision\x18\x11 \x01(\tR\tprecision\x12,\n" +
+	"\x12packing_fill_ratio\x18\x12 \x01(\x01R\x10packingFillRatio\x12\x16\n" +
+	"\x06device\x18\x13 \x01(\tR\x06device\x1aB\n" +
 	"\x14LibraryVersionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd2\x02\n" +
