@@ -136,8 +136,7 @@ def build_tiny_model(models_root: Path, model_id: str = "tiny-llama", *, hidden_
     dest = models_root / model_id
     if (dest / MANIFEST).exists():
         return _record(dest)
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig
 
     from gpu_worker.byte_tokenizer import build_byte_tokenizer
 
@@ -148,16 +147,8 @@ def build_tiny_model(models_root: Path, model_id: str = "tiny-llama", *, hidden_
         max_position_embeddings=1024, tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, initializer_range=init_std)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    tmp = _staging(models_root, model_id)
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        parameters = sum(p.numel() for p in model.parameters())
-        return _publish(tmp, models_root, model_id, f"tiny:llama-h{hidden_size}-l{layers}-seed{seed}", parameters)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return _store_random_llama(models_root, model_id, config, tokenizer, seed,
+                               f"tiny:llama-h{hidden_size}-l{layers}-seed{seed}")
 
 
 def build_random_llama(models_root: Path, tokenizer_from: BaseModel, model_id: str = "llama-1b-random", *,
@@ -168,8 +159,7 @@ def build_random_llama(models_root: Path, tokenizer_from: BaseModel, model_id: s
     dest = models_root / model_id
     if (dest / MANIFEST).exists():
         return _record(dest)
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaConfig
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_from.path)
     config = LlamaConfig(
@@ -177,16 +167,23 @@ def build_random_llama(models_root: Path, tokenizer_from: BaseModel, model_id: s
         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
         max_position_embeddings=8192, tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return _store_random_llama(models_root, model_id, config, tokenizer, seed,
+                               f"random:llama-h{hidden_size}-l{layers}-seed{seed}+tokenizer:{tokenizer_from.model_id}")
+
+
+def _store_random_llama(models_root: Path, model_id: str, config: Any, tokenizer: Any, seed: int,
+                        source: str) -> BaseModel:
+    """Initialise a Llama of ``config`` from ``seed`` and publish it with ``tokenizer`` in the store."""
+    import torch
+    from transformers import LlamaForCausalLM
+
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     tmp = _staging(models_root, model_id)
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        parameters = sum(p.numel() for p in model.parameters())
-        return _publish(tmp, models_root, model_id,
-                        f"random:llama-h{hidden_size}-l{layers}-seed{seed}+tokenizer:{tokenizer_from.model_id}",
-                        parameters)
+        return _publish(tmp, models_root, model_id, source, sum(p.numel() for p in model.parameters()))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 Emit = Callable[[str, dict[str, Any]], None]
 
 
+# A loss counts as diverging only when it is also this far (in nats) above the running median.
+DIVERGENCE_FLOOR = 0.5
+
+
 class TrainingError(Exception):
     """A job failure with a code and whether retrying could help."""
 
@@ -363,7 +367,8 @@ class Trainer:
         history = self.state.losses[-50:]
         if len(history) >= 5:
             median = statistics.median(history)
-            if loss > self.spec.divergence_factor * median:
+            # relative and absolute: a converged run's 0.002 -> 0.0097 is noise, not divergence
+            if loss > self.spec.divergence_factor * median and loss - median > DIVERGENCE_FLOOR:
                 raise TrainingError(
                     "loss_diverged", f"loss {loss:.4g} at step {step} is more than {self.spec.divergence_factor}x "
                     f"the running median {median:.4g}; lower learning_rate (now {self.spec.learning_rate}) "

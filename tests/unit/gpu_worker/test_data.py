@@ -79,27 +79,48 @@ def test_packed_rows_give_the_same_loss_as_separate_examples(tiny) -> None:  # t
     assert packed == pytest.approx(separate, rel=1e-5)
 
 
-def test_packed_rows_without_a_dense_mask_attend_per_example_under_flex_attention(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The GPU path (FlexAttention reads example boundaries from the position ids) against the
-    CPU path (4-D block-diagonal mask). Forward only: FlexAttention has no backward on CPU."""
-    import torch
-    from transformers import AutoModelForCausalLM
+FLEX_CHECK = """
+import json, sys
+from pathlib import Path
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from gpu_worker import data, losses
+from gpu_worker.base_models import build_tiny_model
+from gpu_worker.synthetic import reverse_task
 
-    from gpu_worker import losses
-
-    tokenizer, model = tiny
-    examples, _ = data.tokenize_sft(tokenizer, reverse_task(12, 5), 128)
-    rows = data.pack_rows(examples, 128)
-    dense = data.collate(rows, tokenizer.pad_token_id, True)
-    sparse = data.collate(rows, tokenizer.pad_token_id, True, dense_mask=False)
-    assert "attention_mask" not in sparse and torch.equal(sparse["position_ids"], dense["position_ids"])
-    flex = AutoModelForCausalLM.from_pretrained(build_tiny_model(tmp_path).path, attn_implementation="flex_attention")
-    flex.config.use_cache = model.config.use_cache = False
-    flex.eval()
+base = build_tiny_model(Path(sys.argv[1]))
+tokenizer = AutoTokenizer.from_pretrained(base.path)
+rows = data.pack_rows(data.tokenize_sft(tokenizer, reverse_task(12, 5), 128)[0], 128)
+dense = data.collate(rows, tokenizer.pad_token_id, True)
+sparse = data.collate(rows, tokenizer.pad_token_id, True, dense_mask=False)
+assert "attention_mask" not in sparse and torch.equal(sparse["position_ids"], dense["position_ids"])
+out = []
+for batch, attention in ((dense, "sdpa"), (sparse, "flex_attention")):
+    model = AutoModelForCausalLM.from_pretrained(base.path, attn_implementation=attention).eval()
+    model.config.use_cache = False
     with torch.no_grad():
-        expected, _ = losses.labelled_token_losses(model, model, dense)
-        got, _ = losses.labelled_token_losses(flex, flex, sparse)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+        out.append(losses.labelled_token_losses(model, model, batch)[0].tolist())
+print(json.dumps(out))
+"""
+
+
+def test_packed_rows_without_a_dense_mask_attend_per_example_under_flex_attention(tmp_path: Path) -> None:
+    """The GPU path (FlexAttention reads example boundaries from the position ids) against the
+    CPU path (4-D block-diagonal mask with SDPA). Forward only: FlexAttention has no backward
+    on CPU. In its own interpreter: FlexAttention compiles with inductor, which trips over a
+    stdlib ``distutils`` that other tests' imports may have loaded into this one."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-c", FLEX_CHECK, str(tmp_path)], cwd=repo, capture_output=True,
+                          text=True, timeout=240, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    dense, sparse = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(dense) == len(sparse) > 0
+    assert sparse == pytest.approx(dense, rel=1e-5, abs=1e-5)
 
 
 def test_packing_never_predicts_an_example_from_the_previous_one() -> None:
