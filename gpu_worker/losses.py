@@ -27,6 +27,7 @@ per-example gradients Opacus takes from hooks on the head module itself.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any, Iterator
 
 IGNORE = -100
@@ -134,14 +135,16 @@ def linear_cross_entropy(hidden: Any, weight: Any, targets: Any, compute_dtype: 
     """
     if chunk_rows is None:
         chunk_rows = max(1, CHUNK_ELEMENTS // weight.shape[0])
-    return _LinearCrossEntropy.apply(hidden, weight, targets, compute_dtype or hidden.dtype, chunk_rows)
+    return _function().apply(hidden, weight, targets, compute_dtype or hidden.dtype, chunk_rows)
 
 
 def _chunk_logits(h: Any, w: Any) -> Any:
     return (h @ w.T).float()
 
 
-def _build_function() -> Any:
+@functools.cache
+def _function() -> Any:
+    """The autograd function, built on first use so that importing this module does not import torch."""
     import torch
 
     class LinearCrossEntropy(torch.autograd.Function):
@@ -194,17 +197,3 @@ def _build_function() -> Any:
 
     return LinearCrossEntropy
 
-
-class _Lazy:
-    """The autograd function, built on first use so that importing this module does not import torch."""
-
-    def __init__(self) -> None:
-        self._fn: Any = None
-
-    def apply(self, *args: Any) -> Any:
-        if self._fn is None:
-            self._fn = _build_function()
-        return self._fn.apply(*args)
-
-
-_LinearCrossEntropy = _Lazy()

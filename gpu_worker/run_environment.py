@@ -92,7 +92,7 @@ def cpu_capability() -> str:
         return "unknown"
 
 
-def cpu_has_bf16() -> bool:
+def cpu_has_amx() -> bool:
     """Whether the CPU has AMX, where bf16 matmuls should beat fp32. AVX512_BF16 alone is not
     enough: on such a CPU torch's bf16 matmul measured half the fp32 rate (docs/benchmarks.md)."""
     try:

@@ -35,7 +35,7 @@ from gpu_worker import data, losses
 from gpu_worker.base_models import BaseModel, resolve
 from gpu_worker.methods import build_model, load_trainable_state, packed_attention, trainable_state
 from gpu_worker.recipes import Recipe, recipe_for
-from gpu_worker.run_environment import (code_version, cpu_capability, cpu_has_bf16, hardware, is_out_of_memory,
+from gpu_worker.run_environment import (code_version, cpu_capability, cpu_has_amx, hardware, is_out_of_memory,
                                         library_versions, limit_memory_growth, pin_threads, resolve_precision,
                                         seeded_generator, training_device)
 from services.common.training_spec import TrainingSpec
@@ -116,7 +116,7 @@ class Trainer:
             self.kernel_change = f"started on {recorded['cpu_capability']} kernels, resumed on {cpu_capability()}"
             log.warning("job %s: %s: the artifact will differ from an uninterrupted run", spec.job_id,
                         self.kernel_change)
-        if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_bf16():
+        if self.precision == "bf16" and self.device.type == "cpu" and not cpu_has_amx():
             log.warning("job %s: bf16 on a CPU without AMX: measured slower than fp32 (docs/benchmarks.md)",
                         spec.job_id)
         torch.use_deterministic_algorithms(True)
@@ -298,11 +298,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ losses
 
-    def _batch(self, rows: Sequence[data.Row], packed: bool) -> dict[str, Any]:
+    @property
+    def compute_dtype(self) -> Any:
+        """The dtype matmuls (and the packed attention mask) compute in: bf16 or fp32."""
         import torch
 
-        batch = data.collate(rows, self.tokenizer.pad_token_id, packed,
-                             torch.bfloat16 if self.precision == "bf16" else torch.float32,
+        return torch.bfloat16 if self.precision == "bf16" else torch.float32
+
+    def _batch(self, rows: Sequence[data.Row], packed: bool) -> dict[str, Any]:
+        batch = data.collate(rows, self.tokenizer.pad_token_id, packed, self.compute_dtype,
                              dense_mask=packed_attention(self.spec, self.device) is None)
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
@@ -310,18 +314,14 @@ class Trainer:
         import torch
 
         if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+            return torch.autocast(self.device.type, dtype=self.compute_dtype)
         return contextlib.nullcontext()
 
     def token_losses(self, model: Any, rows: Sequence[data.Row], packed: bool) -> tuple[Any, Any]:
         """Cross-entropy at each labelled position of ``rows`` (and its row), via ``model``'s forward."""
-        import torch
-
         batch = self._batch(rows, packed)
         with self._autocast():
-            return losses.labelled_token_losses(model, self.model, batch,
-                                                torch.bfloat16 if self.precision == "bf16" else torch.float32,
-                                                fused=not self.unfused)
+            return losses.labelled_token_losses(model, self.model, batch, self.compute_dtype, fused=not self.unfused)
 
     # ------------------------------------------------------------------ steps
 
@@ -456,8 +456,6 @@ class Trainer:
 
     def _fused_loss_agrees(self) -> bool:
         """The fused loss against the model's own head on a few training rows (eval mode, no gradients)."""
-        import torch
-
         rows = self.recipe.probe_rows()
         if not rows:
             return True
@@ -465,8 +463,7 @@ class Trainer:
         try:
             with self._autocast():
                 return losses.fused_matches(self.model, self.model, self._batch(rows, self.spec.packing),
-                                            torch.bfloat16 if self.precision == "bf16" else torch.float32,
-                                            rtol=2e-2 if self.precision == "bf16" else 1e-3)
+                                            self.compute_dtype, rtol=2e-2 if self.precision == "bf16" else 1e-3)
         finally:
             self.model.train()
 

@@ -40,6 +40,16 @@ class Recipe(Protocol):
         """A few training rows to check the fused loss against the model's own head."""
 
 
+class RecipeBase:
+    """What every recipe starts with: its loop, the spec, and the counters the loop reports."""
+
+    def __init__(self, trainer: "Trainer") -> None:
+        self.trainer = trainer
+        self.spec = trainer.spec
+        self.skipped = 0
+        self.fill_ratio = 0.0
+
+
 def recipe_for(trainer: "Trainer") -> Recipe:
     if trainer.spec.method == "dpo":
         from gpu_worker.recipes.preference import PreferenceRecipe

@@ -18,6 +18,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Sequence
 
 from gpu_worker import data
+from gpu_worker.recipes import RecipeBase
 
 if TYPE_CHECKING:
     from gpu_worker.trainer import Trainer
@@ -30,12 +31,9 @@ def labelled(row: data.Row) -> int:
     return sum(1 for x in row.labels[1:] if x != data.IGNORE)
 
 
-class LanguageModelRecipe:
+class LanguageModelRecipe(RecipeBase):
     def __init__(self, trainer: "Trainer") -> None:
-        self.trainer = trainer
-        self.spec = trainer.spec
-        self.skipped = 0
-        self.fill_ratio = 0.0
+        super().__init__(trainer)
         self.train_rows: list[data.Row] = []
         self.holdout_rows: list[data.Row] = []
 

@@ -13,17 +13,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 from gpu_worker import data
+from gpu_worker.recipes import RecipeBase
 
 if TYPE_CHECKING:
     from gpu_worker.trainer import Trainer
 
 
-class PreferenceRecipe:
+class PreferenceRecipe(RecipeBase):
     def __init__(self, trainer: "Trainer") -> None:
-        self.trainer = trainer
-        self.spec = trainer.spec
-        self.skipped = 0
-        self.fill_ratio = 0.0
+        super().__init__(trainer)
         self.train_pairs: list[data.PreferenceExample] = []
         self.holdout_pairs: list[data.PreferenceExample] = []
 
