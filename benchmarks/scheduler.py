@@ -356,11 +356,123 @@ def summarize(samples: list[Sample], handlers: list[tuple[int, float, float]],
     return rows
 
 
-def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """One store: start a platform on it, prefill, drive the clients from a child process, stop it."""
+JOBS_BEHIND_SQL = (
+    # one statement, so one snapshot on both stores: jobs in the event store (their first event) that the
+    # job list does not show yet, and when the oldest of them was stored
+    "SELECT count(*), min(e.recorded_at_ms) FROM stored_events e WHERE e.stream_type = 'training_job' "
+    "AND e.stream_version = 1 AND NOT EXISTS (SELECT 1 FROM training_job_view v "
+    "WHERE v.tenant_id = e.tenant_id AND v.job_id = e.stream_id)")
+
+
+@contextlib.contextmanager
+def sample_job_list_lag(store_uri: str, every_s: float = 0.1) -> Iterator[dict[str, float]]:
+    """Every ``every_s``, how many jobs the event store has that the job list lacks, and for how long the
+    oldest of them has been missing (its own connection). Yields the running maxima and the sample count."""
+    from sqlalchemy import create_engine, text
+
+    from services.common.clock import now_ms
+
+    found = {"samples": 0, "max_jobs_behind": 0, "max_seconds_behind": 0.0}
+    stop = threading.Event()
+    engine = create_engine(store_uri, connect_args={"timeout": 60} if store_uri.startswith("sqlite") else {})
+
+    def sample() -> None:
+        with engine.connect() as conn:
+            while not stop.wait(every_s):
+                behind, oldest = conn.execute(text(JOBS_BEHIND_SQL)).one()
+                conn.rollback()  # the next sample reads a fresh snapshot
+                found["samples"] += 1
+                found["max_jobs_behind"] = max(found["max_jobs_behind"], int(behind))
+                if behind:
+                    found["max_seconds_behind"] = max(found["max_seconds_behind"], (now_ms() - int(oldest)) / 1000)
+
+    thread = threading.Thread(target=sample, name="lag-sampler", daemon=True)
+    thread.start()
+    try:
+        yield found
+    finally:
+        stop.set()
+        thread.join()
+        engine.dispose()
+
+
+def start_bare_server(engine: Any, tls_dir: Path) -> tuple[Any, int]:
+    """The peer: a bare grpcio TrainingService (32 threads, the same TLS certificate) answering Get, List
+    and Create with one indexed SQL statement each on the platform's database; no authentication, no
+    admission, no events. The floor of what a Python gRPC service can do here."""
+    import uuid
+    from concurrent import futures
+
+    import grpc
+    from sqlalchemy import insert, select
+
+    from privtune.v1 import training_service_pb2 as pb
+    from privtune.v1 import training_service_pb2_grpc as pb_grpc
+    from services.common.store.engine import reader
+    from services.common.store.schema import training_job_view as view
+    from services.orchestrator.grpc_api import job_from_row
+
+    reads = reader(engine)
+    get_q = select(view).where(view.c.tenant_id == "acme")
+    list_q = select(view).where(view.c.tenant_id == "acme").order_by(view.c.created_at_ms, view.c.job_id).limit(50)
+
+    class Bare(pb_grpc.TrainingServiceServicer):
+        def GetTrainingJob(self, request: Any, context: Any) -> Any:
+            with reads.connect() as conn:
+                row = conn.execute(get_q.where(view.c.job_id == request.job_id)).mappings().first()
+            if row is None:
+                context.abort(grpc.StatusCode.NOT_FOUND, "no such job")
+            return pb.GetTrainingJobResponse(job=job_from_row(dict(row)))
+
+        def ListTrainingJobs(self, request: Any, context: Any) -> Any:
+            with reads.connect() as conn:
+                rows = conn.execute(list_q).mappings().all()
+            return pb.ListTrainingJobsResponse(jobs=[job_from_row(dict(r)) for r in rows])
+
+        def CreateTrainingJob(self, request: Any, context: Any) -> Any:
+            now = int(time.time() * 1000)
+            row = dict(tenant_id="acme", job_id=f"tj-{uuid.uuid4().hex[:24]}", name=request.spec.name,
+                       state=2, gpu_pool="local", gpus=1, priority=0, attempt=1, method=1,
+                       base_model_id=request.spec.base_model_id, dataset_version_id=request.spec.dataset_version_id,
+                       step=0, total_steps=0, loss=0.0, epsilon_spent=0.0, gpu_hours=0.0, retry_pending=0, failures=0,
+                       state_version=2, started_at_ms=0, month="2026-12", reason="", created_at_ms=now,
+                       updated_at_ms=now)
+            with engine.begin() as conn:
+                conn.execute(insert(view).values(**row))
+            return pb.CreateTrainingJobResponse(job=job_from_row(row))
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+    pb_grpc.add_TrainingServiceServicer_to_server(Bare(), server)
+    creds = grpc.ssl_server_credentials([((tls_dir / "server-key.pem").read_bytes(),
+                                          (tls_dir / "server.pem").read_bytes())])
+    port = server.add_secure_port("127.0.0.1:0", creds)
+    server.start()
+    return server, port
+
+
+def drive(target: str, ca_pem: bytes, call_metadata: tuple[tuple[str, str], ...], job_ids: list[str],
+          request: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """Drive the clients against ``target`` from a child process; samples and CPU use of both sides."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        child.submit(int, 0).result()  # the child's start-up and imports before the clock
+        busy0, total0, cpu0 = *_busy_jiffies(), time.process_time()
+        samples, client_cpu, started = child.submit(drive_clients, target, ca_pem, call_metadata, job_ids,
+                                                    request.SerializeToString(), args.clients,
+                                                    args.warmup + args.api_seconds, args.seed).result()
+        busy1, total1, cpu1 = *_busy_jiffies(), time.process_time()
+    elapsed = args.warmup + args.api_seconds
+    cores = os.cpu_count() or 1
+    return {"samples": [s for s in samples if s[1] >= args.warmup], "started": started,
+            "server_cores": (cpu1 - cpu0) / elapsed, "client_cores": client_cpu / elapsed,
+            "machine_cores": (busy1 - busy0) / max(1, total1 - total0) * cores}
+
+
+def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One store: start a platform on it, prefill, drive the clients from a child process (sampling the job
+    list's lag meanwhile), then the same clients against the bare peer on the same database; stop it."""
     from sqlalchemy import func, select
 
     from services.common.store.schema import stored_events, training_job_view
@@ -373,28 +485,27 @@ def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argp
         setup = time.perf_counter()
         job_ids = prefill_jobs(platform_, request, args.prefill)
         prefill_s = time.perf_counter() - setup
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
-            child.submit(int, 0).result()  # the child's start-up and imports before the clock
-            busy0, total0, cpu0 = *_busy_jiffies(), time.process_time()
-            handlers.clear()
-            samples, client_cpu, started = child.submit(drive_clients, platform_.grpc_target,
-                                                        *api_credentials(platform_), job_ids,
-                                                        request.SerializeToString(), args.clients,
-                                                        args.warmup + args.api_seconds, args.seed).result()
-            busy1, total1, cpu1 = *_busy_jiffies(), time.process_time()
-        measured = [s for s in samples if s[1] >= args.warmup]
-        served = [h for h in handlers if h[1] >= started + args.warmup]
-        elapsed = args.warmup + args.api_seconds
-        cores = os.cpu_count() or 1
-        codes = sorted({s[3] for s in measured} - {"OK", "REJECTED"})
+        handlers.clear()
+        with sample_job_list_lag(store_uri) as lag:
+            run = drive(platform_.grpc_target, *api_credentials(platform_), job_ids, request, args)
+        served = [h for h in handlers if h[1] >= run["started"] + args.warmup]
+        codes = sorted({s[3] for s in run["samples"]} - {"OK", "REJECTED"})
         with platform_.engine.connect() as conn:  # the read model may lag the event store: show both
             jobs = conn.execute(select(func.count(stored_events.c.stream_id.distinct())).where(
                 stored_events.c.stream_type == "training_job")).scalar()
             listed = conn.execute(select(func.count()).select_from(training_job_view)).scalar()
-        return {"store": store, "rows": summarize(measured, served, args.api_seconds), "prefill_s": prefill_s,
-                "server_cores": (cpu1 - cpu0) / elapsed, "client_cores": client_cpu / elapsed,
-                "machine_cores": (busy1 - busy0) / max(1, total1 - total0) * cores, "error_codes": codes,
-                "jobs": jobs, "listed": listed}
+        result = {"store": store, "rows": summarize(run["samples"], served, args.api_seconds),
+                  "prefill_s": prefill_s, "error_codes": codes, "jobs": jobs, "listed": listed, "lag": dict(lag),
+                  **{k: run[k] for k in ("server_cores", "client_cores", "machine_cores")}}
+        if args.peer:
+            server, port = start_bare_server(platform_.engine, platform_.config.pki_dir)
+            try:
+                bare = drive(f"127.0.0.1:{port}", *api_credentials(platform_), job_ids, request, args)
+            finally:
+                server.stop(1).wait()
+            result["bare"] = {"rows": summarize(bare["samples"], [], args.api_seconds),
+                              **{k: bare[k] for k in ("server_cores", "client_cores", "machine_cores")}}
+        return result
     finally:
         platform_.stop()
 
@@ -429,6 +540,25 @@ def run_api(args: argparse.Namespace) -> None:
                   f"{row['p50_ms']:,.1f} | {row['p99_ms']:,.1f} | {row['max_ms']:,.1f} | "
                   f"{row['handler_p50_ms']:,.1f} | {row['handler_p99_ms']:,.1f} | {row['errors']:,} |")
     for result in results:
+        if "bare" not in result:
+            continue
+        for name, row in result["bare"]["rows"].items():
+            print(f"| {result['store']} (bare peer) | {name} | {row['calls']:,} | {row['calls_per_s']:,.1f} | "
+                  f"{row['p50_ms']:,.1f} | {row['p99_ms']:,.1f} | {row['max_ms']:,.1f} | - | - | {row['errors']:,} |")
+    if any("bare" in r for r in results):
+        print("\n| store | operation | calls/s privtune/bare peer | p50 privtune/bare | p99 privtune/bare |")
+        print("| --- | --- | ---: | ---: | ---: |")
+        for result in results:
+            for name, row in result["rows"].items():
+                peer = result["bare"]["rows"][name]
+                print(f"| {result['store']} | {name} | {row['calls_per_s'] / peer['calls_per_s']:.2f}x | "
+                      f"{row['p50_ms'] / peer['p50_ms']:.2f}x | {row['p99_ms'] / peer['p99_ms']:.2f}x |")
+    print()
+    for result in results:
+        lag = result["lag"]
+        print(f"{result['store']}: job list vs event store, sampled every 0.1 s during the run: {lag['samples']} "
+              f"samples, at most {lag['max_jobs_behind']} jobs and {lag['max_seconds_behind']:.2f} s behind")
+    for result in results:
         rejected = result["rows"]["CreateTrainingJob"]["rejected"]
         print(f"{result['store']}: prefill {args.prefill} jobs in {result['prefill_s']:.1f}s; at the end "
               f"{result['jobs']:,} jobs in the event store, {result['listed']:,} in the read model; {rejected} "
@@ -436,6 +566,10 @@ def run_api(args: argparse.Namespace) -> None:
               f"CPU cores busy over the run: server process "
               f"{result['server_cores']:.2f}, clients {result['client_cores']:.2f}, whole machine "
               f"{result['machine_cores']:.2f} of {os.cpu_count()}")
+        if "bare" in result:
+            bare = result["bare"]
+            print(f"{result['store']} bare peer: CPU cores busy: server process {bare['server_cores']:.2f}, clients "
+                  f"{bare['client_cores']:.2f}, whole machine {bare['machine_cores']:.2f}")
     by_store = {r["store"]: r["rows"] for r in results}
     if {"sqlite", "postgresql"} <= set(by_store):
         print("\n| operation | calls/s postgresql/sqlite | p50 postgresql/sqlite | p99 postgresql/sqlite |")
@@ -457,6 +591,8 @@ def main() -> None:
     parser.add_argument("--prefill", type=int, default=200, help="jobs created before the API clients start")
     parser.add_argument("--stores", nargs="+", choices=("sqlite", "postgresql"), default=["sqlite", "postgresql"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-peer", dest="peer", action="store_false",
+                        help="skip the bare grpcio servicer run after each store")
     args = parser.parse_args()
     if args.part in ("all", "decisions"):
         run_decisions(args.queued, args.seconds, args.seed)

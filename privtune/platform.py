@@ -12,23 +12,28 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from grpc_health.v1 import health_pb2
 from sqlalchemy import Engine
 
 from services.common.access_log import AccessDenialRecorder, AllowedCallRecorder
 from services.common.bus import EventBus, open_bus
 from services.common.config import PlatformConfig
-from services.common.consumer import EventConsumer
+from services.common import page_tokens
+from services.common.consumer import EventConsumer, Lag
 from services.common.auth.grpc_auth import AuthInterceptor
 from services.common.grpc_server import RunningServer, TlsSettings, start_grpc_server
 from services.common.limits import StreamLimits
 from services.common.outbox import OutboxRelay
 from services.common.projection import Projection
 from services.common.service import ServiceParts
-from services.common.store import open_store
+from services.common.store import dispose_store, open_store
 from services.common.supervision import LoopStatus, Supervisor
 from services.common.topics import ALL_TOPICS
 
 log = logging.getLogger(__name__)
+PROJECTION_LAG_LIMIT_S = 30.0  # default: a consumed read model further behind its topics reports NOT_SERVING
+PROJECTION_HEALTH_PREFIX = "privtune.projection."  # + projection name: its health-check service name
+_SERVING, _NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
 # service name -> module with build(engine, bus, config, stop) -> ServiceParts
 SERVICES: dict[str, str] = {"ingest": "services.ingest.service", "curation": "services.curation.service",
@@ -105,6 +110,7 @@ class Platform:
     access_recorder: AllowedCallRecorder | None = None
     denials: AccessDenialRecorder | None = None
     unhealthy_after_s: float = 5.0
+    projection_lag_limit_s: float = PROJECTION_LAG_LIMIT_S  # a read model further behind is NOT_SERVING
     stream_limits: StreamLimits = field(default_factory=StreamLimits)  # open Watch* streams per process / tenant
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -114,6 +120,7 @@ class Platform:
             self.config.storage_path.mkdir(parents=True, exist_ok=True)
         if any(needs_store(name) for name in self.services):
             self.engine = open_store(self.config.store_uri)
+            page_tokens.signing_key(self.engine)  # made once here, not by a first List waiting for a writer
         self.bus = open_bus(self.config.bus_uri)
         self.bus.ensure_topics(ALL_TOPICS)
         parts = [build_service(name, self.engine, self.bus, self.config, self._stop) for name in self.services]
@@ -139,14 +146,37 @@ class Platform:
         for projection in (p for part in parts for p in part.projections if p.consumed):
             assert projection.apply is not None and self.engine is not None
             consumer = EventConsumer(self.engine, self.bus, projection.name, projection.topics, projection.apply,
-                                     batch_handler=projection.apply_batch, self_deduping=projection.self_deduping)
+                                     batch_handler=projection.batched(), self_deduping=projection.self_deduping)
             self.consumers.append(consumer)
             self.supervisor.spawn(f"consumer-{projection.name}", consumer.run)
         for part in parts:
             for i, worker in enumerate(part.workers):
                 self.supervisor.spawn(f"{part.name}-worker-{i}", worker)
+        if self.consumers:
+            self.supervisor.spawn("projection-lag", self._watch_lag)
         self.supervisor.start_watching()
         return self
+
+    def projection_lag(self) -> dict[str, Lag]:
+        """Each consumed read model's lag behind its topics (events, seconds), by projection name."""
+        return {consumer.group: consumer.lag for consumer in self.consumers}
+
+    def _watch_lag(self, stop: threading.Event) -> None:
+        """Health name ``privtune.projection.<name>`` per consumed read model: NOT_SERVING while it is
+        more than ``projection_lag_limit_s`` behind, SERVING again once it caught up."""
+        behind: set[str] = set()
+        while not stop.wait(1.0):
+            for name, lag in self.projection_lag().items():
+                late = lag.seconds > self.projection_lag_limit_s
+                if late != (name in behind):
+                    (behind.add if late else behind.discard)(name)
+                    if late:
+                        log.warning("read model %s is %.1f s (%d events) behind its topics", name, lag.seconds,
+                                    lag.events)
+                    else:
+                        log.info("read model %s caught up", name)
+                if self.server is not None:
+                    self.server.health.set(PROJECTION_HEALTH_PREFIX + name, _NOT_SERVING if late else _SERVING)
 
     def _set_health(self, healthy: bool, failing: list[LoopStatus]) -> None:
         """Every served name says NOT_SERVING while a loop cannot recover, SERVING once all run again."""
@@ -177,7 +207,7 @@ class Platform:
         if self.bus is not None:
             self.bus.close()
         if self.engine is not None:
-            self.engine.dispose()
+            dispose_store(self.engine)
 
     def __enter__(self) -> "Platform":
         return self.start()

@@ -188,10 +188,12 @@ class CreateTrainingJobRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., spec: _Optional[_Union[TrainingJobSpec, _Mapping]] = ...) -> None: ...
 
 class CreateTrainingJobResponse(_message.Message):
-    __slots__ = ("job",)
+    __slots__ = ("job", "position")
     JOB_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
     job: TrainingJob
-    def __init__(self, job: _Optional[_Union[TrainingJob, _Mapping]] = ...) -> None: ...
+    position: int
+    def __init__(self, job: _Optional[_Union[TrainingJob, _Mapping]] = ..., position: _Optional[int] = ...) -> None: ...
 
 class GetTrainingJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -206,22 +208,26 @@ class GetTrainingJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[TrainingJob, _Mapping]] = ...) -> None: ...
 
 class ListTrainingJobsRequest(_message.Message):
-    __slots__ = ("page_size", "page_token", "state")
+    __slots__ = ("page_size", "page_token", "state", "min_position")
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    MIN_POSITION_FIELD_NUMBER: _ClassVar[int]
     page_size: int
     page_token: str
     state: TrainingJobState
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ...) -> None: ...
+    min_position: int
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ..., min_position: _Optional[int] = ...) -> None: ...
 
 class ListTrainingJobsResponse(_message.Message):
-    __slots__ = ("jobs", "next_page_token")
+    __slots__ = ("jobs", "next_page_token", "position")
     JOBS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[TrainingJob]
     next_page_token: str
-    def __init__(self, jobs: _Optional[_Iterable[_Union[TrainingJob, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    position: int
+    def __init__(self, jobs: _Optional[_Iterable[_Union[TrainingJob, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., position: _Optional[int] = ...) -> None: ...
 
 class CancelTrainingJobRequest(_message.Message):
     __slots__ = ("job_id", "reason")
@@ -232,10 +238,12 @@ class CancelTrainingJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CancelTrainingJobResponse(_message.Message):
-    __slots__ = ("job",)
+    __slots__ = ("job", "position")
     JOB_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
     job: TrainingJob
-    def __init__(self, job: _Optional[_Union[TrainingJob, _Mapping]] = ...) -> None: ...
+    position: int
+    def __init__(self, job: _Optional[_Union[TrainingJob, _Mapping]] = ..., position: _Optional[int] = ...) -> None: ...
 
 class WatchTrainingJobRequest(_message.Message):
     __slots__ = ("job_id",)

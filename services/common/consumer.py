@@ -33,6 +33,21 @@ Handler = Callable[[Connection, events_pb2.EventEnvelope], None]
 BatchHandler = Callable[[Connection, list[events_pb2.EventEnvelope]], None]
 MAX_HANDLER_FAILURES = 5
 UNAPPLIED_GRACE_S = 30.0  # longest a failed batch is awaited before an idle member counts as healthy
+LAG_CHECK_S = 1.0         # how often a busy consumer asks the bus how far behind it is
+
+
+@dataclass(frozen=True)
+class Lag:
+    """How far a consumer is behind its topics, as of ``measured_at`` (``time.time()``).
+
+    ``events``: records on its partitions it has not applied yet. ``seconds``: 0 when caught up,
+    else how long ago the newest event it applied was published (an upper bound on how stale
+    what it wrote is). A consumer whose loop fails stops measuring: look at ``measured_at``.
+    """
+
+    events: int = 0
+    seconds: float = 0.0
+    measured_at: float = 0.0
 
 
 @dataclass
@@ -82,11 +97,15 @@ class EventConsumer:
         self.max_handler_failures = MAX_HANDLER_FAILURES
         self._failures: dict[str, int] = {}   # event id -> consecutive failures of the handler on it
         self._unapplied = 0.0                 # when a batch failed that has not been applied since (0: none)
+        self.lag = Lag()
+        self._applied_through_ms = 0          # publish time of the newest record applied
+        self._lag_checked = 0.0
 
     def poll_and_apply(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         """Apply one batch and commit its offsets. Returns the records handled."""
         records = self.subscription.poll(max_records=max_records, timeout=timeout)
         if not records:
+            self.lag = Lag(0, 0.0, time.time())  # nothing more to fetch: caught up
             return records
         dead: list[Message] = []
         decoded: dict[int, events_pb2.EventEnvelope] = {}
@@ -108,7 +127,23 @@ class EventConsumer:
             self.bus.publish(dead)  # before the commit: a crash here redelivers, never loses
         self.subscription.commit(records)
         self._unapplied = 0.0
+        self._applied_through_ms = max(self._applied_through_ms, max(r.timestamp_ms for r in records))
+        self._measure_lag()
         return records
+
+    def _measure_lag(self) -> None:
+        """Ask the bus how many records are left, at most every LAG_CHECK_S (a lag read never fails a batch)."""
+        now = time.monotonic()
+        if now - self._lag_checked < LAG_CHECK_S:
+            return
+        self._lag_checked = now
+        try:
+            events = int(self.subscription.backlog())
+        except Exception as exc:  # noqa: BLE001 - the next batch measures again
+            log.debug("consumer %s: backlog unknown (%s)", self.group, type(exc).__name__)
+            return
+        behind = 0.0 if events == 0 else max(0.0, time.time() - self._applied_through_ms / 1000)
+        self.lag = Lag(events, behind, time.time())
 
     def _apply_batch(self, records: list[Record]) -> dict[int, events_pb2.EventEnvelope]:
         """Apply every well-formed event of the batch in ONE transaction (with their ids in the dedupe

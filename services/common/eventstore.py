@@ -69,3 +69,18 @@ def load_stream(
         .order_by(stored_events.c.stream_version)
     ).all()
     return [codec.decode(row.payload) for row in rows]
+
+
+def tenant_position(conn: Connection, tenant_id: str) -> int:
+    """The tenant's newest event-store position (``stored_events.seq``; 0 before its first event).
+
+    Positions are per store and only grow; a tenant sees its own, never another tenant's volume."""
+    value = conn.execute(select(func.max(stored_events.c.seq)).where(stored_events.c.tenant_id == tenant_id)).scalar()
+    return int(value or 0)
+
+
+def stream_position(conn: Connection, tenant_id: str, stream_id: str) -> int:
+    """The position of the aggregate's newest event (0 when it has none in this tenant)."""
+    value = conn.execute(select(func.max(stored_events.c.seq)).where(
+        stored_events.c.tenant_id == tenant_id, stored_events.c.stream_id == stream_id)).scalar()
+    return int(value or 0)

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from services.common.store.schema import unique_names
+from services.common.store.engine import reader
 
 
 class RequestIdTaken(Exception):
@@ -23,7 +24,7 @@ class RequestIdTaken(Exception):
 
 def created_by_request(engine: Engine, tenant_id: str, kind: str, request_id: str) -> str | None:
     """The id of the aggregate the request ``request_id`` of ``kind`` created, or None."""
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         row = conn.execute(select(unique_names.c.aggregate_id).where(
             unique_names.c.tenant_id == tenant_id, unique_names.c.kind == kind,
             unique_names.c.name == request_id)).first()

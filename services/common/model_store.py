@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from services.common import file_cache
+
 MANIFEST = "privtune-model.json"
 
 
@@ -30,10 +32,16 @@ def is_stored(models_root: Path, model_id: str) -> bool:
 
 
 def read_manifest(models_root: Path, model_id: str) -> dict[str, Any]:
-    """The model's recorded manifest (``model_id``, ``source``, ``parameters``, ``files``, ``sha256``)."""
-    return json.loads((models_root / model_id / MANIFEST).read_text())
+    """The model's recorded manifest (``model_id``, ``source``, ``parameters``, ``files``, ``sha256``).
+
+    Parsed once per version of the file and shared (see file_cache): do not modify it."""
+    return file_cache.parsed(models_root / model_id / MANIFEST, _read_json, "json")
 
 
 def read_config(models_root: Path, model_id: str) -> dict[str, Any]:
-    """The model's Hugging Face ``config.json``."""
-    return json.loads((models_root / model_id / "config.json").read_text())
+    """The model's Hugging Face ``config.json`` (shared like ``read_manifest``'s)."""
+    return file_cache.parsed(models_root / model_id / "config.json", _read_json, "json")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())

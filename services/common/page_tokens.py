@@ -23,6 +23,7 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from services.common.errors import InvalidArgument
+from services.common.store.engine import reader
 from services.common.store.schema import signing_keys
 
 VERSION = "v1"
@@ -87,7 +88,7 @@ def signing_key(engine: Engine, name: str = KEY_NAME) -> bytes:
     cache = f"{engine.url!r}/{name}"
     if cache in _keys:
         return _keys[cache]
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         row = conn.execute(select(signing_keys.c.secret).where(signing_keys.c.name == name)).first()
     if row is None:
         try:
@@ -95,7 +96,7 @@ def signing_key(engine: Engine, name: str = KEY_NAME) -> bytes:
                 conn.execute(insert(signing_keys).values(name=name, secret=secrets.token_bytes(32)))
         except IntegrityError:
             pass  # another process made it first: use theirs
-        with engine.connect() as conn:
+        with reader(engine).connect() as conn:
             row = conn.execute(select(signing_keys.c.secret).where(signing_keys.c.name == name)).one()
     _keys[cache] = bytes(row[0])
     return _keys[cache]

@@ -41,3 +41,18 @@ class Projection:
     def consumed(self) -> bool:
         """Kept by a consumer of the bus (else written inline by its aggregate)."""
         return bool(self.topics) and self.apply is not None
+
+    def batched(self) -> ApplyBatch:
+        """Apply many events in one transaction: ``apply_batch``, else ``apply`` on each in turn.
+
+        A projection only writes its own rows in the consumer's transaction, so a batch that fails
+        rolls back whole and the consumer applies its events one by one (EventConsumer)."""
+        if self.apply_batch is not None:
+            return self.apply_batch
+        apply = self.apply
+        assert apply is not None, f"projection {self.name} is not consumed"
+
+        def each(conn: Connection, envs: list[events_pb2.EventEnvelope]) -> None:
+            for env in envs:
+                apply(conn, env)
+        return each

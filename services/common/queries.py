@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, Engine, Table, select, tuple_
 from privtune.v1 import events_pb2
 from services.common import eventstore, page_tokens
 from services.common.errors import InvalidArgument, ServerStopping
+from services.common.store.engine import reader
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
@@ -44,7 +45,7 @@ def page(engine: Engine, table: Table, order: str | Sequence[str], tenant_id: st
     if page_token:
         after = page_tokens.decode(key, page_token, tenant_id, table.name, filters or {}, width=len(columns))
         q = q.where(tuple_(*columns) > tuple_(*after) if len(columns) > 1 else columns[0] > after[0])
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(q)]
     if len(rows) <= size:
         return rows, ""
@@ -69,7 +70,7 @@ def watch_stream(engine: Engine, tenant_id: str, stream_id: str, is_active: Call
     seen = 0
     wait = poll_interval
     while is_active() and not stop.is_set():
-        with engine.connect() as conn:
+        with reader(engine).connect() as conn:
             events = eventstore.load_stream(conn, tenant_id, stream_id, after_version=seen)
         for env in events:
             seen = env.aggregate_version

@@ -18,6 +18,7 @@ from services.common import eventstore
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.eval_gates import check_gates, check_suite_id
 from services.common.store.schema import training_job_view
+from services.common.store.engine import reader
 from services.common.training_spec import TrainingSpec, from_request
 from services.common.validation import field_path
 from services.orchestrator import catalog, job_domain, ledger
@@ -106,7 +107,7 @@ def _spec_path(loc: tuple[int | str, ...]) -> str:
 
 
 def gpu_hours_used(engine: Engine, tenant_id: str, month: str, exclude_job: str = "") -> float:
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         value = conn.execute(select(func.sum(training_job_view.c.gpu_hours)).where(
             training_job_view.c.tenant_id == tenant_id, training_job_view.c.month == month,
             training_job_view.c.job_id != exclude_job,
@@ -115,7 +116,7 @@ def gpu_hours_used(engine: Engine, tenant_id: str, month: str, exclude_job: str 
 
 
 def load_ledger(engine: Engine, tenant_id: str, month: str) -> ledger.LedgerState:
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         return ledger.fold(month, eventstore.load_stream(conn, tenant_id, ledger.ledger_stream_id(tenant_id, month)))
 
 

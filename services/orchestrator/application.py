@@ -22,6 +22,7 @@ from services.common.errors import ConcurrencyConflict, InvalidArgument, NotFoun
 from services.common.idempotency import RequestIdTaken, claim_request_id, created_by_request
 from services.common.identity import Caller
 from services.common.store.schema import training_job_view
+from services.common.store.engine import reader
 from services.orchestrator import admission, job_domain, job_store, ledger
 from services.orchestrator.admission import METHOD_ENUM
 from services.orchestrator.job_store import SOURCE
@@ -144,17 +145,41 @@ class TrainingJobApplication:
     def get(self, caller: Caller, job_id: str) -> job_domain.TrainingJobState:
         if not job_id:
             raise InvalidArgument("job_id is required", field="job_id")
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             events = eventstore.load_stream(conn, caller.tenant_id, job_id)
         if not events:
             raise NotFound(f"training job {job_id!r} not found in tenant {caller.tenant_id!r}",
                            reason="TRAINING_JOB_NOT_FOUND", resource=Resource("privtune.v1.TrainingJob", job_id))
         return job_domain.fold(events)
 
-    def list(self, caller: Caller, page_size: int = 50, page_token: str = "", state: int = 0) -> tuple[list[dict], str]:
+    def list(self, caller: Caller, page_size: int = 50, page_token: str = "", state: int = 0,
+             min_position: int = 0) -> tuple[list[dict], str, int]:
+        """A page of the tenant's jobs, its next page token and the position it reflects.
+
+        The view is written in the same transaction as the jobs' events (job_view.py), so it is
+        never behind the event store: its position is the tenant's newest one, read before the
+        rows (the rows are at least that fresh). ``min_position`` (read your writes) above it was
+        therefore never written by this tenant, and is refused rather than awaited.
+        """
+        if min_position < 0:
+            raise InvalidArgument("min_position must be 0 or a position a write of yours returned",
+                                  field="min_position")
+        with reader(self.engine).connect() as conn:
+            position = eventstore.tenant_position(conn, caller.tenant_id)
+        if min_position > position:
+            raise InvalidArgument(f"position {min_position} was never written in tenant {caller.tenant_id!r} (its "
+                                  f"newest is {position}); pass the position a Create or Cancel of yours returned",
+                                  reason="POSITION_NOT_WRITTEN", field="min_position",
+                                  metadata={"position": str(position)})
         filters = [training_job_view.c.state == state] if state else []
-        return queries.page(self.engine, training_job_view, ("created_at_ms", "job_id"), caller.tenant_id,
-                            page_size, page_token, *filters, filters={"state": state})
+        rows, token = queries.page(self.engine, training_job_view, ("created_at_ms", "job_id"), caller.tenant_id,
+                                   page_size, page_token, *filters, filters={"state": state})
+        return rows, token, position
+
+    def position_of(self, caller: Caller, job_id: str) -> int:
+        """The position of the job's newest event: a list at this position or later shows the job as it is now."""
+        with reader(self.engine).connect() as conn:
+            return eventstore.stream_position(conn, caller.tenant_id, job_id)
 
     def watch(self, caller: Caller, job_id: str, is_active: Callable[[], bool], stop: threading.Event,
               poll_interval: float = 0.2) -> Iterator[events_pb2.EventEnvelope]:

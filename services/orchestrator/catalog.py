@@ -21,6 +21,7 @@ from services.common import model_store
 from services.common.consistency import await_projection
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Resource
 from services.common.projection import Projection
+from services.common.store.engine import reader
 from services.common.store.schema import dataset_version_catalog as catalog
 from services.common.topics import CURATION_EVENTS
 from services.orchestrator.resources import DatasetInfo, ModelInfo
@@ -71,7 +72,7 @@ def dataset_version(engine: Engine, tenant_id: str, version_id: str, wait_second
                               field="spec.dataset_version_id")
 
     def lookup() -> dict | None:
-        with engine.connect() as conn:
+        with reader(engine).connect() as conn:
             return find_dataset_version(conn, tenant_id, version_id)
 
     # only a well-formed id can be waiting in the projection; anything else is unknown at once

@@ -52,7 +52,8 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
                           context: grpc.ServicerContext) -> pb.CreateTrainingJobResponse:
         caller = caller_from_metadata(context.invocation_metadata())
         state = self.app.create(caller, request, correlation_id=correlation_id_from_metadata(context.invocation_metadata()))
-        return pb.CreateTrainingJobResponse(job=job_from_state(state))
+        return pb.CreateTrainingJobResponse(job=job_from_state(state),
+                                            position=self.app.position_of(caller, state.job_id))
 
     def GetTrainingJob(self, request: pb.GetTrainingJobRequest,
                        context: grpc.ServicerContext) -> pb.GetTrainingJobResponse:
@@ -62,15 +63,18 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
     def ListTrainingJobs(self, request: pb.ListTrainingJobsRequest,
                          context: grpc.ServicerContext) -> pb.ListTrainingJobsResponse:
         caller = caller_from_metadata(context.invocation_metadata())
-        rows, token = self.app.list(caller, request.page_size, request.page_token, request.state)
-        return pb.ListTrainingJobsResponse(jobs=[job_from_row(r) for r in rows], next_page_token=token)
+        rows, token, position = self.app.list(caller, request.page_size, request.page_token, request.state,
+                                              request.min_position)
+        return pb.ListTrainingJobsResponse(jobs=[job_from_row(r) for r in rows], next_page_token=token,
+                                           position=position)
 
     def CancelTrainingJob(self, request: pb.CancelTrainingJobRequest,
                           context: grpc.ServicerContext) -> pb.CancelTrainingJobResponse:
         caller = caller_from_metadata(context.invocation_metadata())
         state = self.app.cancel(caller, request.job_id, request.reason,
                                 correlation_id_from_metadata(context.invocation_metadata()))
-        return pb.CancelTrainingJobResponse(job=job_from_state(state))
+        return pb.CancelTrainingJobResponse(job=job_from_state(state),
+                                            position=self.app.position_of(caller, request.job_id))
 
     def WatchTrainingJob(self, request: pb.WatchTrainingJobRequest,
                          context: grpc.ServicerContext) -> Iterator[pb.WatchTrainingJobResponse]:

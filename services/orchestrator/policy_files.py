@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from services.common import file_cache
 from services.common.errors import FailedPrecondition, InvalidArgument, Precondition
 from services.common.identity import is_tenant_id
 from services.orchestrator.policy import Policy, default_policy
@@ -72,6 +73,11 @@ def builtin_policy() -> LoadedPolicy:
 
 
 def load_policy_file(path: Path) -> LoadedPolicy:
+    """The policy in ``path``, parsed again only when the file changed (see file_cache)."""
+    return file_cache.parsed(path, _read_policy_file, "policy")
+
+
+def _read_policy_file(path: Path) -> LoadedPolicy:
     raw = path.read_bytes()
     policy = parse_policy(raw, path)
     return LoadedPolicy(policy, policy.version, hashlib.sha256(raw).hexdigest(), str(path))

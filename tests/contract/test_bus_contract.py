@@ -272,3 +272,24 @@ def test_keepalive_stops_a_second_member_taking_a_busy_members_partitions(tmp_pa
     assert len(drain(other, 3, timeout=10)) == 3
     other.close()
     bus.close()
+
+
+def test_backlog_counts_what_a_member_has_not_fetched_yet(bus: EventBus, topic: str) -> None:
+    """What EventConsumer reports as a read model's lag in events (issue 17)."""
+    bus.ensure_topics([topic])
+    bus.publish([Message(topic, b"one-key", f"{i}".encode()) for i in range(40)])  # one partition
+    sub = bus.subscribe("backlog", [topic])
+    try:
+        got: list[Record] = []
+        deadline = time.monotonic() + 60
+        while not got and time.monotonic() < deadline:
+            got = sub.poll(max_records=10, timeout=0.5)
+        assert 0 < len(got) <= 10
+        sub.commit(got)
+        backlog = sub.backlog()
+        assert backlog == 40 - len(got), f"{len(got)} fetched of 40, yet the backlog says {backlog}"
+        got += drain(sub, 40 - len(got))
+        sub.commit(got)
+        assert len(got) == 40 and sub.backlog() == 0
+    finally:
+        sub.close()

@@ -238,6 +238,17 @@ class KafkaSubscription:
         """Nothing to do: librdkafka heartbeats from a background thread. A member may
         still spend at most ``max.poll.interval.ms`` (1 h) between polls."""
 
+    def backlog(self) -> int:
+        """From the high watermarks the last fetches cached (no broker round trip); a partition whose
+        end or position is not known yet counts 0."""
+        total = 0
+        assigned = self._consumer.assignment()
+        for tp in self._consumer.position(assigned) if assigned else []:
+            _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                total += max(0, high - tp.offset)
+        return total
+
     def close(self) -> None:
         self._consumer.close()
 

@@ -46,6 +46,9 @@ class NamespacedBus:
     def keepalive(self) -> None:
         self.inner.keepalive()
 
+    def backlog(self) -> int:
+        return self.inner.backlog()
+
     def close(self) -> None:
         self.inner.close()
 

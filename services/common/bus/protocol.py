@@ -59,6 +59,11 @@ class Subscription(Protocol):
         """Tell the group this member is alive while it works on a long record (no poll)."""
         ...
 
+    def backlog(self) -> int:
+        """Records on this member's partitions that it has not fetched yet (as far as it knows: cheap,
+        no round trip where the backend caches the partitions' ends)."""
+        ...
+
     def close(self) -> None:
         """Leave the group; uncommitted records go to the next owner."""
         ...

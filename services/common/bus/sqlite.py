@@ -297,6 +297,14 @@ class SQLiteSubscription:
             conn.execute("UPDATE members SET heartbeat_ms = ? WHERE grp = ? AND member = ?",
                          (now, self.group, self.member))
 
+    def backlog(self) -> int:
+        if self._closed or not self._positions:
+            return 0
+        marks = ",".join("?" * len(self.topics))
+        heads = {(t, p): off for t, p, off in self._conn.execute(
+            f"SELECT topic, part, next_off FROM heads WHERE topic IN ({marks})", self.topics)}
+        return sum(max(0, heads.get(tp, pos) - pos) for tp, pos in self._positions.items())
+
     def close(self) -> None:
         if self._closed:
             return

@@ -24,6 +24,8 @@ stored_events = Table(
     Index("ix_stored_events_tenant_stream", "tenant_id", "stream_id"),
     # a tenant's events of one type (e.g. its DatasetVersionCreated) without reading its training progress
     Index("ix_stored_events_tenant_type", "tenant_id", "event_type"),
+    # a tenant's newest position (read models report how fresh they are against it)
+    Index("ix_stored_events_tenant_seq", "tenant_id", "seq"),
 )
 
 # Transactional outbox: written in the same transaction as stored_events; the relay publishes it.

@@ -746,8 +746,11 @@ func (x *CreateTrainingJobRequest) GetSpec() *TrainingJobSpec {
 }
 
 type CreateTrainingJobResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Job           *TrainingJob           `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"` // state REJECTED (with violations) when policy refused it
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Job   *TrainingJob           `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"` // state REJECTED (with violations) when policy refused it
+	// The tenant's event-store position after this write: pass it as ListTrainingJobsRequest.min_position
+	// to read your own write.
+	Position      int64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -787,6 +790,13 @@ func (x *CreateTrainingJobResponse) GetJob() *TrainingJob {
 		return x.Job
 	}
 	return nil
+}
+
+func (x *CreateTrainingJobResponse) GetPosition() int64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
 }
 
 type GetTrainingJobRequest struct {
@@ -878,10 +888,15 @@ func (x *GetTrainingJobResponse) GetJob() *TrainingJob {
 }
 
 type ListTrainingJobsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PageSize      uint32                 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"` // default 50, at most 500
-	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	State         TrainingJobState       `protobuf:"varint,3,opt,name=state,proto3,enum=privtune.v1.TrainingJobState" json:"state,omitempty"` // filter; UNSPECIFIED: all. A page token only works with its own filter
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	PageSize  uint32                 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"` // default 50, at most 500
+	PageToken string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	State     TrainingJobState       `protobuf:"varint,3,opt,name=state,proto3,enum=privtune.v1.TrainingJobState" json:"state,omitempty"` // filter; UNSPECIFIED: all. A page token only works with its own filter
+	// Read your writes: answer only once the list reflects every event of the tenant up to this position
+	// (a Create or Cancel response's `position`), waiting at most the call's deadline (10 s at most).
+	// 0: answer at once. A position the tenant never wrote is INVALID_ARGUMENT (POSITION_NOT_WRITTEN);
+	// a list still behind at the deadline is UNAVAILABLE (READ_MODEL_BEHIND): retry.
+	MinPosition   int64 `protobuf:"varint,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -937,10 +952,19 @@ func (x *ListTrainingJobsRequest) GetState() TrainingJobState {
 	return TrainingJobState_TRAINING_JOB_STATE_UNSPECIFIED
 }
 
+func (x *ListTrainingJobsRequest) GetMinPosition() int64 {
+	if x != nil {
+		return x.MinPosition
+	}
+	return 0
+}
+
 type ListTrainingJobsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Jobs          []*TrainingJob         `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// How fresh this page is: every event of the tenant at or below this event-store position is reflected.
+	Position      int64 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -987,6 +1011,13 @@ func (x *ListTrainingJobsResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *ListTrainingJobsResponse) GetPosition() int64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
 }
 
 type CancelTrainingJobRequest struct {
@@ -1044,6 +1075,7 @@ func (x *CancelTrainingJobRequest) GetReason() string {
 type CancelTrainingJobResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Job           *TrainingJob           `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	Position      int64                  `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"` // as CreateTrainingJobResponse.position
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1083,6 +1115,13 @@ func (x *CancelTrainingJobResponse) GetJob() *TrainingJob {
 		return x.Job
 	}
 	return nil
+}
+
+func (x *CancelTrainingJobResponse) GetPosition() int64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
 }
 
 type WatchTrainingJobRequest struct {
@@ -1618,26 +1657,30 @@ const file_privtune_v1_training_service_proto_rawDesc = "" +
 	"\x18CreateTrainingJobRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\r \x01(\tR\trequestId\x120\n" +
-	"\x04spec\x18\x10 \x01(\v2\x1c.privtune.v1.TrainingJobSpecR\x04specJ\x04\b\x01\x10\rJ\x04\b\x0e\x10\x0fJ\x04\b\x0f\x10\x10\"G\n" +
+	"\x04spec\x18\x10 \x01(\v2\x1c.privtune.v1.TrainingJobSpecR\x04specJ\x04\b\x01\x10\rJ\x04\b\x0e\x10\x0fJ\x04\b\x0f\x10\x10\"c\n" +
 	"\x19CreateTrainingJobResponse\x12*\n" +
-	"\x03job\x18\x01 \x01(\v2\x18.privtune.v1.TrainingJobR\x03job\".\n" +
+	"\x03job\x18\x01 \x01(\v2\x18.privtune.v1.TrainingJobR\x03job\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x03R\bposition\".\n" +
 	"\x15GetTrainingJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"D\n" +
 	"\x16GetTrainingJobResponse\x12*\n" +
-	"\x03job\x18\x01 \x01(\v2\x18.privtune.v1.TrainingJobR\x03job\"\x8a\x01\n" +
+	"\x03job\x18\x01 \x01(\v2\x18.privtune.v1.TrainingJobR\x03job\"\xad\x01\n" +
 	"\x17ListTrainingJobsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x123\n" +
-	"\x05state\x18\x03 \x01(\x0e2\x1d.privtune.v1.TrainingJobStateR\x05state\"p\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x1d.privtune.v1.TrainingJobStateR\x05state\x12!\n" +
+	"\fmin_position\x18\x04 \x01(\x03R\vminPosition\"\x8c\x01\n" +
 	"\x18ListTrainingJobsResponse\x12,\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x18.privtune.v1.TrainingJobR\x04jobs\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"I\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
+	"\bposition\x18\x03 \x01(\x03R\bposition\"I\n" +
 	"\x18CancelTrainingJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"G\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"c\n" +
 	"\x19CancelTrainingJobResponse\x12*\n" +
-	"\x03job\x18\x01 \x01(\v2\x18.privtune.v1.TrainingJobR\x03job\"0\n" +
+	"\x03job\x18\x01 \x01(\v2\x18.privtune.v1.TrainingJobR\x03job\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x03R\bposition\"0\n" +
 	"\x17WatchTrainingJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"L\n" +
 	"\x18WatchTrainingJobResponse\x120\n" +
