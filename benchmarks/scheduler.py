@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/scheduler.py [--part all|decisions|api] [--queued 200 1000] [--seconds 2]
         [--clients 200] [--api-seconds 20] [--warmup 3] [--prefill 200] [--stores sqlite postgresql] [--seed 0]
+        [--rate 0] [--api-processes 1] [--no-peer]
 
 Part 1, ``decisions`` (``--queued``, ``--seconds``): privtune's ``plan_schedule`` against a
 naive FIFO first-fit peer.
@@ -44,6 +45,21 @@ started for the run with durable commits (``fsync``, ``synchronous_commit`` and
 ``full_page_writes`` on) and stopped at the end. Both use the embedded SQLite bus. The
 gRPC server has 32 worker threads, so at 200 clients most of a call's latency is its wait
 in the server's queue.
+
+``--rate R`` makes the clients open loop: R calls/s in all, each client at exponentially spaced
+times, latency counted from when a call was due. ``--api-processes N`` adds N-1 API-only server
+processes on the same port (``privtune serve --api-processes``; SO_REUSEPORT): the server's CPU
+then sums all of them, and "handler" times cover the first process only.
+
+While the clients run, a sampler counts every 0.1 s, in one statement (one snapshot), the jobs in
+the event store that the job list does not show yet, and for how long the oldest has been
+missing: the job list's lag.
+
+The peer, in the same run after each store (``--no-peer`` skips it): a bare grpcio servicer of the
+same TrainingService messages, with the same TLS certificate, 32 threads and clients, answering
+Get, List and Create with one indexed SQL statement each on the same database (a row read by key,
+the first 50 rows in order, one row inserted), with no authentication, admission or events: the
+floor of what a Python gRPC service does here.
 """
 
 from __future__ import annotations
@@ -181,9 +197,11 @@ def api_credentials(platform: Any) -> tuple[bytes, tuple[tuple[str, str], ...]]:
 
 
 def drive_clients(target: str, ca_pem: bytes, call_metadata: tuple[tuple[str, str], ...], job_ids: list[str],
-                  create_request: bytes, clients: int, seconds: float, seed: int
+                  create_request: bytes, clients: int, seconds: float, seed: int, rate: float = 0.0
                   ) -> tuple[list[Sample], float, float]:
-    """Run ``clients`` closed-loop client threads, one TLS channel each (trusting ``ca_pem``), for ``seconds``.
+    """Run ``clients`` client threads, one TLS channel each (trusting ``ca_pem``), for ``seconds``: closed
+    loop (``rate`` 0), or open loop at ``rate`` calls/s in all (each client sends at exponentially spaced
+    times, a call's latency counted from when it was due, so a server that falls behind is not excused).
 
     Runs in a child process. Returns every call's sample, the process's CPU seconds and the
     clients' start on ``time.perf_counter`` (CLOCK_MONOTONIC on Linux: the same clock as the server's).
@@ -223,7 +241,15 @@ def drive_clients(target: str, ca_pem: bytes, call_metadata: tuple[tuple[str, st
         mine: list[Sample] = []
         ready.wait()
         deadline = started[0] + seconds
+        due = started[0]
         while (begin := time.perf_counter()) < deadline:
+            if rate > 0:
+                due += rng.expovariate(rate / clients)
+                if due >= deadline:
+                    break
+                if due > begin:
+                    time.sleep(due - begin)
+                begin = due
             op = rng.choices(range(len(API_OPERATIONS)), API_WEIGHTS)[0]
             try:
                 outcome = call(stub, op, f"bench-{n}-{len(mine)}", rng)
@@ -295,6 +321,53 @@ def start_store_platform(data: Path, store_uri: str, models: Path) -> Any:
     config = PlatformConfig.from_env(data, grpc_address="127.0.0.1:0", store_uri=store_uri,
                                      bus_uri=f"sqlite:///{data}/events.db")
     return Platform(config, services=("orchestrator",)).start()
+
+
+def serve_api_replica(data: str, store_uri: str, address: str, component_address: str, ready: Any, stop: Any,
+                      cpu: Any) -> None:
+    """Run an API-only platform (orchestrator) on ``address`` beside the benchmark's, until ``stop`` is set.
+
+    Runs in a child process; ``cpu`` receives its CPU seconds from ``ready`` to ``stop``."""
+    from privtune.platform import Platform
+    from services.common.config import PlatformConfig
+
+    config = PlatformConfig.from_env(Path(data), grpc_address=address, store_uri=store_uri,
+                                     bus_uri=f"sqlite:///{data}/events.db", component_grpc_address=component_address)
+    replica = Platform(config, services=("orchestrator",), api_only=True).start()
+    try:
+        begin = time.process_time()
+        ready.set()
+        stop.wait()
+        cpu.value = time.process_time() - begin
+    finally:
+        replica.stop()
+
+
+@contextlib.contextmanager
+def api_replicas(platform: Any, store_uri: str, count: int) -> Iterator[list[Any]]:
+    """``count`` API-only server processes on the platform's gRPC port; yields their CPU-seconds holders."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    address = platform.grpc_target
+    component = f"127.0.0.1:{platform.server.component_port}"
+    started = []
+    try:
+        for _ in range(count):
+            ready, cpu = ctx.Event(), ctx.Value("d", 0.0)
+            proc = ctx.Process(target=serve_api_replica, daemon=True,
+                               args=(str(platform.config.data_dir), store_uri, address, component, ready, stop, cpu))
+            proc.start()
+            started.append((proc, ready, cpu))
+        for proc, ready, _ in started:
+            if not ready.wait(120):
+                raise RuntimeError("an API replica did not start within 120 s")
+        yield [cpu for _, _, cpu in started]
+    finally:
+        stop.set()
+        for proc, _, _ in started:
+            proc.join(30)
 
 
 def prefill_jobs(platform: Any, request: Any, count: int) -> list[str]:
@@ -461,7 +534,7 @@ def drive(target: str, ca_pem: bytes, call_metadata: tuple[tuple[str, str], ...]
         busy0, total0, cpu0 = *_busy_jiffies(), time.process_time()
         samples, client_cpu, started = child.submit(drive_clients, target, ca_pem, call_metadata, job_ids,
                                                     request.SerializeToString(), args.clients,
-                                                    args.warmup + args.api_seconds, args.seed).result()
+                                                    args.warmup + args.api_seconds, args.seed, args.rate).result()
         busy1, total1, cpu1 = *_busy_jiffies(), time.process_time()
     elapsed = args.warmup + args.api_seconds
     cores = os.cpu_count() or 1
@@ -486,8 +559,10 @@ def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argp
         job_ids = prefill_jobs(platform_, request, args.prefill)
         prefill_s = time.perf_counter() - setup
         handlers.clear()
-        with sample_job_list_lag(store_uri) as lag:
+        with api_replicas(platform_, store_uri, args.api_processes - 1) as replica_cpu, \
+                sample_job_list_lag(store_uri) as lag:
             run = drive(platform_.grpc_target, *api_credentials(platform_), job_ids, request, args)
+        run["server_cores"] += sum(c.value for c in replica_cpu) / (args.warmup + args.api_seconds)
         served = [h for h in handlers if h[1] >= run["started"] + args.warmup]
         codes = sorted({s[3] for s in run["samples"]} - {"OK", "REJECTED"})
         with platform_.engine.connect() as conn:  # the read model may lag the event store: show both
@@ -517,10 +592,12 @@ def run_api(args: argparse.Namespace) -> None:
     from privtune.devinfra.postgres import PostgresServer
     from tests.training_fixtures import make_models
 
-    print(f"\ntraining-job API: {args.clients} closed-loop gRPC clients (one thread and one channel each, in a "
+    loop = f"open-loop ({args.rate:g} calls/s in all)" if args.rate > 0 else "closed-loop"
+    print(f"\ntraining-job API: {args.clients} {loop} gRPC clients (one thread and one channel each, in a "
           f"child process), mix {'/'.join(f'{n} {w}%' for n, w in zip(API_OPERATIONS, API_WEIGHTS))}; "
           f"{args.api_seconds:g}s measured after {args.warmup:g}s warm-up per store; {args.prefill} jobs "
-          f"prefilled; gRPC server with 32 worker threads; {os.cpu_count()} cores")
+          f"prefilled; {args.api_processes} server process(es) with 32 worker threads each; "
+          f"{os.cpu_count()} cores")
     results = []
     with tempfile.TemporaryDirectory(prefix="privtune-bench-") as tmp, contextlib.ExitStack() as stack:
         models = make_models(Path(tmp) / "models")
@@ -591,6 +668,11 @@ def main() -> None:
     parser.add_argument("--prefill", type=int, default=200, help="jobs created before the API clients start")
     parser.add_argument("--stores", nargs="+", choices=("sqlite", "postgresql"), default=["sqlite", "postgresql"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="open loop: calls/s from all clients together (0: closed loop, each client's next "
+                             "call as soon as its last answers)")
+    parser.add_argument("--api-processes", type=int, default=1,
+                        help="server processes on the API's port: the platform plus API-only replicas (SO_REUSEPORT)")
     parser.add_argument("--no-peer", dest="peer", action="store_false",
                         help="skip the bare grpcio servicer run after each store")
     args = parser.parse_args()

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import uuid
@@ -17,6 +18,7 @@ from privtune.cli_client import call_metadata, client_channel, print_rpc_error
 
 from services.common.config import PlatformConfig
 
+log = logging.getLogger("privtune.cli")
 
 def _config(args: argparse.Namespace) -> PlatformConfig:
     try:
@@ -47,13 +49,18 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", help="tenant storage root folder")
 
 
-def _run_until_signal(services: Sequence[str], config: PlatformConfig) -> int:
+def _run_until_signal(services: Sequence[str], config: PlatformConfig, *, api_only: bool = False,
+                      api_processes: int = 1, argv: Sequence[str] = ()) -> int:
     from privtune.platform import Platform
 
-    platform = Platform(config, services=services).start()
+    try:
+        platform = Platform(config, services=services, api_only=api_only).start()
+    except ValueError as exc:  # a service that cannot be an API replica
+        raise SystemExit(f"privtune: {exc}") from None
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
+    replicas = _start_api_replicas(platform, services, api_processes - 1, argv) if api_processes > 1 else []
     api = "no gRPC API"
     if platform.server is not None:
         api = (f"gRPC on {platform.grpc_target} (TLS, bearer tokens; components with client certificates on "
@@ -62,8 +69,41 @@ def _run_until_signal(services: Sequence[str], config: PlatformConfig) -> int:
     print(f"privtune: {', '.join(services)} running; {api}; bus {config.bus_uri}; {store}. Ctrl-C stops.",
           flush=True)
     done.wait()
+    for replica in replicas:
+        replica.terminate()
+    for replica in replicas:
+        try:
+            replica.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            replica.kill()
     platform.stop()
     return 0
+
+
+def _start_api_replicas(platform: object, services: Sequence[str], count: int,
+                        argv: Sequence[str]) -> list[subprocess.Popen[bytes]]:
+    """``count`` more processes serving the same APIs on this process's gRPC and component ports
+    (grpcio binds with SO_REUSEPORT, so the kernel spreads new connections over all of them). Each
+    is an API replica (``--api-only``: no relay, projections or loops, which run here once) that
+    dies with this process (the orphan guard, SIGTERM)."""
+    from privtune.platform import Platform
+
+    assert isinstance(platform, Platform) and platform.server is not None
+    component_host = platform.config.component_address.rpartition(":")[0]
+    env = {**os.environ, "PRIVTUNE_PARENT_PID": str(os.getpid()), "PRIVTUNE_PARENT_DEATH_SIGNAL": "SIGTERM",
+           "PRIVTUNE_COMPONENT_GRPC": f"{component_host}:{platform.server.component_port}"}
+    host = platform.config.grpc_address.rpartition(":")[0]  # the address asked for (a wildcard stays one)
+    command = [sys.executable, "-m", "services.common.orphan_guard", sys.executable, "-m", "privtune", "serve",
+               *services, *argv, "--api-only", "--grpc", f"{host}:{platform.server.port}"]
+    replicas = [subprocess.Popen(command, env=env) for _ in range(count)]
+
+    def watch(replica: subprocess.Popen[bytes]) -> None:  # an ending replica is reported; the others serve on
+        code = replica.wait()
+        if code not in (0, -signal.SIGTERM):
+            log.error("API replica %d ended with exit code %s; the other processes go on serving", replica.pid, code)
+    for replica in replicas:
+        threading.Thread(target=watch, args=(replica,), name=f"api-replica-{replica.pid}", daemon=True).start()
+    return replicas
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -80,7 +120,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # speed (docs/benchmarks.md). Read when torch loads, so it must be set before: an operator's
         # own OMP_WAIT_POLICY wins. Only a process that is an eval worker alone: others keep OpenMP's default.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    return _run_until_signal(services, _config(args))
+    if args.api_processes < 1:
+        raise SystemExit("privtune: --api-processes must be at least 1")
+    if args.api_only and args.api_processes > 1:
+        raise SystemExit("privtune: an API replica (--api-only) starts no replicas of its own")
+    if args.api_only or args.api_processes > 1:
+        from privtune.platform import API_STATEFUL_SERVICES
+
+        stateful = sorted(set(services) & API_STATEFUL_SERVICES)
+        if stateful:
+            raise SystemExit(f"privtune: {', '.join(stateful)} cannot run as an API replica (its API drives "
+                             "state kept in one process); serve it in a process of its own")
+    argv = [f"--{name.replace('_', '-')}={value}" for name in ("data_dir", "bus", "store", "storage")
+            if (value := getattr(args, name, None))]
+    return _run_until_signal(services, _config(args), api_only=args.api_only, api_processes=args.api_processes,
+                             argv=argv)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -272,6 +326,12 @@ def build_parser() -> argparse.ArgumentParser:
                                       "claimed (default $PRIVTUNE_CURATION, else --grpc)")
     p.add_argument("--eval", help="eval-worker: the eval service's gRPC address, where shards are claimed "
                                   "(default $PRIVTUNE_EVAL, else --grpc)")
+    p.add_argument("--api-processes", type=int, default=1,
+                   help="server processes on the gRPC port (SO_REUSEPORT): this one, which also runs the "
+                        "services' relay, projections and loops, and N-1 API-only replicas, each with its own "
+                        "interpreter and lock. Not for deploy or the workers (default 1)")
+    p.add_argument("--api-only", action="store_true",
+                   help="serve the services' APIs only: a replica beside a full process on the same port")
     p.add_argument("--auth", action=_RemovedAuthOption, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
 

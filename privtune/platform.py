@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -32,6 +33,7 @@ from services.common.topics import ALL_TOPICS
 
 log = logging.getLogger(__name__)
 PROJECTION_LAG_LIMIT_S = 30.0  # default: a consumed read model further behind its topics reports NOT_SERVING
+API_STATEFUL_SERVICES = frozenset({"deploy", "training", "curation-worker", "eval-worker"})  # never API replicas
 PROJECTION_HEALTH_PREFIX = "privtune.projection."  # + projection name: its health-check service name
 _SERVING, _NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -111,10 +113,19 @@ class Platform:
     denials: AccessDenialRecorder | None = None
     unhealthy_after_s: float = 5.0
     projection_lag_limit_s: float = PROJECTION_LAG_LIMIT_S  # a read model further behind is NOT_SERVING
+    # an API replica: serves the services' gRPC APIs only (no relay, projections or workers), beside a full
+    # process on the same port (SO_REUSEPORT: the kernel spreads connections over the processes)
+    api_only: bool = False
     stream_limits: StreamLimits = field(default_factory=StreamLimits)  # open Watch* streams per process / tenant
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> "Platform":
+        if self.api_only:
+            stateful = sorted(set(self.services) & API_STATEFUL_SERVICES)
+            if stateful:
+                raise ValueError(f"{', '.join(stateful)} cannot run as an API replica: its API drives state kept in "
+                                 "its one process (routes, pools); run it in one process")
+            self.relay = False
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         if self.config.storage_uri.startswith("file://"):
             self.config.storage_path.mkdir(parents=True, exist_ok=True)
@@ -143,13 +154,13 @@ class Platform:
         if self.relay and self.engine is not None:
             relay = OutboxRelay(self.engine, self.bus)
             self.supervisor.spawn("outbox-relay", relay.run)
-        for projection in (p for part in parts for p in part.projections if p.consumed):
+        for projection in (p for part in parts for p in part.projections if p.consumed and not self.api_only):
             assert projection.apply is not None and self.engine is not None
             consumer = EventConsumer(self.engine, self.bus, projection.name, projection.topics, projection.apply,
                                      batch_handler=projection.batched(), self_deduping=projection.self_deduping)
             self.consumers.append(consumer)
             self.supervisor.spawn(f"consumer-{projection.name}", consumer.run)
-        for part in parts:
+        for part in parts if not self.api_only else []:
             for i, worker in enumerate(part.workers):
                 self.supervisor.spawn(f"{part.name}-worker-{i}", worker)
         if self.consumers:
@@ -165,9 +176,14 @@ class Platform:
         """Health name ``privtune.projection.<name>`` per consumed read model: NOT_SERVING while it is
         more than ``projection_lag_limit_s`` behind, SERVING again once it caught up."""
         behind: set[str] = set()
+        started = time.time()
         while not stop.wait(1.0):
+            now = time.time()
             for name, lag in self.projection_lag().items():
-                late = lag.seconds > self.projection_lag_limit_s
+                # a consumer that stopped measuring (its loop fails, or it never got going) is as late as its
+                # last measure is old
+                unmeasured = now - (lag.measured_at or started)
+                late = max(lag.seconds, unmeasured) > self.projection_lag_limit_s
                 if late != (name in behind):
                     (behind.add if late else behind.discard)(name)
                     if late:

@@ -192,8 +192,8 @@ class CreateTrainingJobResponse(_message.Message):
     JOB_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     job: TrainingJob
-    position: int
-    def __init__(self, job: _Optional[_Union[TrainingJob, _Mapping]] = ..., position: _Optional[int] = ...) -> None: ...
+    position: str
+    def __init__(self, job: _Optional[_Union[TrainingJob, _Mapping]] = ..., position: _Optional[str] = ...) -> None: ...
 
 class GetTrainingJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -216,8 +216,8 @@ class ListTrainingJobsRequest(_message.Message):
     page_size: int
     page_token: str
     state: TrainingJobState
-    min_position: int
-    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ..., min_position: _Optional[int] = ...) -> None: ...
+    min_position: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., state: _Optional[_Union[TrainingJobState, str]] = ..., min_position: _Optional[str] = ...) -> None: ...
 
 class ListTrainingJobsResponse(_message.Message):
     __slots__ = ("jobs", "next_page_token", "position")
@@ -226,8 +226,8 @@ class ListTrainingJobsResponse(_message.Message):
     POSITION_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[TrainingJob]
     next_page_token: str
-    position: int
-    def __init__(self, jobs: _Optional[_Iterable[_Union[TrainingJob, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., position: _Optional[int] = ...) -> None: ...
+    position: str
+    def __init__(self, jobs: _Optional[_Iterable[_Union[TrainingJob, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., position: _Optional[str] = ...) -> None: ...
 
 class CancelTrainingJobRequest(_message.Message):
     __slots__ = ("job_id", "reason")
@@ -242,8 +242,8 @@ class CancelTrainingJobResponse(_message.Message):
     JOB_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     job: TrainingJob
-    position: int
-    def __init__(self, job: _Optional[_Union[TrainingJob, _Mapping]] = ..., position: _Optional[int] = ...) -> None: ...
+    position: str
+    def __init__(self, job: _Optional[_Union[TrainingJob, _Mapping]] = ..., position: _Optional[str] = ...) -> None: ...
 
 class WatchTrainingJobRequest(_message.Message):
     __slots__ = ("job_id",)

@@ -105,7 +105,7 @@ class EventConsumer:
         """Apply one batch and commit its offsets. Returns the records handled."""
         records = self.subscription.poll(max_records=max_records, timeout=timeout)
         if not records:
-            self.lag = Lag(0, 0.0, time.time())  # nothing more to fetch: caught up
+            self._measure_lag(idle=True)
             return records
         dead: list[Message] = []
         decoded: dict[int, events_pb2.EventEnvelope] = {}
@@ -131,8 +131,11 @@ class EventConsumer:
         self._measure_lag()
         return records
 
-    def _measure_lag(self) -> None:
-        """Ask the bus how many records are left, at most every LAG_CHECK_S (a lag read never fails a batch)."""
+    def _measure_lag(self, idle: bool = False) -> None:
+        """Ask the bus how many records are left, at most every LAG_CHECK_S (a lag read never fails a batch).
+
+        An empty poll is not proof of being caught up (a member polls nothing while its group forms),
+        so it asks too. A consumer that fails stops measuring, and ``measured_at`` then ages."""
         now = time.monotonic()
         if now - self._lag_checked < LAG_CHECK_S:
             return
@@ -142,7 +145,12 @@ class EventConsumer:
         except Exception as exc:  # noqa: BLE001 - the next batch measures again
             log.debug("consumer %s: backlog unknown (%s)", self.group, type(exc).__name__)
             return
-        behind = 0.0 if events == 0 else max(0.0, time.time() - self._applied_through_ms / 1000)
+        if events == 0:
+            behind = 0.0
+        elif self._applied_through_ms:
+            behind = max(0.0, time.time() - self._applied_through_ms / 1000)
+        else:  # nothing applied yet by this member: as stale as the previous measure says, growing
+            behind = self.lag.seconds + (time.time() - self.lag.measured_at if self.lag.measured_at else 0.0)
         self.lag = Lag(events, behind, time.time())
 
     def _apply_batch(self, records: list[Record]) -> dict[int, events_pb2.EventEnvelope]:

@@ -74,13 +74,15 @@ def load_stream(
 def tenant_position(conn: Connection, tenant_id: str) -> int:
     """The tenant's newest event-store position (``stored_events.seq``; 0 before its first event).
 
-    Positions are per store and only grow; a tenant sees its own, never another tenant's volume."""
+    The sequence is shared by every tenant: never show it raw (see positions.py)."""
     value = conn.execute(select(func.max(stored_events.c.seq)).where(stored_events.c.tenant_id == tenant_id)).scalar()
     return int(value or 0)
 
 
 def stream_position(conn: Connection, tenant_id: str, stream_id: str) -> int:
-    """The position of the aggregate's newest event (0 when it has none in this tenant)."""
-    value = conn.execute(select(func.max(stored_events.c.seq)).where(
-        stored_events.c.tenant_id == tenant_id, stored_events.c.stream_id == stream_id)).scalar()
+    """The position of the aggregate's newest event (0 when it has none in this tenant); one row read
+    through the (stream_id, stream_version) key however long the stream."""
+    value = conn.execute(select(stored_events.c.seq).where(
+        stored_events.c.stream_id == stream_id, stored_events.c.tenant_id == tenant_id)
+        .order_by(stored_events.c.stream_version.desc()).limit(1)).scalar()
     return int(value or 0)

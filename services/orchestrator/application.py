@@ -15,10 +15,10 @@ from sqlalchemy import Connection, Engine
 
 from privtune.v1 import events_pb2
 from privtune.v1 import training_service_pb2 as api
-from services.common import eventstore, queries
+from services.common import eventstore, positions, queries
 from services.common.clock import now_ms
 from services.common.envelope import Causation, new_envelope
-from services.common.errors import ConcurrencyConflict, InvalidArgument, NotFound, Resource
+from services.common.errors import ConcurrencyConflict, FailedPrecondition, InvalidArgument, NotFound, Resource
 from services.common.idempotency import RequestIdTaken, claim_request_id, created_by_request
 from services.common.identity import Caller
 from services.common.store.schema import training_job_view
@@ -53,11 +53,12 @@ class TrainingJobApplication:
     # ------------------------------------------------------------------ commands
 
     def create(self, caller: Caller, req: api.CreateTrainingJobRequest,
-               correlation_id: str = "") -> job_domain.TrainingJobState:
+               correlation_id: str = "") -> tuple[job_domain.TrainingJobState, str]:
+        """The new job (or the one ``request_id`` already made) and its sealed position (see positions.py)."""
         if req.request_id:
             existing = self._by_request_id(caller, req.request_id)
             if existing is not None:
-                return existing
+                return existing, self.position_of(caller, existing.job_id)
         job_id = f"tj-{uuid.uuid4().hex[:24]}"
         causation = Causation(actor=caller.actor, correlation_id=correlation_id or uuid.uuid4().hex)
         for _ in range(10):
@@ -81,13 +82,14 @@ class TrainingJobApplication:
                                                         decided.privacy.delta, cap, month)
                         append_events(conn, caller.tenant_id, ledger.ledger_stream_id(caller.tenant_id, month),
                                       LEDGER_STREAM_TYPE, reserve, causation, ledger_state.version)
-                return created
+                    position = eventstore.stream_position(conn, caller.tenant_id, job_id)
+                return created, positions.seal(self.engine, caller.tenant_id, position)
             except ConcurrencyConflict:
                 continue  # another job reserved budget first: judge this one again against the new total
             except RequestIdTaken:
                 existing = self._by_request_id(caller, req.request_id)  # a concurrent call with this id won
                 if existing is not None:
-                    return existing
+                    return existing, self.position_of(caller, existing.job_id)
                 continue
         raise ConcurrencyConflict("the privacy ledger kept changing while this job was admitted; retry")
 
@@ -98,14 +100,18 @@ class TrainingJobApplication:
         job_id = created_by_request(self.engine, caller.tenant_id, REQUEST_KIND, request_id)
         return self.get(caller, job_id) if job_id else None
 
-    def cancel(self, caller: Caller, job_id: str, reason: str, correlation_id: str = "") -> job_domain.TrainingJobState:
+    def cancel(self, caller: Caller, job_id: str, reason: str,
+               correlation_id: str = "") -> tuple[job_domain.TrainingJobState, str]:
+        """The job after the cancel, and its sealed position."""
         causation = Causation(actor=caller.actor, correlation_id=correlation_id or uuid.uuid4().hex)
         for _ in range(20):
             state = self.get(caller, job_id)
             events = job_domain.decide_cancel(state, reason)
             try:
                 with self.engine.begin() as conn:
-                    return job_store.append_job(conn, caller.tenant_id, job_id, state, events, causation)
+                    state = job_store.append_job(conn, caller.tenant_id, job_id, state, events, causation)
+                    position = eventstore.stream_position(conn, caller.tenant_id, job_id)
+                return state, positions.seal(self.engine, caller.tenant_id, position)
             except ConcurrencyConflict:
                 continue  # the worker reported progress meanwhile
         raise ConcurrencyConflict(f"training job {job_id} kept changing; retry the cancel")
@@ -153,33 +159,31 @@ class TrainingJobApplication:
         return job_domain.fold(events)
 
     def list(self, caller: Caller, page_size: int = 50, page_token: str = "", state: int = 0,
-             min_position: int = 0) -> tuple[list[dict], str, int]:
-        """A page of the tenant's jobs, its next page token and the position it reflects.
+             min_position: str = "") -> tuple[list[dict], str, str]:
+        """A page of the tenant's jobs, its next page token and the (sealed) position it reflects.
 
         The view is written in the same transaction as the jobs' events (job_view.py), so it is
         never behind the event store: its position is the tenant's newest one, read before the
-        rows (the rows are at least that fresh). ``min_position`` (read your writes) above it was
-        therefore never written by this tenant, and is refused rather than awaited.
+        rows (the rows are at least that fresh), and a ``min_position`` this tenant was given is
+        always passed already: read your writes never waits here. One it was not given is refused.
         """
-        if min_position < 0:
-            raise InvalidArgument("min_position must be 0 or a position a write of yours returned",
-                                  field="min_position")
+        wanted = positions.unseal(self.engine, caller.tenant_id, min_position)
         with reader(self.engine).connect() as conn:
             position = eventstore.tenant_position(conn, caller.tenant_id)
-        if min_position > position:
-            raise InvalidArgument(f"position {min_position} was never written in tenant {caller.tenant_id!r} (its "
-                                  f"newest is {position}); pass the position a Create or Cancel of yours returned",
-                                  reason="POSITION_NOT_WRITTEN", field="min_position",
-                                  metadata={"position": str(position)})
+        if wanted > position:  # sealed by this store for this tenant, yet ahead of it: the store was restored
+            raise FailedPrecondition("min_position is ahead of this store's events (was the store restored from "
+                                     "an older backup?); list without it", reason="POSITION_AHEAD",
+                                     field="min_position")
         filters = [training_job_view.c.state == state] if state else []
         rows, token = queries.page(self.engine, training_job_view, ("created_at_ms", "job_id"), caller.tenant_id,
                                    page_size, page_token, *filters, filters={"state": state})
-        return rows, token, position
+        return rows, token, positions.seal(self.engine, caller.tenant_id, position)
 
-    def position_of(self, caller: Caller, job_id: str) -> int:
-        """The position of the job's newest event: a list at this position or later shows the job as it is now."""
+    def position_of(self, caller: Caller, job_id: str) -> str:
+        """The sealed position of the job's newest event: a list given it shows the job at least this new."""
         with reader(self.engine).connect() as conn:
-            return eventstore.stream_position(conn, caller.tenant_id, job_id)
+            return positions.seal(self.engine, caller.tenant_id,
+                                  eventstore.stream_position(conn, caller.tenant_id, job_id))
 
     def watch(self, caller: Caller, job_id: str, is_active: Callable[[], bool], stop: threading.Event,
               poll_interval: float = 0.2) -> Iterator[events_pb2.EventEnvelope]:

@@ -51,9 +51,9 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
     def CreateTrainingJob(self, request: pb.CreateTrainingJobRequest,
                           context: grpc.ServicerContext) -> pb.CreateTrainingJobResponse:
         caller = caller_from_metadata(context.invocation_metadata())
-        state = self.app.create(caller, request, correlation_id=correlation_id_from_metadata(context.invocation_metadata()))
-        return pb.CreateTrainingJobResponse(job=job_from_state(state),
-                                            position=self.app.position_of(caller, state.job_id))
+        state, position = self.app.create(caller, request,
+                                          correlation_id=correlation_id_from_metadata(context.invocation_metadata()))
+        return pb.CreateTrainingJobResponse(job=job_from_state(state), position=position)
 
     def GetTrainingJob(self, request: pb.GetTrainingJobRequest,
                        context: grpc.ServicerContext) -> pb.GetTrainingJobResponse:
@@ -71,10 +71,9 @@ class TrainingServicer(pb_grpc.TrainingServiceServicer):
     def CancelTrainingJob(self, request: pb.CancelTrainingJobRequest,
                           context: grpc.ServicerContext) -> pb.CancelTrainingJobResponse:
         caller = caller_from_metadata(context.invocation_metadata())
-        state = self.app.cancel(caller, request.job_id, request.reason,
-                                correlation_id_from_metadata(context.invocation_metadata()))
-        return pb.CancelTrainingJobResponse(job=job_from_state(state),
-                                            position=self.app.position_of(caller, request.job_id))
+        state, position = self.app.cancel(caller, request.job_id, request.reason,
+                                          correlation_id_from_metadata(context.invocation_metadata()))
+        return pb.CancelTrainingJobResponse(job=job_from_state(state), position=position)
 
     def WatchTrainingJob(self, request: pb.WatchTrainingJobRequest,
                          context: grpc.ServicerContext) -> Iterator[pb.WatchTrainingJobResponse]:

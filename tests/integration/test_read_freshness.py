@@ -45,16 +45,16 @@ def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platfor
     p.stop()
 
 
-def _listed(stub: object, min_position: int) -> tuple[set[str], int]:
+def _listed(stub: object, min_position: str) -> tuple[set[str], str]:
     """Every job id of the tenant's list read at ``min_position`` or later, and the first page's position."""
     ids: set[str] = set()
-    token, first = "", 0
+    token, first = "", ""
     while True:
         page = stub.ListTrainingJobs(pb.ListTrainingJobsRequest(page_size=500, page_token=token,  # type: ignore[attr-defined]
                                                                 min_position=min_position),
                                      metadata=metadata("acme"), timeout=30)
         first = first or page.position
-        assert page.position >= min_position
+        assert page.position
         ids.update(job.job_id for job in page.jobs)
         if not page.next_page_token:
             return ids, first
@@ -78,7 +78,7 @@ def test_reads_see_their_writes_and_the_job_list_never_trails_the_event_store(pl
         for i in range(CREATES_EACH):
             answer = stub.CreateTrainingJob(job_request(version, name=f"ryw-{n}-{i}"), metadata=metadata("acme"),
                                             timeout=60)
-            assert answer.position > 0
+            assert answer.position.startswith("p1.")
             created.append(answer.job.job_id)
             listed, _ = _listed(stub, answer.position)
             if answer.job.job_id not in listed:
@@ -108,28 +108,39 @@ def test_reads_see_their_writes_and_the_job_list_never_trails_the_event_store(pl
     assert max(behind) == 0, f"the job list trailed the event store by up to {max(behind)} jobs"
 
 
-def test_a_position_never_written_is_refused_not_awaited(platform: Platform) -> None:
+def test_positions_are_sealed_per_tenant_and_a_forged_one_is_refused(platform: Platform) -> None:
+    """Raw positions would be one sequence shared by every tenant (two of them tell a tenant how busy the
+    others were in between), so a caller only ever sees sealed ones, and can only hand them back."""
     stub = training_stub(platform)
     version = register_version(platform.engine, platform.config.storage_uri)  # type: ignore[arg-type]
     mine = stub.CreateTrainingJob(job_request(version, name="mine"), metadata=metadata("acme"), timeout=60)
-    _, position = _listed(stub, 0)
-    assert position >= mine.position > 0
-    for bad in (position + 1, 2**62):
+    _, first = _listed(stub, mine.position)
+    _, again = _listed(stub, mine.position)
+    assert first != again and mine.position not in (first, again), "the same position must not look the same"
+    assert "seq" not in first and not first[3:].isdigit()
+    body = first[3:]
+    forged = [
+        "p1." + ("A" if body[0] != "A" else "B") + body[1:],   # one character of the ciphertext changed
+        "p1." + body[:-2],                                       # cut short
+        "12345", "p1.", "p1.!!!!", "p2." + body, "p1." + "A" * 300,
+    ]
+    for bad in forged:
         with pytest.raises(grpc.RpcError) as err:
             stub.ListTrainingJobs(pb.ListTrainingJobsRequest(min_position=bad), metadata=metadata("acme"), timeout=30)
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "never written" in (err.value.details() or "")
-    with pytest.raises(grpc.RpcError) as err:
-        stub.ListTrainingJobs(pb.ListTrainingJobsRequest(min_position=-1), metadata=metadata("acme"), timeout=30)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    # another tenant's positions are its own: a tenant without events has position 0, and acme's
-    # position is refused there rather than telling it anything about acme
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
+        assert "not a position this tenant was given" in (err.value.details() or "")
+    # another tenant's positions are its own: nothing written yet is "", and acme's position is
+    # refused there rather than interpreted
     other = stub.ListTrainingJobs(pb.ListTrainingJobsRequest(), metadata=metadata("globex"), timeout=30)
-    assert other.position == 0 and not other.jobs
+    assert other.position == "" and not other.jobs
     with pytest.raises(grpc.RpcError) as err:
         stub.ListTrainingJobs(pb.ListTrainingJobsRequest(min_position=mine.position), metadata=metadata("globex"),
                               timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    cancelled = stub.CancelTrainingJob(pb.CancelTrainingJobRequest(job_id=mine.job.job_id, reason="done"),
+                                       metadata=metadata("acme"), timeout=30)
+    listed, _ = _listed(stub, cancelled.position)
+    assert mine.job.job_id in listed
 
 
 def test_sqlite_readers_answer_while_a_writer_holds_the_lock(tmp_path: Path) -> None:

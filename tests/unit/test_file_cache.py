@@ -13,7 +13,13 @@ from services.orchestrator.policy_files import load_policy
 pytestmark = pytest.mark.unit
 
 
-def test_a_file_is_parsed_once_and_again_after_every_edit(tmp_path: Path) -> None:
+def _age(path: Path, seconds: float = 60.0) -> None:
+    """Set the file's modification time ``seconds`` back (its change time stays now: see RACY_S)."""
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - int(seconds * 1e9)))
+
+
+def test_a_file_is_parsed_once_and_again_after_every_edit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "a.json"
     path.write_text("1")
     parses: list[str] = []
@@ -22,11 +28,14 @@ def test_a_file_is_parsed_once_and_again_after_every_edit(tmp_path: Path) -> Non
         parses.append(p.read_text())
         return p.read_text()
 
+    # a file changed within RACY_S is parsed on every call: its stamp could hide a same-size edit
+    assert [file_cache.parsed(path, parse) for _ in range(3)] == ["1"] * 3 and parses == ["1"] * 3
+    monkeypatch.setattr(file_cache, "RACY_S", 0.0)  # from here on, stamps are old enough to trust
+    parses.clear()
     assert [file_cache.parsed(path, parse) for _ in range(5)] == ["1"] * 5
     assert parses == ["1"]
     path.write_text("2")  # same size, new content: the change time and mtime move
-    st = path.stat()
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    _age(path)
     assert file_cache.parsed(path, parse) == "2" and parses == ["1", "2"]
     replacement = tmp_path / "b.json"
     replacement.write_text("3")

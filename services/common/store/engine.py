@@ -3,7 +3,10 @@
 Writers and readers get different connections:
 
 - **writes** (``engine.begin()``): on SQLite every transaction starts with ``BEGIN IMMEDIATE``
-  (the write lock at the start, so two writers never deadlock upgrading read locks); on
+  (the write lock at the start, so two writers never deadlock upgrading read locks), after taking
+  the process's writer lock (``_WriterLock``): threads of one process queue on it and wake the
+  moment the previous writer commits, instead of polling SQLite's lock in sleeps of up to 100 ms
+  (its busy handler), which under load left the lock idle while writers slept; on
   PostgreSQL an ordinary transaction from a pool sized for the gRPC server.
 - **reads** (``reader(engine).connect()``): on SQLite a separate pool of ``query_only``
   connections without a transaction of their own, so each statement reads the last committed
@@ -11,12 +14,13 @@ Writers and readers get different connections:
   so a one-statement read is one round trip (no ``BEGIN``/``ROLLBACK`` around it).
 
 A read of several statements is not one snapshot: read positions first, rows after, and the
-rows are at least as fresh as the positions (see ``read_positions.py``).
+rows are at least as fresh as the positions (``TrainingJobApplication.list``).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -26,9 +30,11 @@ from services.common.store.migrate import upgrade_to_head
 
 # connections kept per process for the writer and for the readers; bursts may open more. The
 # gRPC server runs 32 unary threads plus the stream threads and the background loops.
-POOL_SIZE = int(os.environ.get("PRIVTUNE_STORE_POOL_SIZE", "16"))
-POOL_OVERFLOW = int(os.environ.get("PRIVTUNE_STORE_POOL_OVERFLOW", "48"))
+# (PostgreSQL's default max_connections is 100: mind N processes x (size + overflow)).
+POOL_SIZE = int(os.environ.get("PRIVTUNE_STORE_POOL_SIZE", "10"))
+POOL_OVERFLOW = int(os.environ.get("PRIVTUNE_STORE_POOL_OVERFLOW", "30"))
 _READER = "_privtune_reader"  # the attribute an engine keeps its reader in (it lives and dies with it)
+_reader_lock = threading.Lock()
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
@@ -48,6 +54,77 @@ def _sqlite_read_pragmas(dbapi_conn: object, _record: object) -> None:
     cur.close()
 
 
+class _WriterLock:
+    """One writing transaction at a time per SQLite engine in this process (see the module doc).
+
+    Taken in the engine's ``begin`` event, before ``BEGIN IMMEDIATE``; given back when the dialect's
+    commit or rollback returns (pool resets roll back too) or the connection is invalidated or
+    closed, whichever comes first, in any thread. A writer that waits ``WAIT_S`` without it goes on
+    without it and meets SQLite's own lock and busy timeout, exactly as before this lock existed.
+    """
+
+    WAIT_S = 60.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._guard = threading.Lock()
+        self._holder: int | None = None  # id() of the DBAPI connection that holds it
+
+    def take(self, raw: object) -> None:
+        if self._lock.acquire(timeout=self.WAIT_S):
+            with self._guard:
+                self._holder = id(raw)
+
+    def give_back(self, raw: object) -> None:
+        with self._guard:
+            if self._holder != id(raw):
+                return
+            self._holder = None
+        self._lock.release()
+
+
+def _serialize_writers(engine: Engine) -> None:
+    writers = _WriterLock()
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def raw(conn: object) -> object:
+        return getattr(conn, "dbapi_connection", conn)
+
+    def do_commit(conn: object) -> None:
+        try:
+            commit(conn)  # type: ignore[arg-type]
+        finally:
+            writers.give_back(raw(conn))
+
+    def do_rollback(conn: object) -> None:
+        try:
+            rollback(conn)  # type: ignore[arg-type]
+        finally:
+            writers.give_back(raw(conn))
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn):  # type: ignore[no-untyped-def]
+        dbapi = conn.connection.dbapi_connection
+        writers.take(dbapi)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            writers.give_back(dbapi)
+            raise
+
+    @event.listens_for(engine, "invalidate")
+    def _invalidated(dbapi_conn, _record, _exc):  # type: ignore[no-untyped-def]
+        writers.give_back(dbapi_conn)
+
+    @event.listens_for(engine, "close")
+    def _closed(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        writers.give_back(dbapi_conn)
+
+
 def _is_sqlite_file(url: str) -> bool:
     parsed = make_url(url)
     return parsed.get_backend_name() == "sqlite" and bool(parsed.database) and parsed.database != ":memory:"
@@ -61,12 +138,9 @@ def create_store_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
-
         # pysqlite's own transaction handling defers BEGIN; take the write lock at
         # the start instead, so two writers never deadlock upgrading read locks.
-        @event.listens_for(engine, "begin")
-        def _begin_immediate(conn):  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        _serialize_writers(engine)
 
         @event.listens_for(engine, "connect")
         def _no_pysqlite_tx(dbapi_conn, _rec):  # type: ignore[no-untyped-def]
@@ -85,6 +159,11 @@ def reader(engine: Engine) -> Engine:
     found = getattr(engine, _READER, None)
     if found is not None:
         return found
+    with _reader_lock:
+        return getattr(engine, _READER, None) or _make_reader(engine)
+
+
+def _make_reader(engine: Engine) -> Engine:
     url = engine.url.render_as_string(hide_password=False)
     if _is_sqlite_file(url):
         made = create_engine(url, connect_args={"timeout": 60}, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW)

@@ -748,9 +748,9 @@ func (x *CreateTrainingJobRequest) GetSpec() *TrainingJobSpec {
 type CreateTrainingJobResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Job   *TrainingJob           `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"` // state REJECTED (with violations) when policy refused it
-	// The tenant's event-store position after this write: pass it as ListTrainingJobsRequest.min_position
-	// to read your own write.
-	Position      int64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	// Where this write is in the event store, sealed (opaque; only good in this tenant): pass it as
+	// ListTrainingJobsRequest.min_position to read your own write.
+	Position      string `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -792,11 +792,11 @@ func (x *CreateTrainingJobResponse) GetJob() *TrainingJob {
 	return nil
 }
 
-func (x *CreateTrainingJobResponse) GetPosition() int64 {
+func (x *CreateTrainingJobResponse) GetPosition() string {
 	if x != nil {
 		return x.Position
 	}
-	return 0
+	return ""
 }
 
 type GetTrainingJobRequest struct {
@@ -892,11 +892,10 @@ type ListTrainingJobsRequest struct {
 	PageSize  uint32                 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"` // default 50, at most 500
 	PageToken string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	State     TrainingJobState       `protobuf:"varint,3,opt,name=state,proto3,enum=privtune.v1.TrainingJobState" json:"state,omitempty"` // filter; UNSPECIFIED: all. A page token only works with its own filter
-	// Read your writes: answer only once the list reflects every event of the tenant up to this position
-	// (a Create or Cancel response's `position`), waiting at most the call's deadline (10 s at most).
-	// 0: answer at once. A position the tenant never wrote is INVALID_ARGUMENT (POSITION_NOT_WRITTEN);
-	// a list still behind at the deadline is UNAVAILABLE (READ_MODEL_BEHIND): retry.
-	MinPosition   int64 `protobuf:"varint,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
+	// Read your writes: the `position` a Create or Cancel of yours returned (or a list's); the answer then
+	// shows that write. The job list is written with the jobs' events, so it is never behind and this never
+	// waits. "": no condition. Anything this tenant was not given is INVALID_ARGUMENT (POSITION_INVALID).
+	MinPosition   string `protobuf:"bytes,4,opt,name=min_position,json=minPosition,proto3" json:"min_position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -952,19 +951,20 @@ func (x *ListTrainingJobsRequest) GetState() TrainingJobState {
 	return TrainingJobState_TRAINING_JOB_STATE_UNSPECIFIED
 }
 
-func (x *ListTrainingJobsRequest) GetMinPosition() int64 {
+func (x *ListTrainingJobsRequest) GetMinPosition() string {
 	if x != nil {
 		return x.MinPosition
 	}
-	return 0
+	return ""
 }
 
 type ListTrainingJobsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Jobs          []*TrainingJob         `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
 	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
-	// How fresh this page is: every event of the tenant at or below this event-store position is reflected.
-	Position      int64 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
+	// How fresh this page is (sealed, like CreateTrainingJobResponse.position): a later list given it as
+	// min_position is at least as fresh.
+	Position      string `protobuf:"bytes,3,opt,name=position,proto3" json:"position,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1013,11 +1013,11 @@ func (x *ListTrainingJobsResponse) GetNextPageToken() string {
 	return ""
 }
 
-func (x *ListTrainingJobsResponse) GetPosition() int64 {
+func (x *ListTrainingJobsResponse) GetPosition() string {
 	if x != nil {
 		return x.Position
 	}
-	return 0
+	return ""
 }
 
 type CancelTrainingJobRequest struct {
@@ -1075,7 +1075,7 @@ func (x *CancelTrainingJobRequest) GetReason() string {
 type CancelTrainingJobResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Job           *TrainingJob           `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
-	Position      int64                  `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"` // as CreateTrainingJobResponse.position
+	Position      string                 `protobuf:"bytes,2,opt,name=position,proto3" json:"position,omitempty"` // as CreateTrainingJobResponse.position
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1117,11 +1117,11 @@ func (x *CancelTrainingJobResponse) GetJob() *TrainingJob {
 	return nil
 }
 
-func (x *CancelTrainingJobResponse) GetPosition() int64 {
+func (x *CancelTrainingJobResponse) GetPosition() string {
 	if x != nil {
 		return x.Position
 	}
-	return 0
+	return ""
 }
 
 type WatchTrainingJobRequest struct {
@@ -1660,7 +1660,7 @@ const file_privtune_v1_training_service_proto_rawDesc = "" +
 	"\x04spec\x18\x10 \x01(\v2\x1c.privtune.v1.TrainingJobSpecR\x04specJ\x04\b\x01\x10\rJ\x04\b\x0e\x10\x0fJ\x04\b\x0f\x10\x10\"c\n" +
 	"\x19CreateTrainingJobResponse\x12*\n" +
 	"\x03job\x18\x01 \x01(\v2\x18.privtune.v1.TrainingJobR\x03job\x12\x1a\n" +
-	"\bposition\x18\x02 \x01(\x03R\bposition\".\n" +
+	"\bposition\x18\x02 \x01(\tR\bposition\".\n" +
 	"\x15GetTrainingJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"D\n" +
 	"\x16GetTrainingJobResponse\x12*\n" +
@@ -1670,17 +1670,17 @@ const file_privtune_v1_training_service_proto_rawDesc = "" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x123\n" +
 	"\x05state\x18\x03 \x01(\x0e2\x1d.privtune.v1.TrainingJobStateR\x05state\x12!\n" +
-	"\fmin_position\x18\x04 \x01(\x03R\vminPosition\"\x8c\x01\n" +
+	"\fmin_position\x18\x04 \x01(\tR\vminPosition\"\x8c\x01\n" +
 	"\x18ListTrainingJobsResponse\x12,\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x18.privtune.v1.TrainingJobR\x04jobs\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1a\n" +
-	"\bposition\x18\x03 \x01(\x03R\bposition\"I\n" +
+	"\bposition\x18\x03 \x01(\tR\bposition\"I\n" +
 	"\x18CancelTrainingJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"c\n" +
 	"\x19CancelTrainingJobResponse\x12*\n" +
 	"\x03job\x18\x01 \x01(\v2\x18.privtune.v1.TrainingJobR\x03job\x12\x1a\n" +
-	"\bposition\x18\x02 \x01(\x03R\bposition\"0\n" +
+	"\bposition\x18\x02 \x01(\tR\bposition\"0\n" +
 	"\x17WatchTrainingJobRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\"L\n" +
 	"\x18WatchTrainingJobResponse\x120\n" +

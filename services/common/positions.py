@@ -1,0 +1,70 @@
+"""Event-store positions as callers see them: sealed, and only good in the tenant they were given to.
+
+A read model's freshness is a position in the store's event sequence (``stored_events.seq``), but
+that sequence is shared by every tenant: two raw positions a tenant was given would tell it how
+many events all other tenants wrote in between. So a position leaves the server sealed (AES-GCM
+under a key derived from the store's signing key, with the tenant id as associated data, a fresh
+nonce each time): the caller can only hand it back. A sealed position from another tenant, an
+edited one, or one from another store is refused, never interpreted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import threading
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import Engine
+
+from services.common import page_tokens
+from services.common.errors import InvalidArgument
+
+PREFIX = "p1."
+_lock = threading.Lock()
+_ciphers: dict[str, AESGCM] = {}
+
+
+def _cipher(engine: Engine) -> AESGCM:
+    cache = repr(engine.url)
+    with _lock:
+        found = _ciphers.get(cache)
+    if found is None:
+        key = hashlib.sha256(b"privtune positions v1\0" + page_tokens.signing_key(engine)).digest()
+        found = AESGCM(key)
+        with _lock:
+            _ciphers[cache] = found
+    return found
+
+
+def seal(engine: Engine, tenant_id: str, seq: int) -> str:
+    """The position ``seq`` as tenant ``tenant_id`` may see it ("" for 0: nothing written yet)."""
+    if seq <= 0:
+        return ""
+    nonce = os.urandom(12)
+    sealed = _cipher(engine).encrypt(nonce, seq.to_bytes(8, "big"), tenant_id.encode())
+    return PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+
+
+def unseal(engine: Engine, tenant_id: str, position: str, field: str = "min_position") -> int:
+    """The sequence number inside a position this tenant was given (0 for "").
+
+    Raises:
+        InvalidArgument: not a position this server gave this tenant (POSITION_INVALID).
+    """
+    if not position:
+        return 0
+    refused = InvalidArgument(f"{field} is not a position this tenant was given: pass the `position` a write or "
+                              "a list of yours returned, unchanged", reason="POSITION_INVALID", field=field)
+    if not position.startswith(PREFIX) or len(position) > 200:
+        raise refused
+    body = position[len(PREFIX):]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        plain = _cipher(engine).decrypt(raw[:12], raw[12:], tenant_id.encode())
+    except (binascii.Error, ValueError, InvalidTag):
+        raise refused from None
+    return int.from_bytes(plain, "big")
