@@ -21,7 +21,7 @@ from privtune.v1 import events_pb2
 from services.common import envelope as codec
 from services.common.bus import EventBus, Message, Record
 from services.common.clock import now_ms
-from services.common.errors import BusUnavailable, MalformedEvent
+from services.common.errors import BusUnavailable, ConcurrencyConflict, MalformedEvent
 from services.common.supervision import is_transient
 from services.common.store.schema import processed_events
 from services.common.supervision import run_loop
@@ -185,7 +185,9 @@ class EventConsumer:
                     conn.execute(insert(processed_events), [dict(consumer=self.dedupe_key, event_id=env.id,
                                                                  processed_at_ms=now) for env in fresh])
         except Exception as exc:
-            if is_transient(exc):
+            # a conflict (a follow-up appending to a stream another writer moved) is one event's business:
+            # apply the batch one by one, where only that event is retried
+            if is_transient(exc) and not isinstance(exc, ConcurrencyConflict):
                 self._unapplied = time.monotonic()
                 raise
             log.warning("consumer %s: a batch of %d failed (%s); applying its events one by one", self.group,

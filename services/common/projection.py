@@ -42,18 +42,16 @@ class Projection:
         """Kept by a consumer of the bus (else written inline by its aggregate)."""
         return bool(self.topics) and self.apply is not None
 
-    def batched(self) -> ApplyBatch | None:
-        """How to apply many events in one transaction: ``apply_batch``, else, for a read model (it owns
-        tables), ``apply`` on each in turn; None for a follow-up that appends events (settlement,
-        registration): those stay one event per transaction, so a conflict on one event retries that
-        event only and a long batch never holds the locks its appends take.
+    def batched(self) -> ApplyBatch:
+        """How to apply many events in one transaction: ``apply_batch``, else ``apply`` on each in turn.
 
-        A read model only writes its own rows in the consumer's transaction, so a batch that fails
-        rolls back whole and the consumer applies its events one by one (EventConsumer)."""
+        Everything a projection writes is in the consumer's transaction (read-model rows, or the
+        events a follow-up such as ledger settlement appends), so a batch that fails rolls back
+        whole and the consumer applies its events one by one (EventConsumer): a conflict on one
+        event then retries that event only. Most events of a follow-up's topics are not its
+        business, and cost it no transaction of their own."""
         if self.apply_batch is not None:
             return self.apply_batch
-        if not self.tables:
-            return None
         apply = self.apply
         assert apply is not None, f"projection {self.name} is not consumed"
 

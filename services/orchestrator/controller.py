@@ -31,6 +31,7 @@ from services.common.clock import now_ms
 from services.common.envelope import Causation
 from services.common.errors import BusUnavailable, ConcurrencyConflict, PrivtuneError
 from services.common.leases import take_lease
+from services.common.store.engine import reader
 from services.common.store.schema import training_job_view
 from services.common.supervision import run_loop
 from services.orchestrator import job_domain, job_store, scheduling
@@ -102,15 +103,27 @@ class Controller:
         return take_lease(self.engine, "orchestrator.controller", self.owner, lease_ms)
 
     def _refresh(self) -> list[job_domain.TrainingJobState]:
-        """Current state of every job still in play (the read model finds them, the store has the truth)."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(training_job_view.c.tenant_id, training_job_view.c.job_id).where(
+        """Current state of every job still in play (the read model finds them, the store has the truth).
+
+        A job whose view row still has the version this controller folded last is not read again:
+        the row is written in the same transaction as the job's events (job_view.py), so an equal
+        version means no new event. Only the jobs that changed cost a read, so a tick over a queue
+        of thousands of waiting jobs is one query, not thousands; and it reads through the store's
+        reader, never holding SQLite's write lock while it does.
+        """
+        with reader(self.engine).connect() as conn:
+            rows = conn.execute(select(training_job_view.c.tenant_id, training_job_view.c.job_id,
+                                       training_job_view.c.state_version).where(
                 or_(training_job_view.c.state.in_(IN_PLAY), training_job_view.c.retry_pending == 1))).all()
-            keys = {(r.tenant_id, r.job_id) for r in rows} | {
-                k for k, s in self._states.items() if not s.is_final(self.settings.retry)}
+            versions = {(r.tenant_id, r.job_id): r.state_version for r in rows}
+            keys = set(versions) | {k for k, s in self._states.items() if not s.is_final(self.settings.retry)}
             states = []
             for key in keys:
-                state = job_store.load_job(conn, key[0], key[1], self._states.get(key))
+                cached = self._states.get(key)
+                if cached is not None and versions.get(key) == cached.version:
+                    state = cached
+                else:
+                    state = job_store.load_job(conn, key[0], key[1], cached)
                 if not state.exists:
                     continue
                 if state.is_final(self.settings.retry):
