@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from sqlalchemy import ColumnElement, Engine, Table, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Engine, Table, select, tuple_
 
 from privtune.v1 import events_pb2
 from services.common import eventstore, page_tokens
@@ -19,7 +19,7 @@ MAX_WATCH_POLL_S = 1.0  # longest pause between two reads of a quiet watched str
 
 def page(engine: Engine, table: Table, order: str | Sequence[str], tenant_id: str, page_size: int,
          page_token: str, *where: ColumnElement[bool], filters: Mapping[str, Any] | None = None,
-         ) -> tuple[list[dict], str]:
+         conn: Connection | None = None) -> tuple[list[dict], str]:
     """One tenant-scoped page of ``table`` in ``order`` (columns whose values together are unique
     and never change for a row, e.g. creation time then id); returns (rows, next_page_token).
 
@@ -45,8 +45,11 @@ def page(engine: Engine, table: Table, order: str | Sequence[str], tenant_id: st
     if page_token:
         after = page_tokens.decode(key, page_token, tenant_id, table.name, filters or {}, width=len(columns))
         q = q.where(tuple_(*columns) > tuple_(*after) if len(columns) > 1 else columns[0] > after[0])
-    with reader(engine).connect() as conn:
+    if conn is not None:  # the caller's connection (e.g. one that read a position first)
         rows = [dict(r._mapping) for r in conn.execute(q)]
+    else:
+        with reader(engine).connect() as own:
+            rows = [dict(r._mapping) for r in own.execute(q)]
     if len(rows) <= size:
         return rows, ""
     last = rows[size - 1]

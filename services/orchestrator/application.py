@@ -168,15 +168,16 @@ class TrainingJobApplication:
         always passed already: read your writes never waits here. One it was not given is refused.
         """
         wanted = positions.unseal(self.engine, caller.tenant_id, min_position)
-        with reader(self.engine).connect() as conn:
-            position = eventstore.tenant_position(conn, caller.tenant_id)
-        if wanted > position:  # sealed by this store for this tenant, yet ahead of it: the store was restored
-            raise FailedPrecondition("min_position is ahead of this store's events (was the store restored from "
-                                     "an older backup?); list without it", reason="POSITION_AHEAD",
-                                     field="min_position")
         filters = [training_job_view.c.state == state] if state else []
-        rows, token = queries.page(self.engine, training_job_view, ("created_at_ms", "job_id"), caller.tenant_id,
-                                   page_size, page_token, *filters, filters={"state": state})
+        with reader(self.engine).connect() as conn:  # one connection: the position, then the rows
+            position = eventstore.tenant_position(conn, caller.tenant_id)
+            if wanted > position:  # sealed by this store for this tenant, yet ahead of it: the store was restored
+                raise FailedPrecondition("min_position is ahead of this store's events (was the store restored "
+                                         "from an older backup?); list without it", reason="POSITION_AHEAD",
+                                         field="min_position")
+            rows, token = queries.page(self.engine, training_job_view, ("created_at_ms", "job_id"),
+                                       caller.tenant_id, page_size, page_token, *filters, filters={"state": state},
+                                       conn=conn)
         return rows, token, positions.seal(self.engine, caller.tenant_id, position)
 
     def position_of(self, caller: Caller, job_id: str) -> str:

@@ -49,7 +49,7 @@ def append_envelopes(conn: Connection, state: job_domain.TrainingJobState,
         return state
     eventstore.append(conn, STREAM_TYPE, envelopes, expected_version=state.version)
     new_state = job_domain.fold(envelopes, state)
-    job_view.save(conn, new_state)
+    job_view.save(conn, new_state, new=state.version == 0)
     return new_state
 
 

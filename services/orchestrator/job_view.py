@@ -39,11 +39,17 @@ def row_of(state: jd.TrainingJobState, retry: jd.RetryPolicy = jd.RetryPolicy())
         created_at_ms=state.created_at_ms, updated_at_ms=state.updated_at_ms)
 
 
-def save(conn: Connection, state: jd.TrainingJobState) -> None:
-    """Write the job's row from its state (insert or replace), in the caller's transaction."""
+def save(conn: Connection, state: jd.TrainingJobState, new: bool = False) -> None:
+    """Write the job's row from its state (insert or replace), in the caller's transaction.
+
+    ``new``: the job's first events are being appended in this transaction, so there is no row yet
+    (one statement instead of two; the stream's version check already refused a second creator)."""
     if not state.exists or not state.job_id:
         return
     row = row_of(state)
+    if new:
+        conn.execute(insert(view).values(**row))
+        return
     key = (view.c.tenant_id == state.tenant_id, view.c.job_id == state.job_id)
     if conn.execute(update(view).where(*key).values(**row)).rowcount == 0:
         conn.execute(insert(view).values(**row))
