@@ -34,6 +34,7 @@ from services.common.topics import ALL_TOPICS
 log = logging.getLogger(__name__)
 PROJECTION_LAG_LIMIT_S = 30.0  # default: a consumed read model further behind its topics reports NOT_SERVING
 API_STATEFUL_SERVICES = frozenset({"deploy", "training", "curation-worker", "eval-worker"})  # never API replicas
+STALE_GRACE_S = 3.0  # how much older than the limit a lag measure may be before it counts as late itself
 PROJECTION_HEALTH_PREFIX = "privtune.projection."  # + projection name: its health-check service name
 _SERVING, _NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -182,7 +183,8 @@ class Platform:
             for name, lag in self.projection_lag().items():
                 # a consumer that stopped measuring (its loop fails, or it never got going) is as late as its
                 # last measure is old
-                unmeasured = now - (lag.measured_at or started)
+                # (a healthy consumer measures every LAG_CHECK_S and polls for up to 0.5 s: allow for both)
+                unmeasured = now - (lag.measured_at or started) - STALE_GRACE_S
                 late = max(lag.seconds, unmeasured) > self.projection_lag_limit_s
                 if late != (name in behind):
                     (behind.add if late else behind.discard)(name)

@@ -99,13 +99,14 @@ class EventConsumer:
         self._unapplied = 0.0                 # when a batch failed that has not been applied since (0: none)
         self.lag = Lag()
         self._applied_through_ms = 0          # publish time of the newest record applied
+        self._caught_up_at = 0.0              # time.time() of the last measure that found nothing behind
         self._lag_checked = 0.0
 
     def poll_and_apply(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
         """Apply one batch and commit its offsets. Returns the records handled."""
         records = self.subscription.poll(max_records=max_records, timeout=timeout)
         if not records:
-            self._measure_lag(idle=True)
+            self._measure_lag()
             return records
         dead: list[Message] = []
         decoded: dict[int, events_pb2.EventEnvelope] = {}
@@ -131,11 +132,13 @@ class EventConsumer:
         self._measure_lag()
         return records
 
-    def _measure_lag(self, idle: bool = False) -> None:
+    def _measure_lag(self) -> None:
         """Ask the bus how many records are left, at most every LAG_CHECK_S (a lag read never fails a batch).
 
-        An empty poll is not proof of being caught up (a member polls nothing while its group forms),
-        so it asks too. A consumer that fails stops measuring, and ``measured_at`` then ages."""
+        After an empty poll too: records may have arrived since. A consumer that fails stops measuring,
+        and ``measured_at`` then ages. What is behind is at most as old as the later of the newest
+        record applied and the last time nothing was behind (so an event that lands on a consumer idle
+        for an hour is not an hour late)."""
         now = time.monotonic()
         if now - self._lag_checked < LAG_CHECK_S:
             return
@@ -145,13 +148,15 @@ class EventConsumer:
         except Exception as exc:  # noqa: BLE001 - the next batch measures again
             log.debug("consumer %s: backlog unknown (%s)", self.group, type(exc).__name__)
             return
+        wall = time.time()
         if events == 0:
             behind = 0.0
-        elif self._applied_through_ms:
-            behind = max(0.0, time.time() - self._applied_through_ms / 1000)
-        else:  # nothing applied yet by this member: as stale as the previous measure says, growing
-            behind = self.lag.seconds + (time.time() - self.lag.measured_at if self.lag.measured_at else 0.0)
-        self.lag = Lag(events, behind, time.time())
+            self._caught_up_at = wall
+        elif self._applied_through_ms or self._caught_up_at:
+            behind = max(0.0, wall - max(self._applied_through_ms / 1000, self._caught_up_at))
+        else:  # nothing applied or caught up yet by this member: as stale as the previous measure says, growing
+            behind = self.lag.seconds + (wall - self.lag.measured_at if self.lag.measured_at else 0.0)
+        self.lag = Lag(events, behind, wall)
 
     def _apply_batch(self, records: list[Record]) -> dict[int, events_pb2.EventEnvelope]:
         """Apply every well-formed event of the batch in ONE transaction (with their ids in the dedupe

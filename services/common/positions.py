@@ -5,12 +5,14 @@ that sequence is shared by every tenant: two raw positions a tenant was given wo
 many events all other tenants wrote in between. So a position leaves the server sealed (AES-GCM
 under a key derived from the store's signing key, with the tenant id as associated data, a fresh
 nonce each time): the caller can only hand it back. A sealed position from another tenant, an
-edited one, or one from another store is refused, never interpreted.
+edited one, or one from another store is refused, never interpreted. Nonces are random 96-bit values
+under one key per store: past about 2^32 positions (50 days at 1,000 lists a second) a repeat
+becomes plausible. A repeat would at worst let a caller forge a position of its own tenant,
+which buys a refusal or a list it may read anyway.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import os
@@ -46,7 +48,7 @@ def seal(engine: Engine, tenant_id: str, seq: int) -> str:
         return ""
     nonce = os.urandom(12)
     sealed = _cipher(engine).encrypt(nonce, seq.to_bytes(8, "big"), tenant_id.encode())
-    return PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+    return PREFIX + page_tokens._b64(nonce + sealed)
 
 
 def unseal(engine: Engine, tenant_id: str, position: str, field: str = "min_position") -> int:
@@ -63,7 +65,7 @@ def unseal(engine: Engine, tenant_id: str, position: str, field: str = "min_posi
         raise refused
     body = position[len(PREFIX):]
     try:
-        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        raw = page_tokens._unb64(body)  # strict: one spelling per position
         plain = _cipher(engine).decrypt(raw[:12], raw[12:], tenant_id.encode())
     except (binascii.Error, ValueError, InvalidTag):
         raise refused from None

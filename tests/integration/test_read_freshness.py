@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from privtune.platform import Platform
 from privtune.v1 import training_service_pb2 as pb
+from services.common import positions
 from services.common.store.engine import reader
 from tests.orchestrator_fixtures import job_request, register_version, training_stub
 from tests.platform_fixtures import metadata, start_platform
@@ -137,6 +138,11 @@ def test_positions_are_sealed_per_tenant_and_a_forged_one_is_refused(platform: P
         stub.ListTrainingJobs(pb.ListTrainingJobsRequest(min_position=mine.position), metadata=metadata("globex"),
                               timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # sealed by this store for this tenant but ahead of it (a store restored from an older backup)
+    ahead = positions.seal(platform.engine, "acme", 2**40)  # type: ignore[arg-type]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ListTrainingJobs(pb.ListTrainingJobsRequest(min_position=ahead), metadata=metadata("acme"), timeout=30)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "restored" in (err.value.details() or "")
     cancelled = stub.CancelTrainingJob(pb.CancelTrainingJobRequest(job_id=mine.job.job_id, reason="done"),
                                        metadata=metadata("acme"), timeout=30)
     listed, _ = _listed(stub, cancelled.position)

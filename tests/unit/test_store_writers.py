@@ -39,7 +39,15 @@ def _in_thread(fn, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-de
 
 
 def test_many_writers_all_commit_and_a_rollback_gives_the_lock_back(engine) -> None:  # type: ignore[no-untyped-def]
+    errors: list[BaseException] = []
+
     def write(w: int) -> None:
+        try:
+            write_all(w)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def write_all(w: int) -> None:
         for n in range(25):
             with engine.begin() as conn:
                 conn.execute(text("INSERT INTO t VALUES (:w, :n)"), {"w": w, "n": n})
@@ -51,6 +59,7 @@ def test_many_writers_all_commit_and_a_rollback_gives_the_lock_back(engine) -> N
         thread.start()
     for thread in threads:
         thread.join(120)
+    assert not any(t.is_alive() for t in threads) and not errors, errors
     with reader(engine).connect() as conn:
         assert conn.execute(text("SELECT count(*), min(n) FROM t")).one() == (12 * 25, 0)
 

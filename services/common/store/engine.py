@@ -67,7 +67,9 @@ class _WriterLock:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._guard = threading.Lock()
+        # re-entrant: the garbage collector may finalise a leaked connection (its pool reset rolls back, which
+        # gives back) on a thread that is inside take() or give_back() at that moment
+        self._guard = threading.RLock()
         self._holder: int | None = None  # id() of the DBAPI connection that holds it
 
     def take(self, raw: object) -> None:
