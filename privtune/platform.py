@@ -24,6 +24,7 @@ from services.common.consumer import EventConsumer, Lag
 from services.common.auth.grpc_auth import AuthInterceptor
 from services.common.grpc_server import RunningServer, TlsSettings, start_grpc_server
 from services.common.limits import StreamLimits
+from services.common.metrics import MetricsServer
 from services.common.outbox import OutboxRelay
 from services.common.projection import Projection
 from services.common.service import ServiceParts
@@ -117,6 +118,7 @@ class Platform:
     # an API replica: serves the services' gRPC APIs only (no relay, projections or workers), beside a full
     # process on the same port (SO_REUSEPORT: the kernel spreads connections over the processes)
     api_only: bool = False
+    metrics: MetricsServer | None = None
     stream_limits: StreamLimits = field(default_factory=StreamLimits)  # open Watch* streams per process / tenant
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -166,6 +168,8 @@ class Platform:
                 self.supervisor.spawn(f"{part.name}-worker-{i}", worker)
         if self.consumers:
             self.supervisor.spawn("projection-lag", self._watch_lag)
+        if self.config.metrics_address and not self.api_only:  # (a replica has no read models to report)
+            self.metrics = MetricsServer(self.config.metrics_address, self.projection_lag).start()
         self.supervisor.start_watching()
         return self
 
@@ -216,6 +220,8 @@ class Platform:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.server is not None:
             self.server.stop()
         if self.supervisor is not None:

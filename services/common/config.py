@@ -92,6 +92,9 @@ class PlatformConfig(BaseModel):
     audit_exports: str = Field("", description="where the audit log is exported, comma separated: relp://host:port "
                                                "(TLS, acknowledged), syslog-tls://host:port (RFC 5425), kafka (the "
                                                "privtune.audit topic) [PRIVTUNE_AUDIT_EXPORTS]")
+    metrics_address: str = Field(
+        "", description="Prometheus text endpoint (http://ADDRESS/metrics: read-model lag) [PRIVTUNE_METRICS]; "
+                        "empty: none")
     gateway_address: str = Field(
         "127.0.0.1:8080", description="where the deploy service's OpenAI-compatible gateway listens (host:port; port "
                                       "0: a free one) [PRIVTUNE_GATEWAY]")
@@ -137,6 +140,7 @@ class PlatformConfig(BaseModel):
             "audit_legal_hold": os.environ.get("PRIVTUNE_AUDIT_LEGAL_HOLD", ""),
             "audit_exports": os.environ.get("PRIVTUNE_AUDIT_EXPORTS", ""),
             "gateway_address": os.environ.get("PRIVTUNE_GATEWAY", "127.0.0.1:8080"),
+            "metrics_address": os.environ.get("PRIVTUNE_METRICS", ""),
             "serving_engine": os.environ.get("PRIVTUNE_SERVING_ENGINE", "transformers"),
             "deploy_environments": os.environ.get("PRIVTUNE_DEPLOY_ENVIRONMENTS", "staging,production"),
         }

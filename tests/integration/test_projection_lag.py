@@ -9,9 +9,12 @@ services whose state lives in one process.
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -60,7 +63,7 @@ def _health(ch: grpc.Channel, name: str) -> int:
 
 def test_a_stuck_read_model_turns_not_serving_and_recovers_with_every_event_applied_once(tmp_path: Path) -> None:
     config = PlatformConfig.from_env(tmp_path, grpc_address="127.0.0.1:0", gateway_address="127.0.0.1:0",
-                                     **shared_auth_overrides())
+                                     metrics_address="127.0.0.1:0", **shared_auth_overrides())
     platform = Platform(config, services=("orchestrator",), projection_lag_limit_s=2.0).start()
     try:
         assert platform.engine is not None and platform.bus is not None
@@ -90,6 +93,21 @@ def test_a_stuck_read_model_turns_not_serving_and_recovers_with_every_event_appl
             applied = conn.execute(select(func.count()).select_from(processed_events)
                                    .where(processed_events.c.consumer == PROJECTION)).scalar()
         assert rows == EVENTS and applied == EVENTS
+
+        assert platform.metrics is not None  # the same numbers, scraped as Prometheus gauges
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{platform.metrics.port}/metrics", timeout=10)
+        assert scraped.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        gauges = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                  for line in scraped.read().decode().splitlines() if line and not line.startswith("#")}
+        label = f'{{projection="{PROJECTION}"}}'
+        assert gauges[f"privtune_projection_lag_events{label}"] == 0
+        assert gauges[f"privtune_projection_lag_seconds{label}"] == 0
+        age = gauges[f"privtune_projection_lag_measure_age_seconds{label}"]
+        assert math.isfinite(age) and age >= 0  # measured (NaN: never)
+        assert {name.split("{")[1] for name in gauges} == {f'projection="{n}"}}' for n in platform.projection_lag()}
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"http://127.0.0.1:{platform.metrics.port}/", timeout=10)
+        assert err.value.code == 404
     finally:
         platform.stop()
 
