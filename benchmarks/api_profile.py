@@ -169,15 +169,42 @@ def under_load(platform: Any, request: Any, job_ids: list[str], clients: int, se
                     counts[key] += 1
             time.sleep(0.002)
 
+    def thread_cpu() -> dict[str, float]:
+        """CPU seconds of every live thread of this process, summed by thread-name family."""
+        found: dict[str, float] = collections.defaultdict(float)
+        for thread in threading.enumerate():
+            try:
+                seconds = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))  # type: ignore[arg-type]
+            except (OSError, TypeError):
+                continue
+            name = thread.name
+            family = "grpc worker threads" if name.startswith("grpc") else name.split(" (")[0]
+            found[family] += seconds
+        return found
+
     sampler = threading.Thread(target=sample, daemon=True)
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
         child.submit(int, 0).result()
+        cpu_before, process_before = thread_cpu(), time.process_time()
         sampler.start()
         result = child.submit(drive_clients, platform.grpc_target, *api_credentials(platform), job_ids,
                               request.SerializeToString(), clients, seconds, 0)
         samples_, _cpu, _started = result.result()
+        cpu_after, process_after = thread_cpu(), time.process_time()
         stop.set()
     sampler.join()
+    process_cpu = process_after - process_before
+    print(f"\n### Under load: where the server process's CPU went ({process_cpu:.1f} CPU-seconds in {seconds:g} s, "
+          f"{len(samples_):,} calls: {process_cpu / max(1, len(samples_)) * 1000:.2f} ms per call)\n")
+    print("| threads | CPU s | share | ms per call |")
+    print("| --- | ---: | ---: | ---: |")
+    spent = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
+    named = sum(spent.values())
+    for name, cpu in sorted(spent.items(), key=lambda kv: -kv[1]):
+        if cpu >= 0.01:
+            print(f"| {name} | {cpu:.2f} | {cpu / process_cpu:.0%} | {cpu / max(1, len(samples_)) * 1000:.2f} |")
+    print(f"| (threads without a Python name: grpcio's own, C) | {process_cpu - named:.2f} | "
+          f"{(process_cpu - named) / process_cpu:.0%} | {(process_cpu - named) / max(1, len(samples_)) * 1000:.2f} |")
     busy = samples[0] or 1
     print(f"\n### Under load: {clients} clients for {seconds:g} s, {len(samples_):,} calls; {busy:,} busy gRPC-thread "
           f"stack samples ({states['idle (waiting for a call)']:,} idle)\n")
