@@ -118,7 +118,7 @@ def test_two_processes_share_the_port_and_the_replica_dies_with_its_parent(tmp_p
         proc.wait(30)
         wait_until(lambda: not Path(f"/proc/{replica}").exists() or
                    Path(f"/proc/{replica}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z",
-                   timeout=60, what="the API replica to end with its parent")
+                   timeout=120, what="the API replica to end with its parent")
     finally:
         for ch in channels:
             ch.close()
