@@ -66,8 +66,8 @@ class MetricsServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *_: object) -> None:  # scrapes are not news
-                pass
+            def log_message(self, *_: object) -> None:
+                """Not logged: a scrape every few seconds is not news (http.server logs every request)."""
 
         host, _, port = self.address.rpartition(":")
         self._server = ThreadingHTTPServer((host or "127.0.0.1", int(port or 0)), Handler)
