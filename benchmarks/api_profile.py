@@ -41,11 +41,12 @@ from scheduler import (API_OPERATIONS, DURABLE_POSTGRES, api_credentials, drive_
 
 
 @contextlib.contextmanager
-def profiled_calls() -> Iterator[cProfile.Profile]:
-    """One profiler that every authenticated unary call enables in its own thread (calls must not overlap)."""
+def profiled_calls(cpu: bool = False) -> Iterator[cProfile.Profile]:
+    """One profiler that every authenticated unary call enables in its own thread (calls must not overlap);
+    timed by the wall clock, or with ``cpu`` by the thread's CPU clock (waits for the store then cost nothing)."""
     from services.common.auth.grpc_auth import AuthInterceptor
 
-    profile = cProfile.Profile()
+    profile = cProfile.Profile(time.thread_time) if cpu else cProfile.Profile()
     original = AuthInterceptor._unary
 
     def _unary(self: Any, method: str, inner: Any) -> Any:
@@ -66,7 +67,77 @@ def profiled_calls() -> Iterator[cProfile.Profile]:
         AuthInterceptor._unary = original  # type: ignore[method-assign]
 
 
-def alone(platform: Any, request: Any, job_ids: list[str], calls: int, top: int) -> None:
+LOOP_THREADS = ("consumer-", "outbox-relay", "access-recorder", "orchestrator-worker")
+
+
+@contextlib.contextmanager
+def profiled_loops() -> Iterator[dict[str, cProfile.Profile]]:
+    """A CPU-time profiler (``time.thread_time``) in each background loop thread started inside: consumers,
+    the relay, the access recorder, the controller's workers. Read them with ``loop_stats`` (no disable)."""
+    profiles: dict[str, cProfile.Profile] = {}
+
+    def hook(_frame: Any, _event: str, _arg: Any) -> None:
+        name = threading.current_thread().name
+        if name.startswith(LOOP_THREADS):
+            profiles[name] = profile = cProfile.Profile(time.thread_time)
+            profile.enable()  # replaces this hook in this thread
+        else:
+            sys.setprofile(None)
+
+    threading.setprofile(hook)
+    try:
+        yield profiles
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]
+
+
+def loop_stats(profiles: dict[str, cProfile.Profile]) -> dict[str, dict[tuple[str, int, str], tuple[float, float, int]]]:
+    """Per thread: (file, line, function) -> (cumulative s, own s, calls) so far, read while they run."""
+    found: dict[str, dict[tuple[str, int, str], tuple[float, float, int]]] = {}
+    for name, profile in list(profiles.items()):
+        rows = {}
+        for entry in profile.getstats():  # type: ignore[attr-defined]
+            code = entry.code
+            key = (code.co_filename, code.co_firstlineno, code.co_name) if hasattr(code, "co_name") \
+                else ("~", 0, str(code))
+            total, own, calls = rows.get(key, (0.0, 0.0, 0))
+            rows[key] = (total + entry.totaltime, own + entry.inlinetime, calls + entry.callcount)
+        found[name] = rows
+    return found
+
+
+def print_loop_profile(before: dict, after: dict, calls: int, top: int) -> None:
+    """What each loop family spent its CPU on between two ``loop_stats``, per API call served."""
+    families: dict[str, dict[tuple[str, int, str], list[float]]] = collections.defaultdict(
+        lambda: collections.defaultdict(lambda: [0.0, 0.0, 0.0]))
+    for name, rows in after.items():
+        family = "orchestrator-worker" if name.startswith("orchestrator-worker") else name.split(" (")[0]
+        for key, (total, own, n) in rows.items():
+            was = before.get(name, {}).get(key, (0.0, 0.0, 0))
+            acc = families[family][key]
+            acc[0] += total - was[0]
+            acc[1] += own - was[1]
+            acc[2] += n - was[2]
+    per_call = 1000 / max(1, calls)
+    for family, rows in sorted(families.items(), key=lambda kv: -max(v[0] for v in kv[1].values())):
+        spent = max(v[0] for v in rows.values())  # the loop's own entry point covers everything it did
+        if spent * per_call < 0.02:
+            continue
+        print(f"\n#### {family}: {spent * per_call:.2f} ms of CPU per API call (with cProfile's overhead)\n")
+        print("| function | cumulative ms per API call | own ms per API call | calls per API call |")
+        print("| --- | ---: | ---: | ---: |")
+        shown = 0
+        for (path, line, name), (total, own, n) in sorted(rows.items(), key=lambda kv: -kv[1][0]):
+            where = _short(path)
+            if "threading.py" in where or "supervision.py" in where and name != "run_loop" or where == "~":
+                continue
+            print(f"| `{where}:{line} {name}` | {total * per_call:.3f} | {own * per_call:.3f} | {n / max(1, calls):.2f} |")
+            shown += 1
+            if shown >= top:
+                break
+
+
+def alone(platform: Any, request: Any, job_ids: list[str], calls: int, top: int, cpu: bool = False) -> None:
     import grpc
 
     from privtune.v1 import training_service_pb2 as pb
@@ -85,7 +156,7 @@ def alone(platform: Any, request: Any, job_ids: list[str], calls: int, top: int)
     for op in API_OPERATIONS:
         for n in range(5):
             calls_by_op[op](n)  # warm caches and connections outside the profile
-        with profiled_calls() as profile:
+        with profiled_calls(cpu) as profile:
             begin = time.perf_counter()
             for n in range(calls):
                 calls_by_op[op](n)
@@ -93,7 +164,8 @@ def alone(platform: Any, request: Any, job_ids: list[str], calls: int, top: int)
         stats = pstats.Stats(profile, stream=(out := io.StringIO()))
         total = sum(v[3] for v in stats.stats.values() if v[4] == {}) or 1e-9  # type: ignore[attr-defined]
         print(f"\n### {op} alone: {calls} calls, {client_ms:.2f} ms per call as the client saw it, "
-              f"{total / calls * 1000:.2f} ms per call profiled in the server (with cProfile's overhead)\n")
+              f"{total / calls * 1000:.2f} ms {'of CPU ' if cpu else ''}per call profiled in the server "
+              "(with cProfile's overhead)\n")
         print("| function | cumulative ms per call | share | calls per call |")
         print("| --- | ---: | ---: | ---: |")
         rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][3])  # type: ignore[attr-defined]
@@ -132,7 +204,8 @@ def _short(path: str) -> str:
     return path
 
 
-def under_load(platform: Any, request: Any, job_ids: list[str], clients: int, seconds: float, top: int) -> None:
+def under_load(platform: Any, request: Any, job_ids: list[str], clients: int, seconds: float, top: int,
+               loops: dict[str, cProfile.Profile] | None = None) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -182,17 +255,21 @@ def under_load(platform: Any, request: Any, job_ids: list[str], clients: int, se
             found[family] += seconds
         return found
 
-    sampler = threading.Thread(target=sample, daemon=True)
+    sampler = threading.Thread(target=sample, daemon=True, name="benchmark stack sampler")
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
         child.submit(int, 0).result()
         cpu_before, process_before = thread_cpu(), time.process_time()
-        sampler.start()
+        loops_before = loop_stats(loops or {})
+        if loops is None:
+            sampler.start()
         result = child.submit(drive_clients, platform.grpc_target, *api_credentials(platform), job_ids,
                               request.SerializeToString(), clients, seconds, 0)
         samples_, _cpu, _started = result.result()
         cpu_after, process_after = thread_cpu(), time.process_time()
+        loops_after = loop_stats(loops or {})
         stop.set()
-    sampler.join()
+    if loops is None:
+        sampler.join()
     process_cpu = process_after - process_before
     print(f"\n### Under load: where the server process's CPU went ({process_cpu:.1f} CPU-seconds in {seconds:g} s, "
           f"{len(samples_):,} calls: {process_cpu / max(1, len(samples_)) * 1000:.2f} ms per call)\n")
@@ -205,6 +282,10 @@ def under_load(platform: Any, request: Any, job_ids: list[str], clients: int, se
             print(f"| {name} | {cpu:.2f} | {cpu / process_cpu:.0%} | {cpu / max(1, len(samples_)) * 1000:.2f} |")
     print(f"| (threads without a Python name: grpcio's own, C) | {process_cpu - named:.2f} | "
           f"{(process_cpu - named) / process_cpu:.0%} | {(process_cpu - named) / max(1, len(samples_)) * 1000:.2f} |")
+    if loops is not None:
+        print(f"\n### Under load: what the background loops spent their CPU on ({len(samples_):,} calls)")
+        print_loop_profile(loops_before, loops_after, len(samples_), top)
+        return
     busy = samples[0] or 1
     print(f"\n### Under load: {clients} clients for {seconds:g} s, {len(samples_):,} calls; {busy:,} busy gRPC-thread "
           f"stack samples ({states['idle (waiting for a call)']:,} idle)\n")
@@ -228,6 +309,11 @@ def main() -> None:
     parser.add_argument("--load-seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--prefill", type=int, default=200)
+    parser.add_argument("--cpu", action="store_true",
+                        help="profile the calls alone by CPU time (time.thread_time) instead of wall time")
+    parser.add_argument("--loops", action="store_true",
+                        help="under load, profile the background loops (consumers, relay, access recorder, "
+                             "controller) with cProfile's CPU clock instead of sampling the gRPC threads")
     args = parser.parse_args()
 
     from privtune.devinfra.postgres import PostgresServer
@@ -240,14 +326,16 @@ def main() -> None:
             uri = f"sqlite:///{tmp}/sqlite/privtune.db"
         else:
             uri = stack.enter_context(PostgresServer(settings=DURABLE_POSTGRES)).create_database("profile")
-        platform = start_store_platform(Path(tmp) / args.store, uri, models)
+        with profiled_loops() if args.loops else contextlib.nullcontext() as loops:  # type: ignore[attr-defined]
+            platform = start_store_platform(Path(tmp) / args.store, uri, models)
         try:
             request = job_request(register_version(platform.engine, platform.config.storage_uri), name="profile")
             job_ids = prefill_jobs(platform, request, args.prefill)
             print(f"## {args.store}: the training-job API profiled ({args.prefill} jobs prefilled)")
-            alone(platform, request, job_ids, args.calls, args.top)
+            if args.calls > 0:
+                alone(platform, request, job_ids, args.calls, args.top, args.cpu)
             if args.load_seconds > 0:
-                under_load(platform, request, job_ids, args.clients, args.load_seconds, args.top)
+                under_load(platform, request, job_ids, args.clients, args.load_seconds, args.top, loops)
         finally:
             platform.stop()
 

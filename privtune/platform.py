@@ -160,7 +160,8 @@ class Platform:
         for projection in (p for part in parts for p in part.projections if p.consumed and not self.api_only):
             assert projection.apply is not None and self.engine is not None
             consumer = EventConsumer(self.engine, self.bus, projection.name, projection.topics, projection.apply,
-                                     batch_handler=projection.batched(), self_deduping=projection.self_deduping)
+                                     batch_handler=projection.batched(), self_deduping=projection.self_deduping,
+                                     wants=projection.wants if projection.payloads is not None else None)
             self.consumers.append(consumer)
             self.supervisor.spawn(f"consumer-{projection.name}", consumer.run)
         for part in parts if not self.api_only else []:

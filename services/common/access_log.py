@@ -176,8 +176,7 @@ class AllowedCallRecorder:
                             stored_events.c.event_id.in_([env.id for env in batch]))).scalars())
                         batch = [env for env in batch if env.id not in stored_ids]
                     self._retrying = True
-                    for env in batch:
-                        eventstore.append(conn, "access", [env], expected_version=0)
+                    eventstore.append_new_streams(conn, "access", batch)
                 self._retrying = False
                 self._pending.clear()
                 stored += len(batch)

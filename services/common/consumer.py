@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, bindparam, insert, select
 
 from privtune.v1 import events_pb2
 from services.common import envelope as codec
@@ -34,6 +34,14 @@ BatchHandler = Callable[[Connection, list[events_pb2.EventEnvelope]], None]
 MAX_HANDLER_FAILURES = 5
 UNAPPLIED_GRACE_S = 30.0  # longest a failed batch is awaited before an idle member counts as healthy
 LAG_CHECK_S = 1.0         # how often a busy consumer asks the bus how far behind it is
+# after a batch smaller than a full poll, the next poll waits until this long after the last one began, so
+# a steady trickle is applied in a few batches a second (one store transaction and one bus commit each)
+# rather than one per event. An event that ends a quiet spell is applied at once: the wait is only
+# between batches. A full batch polls again at once (a backlog drains at full speed).
+BATCH_LINGER_S = 0.05
+_SEEN = select(processed_events.c.event_id).where(processed_events.c.consumer == bindparam("consumer"),
+                                                  processed_events.c.event_id.in_(bindparam("ids", expanding=True)))
+_PROCESSED = insert(processed_events)
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,7 @@ class ConsumeStats:
     applied: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    passed_by: int = 0  # events of no interest to the handler (``wants``), not applied
     reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -80,8 +89,13 @@ class EventConsumer:
 
     def __init__(self, engine: Engine, bus: EventBus, group: str, topics: Sequence[str], handler: Handler,
                  *, from_beginning: bool = True, dedupe_key: str | None = None,
-                 batch_handler: BatchHandler | None = None, self_deduping: bool = False) -> None:
+                 batch_handler: BatchHandler | None = None, self_deduping: bool = False,
+                 wants: Callable[[events_pb2.EventEnvelope], bool] | None = None) -> None:
         self.engine = engine
+        # which events the handler does anything with: the others are passed by (their offsets committed with
+        # the batch's) without a store transaction, so a follow-up interested in one payload of a busy topic
+        # costs the store nothing for the rest
+        self.wants = wants
         self.batch_handler = batch_handler
         # the batch handler itself ignores what it already applied (e.g. by a unique key of its own rows):
         # its batches skip the dedupe table
@@ -117,6 +131,9 @@ class EventConsumer:
                 continue  # applied with the batch
             try:
                 env = codec.decode(record.value)
+                if self.wants is not None and not self.wants(env):
+                    self.stats.passed_by += 1
+                    continue
                 self._apply_or_give_up(env)
             except MalformedEvent as exc:
                 log.warning("dead-lettering %s[%d]@%d for group %s: %s",
@@ -165,18 +182,24 @@ class EventConsumer:
         alone instead of blocking the batch."""
         assert self.batch_handler is not None
         envs: dict[int, events_pb2.EventEnvelope] = {}
+        passed: dict[int, events_pb2.EventEnvelope] = {}
         for i, record in enumerate(records):
             try:
-                envs[i] = codec.decode(record.value)
+                env = codec.decode(record.value)
             except MalformedEvent:
                 continue  # dead-lettered by the per-record path
+            if self.wants is not None and not self.wants(env):
+                passed[i] = env
+            else:
+                envs[i] = env
         if not envs:
-            return {}
+            self.stats.passed_by += len(passed)
+            return passed
         try:
             with self.engine.begin() as conn:
                 ids = list(dict.fromkeys(env.id for env in envs.values()))
-                seen = set() if self.self_deduping else set(conn.execute(select(processed_events.c.event_id).where(
-                    processed_events.c.consumer == self.dedupe_key, processed_events.c.event_id.in_(ids))).scalars())
+                seen = set() if self.self_deduping else set(conn.execute(
+                    _SEEN, {"consumer": self.dedupe_key, "ids": ids}).scalars())
                 fresh, taken = [], set(seen)
                 for env in envs.values():
                     if env.id not in taken:
@@ -187,7 +210,7 @@ class EventConsumer:
                 elif fresh:
                     self.batch_handler(conn, fresh)
                     now = now_ms()
-                    conn.execute(insert(processed_events), [dict(consumer=self.dedupe_key, event_id=env.id,
+                    conn.execute(_PROCESSED, [dict(consumer=self.dedupe_key, event_id=env.id,
                                                                  processed_at_ms=now) for env in fresh])
         except Exception as exc:
             # a conflict (a follow-up appending to a stream another writer moved) is one event's business:
@@ -200,7 +223,8 @@ class EventConsumer:
             return {}
         self.stats.applied += len(fresh)
         self.stats.duplicates += len(envs) - len(fresh)
-        return envs
+        self.stats.passed_by += len(passed)
+        return {**envs, **passed}
 
     def _apply_or_give_up(self, env: events_pb2.EventEnvelope) -> None:
         """Apply ``env``; an event the handler keeps refusing is set aside instead of blocking its partition.
@@ -254,10 +278,13 @@ class EventConsumer:
         each committed batch (e.g. to send commands decided while applying it).
         """
         def step() -> bool | None:
+            began = time.monotonic()
             records = self.poll_and_apply(max_records=max_records, timeout=0.5)
             if after_batch is not None:
                 after_batch()
             if records:
+                if len(records) < max_records:
+                    stop.wait(BATCH_LINGER_S - (time.monotonic() - began))
                 return True
             # nothing came: proof of health only if no failed batch is still waiting to be applied (right
             # after a rejoin a Kafka member polls nothing while its group forms), or if the failure is

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 
 from sqlalchemy import Engine, func, select, update
@@ -24,6 +25,10 @@ from services.common.supervision import run_loop
 from services.common.store.schema import outbox
 
 log = logging.getLogger(__name__)
+# after a batch smaller than ``batch_size``, the relay waits until this long after that batch began before
+# the next (a trickle of events goes out in a few bus writes a second, not one per event; the first event
+# after a quiet spell waits at most the idle sleep, as before). A full batch is followed at once.
+BATCH_LINGER_S = 0.02
 
 
 class OutboxRelay:
@@ -41,6 +46,8 @@ class OutboxRelay:
         # holds the batch when this runs out keeps it, and the retry waits for it (Message.id).
         self.publish_timeout = publish_timeout if publish_timeout is not None else lease_ms / 2000
         self.owner = uuid.uuid4().hex
+        self._lease_renewed = (-1e18, -1e18)  # (time.monotonic(), time.time()) of the last take or renewal
+
 
     def pending(self) -> int:
         """Events committed but not yet acknowledged by the bus."""
@@ -48,7 +55,15 @@ class OutboxRelay:
             return int(conn.execute(select(func.count()).where(outbox.c.published_at_ms.is_(None))).scalar() or 0)
 
     def _take_lease(self) -> bool:
-        return take_lease(self.engine, self.name, self.owner, self.lease_ms)
+        """Hold the relay lease. Renewed once per fifth of its length, not per batch (a store write each):
+        right after a renewal it has at least 4/5 of ``lease_ms`` to run, more than a batch's publish may
+        wait (``publish_timeout``, half of it), so no other relay can take it over mid-batch."""
+        started = (time.monotonic(), time.time())  # both: a suspended machine's monotonic clock stands still
+        if all(0 <= now - then < self.lease_ms / 5000 for now, then in zip(started, self._lease_renewed)):
+            return True
+        taken = take_lease(self.engine, self.name, self.owner, self.lease_ms)
+        self._lease_renewed = started if taken else (-1e18, -1e18)
+        return taken
 
     def publish_pending(self) -> int:
         """Publish one batch of pending events. Returns how many went out.
@@ -92,11 +107,16 @@ class OutboxRelay:
         """Relay until ``stop`` is set. Any failure (the bus down, the store restarting, a lock
         timeout) is logged and retried with backoff: the relay never stops on its own."""
         def step() -> bool:
+            began = time.monotonic()
             try:
-                return self.publish_pending() > 0
+                sent = self.publish_pending()
             except BusUnavailable:
+                self._lease_renewed = (-1e18, -1e18)  # renew before the retry: the outage may outlast the lease
                 self._log_waiting()
                 raise
+            if 0 < sent < self.batch_size:
+                stop.wait(BATCH_LINGER_S - (time.monotonic() - began))
+            return sent > 0
 
         run_loop(f"outbox relay {self.name}", step, stop, idle_seconds=idle_sleep, max_backoff=max_backoff)
 

@@ -36,6 +36,12 @@ class Projection:
     rebuild: Rebuild | None = None
     apply_batch: ApplyBatch | None = None  # many events in one transaction (see EventConsumer)
     self_deduping: bool = False  # apply_batch ignores events it already applied: no dedupe-table rows needed
+    # the payloads (``EventEnvelope.payload`` names) ``apply`` does anything with; the consumer passes the
+    # others by without a store transaction or a dedupe row (None: every payload of its topics)
+    payloads: frozenset[str] | None = None
+
+    def wants(self, env: events_pb2.EventEnvelope) -> bool:
+        return self.payloads is None or (env.WhichOneof("payload") or "") in self.payloads
 
     @property
     def consumed(self) -> bool:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from sqlalchemy import ColumnElement, Connection, Engine, Table, select, tuple_
+from sqlalchemy import (ColumnElement, Connection, CursorResult, Engine, Integer, Select, Table, bindparam, select,
+                        tuple_)
 
 from privtune.v1 import events_pb2
 from services.common import eventstore, page_tokens
@@ -15,6 +17,25 @@ from services.common.store.engine import reader
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
 MAX_WATCH_POLL_S = 1.0  # longest pause between two reads of a quiet watched stream
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(table: Table, names: tuple[str, ...], after: bool) -> Select:
+    """A page's statement with its values as parameters, built once per list (``page_tenant``,
+    ``page_limit``, and ``page_after_<i>`` for each sort column when it continues a page)."""
+    columns = [table.c[name] for name in names]
+    q = select(table).where(table.c.tenant_id == bindparam("page_tenant")).order_by(*columns) \
+        .limit(bindparam("page_limit", type_=Integer))
+    if after:
+        marks = [bindparam(f"page_after_{i}", type_=column.type) for i, column in enumerate(columns)]
+        q = q.where(tuple_(*columns) > tuple_(*marks) if len(columns) > 1 else columns[0] > marks[0])
+    return q
+
+
+def _dicts(result: CursorResult) -> list[dict]:
+    """The rows as dicts, fetched at once (a row at a time cost more than the query on a 50-row page)."""
+    names = list(result.keys())
+    return [dict(zip(names, row)) for row in result.fetchall()]
 
 
 def page(engine: Engine, table: Table, order: str | Sequence[str], tenant_id: str, page_size: int,
@@ -38,18 +59,19 @@ def page(engine: Engine, table: Table, order: str | Sequence[str], tenant_id: st
         raise InvalidArgument(f"page_size {page_size} is above the maximum {MAX_PAGE}", reason="PAGE_SIZE_TOO_LARGE",
                               field="page_size", metadata={"max_page_size": str(MAX_PAGE)})
     names = [order] if isinstance(order, str) else list(order)
-    columns = [table.c[name] for name in names]
     size = page_size or DEFAULT_PAGE
     key = page_tokens.signing_key(engine)
-    q = select(table).where(table.c.tenant_id == tenant_id, *where).order_by(*columns).limit(size + 1)
-    if page_token:
-        after = page_tokens.decode(key, page_token, tenant_id, table.name, filters or {}, width=len(columns))
-        q = q.where(tuple_(*columns) > tuple_(*after) if len(columns) > 1 else columns[0] > after[0])
+    after = page_tokens.decode(key, page_token, tenant_id, table.name, filters or {}, width=len(names)) \
+        if page_token else []
+    params = {"page_tenant": tenant_id, "page_limit": size + 1, **{f"page_after_{i}": v for i, v in enumerate(after)}}
+    q = _statement(table, tuple(names), bool(after))
+    if where:  # a filter of the caller's (its values are in its expressions)
+        q = q.where(*where)
     if conn is not None:  # the caller's connection (e.g. one that read a position first)
-        rows = [dict(r._mapping) for r in conn.execute(q)]
+        rows = _dicts(conn.execute(q, params))
     else:
         with reader(engine).connect() as own:
-            rows = [dict(r._mapping) for r in own.execute(q)]
+            rows = _dicts(own.execute(q, params))
     if len(rows) <= size:
         return rows, ""
     last = rows[size - 1]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, bindparam, func, select
 
 from privtune.v1 import events_pb2
 from privtune.v1 import training_service_pb2 as api
@@ -106,12 +106,16 @@ def _spec_path(loc: tuple[int | str, ...]) -> str:
     return field_path(head, loc[1:])
 
 
+_V = training_job_view.c
+_GPU_HOURS_USED = select(func.sum(_V.gpu_hours)).where(
+    _V.tenant_id == bindparam("tenant_id"), _V.month == bindparam("month"), _V.job_id != bindparam("exclude_job"),
+    _V.state != job_domain.REJECTED)
+
+
 def gpu_hours_used(engine: Engine, tenant_id: str, month: str, exclude_job: str = "") -> float:
     with reader(engine).connect() as conn:
-        value = conn.execute(select(func.sum(training_job_view.c.gpu_hours)).where(
-            training_job_view.c.tenant_id == tenant_id, training_job_view.c.month == month,
-            training_job_view.c.job_id != exclude_job,
-            training_job_view.c.state != job_domain.REJECTED)).scalar()
+        value = conn.execute(_GPU_HOURS_USED, {"tenant_id": tenant_id, "month": month,
+                                               "exclude_job": exclude_job}).scalar()
     return float(value or 0.0)
 
 

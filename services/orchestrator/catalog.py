@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, bindparam, insert, select
 
 from privtune.v1 import events_pb2
 from services.common import model_store
@@ -52,12 +52,15 @@ PROJECTION = Projection(name="orchestrator.dataset_versions", topics=(CURATION_E
                         apply=apply)
 
 
+_VERSION = select(catalog).where(catalog.c.tenant_id == bindparam("tenant_id"),
+                                 catalog.c.dataset_version_id == bindparam("version_id"))
+_OF_DATASET = _VERSION.where(catalog.c.dataset_id == bindparam("dataset_id"))
+
+
 def find_dataset_version(conn: Connection, tenant_id: str, version_id: str, dataset_id: str = "") -> dict | None:
     """The catalog row of ``version_id`` in this tenant (of ``dataset_id`` if given), or None."""
-    q = select(catalog).where(catalog.c.tenant_id == tenant_id, catalog.c.dataset_version_id == version_id)
-    if dataset_id:
-        q = q.where(catalog.c.dataset_id == dataset_id)
-    row = conn.execute(q).mappings().first()
+    params = {"tenant_id": tenant_id, "version_id": version_id, "dataset_id": dataset_id}
+    row = conn.execute(_OF_DATASET if dataset_id else _VERSION, params).mappings().first()
     return dict(row) if row is not None else None
 
 

@@ -36,4 +36,5 @@ def settle(conn: Connection, env: events_pb2.EventEnvelope) -> None:
     append_events(conn, env.tenant_id, stream, LEDGER_STREAM_TYPE, events, causation, state.version)
 
 
-PROJECTION = Projection(name="orchestrator.privacy_settlement", topics=(TRAINING_EVENTS,), tables=(), apply=settle)
+PROJECTION = Projection(name="orchestrator.privacy_settlement", topics=(TRAINING_EVENTS,), tables=(), apply=settle,
+                        payloads=frozenset(OUTCOMES))

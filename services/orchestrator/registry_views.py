@@ -15,8 +15,8 @@ import logging
 import re
 
 from sqlalchemy import (
-    BigInteger, Boolean, Column, Connection, Float, Index, Integer, String, Table, Text, delete, insert, select,
-    update,
+    BigInteger, Boolean, Column, Connection, Float, Index, Integer, String, Table, Text, bindparam, delete, insert,
+    select, update,
 )
 
 from privtune.v1 import events_pb2
@@ -194,11 +194,18 @@ _STATE_BY_PAYLOAD = {"training_rejected": "rejected", "training_queued": "queued
                      "training_started": "running", "training_completed": "succeeded"}
 
 
+_RUN_KEY = (run_view.c.tenant_id == bindparam("key_tenant"), run_view.c.job_id == bindparam("key_job"))
+_INSERT_RUN = insert(run_view)
+_SELECT_RUN = select(run_view).where(*_RUN_KEY)
+_UPDATE_RUN = update(run_view).where(*_RUN_KEY)
+
+
 def _insert_run(conn: Connection, env: events_pb2.EventEnvelope) -> None:
     r, at = env.training_requested, env.time.ToMilliseconds()
     job = job_domain.fold([env])
     tags = dict(r.experiment_tags)
-    conn.execute(insert(run_view).values(
+    # values as parameters of one constant statement (compiled once), not built into a new statement per event
+    conn.execute(_INSERT_RUN, dict(
         tenant_id=env.tenant_id, job_id=r.job_id, name=r.name, model_name=model_name_for(job), state="requested",
         params_json=json.dumps(run_facts.run_params(r), sort_keys=True), tags_json=json.dumps(tags, sort_keys=True),
         step=0, loss=0.0, eval_loss=0.0, initial_eval_loss=0.0, epsilon_spent=0.0, duration_seconds=0.0,
@@ -256,8 +263,8 @@ def apply_run(conn: Connection, env: events_pb2.EventEnvelope) -> None:
         return
     if kind not in _STATE_BY_PAYLOAD and kind != "training_progress":
         return  # heartbeats, checkpoints and stop requests change nothing a run shows
-    key = (run_view.c.tenant_id == env.tenant_id, run_view.c.job_id == env.subject)
-    found = conn.execute(select(run_view).where(*key)).first()
+    key = {"key_tenant": env.tenant_id, "key_job": env.subject}
+    found = conn.execute(_SELECT_RUN, key).first()
     if found is None:
         return
     row = dict(found._mapping)
@@ -268,7 +275,7 @@ def apply_run(conn: Connection, env: events_pb2.EventEnvelope) -> None:
     values = {**_run_changes(env, row), "updated_at_ms": env.time.ToMilliseconds()}
     if kind in _STATE_BY_PAYLOAD:
         values["state"] = _STATE_BY_PAYLOAD[kind]
-    conn.execute(update(run_view).where(*key).values(**values))
+    conn.execute(_UPDATE_RUN, {**key, **values})  # SET: the columns named in the parameters
 
 
 # ------------------------------------------------------------------ follow-up
@@ -345,10 +352,12 @@ def move_alias_on_deployment(conn: Connection, env: events_pb2.EventEnvelope) ->
 MODEL_VERSION_VIEW = Projection(name="registry.model_version_view", topics=(MODEL_EVENTS, EVAL_EVENTS),
                                 tables=(model_version_view,), apply=apply_model_version)
 RUN_VIEW = Projection(name="tracker.run_view", topics=(TRAINING_EVENTS,),
-                      tables=(run_view, run_tags, run_metric_points), apply=apply_run)
-FOLLOW_UP = Projection(name="registry.follow_up", topics=(TRAINING_EVENTS,), tables=(), apply=register_on_completion)
+                      tables=(run_view, run_tags, run_metric_points), apply=apply_run,
+                      payloads=frozenset({"training_requested", "training_progress", *_STATE_BY_PAYLOAD}))
+FOLLOW_UP = Projection(name="registry.follow_up", topics=(TRAINING_EVENTS,), tables=(), apply=register_on_completion,
+                       payloads=frozenset({"training_completed"}))
 ALIAS_FOLLOWER = Projection(name="registry.deployment_aliases", topics=(DEPLOYMENT_EVENTS,), tables=(),
-                            apply=move_alias_on_deployment)
+                            apply=move_alias_on_deployment, payloads=frozenset({"traffic_flipped", "rolled_back"}))
 
 READ_MODELS: list[Projection] = [MODEL_VERSION_VIEW, RUN_VIEW]
 PROJECTIONS: list[Projection] = [*READ_MODELS, FOLLOW_UP, ALIAS_FOLLOWER]

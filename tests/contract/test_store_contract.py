@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy.pool import NullPool
 
 from privtune.v1 import events_pb2
 from services.common import eventstore
 from services.common.envelope import Causation, new_envelope
 from services.common.errors import ConcurrencyConflict
 from services.common.store import metadata, open_store
+from services.common.store.engine import PING_AFTER_IDLE_S, reader
 from services.common.store.schema import outbox, stored_events
+from services.common.topics import DATASET_EVENTS
 from tests.stores import fresh_store_url
 
 pytestmark = pytest.mark.contract
@@ -60,6 +64,19 @@ def test_append_writes_events_and_outbox_in_one_transaction(engine: Engine) -> N
         assert [e.aggregate_version for e in loaded] == [1, 2]
         assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 2
         assert eventstore.load_stream(conn, "globex", "ds-1") == []  # tenant scoped
+
+
+def test_many_new_streams_at_once_land_together_or_not_at_all(engine: Engine) -> None:
+    with engine.begin() as conn:
+        eventstore.append_new_streams(conn, "access", [_event(f"new-{i}") for i in range(3)])
+    with engine.connect() as conn:
+        assert [eventstore.stream_version(conn, f"new-{i}") for i in range(3)] == [1, 1, 1]
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 3
+    with pytest.raises(ConcurrencyConflict), engine.begin() as conn:  # new-1 exists: none of the lot lands
+        eventstore.append_new_streams(conn, "access", [_event("new-3"), _event("new-1")])
+    with engine.connect() as conn:
+        assert eventstore.stream_version(conn, "new-3") == 0
+        assert conn.execute(select(func.count()).select_from(stored_events)).scalar() == 3
 
 
 def test_a_failed_command_leaves_no_event_and_no_outbox_row(engine: Engine) -> None:
@@ -143,3 +160,83 @@ def test_leases_one_holder_and_a_lapsed_lease_only_taken_over_explicitly(engine:
     release_lease(engine, "job:2", "b")
     assert take_unclaimed_lease(engine, "job:2", "c", 60_000)  # released: free for anyone
     assert not take_unclaimed_lease(engine, "job:2", "d", 60_000)
+
+
+
+@pytest.fixture
+def postgres_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    e = open_store(fresh_store_url(request, "postgresql", tmp_path))
+    yield e
+    e.dispose()
+
+
+def test_a_connection_dropped_while_idle_is_replaced_before_anyone_uses_it(postgres_engine: Engine) -> None:
+    """(PostgreSQL: SQLite has no server to drop a connection.) A server restart or a proxy's idle
+    timeout kills pooled connections: the next reader and writer still get working ones, because a
+    connection idle for ``PING_AFTER_IDLE_S`` is pinged before it is handed out (busy ones are not)."""
+    engine = postgres_engine
+    with reader(engine).connect() as r, engine.begin() as w:  # two pooled connections, both used
+        pids = {r.execute(text("SELECT pg_backend_pid()")).scalar(), w.execute(text("SELECT pg_backend_pid()")).scalar()}
+    admin = create_engine(engine.url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT",
+                          poolclass=NullPool)
+    with admin.connect() as conn:
+        killed = conn.execute(text("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                   "WHERE pid = ANY(:pids)) t"), {"pids": list(pids)}).scalar()
+    admin.dispose()
+    assert killed == 2
+    time.sleep(PING_AFTER_IDLE_S + 0.2)  # idle long enough to be pinged
+    with reader(engine).connect() as conn:
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar() not in pids
+    with engine.begin() as conn:
+        eventstore.append(conn, "dataset", [_event("after-drop")], expected_version=0)
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar() not in pids
+    with engine.connect() as conn:
+        assert eventstore.stream_version(conn, "after-drop") == 1
+
+
+def test_one_relay_publishes_at_a_time_renewing_its_lease_once_per_fifth_of_it(engine: Engine,
+                                                                                 tmp_path: Path) -> None:
+    """The relay lease is renewed every lease_ms / 5 at most, not with every batch (a store write each);
+    a second relay publishes nothing while it is live, and takes over once it lapses."""
+    from services.common.bus import open_bus
+    from services.common.outbox import OutboxRelay
+    from services.common.store.schema import relay_leases
+
+    bus = open_bus(f"sqlite:///{tmp_path}/bus.db")
+    first, second = OutboxRelay(engine, bus, lease_ms=1_500), OutboxRelay(engine, bus, lease_ms=1_500)
+
+    def lease() -> tuple[str, int]:
+        with engine.connect() as conn:
+            row = conn.execute(select(relay_leases.c.owner, relay_leases.c.lease_until_ms)
+                               .where(relay_leases.c.name == "outbox")).one()
+            return row.owner, row.lease_until_ms
+
+    def one_event(name: str) -> None:
+        with engine.begin() as conn:
+            eventstore.append(conn, "dataset", [_event(name)], expected_version=0)
+
+    one_event("r-1")
+    assert first.publish_pending() == 1
+    taken = lease()
+    one_event("r-2")
+    assert second.publish_pending() == 0      # the first holds the lease
+    assert first.publish_pending() == 1
+    assert lease() == taken                   # published without writing the lease again
+    time.sleep(1.5 / 5 + 0.05)
+    one_event("r-3")
+    assert first.publish_pending() == 1
+    assert lease()[0] == first.owner and lease()[1] > taken[1]  # a fifth of the lease later: renewed
+    time.sleep(1.6)                           # the first relay stops (dies): its lease lapses
+    one_event("r-4")
+    assert second.publish_pending() == 1
+    assert lease()[0] == second.owner
+    assert first.pending() == 0
+    sub = bus.subscribe("check", [DATASET_EVENTS], from_beginning=True)
+    seen: list = []
+    for _ in range(20):
+        seen += sub.poll(max_records=10, timeout=0.2)
+        if len(seen) >= 4:
+            break
+    sub.close()
+    assert len(seen) == 4
+    bus.close()

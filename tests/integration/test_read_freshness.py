@@ -46,16 +46,17 @@ def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platfor
     p.stop()
 
 
-def _listed(stub: object, min_position: str) -> tuple[set[str], str]:
+def _listed(stub: object, min_position: str = "", page_size: int = 500, state: int = 0) -> tuple[set[str], str]:
     """Every job id of the tenant's list read at ``min_position`` or later, and the first page's position."""
     ids: set[str] = set()
     token, first = "", ""
     while True:
-        page = stub.ListTrainingJobs(pb.ListTrainingJobsRequest(page_size=500, page_token=token,  # type: ignore[attr-defined]
-                                                                min_position=min_position),
-                                     metadata=metadata("acme"), timeout=30)
+        page = stub.ListTrainingJobs(pb.ListTrainingJobsRequest(  # type: ignore[attr-defined]
+            page_size=page_size, page_token=token, min_position=min_position, state=state),
+            metadata=metadata("acme"), timeout=30)
         first = first or page.position
         assert page.position
+        assert not ids & {job.job_id for job in page.jobs}, "a job listed on two pages"
         ids.update(job.job_id for job in page.jobs)
         if not page.next_page_token:
             return ids, first
@@ -81,7 +82,7 @@ def test_reads_see_their_writes_and_the_job_list_never_trails_the_event_store(pl
                                             timeout=60)
             assert answer.position.startswith("p1.")
             created.append(answer.job.job_id)
-            listed, _ = _listed(stub, answer.position)
+            listed, _ = _listed(stub, answer.position, page_size=7)  # several pages, each after the last
             if answer.job.job_id not in listed:
                 missing.append(answer.job.job_id)
         return missing
@@ -107,6 +108,16 @@ def test_reads_see_their_writes_and_the_job_list_never_trails_the_event_store(pl
     assert len(created) == CREATORS * CREATES_EACH and reads > 0
     assert len(behind) >= 10, "the sampler must have run while the clients did"
     assert max(behind) == 0, f"the job list trailed the event store by up to {max(behind)} jobs"
+
+
+def test_pages_with_and_without_a_filter_list_every_job_once(platform: Platform) -> None:
+    stub = training_stub(platform)
+    version = register_version(platform.engine, platform.config.storage_uri)  # type: ignore[arg-type]
+    made = {stub.CreateTrainingJob(job_request(version, name=f"page-{i}"), metadata=metadata("acme"),
+                                   timeout=60).job.job_id for i in range(5)}
+    assert _listed(stub, page_size=2)[0] == made
+    assert _listed(stub, page_size=2, state=pb.TRAINING_JOB_STATE_QUEUED)[0] == made
+    assert _listed(stub, page_size=2, state=pb.TRAINING_JOB_STATE_RUNNING)[0] == set()
 
 
 def test_positions_are_sealed_per_tenant_and_a_forged_one_is_refused(platform: Platform) -> None:

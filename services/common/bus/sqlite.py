@@ -247,9 +247,12 @@ class SQLiteSubscription:
 
     def _fetch(self, max_records: int) -> list[Record]:
         out: list[Record] = []
+        heads = self._heads()  # one read tells which partitions have anything new: idle polls cost one statement
         for (topic, part), pos in sorted(self._positions.items()):
             if len(out) >= max_records:
                 break
+            if heads.get((topic, part), pos + 1) <= pos:
+                continue
             rows = self._conn.execute(
                 "SELECT off, key, value, headers, ts_ms FROM log WHERE topic = ? AND part = ? AND off >= ? "
                 "ORDER BY off LIMIT ?",
@@ -300,10 +303,15 @@ class SQLiteSubscription:
     def backlog(self) -> int:
         if self._closed or not self._positions:
             return 0
-        marks = ",".join("?" * len(self.topics))
-        heads = {(t, p): off for t, p, off in self._conn.execute(
-            f"SELECT topic, part, next_off FROM heads WHERE topic IN ({marks})", self.topics)}
+        heads = self._heads()
         return sum(max(0, heads.get(tp, pos) - pos) for tp, pos in self._positions.items())
+
+    def _heads(self) -> dict[tuple[str, int], int]:
+        """The next offset of every partition of this member's topics (a partition's records are written
+        with its head in one transaction, so a head never runs ahead of what can be read)."""
+        marks = ",".join("?" * len(self.topics))
+        return {(t, p): off for t, p, off in self._conn.execute(
+            f"SELECT topic, part, next_off FROM heads WHERE topic IN ({marks})", self.topics)}
 
     def close(self) -> None:
         if self._closed:
