@@ -67,13 +67,14 @@ def profiled_calls(cpu: bool = False) -> Iterator[cProfile.Profile]:
         AuthInterceptor._unary = original  # type: ignore[method-assign]
 
 
-LOOP_THREADS = ("consumer-", "outbox-relay", "access-recorder", "orchestrator-worker")
+LOOP_THREADS = ("consumer-", "outbox-relay", "access-recorder", "orchestrator-worker", "grpc")
 
 
 @contextlib.contextmanager
 def profiled_loops() -> Iterator[dict[str, cProfile.Profile]]:
     """A CPU-time profiler (``time.thread_time``) in each background loop thread started inside: consumers,
-    the relay, the access recorder, the controller's workers. Read them with ``loop_stats`` (no disable)."""
+    the relay, the access recorder, the controller's workers, and the gRPC server's worker threads (handlers,
+    interceptors, grpcio's own Python). Read them with ``loop_stats`` (no disable)."""
     profiles: dict[str, cProfile.Profile] = {}
 
     def hook(_frame: Any, _event: str, _arg: Any) -> None:
@@ -111,7 +112,8 @@ def print_loop_profile(before: dict, after: dict, calls: int, top: int) -> None:
     families: dict[str, dict[tuple[str, int, str], list[float]]] = collections.defaultdict(
         lambda: collections.defaultdict(lambda: [0.0, 0.0, 0.0]))
     for name, rows in after.items():
-        family = "orchestrator-worker" if name.startswith("orchestrator-worker") else name.split(" (")[0]
+        family = "orchestrator-worker" if name.startswith("orchestrator-worker") else \
+            "grpc worker threads" if name.startswith("grpc") else name.split(" (")[0]
         for key, (total, own, n) in rows.items():
             was = before.get(name, {}).get(key, (0.0, 0.0, 0))
             acc = families[family][key]
@@ -313,7 +315,8 @@ def main() -> None:
                         help="profile the calls alone by CPU time (time.thread_time) instead of wall time")
     parser.add_argument("--loops", action="store_true",
                         help="under load, profile the background loops (consumers, relay, access recorder, "
-                             "controller) with cProfile's CPU clock instead of sampling the gRPC threads")
+                             "controller) and the gRPC worker threads with cProfile's CPU clock instead of "
+                             "sampling the gRPC threads")
     args = parser.parse_args()
 
     from privtune.devinfra.postgres import PostgresServer
@@ -326,8 +329,9 @@ def main() -> None:
             uri = f"sqlite:///{tmp}/sqlite/privtune.db"
         else:
             uri = stack.enter_context(PostgresServer(settings=DURABLE_POSTGRES)).create_database("profile")
-        with profiled_loops() if args.loops else contextlib.nullcontext() as loops:  # type: ignore[attr-defined]
-            platform = start_store_platform(Path(tmp) / args.store, uri, models)
+        # (threads started later too: grpcio's pool starts its workers as calls arrive)
+        loops = stack.enter_context(profiled_loops()) if args.loops else None
+        platform = start_store_platform(Path(tmp) / args.store, uri, models)
         try:
             request = job_request(register_version(platform.engine, platform.config.storage_uri), name="profile")
             job_ids = prefill_jobs(platform, request, args.prefill)

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/scheduler.py [--part all|decisions|api] [--queued 200 1000] [--seconds 2]
         [--clients 200] [--api-seconds 20] [--warmup 3] [--prefill 200] [--stores sqlite postgresql] [--seed 0]
-        [--rate 0] [--api-processes 1] [--no-peer]
+        [--rate 0] [--api-processes 1] [--rounds 1] [--no-peer]
 
 Part 1, ``decisions`` (``--queued``, ``--seconds``): privtune's ``plan_schedule`` against a
 naive FIFO first-fit peer.
@@ -49,7 +49,10 @@ in the server's queue.
 ``--rate R`` makes the clients open loop: R calls/s in all, each client at exponentially spaced
 times, latency counted from when a call was due. ``--api-processes N`` adds N-1 API-only server
 processes on the same port (``privtune serve --api-processes``; SO_REUSEPORT): the server's CPU
-then sums all of them, and "handler" times cover the first process only.
+then sums all of them, and "handler" times cover the first process only. ``--rounds N`` measures
+privtune and then the peer N times in turn on the same platform and database (this machine's speed
+drifts by tens of percent within minutes): the tables pool the rounds, and each round's ratio is
+printed with their median.
 
 While the clients run, a sampler counts every 0.1 s, in one statement (one snapshot), the jobs in
 the event store that the job list does not show yet, and for how long the oldest has been
@@ -70,6 +73,7 @@ import functools
 import os
 import platform
 import random
+import statistics
 import sys
 import threading
 import time
@@ -546,6 +550,12 @@ def drive(target: str, ca_pem: bytes, call_metadata: tuple[tuple[str, str], ...]
             "machine_cores": (busy1 - busy0) / max(1, total1 - total0) * cores}
 
 
+def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several rounds' ``drive`` results as one: their samples together, CPU use averaged."""
+    return {"samples": [s for run in runs for s in run["samples"]], "started": runs[0]["started"],
+            **{k: sum(run[k] for run in runs) / len(runs) for k in ("server_cores", "client_cores", "machine_cores")}}
+
+
 def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argparse.Namespace) -> dict[str, Any]:
     """One store: start a platform on it, prefill, drive the clients from a child process (sampling the job
     list's lag meanwhile), then the same clients against the bare peer on the same database; stop it."""
@@ -562,27 +572,43 @@ def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argp
         job_ids = prefill_jobs(platform_, request, args.prefill)
         prefill_s = time.perf_counter() - setup
         handlers.clear()
-        with api_replicas(platform_, store_uri, args.api_processes - 1) as replica_cpu, \
-                sample_job_list_lag(store_uri) as lag:
-            run = drive(platform_.grpc_target, *api_credentials(platform_), job_ids, request, args)
-        run["server_cores"] += sum(c.value for c in replica_cpu) / (args.warmup + args.api_seconds)
-        served = [h for h in handlers if h[1] >= run["started"] + args.warmup]
+        bare_server = start_bare_server(platform_.engine, platform_.config.pki_dir) if args.peer else None
+        runs, bare_runs, served = [], [], []
+        try:
+            with api_replicas(platform_, store_uri, args.api_processes - 1) as replica_cpu, \
+                    sample_job_list_lag(store_uri) as lag:
+                # rounds alternate privtune and the peer, so a slow spell of this machine costs both alike
+                for _ in range(args.rounds):
+                    run = drive(platform_.grpc_target, *api_credentials(platform_), job_ids, request, args)
+                    served += [h for h in handlers if h[1] >= run["started"] + args.warmup]
+                    handlers.clear()
+                    runs.append(run)
+                    if bare_server is not None:
+                        bare_runs.append(drive(f"127.0.0.1:{bare_server[1]}", *api_credentials(platform_), job_ids,
+                                               request, args))
+                    # (a replica reports its CPU when it stops: all rounds' together, spread over them below)
+            replicas_cores = sum(c.value for c in replica_cpu) / (args.warmup + args.api_seconds) / args.rounds
+        finally:
+            if bare_server is not None:
+                bare_server[0].stop(1).wait()
+        run = pooled(runs)
+        run["server_cores"] += replicas_cores
         codes = sorted({s[3] for s in run["samples"]} - {"OK", "REJECTED"})
         with platform_.engine.connect() as conn:  # the read model may lag the event store: show both
             jobs = conn.execute(select(func.count(stored_events.c.stream_id.distinct())).where(
                 stored_events.c.stream_type == "training_job")).scalar()
             listed = conn.execute(select(func.count()).select_from(training_job_view)).scalar()
-        result = {"store": store, "rows": summarize(run["samples"], served, args.api_seconds),
+        window = args.api_seconds * args.rounds
+        result = {"store": store, "rows": summarize(run["samples"], served, window),
                   "prefill_s": prefill_s, "error_codes": codes, "jobs": jobs, "listed": listed, "lag": dict(lag),
-                  **{k: run[k] for k in ("server_cores", "client_cores", "machine_cores")}}
-        if args.peer:
-            server, port = start_bare_server(platform_.engine, platform_.config.pki_dir)
-            try:
-                bare = drive(f"127.0.0.1:{port}", *api_credentials(platform_), job_ids, request, args)
-            finally:
-                server.stop(1).wait()
-            result["bare"] = {"rows": summarize(bare["samples"], [], args.api_seconds),
+                  "round_ratios": [], **{k: run[k] for k in ("server_cores", "client_cores", "machine_cores")}}
+        if bare_runs:
+            bare = pooled(bare_runs)
+            result["bare"] = {"rows": summarize(bare["samples"], [], window),
                               **{k: bare[k] for k in ("server_cores", "client_cores", "machine_cores")}}
+            result["round_ratios"] = [summarize(mine["samples"], [], args.api_seconds)["all"]["calls_per_s"]
+                                      / summarize(peer["samples"], [], args.api_seconds)["all"]["calls_per_s"]
+                                      for mine, peer in zip(runs, bare_runs)]
         return result
     finally:
         platform_.stop()
@@ -635,6 +661,11 @@ def run_api(args: argparse.Namespace) -> None:
                 peer = result["bare"]["rows"][name]
                 print(f"| {result['store']} | {name} | {row['calls_per_s'] / peer['calls_per_s']:.2f}x | "
                       f"{row['p50_ms'] / peer['p50_ms']:.2f}x | {row['p99_ms'] / peer['p99_ms']:.2f}x |")
+        for result in results:
+            ratios = result["round_ratios"]
+            if len(ratios) > 1:
+                print(f"\n{result['store']}: calls/s privtune/bare peer in each of {len(ratios)} rounds (privtune, then "
+                      f"the peer): {', '.join(f'{r:.2f}x' for r in ratios)}; median {statistics.median(ratios):.2f}x")
     print()
     for result in results:
         lag = result["lag"]
@@ -678,6 +709,9 @@ def main() -> None:
                              "call as soon as its last answers)")
     parser.add_argument("--api-processes", type=int, default=1,
                         help="server processes on the API's port: the platform plus API-only replicas (SO_REUSEPORT)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="API part: measure privtune then the peer this many times in turn (same platform and "
+                             "database); tables pool the rounds, and each round's ratio is printed")
     parser.add_argument("--no-peer", dest="peer", action="store_false",
                         help="skip the bare grpcio servicer run after each store")
     args = parser.parse_args()

@@ -184,7 +184,8 @@ class AllowedCallRecorder:
 
     def run(self, stop: threading.Event) -> None:
         def step() -> bool:
-            return self.flush() > 0
+            self.flush()  # everything queued; then FLUSH_EVERY_S until the next (a batch per interval, not per call)
+            return False
         try:
             run_loop("access-recorder", step, stop, idle_seconds=FLUSH_EVERY_S)
         finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from sqlalchemy import Connection, bindparam, func, insert, select
+from sqlalchemy import Connection, TextClause, bindparam, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from privtune.v1 import events_pb2
@@ -27,6 +27,23 @@ _STREAM_POSITION = (select(_E.seq).where(_E.stream_id == bindparam("stream_id"),
                     .order_by(_E.stream_version.desc()).limit(1))
 _INSERT_EVENTS = insert(stored_events)
 _INSERT_OUTBOX = insert(outbox)
+
+
+def _pg_insert_arrays(table: str, columns: dict[str, str]) -> TextClause:
+    """PostgreSQL: many rows in one statement, each column an array parameter (the driver would otherwise
+    send one INSERT per row); rows get their ``seq`` in the order given."""
+    names = ", ".join(columns)
+    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in columns.items())
+    return text(f"INSERT INTO {table} ({names}) SELECT {names} FROM unnest({arrays}) WITH ORDINALITY "
+                f"AS u({names}, row_number) ORDER BY row_number")
+
+
+_PG_INSERT_EVENTS = _pg_insert_arrays("stored_events", {
+    "event_id": "varchar", "tenant_id": "varchar", "stream_type": "varchar", "stream_id": "varchar",
+    "stream_version": "integer", "event_type": "varchar", "payload": "bytea", "recorded_at_ms": "bigint"})
+_PG_INSERT_OUTBOX = _pg_insert_arrays("outbox", {
+    "event_id": "varchar", "topic": "varchar", "key": "varchar", "payload": "bytea", "created_at_ms": "bigint",
+    "attempts": "integer"})
 
 
 def stream_version(conn: Connection, stream_id: str) -> int:
@@ -79,11 +96,16 @@ def _store(conn: Connection, stream_type: str, versioned: Sequence[tuple[events_
             event_id=env.id, topic=codec.topic_of(env), key=env.subject, payload=payload, created_at_ms=now,
             attempts=0,
         ))
+    postgres = conn.dialect.name == "postgresql" and len(rows) > 1
     try:
-        conn.execute(_INSERT_EVENTS, rows)
+        conn.execute(*((_PG_INSERT_EVENTS, _columns(rows)) if postgres else (_INSERT_EVENTS, rows)))
     except IntegrityError as exc:
         raise ConcurrencyConflict(conflict) from exc
-    conn.execute(_INSERT_OUTBOX, queued)
+    conn.execute(*((_PG_INSERT_OUTBOX, _columns(queued)) if postgres else (_INSERT_OUTBOX, queued)))
+
+
+def _columns(rows: list[dict]) -> dict[str, list]:
+    return {name: [row[name] for row in rows] for name in rows[0]}
 
 
 def load_stream(

@@ -19,7 +19,7 @@ PARAM_EXCLUDE = frozenset({"job_id", "tenant_id", "dataset_uri"})
 
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:
     """Nested dicts become dotted keys (``lora.r``); leaves become strings (JSON for non-strings)."""
-    if isinstance(value, Mapping):
+    if isinstance(value, dict) or not isinstance(value, (str, int, float, list)) and isinstance(value, Mapping):
         out: dict[str, str] = {}
         for key in sorted(value):
             out.update(flatten(value[key], f"{prefix}{key}."))
