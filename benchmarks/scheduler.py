@@ -597,7 +597,9 @@ def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argp
         with platform_.engine.connect() as conn:  # the read model may lag the event store: show both
             jobs = conn.execute(select(func.count(stored_events.c.stream_id.distinct())).where(
                 stored_events.c.stream_type == "training_job")).scalar()
-            listed = conn.execute(select(func.count()).select_from(training_job_view)).scalar()
+            listed = conn.execute(select(func.count()).select_from(training_job_view).where(  # not the peer's rows
+                select(stored_events.c.seq).where(stored_events.c.stream_id == training_job_view.c.job_id).exists())
+            ).scalar()
         window = args.api_seconds * args.rounds
         result = {"store": store, "rows": summarize(run["samples"], served, window),
                   "prefill_s": prefill_s, "error_codes": codes, "jobs": jobs, "listed": listed, "lag": dict(lag),
