@@ -52,7 +52,9 @@ processes on the same port (``privtune serve --api-processes``; SO_REUSEPORT): t
 then sums all of them, and "handler" times cover the first process only. ``--rounds N`` measures
 privtune and then the peer N times in turn on the same platform and database (this machine's speed
 drifts by tens of percent within minutes): the tables pool the rounds, and each round's ratio is
-printed with their median.
+printed with their median. Before each measured window (privtune's or the peer's) the platform
+settles: its outbox empty and every consumer caught up, so neither side is measured beside the
+other's leftover work.
 
 While the clients run, a sampler counts every 0.1 s, in one statement (one snapshot), the jobs in
 the event store that the job list does not show yet, and for how long the oldest has been
@@ -550,6 +552,26 @@ def drive(target: str, ca_pem: bytes, call_metadata: tuple[tuple[str, str], ...]
             "machine_cores": (busy1 - busy0) / max(1, total1 - total0) * cores}
 
 
+def settle(platform: Any, timeout: float = 120.0) -> None:
+    """Wait until the platform has worked off what the last round left: nothing in the outbox, and every
+    consumer measured caught up after the wait began (so neither side is measured beside the other's
+    backlog)."""
+    from sqlalchemy import func, select
+
+    from services.common.store.schema import outbox
+
+    begun = time.time()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with platform.engine.connect() as conn:
+            pending = conn.execute(select(func.count()).where(outbox.c.published_at_ms.is_(None))).scalar()
+        lags = platform.projection_lag().values()
+        if not pending and all(lag.events == 0 and lag.measured_at > begun for lag in lags):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the platform did not settle within {timeout:g} s")
+
+
 def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Several rounds' ``drive`` results as one: their samples together, CPU use averaged."""
     return {"samples": [s for run in runs for s in run["samples"]], "started": runs[0]["started"],
@@ -579,11 +601,13 @@ def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argp
                     sample_job_list_lag(store_uri) as lag:
                 # rounds alternate privtune and the peer, so a slow spell of this machine costs both alike
                 for _ in range(args.rounds):
+                    settle(platform_)
                     run = drive(platform_.grpc_target, *api_credentials(platform_), job_ids, request, args)
                     served += [h for h in handlers if h[1] >= run["started"] + args.warmup]
                     handlers.clear()
                     runs.append(run)
                     if bare_server is not None:
+                        settle(platform_)  # the peer is not measured while privtune works off its backlog
                         bare_runs.append(drive(f"127.0.0.1:{bare_server[1]}", *api_credentials(platform_), job_ids,
                                                request, args))
                     # (a replica reports its CPU when it stops: all rounds' together, spread over them below)
@@ -609,7 +633,7 @@ def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argp
             result["bare"] = {"rows": summarize(bare["samples"], [], window),
                               **{k: bare[k] for k in ("server_cores", "client_cores", "machine_cores")}}
             result["round_ratios"] = [summarize(mine["samples"], [], args.api_seconds)["all"]["calls_per_s"]
-                                      / summarize(peer["samples"], [], args.api_seconds)["all"]["calls_per_s"]
+                                      / max(1e-9, summarize(peer["samples"], [], args.api_seconds)["all"]["calls_per_s"])
                                       for mine, peer in zip(runs, bare_runs)]
         return result
     finally:
@@ -711,7 +735,7 @@ def main() -> None:
                              "call as soon as its last answers)")
     parser.add_argument("--api-processes", type=int, default=1,
                         help="server processes on the API's port: the platform plus API-only replicas (SO_REUSEPORT)")
-    parser.add_argument("--rounds", type=int, default=1,
+    parser.add_argument("--rounds", type=lambda v: max(1, int(v)), default=1,
                         help="API part: measure privtune then the peer this many times in turn (same platform and "
                              "database); tables pool the rounds, and each round's ratio is printed")
     parser.add_argument("--no-peer", dest="peer", action="store_false",

@@ -51,10 +51,15 @@ def _add_backend_args(p: argparse.ArgumentParser) -> None:
 
 def _run_until_signal(services: Sequence[str], config: PlatformConfig, *, api_only: bool = False,
                       api_processes: int = 1, argv: Sequence[str] = ()) -> int:
-    from privtune.platform import Platform
+    from privtune.platform import Platform, projection_health_file
 
+    # the read models' health goes from the full process to its replicas through a file it rewrites each second
+    parent = int(os.environ.get("PRIVTUNE_PARENT_PID", "0") or 0) if api_only else 0
+    pid = parent if api_only else os.getpid() if api_processes > 1 else 0
+    health_file = projection_health_file(config.data_dir, pid) if pid else None
     try:
-        platform = Platform(config, services=services, api_only=api_only).start()
+        platform = Platform(config, services=services, api_only=api_only,
+                            projection_health_file=health_file).start()
     except ValueError as exc:  # a service that cannot be an API replica
         raise SystemExit(f"privtune: {exc}") from None
     done = threading.Event()

@@ -7,10 +7,13 @@ runs one of them on whichever backends the URIs name.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 from grpc_health.v1 import health_pb2
@@ -37,6 +40,11 @@ PROJECTION_LAG_LIMIT_S = 30.0  # default: a consumed read model further behind i
 API_STATEFUL_SERVICES = frozenset({"deploy", "training", "curation-worker", "eval-worker"})  # never API replicas
 STALE_GRACE_S = 3.0  # how much older than the limit a lag measure may be before it counts as late itself
 PROJECTION_HEALTH_PREFIX = "privtune.projection."  # + projection name: its health-check service name
+
+
+def projection_health_file(data_dir: Path, pid: int) -> Path:
+    """Where the full process ``pid`` publishes its read models' health each second for its API replicas."""
+    return data_dir / "run" / f"projection-health.{pid}.json"
 _SERVING, _NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
 
 # service name -> module with build(engine, bus, config, stop) -> ServiceParts
@@ -120,6 +128,9 @@ class Platform:
     api_only: bool = False
     metrics: MetricsServer | None = None
     stream_limits: StreamLimits = field(default_factory=StreamLimits)  # open Watch* streams per process / tenant
+    # a full process publishes its read models' health here each second; an API replica (which runs no
+    # consumers) answers the same health names from it (``projection_health_file()``; None: neither)
+    projection_health_file: Path | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> "Platform":
@@ -169,6 +180,9 @@ class Platform:
                 self.supervisor.spawn(f"{part.name}-worker-{i}", worker)
         if self.consumers:
             self.supervisor.spawn("projection-lag", self._watch_lag)
+        followed = [p.name for part in parts for p in part.projections if p.consumed]
+        if self.api_only and self.projection_health_file is not None and followed:
+            self.supervisor.spawn("projection-health", lambda stop: self._follow_lag(stop, followed))
         if self.config.metrics_address and not self.api_only:  # (a replica has no read models to report)
             self.metrics = MetricsServer(self.config.metrics_address, self.projection_lag).start()
         self.supervisor.start_watching()
@@ -185,6 +199,7 @@ class Platform:
         started = time.time()
         while not stop.wait(1.0):
             now = time.time()
+            verdicts: dict[str, bool] = {}
             for name, lag in self.projection_lag().items():
                 # a consumer that stopped measuring (its loop fails, or it never got going) is as late as its
                 # last measure is old
@@ -200,6 +215,30 @@ class Platform:
                         log.info("read model %s caught up", name)
                 if self.server is not None:
                     self.server.health.set(PROJECTION_HEALTH_PREFIX + name, _NOT_SERVING if late else _SERVING)
+                verdicts[name] = late
+            if self.projection_health_file is not None:
+                _publish(self.projection_health_file, {"at": now, "late": verdicts})
+
+    def _follow_lag(self, stop: threading.Event, names: Sequence[str]) -> None:
+        """An API replica's answer for each ``privtune.projection.<name>``: what its full process last
+        published, and NOT_SERVING once that is missing or older than the lag limit plus
+        ``STALE_GRACE_S`` (the full process is stuck or gone), as the full process says of a consumer
+        that stopped measuring."""
+        assert self.projection_health_file is not None
+        started = time.time()
+        while True:
+            try:
+                published = json.loads(self.projection_health_file.read_text())
+                at, late = float(published["at"]), {str(k): bool(v) for k, v in dict(published["late"]).items()}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                at, late = 0.0, {}
+            stale = time.time() - (at or started) > self.projection_lag_limit_s + STALE_GRACE_S
+            if self.server is not None:
+                for name in names:
+                    bad = stale or late.get(name, False)
+                    self.server.health.set(PROJECTION_HEALTH_PREFIX + name, _NOT_SERVING if bad else _SERVING)
+            if stop.wait(1.0):
+                return
 
     def _set_health(self, healthy: bool, failing: list[LoopStatus]) -> None:
         """Every served name says NOT_SERVING while a loop cannot recover, SERVING once all run again."""
@@ -233,9 +272,19 @@ class Platform:
             self.bus.close()
         if self.engine is not None:
             dispose_store(self.engine)
+        if self.projection_health_file is not None and not self.api_only:
+            self.projection_health_file.unlink(missing_ok=True)  # its replicas now say NOT_SERVING
 
     def __enter__(self) -> "Platform":
         return self.start()
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def _publish(path: Path, value: dict) -> None:
+    """Replace ``path`` with ``value`` as JSON in one step (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{threading.get_ident()}")
+    scratch.write_text(json.dumps(value))
+    os.replace(scratch, path)

@@ -22,13 +22,14 @@ from services.common.clock import now_ms
 from services.common.errors import BusUnavailable
 from services.common.leases import take_lease
 from services.common.supervision import run_loop
-from services.common.store.schema import outbox
+from services.common.store.schema import outbox, relay_leases
 
 log = logging.getLogger(__name__)
 # after a batch smaller than ``batch_size``, the relay waits until this long after that batch began before
 # the next (a trickle of events goes out in a few bus writes a second, not one per event; the first event
 # after a quiet spell waits at most the idle sleep, as before). A full batch is followed at once.
 BATCH_LINGER_S = 0.02
+LEASE_MARGIN_S = 1.0  # lease time left, beyond a publish's longest wait, for a batch to start without renewing
 
 
 class OutboxRelay:
@@ -46,23 +47,33 @@ class OutboxRelay:
         # holds the batch when this runs out keeps it, and the retry waits for it (Message.id).
         self.publish_timeout = publish_timeout if publish_timeout is not None else lease_ms / 2000
         self.owner = uuid.uuid4().hex
-        self._lease_renewed = (-1e18, -1e18)  # (time.monotonic(), time.time()) of the last take or renewal
-
+        # until when (time.monotonic(), time.time()) this relay holds the lease, as far as it knows
+        self._held_until = (0.0, 0.0)
 
     def pending(self) -> int:
         """Events committed but not yet acknowledged by the bus."""
         with self.engine.connect() as conn:
             return int(conn.execute(select(func.count()).where(outbox.c.published_at_ms.is_(None))).scalar() or 0)
 
+    def _holds_lease(self) -> bool:
+        """Whether the lease is this relay's for longer than a publish may wait (``publish_timeout``) plus
+        ``LEASE_MARGIN_S``: then a batch may start without a lease write of its own. Each batch's mark
+        renews the lease in its own transaction (``_mark``), so a busy relay writes no lease rows apart."""
+        left = (until - now for until, now in zip(self._held_until, (time.monotonic(), time.time())))
+        return all(s > self.publish_timeout + LEASE_MARGIN_S for s in left)
+
+    def _held_from(self, started: tuple[float, float]) -> None:
+        self._held_until = (started[0] + self.lease_ms / 1000, started[1] + self.lease_ms / 1000)
+
     def _take_lease(self) -> bool:
-        """Hold the relay lease. Renewed once per fifth of its length, not per batch (a store write each):
-        right after a renewal it has at least 4/5 of ``lease_ms`` to run, more than a batch's publish may
-        wait (``publish_timeout``, half of it), so no other relay can take it over mid-batch."""
-        started = (time.monotonic(), time.time())  # both: a suspended machine's monotonic clock stands still
-        if all(0 <= now - then < self.lease_ms / 5000 for now, then in zip(started, self._lease_renewed)):
+        if self._holds_lease():
             return True
+        started = (time.monotonic(), time.time())  # both: a suspended machine's monotonic clock stands still
         taken = take_lease(self.engine, self.name, self.owner, self.lease_ms)
-        self._lease_renewed = started if taken else (-1e18, -1e18)
+        if taken:
+            self._held_from(started)
+        else:
+            self._held_until = (0.0, 0.0)
         return taken
 
     def publish_pending(self) -> int:
@@ -89,10 +100,24 @@ class OutboxRelay:
                 conn.execute(update(outbox).where(outbox.c.seq.in_(seqs))
                              .values(attempts=outbox.c.attempts + 1, last_error=str(exc)[:2000]))
             raise
+        self._mark(seqs)
+        return len(rows)
+
+    def _mark(self, seqs: list[int]) -> None:
+        """Mark a published batch, and renew the lease in the same transaction if it is still this relay's.
+        A relay that finds it lost the lease (another took it over) starts no other batch without it."""
+        started = (time.monotonic(), time.time())
         with self.engine.begin() as conn:
             conn.execute(update(outbox).where(outbox.c.seq.in_(seqs))
                          .values(published_at_ms=now_ms(), last_error=None))
-        return len(rows)
+            renewed = conn.execute(update(relay_leases).where(relay_leases.c.name == self.name,
+                                                              relay_leases.c.owner == self.owner)
+                                   .values(lease_until_ms=now_ms() + self.lease_ms)).rowcount
+        if renewed:
+            self._held_from(started)
+        else:
+            log.warning("relay %s: lost its lease to another relay; it publishes nothing more without it", self.owner)
+            self._held_until = (0.0, 0.0)
 
     def drain(self) -> int:
         """Publish until nothing is pending. Returns the number published."""
@@ -111,7 +136,7 @@ class OutboxRelay:
             try:
                 sent = self.publish_pending()
             except BusUnavailable:
-                self._lease_renewed = (-1e18, -1e18)  # renew before the retry: the outage may outlast the lease
+                self._held_until = (0.0, 0.0)  # take it again before the retry: the outage may outlast it
                 self._log_waiting()
                 raise
             if 0 < sent < self.batch_size:

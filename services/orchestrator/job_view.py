@@ -41,6 +41,7 @@ def row_of(state: jd.TrainingJobState, retry: jd.RetryPolicy = jd.RetryPolicy())
 
 # built once: the row's values are parameters (a statement built per save cost more CPU than its round trip)
 _INSERT = insert(view)
+_COLUMNS = frozenset(view.c.keys())
 _UPDATE = update(view).where(view.c.tenant_id == bindparam("key_tenant"), view.c.job_id == bindparam("key_job"))
 
 
@@ -52,6 +53,7 @@ def save(conn: Connection, state: jd.TrainingJobState, new: bool = False) -> Non
     if not state.exists or not state.job_id:
         return
     row = row_of(state)
+    assert row.keys() == _COLUMNS, "row_of names exactly the view's columns (unknown parameters are dropped)"
     if new:
         conn.execute(_INSERT, row)
         return

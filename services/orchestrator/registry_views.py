@@ -198,6 +198,7 @@ _RUN_KEY = (run_view.c.tenant_id == bindparam("key_tenant"), run_view.c.job_id =
 _INSERT_RUN = insert(run_view)
 _SELECT_RUN = select(run_view).where(*_RUN_KEY)
 _UPDATE_RUN = update(run_view).where(*_RUN_KEY)
+_RUN_COLUMNS = frozenset(run_view.c.keys())
 
 
 def _insert_run(conn: Connection, env: events_pb2.EventEnvelope) -> None:
@@ -275,6 +276,9 @@ def apply_run(conn: Connection, env: events_pb2.EventEnvelope) -> None:
     values = {**_run_changes(env, row), "updated_at_ms": env.time.ToMilliseconds()}
     if kind in _STATE_BY_PAYLOAD:
         values["state"] = _STATE_BY_PAYLOAD[kind]
+    unknown = values.keys() - _RUN_COLUMNS
+    if unknown:  # a parameter that names no column would be dropped from the SET silently
+        raise KeyError(f"run_view has no column {sorted(unknown)}")
     conn.execute(_UPDATE_RUN, {**key, **values})  # SET: the columns named in the parameters
 
 

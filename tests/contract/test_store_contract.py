@@ -198,16 +198,18 @@ def test_a_connection_dropped_while_idle_is_replaced_before_anyone_uses_it(postg
         assert eventstore.stream_version(conn, "after-drop") == 1
 
 
-def test_one_relay_publishes_at_a_time_renewing_its_lease_once_per_fifth_of_it(engine: Engine,
-                                                                                 tmp_path: Path) -> None:
-    """The relay lease is renewed every lease_ms / 5 at most, not with every batch (a store write each);
-    a second relay publishes nothing while it is live, and takes over once it lapses."""
+def test_one_relay_publishes_at_a_time_and_one_that_lost_its_lease_stops(engine: Engine, tmp_path: Path) -> None:
+    """The relay holding the lease renews it with each batch's mark (no lease write of its own per batch); a
+    second relay publishes nothing meanwhile; a relay whose lease was taken over notices at its next mark
+    and starts no batch after that; a lapsed lease is taken over."""
+    from sqlalchemy import update
+
     from services.common.bus import open_bus
     from services.common.outbox import OutboxRelay
     from services.common.store.schema import relay_leases
 
     bus = open_bus(f"sqlite:///{tmp_path}/bus.db")
-    first, second = OutboxRelay(engine, bus, lease_ms=1_500), OutboxRelay(engine, bus, lease_ms=1_500)
+    first, second = OutboxRelay(engine, bus), OutboxRelay(engine, bus)
 
     def lease() -> tuple[str, int]:
         with engine.connect() as conn:
@@ -219,22 +221,29 @@ def test_one_relay_publishes_at_a_time_renewing_its_lease_once_per_fifth_of_it(e
         with engine.begin() as conn:
             eventstore.append(conn, "dataset", [_event(name)], expected_version=0)
 
+    def set_lease(**values: object) -> None:
+        with engine.begin() as conn:
+            conn.execute(update(relay_leases).where(relay_leases.c.name == "outbox").values(**values))
+
     one_event("r-1")
     assert first.publish_pending() == 1
     taken = lease()
+    assert taken[0] == first.owner
     one_event("r-2")
-    assert second.publish_pending() == 0      # the first holds the lease
+    assert second.publish_pending() == 0          # the first holds the lease
+    time.sleep(0.01)
     assert first.publish_pending() == 1
-    assert lease() == taken                   # published without writing the lease again
-    time.sleep(1.5 / 5 + 0.05)
+    assert lease()[0] == first.owner and lease()[1] > taken[1]  # renewed by the batch's mark
+    set_lease(owner="another-relay")               # taken over (say the first stalled past its lease)
     one_event("r-3")
-    assert first.publish_pending() == 1
-    assert lease()[0] == first.owner and lease()[1] > taken[1]  # a fifth of the lease later: renewed
-    time.sleep(1.6)                           # the first relay stops (dies): its lease lapses
+    assert first.publish_pending() == 1            # one batch already under way when it was taken...
     one_event("r-4")
+    assert first.publish_pending() == 0            # ...and none after: its mark saw the lease was gone
+    assert second.publish_pending() == 0           # another relay's live lease
+    set_lease(lease_until_ms=0)                    # that relay died: its lease lapsed
     assert second.publish_pending() == 1
     assert lease()[0] == second.owner
-    assert first.pending() == 0
+    assert first.publish_pending() == 0 and first.pending() == 0
     sub = bus.subscribe("check", [DATASET_EVENTS], from_beginning=True)
     seen: list = []
     for _ in range(20):
@@ -242,5 +251,5 @@ def test_one_relay_publishes_at_a_time_renewing_its_lease_once_per_fifth_of_it(e
         if len(seen) >= 4:
             break
     sub.close()
-    assert len(seen) == 4
+    assert sorted(r.key for r in seen) == [b"r-1", b"r-2", b"r-3", b"r-4"]
     bus.close()

@@ -93,16 +93,19 @@ def test_two_processes_share_the_port_and_the_replica_dies_with_its_parent(tmp_p
         engine = create_engine(store)
         version = register_version(engine, f"file://{tmp_path}/tenants")
         engine.dispose()
-        def serving(ch: grpc.Channel) -> bool:
+        def serving(ch: grpc.Channel, name: str = "") -> bool:
             try:
-                return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status == \
-                    health_pb2.HealthCheckResponse.SERVING
+                return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=name),
+                                                            timeout=5).status == health_pb2.HealthCheckResponse.SERVING
             except grpc.RpcError:
                 return False
 
         for _ in range(CONNECTIONS):  # each channel is its own TCP connection
             ch = channel(f"127.0.0.1:{port}")
             wait_until(lambda ch=ch: serving(ch), timeout=60, what="a connection's health check")
+            # the replica runs no consumers, yet answers the read models' health names (from its parent)
+            wait_until(lambda ch=ch: serving(ch, "privtune.projection.tracker.run_view"), timeout=60,
+                       what="a connection's read-model health check")
             channels.append(ch)
         stubs = [pb_grpc.TrainingServiceStub(ch) for ch in channels]
         created = [stubs[i].CreateTrainingJob(job_request(version, name=f"r-{i}"), metadata=metadata("acme"),

@@ -10,6 +10,7 @@ services whose state lives in one process.
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import func, select, text
 
-from privtune.platform import PROJECTION_HEALTH_PREFIX, Platform
+from privtune.platform import PROJECTION_HEALTH_PREFIX, Platform, projection_health_file
 from privtune.v1 import events_pb2
 from services.common import envelope as codec
 from services.common.bus import Message
@@ -64,13 +65,21 @@ def _health(ch: grpc.Channel, name: str) -> int:
 def test_a_stuck_read_model_turns_not_serving_and_recovers_with_every_event_applied_once(tmp_path: Path) -> None:
     config = PlatformConfig.from_env(tmp_path, grpc_address="127.0.0.1:0", gateway_address="127.0.0.1:0",
                                      metrics_address="127.0.0.1:0", **shared_auth_overrides())
-    platform = Platform(config, services=("orchestrator",), projection_lag_limit_s=2.0).start()
+    published = projection_health_file(tmp_path, os.getpid())
+    platform = Platform(config, services=("orchestrator",), projection_lag_limit_s=2.0,
+                        projection_health_file=published).start()
+    # an API replica runs no consumers: it answers the same health names from what the full process publishes
+    replica_config = PlatformConfig.from_env(tmp_path, grpc_address="127.0.0.1:0", gateway_address="127.0.0.1:0",
+                                             **shared_auth_overrides())
+    replica = Platform(replica_config, services=("orchestrator",), projection_lag_limit_s=2.0, api_only=True,
+                       projection_health_file=published).start()
+    stopped = False
     try:
         assert platform.engine is not None and platform.bus is not None
-        ch = channel(platform)
+        ch, replica_ch = channel(platform), channel(replica)
         name = PROJECTION_HEALTH_PREFIX + PROJECTION
-        wait_until(lambda: _health(ch, name) == health_pb2.HealthCheckResponse.SERVING, timeout=60,
-                   what="the read model to be measured as caught up")
+        wait_until(lambda: _health(ch, name) == _health(replica_ch, name) == health_pb2.HealthCheckResponse.SERVING,
+                   timeout=60, what="the read model to be measured as caught up")
         assert platform.projection_lag()[PROJECTION].events == 0
         for _ in range(8):  # an idle, healthy consumer stays SERVING (its measures are never too old)
             time.sleep(0.5)
@@ -81,12 +90,16 @@ def test_a_stuck_read_model_turns_not_serving_and_recovers_with_every_event_appl
             platform.bus.publish([_version_created(n) for n in range(EVENTS)])
             wait_until(lambda: _health(ch, name) == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=60,
                        what="the stuck read model to report NOT_SERVING")
+            wait_until(lambda: _health(replica_ch, name) == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=30,
+                       what="the API replica to report it too")
             assert _health(ch, "") == health_pb2.HealthCheckResponse.SERVING  # the API itself still serves
 
         def caught_up() -> bool:
             lag = platform.projection_lag()[PROJECTION]
             return _health(ch, name) == health_pb2.HealthCheckResponse.SERVING and lag.events == 0
         wait_until(caught_up, timeout=120, what="the read model to catch up")
+        wait_until(lambda: _health(replica_ch, name) == health_pb2.HealthCheckResponse.SERVING, timeout=30,
+                   what="the API replica to report it caught up")
         with reader(platform.engine).connect() as conn:
             rows = conn.execute(select(func.count()).select_from(dataset_version_catalog)
                                 .where(dataset_version_catalog.c.dataset_id == "ds-lag")).scalar()
@@ -108,8 +121,17 @@ def test_a_stuck_read_model_turns_not_serving_and_recovers_with_every_event_appl
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"http://127.0.0.1:{platform.metrics.port}/", timeout=10)
         assert err.value.code == 404
+
+        platform.stop()  # the full process is gone: its replica can no longer vouch for the read model
+        stopped = True
+        assert not published.exists()
+        wait_until(lambda: _health(replica_ch, name) == health_pb2.HealthCheckResponse.NOT_SERVING, timeout=30,
+                   what="the replica to stop vouching for a read model nobody measures")
+        assert _health(replica_ch, "") == health_pb2.HealthCheckResponse.SERVING  # its API still serves
     finally:
-        platform.stop()
+        if not stopped:
+            platform.stop()
+        replica.stop()
 
 
 @pytest.mark.parametrize("service", ["deploy", "training"])

@@ -116,8 +116,20 @@ def test_pages_with_and_without_a_filter_list_every_job_once(platform: Platform)
     made = {stub.CreateTrainingJob(job_request(version, name=f"page-{i}"), metadata=metadata("acme"),
                                    timeout=60).job.job_id for i in range(5)}
     assert _listed(stub, page_size=2)[0] == made
-    assert _listed(stub, page_size=2, state=pb.TRAINING_JOB_STATE_QUEUED)[0] == made
-    assert _listed(stub, page_size=2, state=pb.TRAINING_JOB_STATE_RUNNING)[0] == set()
+    # the controller may schedule a job meanwhile (one local GPU): every job a filtered page shows is in that
+    # state, none twice, and the queued ones span pages
+    queued, token = [], ""
+    while True:
+        page = stub.ListTrainingJobs(pb.ListTrainingJobsRequest(page_size=2, page_token=token,
+                                                                state=pb.TRAINING_JOB_STATE_QUEUED),
+                                     metadata=metadata("acme"), timeout=30)
+        assert all(job.state == pb.TRAINING_JOB_STATE_QUEUED for job in page.jobs)
+        queued += [job.job_id for job in page.jobs]
+        if not page.next_page_token:
+            break
+        token = page.next_page_token
+    assert len(queued) == len(set(queued)) >= 3 and set(queued) <= made
+    assert _listed(stub, page_size=2, state=pb.TRAINING_JOB_STATE_REJECTED)[0] == set()
 
 
 def test_positions_are_sealed_per_tenant_and_a_forged_one_is_refused(platform: Platform) -> None:

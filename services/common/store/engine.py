@@ -160,11 +160,13 @@ def _ping_after_idle(engine: Engine) -> None:
     """Ping a pooled connection before handing it out only if it sat idle ``PING_AFTER_IDLE_S`` or more.
 
     SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip per transaction, a quarter
-    of a PostgreSQL Get's time under load. A connection used within the last second is as good as
-    pinged; one that waited longer (a restarted server, a proxy's idle timeout) is pinged, and a
-    dead one replaced before anyone sees it (``DisconnectionError`` makes the pool reconnect). A
-    server lost in between fails the statement as it would fail after a ping, and the pool then
-    recycles every connection older than the failure.
+    of a PostgreSQL Get's time under load. A connection that waited longer (a restarted server, a
+    proxy's idle timeout) is pinged, and a failed ping replaces it and marks every connection of
+    the pool as stale (``InvalidatePoolError``, as SQLAlchemy's own pre-ping does), before anyone
+    uses one. A connection used within the last second is NOT checked: after a server restart
+    under load, the statements of the few checkouts made before the first failure is seen fail
+    (UNAVAILABLE to a caller, a retry to a loop), then the pool replaces every connection older
+    than that failure.
     """
     dialect = engine.dialect
 
@@ -179,8 +181,8 @@ def _ping_after_idle(engine: Engine) -> None:
             return
         try:
             dialect.do_ping(dbapi_conn)
-        except Exception as error:  # noqa: BLE001 - any failed ping: another connection instead
-            raise exc.DisconnectionError(f"idle connection failed its ping: {type(error).__name__}") from error
+        except Exception as error:  # noqa: BLE001 - any failed ping: fresh connections instead
+            raise exc.InvalidatePoolError(f"idle connection failed its ping: {type(error).__name__}") from error
 
 
 def reader(engine: Engine) -> Engine:
