@@ -16,6 +16,7 @@ from services.common.idempotency import RequestIdTaken, claim_request_id, create
 from services.common.identity import Caller
 from services.common.leases import release_lease, take_lease
 from services.common.limits import quote
+from services.common.store.engine import reader
 from services.common.store.schema import curation_job_view
 from services.curation import domain
 from services.curation.config import CurationConfig, check_pii_redaction
@@ -84,7 +85,7 @@ class CurationApplication:
     def get(self, caller: Caller, job_id: str) -> domain.CurationJobState:
         if not job_id:
             raise InvalidArgument("job_id is required", field="job_id")
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             events = eventstore.load_stream(conn, caller.tenant_id, job_id)
         if not events:
             raise NotFound(f"curation job {job_id!r} not found in tenant {caller.tenant_id!r}",

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, insert, select
 from privtune.v1 import events_pb2
 from services.common.consistency import await_projection
 from services.common.projection import Projection
+from services.common.store.engine import reader
 from services.common.store.schema import curation_dataset_catalog as catalog
 from services.common.topics import DATASET_EVENTS
 from services.curation.domain import DatasetFacts
@@ -43,7 +44,7 @@ def find_dataset(engine: Engine, tenant_id: str, dataset_id: str) -> DatasetFact
     """The dataset's facts, waiting briefly for one registered a moment ago; None when unknown."""
 
     def lookup() -> DatasetFacts | None:
-        with engine.connect() as conn:
+        with reader(engine).connect() as conn:
             row = conn.execute(select(catalog).where(catalog.c.tenant_id == tenant_id,
                                                      catalog.c.dataset_id == dataset_id)).mappings().first()
         if row is None:

@@ -23,6 +23,7 @@ from services.common.errors import (
 from services.common.idempotency import RequestIdTaken, claim_request_id, created_by_request
 from services.common.identity import Caller
 from services.common.limits import quote
+from services.common.store.engine import reader
 from services.common.store.schema import deployment_view, unique_names
 from services.deploy import catalog, deployment_domain as domain, endpoints
 from services.deploy.deployment_view import STATE_NUMBERS
@@ -85,7 +86,7 @@ class DeploymentRecords:
         self.engine = engine
 
     def load(self, tenant_id: str, deployment_id: str) -> domain.DeploymentState:
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             return domain.fold(eventstore.load_stream(conn, tenant_id, deployment_id))
 
     def record(self, tenant_id: str, deployment_id: str, actor: str,
@@ -204,7 +205,7 @@ class DeploymentApplication:
     def _rollout_in_progress(self, tenant_id: str, endpoint: str) -> str:
         """A deployment of ``endpoint`` not yet verified, rolled back or failed (one rollout at a time)."""
         busy = [n for name, n in STATE_NUMBERS.items() if name not in domain.TERMINAL]
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             rows = conn.execute(select(deployment_view.c.deployment_id).where(
                 deployment_view.c.tenant_id == tenant_id, deployment_view.c.endpoint_name == endpoint,
                 deployment_view.c.state.in_(busy))).all()

@@ -22,6 +22,7 @@ from services.common.leases import release_lease, take_lease, take_unclaimed_lea
 from services.common.limits import quote
 from services.common.model_store import is_stored, read_manifest
 from services.common.storage import open_tenant_storage
+from services.common.store.engine import reader
 from services.common.store.schema import eval_run_view, relay_leases, stored_events
 from services.eval import catalog, domain
 from services.eval.judging import parse_judge_spec
@@ -126,7 +127,7 @@ class EvalApplication:
         if not SUITE_ID_RE.fullmatch(suite_id or ""):
             raise InvalidArgument("suite_id must look like suite-<20 hex digits> (from CreateEvalSuite)",
                                   field="suite_id")
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             events = eventstore.load_stream(conn, caller.tenant_id, domain.suite_stream(caller.tenant_id, suite_id))
         if not events:
             raise NotFound(f"suite {suite_id} not found in tenant {caller.tenant_id!r}", reason="SUITE_NOT_FOUND",
@@ -198,7 +199,7 @@ class EvalApplication:
                                          "the default suite from; name a suite", reason="NO_DATASET_FOR_SUITE")
             return self._build_suite(tenant_id, f"default:{model.model_version_id}"[:128], model.dataset_version_id,
                                      model.dataset_uri, SuiteOptions(), model.dataset_manifest_sha256 or None)
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             events = eventstore.load_stream(conn, tenant_id, domain.suite_stream(tenant_id, suite_id))
         if not events:
             raise NotFound(f"suite {suite_id} not found in tenant {tenant_id!r}; create it with CreateEvalSuite",
@@ -248,7 +249,7 @@ class EvalApplication:
     def get(self, caller: Caller, eval_id: str) -> domain.EvalRunState:
         if not eval_id:
             raise InvalidArgument("eval_id is required", field="eval_id")
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             events = eventstore.load_stream(conn, caller.tenant_id, eval_id)
         state = domain.fold_run(events)
         if not state.exists:
@@ -258,7 +259,7 @@ class EvalApplication:
 
     def shards_done(self, tenant_id: str, eval_id: str) -> int:
         low, high = domain.shard_range(eval_id)
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             rows = conn.execute(select(stored_events.c.stream_id).where(
                 stored_events.c.tenant_id == tenant_id, stored_events.c.stream_id >= low,
                 stored_events.c.stream_id < high, stored_events.c.event_type == SHARD_COMPLETED)).all()
@@ -321,7 +322,7 @@ class EvalApplication:
         if run.finished:
             return False, True, "", None
         low, high = domain.shard_range(eval_id)
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             done = {r.stream_id for r in conn.execute(select(stored_events.c.stream_id).where(
                 stored_events.c.tenant_id == caller.tenant_id, stored_events.c.stream_id >= low,
                 stored_events.c.stream_id < high, stored_events.c.event_type.in_((SHARD_COMPLETED, SHARD_FAILED))))}
@@ -332,7 +333,7 @@ class EvalApplication:
             if stream in done or name in claimed or not take_unclaimed_lease(self.engine, name, claim_id,
                                                                              lease_seconds * 1000):
                 continue
-            with self.engine.connect() as conn:
+            with reader(self.engine).connect() as conn:
                 events = eventstore.load_stream(conn, caller.tenant_id, stream)
             state = domain.fold_shard(events)
             if not state.exists or state.finished:
@@ -342,7 +343,7 @@ class EvalApplication:
         return False, False, "every shard of the run is computed or claimed", None
 
     def _shard(self, tenant_id: str, eval_id: str, shard: int) -> domain.ShardState:
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             return domain.fold_shard(eventstore.load_stream(conn, tenant_id, domain.shard_stream(eval_id, shard)))
 
 

@@ -20,6 +20,7 @@ from services.common.idempotency import RequestIdTaken, claim_request_id, create
 from services.common.identity import Caller
 from services.common.limits import quote
 from services.common.storage import as_storage_uri, resolve_dataset
+from services.common.store.engine import reader
 from services.common.store.schema import dataset_view, unique_names
 from services.ingest import domain, storage_scan
 
@@ -129,7 +130,7 @@ class DatasetApplication:
         """Strongly consistent: folds the dataset's own events."""
         if not dataset_id:
             raise InvalidArgument("dataset_id is required", field="dataset_id")
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             events = eventstore.load_stream(conn, caller.tenant_id, dataset_id)
         if not events:
             raise NotFound(f"dataset {dataset_id!r} not found in tenant {caller.tenant_id!r}",
