@@ -107,13 +107,17 @@ def loop_stats(profiles: dict[str, cProfile.Profile]) -> dict[str, dict[tuple[st
     return found
 
 
+def thread_family(name: str) -> str:
+    """The row a thread's time is summed under: grpcio's pool as one, the others by name."""
+    return "grpc worker threads" if name.startswith("grpc") else name.split(" (")[0]
+
+
 def print_loop_profile(before: dict, after: dict, calls: int, top: int) -> None:
     """What each loop family spent its CPU on between two ``loop_stats``, per API call served."""
     families: dict[str, dict[tuple[str, int, str], list[float]]] = collections.defaultdict(
         lambda: collections.defaultdict(lambda: [0.0, 0.0, 0.0]))
     for name, rows in after.items():
-        family = "orchestrator-worker" if name.startswith("orchestrator-worker") else \
-            "grpc worker threads" if name.startswith("grpc") else name.split(" (")[0]
+        family = "orchestrator-worker" if name.startswith("orchestrator-worker") else thread_family(name)
         for key, (total, own, n) in rows.items():
             was = before.get(name, {}).get(key, (0.0, 0.0, 0))
             acc = families[family][key]
@@ -252,9 +256,7 @@ def under_load(platform: Any, request: Any, job_ids: list[str], clients: int, se
                 seconds = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))  # type: ignore[arg-type]
             except (OSError, TypeError):
                 continue
-            name = thread.name
-            family = "grpc worker threads" if name.startswith("grpc") else name.split(" (")[0]
-            found[family] += seconds
+            found[thread_family(thread.name)] += seconds
         return found
 
     sampler = threading.Thread(target=sample, daemon=True, name="benchmark stack sampler")
