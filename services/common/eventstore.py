@@ -8,23 +8,33 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from sqlalchemy import Connection, TextClause, bindparam, func, insert, select, text
+from sqlalchemy import ColumnElement, Connection, Select, TextClause, bindparam, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from privtune.v1 import events_pb2
 from services.common import envelope as codec
 from services.common.clock import now_ms
 from services.common.errors import ConcurrencyConflict
+from services.common.store.direct import DirectRead
 from services.common.store.schema import outbox, stored_events
 
 _E = stored_events.c
-_STREAM_VERSION = select(func.max(_E.stream_version)).where(_E.stream_id == bindparam("stream_id"))
-_LOAD_STREAM = (select(_E.payload).where(_E.tenant_id == bindparam("tenant_id"), _E.stream_id == bindparam("stream_id"),
-                                         _E.stream_version > bindparam("after_version"))
-                .order_by(_E.stream_version))
-_TENANT_POSITION = select(func.max(_E.seq)).where(_E.tenant_id == bindparam("tenant_id"))
-_STREAM_POSITION = (select(_E.seq).where(_E.stream_id == bindparam("stream_id"), _E.tenant_id == bindparam("tenant_id"))
-                    .order_by(_E.stream_version.desc()).limit(1))
+_STREAM_VERSION = DirectRead(select(func.max(_E.stream_version)).where(_E.stream_id == bindparam("stream_id")))
+_LOAD_STREAM = DirectRead(
+    select(_E.payload).where(_E.tenant_id == bindparam("tenant_id"), _E.stream_id == bindparam("stream_id"),
+                             _E.stream_version > bindparam("after_version"))
+    .order_by(_E.stream_version))
+
+
+def tenant_position_of(tenant_id: ColumnElement[str]) -> Select:
+    """The statement of ``tenant_position`` (column ``position``), for a tenant given as an expression."""
+    return select(func.max(_E.seq).label("position")).where(_E.tenant_id == tenant_id)
+
+
+_TENANT_POSITION = DirectRead(tenant_position_of(bindparam("tenant_id")))
+_STREAM_POSITION = DirectRead(
+    select(_E.seq).where(_E.stream_id == bindparam("stream_id"), _E.tenant_id == bindparam("tenant_id"))
+    .order_by(_E.stream_version.desc()).limit(1))
 _INSERT_EVENTS = insert(stored_events)
 _INSERT_OUTBOX = insert(outbox)
 
@@ -48,7 +58,7 @@ _PG_INSERT_OUTBOX = _pg_insert_arrays("outbox", {
 
 def stream_version(conn: Connection, stream_id: str) -> int:
     """Number of events stored for this aggregate (0 when it does not exist)."""
-    value = conn.execute(_STREAM_VERSION, {"stream_id": stream_id}).scalar()
+    value = _STREAM_VERSION.scalar(conn, {"stream_id": stream_id})
     return int(value or 0)
 
 
@@ -112,21 +122,20 @@ def load_stream(
     conn: Connection, tenant_id: str, stream_id: str, after_version: int = 0
 ) -> list[events_pb2.EventEnvelope]:
     """The aggregate's events after ``after_version``, oldest first, for this tenant only."""
-    rows = conn.execute(_LOAD_STREAM, {"tenant_id": tenant_id, "stream_id": stream_id,
-                                       "after_version": after_version}).all()
-    return [codec.decode(row.payload) for row in rows]
+    rows = _LOAD_STREAM.rows(conn, {"tenant_id": tenant_id, "stream_id": stream_id, "after_version": after_version})
+    return [codec.decode(payload) for (payload,) in rows]
 
 
 def tenant_position(conn: Connection, tenant_id: str) -> int:
     """The tenant's newest event-store position (``stored_events.seq``; 0 before its first event).
 
     The sequence is shared by every tenant: never show it raw (see positions.py)."""
-    value = conn.execute(_TENANT_POSITION, {"tenant_id": tenant_id}).scalar()
+    value = _TENANT_POSITION.scalar(conn, {"tenant_id": tenant_id})
     return int(value or 0)
 
 
 def stream_position(conn: Connection, tenant_id: str, stream_id: str) -> int:
     """The position of the aggregate's newest event (0 when it has none in this tenant); one row read
     through the (stream_id, stream_version) key however long the stream."""
-    value = conn.execute(_STREAM_POSITION, {"stream_id": stream_id, "tenant_id": tenant_id}).scalar()
+    value = _STREAM_POSITION.scalar(conn, {"stream_id": stream_id, "tenant_id": tenant_id})
     return int(value or 0)

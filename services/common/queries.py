@@ -7,11 +7,12 @@ import threading
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from sqlalchemy import (ColumnElement, Connection, CursorResult, Engine, Integer, Select, Table, bindparam, select,
-                        tuple_)
+                        true, tuple_)
 
 from privtune.v1 import events_pb2
 from services.common import eventstore, page_tokens
 from services.common.errors import InvalidArgument, ServerStopping
+from services.common.store.direct import DirectRead
 from services.common.store.engine import reader
 
 MAX_PAGE = 500
@@ -55,6 +56,52 @@ def page(engine: Engine, table: Table, order: str | Sequence[str], tenant_id: st
     Raises:
         InvalidArgument: page_size above MAX_PAGE, or a page_token this list did not issue.
     """
+    names, size, key, params = _page_request(engine, table, order, tenant_id, page_size, page_token, filters)
+    q = _statement(table, tuple(names), "page_after_0" in params)
+    if where:  # a filter of the caller's (its values are in its expressions)
+        q = q.where(*where)
+    if conn is not None:  # the caller's connection
+        rows = _dicts(conn.execute(q, params))
+    else:
+        with reader(engine).connect() as own:
+            rows = _dicts(own.execute(q, params))
+    return _cut(rows, names, size, key, tenant_id, table, filters)
+
+
+def positioned_page(engine: Engine, table: Table, order: Sequence[str], tenant_id: str, page_size: int,
+                    page_token: str, equal: Mapping[str, Any], filters: Mapping[str, Any],
+                    conn: Connection) -> tuple[list[dict], str, int]:
+    """``page`` of the rows whose columns equal ``equal``, with the tenant's event-store position
+    (``eventstore.tenant_position``) read in the same statement, hence the same snapshot: the rows
+    are exactly as fresh as the position. One round trip on the driver's cursor (a List's two
+    statements through SQLAlchemy cost 0.6 ms of CPU on PostgreSQL). Returns (rows, token, position).
+    """
+    names, size, key, params = _page_request(engine, table, order, tenant_id, page_size, page_token, filters)
+    statement = _positioned(table, tuple(names), "page_after_0" in params, tuple(sorted(equal)))
+    params.update({f"page_eq_{name}": value for name, value in equal.items()})
+    found = statement.rows(conn, params)
+    position = int(found[0][0] or 0) if found else 0
+    columns = statement.columns[1:]
+    sort = statement.columns.index(names[-1])  # a sort column: never NULL in a row, NULL when the page is empty
+    rows = [dict(zip(columns, row[1:])) for row in found if row[sort] is not None]
+    rows, token = _cut(rows, names, size, key, tenant_id, table, filters)
+    return rows, token, position
+
+
+@functools.lru_cache(maxsize=64)
+def _positioned(table: Table, names: tuple[str, ...], after: bool, equal: tuple[str, ...]) -> DirectRead:
+    """The tenant's position LEFT JOIN a page: one row with NULL columns when the page is empty."""
+    inner = _statement(table, names, after).where(
+        *(table.c[name] == bindparam(f"page_eq_{name}", type_=table.c[name].type) for name in equal))
+    rows = inner.subquery("page_rows")
+    at = eventstore.tenant_position_of(bindparam("page_tenant")).subquery("page_position")
+    q = select(at.c.position.label("page_position"), *rows.c).select_from(at.outerjoin(rows, true())) \
+        .order_by(*(rows.c[name] for name in names))
+    return DirectRead(q)
+
+
+def _page_request(engine: Engine, table: Table, order: str | Sequence[str], tenant_id: str, page_size: int,
+                  page_token: str, filters: Mapping[str, Any] | None) -> tuple[list[str], int, bytes, dict]:
     if page_size > MAX_PAGE:
         raise InvalidArgument(f"page_size {page_size} is above the maximum {MAX_PAGE}", reason="PAGE_SIZE_TOO_LARGE",
                               field="page_size", metadata={"max_page_size": str(MAX_PAGE)})
@@ -64,14 +111,11 @@ def page(engine: Engine, table: Table, order: str | Sequence[str], tenant_id: st
     after = page_tokens.decode(key, page_token, tenant_id, table.name, filters or {}, width=len(names)) \
         if page_token else []
     params = {"page_tenant": tenant_id, "page_limit": size + 1, **{f"page_after_{i}": v for i, v in enumerate(after)}}
-    q = _statement(table, tuple(names), bool(after))
-    if where:  # a filter of the caller's (its values are in its expressions)
-        q = q.where(*where)
-    if conn is not None:  # the caller's connection (e.g. one that read a position first)
-        rows = _dicts(conn.execute(q, params))
-    else:
-        with reader(engine).connect() as own:
-            rows = _dicts(own.execute(q, params))
+    return names, size, key, params
+
+
+def _cut(rows: list[dict], names: list[str], size: int, key: bytes, tenant_id: str, table: Table,
+         filters: Mapping[str, Any] | None) -> tuple[list[dict], str]:
     if len(rows) <= size:
         return rows, ""
     last = rows[size - 1]

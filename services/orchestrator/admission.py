@@ -17,6 +17,7 @@ from privtune.v1 import training_service_pb2 as api
 from services.common import eventstore
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.eval_gates import check_gates, check_suite_id
+from services.common.store.direct import DirectRead
 from services.common.store.schema import training_job_view
 from services.common.store.engine import reader
 from services.common.training_spec import TrainingSpec, from_request
@@ -107,15 +108,14 @@ def _spec_path(loc: tuple[int | str, ...]) -> str:
 
 
 _V = training_job_view.c
-_GPU_HOURS_USED = select(func.sum(_V.gpu_hours)).where(
+_GPU_HOURS_USED = DirectRead(select(func.sum(_V.gpu_hours)).where(
     _V.tenant_id == bindparam("tenant_id"), _V.month == bindparam("month"), _V.job_id != bindparam("exclude_job"),
-    _V.state != job_domain.REJECTED)
+    _V.state != job_domain.REJECTED))
 
 
 def gpu_hours_used(engine: Engine, tenant_id: str, month: str, exclude_job: str = "") -> float:
     with reader(engine).connect() as conn:
-        value = conn.execute(_GPU_HOURS_USED, {"tenant_id": tenant_id, "month": month,
-                                               "exclude_job": exclude_job}).scalar()
+        value = _GPU_HOURS_USED.scalar(conn, {"tenant_id": tenant_id, "month": month, "exclude_job": exclude_job})
     return float(value or 0.0)
 
 

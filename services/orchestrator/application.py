@@ -163,21 +163,19 @@ class TrainingJobApplication:
         """A page of the tenant's jobs, its next page token and the (sealed) position it reflects.
 
         The view is written in the same transaction as the jobs' events (job_view.py), so it is
-        never behind the event store: its position is the tenant's newest one, read before the
-        rows (the rows are at least that fresh), and a ``min_position`` this tenant was given is
+        never behind the event store: its position is the tenant's newest one, read in the same
+        statement as the rows (one snapshot), and a ``min_position`` this tenant was given is
         always passed already: read your writes never waits here. One it was not given is refused.
         """
         wanted = positions.unseal(self.engine, caller.tenant_id, min_position)
-        filters = [training_job_view.c.state == state] if state else []
-        with reader(self.engine).connect() as conn:  # one connection: the position, then the rows
-            position = eventstore.tenant_position(conn, caller.tenant_id)
-            if wanted > position:  # sealed by this store for this tenant, yet ahead of it: the store was restored
-                raise FailedPrecondition("min_position is ahead of this store's events (was the store restored "
-                                         "from an older backup?); list without it", reason="POSITION_AHEAD",
-                                         field="min_position")
-            rows, token = queries.page(self.engine, training_job_view, ("created_at_ms", "job_id"),
-                                       caller.tenant_id, page_size, page_token, *filters, filters={"state": state},
-                                       conn=conn)
+        with reader(self.engine).connect() as conn:
+            rows, token, position = queries.positioned_page(
+                self.engine, training_job_view, ("created_at_ms", "job_id"), caller.tenant_id, page_size, page_token,
+                equal={"state": state} if state else {}, filters={"state": state}, conn=conn)
+        if wanted > position:  # sealed by this store for this tenant, yet ahead of it: the store was restored
+            raise FailedPrecondition("min_position is ahead of this store's events (was the store restored "
+                                     "from an older backup?); list without it", reason="POSITION_AHEAD",
+                                     field="min_position")
         return rows, token, positions.seal(self.engine, caller.tenant_id, position)
 
     def position_of(self, caller: Caller, job_id: str) -> str:

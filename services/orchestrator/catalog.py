@@ -21,6 +21,7 @@ from services.common import model_store
 from services.common.consistency import await_projection
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Resource
 from services.common.projection import Projection
+from services.common.store.direct import DirectRead
 from services.common.store.engine import reader
 from services.common.store.schema import dataset_version_catalog as catalog
 from services.common.topics import CURATION_EVENTS
@@ -52,16 +53,18 @@ PROJECTION = Projection(name="orchestrator.dataset_versions", topics=(CURATION_E
                         apply=apply)
 
 
-_VERSION = select(catalog).where(catalog.c.tenant_id == bindparam("tenant_id"),
-                                 catalog.c.dataset_version_id == bindparam("version_id"))
-_OF_DATASET = _VERSION.where(catalog.c.dataset_id == bindparam("dataset_id"))
+_VERSION_SELECT = select(catalog).where(catalog.c.tenant_id == bindparam("tenant_id"),
+                                        catalog.c.dataset_version_id == bindparam("version_id"))
+_VERSION = DirectRead(_VERSION_SELECT)
+_OF_DATASET = DirectRead(_VERSION_SELECT.where(catalog.c.dataset_id == bindparam("dataset_id")))
 
 
 def find_dataset_version(conn: Connection, tenant_id: str, version_id: str, dataset_id: str = "") -> dict | None:
     """The catalog row of ``version_id`` in this tenant (of ``dataset_id`` if given), or None."""
     params = {"tenant_id": tenant_id, "version_id": version_id, "dataset_id": dataset_id}
-    row = conn.execute(_OF_DATASET if dataset_id else _VERSION, params).mappings().first()
-    return dict(row) if row is not None else None
+    statement = _OF_DATASET if dataset_id else _VERSION
+    rows = statement.rows(conn, params)
+    return dict(zip(statement.columns, rows[0])) if rows else None
 
 
 def dataset_version(engine: Engine, tenant_id: str, version_id: str, wait_seconds: float | None = None) -> dict:

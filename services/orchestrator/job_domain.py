@@ -255,82 +255,88 @@ def decide_follow_up(state: TrainingJobState, now_ms: int, retry: RetryPolicy, l
 
 
 def evolve(state: TrainingJobState, env: events_pb2.EventEnvelope) -> TrainingJobState:
-    """Fold one stored event into the job's state."""
+    """Fold one stored event into the job's state (one ``replace`` per event: a copy of this 42-field
+    state costs more than decoding the event, and a ``GetTrainingJob`` folds every event of the job)."""
     kind = env.WhichOneof("payload")
     at = env.time.ToMilliseconds()
-    s = replace(state, version=env.aggregate_version, updated_at_ms=max(state.updated_at_ms, at))
+    return replace(state, version=env.aggregate_version, updated_at_ms=max(state.updated_at_ms, at),
+                   **_changes(state, kind, env, at))
+
+
+def _changes(s: TrainingJobState, kind: str | None, env: events_pb2.EventEnvelope, at: int) -> dict:
+    """What the event changes besides the version and the update time."""
     if kind == "training_requested":
         r = env.training_requested
-        return replace(s, job_id=r.job_id, tenant_id=env.tenant_id, name=r.name, state=REQUESTED, request=r,
-                       requested_by=env.actor, correlation_id=env.correlation_id, created_at_ms=at,
-                       priority=r.priority, gpus=r.gpus or 1, gpu_pool=r.gpu_pool)
+        return dict(job_id=r.job_id, tenant_id=env.tenant_id, name=r.name, state=REQUESTED, request=r,
+                    requested_by=env.actor, correlation_id=env.correlation_id, created_at_ms=at,
+                    priority=r.priority, gpus=r.gpus or 1, gpu_pool=r.gpu_pool)
     if kind == "training_rejected":
         e = env.training_rejected
-        return replace(s, state=REJECTED, violations=tuple(e.violations), reason=e.reason, error_code=e.rule,
-                       policy_version=e.policy_version, ended_at_ms=at)
+        return dict(state=REJECTED, violations=tuple(e.violations), reason=e.reason, error_code=e.rule,
+                    policy_version=e.policy_version, ended_at_ms=at)
     if kind == "training_queued":
         e = env.training_queued
-        return replace(s, state=QUEUED, queued_at_ms=at, not_before_ms=e.not_before_ms, queued_reason=e.reason,
-                       estimate=e.estimate if e.HasField("estimate") else s.estimate,
-                       policy_version=e.policy_version or s.policy_version, stop_reason="", worker_id="", claim_id="",
-                       gpu_pool=e.gpu_pool or s.gpu_pool)
+        return dict(state=QUEUED, queued_at_ms=at, not_before_ms=e.not_before_ms, queued_reason=e.reason,
+                    estimate=e.estimate if e.HasField("estimate") else s.estimate,
+                    policy_version=e.policy_version or s.policy_version, stop_reason="", worker_id="", claim_id="",
+                    gpu_pool=e.gpu_pool or s.gpu_pool)
     if kind == "training_scheduled":
         e = env.training_scheduled
-        return replace(s, state=SCHEDULED, attempt=e.attempt, scheduled_event_id=env.id, executor=e.executor,
-                       gpu_pool=e.gpu_pool, last_seen_ms=at, worker_id="", claim_id="")
+        return dict(state=SCHEDULED, attempt=e.attempt, scheduled_event_id=env.id, executor=e.executor,
+                    gpu_pool=e.gpu_pool, last_seen_ms=at, worker_id="", claim_id="")
     if kind == "training_attempt_claimed":
         e = env.training_attempt_claimed
         if s.state != SCHEDULED or e.attempt != s.attempt or s.worker_id:
-            return s
-        return replace(s, worker_id=e.worker_id, claim_id=e.claim_id, last_seen_ms=at)
+            return {}
+        return dict(worker_id=e.worker_id, claim_id=e.claim_id, last_seen_ms=at)
     if kind == "training_stop_requested":
         reason = env.training_stop_requested.reason
-        return replace(s, stop_reason="cancel" if "cancel" in (s.stop_reason, reason) else s.stop_reason or reason)
+        return dict(stop_reason="cancel" if "cancel" in (s.stop_reason, reason) else s.stop_reason or reason)
     if kind == "training_cancelled":
         e = env.training_cancelled
-        return replace(s, state=CANCELLED, reason=e.reason, ended_at_ms=at)
+        return dict(state=CANCELLED, reason=e.reason, ended_at_ms=at)
     if kind in WORKER_FACTS:
         return _worker_fact(s, kind, env, at)
-    return s
+    return {}
 
 
-def _worker_fact(s: TrainingJobState, kind: str, env: events_pb2.EventEnvelope, at: int) -> TrainingJobState:
+def _worker_fact(s: TrainingJobState, kind: str, env: events_pb2.EventEnvelope, at: int) -> dict:
     """Facts of the current attempt; late ones from an abandoned attempt only bump the version."""
     if s.state not in (SCHEDULED, RUNNING):
-        return s
+        return {}
     attempt = getattr(env, kind).attempt
     if attempt and attempt != s.attempt:
-        return s
+        return {}
     if kind == "training_started":
         e = env.training_started
         if s.worker_id and e.worker_id != s.worker_id:
-            return s  # another worker than the one holding the claim (decide_report never records it)
-        return replace(s, state=RUNNING, started=e, worker_id=e.worker_id, last_seen_ms=at,
-                       started_at_ms=s.started_at_ms or at, total_steps=e.total_steps or s.total_steps)
+            return {}  # another worker than the one holding the claim (decide_report never records it)
+        return dict(state=RUNNING, started=e, worker_id=e.worker_id, last_seen_ms=at,
+                    started_at_ms=s.started_at_ms or at, total_steps=e.total_steps or s.total_steps)
     if kind == "training_heartbeat":
         e = env.training_heartbeat
-        return replace(s, last_seen_ms=at, step=max(s.step, e.step))
+        return dict(last_seen_ms=at, step=max(s.step, e.step))
     if kind == "training_progress":
         e = env.training_progress
-        return replace(s, last_seen_ms=at, step=e.step, total_steps=e.total_steps or s.total_steps, loss=e.loss,
-                       eval_loss=e.eval_loss or s.eval_loss, epsilon_spent=max(s.epsilon_spent, e.epsilon_spent))
+        return dict(last_seen_ms=at, step=e.step, total_steps=e.total_steps or s.total_steps, loss=e.loss,
+                    eval_loss=e.eval_loss or s.eval_loss, epsilon_spent=max(s.epsilon_spent, e.epsilon_spent))
     if kind == "checkpoint_saved":
         e = env.checkpoint_saved
-        return replace(s, last_seen_ms=at, last_checkpoint_id=e.checkpoint_id, step=max(s.step, e.step))
+        return dict(last_seen_ms=at, last_checkpoint_id=e.checkpoint_id, step=max(s.step, e.step))
     if kind == "training_completed":
         e = env.training_completed
-        return replace(s, state=SUCCEEDED, artifact_uri=e.artifact_uri, artifact_sha256=e.artifact_sha256,
-                       step=e.steps, loss=e.final_loss, eval_loss=e.eval_loss, initial_eval_loss=e.initial_eval_loss,
-                       epsilon_spent=max(s.epsilon_spent, e.epsilon_spent), ended_at_ms=at, last_seen_ms=at)
+        return dict(state=SUCCEEDED, artifact_uri=e.artifact_uri, artifact_sha256=e.artifact_sha256,
+                    step=e.steps, loss=e.final_loss, eval_loss=e.eval_loss, initial_eval_loss=e.initial_eval_loss,
+                    epsilon_spent=max(s.epsilon_spent, e.epsilon_spent), ended_at_ms=at, last_seen_ms=at)
     if kind == "training_failed":
         e = env.training_failed
-        return replace(s, state=FAILED, error_code=e.error_code, reason=e.reason, retryable=e.retryable,
-                       failures=s.failures + 1, step=max(s.step, e.step), ended_at_ms=at, last_seen_ms=at)
+        return dict(state=FAILED, error_code=e.error_code, reason=e.reason, retryable=e.retryable,
+                    failures=s.failures + 1, step=max(s.step, e.step), ended_at_ms=at, last_seen_ms=at)
     if kind == "training_preempted":
         e = env.training_preempted
-        return replace(s, state=PREEMPTED, last_checkpoint_id=e.checkpoint_id or s.last_checkpoint_id,
-                       step=max(s.step, e.step), last_seen_ms=at)
-    return s
+        return dict(state=PREEMPTED, last_checkpoint_id=e.checkpoint_id or s.last_checkpoint_id,
+                    step=max(s.step, e.step), last_seen_ms=at)
+    return {}
 
 
 def fold(events: Iterable[events_pb2.EventEnvelope], state: TrainingJobState | None = None) -> TrainingJobState:

@@ -253,3 +253,81 @@ def test_one_relay_publishes_at_a_time_and_one_that_lost_its_lease_stops(engine:
     sub.close()
     assert sorted(r.key for r in seen) == [b"r-1", b"r-2", b"r-3", b"r-4"]
     bus.close()
+
+
+def test_direct_reads_answer_as_sqlalchemy_does_inside_and_outside_transactions(engine: Engine) -> None:
+    """A DirectRead (the driver's cursor) gives the rows Connection.execute gives, with filter literals and
+    repeated parameters; inside a writer's transaction it sees that transaction's own writes, and on a
+    writer's connection outside one it begins one first (SQLite: the write lock, as autobegin takes it)."""
+    from sqlalchemy import bindparam, true
+
+    from services.common.store.direct import DirectRead
+
+    with engine.begin() as conn:
+        eventstore.append(conn, "dataset", [_event("d-1"), _event("d-1")], expected_version=0)
+        eventstore.append(conn, "dataset", [_event("d-2", tenant="other")], expected_version=0)
+    e = stored_events.c
+    statement = (select(e.stream_id, e.stream_version, e.payload)
+                 .where(e.tenant_id == bindparam("tenant"), e.stream_version >= 1,
+                        e.stream_id.in_(select(stored_events.c.stream_id).where(e.tenant_id == bindparam("tenant"))))
+                 .order_by(e.stream_version))
+    direct = DirectRead(statement)
+    with reader(engine).connect() as conn:
+        assert [tuple(r) for r in direct.rows(conn, {"tenant": "acme"})] == \
+            [tuple(r) for r in conn.execute(statement, {"tenant": "acme"}).all()]
+        assert [r[:2] for r in direct.rows(conn, {"tenant": "acme"})] == [("d-1", 1), ("d-1", 2)]
+        assert direct.rows(conn, {"tenant": "nobody"}) == []
+    with engine.connect() as conn:
+        assert not conn.in_transaction()
+        eventstore.load_stream(conn, "acme", "d-1")
+        assert conn.in_transaction()  # begun by the read, as Connection.execute's autobegin would
+        eventstore.append(conn, "dataset", [_event("d-3")], expected_version=0)
+        assert [ev.subject for ev in eventstore.load_stream(conn, "acme", "d-3")] == ["d-3"]  # its own write
+        conn.rollback()
+    with reader(engine).connect() as conn:
+        assert eventstore.load_stream(conn, "acme", "d-3") == []  # rolled back with the transaction
+        assert eventstore.tenant_position(conn, "acme") == eventstore.stream_position(conn, "acme", "d-1")
+    empty_join = DirectRead(select(eventstore.tenant_position_of(bindparam("t")).subquery().c.position)
+                            .where(true()))
+    with reader(engine).connect() as conn:
+        assert empty_join.scalar(conn, {"t": "nobody"}) is None
+
+
+def test_direct_reads_refuse_statements_whose_values_need_converting(engine: Engine) -> None:
+    """A column or parameter SQLAlchemy would convert (a Decimal, a pickled value) cannot be read raw: refused
+    before anything is sent."""
+    from decimal import Decimal
+
+    from sqlalchemy import Numeric, PickleType, bindparam, cast, literal
+
+    from services.common.store.direct import DirectRead
+
+    with reader(engine).connect() as conn:
+        for statement in (select(cast(literal(Decimal("1.5")), Numeric(10, 2))),
+                          select(stored_events.c.seq).where(stored_events.c.payload
+                                                            == bindparam("p", type_=PickleType))):
+            with pytest.raises(TypeError, match="processing"):
+                DirectRead(statement).rows(conn, {"p": {"a": 1}})
+
+
+def test_a_direct_read_on_a_dropped_connection_fails_as_sqlalchemy_does_and_the_pool_recovers(
+        postgres_engine: Engine) -> None:
+    """(PostgreSQL.) The server kills the connection a direct read is about to use: the read raises
+    SQLAlchemy's DBAPIError marked as invalidated (what the loops' supervision retries), and the next
+    checkout gets a working connection."""
+    from sqlalchemy import exc
+
+    engine = postgres_engine
+    admin = create_engine(engine.url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT",
+                          poolclass=NullPool)
+    with reader(engine).connect() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+        with admin.connect() as a:
+            assert a.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        with pytest.raises(exc.DBAPIError) as raised:
+            eventstore.load_stream(conn, "acme", "d-1")
+        assert raised.value.connection_invalidated
+    admin.dispose()
+    with reader(engine).connect() as conn:
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+        assert eventstore.load_stream(conn, "acme", "d-1") == []

@@ -36,6 +36,7 @@ POOL_SIZE = int(os.environ.get("PRIVTUNE_STORE_POOL_SIZE", "10"))
 POOL_OVERFLOW = int(os.environ.get("PRIVTUNE_STORE_POOL_OVERFLOW", "30"))
 PING_AFTER_IDLE_S = 1.0  # a PostgreSQL connection idle this long is pinged before it is handed out
 _READER = "_privtune_reader"  # the attribute an engine keeps its reader in (it lives and dies with it)
+_IS_READER = "_privtune_is_reader"  # set on a reader engine (not on an in-memory SQLite engine, its own reader)
 _reader_lock = threading.Lock()
 
 
@@ -207,8 +208,15 @@ def _make_reader(engine: Engine) -> Engine:
         made = engine  # an in-memory database has no second connection to read it through
     else:
         made = engine.execution_options(isolation_level="AUTOCOMMIT")
+    if made is not engine:
+        setattr(made, _IS_READER, True)
     setattr(engine, _READER, made)
     return made
+
+
+def is_reader(engine: Engine) -> bool:
+    """Whether ``engine`` is some engine's reader: its connections never hold a transaction."""
+    return getattr(engine, _IS_READER, False)
 
 
 def dispose(engine: Engine) -> None:
