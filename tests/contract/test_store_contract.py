@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -259,7 +260,7 @@ def test_direct_reads_answer_as_sqlalchemy_does_inside_and_outside_transactions(
     """A DirectRead (the driver's cursor) gives the rows Connection.execute gives, with filter literals and
     repeated parameters; inside a writer's transaction it sees that transaction's own writes, and on a
     writer's connection outside one it begins one first (SQLite: the write lock, as autobegin takes it)."""
-    from sqlalchemy import bindparam, true
+    from sqlalchemy import bindparam
 
     from services.common.store.direct import DirectRead
 
@@ -281,16 +282,18 @@ def test_direct_reads_answer_as_sqlalchemy_does_inside_and_outside_transactions(
         assert not conn.in_transaction()
         eventstore.load_stream(conn, "acme", "d-1")
         assert conn.in_transaction()  # begun by the read, as Connection.execute's autobegin would
+        if engine.dialect.name == "sqlite":  # ... and on SQLite the write lock was taken before the read
+            other = sqlite3.connect(engine.url.database, timeout=0)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
         eventstore.append(conn, "dataset", [_event("d-3")], expected_version=0)
         assert [ev.subject for ev in eventstore.load_stream(conn, "acme", "d-3")] == ["d-3"]  # its own write
         conn.rollback()
     with reader(engine).connect() as conn:
         assert eventstore.load_stream(conn, "acme", "d-3") == []  # rolled back with the transaction
         assert eventstore.tenant_position(conn, "acme") == eventstore.stream_position(conn, "acme", "d-1")
-    empty_join = DirectRead(select(eventstore.tenant_position_of(bindparam("t")).subquery().c.position)
-                            .where(true()))
-    with reader(engine).connect() as conn:
-        assert empty_join.scalar(conn, {"t": "nobody"}) is None
+        assert eventstore.tenant_position(conn, "nobody") == 0
 
 
 def test_direct_reads_refuse_statements_whose_values_need_converting(engine: Engine) -> None:
@@ -331,3 +334,94 @@ def test_a_direct_read_on_a_dropped_connection_fails_as_sqlalchemy_does_and_the_
     with reader(engine).connect() as conn:
         assert conn.execute(text("SELECT pg_backend_pid()")).scalar() != pid
         assert eventstore.load_stream(conn, "acme", "d-1") == []
+
+
+def test_a_positioned_page_is_one_snapshot_of_the_tenants_rows_and_position(engine: Engine) -> None:
+    """``positioned_page``: the tenant's rows in keyset pages with its own event-store position (also on an
+    empty page), filters applied and signed into the token, nothing of another tenant, and a token
+    refused for another tenant or another filter."""
+    from sqlalchemy import insert
+
+    from services.common import queries
+    from services.common.errors import InvalidArgument
+    from services.common.store.schema import training_job_view
+
+    def job(tenant: str, n: int, state: int) -> dict:
+        return dict(tenant_id=tenant, job_id=f"{tenant}-{n:02d}", name=f"j{n}", state=state, gpu_pool="a", gpus=1,
+                    priority=0, attempt=0, method=1, base_model_id="m", dataset_version_id="v", step=0,
+                    total_steps=0, loss=0.5, epsilon_spent=0.0, gpu_hours=1.0, retry_pending=0, failures=0,
+                    state_version=1, started_at_ms=0, month="2026-12", reason="", created_at_ms=1000 + n,
+                    updated_at_ms=1000 + n)
+
+    with engine.begin() as conn:
+        conn.execute(insert(training_job_view), [job("acme", n, 2 if n % 3 else 5) for n in range(11)]
+                     + [job("other", n, 2) for n in range(4)])
+        eventstore.append(conn, "dataset", [_event("d-1")], expected_version=0)
+        eventstore.append(conn, "dataset", [_event("d-2", tenant="other")], expected_version=0)
+
+    def pages(tenant: str, size: int, equal: dict, filters: dict) -> tuple[list[list[str]], set[int]]:
+        seen, at, token = [], set(), ""
+        with reader(engine).connect() as conn:
+            while True:
+                rows, token, position = queries.positioned_page(
+                    engine, training_job_view, ("created_at_ms", "job_id"), tenant, size, token, equal=equal,
+                    filters=filters, conn=conn)
+                seen.append([r["job_id"] for r in rows])
+                at.add(position)
+                assert all(r["tenant_id"] == tenant for r in rows) and all(r["loss"] == 0.5 for r in rows)
+                if not token:
+                    return seen, at
+
+    with reader(engine).connect() as conn:
+        acme_at = eventstore.tenant_position(conn, "acme")
+        other_at = eventstore.tenant_position(conn, "other")
+    assert acme_at and other_at and acme_at != other_at
+    everything, at = pages("acme", 4, {}, {"state": 0})
+    assert [len(p) for p in everything] == [4, 4, 3] and at == {acme_at}
+    assert sum(everything, []) == [f"acme-{n:02d}" for n in range(11)]
+    filtered, at = pages("acme", 2, {"state": 5}, {"state": 5})
+    assert sum(filtered, []) == ["acme-00", "acme-03", "acme-06", "acme-09"] and at == {acme_at}
+    empty, at = pages("acme", 2, {"state": 7}, {"state": 7})
+    assert empty == [[]] and at == {acme_at}, "an empty page still carries the tenant's position"
+    assert pages("nobody", 5, {}, {"state": 0}) == ([[]], {0})
+    assert sum(pages("other", 50, {}, {"state": 0})[0], []) == [f"other-{n:02d}" for n in range(4)]
+    with reader(engine).connect() as conn:
+        _, token, _ = queries.positioned_page(engine, training_job_view, ("created_at_ms", "job_id"), "acme", 2, "",
+                                              equal={"state": 5}, filters={"state": 5}, conn=conn)
+        for tenant, equal, filters in (("other", {"state": 5}, {"state": 5}), ("acme", {}, {"state": 0})):
+            with pytest.raises(InvalidArgument):
+                queries.positioned_page(engine, training_job_view, ("created_at_ms", "job_id"), tenant, 2, token,
+                                        equal=equal, filters=filters, conn=conn)
+        with pytest.raises(ValueError, match="signed"):
+            queries.positioned_page(engine, training_job_view, ("created_at_ms", "job_id"), "acme", 2, "",
+                                    equal={"state": 5}, filters={"state": 0}, conn=conn)
+
+
+def test_after_a_server_restart_one_failed_direct_read_renews_every_older_pooled_connection(
+        postgres_engine: Engine) -> None:
+    """(PostgreSQL.) Every pooled connection dies at once (a restart) and reads come within the ping's idle
+    window: the first read fails, as SQLAlchemy's own execute would, and the pool then replaces every
+    connection older than that failure, so the next reads all get live ones (not one failure each)."""
+    from sqlalchemy import exc
+
+    engine = postgres_engine
+    r = reader(engine)
+    held = [r.connect() for _ in range(4)]
+    pids = {c.execute(text("SELECT pg_backend_pid()")).scalar() for c in held}
+    for c in held:
+        c.close()
+    admin = create_engine(engine.url.render_as_string(hide_password=False), isolation_level="AUTOCOMMIT",
+                          poolclass=NullPool)
+    with admin.connect() as a:
+        assert a.execute(text("SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE pid = ANY(:pids)) t"), {"pids": list(pids)}).scalar() == 4
+    admin.dispose()
+    failures = 0
+    for _ in range(6):  # well within PING_AFTER_IDLE_S of their last use: no ping saves them
+        try:
+            with r.connect() as conn:
+                eventstore.load_stream(conn, "acme", "d-1")
+        except exc.DBAPIError as error:
+            assert error.connection_invalidated
+            failures += 1
+    assert failures == 1
