@@ -31,6 +31,7 @@ from services.common.clock import now_ms
 from services.common.envelope import Causation
 from services.common.errors import BusUnavailable, ConcurrencyConflict, PrivtuneError
 from services.common.leases import take_lease
+from services.common.store.direct import DirectRead
 from services.common.store.engine import reader
 from services.common.store.schema import training_job_view
 from services.common.supervision import run_loop
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 ACTOR = "privtune/orchestrator-controller"
 IN_PLAY = (job_domain.REQUESTED, job_domain.QUEUED, job_domain.SCHEDULED, job_domain.RUNNING,
            job_domain.PREEMPTED)
+_V = training_job_view.c
+# every job in play, with the version its view row has (one read per tick, on the driver's cursor: thousands of rows)
+_IN_PLAY_ROWS = DirectRead(select(_V.tenant_id, _V.job_id, _V.state_version).where(
+    or_(*(_V.state == state for state in IN_PLAY), _V.retry_pending == 1)))
 
 
 class Launcher(Protocol):
@@ -92,9 +97,9 @@ class Controller:
         states = self._refresh()
         for state in states:
             self._follow_up(state, now, report)
-        states = self._refresh()
+        states = self._current(states)
         self._schedule(states, now, report)
-        self._send_stops(self._refresh(), now)
+        self._send_stops(self._current(states), now)
         return report
 
     # ------------------------------------------------------------------ state
@@ -112,10 +117,7 @@ class Controller:
         reader, never holding SQLite's write lock while it does.
         """
         with reader(self.engine).connect() as conn:
-            rows = conn.execute(select(training_job_view.c.tenant_id, training_job_view.c.job_id,
-                                       training_job_view.c.state_version).where(
-                or_(training_job_view.c.state.in_(IN_PLAY), training_job_view.c.retry_pending == 1))).all()
-            versions = {(r.tenant_id, r.job_id): r.state_version for r in rows}
+            versions = {(tenant, job): version for tenant, job, version in _IN_PLAY_ROWS.rows(conn, {})}
             keys = set(versions) | {k for k, s in self._states.items() if not s.is_final(self.settings.retry)}
             states = []
             for key in keys:
@@ -133,6 +135,21 @@ class Controller:
                 states.append(state)
         return states
 
+    def _current(self, states: list[job_domain.TrainingJobState]) -> list[job_domain.TrainingJobState]:
+        """``states`` as this tick's own appends left them, without the finished ones: what reading every
+        job in play again would give, but for changes by others meanwhile, which the next tick sees (as it
+        would had they come a moment later). A tick reads the view once, not once per step: over a queue
+        of thousands of jobs, each read was thousands of rows."""
+        current = []
+        for state in states:
+            key = (state.tenant_id, state.job_id)
+            state = self._states.get(key, state)
+            if state.is_final(self.settings.retry):
+                self._states.pop(key, None)
+                continue
+            current.append(state)
+        return current
+
     def _append(self, state: job_domain.TrainingJobState, payloads: list, reason: str) -> bool:
         if not payloads:
             return False
@@ -140,7 +157,8 @@ class Controller:
                               causation_id=reason)
         try:
             with self.engine.begin() as conn:
-                job_store.append_job(conn, state.tenant_id, state.job_id, state, payloads, causation)
+                appended = job_store.append_job(conn, state.tenant_id, state.job_id, state, payloads, causation)
+            self._states[(state.tenant_id, state.job_id)] = appended  # committed: the job as it is now
             return True
         except ConcurrencyConflict:
             return False  # a worker or the API wrote first; the next tick sees it
