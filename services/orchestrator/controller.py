@@ -78,6 +78,7 @@ class Controller:
         self.owner = uuid.uuid4().hex
         self._states: dict[tuple[str, str], job_domain.TrainingJobState] = {}
         self._stops_sent: dict[tuple[str, str, int], int] = {}  # (tenant, job, attempt) -> when last sent
+        self._appends_tried = 0  # appends this controller tried (committed, or lost to another writer)
 
     # ------------------------------------------------------------------ loop
 
@@ -95,9 +96,12 @@ class Controller:
             return report
         now = self.clock()
         states = self._refresh()
+        tried = self._appends_tried
         for state in states:
             self._follow_up(state, now, report)
-        states = self._current(states)
+        # a follow-up (a retry, a lost worker, a cancel) took time and may have met someone else's change:
+        # plan on a fresh read then, not on this tick's first one (a needless preemption otherwise)
+        states = self._refresh() if self._appends_tried != tried else self._current(states)
         self._schedule(states, now, report)
         self._send_stops(self._current(states), now)
         return report
@@ -138,8 +142,8 @@ class Controller:
     def _current(self, states: list[job_domain.TrainingJobState]) -> list[job_domain.TrainingJobState]:
         """``states`` as this tick's own appends left them, without the finished ones: what reading every
         job in play again would give, but for changes by others meanwhile, which the next tick sees (as it
-        would had they come a moment later). A tick reads the view once, not once per step: over a queue
-        of thousands of jobs, each read was thousands of rows."""
+        would had they come a moment later). A quiet tick reads the view once, not once per step: over a
+        queue of thousands of jobs, each read was thousands of rows."""
         current = []
         for state in states:
             key = (state.tenant_id, state.job_id)
@@ -153,6 +157,7 @@ class Controller:
     def _append(self, state: job_domain.TrainingJobState, payloads: list, reason: str) -> bool:
         if not payloads:
             return False
+        self._appends_tried += 1
         causation = Causation(actor=ACTOR, correlation_id=state.correlation_id or state.job_id,
                               causation_id=reason)
         try:

@@ -296,6 +296,32 @@ def test_direct_reads_answer_as_sqlalchemy_does_inside_and_outside_transactions(
         assert eventstore.tenant_position(conn, "nobody") == 0
 
 
+def test_direct_reads_fail_as_connection_execute_fails(engine: Engine) -> None:
+    """The same bad statement or value raises the same exception through a DirectRead as through
+    SQLAlchemy's execute (a driver's error wrapped in DBAPIError, a value the driver refuses as it is),
+    and the connection stays usable afterwards. (DirectRead hands errors to SQLAlchemy's private
+    handler: this also pins that handler's behaviour for the installed SQLAlchemy.)"""
+    from sqlalchemy import bindparam, column, exc, table
+
+    from services.common.store.direct import DirectRead
+
+    e = stored_events.c
+    cases = [(select(table("no_such_table", column("x")).c.x), {}),
+             (select(e.seq).where(e.stream_version == bindparam("v")), {"v": 2**70})]
+    for statement, params in cases:
+        with reader(engine).connect() as conn:
+            with pytest.raises(Exception) as through_sqlalchemy:
+                conn.execute(statement, params).all()
+        with reader(engine).connect() as conn:
+            with pytest.raises(Exception) as direct:
+                DirectRead(statement).rows(conn, params)
+            assert type(direct.value) is type(through_sqlalchemy.value), (direct.value, through_sqlalchemy.value)
+            assert eventstore.tenant_position(conn, "acme") == 0  # the connection still answers
+    assert issubclass(type(direct.value), Exception)
+    with reader(engine).connect() as conn, pytest.raises(exc.DBAPIError):
+        DirectRead(cases[0][0]).rows(conn, {})
+
+
 def test_direct_reads_refuse_statements_whose_values_need_converting(engine: Engine) -> None:
     """A column or parameter SQLAlchemy would convert (a Decimal, a pickled value) cannot be read raw: refused
     before anything is sent."""
@@ -398,12 +424,15 @@ def test_a_positioned_page_is_one_snapshot_of_the_tenants_rows_and_position(engi
 
 
 def test_after_a_server_restart_one_failed_direct_read_renews_every_older_pooled_connection(
-        postgres_engine: Engine) -> None:
+        postgres_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """(PostgreSQL.) Every pooled connection dies at once (a restart) and reads come within the ping's idle
     window: the first read fails, as SQLAlchemy's own execute would, and the pool then replaces every
     connection older than that failure, so the next reads all get live ones (not one failure each)."""
     from sqlalchemy import exc
 
+    from services.common.store import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_S", 3600.0)  # however slow the machine: no ping saves them
     engine = postgres_engine
     r = reader(engine)
     held = [r.connect() for _ in range(4)]
@@ -417,7 +446,7 @@ def test_after_a_server_restart_one_failed_direct_read_renews_every_older_pooled
                               "WHERE pid = ANY(:pids)) t"), {"pids": list(pids)}).scalar() == 4
     admin.dispose()
     failures = 0
-    for _ in range(6):  # well within PING_AFTER_IDLE_S of their last use: no ping saves them
+    for _ in range(6):
         try:
             with r.connect() as conn:
                 eventstore.load_stream(conn, "acme", "d-1")

@@ -87,12 +87,13 @@ class DirectRead:
         values: Any = {**compiled.defaults, **params}
         if compiled.positional is not None:
             values = tuple(values[name] for name in compiled.positional)
-        if not conn.in_transaction() and not is_reader(conn.engine):
-            conn.begin()  # what Connection.execute's autobegin does (BEGIN IMMEDIATE on SQLite)
-        # as Connection.execute: no statement in a transaction a failed statement left to be rolled back
+        # as Connection.execute: nothing runs in a transaction a failed statement or commit left to be rolled
+        # back; then a writer's connection outside a transaction begins one, as its autobegin would
         transaction, nested = conn._transaction, conn._nested_transaction
         if (transaction is not None and not transaction.is_active) or (nested is not None and not nested.is_active):
             conn._invalid_transaction()
+        if transaction is None and not is_reader(conn.engine):
+            conn.begin()  # BEGIN IMMEDIATE on SQLite: the write lock before the read
         fairy = conn.connection  # checks the connection out of the pool if it was not yet (SQLAlchemy's errors)
         cursor = None
         try:
@@ -100,9 +101,11 @@ class DirectRead:
             cursor.execute(compiled.sql, values)
             return cursor.fetchall()
         except BaseException as error:
-            # SQLAlchemy's own handling (pinned version): a driver error becomes its DBAPIError; a lost
-            # connection is invalidated, and so is every pooled connection older than the failure
-            conn._handle_dbapi_exception(error, compiled.sql, values, cursor, None)
+            # SQLAlchemy's own handling (its private API: tests/contract/test_store_contract.py checks it on
+            # both stores): a driver error becomes its DBAPIError; a lost connection is invalidated, and so is
+            # every pooled connection older than the failure; any other error comes out as it is
+            driver_error = isinstance(error, conn.dialect.loaded_dbapi.Error)
+            conn._handle_dbapi_exception(error, compiled.sql if driver_error else None, values, cursor, None)
             raise  # not reached: the handler raises
         finally:
             if cursor is not None:
