@@ -15,7 +15,7 @@ from privtune.v1 import events_pb2
 from services.common import envelope as codec
 from services.common.clock import now_ms
 from services.common.errors import ConcurrencyConflict
-from services.common.store.direct import DirectRead
+from services.common.store.direct import DirectRead, insert_rows_sqlite
 from services.common.store.schema import outbox, stored_events
 
 _E = stored_events.c
@@ -106,6 +106,13 @@ def _store(conn: Connection, stream_type: str, versioned: Sequence[tuple[events_
             event_id=env.id, topic=codec.topic_of(env), key=env.subject, payload=payload, created_at_ms=now,
             attempts=0,
         ))
+    if conn.dialect.name == "sqlite":  # one multi-row statement per table: one step, one GIL hand-back
+        try:
+            insert_rows_sqlite(conn, "stored_events", rows)
+        except IntegrityError as exc:
+            raise ConcurrencyConflict(conflict) from exc
+        insert_rows_sqlite(conn, "outbox", queued)
+        return
     postgres = conn.dialect.name == "postgresql" and len(rows) > 1
     try:
         conn.execute(*((_PG_INSERT_EVENTS, _columns(rows)) if postgres else (_INSERT_EVENTS, rows)))

@@ -68,20 +68,27 @@ def test_append_writes_events_and_outbox_in_one_transaction(engine: Engine) -> N
 
 
 def test_many_new_streams_at_once_land_together_or_not_at_all(engine: Engine) -> None:
+    """Also past the rows one statement takes (SQLite's multi-row INSERT: 100): every row, in order, or none."""
+    n = 250
     with engine.begin() as conn:
-        eventstore.append_new_streams(conn, "access", [_event(f"new-{i}") for i in range(3)])
+        eventstore.append_new_streams(conn, "access", [_event(f"new-{i}") for i in range(n)])
     with engine.connect() as conn:
-        assert [eventstore.stream_version(conn, f"new-{i}") for i in range(3)] == [1, 1, 1]
+        assert {eventstore.stream_version(conn, f"new-{i}") for i in range(n)} == {1}
         # positions (and the relay's order) follow the order given
         assert list(conn.execute(select(stored_events.c.stream_id).order_by(stored_events.c.seq)).scalars()) == \
-            [f"new-{i}" for i in range(3)]
+            [f"new-{i}" for i in range(n)]
         assert list(conn.execute(select(outbox.c.key).order_by(outbox.c.seq)).scalars()) == \
-            [f"new-{i}" for i in range(3)]
-    with pytest.raises(ConcurrencyConflict), engine.begin() as conn:  # new-1 exists: none of the lot lands
-        eventstore.append_new_streams(conn, "access", [_event("new-3"), _event("new-1")])
+            [f"new-{i}" for i in range(n)]
+        payloads = dict(conn.execute(select(stored_events.c.stream_id, stored_events.c.payload)).all())
+        assert eventstore.load_stream(conn, "acme", "new-249")[0].subject == "new-249"
+        assert len(set(payloads.values())) == n
+    # new-1 exists; it comes last, in the third statement of the lot: none of the lot lands
+    with pytest.raises(ConcurrencyConflict), engine.begin() as conn:
+        eventstore.append_new_streams(conn, "access", [_event(f"more-{i}") for i in range(220)] + [_event("new-1")])
     with engine.connect() as conn:
-        assert eventstore.stream_version(conn, "new-3") == 0
-        assert conn.execute(select(func.count()).select_from(stored_events)).scalar() == 3
+        assert eventstore.stream_version(conn, "more-0") == 0
+        assert conn.execute(select(func.count()).select_from(stored_events)).scalar() == n
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar() == n
 
 
 def test_a_failed_command_leaves_no_event_and_no_outbox_row(engine: Engine) -> None:

@@ -18,6 +18,7 @@ qualify (integers, strings, floats, bytes); one that does is refused when first 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -116,3 +117,46 @@ class DirectRead:
         """The first column of the first row (None without rows)."""
         found = self.rows(conn, params)
         return found[0][0] if found else None
+
+
+SQLITE_ROWS_PER_INSERT = 100  # rows per multi-row INSERT (x columns stays under SQLite's 999-variable floor)
+
+
+def insert_rows_sqlite(conn: Connection, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) into SQLite ``table`` as multi-row ``INSERT ... VALUES``
+    statements on the driver's cursor, inside ``conn``'s transaction.
+
+    ``Connection.execute`` with a list of rows is the driver's ``executemany``: one step per row,
+    and sqlite3 gives the GIL back at every step. A writer holds the store's write lock meanwhile,
+    and under load it must win the GIL back from every other thread each time: a batch of access
+    records held the lock for 28 ms (p50) that way. One statement per 100 rows is one step.
+    Errors come out as from ``Connection.execute`` (``sqlalchemy.exc.IntegrityError`` for a duplicate).
+    """
+    if not rows:
+        return
+    if not conn.in_transaction():
+        raise RuntimeError("insert_rows_sqlite writes inside the caller's transaction (engine.begin())")
+    names = list(rows[0])
+    fairy = conn.connection
+    cursor = None
+    try:
+        cursor = fairy.driver_connection.cursor()  # type: ignore[union-attr]
+        for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
+            chunk = rows[start:start + SQLITE_ROWS_PER_INSERT]
+            cursor.execute(_multi_insert(table, tuple(names), len(chunk)),
+                           [row[name] for row in chunk for name in names])
+    except BaseException as error:
+        driver_error = isinstance(error, conn.dialect.loaded_dbapi.Error)
+        conn._handle_dbapi_exception(error, _multi_insert(table, tuple(names), 1) if driver_error else None,
+                                     None, cursor, None)
+        raise  # not reached: the handler raises
+    finally:
+        if cursor is not None:
+            with contextlib.suppress(Exception):
+                cursor.close()
+
+
+@functools.lru_cache(maxsize=512)
+def _multi_insert(table: str, names: tuple[str, ...], count: int) -> str:
+    one = "(" + ", ".join("?" * len(names)) + ")"
+    return f"INSERT INTO {table} ({', '.join(names)}) VALUES " + ", ".join([one] * count)
