@@ -297,9 +297,14 @@ def test_direct_reads_answer_as_sqlalchemy_does_inside_and_outside_transactions(
         eventstore.append(conn, "dataset", [_event("d-3")], expected_version=0)
         assert [ev.subject for ev in eventstore.load_stream(conn, "acme", "d-3")] == ["d-3"]  # its own write
         conn.rollback()
+    with engine.connect() as conn:  # an append first on a fresh connection begins the transaction too
+        eventstore.append(conn, "dataset", [_event("d-4")], expected_version=0)
+        assert conn.in_transaction()
+        conn.commit()
     with reader(engine).connect() as conn:
         assert eventstore.load_stream(conn, "acme", "d-3") == []  # rolled back with the transaction
-        assert eventstore.tenant_position(conn, "acme") == eventstore.stream_position(conn, "acme", "d-1")
+        assert [ev.subject for ev in eventstore.load_stream(conn, "acme", "d-4")] == ["d-4"]
+        assert eventstore.tenant_position(conn, "acme") == eventstore.stream_position(conn, "acme", "d-4")
         assert eventstore.tenant_position(conn, "nobody") == 0
 
 

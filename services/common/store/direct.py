@@ -39,6 +39,17 @@ def _converts(kind: TypeEngine, dialect: Dialect) -> bool:
         return True
 
 
+def _autobegin(conn: Connection) -> None:
+    """What ``Connection.execute`` does before a statement: refuse to run in a transaction that a failed
+    statement or commit left to be rolled back; then, on a writer's connection outside a transaction,
+    begin one (``BEGIN IMMEDIATE`` on SQLite: the write lock before the statement)."""
+    transaction, nested = conn._transaction, conn._nested_transaction
+    if (transaction is not None and not transaction.is_active) or (nested is not None and not nested.is_active):
+        conn._invalid_transaction()
+    if transaction is None and not is_reader(conn.engine):
+        conn.begin()
+
+
 def _key(dialect: Dialect) -> tuple[str, str, str]:
     return dialect.name, dialect.driver, dialect.paramstyle
 
@@ -88,13 +99,7 @@ class DirectRead:
         values: Any = {**compiled.defaults, **params}
         if compiled.positional is not None:
             values = tuple(values[name] for name in compiled.positional)
-        # as Connection.execute: nothing runs in a transaction a failed statement or commit left to be rolled
-        # back; then a writer's connection outside a transaction begins one, as its autobegin would
-        transaction, nested = conn._transaction, conn._nested_transaction
-        if (transaction is not None and not transaction.is_active) or (nested is not None and not nested.is_active):
-            conn._invalid_transaction()
-        if transaction is None and not is_reader(conn.engine):
-            conn.begin()  # BEGIN IMMEDIATE on SQLite: the write lock before the read
+        _autobegin(conn)
         fairy = conn.connection  # checks the connection out of the pool if it was not yet (SQLAlchemy's errors)
         cursor = None
         try:
@@ -124,7 +129,8 @@ SQLITE_ROWS_PER_INSERT = 100  # rows per multi-row INSERT (x columns stays under
 
 def insert_rows_sqlite(conn: Connection, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``rows`` (dicts with the same keys) into SQLite ``table`` as multi-row ``INSERT ... VALUES``
-    statements on the driver's cursor, inside ``conn``'s transaction.
+    statements on the driver's cursor, in ``conn``'s transaction (begun first if there is none, as
+    ``Connection.execute`` would).
 
     ``Connection.execute`` with a list of rows is the driver's ``executemany``: one step per row,
     and sqlite3 gives the GIL back at every step. A writer holds the store's write lock meanwhile,
@@ -134,8 +140,7 @@ def insert_rows_sqlite(conn: Connection, table: str, rows: Sequence[Mapping[str,
     """
     if not rows:
         return
-    if not conn.in_transaction():
-        raise RuntimeError("insert_rows_sqlite writes inside the caller's transaction (engine.begin())")
+    _autobegin(conn)
     names = list(rows[0])
     fairy = conn.connection
     cursor = None
