@@ -106,7 +106,7 @@ def _store(conn: Connection, stream_type: str, versioned: Sequence[tuple[events_
             event_id=env.id, topic=codec.topic_of(env), key=env.subject, payload=payload, created_at_ms=now,
             attempts=0,
         ))
-    if conn.dialect.name == "sqlite":  # one multi-row statement per table: one step, one GIL hand-back
+    if conn.dialect.driver == "pysqlite":  # multi-row statements: a step, a GIL hand-back, per chunk not per row
         try:
             insert_rows_sqlite(conn, "stored_events", rows)
         except IntegrityError as exc:

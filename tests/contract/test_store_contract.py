@@ -68,7 +68,7 @@ def test_append_writes_events_and_outbox_in_one_transaction(engine: Engine) -> N
 
 
 def test_many_new_streams_at_once_land_together_or_not_at_all(engine: Engine) -> None:
-    """Also past the rows one statement takes (SQLite's multi-row INSERT: 100): every row, in order, or none."""
+    """Also past the rows one statement takes (SQLite's multi-row INSERT: 64): every row, in order, or none."""
     n = 250
     with engine.begin() as conn:
         eventstore.append_new_streams(conn, "access", [_event(f"new-{i}") for i in range(n)])
@@ -82,7 +82,7 @@ def test_many_new_streams_at_once_land_together_or_not_at_all(engine: Engine) ->
         payloads = dict(conn.execute(select(stored_events.c.stream_id, stored_events.c.payload)).all())
         assert eventstore.load_stream(conn, "acme", "new-249")[0].subject == "new-249"
         assert len(set(payloads.values())) == n
-    # new-1 exists; it comes last, in the third statement of the lot: none of the lot lands
+    # new-1 exists; it comes last, in the last of the lot's statements: none of the lot lands
     with pytest.raises(ConcurrencyConflict), engine.begin() as conn:
         eventstore.append_new_streams(conn, "access", [_event(f"more-{i}") for i in range(220)] + [_event("new-1")])
     with engine.connect() as conn:

@@ -124,7 +124,7 @@ class DirectRead:
         return found[0][0] if found else None
 
 
-SQLITE_ROWS_PER_INSERT = 100  # rows per multi-row INSERT (x columns stays under SQLite's 999-variable floor)
+SQLITE_MAX_VARIABLES = 999  # the floor of SQLite builds' variable limit (3.32+ allow 32,766)
 
 
 def insert_rows_sqlite(conn: Connection, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -135,24 +135,27 @@ def insert_rows_sqlite(conn: Connection, table: str, rows: Sequence[Mapping[str,
     ``Connection.execute`` with a list of rows is the driver's ``executemany``: one step per row,
     and sqlite3 gives the GIL back at every step. A writer holds the store's write lock meanwhile,
     and under load it must win the GIL back from every other thread each time: a batch of access
-    records held the lock for 28 ms (p50) that way. One statement per 100 rows is one step.
-    Errors come out as from ``Connection.execute`` (``sqlalchemy.exc.IntegrityError`` for a duplicate).
+    records held the lock for 28 ms (p50) that way. Rows go in chunks of power-of-two sizes (64,
+    then the binary digits of the rest), so a table has a handful of statements for the driver's
+    statement cache, not one per batch size. Errors come out as from ``Connection.execute``
+    (``sqlalchemy.exc.IntegrityError`` for a duplicate).
     """
     if not rows:
         return
     _autobegin(conn)
-    names = list(rows[0])
+    names = tuple(rows[0])
     fairy = conn.connection
     cursor = None
     try:
         cursor = fairy.driver_connection.cursor()  # type: ignore[union-attr]
-        for start in range(0, len(rows), SQLITE_ROWS_PER_INSERT):
-            chunk = rows[start:start + SQLITE_ROWS_PER_INSERT]
-            cursor.execute(_multi_insert(table, tuple(names), len(chunk)),
-                           [row[name] for row in chunk for name in names])
+        start = 0
+        for size in _chunks(len(rows), len(names)):
+            chunk = rows[start:start + size]
+            start += size
+            cursor.execute(_multi_insert(table, names, size), [row[name] for row in chunk for name in names])
     except BaseException as error:
         driver_error = isinstance(error, conn.dialect.loaded_dbapi.Error)
-        conn._handle_dbapi_exception(error, _multi_insert(table, tuple(names), 1) if driver_error else None,
+        conn._handle_dbapi_exception(error, _multi_insert(table, names, 1) if driver_error else None,
                                      None, cursor, None)
         raise  # not reached: the handler raises
     finally:
@@ -161,7 +164,24 @@ def insert_rows_sqlite(conn: Connection, table: str, rows: Sequence[Mapping[str,
                 cursor.close()
 
 
-@functools.lru_cache(maxsize=512)
+def _chunks(count: int, width: int) -> list[int]:
+    """Chunk sizes for ``count`` rows of ``width`` columns: the largest power of two within the variable
+    limit (at most 64) while that many are left, then the binary digits of the rest (100 -> 64, 32, 4)."""
+    biggest = 1
+    while biggest * 2 <= min(64, SQLITE_MAX_VARIABLES // width):
+        biggest *= 2
+    sizes = [biggest] * (count // biggest)
+    rest, size = count % biggest, biggest // 2
+    while rest:
+        if size <= rest:
+            sizes.append(size)
+            rest -= size
+        size //= 2
+    return sizes
+
+
+@functools.lru_cache(maxsize=64)
 def _multi_insert(table: str, names: tuple[str, ...], count: int) -> str:
     one = "(" + ", ".join("?" * len(names)) + ")"
-    return f"INSERT INTO {table} ({', '.join(names)}) VALUES " + ", ".join([one] * count)
+    quoted = ", ".join(f'"{name}"' for name in names)  # names from the schema (e.g. "key"), never from callers
+    return f'INSERT INTO "{table}" ({quoted}) VALUES ' + ", ".join([one] * count)
