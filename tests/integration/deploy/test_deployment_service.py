@@ -323,15 +323,23 @@ def test_shadow_answers_are_judged_and_never_reach_users(world: dict) -> None:
     deployment = _deploy(platform, world["versions"][2], strategy=events_pb2.ROLLOUT_STRATEGY_SHADOW,
                          metric_gates=gates, verify_seconds=6)
     _wait_state(platform, deployment.deployment_id, S.DEPLOYMENT_STATE_SHADOWING, S.DEPLOYMENT_STATE_FAILED)
-    answered: set[str] = set()
+    answered: set[tuple[str, int]] = set()  # (the version that answered, the gateway's routing version then)
     with _client(platform) as client:
         while _stub(platform).GetDeployment(pb.GetDeploymentRequest(deployment_id=deployment.deployment_id),
                                             metadata=_md()).deployment.state == S.DEPLOYMENT_STATE_SHADOWING:
-            answered.add(_chat(client, deployment.gateway_url).headers["x-privtune-model-version"])
-    assert answered == {"bot/v1"}  # the candidate's answers were recorded, never returned
+            headers = _chat(client, deployment.gateway_url).headers
+            answered.add((headers["x-privtune-model-version"], int(headers["x-privtune-routing-version"])))
     done = _wait_state(platform, deployment.deployment_id, S.DEPLOYMENT_STATE_VERIFIED, S.DEPLOYMENT_STATE_FAILED)
     with platform.engine.connect() as conn:  # type: ignore[union-attr]
         events = eventstore.load_stream(conn, TENANT, deployment.deployment_id)
+    # the gateway moves traffic, then the flip is recorded: an answer in between comes from the candidate
+    # while the deployment still reads SHADOWING. Before the flip's routing version, only the serving
+    # version answered: the candidate's shadow answers were recorded, never returned.
+    flipped = [e.traffic_flipped.routing_version for e in events if e.WhichOneof("payload") == "traffic_flipped"]
+    assert len(flipped) == 1
+    before = {version for version, routing in answered if routing < flipped[0]}
+    assert before == {"bot/v1"}, sorted(answered)
+    assert {version for version, routing in answered if routing >= flipped[0]} <= {"bot/v2"}
     judged = [e.shadow_judged for e in events if e.WhichOneof("payload") == "shadow_judged"]
     assert len(judged) == 1 and judged[0].requests >= 3 and judged[0].passed, judged[0].reason
     assert done.state == S.DEPLOYMENT_STATE_VERIFIED, done.reason
