@@ -15,7 +15,7 @@ from privtune.v1 import dataset_service_pb2 as pb
 from services.common.replay import replay, snapshot
 from services.common.store import open_store
 from services.common.store.schema import curation_dataset_catalog, dataset_view
-from tests.platform_fixtures import dataset_stub, metadata, register, start_platform, wait_until
+from tests.platform_fixtures import dataset_stub, metadata, register, start_platform, wait_settled, wait_until
 from privtune.devinfra.kafka import KafkaCluster
 from tests.stores import fresh_store_url
 
@@ -84,6 +84,7 @@ def test_cli_replay_verify_and_events_tail(tmp_path: Path) -> None:
             register(stub, platform, "acme" if i < 2 else "globex", f"set-{i}")
         wait_until(lambda: len(stub.ListDatasets(pb.ListDatasetsRequest(), metadata=metadata()).datasets) == 2,
                    what="read model")
+        wait_settled(platform)  # every read model, not only acme's list: --verify compares them all
     finally:
         platform.stop()
     cli = [sys.executable, "-m", "privtune"]
