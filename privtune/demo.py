@@ -465,6 +465,15 @@ def _audit(channel: grpc.Channel, issuer: DevIssuer, platform: Platform) -> bool
 
 
 def run(data_dir: Path) -> int:
+    # The platform's eval and training threads import transformers and peft when they first need them, and so
+    # does this thread (_answer). transformers' lazy modules are not safe to initialise from two threads at once:
+    # one import then fails ("cannot import name 'AutoModel' from 'transformers'"). Import them here, before any
+    # thread starts.
+    import peft
+    import transformers
+
+    _ = (peft.PeftModel, transformers.AutoModel, transformers.AutoModelForCausalLM, transformers.AutoTokenizer)
+
     if data_dir.exists():
         shutil.rmtree(data_dir)
     config = PlatformConfig.from_env(data_dir, grpc_address="127.0.0.1:0", gateway_address="127.0.0.1:0",
