@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 from sqlalchemy import Connection, Dialect, Float
 from sqlalchemy.sql import Select
@@ -49,6 +49,29 @@ def _autobegin(conn: Connection) -> None:
         conn._invalid_transaction()
     if transaction is None and not is_reader(conn.engine):
         conn.begin()
+
+
+@contextlib.contextmanager
+def _driver_cursor(conn: Connection, statement: str, params: Any) -> Iterator[Any]:
+    """A cursor of ``conn``'s driver connection (checked out by SQLAlchemy), closed after the block.
+
+    Errors go through SQLAlchemy's own handler (its private API: tests/contract/test_store_contract.py checks
+    it on both stores): a driver error becomes its DBAPIError naming ``statement``; a lost connection is
+    invalidated, and so is every pooled connection older than the failure; any other error comes out as it is.
+    """
+    fairy = conn.connection  # checks the connection out of the pool if it was not yet (SQLAlchemy's errors)
+    cursor = None
+    try:
+        cursor = fairy.driver_connection.cursor()  # type: ignore[union-attr]
+        yield cursor
+    except BaseException as error:
+        driver_error = isinstance(error, conn.dialect.loaded_dbapi.Error)
+        conn._handle_dbapi_exception(error, statement if driver_error else None, params, cursor, None)
+        raise  # not reached: the handler raises
+    finally:
+        if cursor is not None:
+            with contextlib.suppress(Exception):  # a cursor of a lost connection may fail to close
+                cursor.close()
 
 
 def _key(dialect: Dialect) -> tuple[str, str, str]:
@@ -101,23 +124,9 @@ class DirectRead:
         if compiled.positional is not None:
             values = tuple(values[name] for name in compiled.positional)
         _autobegin(conn)
-        fairy = conn.connection  # checks the connection out of the pool if it was not yet (SQLAlchemy's errors)
-        cursor = None
-        try:
-            cursor = fairy.driver_connection.cursor()  # type: ignore[union-attr]
+        with _driver_cursor(conn, compiled.sql, values) as cursor:
             cursor.execute(compiled.sql, values)
             return cursor.fetchall()
-        except BaseException as error:
-            # SQLAlchemy's own handling (its private API: tests/contract/test_store_contract.py checks it on
-            # both stores): a driver error becomes its DBAPIError; a lost connection is invalidated, and so is
-            # every pooled connection older than the failure; any other error comes out as it is
-            driver_error = isinstance(error, conn.dialect.loaded_dbapi.Error)
-            conn._handle_dbapi_exception(error, compiled.sql if driver_error else None, values, cursor, None)
-            raise  # not reached: the handler raises
-        finally:
-            if cursor is not None:
-                with contextlib.suppress(Exception):  # a cursor of a lost connection may fail to close
-                    cursor.close()
 
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """The first column of the first row (None without rows)."""
@@ -145,24 +154,12 @@ def insert_rows_sqlite(conn: Connection, table: str, rows: Sequence[Mapping[str,
         return
     _autobegin(conn)
     names = tuple(rows[0])
-    fairy = conn.connection
-    cursor = None
-    try:
-        cursor = fairy.driver_connection.cursor()  # type: ignore[union-attr]
+    with _driver_cursor(conn, _multi_insert(table, names, 1), None) as cursor:
         start = 0
         for size in _chunks(len(rows), len(names)):
             chunk = rows[start:start + size]
             start += size
             cursor.execute(_multi_insert(table, names, size), [row[name] for row in chunk for name in names])
-    except BaseException as error:
-        driver_error = isinstance(error, conn.dialect.loaded_dbapi.Error)
-        conn._handle_dbapi_exception(error, _multi_insert(table, names, 1) if driver_error else None,
-                                     None, cursor, None)
-        raise  # not reached: the handler raises
-    finally:
-        if cursor is not None:
-            with contextlib.suppress(Exception):
-                cursor.close()
 
 
 def _chunks(count: int, width: int) -> list[int]:
