@@ -740,7 +740,12 @@ def main() -> None:
                              "database); tables pool the rounds, and each round's ratio is printed")
     parser.add_argument("--no-peer", dest="peer", action="store_false",
                         help="skip the bare grpcio servicer run after each store")
+    parser.add_argument("--switch-interval-ms", type=float, default=0.0,
+                        help="this process's interpreter switch interval (sys.setswitchinterval; privtune and the "
+                             "peer alike); 0: Python's default, 5 ms")
     args = parser.parse_args()
+    if args.switch_interval_ms > 0:
+        sys.setswitchinterval(args.switch_interval_ms / 1000)
     if args.part in ("all", "decisions"):
         run_decisions(args.queued, args.seconds, args.seed)
     if args.part in ("all", "api"):

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from sqlalchemy import ColumnElement, Connection, Select, TextClause, bindparam, func, insert, select, text
+from sqlalchemy import ColumnElement, Connection, Select, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from privtune.v1 import events_pb2
 from services.common import envelope as codec
 from services.common.clock import now_ms
 from services.common.errors import ConcurrencyConflict
-from services.common.store.direct import DirectRead, insert_rows_sqlite
+from services.common.store.direct import DirectRead, insert_rows
 from services.common.store.schema import outbox, stored_events
 
 _E = stored_events.c
@@ -35,27 +35,6 @@ _TENANT_POSITION = DirectRead(tenant_position_of(bindparam("tenant_id")))
 _STREAM_POSITION = DirectRead(
     select(_E.seq).where(_E.stream_id == bindparam("stream_id"), _E.tenant_id == bindparam("tenant_id"))
     .order_by(_E.stream_version.desc()).limit(1))
-_INSERT_EVENTS = insert(stored_events)
-_INSERT_OUTBOX = insert(outbox)
-
-
-def _pg_insert_arrays(table: str, columns: dict[str, str]) -> TextClause:
-    """PostgreSQL: many rows in one statement, each column an array parameter (the driver would otherwise
-    send one INSERT per row); rows get their ``seq`` in the order given."""
-    names = ", ".join(columns)
-    arrays = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in columns.items())
-    return text(f"INSERT INTO {table} ({names}) SELECT {names} FROM unnest({arrays}) WITH ORDINALITY "
-                f"AS u({names}, row_number) ORDER BY row_number")
-
-
-_PG_INSERT_EVENTS = _pg_insert_arrays("stored_events", {
-    "event_id": "varchar", "tenant_id": "varchar", "stream_type": "varchar", "stream_id": "varchar",
-    "stream_version": "integer", "event_type": "varchar", "payload": "bytea", "recorded_at_ms": "bigint"})
-_PG_INSERT_OUTBOX = _pg_insert_arrays("outbox", {
-    "event_id": "varchar", "topic": "varchar", "key": "varchar", "payload": "bytea", "created_at_ms": "bigint",
-    "attempts": "integer"})
-
-
 def stream_version(conn: Connection, stream_id: str) -> int:
     """Number of events stored for this aggregate (0 when it does not exist)."""
     value = _STREAM_VERSION.scalar(conn, {"stream_id": stream_id})
@@ -106,23 +85,13 @@ def _store(conn: Connection, stream_type: str, versioned: Sequence[tuple[events_
             event_id=env.id, topic=codec.topic_of(env), key=env.subject, payload=payload, created_at_ms=now,
             attempts=0,
         ))
-    if conn.dialect.driver == "pysqlite":  # multi-row statements: a step, a GIL hand-back, per chunk not per row
-        try:
-            insert_rows_sqlite(conn, "stored_events", rows)
-        except IntegrityError as exc:
-            raise ConcurrencyConflict(conflict) from exc
-        insert_rows_sqlite(conn, "outbox", queued)
-        return
-    postgres = conn.dialect.name == "postgresql" and len(rows) > 1
+    # multi-row statements on the driver's cursor: on SQLite a step (a GIL hand-back) per chunk, not per row;
+    # on PostgreSQL one round trip per chunk, values dumped by the driver's C code
     try:
-        conn.execute(*((_PG_INSERT_EVENTS, _columns(rows)) if postgres else (_INSERT_EVENTS, rows)))
+        insert_rows(conn, stored_events, rows)
     except IntegrityError as exc:
         raise ConcurrencyConflict(conflict) from exc
-    conn.execute(*((_PG_INSERT_OUTBOX, _columns(queued)) if postgres else (_INSERT_OUTBOX, queued)))
-
-
-def _columns(rows: list[dict]) -> dict[str, list]:
-    return {name: [row[name] for row in rows] for name in rows[0]}
+    insert_rows(conn, outbox, queued)
 
 
 def load_stream(

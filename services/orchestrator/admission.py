@@ -47,6 +47,7 @@ class Admission:
     fitting: tuple[str, ...]
     privacy: ledger.PlannedPrivacy | None
     month: str
+    ledger_state: ledger.LedgerState | None = None  # the month's ledger judged against (a DP job's only)
 
     @property
     def admitted(self) -> bool:
@@ -125,9 +126,10 @@ def load_ledger(engine: Engine, tenant_id: str, month: str) -> ledger.LedgerStat
 
 
 def admit(engine: Engine, settings: OrchestratorSettings, tenant_id: str, job_id: str,
-          req: api.TrainingJobSpec, now_ms: int,
-          ledger_state: ledger.LedgerState | None = None) -> Admission:
-    """Decide whether ``req`` may run, and with what. Writes nothing.
+          req: api.TrainingJobSpec, now_ms: int) -> Admission:
+    """Decide whether ``req`` may run, and with what. Writes nothing. A job with differential privacy is
+    judged against the month's privacy ledger as read here (``Admission.ledger_state``: its reservation
+    must be appended at that ledger's version); other jobs do not read the ledger.
 
     Raises:
         InvalidArgument / NotFound / FailedPrecondition: the request cannot even be judged (missing
@@ -157,10 +159,10 @@ def admit(engine: Engine, settings: OrchestratorSettings, tenant_id: str, job_id
         priority=req.priority, tags=tags, peak_memory_bytes=sized.peak_memory_bytes,
         gpu_memory_bytes=sized.gpu_memory_bytes, fitting_methods=fitting, estimated_gpu_hours=sized.gpu_hours,
         gpu_hours_used_this_month=gpu_hours_used(engine, tenant_id, month, exclude_job=job_id))))
-    privacy = None
+    privacy, state = None, None
     if spec.dp.enabled and dataset.train_records >= 2:
         privacy = ledger.planned_epsilon(spec, dataset.train_records)
-        state = ledger_state if ledger_state is not None else load_ledger(engine, tenant_id, month)
+        state = load_ledger(engine, tenant_id, month)
         over = ledger.check_budget(state, privacy.epsilon, policy.policy.privacy.monthly_epsilon_cap, job_id)
         if over is not None:
             violations.append(over)
@@ -177,4 +179,4 @@ def admit(engine: Engine, settings: OrchestratorSettings, tenant_id: str, job_id
         config_sha256=spec.sha256(), dataset_uri=spec.dataset_uri, config_json=spec.canonical_json(),
         gpus=spec.num_processes, dataset_id=dataset.dataset_id, classification=dataset.classification)
     return Admission(request=request, spec=spec, estimate=sized, violations=tuple(violations), policy=policy,
-                     method_note=note, fitting=fitting, privacy=privacy, month=month)
+                     method_note=note, fitting=fitting, privacy=privacy, month=month, ledger_state=state)

@@ -62,11 +62,7 @@ class TrainingJobApplication:
         job_id = f"tj-{uuid.uuid4().hex[:24]}"
         causation = Causation(actor=caller.actor, correlation_id=correlation_id or uuid.uuid4().hex)
         for _ in range(10):
-            now = now_ms()
-            month = ledger.month_of(now)
-            ledger_state = admission.load_ledger(self.engine, caller.tenant_id, month)
-            decided = admission.admit(self.engine, self.settings, caller.tenant_id, job_id, req.spec, now,
-                                      ledger_state)
+            decided = admission.admit(self.engine, self.settings, caller.tenant_id, job_id, req.spec, now_ms())
             events = job_domain.decide_create(decided.request, [v.to_proto() for v in decided.violations],
                                               decided.queued_event(), decided.policy.version,
                                               decided.policy.sha256)
@@ -76,7 +72,8 @@ class TrainingJobApplication:
                         self._claim_request(conn, caller, req.request_id, job_id)
                     created = job_store.append_job(conn, caller.tenant_id, job_id, job_domain.TrainingJobState(),
                                                    events, causation)
-                    if decided.admitted and decided.privacy is not None:
+                    ledger_state, month = decided.ledger_state, decided.month
+                    if decided.admitted and decided.privacy is not None and ledger_state is not None:
                         cap = decided.policy.policy.privacy.monthly_epsilon_cap
                         reserve = ledger.decide_reserve(ledger_state, job_id, decided.privacy.epsilon,
                                                         decided.privacy.delta, cap, month)

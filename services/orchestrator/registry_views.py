@@ -23,6 +23,7 @@ from privtune.v1 import events_pb2
 from services.common import eventstore
 from services.common.envelope import Causation, new_envelope, payload_name
 from services.common.projection import Projection
+from services.common.store.direct import DirectRead, DirectWrite, insert_rows
 from services.common.store.schema import metadata
 from services.common.topics import DEPLOYMENT_EVENTS, EVAL_EVENTS, MODEL_EVENTS, TRAINING_EVENTS
 from services.orchestrator import job_domain, run_facts
@@ -195,10 +196,23 @@ _STATE_BY_PAYLOAD = {"training_rejected": "rejected", "training_queued": "queued
 
 
 _RUN_KEY = (run_view.c.tenant_id == bindparam("key_tenant"), run_view.c.job_id == bindparam("key_job"))
-_INSERT_RUN = insert(run_view)
-_SELECT_RUN = select(run_view).where(*_RUN_KEY)
-_UPDATE_RUN = update(run_view).where(*_RUN_KEY)
+_SELECT_RUN = DirectRead(select(run_view).where(*_RUN_KEY))
 _RUN_COLUMNS = frozenset(run_view.c.keys())
+_UPDATES: dict[frozenset[str], DirectWrite] = {}
+
+
+def _update_run(conn: Connection, key: dict[str, str], values: dict[str, object]) -> None:
+    """SET the columns named in ``values``: one statement per set of columns (a handful, one per event kind),
+    compiled once, run on the driver's cursor."""
+    columns = frozenset(values)
+    statement = _UPDATES.get(columns)
+    if statement is None:
+        unknown = columns - _RUN_COLUMNS
+        if unknown:  # a parameter that names no column would be dropped from the SET silently
+            raise KeyError(f"run_view has no column {sorted(unknown)}")
+        statement = _UPDATES.setdefault(columns, DirectWrite(
+            update(run_view).where(*_RUN_KEY).values({name: bindparam(name) for name in sorted(columns)})))
+    statement.run(conn, {**key, **values})
 
 
 def _insert_run(conn: Connection, env: events_pb2.EventEnvelope) -> None:
@@ -206,18 +220,18 @@ def _insert_run(conn: Connection, env: events_pb2.EventEnvelope) -> None:
     job = job_domain.fold([env])
     tags = dict(r.experiment_tags)
     # values as parameters of one constant statement (compiled once), not built into a new statement per event
-    conn.execute(_INSERT_RUN, dict(
+    insert_rows(conn, run_view, [dict(
         tenant_id=env.tenant_id, job_id=r.job_id, name=r.name, model_name=model_name_for(job), state="requested",
         params_json=json.dumps(run_facts.run_params(r), sort_keys=True), tags_json=json.dumps(tags, sort_keys=True),
         step=0, loss=0.0, eval_loss=0.0, initial_eval_loss=0.0, epsilon_spent=0.0, duration_seconds=0.0,
         dataset_id=r.dataset_id, dataset_version_id=r.dataset_version_id, dataset_manifest_sha256="",
         base_model_id=r.base_model_id, base_model_sha256="", code_version="", library_versions_json="{}", seed=0,
         hardware="", config_sha256=r.config_sha256, requested_by=env.actor, created_at_ms=at, started_at_ms=0,
-        ended_at_ms=0, updated_at_ms=at))
+        ended_at_ms=0, updated_at_ms=at)])
     if tags:
         columns_fit = {k[:255]: v[:1024] for k, v in tags.items()}
-        conn.execute(insert(run_tags), [dict(tenant_id=env.tenant_id, job_id=r.job_id, key=k, value=v)
-                                        for k, v in columns_fit.items()])
+        insert_rows(conn, run_tags, [dict(tenant_id=env.tenant_id, job_id=r.job_id, key=k, value=v)
+                                     for k, v in columns_fit.items()])
 
 
 def _record_points(conn: Connection, env: events_pb2.EventEnvelope) -> None:
@@ -265,10 +279,10 @@ def apply_run(conn: Connection, env: events_pb2.EventEnvelope) -> None:
     if kind not in _STATE_BY_PAYLOAD and kind != "training_progress":
         return  # heartbeats, checkpoints and stop requests change nothing a run shows
     key = {"key_tenant": env.tenant_id, "key_job": env.subject}
-    found = conn.execute(_SELECT_RUN, key).first()
-    if found is None:
+    found = _SELECT_RUN.rows(conn, key)
+    if not found:
         return
-    row = dict(found._mapping)
+    row = dict(zip(_SELECT_RUN.columns, found[0]))
     if kind in job_domain.WORKER_FACTS and row["state"] in _FINAL_STATES:
         return  # a late fact of an attempt the orchestrator already gave up on
     if kind == "training_progress":
@@ -276,10 +290,7 @@ def apply_run(conn: Connection, env: events_pb2.EventEnvelope) -> None:
     values = {**_run_changes(env, row), "updated_at_ms": env.time.ToMilliseconds()}
     if kind in _STATE_BY_PAYLOAD:
         values["state"] = _STATE_BY_PAYLOAD[kind]
-    unknown = values.keys() - _RUN_COLUMNS
-    if unknown:  # a parameter that names no column would be dropped from the SET silently
-        raise KeyError(f"run_view has no column {sorted(unknown)}")
-    conn.execute(_UPDATE_RUN, {**key, **values})  # SET: the columns named in the parameters
+    _update_run(conn, key, values)
 
 
 # ------------------------------------------------------------------ follow-up

@@ -334,21 +334,51 @@ def test_direct_reads_fail_as_connection_execute_fails(engine: Engine) -> None:
         DirectRead(cases[0][0]).rows(conn, {})
 
 
-def test_direct_reads_refuse_statements_whose_values_need_converting(engine: Engine) -> None:
-    """A column or parameter SQLAlchemy would convert (a Decimal, a pickled value) cannot be read raw: refused
-    before anything is sent."""
+def test_direct_reads_refuse_result_columns_that_need_converting(engine: Engine) -> None:
+    """A result column SQLAlchemy would convert (a Decimal) cannot be read raw: refused before anything is sent."""
     from decimal import Decimal
 
-    from sqlalchemy import Numeric, PickleType, bindparam, cast, literal
+    from sqlalchemy import Numeric, cast, literal
 
     from services.common.store.direct import DirectRead
 
-    with reader(engine).connect() as conn:
-        for statement in (select(cast(literal(Decimal("1.5")), Numeric(10, 2))),
-                          select(stored_events.c.seq).where(stored_events.c.payload
-                                                            == bindparam("p", type_=PickleType))):
-            with pytest.raises(TypeError, match="processing"):
-                DirectRead(statement).rows(conn, {"p": {"a": 1}})
+    with reader(engine).connect() as conn, pytest.raises(TypeError, match="processing"):
+        DirectRead(select(cast(literal(Decimal("1.5")), Numeric(10, 2)))).rows(conn, {})
+
+
+def test_direct_statements_convert_parameters_as_sqlalchemy_does(engine: Engine) -> None:
+    """Values that need SQLAlchemy's conversion on the way in (a Decimal for a Float column: sqlite3 takes no
+    Decimal; a pickled value) land the same through ``insert_rows``, a ``DirectWrite`` and a ``DirectRead``'s
+    parameters as through ``Connection.execute``; without the conversions sqlite3 refuses both values."""
+    from decimal import Decimal
+
+    from sqlalchemy import Column, Float, Integer, MetaData, PickleType, Table, bindparam, insert, update
+
+    from services.common.store.direct import DirectRead, DirectWrite, insert_rows
+
+    probe = Table("direct_probe", MetaData(), Column("id", Integer, primary_key=True), Column("x", Float),
+                  Column("blob", PickleType))
+    probe.create(engine)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(probe), [{"id": 1, "x": Decimal("1.5"), "blob": {"a": 1}}])
+            insert_rows(conn, probe, [{"id": 2, "x": Decimal("1.5"), "blob": {"a": 1}}])
+        with engine.connect() as conn:
+            rows = conn.execute(select(probe.c.x, probe.c.blob).order_by(probe.c.id)).all()
+            assert [tuple(r) for r in rows] == [(1.5, {"a": 1}), (1.5, {"a": 1})]
+            assert all(type(r.x) is float for r in rows)
+        with engine.begin() as conn:
+            matched = DirectWrite(update(probe).where(probe.c.id == bindparam("key"))
+                                  .values(x=bindparam("x"), blob=bindparam("blob"))).run(
+                conn, {"key": 2, "x": Decimal("2.25"), "blob": {"b": [2]}})
+            assert matched == 1
+        with reader(engine).connect() as conn:
+            assert tuple(conn.execute(select(probe.c.x, probe.c.blob).where(probe.c.id == 2)).one()) == \
+                (2.25, {"b": [2]})
+            by_blob = DirectRead(select(probe.c.id).where(probe.c.blob == bindparam("blob", type_=PickleType)))
+            assert by_blob.rows(conn, {"blob": {"b": [2]}}) == [(2,)]
+    finally:
+        probe.drop(engine)
 
 
 def test_a_direct_read_on_a_dropped_connection_fails_as_sqlalchemy_does_and_the_pool_recovers(

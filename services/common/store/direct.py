@@ -1,4 +1,4 @@
-"""Statements run on the database driver's own cursor: the API's hottest reads, and SQLite appends.
+"""Statements run on the database driver's own cursor: the API's hottest reads and writes, and appends.
 
 SQLAlchemy's execute path costs CPU above the driver's own work (execution context, result
 metadata, ``Row`` objects, events): measured, 50 µs a statement above psycopg's 70 µs, 15 µs above
@@ -11,9 +11,11 @@ handler as from ``Connection.execute``: a driver error comes out as ``DBAPIError
 connection is invalidated together with every pooled connection older than the failure; a
 transaction that a failed statement left to be rolled back refuses the read.
 
-Only statements whose parameters and result columns need no type conversion on the dialect
-qualify (integers, strings, floats, bytes); one that does is refused when first compiled.
-``insert_rows_sqlite`` (below) writes many rows in few statements, for the same reasons.
+Parameters are converted as SQLAlchemy would convert them (its bind processors); only statements
+whose result columns need no conversion on the dialect qualify (integers, strings, floats, bytes),
+and one that does is refused when first compiled.
+``DirectWrite`` runs an UPDATE or DELETE the same way, and ``insert_rows`` (below) writes many rows in
+few statements, for the same reasons.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from typing import Any, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
-from sqlalchemy import Connection, Dialect, Float
-from sqlalchemy.sql import Select
+from sqlalchemy import Connection, Dialect, Float, Table, insert
+from sqlalchemy.sql import Executable, Select
 from sqlalchemy.types import TypeEngine
 
 from services.common.store.engine import is_reader
@@ -82,14 +84,15 @@ class _Compiled(NamedTuple):
     sql: str
     positional: tuple[str, ...] | None  # parameter names in order for a positional driver (SQLite), else None
     defaults: Mapping[str, Any]          # values the statement carries itself (literals of a filter)
+    processors: tuple[tuple[str, Callable[[Any], Any]], ...]  # SQLAlchemy's conversions of parameters, by name
 
 
 class DirectRead:
     """A SELECT compiled once per dialect, run on the driver's cursor; rows come back as tuples."""
 
-    def __init__(self, statement: Select) -> None:
+    def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self.columns = tuple(c.key for c in statement.selected_columns)
+        self.columns = tuple(c.key for c in statement.selected_columns) if isinstance(statement, Select) else ()
         self._compiled: dict[tuple[str, str, str], _Compiled] = {}
         self._lock = threading.Lock()
 
@@ -102,27 +105,37 @@ class DirectRead:
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect)
+        processors = []
         for name, bind in compiled.binds.items():
-            if bind.expanding or bind.literal_execute or bind.callable is not None \
-                    or bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
+            if bind.expanding or bind.literal_execute or bind.callable is not None:
                 raise TypeError(f"parameter {name!r} needs SQLAlchemy's processing on {dialect.name}: "
                                 "run this statement with Connection.execute")
-        for column in self.statement.selected_columns:
+            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:  # e.g. SQLite's float() of a Float's value: applied as SQLAlchemy would
+                processors.append((name, process))
+        for column in self.statement.selected_columns if isinstance(self.statement, Select) else ():
             if _converts(column.type, dialect):
                 raise TypeError(f"column {column.key!r} needs SQLAlchemy's processing on {dialect.name}: "
                                 "run this statement with Connection.execute")
         positional = tuple(compiled.positiontup) if compiled.positional else None
         defaults = {name: bind.effective_value for bind, name in compiled.bind_names.items() if not bind.required}
-        made = _Compiled(compiled.string, positional, defaults)
+        made = _Compiled(compiled.string, positional, defaults, tuple(processors))
         self._compiled[_key(dialect)] = made
         return made
+
+    def _values(self, compiled: _Compiled, params: Mapping[str, Any]) -> Any:
+        values: Any = {**compiled.defaults, **params}
+        for name, process in compiled.processors:
+            if name in values:
+                values[name] = process(values[name])
+        if compiled.positional is not None:
+            values = tuple(values[name] for name in compiled.positional)
+        return values
 
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> Sequence[tuple]:
         """All rows of the statement with ``params`` (by the bindparams' names), on ``conn``'s connection."""
         compiled = self._for(conn.dialect)
-        values: Any = {**compiled.defaults, **params}
-        if compiled.positional is not None:
-            values = tuple(values[name] for name in compiled.positional)
+        values = self._values(compiled, params)
         _autobegin(conn)
         with _driver_cursor(conn, compiled.sql, values) as cursor:
             cursor.execute(compiled.sql, values)
@@ -134,32 +147,84 @@ class DirectRead:
         return found[0][0] if found else None
 
 
+class DirectWrite(DirectRead):
+    """An UPDATE or DELETE compiled once per dialect, run on the driver's cursor in ``conn``'s transaction
+    (begun first if there is none, as ``Connection.execute`` would)."""
+
+    def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
+        """Run the statement with ``params``; the number of rows it matched."""
+        compiled = self._for(conn.dialect)
+        values = self._values(compiled, params)
+        _autobegin(conn)
+        with _driver_cursor(conn, compiled.sql, values) as cursor:
+            cursor.execute(compiled.sql, values)
+            return cursor.rowcount
+
+
 SQLITE_MAX_VARIABLES = 999  # the floor of SQLite builds' variable limit (3.32+ allow 32,766)
 
 
-def insert_rows_sqlite(conn: Connection, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert ``rows`` (dicts with the same keys) into SQLite ``table`` as multi-row ``INSERT ... VALUES``
-    statements on the driver's cursor, in ``conn``'s transaction (begun first if there is none, as
-    ``Connection.execute`` would).
+_PLACEHOLDERS = {"pysqlite": "?", "psycopg": "%s"}  # the drivers whose cursors take multi-row statements here
 
-    ``Connection.execute`` with a list of rows is the driver's ``executemany``: one step per row,
-    and sqlite3 gives the GIL back at every step. A writer holds the store's write lock meanwhile,
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) into ``table`` as multi-row ``INSERT ... VALUES``
+    statements on the driver's cursor, in ``conn``'s transaction (begun first if there is none, as
+    ``Connection.execute`` would). Rows get their ``seq`` (autoincrement) in the order given.
+
+    ``Connection.execute`` with a list of rows is the driver's ``executemany``: on SQLite one step per
+    row, and sqlite3 gives the GIL back at every step. A writer holds the store's write lock meanwhile,
     and under load it must win the GIL back from every other thread each time: a batch of access
-    records held the lock for 28 ms (p50) that way. Rows go in chunks of power-of-two sizes (64,
-    then the binary digits of the rest), so a table has a handful of statements for the driver's
-    statement cache, not one per batch size. Errors come out as from ``Connection.execute``
-    (``sqlalchemy.exc.IntegrityError`` for a duplicate).
+    records held the lock for 28 ms (p50) that way. On PostgreSQL psycopg sends one INSERT per row, and
+    the array parameters of an ``unnest`` are dumped element by element in Python. Rows go in chunks
+    of power-of-two sizes (64, then the binary digits of the rest), so a table has a handful of
+    statements for the driver's statement cache (psycopg prepares them), not one per batch size.
+    Values are converted as SQLAlchemy would convert them, and errors come out as from ``Connection.execute``
+    (``sqlalchemy.exc.IntegrityError`` for a duplicate). Another driver gets ``Connection.execute``.
     """
     if not rows:
         return
-    _autobegin(conn)
+    placeholder = _PLACEHOLDERS.get(conn.dialect.driver)
+    if placeholder is None:
+        conn.execute(insert(table), list(rows))
+        return
     names = tuple(rows[0])
-    with _driver_cursor(conn, _multi_insert(table, names, 1), None) as cursor:
+    processors = _processors(table, names, conn.dialect)
+    _autobegin(conn)
+    with _driver_cursor(conn, _multi_insert(table.name, names, 1, placeholder), None) as cursor:
         start = 0
         for size in _chunks(len(rows), len(names)):
             chunk = rows[start:start + size]
             start += size
-            cursor.execute(_multi_insert(table, names, size), [row[name] for row in chunk for name in names])
+            cursor.execute(_multi_insert(table.name, names, size, placeholder), _row_values(chunk, names, processors))
+
+
+_Processors = tuple[tuple[int, Callable[[Any], Any]], ...]
+_PROCESSORS: dict[tuple[str, tuple[str, ...], tuple[str, str, str]], _Processors] = {}
+
+
+def _processors(table: Table, names: tuple[str, ...], dialect: Dialect) -> _Processors:
+    """SQLAlchemy's own conversions of the values of ``names`` on the way in (SQLite's float for a Float
+    column, the driver's Binary for bytes), by position; worked out once per table, columns and dialect."""
+    key = (table.name, names, _key(dialect))
+    found = _PROCESSORS.get(key)
+    if found is None:
+        found = tuple((i, p) for i, name in enumerate(names)
+                      if (p := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None)
+        _PROCESSORS[key] = found
+    return found
+
+
+def _row_values(rows: Sequence[Mapping[str, Any]], names: tuple[str, ...], processors: _Processors) -> list[Any]:
+    if not processors:
+        return [row[name] for row in rows for name in names]
+    values = []
+    for row in rows:
+        one = [row[name] for name in names]
+        for i, process in processors:
+            one[i] = process(one[i])
+        values.extend(one)
+    return values
 
 
 def _chunks(count: int, width: int) -> list[int]:
@@ -178,8 +243,8 @@ def _chunks(count: int, width: int) -> list[int]:
     return sizes
 
 
-@functools.lru_cache(maxsize=64)
-def _multi_insert(table: str, names: tuple[str, ...], count: int) -> str:
-    one = "(" + ", ".join("?" * len(names)) + ")"
+@functools.lru_cache(maxsize=256)
+def _multi_insert(table: str, names: tuple[str, ...], count: int, placeholder: str) -> str:
+    one = "(" + ", ".join([placeholder] * len(names)) + ")"
     quoted = ", ".join(f'"{name}"' for name in names)  # names from the schema (e.g. "key"), never from callers
     return f'INSERT INTO "{table}" ({quoted}) VALUES ' + ", ".join([one] * count)
