@@ -363,10 +363,11 @@ def test_direct_statements_convert_parameters_as_sqlalchemy_does(engine: Engine)
         with engine.begin() as conn:
             conn.execute(insert(probe), [{"id": 1, "x": Decimal("1.5"), "blob": {"a": 1}}])
             insert_rows(conn, probe, [{"id": 2, "x": Decimal("1.5"), "blob": {"a": 1}}])
+            insert_rows(conn, probe, [{"id": 3, "x": None, "blob": None}])  # columns of NULLs only
         with engine.connect() as conn:
             rows = conn.execute(select(probe.c.x, probe.c.blob).order_by(probe.c.id)).all()
-            assert [tuple(r) for r in rows] == [(1.5, {"a": 1}), (1.5, {"a": 1})]
-            assert all(type(r.x) is float for r in rows)
+            assert [tuple(r) for r in rows] == [(1.5, {"a": 1}), (1.5, {"a": 1}), (None, None)]
+            assert all(type(r.x) is float for r in rows[:2])
         with engine.begin() as conn:
             matched = DirectWrite(update(probe).where(probe.c.id == bindparam("key"))
                                   .values(x=bindparam("x"), blob=bindparam("blob"))).run(
@@ -379,6 +380,34 @@ def test_direct_statements_convert_parameters_as_sqlalchemy_does(engine: Engine)
             assert by_blob.rows(conn, {"blob": {"b": [2]}}) == [(2,)]
     finally:
         probe.drop(engine)
+
+
+def test_insert_rows_never_truncates_and_refuses_to_skip_python_defaults(engine: Engine) -> None:
+    """An overlong string is refused where the store checks lengths (PostgreSQL) and kept whole where it
+    does not (SQLite), never cut; a column whose default only SQLAlchemy would fill in (``outbox.attempts``)
+    must be given."""
+    from sqlalchemy import exc
+
+    from services.common.store.direct import insert_rows
+
+    row = dict(event_id="e" * 100, tenant_id="acme", stream_type="dataset", stream_id="s-1", stream_version=1,
+               event_type="t", payload=b"p", recorded_at_ms=1)
+    try:
+        with engine.begin() as conn:
+            insert_rows(conn, stored_events, [row])
+    except exc.DBAPIError as error:
+        assert engine.dialect.name == "postgresql" and "too long" in str(error)
+    with engine.connect() as conn:
+        stored = conn.execute(select(stored_events.c.event_id)).scalars().all()
+    assert stored == ([] if engine.dialect.name == "postgresql" else ["e" * 100])
+
+    queued = dict(event_id="q-1", topic="t", key="k", payload=b"p", created_at_ms=1)
+    with pytest.raises(TypeError, match="attempts"), engine.begin() as conn:
+        insert_rows(conn, outbox, [queued])
+    with engine.begin() as conn:
+        insert_rows(conn, outbox, [{**queued, "attempts": 0}, {**queued, "event_id": "q-2", "attempts": 0}])
+    with engine.connect() as conn:
+        assert conn.execute(select(outbox.c.event_id).order_by(outbox.c.seq)).scalars().all() == ["q-1", "q-2"]
 
 
 def test_a_direct_read_on_a_dropped_connection_fails_as_sqlalchemy_does_and_the_pool_recovers(

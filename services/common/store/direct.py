@@ -21,11 +21,10 @@ few statements, for the same reasons.
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
-from sqlalchemy import Connection, Dialect, Float, Table, insert
+from sqlalchemy import Connection, Dialect, Float, LargeBinary, String, Table, insert
 from sqlalchemy.sql import Executable, Select
 from sqlalchemy.types import TypeEngine
 
@@ -164,13 +163,16 @@ class DirectWrite(DirectRead):
 SQLITE_MAX_VARIABLES = 999  # the floor of SQLite builds' variable limit (3.32+ allow 32,766)
 
 
-_PLACEHOLDERS = {"pysqlite": "?", "psycopg": "%s"}  # the drivers whose cursors take multi-row statements here
+_DRIVERS = ("pysqlite", "psycopg")  # the drivers whose cursors take multi-row statements here
 
 
 def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert ``rows`` (dicts with the same keys) into ``table`` as multi-row ``INSERT ... VALUES``
-    statements on the driver's cursor, in ``conn``'s transaction (begun first if there is none, as
-    ``Connection.execute`` would). Rows get their ``seq`` (autoincrement) in the order given.
+    """Insert ``rows`` (dicts with the same keys) into ``table`` as multi-row ``INSERT`` statements on the
+    driver's cursor, in ``conn``'s transaction (begun first if there is none, as ``Connection.execute``
+    would). Rows get their ``seq`` (autoincrement) in the order given: on SQLite the rows of a ``VALUES``
+    list are inserted in order; on PostgreSQL, which does not promise that, the statement is
+    ``INSERT ... SELECT ... FROM (VALUES ...) ORDER BY`` the row's number (as SQLAlchemy's own
+    insertmanyvalues does).
 
     ``Connection.execute`` with a list of rows is the driver's ``executemany``: on SQLite one step per
     row, and sqlite3 gives the GIL back at every step. A writer holds the store's write lock meanwhile,
@@ -179,39 +181,74 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     the array parameters of an ``unnest`` are dumped element by element in Python. Rows go in chunks
     of power-of-two sizes (64, then the binary digits of the rest), so a table has a handful of
     statements for the driver's statement cache (psycopg prepares them), not one per batch size.
-    Values are converted as SQLAlchemy would convert them, and errors come out as from ``Connection.execute``
-    (``sqlalchemy.exc.IntegrityError`` for a duplicate). Another driver gets ``Connection.execute``.
+    Values are converted as SQLAlchemy would convert them (bytes go to the driver as they are), and
+    errors come out as from ``Connection.execute`` (``sqlalchemy.exc.IntegrityError`` for a duplicate).
+    A column with a Python-side default must be given. Another driver gets ``Connection.execute``.
     """
     if not rows:
         return
-    placeholder = _PLACEHOLDERS.get(conn.dialect.driver)
-    if placeholder is None:
+    if conn.dialect.driver not in _DRIVERS:
         conn.execute(insert(table), list(rows))
         return
     names = tuple(rows[0])
-    processors = _processors(table, names, conn.dialect)
+    plan = _plan(table, names, conn.dialect)
     _autobegin(conn)
-    with _driver_cursor(conn, _multi_insert(table.name, names, 1, placeholder), None) as cursor:
+    with _driver_cursor(conn, plan.statement(1), None) as cursor:
         start = 0
         for size in _chunks(len(rows), len(names)):
             chunk = rows[start:start + size]
             start += size
-            cursor.execute(_multi_insert(table.name, names, size, placeholder), _row_values(chunk, names, processors))
+            cursor.execute(plan.statement(size), _row_values(chunk, names, plan.processors))
 
 
 _Processors = tuple[tuple[int, Callable[[Any], Any]], ...]
-_PROCESSORS: dict[tuple[str, tuple[str, ...], tuple[str, str, str]], _Processors] = {}
 
 
-def _processors(table: Table, names: tuple[str, ...], dialect: Dialect) -> _Processors:
-    """SQLAlchemy's own conversions of the values of ``names`` on the way in (SQLite's float for a Float
-    column, the driver's Binary for bytes), by position; worked out once per table, columns and dialect."""
-    key = (table.name, names, _key(dialect))
-    found = _PROCESSORS.get(key)
+class _InsertPlan:
+    """How rows of some columns of a table are inserted on one dialect: the values' conversions and the
+    statement for each chunk size."""
+
+    def __init__(self, table: Table, names: tuple[str, ...], dialect: Dialect) -> None:
+        missing = [c.name for c in table.columns if c.name not in names and c.default is not None]
+        if missing:
+            raise TypeError(f"insert_rows into {table.name} needs values for {missing}: those columns have "
+                            "Python-side defaults, which only Connection.execute applies")
+        self.processors: _Processors = tuple(
+            (i, p) for i, name in enumerate(names)
+            if not isinstance(table.c[name].type, LargeBinary)  # bytes: both drivers take them as they are
+            and (p := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None)
+        target = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
+        quoted = ", ".join(f'"{name}"' for name in names)  # names from the schema (e.g. "key"), never from callers
+        if dialect.driver == "psycopg":
+            # every value cast to its column's type (a VALUES list in a sub-select gets no INSERT's
+            # conversions); strings as TEXT, so that an overlong one fails the column's own length check
+            casts = [f"%s::{'TEXT' if isinstance(table.c[n].type, String) else table.c[n].type.compile(dialect)}"
+                     for n in names]
+            self._head = f'INSERT INTO {target} ({quoted}) SELECT {quoted} FROM (VALUES '
+            self._tail = f') AS v({quoted}, "privtune_row") ORDER BY "privtune_row"'
+            self._row = "(" + ", ".join(casts) + ", {})"
+        else:
+            self._head, self._tail = f"INSERT INTO {target} ({quoted}) VALUES ", ""
+            self._row = "(" + ", ".join("?" * len(names)) + ")"
+        self._statements: dict[int, str] = {}
+
+    def statement(self, count: int) -> str:
+        found = self._statements.get(count)
+        if found is None:
+            found = self._head + ", ".join(self._row.format(i) for i in range(count)) + self._tail
+            self._statements[count] = found
+        return found
+
+
+_PLANS: dict[tuple[Table, tuple[str, ...], tuple[str, str, str]], _InsertPlan] = {}
+
+
+def _plan(table: Table, names: tuple[str, ...], dialect: Dialect) -> _InsertPlan:
+    """The plan for these columns of ``table`` on ``dialect``, made once (a race makes it twice, alike)."""
+    key = (table, names, _key(dialect))  # the same conversions and SQL for every engine of one driver
+    found = _PLANS.get(key)
     if found is None:
-        found = tuple((i, p) for i, name in enumerate(names)
-                      if (p := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None)
-        _PROCESSORS[key] = found
+        found = _PLANS.setdefault(key, _InsertPlan(table, names, dialect))
     return found
 
 
@@ -241,10 +278,3 @@ def _chunks(count: int, width: int) -> list[int]:
             rest -= size
         size //= 2
     return sizes
-
-
-@functools.lru_cache(maxsize=256)
-def _multi_insert(table: str, names: tuple[str, ...], count: int, placeholder: str) -> str:
-    one = "(" + ", ".join([placeholder] * len(names)) + ")"
-    quoted = ", ".join(f'"{name}"' for name in names)  # names from the schema (e.g. "key"), never from callers
-    return f'INSERT INTO "{table}" ({quoted}) VALUES ' + ", ".join([one] * count)
