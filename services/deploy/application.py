@@ -95,19 +95,22 @@ class DeploymentRecords:
         """Append what ``decide(state)`` returns. A concurrent writer makes it decide again on the new state
         (up to ``attempts`` times); DeploymentRefused from ``decide`` passes through."""
         for attempt in range(attempts):
-            with self.engine.begin() as conn:
-                events = eventstore.load_stream(conn, tenant_id, deployment_id)
-                state = domain.fold(events)
-                payloads = decide(state)
-                correlation = events[0].correlation_id if events else uuid.uuid4().hex
-                envs = [new_envelope(p, subject=deployment_id, tenant_id=tenant_id, source=SOURCE,
-                                     causation=Causation(actor=actor, correlation_id=correlation)) for p in payloads]
-                try:
+            try:
+                # the conflict leaves the transaction (rolled back whole), not caught inside it: on
+                # PostgreSQL the failed INSERT has aborted it, and leaving the block normally would COMMIT
+                with self.engine.begin() as conn:
+                    events = eventstore.load_stream(conn, tenant_id, deployment_id)
+                    state = domain.fold(events)
+                    payloads = decide(state)
+                    correlation = events[0].correlation_id if events else uuid.uuid4().hex
+                    envs = [new_envelope(p, subject=deployment_id, tenant_id=tenant_id, source=SOURCE,
+                                         causation=Causation(actor=actor, correlation_id=correlation))
+                            for p in payloads]
                     eventstore.append(conn, domain.STREAM, envs, expected_version=state.version)
-                except ConcurrencyConflict:
-                    if attempt == attempts - 1:
-                        raise
-                    continue
+            except ConcurrencyConflict:
+                if attempt == attempts - 1:
+                    raise
+                continue
             return domain.fold([*events, *envs])
         raise AssertionError("unreachable")
 
