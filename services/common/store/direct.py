@@ -177,8 +177,8 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     ``Connection.execute`` with a list of rows is the driver's ``executemany``: on SQLite one step per
     row, and sqlite3 gives the GIL back at every step. A writer holds the store's write lock meanwhile,
     and under load it must win the GIL back from every other thread each time: a batch of access
-    records held the lock for 28 ms (p50) that way. On PostgreSQL psycopg sends one INSERT per row, and
-    the array parameters of an ``unnest`` are dumped element by element in Python. Rows go in chunks
+    records held the lock for 28 ms (p50) that way. On PostgreSQL psycopg sends one INSERT per row (and
+    array parameters, as an ``unnest`` of them needs, are dumped element by element in Python). Rows go in chunks
     of power-of-two sizes (64, then the binary digits of the rest), so a table has a handful of
     statements for the driver's statement cache (psycopg prepares them), not one per batch size.
     Values are converted as SQLAlchemy would convert them (bytes go to the driver as they are), and
