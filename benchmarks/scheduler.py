@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/scheduler.py [--part all|decisions|api] [--queued 200 1000] [--seconds 2]
         [--clients 200] [--api-seconds 20] [--warmup 3] [--prefill 200] [--stores sqlite postgresql] [--seed 0]
-        [--rate 0] [--api-processes 1] [--rounds 1] [--no-peer]
+        [--rate 0] [--api-processes 1] [--rounds 1] [--no-peer] [--no-gc-freeze] [--switch-interval-ms 0]
 
 Part 1, ``decisions`` (``--queued``, ``--seconds``): privtune's ``plan_schedule`` against a
 naive FIFO first-fit peer.
@@ -54,7 +54,10 @@ privtune and then the peer N times in turn on the same platform and database (th
 drifts by tens of percent within minutes): the tables pool the rounds, and each round's ratio is
 printed with their median. Before each measured window (privtune's or the peer's) the platform
 settles: its outbox empty and every consumer caught up, so neither side is measured beside the
-other's leftover work.
+other's leftover work. After the prefill the process's heap is frozen for the garbage collector, as
+``privtune serve`` does once started (``services/common/heap.py``; ``--no-gc-freeze`` leaves it; the
+peer shares this process and its heap either way), and the collections during the rounds are printed.
+``--switch-interval-ms`` sets the interpreter's switch interval for privtune and the peer alike.
 
 While the clients run, a sampler counts every 0.1 s, in one statement (one snapshot), the jobs in
 the event store that the job list does not show yet, and for how long the oldest has been
@@ -72,6 +75,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import gc
 import os
 import platform
 import random
@@ -84,6 +88,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from services.common.heap import freeze_startup_heap  # noqa: E402
 from services.orchestrator.resources import Pool  # noqa: E402
 from services.orchestrator.scheduling import (Decision, Place, QueuedJob, RunningJob, Snapshot,  # noqa: E402
                                               TenantQuota, plan_schedule)
@@ -340,6 +345,7 @@ def serve_api_replica(data: str, store_uri: str, address: str, component_address
     config = PlatformConfig.from_env(Path(data), grpc_address=address, store_uri=store_uri,
                                      bus_uri=f"sqlite:///{data}/events.db", component_grpc_address=component_address)
     replica = Platform(config, services=("orchestrator",), api_only=True).start()
+    freeze_startup_heap()  # as `privtune serve` does
     try:
         begin = time.process_time()
         ready.set()
@@ -578,6 +584,31 @@ def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
             **{k: sum(run[k] for run in runs) / len(runs) for k in ("server_cores", "client_cores", "machine_cores")}}
 
 
+pauses: list[tuple[int, float]] = []  # (generation, seconds) of every garbage collection in this process
+
+
+def _record_gc() -> None:
+    started: list[float] = []
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            pauses.append((info["generation"], time.perf_counter() - started[0]))
+    gc.callbacks.append(callback)
+
+
+def gc_summary(recorded: list[tuple[int, float]]) -> str:
+    """The collections (each stops every thread of the process) while the store's clients ran, by generation."""
+    parts = []
+    for generation in (0, 1, 2):
+        times = [t for g, t in recorded if g == generation]
+        if times:
+            parts.append(f"generation {generation}: {len(times)}, {sum(times) * 1000:,.0f} ms in all, "
+                         f"longest {max(times) * 1000:,.1f} ms")
+    return "; ".join(parts) or "none"
+
+
 def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argparse.Namespace) -> dict[str, Any]:
     """One store: start a platform on it, prefill, drive the clients from a child process (sampling the job
     list's lag meanwhile), then the same clients against the bare peer on the same database; stop it."""
@@ -593,6 +624,9 @@ def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argp
         setup = time.perf_counter()
         job_ids = prefill_jobs(platform_, request, args.prefill)
         prefill_s = time.perf_counter() - setup
+        if args.gc_freeze:  # as `privtune serve` does once its platform started
+            freeze_startup_heap()
+        pauses.clear()
         handlers.clear()
         bare_server = start_bare_server(platform_.engine, platform_.config.pki_dir) if args.peer else None
         runs, bare_runs, served = [], [], []
@@ -625,7 +659,7 @@ def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argp
                 select(stored_events.c.seq).where(stored_events.c.stream_id == training_job_view.c.job_id).exists())
             ).scalar()
         window = args.api_seconds * args.rounds
-        result = {"store": store, "rows": summarize(run["samples"], served, window),
+        result = {"store": store, "rows": summarize(run["samples"], served, window), "gc": gc_summary(pauses),
                   "prefill_s": prefill_s, "error_codes": codes, "jobs": jobs, "listed": listed, "lag": dict(lag),
                   "round_ratios": [], **{k: run[k] for k in ("server_cores", "client_cores", "machine_cores")}}
         if bare_runs:
@@ -698,6 +732,9 @@ def run_api(args: argparse.Namespace) -> None:
         print(f"{result['store']}: job list vs event store, sampled every 0.1 s during the run: {lag['samples']} "
               f"samples, at most {lag['max_jobs_behind']} jobs and {lag['max_seconds_behind']:.2f} s behind")
     for result in results:
+        print(f"{result['store']}: garbage collections in this process after the prefill (privtune's and the peer's "
+              f"rounds): {result['gc']}")
+    for result in results:
         rejected = result["rows"]["CreateTrainingJob"]["rejected"]
         print(f"{result['store']}: prefill {args.prefill} jobs in {result['prefill_s']:.1f}s; at the end "
               f"{result['jobs']:,} jobs in the event store, {result['listed']:,} in the read model; {rejected} "
@@ -740,12 +777,16 @@ def main() -> None:
                              "database); tables pool the rounds, and each round's ratio is printed")
     parser.add_argument("--no-peer", dest="peer", action="store_false",
                         help="skip the bare grpcio servicer run after each store")
+    parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false",
+                        help="leave the heap unfrozen after the platform started (privtune serve freezes it: "
+                             "services/common/heap.py; in this process the peer shares the heap, frozen or not)")
     parser.add_argument("--switch-interval-ms", type=float, default=0.0,
                         help="this process's interpreter switch interval (sys.setswitchinterval; privtune and the "
                              "peer alike); 0: Python's default, 5 ms")
     args = parser.parse_args()
     if args.switch_interval_ms > 0:
         sys.setswitchinterval(args.switch_interval_ms / 1000)
+    _record_gc()
     if args.part in ("all", "decisions"):
         run_decisions(args.queued, args.seconds, args.seed)
     if args.part in ("all", "api"):
