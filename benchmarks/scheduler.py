@@ -335,7 +335,7 @@ def start_store_platform(data: Path, store_uri: str, models: Path) -> Any:
 
 
 def serve_api_replica(data: str, store_uri: str, address: str, component_address: str, ready: Any, stop: Any,
-                      cpu: Any) -> None:
+                      cpu: Any, freeze: bool = True, switch_interval_s: float = 0.0) -> None:
     """Run an API-only platform (orchestrator) on ``address`` beside the benchmark's, until ``stop`` is set.
 
     Runs in a child process; ``cpu`` receives its CPU seconds from ``ready`` to ``stop``."""
@@ -344,8 +344,9 @@ def serve_api_replica(data: str, store_uri: str, address: str, component_address
 
     config = PlatformConfig.from_env(Path(data), grpc_address=address, store_uri=store_uri,
                                      bus_uri=f"sqlite:///{data}/events.db", component_grpc_address=component_address)
-    replica = Platform(config, services=("orchestrator",), api_only=True).start()
-    freeze_startup_heap()  # as `privtune serve` does
+    if switch_interval_s > 0:
+        sys.setswitchinterval(switch_interval_s)
+    replica = Platform(config, services=("orchestrator",), api_only=True, freeze_heap=freeze).start()
     try:
         begin = time.process_time()
         ready.set()
@@ -356,8 +357,10 @@ def serve_api_replica(data: str, store_uri: str, address: str, component_address
 
 
 @contextlib.contextmanager
-def api_replicas(platform: Any, store_uri: str, count: int) -> Iterator[list[Any]]:
-    """``count`` API-only server processes on the platform's gRPC port; yields their CPU-seconds holders."""
+def api_replicas(platform: Any, store_uri: str, count: int, freeze: bool = True,
+                 switch_interval_s: float = 0.0) -> Iterator[list[Any]]:
+    """``count`` API-only server processes on the platform's gRPC port (``freeze``: their heaps, as
+    ``privtune serve`` does; ``switch_interval_s`` > 0: theirs); yields their CPU-seconds holders."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
@@ -369,7 +372,8 @@ def api_replicas(platform: Any, store_uri: str, count: int) -> Iterator[list[Any
         for _ in range(count):
             ready, cpu = ctx.Event(), ctx.Value("d", 0.0)
             proc = ctx.Process(target=serve_api_replica, daemon=True,
-                               args=(str(platform.config.data_dir), store_uri, address, component, ready, stop, cpu))
+                               args=(str(platform.config.data_dir), store_uri, address, component, ready, stop, cpu,
+                                     freeze, switch_interval_s))
             proc.start()
             started.append((proc, ready, cpu))
         for proc, ready, _ in started:
@@ -631,7 +635,8 @@ def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argp
         bare_server = start_bare_server(platform_.engine, platform_.config.pki_dir) if args.peer else None
         runs, bare_runs, served = [], [], []
         try:
-            with api_replicas(platform_, store_uri, args.api_processes - 1) as replica_cpu, \
+            with api_replicas(platform_, store_uri, args.api_processes - 1, args.gc_freeze,
+                              args.switch_interval_ms / 1000) as replica_cpu, \
                     sample_job_list_lag(store_uri) as lag:
                 # rounds alternate privtune and the peer, so a slow spell of this machine costs both alike
                 for _ in range(args.rounds):

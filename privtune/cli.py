@@ -17,7 +17,6 @@ from typing import Sequence
 from privtune.cli_client import call_metadata, client_channel, print_rpc_error
 
 from services.common.config import PlatformConfig
-from services.common.heap import freeze_startup_heap
 
 log = logging.getLogger("privtune.cli")
 
@@ -60,11 +59,9 @@ def _run_until_signal(services: Sequence[str], config: PlatformConfig, *, api_on
     health_file = projection_health_file(config.data_dir, pid) if pid else None
     try:
         platform = Platform(config, services=services, api_only=api_only,
-                            projection_health_file=health_file).start()
+                            projection_health_file=health_file, freeze_heap=True).start()
     except ValueError as exc:  # a service that cannot be an API replica
         raise SystemExit(f"privtune: {exc}") from None
-    frozen = freeze_startup_heap()  # full collections no longer walk the imports' objects (services/common/heap.py)
-    log.info("privtune serve: %d objects of the start frozen for the garbage collector", frozen)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())

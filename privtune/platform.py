@@ -32,6 +32,7 @@ from services.common.outbox import OutboxRelay
 from services.common.projection import Projection
 from services.common.service import ServiceParts
 from services.common.store import dispose_store, open_store
+from services.common.heap import freeze_startup_heap
 from services.common.supervision import LoopStatus, Supervisor
 from services.common.topics import ALL_TOPICS
 
@@ -131,6 +132,10 @@ class Platform:
     # a full process publishes its read models' health here each second; an API replica (which runs no
     # consumers) answers the same health names from it (``projection_health_file()``; None: neither)
     projection_health_file: Path | None = None
+    # freeze the heap for the garbage collector once the services are built, before any loop runs
+    # (services/common/heap.py): for a process that serves until it ends (``privtune serve``), never
+    # for one that starts platforms again and again (tests, the demo)
+    freeze_heap: bool = False
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> "Platform":
@@ -159,6 +164,8 @@ class Platform:
                                             stream_limits=self.stream_limits, tls=tls, auth=auth)
             self.config.bind_component_port(self.server.component_port)
             log.info("gRPC API on port %d: %s", self.server.port, ", ".join(b.full_name for b in bindings))
+        if self.freeze_heap:  # before the loops: no model or batch they load is frozen with the imports
+            log.info("%d objects of the start frozen for the garbage collector", freeze_startup_heap())
         self.supervisor = Supervisor(self._stop, unhealthy_after_s=self.unhealthy_after_s,
                                      on_health=self._set_health)
         if self.access_recorder is not None:

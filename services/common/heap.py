@@ -9,7 +9,9 @@ the collector's permanent generation (``gc.freeze``), so later collections walk 
 made since: 22 full collections took 334 ms in all, the longest 28 ms (docs/benchmarks.md).
 
 Objects frozen this way are never collected, even if they later become cyclic garbage: call it
-once, in a process that serves until it ends (``privtune serve``), not in a library or a test.
+once, in a process that serves until it ends (``privtune serve``: ``Platform(freeze_heap=True)``),
+after its services are built and before its loops run (a model an eval worker loads, then drops,
+must stay collectable), not in a library or a test.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import contextlib
 import threading
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
-from sqlalchemy import Connection, Dialect, Float, LargeBinary, String, Table, insert
+from sqlalchemy import Connection, Dialect, Enum, Float, LargeBinary, String, Table, TypeDecorator, insert
 from sqlalchemy.sql import Executable, Select
 from sqlalchemy.types import TypeEngine
 
@@ -221,23 +221,34 @@ class _InsertPlan:
         quoted = ", ".join(f'"{name}"' for name in names)  # names from the schema (e.g. "key"), never from callers
         if dialect.driver == "psycopg":
             # every value cast to its column's type (a VALUES list in a sub-select gets no INSERT's
-            # conversions); strings as TEXT, so that an overlong one fails the column's own length check
-            casts = [f"%s::{'TEXT' if isinstance(table.c[n].type, String) else table.c[n].type.compile(dialect)}"
-                     for n in names]
+            # conversions), the row's number last
+            values = ", ".join(f"%s::{_cast_type(table.c[n].type, dialect)}" for n in names)
             self._head = f'INSERT INTO {target} ({quoted}) SELECT {quoted} FROM (VALUES '
             self._tail = f') AS v({quoted}, "privtune_row") ORDER BY "privtune_row"'
-            self._row = "(" + ", ".join(casts) + ", {})"
+            self._row: Callable[[int], str] = lambda i: f"({values}, {i})"
         else:
             self._head, self._tail = f"INSERT INTO {target} ({quoted}) VALUES ", ""
-            self._row = "(" + ", ".join("?" * len(names)) + ")"
+            one = "(" + ", ".join("?" * len(names)) + ")"
+            self._row = lambda _i: one
         self._statements: dict[int, str] = {}
 
     def statement(self, count: int) -> str:
         found = self._statements.get(count)
         if found is None:
-            found = self._head + ", ".join(self._row.format(i) for i in range(count)) + self._tail
+            found = self._head + ", ".join(self._row(i) for i in range(count)) + self._tail
             self._statements[count] = found
         return found
+
+
+def _cast_type(kind: TypeEngine, dialect: Dialect) -> str:
+    """What a value of a column of type ``kind`` is cast to in a PostgreSQL multi-row insert: its own type,
+    but a string as TEXT (an explicit cast to VARCHAR(n) would cut an overlong value; the assignment to
+    the column checks its length instead). An enum or another type keeps its own name."""
+    impl = kind.dialect_impl(dialect)
+    base = impl.impl if isinstance(impl, TypeDecorator) else impl
+    if isinstance(base, String) and not isinstance(base, Enum):
+        return "TEXT"
+    return kind.compile(dialect)
 
 
 _PLANS: dict[tuple[Table, tuple[str, ...], tuple[str, str, str]], _InsertPlan] = {}

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from privtune.v1 import events_pb2
 from services.common import eventstore
@@ -43,6 +43,14 @@ def _append_elsewhere(engine: Engine, version: int, note: str) -> None:
         eventstore.append(conn, domain.STREAM, [env], expected_version=version)
 
 
+def _endings(engine: Engine) -> list[str]:
+    """How each transaction on ``engine`` ends, in order ("commit" or "rollback")."""
+    ended: list[str] = []
+    event.listen(engine, "commit", lambda _conn: ended.append("commit"))
+    event.listen(engine, "rollback", lambda _conn: ended.append("rollback"))
+    return ended
+
+
 def test_a_conflicting_writer_makes_the_decision_again_on_the_new_state(engine: Engine) -> None:
     records = DeploymentRecords(engine)
     seen: list[int] = []
@@ -53,8 +61,12 @@ def test_a_conflicting_writer_makes_the_decision_again_on_the_new_state(engine: 
             _append_elsewhere(engine, state.version, "other")  # lands between our read and our append
         return [_requested(f"ours-{len(seen)}")]
 
+    ended = _endings(engine)
     state = records.record(TENANT, DEPLOYMENT, "alice", decide)
     assert seen == [0, 1]  # decided again after the other writer's event
+    # the other writer's commit, then our failed attempt rolled back (not committed: PostgreSQL would turn
+    # that COMMIT into a rollback, SQLite would keep what the attempt wrote before the conflict), then ours
+    assert ended == ["commit", "rollback", "commit"]
     assert state.version == 2
     with engine.connect() as conn:
         stored = eventstore.load_stream(conn, TENANT, DEPLOYMENT)

@@ -1,8 +1,12 @@
-"""How SQLite multi-row appends split their rows (services/common/store/direct.py)."""
+"""How multi-row appends split their rows and what they send (services/common/store/direct.py)."""
 
 from __future__ import annotations
 
-from services.common.store.direct import SQLITE_MAX_VARIABLES, _chunks, _multi_insert
+from sqlalchemy import create_engine
+from sqlalchemy.dialects.postgresql import psycopg
+
+from services.common.store.direct import SQLITE_MAX_VARIABLES, _chunks, _plan
+from services.common.store.schema import outbox
 
 
 def test_chunks_cover_every_row_within_the_variable_limit_with_few_statement_shapes() -> None:
@@ -19,5 +23,15 @@ def test_chunks_cover_every_row_within_the_variable_limit_with_few_statement_sha
 
 
 def test_a_multi_row_insert_quotes_its_names_and_has_one_placeholder_per_value() -> None:
-    sql = _multi_insert("outbox", ("event_id", "key"), 3)
-    assert sql == 'INSERT INTO "outbox" ("event_id", "key") VALUES (?, ?), (?, ?), (?, ?)'
+    sqlite = create_engine("sqlite://").dialect
+    assert _plan(outbox, ("key", "attempts"), sqlite).statement(3) == \
+        'INSERT INTO "outbox" ("key", "attempts") VALUES (?, ?), (?, ?), (?, ?)'
+
+
+def test_a_postgresql_multi_row_insert_casts_each_value_and_orders_the_rows_by_their_number() -> None:
+    """Strings are cast as TEXT (never VARCHAR(n), which would cut an overlong one), the rest as their
+    column's type; the rows go in by their number (their ``seq`` follows the order given)."""
+    sql = _plan(outbox, ("event_id", "payload", "attempts"), psycopg.dialect()).statement(2)
+    assert sql == ('INSERT INTO "outbox" ("event_id", "payload", "attempts") SELECT "event_id", "payload", "attempts" '
+                   'FROM (VALUES (%s::TEXT, %s::BYTEA, %s::INTEGER, 0), (%s::TEXT, %s::BYTEA, %s::INTEGER, 1)) '
+                   'AS v("event_id", "payload", "attempts", "privtune_row") ORDER BY "privtune_row"')
