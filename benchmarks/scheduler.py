@@ -563,23 +563,13 @@ def drive(target: str, ca_pem: bytes, call_metadata: tuple[tuple[str, str], ...]
 
 
 def settle(platform: Any, timeout: float = 120.0) -> None:
-    """Wait until the platform has worked off what the last round left: nothing in the outbox, and every
-    consumer measured caught up after the wait began (so neither side is measured beside the other's
-    backlog)."""
-    from sqlalchemy import func, select
-
-    from services.common.store.schema import outbox
-
-    begun = time.time()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with platform.engine.connect() as conn:
-            pending = conn.execute(select(func.count()).where(outbox.c.published_at_ms.is_(None))).scalar()
-        lags = platform.projection_lag().values()
-        if not pending and all(lag.events == 0 and lag.measured_at > begun for lag in lags):
-            return
+    """Wait until the platform has worked off what the last round left (``Platform.settled_since`` the wait
+    began), so neither side is measured beside the other's backlog."""
+    begun, deadline = time.time(), time.monotonic() + timeout
+    while not platform.settled_since(begun):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the platform did not settle within {timeout:g} s")
         time.sleep(0.2)
-    raise RuntimeError(f"the platform did not settle within {timeout:g} s")
 
 
 def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:

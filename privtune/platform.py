@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from grpc_health.v1 import health_pb2
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
 from services.common.access_log import AccessDenialRecorder, AllowedCallRecorder
 from services.common.bus import EventBus, open_bus
@@ -32,6 +32,7 @@ from services.common.outbox import OutboxRelay
 from services.common.projection import Projection
 from services.common.service import ServiceParts
 from services.common.store import dispose_store, open_store
+from services.common.store.schema import outbox
 from services.common.heap import freeze_startup_heap
 from services.common.supervision import LoopStatus, Supervisor
 from services.common.topics import ALL_TOPICS
@@ -194,6 +195,15 @@ class Platform:
             self.metrics = MetricsServer(self.config.metrics_address, self.projection_lag).start()
         self.supervisor.start_watching()
         return self
+
+    def settled_since(self, began: float) -> bool:
+        """Whether everything written before ``began`` (``time.time()``) reached every read model: nothing
+        is left in the outbox, and each consumer was measured caught up after ``began``."""
+        if self.engine is not None:
+            with self.engine.connect() as conn:
+                if conn.execute(select(func.count()).where(outbox.c.published_at_ms.is_(None))).scalar():
+                    return False
+        return all(lag.events == 0 and lag.measured_at > began for lag in self.projection_lag().values())
 
     def projection_lag(self) -> dict[str, Lag]:
         """Each consumed read model's lag behind its topics (events, seconds), by projection name."""

@@ -231,18 +231,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 60.0, what: str =
 
 
 def wait_settled(platform: Platform, timeout: float = 60.0) -> None:
-    """Until everything written so far reached every read model: the outbox is empty and each consumer was
-    measured caught up after the wait began (a read model a test checks is not the only one that lags)."""
-    from sqlalchemy import func, select
-
-    from services.common.store.schema import outbox
-
+    """Until everything written so far reached every read model (a read model a test checks is not the only
+    one that lags): ``Platform.settled_since`` the wait began."""
     begun = time.time()
-
-    def settled() -> bool:
-        with platform.engine.connect() as conn:  # type: ignore[union-attr]
-            pending = conn.execute(select(func.count()).where(outbox.c.published_at_ms.is_(None))).scalar()
-        return not pending and all(lag.events == 0 and lag.measured_at > begun
-                                   for lag in platform.projection_lag().values())
-
-    wait_until(settled, timeout, "every read model caught up")
+    wait_until(lambda: platform.settled_since(begun), timeout, "every read model caught up")

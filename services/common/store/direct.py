@@ -75,6 +75,15 @@ def _driver_cursor(conn: Connection, statement: str, params: Any) -> Iterator[An
                 cursor.close()
 
 
+def _bind_processor(kind: TypeEngine, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """SQLAlchemy's conversion of a parameter of type ``kind`` on the way in (e.g. SQLite's ``float()`` of a
+    Float's value, pickling), applied as SQLAlchemy would; none for bytes, which both drivers take as they
+    are (SQLAlchemy would only wrap them in the driver's Binary)."""
+    if isinstance(kind, LargeBinary):
+        return None
+    return kind.dialect_impl(dialect).bind_processor(dialect)
+
+
 def _key(dialect: Dialect) -> tuple[str, str, str]:
     return dialect.name, dialect.driver, dialect.paramstyle
 
@@ -109,8 +118,8 @@ class DirectRead:
             if bind.expanding or bind.literal_execute or bind.callable is not None:
                 raise TypeError(f"parameter {name!r} needs SQLAlchemy's processing on {dialect.name}: "
                                 "run this statement with Connection.execute")
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if process is not None:  # e.g. SQLite's float() of a Float's value: applied as SQLAlchemy would
+            process = _bind_processor(bind.type, dialect)
+            if process is not None:
                 processors.append((name, process))
         for column in self.statement.selected_columns if isinstance(self.statement, Select) else ():
             if _converts(column.type, dialect):
@@ -131,14 +140,19 @@ class DirectRead:
             values = tuple(values[name] for name in compiled.positional)
         return values
 
-    def rows(self, conn: Connection, params: Mapping[str, Any]) -> Sequence[tuple]:
-        """All rows of the statement with ``params`` (by the bindparams' names), on ``conn``'s connection."""
+    def _execute(self, conn: Connection, params: Mapping[str, Any], result: Callable[[Any], Any]) -> Any:
+        """Run the statement with ``params`` (by the bindparams' names) on ``conn``'s connection; ``result``
+        of the cursor."""
         compiled = self._for(conn.dialect)
         values = self._values(compiled, params)
         _autobegin(conn)
         with _driver_cursor(conn, compiled.sql, values) as cursor:
             cursor.execute(compiled.sql, values)
-            return cursor.fetchall()
+            return result(cursor)
+
+    def rows(self, conn: Connection, params: Mapping[str, Any]) -> Sequence[tuple]:
+        """All rows of the statement with ``params`` (by the bindparams' names), on ``conn``'s connection."""
+        return self._execute(conn, params, lambda cursor: cursor.fetchall())
 
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """The first column of the first row (None without rows)."""
@@ -152,12 +166,7 @@ class DirectWrite(DirectRead):
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Run the statement with ``params``; the number of rows it matched."""
-        compiled = self._for(conn.dialect)
-        values = self._values(compiled, params)
-        _autobegin(conn)
-        with _driver_cursor(conn, compiled.sql, values) as cursor:
-            cursor.execute(compiled.sql, values)
-            return cursor.rowcount
+        return self._execute(conn, params, lambda cursor: cursor.rowcount)
 
 
 SQLITE_MAX_VARIABLES = 999  # the floor of SQLite builds' variable limit (3.32+ allow 32,766)
@@ -214,9 +223,7 @@ class _InsertPlan:
             raise TypeError(f"insert_rows into {table.name} needs values for {missing}: those columns have "
                             "Python-side defaults, which only Connection.execute applies")
         self.processors: _Processors = tuple(
-            (i, p) for i, name in enumerate(names)
-            if not isinstance(table.c[name].type, LargeBinary)  # bytes: both drivers take them as they are
-            and (p := table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) is not None)
+            (i, p) for i, name in enumerate(names) if (p := _bind_processor(table.c[name].type, dialect)) is not None)
         target = f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
         quoted = ", ".join(f'"{name}"' for name in names)  # names from the schema (e.g. "key"), never from callers
         if dialect.driver == "psycopg":
