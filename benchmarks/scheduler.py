@@ -293,24 +293,26 @@ def timed_handlers() -> Iterator[list[tuple[int, float, float]]]:
 
     records: list[tuple[int, float, float, float]] = []
     originals = {name: getattr(TrainingServicer, name) for name in API_OPERATIONS}
-
-    def timed(op: int, handler: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(handler)
-        def call(self: Any, request: Any, context: Any) -> Any:
-            begin, cpu = time.perf_counter(), time.thread_time()
-            try:
-                return handler(self, request, context)
-            finally:
-                records.append((op, begin, time.perf_counter() - begin, time.thread_time() - cpu))
-        return call
-
     for op, name in enumerate(API_OPERATIONS):
-        setattr(TrainingServicer, name, timed(op, originals[name]))
+        setattr(TrainingServicer, name, _timed(records, op, originals[name]))
     try:
         yield records
     finally:
         for name, handler in originals.items():
             setattr(TrainingServicer, name, handler)
+
+
+def _timed(records: list[tuple[int, float, float, float]], op: int,
+           handler: Callable[..., Any]) -> Callable[..., Any]:
+    """``handler`` (a servicer method) appending (operation, start, seconds, thread CPU seconds) per call."""
+    @functools.wraps(handler)
+    def call(self: Any, request: Any, context: Any) -> Any:
+        begin, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return handler(self, request, context)
+        finally:
+            records.append((op, begin, time.perf_counter() - begin, time.thread_time() - cpu))
+    return call
 
 
 def _busy_jiffies() -> tuple[int, int]:
@@ -488,10 +490,13 @@ def sample_job_list_lag(store_uri: str, every_s: float = 0.1) -> Iterator[dict[s
         engine.dispose()
 
 
-def start_bare_server(engine: Any, tls_dir: Path) -> tuple[Any, int]:
+def start_bare_server(engine: Any, tls_dir: Path,
+                      records: list[tuple[int, float, float, float]] | None = None) -> tuple[Any, int]:
     """The peer: a bare grpcio TrainingService (32 threads, the same TLS certificate) answering Get, List
     and Create with one indexed SQL statement each on the platform's database; no authentication, no
-    admission, no events. The floor of what a Python gRPC service can do here."""
+    admission, no events. The floor of what a Python gRPC service can do here. Its handlers are timed
+    into ``records`` as privtune's are (``timed_handlers``), so both servers' handler times can be set
+    side by side."""
     import uuid
     from concurrent import futures
 
@@ -533,6 +538,9 @@ def start_bare_server(engine: Any, tls_dir: Path) -> tuple[Any, int]:
                 conn.execute(insert(view).values(**row))
             return pb.CreateTrainingJobResponse(job=job_from_row(row))
 
+    if records is not None:
+        for op, name in enumerate(API_OPERATIONS):
+            setattr(Bare, name, _timed(records, op, getattr(Bare, name)))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
     pb_grpc.add_TrainingServiceServicer_to_server(Bare(), server)
     creds = grpc.ssl_server_credentials([((tls_dir / "server-key.pem").read_bytes(),
@@ -622,8 +630,10 @@ def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argp
             freeze_startup_heap()
         pauses.clear()
         handlers.clear()
-        bare_server = start_bare_server(platform_.engine, platform_.config.pki_dir) if args.peer else None
-        runs, bare_runs, served = [], [], []
+        bare_handlers: list[tuple[int, float, float, float]] = []
+        bare_server = (start_bare_server(platform_.engine, platform_.config.pki_dir, bare_handlers)
+                       if args.peer else None)
+        runs, bare_runs, served, bare_served = [], [], [], []
         try:
             with api_replicas(platform_, store_uri, args.api_processes - 1, args.gc_freeze,
                               args.switch_interval_ms / 1000) as replica_cpu, \
@@ -639,6 +649,8 @@ def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argp
                         settle(platform_)  # the peer is not measured while privtune works off its backlog
                         bare_runs.append(drive(f"127.0.0.1:{bare_server[1]}", *api_credentials(platform_), job_ids,
                                                request, args))
+                        bare_served += [h for h in bare_handlers if h[1] >= bare_runs[-1]["started"] + args.warmup]
+                        bare_handlers.clear()
                     # (a replica reports its CPU when it stops: all rounds' together, spread over them below)
             replicas_cores = sum(c.value for c in replica_cpu) / (args.warmup + args.api_seconds) / args.rounds
         finally:
@@ -659,7 +671,7 @@ def bench_store(store: str, store_uri: str, data: Path, models: Path, args: argp
                   "round_ratios": [], **{k: run[k] for k in ("server_cores", "client_cores", "machine_cores")}}
         if bare_runs:
             bare = pooled(bare_runs)
-            result["bare"] = {"rows": summarize(bare["samples"], [], window),
+            result["bare"] = {"rows": summarize(bare["samples"], bare_served, window),
                               **{k: bare[k] for k in ("server_cores", "client_cores", "machine_cores")}}
             result["round_ratios"] = [summarize(mine["samples"], [], args.api_seconds)["all"]["calls_per_s"]
                                       / max(1e-9, summarize(peer["samples"], [], args.api_seconds)["all"]["calls_per_s"])
@@ -706,7 +718,8 @@ def run_api(args: argparse.Namespace) -> None:
             continue
         for name, row in result["bare"]["rows"].items():
             print(f"| {result['store']} (bare peer) | {name} | {row['calls']:,} | {row['calls_per_s']:,.1f} | "
-                  f"{row['p50_ms']:,.1f} | {row['p99_ms']:,.1f} | {row['max_ms']:,.1f} | - | - | - | "
+                  f"{row['p50_ms']:,.1f} | {row['p99_ms']:,.1f} | {row['max_ms']:,.1f} | "
+                  f"{row['handler_p50_ms']:,.1f} | {row['handler_p99_ms']:,.1f} | {row['handler_cpu_ms']:,.2f} | "
                   f"{row['errors']:,} |")
     if any("bare" in r for r in results):
         print("\n| store | operation | calls/s privtune/bare peer | p50 privtune/bare | p99 privtune/bare |")

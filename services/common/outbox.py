@@ -1,11 +1,17 @@
 """The outbox relay: publishes committed events, in commit order, until the bus has them.
 
 When the bus is down the events simply wait in the ``outbox`` table; the relay
-retries with backoff and marks rows published only after the bus acknowledged
-them. Each event goes out with its id (``Message.id``), so a retry after a failed
-publish never makes the bus write a second copy of an event it still holds from the
-failed attempt. A crash between acknowledgement and marking (or with events still in
-the producer's queue) republishes a few events, which idempotent consumers ignore.
+retries with backoff and deletes rows only after the bus acknowledged them, so the
+table holds what is still to be published and nothing else (the event store keeps
+every event; the outbox held a second copy of each payload forever, and its scans
+for pending rows walked the dead versions of the rows marked since the last vacuum).
+Each event goes out with its id (``Message.id``), so a retry after a failed publish
+never makes the bus write a second copy of an event it still holds from the failed
+attempt. A crash between acknowledgement and deletion (or with events still in the
+producer's queue) republishes a few events, which idempotent consumers ignore.
+
+Rows an older relay marked published (``published_at_ms`` set) are deleted by the
+relay a batch at a time while it has nothing to publish.
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ import threading
 import time
 import uuid
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import BigInteger, Engine, Integer, bindparam, delete, func, select, update
 
 from services.common.bus import EventBus, Message
 from services.common.clock import now_ms
 from services.common.errors import BusUnavailable
 from services.common.leases import take_lease
 from services.common.supervision import run_loop
+from services.common.store.direct import DirectRead, DirectWrite
 from services.common.store.schema import outbox, relay_leases
 
 log = logging.getLogger(__name__)
@@ -30,6 +37,42 @@ log = logging.getLogger(__name__)
 # after a quiet spell waits at most the idle sleep, as before). A full batch is followed at once.
 BATCH_LINGER_S = 0.02
 LEASE_MARGIN_S = 1.0  # lease time left, beyond a publish's longest wait, for a batch to start without renewing
+SWEEP_BATCH = 1000    # rows an older relay marked published, deleted per idle step until none are left
+_MAX_IN = 512         # the longest IN list of one delete; a batch of more rows is several statements
+
+_PENDING = DirectRead(
+    select(outbox.c.seq, outbox.c.event_id, outbox.c.topic, outbox.c.key, outbox.c.payload)
+    .where(outbox.c.published_at_ms.is_(None)).order_by(outbox.c.seq).limit(bindparam("limit", type_=Integer)))
+_RENEW = DirectWrite(update(relay_leases).where(relay_leases.c.name == bindparam("name"),
+                                                relay_leases.c.owner == bindparam("owner"))
+                     .values(lease_until_ms=bindparam("until")))
+_SWEEP = DirectWrite(delete(outbox).where(outbox.c.seq.in_(
+    select(outbox.c.seq).where(outbox.c.published_at_ms.is_not(None)).limit(bindparam("limit", type_=Integer)))))
+_DELETES: dict[int, DirectWrite] = {}
+
+
+def _delete_of(size: int) -> DirectWrite:
+    """``DELETE FROM outbox WHERE seq IN`` a list of ``size`` parameters (s0, s1, ...), made once per size."""
+    found = _DELETES.get(size)
+    if found is None:
+        found = _DELETES.setdefault(size, DirectWrite(delete(outbox).where(outbox.c.seq.in_(
+            [bindparam(f"s{i}", type_=BigInteger) for i in range(size)]))))
+    return found
+
+
+def in_lists(values: list[int], longest: int = _MAX_IN) -> list[dict[str, int]]:
+    """``values`` as the parameters of ``_delete_of`` statements: chunks of at most ``longest``, each padded
+    to a power of two by repeating its last value (``IN (a, b, c, c)`` matches what ``IN (a, b, c)`` does),
+    so a table sees a handful of statements, each prepared once by the driver, not one per batch size."""
+    chunks = []
+    for start in range(0, len(values), longest):
+        chunk = values[start:start + longest]
+        size = 1
+        while size < len(chunk):
+            size *= 2
+        padded = chunk + [chunk[-1]] * (size - len(chunk))
+        chunks.append({f"s{i}": v for i, v in enumerate(padded)})
+    return chunks
 
 
 class OutboxRelay:
@@ -47,6 +90,7 @@ class OutboxRelay:
         # holds the batch when this runs out keeps it, and the retry waits for it (Message.id).
         self.publish_timeout = publish_timeout if publish_timeout is not None else lease_ms / 2000
         self.owner = uuid.uuid4().hex
+        self._swept = False  # whether no row an older relay marked published is left (see sweep_published)
         # until when (time.monotonic(), time.time()) this relay holds the lease, as far as it knows
         self._held_until = (0.0, 0.0)
 
@@ -85,14 +129,12 @@ class OutboxRelay:
         if not self._take_lease():
             return 0
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(outbox.c.seq, outbox.c.event_id, outbox.c.topic, outbox.c.key, outbox.c.payload)
-                .where(outbox.c.published_at_ms.is_(None)).order_by(outbox.c.seq).limit(self.batch_size)
-            ).all()
+            rows = _PENDING.rows(conn, {"limit": self.batch_size})
         if not rows:
             return 0
-        messages = [Message(r.topic, r.key.encode(), r.payload, id=r.event_id) for r in rows]
-        seqs = [r.seq for r in rows]
+        messages = [Message(topic, key.encode(), bytes(payload), id=event_id)
+                    for _seq, event_id, topic, key, payload in rows]
+        seqs = [row[0] for row in rows]
         try:
             self.bus.publish(messages, timeout=self.publish_timeout)
         except BusUnavailable as exc:
@@ -104,20 +146,26 @@ class OutboxRelay:
         return len(rows)
 
     def _mark(self, seqs: list[int]) -> None:
-        """Mark a published batch, and renew the lease in the same transaction if it is still this relay's.
-        A relay that finds it lost the lease (another took it over) starts no other batch without it."""
+        """Delete a published batch from the outbox, and renew the lease in the same transaction if it is still
+        this relay's. A relay that finds it lost the lease (another took it over) starts no other batch
+        without it."""
         started = (time.monotonic(), time.time())
         with self.engine.begin() as conn:
-            conn.execute(update(outbox).where(outbox.c.seq.in_(seqs))
-                         .values(published_at_ms=now_ms(), last_error=None))
-            renewed = conn.execute(update(relay_leases).where(relay_leases.c.name == self.name,
-                                                              relay_leases.c.owner == self.owner)
-                                   .values(lease_until_ms=now_ms() + self.lease_ms)).rowcount
+            for params in in_lists(seqs):
+                _delete_of(len(params)).run(conn, params)
+            renewed = _RENEW.run(conn, {"name": self.name, "owner": self.owner,
+                                        "until": now_ms() + self.lease_ms})
         if renewed:
             self._held_from(started)
         else:
             log.warning("relay %s: lost its lease to another relay; it publishes nothing more without it", self.owner)
             self._held_until = (0.0, 0.0)
+
+    def sweep_published(self, limit: int = SWEEP_BATCH) -> int:
+        """Delete up to ``limit`` rows that a relay before this version marked published instead of deleting
+        them; the number deleted (fewer than ``limit``: none are left)."""
+        with self.engine.begin() as conn:
+            return _SWEEP.run(conn, {"limit": limit})
 
     def drain(self) -> int:
         """Publish until nothing is pending. Returns the number published."""
@@ -141,6 +189,10 @@ class OutboxRelay:
                 raise
             if 0 < sent < self.batch_size:
                 stop.wait(BATCH_LINGER_S - (time.monotonic() - began))
+            elif sent == 0 and not self._swept:  # nothing to publish: time to clear what older relays left
+                swept = self.sweep_published()
+                self._swept = swept < SWEEP_BATCH
+                return swept > 0
             return sent > 0
 
         run_loop(f"outbox relay {self.name}", step, stop, idle_seconds=idle_sleep, max_backoff=max_backoff)

@@ -7,6 +7,7 @@ every view of a run agrees. Only configuration, hashes and numbers: never data.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Mapping
 
 from privtune.v1 import events_pb2
@@ -19,13 +20,32 @@ PARAM_EXCLUDE = frozenset({"job_id", "tenant_id", "dataset_uri"})
 
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:
     """Nested dicts become dotted keys (``lora.r``); leaves become strings (JSON for non-strings)."""
+    out: dict[str, str] = {}
+    _flatten_into(out, value, prefix)
+    return out
+
+
+def _flatten_into(out: dict[str, str], value: Any, prefix: str) -> None:
     if isinstance(value, dict) or not isinstance(value, (str, int, float, list)) and isinstance(value, Mapping):
-        out: dict[str, str] = {}
         for key in sorted(value):
-            out.update(flatten(value[key], f"{prefix}{key}."))
-        return out
-    key = prefix.removesuffix(".")
-    return {key: value if isinstance(value, str) else json.dumps(value, sort_keys=True)}
+            _flatten_into(out, value[key], f"{prefix}{key}.")
+        return
+    out[prefix.removesuffix(".")] = _leaf(value)
+
+
+def _leaf(value: Any) -> str:
+    """``value`` as ``json.dumps(value, sort_keys=True)`` writes it (a string as it is), without the encoder
+    for the common scalars (a run view applies every created job's spec)."""
+    if isinstance(value, str):
+        return value
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    if value is True or value is False or value is None:
+        return "true" if value else ("false" if value is False else "null")
+    return json.dumps(value, sort_keys=True)
 
 
 def run_params(request: events_pb2.TrainingRequested) -> dict[str, str]:

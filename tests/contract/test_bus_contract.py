@@ -70,6 +70,24 @@ def test_every_published_record_comes_back_in_order_per_key(bus: EventBus, topic
     assert all(len({r.partition for r in got if r.key == k}) == 1 for k in per_key)
 
 
+def test_each_partition_numbers_its_records_without_gaps_in_publish_order(bus: EventBus, topic: str) -> None:
+    """Two batches (the second continues each partition's numbering); within a partition, offsets follow the
+    order the messages were given, across keys too."""
+    publish_keyed(bus, topic, 150)
+    publish_keyed(bus, topic, 70, start=150)
+    sub = bus.subscribe("g1", [topic])
+    got = drain(sub, 220)
+    sub.close()
+    by_partition: dict[int, list[tuple[int, int]]] = {}
+    for r in got:
+        by_partition.setdefault(r.partition, []).append((r.offset, int(r.value)))
+    for records in by_partition.values():
+        records.sort()
+        assert [off for off, _ in records] == list(range(len(records)))
+        assert [value for _, value in records] == sorted(value for _, value in records)
+    assert sum(len(r) for r in by_partition.values()) == 220
+
+
 def test_committed_group_resumes_after_its_offsets(bus: EventBus, topic: str) -> None:
     publish_keyed(bus, topic, 50)
     sub = bus.subscribe("g1", [topic])

@@ -525,3 +525,77 @@ def test_after_a_server_restart_one_failed_direct_read_renews_every_older_pooled
             assert error.connection_invalidated
             failures += 1
     assert failures == 1
+
+
+def _bus_keys(bus: object, expected: int) -> list[bytes]:
+    """The keys of the dataset events on ``bus``, in the order one partition at a time holds them."""
+    sub = bus.subscribe(f"check-{time.monotonic_ns()}", [DATASET_EVENTS], from_beginning=True)  # type: ignore[attr-defined]
+    seen: list = []
+    for _ in range(50):
+        seen += sub.poll(max_records=1000, timeout=0.2)
+        if len(seen) >= expected:
+            break
+    sub.close()
+    return [r.key for r in seen]
+
+
+def test_a_published_batch_leaves_the_outbox_and_no_other_row_does(engine: Engine, tmp_path: Path) -> None:
+    """A batch of 600 (two deletes: 512 and 88 rows, padded to 128) of 700 pending rows: exactly those 600 leave
+    the outbox once the bus has them; the other 100 wait for the next batch; the event store keeps all 700."""
+    from services.common.bus import open_bus
+    from services.common.outbox import OutboxRelay
+
+    bus = open_bus(f"sqlite:///{tmp_path}/bus.db")
+    with engine.begin() as conn:
+        eventstore.append_new_streams(conn, "dataset", [_event(f"b-{i:03d}") for i in range(700)])
+    relay = OutboxRelay(engine, bus, batch_size=600)
+    assert relay.publish_pending() == 600
+    with engine.connect() as conn:
+        left = conn.execute(select(outbox.c.key).order_by(outbox.c.seq)).scalars().all()
+        assert conn.execute(select(func.count()).select_from(stored_events)).scalar() == 700
+    assert left == [f"b-{i:03d}" for i in range(600, 700)] and relay.pending() == 100
+    assert relay.publish_pending() == 100 and relay.pending() == 0
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 0
+    assert sorted(_bus_keys(bus, 700)) == [f"b-{i:03d}".encode() for i in range(700)]
+
+
+def test_rows_an_older_relay_marked_published_are_swept_and_pending_rows_are_kept(
+        engine: Engine, tmp_path: Path) -> None:
+    """Before this version the relay marked rows published and kept them. A relay deletes those a batch at a
+    time when it has nothing to publish (its loop), never a row still pending, and publishes the pending ones."""
+    from sqlalchemy import update
+
+    from services.common.bus import open_bus
+    from services.common.outbox import SWEEP_BATCH, OutboxRelay
+
+    bus = open_bus(f"sqlite:///{tmp_path}/bus.db")
+    old = 2 * SWEEP_BATCH + 7
+    with engine.begin() as conn:
+        eventstore.append_new_streams(conn, "dataset", [_event(f"o-{i:04d}") for i in range(old)])
+        conn.execute(update(outbox).values(published_at_ms=1))  # as the old relay left them
+        eventstore.append_new_streams(conn, "dataset", [_event(f"p-{i}") for i in range(3)])
+    relay = OutboxRelay(engine, bus)
+    assert relay.sweep_published(limit=5) == 5
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar() == old - 5 + 3
+    assert relay.pending() == 3
+
+    stop = threading.Event()
+    loop = threading.Thread(target=relay.run, args=(stop,), kwargs={"idle_sleep": 0.01})
+    loop.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                if conn.execute(select(func.count()).select_from(outbox)).scalar() == 0:
+                    break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        loop.join(timeout=30)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(stored_events)).scalar() == old + 3
+    assert sorted(_bus_keys(bus, 3)) == [b"p-0", b"p-1", b"p-2"]  # the swept rows were not sent again
+    assert relay.sweep_published() == 0

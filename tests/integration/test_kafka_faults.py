@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from privtune.devinfra.kafka import KafkaCluster
 from privtune.v1 import events_pb2
@@ -23,7 +23,7 @@ from services.common.errors import BusUnavailable
 from services.common.identity import Caller
 from services.common.outbox import OutboxRelay
 from services.common.store import open_store
-from services.common.store.schema import dataset_view, outbox, processed_events
+from services.common.store.schema import dataset_view, outbox, processed_events, stored_events
 from services.common.topics import DATASET_EVENTS
 from services.ingest import dataset_view as view
 from services.ingest.application import DatasetApplication, RegisterRequest
@@ -89,10 +89,14 @@ def test_outbox_holds_events_while_the_broker_is_down_and_delivers_them_once(
             t.join(timeout=30)
         consumer.close()
 
-    # Republishing everything (as a relay crash between ack and marking would) changes nothing.
+    # Republishing everything (as a relay crash between ack and deletion would) changes nothing.
     with engine.begin() as conn:
-        from services.common.store.schema import outbox
-        conn.execute(outbox.update().values(published_at_ms=None))
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 0  # published rows are gone
+        stored = conn.execute(select(stored_events.c.event_id, stored_events.c.stream_id, stored_events.c.payload)
+                              .order_by(stored_events.c.seq)).all()
+        conn.execute(insert(outbox), [dict(event_id=r.event_id, topic=codec.topic_of(codec.decode(r.payload)),
+                                           key=r.stream_id, payload=r.payload, created_at_ms=0, attempts=0)
+                                      for r in stored])
     assert relay.drain() == 30
     again = EventConsumer(engine, bus, view.PROJECTION.name, view.PROJECTION.topics, view.apply)
     deadline = time.monotonic() + 60

@@ -49,6 +49,28 @@ def partition_for(key: bytes, partitions: int) -> int:
     return zlib.crc32(key) % partitions
 
 
+_LOG_COLUMNS = 7
+_LOG_CHUNK = 64  # rows per insert at most: 448 variables, within every SQLite build's limit of 999
+
+
+def _log_insert(rows: int) -> str:
+    """A multi-row insert of ``rows`` log records (sqlite3 caches each statement by its text)."""
+    return ("INSERT INTO log (topic, part, off, key, value, headers, ts_ms) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows))
+
+
+def _log_chunks(count: int) -> list[tuple[int, int]]:
+    """(first row, rows) of the inserts for ``count`` rows: chunks of 64, then the binary digits of the rest,
+    so a handful of statement texts serve every batch size."""
+    chunks, start, size = [], 0, _LOG_CHUNK
+    while start < count:
+        while size > count - start:
+            size //= 2
+        chunks.append((start, size))
+        start += size
+    return chunks
+
+
 def _path_from_uri(uri: str) -> Path:
     if not uri.startswith("sqlite:///"):
         raise ValueError(f"embedded bus URI must look like sqlite:///path/events.db, got {uri!r}")
@@ -129,18 +151,23 @@ class SQLiteBus:
         ts = _now_ms()
         # One transaction: a publish that raises wrote nothing, so its retry cannot write a
         # second copy and Message.id is not needed here.
+        by_partition: dict[tuple[str, int], list[Message]] = {}  # in the order given, per partition
+        for msg in messages:
+            by_partition.setdefault((msg.topic, partition_for(msg.key, self._partitions[msg.topic])), []).append(msg)
         try:
             with _Tx(conn):
-                for msg in messages:
-                    part = partition_for(msg.key, self._partitions[msg.topic])
-                    (off,) = conn.execute(
-                        "UPDATE heads SET next_off = next_off + 1 WHERE topic = ? AND part = ? RETURNING next_off - 1",
-                        (msg.topic, part),
+                # one head update per partition and multi-row inserts: sqlite3 gives the GIL back at every
+                # statement, and the bus's write lock is held meanwhile (it was two statements per message)
+                rows: list[object] = []
+                for (topic, part), msgs in by_partition.items():
+                    (end,) = conn.execute(
+                        "UPDATE heads SET next_off = next_off + ? WHERE topic = ? AND part = ? RETURNING next_off",
+                        (len(msgs), topic, part),
                     ).fetchone()
-                    conn.execute(
-                        "INSERT INTO log (topic, part, off, key, value, headers, ts_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (msg.topic, part, off, msg.key, msg.value, _encode_headers(msg.headers), ts),
-                    )
+                    for off, msg in enumerate(msgs, start=end - len(msgs)):
+                        rows += (topic, part, off, msg.key, msg.value, _encode_headers(msg.headers), ts)
+                for start, size in _log_chunks(len(rows) // _LOG_COLUMNS):
+                    conn.execute(_log_insert(size), rows[start * _LOG_COLUMNS:(start + size) * _LOG_COLUMNS])
         except sqlite3.OperationalError as exc:
             raise BusUnavailable(f"embedded bus {self.path} refused the write: {exc}") from exc
 

@@ -153,6 +153,24 @@ def test_run_params_flatten_the_spec_without_identity() -> None:
         "packing": "false", "dataset_version_id": "dv-1"}
 
 
+@pytest.mark.parametrize("leaf", [0, -7, 2**70, 0.0, -0.0, 0.1, 1e-300, 1e300, 2.5e-05, float("inf"),
+                                  float("-inf"), float("nan"), True, False, None, [], [1, "a", None],
+                                  {"nested": {}}, "text", ""])
+def test_a_flattened_leaf_reads_as_json_writes_it(leaf: object) -> None:
+    """The scalar fast paths write what json.dumps writes (a string stays as it is)."""
+    expected = leaf if isinstance(leaf, str) else json.dumps(leaf, sort_keys=True)
+    if isinstance(leaf, dict):
+        assert run_facts.flatten({"k": leaf}) == {}
+    else:
+        assert run_facts.flatten({"k": leaf}) == {"k": expected}
+
+
+def test_flatten_keeps_the_order_and_the_later_of_two_equal_keys() -> None:
+    flat = run_facts.flatten({"b": {"y": 1, "x": 2}, "a": 3, "a.z": 4, "c": {"d": {"e": 5.5}}})
+    assert list(flat.items()) == [("a", "3"), ("a.z", "4"), ("b.x", "2"), ("b.y", "1"), ("c.d.e", "5.5")]
+    assert run_facts.flatten({"a.b": 1, "a": {"b": 2}}) == {"a.b": "1"}  # "a.b" sorts after "a"
+
+
 def test_learning_curves_keep_the_latest_value_of_a_repeated_step() -> None:
     events = _envelopes("j", [events_pb2.TrainingProgress(job_id="j", step=s, loss=loss, learning_rate=0.1,
                                                           eval_loss=ev)
