@@ -10,8 +10,15 @@ never makes the bus write a second copy of an event it still holds from the fail
 attempt. A crash between acknowledgement and deletion (or with events still in the
 producer's queue) republishes a few events, which idempotent consumers ignore.
 
-Rows an older relay marked published (``published_at_ms`` set) are deleted by the
-relay a batch at a time while it has nothing to publish.
+A published batch is deleted by its event ids, not its ``seq``: SQLite gives a new row the
+highest ``seq`` plus one, so once the newest rows are deleted their numbers come back, and a
+relay that stalled past its lease and deletes its batch late would otherwise delete a newer,
+unpublished row that took one of those numbers (an event id is never reused).
+
+Rows an older relay marked published (``published_at_ms`` set) are deleted by the relay
+holding the lease, a batch at a time while it has nothing to publish, and looked for again
+every ``RESWEEP_S``. (On SQLite, where ``seq`` numbers come back, a relay of the older
+version must not run beside a newer one: its mark by ``seq`` could hide a newer row.)
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ import threading
 import time
 import uuid
 
-from sqlalchemy import BigInteger, Engine, Integer, bindparam, delete, func, select, update
+from typing import Any
+
+from sqlalchemy import Engine, Integer, String, bindparam, delete, func, select, update
 
 from services.common.bus import EventBus, Message
 from services.common.clock import now_ms
@@ -38,6 +47,7 @@ log = logging.getLogger(__name__)
 BATCH_LINGER_S = 0.02
 LEASE_MARGIN_S = 1.0  # lease time left, beyond a publish's longest wait, for a batch to start without renewing
 SWEEP_BATCH = 1000    # rows an older relay marked published, deleted per idle step until none are left
+RESWEEP_S = 600.0     # how often a relay looks for such rows again (an older relay may still run beside it)
 _MAX_IN = 512         # the longest IN list of one delete; a batch of more rows is several statements
 
 _PENDING = DirectRead(
@@ -52,15 +62,15 @@ _DELETES: dict[int, DirectWrite] = {}
 
 
 def _delete_of(size: int) -> DirectWrite:
-    """``DELETE FROM outbox WHERE seq IN`` a list of ``size`` parameters (s0, s1, ...), made once per size."""
+    """``DELETE FROM outbox WHERE event_id IN`` a list of ``size`` parameters (s0, s1, ...), made once per size."""
     found = _DELETES.get(size)
     if found is None:
-        found = _DELETES.setdefault(size, DirectWrite(delete(outbox).where(outbox.c.seq.in_(
-            [bindparam(f"s{i}", type_=BigInteger) for i in range(size)]))))
+        found = _DELETES.setdefault(size, DirectWrite(delete(outbox).where(outbox.c.event_id.in_(
+            [bindparam(f"s{i}", type_=String(64)) for i in range(size)]))))
     return found
 
 
-def in_lists(values: list[int], longest: int = _MAX_IN) -> list[dict[str, int]]:
+def in_lists(values: list[Any], longest: int = _MAX_IN) -> list[dict[str, Any]]:
     """``values`` as the parameters of ``_delete_of`` statements: chunks of at most ``longest``, each padded
     to a power of two by repeating its last value (``IN (a, b, c, c)`` matches what ``IN (a, b, c)`` does),
     so a table sees a handful of statements, each prepared once by the driver, not one per batch size."""
@@ -90,7 +100,7 @@ class OutboxRelay:
         # holds the batch when this runs out keeps it, and the retry waits for it (Message.id).
         self.publish_timeout = publish_timeout if publish_timeout is not None else lease_ms / 2000
         self.owner = uuid.uuid4().hex
-        self._swept = False  # whether no row an older relay marked published is left (see sweep_published)
+        self._swept_at = -RESWEEP_S  # time.monotonic() of the last sweep that found none left (sweep_published)
         # until when (time.monotonic(), time.time()) this relay holds the lease, as far as it knows
         self._held_until = (0.0, 0.0)
 
@@ -134,24 +144,24 @@ class OutboxRelay:
             return 0
         messages = [Message(topic, key.encode(), bytes(payload), id=event_id)
                     for _seq, event_id, topic, key, payload in rows]
-        seqs = [row[0] for row in rows]
+        event_ids = [row[1] for row in rows]
         try:
             self.bus.publish(messages, timeout=self.publish_timeout)
         except BusUnavailable as exc:
             with self.engine.begin() as conn:
-                conn.execute(update(outbox).where(outbox.c.seq.in_(seqs))
+                conn.execute(update(outbox).where(outbox.c.event_id.in_(event_ids))
                              .values(attempts=outbox.c.attempts + 1, last_error=str(exc)[:2000]))
             raise
-        self._mark(seqs)
+        self._mark(event_ids)
         return len(rows)
 
-    def _mark(self, seqs: list[int]) -> None:
+    def _mark(self, event_ids: list[str]) -> None:
         """Delete a published batch from the outbox, and renew the lease in the same transaction if it is still
         this relay's. A relay that finds it lost the lease (another took it over) starts no other batch
         without it."""
         started = (time.monotonic(), time.time())
         with self.engine.begin() as conn:
-            for params in in_lists(seqs):
+            for params in in_lists(event_ids):
                 _delete_of(len(params)).run(conn, params)
             renewed = _RENEW.run(conn, {"name": self.name, "owner": self.owner,
                                         "until": now_ms() + self.lease_ms})
@@ -163,7 +173,7 @@ class OutboxRelay:
 
     def sweep_published(self, limit: int = SWEEP_BATCH) -> int:
         """Delete up to ``limit`` rows that a relay before this version marked published instead of deleting
-        them; the number deleted (fewer than ``limit``: none are left)."""
+        them; the number deleted (fewer than ``limit``: none were left when it ran)."""
         with self.engine.begin() as conn:
             return _SWEEP.run(conn, {"limit": limit})
 
@@ -189,9 +199,10 @@ class OutboxRelay:
                 raise
             if 0 < sent < self.batch_size:
                 stop.wait(BATCH_LINGER_S - (time.monotonic() - began))
-            elif sent == 0 and not self._swept:  # nothing to publish: time to clear what older relays left
-                swept = self.sweep_published()
-                self._swept = swept < SWEEP_BATCH
+            elif sent == 0 and self._holds_lease() and time.monotonic() - self._swept_at >= RESWEEP_S:
+                swept = self.sweep_published()  # nothing to publish: time to clear what older relays left
+                if swept < SWEEP_BATCH:
+                    self._swept_at = time.monotonic()
                 return swept > 0
             return sent > 0
 

@@ -71,21 +71,25 @@ def test_every_published_record_comes_back_in_order_per_key(bus: EventBus, topic
 
 
 def test_each_partition_numbers_its_records_without_gaps_in_publish_order(bus: EventBus, topic: str) -> None:
-    """Two batches (the second continues each partition's numbering); within a partition, offsets follow the
-    order the messages were given, across keys too."""
-    publish_keyed(bus, topic, 150)
+    """Two batches, the first mixing two topics (their partitions share numbers), the second continuing each
+    partition's numbering; within a partition, offsets follow the order the messages were given."""
+    other = f"{topic}.other"
+    mixed = [Message(topic if i % 3 else other, f"key-{i % 7}".encode(), f"{i}".encode()) for i in range(150)]
+    bus.publish(mixed)
     publish_keyed(bus, topic, 70, start=150)
-    sub = bus.subscribe("g1", [topic])
+    sub = bus.subscribe("g1", [topic, other])
     got = drain(sub, 220)
     sub.close()
-    by_partition: dict[int, list[tuple[int, int]]] = {}
+    by_partition: dict[tuple[str, int], list[tuple[int, int]]] = {}
     for r in got:
-        by_partition.setdefault(r.partition, []).append((r.offset, int(r.value)))
+        by_partition.setdefault((r.topic, r.partition), []).append((r.offset, int(r.value)))
     for records in by_partition.values():
         records.sort()
         assert [off for off, _ in records] == list(range(len(records)))
         assert [value for _, value in records] == sorted(value for _, value in records)
     assert sum(len(r) for r in by_partition.values()) == 220
+    assert {t for t, _ in by_partition} == {topic, other}
+    assert sorted(int(r.value) for r in got if r.topic == other) == [i for i in range(150) if i % 3 == 0]
 
 
 def test_committed_group_resumes_after_its_offsets(bus: EventBus, topic: str) -> None:

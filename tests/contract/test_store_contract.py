@@ -599,3 +599,30 @@ def test_rows_an_older_relay_marked_published_are_swept_and_pending_rows_are_kep
         assert conn.execute(select(func.count()).select_from(stored_events)).scalar() == old + 3
     assert sorted(_bus_keys(bus, 3)) == [b"p-0", b"p-1", b"p-2"]  # the swept rows were not sent again
     assert relay.sweep_published() == 0
+
+
+def test_a_relay_that_deletes_its_batch_late_deletes_no_newer_row(engine: Engine, tmp_path: Path) -> None:
+    """A relay that stalled past its lease deletes its published batch late, after the row was deleted once
+    and a newer event was stored. On SQLite the newer row gets the deleted row's ``seq`` again (the highest
+    plus one), so a deletion by ``seq`` would take it and its event would never be published; by event id
+    it stays and goes out."""
+    from services.common.bus import open_bus
+    from services.common.outbox import OutboxRelay
+
+    bus = open_bus(f"sqlite:///{tmp_path}/bus.db")
+    relay = OutboxRelay(engine, bus)
+    with engine.begin() as conn:
+        eventstore.append(conn, "dataset", [_event("late-1")], expected_version=0)
+    with engine.connect() as conn:
+        first_seq, first_id = conn.execute(select(outbox.c.seq, outbox.c.event_id)).one()
+    assert relay.publish_pending() == 1
+    with engine.begin() as conn:
+        eventstore.append(conn, "dataset", [_event("late-2")], expected_version=0)
+    with engine.connect() as conn:
+        second_seq = conn.execute(select(outbox.c.seq)).scalar_one()
+    if engine.dialect.name == "sqlite":
+        assert second_seq == first_seq  # the number came back: the case this guards against
+    relay._mark([first_id])  # the stalled relay's late deletion of its batch
+    assert relay.pending() == 1
+    assert relay.publish_pending() == 1 and relay.pending() == 0
+    assert sorted(_bus_keys(bus, 2)) == [b"late-1", b"late-2"]
