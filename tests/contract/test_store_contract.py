@@ -602,27 +602,46 @@ def test_rows_an_older_relay_marked_published_are_swept_and_pending_rows_are_kep
 
 
 def test_a_relay_that_deletes_its_batch_late_deletes_no_newer_row(engine: Engine, tmp_path: Path) -> None:
-    """A relay that stalled past its lease deletes its published batch late, after the row was deleted once
-    and a newer event was stored. On SQLite the newer row gets the deleted row's ``seq`` again (the highest
-    plus one), so a deletion by ``seq`` would take it and its event would never be published; by event id
-    it stays and goes out."""
+    """Relay A stalls inside its publish past its lease. Meanwhile relay B takes the lapsed lease, publishes
+    and deletes the same row, and a newer event is stored: on SQLite it gets the deleted row's ``seq`` again
+    (the highest left plus one). A then deletes its batch, as it was written to: by ``seq`` that would take
+    the newer row, whose event would never be published; by event id it stays, and B sends it."""
+    from sqlalchemy import update
+
     from services.common.bus import open_bus
     from services.common.outbox import OutboxRelay
+    from services.common.store.schema import relay_leases
 
     bus = open_bus(f"sqlite:///{tmp_path}/bus.db")
-    relay = OutboxRelay(engine, bus)
+    seqs: list[int] = []
+
+    class StallingBus:
+        """The real bus; its first publish returns only after the others' steps above (A's stall)."""
+
+        def __init__(self) -> None:
+            self.stalled = False
+
+        def publish(self, messages: list, timeout: float = 30.0) -> None:
+            bus.publish(messages, timeout=timeout)
+            if self.stalled:
+                return
+            self.stalled = True
+            with engine.begin() as conn:  # A's lease lapsed while it stalled
+                conn.execute(update(relay_leases).where(relay_leases.c.name == "outbox").values(lease_until_ms=0))
+            assert second.publish_pending() == 1  # B sends the same row again and deletes it
+            with engine.begin() as conn:
+                eventstore.append(conn, "dataset", [_event("late-2")], expected_version=0)
+            with engine.connect() as conn:
+                seqs.append(conn.execute(select(outbox.c.seq)).scalar_one())
+
+    first, second = OutboxRelay(engine, StallingBus()), OutboxRelay(engine, bus)  # type: ignore[arg-type]
     with engine.begin() as conn:
         eventstore.append(conn, "dataset", [_event("late-1")], expected_version=0)
     with engine.connect() as conn:
-        first_seq, first_id = conn.execute(select(outbox.c.seq, outbox.c.event_id)).one()
-    assert relay.publish_pending() == 1
-    with engine.begin() as conn:
-        eventstore.append(conn, "dataset", [_event("late-2")], expected_version=0)
-    with engine.connect() as conn:
-        second_seq = conn.execute(select(outbox.c.seq)).scalar_one()
+        seqs.append(conn.execute(select(outbox.c.seq)).scalar_one())
+    assert first.publish_pending() == 1  # its batch, deleted after the stall
     if engine.dialect.name == "sqlite":
-        assert second_seq == first_seq  # the number came back: the case this guards against
-    relay._mark([first_id])  # the stalled relay's late deletion of its batch
-    assert relay.pending() == 1
-    assert relay.publish_pending() == 1 and relay.pending() == 0
-    assert sorted(_bus_keys(bus, 2)) == [b"late-1", b"late-2"]
+        assert seqs[1] == seqs[0]  # the number came back: the case this guards against
+    assert second.pending() == 1, "the newer, unpublished row was deleted"
+    assert second.publish_pending() == 1 and second.pending() == 0
+    assert sorted(_bus_keys(bus, 3)) == [b"late-1", b"late-1", b"late-2"]  # late-1 twice, as consumers allow
