@@ -177,6 +177,16 @@ class OutboxRelay:
         with self.engine.begin() as conn:
             return _SWEEP.run(conn, {"limit": limit})
 
+    def _sweep_if_due(self) -> int:
+        """``sweep_published`` by the lease holder, until a sweep finds fewer than a batch, then again
+        ``RESWEEP_S`` later (an older relay may still run beside this one). The number deleted."""
+        if not self._holds_lease() or time.monotonic() - self._swept_at < RESWEEP_S:
+            return 0
+        swept = self.sweep_published()
+        if swept < SWEEP_BATCH:
+            self._swept_at = time.monotonic()
+        return swept
+
     def drain(self) -> int:
         """Publish until nothing is pending. Returns the number published."""
         total = 0
@@ -199,11 +209,8 @@ class OutboxRelay:
                 raise
             if 0 < sent < self.batch_size:
                 stop.wait(BATCH_LINGER_S - (time.monotonic() - began))
-            elif sent == 0 and self._holds_lease() and time.monotonic() - self._swept_at >= RESWEEP_S:
-                swept = self.sweep_published()  # nothing to publish: time to clear what older relays left
-                if swept < SWEEP_BATCH:
-                    self._swept_at = time.monotonic()
-                return swept > 0
+            elif sent == 0:  # nothing to publish: time to clear what older relays left, if due
+                return self._sweep_if_due() > 0
             return sent > 0
 
         run_loop(f"outbox relay {self.name}", step, stop, idle_seconds=idle_sleep, max_backoff=max_backoff)

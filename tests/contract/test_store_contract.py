@@ -645,3 +645,35 @@ def test_a_relay_that_deletes_its_batch_late_deletes_no_newer_row(engine: Engine
     assert second.pending() == 1, "the newer, unpublished row was deleted"
     assert second.publish_pending() == 1 and second.pending() == 0
     assert sorted(_bus_keys(bus, 3)) == [b"late-1", b"late-1", b"late-2"]  # late-1 twice, as consumers allow
+
+
+def test_only_the_lease_holder_sweeps_and_it_looks_again_later(engine: Engine, tmp_path: Path) -> None:
+    """Two relays beside rows an older relay marked: the one without the lease sweeps nothing; the holder
+    sweeps until a sweep finds fewer than a batch, then not again until ``RESWEEP_S`` later, when rows
+    marked meanwhile (an older relay still running) go too."""
+    from sqlalchemy import update
+
+    from services.common import outbox as relay_module
+    from services.common.bus import open_bus
+    from services.common.outbox import OutboxRelay
+
+    bus = open_bus(f"sqlite:///{tmp_path}/bus.db")
+
+    def marked(prefix: str, n: int) -> None:
+        with engine.begin() as conn:
+            eventstore.append_new_streams(conn, "dataset", [_event(f"{prefix}-{i}") for i in range(n)])
+            conn.execute(update(outbox).where(outbox.c.published_at_ms.is_(None)).values(published_at_ms=1))
+
+    def left() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(outbox)).scalar_one())
+
+    marked("old", 5)
+    holder, other = OutboxRelay(engine, bus), OutboxRelay(engine, bus)
+    assert holder.publish_pending() == 0 and other.publish_pending() == 0  # the holder took the lease first
+    assert other._sweep_if_due() == 0 and left() == 5
+    assert holder._sweep_if_due() == 5 and left() == 0
+    marked("later", 3)
+    assert holder._sweep_if_due() == 0 and left() == 3  # not due yet
+    holder._swept_at -= relay_module.RESWEEP_S
+    assert holder._sweep_if_due() == 3 and left() == 0
