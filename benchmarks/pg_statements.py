@@ -56,40 +56,26 @@ def _snapshot(engine: Any) -> tuple[dict[str, list[float]], tuple[int, int]]:
     return found, commits  # type: ignore[return-value]
 
 
-def _backend_cpu_s(port: int) -> float:
-    """CPU seconds of every process of the PostgreSQL server listening on ``port`` (its backends, WAL writer,
-    checkpointer and autovacuum, and those that exited), from /proc."""
+def _server_cpu_s(data_dir: Path) -> float:
+    """CPU seconds of the PostgreSQL server whose data directory is ``data_dir``: the postmaster (named in
+    its ``postmaster.pid``, with its reaped children's time: backends whose connections closed) and every
+    live child (backends, WAL writer, checkpointer, autovacuum), from /proc."""
     ticks = os.sysconf("SC_CLK_TCK")
+    postmaster = (data_dir / "postmaster.pid").read_text().split("\n", 1)[0].strip()
     total = 0.0
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            continue
-        if not cmdline.startswith(b"postgres") and b"/postgres" not in cmdline.split(b"\0")[0]:
-            continue
-        if f"{port}".encode() not in cmdline and not _child_of_server(pid, port):
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        # its own user and system time, and its reaped children's (a backend whose connection closed)
-        total += sum(int(v) for v in fields[11:15]) / ticks
+            continue  # exited meanwhile
+        if pid == postmaster or fields[1] == postmaster:
+            total += sum(int(v) for v in fields[11:15]) / ticks  # user, system, and reaped children's
     return total
 
 
-def _child_of_server(pid: str, port: int) -> bool:
-    """Whether ``pid`` is a child of the postmaster started with ``-p port`` (backends keep no port in their
-    command line)."""
-    try:
-        ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
-        return f"{port}".encode() in Path(f"/proc/{ppid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def measure(label: str, engine: Any, port: int, target: str, credentials: Any, job_ids: list[str], request: Any,
+def measure(label: str, engine: Any, data_dir: Path, target: str, credentials: Any, job_ids: list[str], request: Any,
             args: argparse.Namespace) -> None:
     from sqlalchemy import text
 
@@ -99,11 +85,11 @@ def measure(label: str, engine: Any, port: int, target: str, credentials: Any, j
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
         child.submit(int, 0).result()
         before, commits0 = _snapshot(engine)
-        pg0, own0, (busy0, total0) = _backend_cpu_s(port), time.process_time(), _busy_jiffies()
+        pg0, own0, (busy0, total0) = _server_cpu_s(data_dir), time.process_time(), _busy_jiffies()
         samples, client_cpu, _started = child.submit(
             drive_clients, target, *credentials, job_ids, request.SerializeToString(), args.clients, args.seconds,
             0, args.rate).result()
-        pg1, own1, (busy1, total1) = _backend_cpu_s(port), time.process_time(), _busy_jiffies()
+        pg1, own1, (busy1, total1) = _server_cpu_s(data_dir), time.process_time(), _busy_jiffies()
         after, commits1 = _snapshot(engine)
     calls = sum(1 for s in samples if s[3] in ("OK", "REJECTED"))
     per = 1000 / max(1, calls)
@@ -163,13 +149,13 @@ def main() -> None:
             job_ids = prefill_jobs(platform, request, args.prefill)
             settle(platform)
             credentials = api_credentials(platform)
-            measure("privtune", platform.engine, server.port, platform.grpc_target, credentials, job_ids, request,
+            measure("privtune", platform.engine, server.data_dir, platform.grpc_target, credentials, job_ids, request,
                     args)
             if args.peer:
                 settle(platform)
                 bare, port = start_bare_server(platform.engine, platform.config.pki_dir)
                 try:
-                    measure("bare peer", platform.engine, server.port, f"127.0.0.1:{port}", credentials, job_ids,
+                    measure("bare peer", platform.engine, server.data_dir, f"127.0.0.1:{port}", credentials, job_ids,
                             request, args)
                 finally:
                     bare.stop(1).wait()

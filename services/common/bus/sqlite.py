@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from services.common.bus.protocol import EventBus, Message, Record, next_offsets
 from services.common.bus.registry import register_backend
+from services.common.chunk_sizes import chunk_sizes
 from services.common.errors import BusUnavailable, CommitFailed, FailedPrecondition
 
 _SCHEMA = """
@@ -50,25 +51,12 @@ def partition_for(key: bytes, partitions: int) -> int:
 
 
 _LOG_COLUMNS = 7
-_LOG_CHUNK = 64  # rows per insert at most: 448 variables, within every SQLite build's limit of 999
 
 
 def _log_insert(rows: int) -> str:
     """A multi-row insert of ``rows`` log records (sqlite3 caches each statement by its text)."""
     return ("INSERT INTO log (topic, part, off, key, value, headers, ts_ms) VALUES "
             + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows))
-
-
-def _log_chunks(count: int) -> list[tuple[int, int]]:
-    """(first row, rows) of the inserts for ``count`` rows: chunks of 64, then the binary digits of the rest,
-    so a handful of statement texts serve every batch size."""
-    chunks, start, size = [], 0, _LOG_CHUNK
-    while start < count:
-        while size > count - start:
-            size //= 2
-        chunks.append((start, size))
-        start += size
-    return chunks
 
 
 def _path_from_uri(uri: str) -> Path:
@@ -166,8 +154,10 @@ class SQLiteBus:
                     ).fetchone()
                     for off, msg in enumerate(msgs, start=end - len(msgs)):
                         rows += (topic, part, off, msg.key, msg.value, _encode_headers(msg.headers), ts)
-                for start, size in _log_chunks(len(rows) // _LOG_COLUMNS):
+                start = 0
+                for size in chunk_sizes(len(rows) // _LOG_COLUMNS, _LOG_COLUMNS):
                     conn.execute(_log_insert(size), rows[start * _LOG_COLUMNS:(start + size) * _LOG_COLUMNS])
+                    start += size
         except sqlite3.OperationalError as exc:
             raise BusUnavailable(f"embedded bus {self.path} refused the write: {exc}") from exc
 

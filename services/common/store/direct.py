@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Dialect, Enum, Float, LargeBinary, String, Ta
 from sqlalchemy.sql import Executable, Select
 from sqlalchemy.types import TypeEngine
 
+from services.common.chunk_sizes import chunk_sizes
 from services.common.store.engine import is_reader
 
 
@@ -169,7 +170,6 @@ class DirectWrite(DirectRead):
         return self._execute(conn, params, lambda cursor: cursor.rowcount)
 
 
-SQLITE_MAX_VARIABLES = 999  # the floor of SQLite builds' variable limit (3.32+ allow 32,766)
 
 
 _DRIVERS = ("pysqlite", "psycopg")  # the drivers whose cursors take multi-row statements here
@@ -204,7 +204,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     _autobegin(conn)
     with _driver_cursor(conn, plan.statement(1), None) as cursor:
         start = 0
-        for size in _chunks(len(rows), len(names)):
+        for size in chunk_sizes(len(rows), len(names)):
             chunk = rows[start:start + size]
             start += size
             cursor.execute(plan.statement(size), _row_values(chunk, names, plan.processors))
@@ -280,19 +280,3 @@ def _row_values(rows: Sequence[Mapping[str, Any]], names: tuple[str, ...], proce
             one[i] = process(one[i])
         values.extend(one)
     return values
-
-
-def _chunks(count: int, width: int) -> list[int]:
-    """Chunk sizes for ``count`` rows of ``width`` columns: the largest power of two within the variable
-    limit (at most 64) while that many are left, then the binary digits of the rest (100 -> 64, 32, 4)."""
-    biggest = 1
-    while biggest * 2 <= min(64, SQLITE_MAX_VARIABLES // width):
-        biggest *= 2
-    sizes = [biggest] * (count // biggest)
-    rest, size = count % biggest, biggest // 2
-    while rest:
-        if size <= rest:
-            sizes.append(size)
-            rest -= size
-        size //= 2
-    return sizes

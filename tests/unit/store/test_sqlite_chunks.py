@@ -5,7 +5,9 @@ from __future__ import annotations
 from sqlalchemy import create_engine
 from sqlalchemy.dialects.postgresql import psycopg
 
-from services.common.store.direct import SQLITE_MAX_VARIABLES, _chunks, _plan
+from services.common.chunk_sizes import SQLITE_MAX_VARIABLES
+from services.common.chunk_sizes import chunk_sizes as _chunks
+from services.common.store.direct import _plan
 from services.common.store.schema import outbox
 
 
