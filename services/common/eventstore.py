@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from sqlalchemy import ColumnElement, Connection, Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Connection, Select, String, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from privtune.v1 import events_pb2
 from services.common import envelope as codec
+from services.common.chunk_sizes import in_lists
 from services.common.clock import now_ms
 from services.common.errors import ConcurrencyConflict
 from services.common.store.direct import DirectRead, insert_rows
@@ -35,6 +36,10 @@ _TENANT_POSITION = DirectRead(tenant_position_of(bindparam("tenant_id")))
 _STREAM_POSITION = DirectRead(
     select(_E.seq).where(_E.stream_id == bindparam("stream_id"), _E.tenant_id == bindparam("tenant_id"))
     .order_by(_E.stream_version.desc()).limit(1))
+_POSITIONS: dict[int, DirectRead] = {}
+_MAX_IN = 64  # the longest IN list of one position read
+
+
 def stream_version(conn: Connection, stream_id: str) -> int:
     """Number of events stored for this aggregate (0 when it does not exist)."""
     value = _STREAM_VERSION.scalar(conn, {"stream_id": stream_id})
@@ -68,6 +73,39 @@ def append_new_streams(conn: Connection, stream_type: str, events: Sequence[even
     if events:
         _store(conn, stream_type, [(env, 1) for env in events],
                f"one of {len(events)} new {stream_type} streams exists already; retry the request")
+
+
+def append_to_new_streams(conn: Connection, stream_type: str,
+                          streams: Sequence[Sequence[events_pb2.EventEnvelope]]) -> None:
+    """Store each of ``streams`` as the first events of its own new stream (the subject of its events),
+    in two statements for the lot: what one ``append(..., expected_version=0)`` per stream would do.
+
+    Raises:
+        ConcurrencyConflict: one of the streams exists already (nothing of the lot is stored).
+    """
+    versioned = [(env, version) for events in streams for version, env in enumerate(events, start=1)]
+    if versioned:
+        _store(conn, stream_type, versioned,
+               f"one of {len(streams)} new {stream_type} streams exists already; retry the request")
+
+
+def stream_positions(conn: Connection, stream_ids: Sequence[str]) -> dict[str, int]:
+    """The position of each stream's newest event, in few statements (``IN`` lists of padded sizes); a stream
+    without events is missing from the result. Stream ids are unique across tenants (see ``stream_version``)."""
+    found: dict[str, int] = {}
+    for params in in_lists(list(stream_ids), _MAX_IN):
+        found.update((stream_id, int(seq)) for stream_id, seq in _positions_of(len(params)).rows(conn, params))
+    return found
+
+
+def _positions_of(size: int) -> DirectRead:
+    """``SELECT stream_id, max(seq) ... WHERE stream_id IN`` a list of ``size`` parameters, made once per size."""
+    found = _POSITIONS.get(size)
+    if found is None:
+        found = _POSITIONS.setdefault(size, DirectRead(
+            select(_E.stream_id, func.max(_E.seq)).where(_E.stream_id.in_(
+                [bindparam(f"s{i}", type_=String(128)) for i in range(size)])).group_by(_E.stream_id)))
+    return found
 
 
 def _store(conn: Connection, stream_type: str, versioned: Sequence[tuple[events_pb2.EventEnvelope, int]],

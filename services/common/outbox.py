@@ -28,11 +28,10 @@ import threading
 import time
 import uuid
 
-from typing import Any
-
 from sqlalchemy import Engine, Integer, String, bindparam, delete, func, select, update
 
 from services.common.bus import EventBus, Message
+from services.common.chunk_sizes import in_lists
 from services.common.clock import now_ms
 from services.common.errors import BusUnavailable
 from services.common.leases import take_lease
@@ -68,21 +67,6 @@ def _delete_of(size: int) -> DirectWrite:
         found = _DELETES.setdefault(size, DirectWrite(delete(outbox).where(outbox.c.event_id.in_(
             [bindparam(f"s{i}", type_=String(64)) for i in range(size)]))))
     return found
-
-
-def in_lists(values: list[Any], longest: int = _MAX_IN) -> list[dict[str, Any]]:
-    """``values`` as the parameters of ``_delete_of`` statements: chunks of at most ``longest``, each padded
-    to a power of two by repeating its last value (``IN (a, b, c, c)`` matches what ``IN (a, b, c)`` does),
-    so a table sees a handful of statements, each prepared once by the driver, not one per batch size."""
-    chunks = []
-    for start in range(0, len(values), longest):
-        chunk = values[start:start + longest]
-        size = 1
-        while size < len(chunk):
-            size *= 2
-        padded = chunk + [chunk[-1]] * (size - len(chunk))
-        chunks.append({f"s{i}": v for i, v in enumerate(padded)})
-    return chunks
 
 
 class OutboxRelay:
@@ -161,7 +145,7 @@ class OutboxRelay:
         without it."""
         started = (time.monotonic(), time.time())
         with self.engine.begin() as conn:
-            for params in in_lists(event_ids):
+            for params in in_lists(event_ids, _MAX_IN):
                 _delete_of(len(params)).run(conn, params)
             renewed = _RENEW.run(conn, {"name": self.name, "owner": self.owner,
                                         "until": now_ms() + self.lease_ms})

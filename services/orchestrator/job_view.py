@@ -9,10 +9,13 @@ job stream of the event store (``rebuild``); there is no consumer to lag behind.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from services.common import eventstore
 from services.common.projection import Projection
+from services.common.store.direct import insert_rows
 from services.common.store.schema import stored_events
 from services.common.store.schema import training_job_view as view
 from services.orchestrator import job_domain as jd
@@ -59,6 +62,13 @@ def save(conn: Connection, state: jd.TrainingJobState, new: bool = False) -> Non
         return
     if conn.execute(_UPDATE, {"key_tenant": state.tenant_id, "key_job": state.job_id, **row}).rowcount == 0:
         conn.execute(_INSERT, row)
+
+
+def save_new(conn: Connection, states: Sequence[jd.TrainingJobState]) -> None:
+    """Insert the rows of jobs whose first events are being appended in this transaction, in few statements
+    (``insert_rows``), as ``save(conn, state, new=True)`` would one by one."""
+    rows = [row_of(state) for state in states if state.exists and state.job_id]
+    insert_rows(conn, view, rows)
 
 
 def rebuild(source: Connection, target: Connection) -> int:

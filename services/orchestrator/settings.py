@@ -88,6 +88,7 @@ class OrchestratorSettings:
     tick_seconds: float = 0.5
     default_pool: str = "local"
     pools_sha256: str = ""
+    create_batch: int = 0                  # creates written in one transaction at most; 0: the store's default
 
     @classmethod
     def from_config(cls, config: PlatformConfig, **overrides: Any) -> "OrchestratorSettings":
@@ -101,6 +102,20 @@ class OrchestratorSettings:
             lost_after_ms=int(float(os.environ.get("PRIVTUNE_WORKER_LOST_AFTER_S", "60")) * 1000),
             start_timeout_ms=int(float(os.environ.get("PRIVTUNE_START_TIMEOUT_S", "600")) * 1000),
             default_pool=os.environ.get("PRIVTUNE_DEFAULT_POOL", next(iter(pools))),
+            create_batch=_create_batch(os.environ.get("PRIVTUNE_CREATE_BATCH", "0")),
         )
         values.update(overrides)
         return cls(**values)
+
+
+def _create_batch(value: str) -> int:
+    """``PRIVTUNE_CREATE_BATCH``: creates written in one transaction at most (1: each on its own; 0: the
+    store's default, see application.CREATE_BATCH)."""
+    try:
+        batch = int(value)
+    except ValueError:
+        batch = -1
+    if not 0 <= batch <= 1024:
+        raise ValueError(f"PRIVTUNE_CREATE_BATCH={value!r}: expected a whole number from 0 (the store's default) "
+                         "to 1024; 1 writes each create on its own")
+    return batch

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from services.common.outbox import in_lists
+from services.common.chunk_sizes import in_lists
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 64, 65, 500, 512, 513, 1024, 1500])

@@ -1,0 +1,148 @@
+"""Group commit: callers that arrive while a batch is written go together in the next one; each gets its own
+item's outcome or its batch's exception, and the lead always passes on (nobody waits for a batch that never comes)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Sequence
+
+import pytest
+
+from services.common.group_commit import GroupCommit
+
+pytestmark = pytest.mark.unit
+
+
+class Gate:
+    """A write that records its batches and blocks the first one until ``release``."""
+
+    def __init__(self, fail_on: object = None) -> None:
+        self.batches: list[list[int]] = []
+        self.entered = threading.Event()
+        self.open = threading.Event()
+        self.fail_on = fail_on
+
+    def __call__(self, items: Sequence[int]) -> list[str]:
+        self.batches.append(list(items))
+        if len(self.batches) == 1:
+            self.entered.set()
+            assert self.open.wait(30), "the test never released the first batch"
+        if self.fail_on in items:
+            raise RuntimeError(f"batch with {self.fail_on} failed")
+        return [f"done-{i}" for i in items]
+
+
+def _until(condition: object, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.001)
+
+
+def _submit_all(group: GroupCommit, items: Sequence[int]) -> tuple[dict[int, object], list[threading.Thread]]:
+    results: dict[int, object] = {}
+
+    def one(i: int) -> None:
+        try:
+            results[i] = group.submit(i)
+        except BaseException as error:  # noqa: BLE001 - recorded for the assertions
+            results[i] = error
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in items]
+    for thread in threads:
+        thread.start()
+    return results, threads
+
+
+def test_callers_arriving_during_a_write_go_together_in_the_next_batch() -> None:
+    gate = Gate()
+    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=32)
+    first, lead = _submit_all(group, [0])
+    assert gate.entered.wait(30)
+    rest, threads = _submit_all(group, range(1, 8))
+    _until(lambda: group.waiting() == 7, "seven callers queue behind the first batch")
+    gate.open.set()
+    for thread in lead + threads:
+        thread.join(30)
+    assert gate.batches[0] == [0]
+    assert sorted(gate.batches[1]) == list(range(1, 8)) and len(gate.batches) == 2
+    assert {**first, **rest} == {i: f"done-{i}" for i in range(8)}  # each caller its own outcome
+    assert (group.batches, group.items, group.largest) == (2, 8, 7)
+
+
+def test_a_batch_is_never_longer_than_max_batch() -> None:
+    gate = Gate()
+    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=3)
+    _, lead = _submit_all(group, [0])
+    assert gate.entered.wait(30)
+    results, threads = _submit_all(group, range(1, 9))
+    _until(lambda: group.waiting() == 8, "eight callers queue")
+    gate.open.set()
+    for thread in lead + threads:
+        thread.join(30)
+    assert [len(b) for b in gate.batches] == [1, 3, 3, 2]
+    assert results == {i: f"done-{i}" for i in range(1, 9)}
+
+
+def test_a_failed_write_reaches_every_caller_of_its_batch_and_the_next_batch_still_runs() -> None:
+    gate = Gate(fail_on=3)
+    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=4)
+    _, lead = _submit_all(group, [0])
+    assert gate.entered.wait(30)
+    results, threads = _submit_all(group, range(1, 8))
+    _until(lambda: group.waiting() == 7, "seven callers queue")
+    gate.open.set()
+    for thread in lead + threads:
+        thread.join(30)
+    assert not any(t.is_alive() for t in lead + threads), "a caller still waits for a batch"
+    failed = next(b for b in gate.batches if 3 in b)
+    for i in range(1, 8):
+        if i in failed:
+            assert isinstance(results[i], RuntimeError) and "batch with 3 failed" in str(results[i])
+        else:
+            assert results[i] == f"done-{i}"
+    assert group.submit(99) == "done-99"  # the lead was handed on and given back: a new caller writes at once
+
+
+def test_a_write_that_returns_too_few_outcomes_fails_its_callers_instead_of_mixing_them_up() -> None:
+    gate = Gate()
+    group: GroupCommit[int, str] = GroupCommit(lambda items: gate(items)[:1], max_batch=8)
+    _, lead = _submit_all(group, [0])
+    assert gate.entered.wait(30)
+    results, threads = _submit_all(group, range(1, 4))
+    _until(lambda: group.waiting() == 3, "three callers queue")
+    gate.open.set()
+    for thread in lead + threads:
+        thread.join(30)
+    assert all(isinstance(results[i], RuntimeError) and "1 outcomes for 3 items" in str(results[i])
+               for i in range(1, 4)), results
+
+
+def test_many_threads_each_get_their_own_outcome() -> None:
+    def write(items: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+        time.sleep(0.0005)  # long enough that callers pile up behind a write
+        return [(t, n * 2) for t, n in items]
+
+    group: GroupCommit[tuple[int, int], tuple[int, int]] = GroupCommit(write, max_batch=5)
+    wrong: list[tuple[int, int, object]] = []
+
+    def worker(t: int) -> None:
+        for n in range(200):
+            got = group.submit((t, n))
+            if got != (t, n * 2):
+                wrong.append((t, n, got))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not wrong
+    assert group.items == 12 * 200 and group.waiting() == 0
+    assert group.largest <= 5
+
+
+def test_max_batch_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        GroupCommit(lambda items: list(items), max_batch=0)
