@@ -158,7 +158,13 @@ class AllowedCallRecorder:
         self.queue.put(env)
 
     def flush(self) -> int:
-        """Store what is queued (one transaction per batch); returns how many were stored."""
+        """Store what is queued (one transaction per batch of up to ``FLUSH_BATCH``); returns how many were stored.
+
+        Goes on while its batches are full (a backlog drains at once) and stops after one that is not: calls
+        made while that batch waited for the store wait for the next flush, so under load the recorder
+        writes a batch per ``FLUSH_EVERY_S``, not one transaction after another (on SQLite each holds the
+        one write lock that the API's creates wait for).
+        """
         stored = 0
         while True:
             with self._lock:
@@ -170,6 +176,7 @@ class AllowedCallRecorder:
                 if not self._pending:
                     return stored
                 batch = list(self._pending)
+                full = len(batch) >= FLUSH_BATCH
                 with self.engine.begin() as conn:  # a failure keeps the batch pending for the next try
                     if self._retrying:  # the last commit may have landed although it reported a failure
                         stored_ids = set(conn.execute(select(stored_events.c.event_id).where(
@@ -181,6 +188,8 @@ class AllowedCallRecorder:
                 self._pending.clear()
                 stored += len(batch)
                 self.recorded += len(batch)
+                if not full:
+                    return stored
 
     def run(self, stop: threading.Event) -> None:
         def step() -> bool:

@@ -23,6 +23,7 @@ from services.common.bus import EventBus, Message, Record
 from services.common.clock import now_ms
 from services.common.errors import BusUnavailable, ConcurrencyConflict, MalformedEvent
 from services.common.supervision import is_transient
+from services.common.store.direct import insert_rows
 from services.common.store.schema import processed_events
 from services.common.supervision import run_loop
 from services.common.topics import DEAD_LETTER
@@ -41,7 +42,6 @@ LAG_CHECK_S = 1.0         # how often a busy consumer asks the bus how far behin
 BATCH_LINGER_S = 0.05
 _SEEN = select(processed_events.c.event_id).where(processed_events.c.consumer == bindparam("consumer"),
                                                   processed_events.c.event_id.in_(bindparam("ids", expanding=True)))
-_PROCESSED = insert(processed_events)
 
 
 @dataclass(frozen=True)
@@ -210,8 +210,10 @@ class EventConsumer:
                 elif fresh:
                     self.batch_handler(conn, fresh)
                     now = now_ms()
-                    conn.execute(_PROCESSED, [dict(consumer=self.dedupe_key, event_id=env.id,
-                                                                 processed_at_ms=now) for env in fresh])
+                    # multi-row statements, not the driver's executemany (on SQLite a GIL hand-back per row
+                    # while the write lock is held)
+                    insert_rows(conn, processed_events, [dict(consumer=self.dedupe_key, event_id=env.id,
+                                                              processed_at_ms=now) for env in fresh])
         except Exception as exc:
             # a conflict (a follow-up appending to a stream another writer moved) is one event's business:
             # apply the batch one by one, where only that event is retried

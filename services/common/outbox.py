@@ -37,6 +37,7 @@ from services.common.errors import BusUnavailable
 from services.common.leases import take_lease
 from services.common.supervision import run_loop
 from services.common.store.direct import DirectRead, DirectWrite
+from services.common.store.engine import reader
 from services.common.store.schema import outbox, relay_leases
 
 log = logging.getLogger(__name__)
@@ -122,7 +123,8 @@ class OutboxRelay:
         """
         if not self._take_lease():
             return 0
-        with self.engine.connect() as conn:
+        # a read-only connection: on SQLite the writer's would take the write lock just to read
+        with reader(self.engine).connect() as conn:
             rows = _PENDING.rows(conn, {"limit": self.batch_size})
         if not rows:
             return 0

@@ -215,23 +215,27 @@ def _update_run(conn: Connection, key: dict[str, str], values: dict[str, object]
     statement.run(conn, {**key, **values})
 
 
-def _insert_run(conn: Connection, env: events_pb2.EventEnvelope) -> None:
+def _new_run(env: events_pb2.EventEnvelope) -> tuple[dict[str, object], list[dict[str, str]]]:
+    """The run_view row and run_tags rows a ``TrainingRequested`` starts a run with."""
     r, at = env.training_requested, env.time.ToMilliseconds()
     job = job_domain.fold([env])
     tags = dict(r.experiment_tags)
-    # values as parameters of one constant statement (compiled once), not built into a new statement per event
-    insert_rows(conn, run_view, [dict(
+    row = dict(
         tenant_id=env.tenant_id, job_id=r.job_id, name=r.name, model_name=model_name_for(job), state="requested",
         params_json=json.dumps(run_facts.run_params(r), sort_keys=True), tags_json=json.dumps(tags, sort_keys=True),
         step=0, loss=0.0, eval_loss=0.0, initial_eval_loss=0.0, epsilon_spent=0.0, duration_seconds=0.0,
         dataset_id=r.dataset_id, dataset_version_id=r.dataset_version_id, dataset_manifest_sha256="",
         base_model_id=r.base_model_id, base_model_sha256="", code_version="", library_versions_json="{}", seed=0,
         hardware="", config_sha256=r.config_sha256, requested_by=env.actor, created_at_ms=at, started_at_ms=0,
-        ended_at_ms=0, updated_at_ms=at)])
-    if tags:
-        columns_fit = {k[:255]: v[:1024] for k, v in tags.items()}
-        insert_rows(conn, run_tags, [dict(tenant_id=env.tenant_id, job_id=r.job_id, key=k, value=v)
-                                     for k, v in columns_fit.items()])
+        ended_at_ms=0, updated_at_ms=at)
+    columns_fit = {k[:255]: v[:1024] for k, v in tags.items()}
+    return row, [dict(tenant_id=env.tenant_id, job_id=r.job_id, key=k, value=v) for k, v in columns_fit.items()]
+
+
+def _insert_runs(conn: Connection, runs: list[tuple[dict[str, object], list[dict[str, str]]]]) -> None:
+    # values as parameters of constant statements (compiled once), in few multi-row statements
+    insert_rows(conn, run_view, [row for row, _ in runs])
+    insert_rows(conn, run_tags, [tag for _, tags in runs for tag in tags])
 
 
 def _record_points(conn: Connection, env: events_pb2.EventEnvelope) -> None:
@@ -271,10 +275,21 @@ def _run_changes(env: events_pb2.EventEnvelope, row: dict) -> dict[str, object]:
     return {}
 
 
+def _run_update(env: events_pb2.EventEnvelope, row: dict) -> dict[str, object] | None:
+    """The columns ``env`` sets on its run's ``row`` (None: it changes nothing the run shows)."""
+    kind = payload_name(env)
+    if kind in job_domain.WORKER_FACTS and row["state"] in _FINAL_STATES:
+        return None  # a late fact of an attempt the orchestrator already gave up on
+    values = {**_run_changes(env, row), "updated_at_ms": env.time.ToMilliseconds()}
+    if kind in _STATE_BY_PAYLOAD:
+        values["state"] = _STATE_BY_PAYLOAD[kind]
+    return values
+
+
 def apply_run(conn: Connection, env: events_pb2.EventEnvelope) -> None:
     kind = payload_name(env)
     if kind == "training_requested":
-        _insert_run(conn, env)
+        _insert_runs(conn, [_new_run(env)])
         return
     if kind not in _STATE_BY_PAYLOAD and kind != "training_progress":
         return  # heartbeats, checkpoints and stop requests change nothing a run shows
@@ -282,15 +297,41 @@ def apply_run(conn: Connection, env: events_pb2.EventEnvelope) -> None:
     found = _SELECT_RUN.rows(conn, key)
     if not found:
         return
-    row = dict(zip(_SELECT_RUN.columns, found[0]))
-    if kind in job_domain.WORKER_FACTS and row["state"] in _FINAL_STATES:
-        return  # a late fact of an attempt the orchestrator already gave up on
+    values = _run_update(env, dict(zip(_SELECT_RUN.columns, found[0])))
+    if values is None:
+        return
     if kind == "training_progress":
         _record_points(conn, env)
-    values = {**_run_changes(env, row), "updated_at_ms": env.time.ToMilliseconds()}
-    if kind in _STATE_BY_PAYLOAD:
-        values["state"] = _STATE_BY_PAYLOAD[kind]
     _update_run(conn, key, values)
+
+
+def apply_runs(conn: Connection, envs: list[events_pb2.EventEnvelope]) -> None:
+    """``apply_run`` on each of ``envs`` in turn, with the same result in fewer statements: a run whose
+    ``TrainingRequested`` is in the batch is kept in memory while the batch's next events of it change it (a
+    create's requested and queued events arrive together), and the batch's new runs are inserted together.
+
+    A run's events keep their order: before a progress point of a run still in memory, the runs held are
+    written (points go to their own table), and that run's later events go to the store one by one.
+    """
+    held: dict[tuple[str, str], tuple[dict[str, object], list[dict[str, str]]]] = {}
+    for env in envs:
+        kind = payload_name(env)
+        key = (env.tenant_id, env.subject)
+        if kind not in _STATE_BY_PAYLOAD and kind not in ("training_requested", "training_progress"):
+            continue  # heartbeats, checkpoints and stop requests change nothing a run shows
+        if kind == "training_requested":
+            run = _new_run(env)
+            held[(env.tenant_id, str(run[0]["job_id"]))] = run
+        elif key in held and kind in _STATE_BY_PAYLOAD:
+            values = _run_update(env, held[key][0])
+            if values is not None:
+                held[key][0].update(values)
+        else:
+            if key in held:  # a progress point: the run's row must be in the store first
+                _insert_runs(conn, list(held.values()))
+                held.clear()
+            apply_run(conn, env)
+    _insert_runs(conn, list(held.values()))
 
 
 # ------------------------------------------------------------------ follow-up
@@ -367,7 +408,7 @@ def move_alias_on_deployment(conn: Connection, env: events_pb2.EventEnvelope) ->
 MODEL_VERSION_VIEW = Projection(name="registry.model_version_view", topics=(MODEL_EVENTS, EVAL_EVENTS),
                                 tables=(model_version_view,), apply=apply_model_version)
 RUN_VIEW = Projection(name="tracker.run_view", topics=(TRAINING_EVENTS,),
-                      tables=(run_view, run_tags, run_metric_points), apply=apply_run,
+                      tables=(run_view, run_tags, run_metric_points), apply=apply_run, apply_batch=apply_runs,
                       payloads=frozenset({"training_requested", "training_progress", *_STATE_BY_PAYLOAD}))
 FOLLOW_UP = Projection(name="registry.follow_up", topics=(TRAINING_EVENTS,), tables=(), apply=register_on_completion,
                        payloads=frozenset({"training_completed"}))

@@ -62,6 +62,42 @@ def test_no_call_is_served_while_its_record_cannot_be_kept(tmp_path: Path) -> No
     recorder.admit()
 
 
+def test_a_flush_under_load_writes_one_batch_not_one_after_another(tmp_path: Path) -> None:
+    """Calls made while a flush waits for the store go in the next flush (a batch per interval under load,
+    not back-to-back transactions holding SQLite's write lock); a full batch's backlog drains at once."""
+    import sqlite3
+    import threading
+
+    from services.common import access_log
+
+    engine = open_store(f"sqlite:///{tmp_path}/store.db")
+    recorder = AllowedCallRecorder(engine)
+    caller = Caller(tenant_id="acme", actor="alice", roles=frozenset({"viewer"}), via="token")
+
+    def calls(n: int) -> None:
+        for _ in range(n):
+            recorder.admit()
+            recorder(caller, "/privtune.v1.DatasetService/ListDatasets", "", "OK", 1, "")
+
+    calls(5)
+    holder = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # the store is busy: the flush waits for its write lock
+    flushed: list[int] = []
+    flushing = threading.Thread(target=lambda: flushed.append(recorder.flush()))
+    flushing.start()
+    wait_until(lambda: recorder.queue.qsize() == 0, timeout=30)  # it took the five and waits to write them
+    calls(3)  # made meanwhile
+    holder.rollback()
+    holder.close()
+    flushing.join(30)
+    assert flushed == [5] and recorder.queue.qsize() == 3
+    assert recorder.flush() == 3
+    calls(access_log.FLUSH_BATCH + 7)
+    assert recorder.flush() == access_log.FLUSH_BATCH + 7  # full batches: the backlog goes in one flush
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(stored_events)).scalar() == access_log.FLUSH_BATCH + 15
+
+
 @pytest.fixture
 def platform(tmp_path: Path):  # type: ignore[no-untyped-def]
     p = start_platform(tmp_path, audit_seal_ms=100)
