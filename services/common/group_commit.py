@@ -7,10 +7,13 @@ held). Measured under the API benchmark on SQLite, a create held the write lock 
 8.3 ms at saturation, so creates queued for the lock (p50 handler time 0.8 s).
 
 ``GroupCommit.submit`` is leader/follower batching without a thread of its own: a caller that finds
-no batch being written writes its own at once (the leader); callers that arrive meanwhile queue,
-and when the leader is done the first of them leads the next batch with everything queued by then
-(up to ``max_batch``). Alone, a command costs what it did; under load, N commands share one
-transaction's fixed costs. Each caller gets its own item's outcome, or the exception the write raised.
+no batch being written writes one at once (the leader); callers that arrive meanwhile queue, and
+when the leader is done the first of them leads the next batch. The write function takes its batch
+(``take()``: everything queued at that moment, up to ``max_batch``) when it is ready to write it:
+after it has the store's write lock, so the callers that arrived while it waited for the lock go in
+its batch instead of waiting for it and then for the lock again. Alone, a command costs what it
+did; under load, N commands share one transaction's fixed costs. Each caller gets its own item's
+outcome, or the exception the write raised.
 
 The write function decides what an item's failure means; this module only batches and hands out.
 """
@@ -37,12 +40,13 @@ class _Slot(Generic[T]):
 class GroupCommit(Generic[T, R]):
     """Batches ``submit`` calls of concurrent threads for ``write``.
 
-    ``write(items)`` writes a batch and returns one outcome per item, in order; if it raises, every
-    caller of that batch gets the exception. Counters (``batches``, ``items``, ``largest``) say how
-    much batching happened.
+    ``write(take)`` calls ``take()`` once, when it is ready to write, for the batch's items (the leader's
+    own first); it returns one outcome per item, in order. If it raises, every caller of the batch
+    (taken by then, or at least the leader's item) gets the exception. Counters (``batches``,
+    ``items``, ``largest``) say how much batching happened.
     """
 
-    def __init__(self, write: Callable[[Sequence[T]], Sequence[R]], max_batch: int = 32) -> None:
+    def __init__(self, write: Callable[[Callable[[], list[T]]], Sequence[R]], max_batch: int = 32) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         self._write = write
@@ -69,26 +73,44 @@ class GroupCommit(Generic[T, R]):
             raise slot.error
         return slot.outcome  # type: ignore[return-value]
 
+    @property
+    def leading(self) -> bool:
+        """Whether a batch is being written (or its leader is about to take it)."""
+        with self._lock:
+            return self._leading
+
     def waiting(self) -> int:
-        """How many items are queued for the next batch (not counting one being written)."""
+        """How many items are queued and not yet taken by a write."""
         with self._lock:
             return len(self._queue)
 
     def _lead(self) -> None:
-        """Write the queued batch (this caller's item first in it), then hand the lead to the next in line."""
-        with self._lock:
-            batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
-            self.batches += 1
-            self.items += len(batch)
-            self.largest = max(self.largest, len(batch))
+        """Write a batch (this caller's item first in it), then hand the lead to the next in line."""
+        batch: list[_Slot[T]] = []
+
+        def take() -> list[T]:
+            with self._lock:
+                if batch:
+                    raise RuntimeError("group commit: a write took its batch twice")
+                batch.extend(self._queue[:self.max_batch])
+                del self._queue[:self.max_batch]
+                self.batches += 1
+                self.items += len(batch)
+                self.largest = max(self.largest, len(batch))
+            return [slot.item for slot in batch]
+
         try:
-            outcomes = self._write([slot.item for slot in batch])
+            outcomes = self._write(take)
+            if not batch:
+                raise RuntimeError("group commit: the write never took its batch")
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"group commit: the write returned {len(outcomes)} outcomes for {len(batch)} "
                                    "items")
             for slot, outcome in zip(batch, outcomes):
                 slot.outcome = outcome
         except BaseException as error:  # noqa: BLE001 - every caller of the batch gets what the write raised
+            if not batch:
+                take()  # the leader's item at least: it must not wait for a batch that is not coming
             for slot in batch:
                 slot.error = error
         finally:

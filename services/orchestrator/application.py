@@ -127,16 +127,19 @@ class TrainingJobApplication:
                 continue
         raise ConcurrencyConflict("the privacy ledger kept changing while this job was admitted; retry")
 
-    def _write_new_jobs(self, jobs: Sequence[NewJob]) -> list[object]:
-        """Write ``jobs`` (admitted or rejected, none reserving privacy budget) in one transaction: their
-        request ids, events, outbox rows and view rows in a few multi-row statements, and read their positions.
+    def _write_new_jobs(self, take: Callable[[], list[NewJob]]) -> list[object]:
+        """Write the jobs ``take()`` gives once this has the store's write lock (admitted or rejected, none
+        reserving privacy budget) in one transaction: their request ids, events, outbox rows and view rows in
+        a few multi-row statements, and read their positions.
 
         All or nothing: if anything of the batch fails (a request id taken, a job id in use, the store), nothing
         of it is written and every job gets ``ALONE``, to be created on its own path, which reports its own
         outcome. So batching changes what a create costs, never what it answers.
         """
+        jobs: list[NewJob] = []
         try:
-            with self.engine.begin() as conn:
+            with self.engine.begin() as conn:  # on SQLite: the write lock (BEGIN IMMEDIATE) first, then the batch
+                jobs = take()
                 claims = [dict(tenant_id=j.tenant_id, kind=REQUEST_KIND, name=j.request_id, aggregate_id=j.job_id)
                           for j in jobs if j.request_id]
                 insert_rows(conn, unique_names, claims)
@@ -144,6 +147,7 @@ class TrainingJobApplication:
                     conn, [(j.tenant_id, j.job_id, j.payloads, j.causation) for j in jobs])
                 found = eventstore.stream_positions(conn, [j.job_id for j in jobs])
         except Exception as error:  # noqa: BLE001 - each job is tried again on its own, which reports its own error
+            jobs = jobs or take()
             log.info("a batch of %d training-job creates was not written (%s: %s); each is created on its own",
                      len(jobs), type(error).__name__, str(error).split("\n", 1)[0][:200])
             return [ALONE] * len(jobs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pytest
 
@@ -15,19 +15,26 @@ pytestmark = pytest.mark.unit
 
 
 class Gate:
-    """A write that records its batches and blocks the first one until ``release``."""
+    """A write that records its batches and blocks the first one until ``release``: after taking its batch
+    (``take_first``), or before (as a write that waits for the store's lock before it takes)."""
 
-    def __init__(self, fail_on: object = None) -> None:
+    def __init__(self, fail_on: object = None, take_first: bool = True) -> None:
         self.batches: list[list[int]] = []
         self.entered = threading.Event()
         self.open = threading.Event()
         self.fail_on = fail_on
+        self.take_first = take_first
+        self.writes = 0
 
-    def __call__(self, items: Sequence[int]) -> list[str]:
-        self.batches.append(list(items))
-        if len(self.batches) == 1:
+    def __call__(self, take: Callable[[], list[int]]) -> list[str]:
+        self.writes += 1
+        first = self.writes == 1
+        items = take() if self.take_first or not first else []
+        if first:
             self.entered.set()
             assert self.open.wait(30), "the test never released the first batch"
+            items = items or take()
+        self.batches.append(list(items))
         if self.fail_on in items:
             raise RuntimeError(f"batch with {self.fail_on} failed")
         return [f"done-{i}" for i in items]
@@ -71,6 +78,21 @@ def test_callers_arriving_during_a_write_go_together_in_the_next_batch() -> None
     assert (group.batches, group.items, group.largest) == (2, 8, 7)
 
 
+def test_callers_arriving_while_the_leader_waits_to_take_go_in_its_batch() -> None:
+    gate = Gate(take_first=False)  # as a write that waits for the store's write lock before it takes
+    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=32)
+    first, lead = _submit_all(group, [0])
+    assert gate.entered.wait(30)
+    rest, threads = _submit_all(group, range(1, 6))
+    _until(lambda: group.waiting() == 6, "five callers queue beside the leader's own item")
+    gate.open.set()
+    for thread in lead + threads:
+        thread.join(30)
+    assert gate.batches[0][0] == 0 and sorted(gate.batches[0]) == list(range(6)) and len(gate.batches) == 1
+    assert {**first, **rest} == {i: f"done-{i}" for i in range(6)}
+    assert (group.batches, group.items, group.largest) == (1, 6, 6)
+
+
 def test_a_batch_is_never_longer_than_max_batch() -> None:
     gate = Gate()
     group: GroupCommit[int, str] = GroupCommit(gate, max_batch=3)
@@ -107,7 +129,7 @@ def test_a_failed_write_reaches_every_caller_of_its_batch_and_the_next_batch_sti
 
 def test_a_write_that_returns_too_few_outcomes_fails_its_callers_instead_of_mixing_them_up() -> None:
     gate = Gate()
-    group: GroupCommit[int, str] = GroupCommit(lambda items: gate(items)[:1], max_batch=8)
+    group: GroupCommit[int, str] = GroupCommit(lambda take: gate(take)[:1], max_batch=8)
     _, lead = _submit_all(group, [0])
     assert gate.entered.wait(30)
     results, threads = _submit_all(group, range(1, 4))
@@ -120,8 +142,10 @@ def test_a_write_that_returns_too_few_outcomes_fails_its_callers_instead_of_mixi
 
 
 def test_many_threads_each_get_their_own_outcome() -> None:
-    def write(items: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-        time.sleep(0.0005)  # long enough that callers pile up behind a write
+    def write(take: Callable[[], list[tuple[int, int]]]) -> list[tuple[int, int]]:
+        time.sleep(0.0003)  # callers pile up while a write waits to take, and while it writes
+        items = take()
+        time.sleep(0.0003)
         return [(t, n * 2) for t, n in items]
 
     group: GroupCommit[tuple[int, int], tuple[int, int]] = GroupCommit(write, max_batch=5)
@@ -143,6 +167,24 @@ def test_many_threads_each_get_their_own_outcome() -> None:
     assert group.largest <= 5
 
 
+def test_a_write_that_fails_before_taking_still_answers_its_leader() -> None:
+    def write(take: Callable[[], list[int]]) -> list[str]:
+        raise ConnectionError("the store is down")
+
+    group: GroupCommit[int, str] = GroupCommit(write)
+    with pytest.raises(ConnectionError, match="down"):
+        group.submit(1)
+    with pytest.raises(ConnectionError):
+        group.submit(2)  # the lead was given back
+    assert group.waiting() == 0
+
+
+def test_a_write_that_never_takes_its_batch_fails_instead_of_leaving_callers_waiting() -> None:
+    group: GroupCommit[int, str] = GroupCommit(lambda take: [], max_batch=4)
+    with pytest.raises(RuntimeError, match="never took"):
+        group.submit(1)
+
+
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
-        GroupCommit(lambda items: list(items), max_batch=0)
+        GroupCommit(lambda take: take(), max_batch=0)
