@@ -157,13 +157,13 @@ class AllowedCallRecorder:
             causation=Causation(actor=caller.actor[:128], correlation_id=correlation_id))
         self.queue.put(env)
 
-    def flush(self) -> int:
+    def flush(self, drain: bool = False) -> int:
         """Store what is queued (one transaction per batch of up to ``FLUSH_BATCH``); returns how many were stored.
 
         Goes on while its batches are full (a backlog drains at once) and stops after one that is not: calls
         made while that batch waited for the store wait for the next flush, so under load the recorder
         writes a batch per ``FLUSH_EVERY_S``, not one transaction after another (on SQLite each holds the
-        one write lock that the API's creates wait for).
+        one write lock that the API's creates wait for). ``drain`` (at shutdown): until nothing is queued.
         """
         stored = 0
         while True:
@@ -188,7 +188,7 @@ class AllowedCallRecorder:
                 self._pending.clear()
                 stored += len(batch)
                 self.recorded += len(batch)
-                if not full:
+                if not full and not drain:
                     return stored
 
     def run(self, stop: threading.Event) -> None:
@@ -199,7 +199,7 @@ class AllowedCallRecorder:
             run_loop("access-recorder", step, stop, idle_seconds=FLUSH_EVERY_S)
         finally:
             try:
-                self.flush()  # what was queued before the stop
+                self.flush(drain=True)  # what was queued before the stop, and by calls that ended meanwhile
             except Exception:  # noqa: BLE001 - the store may be gone at shutdown
                 log.warning("access recorder: %d calls not stored at shutdown", len(self._pending) +
                             self.queue.qsize(), exc_info=True)

@@ -32,6 +32,7 @@ R = TypeVar("R")
 class _Slot(Generic[T]):
     item: T
     turn: threading.Event = field(default_factory=threading.Event)  # set: outcome ready, or this caller leads
+    lead: bool = False  # handed the lead (under the lock): it writes the next batch
     done: bool = False
     outcome: object = None
     error: BaseException | None = None
@@ -41,9 +42,10 @@ class GroupCommit(Generic[T, R]):
     """Batches ``submit`` calls of concurrent threads for ``write``.
 
     ``write(take)`` calls ``take()`` once, when it is ready to write, for the batch's items (the leader's
-    own first); it returns one outcome per item, in order. If it raises, every caller of the batch
-    (taken by then, or at least the leader's item) gets the exception. Counters (``batches``,
-    ``items``, ``largest``) say how much batching happened.
+    own first); it returns one outcome per item, in order. If it raises, the leader gets the exception
+    and the other callers of the batch a ``GroupCommitFailed`` caused by it (if it raises before taking,
+    only the leader's own item is taken). Counters (``batches``, ``items``, ``largest``) say how much
+    batching happened.
     """
 
     def __init__(self, write: Callable[[Callable[[], list[T]]], Sequence[R]], max_batch: int = 32) -> None:
@@ -63,12 +65,16 @@ class GroupCommit(Generic[T, R]):
         slot: _Slot[T] = _Slot(item)
         with self._lock:
             self._queue.append(slot)
-            lead = not self._leading
+            slot.lead = not self._leading
             self._leading = True
-        if not lead:
-            slot.turn.wait()
+        if not slot.lead:
+            try:
+                slot.turn.wait()
+            except BaseException:  # interrupted while queued (a signal in the main thread): leave the line
+                self._leave(slot)
+                raise
         if not slot.done:
-            self._lead()
+            self._lead(slot)
         if slot.error is not None:
             raise slot.error
         return slot.outcome  # type: ignore[return-value]
@@ -84,16 +90,35 @@ class GroupCommit(Generic[T, R]):
         with self._lock:
             return len(self._queue)
 
-    def _lead(self) -> None:
-        """Write a batch (this caller's item first in it), then hand the lead to the next in line."""
+    def _leave(self, slot: _Slot[T]) -> None:
+        """Take ``slot`` out of the line if no write took it; if it had been handed the lead, pass it on."""
+        with self._lock:
+            if slot not in self._queue:
+                return  # a write took it: its outcome is dropped
+            self._queue.remove(slot)
+            following = self._pass_lead() if slot.lead else None
+        if following is not None:
+            following.turn.set()
+
+    def _pass_lead(self) -> _Slot[T] | None:
+        """Under the lock: the next in line, now the leader (None: nobody waits, nobody leads)."""
+        following = self._queue[0] if self._queue else None
+        if following is not None:
+            following.lead = True
+        self._leading = following is not None
+        return following
+
+    def _lead(self, own: _Slot[T]) -> None:
+        """Write a batch (``own`` first in it), then hand the lead to the next in line."""
         batch: list[_Slot[T]] = []
 
-        def take() -> list[T]:
+        def take(limit: int | None = None) -> list[T]:
             with self._lock:
                 if batch:
                     raise RuntimeError("group commit: a write took its batch twice")
-                batch.extend(self._queue[:self.max_batch])
-                del self._queue[:self.max_batch]
+                size = self.max_batch if limit is None else limit
+                batch.extend(self._queue[:size])
+                del self._queue[:size]
                 self.batches += 1
                 self.items += len(batch)
                 self.largest = max(self.largest, len(batch))
@@ -108,18 +133,24 @@ class GroupCommit(Generic[T, R]):
                                    "items")
             for slot, outcome in zip(batch, outcomes):
                 slot.outcome = outcome
-        except BaseException as error:  # noqa: BLE001 - every caller of the batch gets what the write raised
+        except BaseException as error:  # noqa: BLE001 - the batch's callers hear of it, then it is raised
             if not batch:
-                take()  # the leader's item at least: it must not wait for a batch that is not coming
+                take(1)  # only the leader's own item: the others were never tried, they form the next batch
             for slot in batch:
-                slot.error = error
+                slot.error = error if slot is own else GroupCommitFailed(
+                    f"the write of this call's batch failed ({type(error).__name__})")
+                if slot is not own:
+                    slot.error.__cause__ = error
         finally:
             for slot in batch:
                 slot.done = True
             with self._lock:
-                following = self._queue[0] if self._queue else None
-                self._leading = following is not None
+                following = self._pass_lead()
             for slot in batch:
                 slot.turn.set()
             if following is not None:
                 following.turn.set()  # not done: it leads the next batch
+
+
+class GroupCommitFailed(RuntimeError):
+    """The write of the batch a call was in raised (the cause); the call's item may not have been written."""

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 
 from privtune.v1 import events_pb2
 from privtune.v1 import training_service_pb2 as api
@@ -65,6 +65,30 @@ class NewJob:
 
 
 ALONE = object()  # the outcome of a create whose batch was not written: create it on its own
+
+
+def _claimed_already(conn: Connection, jobs: Sequence[NewJob]) -> set[str]:
+    """The job ids of ``jobs`` whose request id is claimed: in the store already (a call with it committed
+    since this one looked), or by an earlier job of the batch (a client's retry beside its first try). Those
+    are created on their own (they answer with the job that holds the id) and the rest of the batch is
+    written, instead of one duplicate failing the whole batch's insert."""
+    asked = {(j.tenant_id, j.request_id) for j in jobs if j.request_id}
+    if not asked:
+        return set()
+    held = set()
+    for tenant_id in {tenant for tenant, _ in asked}:
+        names = [name for tenant, name in asked if tenant == tenant_id]
+        held |= {(tenant_id, name) for name in conn.execute(select(unique_names.c.name).where(
+            unique_names.c.tenant_id == tenant_id, unique_names.c.kind == REQUEST_KIND,
+            unique_names.c.name.in_(names))).scalars()}
+    alone = set()
+    for j in jobs:
+        key = (j.tenant_id, j.request_id)
+        if j.request_id and key in held:
+            alone.add(j.job_id)
+        elif j.request_id:
+            held.add(key)
+    return alone
 
 
 class TrainingJobApplication:
@@ -119,6 +143,8 @@ class TrainingJobApplication:
                     position = eventstore.stream_position(conn, caller.tenant_id, job_id)
                 return created, positions.seal(self.engine, caller.tenant_id, position)
             except ConcurrencyConflict:
+                if self._exists(job_id):  # an earlier commit of this very create landed though it reported a
+                    return self.get(caller, job_id), self.position_of(caller, job_id)  # failure: the job is made
                 continue  # another job reserved budget first: judge this one again against the new total
             except RequestIdTaken:
                 existing = self._by_request_id(caller, req.request_id)  # a concurrent call with this id won
@@ -126,6 +152,11 @@ class TrainingJobApplication:
                     return existing, self.position_of(caller, existing.job_id)
                 continue
         raise ConcurrencyConflict("the privacy ledger kept changing while this job was admitted; retry")
+
+    def _exists(self, job_id: str) -> bool:
+        """Whether the job's stream has events (its id is this create's own, random: nobody else writes it)."""
+        with reader(self.engine).connect() as conn:
+            return eventstore.stream_version(conn, job_id) > 0
 
     def _write_new_jobs(self, take: Callable[[], list[NewJob]]) -> list[object]:
         """Write the jobs ``take()`` gives once this has the store's write lock (admitted or rejected, none
@@ -140,19 +171,22 @@ class TrainingJobApplication:
         try:
             with self.engine.begin() as conn:  # on SQLite: the write lock (BEGIN IMMEDIATE) first, then the batch
                 jobs = take()
-                claims = [dict(tenant_id=j.tenant_id, kind=REQUEST_KIND, name=j.request_id, aggregate_id=j.job_id)
-                          for j in jobs if j.request_id]
-                insert_rows(conn, unique_names, claims)
+                alone = _claimed_already(conn, jobs)
+                written = [j for j in jobs if j.job_id not in alone]
+                insert_rows(conn, unique_names, [
+                    dict(tenant_id=j.tenant_id, kind=REQUEST_KIND, name=j.request_id, aggregate_id=j.job_id)
+                    for j in written if j.request_id])
                 states = job_store.append_new_jobs(
-                    conn, [(j.tenant_id, j.job_id, j.payloads, j.causation) for j in jobs])
-                found = eventstore.stream_positions(conn, [j.job_id for j in jobs])
+                    conn, [(j.tenant_id, j.job_id, j.payloads, j.causation) for j in written])
+                found = eventstore.stream_positions(conn, [j.job_id for j in written])
         except Exception as error:  # noqa: BLE001 - each job is tried again on its own, which reports its own error
             jobs = jobs or take()
             log.info("a batch of %d training-job creates was not written (%s: %s); each is created on its own",
                      len(jobs), type(error).__name__, str(error).split("\n", 1)[0][:200])
             return [ALONE] * len(jobs)
-        return [(state, positions.seal(self.engine, j.tenant_id, found.get(j.job_id, 0)))
-                for j, state in zip(jobs, states)]
+        made = {j.job_id: (state, positions.seal(self.engine, j.tenant_id, found.get(j.job_id, 0)))
+                for j, state in zip(written, states)}
+        return [made.get(j.job_id, ALONE) for j in jobs]
 
     def _claim_request(self, conn: Connection, caller: Caller, request_id: str, job_id: str) -> None:
         claim_request_id(conn, caller.tenant_id, REQUEST_KIND, request_id, job_id)

@@ -319,9 +319,13 @@ def apply_runs(conn: Connection, envs: list[events_pb2.EventEnvelope]) -> None:
         key = (env.tenant_id, env.subject)
         if kind not in _STATE_BY_PAYLOAD and kind not in ("training_requested", "training_progress"):
             continue  # heartbeats, checkpoints and stop requests change nothing a run shows
-        if kind == "training_requested":
+        if kind == "training_requested" and (env.tenant_id, env.training_requested.job_id) not in held:
             run = _new_run(env)
             held[(env.tenant_id, str(run[0]["job_id"]))] = run
+        elif kind == "training_requested":  # a second request of a held run: the store refuses it, as one by one
+            _insert_runs(conn, list(held.values()))
+            held.clear()
+            apply_run(conn, env)
         elif key in held and kind in _STATE_BY_PAYLOAD:
             values = _run_update(env, held[key][0])
             if values is not None:

@@ -94,8 +94,23 @@ def test_a_flush_under_load_writes_one_batch_not_one_after_another(tmp_path: Pat
     assert recorder.flush() == 3
     calls(access_log.FLUSH_BATCH + 7)
     assert recorder.flush() == access_log.FLUSH_BATCH + 7  # full batches: the backlog goes in one flush
+
+    # at shutdown the recorder drains: calls that ended while its last batch waited are stored too
+    holder = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    calls(4)
+    stop = threading.Event()
+    stop.set()
+    stopping = threading.Thread(target=recorder.run, args=(stop,))
+    stopping.start()
+    wait_until(lambda: recorder.queue.qsize() == 0, timeout=30)
+    calls(2)
+    holder.rollback()
+    holder.close()
+    stopping.join(30)
+    assert not stopping.is_alive() and recorder.queue.qsize() == 0
     with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(stored_events)).scalar() == access_log.FLUSH_BATCH + 15
+        assert conn.execute(select(func.count()).select_from(stored_events)).scalar() == access_log.FLUSH_BATCH + 21
 
 
 @pytest.fixture

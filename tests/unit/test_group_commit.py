@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 import pytest
 
-from services.common.group_commit import GroupCommit
+from services.common.group_commit import GroupCommit, GroupCommitFailed
 
 pytestmark = pytest.mark.unit
 
@@ -120,8 +120,10 @@ def test_a_failed_write_reaches_every_caller_of_its_batch_and_the_next_batch_sti
     assert not any(t.is_alive() for t in lead + threads), "a caller still waits for a batch"
     failed = next(b for b in gate.batches if 3 in b)
     for i in range(1, 8):
-        if i in failed:
+        if i == failed[0]:  # the leader of the failed batch: the exception itself
             assert isinstance(results[i], RuntimeError) and "batch with 3 failed" in str(results[i])
+        elif i in failed:  # its followers: their own exception, caused by it (not one object in many threads)
+            assert isinstance(results[i], GroupCommitFailed) and "batch with 3 failed" in str(results[i].__cause__)
         else:
             assert results[i] == f"done-{i}"
     assert group.submit(99) == "done-99"  # the lead was handed on and given back: a new caller writes at once
@@ -137,8 +139,10 @@ def test_a_write_that_returns_too_few_outcomes_fails_its_callers_instead_of_mixi
     gate.open.set()
     for thread in lead + threads:
         thread.join(30)
-    assert all(isinstance(results[i], RuntimeError) and "1 outcomes for 3 items" in str(results[i])
-               for i in range(1, 4)), results
+    leader = gate.batches[1][0]
+    for i in range(1, 4):
+        error = results[i] if i == leader else results[i].__cause__  # type: ignore[union-attr]
+        assert isinstance(error, RuntimeError) and "1 outcomes for 3 items" in str(error), results
 
 
 def test_many_threads_each_get_their_own_outcome() -> None:
@@ -167,16 +171,31 @@ def test_many_threads_each_get_their_own_outcome() -> None:
     assert group.largest <= 5
 
 
-def test_a_write_that_fails_before_taking_still_answers_its_leader() -> None:
+def test_a_write_that_fails_before_taking_fails_its_leader_only_and_the_others_are_tried() -> None:
+    entered, release = threading.Event(), threading.Event()
+    batches: list[list[int]] = []
+
     def write(take: Callable[[], list[int]]) -> list[str]:
-        raise ConnectionError("the store is down")
+        if not batches:
+            batches.append([])
+            entered.set()
+            assert release.wait(30)
+            raise ConnectionError("the store is down")  # before it took anything
+        items = take()
+        batches.append(items)
+        return [f"done-{i}" for i in items]
 
     group: GroupCommit[int, str] = GroupCommit(write)
-    with pytest.raises(ConnectionError, match="down"):
-        group.submit(1)
-    with pytest.raises(ConnectionError):
-        group.submit(2)  # the lead was given back
-    assert group.waiting() == 0
+    first, lead = _submit_all(group, [0])
+    assert entered.wait(30)
+    rest, threads = _submit_all(group, range(1, 4))
+    _until(lambda: group.waiting() == 4, "three callers queue beside the leader's item")
+    release.set()
+    for thread in lead + threads:
+        thread.join(30)
+    assert isinstance(first[0], ConnectionError)
+    assert rest == {i: f"done-{i}" for i in range(1, 4)}  # never tried in the failed write: written in the next
+    assert sorted(batches[1]) == [1, 2, 3] and group.waiting() == 0
 
 
 def test_a_write_that_never_takes_its_batch_fails_instead_of_leaving_callers_waiting() -> None:

@@ -55,20 +55,21 @@ def _app(engine: Engine, tmp_path: Path, storage: str, batch: int = 8) -> Traini
 
 
 @contextlib.contextmanager
-def event_store_held(engine: Engine) -> Iterator[None]:
-    """Another connection keeps every writer of ``engine`` from inserting events until the block ends."""
+def event_store_held(engine: Engine) -> Iterator[Callable[[str, dict], None]]:
+    """Another connection keeps every writer of ``engine`` from inserting events until the block ends; it
+    yields a function that runs a statement in that connection's transaction, committed at the end."""
     if engine.dialect.name == "sqlite":
         holder = sqlite3.connect(make_url(engine.url).database, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")  # SQLite's write lock: the leader waits in its own BEGIN IMMEDIATE
         try:
-            yield
+            yield lambda sql, params: holder.execute(sql, params) and None
         finally:
-            holder.rollback()
+            holder.commit()
             holder.close()
         return
     with engine.connect() as conn, conn.begin():
         conn.execute(text("LOCK TABLE stored_events IN SHARE ROW EXCLUSIVE MODE"))  # reads go on; inserts wait
-        yield
+        yield lambda sql, params: conn.execute(text(sql), params) and None
 
 
 def _until(condition: Callable[[], bool], what: str) -> None:
@@ -79,8 +80,10 @@ def _until(condition: Callable[[], bool], what: str) -> None:
 
 
 def _batched(app: TrainingJobApplication, engine: Engine, leader: tuple[Caller, pb.CreateTrainingJobRequest],
-             followers: list[tuple[Caller, pb.CreateTrainingJobRequest]]) -> list[Any]:
-    """Create ``leader``'s job, held at the lock, and ``followers``' behind it; every outcome (or error), in order."""
+             followers: list[tuple[Caller, pb.CreateTrainingJobRequest]],
+             meanwhile: Callable[[Callable[[str, dict], None]], None] = lambda run: None) -> list[Any]:
+    """Create ``leader``'s job, held at the lock, and ``followers``' behind it; every outcome (or error), in order.
+    ``meanwhile`` runs statements in the holder's transaction, committed before the creates go on."""
     outcomes: list[Any] = [None] * (1 + len(followers))
 
     def create(i: int, caller: Caller, request: pb.CreateTrainingJobRequest) -> None:
@@ -91,17 +94,19 @@ def _batched(app: TrainingJobApplication, engine: Engine, leader: tuple[Caller, 
 
     threads = []
     sqlite = engine.dialect.name == "sqlite"
-    with event_store_held(engine):
+    before = app.new_jobs.batches
+    with event_store_held(engine) as run:
         threads.append(threading.Thread(target=create, args=(0, *leader)))
         threads[0].start()
         if sqlite:  # the leader waits for the write lock before it takes its batch: the others join it
             _until(lambda: app.new_jobs.leading, "the first create leads")
         else:  # the leader took its batch (itself) and waits at the insert: the others queue for the next
-            _until(lambda: app.new_jobs.batches == 1, "the first create leads a batch of its own")
+            _until(lambda: app.new_jobs.batches == before + 1, "the first create leads a batch of its own")
         for i, (caller, request) in enumerate(followers, start=1):
             threads.append(threading.Thread(target=create, args=(i, caller, request)))
             threads[-1].start()
         _until(lambda: app.new_jobs.waiting() == len(followers) + sqlite, "the other creates queue")
+        meanwhile(run)
     for thread in threads:
         thread.join(60)
     assert not any(t.is_alive() for t in threads)
@@ -162,38 +167,81 @@ def test_a_batch_of_two_tenants_creates_each_job_once_for_its_own_tenant(store: 
     assert _orphan_outbox_rows(engine) == 0
 
 
-def test_two_creates_of_one_request_id_in_a_batch_make_one_job_and_the_rest_are_created_alone(
+def test_request_ids_claimed_in_the_batch_or_meanwhile_are_answered_alone_and_the_rest_is_written(
         store: tuple[Engine, str], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A client's retry beside its first try (one request id twice in a batch), and a request id another call
+    committed after this one looked: each such create answers with the job that holds the id, and the rest
+    of the batch is still written together (one duplicate does not fail the batch)."""
     engine, storage = store
     app = _app(engine, tmp_path, storage)
-    version = register_version(engine, storage)
+    versions = {c.tenant_id: register_version(engine, storage, tenant=c.tenant_id) for c in (ACME, BETA)}
 
-    def request(name: str, request_id: str = "") -> pb.CreateTrainingJobRequest:
-        made = job_request(version, name=name)
+    def request(name: str, request_id: str = "", tenant: str = "acme") -> pb.CreateTrainingJobRequest:
+        made = job_request(versions[tenant], name=name)
         made.request_id = request_id
         return made
 
+    raced, _ = app.create(ACME, request("raced"))  # the job a concurrent call claims req-race for, below
+
+    def claim_meanwhile(run: Callable[[str, dict], None]) -> None:
+        run("INSERT INTO unique_names (tenant_id, kind, name, aggregate_id) VALUES (:t, :k, :n, :a)",
+            {"t": "acme", "k": "training-request", "n": "req-race", "a": raced.job_id})
+
     followers = [(ACME, request("a", "req-dup")), (ACME, request("b")), (ACME, request("c", "req-dup")),
-                 (ACME, request("d", "req-own"))]
+                 (ACME, request("d", "req-own")), (ACME, request("e", "req-race")), (BETA, request("f", "req-dup", "beta"))]
+    before = app.new_jobs.batches
     with caplog.at_level(logging.INFO, logger="services.orchestrator.application"):
-        outcomes = _batched(app, engine, (ACME, request("leader")), followers)
+        outcomes = _batched(app, engine, (ACME, request("leader")), followers, claim_meanwhile)
+    assert not [r for r in caplog.records if "was not written" in r.getMessage()], "a duplicate failed the batch"
 
     assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
-    assert any("was not written" in r.getMessage() for r in caplog.records), "the batch was written after all"
     ids = [state.job_id for state, _ in outcomes]
     assert ids[1] == ids[3], "two creates with one request id made two jobs"
-    assert len(set(ids)) == 4
+    assert ids[5] == raced.job_id, "a request id claimed meanwhile made a second job"
+    assert ids[6] not in (ids[1], ids[3]), "another tenant's request id is its own"
+    expected = (1, 7) if engine.dialect.name == "sqlite" else (2, 6)
+    assert (app.new_jobs.batches - before, app.new_jobs.largest) == expected
     with engine.connect() as conn:
         streams = conn.execute(text("SELECT count(DISTINCT stream_id) FROM stored_events "
                                     "WHERE stream_type = 'training_job'")).scalar_one()
-        claims = dict(conn.execute(text("SELECT name, aggregate_id FROM unique_names")).all())
-    assert streams == 4, "the failed batch left a job behind, or a create was written twice"
-    assert claims == {"req-dup": ids[1], "req-own": ids[4]}
+        claims = {(t, n): a for t, n, a in conn.execute(text("SELECT tenant_id, name, aggregate_id FROM unique_names"))}
+    assert streams == 6, "a create was written twice, or a job is missing"  # raced, leader, a, b, d, f (beta)
+    assert claims == {("acme", "req-dup"): ids[1], ("acme", "req-own"): ids[4], ("acme", "req-race"): raced.job_id,
+                      ("beta", "req-dup"): ids[6]}
     for job_id in set(ids):
         assert [v for _, v, _ in _events(engine, job_id)] == [1, 2]
     assert _orphan_outbox_rows(engine) == 0
-    again = app.create(ACME, request("e", "req-own"))  # the id keeps answering with its job
+    again = app.create(ACME, request("g", "req-own"))  # the id keeps answering with its job
     assert again[0].job_id == ids[4]
+
+
+def test_a_commit_that_landed_though_it_failed_is_answered_with_its_job(store: tuple[Engine, str],
+                                                                        tmp_path: Path) -> None:
+    """The store committed a create but the commit reported a failure (a connection lost at that moment): the
+    create, tried again on its own with the same job id, answers with the job instead of making another."""
+    engine, storage = store
+    app = _app(engine, tmp_path, storage)
+    version = register_version(engine, storage)
+    dialect = engine.dialect
+    commit = dialect.do_commit
+    failed: list[str] = []
+
+    def commit_then_fail(conn: Any) -> None:
+        commit(conn)
+        if not failed:
+            failed.append("once")
+            raise dialect.loaded_dbapi.OperationalError("connection lost after the commit (test)")
+
+    dialect.do_commit = commit_then_fail  # type: ignore[method-assign]
+    try:
+        state, position = app.create(ACME, job_request(version, name="landed"))
+    finally:
+        dialect.do_commit = commit  # type: ignore[method-assign]
+    assert failed == ["once"]
+    with engine.connect() as conn:
+        streams = conn.execute(text("SELECT count(DISTINCT stream_id) FROM stored_events "
+                                    "WHERE stream_type = 'training_job'")).scalar_one()
+    assert streams == 1 and state.version == 2 and position
 
 
 def test_creates_are_batched_by_default_on_sqlite_only(store: tuple[Engine, str], tmp_path: Path) -> None:

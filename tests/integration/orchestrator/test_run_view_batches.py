@@ -1,6 +1,7 @@
 """The run view applied a batch at a time (``apply_runs``, fewer statements) ends exactly where applying each
 event in turn (``apply_run``) does, on SQLite and PostgreSQL: for runs created, progressed, finished,
-rejected and cancelled inside one batch, runs already stored, late facts, and events in any batch split."""
+rejected, cancelled, failed and preempted inside one batch, one job id in two tenants, runs already stored,
+late facts, a second request of a run (refused alike), and events in any batch split."""
 
 from __future__ import annotations
 
@@ -67,6 +68,16 @@ def _history() -> list[ev.EventEnvelope]:
     emit("done", ev.TrainingProgress(job_id="done", step=3, total_steps=3, loss=0.1))  # after the end: ignored
     requested("queued-only")
     emit("queued-only", ev.TrainingQueued(job_id="queued-only", attempt=1, reason="admitted"))
+    requested("shared-id")  # one job id in two tenants: two runs, each changed by its own tenant's events
+    requested("shared-id", tenant="beta")
+    emit("shared-id", ev.TrainingQueued(job_id="shared-id", attempt=1, reason="admitted"), "beta")
+    emit("shared-id", ev.TrainingRejected(job_id="shared-id", reason="no budget"))
+    requested("failed")
+    emit("failed", ev.TrainingQueued(job_id="failed", attempt=1, reason="admitted"))
+    emit("failed", ev.TrainingStarted(job_id="failed", worker_id="w3", attempt=1))
+    emit("failed", ev.TrainingFailed(job_id="failed", reason="out of memory", step=4))
+    emit("failed", ev.TrainingQueued(job_id="failed", attempt=2, reason="retry"))
+    emit("failed", ev.TrainingPreempted(job_id="failed", step=5, worker_id="w3", attempt=2))
     emit("ghost", ev.TrainingQueued(job_id="ghost", attempt=1, reason="admitted"))  # a run never requested here
     return out
 
@@ -74,6 +85,21 @@ def _history() -> list[ev.EventEnvelope]:
 def _tables(engine: Engine) -> dict[str, list[tuple]]:
     with engine.connect() as conn:
         return {t.name: sorted(tuple(r) for r in conn.execute(select(t))) for t in (run_view, run_tags, run_metric_points)}
+
+
+def test_a_second_request_of_a_run_is_refused_in_a_batch_as_one_by_one(stores: tuple[Engine, Engine]) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    one, batched = stores
+    first, *_ = _history()
+    again = ev.EventEnvelope()
+    again.CopyFrom(first)
+    again.id = "another-event-id"
+    with pytest.raises(IntegrityError), one.begin() as conn:
+        apply_run(conn, first)
+        apply_run(conn, again)
+    with pytest.raises(IntegrityError), batched.begin() as conn:
+        apply_runs(conn, [first, again])
 
 
 @pytest.mark.parametrize("split", [1, 3, 7, 100])
@@ -88,6 +114,7 @@ def test_batches_end_where_one_event_at_a_time_does(stores: tuple[Engine, Engine
             apply_runs(conn, history[start:start + split])
     expected, got = _tables(one), _tables(batched)
     assert got == expected
-    states = {row[1]: row for row in expected["run_view"]}
-    assert len(states) == 5 and "ghost" not in states  # the history is not trivial: five runs, points, tags
+    runs = {(row[0], row[1]): row for row in expected["run_view"]}
+    assert len(runs) == 8 and ("acme", "ghost") not in runs  # the history is not trivial: eight runs, points, tags
+    assert {("acme", "shared-id"), ("beta", "shared-id")} <= set(runs)
     assert len(expected["run_metric_points"]) >= 4 and len(expected["run_tags"]) == 2
