@@ -283,6 +283,8 @@ class Platform:
             self.server.stop()
         if self.supervisor is not None:
             self.supervisor.join(timeout=10)
+        if self.access_recorder is not None:  # calls that ended in the server's grace, after the recorder's own drain
+            self.access_recorder.close()
         for consumer in self.consumers:
             consumer.close()
         if self.bus is not None:

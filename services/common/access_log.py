@@ -191,6 +191,19 @@ class AllowedCallRecorder:
                 if not full and not drain:
                     return stored
 
+    def close(self) -> None:
+        """Store what is still queued, once nothing serves calls any more (``Platform.stop``, after the server);
+        what cannot be stored is counted in a warning, never dropped silently."""
+        try:
+            self.flush(drain=True)
+        except Exception:  # noqa: BLE001 - the store may be gone at shutdown
+            log.warning("access recorder: %d calls not stored at shutdown", len(self._pending) + self.queue.qsize(),
+                        exc_info=True)
+            return
+        if self.queue.qsize():
+            log.warning("access recorder: %d calls arrived after the last flush at shutdown; not stored",
+                        self.queue.qsize())
+
     def run(self, stop: threading.Event) -> None:
         def step() -> bool:
             self.flush()  # everything queued; then FLUSH_EVERY_S until the next (a batch per interval, not per call)

@@ -67,14 +67,14 @@ class GroupCommit(Generic[T, R]):
             self._queue.append(slot)
             slot.lead = not self._leading
             self._leading = True
-        if not slot.lead:
-            try:
+        try:
+            if not slot.lead:
                 slot.turn.wait()
-            except BaseException:  # interrupted while queued (a signal in the main thread): leave the line
-                self._leave(slot)
-                raise
-        if not slot.done:
-            self._lead(slot)
+            if not slot.done:
+                self._lead(slot)
+        except BaseException:  # interrupted (a signal in the main thread): leave the line, pass the lead on
+            self._leave(slot)
+            raise
         if slot.error is not None:
             raise slot.error
         return slot.outcome  # type: ignore[return-value]
@@ -91,14 +91,16 @@ class GroupCommit(Generic[T, R]):
             return len(self._queue)
 
     def _leave(self, slot: _Slot[T]) -> None:
-        """Take ``slot`` out of the line if no write took it; if it had been handed the lead, pass it on."""
+        """Take ``slot`` out of the line if no write took it; if it had been handed the lead, pass it on. Then
+        make sure whoever leads now knows it (an interrupt may have come between a hand-over and its wake-up)."""
         with self._lock:
-            if slot not in self._queue:
-                return  # a write took it: its outcome is dropped
-            self._queue.remove(slot)
-            following = self._pass_lead() if slot.lead else None
-        if following is not None:
-            following.turn.set()
+            if slot in self._queue:
+                self._queue.remove(slot)
+                if slot.lead:
+                    self._pass_lead()
+            head = self._queue[0] if self._queue and self._queue[0].lead else None
+        if head is not None:
+            head.turn.set()
 
     def _pass_lead(self) -> _Slot[T] | None:
         """Under the lock: the next in line, now the leader (None: nobody waits, nobody leads)."""

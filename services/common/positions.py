@@ -42,6 +42,12 @@ def _cipher(engine: Engine) -> AESGCM:
     return found
 
 
+def prepare(engine: Engine) -> None:
+    """Load (on a new store: make) the key positions are sealed with, so that ``seal`` then writes nothing:
+    call it before a writer's transaction that seals inside (making the key is a write of its own)."""
+    _cipher(engine)
+
+
 def seal(engine: Engine, tenant_id: str, seq: int) -> str:
     """The position ``seq`` as tenant ``tenant_id`` may see it ("" for 0: nothing written yet)."""
     if seq <= 0:

@@ -13,7 +13,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, tuple_
+from sqlalchemy.exc import IntegrityError
 
 from privtune.v1 import events_pb2
 from privtune.v1 import training_service_pb2 as api
@@ -24,7 +25,7 @@ from services.common.errors import ConcurrencyConflict, FailedPrecondition, Inva
 from services.common.idempotency import RequestIdTaken, claim_request_id, created_by_request
 from services.common.identity import Caller
 from services.common.group_commit import GroupCommit
-from services.common.store.direct import insert_rows
+from services.common.store.direct import insert_rows, pipelined
 from services.common.store.schema import training_job_view, unique_names
 from services.common.store.engine import reader
 from services.orchestrator import admission, job_domain, job_store, ledger
@@ -72,15 +73,12 @@ def _claimed_already(conn: Connection, jobs: Sequence[NewJob]) -> set[str]:
     since this one looked), or by an earlier job of the batch (a client's retry beside its first try). Those
     are created on their own (they answer with the job that holds the id) and the rest of the batch is
     written, instead of one duplicate failing the whole batch's insert."""
-    asked = {(j.tenant_id, j.request_id) for j in jobs if j.request_id}
+    asked = sorted({(j.tenant_id, j.request_id) for j in jobs if j.request_id})
     if not asked:
         return set()
-    held = set()
-    for tenant_id in {tenant for tenant, _ in asked}:
-        names = [name for tenant, name in asked if tenant == tenant_id]
-        held |= {(tenant_id, name) for name in conn.execute(select(unique_names.c.name).where(
-            unique_names.c.tenant_id == tenant_id, unique_names.c.kind == REQUEST_KIND,
-            unique_names.c.name.in_(names))).scalars()}
+    u = unique_names.c
+    held = {(t, n) for t, n in conn.execute(select(u.tenant_id, u.name).where(
+        u.kind == REQUEST_KIND, tuple_(u.tenant_id, u.name).in_(asked)))}
     alone = set()
     for j in jobs:
         key = (j.tenant_id, j.request_id)
@@ -131,16 +129,22 @@ class TrainingJobApplication:
                 with self.engine.begin() as conn:
                     if req.request_id:
                         self._claim_request(conn, caller, req.request_id, job_id)
-                    created = job_store.append_job(conn, caller.tenant_id, job_id, job_domain.TrainingJobState(),
-                                                   events, causation)
-                    ledger_state, month = decided.ledger_state, decided.month
-                    if reserves and decided.privacy is not None and ledger_state is not None:
-                        cap = decided.policy.policy.privacy.monthly_epsilon_cap
-                        reserve = ledger.decide_reserve(ledger_state, job_id, decided.privacy.epsilon,
-                                                        decided.privacy.delta, cap, month)
-                        append_events(conn, caller.tenant_id, ledger.ledger_stream_id(caller.tenant_id, month),
-                                      LEDGER_STREAM_TYPE, reserve, causation, ledger_state.version)
-                    position = eventstore.stream_position(conn, caller.tenant_id, job_id)
+                    try:
+                        with pipelined(conn):  # PostgreSQL: the inserts and the position read in one round trip
+                            created = job_store.append_job(conn, caller.tenant_id, job_id,
+                                                           job_domain.TrainingJobState(), events, causation)
+                            ledger_state, month = decided.ledger_state, decided.month
+                            if reserves and decided.privacy is not None and ledger_state is not None:
+                                cap = decided.policy.policy.privacy.monthly_epsilon_cap
+                                reserve = ledger.decide_reserve(ledger_state, job_id, decided.privacy.epsilon,
+                                                                decided.privacy.delta, cap, month)
+                                append_events(conn, caller.tenant_id,
+                                              ledger.ledger_stream_id(caller.tenant_id, month),
+                                              LEDGER_STREAM_TYPE, reserve, causation, ledger_state.version)
+                            position = eventstore.stream_position(conn, caller.tenant_id, job_id)
+                    except IntegrityError as exc:  # pipelined: a version conflict surfaces at the read, not the insert
+                        raise ConcurrencyConflict("the job's or the ledger's stream changed while this job was "
+                                                  "admitted; retry") from exc
                 return created, positions.seal(self.engine, caller.tenant_id, position)
             except ConcurrencyConflict:
                 if self._exists(job_id):  # an earlier commit of this very create landed though it reported a
@@ -169,23 +173,25 @@ class TrainingJobApplication:
         """
         jobs: list[NewJob] = []
         try:
+            positions.prepare(self.engine)  # sealing inside the transaction below then writes nothing
             with self.engine.begin() as conn:  # on SQLite: the write lock (BEGIN IMMEDIATE) first, then the batch
                 jobs = take()
                 alone = _claimed_already(conn, jobs)
                 written = [j for j in jobs if j.job_id not in alone]
-                insert_rows(conn, unique_names, [
-                    dict(tenant_id=j.tenant_id, kind=REQUEST_KIND, name=j.request_id, aggregate_id=j.job_id)
-                    for j in written if j.request_id])
+                insert_rows(conn, unique_names, sorted(  # in key order: two batches claiming alike never deadlock
+                    (dict(tenant_id=j.tenant_id, kind=REQUEST_KIND, name=j.request_id, aggregate_id=j.job_id)
+                     for j in written if j.request_id), key=lambda row: (row["tenant_id"], row["name"])))
                 states = job_store.append_new_jobs(
                     conn, [(j.tenant_id, j.job_id, j.payloads, j.causation) for j in written])
                 found = eventstore.stream_positions(conn, [j.job_id for j in written])
+                # sealed before the commit: a failure here writes nothing, instead of failing committed creates
+                made = {j.job_id: (state, positions.seal(self.engine, j.tenant_id, found.get(j.job_id, 0)))
+                        for j, state in zip(written, states)}
         except Exception as error:  # noqa: BLE001 - each job is tried again on its own, which reports its own error
             jobs = jobs or take()
             log.info("a batch of %d training-job creates was not written (%s: %s); each is created on its own",
                      len(jobs), type(error).__name__, str(error).split("\n", 1)[0][:200])
             return [ALONE] * len(jobs)
-        made = {j.job_id: (state, positions.seal(self.engine, j.tenant_id, found.get(j.job_id, 0)))
-                for j, state in zip(written, states)}
         return [made.get(j.job_id, ALONE) for j in jobs]
 
     def _claim_request(self, conn: Connection, caller: Caller, request_id: str, job_id: str) -> None:

@@ -58,7 +58,7 @@ def save(conn: Connection, state: jd.TrainingJobState, new: bool = False) -> Non
     row = row_of(state)
     assert row.keys() == _COLUMNS, "row_of names exactly the view's columns (unknown parameters are dropped)"
     if new:
-        conn.execute(_INSERT, row)
+        insert_rows(conn, view, [row])  # the driver's cursor: no result to wait for (see store.direct.pipelined)
         return
     if conn.execute(_UPDATE, {"key_tenant": state.tenant_id, "key_job": state.job_id, **row}).rowcount == 0:
         conn.execute(_INSERT, row)

@@ -327,6 +327,43 @@ def test_direct_reads_fail_as_connection_execute_fails(engine: Engine) -> None:
         DirectRead(cases[0][0]).rows(conn, {})
 
 
+def test_a_pipelined_block_writes_reads_and_fails_as_statements_one_by_one_do(engine: Engine) -> None:
+    """``pipelined`` (PostgreSQL: one round trip for the block's statements; SQLite: nothing) changes when a
+    statement's answer arrives, not what it is: a read in the block sees the block's inserts, the block
+    commits with its transaction, and a conflicting insert comes out as SQLAlchemy's IntegrityError (at the
+    next read or the block's end) and leaves nothing once the transaction rolls back; the connection serves
+    the next transaction."""
+    from sqlalchemy import exc
+
+    from services.common.store.direct import pipelined
+
+    with engine.begin() as conn:
+        with pipelined(conn):
+            eventstore.append(conn, "dataset", [_event("pipe-1"), _event("pipe-1")], expected_version=0)
+            position = eventstore.stream_position(conn, "acme", "pipe-1")
+        assert position > 0
+    with engine.connect() as conn:
+        assert eventstore.stream_version(conn, "pipe-1") == 2
+        assert eventstore.stream_position(conn, "acme", "pipe-1") == position
+    # SQLite answers each statement as it runs (the append's own ConcurrencyConflict); PostgreSQL later
+    expected = ConcurrencyConflict if engine.dialect.name == "sqlite" else exc.IntegrityError
+    for read_in_block in (True, False):
+        with pytest.raises(expected), engine.begin() as conn:
+            with pipelined(conn):
+                eventstore.append(conn, "dataset", [_event("pipe-2")], expected_version=0)
+                eventstore.append(conn, "dataset", [_event("pipe-1")], expected_version=1)  # version 2 is taken
+                if read_in_block:
+                    eventstore.stream_position(conn, "acme", "pipe-2")
+        with engine.connect() as conn:
+            assert eventstore.stream_version(conn, "pipe-2") == 0  # rolled back with the conflict
+            assert eventstore.stream_version(conn, "pipe-1") == 2
+    with engine.begin() as conn, pipelined(conn):
+        eventstore.append(conn, "dataset", [_event("pipe-3")], expected_version=0)
+    with engine.connect() as conn:
+        assert eventstore.stream_version(conn, "pipe-3") == 1
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 3
+
+
 def test_direct_reads_refuse_result_columns_that_need_converting(engine: Engine) -> None:
     """A result column SQLAlchemy would convert (a Decimal) cannot be read raw: refused before anything is sent."""
     from decimal import Decimal

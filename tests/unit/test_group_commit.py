@@ -207,3 +207,57 @@ def test_a_write_that_never_takes_its_batch_fails_instead_of_leaving_callers_wai
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         GroupCommit(lambda take: take(), max_batch=0)
+
+
+class _Interrupted(BaseException):
+    """Stands for a KeyboardInterrupt (a signal) arriving in a waiting caller."""
+
+
+def _interrupting_slots(monkeypatch: pytest.MonkeyPatch, victim: int, after_wake: bool) -> None:
+    """Slots whose ``victim`` item's wait is interrupted: at once, or once it is woken (outcome or lead)."""
+    from services.common import group_commit
+
+    class Turn(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            if after_wake:
+                super().wait(timeout)
+            raise _Interrupted()
+
+    class Slot(group_commit._Slot):  # type: ignore[type-arg]
+        def __init__(self, item: int) -> None:
+            super().__init__(item)
+            if item == victim:
+                self.turn = Turn()
+
+    monkeypatch.setattr(group_commit, "_Slot", Slot)
+
+
+@pytest.mark.parametrize("case", ["queued", "handed the lead", "taken"])
+def test_an_interrupted_caller_leaves_the_line_and_the_others_go_on(monkeypatch: pytest.MonkeyPatch,
+                                                                     case: str) -> None:
+    """A caller interrupted while it waits (queued, just handed the lead, or already taken by a write) never
+    leaves the others waiting: its item is written only if a write had taken it, and the lead passes on."""
+    early = case != "taken"  # "taken": the first write takes late, so the victim goes in the leader's batch
+    gate = Gate(take_first=early)
+    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=1 if early else 32)
+    own = 0 if early else 1  # the leader's own item, still queued while its write waits to take
+    _interrupting_slots(monkeypatch, victim=1, after_wake=case != "queued")
+    _, lead = _submit_all(group, [0])
+    assert gate.entered.wait(30)
+    victim, victims = _submit_all(group, [1])
+    if case == "queued":
+        victims[0].join(30)  # interrupted at once: it left the line before anything was written
+        assert group.waiting() == 0
+    else:
+        _until(lambda: group.waiting() == 1 + own, "the victim queues")
+    others, threads = _submit_all(group, [2])
+    _until(lambda: group.waiting() == (1 if case == "queued" else 2) + own, "another caller queues")
+    gate.open.set()
+    for thread in lead + victims + threads:
+        thread.join(30)
+    assert not any(t.is_alive() for t in lead + victims + threads), "a caller still waits"
+    assert isinstance(victim[1], _Interrupted)
+    assert others == {2: "done-2"} and group.waiting() == 0 and not group.leading
+    written = [i for batch in gate.batches for i in batch]
+    assert (1 in written) == (case == "taken")
+    assert group.submit(3) == "done-3"  # nobody is left holding the lead

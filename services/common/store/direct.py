@@ -172,6 +172,32 @@ class DirectWrite(DirectRead):
 
 
 
+@contextlib.contextmanager
+def pipelined(conn: Connection) -> Iterator[None]:
+    """Send the block's statements on ``conn`` without waiting for each one's answer (psycopg's pipeline mode,
+    on PostgreSQL): a transaction's BEGIN and inserts go out together and are answered when the block reads
+    a result (a ``DirectRead``) or ends, one round trip instead of one per statement. Elsewhere it does
+    nothing.
+
+    Only statements on the driver's cursor (``DirectRead``, ``DirectWrite``, ``insert_rows``) belong in the
+    block: ``Connection.execute`` reads each statement's result, which ends the batching at that statement.
+    A statement's error comes out at the next read of a result or at the block's end, not where it was
+    sent, as SQLAlchemy's error (e.g. ``IntegrityError``); the transaction is then to be rolled back.
+    """
+    if conn.dialect.driver != "psycopg":
+        yield
+        return
+    _autobegin(conn)
+    fairy = conn.connection
+    driver = fairy.driver_connection
+    try:
+        with driver.pipeline():  # type: ignore[union-attr]
+            yield
+    except conn.dialect.loaded_dbapi.Error as error:
+        conn._handle_dbapi_exception(error, None, None, None, None)
+        raise  # not reached: the handler raises
+
+
 _DRIVERS = ("pysqlite", "psycopg")  # the drivers whose cursors take multi-row statements here
 
 

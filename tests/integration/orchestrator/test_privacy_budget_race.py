@@ -1,7 +1,8 @@
 """Many differentially private jobs created at once against one monthly epsilon cap: the ledger
 reserves budget for no more of them than the cap allows (a create judges a job against the ledger
 it read, and appends its reservation at that ledger's version; a concurrent reservation sends it
-back to be judged again)."""
+back to be judged again), on SQLite and PostgreSQL (where the append and the position read go out
+pipelined, and the conflict surfaces at the read)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from privtune.platform import Platform
 from privtune.v1 import training_service_pb2 as pb
 from tests.orchestrator_fixtures import create_job, job_request, register_version, training_stub
 from tests.platform_fixtures import metadata, start_platform
+from tests.stores import fresh_store_url
 from tests.training_fixtures import TENANT, make_models
 
 pytestmark = pytest.mark.integration
@@ -23,14 +25,15 @@ CAP = 6.0  # room for one job of epsilon 4, not two
 JOBS = 8
 
 
-@pytest.fixture
-def platform(tmp_path: Path) -> Iterator[Platform]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platform]:
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / f"{TENANT}.yaml").write_text(
         'version: "race"\n'
         f"privacy: {{monthly_epsilon_cap: {CAP}, max_epsilon_per_job: 8.0}}\n"
         "quotas: {max_concurrent_jobs: 100, monthly_gpu_hours: 1000.0}\n")
-    running = start_platform(tmp_path, services=("orchestrator",))  # no worker: admitted jobs stay queued
+    running = start_platform(tmp_path, services=("orchestrator",),  # no worker: admitted jobs stay queued
+                             store_uri=fresh_store_url(request, request.param, tmp_path))
     make_models(running.config.models_dir)
     yield running
     running.stop()
