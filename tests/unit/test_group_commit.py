@@ -62,62 +62,52 @@ def _submit_all(group: GroupCommit, items: Sequence[int]) -> tuple[dict[int, obj
     return results, threads
 
 
-def test_callers_arriving_during_a_write_go_together_in_the_next_batch() -> None:
-    gate = Gate()
-    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=32)
+def _behind_a_held_write(group: GroupCommit, gate: Gate, followers: range) -> dict[int, object]:
+    """Item 0 leads and its write is held at ``gate``; ``followers`` queue meanwhile; then the gate opens.
+    Every caller's outcome (or error) once all have returned."""
     first, lead = _submit_all(group, [0])
     assert gate.entered.wait(30)
-    rest, threads = _submit_all(group, range(1, 8))
-    _until(lambda: group.waiting() == 7, "seven callers queue behind the first batch")
+    rest, threads = _submit_all(group, followers)
+    queued = len(followers) + (0 if gate.take_first else 1)  # the leader's own item waits too if it takes late
+    _until(lambda: group.waiting() == queued, f"{queued} items queue")
     gate.open.set()
     for thread in lead + threads:
         thread.join(30)
+    assert not any(t.is_alive() for t in lead + threads), "a caller still waits"
+    return {**first, **rest}
+
+
+def test_callers_arriving_during_a_write_go_together_in_the_next_batch() -> None:
+    gate = Gate()
+    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=32)
+    results = _behind_a_held_write(group, gate, range(1, 8))
     assert gate.batches[0] == [0]
     assert sorted(gate.batches[1]) == list(range(1, 8)) and len(gate.batches) == 2
-    assert {**first, **rest} == {i: f"done-{i}" for i in range(8)}  # each caller its own outcome
+    assert results == {i: f"done-{i}" for i in range(8)}  # each caller its own outcome
     assert (group.batches, group.items, group.largest) == (2, 8, 7)
 
 
 def test_callers_arriving_while_the_leader_waits_to_take_go_in_its_batch() -> None:
     gate = Gate(take_first=False)  # as a write that waits for the store's write lock before it takes
     group: GroupCommit[int, str] = GroupCommit(gate, max_batch=32)
-    first, lead = _submit_all(group, [0])
-    assert gate.entered.wait(30)
-    rest, threads = _submit_all(group, range(1, 6))
-    _until(lambda: group.waiting() == 6, "five callers queue beside the leader's own item")
-    gate.open.set()
-    for thread in lead + threads:
-        thread.join(30)
+    results = _behind_a_held_write(group, gate, range(1, 6))
     assert gate.batches[0][0] == 0 and sorted(gate.batches[0]) == list(range(6)) and len(gate.batches) == 1
-    assert {**first, **rest} == {i: f"done-{i}" for i in range(6)}
+    assert results == {i: f"done-{i}" for i in range(6)}
     assert (group.batches, group.items, group.largest) == (1, 6, 6)
 
 
 def test_a_batch_is_never_longer_than_max_batch() -> None:
     gate = Gate()
     group: GroupCommit[int, str] = GroupCommit(gate, max_batch=3)
-    _, lead = _submit_all(group, [0])
-    assert gate.entered.wait(30)
-    results, threads = _submit_all(group, range(1, 9))
-    _until(lambda: group.waiting() == 8, "eight callers queue")
-    gate.open.set()
-    for thread in lead + threads:
-        thread.join(30)
+    results = _behind_a_held_write(group, gate, range(1, 9))
     assert [len(b) for b in gate.batches] == [1, 3, 3, 2]
-    assert results == {i: f"done-{i}" for i in range(1, 9)}
+    assert results == {i: f"done-{i}" for i in range(9)}
 
 
 def test_a_failed_write_reaches_every_caller_of_its_batch_and_the_next_batch_still_runs() -> None:
     gate = Gate(fail_on=3)
     group: GroupCommit[int, str] = GroupCommit(gate, max_batch=4)
-    _, lead = _submit_all(group, [0])
-    assert gate.entered.wait(30)
-    results, threads = _submit_all(group, range(1, 8))
-    _until(lambda: group.waiting() == 7, "seven callers queue")
-    gate.open.set()
-    for thread in lead + threads:
-        thread.join(30)
-    assert not any(t.is_alive() for t in lead + threads), "a caller still waits for a batch"
+    results = _behind_a_held_write(group, gate, range(1, 8))
     failed = next(b for b in gate.batches if 3 in b)
     for i in range(1, 8):
         if i == failed[0]:  # the leader of the failed batch: the exception itself
@@ -132,13 +122,7 @@ def test_a_failed_write_reaches_every_caller_of_its_batch_and_the_next_batch_sti
 def test_a_write_that_returns_too_few_outcomes_fails_its_callers_instead_of_mixing_them_up() -> None:
     gate = Gate()
     group: GroupCommit[int, str] = GroupCommit(lambda take: gate(take)[:1], max_batch=8)
-    _, lead = _submit_all(group, [0])
-    assert gate.entered.wait(30)
-    results, threads = _submit_all(group, range(1, 4))
-    _until(lambda: group.waiting() == 3, "three callers queue")
-    gate.open.set()
-    for thread in lead + threads:
-        thread.join(30)
+    results = _behind_a_held_write(group, gate, range(1, 4))
     leader = gate.batches[1][0]
     for i in range(1, 4):
         error = results[i] if i == leader else results[i].__cause__  # type: ignore[union-attr]
