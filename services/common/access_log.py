@@ -194,15 +194,19 @@ class AllowedCallRecorder:
     def close(self) -> None:
         """Store what is still queued, once nothing serves calls any more (``Platform.stop``, after the server);
         what cannot be stored is counted in a warning, never dropped silently."""
+        if self._drain() and self.queue.qsize():
+            log.warning("access recorder: %d calls arrived after the last flush at shutdown; not stored",
+                        self.queue.qsize())
+
+    def _drain(self) -> bool:
+        """``flush(drain=True)``; False (and a warning counting what was not stored) if the store refused."""
         try:
             self.flush(drain=True)
+            return True
         except Exception:  # noqa: BLE001 - the store may be gone at shutdown
             log.warning("access recorder: %d calls not stored at shutdown", len(self._pending) + self.queue.qsize(),
                         exc_info=True)
-            return
-        if self.queue.qsize():
-            log.warning("access recorder: %d calls arrived after the last flush at shutdown; not stored",
-                        self.queue.qsize())
+            return False
 
     def run(self, stop: threading.Event) -> None:
         def step() -> bool:
@@ -211,8 +215,4 @@ class AllowedCallRecorder:
         try:
             run_loop("access-recorder", step, stop, idle_seconds=FLUSH_EVERY_S)
         finally:
-            try:
-                self.flush(drain=True)  # what was queued before the stop, and by calls that ended meanwhile
-            except Exception:  # noqa: BLE001 - the store may be gone at shutdown
-                log.warning("access recorder: %d calls not stored at shutdown", len(self._pending) +
-                            self.queue.qsize(), exc_info=True)
+            self._drain()  # what was queued before the stop, and by calls that ended meanwhile

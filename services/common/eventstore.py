@@ -64,15 +64,13 @@ def append(
 
 
 def append_new_streams(conn: Connection, stream_type: str, events: Sequence[events_pb2.EventEnvelope]) -> None:
-    """Store each of ``events`` as the first event of its own new stream (its subject), in two
-    statements for the lot: what many one-event appends with ``expected_version=0`` would do.
+    """Store each of ``events`` as the first event of its own new stream, in two statements for the lot:
+    what many one-event appends with ``expected_version=0`` would do.
 
     Raises:
         ConcurrencyConflict: one of the streams exists already (nothing of the lot is stored).
     """
-    if events:
-        _store(conn, stream_type, [(env, 1) for env in events],
-               f"one of {len(events)} new {stream_type} streams exists already; retry the request")
+    append_to_new_streams(conn, stream_type, [[env] for env in events])
 
 
 def append_to_new_streams(conn: Connection, stream_type: str,

@@ -37,9 +37,12 @@ def append_job(conn: Connection, tenant_id: str, job_id: str, state: job_domain.
     Raises:
         ConcurrencyConflict: another writer appended to the job first.
     """
-    envelopes = [new_envelope(p, subject=job_id, tenant_id=tenant_id, source=SOURCE, causation=causation)
-                 for p in payloads]
-    return append_envelopes(conn, state, envelopes)
+    return append_envelopes(conn, state, _envelopes(tenant_id, job_id, payloads, causation))
+
+
+def _envelopes(tenant_id: str, job_id: str, payloads: list, causation: Causation) -> list[events_pb2.EventEnvelope]:
+    return [new_envelope(p, subject=job_id, tenant_id=tenant_id, source=SOURCE, causation=causation)
+            for p in payloads]
 
 
 def append_envelopes(conn: Connection, state: job_domain.TrainingJobState,
@@ -61,8 +64,7 @@ def append_new_jobs(conn: Connection, jobs: Sequence[tuple[str, str, list, Causa
     Raises:
         ConcurrencyConflict: one of the jobs exists already (nothing of the lot is stored).
     """
-    streams = [[new_envelope(p, subject=job_id, tenant_id=tenant_id, source=SOURCE, causation=causation)
-                for p in payloads] for tenant_id, job_id, payloads, causation in jobs]
+    streams = [_envelopes(tenant_id, job_id, payloads, causation) for tenant_id, job_id, payloads, causation in jobs]
     eventstore.append_to_new_streams(conn, STREAM_TYPE, streams)
     states = [job_domain.fold(envelopes, job_domain.TrainingJobState()) for envelopes in streams]
     job_view.save_new(conn, states)

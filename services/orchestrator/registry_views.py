@@ -316,22 +316,18 @@ def apply_runs(conn: Connection, envs: list[events_pb2.EventEnvelope]) -> None:
     held: dict[tuple[str, str], tuple[dict[str, object], list[dict[str, str]]]] = {}
     for env in envs:
         kind = payload_name(env)
-        key = (env.tenant_id, env.subject)
         if kind not in _STATE_BY_PAYLOAD and kind not in ("training_requested", "training_progress"):
             continue  # heartbeats, checkpoints and stop requests change nothing a run shows
-        if kind == "training_requested" and (env.tenant_id, env.training_requested.job_id) not in held:
-            run = _new_run(env)
-            held[(env.tenant_id, str(run[0]["job_id"]))] = run
-        elif kind == "training_requested":  # a second request of a held run: the store refuses it, as one by one
-            _insert_runs(conn, list(held.values()))
-            held.clear()
-            apply_run(conn, env)
-        elif key in held and kind in _STATE_BY_PAYLOAD:
+        requested = kind == "training_requested"
+        key = (env.tenant_id, env.training_requested.job_id if requested else env.subject)
+        if requested and key not in held:
+            held[key] = _new_run(env)
+        elif not requested and key in held and kind in _STATE_BY_PAYLOAD:
             values = _run_update(env, held[key][0])
             if values is not None:
                 held[key][0].update(values)
-        else:
-            if key in held:  # a progress point: the run's row must be in the store first
+        else:  # in the store: after the held runs if it touches one (a progress point, a second request)
+            if key in held:
                 _insert_runs(conn, list(held.values()))
                 held.clear()
             apply_run(conn, env)
