@@ -14,12 +14,11 @@ import logging
 import queue
 import threading
 import time
-import uuid
 
 from sqlalchemy import Engine, select
 
 from privtune.v1 import events_pb2
-from services.common import eventstore
+from services.common import eventstore, random_ids
 from services.common.envelope import Causation, new_envelope
 from services.common.errors import Unavailable
 from services.common.identity import UNAUTHENTICATED_TENANT, Caller, is_tenant_id
@@ -60,7 +59,7 @@ class AccessDenialRecorder:
         if tenant == UNAUTHENTICATED_TENANT and not self._within_budget(method):
             return
         principal = metadata.get("x-privtune-actor", "")[:128] or "anonymous"
-        subject = f"denial-{uuid.uuid4().hex}"
+        subject = f"denial-{random_ids.uuid4().hex}"
         env = new_envelope(events_pb2.AccessDenied(principal=principal, method=method, reason=reason[:500], rule=rule),
                            subject=subject, tenant_id=tenant, source=SOURCE,
                            causation=Causation(actor=principal, correlation_id=metadata.get("x-correlation-id", "")))
@@ -86,7 +85,7 @@ class AccessDenialRecorder:
                 principal="anonymous", method=method, rule="throttled",
                 reason=f"{n} more unauthenticated calls refused (over {self.unauthenticated_per_s}/s: counted, "
                        "not recorded one by one)"),
-                subject=f"denial-{uuid.uuid4().hex}", tenant_id=UNAUTHENTICATED_TENANT, source=SOURCE,
+                subject=f"denial-{random_ids.uuid4().hex}", tenant_id=UNAUTHENTICATED_TENANT, source=SOURCE,
                 causation=Causation(actor="anonymous", correlation_id=""))
             self._append(env, f"{n} throttled denials of {method}")
         return sum(counted.values())
@@ -106,7 +105,7 @@ class AccessDenialRecorder:
         """
         env = new_envelope(events_pb2.BreakGlassUsed(principal=caller.actor[:128], method=method,
                                                      issuer=caller.issuer[:255]),
-                           subject=f"break-glass-{uuid.uuid4().hex}", tenant_id=caller.tenant_id, source=SOURCE,
+                           subject=f"break-glass-{random_ids.uuid4().hex}", tenant_id=caller.tenant_id, source=SOURCE,
                            causation=Causation(actor=caller.actor[:128], correlation_id=""))
         with self.engine.begin() as conn:
             eventstore.append(conn, "access", [env], expected_version=0)
@@ -153,7 +152,7 @@ class AllowedCallRecorder:
         env = new_envelope(events_pb2.AccessAllowed(
             principal=caller.actor[:128], method=method, resource=resource, issuer=caller.issuer[:255],
             via=caller.via, roles=sorted(caller.roles), outcome=outcome, duration_ms=min(duration_ms, 2**32 - 1)),
-            subject=f"access-{uuid.uuid4().hex}", tenant_id=caller.tenant_id, source=SOURCE,
+            subject=f"access-{random_ids.uuid4().hex}", tenant_id=caller.tenant_id, source=SOURCE,
             causation=Causation(actor=caller.actor[:128], correlation_id=correlation_id))
         self.queue.put(env)
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from google.protobuf.message import DecodeError, Message
 
 from privtune.v1 import events_pb2
+from services.common import random_ids
 from services.common.errors import MalformedEvent
 from services.common.identity import UNAUTHENTICATED_TENANT, is_tenant_id
 from services.common.topics import topic_for_payload
@@ -42,7 +42,7 @@ def new_envelope(
 ) -> events_pb2.EventEnvelope:
     """Wrap a domain event in an envelope; the payload type picks the oneof field."""
     env = events_pb2.EventEnvelope(
-        id=event_id or str(uuid.uuid4()),
+        id=event_id or str(random_ids.uuid4()),
         source=source,
         type=payload.DESCRIPTOR.full_name,
         specversion=SPEC_VERSION,

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-import os
 import threading
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine
 
-from services.common import page_tokens
+from services.common import page_tokens, random_ids
 from services.common.errors import InvalidArgument
 
 PREFIX = "p1."
@@ -52,7 +51,7 @@ def seal(engine: Engine, tenant_id: str, seq: int) -> str:
     """The position ``seq`` as tenant ``tenant_id`` may see it ("" for 0: nothing written yet)."""
     if seq <= 0:
         return ""
-    nonce = os.urandom(12)
+    nonce = random_ids.random_bytes(12)
     sealed = _cipher(engine).encrypt(nonce, seq.to_bytes(8, "big"), tenant_id.encode())
     return PREFIX + page_tokens._b64(nonce + sealed)
 

@@ -17,7 +17,6 @@ from privtune.v1 import training_service_pb2 as api
 from services.common import eventstore
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.eval_gates import check_gates, check_suite_id
-from services.common.store.direct import DirectRead
 from services.common.store.schema import training_job_view
 from services.common.store.engine import reader
 from services.common.training_spec import TrainingSpec, from_request
@@ -109,15 +108,11 @@ def _spec_path(loc: tuple[int | str, ...]) -> str:
 
 
 _V = training_job_view.c
-_GPU_HOURS_USED = DirectRead(select(func.sum(_V.gpu_hours)).where(
+# the dataset version's catalog row and the tenant's GPU hours of the month (every job but this one that
+# was not rejected), in one statement: one round trip and one snapshot for the two reads admission makes
+_VERSION_AND_GPU_HOURS = catalog.version_read_with(select(func.sum(_V.gpu_hours)).where(
     _V.tenant_id == bindparam("tenant_id"), _V.month == bindparam("month"), _V.job_id != bindparam("exclude_job"),
-    _V.state != job_domain.REJECTED))
-
-
-def gpu_hours_used(engine: Engine, tenant_id: str, month: str, exclude_job: str = "") -> float:
-    with reader(engine).connect() as conn:
-        value = _GPU_HOURS_USED.scalar(conn, {"tenant_id": tenant_id, "month": month, "exclude_job": exclude_job})
-    return float(value or 0.0)
+    _V.state != job_domain.REJECTED).scalar_subquery().label("gpu_hours_used"))
 
 
 def load_ledger(engine: Engine, tenant_id: str, month: str) -> ledger.LedgerState:
@@ -142,7 +137,10 @@ def admit(engine: Engine, settings: OrchestratorSettings, tenant_id: str, job_id
     check_gates(req.eval_gates, "spec.eval_gates")
     policy = load_policy(settings.policies_dir, tenant_id)
     model = catalog.model_info(settings.models_dir, req.base_model_id)
-    dataset = catalog.dataset_info(engine, tenant_id, req.dataset_version_id)
+    month = ledger.month_of(now_ms)
+    row = catalog.dataset_version(engine, tenant_id, req.dataset_version_id, read=_VERSION_AND_GPU_HOURS,
+                                  params={"month": month, "exclude_job": job_id})
+    dataset = catalog.info_of(req.dataset_version_id, row)
     tags: Mapping[str, str] = dict(req.experiment_tags)
     requested = "qlora" if req.qlora else METHOD_NAMES.get(req.method, "")
     method, note = resolve_method(policy.policy, requested, model, tags)
@@ -152,13 +150,12 @@ def admit(engine: Engine, settings: OrchestratorSettings, tenant_id: str, job_id
     gpu = gpu_type(pool.gpu_type) if pool is not None else gpu_type("cpu")
     sized = estimate(model, spec, dataset, gpu)
     fitting = fitting_methods(model, spec, dataset, gpu)
-    month = ledger.month_of(now_ms)
     violations = list(evaluate(policy.policy, AdmissionRequest(
         tenant_id=tenant_id, spec=spec, model=model, dataset=dataset, pool_name=pool_name, pool=pool,
         now_ms=now_ms, available_pools=tuple(settings.pools.values()), gpus=spec.num_processes,
         priority=req.priority, tags=tags, peak_memory_bytes=sized.peak_memory_bytes,
         gpu_memory_bytes=sized.gpu_memory_bytes, fitting_methods=fitting, estimated_gpu_hours=sized.gpu_hours,
-        gpu_hours_used_this_month=gpu_hours_used(engine, tenant_id, month, exclude_job=job_id))))
+        gpu_hours_used_this_month=float(row["gpu_hours_used"] or 0.0))))
     privacy, state = None, None
     if spec.dp.enabled and dataset.train_records >= 2:
         privacy = ledger.planned_epsilon(spec, dataset.train_records)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -18,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from privtune.v1 import events_pb2
 from privtune.v1 import training_service_pb2 as api
-from services.common import eventstore, positions, queries
+from services.common import eventstore, positions, queries, random_ids
 from services.common.clock import now_ms
 from services.common.envelope import Causation, new_envelope
 from services.common.errors import ConcurrencyConflict, FailedPrecondition, InvalidArgument, NotFound, Resource
@@ -111,8 +110,8 @@ class TrainingJobApplication:
             existing = self._by_request_id(caller, req.request_id)
             if existing is not None:
                 return existing, self.position_of(caller, existing.job_id)
-        job_id = f"tj-{uuid.uuid4().hex[:24]}"
-        causation = Causation(actor=caller.actor, correlation_id=correlation_id or uuid.uuid4().hex)
+        job_id = f"tj-{random_ids.uuid4().hex[:24]}"
+        causation = Causation(actor=caller.actor, correlation_id=correlation_id or random_ids.uuid4().hex)
         batched = False
         for _ in range(10):
             decided = admission.admit(self.engine, self.settings, caller.tenant_id, job_id, req.spec, now_ms())
@@ -204,7 +203,7 @@ class TrainingJobApplication:
     def cancel(self, caller: Caller, job_id: str, reason: str,
                correlation_id: str = "") -> tuple[job_domain.TrainingJobState, str]:
         """The job after the cancel, and its sealed position."""
-        causation = Causation(actor=caller.actor, correlation_id=correlation_id or uuid.uuid4().hex)
+        causation = Causation(actor=caller.actor, correlation_id=correlation_id or random_ids.uuid4().hex)
         for _ in range(20):
             state = self.get(caller, job_id)
             events = job_domain.decide_cancel(state, reason)
@@ -230,7 +229,7 @@ class TrainingJobApplication:
             if not decision.events:
                 return decision, state
             # caused by the command it claims; part of the job's chain of requests
-            causation = Causation(actor=worker_id, correlation_id=state.correlation_id or uuid.uuid4().hex,
+            causation = Causation(actor=worker_id, correlation_id=state.correlation_id or random_ids.uuid4().hex,
                                   causation_id=state.scheduled_event_id)
             try:
                 with self.engine.begin() as conn:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any, Mapping
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select
+from sqlalchemy import ColumnElement, Connection, Engine, bindparam, insert, select
 
 from privtune.v1 import events_pb2
 from services.common import model_store
@@ -59,16 +60,26 @@ _VERSION = DirectRead(_VERSION_SELECT)
 _OF_DATASET = DirectRead(_VERSION_SELECT.where(catalog.c.dataset_id == bindparam("dataset_id")))
 
 
-def find_dataset_version(conn: Connection, tenant_id: str, version_id: str, dataset_id: str = "") -> dict | None:
-    """The catalog row of ``version_id`` in this tenant (of ``dataset_id`` if given), or None."""
-    params = {"tenant_id": tenant_id, "version_id": version_id, "dataset_id": dataset_id}
-    statement = _OF_DATASET if dataset_id else _VERSION
-    rows = statement.rows(conn, params)
+def find_dataset_version(conn: Connection, tenant_id: str, version_id: str, dataset_id: str = "",
+                         read: DirectRead | None = None, params: Mapping[str, Any] | None = None) -> dict | None:
+    """The catalog row of ``version_id`` in this tenant (of ``dataset_id`` if given), or None. ``read`` (from
+    ``version_read_with``) adds its columns to the row, with ``params`` for their parameters."""
+    values = {"tenant_id": tenant_id, "version_id": version_id, "dataset_id": dataset_id, **(params or {})}
+    statement = read or (_OF_DATASET if dataset_id else _VERSION)
+    rows = statement.rows(conn, values)
     return dict(zip(statement.columns, rows[0])) if rows else None
 
 
-def dataset_version(engine: Engine, tenant_id: str, version_id: str, wait_seconds: float | None = None) -> dict:
-    """The catalog row of ``version_id``, waiting briefly for a version curated a moment ago.
+def version_read_with(*columns: ColumnElement[Any]) -> DirectRead:
+    """A read of a version's catalog row that also answers ``columns`` (labelled scalar subqueries, say) in the
+    same statement: one round trip, one snapshot. Build it once; pass it to ``dataset_version``."""
+    return DirectRead(_VERSION_SELECT.add_columns(*columns))
+
+
+def dataset_version(engine: Engine, tenant_id: str, version_id: str, wait_seconds: float | None = None,
+                    read: DirectRead | None = None, params: Mapping[str, Any] | None = None) -> dict:
+    """The catalog row of ``version_id``, waiting briefly for a version curated a moment ago; with ``read``
+    (``version_read_with``) and its ``params``, with that read's columns too.
 
     Raises:
         NotFound: no such version in the tenant (the message says how to make one).
@@ -79,7 +90,7 @@ def dataset_version(engine: Engine, tenant_id: str, version_id: str, wait_second
 
     def lookup() -> dict | None:
         with reader(engine).connect() as conn:
-            return find_dataset_version(conn, tenant_id, version_id)
+            return find_dataset_version(conn, tenant_id, version_id, read=read, params=params)
 
     # only a well-formed id can be waiting in the projection; anything else is unknown at once
     well_formed = VERSION_ID_RE.match(version_id) is not None
@@ -94,7 +105,11 @@ def dataset_version(engine: Engine, tenant_id: str, version_id: str, wait_second
 
 
 def dataset_info(engine: Engine, tenant_id: str, version_id: str, manifest: dict | None = None) -> DatasetInfo:
-    row = dataset_version(engine, tenant_id, version_id)
+    return info_of(version_id, dataset_version(engine, tenant_id, version_id), manifest)
+
+
+def info_of(version_id: str, row: Mapping[str, Any], manifest: dict | None = None) -> DatasetInfo:
+    """What sizing and policy need of a version, from its catalog row (and its manifest, if read)."""
     mean_tokens = 256.0
     if manifest:
         train = [s for s in manifest.get("shards", []) if s.get("split") == "train"]
