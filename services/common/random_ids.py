@@ -37,6 +37,8 @@ os.register_at_fork(after_in_child=_forget)
 def random_bytes(n: int) -> bytes:
     """``n`` bytes from the kernel's CSPRNG (``os.urandom``), never handed out before in this process."""
     global _buffer, _offset, _pid
+    if n < 0:
+        raise ValueError(f"random_bytes({n}): a count of bytes is never negative")
     if n > 256:
         return os.urandom(n)
     with _lock:

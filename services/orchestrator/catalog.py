@@ -64,6 +64,8 @@ def find_dataset_version(conn: Connection, tenant_id: str, version_id: str, data
                          read: DirectRead | None = None, params: Mapping[str, Any] | None = None) -> dict | None:
     """The catalog row of ``version_id`` in this tenant (of ``dataset_id`` if given), or None. ``read`` (from
     ``version_read_with``) adds its columns to the row, with ``params`` for their parameters."""
+    if read is not None and dataset_id:
+        raise ValueError("find_dataset_version: a read of its own (read=) does not filter by dataset_id")
     values = {"tenant_id": tenant_id, "version_id": version_id, "dataset_id": dataset_id, **(params or {})}
     statement = read or (_OF_DATASET if dataset_id else _VERSION)
     rows = statement.rows(conn, values)

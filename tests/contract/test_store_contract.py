@@ -302,11 +302,12 @@ def test_direct_reads_answer_as_sqlalchemy_does_inside_and_outside_transactions(
 
 
 def test_direct_reads_of_many_rows_give_every_value_and_the_order_exactly(engine: Engine) -> None:
-    """On SQLite a DirectRead of integer, string and float columns comes back packed as one JSON text (two
-    steps of the driver instead of one per row: see services/common/store/direct.py); on both stores the
-    rows must be exactly those of Connection.execute, in the statement's order: floats to the last bit
-    (JSON numbers would round them to 15 digits), extreme integers, NULLs, quotes and non-ASCII text,
-    an empty result, and an ORDER BY in a subquery under a join."""
+    """On SQLite a DirectRead of integer, string, float and byte columns comes back packed as one JSON text
+    (two steps of the driver instead of one per row: see services/common/store/direct.py); on both stores
+    the rows must be exactly those of Connection.execute, in the statement's order: floats to the last bit
+    (JSON numbers would round them to 15 digits), extreme integers, NULLs, empty and binary bytes, quotes and
+    non-ASCII text, an empty result, and an ORDER BY in a subquery under a join. A result longer than SQLite's
+    length limit is read row by row instead."""
     import math
     import random
     import struct
@@ -323,8 +324,9 @@ def test_direct_reads_of_many_rows_give_every_value_and_the_order_exactly(engine
     floats += [rng.uniform(-1e6, 1e6) for _ in range(150)] + [rng.random() * 10.0 ** rng.randint(-300, 300)
                                                             for _ in range(150)]
     texts = ["", "a'b\"c", "tab\tnew\nline", "ünïcødé ☃ 𝄞", "\\back\\slash", None, "[1,2]", "null"]
+    blobs = [b"", None, b"\x00\xff", bytes(range(256)) * 8, b"[1]"]
     values = [{"n": i, "big": rng.choice([2**63 - 1, -2**63, 0, None, rng.randint(-2**62, 2**62)]), "x": x,
-               "s": texts[i % len(texts)], "b": b"\x00\xff"} for i, x in enumerate(floats)]
+               "s": texts[i % len(texts)], "b": blobs[i % len(blobs)]} for i, x in enumerate(floats)]
     rng.shuffle(values)
     probe.create(engine)
     try:
@@ -337,7 +339,7 @@ def test_direct_reads_of_many_rows_give_every_value_and_the_order_exactly(engine
             .select_from(select(func.max(c.n).label("top")).subquery("top").outerjoin(inner, true()))
         empty = select(c.x, c.s).where(c.n < bindparam("low"))
         summed = select(func.sum(c.x).label("total"), func.count().label("rows")).where(c.x.between(-1e6, 1e6))
-        with_bytes = select(c.n, c.b).where(c.n >= bindparam("low")).order_by(c.n)
+        with_bytes = select(c.n, c.b, c.x).where(c.n >= bindparam("low")).order_by(c.n.desc())
 
         def same(a: object, b: object) -> bool:  # floats bit for bit (struct tells -0.0 from 0.0)
             if isinstance(a, float) and isinstance(b, float):
@@ -346,17 +348,42 @@ def test_direct_reads_of_many_rows_give_every_value_and_the_order_exactly(engine
 
         with reader(engine).connect() as conn:
             for statement, params in [(ordered, {"low": 0}), (joined, {"low": 3}), (empty, {"low": 0}),
-                                      (summed, {}), (with_bytes, {"low": 290})]:
+                                      (summed, {}), (with_bytes, {"low": 0})]:
                 want = [tuple(r) for r in conn.execute(statement, params).all()]
                 got = list(DirectRead(statement).rows(conn, params))
                 assert len(got) == len(want), statement
                 for g, w in zip(got, want):
                     assert len(g) == len(w) and all(same(x, y) for x, y in zip(g, w)), (g, w)
             assert len(DirectRead(ordered).rows(conn, {"low": 0})) == len(values)
-        if engine.dialect.name == "sqlite":  # the reads above went packed, except the one with bytes
-            packed = [DirectRead(s)._for(engine.dialect).packed is not None
-                      for s in (ordered, joined, empty, summed, with_bytes)]
-            assert packed == [True, True, True, True, False]
+        if engine.dialect.name == "sqlite":
+            assert all(DirectRead(s)._for(engine.dialect).packed is not None  # the reads above went packed
+                       for s in (ordered, joined, empty, summed, with_bytes))
+            # values not of their column's declared kind (SQLite stores what it is given): the packed read
+            # notices and reads row by row, so each comes back exactly as the driver gives it
+            with engine.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO direct_read_probe (n, big, x, s, b) VALUES "
+                                     "(10000, 1234567.123456789, 'not a float', X'00ff', 'text in bytes')")
+            odd = [select(c.n, c.big, c.x, c.s, c.b).where(c.n >= bindparam("low")).order_by(c.n),
+                   select(func.coalesce(c.x, 0).label("x"), (c.n * 1.5).cast(Integer).label("m"))
+                   .where(c.n >= bindparam("low")).order_by(c.n)]
+            with reader(engine).connect() as conn:
+                for statement in odd:
+                    want = [tuple(r) for r in conn.execute(statement, {"low": 9000}).all()]
+                    got = list(DirectRead(statement).rows(conn, {"low": 9000}))
+                    assert got == want and all(same(x, y) for g, w in zip(got, want) for x, y in zip(g, w))
+                want = [tuple(r) for r in conn.execute(odd[1], {"low": 0}).all()]  # NULL x: an integer 0 in it
+                got = list(DirectRead(odd[1]).rows(conn, {"low": 0}))
+                assert len(got) == len(want) and all(same(x, y) for g, w in zip(got, want) for x, y in zip(g, w))
+            with reader(engine).connect() as conn:  # a result longer than SQLite makes one text of: row by row
+                driver = conn.connection.driver_connection
+                was = driver.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 8192)  # type: ignore[union-attr]
+                try:
+                    want = [tuple(r) for r in conn.execute(with_bytes, {"low": 0}).all()]
+                    assert list(DirectRead(with_bytes).rows(conn, {"low": 0})) == want
+                    assert list(DirectRead(ordered).rows(conn, {"low": 0})) == \
+                        [tuple(r) for r in conn.execute(ordered, {"low": 0}).all()]
+                finally:
+                    driver.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, was)  # type: ignore[union-attr]
     finally:
         probe.drop(engine)
 

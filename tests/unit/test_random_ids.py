@@ -6,6 +6,8 @@ import os
 import threading
 import uuid
 
+import pytest
+
 from services.common import random_ids
 
 
@@ -32,6 +34,8 @@ def test_sizes_and_large_draws() -> None:
         [0, 1, 12, 255, 256, 257, 10_000]
     nonces = {random_ids.random_bytes(12) for _ in range(5000)}
     assert len(nonces) == 5000
+    with pytest.raises(ValueError):  # would step the buffer back and hand the same bytes out again
+        random_ids.random_bytes(-12)
 
 
 def test_a_forked_child_never_hands_out_the_bytes_its_parent_hands_out_next() -> None:

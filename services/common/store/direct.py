@@ -20,26 +20,32 @@ few statements, for the same reasons.
 **On SQLite a read's rows come back packed in one.** sqlite3 gives the GIL back around every step of a
 statement, one step per row, and each time must win it back from every other busy thread: under the
 API benchmark's load a 50-row ``ListTrainingJobs`` spent 16 ms (p50) in its handler that way, for about
-1.5 ms of CPU. A ``DirectRead`` whose columns are integers, strings and floats therefore runs on SQLite
-as ``SELECT json_group_array(json_array(<columns>)) FROM (<the statement>)``: SQLite builds the rows'
-JSON (without the GIL) and the driver takes two steps whatever the row count (the same list: 5 ms).
-SQLite keeps a subquery's ORDER BY under an aggregate other than count/min/max (``select.c``: an
-order-sensitive aggregate), so the rows come in the statement's order. JSON numbers would round a float
-to 15 digits, so floats travel as ``printf('%!.20e')`` text, read back exactly (a contract test checks
-every value against the unpacked read). A statement with a byte column or a column of another type
-(which a JSON text could not carry as it is) is read row by row as before.
+1.5 ms of CPU. A ``DirectRead`` whose columns are integers, strings, floats and bytes therefore runs on
+SQLite as ``SELECT json_group_array(json_array(<columns>)) FROM (<the statement>)``: SQLite builds the
+rows' JSON (without the GIL) and the driver takes two steps whatever the row count (the same list:
+5 ms). SQLite keeps a subquery's ORDER BY under an aggregate other than count/min/max (``select.c``:
+an order-sensitive aggregate), so the rows come in the statement's order. JSON numbers would round a
+float to 15 digits, so floats travel as ``printf('%!.20e')`` text, read back exactly, and bytes as
+``hex()`` (a contract test checks every value against the unpacked read). The packed read also says whether
+every value was of its column's storage class (``typeof``): an expression typed Integer that gave a
+REAL would otherwise lose digits in JSON, so such a read is made again row by row, and so is one that
+SQLite cannot pack (a result over its length limit, a BLOB in a text column), one with a column of
+another type, and every read with floats where this process's SQLite does not give them back exactly
+(tried once, ``_sqlite_packs``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import json
 
 from sqlalchemy import (BigInteger, Connection, Dialect, Enum, Float, Integer, LargeBinary, SmallInteger, String,
-                        Table, TypeDecorator, case, func, insert, null, select)
+                        Table, TypeDecorator, and_, case, func, insert, null, or_, select)
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable, Select
 from sqlalchemy.types import TypeEngine
 
@@ -109,43 +115,112 @@ class _Compiled(NamedTuple):
     positional: tuple[str, ...] | None  # parameter names in order for a positional driver (SQLite), else None
     defaults: Mapping[str, Any]          # values the statement carries itself (literals of a filter)
     processors: tuple[tuple[str, Callable[[Any], Any]], ...]  # SQLAlchemy's conversions of parameters, by name
-    packed: tuple[int, ...] | None = None  # SQLite, rows packed in one JSON text: the float columns' indexes
+    packed: _Cells | None = None  # SQLite, rows packed in one JSON text: the columns that travel as text
 
 
-# column types whose values a JSON array carries exactly as the driver would return them (floats: as text)
-_EXACT_IN_JSON = (Integer, BigInteger, SmallInteger, String)
+_Cells = tuple[tuple[int, Callable[[str], Any]], ...]  # (column index, what makes its value from its JSON text)
+_INTEGERS = (Integer, BigInteger, SmallInteger)
+_MAX_COLUMNS = 100  # json_array takes at most SQLITE_MAX_FUNCTION_ARG (127 by default) arguments
 
 
-def _packable(statement: Executable) -> tuple[int, ...] | None:
-    """The float columns' indexes if ``statement``'s rows can be read packed on SQLite, else None."""
-    if not isinstance(statement, Select):
+def _storage_class(kind: TypeEngine) -> str | None:
+    """What SQLite's ``typeof()`` says of a (non-NULL) value the driver gives as a column of ``kind`` needs
+    no conversion for; None for a kind that is not packed."""
+    if isinstance(kind, Float) and not kind.asdecimal:
+        return "real"
+    if isinstance(kind, LargeBinary):
+        return "blob"
+    if type(kind) in _INTEGERS:
+        return "integer"
+    if isinstance(kind, String) and not isinstance(kind, Enum):
+        return "text"
+    return None
+
+
+@functools.cache
+def _sqlite_packs() -> tuple[bool, bool]:
+    """(whether this process's SQLite has the JSON functions, whether its ``printf('%!.20e')`` gives every
+    float back exactly): SQLite before 3.43 makes the digits in ``long double``, which is only ``double`` on
+    some platforms. Tried once, on hard values, in memory."""
+    import math
+    import random
+    import sqlite3
+
+    hard = [0.1 + 0.2, 1 / 3, 0.1, 5e-324, 2.2250738585072014e-308, 2.225073858507201e-308,
+            1.7976931348623157e308, 9007199254740993.0, 1e23, 123456789.00000001, math.pi * 1e200, -1.5e-300,
+            math.nextafter(1.0, 2.0), math.nextafter(1e-5, 0.0)]
+    rng = random.Random(0)
+    hard += [rng.random() * 10.0 ** rng.randint(-300, 300) for _ in range(200)]
+    try:
+        db = sqlite3.connect(":memory:")
+        try:
+            db.execute("SELECT json_group_array(json_array(1, 'a'))").fetchone()
+            db.execute("CREATE TABLE hard (n INTEGER PRIMARY KEY, x REAL)")
+            db.executemany("INSERT INTO hard (n, x) VALUES (?, ?)", enumerate(hard))
+            texts = db.execute("SELECT json_group_array(json_array(printf('%!.20e', x))) "
+                               "FROM (SELECT x FROM hard ORDER BY n)").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return False, False
+    return True, [float(t) for (t,) in json.loads(texts)] == hard
+
+
+def _packable(statement: Executable) -> tuple[str, ...] | None:
+    """Each column's storage class if ``statement``'s rows can be read packed on SQLite, else None."""
+    json_functions, exact_floats = _sqlite_packs()
+    if not isinstance(statement, Select) or not json_functions:
         return None
-    floats = []
-    for i, column in enumerate(statement.selected_columns):
-        kind = column.type
-        if isinstance(kind, Float) and not kind.asdecimal:
-            floats.append(i)
-        elif type(kind) not in _EXACT_IN_JSON and not (isinstance(kind, String) and not isinstance(kind, Enum)):
-            return None  # bytes (JSON has none), and anything else: row by row
-    return tuple(floats)
+    kinds = tuple(_storage_class(column.type) for column in statement.selected_columns)
+    if None in kinds or ("real" in kinds and not exact_floats) or len(kinds) > _MAX_COLUMNS:
+        return None  # row by row
+    return kinds  # type: ignore[return-value]
 
 
-def _packed_statement(statement: Select, floats: tuple[int, ...]) -> Select:
-    """``statement``'s rows as one row: a JSON array of arrays, floats as exact text (see the module doc)."""
+def _packed_statement(statement: Select, kinds: tuple[str, ...]) -> tuple[Select, _Cells]:
+    """``statement``'s rows as one row: a JSON array of arrays (floats and bytes as text), and a flag set when
+    some value is not of its column's storage class (an expression typed Integer that gave a REAL, a text in a
+    Float column): the read is then made again row by row, so every value is exactly what the driver gives."""
+    if statement._limit_clause is None and statement._offset_clause is None:
+        statement = statement.offset(0)  # never merged into the query around it: each column evaluated once
     rows = statement.subquery("packed_rows")
-    cells = [case((column.is_(None), null()), else_=func.printf("%!.20e", column)) if i in floats else column
-             for i, column in enumerate(rows.c)]
-    return select(func.json_group_array(func.json_array(*cells)))
+    cells: list[Any] = []
+    made: list[tuple[int, Callable[[str], Any]]] = []
+    for i, (column, kind) in enumerate(zip(rows.c, kinds)):
+        if kind == "real":
+            cells.append(case((column.is_(None), null()), else_=func.printf("%!.20e", column)))
+            made.append((i, float))
+        elif kind == "blob":
+            cells.append(case((column.is_(None), null()), else_=func.hex(column)))
+            made.append((i, bytes.fromhex))
+        else:
+            cells.append(column)
+    odd = or_(*(and_(column.is_not(None), func.typeof(column) != kind) for column, kind in zip(rows.c, kinds)))
+    return select(func.json_group_array(func.json_array(*cells)), func.max(case((odd, 1), else_=0))), tuple(made)
 
 
-def _unpack(text: str | None, floats: tuple[int, ...]) -> list[tuple]:
+def _unpack(found: tuple[str | None, int | None], cells: _Cells) -> list[tuple] | None:
+    """The rows of a packed read; None if a value was not of its column's storage class."""
+    text, odd = found
+    if odd:
+        return None
     rows = json.loads(text) if text else []
-    if floats:
+    if cells:
         for row in rows:
-            for i in floats:
+            for i, make in cells:
                 if row[i] is not None:
-                    row[i] = float(row[i])
+                    row[i] = make(row[i])
     return [tuple(row) for row in rows]
+
+
+# SQLite could not make the packed text: longer than SQLITE_LIMIT_LENGTH (1e9 bytes by default), a BLOB in a
+# text column, a text that is not UTF-8 (whose message would quote the whole packed result): row by row then
+_UNPACKABLE = ("too big", "JSON cannot hold BLOB", "Could not decode")
+
+
+def _unpackable(error: BaseException) -> bool:
+    message = str(getattr(error, "orig", error))
+    return any(words in message for words in _UNPACKABLE)
 
 
 class DirectRead:
@@ -155,6 +230,7 @@ class DirectRead:
         self.statement = statement
         self.columns = tuple(c.key for c in statement.selected_columns) if isinstance(statement, Select) else ()
         self._compiled: dict[tuple[str, str, str], _Compiled] = {}
+        self._plain: dict[tuple[str, str, str], _Compiled] = {}  # SQLite: unpacked, for a result too big to pack
         self._lock = threading.Lock()
 
     def _for(self, dialect: Dialect) -> _Compiled:
@@ -164,9 +240,11 @@ class DirectRead:
                 found = self._compiled.get(_key(dialect)) or self._compile(dialect)
         return found
 
-    def _compile(self, dialect: Dialect) -> _Compiled:
-        floats = _packable(self.statement) if dialect.name == "sqlite" else None
-        statement = self.statement if floats is None else _packed_statement(self.statement, floats)  # type: ignore[arg-type]
+    def _compile(self, dialect: Dialect, pack: bool = True) -> _Compiled:
+        kinds = _packable(self.statement) if pack and dialect.name == "sqlite" else None
+        statement, cells = self.statement, None
+        if kinds is not None:
+            statement, cells = _packed_statement(self.statement, kinds)  # type: ignore[arg-type]
         compiled = statement.compile(dialect=dialect)
         processors = []
         for name, bind in compiled.binds.items():
@@ -182,8 +260,9 @@ class DirectRead:
                                 "run this statement with Connection.execute")
         positional = tuple(compiled.positiontup) if compiled.positional else None
         defaults = {name: bind.effective_value for bind, name in compiled.bind_names.items() if not bind.required}
-        made = _Compiled(compiled.string, positional, defaults, tuple(processors), floats)
-        self._compiled[_key(dialect)] = made
+        made = _Compiled(compiled.string, positional, defaults, tuple(processors), cells)
+        if pack:
+            self._compiled[_key(dialect)] = made
         return made
 
     def _values(self, compiled: _Compiled, params: Mapping[str, Any]) -> Any:
@@ -209,10 +288,22 @@ class DirectRead:
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> Sequence[tuple]:
         """All rows of the statement with ``params`` (by the bindparams' names), on ``conn``'s connection."""
         compiled = self._for(conn.dialect)
-        floats = compiled.packed
-        if floats is None:
+        cells = compiled.packed
+        if cells is None:
             return self._execute(conn, params, lambda cursor: cursor.fetchall(), compiled)
-        return self._execute(conn, params, lambda cursor: _unpack(cursor.fetchone()[0], floats), compiled)
+        try:
+            found = self._execute(conn, params, lambda cursor: _unpack(cursor.fetchone(), cells), compiled)
+            if found is not None:
+                return found
+        except DBAPIError as error:
+            if not _unpackable(error):
+                raise
+        # a value not of its column's kind, or a result SQLite could not pack: row by row, exactly as the driver
+        # gives it (the first read only read: nothing to undo)
+        with self._lock:
+            plain = self._plain.get(_key(conn.dialect)) or self._plain.setdefault(
+                _key(conn.dialect), self._compile(conn.dialect, pack=False))
+        return self._execute(conn, params, lambda cursor: cursor.fetchall(), plain)
 
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """The first column of the first row (None without rows)."""
