@@ -20,18 +20,18 @@ few statements, for the same reasons.
 **On SQLite a read's rows come back packed in one.** sqlite3 gives the GIL back around every step of a
 statement, one step per row, and each time must win it back from every other busy thread: under the
 API benchmark's load a 50-row ``ListTrainingJobs`` spent 16 ms (p50) in its handler that way, for about
-1.5 ms of CPU. A ``DirectRead`` whose columns are integers, strings, floats and bytes therefore runs on
+1.5 ms of CPU. A ``DirectRead`` whose columns are integers, strings and floats therefore runs on
 SQLite as ``SELECT json_group_array(json_array(<columns>)) FROM (<the statement>)``: SQLite builds the
 rows' JSON (without the GIL) and the driver takes two steps whatever the row count (the same list:
 5 ms). SQLite keeps a subquery's ORDER BY under an aggregate other than count/min/max (``select.c``:
 an order-sensitive aggregate), so the rows come in the statement's order. JSON numbers would round a
-float to 15 digits, so floats travel as ``printf('%!.20e')`` text, read back exactly, and bytes as
-``hex()`` (a contract test checks every value against the unpacked read). The packed read also says whether
-every value was of its column's storage class (``typeof``): an expression typed Integer that gave a
-REAL would otherwise lose digits in JSON, so such a read is made again row by row, and so is one that
-SQLite cannot pack (a result over its length limit, a BLOB in a text column), one with a column of
-another type, and every read with floats where this process's SQLite does not give them back exactly
-(tried once, ``_sqlite_packs``).
+float to 15 digits, so floats travel as ``printf('%!.20e')`` text, read back exactly (a contract
+test checks every value against the unpacked read). The packed read also says whether it met a value
+JSON would not carry exactly (``typeof``: anything but a REAL in a float column, a REAL from an
+expression typed as an integer); such a read is made again row by row, and so is one that SQLite
+cannot pack (a result over its length limit, a BLOB in a text column), one with a column of another
+type (bytes among them: hex in JSON cost a Get more than the row steps it saved), and every read with
+floats where this process's SQLite does not give them back exactly (tried once, ``_sqlite_packs``).
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import json
 
-from sqlalchemy import (BigInteger, Connection, Dialect, Enum, Float, Integer, LargeBinary, SmallInteger, String,
-                        Table, TypeDecorator, and_, case, func, insert, null, or_, select)
+from sqlalchemy import (BigInteger, Column, Connection, Dialect, Enum, Float, Integer, LargeBinary, SmallInteger,
+                        String, Table, TypeDecorator, and_, case, func, insert, literal, null, or_, select)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable, Select
 from sqlalchemy.types import TypeEngine
@@ -128,8 +128,6 @@ def _storage_class(kind: TypeEngine) -> str | None:
     no conversion for; None for a kind that is not packed."""
     if isinstance(kind, Float) and not kind.asdecimal:
         return "real"
-    if isinstance(kind, LargeBinary):
-        return "blob"
     if type(kind) in _INTEGERS:
         return "integer"
     if isinstance(kind, String) and not isinstance(kind, Enum):
@@ -178,25 +176,28 @@ def _packable(statement: Executable) -> tuple[str, ...] | None:
 
 
 def _packed_statement(statement: Select, kinds: tuple[str, ...]) -> tuple[Select, _Cells]:
-    """``statement``'s rows as one row: a JSON array of arrays (floats and bytes as text), and a flag set when
-    some value is not of its column's storage class (an expression typed Integer that gave a REAL, a text in a
-    Float column): the read is then made again row by row, so every value is exactly what the driver gives."""
+    """``statement``'s rows as one row: a JSON array of arrays (floats as text), and a flag set when a value
+    JSON would not carry exactly was met: in a float column anything but a REAL (a text would print as 0.0,
+    an integer come back a float), and a REAL from an expression typed as an integer (JSON keeps 15 digits of
+    it). The read is then made again row by row, so every value is what the driver gives. (A REAL stored in an
+    integer or text column of a table, which no typed write stores, is not looked for.)"""
     if statement._limit_clause is None and statement._offset_clause is None:
         statement = statement.offset(0)  # never merged into the query around it: each column evaluated once
     rows = statement.subquery("packed_rows")
     cells: list[Any] = []
     made: list[tuple[int, Callable[[str], Any]]] = []
-    for i, (column, kind) in enumerate(zip(rows.c, kinds)):
+    checks: list[Any] = []
+    for i, (column, given, kind) in enumerate(zip(rows.c, statement.selected_columns, kinds)):
         if kind == "real":
             cells.append(case((column.is_(None), null()), else_=func.printf("%!.20e", column)))
             made.append((i, float))
-        elif kind == "blob":
-            cells.append(case((column.is_(None), null()), else_=func.hex(column)))
-            made.append((i, bytes.fromhex))
+            checks.append(and_(column.is_not(None), func.typeof(column) != "real"))
         else:
             cells.append(column)
-    odd = or_(*(and_(column.is_not(None), func.typeof(column) != kind) for column, kind in zip(rows.c, kinds)))
-    return select(func.json_group_array(func.json_array(*cells)), func.max(case((odd, 1), else_=0))), tuple(made)
+            if kind == "integer" and not isinstance(given, Column):
+                checks.append(func.typeof(column) == "real")
+    odd = func.max(case((or_(*checks), 1), else_=0)) if checks else literal(0)
+    return select(func.json_group_array(func.json_array(*cells)), odd), tuple(made)
 
 
 def _unpack(found: tuple[str | None, int | None], cells: _Cells) -> list[tuple] | None:
