@@ -312,7 +312,10 @@ def test_direct_reads_of_many_rows_give_every_value_and_the_order_exactly(engine
     import random
     import struct
 
-    from sqlalchemy import BigInteger, Column, Float, Integer, LargeBinary, MetaData, String, Table, bindparam, true
+    from typing import Any
+
+    from sqlalchemy import (BigInteger, Column, Float, Integer, LargeBinary, MetaData, String, Table, bindparam, true,
+                            type_coerce)
 
     from services.common.store.direct import DirectRead
 
@@ -359,34 +362,46 @@ def test_direct_reads_of_many_rows_give_every_value_and_the_order_exactly(engine
             packed = [DirectRead(s)._for(engine.dialect).packed is not None  # the reads above went packed...
                       for s in (ordered, joined, empty, summed, with_bytes)]
             assert packed == [True, True, True, True, False]  # ...but the one with bytes (row by row)
-            # values not of their column's declared kind (SQLite stores what it is given): the packed read
-            # notices and reads row by row, so each comes back exactly as the driver gives it
+            # values not of their column's declared kind (SQLite stores what it is given: a float through an
+            # Integer column too), labels a subquery cannot carry, a caller's parameter named as SQLAlchemy
+            # names its own: the read notices and goes row by row, so each value is exactly the driver's
             with engine.begin() as conn:
                 conn.exec_driver_sql("INSERT INTO direct_read_probe (n, big, x, s, b) VALUES "
-                                     "(10000, NULL, 'not a float', X'00ff', 'text in bytes')")
+                                     "(10000, NULL, 'not a float', X'00ff', 'text in bytes'), "
+                                     "(10001, 1234567.123456789, 2.5, 'x', NULL), (10002, 9e999, 3.5, 'y', NULL)")
             odd = [select(c.n, c.big, c.x, c.s).where(c.n >= bindparam("low")).order_by(c.n),
                    select(func.coalesce(c.x, 0).label("x"), c.n).where(c.n >= bindparam("low")).order_by(c.n),
                    select(func.max(c.n, 0.1 + 0.2, type_=Integer).label("m")).where(c.n >= bindparam("low"))
-                   .order_by(c.n)]
+                   .order_by(c.n),
+                   select(type_coerce(c.x * 10.000000000000001, String).label("t"), c.n)
+                   .where(c.n >= bindparam("low")).order_by(c.n),
+                   select(c.n.label("a"), c.s.label("a")).where(c.n >= bindparam("low")).order_by(c.n),
+                   select(c.n, c.x).where(c.n >= bindparam("param_1")).order_by(c.n)]
+
+            def check(conn: Any, statement: Any, low: int) -> None:
+                key = "param_1" if "param_1" in str(statement) else "low"
+                want = [tuple(r) for r in conn.execute(statement, {key: low}).all()]
+                got = list(DirectRead(statement).rows(conn, {key: low}))
+                assert len(got) == len(want) and all(same(x, y) for g, w in zip(got, want) for x, y in zip(g, w)), \
+                    (statement, got[:3], want[:3])
+
             with reader(engine).connect() as conn:
                 for statement in odd:
-                    want = [tuple(r) for r in conn.execute(statement, {"low": 9000}).all()]
-                    got = list(DirectRead(statement).rows(conn, {"low": 9000}))
-                    assert got == want and all(same(x, y) for g, w in zip(got, want) for x, y in zip(g, w))
-                for statement in odd[1:]:  # an integer 0 for a NULL x; 0.30000000000000004 (JSON: 0.3) for n = 0
-                    want = [tuple(r) for r in conn.execute(statement, {"low": 0}).all()]
-                    got = list(DirectRead(statement).rows(conn, {"low": 0}))
-                    assert len(got) == len(want) and all(same(x, y) for g, w in zip(got, want) for x, y in zip(g, w))
-            with reader(engine).connect() as conn:  # a result longer than SQLite makes one text of: row by row
-                driver = conn.connection.driver_connection
-                was = driver.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 8192)  # type: ignore[union-attr]
-                try:
-                    want = [tuple(r) for r in conn.execute(with_bytes, {"low": 0}).all()]
-                    assert list(DirectRead(with_bytes).rows(conn, {"low": 0})) == want
-                    assert list(DirectRead(ordered).rows(conn, {"low": 0})) == \
-                        [tuple(r) for r in conn.execute(ordered, {"low": 0}).all()]
-                finally:
-                    driver.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, was)  # type: ignore[union-attr]
+                    check(conn, statement, 9000)
+                    check(conn, statement, 0)  # a NULL x: an integer 0; n = 0: 0.30000000000000004 (JSON: 0.3)
+            for writer in (False, True):  # on a reader, and inside a writer's transaction
+                with (engine.begin() if writer else reader(engine).connect()) as conn:
+                    driver = conn.connection.driver_connection  # a result longer than SQLite makes one text of
+                    was = driver.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 8192)  # type: ignore[union-attr]
+                    try:
+                        check(conn, with_bytes, 0)
+                        check(conn, ordered, 0)
+                        if writer:  # the transaction goes on after the packed read failed, and commits
+                            conn.exec_driver_sql("INSERT INTO direct_read_probe (n, x) VALUES (20000, 1.5)")
+                    finally:
+                        driver.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, was)  # type: ignore[union-attr]
+            with reader(engine).connect() as conn:
+                assert conn.execute(select(c.x).where(c.n == 20000)).scalar() == 1.5
     finally:
         probe.drop(engine)
 

@@ -21,36 +21,43 @@ few statements, for the same reasons.
 statement, one step per row, and each time must win it back from every other busy thread: under the
 API benchmark's load a 50-row ``ListTrainingJobs`` spent 16 ms (p50) in its handler that way, for about
 1.5 ms of CPU. A ``DirectRead`` whose columns are integers, strings and floats therefore runs on
-SQLite as ``SELECT json_group_array(json_array(<columns>)) FROM (<the statement>)``: SQLite builds the
-rows' JSON (without the GIL) and the driver takes two steps whatever the row count (the same list:
-5 ms). SQLite keeps a subquery's ORDER BY under an aggregate other than count/min/max (``select.c``:
-an order-sensitive aggregate), so the rows come in the statement's order. JSON numbers would round a
-float to 15 digits, so floats travel as ``printf('%!.20e')`` text, read back exactly (a contract
-test checks every value against the unpacked read). The packed read also says whether it met a value
-JSON would not carry exactly (``typeof``: anything but a REAL in a float column, a REAL from an
-expression typed as an integer); such a read is made again row by row, and so is one that SQLite
-cannot pack (a result over its length limit, a BLOB in a text column), one with a column of another
-type (bytes among them: hex in JSON cost a Get more than the row steps it saved), and every read with
-floats where this process's SQLite does not give them back exactly (tried once, ``_sqlite_packs``).
+SQLite as ``SELECT json_group_array(json_array(<columns>)), <flag> FROM (<the statement> LIMIT -1
+OFFSET 0)``: SQLite builds the rows' JSON (without the GIL) and the driver takes two steps whatever
+the row count (the same list: 5 ms). The rows keep the statement's order: SQLite 3.40 runs the
+subquery (which its OFFSET keeps from being merged into the outer query, so each column is also
+evaluated once) as a co-routine with its own sort, and the outer query scans it in that order (no
+join, no ORDER BY of its own, an aggregate that depends on order). SQLite documents an aggregate's
+input order as arbitrary, so the contract test checks the order on the SQLite in use. JSON numbers
+would round a float to 15 digits, so floats travel as ``printf('%!.20e')`` text, read back exactly.
+A value JSON would not carry exactly sends the read round again row by row: a float column holding
+anything but a REAL (the flag, from ``typeof``), a REAL anywhere else (a JSON number with a point or
+an exponent, which the decoder refuses; an infinite one, which SQLite writes as ``Inf``). So does a
+read SQLite cannot pack (a result over its length limit, a BLOB in a text column), and each such
+statement is logged once. Statements with another column type (bytes among them: hex in JSON cost a
+Get more than the row steps it saved), whose columns cannot be a subquery's, or with floats where
+this process's SQLite does not give them back exactly (tried once, ``_sqlite_packs``) are read row
+by row. A contract test checks every value and the order against ``Connection.execute`` on both stores.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import logging
 import threading
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
-import json
-
-from sqlalchemy import (BigInteger, Column, Connection, Dialect, Enum, Float, Integer, LargeBinary, SmallInteger,
-                        String, Table, TypeDecorator, and_, case, func, insert, literal, null, or_, select)
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import (BigInteger, Connection, Dialect, Enum, Float, Integer, LargeBinary, SmallInteger,
+                        String, Table, TypeDecorator, and_, case, func, insert, literal_column, null, or_, select)
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.sql import Executable, Select
 from sqlalchemy.types import TypeEngine
 
 from services.common.chunk_sizes import chunk_sizes
 from services.common.store.engine import is_reader
+
+log = logging.getLogger(__name__)
 
 
 def _converts(kind: TypeEngine, dialect: Dialect) -> bool:
@@ -176,36 +183,48 @@ def _packable(statement: Executable) -> tuple[str, ...] | None:
 
 
 def _packed_statement(statement: Select, kinds: tuple[str, ...]) -> tuple[Select, _Cells]:
-    """``statement``'s rows as one row: a JSON array of arrays (floats as text), and a flag set when a value
-    JSON would not carry exactly was met: in a float column anything but a REAL (a text would print as 0.0,
-    an integer come back a float), and a REAL from an expression typed as an integer (JSON keeps 15 digits of
-    it). The read is then made again row by row, so every value is what the driver gives. (A REAL stored in an
-    integer or text column of a table, which no typed write stores, is not looked for.)"""
+    """``statement``'s rows as one row: a JSON array of arrays (floats as text), and a flag set when a float
+    column held anything but a REAL (a text would print as 0.0, an integer come back a float). A REAL met in
+    another column is a JSON number with a point or an exponent (floats proper travel as strings), which
+    ``_unpack`` refuses. Either way the read is made again row by row, so every value is what the driver
+    gives. Constants are literal SQL, not parameters: a caller's own parameter names stay free."""
     if statement._limit_clause is None and statement._offset_clause is None:
-        statement = statement.offset(0)  # never merged into the query around it: each column evaluated once
+        statement = statement.offset(literal_column("0"))  # never merged into the query around it
     rows = statement.subquery("packed_rows")
     cells: list[Any] = []
     made: list[tuple[int, Callable[[str], Any]]] = []
     checks: list[Any] = []
-    for i, (column, given, kind) in enumerate(zip(rows.c, statement.selected_columns, kinds)):
+    for i, (column, kind) in enumerate(zip(rows.c, kinds)):
         if kind == "real":
-            cells.append(case((column.is_(None), null()), else_=func.printf("%!.20e", column)))
+            cells.append(case((column.is_(None), null()), else_=func.printf(literal_column("'%!.20e'"), column)))
             made.append((i, float))
-            checks.append(and_(column.is_not(None), func.typeof(column) != "real"))
+            checks.append(and_(column.is_not(None), func.typeof(column) != literal_column("'real'")))
         else:
             cells.append(column)
-            if kind == "integer" and not isinstance(given, Column):
-                checks.append(func.typeof(column) == "real")
-    odd = func.max(case((or_(*checks), 1), else_=0)) if checks else literal(0)
+    odd = func.max(case((or_(*checks), literal_column("1")), else_=literal_column("0"))) if checks \
+        else literal_column("0")
     return select(func.json_group_array(func.json_array(*cells)), odd), tuple(made)
 
 
+class _NotExact(ValueError):
+    """A packed read met a value its JSON does not carry exactly."""
+
+
+def _refuse_number(text: str) -> float:
+    raise _NotExact(text)
+
+
 def _unpack(found: tuple[str | None, int | None], cells: _Cells) -> list[tuple] | None:
-    """The rows of a packed read; None if a value was not of its column's storage class."""
+    """The rows of a packed read; None if one of its values is not carried exactly: a float column that held
+    something else (the flag), a JSON number with a point or an exponent (a REAL in an integer or text column:
+    15 digits of it), or a word JSON has not (SQLite writes an infinite REAL as ``Inf``)."""
     text, odd = found
     if odd:
         return None
-    rows = json.loads(text) if text else []
+    try:
+        rows = json.loads(text, parse_float=_refuse_number) if text else []
+    except ValueError:
+        return None
     if cells:
         for row in rows:
             for i, make in cells:
@@ -231,7 +250,7 @@ class DirectRead:
         self.statement = statement
         self.columns = tuple(c.key for c in statement.selected_columns) if isinstance(statement, Select) else ()
         self._compiled: dict[tuple[str, str, str], _Compiled] = {}
-        self._plain: dict[tuple[str, str, str], _Compiled] = {}  # SQLite: unpacked, for a result too big to pack
+        self._plain: dict[tuple[str, str, str], _Compiled] = {}  # SQLite: row by row, where packing fell short
         self._lock = threading.Lock()
 
     def _for(self, dialect: Dialect) -> _Compiled:
@@ -243,10 +262,14 @@ class DirectRead:
 
     def _compile(self, dialect: Dialect, pack: bool = True) -> _Compiled:
         kinds = _packable(self.statement) if pack and dialect.name == "sqlite" else None
-        statement, cells = self.statement, None
+        statement, cells, compiled = self.statement, None, None
         if kinds is not None:
-            statement, cells = _packed_statement(self.statement, kinds)  # type: ignore[arg-type]
-        compiled = statement.compile(dialect=dialect)
+            try:  # a statement whose columns cannot be a subquery's (two labelled alike): row by row
+                statement, cells = _packed_statement(self.statement, kinds)  # type: ignore[arg-type]
+                compiled = statement.compile(dialect=dialect)
+            except SQLAlchemyError:
+                statement, cells, compiled = self.statement, None, None
+        compiled = compiled or statement.compile(dialect=dialect)
         processors = []
         for name, bind in compiled.binds.items():
             if bind.expanding or bind.literal_execute or bind.callable is not None:
@@ -293,17 +316,21 @@ class DirectRead:
         if cells is None:
             return self._execute(conn, params, lambda cursor: cursor.fetchall(), compiled)
         try:
-            found = self._execute(conn, params, lambda cursor: _unpack(cursor.fetchone(), cells), compiled)
+            found = _unpack(self._execute(conn, params, lambda cursor: cursor.fetchone(), compiled), cells)
             if found is not None:
                 return found
+            why = "a value its JSON would not carry exactly"
         except DBAPIError as error:
             if not _unpackable(error):
                 raise
-        # a value not of its column's kind, or a result SQLite could not pack: row by row, exactly as the driver
-        # gives it (the first read only read: nothing to undo)
+            why = str(error.orig).split("\n", 1)[0][:80]
+        # read row by row, exactly as the driver gives it (the packed read only read: nothing to undo)
         with self._lock:
-            plain = self._plain.get(_key(conn.dialect)) or self._plain.setdefault(
-                _key(conn.dialect), self._compile(conn.dialect, pack=False))
+            plain = self._plain.get(_key(conn.dialect))
+            if plain is None:
+                plain = self._plain[_key(conn.dialect)] = self._compile(conn.dialect, pack=False)
+                log.info("a packed read (%s) is read row by row (%s); once per statement and process",
+                         compiled.sql[:120].replace("\n", " "), why)
         return self._execute(conn, params, lambda cursor: cursor.fetchall(), plain)
 
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any:
