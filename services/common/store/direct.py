@@ -253,11 +253,16 @@ class DirectRead:
         self._plain: dict[tuple[str, str, str], _Compiled] = {}  # SQLite: row by row, where packing fell short
         self._lock = threading.Lock()
 
-    def _for(self, dialect: Dialect) -> _Compiled:
-        found = self._compiled.get(_key(dialect))
+    def _for(self, dialect: Dialect, pack: bool = True) -> _Compiled:
+        """The statement compiled for ``dialect`` (on SQLite packed where it can be; ``pack=False``: row by
+        row), compiled once."""
+        cache = self._compiled if pack else self._plain
+        found = cache.get(_key(dialect))
         if found is None:
             with self._lock:
-                found = self._compiled.get(_key(dialect)) or self._compile(dialect)
+                found = cache.get(_key(dialect))
+                if found is None:
+                    found = cache[_key(dialect)] = self._compile(dialect, pack)
         return found
 
     def _compile(self, dialect: Dialect, pack: bool = True) -> _Compiled:
@@ -284,10 +289,7 @@ class DirectRead:
                                 "run this statement with Connection.execute")
         positional = tuple(compiled.positiontup) if compiled.positional else None
         defaults = {name: bind.effective_value for bind, name in compiled.bind_names.items() if not bind.required}
-        made = _Compiled(compiled.string, positional, defaults, tuple(processors), cells)
-        if pack:
-            self._compiled[_key(dialect)] = made
-        return made
+        return _Compiled(compiled.string, positional, defaults, tuple(processors), cells)
 
     def _values(self, compiled: _Compiled, params: Mapping[str, Any]) -> Any:
         values: Any = {**compiled.defaults, **params}
@@ -325,13 +327,9 @@ class DirectRead:
                 raise
             why = str(error.orig).split("\n", 1)[0][:80]
         # read row by row, exactly as the driver gives it (the packed read only read: nothing to undo)
-        with self._lock:
-            plain = self._plain.get(_key(conn.dialect))
-            if plain is None:
-                plain = self._plain[_key(conn.dialect)] = self._compile(conn.dialect, pack=False)
-                log.info("a packed read (%s) is read row by row (%s); once per statement and process",
-                         compiled.sql[:120].replace("\n", " "), why)
-        return self._execute(conn, params, lambda cursor: cursor.fetchall(), plain)
+        if _key(conn.dialect) not in self._plain:
+            log.info("a packed read (%s) is read row by row (%s)", compiled.sql[:120].replace("\n", " "), why)
+        return self._execute(conn, params, lambda cursor: cursor.fetchall(), self._for(conn.dialect, pack=False))
 
     def scalar(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """The first column of the first row (None without rows)."""
@@ -346,8 +344,6 @@ class DirectWrite(DirectRead):
     def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Run the statement with ``params``; the number of rows it matched."""
         return self._execute(conn, params, lambda cursor: cursor.rowcount)
-
-
 
 
 @contextlib.contextmanager
