@@ -505,7 +505,7 @@ def start_bare_server(engine: Any, tls_dir: Path,
 
     from privtune.v1 import training_service_pb2 as pb
     from privtune.v1 import training_service_pb2_grpc as pb_grpc
-    from services.common.store.engine import reader
+    from services.common.store.engine import reader, serves_calls
     from services.common.store.schema import training_job_view as view
     from services.orchestrator.grpc_api import job_from_row
 
@@ -541,7 +541,8 @@ def start_bare_server(engine: Any, tls_dir: Path,
     if records is not None:
         for op, name in enumerate(API_OPERATIONS):
             setattr(Bare, name, _timed(records, op, getattr(Bare, name)))
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+    # its writes go before the background loops', as privtune's handlers' do (store.engine.serves_calls)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32, initializer=serves_calls))
     pb_grpc.add_TrainingServiceServicer_to_server(Bare(), server)
     creds = grpc.ssl_server_credentials([((tls_dir / "server-key.pem").read_bytes(),
                                           (tls_dir / "server.pem").read_bytes())])

@@ -74,17 +74,20 @@ def append_new_streams(conn: Connection, stream_type: str, events: Sequence[even
 
 
 def append_to_new_streams(conn: Connection, stream_type: str,
-                          streams: Sequence[Sequence[events_pb2.EventEnvelope]]) -> None:
+                          streams: Sequence[Sequence[events_pb2.EventEnvelope]]) -> dict[str, int] | None:
     """Store each of ``streams`` as the first events of its own new stream (the subject of its events),
     in two statements for the lot: what one ``append(..., expected_version=0)`` per stream would do.
+    Returns each stream's position (its newest event's ``seq``) where the store told them (SQLite:
+    ``insert_rows(assigned=True)``), else None: read them (``stream_positions``).
 
     Raises:
         ConcurrencyConflict: one of the streams exists already (nothing of the lot is stored).
     """
     versioned = [(env, version) for events in streams for version, env in enumerate(events, start=1)]
-    if versioned:
-        _store(conn, stream_type, versioned,
-               f"one of {len(streams)} new {stream_type} streams exists already; retry the request")
+    if not versioned:
+        return {}
+    return _store(conn, stream_type, versioned,
+                  f"one of {len(streams)} new {stream_type} streams exists already; retry the request")
 
 
 def stream_positions(conn: Connection, stream_ids: Sequence[str]) -> dict[str, int]:
@@ -107,7 +110,9 @@ def _positions_of(size: int) -> DirectRead:
 
 
 def _store(conn: Connection, stream_type: str, versioned: Sequence[tuple[events_pb2.EventEnvelope, int]],
-           conflict: str) -> None:
+           conflict: str) -> dict[str, int] | None:
+    """Insert the events and their outbox rows; each stream's position where the store told the events' ``seq``
+    (SQLite), else None."""
     now = now_ms()
     rows, queued = [], []
     for env, version in versioned:
@@ -124,10 +129,11 @@ def _store(conn: Connection, stream_type: str, versioned: Sequence[tuple[events_
     # multi-row statements on the driver's cursor: on SQLite a step (a GIL hand-back) per chunk, not per row;
     # on PostgreSQL one round trip per chunk, values dumped by the driver's C code
     try:
-        insert_rows(conn, stored_events, rows)
+        seqs = insert_rows(conn, stored_events, rows, assigned=True)
     except IntegrityError as exc:
         raise ConcurrencyConflict(conflict) from exc
     insert_rows(conn, outbox, queued)
+    return None if seqs is None else {row["stream_id"]: seq for row, seq in zip(rows, seqs)}  # the newest wins
 
 
 def load_stream(

@@ -20,6 +20,7 @@ from services.common import reflection
 from services.common.grpc_errors import DenialRecorder, ErrorMappingInterceptor
 from services.common.grpc_limits import RequestLimitsInterceptor, StreamSlots
 from services.common.limits import MAX_WIRE_BYTES, StreamLimits
+from services.common.store.engine import serves_calls
 
 # unary calls that may wait for a thread, per unary worker, before the server answers
 # RESOURCE_EXHAUSTED at once (a bounded answer instead of an ever longer queue)
@@ -85,7 +86,9 @@ def start_grpc_server(address: str, bindings: Sequence[ServiceBinding], *, auth:
     threads = max_workers + stream_limits.per_process
     # auth first (outermost): stream slots and error records then see the verified caller
     interceptors = [auth, RequestLimitsInterceptor(slots), ErrorMappingInterceptor(on_denied)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
+    # serves_calls: on SQLite the workers' writes go before the background loops' (store.engine._WriterLock)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc",
+                                                    initializer=serves_calls),
                          interceptors=interceptors,
                          maximum_concurrent_rpcs=threads + QUEUED_PER_WORKER * max_workers,
                          options=[("grpc.max_receive_message_length", MAX_WIRE_BYTES)])

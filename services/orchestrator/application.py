@@ -95,7 +95,10 @@ class TrainingJobApplication:
         self.engine = engine
         self.settings = settings
         batch = settings.create_batch or CREATE_BATCH.get(engine.dialect.name, 1)
-        self.new_jobs: GroupCommit[NewJob, object] = GroupCommit(self._write_new_jobs, max_batch=max(1, batch))
+        # SQLite: the next batch's leader waits for the write lock while the batch in front holds it (its write
+        # takes the batch once it has the lock); PostgreSQL has no such lock: there batches go one at a time
+        self.new_jobs: GroupCommit[NewJob, object] = GroupCommit(
+            self._write_new_jobs, max_batch=max(1, batch), lead_early=engine.dialect.name == "sqlite")
 
     # ------------------------------------------------------------------ commands
 
@@ -164,7 +167,7 @@ class TrainingJobApplication:
     def _write_new_jobs(self, take: Callable[[], list[NewJob]]) -> list[object]:
         """Write the jobs ``take()`` gives once this has the store's write lock (admitted or rejected, none
         reserving privacy budget) in one transaction: their request ids, events, outbox rows and view rows in
-        a few multi-row statements, and read their positions.
+        a few multi-row statements, and their positions (told by SQLite as it stores the events, read elsewhere).
 
         All or nothing: if anything of the batch fails (a request id taken, a job id in use, the store), nothing
         of it is written and every job gets ``ALONE``, to be created on its own path, which reports its own
@@ -180,9 +183,10 @@ class TrainingJobApplication:
                 insert_rows(conn, unique_names, sorted(  # in key order: two batches claiming alike never deadlock
                     (dict(tenant_id=j.tenant_id, kind=REQUEST_KIND, name=j.request_id, aggregate_id=j.job_id)
                      for j in written if j.request_id), key=lambda row: (row["tenant_id"], row["name"])))
-                states = job_store.append_new_jobs(
+                states, found = job_store.append_new_jobs(
                     conn, [(j.tenant_id, j.job_id, j.payloads, j.causation) for j in written])
-                found = eventstore.stream_positions(conn, [j.job_id for j in written])
+                if found is None:  # the store did not tell the events' seq (PostgreSQL): read them
+                    found = eventstore.stream_positions(conn, [j.job_id for j in written])
                 # sealed before the commit: a failure here writes nothing, instead of failing committed creates
                 made = {j.job_id: (state, positions.seal(self.engine, j.tenant_id, found.get(j.job_id, 0)))
                         for j, state in zip(written, states)}

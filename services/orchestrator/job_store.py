@@ -57,18 +57,19 @@ def append_envelopes(conn: Connection, state: job_domain.TrainingJobState,
 
 
 def append_new_jobs(conn: Connection, jobs: Sequence[tuple[str, str, list, Causation]]
-                    ) -> list[job_domain.TrainingJobState]:
+                    ) -> tuple[list[job_domain.TrainingJobState], dict[str, int] | None]:
     """Start each of ``jobs`` (tenant id, job id, its first payloads, causation) as a new stream, with its
     view row, in few statements for the lot: what ``append_job`` from an empty state does for each.
+    Returns their states, and their positions where the store told them (``eventstore.append_to_new_streams``).
 
     Raises:
         ConcurrencyConflict: one of the jobs exists already (nothing of the lot is stored).
     """
     streams = [_envelopes(tenant_id, job_id, payloads, causation) for tenant_id, job_id, payloads, causation in jobs]
-    eventstore.append_to_new_streams(conn, STREAM_TYPE, streams)
+    found = eventstore.append_to_new_streams(conn, STREAM_TYPE, streams)
     states = [job_domain.fold(envelopes, job_domain.TrainingJobState()) for envelopes in streams]
     job_view.save_new(conn, states)
-    return states
+    return states, found
 
 
 def stop_message(tenant_id: str, stop: events_pb2.TrainingAttemptStop, causation: Causation) -> Message:

@@ -91,6 +91,38 @@ def test_many_new_streams_at_once_land_together_or_not_at_all(engine: Engine) ->
         assert conn.execute(select(func.count()).select_from(outbox)).scalar() == n
 
 
+def test_new_streams_positions_told_by_the_store_are_the_ones_stored(engine: Engine) -> None:
+    """``append_to_new_streams``' positions (SQLite: the keys the driver says it gave, not read back) are each
+    stream's newest ``seq`` as ``stream_positions`` reads them: one statement or several (more rows than one
+    takes), several events per stream, and after the newest rows were deleted (SQLite then gives their
+    numbers again). Elsewhere it says None: the caller reads them."""
+    from services.common.store.direct import _chunk_keys, insert_rows
+    from services.common.store.schema import unique_names
+
+    def streams(prefix: str, n: int, per: int) -> list[list[events_pb2.EventEnvelope]]:
+        return [[_event(f"{prefix}-{i}") for _ in range(per)] for i in range(n)]
+
+    sqlite = engine.dialect.name == "sqlite"
+    for prefix, n, per in (("a", 1, 1), ("b", 3, 2), ("c", 150, 1), ("d", 70, 3), ("e", 2, 1)):
+        with engine.begin() as conn:
+            told = eventstore.append_to_new_streams(conn, "dataset", streams(prefix, n, per))
+            read = eventstore.stream_positions(conn, [f"{prefix}-{i}" for i in range(n)])
+        assert len(read) == n
+        assert told == read if sqlite else told is None, (prefix, told, read)
+        if prefix == "d":  # the newest rows go: their numbers come back on SQLite
+            with engine.begin() as conn:
+                conn.execute(stored_events.delete().where(stored_events.c.stream_id.like("d-%")))
+    with engine.begin() as conn:
+        assert eventstore.append_to_new_streams(conn, "dataset", []) == {}
+        with pytest.raises(TypeError, match="autoincrement"):  # keys it cannot tell
+            insert_rows(conn, unique_names, [dict(tenant_id="acme", kind="k", name="n", aggregate_id="a")],
+                        assigned=True)
+    # a chunk whose count or keys do not add up is not trusted: the caller reads the keys instead
+    assert _chunk_keys([1, 2], 5, 2, 2) is None and _chunk_keys([], 5, 1, 2) is None
+    assert _chunk_keys([], 1, 2, 2) is None and _chunk_keys([], None, 2, 2) is None
+    assert _chunk_keys([1, 2], 4, 2, 2) == [1, 2, 3, 4]
+
+
 def test_a_failed_command_leaves_no_event_and_no_outbox_row(engine: Engine) -> None:
     with pytest.raises(RuntimeError):
         with engine.begin() as conn:

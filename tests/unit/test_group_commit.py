@@ -16,7 +16,8 @@ pytestmark = pytest.mark.unit
 
 class Gate:
     """A write that records its batches and blocks the first one until ``release``: after taking its batch
-    (``take_first``), or before (as a write that waits for the store's lock before it takes)."""
+    (``take_first``), or before (as a write that waits for the store's lock before it takes). Like a write
+    on SQLite, each write holds the store's one write lock (``store``) while it takes and writes its batch."""
 
     def __init__(self, fail_on: object = None, take_first: bool = True) -> None:
         self.batches: list[list[int]] = []
@@ -25,16 +26,18 @@ class Gate:
         self.fail_on = fail_on
         self.take_first = take_first
         self.writes = 0
+        self.store = threading.Lock()
 
     def __call__(self, take: Callable[[], list[int]]) -> list[str]:
         self.writes += 1
         first = self.writes == 1
-        items = take() if self.take_first or not first else []
-        if first:
-            self.entered.set()
-            assert self.open.wait(30), "the test never released the first batch"
-            items = items or take()
-        self.batches.append(list(items))
+        with self.store:
+            items = take() if self.take_first or not first else []
+            if first:
+                self.entered.set()
+                assert self.open.wait(30), "the test never released the first batch"
+                items = items or take()
+            self.batches.append(list(items))
         if self.fail_on in items:
             raise RuntimeError(f"batch with {self.fail_on} failed")
         return [f"done-{i}" for i in items]
@@ -77,9 +80,10 @@ def _behind_a_held_write(group: GroupCommit, gate: Gate, followers: range) -> di
     return {**first, **rest}
 
 
-def test_callers_arriving_during_a_write_go_together_in_the_next_batch() -> None:
+@pytest.mark.parametrize("early", [False, True], ids=["lead-when-done", "lead-early"])
+def test_callers_arriving_during_a_write_go_together_in_the_next_batch(early: bool) -> None:
     gate = Gate()
-    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=32)
+    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=32, lead_early=early)
     results = _behind_a_held_write(group, gate, range(1, 8))
     assert gate.batches[0] == [0]
     assert sorted(gate.batches[1]) == list(range(1, 8)) and len(gate.batches) == 2
@@ -87,26 +91,29 @@ def test_callers_arriving_during_a_write_go_together_in_the_next_batch() -> None
     assert (group.batches, group.items, group.largest) == (2, 8, 7)
 
 
-def test_callers_arriving_while_the_leader_waits_to_take_go_in_its_batch() -> None:
+@pytest.mark.parametrize("early", [False, True], ids=["lead-when-done", "lead-early"])
+def test_callers_arriving_while_the_leader_waits_to_take_go_in_its_batch(early: bool) -> None:
     gate = Gate(take_first=False)  # as a write that waits for the store's write lock before it takes
-    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=32)
+    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=32, lead_early=early)
     results = _behind_a_held_write(group, gate, range(1, 6))
     assert gate.batches[0][0] == 0 and sorted(gate.batches[0]) == list(range(6)) and len(gate.batches) == 1
     assert results == {i: f"done-{i}" for i in range(6)}
     assert (group.batches, group.items, group.largest) == (1, 6, 6)
 
 
-def test_a_batch_is_never_longer_than_max_batch() -> None:
+@pytest.mark.parametrize("early", [False, True], ids=["lead-when-done", "lead-early"])
+def test_a_batch_is_never_longer_than_max_batch(early: bool) -> None:
     gate = Gate()
-    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=3)
+    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=3, lead_early=early)
     results = _behind_a_held_write(group, gate, range(1, 9))
     assert [len(b) for b in gate.batches] == [1, 3, 3, 2]
     assert results == {i: f"done-{i}" for i in range(9)}
 
 
-def test_a_failed_write_reaches_every_caller_of_its_batch_and_the_next_batch_still_runs() -> None:
+@pytest.mark.parametrize("early", [False, True], ids=["lead-when-done", "lead-early"])
+def test_a_failed_write_reaches_every_caller_of_its_batch_and_the_next_batch_still_runs(early: bool) -> None:
     gate = Gate(fail_on=3)
-    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=4)
+    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=4, lead_early=early)
     results = _behind_a_held_write(group, gate, range(1, 8))
     failed = next(b for b in gate.batches if 3 in b)
     for i in range(1, 8):
@@ -119,9 +126,10 @@ def test_a_failed_write_reaches_every_caller_of_its_batch_and_the_next_batch_sti
     assert group.submit(99) == "done-99"  # the lead was handed on and given back: a new caller writes at once
 
 
-def test_a_write_that_returns_too_few_outcomes_fails_its_callers_instead_of_mixing_them_up() -> None:
+@pytest.mark.parametrize("early", [False, True], ids=["lead-when-done", "lead-early"])
+def test_a_write_that_returns_too_few_outcomes_fails_its_callers_instead_of_mixing_them_up(early: bool) -> None:
     gate = Gate()
-    group: GroupCommit[int, str] = GroupCommit(lambda take: gate(take)[:1], max_batch=8)
+    group: GroupCommit[int, str] = GroupCommit(lambda take: gate(take)[:1], max_batch=8, lead_early=early)
     results = _behind_a_held_write(group, gate, range(1, 4))
     leader = gate.batches[1][0]
     for i in range(1, 4):
@@ -129,14 +137,18 @@ def test_a_write_that_returns_too_few_outcomes_fails_its_callers_instead_of_mixi
         assert isinstance(error, RuntimeError) and "1 outcomes for 3 items" in str(error), results
 
 
-def test_many_threads_each_get_their_own_outcome() -> None:
+@pytest.mark.parametrize("early", [False, True], ids=["lead-when-done", "lead-early"])
+def test_many_threads_each_get_their_own_outcome(early: bool) -> None:
+    store = threading.Lock()  # one write at a time takes and writes, as on SQLite
+
     def write(take: Callable[[], list[tuple[int, int]]]) -> list[tuple[int, int]]:
         time.sleep(0.0003)  # callers pile up while a write waits to take, and while it writes
-        items = take()
-        time.sleep(0.0003)
+        with store:
+            items = take()
+            time.sleep(0.0003)
         return [(t, n * 2) for t, n in items]
 
-    group: GroupCommit[tuple[int, int], tuple[int, int]] = GroupCommit(write, max_batch=5)
+    group: GroupCommit[tuple[int, int], tuple[int, int]] = GroupCommit(write, max_batch=5, lead_early=early)
     wrong: list[tuple[int, int, object]] = []
 
     def worker(t: int) -> None:
@@ -155,7 +167,8 @@ def test_many_threads_each_get_their_own_outcome() -> None:
     assert group.largest <= 5
 
 
-def test_a_write_that_fails_before_taking_fails_its_leader_only_and_the_others_are_tried() -> None:
+@pytest.mark.parametrize("early", [False, True], ids=["lead-when-done", "lead-early"])
+def test_a_write_that_fails_before_taking_fails_its_leader_only_and_the_others_are_tried(early: bool) -> None:
     entered, release = threading.Event(), threading.Event()
     batches: list[list[int]] = []
 
@@ -169,7 +182,7 @@ def test_a_write_that_fails_before_taking_fails_its_leader_only_and_the_others_a
         batches.append(items)
         return [f"done-{i}" for i in items]
 
-    group: GroupCommit[int, str] = GroupCommit(write)
+    group: GroupCommit[int, str] = GroupCommit(write, lead_early=early)
     first, lead = _submit_all(group, [0])
     assert entered.wait(30)
     rest, threads = _submit_all(group, range(1, 4))
@@ -182,8 +195,9 @@ def test_a_write_that_fails_before_taking_fails_its_leader_only_and_the_others_a
     assert sorted(batches[1]) == [1, 2, 3] and group.waiting() == 0
 
 
-def test_a_write_that_never_takes_its_batch_fails_instead_of_leaving_callers_waiting() -> None:
-    group: GroupCommit[int, str] = GroupCommit(lambda take: [], max_batch=4)
+@pytest.mark.parametrize("early", [False, True], ids=["lead-when-done", "lead-early"])
+def test_a_write_that_never_takes_its_batch_fails_instead_of_leaving_callers_waiting(early: bool) -> None:
+    group: GroupCommit[int, str] = GroupCommit(lambda take: [], max_batch=4, lead_early=early)
     with pytest.raises(RuntimeError, match="never took"):
         group.submit(1)
 
@@ -245,3 +259,51 @@ def test_an_interrupted_caller_leaves_the_line_and_the_others_go_on(monkeypatch:
     written = [i for batch in gate.batches for i in batch]
     assert (1 in written) == (case == "taken")
     assert group.submit(3) == "done-3"  # nobody is left holding the lead
+
+
+@pytest.mark.parametrize("early", [False, True], ids=["lead-when-done", "lead-early"])
+def test_with_lead_early_the_next_leader_starts_while_the_batch_in_front_is_written(early: bool) -> None:
+    """``lead_early``: a caller that comes while a batch is written leads the next one at once, so its write waits
+    for the store's lock beside the batch in front (and takes everyone who queued meanwhile when it gets it);
+    otherwise it waits for that batch to be done before its write starts."""
+    gate = Gate()
+    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=32, lead_early=early)
+    first, lead = _submit_all(group, [0])
+    assert gate.entered.wait(30)
+    second, seconds = _submit_all(group, [1])
+    _until(lambda: group.waiting() == 1, "the second caller queues")
+    if early:
+        _until(lambda: gate.writes == 2, "the second caller's write starts")
+        assert group.leading  # it has not taken its batch: the store's lock is held by the first
+    rest, threads = _submit_all(group, range(2, 6))
+    _until(lambda: group.waiting() == 5, "more callers queue")
+    assert gate.writes == (2 if early else 1)
+    gate.open.set()
+    for thread in lead + seconds + threads:
+        thread.join(30)
+    assert not any(t.is_alive() for t in lead + seconds + threads), "a caller still waits"
+    assert gate.batches == [[0], [1, 2, 3, 4, 5]] and {**first, **second, **rest} == {i: f"done-{i}" for i in range(6)}
+    assert group.waiting() == 0 and not group.leading and group.submit(6) == "done-6"
+
+
+def test_with_lead_early_an_interrupted_caller_behind_the_next_leader_leaves_the_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``lead_early``: a caller queued behind a leader that waits for the store's lock, interrupted, is not written
+    and leaves nobody waiting; the leader's batch takes the others."""
+    gate = Gate()
+    group: GroupCommit[int, str] = GroupCommit(gate, max_batch=32, lead_early=True)
+    _interrupting_slots(monkeypatch, victim=2, after_wake=False)
+    _, lead = _submit_all(group, [0])
+    assert gate.entered.wait(30)
+    second, seconds = _submit_all(group, [1])
+    _until(lambda: gate.writes == 2, "the next leader's write waits for the store's lock")
+    victim, victims = _submit_all(group, [2])
+    victims[0].join(30)
+    others, threads = _submit_all(group, [3])
+    _until(lambda: group.waiting() == 2, "the leader and another caller queue")
+    gate.open.set()
+    for thread in lead + seconds + threads:
+        thread.join(30)
+    assert not any(t.is_alive() for t in lead + seconds + threads), "a caller still waits"
+    assert isinstance(victim[2], _Interrupted) and second == {1: "done-1"} and others == {3: "done-3"}
+    assert gate.batches == [[0], [1, 3]] and group.waiting() == 0 and not group.leading

@@ -94,3 +94,139 @@ def test_readers_do_not_wait_for_a_writer_and_cannot_write(engine) -> None:  # t
                 conn.execute(text("INSERT INTO t VALUES (0, 0)"))
     with reader(engine).connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1
+
+
+def _writer_lock(engine):  # type: ignore[no-untyped-def]
+    from services.common.store.engine import _WRITERS
+
+    return getattr(engine, _WRITERS)
+
+
+def _until(condition, what: str) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.001)
+
+
+def _writer(engine, name: int, serving: bool, order: list[int]):  # type: ignore[no-untyped-def]
+    from services.common.store.engine import serves_calls
+
+    def run() -> None:
+        if serving:
+            serves_calls()  # as the gRPC server's worker threads are marked when they start
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (:w, 0)"), {"w": name})
+            order.append(name)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_writer_serving_a_call_goes_before_background_writers_that_wait(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Background writers (the relay, the access recorder, consumers) that wait for the lock let a writer that
+    serves a call pass, though it came later; and go on once it is through."""
+    lock = _writer_lock(engine)
+    monkeypatch.setattr(type(lock), "YIELD_S", 60.0)  # as long as this test may take: the order is not a race
+    order: list[int] = []
+    with engine.begin() as holder:
+        holder.execute(text("INSERT INTO t VALUES (0, 0)"))
+        background = [_writer(engine, n, False, order) for n in (1, 2)]
+        _until(lambda: lock.waiting() == (0, 2), "two background writers wait")
+        call = _writer(engine, 3, True, order)
+        _until(lambda: lock.waiting() == (1, 2), "a writer serving a call waits beside them")
+    for thread in [call, *background]:
+        thread.join(30)
+    assert not any(t.is_alive() for t in [call, *background])
+    assert order[0] == 3 and sorted(order[1:]) == [1, 2], order
+    assert lock.waiting() == (0, 0)
+
+
+def test_a_background_writer_is_not_starved_by_a_stream_of_calls(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Past ``YIELD_S`` of waiting, a background writer takes its turn beside writers serving calls, however
+    many keep coming."""
+    from services.common.store.engine import serves_calls
+
+    lock = _writer_lock(engine)
+    monkeypatch.setattr(type(lock), "YIELD_S", 0.05)
+    order: list[int] = []
+    background_done = threading.Event()
+    calls_after: list[int] = []
+
+    def calls(n: int) -> None:  # writers serving calls, one after another, until the background one is through
+        serves_calls()
+        for i in range(20_000):
+            if background_done.is_set():
+                calls_after.append(i)
+                return
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO t VALUES (:w, :i)"), {"w": 100 + n, "i": i})
+
+    with engine.begin() as holder:
+        holder.execute(text("INSERT INTO t VALUES (0, 0)"))
+        callers = [threading.Thread(target=calls, args=(n,), daemon=True) for n in range(3)]
+        for thread in callers:
+            thread.start()
+        _until(lambda: lock.waiting()[0] >= 1, "writers serving calls wait")
+        background = _writer(engine, 1, False, order)
+        _until(lambda: lock.waiting()[1] == 1, "the background writer waits")
+    background.join(60)
+    assert order == [1], "the background writer never got the lock"
+    background_done.set()
+    for thread in callers:
+        thread.join(60)
+    assert len(calls_after) == 3  # the calls were still coming when it wrote: it took its turn among them
+
+
+class _Interrupted(BaseException):
+    """Stands for a KeyboardInterrupt (a signal) arriving in a waiting writer."""
+
+
+@pytest.mark.parametrize("after_handed", [False, True], ids=["while-queued", "once-handed-the-lock"])
+def test_a_writer_interrupted_while_it_waits_leaves_the_lock_to_the_others(engine, monkeypatch,  # type: ignore[no-untyped-def]
+                                                                           after_handed: bool) -> None:
+    """Interrupted in its wait, a writer leaves the line (or, once handed the lock, hands it on) and raises:
+    the writers after it get the lock at once, not after ``WAIT_S``."""
+    lock = _writer_lock(engine)
+    monkeypatch.setattr(type(lock), "WAIT_S", 600.0)  # a lock left with a gone writer would outlast the joins
+    state = lock._state
+    plain_wait = state.wait
+    victim: list[threading.Thread] = []
+
+    def wait(timeout=None):  # type: ignore[no-untyped-def]
+        if threading.current_thread() in victim:
+            if after_handed:
+                plain_wait(timeout)  # woken: handed the lock
+            raise _Interrupted()
+        return plain_wait(timeout)
+
+    monkeypatch.setattr(state, "wait", wait)
+    order: list[int] = []
+    errors: list[BaseException] = []
+
+    def interrupted() -> None:
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO t VALUES (1, 0)"))
+                order.append(1)
+        except _Interrupted as exc:
+            errors.append(exc)
+
+    with engine.begin() as holder:
+        holder.execute(text("INSERT INTO t VALUES (0, 0)"))
+        victim.append(threading.Thread(target=interrupted, daemon=True))
+        victim[0].start()
+        if after_handed:
+            _until(lambda: lock.waiting() == (0, 1), "the victim waits")
+        else:
+            victim[0].join(30)
+            assert errors and lock.waiting() == (0, 0)
+        other = _writer(engine, 2, False, order)
+        _until(lambda: lock.waiting() == (0, 1 + after_handed), "another writer waits")
+    victim[0].join(30)
+    other.join(30)
+    assert not victim[0].is_alive() and not other.is_alive(), "a writer still waits for a lock nobody holds"
+    assert len(errors) == 1 and order == [2] and lock.waiting() == (0, 0)
+    _one_write(engine)  # and the lock is free

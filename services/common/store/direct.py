@@ -375,7 +375,8 @@ def pipelined(conn: Connection) -> Iterator[None]:
 _DRIVERS = ("pysqlite", "psycopg")  # the drivers whose cursors take multi-row statements here
 
 
-def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *,
+                assigned: bool = False) -> list[int] | None:
     """Insert ``rows`` (dicts with the same keys) into ``table`` as multi-row ``INSERT`` statements on the
     driver's cursor, in ``conn``'s transaction (begun first if there is none, as ``Connection.execute``
     would). Rows get their ``seq`` (autoincrement) in the order given: on SQLite the rows of a ``VALUES``
@@ -393,14 +394,28 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     Values are converted as SQLAlchemy would convert them (bytes go to the driver as they are), and
     errors come out as from ``Connection.execute`` (``sqlalchemy.exc.IntegrityError`` for a duplicate).
     A column with a Python-side default must be given. Another driver gets ``Connection.execute``.
+
+    ``assigned`` (a table keyed by one autoincrement integer that ``rows`` do not give): on SQLite, the key
+    each row got, in order, without reading them back (a statement less in the writer's transaction, whose
+    every step gives the GIL back under the write lock). SQLite gives each row of a multi-row ``INSERT``
+    the table's largest key plus one, in turn ("the usual algorithm" of its ROWID documentation; it picks
+    keys at random only once the largest reaches 2^63 - 1, which keys it assigns itself never reach), so
+    a chunk's keys end at the driver's ``lastrowid``; where a chunk's count or keys do not add up, None.
+    None on other stores: read them.
     """
+    if assigned:
+        key = list(table.primary_key.columns)
+        if len(key) != 1 or not key[0].autoincrement or key[0].name in (rows[0] if rows else {}):
+            raise TypeError(f"insert_rows(assigned=True) needs a table keyed by one autoincrement column that the "
+                            f"rows do not give; {table.name} is keyed by {[c.name for c in key]}")
     if not rows:
-        return
+        return [] if assigned else None
     if conn.dialect.driver not in _DRIVERS:
         conn.execute(insert(table), list(rows))
-        return
+        return None
     names = tuple(rows[0])
     plan = _plan(table, names, conn.dialect)
+    keys: list[int] | None = [] if assigned and conn.dialect.name == "sqlite" else None
     _autobegin(conn)
     with _driver_cursor(conn, plan.statement(1), None) as cursor:
         start = 0
@@ -408,6 +423,18 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
             chunk = rows[start:start + size]
             start += size
             cursor.execute(plan.statement(size), _row_values(chunk, names, plan.processors))
+            if keys is not None:
+                keys = _chunk_keys(keys, cursor.lastrowid, cursor.rowcount, size)
+    return keys
+
+
+def _chunk_keys(keys: list[int], last: Any, count: int, size: int) -> list[int] | None:
+    """``keys`` and then those of a chunk of ``size`` rows whose last got ``last``; None if they do not add up
+    (a count other than the chunk's, a key below 1, or not right after the chunk before)."""
+    if not isinstance(last, int) or count != size or last - size + 1 < 1 or (keys and keys[-1] != last - size):
+        return None
+    keys.extend(range(last - size + 1, last + 1))
+    return keys
 
 
 _Processors = tuple[tuple[int, Callable[[Any], Any]], ...]
