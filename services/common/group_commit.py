@@ -20,8 +20,9 @@ starts as soon as that batch is taken, so on SQLite it waits for the write lock 
 front holds it and gets it the moment that one commits (before the background loops: see
 ``store.engine._WriterLock``), and callers that arrive meanwhile still join it. For a write whose
 store lets only one writer in at a time (the write takes its batch once it has the lock); elsewhere
-batches would be written side by side. Measured under the API benchmark on SQLite, a create's
-handler time at p50 went from 47 to 38 ms with both (docs/benchmarks.md, eighth pass).
+batches would be written side by side. With the writer lock's hand-off (and one statement less per
+batch), a create's handler time at p50 under the API benchmark on SQLite went from 69.5 to 48.1 ms; the
+early leader alone did not help (docs/benchmarks.md, eighth pass).
 
 The write function decides what an item's failure means; this module only batches and hands out.
 """
