@@ -3,6 +3,7 @@ always given back (commit, rollback, a failed BEGIN, an invalidated connection);
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -151,6 +152,7 @@ def test_a_background_writer_is_not_starved_by_a_stream_of_calls(engine, monkeyp
 
     lock = _writer_lock(engine)
     monkeypatch.setattr(type(lock), "YIELD_S", 0.05)
+    monkeypatch.setattr(type(lock), "WAIT_S", 600.0)  # no going on without the lock within this test
     order: list[int] = []
     background_done = threading.Event()
     calls_after: list[int] = []
@@ -172,12 +174,47 @@ def test_a_background_writer_is_not_starved_by_a_stream_of_calls(engine, monkeyp
         _until(lambda: lock.waiting()[0] >= 1, "writers serving calls wait")
         background = _writer(engine, 1, False, order)
         _until(lambda: lock.waiting()[1] == 1, "the background writer waits")
-    background.join(60)
+    background.join(120)
     assert order == [1], "the background writer never got the lock"
     background_done.set()
     for thread in callers:
         thread.join(60)
-    assert len(calls_after) == 3  # the calls were still coming when it wrote: it took its turn among them
+    assert len(calls_after) == 3  # every caller was still writing when it was through: it got a turn among them
+
+
+def test_a_writer_serving_a_call_is_not_starved_by_background_writers_that_keep_coming(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Loops that begin again the moment they commit, all of them past ``YIELD_S``, do not keep a writer that
+    serves a call waiting: whoever has waited longest goes first."""
+    lock = _writer_lock(engine)
+    monkeypatch.setattr(type(lock), "YIELD_S", 0.0)  # every waiter is past it at once
+    monkeypatch.setattr(type(lock), "WAIT_S", 600.0)
+    call_done = threading.Event()
+    loop_writes: list[int] = []
+
+    def loop(n: int) -> None:  # a background loop's writer, beginning again at once
+        for i in range(20_000):
+            if call_done.is_set():
+                return
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO t VALUES (:w, :i)"), {"w": 200 + n, "i": i})
+            loop_writes.append(n)
+
+    order: list[int] = []
+    with engine.begin() as holder:
+        holder.execute(text("INSERT INTO t VALUES (0, 0)"))
+        loops = [threading.Thread(target=loop, args=(n,), daemon=True) for n in range(3)]
+        for thread in loops:
+            thread.start()
+        _until(lambda: lock.waiting()[1] == 3, "the loops wait")
+    _until(lambda: len(loop_writes) >= 6, "the loops take turns")
+    call = _writer(engine, 9, True, order)
+    call.join(120)
+    written = len(loop_writes)
+    call_done.set()
+    for thread in loops:
+        thread.join(60)
+    assert order == [9], "the writer serving a call never got the lock"
+    assert written < 3 * 20_000  # the loops were still writing when it was through
 
 
 class _Interrupted(BaseException):
@@ -189,20 +226,26 @@ def test_a_writer_interrupted_while_it_waits_leaves_the_lock_to_the_others(engin
                                                                            after_handed: bool) -> None:
     """Interrupted in its wait, a writer leaves the line (or, once handed the lock, hands it on) and raises:
     the writers after it get the lock at once, not after ``WAIT_S``."""
+    from services.common.store import engine as store_engine
+
     lock = _writer_lock(engine)
     monkeypatch.setattr(type(lock), "WAIT_S", 600.0)  # a lock left with a gone writer would outlast the joins
-    state = lock._state
-    plain_wait = state.wait
     victim: list[threading.Thread] = []
 
-    def wait(timeout=None):  # type: ignore[no-untyped-def]
-        if threading.current_thread() in victim:
-            if after_handed:
-                plain_wait(timeout)  # woken: handed the lock
-            raise _Interrupted()
-        return plain_wait(timeout)
+    class Wake(threading.Condition):
+        def wait(self, timeout=None):  # type: ignore[no-untyped-def]
+            if threading.current_thread() in victim:
+                if after_handed:
+                    super().wait(timeout)  # woken: handed the lock
+                raise _Interrupted()
+            return super().wait(timeout)
 
-    monkeypatch.setattr(state, "wait", wait)
+    @dataclasses.dataclass(eq=False)
+    class Waiter(store_engine._Waiter):
+        def __post_init__(self) -> None:
+            self.wake = Wake(self.wake._lock)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(store_engine, "_Waiter", Waiter)
     order: list[int] = []
     errors: list[BaseException] = []
 

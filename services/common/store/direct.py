@@ -405,7 +405,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     """
     if assigned:
         key = list(table.primary_key.columns)
-        if len(key) != 1 or not key[0].autoincrement or key[0].name in (rows[0] if rows else {}):
+        if len(key) != 1 or table.autoincrement_column is not key[0] or key[0].name in (rows[0] if rows else {}):
             raise TypeError(f"insert_rows(assigned=True) needs a table keyed by one autoincrement column that the "
                             f"rows do not give; {table.name} is keyed by {[c.name for c in key]}")
     if not rows:

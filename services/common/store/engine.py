@@ -7,7 +7,8 @@ Writers and readers get different connections:
   the process's writer lock (``_WriterLock``): threads of one process queue on it and wake the
   moment the previous writer commits, instead of polling SQLite's lock in sleeps of up to 100 ms
   (its busy handler), which under load left the lock idle while writers slept. Writers serving
-  API calls (``serves_calls``) go before the background loops' that wait beside them; on
+  API calls (``serves_calls``) go before the background loops' that wait beside them, unless one
+  has waited ``_WriterLock.YIELD_S``; on
   PostgreSQL an ordinary transaction from a pool sized for the gRPC server.
 - **reads** (``reader(engine).connect()``): on SQLite a separate pool of ``query_only``
   connections without a transaction of their own, so each statement reads the last committed
@@ -39,7 +40,7 @@ POOL_OVERFLOW = int(os.environ.get("PRIVTUNE_STORE_POOL_OVERFLOW", "30"))
 PING_AFTER_IDLE_S = 1.0  # a PostgreSQL connection idle this long is pinged before it is handed out
 _READER = "_privtune_reader"  # the attribute an engine keeps its reader in (it lives and dies with it)
 _IS_READER = "_privtune_is_reader"  # set on a reader engine (not on an in-memory SQLite engine, its own reader)
-_WRITERS = "_privtune_writers"  # the attribute a SQLite file engine keeps its _WriterLock in
+_WRITERS = "_privtune_writers"  # the attribute a SQLite engine keeps its _WriterLock in
 _reader_lock = threading.Lock()
 
 
@@ -74,6 +75,7 @@ class _Waiter:
     holder: int  # id() of its DBAPI connection
     serving: bool
     since: float
+    wake: threading.Condition  # over the lock's own state lock: only the writer handed the lock is woken
     granted: bool = False
 
 
@@ -86,13 +88,14 @@ class _WriterLock:
     without it and meets SQLite's own lock and busy timeout, exactly as before this lock existed.
 
     Given back, it is handed to a waiting writer, never left for whoever asks first (a writer that has
-    just committed and begins again would otherwise always win it): first a background loop's writer
-    (the outbox relay, the access recorder, a projection's consumer, the controller) that has waited
-    ``YIELD_S`` or more, then a writer serving a call (threads marked by ``serves_calls``), then the
-    other background writers; the longest waiting first within each. So a call waits for the writer in
-    front of it, not for a queue of loops as well (under the API benchmark on SQLite the lock was held
-    86% of the time, more than half of that by the loops), the loops write the same rows in fewer,
-    larger transactions, and none of them waits much longer than ``YIELD_S`` beyond its turn.
+    just committed and begins again would otherwise always win it): to the writer that has waited
+    longest if that is ``YIELD_S`` or more, whatever it does; else to the longest waiting writer that
+    serves a call (threads marked by ``serves_calls``); else to the longest waiting background loop's
+    writer (the outbox relay, the access recorder, a projection's consumer, the controller). So a call
+    usually waits for the writer in front of it only, not for a queue of loops as well (under the API
+    benchmark on SQLite the lock was held 86% of the time, more than half of that by the loops); the
+    loops, waiting a little longer, write the same rows in fewer, larger transactions; and nobody waits
+    much longer than ``YIELD_S`` plus the turns of those who waited longer.
     """
 
     WAIT_S = 60.0
@@ -101,7 +104,7 @@ class _WriterLock:
     def __init__(self) -> None:
         # re-entrant: the garbage collector may finalise a leaked connection (its pool reset rolls back, which
         # gives back) on a thread that is inside take() or give_back() at that moment
-        self._state = threading.Condition(threading.RLock())
+        self._state = threading.RLock()
         self._holder: int | None = None  # id() of the DBAPI connection that holds it
         self._waiters: list[_Waiter] = []  # in the order they came
 
@@ -116,7 +119,8 @@ class _WriterLock:
             if self._holder is None:  # (then nobody waits: a give-back hands it to a waiter)
                 self._holder = id(raw)
                 return
-            me = _Waiter(id(raw), getattr(_serving, "calls", False), time.monotonic())
+            me = _Waiter(id(raw), getattr(_serving, "calls", False), time.monotonic(),
+                         threading.Condition(self._state))
             self._waiters.append(me)
             deadline = me.since + self.WAIT_S
             try:
@@ -129,7 +133,7 @@ class _WriterLock:
                     if left <= 0:  # goes on without it (SQLite's lock and busy timeout), as before this lock
                         self._waiters.remove(me)
                         return
-                    self._state.wait(left)
+                    me.wake.wait(left)
             except BaseException:  # interrupted while it waited: out of the line, or on to the next if handed it
                 if me in self._waiters:
                     self._waiters.remove(me)
@@ -143,14 +147,13 @@ class _WriterLock:
                 return
             self._holder = None
             if self._waiters:
-                now = time.monotonic()
-                aged = [w for w in self._waiters if not w.serving and now - w.since >= self.YIELD_S]
-                serving = [w for w in self._waiters if w.serving]
-                chosen = (aged or serving or self._waiters)[0]
+                first = self._waiters[0]  # the longest waiting
+                aged = time.monotonic() - first.since >= self.YIELD_S
+                chosen = first if aged else next((w for w in self._waiters if w.serving), first)
                 self._waiters.remove(chosen)
                 chosen.granted = True
                 self._holder = chosen.holder
-                self._state.notify_all()
+                chosen.wake.notify()
 
 
 def _serialize_writers(engine: Engine) -> None:
