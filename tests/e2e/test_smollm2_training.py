@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import warnings
 from pathlib import Path
 
 import pytest
@@ -52,9 +53,11 @@ def _weights(work: Path) -> str:
 def test_a_run_started_with_two_threads_resumes_with_two_in_a_process_that_defaults_to_one(tmp_path: Path) -> None:
     """The thread count is pinned at first start and recorded in the checkpoints a resume reads.
 
-    On SmolLM2 one thread and two round differently (the weights differ; the tiny test models
-    are too small for torch to split their reductions), so a resume that took its own
-    process's default would not end with the uninterrupted run's weights.
+    On SmolLM2 one thread and two usually round differently (the weights differ; the tiny test
+    models are too small for torch to split their reductions), so a resume that took its own
+    process's default would not end with the uninterrupted run's weights. Not on every CPU: where
+    they round alike (seen once on these machines), the weights cannot tell the counts apart, and
+    the thread count the resume reports and records carries the test (a warning says so).
     """
     import_smollm2(MODELS)
     storage_root = f"file://{tmp_path}/tenants"
@@ -66,7 +69,10 @@ def test_a_run_started_with_two_threads_resumes_with_two_in_a_process_that_defau
     assert rc == 0 and next(e for e in events if e["kind"] == "started")["torch_threads"] == 2
     reference, reference_weights = completed(events)["artifact_sha256"], _weights(tmp_path / "t2")
     rc, _ = run_to_end(tiny_spec(uri, job_id="threads-1", **steps), MODELS, storage_root, tmp_path / "t1", one)
-    assert rc == 0 and _weights(tmp_path / "t1") != reference_weights, "one thread rounds differently"
+    assert rc == 0
+    if _weights(tmp_path / "t1") == reference_weights:
+        warnings.warn("one torch thread and two gave the same SmolLM2 weights on this machine: the resumed run's "
+                      "weights cannot show which count it used; its reported and recorded count still do")
 
     spec = tiny_spec(uri, job_id="threads-moved", **steps)
     process = start_job_process(spec, MODELS, storage_root, tmp_path / "moved", two)

@@ -21,7 +21,7 @@ from services.common.access_log import AccessDenialRecorder, AllowedCallRecorder
 from services.common.errors import Unavailable
 from services.common.identity import Caller
 from services.common.store import open_store
-from services.common.store.schema import stored_events
+from services.common.store.schema import outbox, stored_events
 from tests.platform_fixtures import channel, dataset_stub, metadata, start_platform, wait_until
 
 pytestmark = pytest.mark.integration
@@ -171,11 +171,14 @@ def test_a_batch_whose_commit_answer_was_lost_is_not_stored_twice_nor_wedged(tmp
         recorder(caller, "/privtune.v1.DatasetService/ListDatasets", "", "OK", 1, "")
     with pytest.raises(OperationalError):
         recorder.flush()
-    recorder.flush()  # the retry finds the batch already stored: no conflict, no second copy
+    recorder(caller, "/privtune.v1.DatasetService/GetDataset", "ds-1", "OK", 1, "")  # a call meanwhile
+    # the retry finds the batch already stored (no conflict, no second copy) and stores the new call's record
+    assert recorder.flush() == 1
     recorder(caller, "/privtune.v1.DatasetService/ListDatasets", "", "OK", 1, "")
     assert recorder.flush() == 1
     with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(stored_events)).scalar() == 6
+        assert conn.execute(select(func.count()).select_from(stored_events)).scalar() == 7
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 7
 
 
 def test_a_stream_is_recorded_when_it_opens_and_again_when_it_ends(platform: Platform) -> None:

@@ -126,7 +126,7 @@ def _writer(engine, name: int, serving: bool, order: list[int]):  # type: ignore
     return thread
 
 
-def test_a_writer_serving_a_call_goes_before_background_writers_that_wait(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_writer_serving_a_call_goes_before_background_writers(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Background writers (the relay, the access recorder, consumers) that wait for the lock let a writer that
     serves a call pass, though it came later; and go on once it is through."""
     lock = _writer_lock(engine)
@@ -145,7 +145,7 @@ def test_a_writer_serving_a_call_goes_before_background_writers_that_wait(engine
     assert lock.waiting() == (0, 0)
 
 
-def test_a_background_writer_is_not_starved_by_a_stream_of_calls(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_background_writer_is_not_starved_by_calls(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Past ``YIELD_S`` of waiting, a background writer takes its turn beside writers serving calls, however
     many keep coming."""
     from services.common.store.engine import serves_calls
@@ -182,7 +182,7 @@ def test_a_background_writer_is_not_starved_by_a_stream_of_calls(engine, monkeyp
     assert len(calls_after) == 3  # every caller was still writing when it was through: it got a turn among them
 
 
-def test_a_writer_serving_a_call_is_not_starved_by_background_writers_that_keep_coming(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_call_is_not_starved_by_loops_that_keep_coming(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Loops that begin again the moment they commit, all of them past ``YIELD_S``, do not keep a writer that
     serves a call waiting: whoever has waited longest goes first."""
     lock = _writer_lock(engine)
@@ -222,8 +222,8 @@ class _Interrupted(BaseException):
 
 
 @pytest.mark.parametrize("after_handed", [False, True], ids=["while-queued", "once-handed-the-lock"])
-def test_a_writer_interrupted_while_it_waits_leaves_the_lock_to_the_others(engine, monkeypatch,  # type: ignore[no-untyped-def]
-                                                                           after_handed: bool) -> None:
+def test_an_interrupted_waiter_leaves_the_lock_to_the_others(engine, monkeypatch,  # type: ignore[no-untyped-def]
+                                                             after_handed: bool) -> None:
     """Interrupted in its wait, a writer leaves the line (or, once handed the lock, hands it on) and raises:
     the writers after it get the lock at once, not after ``WAIT_S``."""
     from services.common.store import engine as store_engine
