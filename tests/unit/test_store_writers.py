@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from services.common.store.engine import create_store_engine, reader
+from tests.platform_fixtures import wait_until
 
 pytestmark = pytest.mark.unit
 
@@ -103,15 +104,6 @@ def _writer_lock(engine):  # type: ignore[no-untyped-def]
     return getattr(engine, _WRITERS)
 
 
-def _until(condition, what: str) -> None:  # type: ignore[no-untyped-def]
-    import time
-
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.001)
-
-
 def _writer(engine, name: int, serving: bool, order: list[int]):  # type: ignore[no-untyped-def]
     from services.common.store.engine import serves_calls
 
@@ -126,18 +118,18 @@ def _writer(engine, name: int, serving: bool, order: list[int]):  # type: ignore
     return thread
 
 
-def test_a_writer_serving_a_call_goes_before_background_writers(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_writer_serving_a_call_goes_before_background_writers(engine) -> None:  # type: ignore[no-untyped-def]
     """Background writers (the relay, the access recorder, consumers) that wait for the lock let a writer that
     serves a call pass, though it came later; and go on once it is through."""
     lock = _writer_lock(engine)
-    monkeypatch.setattr(type(lock), "YIELD_S", 60.0)  # as long as this test may take: the order is not a race
+    lock.YIELD_S = 60.0  # as long as this test may take: the order is not a race (this test's own engine)
     order: list[int] = []
     with engine.begin() as holder:
         holder.execute(text("INSERT INTO t VALUES (0, 0)"))
         background = [_writer(engine, n, False, order) for n in (1, 2)]
-        _until(lambda: lock.waiting() == (0, 2), "two background writers wait")
+        wait_until(lambda: lock.waiting() == (0, 2), what="two background writers wait")
         call = _writer(engine, 3, True, order)
-        _until(lambda: lock.waiting() == (1, 2), "a writer serving a call waits beside them")
+        wait_until(lambda: lock.waiting() == (1, 2), what="a writer serving a call waits beside them")
     for thread in [call, *background]:
         thread.join(30)
     assert not any(t.is_alive() for t in [call, *background])
@@ -145,14 +137,14 @@ def test_a_writer_serving_a_call_goes_before_background_writers(engine, monkeypa
     assert lock.waiting() == (0, 0)
 
 
-def test_a_background_writer_is_not_starved_by_calls(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_background_writer_is_not_starved_by_calls(engine) -> None:  # type: ignore[no-untyped-def]
     """Past ``YIELD_S`` of waiting, a background writer takes its turn beside writers serving calls, however
     many keep coming."""
     from services.common.store.engine import serves_calls
 
     lock = _writer_lock(engine)
-    monkeypatch.setattr(type(lock), "YIELD_S", 0.05)
-    monkeypatch.setattr(type(lock), "WAIT_S", 600.0)  # no going on without the lock within this test
+    lock.YIELD_S = 0.05
+    lock.WAIT_S = 600.0  # no going on without the lock within this test
     order: list[int] = []
     background_done = threading.Event()
     calls_after: list[int] = []
@@ -171,9 +163,9 @@ def test_a_background_writer_is_not_starved_by_calls(engine, monkeypatch) -> Non
         callers = [threading.Thread(target=calls, args=(n,), daemon=True) for n in range(3)]
         for thread in callers:
             thread.start()
-        _until(lambda: lock.waiting()[0] >= 1, "writers serving calls wait")
+        wait_until(lambda: lock.waiting()[0] >= 1, what="writers serving calls wait")
         background = _writer(engine, 1, False, order)
-        _until(lambda: lock.waiting()[1] == 1, "the background writer waits")
+        wait_until(lambda: lock.waiting()[1] == 1, what="the background writer waits")
     background.join(120)
     assert order == [1], "the background writer never got the lock"
     background_done.set()
@@ -182,12 +174,12 @@ def test_a_background_writer_is_not_starved_by_calls(engine, monkeypatch) -> Non
     assert len(calls_after) == 3  # every caller was still writing when it was through: it got a turn among them
 
 
-def test_a_call_is_not_starved_by_loops_that_keep_coming(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_call_is_not_starved_by_loops_that_keep_coming(engine) -> None:  # type: ignore[no-untyped-def]
     """Loops that begin again the moment they commit, all of them past ``YIELD_S``, do not keep a writer that
     serves a call waiting: whoever has waited longest goes first."""
     lock = _writer_lock(engine)
-    monkeypatch.setattr(type(lock), "YIELD_S", 0.0)  # every waiter is past it at once
-    monkeypatch.setattr(type(lock), "WAIT_S", 600.0)
+    lock.YIELD_S = 0.0  # every waiter is past it at once
+    lock.WAIT_S = 600.0
     call_done = threading.Event()
     loop_writes: list[int] = []
 
@@ -205,8 +197,8 @@ def test_a_call_is_not_starved_by_loops_that_keep_coming(engine, monkeypatch) ->
         loops = [threading.Thread(target=loop, args=(n,), daemon=True) for n in range(3)]
         for thread in loops:
             thread.start()
-        _until(lambda: lock.waiting()[1] == 3, "the loops wait")
-    _until(lambda: len(loop_writes) >= 6, "the loops take turns")
+        wait_until(lambda: lock.waiting()[1] == 3, what="the loops wait")
+    wait_until(lambda: len(loop_writes) >= 6, what="the loops take turns")
     call = _writer(engine, 9, True, order)
     call.join(120)
     written = len(loop_writes)
@@ -229,7 +221,7 @@ def test_an_interrupted_waiter_leaves_the_lock_to_the_others(engine, monkeypatch
     from services.common.store import engine as store_engine
 
     lock = _writer_lock(engine)
-    monkeypatch.setattr(type(lock), "WAIT_S", 600.0)  # a lock left with a gone writer would outlast the joins
+    lock.WAIT_S = 600.0  # a lock left with a gone writer would outlast the joins
     victim: list[threading.Thread] = []
 
     class Wake(threading.Condition):
@@ -262,12 +254,12 @@ def test_an_interrupted_waiter_leaves_the_lock_to_the_others(engine, monkeypatch
         victim.append(threading.Thread(target=interrupted, daemon=True))
         victim[0].start()
         if after_handed:
-            _until(lambda: lock.waiting() == (0, 1), "the victim waits")
+            wait_until(lambda: lock.waiting() == (0, 1), what="the victim waits")
         else:
             victim[0].join(30)
             assert errors and lock.waiting() == (0, 0)
         other = _writer(engine, 2, False, order)
-        _until(lambda: lock.waiting() == (0, 1 + after_handed), "another writer waits")
+        wait_until(lambda: lock.waiting() == (0, 1 + after_handed), what="another writer waits")
     victim[0].join(30)
     other.join(30)
     assert not victim[0].is_alive() and not other.is_alive(), "a writer still waits for a lock nobody holds"
