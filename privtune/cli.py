@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from privtune.cli_client import call_metadata, client_channel, print_rpc_error
+from privtune.stop_request import StopRequest
 
 from services.common.config import PlatformConfig
 
@@ -62,12 +63,12 @@ def _run_until_signal(services: Sequence[str], config: PlatformConfig, *, api_on
                             projection_health_file=health_file, freeze_heap=True).start()
     except ValueError as exc:  # a service that cannot be an API replica
         raise SystemExit(f"privtune: {exc}") from None
-    done = threading.Event()
+    stop = StopRequest(REPLICA_STOP_S if api_only else None)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
+        signal.signal(sig, stop.request)
     replicas = _start_api_replicas(platform, services, api_processes - 1, argv) if api_processes > 1 else []
-    if api_only:
-        _end_with_parent(done)
+    if api_only and parent:
+        stop.end_with_parent(parent)
     api = "no gRPC API"
     if platform.server is not None:
         api = (f"gRPC on {platform.grpc_target} (TLS, bearer tokens; components with client certificates on "
@@ -75,12 +76,7 @@ def _run_until_signal(services: Sequence[str], config: PlatformConfig, *, api_on
     store = f"store {config.store_uri}" if platform.engine is not None else "no store"
     print(f"privtune: {', '.join(services)} running; {api}; bus {config.bus_uri}; {store}. Ctrl-C stops.",
           flush=True)
-    done.wait()
-    if api_only:  # a replica never outlives its parent for long, whatever its stop waits for
-        watchdog = threading.Timer(REPLICA_STOP_S, lambda: (log.error("API replica: stop took over %.0f s; exiting",
-                                                                       REPLICA_STOP_S), os._exit(1)))
-        watchdog.daemon = True
-        watchdog.start()
+    stop.wait()  # a replica's stop has REPLICA_STOP_S from here, whatever it waits for (privtune/stop_request.py)
     for replica in replicas:
         replica.terminate()
     for replica in replicas:
@@ -93,21 +89,6 @@ def _run_until_signal(services: Sequence[str], config: PlatformConfig, *, api_on
 
 
 REPLICA_STOP_S = 20.0
-
-
-def _end_with_parent(done: threading.Event) -> None:
-    """Besides the orphan guard's death signal, a replica checks each second that the process that started
-    it (``PRIVTUNE_PARENT_PID``) is still its parent, and stops when it is not."""
-    expected = int(os.environ.get("PRIVTUNE_PARENT_PID", "0") or 0)
-    if not expected:
-        return
-
-    def watch() -> None:
-        while not done.wait(1.0):
-            if os.getppid() != expected:
-                log.warning("API replica: the process that started it (%d) is gone; stopping", expected)
-                done.set()
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _start_api_replicas(platform: object, services: Sequence[str], count: int,

@@ -50,6 +50,29 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _state(pid: int) -> str:
+    """The process's state letter (``Z``: ended, not yet reaped), or "" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
+def _threads(pid: int) -> list[str]:
+    """Each thread of ``pid``: name, state and the kernel function it sleeps in."""
+    found = []
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        try:
+            found.append(f"{(task / 'comm').read_text().strip()} {_state_of(task)} {(task / 'wchan').read_text()}")
+        except OSError:
+            continue
+    return found
+
+
+def _state_of(task: Path) -> str:
+    return (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
 def _established(pid: int, port: int) -> int:
     """Established TCP connections of ``pid`` whose local port is ``port``."""
     inodes = set()
@@ -80,6 +103,7 @@ def test_two_processes_share_the_port_and_the_replica_dies_with_its_parent(tmp_p
         cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "PRIVTUNE_COMPONENT_GRPC": f"127.0.0.1:{_free_port()}"})
     channels: list[grpc.Channel] = []
+    replica = 0
     try:
         def replica_serving() -> bool:
             if proc.poll() is not None:
@@ -119,10 +143,13 @@ def test_two_processes_share_the_port_and_the_replica_dies_with_its_parent(tmp_p
 
         os.kill(proc.pid, signal.SIGKILL)  # no chance to stop it: the orphan guard's death signal must
         proc.wait(30)
-        wait_until(lambda: not Path(f"/proc/{replica}").exists() or
-                   Path(f"/proc/{replica}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z",
-                   timeout=120, what="the API replica to end with its parent")
+        try:
+            wait_until(lambda: _state(replica) in ("", "Z"), timeout=120, what="the API replica to end with its parent")
+        except AssertionError as exc:  # say where it is: its threads' states and its log (stacks, if it dumped them)
+            raise AssertionError(f"{exc}; its threads: {_threads(replica)}\n{log.read_text()[-6000:]}") from None
     finally:
+        if replica and _state(replica) not in ("", "Z"):
+            os.kill(replica, signal.SIGKILL)
         for ch in channels:
             ch.close()
         if proc.poll() is None:
