@@ -32,7 +32,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
@@ -122,8 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gpu_worker.claims import ClaimUnavailable, GrpcAttemptClaims
     from gpu_worker.worker import TrainingWorker, WorkerSettings
     from services.common.bus import open_bus
+    from services.common.signal_event import signal_event
 
-    stop = threading.Event()
+    stop = signal_event()  # its waits on this thread (claim retries) may be interrupted by the handler
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     settings = WorkerSettings(models_dir=args.models_root, storage_uri=args.storage_root, work_dir=args.work_dir,
                               worker_id=args.worker_id or f"{socket.gethostname()}-{os.getpid()}",
