@@ -77,6 +77,9 @@ def _run_until_signal(services: Sequence[str], config: PlatformConfig, *, api_on
     print(f"privtune: {', '.join(services)} running; {api}; bus {config.bus_uri}; {store}. Ctrl-C stops.",
           flush=True)
     stop.wait()  # a replica's stop has REPLICA_STOP_S from here, whatever it waits for (privtune/stop_request.py)
+    if api_only:
+        log.info("API replica: stopping (it exits within %.0f s, its stacks on stderr if it must be forced)",
+                 REPLICA_STOP_S)
     for replica in replicas:
         replica.terminate()
     for replica in replicas:
@@ -85,6 +88,11 @@ def _run_until_signal(services: Sequence[str], config: PlatformConfig, *, api_on
         except subprocess.TimeoutExpired:
             replica.kill()
     platform.stop()
+    if api_only:  # all a replica had is stored or closed now: skip the interpreter's shutdown, where a
+        logging.shutdown()  # finalizer can hang past the deadline (grpcio's C++ exit handlers run after it)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

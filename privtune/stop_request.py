@@ -1,16 +1,23 @@
 """How a server process is told to stop: a signal, or (an API replica) its parent's death.
 
-A signal handler runs in the main thread between two bytecodes, possibly while that thread holds a
-lock. The handler used to call ``threading.Event.set()``, which takes the event's own lock: had the
-main thread been inside that event's ``wait()`` holding it, the handler would have waited for
-itself forever, and nothing after the wait (the replica's stop deadline included) would have run.
-So a handler here only sets an attribute, and the main thread polls it (``wait``).
+A replica must not outlive its parent for long, whatever its stop waits for. It used to rely on a
+``threading.Timer`` started once the stop began: a Python daemon thread, which cannot run once the
+interpreter has begun to shut down, so a hang there (a finalizer waiting for a thread, as grpcio's
+objects can) would keep a replica alive: one whose parent was SIGKILLed outlived it for minutes
+twice in full CI runs, most likely so (it was not reproduced). The deadline is now ``faulthandler.dump_traceback_later``: a C thread that needs no
+interpreter lock, writes every thread's stack to stderr (so a stuck stop says where it stuck) and
+``_exit``s. It is armed by whichever notices first, the signal handler or the parent watch, before
+anything else is done, and stays armed through the stop and the interpreter's shutdown until
+faulthandler itself is shut down (late in it; ``privtune serve`` then skips what would follow by
+ending a replica with ``os._exit``).
 
-A replica must not outlive its parent for long whatever its stop waits for, even a thread that
-never hands back the interpreter lock: its deadline is ``faulthandler.dump_traceback_later``, a
-C thread that needs no interpreter lock, writes every thread's stack to stderr (so a stuck stop
-says where it stuck) and ``_exit``s. It is armed by whichever notices first, the handler or the
-parent watch, before anything else is done.
+A signal handler runs in the main thread between two bytecodes, also while that thread holds a lock
+(a ``threading.Event``'s, inside its ``wait()``): so a handler here sets an attribute and arms the
+deadline, takes no lock, and the main thread polls the attribute (``wait``). What the deadline needs
+is taken up front: its file descriptor (a duplicate of stderr's, or /dev/null).
+
+Not covered: a thread that never hands the interpreter lock back before the stop is asked for keeps
+the handler and the watch from running at all (nothing written in Python can help then).
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ from __future__ import annotations
 import faulthandler
 import logging
 import os
-import sys
 import threading
 import time
 
@@ -33,26 +39,37 @@ class StopRequest:
     def __init__(self, deadline_s: float | None = None) -> None:
         self.deadline_s = deadline_s  # None: no forced exit (a full process stops its own children first)
         self.requested = False
-        self._armed = False
+        self.armed = False
+        self._fd = -1
+        if deadline_s is not None:
+            try:
+                self._fd = os.dup(2)
+            except OSError:  # no stderr: the deadline still ends the process, without the stacks
+                self._fd = os.open(os.devnull, os.O_WRONLY)
 
-    def request(self, *_: object) -> None:  # also a signal handler: no locks, no logging
-        if self.deadline_s is not None and not self._armed:
-            self._armed = True
-            faulthandler.dump_traceback_later(self.deadline_s, exit=True, file=sys.stderr)
+    def request(self, *_: object) -> None:  # also a signal handler: no locks, no logging, nothing that raises
         self.requested = True
+        if self.deadline_s is not None and not self.armed:
+            try:
+                faulthandler.dump_traceback_later(self.deadline_s, exit=True, file=self._fd)
+                self.armed = True
+            except Exception:  # noqa: BLE001 - the next request (the watch's) tries again
+                pass
 
     def wait(self) -> None:
         while not self.requested:
-            time.sleep(POLL_S)  # a signal interrupts it, and its handler runs at once (PEP 475)
+            time.sleep(POLL_S)  # a signal's handler runs when the main thread next runs Python, within POLL_S
 
     def end_with_parent(self, expected: int, every_s: float = 1.0) -> None:
-        """Besides the orphan guard's death signal (which the kernel may hand to any thread, so the main
-        thread may not see it until it wakes), check each ``every_s`` that ``expected`` is still the parent."""
+        """Besides the orphan guard's death signal, check each ``every_s`` that ``expected`` is still the
+        parent, and ask for the stop (arming the deadline) when it is not."""
         def watch() -> None:
-            while not self.requested:
+            told = False
+            while not (self.requested and (self.armed or self.deadline_s is None)):
                 time.sleep(every_s)
                 if os.getppid() != expected:
                     self.request()
-                    log.warning("API replica: the process that started it (%d) is gone; stopping", expected)
-                    return
+                    if not told:
+                        told = True
+                        log.warning("API replica: the process that started it (%d) is gone; stopping", expected)
         threading.Thread(target=watch, name="parent-watch", daemon=True).start()

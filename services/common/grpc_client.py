@@ -67,7 +67,8 @@ def call_until_answered(call: Callable[[], T], what: str, *, give_up_after: floa
                 raise BusUnavailable(f"{what}: no answer ({code}) after {give_up_after:.0f}s") from None
             log.warning("%s: %s; retrying in %.1fs", what, code, backoff)
             if stop is not None:
-                stop.wait(backoff)
+                if stop.wait(backoff) or stop.is_set():  # set meanwhile: no further call
+                    raise BusUnavailable(f"{what}: stopped while retrying ({code})") from None
             else:
                 time.sleep(backoff)
             backoff = min(backoff * 2, max_backoff)
