@@ -40,10 +40,9 @@ HANGING_STOP = textwrap.dedent("""
 STUCK_LINE = f'line {HANGING_STOP.splitlines().index("held.acquire()  # a stop that never ends") + 1} in <module>'
 
 
-@pytest.mark.parametrize("stderr", ["open", "closed"])
-def test_a_signal_stops_the_wait_and_a_deadlocked_stop_ends_by_its_deadline_with_the_stacks(stderr: str) -> None:
-    program = HANGING_STOP if stderr == "open" else HANGING_STOP.replace("stop = StopRequest", "os.close(2)\nstop = StopRequest")
-    proc = subprocess.Popen([sys.executable, "-c", program, "3"], cwd=ROOT, text=True, stdout=subprocess.PIPE,
+def _stopped_by_sigterm(program: str, *args: str) -> tuple[int, str]:
+    """Run ``program``, send SIGTERM once it says it is waiting; its exit code and stderr."""
+    proc = subprocess.Popen([sys.executable, "-c", program, *args], cwd=ROOT, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "waiting\n"
@@ -51,7 +50,14 @@ def test_a_signal_stops_the_wait_and_a_deadlocked_stop_ends_by_its_deadline_with
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 1, err
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize("stderr", ["open", "closed"])
+def test_a_signal_stops_the_wait_and_a_deadlocked_stop_ends_by_its_deadline_with_the_stacks(stderr: str) -> None:
+    program = HANGING_STOP if stderr == "open" else HANGING_STOP.replace("stop = StopRequest", "os.close(2)\nstop = StopRequest")
+    code, err = _stopped_by_sigterm(program, "3")
+    assert code == 1, err
     if stderr == "open":
         assert "Timeout" in err and STUCK_LINE in err, err  # faulthandler names the line the stop is stuck on
 
@@ -74,15 +80,8 @@ def test_a_stop_stuck_in_the_interpreters_shutdown_ends_by_its_deadline() -> Non
         print("waiting", flush=True)
         stop.wait()
     """)
-    proc = subprocess.Popen([sys.executable, "-c", program], cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
-        assert proc.stdout is not None and proc.stdout.readline() == "waiting\n"
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 1 and "Timeout" in err and "in __del__" in err, err
+    code, err = _stopped_by_sigterm(program)
+    assert code == 1 and "Timeout" in err and "in __del__" in err, err
 
 
 def test_without_a_deadline_a_stop_is_a_flag_only(monkeypatch: pytest.MonkeyPatch) -> None:
