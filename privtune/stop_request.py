@@ -3,13 +3,13 @@
 A replica must not outlive its parent for long, whatever its stop waits for. It used to rely on a
 ``threading.Timer`` started once the stop began: a Python daemon thread, which cannot run once the
 interpreter has begun to shut down, so a hang there (a finalizer waiting for a thread, as grpcio's
-objects can) would keep a replica alive: one whose parent was SIGKILLed outlived it for minutes
-twice in full CI runs, most likely so (it was not reproduced). The deadline is now ``faulthandler.dump_traceback_later``: a C thread that needs no
-interpreter lock, writes every thread's stack to stderr (so a stuck stop says where it stuck) and
-``_exit``s. It is armed by whichever notices first, the signal handler or the parent watch, before
-anything else is done, and stays armed through the stop and the interpreter's shutdown until
-faulthandler itself is shut down (late in it; ``privtune serve`` then skips what would follow by
-ending a replica with ``os._exit``).
+objects can) would keep a replica alive. One whose parent was SIGKILLed outlived it for minutes
+twice in full CI runs, most likely so (it was not reproduced). The deadline is now
+``faulthandler.dump_traceback_later``: a C thread that needs no interpreter lock, writes every
+thread's stack to stderr (so a stuck stop says where it stuck) and ``_exit``s. It is armed by
+whichever notices first, the signal handler or the parent watch, before anything else is done, and
+stays armed through the stop and the interpreter's shutdown until faulthandler itself is shut down
+(late in it; ``privtune serve`` skips what would follow by ending a replica with ``os._exit``).
 
 A signal handler runs in the main thread between two bytecodes, also while that thread holds a lock
 (a ``threading.Event``'s, inside its ``wait()``): so a handler here sets an attribute and arms the

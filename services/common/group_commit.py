@@ -19,9 +19,8 @@ With ``lead_early`` the next batch does not wait for the one in front of it to b
 starts as soon as that batch is taken, so on SQLite it waits for the write lock while the batch in
 front holds it and gets it the moment that one commits (before the background loops, unless one of
 them has waited longer than ``store.engine._WriterLock.YIELD_S``), and callers that arrive meanwhile
-still join it. For a write whose
-store lets only one writer in at a time (the write takes its batch once it has the lock); elsewhere
-batches would be written side by side. With the writer lock's hand-off (and one statement less per
+still join it. It is meant for a write whose store lets only one writer in at a time (the write
+takes its batch once it has the lock); elsewhere batches would be written side by side. With the writer lock's hand-off (and one statement less per
 batch), a create's handler time at p50 under the API benchmark on SQLite went from 69.5 to 48.1 ms; the
 early leader alone did not help (docs/benchmarks.md, eighth pass).
 

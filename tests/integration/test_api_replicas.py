@@ -7,6 +7,7 @@ write through one process is read through the other, and the replica dies with i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -148,10 +149,8 @@ def test_two_processes_share_the_port_and_the_replica_dies_with_its_parent(tmp_p
             warnings.warn(f"the API replica's stop hung until its deadline:\n{log.read_text()[-6000:]}")
     finally:
         if replica and _state(replica) not in ("", "Z"):
-            try:
+            with contextlib.suppress(ProcessLookupError):  # ended meanwhile
                 os.kill(replica, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         for ch in channels:
             ch.close()
         if proc.poll() is None:

@@ -4,6 +4,7 @@ stack on stderr (or without stderr)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -124,7 +125,5 @@ def test_a_process_whose_parent_was_killed_ends_though_its_stop_hangs(tmp_path: 
         if parent.poll() is None:
             parent.kill()
         if child:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # ended meanwhile
                 os.kill(child, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
