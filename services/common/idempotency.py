@@ -40,7 +40,11 @@ def claim_request_id(conn: Connection, tenant_id: str, kind: str, request_id: st
     """
     try:
         with conn.begin_nested():
-            conn.execute(insert(unique_names).values(tenant_id=tenant_id, kind=kind, name=request_id,
-                                                     aggregate_id=aggregate_id))
+            conn.execute(insert(unique_names).values(claim_row(tenant_id, kind, request_id, aggregate_id)))
     except IntegrityError:
         raise RequestIdTaken(request_id) from None
+
+
+def claim_row(tenant_id: str, kind: str, request_id: str, aggregate_id: str) -> dict[str, str]:
+    """The ``unique_names`` row that claims ``request_id`` for ``aggregate_id`` (a duplicate key: it is taken)."""
+    return dict(tenant_id=tenant_id, kind=kind, name=request_id, aggregate_id=aggregate_id)

@@ -21,11 +21,12 @@ from services.common import eventstore, positions, queries, random_ids
 from services.common.clock import now_ms
 from services.common.envelope import Causation, new_envelope
 from services.common.errors import ConcurrencyConflict, FailedPrecondition, InvalidArgument, NotFound, Resource
-from services.common.idempotency import RequestIdTaken, claim_request_id, created_by_request
+from services.common.idempotency import RequestIdTaken, claim_request_id, claim_row, created_by_request
 from services.common.identity import Caller
 from services.common.group_commit import GroupCommit
 from services.common.store.direct import insert_rows, pipelined
-from services.common.store.schema import training_job_view, unique_names
+from services.common.store.one_statement import autocommit, duplicate_in, one_statement
+from services.common.store.schema import stored_events, training_job_view, unique_names
 from services.common.store.engine import reader
 from services.orchestrator import admission, job_domain, job_store, ledger
 from services.orchestrator.admission import METHOD_ENUM
@@ -107,7 +108,9 @@ class TrainingJobApplication:
         """The new job (or the one ``request_id`` already made) and its sealed position (see positions.py).
 
         A job that reserves no privacy budget is written in a batch with the creates that arrive meanwhile
-        (``_write_new_jobs``); one that does, or one whose batch could not be written, on its own.
+        (``_write_new_jobs``, SQLite by default); one that does, or one whose batch could not be written, on
+        its own: on PostgreSQL, without a reservation, as one statement that is its own transaction
+        (``_write_at_once``), else in a transaction.
         """
         if req.request_id:
             existing = self._by_request_id(caller, req.request_id)
@@ -128,6 +131,11 @@ class TrainingJobApplication:
                 if outcome is not ALONE:
                     return outcome  # type: ignore[return-value]
             try:
+                at_once = autocommit(self.engine)
+                if at_once is not None and not reserves:  # PostgreSQL: the whole write is one statement
+                    created, position = self._write_at_once(at_once, caller, req.request_id, job_id, events,
+                                                            causation)
+                    return created, positions.seal(self.engine, caller.tenant_id, position)
                 with self.engine.begin() as conn:
                     if req.request_id:
                         self._claim_request(conn, caller, req.request_id, job_id)
@@ -158,6 +166,36 @@ class TrainingJobApplication:
                     return existing, self.position_of(caller, existing.job_id)
                 continue
         raise ConcurrencyConflict("the privacy ledger kept changing while this job was admitted; retry")
+
+    def _write_at_once(self, engine: Engine, caller: Caller, request_id: str, job_id: str, events: list,
+                       causation: Causation) -> tuple[job_domain.TrainingJobState, int]:
+        """Store a new job (its request id's claim, its events, their outbox rows, its view row) as one statement
+        that is its own transaction (``store.one_statement``): one round trip, its commit included. Returns the
+        job and its position.
+
+        Raises:
+            RequestIdTaken: a committed call holds ``request_id`` already (nothing of this job is stored).
+            ConcurrencyConflict: the job's stream has events already (nothing of this job is stored).
+        """
+        with engine.connect() as conn:
+            try:
+                with one_statement(conn) as written:
+                    if request_id:
+                        insert_rows(conn, unique_names, [claim_row(caller.tenant_id, REQUEST_KIND, request_id,
+                                                                   job_id)])
+                    created = job_store.append_job(conn, caller.tenant_id, job_id, job_domain.TrainingJobState(),
+                                                   events, causation)
+            except IntegrityError as exc:
+                duplicated = duplicate_in(exc)
+                if request_id and duplicated == unique_names.name:
+                    raise RequestIdTaken(request_id) from None
+                if duplicated == stored_events.name:
+                    raise ConcurrencyConflict(f"training job {job_id} has events already") from exc
+                raise  # not a duplicate key: a bug to see, not a race to retry
+        position = written.max_key(stored_events)
+        if position is None:  # not expected: the events went out in the statement, which answers their keys
+            raise RuntimeError("the job's write did not answer its position")
+        return created, position
 
     def _exists(self, job_id: str) -> bool:
         """Whether the job's stream has events (its id is this create's own, random: nobody else writes it)."""

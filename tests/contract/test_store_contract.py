@@ -501,6 +501,83 @@ def test_a_pipelined_block_writes_reads_and_fails_as_statements_one_by_one_do(en
         assert conn.execute(select(func.count()).select_from(outbox)).scalar() == 3
 
 
+def test_a_one_statement_block_stores_every_row_of_it_or_none(engine: Engine) -> None:
+    """``one_statement`` on ``autocommit(engine)`` (PostgreSQL): the block's inserts into several tables go out
+    when it ends, as one statement that is its own transaction. Nothing is visible before the block ends;
+    everything is after it, committed with no COMMIT; the statement answers the largest key the events got;
+    a duplicate key in any of its rows stores none of them and names the table; a block that raises sends
+    nothing; a read inside the block is refused. On SQLite there is no such engine, and the block inserts
+    as it goes in the caller's transaction."""
+    from sqlalchemy import exc
+
+    from services.common.idempotency import claim_row
+    from services.common.store.direct import insert_rows
+    from services.common.store.one_statement import MAX_PARAMETERS, autocommit, duplicate_in, one_statement
+    from services.common.store.schema import unique_names
+
+    def versions(*streams: str) -> list[int]:
+        with reader(engine).connect() as conn:
+            return [eventstore.stream_version(conn, s) for s in streams]
+
+    def outbox_rows() -> int:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(outbox)).scalar_one()
+
+    at_once = autocommit(engine)
+    if engine.dialect.name == "sqlite":
+        assert at_once is None
+        with engine.begin() as conn, one_statement(conn) as written:
+            eventstore.append(conn, "dataset", [_event("one-1")], expected_version=0)
+            assert eventstore.stream_version(conn, "one-1") == 1  # inserted as it went
+        assert not written.sent and written.max_key(stored_events) is None and versions("one-1") == [1]
+        return
+    assert at_once is not None and autocommit(engine) is at_once
+    claim = claim_row("acme", "test", "request-1", "one-1")
+    with at_once.connect() as conn:
+        with one_statement(conn) as written:
+            eventstore.append(conn, "dataset", [_event("one-1"), _event("one-1")], expected_version=0)
+            insert_rows(conn, unique_names, [claim])
+            with pytest.raises(ValueError, match="second insert into stored_events"):  # keys in no set order
+                eventstore.append(conn, "dataset", [_event("one-2")], expected_version=0)
+            with pytest.raises(RuntimeError, match="only insert_rows"):
+                eventstore.stream_version(conn, "one-1")
+            with pytest.raises(RuntimeError, match="do not nest"), one_statement(conn):
+                pass
+            assert versions("one-1", "one-2") == [0, 0] and outbox_rows() == 0  # nothing sent yet
+        assert written.sent
+    assert versions("one-1", "one-2") == [2, 0] and outbox_rows() == 2  # committed: no COMMIT was sent
+    with engine.connect() as conn:
+        newest = conn.execute(select(func.max(stored_events.c.seq))).scalar_one()
+        assert conn.execute(select(func.count()).select_from(unique_names)).scalar_one() == 1
+    assert written.max_key(stored_events) == newest and written.max_key(outbox) is None
+    # a duplicate key in the last rows: none of the block's rows is stored, the error names the table
+    with pytest.raises(exc.IntegrityError) as failed, at_once.connect() as conn, one_statement(conn):
+        eventstore.append(conn, "dataset", [_event("one-3")], expected_version=0)  # would land on its own
+        insert_rows(conn, unique_names, [claim])  # taken
+    assert duplicate_in(failed.value) == "unique_names"
+    with pytest.raises(exc.IntegrityError) as failed, at_once.connect() as conn, one_statement(conn):
+        insert_rows(conn, unique_names, [claim_row("acme", "test", "request-3", "one-1")])  # would land alone
+        eventstore.append(conn, "dataset", [_event("one-1")], expected_version=1)  # version 2 is taken
+    assert duplicate_in(failed.value) == "stored_events"
+    assert duplicate_in(ValueError("not a statement's error")) is None
+    # a block that raises, or asks for more values than one statement takes, sends nothing
+    with pytest.raises(KeyError), at_once.connect() as conn, one_statement(conn):
+        eventstore.append(conn, "dataset", [_event("one-4")], expected_version=0)
+        raise KeyError("the caller's own failure")
+    too_many = MAX_PARAMETERS // 4 + 1  # unique_names rows have 4 columns
+    with pytest.raises(ValueError, match="values in one statement"), at_once.connect() as conn, \
+            one_statement(conn):
+        eventstore.append(conn, "dataset", [_event("one-5")], expected_version=0)
+        insert_rows(conn, unique_names, [claim_row("acme", "test", f"r-{i}", "a") for i in range(too_many)])
+    assert versions("one-1", "one-2", "one-3", "one-4", "one-5") == [2, 0, 0, 0, 0] and outbox_rows() == 2
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(unique_names)).scalar_one() == 1
+    # the connections it used serve the next block
+    with at_once.connect() as conn, one_statement(conn) as written:
+        eventstore.append(conn, "dataset", [_event("one-6")], expected_version=0)
+    assert versions("one-6") == [1] and written.max_key(stored_events) > newest
+
+
 def test_direct_reads_refuse_result_columns_that_need_converting(engine: Engine) -> None:
     """A result column SQLAlchemy would convert (a Decimal) cannot be read raw: refused before anything is sent."""
     from decimal import Decimal

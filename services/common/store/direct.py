@@ -70,6 +70,9 @@ def _converts(kind: TypeEngine, dialect: Dialect) -> bool:
         return True
 
 
+COLLECTING = "privtune_one_statement"  # conn.info key of a one_statement block's queue (store/one_statement.py)
+
+
 def _autobegin(conn: Connection) -> None:
     """What ``Connection.execute`` does before a statement: refuse to run in a transaction that a failed
     statement or commit left to be rolled back; then, on a writer's connection outside a transaction,
@@ -304,6 +307,9 @@ class DirectRead:
                  compiled: _Compiled | None = None) -> Any:
         """Run the statement with ``params`` (by the bindparams' names) on ``conn``'s connection; ``result``
         of the cursor."""
+        if conn.dialect.driver == "psycopg" and COLLECTING in conn.info:
+            raise RuntimeError("a one_statement block holds only insert_rows: this statement's answer would come "
+                               "before the rows queued ahead of it are written")
         compiled = compiled or self._for(conn.dialect)
         values = self._values(compiled, params)
         _autobegin(conn)
@@ -394,6 +400,8 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     Values are converted as SQLAlchemy would convert them (bytes go to the driver as they are), and
     errors come out as from ``Connection.execute`` (``sqlalchemy.exc.IntegrityError`` for a duplicate).
     A column with a Python-side default must be given. Another driver gets ``Connection.execute``.
+    Inside a ``store.one_statement`` block on PostgreSQL the rows are queued, and sent with the block's others
+    as one statement when it ends (then nothing is returned here: see ``Written.max_key``).
 
     ``assigned`` (a table keyed by one autoincrement integer that ``rows`` do not give): on SQLite, the key
     each row got, in order, without reading them back (a statement less in the writer's transaction, whose
@@ -415,6 +423,10 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         return None
     names = tuple(rows[0])
     plan = _plan(table, names, conn.dialect)
+    queued = conn.info.get(COLLECTING) if conn.dialect.driver == "psycopg" else None
+    if queued is not None:  # inside store.one_statement: sent with the block's other rows when it ends, all
+        queued.add(table, plan.statement(len(rows)), _row_values(rows, names, plan.processors), assigned)  # in one
+        return None
     keys: list[int] | None = [] if assigned and conn.dialect.name == "sqlite" else None
     _autobegin(conn)
     with _driver_cursor(conn, plan.statement(1), None) as cursor:
