@@ -219,8 +219,8 @@ class TrainingJobApplication:
                 alone = _claimed_already(conn, jobs)
                 written = [j for j in jobs if j.job_id not in alone]
                 insert_rows(conn, unique_names, sorted(  # in key order: two batches claiming alike never deadlock
-                    (dict(tenant_id=j.tenant_id, kind=REQUEST_KIND, name=j.request_id, aggregate_id=j.job_id)
-                     for j in written if j.request_id), key=lambda row: (row["tenant_id"], row["name"])))
+                    (claim_row(j.tenant_id, REQUEST_KIND, j.request_id, j.job_id) for j in written if j.request_id),
+                    key=lambda row: (row["tenant_id"], row["name"])))
                 states, found = job_store.append_new_jobs(
                     conn, [(j.tenant_id, j.job_id, j.payloads, j.causation) for j in written])
                 if found is None:  # the store did not tell the events' seq (PostgreSQL): read them
