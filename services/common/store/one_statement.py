@@ -1,31 +1,32 @@
 """A write of rows into several tables as one PostgreSQL statement, its commit included.
 
-Under load a statement's time is mostly the waits for the interpreter's lock: each wait for the
-socket gives it back, and winning it back takes as long as the other threads hold it. A create in a
-transaction waited for BEGIN, for a pipelined block (psycopg polls the socket once per statement it
-queues), for the read of the job's position and for COMMIT: 48 of its 58 ms at p50 under the benchmark's
-load were spent in those waits (docs/benchmarks.md, issue 17's tenth pass).
+Under load a statement's time is mostly the waits for the interpreter's lock: each wait for the socket gives
+it back, and winning it back takes as long as the other threads hold it. A create in a transaction waited for
+BEGIN, for a pipelined block (psycopg polls the socket once per statement it queues), for the read of the
+job's position and for COMMIT: 39 of its 58 ms (mean) under the benchmark's load were spent in those waits
+(docs/benchmarks.md, issue 17's tenth pass).
 
-Inside ``one_statement(conn)``, ``direct.insert_rows`` on PostgreSQL queues its rows instead of sending
-them; when the block ends they go out as one statement, a ``WITH`` of one data-modifying ``INSERT`` per
-chunk, whose answer is the largest key that each table inserted with ``assigned=True`` got
-(``Written.max_key``). On a connection of ``autocommit(engine)`` that statement is its own transaction:
-every row of it is stored, or none (a duplicate key anywhere fails the whole statement). Elsewhere
-(SQLite, whose writers take the write lock with ``BEGIN IMMEDIATE``; or a block that raised) nothing is
-queued or nothing is sent: ``insert_rows`` runs as without the block.
+Inside ``one_statement(conn)``, ``direct.insert_rows`` on PostgreSQL queues its rows instead of sending them;
+when the block ends they go out as one statement, a ``WITH`` of one data-modifying ``INSERT`` per table, whose
+answer is the largest key that each table inserted with ``assigned=True`` got (``Written.max_key``). On a
+connection of ``autocommit(engine)`` that statement is its own transaction: every row of it is stored, or none
+(a duplicate key anywhere fails the whole statement). On a connection in a transaction it joins that
+transaction (BEGIN is sent first if none was), to be committed by the caller. Elsewhere (SQLite, whose writers
+take the write lock with ``BEGIN IMMEDIATE``; or a block that raised) nothing is queued or nothing is sent:
+``insert_rows`` runs as without the block.
 
-One ``insert_rows`` call per table belongs in a block (its rows go as one ``INSERT``, in the order given): PostgreSQL
-runs the statements of a ``WITH`` in no set order, so two inserts into one table could number their rows
-out of the order given (an event stream's versions, the relay's publishing order); a second one raises.
-A statement's keys are taken as it runs, and PostgreSQL may run the request id's claim after the events'
-insert: a create that loses a race for its request id leaves gaps in ``seq`` and ``outbox.seq``, and one that
-waited at the key commits numbers taken before others committed theirs. That was so of transactions before
-(``seq`` order is not commit order); the outbox relay deletes what it published by event id, not by ``seq``.
-Each distinct row count is a statement text of its own (prepared once per connection): meant for a few rows
-per table, as a create's.
-Only ``insert_rows`` belongs in the block: a ``DirectRead`` or ``DirectWrite`` inside it raises (its answer
-would come before rows queued ahead of it are written); ``Connection.execute`` would run at once, out of
-order, so do not use it there.
+One ``insert_rows`` call per table belongs in a block (its rows go as one ``INSERT``, in the order given):
+PostgreSQL runs the statements of a ``WITH`` in no set order, so two inserts into one table could number their
+rows out of the order given (an event stream's versions, the relay's publishing order); a second one raises. A
+statement's keys are taken as it runs, and PostgreSQL runs the request id's claim (a part the final query does
+not read) after the events' insert (which it reads), in practice though not by promise: a create that loses a
+race for its request id leaves gaps in ``seq`` and ``outbox.seq``, and one that waited at the key commits
+numbers taken before others committed theirs. That was so of transactions before (``seq`` order is not commit
+order); the outbox relay deletes what it published by event id, not by ``seq``. Each distinct row count is a
+statement text of its own (prepared once per connection): meant for a few rows per table, as a create's. Only
+``insert_rows`` belongs in the block: a ``DirectRead`` or ``DirectWrite`` inside it raises (its answer would
+come before rows queued ahead of it are written); ``Connection.execute`` would run at once, out of order, so
+do not use it there.
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ class _Queued:
     def add(self, table: Table, statement: str, values: list[Any], assigned: bool) -> None:
         """Called by ``insert_rows`` with all its rows as one statement (not chunked: one insert per table)."""
         if any(name == table.name for *_, name in self.parts):
-            raise ValueError(f"one_statement: a second insert into {table.name} in one block; PostgreSQL runs a WITH's statements in no set order, so their rows' keys "
-                             "could come out of the order given: write them in a transaction")
+            raise ValueError(f"one_statement: a second insert into {table.name} in one block; PostgreSQL runs "
+                             "a WITH's statements in no set order, so their rows' keys could come out of the order "
+                             "given: write them in a transaction")
         self.parameters += len(values)
         if self.parameters > MAX_PARAMETERS:
             raise ValueError(f"one_statement: more than {MAX_PARAMETERS} values in one statement; write "

@@ -79,7 +79,8 @@ def test_a_create_is_one_statement_that_stores_all_of_it(engine: Engine, tmp_pat
     monkeypatch.undo()
     [(query, autocommit, status)] = sent  # claim, events, outbox, view: one statement ...
     assert query.startswith("WITH ") and query.count("INSERT INTO") == 4
-    assert autocommit and status == psycopg.pq.TransactionStatus.IDLE  # ... its own transaction: no BEGIN/COMMIT
+    # ... its own transaction: sent in autocommit, so psycopg sends no BEGIN before it and no COMMIT after
+    assert autocommit and status == psycopg.pq.TransactionStatus.IDLE
     assert _stored(engine, state.job_id) == (2, 2, 1) and state.version == 2
     assert _count(engine, "SELECT count(*) FROM unique_names WHERE name = 'req-1' AND aggregate_id = :j",
                   j=state.job_id) == 1
