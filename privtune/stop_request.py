@@ -22,6 +22,7 @@ the handler and the watch from running at all (nothing written in Python can hel
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import os
@@ -50,11 +51,9 @@ class StopRequest:
     def request(self, *_: object) -> None:  # also a signal handler: no locks, no logging, nothing that raises
         self.requested = True
         if self.deadline_s is not None and not self.armed:
-            try:
+            with contextlib.suppress(Exception):  # a failed arm: the next request (the watch's) tries again
                 faulthandler.dump_traceback_later(self.deadline_s, exit=True, file=self._fd)
                 self.armed = True
-            except Exception:  # noqa: BLE001 - the next request (the watch's) tries again
-                pass
 
     def wait(self) -> None:
         while not self.requested:

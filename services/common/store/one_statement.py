@@ -76,17 +76,14 @@ class _Queued:
         """The SQL, its values in order, and the table each answer column is the largest key of."""
         ctes, values, answers, tables = [], [], [], []
         for i, (sql, part_values, key, table) in enumerate(self.parts):
-            ctes.append(f'"w{i}" AS ({sql}{f" RETURNING {_quoted(key)}" if key else ""})')
+            returning = f' RETURNING "{key}"' if key else ""  # a column name from the schema
+            ctes.append(f'"w{i}" AS ({sql}{returning})')
             values.extend(part_values)
             if key:
-                answers.append(f'(SELECT max({_quoted(key)}) FROM "w{i}")')
+                answers.append(f'(SELECT max("{key}") FROM "w{i}")')
                 tables.append(table)
         # data-modifying statements in WITH run once and to completion whether or not the query reads them
         return f"WITH {', '.join(ctes)} SELECT {', '.join(answers) or '1'}", values, tables
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def autocommit(engine: Engine) -> Engine | None:
@@ -117,9 +114,8 @@ def one_statement(conn: Connection) -> Iterator[Written]:
         return
     if COLLECTING in conn.info:
         raise RuntimeError("one_statement blocks do not nest")
-    # (an error's statement is the WITH; its values, event payloads among them, stay out of the error)
-    info = conn.info  # the pooled connection's: taken once, so a block that broke the connection cannot hide
-    queued = _Queued()  # its error behind a failed look-up here
+    info = conn.info  # looked up once: a block that broke the connection cannot hide its error behind a new look-up
+    queued = _Queued()
     info[COLLECTING] = queued
     try:
         yield written
@@ -129,13 +125,11 @@ def one_statement(conn: Connection) -> Iterator[Written]:
         return
     sql, values, tables = queued.statement()
     _autobegin(conn)
-    with _driver_cursor(conn, sql, None) as cursor:
+    with _driver_cursor(conn, sql, None) as cursor:  # None: the values (event payloads) stay out of an error
         cursor.execute(sql, values)
         row = cursor.fetchone()
     written.sent = True
-    for table, key in zip(tables, row if tables else ()):
-        if key is not None:
-            written.keys[table] = max(int(key), written.keys.get(table, 0))
+    written.keys = {table: int(key) for table, key in zip(tables, row) if key is not None}
 
 
 UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE for a duplicate key
