@@ -58,6 +58,8 @@ other's leftover work. After the prefill the process's heap is frozen for the ga
 ``privtune serve`` does once started (``services/common/heap.py``; ``--no-gc-freeze`` leaves it; the
 peer shares this process and its heap either way), and the collections during the rounds are printed.
 ``--switch-interval-ms`` sets the interpreter's switch interval for privtune and the peer alike.
+``--request-ids`` gives every Create a fresh ``request_id``, as an idempotent client's are: privtune
+then also checks that it is not a retry (the peer ignores it).
 
 While the clients run, a sampler counts every 0.1 s, in one statement (one snapshot), the jobs in
 the event store that the job list does not show yet, and for how long the oldest has been
@@ -83,6 +85,7 @@ import statistics
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -208,8 +211,8 @@ def api_credentials(platform: Any) -> tuple[bytes, tuple[tuple[str, str], ...]]:
 
 
 def drive_clients(target: str, ca_pem: bytes, call_metadata: tuple[tuple[str, str], ...], job_ids: list[str],
-                  create_request: bytes, clients: int, seconds: float, seed: int, rate: float = 0.0
-                  ) -> tuple[list[Sample], float, float]:
+                  create_request: bytes, clients: int, seconds: float, seed: int, rate: float = 0.0,
+                  request_ids: bool = False) -> tuple[list[Sample], float, float]:
     """Run ``clients`` client threads, one TLS channel each (trusting ``ca_pem``), for ``seconds``: closed
     loop (``rate`` 0), or open loop at ``rate`` calls/s in all (each client sends at exponentially spaced
     times, a call's latency counted from when it was due, so a server that falls behind is not excused).
@@ -239,6 +242,8 @@ def drive_clients(target: str, ca_pem: bytes, call_metadata: tuple[tuple[str, st
             request = pb.CreateTrainingJobRequest()
             request.CopyFrom(template)
             request.spec.name = name
+            if request_ids:  # as an idempotent client sends: a fresh id per create (its retries would repeat it);
+                request.request_id = f"bench-{uuid.uuid4().hex}"  # not from rng: rounds replay its draws
             job = stub.CreateTrainingJob(request, metadata=call_metadata, timeout=120).job
             known.append(job.job_id)
             return "REJECTED" if job.state == pb.TRAINING_JOB_STATE_REJECTED else "OK"
@@ -497,7 +502,6 @@ def start_bare_server(engine: Any, tls_dir: Path,
     admission, no events. The floor of what a Python gRPC service can do here. Its handlers are timed
     into ``records`` as privtune's are (``timed_handlers``), so both servers' handler times can be set
     side by side."""
-    import uuid
     from concurrent import futures
 
     import grpc
@@ -562,7 +566,8 @@ def drive(target: str, ca_pem: bytes, call_metadata: tuple[tuple[str, str], ...]
         busy0, total0, cpu0 = *_busy_jiffies(), time.process_time()
         samples, client_cpu, started = child.submit(drive_clients, target, ca_pem, call_metadata, job_ids,
                                                     request.SerializeToString(), args.clients,
-                                                    args.warmup + args.api_seconds, args.seed, args.rate).result()
+                                                    args.warmup + args.api_seconds, args.seed, args.rate,
+                                                    args.request_ids).result()
         busy1, total1, cpu1 = *_busy_jiffies(), time.process_time()
     elapsed = args.warmup + args.api_seconds
     cores = os.cpu_count() or 1
@@ -784,6 +789,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=lambda v: max(1, int(v)), default=1,
                         help="API part: measure privtune then the peer this many times in turn (same platform and "
                              "database); tables pool the rounds, and each round's ratio is printed")
+    parser.add_argument("--request-ids", action="store_true",
+                        help="every Create carries a fresh request_id, as an idempotent client's do (privtune then "
+                             "checks it is not a retry; the bare peer ignores it)")
     parser.add_argument("--no-peer", dest="peer", action="store_false",
                         help="skip the bare grpcio servicer run after each store")
     parser.add_argument("--no-gc-freeze", dest="gc_freeze", action="store_false",

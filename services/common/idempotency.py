@@ -1,7 +1,9 @@
 """Idempotent creates: a client's ``request_id`` names the one aggregate its request created.
 
 A create first looks the request id up (:func:`created_by_request`, a short read of its
-own); a retry answers the original from there. A new request claims the id in the
+own; a training-job create instead asks admission's one read, ``admission.admit(request_id=...)``,
+and looks it up here only if admission refuses); a retry answers the original from there. A new
+request claims the id in the
 same transaction as its events (:func:`claim_request_id`); when two calls race with one
 id, the second claim fails once the first commits, and the loser answers the winner's
 aggregate after its own transaction has ended. No step opens a second connection

@@ -17,12 +17,12 @@ from privtune.v1 import training_service_pb2 as api
 from services.common import eventstore
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.eval_gates import check_gates, check_suite_id
-from services.common.store.schema import training_job_view
+from services.common.store.schema import training_job_view, unique_names
 from services.common.store.engine import reader
 from services.common.training_spec import TrainingSpec, from_request
 from services.common.validation import field_path
 from services.orchestrator import catalog, job_domain, ledger
-from services.orchestrator.estimate import Estimate, estimate, fitting_methods
+from services.orchestrator.estimate import Estimate, estimate, fitting_methods, lora_targets
 from services.orchestrator.gpu_types import gpu_type
 from services.orchestrator.policy import AdmissionRequest, Violation, evaluate, resolve_method
 from services.orchestrator.policy_files import LoadedPolicy, load_policy
@@ -31,6 +31,7 @@ from services.orchestrator.settings import OrchestratorSettings
 METHOD_NAMES = {v: k.removeprefix("TRAINING_METHOD_").lower()
                 for k, v in events_pb2.TrainingMethod.items() if v}
 METHOD_ENUM = {name: value for value, name in METHOD_NAMES.items()}
+REQUEST_KIND = "training-request"  # unique_names kind of CreateTrainingJob's request ids
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Admission:
     privacy: ledger.PlannedPrivacy | None
     month: str
     ledger_state: ledger.LedgerState | None = None  # the month's ledger judged against (a DP job's only)
+    created_by: str = ""  # the job the request id given to ``admit`` created already, as read with the version
 
     @property
     def admitted(self) -> bool:
@@ -88,7 +90,7 @@ def _spec_request(job_id: str, tenant_id: str, req: api.TrainingJobSpec, method:
         body: dict[str, Any] = spec.model_dump(mode="json")
         body.update({field.name: value for field, value in req.options.ListFields()})
         body["num_processes"] = req.gpus or body.get("num_processes", 1)
-        return TrainingSpec.model_validate(body)
+        spec = TrainingSpec.model_validate(body)
     except ValidationError as exc:
         fields = [FieldViolation(_spec_path(tuple(e["loc"])), e["msg"]) for e in exc.errors()]
         problems = "; ".join(f"{f.field}: {f.description}" for f in fields)
@@ -97,6 +99,12 @@ def _spec_request(job_id: str, tenant_id: str, req: api.TrainingJobSpec, method:
     except ValueError as exc:
         raise InvalidArgument(f"invalid training configuration: {exc}", reason="INVALID_TRAINING_CONFIG",
                               field="spec") from None
+    try:  # the estimate sizes the adapter on these (and on them for the methods that would fit): named here
+        lora_targets(spec)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid training configuration: {exc}", reason="INVALID_TRAINING_CONFIG",
+                              field="spec.lora_config.target_modules") from None
+    return spec
 
 
 def _spec_path(loc: tuple[int | str, ...]) -> str:
@@ -108,11 +116,15 @@ def _spec_path(loc: tuple[int | str, ...]) -> str:
 
 
 _V = training_job_view.c
-# the dataset version's catalog row and the tenant's GPU hours of the month (every job but this one that
-# was not rejected), in one statement: one round trip and one snapshot for the two reads admission makes
+_U = unique_names.c
+# the dataset version's catalog row, the tenant's GPU hours of the month (every job but this one that was not
+# rejected) and the job the create's request id made already if any, in one statement: one round trip and one
+# snapshot for what admission reads and the idempotency check a create with a request id makes
 _VERSION_AND_GPU_HOURS = catalog.version_read_with(select(func.sum(_V.gpu_hours)).where(
     _V.tenant_id == bindparam("tenant_id"), _V.month == bindparam("month"), _V.job_id != bindparam("exclude_job"),
-    _V.state != job_domain.REJECTED).scalar_subquery().label("gpu_hours_used"))
+    _V.state != job_domain.REJECTED).scalar_subquery().label("gpu_hours_used"), select(_U.aggregate_id).where(
+    _U.tenant_id == bindparam("tenant_id"), _U.kind == bindparam("request_kind"),
+    _U.name == bindparam("request_id")).scalar_subquery().label("created_by"))
 
 
 def load_ledger(engine: Engine, tenant_id: str, month: str) -> ledger.LedgerState:
@@ -121,10 +133,12 @@ def load_ledger(engine: Engine, tenant_id: str, month: str) -> ledger.LedgerStat
 
 
 def admit(engine: Engine, settings: OrchestratorSettings, tenant_id: str, job_id: str,
-          req: api.TrainingJobSpec, now_ms: int) -> Admission:
+          req: api.TrainingJobSpec, now_ms: int, request_id: str = "") -> Admission:
     """Decide whether ``req`` may run, and with what. Writes nothing. A job with differential privacy is
     judged against the month's privacy ledger as read here (``Admission.ledger_state``: its reservation
-    must be appended at that ledger's version); other jobs do not read the ledger.
+    must be appended at that ledger's version); other jobs do not read the ledger. With ``request_id``
+    (a create's), the same read tells the job that request id created already, if any
+    (``Admission.created_by``): a create's idempotency check costs no round trip of its own.
 
     Raises:
         InvalidArgument / NotFound / FailedPrecondition: the request cannot even be judged (missing
@@ -139,7 +153,8 @@ def admit(engine: Engine, settings: OrchestratorSettings, tenant_id: str, job_id
     model = catalog.model_info(settings.models_dir, req.base_model_id)
     month = ledger.month_of(now_ms)
     row = catalog.dataset_version(engine, tenant_id, req.dataset_version_id, read=_VERSION_AND_GPU_HOURS,
-                                  params={"month": month, "exclude_job": job_id})
+                                  params={"month": month, "exclude_job": job_id, "request_kind": REQUEST_KIND,
+                                          "request_id": request_id})
     dataset = catalog.info_of(req.dataset_version_id, row)
     tags: Mapping[str, str] = dict(req.experiment_tags)
     requested = "qlora" if req.qlora else METHOD_NAMES.get(req.method, "")
@@ -176,4 +191,5 @@ def admit(engine: Engine, settings: OrchestratorSettings, tenant_id: str, job_id
         config_sha256=spec.sha256(), dataset_uri=spec.dataset_uri, config_json=spec.canonical_json(),
         gpus=spec.num_processes, dataset_id=dataset.dataset_id, classification=dataset.classification)
     return Admission(request=request, spec=spec, estimate=sized, violations=tuple(violations), policy=policy,
-                     method_note=note, fitting=fitting, privacy=privacy, month=month, ledger_state=state)
+                     method_note=note, fitting=fitting, privacy=privacy, month=month, ledger_state=state,
+                     created_by=row["created_by"] or "")

@@ -29,12 +29,11 @@ from services.common.store.one_statement import autocommit, duplicate_in, one_st
 from services.common.store.schema import stored_events, training_job_view, unique_names
 from services.common.store.engine import reader
 from services.orchestrator import admission, job_domain, job_store, ledger
-from services.orchestrator.admission import METHOD_ENUM
+from services.orchestrator.admission import METHOD_ENUM, REQUEST_KIND
 from services.orchestrator.job_store import SOURCE
 from services.orchestrator.settings import OrchestratorSettings
 
 LEDGER_STREAM_TYPE = "privacy_ledger"
-REQUEST_KIND = "training-request"  # unique_names kind of CreateTrainingJob's request ids
 # Creates written in one transaction at most (the gRPC server runs 32 unary threads); 1: each on its own.
 # Batched by default on SQLite only: there every writer queues for the one write lock anyway; on PostgreSQL
 # creates commit side by side, and a batch made them wait for each other (handler p50 88 ms vs 58 ms
@@ -112,15 +111,20 @@ class TrainingJobApplication:
         its own: on PostgreSQL, without a reservation, as one statement that is its own transaction
         (``_write_at_once``), else in a transaction.
         """
-        if req.request_id:
-            existing = self._by_request_id(caller, req.request_id)
-            if existing is not None:
-                return existing, self.position_of(caller, existing.job_id)
         job_id = f"tj-{random_ids.uuid4().hex[:24]}"
         causation = Causation(actor=caller.actor, correlation_id=correlation_id or random_ids.uuid4().hex)
         batched = False
         for _ in range(10):
-            decided = admission.admit(self.engine, self.settings, caller.tenant_id, job_id, req.spec, now_ms())
+            try:  # with the request id: admission's read also tells the job it made already (no read of its own)
+                decided = admission.admit(self.engine, self.settings, caller.tenant_id, job_id, req.spec, now_ms(),
+                                          request_id=req.request_id)
+            except Exception:  # not admissible (now), for whatever reason: still a retry if the id made a job
+                existing = self._by_request_id(caller, req.request_id) if req.request_id else None
+                if existing is None:
+                    raise
+                return existing, self.position_of(caller, existing.job_id)
+            if req.request_id and decided.created_by:
+                return self.get(caller, decided.created_by), self.position_of(caller, decided.created_by)
             events = job_domain.decide_create(decided.request, [v.to_proto() for v in decided.violations],
                                               decided.queued_event(), decided.policy.version,
                                               decided.policy.sha256)
