@@ -169,7 +169,8 @@ class TrainingJobApplication:
                 if existing is not None:
                     return existing, self.position_of(caller, existing.job_id)
                 continue
-        raise ConcurrencyConflict("the privacy ledger kept changing while this job was admitted; retry")
+        raise ConcurrencyConflict("this job was not written after 10 tries: concurrent writes kept moving the "
+                                  "month's privacy ledger or held its request id; retry")
 
     def _write_at_once(self, engine: Engine, caller: Caller, request_id: str, job_id: str, events: list,
                        causation: Causation) -> tuple[job_domain.TrainingJobState, int]:
