@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpu_worker.base_models import BaseModel
-from services.common.training_spec import ADAPTER_METHODS, TrainingSpec
+from services.common.training_spec import ADAPTER_METHODS, TrainingSpec, peft_target_modules
 
 
 def load_base(base: BaseModel, quantized: bool = False, dtype: Any = None, device: Any = None,
@@ -73,7 +73,8 @@ def build_model(spec: TrainingSpec, base: BaseModel, precision: str = "fp32", de
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if spec.method in ADAPTER_METHODS:
         config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=spec.lora.r, lora_alpha=spec.lora.alpha,
-                            lora_dropout=spec.lora.dropout, target_modules=list(spec.lora.target_modules),
+                            lora_dropout=spec.lora.dropout,
+                            target_modules=peft_target_modules(spec.lora.target_modules),
                             bias="none")
         model = get_peft_model(model, config)
     elif spec.method == "prompt_tuning":

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -25,6 +25,8 @@ Method = Literal["full", "lora", "qlora", "prompt_tuning", "dpo", "continued_pre
 Precision = Literal["auto", "fp32", "bf16"]
 METHODS: tuple[str, ...] = ("full", "lora", "qlora", "prompt_tuning", "dpo", "continued_pretraining")
 ADAPTER_METHODS = ("lora", "qlora", "dpo", "continued_pretraining")
+LAYER_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # a Llama block's
+ALL_LINEAR = "all-linear"  # PEFT's shorthand for them (every Linear but the output layer)
 ARTIFACT_NEUTRAL = ("job_id", "checkpoint_every", "keep_last_checkpoints", "eval_every", "memory_limit_mb")
 
 
@@ -189,3 +191,18 @@ def from_request(request: events_pb2.TrainingRequested, tenant_id: str) -> Train
         }
     body["job_id"], body["tenant_id"] = request.job_id, tenant_id
     return TrainingSpec.model_validate(body)
+
+
+def peft_target_modules(targets: Sequence[str]) -> str | list[str]:
+    """``lora.target_modules`` as PEFT takes them. PEFT expands its shorthand ``all-linear`` only when it is
+    the whole value, a string: in a list it looks for a module named so, finds none and fails. So a list of
+    only the shorthand becomes the string; beside other names it becomes a Llama block's Linears, as the
+    orchestrator's estimate sizes it (``estimate.lora_targets``: a target is matched on its last name)."""
+    if [target.rsplit(".", 1)[-1] for target in targets] == [ALL_LINEAR]:
+        return ALL_LINEAR
+    names: list[str] = []
+    for target in targets:
+        for name in LAYER_LINEARS if target.rsplit(".", 1)[-1] == ALL_LINEAR else (target,):
+            if name not in names:
+                names.append(name)
+    return names

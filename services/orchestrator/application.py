@@ -118,10 +118,12 @@ class TrainingJobApplication:
             try:  # with the request id: admission's read also tells the job it made already (no read of its own)
                 decided = admission.admit(self.engine, self.settings, caller.tenant_id, job_id, req.spec, now_ms(),
                                           request_id=req.request_id)
-            except Exception:  # not admissible (now), for whatever reason: still a retry if the id made a job
-                existing = self._by_request_id(caller, req.request_id) if req.request_id else None
+            except Exception as refused:  # not admissible (now), for whatever reason: still a retry if the id
+                existing = self._by_request_id(caller, req.request_id) if req.request_id else None  # made a job
                 if existing is None:
                     raise
+                log.info("a retry of training job %s's create was answered although admission now refuses it "
+                         "(%s)", existing.job_id, type(refused).__name__)
                 return existing, self.position_of(caller, existing.job_id)
             if req.request_id and decided.created_by:
                 return self.get(caller, decided.created_by), self.position_of(caller, decided.created_by)

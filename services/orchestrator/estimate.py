@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 from pydantic import ValidationError
 
-from services.common.training_spec import ADAPTER_METHODS, TrainingSpec
+from services.common.training_spec import ADAPTER_METHODS, ALL_LINEAR, LAYER_LINEARS, TrainingSpec
 from privtune.v1 import events_pb2
 from services.orchestrator.gpu_types import runtime_overhead_bytes
 from services.orchestrator.resources import DatasetInfo, GpuType, ModelInfo
@@ -46,7 +46,6 @@ BF16 = 2
 # gpu_worker.losses.CHUNK_ELEMENTS (services share contracts, not code).
 LOSS_CHUNK_ELEMENTS = 1 << 23
 # The Linear layers of one Llama block and the input each one reads.
-LAYER_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 FITTING_ORDER = ("full", "lora", "qlora")
 
 
@@ -147,7 +146,7 @@ def lora_targets(spec: TrainingSpec) -> tuple[str, ...]:
     names: list[str] = []
     for target in spec.lora.target_modules:
         name = target.rsplit(".", 1)[-1]
-        chosen = LAYER_LINEARS if name == "all-linear" else (name,)
+        chosen = LAYER_LINEARS if name == ALL_LINEAR else (name,)
         if not set(chosen) <= set(LAYER_LINEARS) | {"lm_head", "embed_tokens"}:
             raise ValueError(f"lora.target_modules has {target!r}, which is not a module of a Llama model; use "
                              f"{', '.join(LAYER_LINEARS)}, lm_head, embed_tokens or all-linear")

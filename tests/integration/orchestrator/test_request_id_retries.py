@@ -100,8 +100,9 @@ def test_a_retry_answers_the_original_job_whatever_changed_and_writes_nothing(
     finally:
         config.write_text(good)
     assert _written(engine) == before, "a retry wrote something"
-    # nor tried to: a retry answers from admission's read, before any write (which would burn a PostgreSQL
-    # sequence value on its duplicate, or join a batch on SQLite)
+    # nor tried to: a retry answers from admission's read, before any write (which would join a batch on
+    # SQLite, checked by the first assertion, or burn a sequence value on PostgreSQL, by the second: each of
+    # the two can only fail on its own store)
     assert app.new_jobs.batches == batches, "a retry went to a batch"
     top = _max_seq(engine)
     fresh, _ = app.create(ACME, _request(version, "fresh", "req-3"))

@@ -67,6 +67,30 @@ def test_qlora_trains_adapters_on_a_4bit_nf4_base(models: Path) -> None:
     assert trainable and all("lora_" in n for n in trainable)
 
 
+@pytest.mark.parametrize("targets,extra", [(["all-linear"], set()), (["all-linear", "lm_head"], {"lm_head"})])
+def test_all_linear_adapts_every_linear_of_each_block_as_the_estimate_sizes_it(
+        targets: list[str], extra: set[str], models: Path) -> None:
+    """PEFT takes ``all-linear`` only as a whole string; a spec's target list holding it must still train
+    what admission sized (``estimate.trainable_parameters``), with a real forward and backward pass."""
+    import torch
+
+    from gpu_worker.methods import build_model
+    from services.common.training_spec import LAYER_LINEARS
+    from services.orchestrator.catalog import model_info
+    from services.orchestrator.estimate import trainable_parameters
+
+    spec = tiny_spec("file:///unused", "lora", lora={"r": 4, "target_modules": targets})
+    model = build_model(spec, resolve(models, "tiny-llama"))
+    adapted = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if hasattr(module, "lora_A")}
+    assert adapted == set(LAYER_LINEARS) | extra
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == trainable_parameters(model_info(models, "tiny-llama"), spec)
+    ids = torch.randint(0, model.config.vocab_size, (2, 8))
+    model(input_ids=ids, labels=ids).loss.backward()
+    grads = [p.grad for n, p in model.named_parameters() if p.requires_grad and "lora_B" in n]
+    assert grads and all(g is not None for g in grads)
+
+
 def test_adapter_artifacts_load_in_peft_and_merged_weights_match(models: Path, storage_root: str,
                                                                   tmp_path: Path) -> None:
     import torch
