@@ -83,6 +83,24 @@ def test_lora_trainable_parameters_equal_what_peft_reports(targets: list[str], r
         assert trainable_parameters(info, spec("lora", lora={"r": r, "target_modules": targets})) == trainable
 
 
+LINEARS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@pytest.mark.parametrize("targets,expected", [
+    (["all-linear"], "all-linear"),
+    (["model.layers.all-linear"], "all-linear"),
+    (["all-linear", "lm_head"], [*LINEARS, "lm_head"]),
+    (["q_proj", "all-linear"], LINEARS),
+    (["q_proj", "v_proj"], ["q_proj", "v_proj"]),
+    ([], []),
+])
+def test_peft_gets_all_linear_as_the_string_it_expands_or_as_the_names_the_estimate_sized(
+        targets: list[str], expected: object) -> None:
+    from services.common.training_spec import peft_target_modules
+
+    assert peft_target_modules(targets) == expected
+
+
 def test_prompt_tuning_trains_virtual_tokens_times_hidden() -> None:
     assert trainable_parameters(llama7b(), spec("prompt_tuning", num_virtual_tokens=20)) == 20 * 4096
 
