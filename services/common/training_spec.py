@@ -25,7 +25,8 @@ Method = Literal["full", "lora", "qlora", "prompt_tuning", "dpo", "continued_pre
 Precision = Literal["auto", "fp32", "bf16"]
 METHODS: tuple[str, ...] = ("full", "lora", "qlora", "prompt_tuning", "dpo", "continued_pretraining")
 ADAPTER_METHODS = ("lora", "qlora", "dpo", "continued_pretraining")
-LAYER_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # a Llama block's
+# the Linear layers of one Llama block (the estimate sizes an adapter on them; the worker hands them to PEFT)
+LAYER_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ALL_LINEAR = "all-linear"  # PEFT's shorthand for them (every Linear but the output layer)
 ARTIFACT_NEUTRAL = ("job_id", "checkpoint_every", "keep_last_checkpoints", "eval_every", "memory_limit_mb")
 

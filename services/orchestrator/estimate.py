@@ -45,7 +45,6 @@ BF16 = 2
 # forward computes) plus one chunk's fp32 logits and their compute-dtype copy. Mirrors
 # gpu_worker.losses.CHUNK_ELEMENTS (services share contracts, not code).
 LOSS_CHUNK_ELEMENTS = 1 << 23
-# The Linear layers of one Llama block and the input each one reads.
 FITTING_ORDER = ("full", "lora", "qlora")
 
 
